@@ -1,0 +1,21 @@
+# Every third-party dependency in one place; all come from Debian packages, libsodium
+# possibly from the local prefix that scripts/setup.sh builds.
+find_package(PkgConfig REQUIRED)
+if(EXISTS "${RVENC_SODIUM_PREFIX}/lib/pkgconfig/libsodium.pc")
+  set(ENV{PKG_CONFIG_PATH} "${RVENC_SODIUM_PREFIX}/lib/pkgconfig:$ENV{PKG_CONFIG_PATH}")
+endif()
+# X-Wing (crypto_kem_xwing_*) arrived in libsodium 1.0.21.
+pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET GLOBAL libsodium>=1.0.21)
+
+find_package(Boost 1.81 REQUIRED CONFIG COMPONENTS json url system)
+find_package(Threads REQUIRED)
+find_package(SQLite3 REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(CLI11 CONFIG REQUIRED)
+if(RVENC_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+if(RVENC_BUILD_BENCH)
+  find_package(benchmark REQUIRED)
+endif()
+pkg_check_modules(HIREDIS IMPORTED_TARGET GLOBAL hiredis)

@@ -1,0 +1,30 @@
+// Lowercase hex encoding; decoding accepts upper case and checks exact lengths.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rvenc/common/error.hpp"
+
+namespace rvenc {
+
+[[nodiscard]] std::string to_hex(std::span<const std::uint8_t> bytes);
+
+// Any even-length hex string. `field` names the value in the error message.
+[[nodiscard]] Result<std::vector<std::uint8_t>> from_hex(std::string_view hex, std::string_view field);
+
+// Exactly N bytes (2N hex digits), else invalid_request naming `field` and the expected length.
+[[nodiscard]] Status from_hex_into(std::string_view hex, std::span<std::uint8_t> out, std::string_view field);
+
+template <std::size_t N>
+[[nodiscard]] Result<std::array<std::uint8_t, N>> from_hex_exact(std::string_view hex, std::string_view field) {
+  std::array<std::uint8_t, N> out{};
+  if (auto ok = from_hex_into(hex, out, field); !ok) return std::unexpected(ok.error());
+  return out;
+}
+
+}  // namespace rvenc

@@ -1,0 +1,58 @@
+// The attestation document of GET /rvenc/attestation (PROTOCOL.md section 1) and its binding.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rvenc/common/error.hpp"
+#include "rvenc/crypto/crypto.hpp"
+
+namespace rvenc::protocol {
+
+inline constexpr std::size_t kChallengeBytes = 32;
+inline constexpr std::size_t kReportDataBytes = 64;
+using Challenge = std::array<std::uint8_t, kChallengeBytes>;
+using ReportData = crypto::Sha512Digest;
+
+// SHA-512("rvenc-attest-v1" ‖ publicKey ‖ challenge)
+[[nodiscard]] ReportData report_data(const crypto::XWingPublicKey& public_key, const Challenge& challenge);
+
+struct AttestationDocument {
+  crypto::KeyId key_id{};
+  std::string kem = "X-Wing";
+  crypto::XWingPublicKey public_key{};
+  std::int64_t not_after = 0;
+  std::string provider;  // "simulated" | "sev-snp" | "tdx"
+  ReportData report_data{};
+  std::vector<std::uint8_t> evidence;     // decoded from base64
+  std::vector<std::uint8_t> measurement;  // decoded from hex
+};
+
+[[nodiscard]] std::string serialize_attestation(const AttestationDocument& doc);
+// invalid_request on malformed JSON, missing fields, bad hex/base64, wrong lengths.
+[[nodiscard]] Result<AttestationDocument> parse_attestation(std::string_view json);
+
+// The message the simulated provider signs: reportData ‖ measurement.
+[[nodiscard]] std::vector<std::uint8_t> simulated_signed_message(const AttestationDocument& doc);
+
+struct AttestationPolicy {
+  std::vector<std::string> allowed_providers = {"sev-snp", "tdx"};
+  std::optional<std::vector<std::uint8_t>> expected_measurement;
+  // Trust "simulated" documents signed by this platform key (never by default).
+  std::optional<crypto::Ed25519PublicKey> simulated_platform_key;
+};
+
+// Checks the document against the policy and our fresh challenge: keyId matches the public
+// key, reportData binds key and challenge, provider allowed, measurement as required, and for
+// "simulated" the Ed25519 signature. Hardware evidence (sev-snp, tdx) cannot be verified
+// without the vendor's certificate chain: attestation_failed unless a verifier is added.
+[[nodiscard]] Status verify_attestation(const AttestationDocument& doc, const Challenge& challenge,
+                                        const AttestationPolicy& policy);
+
+[[nodiscard]] std::string base64_encode(std::span<const std::uint8_t> bytes);
+[[nodiscard]] Result<std::vector<std::uint8_t>> base64_decode(std::string_view text, std::string_view field);
+
+}  // namespace rvenc::protocol

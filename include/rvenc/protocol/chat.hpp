@@ -1,0 +1,80 @@
+// OpenAI chat-completion JSON: validation of a (decrypted) chat request, and assembly of a
+// non-streaming chat.completion from chat.completion.chunk objects (PROTOCOL.md section 3).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include "rvenc/common/error.hpp"
+
+namespace rvenc::protocol {
+
+inline constexpr std::size_t kMaxMessages = 4096;
+inline constexpr std::size_t kMaxStopSequences = 16;
+
+struct ChatRequest {
+  std::string model;
+  bool stream = false;
+  std::optional<std::int64_t> max_tokens;  // max_tokens or max_completion_tokens
+  std::vector<std::string> stop;
+  boost::json::object body;  // the whole request, for engines that forward it
+};
+
+// invalid_inference naming the field that is wrong; never echoes message content.
+[[nodiscard]] Result<ChatRequest> validate_chat_request(std::string_view json);
+
+struct Usage {
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  [[nodiscard]] std::int64_t total_tokens() const noexcept { return prompt_tokens + completion_tokens; }
+};
+
+// Assembles chunks into one chat.completion: content and reasoning_content concatenated per
+// choice, tool_calls merged by index (function.arguments appended), last finish_reason and usage kept.
+class CompletionAssembler {
+ public:
+  // invalid_request when the chunk is not a JSON object of the chunk shape.
+  [[nodiscard]] Status add_chunk(std::string_view chunk_json);
+  void add_chunk(const boost::json::object& chunk);
+
+  [[nodiscard]] boost::json::object completion() const;
+  [[nodiscard]] std::optional<Usage> usage() const { return usage_; }
+  [[nodiscard]] std::size_t chunk_count() const noexcept { return chunks_; }
+
+ private:
+  struct ToolCall {
+    std::string id;
+    std::string type = "function";
+    std::string name;
+    std::string arguments;
+  };
+  struct Choice {
+    std::string role = "assistant";
+    std::string content;
+    bool has_content = false;
+    std::string reasoning;
+    bool has_reasoning = false;
+    std::map<std::int64_t, ToolCall> tool_calls;
+    boost::json::value finish_reason;  // null until set
+  };
+
+  std::string id_;
+  std::string model_;
+  std::string system_fingerprint_;
+  std::int64_t created_ = 0;
+  std::map<std::int64_t, Choice> choices_;
+  std::optional<Usage> usage_;
+  std::size_t chunks_ = 0;
+};
+
+// Reads {"prompt_tokens", "completion_tokens"} from a usage object; nullopt when absent/bad.
+[[nodiscard]] std::optional<Usage> parse_usage(const boost::json::value& value);
+
+}  // namespace rvenc::protocol

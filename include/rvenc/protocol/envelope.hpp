@@ -1,0 +1,37 @@
+// The request envelope of POST /rvenc/chat/completions (PROTOCOL.md section 2): strict parsing
+// (exactly the fields of the version, exact lengths, valid hex) and serialisation.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rvenc/common/error.hpp"
+#include "rvenc/crypto/crypto.hpp"
+
+namespace rvenc::protocol {
+
+enum class Version : int { v1 = 1, v2 = 2 };
+
+// Upper bound on the decoded encryptedInference; the gateway's --max-body is the real limit.
+inline constexpr std::size_t kMaxEncryptedInferenceBytes = 64u * 1024 * 1024;
+
+struct RequestEnvelope {
+  Version version = Version::v2;
+  crypto::KeyId key_id{};        // v2 only
+  std::int64_t timestamp = 0;    // v2 only, seconds since the epoch
+  std::vector<std::uint8_t> encrypted_inference;
+  crypto::XWingCipherText cipher_text{};
+  crypto::Nonce nonce{};
+};
+
+// invalid_request (bad JSON, missing/extra/mistyped fields, bad hex, wrong lengths) or
+// unsupported_version. Messages name the field, never echo its value.
+[[nodiscard]] Result<RequestEnvelope> parse_envelope(std::string_view body);
+
+// Fields in PROTOCOL.md order: v1 {encryptedInference, cipherText, nonce};
+// v2 {version, keyId, timestamp, encryptedInference, cipherText, nonce}.
+[[nodiscard]] std::string serialize_envelope(const RequestEnvelope& envelope);
+
+}  // namespace rvenc::protocol

@@ -1,0 +1,65 @@
+// Helpers shared by the tests: the shared vectors, temporary directories, and real child
+// processes (the rvenc binary, redis-server, test servers) that are stopped by the test.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/json/value.hpp>
+
+namespace rvenc::test {
+
+// ../shared/vectors/<name>.json, parsed.
+boost::json::value load_vector_file(const std::string& name);
+// build/rvenc
+std::string rvenc_binary();
+
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+  [[nodiscard]] std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A child process whose stdout and stderr go to a log file the test can wait on.
+class ChildProcess {
+ public:
+  ChildProcess(std::vector<std::string> argv, std::map<std::string, std::string> extra_env = {});
+  ~ChildProcess();  // SIGTERM, then SIGKILL after a grace period
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  // Waits until the output contains a line matching `regex` (ECMAScript); returns the first
+  // capture group (or the whole line). nullopt on timeout or when the process exited first.
+  std::optional<std::string> wait_for_line(const std::string& regex,
+                                           std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  // Waits for "listening on http://HOST:PORT" and returns "http://HOST:PORT".
+  std::optional<std::string> wait_for_url(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+  [[nodiscard]] std::string output() const;  // everything printed so far
+  [[nodiscard]] int pid() const { return pid_; }
+  [[nodiscard]] bool running();
+  void signal(int sig);
+  // Sends `sig` and waits for exit; returns the exit status (128+signal when killed).
+  int stop(int sig = 15, std::chrono::milliseconds grace = std::chrono::seconds(10));
+
+ private:
+  int pid_ = -1;
+  std::optional<int> exit_status_;
+  std::string log_path_;
+};
+
+// A free TCP port on 127.0.0.1 (bound and released: only for programs that cannot take port 0).
+int free_port();
+
+}  // namespace rvenc::test
