@@ -50,8 +50,8 @@ else
   # configured Debian mirror, so apt verifies the source package against the signed Release.
   APT_DIR="$DEPS/apt"
   mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/sources.list.d" "$DEPS/src"
-  mirror=$(grep -rhoE 'https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-           | grep -v security | head -n1 | tr -d ' ')
+  mirror=$( (grep -rhE '^[[:space:]]*(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null || true) \
+           | grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -n1 | tr -d ' ')
   mirror=${mirror:-http://deb.debian.org/debian}
   cat > "$APT_DIR/sources.list.d/rvenc-src.sources" <<SRC
 Types: deb-src
