@@ -1,0 +1,109 @@
+// The async HTTP/1.1 client every rvenc hop uses (gateway -> enclave, enclave -> engine,
+// SDK/proxy -> gateway), plus a blocking fetch() for CLI tools and tests.
+//
+// Design: a Client is a thread-safe pool of idle keep-alive connections per (host, port, io
+// context), at most ClientOptions::max_idle_per_host each. A request borrows a connection (or
+// opens one within Timeouts::connect), and gives it back only after a complete, clean response
+// that allows keep-alive. A pooled connection that turns out stale (the server closed it while
+// idle) is retried once on a fresh connection when the request is idempotent or was not sent.
+// Sockets run on the calling coroutine's executor.
+//
+// request() reads the whole response (up to ClientOptions::body_limit). open() returns as soon as
+// the response head arrived; ResponseStream::read_some() then hands out body bytes as they arrive
+// (chunked framing removed), with Timeouts::idle as the longest allowed silence.
+//
+// HTTP error statuses are not errors here: a 404 is a Response. Errors are transport failures:
+// upstream_timeout (connect, idle or total timeout), upstream_error (refused, reset, malformed or
+// oversized response). Messages name the host:port, never the request content.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "rvenc/common/error.hpp"
+#include "rvenc/http/types.hpp"
+#include "rvenc/http/url.hpp"
+
+namespace rvenc::http {
+
+struct Timeouts {
+  static constexpr std::chrono::milliseconds kDefaultConnect{10'000};
+  static constexpr std::chrono::milliseconds kDefaultIdle{60'000};
+
+  std::chrono::milliseconds connect = kDefaultConnect;  // resolve + TCP connect
+  // Longest silence while sending the request or waiting for response bytes (head and body).
+  std::chrono::milliseconds idle = kDefaultIdle;
+  // Whole exchange, including every read_some() of a stream; none by default.
+  std::optional<std::chrono::milliseconds> total;
+};
+
+struct ClientOptions {
+  static constexpr std::size_t kDefaultMaxIdlePerHost = 8;
+  static constexpr std::uint64_t kDefaultBodyLimit = 64 * 1024 * 1024;
+  static constexpr std::size_t kDefaultHeaderLimit = 64 * 1024;
+  static constexpr std::chrono::milliseconds kDefaultPoolIdle{30'000};
+
+  std::size_t max_idle_per_host = kDefaultMaxIdlePerHost;
+  std::uint64_t body_limit = kDefaultBodyLimit;  // request() only; streams are unbounded
+  std::size_t header_limit = kDefaultHeaderLimit;
+  // Pooled connections idle longer than this are closed instead of reused.
+  std::chrono::milliseconds pool_idle = kDefaultPoolIdle;
+};
+
+// A response whose body is still arriving. Use from one coroutine at a time.
+class ResponseStream {
+ public:
+  virtual ~ResponseStream() = default;
+  [[nodiscard]] virtual const ResponseHeader& header() const = 0;
+  [[nodiscard]] unsigned status() const { return header().result_int(); }
+  // The next body bytes as they arrive; nullopt at the clean end of the body (the connection then
+  // goes back to the pool). Errors: upstream_timeout (idle/total), upstream_error (reset,
+  // truncated, malformed), or upstream_error "cancelled" after cancel().
+  virtual awaitable<Result<std::optional<std::string>>> read_some() = 0;
+  // Abandons the response: closes the connection (never pooled); a pending read_some() fails.
+  // Safe to call from the stream's executor at any time.
+  virtual void cancel() = 0;
+};
+
+class Client {
+ public:
+  explicit Client(ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Sends `request` to server.host:server.port and reads the complete response. An empty target
+  // is replaced by server.target; Host is set from `server` when missing; Content-Length is set
+  // from the body (prepare_payload).
+  awaitable<Result<Response>> request(const Url& server, Request request, Timeouts timeouts = {});
+  // Same, but returns as soon as the response head arrived.
+  awaitable<Result<std::unique_ptr<ResponseStream>>> open(const Url& server, Request request,
+                                                          Timeouts timeouts = {});
+
+  // Idle pooled connections (tests, metrics).
+  [[nodiscard]] std::size_t idle_connections() const;
+
+  struct Pool;
+
+ private:
+  std::shared_ptr<Pool> pool_;
+};
+
+// A request for `target` with `method` (e.g. Verb::post), HTTP/1.1, optional JSON body.
+[[nodiscard]] Request make_request(Verb method, std::string target, std::string body = {},
+                                   std::string_view content_type = kJsonContentType);
+
+inline constexpr std::chrono::milliseconds kDefaultFetchTimeout{30'000};
+
+// Blocking one-shot request on its own io_context (CLI tools, tests). `method` like "GET";
+// `url` like "http://127.0.0.1:8080/v1/models". The timeout bounds connect, idle and total.
+[[nodiscard]] Result<Response> fetch(std::string_view method, std::string_view url, std::string body = {},
+                                     const Fields& headers = {},
+                                     std::chrono::milliseconds timeout = kDefaultFetchTimeout);
+
+}  // namespace rvenc::http
