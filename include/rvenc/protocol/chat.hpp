@@ -52,6 +52,7 @@ class CompletionAssembler {
   struct ToolCall {
     std::string id;
     std::string type = "function";
+    bool type_seen = false;
     std::string name;
     std::string arguments;
   };
@@ -71,6 +72,7 @@ class CompletionAssembler {
   std::int64_t created_ = 0;
   std::map<std::int64_t, Choice> choices_;
   std::optional<Usage> usage_;
+  boost::json::value usage_json_;  // the last non-null usage object as the engine sent it
   std::size_t chunks_ = 0;
 };
 

@@ -1,0 +1,178 @@
+#include "rvenc/protocol/attestation.hpp"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "json_strict.hpp"
+#include "rvenc/common/hex.hpp"
+
+namespace rvenc::protocol {
+
+namespace {
+
+constexpr std::string_view kReportDataContext = "rvenc-attest-v1";
+constexpr std::string_view kKem = "X-Wing";
+constexpr std::string_view kSimulated = "simulated";
+// Measurements are digests (SHA-256 for simulated, 48 bytes for SEV-SNP/TDX); refuse anything huge.
+constexpr std::size_t kMaxMeasurementBytes = 64;
+// Hardware reports and quotes are a few KiB; a generous bound keeps parsing cheap.
+constexpr std::size_t kMaxEvidenceBytes = 64 * 1024;
+
+Result<std::string_view> string_field(const boost::json::object& obj, std::string_view name) {
+  const auto* value = obj.if_contains(name);
+  if (value == nullptr) return fail(Errc::invalid_request, "attestation is missing field \"" + std::string(name) + "\"");
+  if (!value->is_string()) {
+    return fail(Errc::invalid_request, "attestation field \"" + std::string(name) + "\" must be a string");
+  }
+  return std::string_view(value->get_string().data(), value->get_string().size());
+}
+
+template <std::size_t N>
+Status hex_field(const boost::json::object& obj, std::string_view name, std::array<std::uint8_t, N>& out) {
+  auto text = string_field(obj, name);
+  if (!text) return std::unexpected(text.error());
+  return from_hex_into(*text, out, name);
+}
+
+}  // namespace
+
+ReportData report_data(const crypto::XWingPublicKey& public_key, const Challenge& challenge) {
+  std::vector<std::uint8_t> message;
+  message.reserve(kReportDataContext.size() + public_key.size() + challenge.size());
+  const auto context = crypto::as_bytes(kReportDataContext);
+  message.insert(message.end(), context.begin(), context.end());
+  message.insert(message.end(), public_key.begin(), public_key.end());
+  message.insert(message.end(), challenge.begin(), challenge.end());
+  return crypto::sha512(message);
+}
+
+std::string serialize_attestation(const AttestationDocument& doc) {
+  boost::json::object obj;
+  obj["keyId"] = to_hex(doc.key_id);
+  obj["kem"] = doc.kem;
+  obj["publicKey"] = to_hex(doc.public_key);
+  obj["notAfter"] = doc.not_after;
+  obj["provider"] = doc.provider;
+  obj["reportData"] = to_hex(doc.report_data);
+  obj["evidence"] = base64_encode(doc.evidence);
+  obj["measurement"] = to_hex(doc.measurement);
+  return boost::json::serialize(obj);
+}
+
+Result<AttestationDocument> parse_attestation(std::string_view json) {
+  auto parsed = detail::parse_json_strict(json, "attestation document", Errc::invalid_request);
+  if (!parsed) return std::unexpected(parsed.error());
+  if (!parsed->is_object()) return fail(Errc::invalid_request, "attestation document must be a JSON object");
+  const auto& obj = parsed->get_object();
+
+  AttestationDocument doc;
+  if (auto ok = hex_field(obj, "keyId", doc.key_id); !ok) return std::unexpected(ok.error());
+  auto kem = string_field(obj, "kem");
+  if (!kem) return std::unexpected(kem.error());
+  if (*kem != kKem) return fail(Errc::invalid_request, "attestation field \"kem\" must be \"X-Wing\"");
+  doc.kem = std::string(*kem);
+  if (auto ok = hex_field(obj, "publicKey", doc.public_key); !ok) return std::unexpected(ok.error());
+  const auto* not_after = obj.if_contains("notAfter");
+  if (not_after == nullptr) return fail(Errc::invalid_request, "attestation is missing field \"notAfter\"");
+  if (!not_after->is_int64() || not_after->get_int64() < 0) {
+    return fail(Errc::invalid_request, "attestation field \"notAfter\" must be a non-negative integer");
+  }
+  doc.not_after = not_after->get_int64();
+  auto provider = string_field(obj, "provider");
+  if (!provider) return std::unexpected(provider.error());
+  doc.provider = std::string(*provider);
+  if (auto ok = hex_field(obj, "reportData", doc.report_data); !ok) return std::unexpected(ok.error());
+  auto evidence = string_field(obj, "evidence");
+  if (!evidence) return std::unexpected(evidence.error());
+  if (evidence->size() > kMaxEvidenceBytes * 4 / 3 + 4) {
+    return fail(Errc::invalid_request, "attestation field \"evidence\" is too large");
+  }
+  auto evidence_bytes = base64_decode(*evidence, "evidence");
+  if (!evidence_bytes) return std::unexpected(evidence_bytes.error());
+  doc.evidence = std::move(*evidence_bytes);
+  auto measurement = string_field(obj, "measurement");
+  if (!measurement) return std::unexpected(measurement.error());
+  auto measurement_bytes = from_hex(*measurement, "measurement");
+  if (!measurement_bytes) return std::unexpected(measurement_bytes.error());
+  if (measurement_bytes->size() > kMaxMeasurementBytes) {
+    return fail(Errc::invalid_request, "attestation field \"measurement\" is too long");
+  }
+  doc.measurement = std::move(*measurement_bytes);
+  return doc;
+}
+
+std::vector<std::uint8_t> simulated_signed_message(const AttestationDocument& doc) {
+  std::vector<std::uint8_t> message(doc.report_data.begin(), doc.report_data.end());
+  message.insert(message.end(), doc.measurement.begin(), doc.measurement.end());
+  return message;
+}
+
+Status verify_attestation(const AttestationDocument& doc, const Challenge& challenge, const AttestationPolicy& policy) {
+  if (doc.kem != kKem) return fail(Errc::attestation_failed, "attestation names an unsupported KEM");
+  if (doc.key_id != crypto::key_id(doc.public_key)) {
+    return fail(Errc::attestation_failed, "attestation keyId does not match its public key");
+  }
+  const auto expected = report_data(doc.public_key, challenge);
+  if (!crypto::constant_time_equal(expected, doc.report_data)) {
+    return fail(Errc::attestation_failed, "attestation reportData does not bind the public key to our challenge");
+  }
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  if (doc.not_after <= now) return fail(Errc::attestation_failed, "attestation has expired (notAfter is in the past)");
+  if (policy.expected_measurement &&
+      !crypto::constant_time_equal(*policy.expected_measurement, doc.measurement)) {
+    return fail(Errc::attestation_failed, "attestation measurement is not the expected one");
+  }
+
+  if (doc.provider == kSimulated) {
+    // Simulated evidence is trusted only with a platform key given explicitly.
+    if (!policy.simulated_platform_key) {
+      return fail(Errc::attestation_failed, "provider \"simulated\" is not trusted without a platform public key");
+    }
+    if (doc.evidence.size() != crypto::kEd25519SignatureBytes) {
+      return fail(Errc::attestation_failed, "simulated evidence must be a 64-byte Ed25519 signature");
+    }
+    crypto::Ed25519Signature signature;
+    std::copy(doc.evidence.begin(), doc.evidence.end(), signature.begin());
+    if (!crypto::ed25519_verify(*policy.simulated_platform_key, simulated_signed_message(doc), signature)) {
+      return fail(Errc::attestation_failed, "simulated evidence signature does not verify with the platform key");
+    }
+    return {};
+  }
+  if (std::find(policy.allowed_providers.begin(), policy.allowed_providers.end(), doc.provider) ==
+      policy.allowed_providers.end()) {
+    return fail(Errc::attestation_failed, "attestation provider is not allowed by the policy");
+  }
+  return fail(Errc::attestation_failed, "no verifier for " + doc.provider + " evidence is built in");
+}
+
+std::string base64_encode(std::span<const std::uint8_t> bytes) {
+  crypto::ensure_initialized();
+  const auto variant = sodium_base64_VARIANT_ORIGINAL;
+  std::string out(sodium_base64_encoded_len(bytes.size(), variant), '\0');
+  sodium_bin2base64(out.data(), out.size(), bytes.data(), bytes.size(), variant);
+  out.pop_back();  // the terminating NUL
+  return out;
+}
+
+Result<std::vector<std::uint8_t>> base64_decode(std::string_view text, std::string_view field) {
+  crypto::ensure_initialized();
+  std::vector<std::uint8_t> out(text.size() / 4 * 3 + 3);
+  std::size_t written = 0;
+  const char* end = nullptr;
+  if (sodium_base642bin(out.data(), out.size(), text.data(), text.size(), nullptr, &written, &end,
+                        sodium_base64_VARIANT_ORIGINAL) != 0 ||
+      end != text.data() + text.size()) {
+    return fail(Errc::invalid_request, std::string(field) + " is not valid base64");
+  }
+  out.resize(written);
+  return out;
+}
+
+}  // namespace rvenc::protocol

@@ -1,0 +1,239 @@
+#include "rvenc/protocol/sealing.hpp"
+
+#include <stdexcept>
+
+#include <boost/json/parse.hpp>
+
+#include "rvenc/common/hex.hpp"
+
+namespace rvenc::protocol {
+
+namespace {
+
+constexpr std::string_view kInfoRequest = "rvenc/2 request";
+constexpr std::string_view kInfoResponse = "rvenc/2 response";
+constexpr std::string_view kInfoResponseNonce = "rvenc/2 response nonce";
+constexpr std::string_view kAdPrefix = "rvenc/2|";
+constexpr std::string_view kDone = "[DONE]";
+// Longest gateway error message quoted back from an unauthenticated error event.
+constexpr std::size_t kMaxQuotedErrorMessage = 200;
+
+crypto::Nonce event_nonce(const std::array<std::uint8_t, kResponsePrefixBytes>& prefix, std::uint64_t index) {
+  crypto::Nonce nonce{};
+  std::copy(prefix.begin(), prefix.end(), nonce.begin());
+  for (std::size_t i = 0; i < 8; ++i) {
+    nonce[kResponsePrefixBytes + i] = static_cast<std::uint8_t>(index >> (56 - 8 * i));
+  }
+  return nonce;
+}
+
+std::string event_ad(EventKind kind) {
+  std::string ad(kAdPrefix);
+  ad += kind_name(kind);
+  return ad;
+}
+
+std::string gateway_error_message(std::string_view payload) {
+  boost::system::error_code ec;
+  auto value = boost::json::parse(boost::json::string_view(payload.data(), payload.size()), ec);
+  if (!ec && value.is_object()) {
+    if (const auto* err = value.get_object().if_contains("error"); err != nullptr && err->is_object()) {
+      if (const auto* msg = err->get_object().if_contains("message"); msg != nullptr && msg->is_string()) {
+        std::string text(msg->get_string().data(), msg->get_string().size());
+        if (text.size() > kMaxQuotedErrorMessage) text.resize(kMaxQuotedErrorMessage);
+        return text;
+      }
+    }
+  }
+  return "no message";
+}
+
+}  // namespace
+
+V2Keys derive_v2_keys(const crypto::SharedSecret& shared_secret, const crypto::Nonce& nonce) {
+  const auto prk = crypto::hkdf_extract(nonce, shared_secret.span());
+  V2Keys keys;
+  crypto::hkdf_expand(prk, kInfoRequest, keys.request_key.span());
+  crypto::hkdf_expand(prk, kInfoResponse, keys.response_key.span());
+  crypto::hkdf_expand(prk, kInfoResponseNonce, keys.response_prefix);
+  return keys;
+}
+
+std::string request_ad(const crypto::KeyId& key_id, std::int64_t timestamp) {
+  std::string ad(kAdPrefix);
+  ad += to_hex(key_id);
+  ad += '|';
+  ad += std::to_string(timestamp);
+  return ad;
+}
+
+RequestEnvelope seal_request(const SealInput& input, std::string_view plaintext) {
+  if (input.shared_secret == nullptr || input.cipher_text == nullptr) {
+    throw std::invalid_argument("seal_request needs shared_secret and cipher_text");
+  }
+  RequestEnvelope env;
+  env.version = input.version;
+  env.cipher_text = *input.cipher_text;
+  env.nonce = input.nonce;
+  if (input.version == Version::v1) {
+    env.encrypted_inference = crypto::aead_seal(input.shared_secret->span(), input.nonce, {}, crypto::as_bytes(plaintext));
+    return env;
+  }
+  env.key_id = input.key_id;
+  env.timestamp = input.timestamp;
+  const auto keys = derive_v2_keys(*input.shared_secret, input.nonce);
+  const crypto::SecureBytes padded(crypto::pad(crypto::as_bytes(plaintext)));
+  env.encrypted_inference =
+      crypto::aead_seal(keys.request_key.span(), input.nonce, crypto::as_bytes(request_ad(env.key_id, env.timestamp)),
+                        padded.bytes());
+  return env;
+}
+
+Result<crypto::SecureBytes> open_request(const RequestEnvelope& envelope, const crypto::SharedSecret& shared_secret) {
+  if (envelope.version == Version::v1) {
+    auto opened = crypto::aead_open(shared_secret.span(), envelope.nonce, {}, envelope.encrypted_inference);
+    if (!opened) return fail(Errc::decryption_failed, "the request does not authenticate");
+    return opened;
+  }
+  const auto keys = derive_v2_keys(shared_secret, envelope.nonce);
+  auto opened = crypto::aead_open(keys.request_key.span(), envelope.nonce,
+                                  crypto::as_bytes(request_ad(envelope.key_id, envelope.timestamp)),
+                                  envelope.encrypted_inference);
+  if (!opened) return fail(Errc::decryption_failed, "the request does not authenticate (keyId, timestamp or data changed)");
+  auto size = crypto::unpadded_size(opened->bytes());
+  if (!size) return fail(Errc::decryption_failed, "the request padding is not valid");
+  opened->truncate(*size);
+  return opened;
+}
+
+std::string_view kind_name(EventKind kind) noexcept {
+  switch (kind) {
+    case EventKind::data:
+      return "data";
+    case EventKind::error:
+      return "error";
+    case EventKind::done:
+      return "done";
+  }
+  return "data";
+}
+
+std::optional<EventKind> kind_from_name(std::string_view name) noexcept {
+  if (name == "data") return EventKind::data;
+  if (name == "error") return EventKind::error;
+  if (name == "done") return EventKind::done;
+  return std::nullopt;
+}
+
+// --- ResponseSealer ----------------------------------------------------------------------------
+
+ResponseSealer::ResponseSealer(Version version, const crypto::SharedSecret& shared_secret,
+                               const crypto::Nonce& request_nonce)
+    : version_(version) {
+  if (version == Version::v1) {
+    key_ = shared_secret;
+    v1_nonce_ = request_nonce;
+  } else {
+    auto keys = derive_v2_keys(shared_secret, request_nonce);
+    key_ = keys.response_key;
+    prefix_ = keys.response_prefix;
+  }
+}
+
+std::string ResponseSealer::seal_payload(EventKind kind, std::string_view plaintext) {
+  if (version_ == Version::v1) {
+    // Version 1 ends the stream with a plain marker; everything else reuses the request nonce.
+    if (kind == EventKind::done) return std::string(kDone);
+    return to_hex(crypto::aead_seal(key_.span(), v1_nonce_, {}, crypto::as_bytes(plaintext)));
+  }
+  const crypto::SecureBytes padded(crypto::pad(crypto::as_bytes(plaintext)));
+  const auto nonce = event_nonce(prefix_, index_++);
+  return to_hex(crypto::aead_seal(key_.span(), nonce, crypto::as_bytes(event_ad(kind)), padded.bytes()));
+}
+
+std::string ResponseSealer::seal_event(EventKind kind, std::string_view plaintext) {
+  std::string out = "event: ";
+  out += kind_name(kind);
+  out += "\ndata: ";
+  out += seal_payload(kind, plaintext);
+  out += "\n\n";
+  return out;
+}
+
+// --- ResponseOpener ----------------------------------------------------------------------------
+
+ResponseOpener::ResponseOpener(Version version, const crypto::SharedSecret& shared_secret,
+                               const crypto::Nonce& request_nonce)
+    : version_(version) {
+  if (version == Version::v1) {
+    key_ = shared_secret;
+    v1_nonce_ = request_nonce;
+  } else {
+    auto keys = derive_v2_keys(shared_secret, request_nonce);
+    key_ = keys.response_key;
+    prefix_ = keys.response_prefix;
+  }
+}
+
+Result<ResponseOpener::Opened> ResponseOpener::open(EventKind kind, std::string_view payload) {
+  if (failed_) return fail(Errc::tampered_stream, "the stream already failed");
+  if (done_) {
+    failed_ = true;
+    return fail(Errc::tampered_stream, "event after the end of the stream");
+  }
+  const std::string where = "event " + std::to_string(index_) + " (" + std::string(kind_name(kind)) + ")";
+
+  if (version_ == Version::v1) {
+    if (kind == EventKind::done) {
+      if (payload != kDone) {
+        failed_ = true;
+        return fail(Errc::tampered_stream, "the done event of a version 1 stream is not [DONE]");
+      }
+      done_ = true;
+      return Opened{kind, crypto::SecureBytes(std::vector<std::uint8_t>(kDone.begin(), kDone.end()))};
+    }
+    // Version 1 lets the server send an error in clear JSON.
+    if (kind == EventKind::error && payload.starts_with('{')) {
+      ++index_;
+      return Opened{kind, crypto::SecureBytes(std::vector<std::uint8_t>(payload.begin(), payload.end()))};
+    }
+    auto bytes = from_hex(payload, "event payload");
+    auto opened = bytes ? crypto::aead_open(key_.span(), v1_nonce_, {}, *bytes) : std::unexpected(bytes.error());
+    if (!opened) {
+      failed_ = true;
+      return fail(Errc::tampered_stream, where + " does not decrypt");
+    }
+    ++index_;
+    return Opened{kind, std::move(*opened)};
+  }
+
+  // Version 2: the gateway's own (unencrypted) error when the enclave connection broke.
+  if (kind == EventKind::error && payload.starts_with('{')) {
+    failed_ = true;
+    return fail(Errc::transport_error, "unauthenticated error event from the gateway: " + gateway_error_message(payload));
+  }
+  auto bytes = from_hex(payload, "event payload");
+  const auto nonce = event_nonce(prefix_, index_);
+  auto opened = bytes ? crypto::aead_open(key_.span(), nonce, crypto::as_bytes(event_ad(kind)), *bytes)
+                      : std::unexpected(bytes.error());
+  std::optional<std::size_t> size;
+  if (opened) {
+    if (auto unpadded = crypto::unpadded_size(opened->bytes())) size = *unpadded;
+  }
+  if (!size) {
+    failed_ = true;
+    return fail(Errc::tampered_stream, where + " does not authenticate (changed, reordered, replayed or dropped events)");
+  }
+  opened->truncate(*size);
+  if (kind == EventKind::done) {
+    if (opened->view() != kDone) {
+      failed_ = true;
+      return fail(Errc::tampered_stream, "the done event does not carry [DONE]");
+    }
+    done_ = true;
+  }
+  ++index_;
+  return Opened{kind, std::move(*opened)};
+}
+
+}  // namespace rvenc::protocol

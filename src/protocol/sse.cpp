@@ -1,0 +1,109 @@
+#include "rvenc/protocol/sse.hpp"
+
+namespace rvenc::protocol {
+
+Status SseParser::feed(std::string_view bytes, std::vector<SseEvent>& out) {
+  if (failed_) return fail(Errc::event_too_large, "the event stream already failed");
+  std::size_t pos = 0;
+  while (pos < bytes.size()) {
+    if (last_was_cr_ && bytes[pos] == '\n') {
+      // The \n of a \r\n pair: the line already ended at the \r.
+      last_was_cr_ = false;
+      ++pos;
+      continue;
+    }
+    last_was_cr_ = false;
+    const auto end = bytes.find_first_of("\r\n", pos);
+    const auto chunk = bytes.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
+    if (event_bytes_ + line_.size() + chunk.size() > max_event_bytes_) {
+      failed_ = true;
+      line_.clear();
+      current_ = SseEvent{};
+      return fail(Errc::event_too_large, "a server-sent event is larger than the limit of " +
+                                             std::to_string(max_event_bytes_) + " bytes");
+    }
+    line_.append(chunk);
+    if (end == std::string_view::npos) break;
+    last_was_cr_ = bytes[end] == '\r';
+    pos = end + 1;
+    event_bytes_ += line_.size() + 1;
+    process_line(line_, out);
+    line_.clear();
+  }
+  return {};
+}
+
+void SseParser::process_line(std::string_view line, std::vector<SseEvent>& out) {
+  if (line.empty()) {
+    // WHATWG: an event without data lines is not dispatched; the event name resets either way.
+    if (have_data_) {
+      if (!current_.data.empty() && current_.data.back() == '\n') current_.data.pop_back();
+      out.push_back(current_);
+    }
+    current_.event = "message";
+    current_.data.clear();
+    have_data_ = false;
+    have_fields_ = false;
+    event_bytes_ = 0;
+    return;
+  }
+  have_fields_ = true;
+  if (line.front() == ':') return;  // comment, e.g. ": keep-alive"
+  std::string_view field = line;
+  std::string_view value;
+  if (const auto colon = line.find(':'); colon != std::string_view::npos) {
+    field = line.substr(0, colon);
+    value = line.substr(colon + 1);
+    if (value.starts_with(' ')) value.remove_prefix(1);
+  }
+  if (field == "event") {
+    current_.event = value.empty() ? std::string("message") : std::string(value);
+  } else if (field == "data") {
+    current_.data.append(value);
+    current_.data.push_back('\n');
+    have_data_ = true;
+  } else if (field == "id") {
+    if (value.find('\0') == std::string_view::npos) current_.id = std::string(value);
+  }
+  // "retry" and unknown fields are ignored.
+}
+
+bool SseParser::has_partial_event() const noexcept { return !line_.empty() || have_fields_; }
+
+namespace {
+
+void append_data_lines(std::string& out, std::string_view data) {
+  std::size_t pos = 0;
+  while (true) {
+    const auto end = data.find_first_of("\r\n", pos);
+    out += "data: ";
+    out.append(data.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos));
+    out += '\n';
+    if (end == std::string_view::npos) break;
+    pos = end + 1;
+    if (data[end] == '\r' && pos < data.size() && data[pos] == '\n') ++pos;
+  }
+}
+
+}  // namespace
+
+std::string format_event(std::string_view kind, std::string_view data) {
+  std::string out;
+  out.reserve(kind.size() + data.size() + 16);
+  out += "event: ";
+  out += kind;
+  out += '\n';
+  append_data_lines(out, data);
+  out += '\n';
+  return out;
+}
+
+std::string format_data_only(std::string_view data) {
+  std::string out;
+  out.reserve(data.size() + 8);
+  append_data_lines(out, data);
+  out += '\n';
+  return out;
+}
+
+}  // namespace rvenc::protocol
