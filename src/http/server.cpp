@@ -1,0 +1,533 @@
+// Server, Router and RecordingWriter. One coroutine per connection (run_session) on its own
+// strand: idle wait -> read head/body under read_timeout -> handler -> next request.
+#include "rvenc/http/server.hpp"
+
+#include <array>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <spdlog/spdlog.h>
+
+namespace rvenc::http {
+
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+// ---------------------------------------------------------------- RecordingWriter
+
+awaitable<void> RecordingWriter::send(Response res) {
+  res.prepare_payload();
+  response = std::move(res);
+  co_return;
+}
+
+awaitable<bool> RecordingWriter::begin_stream(ResponseHeader header) {
+  stream_header = std::move(header);
+  co_return !gone_;
+}
+
+awaitable<bool> RecordingWriter::write(std::string_view bytes) {
+  if (gone_after_ && chunks.size() >= *gone_after_) gone_ = true;
+  if (gone_) co_return false;
+  if (!bytes.empty()) chunks.emplace_back(bytes);
+  co_return true;
+}
+
+awaitable<void> RecordingWriter::end_stream() {
+  stream_ended = true;
+  co_return;
+}
+
+unsigned RecordingWriter::status() const {
+  if (response) return response->result_int();
+  if (stream_header) return stream_header->result_int();
+  return 0;
+}
+
+std::string RecordingWriter::body() const {
+  if (response) return response->body();
+  std::string all;
+  for (const auto& chunk : chunks) all += chunk;
+  return all;
+}
+
+// ---------------------------------------------------------------- Router
+
+Router& Router::add(Verb method, std::string path, Handler handler) {
+  routes_[std::move(path)].emplace_back(method, std::move(handler));
+  return *this;
+}
+
+awaitable<void> Router::operator()(Request& request, ResponseWriter& writer) const {
+  const auto found = routes_.find(std::string(target_path(request)));
+  if (found == routes_.end()) {
+    co_await writer.send(error_response(request, Error{Errc::not_found, "no route for " + std::string(target_path(request))}));
+    co_return;
+  }
+  std::string allowed;
+  for (const auto& [method, handler] : found->second) {
+    if (method == request.method()) {
+      co_await handler(request, writer);
+      co_return;
+    }
+    if (!allowed.empty()) allowed += ", ";
+    allowed += std::string(bhttp::to_string(method));
+  }
+  Response response = error_response(
+      request, Error{Errc::method_not_allowed, "method " + std::string(request.method_string()) + " is not allowed for " +
+                                                   found->first + " (allowed: " + allowed + ")"});
+  response.set(bhttp::field::allow, allowed);
+  co_await writer.send(std::move(response));
+}
+
+// ---------------------------------------------------------------- Server internals
+
+namespace {
+// How much one idle-wait read may pull in (the parser takes it from the buffer).
+constexpr std::size_t kIdleReadChunk = 4096;
+// Answering a rejected (over-capacity) connection must not hang on a client that never reads.
+constexpr std::chrono::seconds kRejectWriteTimeout{5};
+// Lingering close after a rejected request: how long and how much unread input to drain.
+constexpr std::chrono::seconds kLingerTimeout{2};
+constexpr std::size_t kMaxLingerBytes = 64 * 1024 * 1024;
+// Backoff after accept() fails for lack of file descriptors.
+constexpr std::chrono::milliseconds kAcceptBackoff{100};
+}  // namespace
+
+struct Session;
+
+struct Server::Impl {
+  ServerOptions options;
+  Handler handler;
+  std::atomic<std::size_t> accepted{0};
+  std::atomic<std::size_t> active{0};
+  std::atomic<bool> stopping{false};
+  std::uint16_t port = 0;
+  std::mutex sessions_mutex;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
+  std::vector<std::thread> threads;
+  std::mutex threads_mutex;
+  // Declared after everything the coroutines touch: destroying the io_context destroys the
+  // suspended coroutine frames, which may still unregister their sessions.
+  asio::io_context ioc;
+  // Serializes the acceptor, the signal set and the grace timer (stop() may come from any thread).
+  asio::strand<asio::io_context::executor_type> control{ioc.get_executor()};
+  std::optional<tcp::acceptor> acceptor;
+  std::optional<asio::signal_set> signals;
+  std::optional<asio::steady_timer> grace_timer;
+
+  explicit Impl(ServerOptions opts, Handler h)
+      : options(std::move(opts)), handler(std::move(h)), ioc(static_cast<int>(std::max(1u, options.threads))) {}
+  ~Impl() {
+    ioc.stop();
+    join();
+    grace_timer.reset();
+    signals.reset();
+    acceptor.reset();
+  }
+
+  void join() {
+    std::vector<std::thread> to_join;
+    {
+      std::lock_guard lock(threads_mutex);
+      to_join.swap(threads);
+    }
+    for (auto& thread : to_join) {
+      if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) thread.join();
+      else if (thread.joinable()) thread.detach();
+    }
+  }
+
+  std::vector<std::shared_ptr<Session>> live_sessions() {
+    std::vector<std::shared_ptr<Session>> live;
+    std::lock_guard lock(sessions_mutex);
+    for (auto& [raw, weak] : sessions) {
+      if (auto session = weak.lock()) live.push_back(std::move(session));
+    }
+    return live;
+  }
+
+  void on_session_end();
+  void begin_stop(std::chrono::milliseconds grace);
+  awaitable<void> accept_loop();
+};
+
+struct Session : std::enable_shared_from_this<Session> {
+  Server::Impl* server;
+  beast::tcp_stream stream;
+  // Waiting for the next request on a keep-alive connection: stop() may close it at once.
+  bool idle = true;
+
+  Session(Server::Impl* s, tcp::socket socket) : server(s), stream(std::move(socket)) { ++server->active; }
+  ~Session() {
+    {
+      std::lock_guard lock(server->sessions_mutex);
+      server->sessions.erase(this);
+    }
+    --server->active;
+    server->on_session_end();
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream.close();
+  }
+};
+
+// The ResponseWriter of one request on a real connection.
+class ConnectionWriter final : public ResponseWriter {
+ public:
+  ConnectionWriter(Session& session, unsigned version, bool keep_alive)
+      : session_(session), version_(version), keep_alive_(keep_alive) {}
+
+  awaitable<void> send(Response response) override {
+    if (started_) throw std::logic_error("ResponseWriter::send after the response was started");
+    started_ = true;
+    response.version(version_);
+    prepare(response);
+    response.prepare_payload();
+    session_.stream.expires_after(session_.server->options.write_timeout);
+    auto [ec, n] = co_await bhttp::async_write(session_.stream, response, kTuple);
+    if (ec) gone_ = true;
+    ended_ = true;
+  }
+
+  awaitable<bool> begin_stream(ResponseHeader header) override {
+    if (started_) throw std::logic_error("ResponseWriter::begin_stream after the response was started");
+    started_ = true;
+    streaming_ = true;
+    bhttp::response<bhttp::empty_body> response{std::move(header)};
+    response.version(version_);
+    prepare(response);
+    response.chunked(true);
+    bhttp::response_serializer<bhttp::empty_body> serializer{response};
+    session_.stream.expires_after(session_.server->options.write_timeout);
+    auto [ec, n] = co_await bhttp::async_write_header(session_.stream, serializer, kTuple);
+    if (ec) gone_ = true;
+    co_return !gone_;
+  }
+
+  awaitable<bool> write(std::string_view bytes) override {
+    if (!streaming_ || ended_) throw std::logic_error("ResponseWriter::write outside a stream");
+    if (gone_) co_return false;
+    if (bytes.empty()) co_return true;
+    session_.stream.expires_after(session_.server->options.write_timeout);
+    auto [ec, n] = co_await asio::async_write(session_.stream, bhttp::make_chunk(asio::buffer(bytes)), kTuple);
+    if (ec) gone_ = true;
+    co_return !gone_;
+  }
+
+  awaitable<void> end_stream() override {
+    if (!streaming_ || ended_) co_return;
+    ended_ = true;
+    if (gone_) co_return;
+    session_.stream.expires_after(session_.server->options.write_timeout);
+    auto [ec, n] = co_await asio::async_write(session_.stream, bhttp::make_chunk_last(), kTuple);
+    if (ec) gone_ = true;
+  }
+
+  [[nodiscard]] bool client_gone() const override { return gone_; }
+  [[nodiscard]] bool started() const override { return started_; }
+  [[nodiscard]] bool ended() const { return ended_; }
+  [[nodiscard]] bool keep_alive() const { return keep_alive_; }
+
+ private:
+  template <class Message>
+  void prepare(Message& message) {
+    // While stopping, every answer closes its connection.
+    keep_alive_ = keep_alive_ && !session_.server->stopping.load();
+    message.keep_alive(keep_alive_);
+    if (message.find(bhttp::field::server) == message.end()) {
+      message.set(bhttp::field::server, session_.server->options.server_name);
+    }
+  }
+
+  Session& session_;
+  unsigned version_;
+  bool keep_alive_;
+  bool started_ = false;
+  bool streaming_ = false;
+  bool ended_ = false;
+  bool gone_ = false;
+};
+
+// Answers a request that could not be read (malformed, too large); the caller closes. Unread
+// request bytes would make close() send a RST that can destroy the answer in the client's
+// buffers, so the rest of the input is drained for a bounded time first (lingering close).
+awaitable<void> reject(Session& session, Response response) {
+  response.keep_alive(false);
+  response.set(bhttp::field::server, session.server->options.server_name);
+  session.stream.expires_after(session.server->options.write_timeout);
+  auto [ec, n] = co_await bhttp::async_write(session.stream, response, kTuple);
+  if (ec) co_return;
+  beast::error_code ignored;
+  session.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  std::array<char, kIdleReadChunk> sink{};
+  std::size_t drained = 0;
+  session.stream.expires_after(kLingerTimeout);
+  while (drained < kMaxLingerBytes) {
+    auto [read_ec, read_n] = co_await session.stream.async_read_some(asio::buffer(sink), kTuple);
+    if (read_ec) break;
+    drained += read_n;
+  }
+}
+
+Response read_error_response(const beast::error_code& ec, const ServerOptions& options) {
+  if (ec == bhttp::error::header_limit) {
+    Response response = error_response(
+        Error{Errc::invalid_request, "request headers exceed " + std::to_string(options.header_limit) + " bytes"});
+    response.result(bhttp::status::request_header_fields_too_large);
+    return response;
+  }
+  if (ec == bhttp::error::body_limit) {
+    return error_response(
+        Error{Errc::request_too_large, "request body exceeds " + std::to_string(options.body_limit) + " bytes"});
+  }
+  return error_response(Error{Errc::invalid_request, "malformed HTTP request: " + ec.message()});
+}
+
+bool is_disconnect(const beast::error_code& ec) {
+  return ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message || ec == asio::error::eof ||
+         ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+         ec == asio::error::bad_descriptor || ec == beast::error::timeout || ec == asio::error::broken_pipe;
+}
+
+awaitable<void> run_session(std::shared_ptr<Session> session) {
+  Server::Impl& server = *session->server;
+  const ServerOptions& options = server.options;
+  beast::flat_buffer buffer;
+  for (;;) {
+    session->idle = true;
+    if (server.stopping) break;
+    if (buffer.size() == 0) {
+      session->stream.expires_after(options.idle_timeout);
+      auto [ec, n] = co_await session->stream.async_read_some(buffer.prepare(kIdleReadChunk), kTuple);
+      if (ec) break;  // idle timeout, peer closed, or stop(): nothing to answer
+      buffer.commit(n);
+    }
+    session->idle = false;
+
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(options.header_limit, UINT32_MAX)));
+    parser.body_limit(options.body_limit);
+    session->stream.expires_after(options.read_timeout);
+    auto [head_ec, head_n] = co_await bhttp::async_read_header(session->stream, buffer, parser, kTuple);
+    beast::error_code ec = head_ec;
+    if (!ec && parser.get()[bhttp::field::expect] == "100-continue" && !parser.is_done()) {
+      bhttp::response<bhttp::empty_body> proceed{bhttp::status::continue_, parser.get().version()};
+      auto [write_ec, write_n] = co_await bhttp::async_write(session->stream, proceed, kTuple);
+      ec = write_ec;
+    }
+    if (!ec && !parser.is_done()) {
+      auto [body_ec, body_n] = co_await bhttp::async_read(session->stream, buffer, parser, kTuple);
+      ec = body_ec;
+    }
+    if (ec) {
+      if (is_disconnect(ec)) {
+        spdlog::debug("http: connection dropped while reading a request: {}", ec.message());
+      } else {
+        spdlog::debug("http: rejecting request: {}", ec.message());
+        co_await reject(*session, read_error_response(ec, options));
+      }
+      break;
+    }
+    session->stream.expires_never();
+
+    Request request = parser.release();
+    ConnectionWriter writer(*session, request.version(), request.keep_alive());
+    bool failed = false;
+    try {
+      co_await server.handler(request, writer);
+    } catch (const std::exception& e) {
+      spdlog::error("http: handler for {} {} failed: {}", std::string(request.method_string()),
+                    std::string(target_path(request)), e.what());
+      failed = true;
+    }
+    if (!writer.started()) {
+      co_await writer.send(error_response(
+          request, Error{Errc::internal_error, failed ? "internal error" : "the handler produced no response"}));
+    } else if (!writer.ended()) {
+      // A stream cut by an exception must look truncated to the client, so no final chunk.
+      if (failed) break;
+      co_await writer.end_stream();
+    }
+    if (writer.client_gone() || !writer.keep_alive()) break;
+  }
+  session->close();
+}
+
+awaitable<void> reject_overloaded(tcp::socket socket, std::string server_name) {
+  beast::tcp_stream stream(std::move(socket));
+  Response response = error_response(Error{Errc::overloaded, "the server is at its connection limit, retry later"});
+  response.keep_alive(false);
+  response.set(bhttp::field::server, server_name);
+  stream.expires_after(kRejectWriteTimeout);
+  co_await bhttp::async_write(stream, response, kTuple);
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+awaitable<void> Server::Impl::accept_loop() {
+  for (;;) {
+    asio::any_io_executor strand = asio::make_strand(ioc);
+    auto [ec, socket] = co_await acceptor->async_accept(strand, kTuple);
+    if (stopping) co_return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) co_return;
+      spdlog::warn("http: accept failed: {}", ec.message());
+      asio::steady_timer backoff(control, kAcceptBackoff);
+      co_await backoff.async_wait(kTuple);
+      continue;
+    }
+    ++accepted;
+    if (active.load() >= options.max_connections) {
+      auto executor = socket.get_executor();
+      asio::co_spawn(executor, reject_overloaded(std::move(socket), options.server_name), asio::detached);
+      continue;
+    }
+    auto session = std::make_shared<Session>(this, std::move(socket));
+    {
+      std::lock_guard lock(sessions_mutex);
+      sessions.emplace(session.get(), session);
+    }
+    auto executor = session->stream.get_executor();
+    asio::co_spawn(executor, run_session(std::move(session)), [](std::exception_ptr error) {
+      if (!error) return;
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        spdlog::error("http: session failed: {}", e.what());
+      }
+    });
+  }
+}
+
+void Server::Impl::on_session_end() {
+  if (stopping && active.load() == 0 && !ioc.stopped()) {
+    asio::post(control, [this] {
+      if (grace_timer) grace_timer->cancel();
+    });
+  }
+}
+
+void Server::Impl::begin_stop(std::chrono::milliseconds grace) {
+  if (stopping.exchange(true)) return;
+  beast::error_code ignored;
+  if (acceptor) acceptor->close(ignored);
+  if (signals) signals->cancel(ignored);
+  for (auto& session : live_sessions()) {
+    asio::post(session->stream.get_executor(), [session] {
+      if (session->idle) session->close();
+    });
+  }
+  if (active.load() == 0) return;
+  grace_timer.emplace(control, grace);
+  grace_timer->async_wait([this](beast::error_code ec) {
+    if (ec) return;  // every session finished in time
+    spdlog::warn("http: shutdown grace period over, closing {} connection(s)", active.load());
+    for (auto& session : live_sessions()) {
+      asio::post(session->stream.get_executor(), [session] { session->close(); });
+    }
+    // Handlers still busy elsewhere (e.g. waiting on an upstream) are abandoned.
+    asio::post(ioc, [this] { ioc.stop(); });
+  });
+}
+
+// ---------------------------------------------------------------- Server
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() = default;
+
+Result<std::unique_ptr<Server>> Server::create(ServerOptions options, Handler handler) {
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(options.host, ec);
+  if (ec) return fail(Errc::invalid_request, "invalid listen address '" + options.host + "': " + ec.message());
+  const tcp::endpoint endpoint{address, options.port};
+  const std::string where = options.host + ":" + std::to_string(options.port);
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(handler));
+  impl->acceptor.emplace(impl->control);
+  auto& acceptor = *impl->acceptor;
+  if (acceptor.open(endpoint.protocol(), ec); ec) return fail(Errc::internal_error, "cannot open socket: " + ec.message());
+  if (acceptor.set_option(asio::socket_base::reuse_address(true), ec); ec) {
+    return fail(Errc::internal_error, "cannot set SO_REUSEADDR: " + ec.message());
+  }
+  if (acceptor.bind(endpoint, ec); ec) return fail(Errc::internal_error, "cannot bind " + where + ": " + ec.message());
+  if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec) {
+    return fail(Errc::internal_error, "cannot listen on " + where + ": " + ec.message());
+  }
+  impl->port = acceptor.local_endpoint().port();
+  Impl* raw = impl.get();
+  asio::co_spawn(raw->control, raw->accept_loop(), asio::detached);
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+std::uint16_t Server::port() const { return impl_->port; }
+
+std::string Server::url() const {
+  const std::string& host = impl_->options.host;
+  const bool ipv6 = host.find(':') != std::string::npos;
+  return "http://" + (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(impl_->port);
+}
+
+asio::any_io_executor Server::executor() { return impl_->ioc.get_executor(); }
+
+void Server::run() {
+  const unsigned extra = std::max(1u, impl_->options.threads) - 1;
+  {
+    std::lock_guard lock(impl_->threads_mutex);
+    for (unsigned i = 0; i < extra; ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  }
+  impl_->ioc.run();
+  impl_->join();
+}
+
+void Server::start() {
+  std::lock_guard lock(impl_->threads_mutex);
+  for (unsigned i = 0; i < std::max(1u, impl_->options.threads); ++i) {
+    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  }
+}
+
+void Server::stop(std::optional<std::chrono::milliseconds> grace) {
+  const auto chosen = grace.value_or(impl_->options.shutdown_grace);
+  Impl* impl = impl_.get();
+  asio::post(impl->control, [impl, chosen] { impl->begin_stop(chosen); });
+}
+
+void Server::wait() { impl_->join(); }
+
+void Server::stop_on_signals() {
+  impl_->signals.emplace(impl_->control, SIGINT, SIGTERM);
+  impl_->signals->async_wait([this](beast::error_code ec, int signal_number) {
+    if (ec) return;
+    spdlog::info("http: signal {} received, stopping", signal_number);
+    stop();
+  });
+}
+
+std::size_t Server::accepted_connections() const { return impl_->accepted.load(); }
+std::size_t Server::active_connections() const { return impl_->active.load(); }
+
+}  // namespace rvenc::http

@@ -1,0 +1,57 @@
+#include "rvenc/http/url.hpp"
+
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
+namespace rvenc::http {
+
+namespace {
+bool is_ipv6_literal(const std::string& host) { return host.find(':') != std::string::npos; }
+}  // namespace
+
+std::string Url::origin() const {
+  const std::string shown_host = is_ipv6_literal(host) ? "[" + host + "]" : host;
+  return scheme + "://" + shown_host + ":" + std::to_string(port);
+}
+
+std::string Url::host_header() const {
+  const std::string shown_host = is_ipv6_literal(host) ? "[" + host + "]" : host;
+  return port == kDefaultHttpPort ? shown_host : shown_host + ":" + std::to_string(port);
+}
+
+std::string Url::join(std::string_view path) const {
+  std::string base = target.substr(0, target.find('?'));
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  if (!path.empty() && path.front() != '/') base += '/';
+  base += path;
+  return base.empty() ? "/" : base;
+}
+
+std::string Url::to_string() const { return origin() + target; }
+
+Result<Url> parse_url(std::string_view text) {
+  auto parsed = boost::urls::parse_uri(text);
+  if (!parsed) return fail(Errc::invalid_request, "not a valid URL: '" + std::string(text) + "'");
+  const boost::urls::url_view& view = *parsed;
+  Url url;
+  url.scheme = std::string(view.scheme());
+  for (char& c : url.scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (url.scheme != "http") {
+    return fail(Errc::invalid_request,
+                "unsupported URL scheme '" + url.scheme + "' in '" + std::string(text) + "': only http:// is supported");
+  }
+  if (view.has_userinfo()) return fail(Errc::invalid_request, "URLs with user info are not supported");
+  url.host = view.host_address();
+  if (url.host.empty()) return fail(Errc::invalid_request, "URL has no host: '" + std::string(text) + "'");
+  if (view.has_port()) {
+    if (view.port().empty() || view.port_number() == 0) {
+      return fail(Errc::invalid_request, "URL has an invalid port: '" + std::string(text) + "'");
+    }
+    url.port = view.port_number();
+  }
+  url.target = std::string(view.encoded_target());
+  if (url.target.empty() || url.target.front() != '/') url.target.insert(0, "/");
+  return url;
+}
+
+}  // namespace rvenc::http
