@@ -59,9 +59,7 @@ Result<RequestEnvelope> parse_envelope(std::string_view body) {
 
   RequestEnvelope env;
   if (const auto* version = obj.if_contains("version")) {
-    if (!version->is_int64() && !version->is_uint64()) {
-      return fail(Errc::invalid_request, "field \"version\" must be an integer");
-    }
+    if (!version->is_number()) return fail(Errc::invalid_request, "field \"version\" must be the integer 2");
     if (!version->is_int64() || version->get_int64() != 2) {
       return fail(Errc::unsupported_version, "unsupported envelope version (this endpoint speaks version 2)");
     }

@@ -1,0 +1,158 @@
+// Attestation documents: serialisation, strict parsing and policy verification.
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+#include <boost/json.hpp>
+
+#include "rvenc/common/hex.hpp"
+#include "rvenc/protocol/attestation.hpp"
+
+namespace rvenc::protocol {
+namespace {
+
+namespace json = boost::json;
+
+std::int64_t now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+struct Simulated {
+  crypto::XWingKeyPair key = crypto::xwing_generate_keypair();
+  crypto::Ed25519KeyPair platform;
+  Challenge challenge = crypto::random_array<kChallengeBytes>();
+  AttestationDocument doc;
+  AttestationPolicy policy;
+
+  Simulated() {
+    crypto::Ed25519Seed seed;
+    crypto::random_bytes(seed.span());
+    platform = crypto::ed25519_keypair_from_seed(seed);
+    doc.key_id = crypto::key_id(key.public_key);
+    doc.public_key = key.public_key;
+    doc.not_after = now() + 3600;
+    doc.provider = "simulated";
+    doc.report_data = report_data(key.public_key, challenge);
+    const auto measurement = crypto::sha256(crypto::as_bytes("enclave binary"));
+    doc.measurement.assign(measurement.begin(), measurement.end());
+    sign();
+    policy.simulated_platform_key = platform.public_key;
+  }
+  void sign() {
+    const auto sig = crypto::ed25519_sign(platform, simulated_signed_message(doc));
+    doc.evidence.assign(sig.begin(), sig.end());
+  }
+};
+
+void expect_failed(const Status& s) {
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().code, Errc::attestation_failed);
+}
+
+TEST(Attestation, SerializeParseRoundTripWithProtocolFieldNames) {
+  Simulated s;
+  const auto text = serialize_attestation(s.doc);
+  const auto obj = json::parse(text).as_object();
+  for (auto name : {"keyId", "kem", "publicKey", "notAfter", "provider", "reportData", "evidence", "measurement"}) {
+    EXPECT_TRUE(obj.contains(name)) << name;
+  }
+  EXPECT_EQ(obj.size(), 8u);
+  EXPECT_EQ(obj.at("kem"), "X-Wing");
+  auto parsed = parse_attestation(text);
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  EXPECT_EQ(parsed->key_id, s.doc.key_id);
+  EXPECT_EQ(parsed->public_key, s.doc.public_key);
+  EXPECT_EQ(parsed->not_after, s.doc.not_after);
+  EXPECT_EQ(parsed->provider, "simulated");
+  EXPECT_EQ(parsed->report_data, s.doc.report_data);
+  EXPECT_EQ(parsed->evidence, s.doc.evidence);
+  EXPECT_EQ(parsed->measurement, s.doc.measurement);
+  EXPECT_TRUE(verify_attestation(*parsed, s.challenge, s.policy).has_value());
+}
+
+TEST(Attestation, ParseRejectsMalformedDocuments) {
+  Simulated s;
+  const auto good = json::parse(serialize_attestation(s.doc)).as_object();
+  for (const auto& kv : good) {
+    auto doc = good;
+    doc.erase(kv.key());
+    auto r = parse_attestation(json::serialize(doc));
+    ASSERT_FALSE(r.has_value()) << kv.key();
+    EXPECT_EQ(r.error().code, Errc::invalid_request);
+    EXPECT_NE(r.error().message.find(std::string(kv.key())), std::string::npos);
+  }
+  const std::vector<std::pair<std::string, json::value>> bad = {
+      {"keyId", "00"},          {"keyId", 5},           {"publicKey", "zz"},      {"publicKey", "0011"},
+      {"notAfter", "soon"},     {"notAfter", -1},       {"notAfter", 1.5},        {"provider", 1},
+      {"reportData", "abc"},    {"evidence", "***"},    {"evidence", 5},          {"measurement", "0"},
+      {"measurement", json::value(std::string(200, 'a'))},           {"kem", "ML-KEM"},
+  };
+  for (const auto& [name, value] : bad) {
+    auto doc = good;
+    doc[name] = value;
+    auto r = parse_attestation(json::serialize(doc));
+    ASSERT_FALSE(r.has_value()) << name;
+    EXPECT_EQ(r.error().code, Errc::invalid_request);
+  }
+  for (std::string text : {"", "[]", "{", "null"}) EXPECT_FALSE(parse_attestation(text).has_value());
+  auto dup = serialize_attestation(s.doc);
+  dup.insert(1, R"("provider":"tdx",)");
+  auto r = parse_attestation(dup);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("duplicate"), std::string::npos);
+}
+
+TEST(Attestation, VerifyRejectsEveryBrokenBinding) {
+  Simulated s;
+  ASSERT_TRUE(verify_attestation(s.doc, s.challenge, s.policy).has_value());
+
+  auto other_challenge = s.challenge;
+  other_challenge[0] ^= 1;
+  expect_failed(verify_attestation(s.doc, other_challenge, s.policy));
+
+  auto doc = s.doc;
+  doc.key_id[0] ^= 1;
+  expect_failed(verify_attestation(doc, s.challenge, s.policy));
+
+  // Another key swapped in with a matching keyId still fails the reportData binding.
+  doc = s.doc;
+  doc.public_key = crypto::xwing_generate_keypair().public_key;
+  doc.key_id = crypto::key_id(doc.public_key);
+  expect_failed(verify_attestation(doc, s.challenge, s.policy));
+
+  doc = s.doc;
+  doc.evidence[5] ^= 1;
+  expect_failed(verify_attestation(doc, s.challenge, s.policy));
+  doc.evidence.resize(10);
+  expect_failed(verify_attestation(doc, s.challenge, s.policy));
+
+  doc = s.doc;
+  doc.not_after = now() - 1;
+  expect_failed(verify_attestation(doc, s.challenge, s.policy));
+
+  auto policy = s.policy;
+  policy.expected_measurement = std::vector<std::uint8_t>(32, 0);
+  expect_failed(verify_attestation(s.doc, s.challenge, policy));
+  policy.expected_measurement = s.doc.measurement;
+  EXPECT_TRUE(verify_attestation(s.doc, s.challenge, policy).has_value());
+
+  // Simulated is never trusted by default, nor with another platform key.
+  expect_failed(verify_attestation(s.doc, s.challenge, AttestationPolicy{}));
+  policy = s.policy;
+  crypto::Ed25519Seed seed;
+  crypto::random_bytes(seed.span());
+  policy.simulated_platform_key = crypto::ed25519_keypair_from_seed(seed).public_key;
+  expect_failed(verify_attestation(s.doc, s.challenge, policy));
+}
+
+TEST(Attestation, HardwareProvidersNeedAVerifier) {
+  Simulated s;
+  auto doc = s.doc;
+  for (std::string provider : {"sev-snp", "tdx", "unknown"}) {
+    doc.provider = provider;
+    expect_failed(verify_attestation(doc, s.challenge, AttestationPolicy{}));
+  }
+}
+
+}  // namespace
+}  // namespace rvenc::protocol
