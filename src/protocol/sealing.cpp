@@ -59,6 +59,16 @@ V2Keys derive_v2_keys(const crypto::SharedSecret& shared_secret, const crypto::N
   return keys;
 }
 
+namespace {
+// The request needs only the first of the three v2 keys.
+crypto::AeadKey derive_request_key(const crypto::SharedSecret& shared_secret, const crypto::Nonce& nonce) {
+  const auto prk = crypto::hkdf_extract(nonce, shared_secret.span());
+  crypto::AeadKey key;
+  crypto::hkdf_expand(prk, kInfoRequest, key.span());
+  return key;
+}
+}  // namespace
+
 std::string request_ad(const crypto::KeyId& key_id, std::int64_t timestamp) {
   std::string ad(kAdPrefix);
   ad += to_hex(key_id);
@@ -81,10 +91,10 @@ RequestEnvelope seal_request(const SealInput& input, std::string_view plaintext)
   }
   env.key_id = input.key_id;
   env.timestamp = input.timestamp;
-  const auto keys = derive_v2_keys(*input.shared_secret, input.nonce);
+  const auto key = derive_request_key(*input.shared_secret, input.nonce);
   const crypto::SecureBytes padded(crypto::pad(crypto::as_bytes(plaintext)));
   env.encrypted_inference =
-      crypto::aead_seal(keys.request_key.span(), input.nonce, crypto::as_bytes(request_ad(env.key_id, env.timestamp)),
+      crypto::aead_seal(key.span(), input.nonce, crypto::as_bytes(request_ad(env.key_id, env.timestamp)),
                         padded.bytes());
   return env;
 }
@@ -95,8 +105,8 @@ Result<crypto::SecureBytes> open_request(const RequestEnvelope& envelope, const 
     if (!opened) return fail(Errc::decryption_failed, "the request does not authenticate");
     return opened;
   }
-  const auto keys = derive_v2_keys(shared_secret, envelope.nonce);
-  auto opened = crypto::aead_open(keys.request_key.span(), envelope.nonce,
+  const auto key = derive_request_key(shared_secret, envelope.nonce);
+  auto opened = crypto::aead_open(key.span(), envelope.nonce,
                                   crypto::as_bytes(request_ad(envelope.key_id, envelope.timestamp)),
                                   envelope.encrypted_inference);
   if (!opened) return fail(Errc::decryption_failed, "the request does not authenticate (keyId, timestamp or data changed)");
@@ -181,7 +191,8 @@ Result<ResponseOpener::Opened> ResponseOpener::open(EventKind kind, std::string_
     failed_ = true;
     return fail(Errc::tampered_stream, "event after the end of the stream");
   }
-  const std::string where = "event " + std::to_string(index_) + " (" + std::string(kind_name(kind)) + ")";
+  // Built only on failure: the success path stays allocation-light.
+  const auto where = [&] { return "event " + std::to_string(index_) + " (" + std::string(kind_name(kind)) + ")"; };
 
   if (version_ == Version::v1) {
     if (kind == EventKind::done) {
@@ -201,7 +212,7 @@ Result<ResponseOpener::Opened> ResponseOpener::open(EventKind kind, std::string_
     auto opened = bytes ? crypto::aead_open(key_.span(), v1_nonce_, {}, *bytes) : std::unexpected(bytes.error());
     if (!opened) {
       failed_ = true;
-      return fail(Errc::tampered_stream, where + " does not decrypt");
+      return fail(Errc::tampered_stream, where() + " does not decrypt");
     }
     ++index_;
     return Opened{kind, std::move(*opened)};
@@ -222,7 +233,7 @@ Result<ResponseOpener::Opened> ResponseOpener::open(EventKind kind, std::string_
   }
   if (!size) {
     failed_ = true;
-    return fail(Errc::tampered_stream, where + " does not authenticate (changed, reordered, replayed or dropped events)");
+    return fail(Errc::tampered_stream, where() + " does not authenticate (changed, reordered, replayed or dropped events)");
   }
   opened->truncate(*size);
   if (kind == EventKind::done) {

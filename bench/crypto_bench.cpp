@@ -1,0 +1,291 @@
+// Each operation twice: BM_<Op>_rvenc through rvenc_core, BM_<Op>_raw as the bare libsodium call
+// sequence that does the same cryptographic work, so wrapper overhead reads as a ratio.
+#include <benchmark/benchmark.h>
+#include <sodium.h>
+
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rvenc/common/hex.hpp"
+#include "rvenc/crypto/crypto.hpp"
+#include "rvenc/protocol/sealing.hpp"
+
+namespace {
+
+using namespace rvenc;
+
+constexpr std::size_t kEventBytes = 100;
+constexpr std::size_t kPreSealedEvents = 4096;
+constexpr std::string_view kInfoRequest = "rvenc/2 request";
+constexpr std::string_view kInfoResponse = "rvenc/2 response";
+constexpr std::string_view kInfoResponseNonce = "rvenc/2 response nonce";
+
+struct Setup {
+  crypto::XWingKeyPair enclave = crypto::xwing_generate_keypair();
+  crypto::Encapsulation enc = crypto::xwing_encapsulate(enclave.public_key).value();
+  crypto::Nonce nonce = crypto::random_nonce();
+  crypto::KeyId key_id = crypto::key_id(enclave.public_key);
+  std::int64_t timestamp = 1764004858;
+
+  protocol::SealInput input() const {
+    protocol::SealInput in;
+    in.shared_secret = &enc.shared_secret;
+    in.cipher_text = &enc.cipher_text;
+    in.key_id = key_id;
+    in.nonce = nonce;
+    in.timestamp = timestamp;
+    return in;
+  }
+};
+
+const Setup& setup() {
+  static const Setup s;
+  return s;
+}
+
+std::string plaintext(std::size_t n) { return std::string(n, 'x'); }
+
+// --- X-Wing --------------------------------------------------------------------------------------
+
+void BM_XWingKeygen_rvenc(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(crypto::xwing_generate_keypair());
+}
+void BM_XWingKeygen_raw(benchmark::State& state) {
+  std::array<unsigned char, crypto_kem_xwing_PUBLICKEYBYTES> pk;
+  std::array<unsigned char, crypto_kem_xwing_SECRETKEYBYTES> sk;
+  for (auto _ : state) {
+    crypto_kem_xwing_keypair(pk.data(), sk.data());
+    benchmark::DoNotOptimize(pk);
+  }
+  sodium_memzero(sk.data(), sk.size());
+}
+
+void BM_XWingEncaps_rvenc(benchmark::State& state) {
+  const auto& s = setup();
+  for (auto _ : state) benchmark::DoNotOptimize(crypto::xwing_encapsulate(s.enclave.public_key));
+}
+void BM_XWingEncaps_raw(benchmark::State& state) {
+  const auto& s = setup();
+  std::array<unsigned char, crypto_kem_xwing_CIPHERTEXTBYTES> ct;
+  std::array<unsigned char, crypto_kem_xwing_SHAREDSECRETBYTES> ss;
+  for (auto _ : state) {
+    if (crypto_kem_xwing_enc(ct.data(), ss.data(), s.enclave.public_key.data()) != 0) {
+      state.SkipWithError("encapsulation failed");
+      break;
+    }
+    benchmark::DoNotOptimize(ss);
+  }
+}
+
+void BM_XWingDecaps_rvenc(benchmark::State& state) {
+  const auto& s = setup();
+  for (auto _ : state) benchmark::DoNotOptimize(crypto::xwing_decapsulate(s.enc.cipher_text, s.enclave.seed));
+}
+void BM_XWingDecaps_raw(benchmark::State& state) {
+  const auto& s = setup();
+  std::array<unsigned char, crypto_kem_xwing_SHAREDSECRETBYTES> ss;
+  for (auto _ : state) {
+    if (crypto_kem_xwing_dec(ss.data(), s.enc.cipher_text.data(), s.enclave.seed.data()) != 0) {
+      state.SkipWithError("decapsulation failed");
+      break;
+    }
+    benchmark::DoNotOptimize(ss);
+  }
+}
+
+// --- Request (v2): HKDF extract + expand, pad, XChaCha20-Poly1305 ---------------------------------
+
+void raw_request_key(const Setup& s, unsigned char* key) {
+  unsigned char prk[crypto_kdf_hkdf_sha256_KEYBYTES];
+  crypto_kdf_hkdf_sha256_extract(prk, s.nonce.data(), s.nonce.size(), s.enc.shared_secret.data(), 32);
+  crypto_kdf_hkdf_sha256_expand(key, 32, kInfoRequest.data(), kInfoRequest.size(), prk);
+  sodium_memzero(prk, sizeof prk);
+}
+
+void BM_RequestSeal_rvenc(benchmark::State& state) {
+  const auto& s = setup();
+  const auto text = plaintext(static_cast<std::size_t>(state.range(0)));
+  const auto in = s.input();
+  for (auto _ : state) benchmark::DoNotOptimize(protocol::seal_request(in, text));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0));
+}
+void BM_RequestSeal_raw(benchmark::State& state) {
+  const auto& s = setup();
+  const auto text = plaintext(static_cast<std::size_t>(state.range(0)));
+  const auto ad = protocol::request_ad(s.key_id, s.timestamp);
+  std::vector<unsigned char> buf(text.size() + 64);
+  std::vector<unsigned char> out(buf.size() + crypto_aead_xchacha20poly1305_ietf_ABYTES);
+  unsigned char key[32];
+  for (auto _ : state) {
+    raw_request_key(s, key);
+    std::copy(text.begin(), text.end(), buf.begin());
+    std::size_t padded = 0;
+    sodium_pad(&padded, buf.data(), text.size(), 64, buf.size());
+    unsigned long long written = 0;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out.data(), &written, buf.data(), padded,
+                                               reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nullptr,
+                                               s.nonce.data(), key);
+    benchmark::DoNotOptimize(out.data());
+  }
+  sodium_memzero(key, sizeof key);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0));
+}
+
+void BM_RequestOpen_rvenc(benchmark::State& state) {
+  const auto& s = setup();
+  const auto env = protocol::seal_request(s.input(), plaintext(static_cast<std::size_t>(state.range(0))));
+  for (auto _ : state) benchmark::DoNotOptimize(protocol::open_request(env, s.enc.shared_secret));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0));
+}
+void BM_RequestOpen_raw(benchmark::State& state) {
+  const auto& s = setup();
+  const auto env = protocol::seal_request(s.input(), plaintext(static_cast<std::size_t>(state.range(0))));
+  const auto ad = protocol::request_ad(s.key_id, s.timestamp);
+  std::vector<unsigned char> out(env.encrypted_inference.size());
+  unsigned char key[32];
+  for (auto _ : state) {
+    raw_request_key(s, key);
+    unsigned long long written = 0;
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(out.data(), &written, nullptr, env.encrypted_inference.data(),
+                                                   env.encrypted_inference.size(),
+                                                   reinterpret_cast<const unsigned char*>(ad.data()), ad.size(),
+                                                   s.nonce.data(), key) != 0) {
+      state.SkipWithError("decrypt failed");
+      break;
+    }
+    std::size_t size = 0;
+    sodium_unpad(&size, out.data(), written, 64);
+    benchmark::DoNotOptimize(size);
+  }
+  sodium_memzero(key, sizeof key);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0));
+}
+
+// --- Events (v2, 100 bytes): counter nonce, pad, XChaCha20-Poly1305, hex ----------------------------
+
+struct RawEventKeys {
+  unsigned char key[32];
+  unsigned char prefix[16];
+  explicit RawEventKeys(const Setup& s) {
+    unsigned char prk[32];
+    crypto_kdf_hkdf_sha256_extract(prk, s.nonce.data(), s.nonce.size(), s.enc.shared_secret.data(), 32);
+    crypto_kdf_hkdf_sha256_expand(key, 32, kInfoResponse.data(), kInfoResponse.size(), prk);
+    crypto_kdf_hkdf_sha256_expand(prefix, 16, kInfoResponseNonce.data(), kInfoResponseNonce.size(), prk);
+    sodium_memzero(prk, sizeof prk);
+  }
+  ~RawEventKeys() { sodium_memzero(key, sizeof key); }
+  void nonce(std::uint64_t i, unsigned char* out) const {
+    std::copy(prefix, prefix + 16, out);
+    for (int b = 0; b < 8; ++b) out[16 + b] = static_cast<unsigned char>(i >> (56 - 8 * b));
+  }
+};
+
+void BM_EventSeal_rvenc(benchmark::State& state) {
+  const auto& s = setup();
+  const auto text = plaintext(kEventBytes);
+  protocol::ResponseSealer sealer(protocol::Version::v2, s.enc.shared_secret, s.nonce);
+  for (auto _ : state) benchmark::DoNotOptimize(sealer.seal_payload(protocol::EventKind::data, text));
+}
+void BM_EventSeal_raw(benchmark::State& state) {
+  const auto& s = setup();
+  const auto text = plaintext(kEventBytes);
+  const RawEventKeys keys(s);
+  constexpr std::string_view ad = "rvenc/2|data";
+  unsigned char buf[kEventBytes + 64];
+  unsigned char ct[sizeof buf + 16];
+  char hex[sizeof ct * 2 + 1];
+  unsigned char nonce[24];
+  std::uint64_t index = 0;
+  for (auto _ : state) {
+    keys.nonce(index++, nonce);
+    std::copy(text.begin(), text.end(), buf);
+    std::size_t padded = 0;
+    sodium_pad(&padded, buf, text.size(), 64, sizeof buf);
+    unsigned long long written = 0;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(ct, &written, buf, padded,
+                                               reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nullptr,
+                                               nonce, keys.key);
+    sodium_bin2hex(hex, sizeof hex, ct, written);
+    benchmark::DoNotOptimize(hex);
+  }
+}
+
+void BM_EventOpen_rvenc(benchmark::State& state) {
+  const auto& s = setup();
+  std::vector<std::string> payloads;
+  protocol::ResponseSealer sealer(protocol::Version::v2, s.enc.shared_secret, s.nonce);
+  for (std::size_t i = 0; i < kPreSealedEvents; ++i) {
+    payloads.push_back(sealer.seal_payload(protocol::EventKind::data, plaintext(kEventBytes)));
+  }
+  auto opener = std::make_unique<protocol::ResponseOpener>(protocol::Version::v2, s.enc.shared_secret, s.nonce);
+  std::size_t next = 0;
+  for (auto _ : state) {
+    if (next == payloads.size()) {
+      // A stream is opened in order only once: restart it (untimed) after the pre-sealed events.
+      state.PauseTiming();
+      opener = std::make_unique<protocol::ResponseOpener>(protocol::Version::v2, s.enc.shared_secret, s.nonce);
+      next = 0;
+      state.ResumeTiming();
+    }
+    auto opened = opener->open(protocol::EventKind::data, payloads[next++]);
+    if (!opened) {
+      state.SkipWithError("open failed");
+      break;
+    }
+    benchmark::DoNotOptimize(opened->plaintext.size());
+  }
+}
+void BM_EventOpen_raw(benchmark::State& state) {
+  const auto& s = setup();
+  protocol::ResponseSealer sealer(protocol::Version::v2, s.enc.shared_secret, s.nonce);
+  const auto payload = sealer.seal_payload(protocol::EventKind::data, plaintext(kEventBytes));
+  const RawEventKeys keys(s);
+  constexpr std::string_view ad = "rvenc/2|data";
+  unsigned char ct[kEventBytes + 64 + 16];
+  unsigned char pt[sizeof ct];
+  unsigned char nonce[24];
+  for (auto _ : state) {
+    std::size_t ct_len = 0;
+    sodium_hex2bin(ct, sizeof ct, payload.data(), payload.size(), nullptr, &ct_len, nullptr);
+    keys.nonce(0, nonce);
+    unsigned long long written = 0;
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, &written, nullptr, ct, ct_len,
+                                                   reinterpret_cast<const unsigned char*>(ad.data()), ad.size(),
+                                                   nonce, keys.key) != 0) {
+      state.SkipWithError("decrypt failed");
+      break;
+    }
+    std::size_t size = 0;
+    sodium_unpad(&size, pt, written, 64);
+    benchmark::DoNotOptimize(size);
+  }
+  sodium_memzero(pt, sizeof pt);
+}
+
+BENCHMARK(BM_XWingKeygen_rvenc);
+BENCHMARK(BM_XWingKeygen_raw);
+BENCHMARK(BM_XWingEncaps_rvenc);
+BENCHMARK(BM_XWingEncaps_raw);
+BENCHMARK(BM_XWingDecaps_rvenc);
+BENCHMARK(BM_XWingDecaps_raw);
+BENCHMARK(BM_RequestSeal_rvenc)->Arg(1024)->Arg(64 * 1024);
+BENCHMARK(BM_RequestSeal_raw)->Arg(1024)->Arg(64 * 1024);
+BENCHMARK(BM_RequestOpen_rvenc)->Arg(1024)->Arg(64 * 1024);
+BENCHMARK(BM_RequestOpen_raw)->Arg(1024)->Arg(64 * 1024);
+BENCHMARK(BM_EventSeal_rvenc);
+BENCHMARK(BM_EventSeal_raw);
+BENCHMARK(BM_EventOpen_rvenc);
+BENCHMARK(BM_EventOpen_raw);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  rvenc::crypto::ensure_initialized();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
