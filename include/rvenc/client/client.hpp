@@ -1,0 +1,163 @@
+// The rvenc client SDK: end-to-end encrypted chat completions through an rvenc gateway, the C++
+// counterpart of the TypeScript SDK's createRvencClient / generateEncryptionKeys /
+// client.chat.completions.create.
+//
+//   auto client = rvenc::client::create_client({.api_key = "sk_test_..."});
+//   auto completion = client->chat.completions.create({{"model", "demo"}, {"messages", ...}});
+//
+// Design: a Client is a cheap handle on shared state (options, the current encryption keys, an
+// http::Client connection pool), safe to use from many threads and coroutines at once. Every call
+// exists twice: a blocking one (its own io_context, for applications and the CLI) and an
+// awaitable one that runs on the caller's executor (for servers such as the local OpenAI proxy:
+// many concurrent requests on one io_context). Trust comes first: encryption keys are only ever
+// made for a public key whose attestation verified against the policy and a fresh challenge.
+// When the gateway no longer knows the key (404 unknown_key_id, e.g. the enclave restarted with a
+// new key) the client re-attests, makes new keys and retries that request once.
+//
+// Errors are rvenc::Error values: HTTP errors of the gateway keep their status and code
+// (Error::http_status); transport failures are transport_error (cannot connect, connection
+// reset) or timeout (silence longer than request_timeout); stream failures are tampered_stream,
+// truncated_stream, event_too_large, upstream_error (the gateway's unauthenticated error event)
+// or the code of the enclave's authenticated error event; attestation_failed when trust fails.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include "rvenc/client/response.hpp"
+#include "rvenc/common/error.hpp"
+#include "rvenc/crypto/crypto.hpp"
+#include "rvenc/http/types.hpp"
+#include "rvenc/protocol/attestation.hpp"
+#include "rvenc/protocol/envelope.hpp"
+#include "rvenc/protocol/sse.hpp"
+
+namespace rvenc::client {
+
+inline constexpr std::string_view kDefaultBaseUrl = "http://127.0.0.1:8400";
+inline constexpr std::chrono::milliseconds kDefaultRequestTimeout{30'000};
+inline constexpr std::size_t kDefaultMaxBufferSize = protocol::kDefaultMaxEventBytes;  // 10 MiB
+
+// The SDK's "encryption keys": an X-Wing encapsulation to the enclave key `key_id`. May be
+// generated once (generate_encryption_keys) and reused for many requests.
+struct EncryptionKeys {
+  crypto::SharedSecret shared_secret;
+  crypto::XWingCipherText cipher_text{};
+  crypto::KeyId key_id{};
+
+  // {"sharedSecret": hex, "cipherText": hex, "keyId": hex} (contains the secret: handle with care).
+  [[nodiscard]] std::string to_json() const;
+  // invalid_request naming the missing or malformed field (never echoing values).
+  [[nodiscard]] static Result<EncryptionKeys> from_json(std::string_view json);
+};
+
+struct ClientOptions {
+  std::string api_key;  // required by create_client: "sk_live_..." or "sk_test_..."
+  std::string base_url = std::string(kDefaultBaseUrl);  // the gateway, plain http
+  // Pre-generated keys; generated from a verified attestation on first use otherwise.
+  std::optional<EncryptionKeys> encryption_keys;
+  // Longest wait for the connection, the response head, or the next bytes of a stream (not a
+  // bound on a whole streaming answer, which may run long while tokens keep coming).
+  std::chrono::milliseconds request_timeout = kDefaultRequestTimeout;
+  // Largest single event of the response stream accepted (event_too_large beyond).
+  std::size_t max_buffer_size = kDefaultMaxBufferSize;
+  // Version 2 by default; version 1 only for servers that speak nothing else (see PROTOCOL.md).
+  protocol::Version protocol_version = protocol::Version::v2;
+  // Which enclaves to trust. The default trusts hardware providers only, never "simulated".
+  protocol::AttestationPolicy attestation;
+};
+
+// Options for one call.
+struct CallOptions {
+  // Called once with the head of the gateway's answer that the call acts on (success or HTTP
+  // error; not the 404 unknown_key_id that triggers a retry), before any chunk.
+  std::function<void(const ResponseMeta&)> on_response;
+};
+
+// Handler for each decrypted chunk of a streaming call, in order. Returning an error stops the
+// call (the gateway connection is closed so the enclave stops generating) with that error.
+using ChunkHandler = std::function<Status(const Chunk&)>;
+using AsyncChunkHandler = std::function<http::awaitable<Status>(const Chunk&)>;
+
+class Client;
+namespace detail {
+struct ClientState;
+// A client for the calls that need no API key (attestation, keys); options otherwise validated.
+[[nodiscard]] Result<Client> keyless_client(const ClientOptions& options);
+}  // namespace detail
+
+// client.chat.completions
+class Completions {
+ public:
+  // Non-streaming: the assembled chat.completion object (content and reasoning_content
+  // concatenated, tool_calls merged by index, last finish_reason and usage).
+  [[nodiscard]] Result<boost::json::object> create(const boost::json::object& request,
+                                                   const CallOptions& options = {}) const;
+  // Streaming: `on_chunk` for each chunk as it arrives; ok after the authenticated end of stream.
+  [[nodiscard]] Status create(const boost::json::object& request, const ChunkHandler& on_chunk,
+                              const CallOptions& options = {}) const;
+
+  // The same on the calling coroutine's executor. They honour Asio's terminal cancellation (e.g.
+  // co_spawn bound to a cancellation_signal): the gateway connection is closed and the call
+  // returns transport_error "request cancelled".
+  [[nodiscard]] http::awaitable<Result<boost::json::object>> async_create(boost::json::object request,
+                                                                          CallOptions options = {}) const;
+  [[nodiscard]] http::awaitable<Status> async_create(boost::json::object request, AsyncChunkHandler on_chunk,
+                                                     CallOptions options = {}) const;
+
+ private:
+  friend class Client;
+  std::shared_ptr<detail::ClientState> state_;
+};
+
+struct Chat {
+  Completions completions;
+};
+
+class Client {
+ public:
+  Chat chat;
+
+  [[nodiscard]] const ClientOptions& options() const noexcept;
+
+  // Fetches the attestation with a fresh random challenge and verifies it against the policy
+  // (attestation_failed when it does not verify); returns the verified document.
+  [[nodiscard]] Result<protocol::AttestationDocument> attest() const;
+  [[nodiscard]] http::awaitable<Result<protocol::AttestationDocument>> async_attest() const;
+
+  // Verified attestation, then a fresh encapsulation to its key. The new keys also become the
+  // keys this client uses from now on.
+  [[nodiscard]] Result<EncryptionKeys> generate_encryption_keys() const;
+  [[nodiscard]] http::awaitable<Result<EncryptionKeys>> async_generate_encryption_keys() const;
+
+  // GET {base_url}/rvenc/models: the OpenAI model list {"object":"list","data":[{"id":...}]}.
+  [[nodiscard]] Result<boost::json::object> models() const;
+  [[nodiscard]] http::awaitable<Result<boost::json::object>> async_models() const;
+
+ private:
+  friend Result<Client> create_client(ClientOptions options);
+  friend Result<Client> detail::keyless_client(const ClientOptions& options);
+  explicit Client(std::shared_ptr<detail::ClientState> state);
+  std::shared_ptr<detail::ClientState> state_;
+};
+
+// Validates the options (api_key present and well-formed, base_url a plain http URL, positive
+// timeout and buffer size, protocol 1 or 2): invalid_request naming the option otherwise.
+[[nodiscard]] Result<Client> create_client(ClientOptions options);
+
+// Keys without a client (no API key needed): verified attestation from options.base_url under
+// options.attestation, then a fresh encapsulation.
+[[nodiscard]] Result<EncryptionKeys> generate_encryption_keys(const ClientOptions& options);
+// The verified attestation of options.base_url's enclave (no API key needed), as Client::attest().
+[[nodiscard]] Result<protocol::AttestationDocument> attest(const ClientOptions& options);
+
+}  // namespace rvenc::client

@@ -1,0 +1,41 @@
+// Client settings as tools take them (flags, environment, the state `rvenc up` leaves behind) turned
+// into ClientOptions, per shared/CLI.md: with none of gateway / api key / platform key given, the
+// gateway URL, API key and platform public key come from DIR/stack.json (default ./.rvenc).
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "rvenc/client/client.hpp"
+#include "rvenc/common/error.hpp"
+
+namespace rvenc::client {
+
+inline constexpr std::string_view kDefaultDataDir = ".rvenc";
+inline constexpr std::string_view kStackFileName = "stack.json";
+
+// The client-side facts of DIR/stack.json.
+struct StackInfo {
+  std::string gateway_url;
+  std::string api_key;
+  std::string platform_public_key;  // hex, may be empty
+};
+
+// nullopt when the file does not exist; invalid_request (naming the file) when it is malformed.
+[[nodiscard]] Result<std::optional<StackInfo>> read_stack_file(const std::filesystem::path& path);
+
+struct ClientSettings {
+  std::string gateway;              // empty: stack.json, else kDefaultBaseUrl
+  std::string api_key;              // empty: stack.json
+  std::string platform_public_key;  // hex Ed25519 key trusted for the "simulated" provider
+  std::string measurement;          // hex; required measurement when set
+  std::string data_dir;             // empty: ./.rvenc (missing stack.json is then fine)
+  int protocol = 2;
+};
+
+// invalid_request naming the setting that is wrong (bad hex, protocol not 1 or 2, unreadable
+// stack.json, --data DIR without DIR/stack.json). api_key may stay empty (keygen, attest).
+[[nodiscard]] Result<ClientOptions> resolve_settings(const ClientSettings& settings);
+
+}  // namespace rvenc::client

@@ -1,0 +1,437 @@
+#include "rvenc/client/client.hpp"
+
+#include <cctype>
+#include <ctime>
+#include <exception>
+#include <mutex>
+#include <utility>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/system/system_error.hpp>
+
+#include "rvenc/common/hex.hpp"
+#include "rvenc/http/client.hpp"
+#include "rvenc/http/url.hpp"
+#include "rvenc/protocol/chat.hpp"
+#include "rvenc/protocol/sealing.hpp"
+
+namespace rvenc::client {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using http::awaitable;
+
+namespace {
+
+// Bodies read whole (attestation, model list, HTTP error answers) are small JSON documents.
+constexpr std::uint64_t kMaxJsonResponseBytes = 1024 * 1024;
+constexpr std::size_t kMaxApiKeyBytes = 256;
+constexpr std::string_view kChatPath = "/rvenc/chat/completions";
+constexpr std::string_view kAttestationPath = "/rvenc/attestation";
+constexpr std::string_view kModelsPath = "/rvenc/models";
+
+std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+Status validate(const ClientOptions& options, bool need_api_key) {
+  if (need_api_key) {
+    if (options.api_key.empty()) return fail(Errc::invalid_request, "api_key is required");
+    if (options.api_key.size() > kMaxApiKeyBytes) return fail(Errc::invalid_request, "api_key is too long");
+    for (const char c : options.api_key)
+      if (!std::isgraph(static_cast<unsigned char>(c)))
+        return fail(Errc::invalid_request, "api_key contains whitespace or control characters");
+  }
+  if (options.request_timeout <= std::chrono::milliseconds::zero())
+    return fail(Errc::invalid_request, "request_timeout must be positive");
+  if (options.max_buffer_size == 0) return fail(Errc::invalid_request, "max_buffer_size must be positive");
+  if (options.protocol_version != protocol::Version::v1 && options.protocol_version != protocol::Version::v2)
+    return fail(Errc::invalid_request, "protocol_version must be 1 or 2");
+  return {};
+}
+
+}  // namespace
+
+namespace detail {
+
+struct ClientState {
+  ClientOptions options;
+  http::Url base;
+  http::Client http{http::ClientOptions{.body_limit = kMaxJsonResponseBytes}};
+
+  std::mutex mutex;
+  std::shared_ptr<const EncryptionKeys> keys;  // guarded by mutex
+
+  [[nodiscard]] http::Timeouts timeouts() const {
+    return http::Timeouts{.connect = options.request_timeout, .idle = options.request_timeout};
+  }
+
+  // A transport failure of the http layer in the SDK's terms.
+  [[nodiscard]] Error transport_error(const Error& error) const {
+    if (error.code == Errc::upstream_timeout)
+      return Error{Errc::timeout, "no answer from the gateway " + base.origin() + " within " +
+                                      std::to_string(options.request_timeout.count()) + " ms"};
+    return Error{Errc::transport_error, "cannot talk to the gateway " + base.origin() + ": " + error.message};
+  }
+
+  awaitable<Result<std::string>> get_json(http::Client& client, std::string target, bool with_api_key) {
+    http::Request request = http::make_request(http::Verb::get, base.join(target));
+    if (with_api_key) request.set(http::beast::http::field::authorization, "Bearer " + options.api_key);
+    auto response = co_await client.request(base, std::move(request), timeouts());
+    if (!response) co_return std::unexpected(transport_error(response.error()));
+    if (response->result_int() != 200) co_return std::unexpected(error_from_http(response->result_int(), response->body()));
+    co_return std::move(response->body());
+  }
+
+  awaitable<Result<protocol::AttestationDocument>> attest(http::Client& client) {
+    const auto challenge = crypto::random_array<protocol::kChallengeBytes>();
+    auto body = co_await get_json(client, std::string(kAttestationPath) + "?challenge=" + to_hex(challenge), false);
+    if (!body) co_return std::unexpected(body.error());
+    auto document = protocol::parse_attestation(*body);
+    if (!document)
+      co_return std::unexpected(
+          Error{Errc::attestation_failed, "the attestation document is malformed: " + document.error().message});
+    if (auto verified = protocol::verify_attestation(*document, challenge, options.attestation); !verified)
+      co_return std::unexpected(Error{Errc::attestation_failed, verified.error().message});
+    co_return std::move(*document);
+  }
+
+  awaitable<Result<EncryptionKeys>> generate_keys(http::Client& client) {
+    auto document = co_await attest(client);
+    if (!document) co_return std::unexpected(document.error());
+    auto encapsulation = crypto::xwing_encapsulate(document->public_key);
+    if (!encapsulation) co_return std::unexpected(encapsulation.error());
+    EncryptionKeys keys{.shared_secret = std::move(encapsulation->shared_secret),
+                        .cipher_text = encapsulation->cipher_text,
+                        .key_id = document->key_id};
+    install(keys);
+    co_return keys;
+  }
+
+  void install(const EncryptionKeys& keys) {
+    auto shared = std::make_shared<const EncryptionKeys>(keys);
+    const std::lock_guard lock(mutex);
+    this->keys = std::move(shared);
+  }
+
+  // The keys in use, made from a fresh verified attestation when there are none.
+  awaitable<Result<std::shared_ptr<const EncryptionKeys>>> current_keys(http::Client& client) {
+    {
+      const std::lock_guard lock(mutex);
+      if (keys) co_return keys;
+    }
+    auto generated = co_await generate_keys(client);
+    if (!generated) co_return std::unexpected(generated.error());
+    const std::lock_guard lock(mutex);
+    co_return keys;
+  }
+
+  // Drops the keys for `key_id` (the gateway no longer knows it), unless already replaced.
+  void forget_keys(const crypto::KeyId& key_id) {
+    const std::lock_guard lock(mutex);
+    if (keys && keys->key_id == key_id) keys.reset();
+  }
+
+  // One sealed request and its decoded answer; `retry_on_unknown_key` allows one re-attestation.
+  awaitable<Status> chat(http::Client& client, const json::object& request, const AsyncChunkHandler& on_chunk,
+                         const CallOptions& call) {
+    const std::string plaintext = json::serialize(request);
+    for (int attempt = 0;; ++attempt) {
+      auto keys_in_use = co_await current_keys(client);
+      if (!keys_in_use) co_return std::unexpected(keys_in_use.error());
+      const EncryptionKeys& k = **keys_in_use;
+
+      const crypto::Nonce nonce = crypto::random_nonce();
+      const protocol::SealInput seal{.version = options.protocol_version,
+                                     .shared_secret = &k.shared_secret,
+                                     .cipher_text = &k.cipher_text,
+                                     .key_id = k.key_id,
+                                     .nonce = nonce,
+                                     .timestamp = now_seconds()};
+      http::Request http_request = http::make_request(
+          http::Verb::post, base.join(kChatPath), protocol::serialize_envelope(protocol::seal_request(seal, plaintext)));
+      http_request.set(http::beast::http::field::authorization, "Bearer " + options.api_key);
+      http_request.set(http::beast::http::field::accept, http::kEventStreamContentType);
+
+      auto opened = co_await client.open(base, std::move(http_request), timeouts());
+      if (!opened) co_return std::unexpected(transport_error(opened.error()));
+      http::ResponseStream& stream = **opened;
+
+      ResponseMeta meta{.status = stream.status()};
+      for (const auto& field : stream.header())
+        if (is_passthrough_header(field.name_string()))
+          meta.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+
+      if (meta.status != 200) {
+        std::string body;
+        while (body.size() <= kMaxJsonResponseBytes) {
+          auto bytes = co_await stream.read_some();
+          if (!bytes || !*bytes) break;  // an error body cut short still says what we can
+          body += **bytes;
+        }
+        Error error = error_from_http(meta.status, body);
+        if (error.code == Errc::unknown_key_id && attempt == 0) {
+          forget_keys(k.key_id);
+          continue;
+        }
+        if (call.on_response) call.on_response(meta);
+        co_return std::unexpected(std::move(error));
+      }
+      if (call.on_response) call.on_response(meta);
+      const auto content_type = stream.header()[http::beast::http::field::content_type];
+      if (!content_type.starts_with(http::kEventStreamContentType)) {
+        stream.cancel();
+        co_return fail(Errc::upstream_error, "the gateway answered 200 without an event stream");
+      }
+      co_return co_await decode(stream, ResponseDecoder(options.protocol_version, k.shared_secret, nonce,
+                                                       options.max_buffer_size),
+                                on_chunk);
+    }
+  }
+
+  awaitable<Status> decode(http::ResponseStream& stream, ResponseDecoder decoder, const AsyncChunkHandler& on_chunk) {
+    std::vector<Chunk> chunks;
+    while (!decoder.done()) {
+      auto bytes = co_await stream.read_some();
+      if (!bytes) co_return std::unexpected(transport_error(bytes.error()));
+      if (!*bytes) co_return decoder.finish();
+      chunks.clear();
+      const Status fed = decoder.feed(**bytes, chunks);
+      for (const Chunk& chunk : chunks) {
+        if (auto handled = co_await on_chunk(chunk); !handled) {
+          stream.cancel();
+          co_return handled;
+        }
+      }
+      if (!fed) {
+        stream.cancel();
+        co_return fed;
+      }
+    }
+    // Drain what follows done (the end of the chunked body) so the connection can be reused;
+    // the answer is complete whatever happens now.
+    for (;;) {
+      auto bytes = co_await stream.read_some();
+      if (!bytes || !*bytes) break;
+    }
+    co_return Status{};
+  }
+};
+
+}  // namespace detail
+
+namespace {
+
+using detail::ClientState;
+
+// Runs `make()` (an awaitable factory) to completion on a private io_context, with a private
+// connection pool that dies before the io_context does.
+template <class T, class F>
+T run_blocking(const std::shared_ptr<ClientState>& state, F make) {
+  asio::io_context io;
+  http::Client pool{http::ClientOptions{.body_limit = kMaxJsonResponseBytes}};
+  std::optional<T> result;
+  std::exception_ptr failure;
+  asio::co_spawn(io, make(*state, pool), [&](std::exception_ptr e, T value) {
+    failure = e;
+    if (!e) result.emplace(std::move(value));
+  });
+  io.run();
+  if (failure) std::rethrow_exception(failure);
+  return std::move(*result);
+}
+
+// Turns an exception escaping a call (Asio throws operation_aborted into a cancelled coroutine)
+// into an error value.
+template <class T>
+Result<T> caught(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const boost::system::system_error& error) {
+    if (error.code() == asio::error::operation_aborted) return fail(Errc::transport_error, "request cancelled");
+    return fail(Errc::transport_error, error.what());
+  } catch (const std::exception& error) {
+    return fail(Errc::internal_error, error.what());
+  }
+}
+
+template <class T, class F>
+awaitable<Result<T>> guarded(F body) {
+  std::exception_ptr failure;
+  try {
+    auto result = co_await body();
+    const asio::cancellation_state state = co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none && !result)
+      co_return fail(Errc::transport_error, "request cancelled");
+    co_return result;
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  co_return caught<T>(failure);
+}
+
+awaitable<Result<json::object>> assembled(ClientState& state, http::Client& pool, json::object request,
+                                          CallOptions call) {
+  protocol::CompletionAssembler assembler;
+  const AsyncChunkHandler collect = [&assembler](const Chunk& chunk) -> awaitable<Status> {
+    assembler.add_chunk(chunk.object);
+    co_return Status{};
+  };
+  if (auto done = co_await state.chat(pool, request, collect, call); !done) co_return std::unexpected(done.error());
+  co_return assembler.completion();
+}
+
+awaitable<Result<json::object>> parse_object(Result<std::string> body, std::string_view what) {
+  if (!body) co_return std::unexpected(body.error());
+  boost::system::error_code ec;
+  json::value value = json::parse(*body, ec);
+  if (ec || !value.is_object()) co_return fail(Errc::upstream_error, std::string(what) + " is not a JSON object");
+  co_return std::move(value.as_object());
+}
+
+}  // namespace
+
+// --- EncryptionKeys ---------------------------------------------------------------------------
+
+std::string EncryptionKeys::to_json() const {
+  return json::serialize(json::object{{"sharedSecret", to_hex(shared_secret.span())},
+                                      {"cipherText", to_hex(cipher_text)},
+                                      {"keyId", to_hex(key_id)}});
+}
+
+Result<EncryptionKeys> EncryptionKeys::from_json(std::string_view text) {
+  boost::system::error_code ec;
+  const json::value value = json::parse(text, ec);
+  if (ec || !value.is_object()) return fail(Errc::invalid_request, "encryption keys: not a JSON object");
+  const json::object& object = value.as_object();
+  auto field = [&](std::string_view name) -> Result<std::string_view> {
+    const auto* v = object.if_contains(name);
+    if (v == nullptr || !v->is_string()) return fail(Errc::invalid_request, "encryption keys: missing " + std::string(name));
+    return std::string_view(v->as_string());
+  };
+  EncryptionKeys keys;
+  for (const auto& [name, out] : {std::pair{"sharedSecret", std::span<std::uint8_t>(keys.shared_secret.span())},
+                                  std::pair{"cipherText", std::span<std::uint8_t>(keys.cipher_text)},
+                                  std::pair{"keyId", std::span<std::uint8_t>(keys.key_id)}}) {
+    auto hex = field(name);
+    if (!hex) return std::unexpected(hex.error());
+    if (auto ok = from_hex_into(*hex, out, name); !ok) return std::unexpected(ok.error());
+  }
+  return keys;
+}
+
+// --- Completions ------------------------------------------------------------------------------
+
+Result<json::object> Completions::create(const json::object& request, const CallOptions& options) const {
+  return run_blocking<Result<json::object>>(state_, [&](ClientState& state, http::Client& pool) {
+    return guarded<json::object>([&]() { return assembled(state, pool, request, options); });
+  });
+}
+
+Status Completions::create(const json::object& request, const ChunkHandler& on_chunk, const CallOptions& options) const {
+  const AsyncChunkHandler handler = [&on_chunk](const Chunk& chunk) -> awaitable<Status> { co_return on_chunk(chunk); };
+  return run_blocking<Status>(state_, [&](ClientState& state, http::Client& pool) {
+    return guarded<void>([&]() { return state.chat(pool, request, handler, options); });
+  });
+}
+
+awaitable<Result<json::object>> Completions::async_create(json::object request, CallOptions options) const {
+  auto state = state_;
+  co_return co_await guarded<json::object>([&]() { return assembled(*state, state->http, request, options); });
+}
+
+awaitable<Status> Completions::async_create(json::object request, AsyncChunkHandler on_chunk,
+                                            CallOptions options) const {
+  auto state = state_;
+  co_return co_await guarded<void>([&]() { return state->chat(state->http, request, on_chunk, options); });
+}
+
+// --- Client -----------------------------------------------------------------------------------
+
+Client::Client(std::shared_ptr<detail::ClientState> state) : state_(std::move(state)) {
+  chat.completions.state_ = state_;
+}
+
+const ClientOptions& Client::options() const noexcept { return state_->options; }
+
+Result<protocol::AttestationDocument> Client::attest() const {
+  return run_blocking<Result<protocol::AttestationDocument>>(state_, [](ClientState& state, http::Client& pool) {
+    return guarded<protocol::AttestationDocument>([&]() { return state.attest(pool); });
+  });
+}
+
+awaitable<Result<protocol::AttestationDocument>> Client::async_attest() const {
+  auto state = state_;
+  co_return co_await guarded<protocol::AttestationDocument>([&]() { return state->attest(state->http); });
+}
+
+Result<EncryptionKeys> Client::generate_encryption_keys() const {
+  return run_blocking<Result<EncryptionKeys>>(state_, [](ClientState& state, http::Client& pool) {
+    return guarded<EncryptionKeys>([&]() { return state.generate_keys(pool); });
+  });
+}
+
+awaitable<Result<EncryptionKeys>> Client::async_generate_encryption_keys() const {
+  auto state = state_;
+  co_return co_await guarded<EncryptionKeys>([&]() { return state->generate_keys(state->http); });
+}
+
+Result<json::object> Client::models() const {
+  return run_blocking<Result<json::object>>(state_, [](ClientState& state, http::Client& pool) {
+    return guarded<json::object>([&]() -> awaitable<Result<json::object>> {
+      co_return co_await parse_object(co_await state.get_json(pool, std::string(kModelsPath), true), "the model list");
+    });
+  });
+}
+
+awaitable<Result<json::object>> Client::async_models() const {
+  auto state = state_;
+  co_return co_await guarded<json::object>([&]() -> awaitable<Result<json::object>> {
+    co_return co_await parse_object(co_await state->get_json(state->http, std::string(kModelsPath), true),
+                                    "the model list");
+  });
+}
+
+namespace {
+Result<std::shared_ptr<ClientState>> make_state(ClientOptions options, bool need_api_key) {
+  if (auto ok = validate(options, need_api_key); !ok) return std::unexpected(ok.error());
+  auto base = http::parse_url(options.base_url);
+  if (!base) return fail(Errc::invalid_request, "base_url: " + base.error().message);
+  auto state = std::make_shared<ClientState>();
+  state->base = std::move(*base);
+  if (options.encryption_keys) state->keys = std::make_shared<const EncryptionKeys>(std::move(*options.encryption_keys));
+  options.encryption_keys.reset();
+  state->options = std::move(options);
+  return state;
+}
+}  // namespace
+
+Result<Client> create_client(ClientOptions options) {
+  auto state = make_state(std::move(options), true);
+  if (!state) return std::unexpected(state.error());
+  return Client(std::move(*state));
+}
+
+Result<Client> detail::keyless_client(const ClientOptions& options) {
+  ClientOptions copy = options;
+  copy.encryption_keys.reset();
+  auto state = make_state(std::move(copy), false);
+  if (!state) return std::unexpected(state.error());
+  return Client(std::move(*state));
+}
+
+Result<EncryptionKeys> generate_encryption_keys(const ClientOptions& options) {
+  auto client = detail::keyless_client(options);
+  if (!client) return std::unexpected(client.error());
+  return client->generate_encryption_keys();
+}
+
+Result<protocol::AttestationDocument> attest(const ClientOptions& options) {
+  auto client = detail::keyless_client(options);
+  if (!client) return std::unexpected(client.error());
+  return client->attest();
+}
+
+}  // namespace rvenc::client

@@ -1,0 +1,84 @@
+// An in-process stand-in for gateway + enclave on 127.0.0.1:0, built from the real pieces
+// (rvenc_http Server, X-Wing, open_request, ResponseSealer, simulated attestation): it decrypts
+// each request for real and answers with a scripted event stream, so the client's handling of
+// every stream shape (tampered, reordered, cut, oversized, errors) can be tested over sockets.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json/object.hpp>
+
+#include "rvenc/crypto/crypto.hpp"
+#include "rvenc/http/server.hpp"
+#include "rvenc/protocol/attestation.hpp"
+#include "rvenc/protocol/chat.hpp"
+#include "rvenc/protocol/sealing.hpp"
+
+namespace rvenc::test {
+
+// What the fake answers to one chat request.
+struct Reply {
+  std::optional<http::Response> error;  // a plain HTTP error instead of a stream
+  std::vector<std::string> pieces;      // SSE text, one write() each
+  bool hang = false;                    // answer nothing until FakeGateway::release()
+};
+
+// Builds the reply from the sealer of this request and the decrypted chat request.
+using Script = std::function<Reply(protocol::ResponseSealer& sealer, const protocol::ChatRequest& request)>;
+
+enum class AttestationFlaw { none, bad_binding, other_platform_key, wrong_key_id };
+
+class FakeGateway {
+ public:
+  static constexpr std::string_view kApiKey = "sk_test_fake0000000000000000000000";
+
+  FakeGateway();
+  ~FakeGateway();
+
+  [[nodiscard]] std::string url() const { return server_->url(); }
+  [[nodiscard]] const crypto::Ed25519PublicKey& platform_public_key() const { return platform_.public_key; }
+  [[nodiscard]] const std::vector<std::uint8_t>& measurement() const { return measurement_; }
+  [[nodiscard]] crypto::KeyId key_id() const;
+
+  void set_script(Script script);
+  void set_attestation_flaw(AttestationFlaw flaw) { flaw_ = flaw; }
+  // A new enclave key: requests for the old keyId get 404 unknown_key_id.
+  void rotate_key();
+  // Lets hanging replies finish (they then close without answering).
+  void release();
+
+  // Counters and the last decrypted request.
+  std::atomic<int> attestation_requests{0};
+  std::atomic<int> chat_requests{0};
+  [[nodiscard]] boost::json::object last_request() const;
+
+  // The usual stream: data chunks from `chunks` (JSON texts), then done.
+  static std::vector<std::string> sealed(protocol::ResponseSealer& sealer, const std::vector<std::string>& chunks);
+
+ private:
+  http::awaitable<void> attestation(http::Request& request, http::ResponseWriter& writer);
+  http::awaitable<void> chat(http::Request& request, http::ResponseWriter& writer);
+
+  mutable std::mutex mutex_;
+  crypto::XWingKeyPair enclave_key_;
+  crypto::Ed25519KeyPair platform_;
+  crypto::Ed25519KeyPair other_platform_;
+  std::vector<std::uint8_t> measurement_;
+  Script script_;
+  boost::json::object last_request_;
+  std::atomic<AttestationFlaw> flaw_{AttestationFlaw::none};
+  std::shared_ptr<boost::asio::steady_timer> hold_;
+  std::unique_ptr<http::Server> server_;
+};
+
+// A chat.completion.chunk JSON text with `delta` and optional finish_reason.
+std::string chunk_json(const boost::json::object& delta, std::string_view finish_reason = {});
+
+}  // namespace rvenc::test
