@@ -1,0 +1,97 @@
+// The proxy's SDK clients: one per API key, kept in memory (bounded count, idle ones dropped)
+// together with that key's data-encryption keys, which are reused across requests and replaced
+// after DekPolicy's request count or age. A key change of the enclave is handled by the SDK
+// (404 unknown_key_id -> re-attest, new keys, one retry).
+//
+// Design: entries are indexed by the SHA-256 of the API key; the key itself lives only inside its
+// SDK client. get() is synchronous and cheap; prepare_keys() is the one place that talks to the
+// gateway (attestation + encapsulation). Entries are used from the proxy's single io thread; the
+// map itself is guarded by a mutex so size()/flush() may be called from anywhere.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include "rvenc/client/client.hpp"
+#include "rvenc/common/error.hpp"
+#include "rvenc/http/types.hpp"
+#include "rvenc/proxy/dek_store.hpp"
+
+namespace rvenc::proxy {
+
+struct CacheOptions {
+  static constexpr std::size_t kDefaultMaxClients = 256;
+  static constexpr std::chrono::seconds kDefaultIdleTimeout{900};
+
+  std::size_t max_clients = kDefaultMaxClients;            // least recently used dropped beyond
+  std::chrono::seconds idle_timeout = kDefaultIdleTimeout;  // unused this long -> dropped
+  DekPolicy dek;
+};
+
+// One API key's SDK client and keys. Shared with the requests using it, so dropping it from the
+// cache never disturbs a request in flight.
+struct CachedClient {
+  CachedClient(std::string key_digest, client::Client sdk_client)
+      : digest(std::move(key_digest)), client(std::move(sdk_client)) {}
+
+  const std::string digest;  // hex SHA-256 of the API key
+  client::Client client;
+  std::optional<Dek> dek;  // the keys the client uses; nullopt until made or loaded
+  std::int64_t last_used = 0;
+
+  // Set while one request makes the first keys; the others wait on `keys_ready`.
+  bool generating = false;
+  std::optional<Error> generate_error;
+  std::unique_ptr<boost::asio::steady_timer> keys_ready;
+};
+
+class ClientCache {
+ public:
+  // How often get() sweeps idle entries.
+  static constexpr std::int64_t kSweepIntervalSeconds = 30;
+
+  // `base` holds everything but the API key and keys (gateway URL, policy, protocol version).
+  // `store` (may be null) must outlive the cache.
+  ClientCache(CacheOptions options, client::ClientOptions base, DekStore* store);
+
+  // The client of `api_key` (created on first use, with the keys the store holds for it) and
+  // marks it used at `now` (epoch seconds). invalid_api_key when the SDK refuses the key's form.
+  [[nodiscard]] Result<std::shared_ptr<CachedClient>> get(const std::string& api_key, std::int64_t now);
+
+  // Makes sure `entry` has keys the policy accepts (first keys, or a rotation once they are used
+  // up or too old) and counts one request on them. A failed rotation keeps the old keys in use.
+  [[nodiscard]] http::awaitable<Status> prepare_keys(std::shared_ptr<CachedClient> entry, std::int64_t now);
+
+  // Drops entries unused for idle_timeout at `now`; returns how many.
+  std::size_t evict_idle(std::int64_t now);
+  [[nodiscard]] std::size_t size() const;
+  [[nodiscard]] bool contains(const std::string& api_key) const;
+  // Writes the request counts to the store (on shutdown).
+  [[nodiscard]] Status flush();
+
+  [[nodiscard]] const CacheOptions& options() const noexcept { return options_; }
+
+ private:
+  void evict_locked(std::int64_t now);
+  void store_keys(const CachedClient& entry);
+
+  CacheOptions options_;
+  client::ClientOptions base_;
+  DekStore* store_;
+  mutable std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<CachedClient>, std::less<>> entries_;
+  std::int64_t last_sweep_ = 0;
+};
+
+// Seconds since the epoch (the clock the cache and the store use).
+[[nodiscard]] std::int64_t unix_now();
+
+}  // namespace rvenc::proxy

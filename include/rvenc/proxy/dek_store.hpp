@@ -1,0 +1,81 @@
+// Data-encryption keys (the SDK's EncryptionKeys) per API key, their rotation policy, and the
+// optional file that keeps them across proxy restarts (`rvenc proxy --dek-store FILE`).
+//
+// Design: the store is indexed by the SHA-256 of the API key, never the key itself. The file holds
+// shared secrets, so it is created with mode 0600 and a file that group or others can read or
+// write is refused (as ssh does with private keys); it is replaced atomically (write a 0600
+// temporary file, fsync, rename) so a crash never leaves half a store.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "rvenc/client/client.hpp"
+#include "rvenc/common/error.hpp"
+
+namespace rvenc::proxy {
+
+// One API key's encryption keys and how much they have been used.
+struct Dek {
+  client::EncryptionKeys keys;
+  std::int64_t created_at = 0;  // seconds since the epoch
+  std::uint64_t requests = 0;   // requests sent with these keys
+};
+
+// When keys are replaced by fresh ones (a new X-Wing encapsulation). 0 disables a limit.
+struct DekPolicy {
+  static constexpr std::uint64_t kDefaultMaxRequests = 1000;
+  static constexpr std::chrono::seconds kDefaultMaxAge{3600};
+
+  std::uint64_t max_requests = kDefaultMaxRequests;
+  std::chrono::seconds max_age = kDefaultMaxAge;
+
+  // True once `dek` has served max_requests requests or is max_age old at `now` (epoch seconds).
+  [[nodiscard]] bool needs_rotation(const Dek& dek, std::int64_t now) const noexcept;
+};
+
+// Lowercase hex SHA-256 of the API key: the only form in which keys are stored or indexed.
+[[nodiscard]] std::string api_key_digest(std::string_view api_key);
+
+class DekStore {
+ public:
+  // Most keys kept; the least recently created are dropped beyond it.
+  static constexpr std::size_t kMaxEntries = 4096;
+  // Largest store file read (4096 entries take about 13 MB).
+  static constexpr std::uintmax_t kMaxFileBytes = 32u * 1024 * 1024;
+
+  // Opens `path`, creating an empty store (mode 0600) when it does not exist. invalid_request when
+  // the file is not a regular file, belongs to another user, is readable or writable by group or
+  // others, is too large or is not a store; internal_error when it cannot be read or created.
+  [[nodiscard]] static Result<std::unique_ptr<DekStore>> open(std::filesystem::path path);
+
+  [[nodiscard]] std::optional<Dek> find(std::string_view digest) const;
+  // Sets the keys of `digest` and rewrites the file.
+  [[nodiscard]] Status put(std::string_view digest, const Dek& dek);
+  // Updates the request count in memory only (written by the next put() or flush()).
+  void note_requests(std::string_view digest, std::uint64_t requests);
+  // Rewrites the file when counts changed since the last write.
+  [[nodiscard]] Status flush();
+
+  [[nodiscard]] std::size_t size() const;
+  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  explicit DekStore(std::filesystem::path path) : path_(std::move(path)) {}
+  [[nodiscard]] Status write_locked();
+
+  std::filesystem::path path_;
+  mutable std::mutex mutex_;
+  std::map<std::string, Dek, std::less<>> entries_;
+  bool dirty_ = false;
+};
+
+}  // namespace rvenc::proxy

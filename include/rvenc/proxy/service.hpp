@@ -1,0 +1,123 @@
+// The local OpenAI-compatible proxy (`rvenc proxy`, issue 7): OpenAI clients talk plain OpenAI to
+// it on 127.0.0.1 with their rvenc API key as the OpenAI key; it encrypts each request for the
+// attested enclave, sends it through the gateway, decrypts the reply and answers in OpenAI format.
+//
+//   rvenc::proxy::ProxyOptions options;
+//   options.gateway_url = "http://127.0.0.1:8400";
+//   options.platform_public_key = key;                       // to trust a simulated enclave
+//   auto proxy = rvenc::proxy::ProxyServer::create(options);  // binds (port 0 picks one)
+//   (*proxy)->start();  ...  (*proxy)->url();  ...  (*proxy)->stop(); (*proxy)->wait();
+//
+// Routes: POST /v1/chat/completions (streaming and not), GET /v1/models (the gateway's list),
+// GET /healthz. Design: ProxyService holds the handlers (testable with http::RecordingWriter);
+// ProxyServer binds them to an http::Server. The proxy serves on one io thread, so a key's cache
+// entry is only ever touched by one coroutine at a time between suspension points.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <boost/json/object.hpp>
+
+#include "rvenc/client/client.hpp"
+#include "rvenc/common/error.hpp"
+#include "rvenc/crypto/crypto.hpp"
+#include "rvenc/http/server.hpp"
+#include "rvenc/proxy/client_cache.hpp"
+#include "rvenc/proxy/dek_store.hpp"
+#include "rvenc/proxy/openai.hpp"
+
+namespace rvenc::proxy {
+
+struct ProxyOptions {
+  static constexpr std::uint16_t kDefaultPort = 3000;
+  // How long the gateway's model list is trusted before it is fetched again.
+  static constexpr std::chrono::seconds kDefaultModelsTtl{30};
+
+  std::string host = "127.0.0.1";
+  std::uint16_t port = kDefaultPort;  // 0 picks a free port
+  // Binding anything but a loopback address exposes decrypted traffic to the network.
+  bool allow_remote = false;
+  std::string gateway_url = std::string(client::kDefaultBaseUrl);
+  // Trust a "simulated" enclave signed by this platform key (hardware providers otherwise).
+  std::optional<crypto::Ed25519PublicKey> platform_public_key;
+  std::optional<std::vector<std::uint8_t>> measurement;  // require this measurement
+  protocol::Version protocol_version = protocol::Version::v2;
+  std::optional<std::filesystem::path> dek_store;  // keep keys across restarts (mode 0600)
+  CacheOptions cache;                              // client count, idle drop, DEK rotation
+  std::chrono::milliseconds request_timeout = client::kDefaultRequestTimeout;
+  std::chrono::seconds models_ttl = kDefaultModelsTtl;
+  std::uint64_t body_limit = http::ServerOptions::kDefaultBodyLimit;
+};
+
+// True for "localhost" and loopback IP literals (127.0.0.0/8, ::1).
+[[nodiscard]] bool is_loopback_host(std::string_view host);
+// "HOST:PORT" / "[V6]:PORT" -> (host, port); invalid_request naming the problem.
+[[nodiscard]] Result<std::pair<std::string, std::uint16_t>> parse_listen_address(std::string_view text);
+// The SDK options the proxy's clients share (gateway, protocol, attestation policy, timeout).
+[[nodiscard]] client::ClientOptions sdk_options(const ProxyOptions& options);
+
+class ProxyService {
+ public:
+  // `store` (may be null) must outlive the service.
+  ProxyService(const ProxyOptions& options, DekStore* store);
+
+  http::awaitable<void> chat_completions(http::Request& request, http::ResponseWriter& writer);
+  http::awaitable<void> models(http::Request& request, http::ResponseWriter& writer);
+  http::awaitable<void> healthz(http::Request& request, http::ResponseWriter& writer);
+  // The three routes above.
+  [[nodiscard]] http::Router router();
+
+  [[nodiscard]] ClientCache& cache() noexcept { return cache_; }
+
+ private:
+  // The cached client of the request's Bearer key, or the error to answer with (401 when absent).
+  std::expected<std::shared_ptr<CachedClient>, ApiError> client_for(const http::Request& request);
+  // nullopt when the gateway serves `model`; model_not_found (or the error fetching the list).
+  http::awaitable<std::optional<ApiError>> check_model(CachedClient& entry, const std::string& model);
+  http::awaitable<Result<boost::json::object>> fetch_models(CachedClient& entry);
+
+  ProxyOptions options_;
+  ClientCache cache_;
+  std::optional<boost::json::object> models_;
+  std::int64_t models_fetched_at_ = 0;
+};
+
+class ProxyServer {
+ public:
+  // Checks the options (loopback unless allow_remote, gateway URL), opens the DEK store, binds.
+  // invalid_request for bad options or a refused store; internal_error when the port cannot be bound.
+  [[nodiscard]] static Result<std::unique_ptr<ProxyServer>> create(ProxyOptions options);
+  ~ProxyServer();
+  ProxyServer(const ProxyServer&) = delete;
+  ProxyServer& operator=(const ProxyServer&) = delete;
+
+  [[nodiscard]] std::uint16_t port() const;
+  [[nodiscard]] std::string url() const;  // "http://HOST:PORT"; OpenAI clients use url() + "/v1"
+
+  void start();  // serves on a background thread
+  void run();    // serves on the calling thread until stop()
+  void stop();   // thread-safe: in-flight requests get the server's grace period
+  void wait();   // after start(): until the thread ended; then flushes the DEK store
+  void stop_on_signals();  // SIGINT/SIGTERM -> stop(); call before run()/start()
+
+  [[nodiscard]] ProxyService& service() noexcept { return *service_; }
+
+ private:
+  ProxyServer() = default;
+  void flush_store();
+
+  std::unique_ptr<DekStore> store_;
+  std::unique_ptr<ProxyService> service_;
+  std::unique_ptr<http::Server> server_;
+};
+
+}  // namespace rvenc::proxy

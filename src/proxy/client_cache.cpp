@@ -1,0 +1,116 @@
+#include "rvenc/proxy/client_cache.hpp"
+
+#include <algorithm>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+namespace rvenc::proxy {
+
+namespace asio = boost::asio;
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+ClientCache::ClientCache(CacheOptions options, client::ClientOptions base, DekStore* store)
+    : options_(options), base_(std::move(base)), store_(store) {
+  base_.api_key.clear();
+  base_.encryption_keys.reset();
+}
+
+Result<std::shared_ptr<CachedClient>> ClientCache::get(const std::string& api_key, std::int64_t now) {
+  const std::string digest = api_key_digest(api_key);
+  std::lock_guard lock(mutex_);
+  if (now - last_sweep_ >= kSweepIntervalSeconds) evict_locked(now);
+  if (auto it = entries_.find(digest); it != entries_.end()) {
+    it->second->last_used = now;
+    return it->second;
+  }
+
+  std::optional<Dek> stored = store_ != nullptr ? store_->find(digest) : std::nullopt;
+  client::ClientOptions options = base_;
+  options.api_key = api_key;
+  if (stored) options.encryption_keys = stored->keys;
+  auto sdk = client::create_client(std::move(options));
+  // The base options were checked at start-up: what is left to refuse is the key's form.
+  if (!sdk) return fail(Errc::invalid_api_key, "the API key is malformed (expected sk_live_… or sk_test_…)");
+
+  if (!entries_.empty() && entries_.size() >= options_.max_clients) {
+    const auto lru = std::min_element(entries_.begin(), entries_.end(), [](const auto& a, const auto& b) {
+      return a.second->last_used < b.second->last_used;
+    });
+    entries_.erase(lru);
+  }
+  auto entry = std::make_shared<CachedClient>(digest, std::move(*sdk));
+  entry->dek = std::move(stored);
+  entry->last_used = now;
+  entries_.emplace(digest, entry);
+  return entry;
+}
+
+http::awaitable<Status> ClientCache::prepare_keys(std::shared_ptr<CachedClient> entry, std::int64_t now) {
+  while (!entry->dek && entry->generating) {
+    // Another request of this key is making the first keys: share them instead of racing it.
+    co_await entry->keys_ready->async_wait(asio::as_tuple(asio::use_awaitable));
+    if (!entry->dek && entry->generate_error) co_return std::unexpected(*entry->generate_error);
+  }
+  const bool rotate = entry->dek && options_.dek.needs_rotation(*entry->dek, now);
+  if ((!entry->dek || rotate) && !entry->generating) {
+    entry->generating = true;
+    entry->generate_error.reset();
+    entry->keys_ready = std::make_unique<asio::steady_timer>(co_await asio::this_coro::executor,
+                                                            asio::steady_timer::time_point::max());
+    auto keys = co_await entry->client.async_generate_encryption_keys();
+    entry->generating = false;
+    if (keys) {
+      entry->dek = Dek{std::move(*keys), now, 0};
+      store_keys(*entry);
+    } else {
+      entry->generate_error = keys.error();
+    }
+    entry->keys_ready->cancel();
+    if (!keys) {
+      // Rotation is hygiene: the old keys still work, so a failed rotation does not fail the request.
+      if (!entry->dek) co_return std::unexpected(keys.error());
+      spdlog::warn("proxy: key rotation failed, keeping the current keys: {}", keys.error().to_string());
+    }
+  }
+  ++entry->dek->requests;
+  if (store_ != nullptr) store_->note_requests(entry->digest, entry->dek->requests);
+  co_return Status{};
+}
+
+void ClientCache::store_keys(const CachedClient& entry) {
+  if (store_ == nullptr || !entry.dek) return;
+  if (auto ok = store_->put(entry.digest, *entry.dek); !ok)
+    spdlog::warn("proxy: cannot save keys to the DEK store: {}", ok.error().to_string());
+}
+
+std::size_t ClientCache::evict_idle(std::int64_t now) {
+  std::lock_guard lock(mutex_);
+  const std::size_t before = entries_.size();
+  evict_locked(now);
+  return before - entries_.size();
+}
+
+void ClientCache::evict_locked(std::int64_t now) {
+  last_sweep_ = now;
+  std::erase_if(entries_, [&](const auto& item) { return now - item.second->last_used >= options_.idle_timeout.count(); });
+}
+
+std::size_t ClientCache::size() const {
+  std::lock_guard lock(mutex_);
+  return entries_.size();
+}
+
+bool ClientCache::contains(const std::string& api_key) const {
+  std::lock_guard lock(mutex_);
+  return entries_.contains(api_key_digest(api_key));
+}
+
+Status ClientCache::flush() { return store_ != nullptr ? store_->flush() : Status{}; }
+
+}  // namespace rvenc::proxy

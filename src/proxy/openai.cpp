@@ -1,0 +1,187 @@
+#include "rvenc/proxy/openai.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "rvenc/protocol/sse.hpp"
+
+namespace rvenc::proxy {
+
+namespace json = boost::json;
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// The HTTP status the proxy answers a forwarded or local error with.
+unsigned proxy_status(const Error& error) {
+  switch (error.code) {
+    // Left after the SDK's own refetch of the attestation: the gateway/enclave pair is broken.
+    case Errc::unknown_key_id:
+    case Errc::internal_error:
+      return 502;
+    default:
+      break;
+  }
+  const int status = error.http_status != 0 ? error.http_status : http_status(error.code);
+  if (status >= 400 && status < 500) return static_cast<unsigned>(status);
+  if (status == 503 || status == 504) return static_cast<unsigned>(status);
+  return 502;
+}
+
+std::string_view type_for_status(unsigned status) {
+  switch (status) {
+    case 400:
+    case 405:
+    case 413:
+      return "invalid_request_error";
+    case 401:
+      return "authentication_error";
+    case 403:
+      return "permission_error";
+    case 404:
+      return "not_found_error";
+    case 429:
+      return "rate_limit_error";
+    default:
+      return "api_error";
+  }
+}
+
+}  // namespace
+
+Result<IncomingChat> parse_incoming_chat(std::string_view body) {
+  json::error_code ec;
+  json::value doc = json::parse(body, ec);
+  if (ec || !doc.is_object()) return fail(Errc::invalid_request, "the request body is not a JSON object");
+  const auto& obj = doc.get_object();
+  IncomingChat out;
+  out.body = obj;
+  const auto* model = obj.if_contains("model");
+  if (model == nullptr || !model->is_string() || model->get_string().empty())
+    return fail(Errc::invalid_request, "`model` is required and must be a non-empty string");
+  out.model = std::string(model->get_string());
+  const auto* messages = obj.if_contains("messages");
+  if (messages == nullptr || !messages->is_array())
+    return fail(Errc::invalid_request, "`messages` is required and must be an array");
+  if (const auto* stream = obj.if_contains("stream"); stream != nullptr && !stream->is_null()) {
+    if (!stream->is_bool()) return fail(Errc::invalid_request, "`stream` must be a boolean");
+    out.stream = stream->get_bool();
+  }
+  if (const auto* options = obj.if_contains("stream_options"); options != nullptr && !options->is_null()) {
+    if (!options->is_object()) return fail(Errc::invalid_request, "`stream_options` must be an object");
+    if (const auto* usage = options->get_object().if_contains("include_usage"); usage != nullptr && !usage->is_null()) {
+      if (!usage->is_bool()) return fail(Errc::invalid_request, "`stream_options.include_usage` must be a boolean");
+      out.include_usage = usage->get_bool();
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> bearer_token(std::string_view authorization) {
+  authorization = trim(authorization);
+  constexpr std::string_view kScheme = "bearer";
+  if (authorization.size() <= kScheme.size() || !iequals(authorization.substr(0, kScheme.size()), kScheme) ||
+      (authorization[kScheme.size()] != ' ' && authorization[kScheme.size()] != '\t'))
+    return std::nullopt;
+  const std::string_view token = trim(authorization.substr(kScheme.size()));
+  if (token.empty()) return std::nullopt;
+  return std::string(token);
+}
+
+ApiError api_error(const Error& error) {
+  ApiError out;
+  out.status = proxy_status(error);
+  out.type = std::string(type_for_status(out.status));
+  out.code = std::string(code_name(error.code));
+  out.message = error.message.empty() ? out.code : error.message;
+  return out;
+}
+
+ApiError model_not_found(std::string_view model) {
+  ApiError out;
+  out.status = 404;
+  out.type = "invalid_request_error";
+  out.code = "model_not_found";
+  const bool cut = model.size() > kMaxEchoedModelChars;
+  out.message = "The model `" + std::string(model.substr(0, kMaxEchoedModelChars)) + (cut ? "…" : "") +
+                "` does not exist or is not served by this gateway";
+  return out;
+}
+
+std::string error_json(const ApiError& error) {
+  json::object inner;
+  inner["message"] = error.message;
+  inner["type"] = error.type;
+  inner["param"] = nullptr;
+  inner["code"] = error.code;
+  json::object outer;
+  outer["error"] = std::move(inner);
+  return json::serialize(outer);
+}
+
+std::string stream_error_event(const ApiError& error) { return protocol::format_data_only(error_json(error)); }
+
+Result<std::string> StreamShaper::chunk(std::string_view chunk_json) {
+  json::error_code ec;
+  json::value doc = json::parse(chunk_json, ec);
+  if (ec || !doc.is_object()) return fail(Errc::invalid_request, "a decrypted chunk is not a JSON object");
+  return chunk(std::move(doc.get_object()));
+}
+
+std::string StreamShaper::chunk(json::object obj) {
+  for (std::string_view key : {"id", "created", "model", "system_fingerprint"}) {
+    if (const auto* v = obj.if_contains(key)) last_head_[key] = *v;
+  }
+  if (const auto* usage = obj.if_contains("usage"); usage != nullptr && !usage->is_null()) {
+    if (auto parsed = protocol::parse_usage(*usage)) usage_ = parsed;
+  }
+  // OpenAI sends usage only when asked for, and then only in the final empty-choices chunk.
+  if (include_usage_) {
+    obj["usage"] = nullptr;
+  } else {
+    obj.erase("usage");
+  }
+  return protocol::format_data_only(json::serialize(obj));
+}
+
+std::string StreamShaper::finish() const {
+  std::string out;
+  if (include_usage_ && usage_) {
+    json::object chunk = last_head_;
+    chunk["object"] = "chat.completion.chunk";
+    chunk["choices"] = json::array();
+    chunk["usage"] = {{"prompt_tokens", usage_->prompt_tokens},
+                      {"completion_tokens", usage_->completion_tokens},
+                      {"total_tokens", usage_->total_tokens()}};
+    out = protocol::format_data_only(json::serialize(chunk));
+  }
+  out += kSseDone;
+  return out;
+}
+
+std::string completion_json(json::object completion) {
+  completion["object"] = "chat.completion";
+  const json::value* reported = completion.if_contains("usage");
+  const protocol::Usage usage =
+      (reported != nullptr ? protocol::parse_usage(*reported) : std::nullopt).value_or(protocol::Usage{});
+  completion["usage"] = {{"prompt_tokens", usage.prompt_tokens},
+                         {"completion_tokens", usage.completion_tokens},
+                         {"total_tokens", usage.total_tokens()}};
+  return json::serialize(completion);
+}
+
+}  // namespace rvenc::proxy

@@ -1,0 +1,309 @@
+#include "rvenc/proxy/service.hpp"
+
+#include <charconv>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
+
+#include "rvenc/http/url.hpp"
+
+namespace rvenc::proxy {
+
+namespace json = boost::json;
+namespace bhttp = boost::beast::http;
+
+namespace {
+
+// How soon a miss may refetch the model list (a model added to the enclave shows up quickly,
+// a stream of requests for an unknown model does not hammer the gateway).
+constexpr std::int64_t kModelsMissRefetchSeconds = 2;
+
+std::string masked(std::string_view api_key) {
+  constexpr std::size_t kShownChars = 4;
+  return api_key.size() <= kShownChars ? "…" : "…" + std::string(api_key.substr(api_key.size() - kShownChars));
+}
+
+ApiError missing_key_error() {
+  ApiError error;
+  error.status = 401;
+  error.type = "authentication_error";
+  error.code = "invalid_api_key";
+  error.message = "Missing API key: send your rvenc API key as `Authorization: Bearer sk_…` (the OpenAI API key setting)";
+  return error;
+}
+
+void add_headers(http::Fields& fields, const std::vector<std::pair<std::string, std::string>>& headers) {
+  for (const auto& [name, value] : headers) fields.set(name, value);
+}
+
+http::Response error_reply(const http::Request& request, const ApiError& error) {
+  http::Response response = http::json_response(error.status, error_json(error));
+  add_headers(response.base(), error.headers);
+  response.version(request.version());
+  response.keep_alive(request.keep_alive());
+  return response;
+}
+
+http::Response json_reply(const http::Request& request, unsigned status, std::string body,
+                          const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+  http::Response response = http::json_response(status, std::move(body));
+  add_headers(response.base(), headers);
+  response.version(request.version());
+  response.keep_alive(request.keep_alive());
+  return response;
+}
+
+bool lists_model(const json::object& list, std::string_view model) {
+  const auto* data = list.if_contains("data");
+  if (data == nullptr || !data->is_array()) return false;
+  for (const auto& item : data->get_array()) {
+    if (!item.is_object()) continue;
+    const auto* id = item.get_object().if_contains("id");
+    if (id != nullptr && id->is_string() && id->get_string() == model) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool is_loopback_host(std::string_view host) {
+  if (host == "localhost") return true;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(std::string(host), ec);
+  return !ec && address.is_loopback();
+}
+
+Result<std::pair<std::string, std::uint16_t>> parse_listen_address(std::string_view text) {
+  std::string_view host;
+  std::string_view port;
+  if (text.starts_with('[')) {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return fail(Errc::invalid_request, "--listen must be HOST:PORT (IPv6 as [ADDR]:PORT)");
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon)
+      return fail(Errc::invalid_request, "--listen must be HOST:PORT (IPv6 as [ADDR]:PORT)");
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (host.empty() || port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535)
+    return fail(Errc::invalid_request, "--listen must be HOST:PORT with a port from 0 to 65535");
+  return std::pair{std::string(host), static_cast<std::uint16_t>(value)};
+}
+
+client::ClientOptions sdk_options(const ProxyOptions& options) {
+  client::ClientOptions sdk;
+  sdk.base_url = options.gateway_url;
+  sdk.protocol_version = options.protocol_version;
+  sdk.request_timeout = options.request_timeout;
+  if (options.platform_public_key) {
+    sdk.attestation.simulated_platform_key = options.platform_public_key;
+    sdk.attestation.allowed_providers.push_back("simulated");
+  }
+  if (options.measurement) sdk.attestation.expected_measurement = options.measurement;
+  return sdk;
+}
+
+ProxyService::ProxyService(const ProxyOptions& options, DekStore* store)
+    : options_(options), cache_(options.cache, sdk_options(options), store) {}
+
+http::Router ProxyService::router() {
+  http::Router router;
+  router.post("/v1/chat/completions", [this](http::Request& r, http::ResponseWriter& w) { return chat_completions(r, w); });
+  router.get("/v1/models", [this](http::Request& r, http::ResponseWriter& w) { return models(r, w); });
+  router.get("/healthz", [this](http::Request& r, http::ResponseWriter& w) { return healthz(r, w); });
+  return router;
+}
+
+std::expected<std::shared_ptr<CachedClient>, ApiError> ProxyService::client_for(const http::Request& request) {
+  const auto key = bearer_token(request[bhttp::field::authorization]);
+  if (!key) return std::unexpected(missing_key_error());
+  auto entry = cache_.get(*key, unix_now());
+  if (!entry) return std::unexpected(api_error(entry.error()));
+  return *entry;
+}
+
+http::awaitable<Result<json::object>> ProxyService::fetch_models(CachedClient& entry) {
+  auto list = co_await entry.client.async_models();
+  if (list) {
+    models_ = *list;
+    models_fetched_at_ = unix_now();
+  }
+  co_return list;
+}
+
+http::awaitable<std::optional<ApiError>> ProxyService::check_model(CachedClient& entry, const std::string& model) {
+  const std::int64_t age = unix_now() - models_fetched_at_;
+  if (!models_ || age >= options_.models_ttl.count() ||
+      (!lists_model(*models_, model) && age >= kModelsMissRefetchSeconds)) {
+    if (auto list = co_await fetch_models(entry); !list) co_return api_error(list.error());
+  }
+  if (lists_model(*models_, model)) co_return std::nullopt;
+  co_return model_not_found(model);
+}
+
+http::awaitable<void> ProxyService::healthz(http::Request& request, http::ResponseWriter& writer) {
+  co_await writer.send(json_reply(request, 200, R"({"status":"ok"})"));
+}
+
+http::awaitable<void> ProxyService::models(http::Request& request, http::ResponseWriter& writer) {
+  auto entry = client_for(request);
+  if (!entry) {
+    co_await writer.send(error_reply(request, entry.error()));
+    co_return;
+  }
+  auto list = co_await fetch_models(**entry);
+  if (!list) {
+    co_await writer.send(error_reply(request, api_error(list.error())));
+    co_return;
+  }
+  co_await writer.send(json_reply(request, 200, json::serialize(*list)));
+}
+
+http::awaitable<void> ProxyService::chat_completions(http::Request& request, http::ResponseWriter& writer) {
+  auto entry = client_for(request);
+  if (!entry) {
+    co_await writer.send(error_reply(request, entry.error()));
+    co_return;
+  }
+  auto chat = parse_incoming_chat(request.body());
+  if (!chat) {
+    co_await writer.send(error_reply(request, api_error(chat.error())));
+    co_return;
+  }
+  if (auto refused = co_await check_model(**entry, chat->model)) {
+    co_await writer.send(error_reply(request, *refused));
+    co_return;
+  }
+  if (auto ready = co_await cache_.prepare_keys(*entry, unix_now()); !ready) {
+    spdlog::warn("proxy: cannot make encryption keys for key {}: {}", masked(request[bhttp::field::authorization]),
+                 ready.error().to_string());
+    co_await writer.send(error_reply(request, api_error(ready.error())));
+    co_return;
+  }
+
+  client::ResponseMeta meta;
+  client::CallOptions call;
+  call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
+  const auto fail_with = [&](const Error& error) {
+    ApiError out = api_error(error);
+    out.headers = meta.headers;
+    if (out.status >= 500)
+      spdlog::warn("proxy: request for key {} failed: {}", masked(request[bhttp::field::authorization]),
+                   error.to_string());
+    return out;
+  };
+
+  if (!chat->stream) {
+    auto completion = co_await (*entry)->client.chat.completions.async_create(std::move(chat->body), call);
+    if (!completion) {
+      co_await writer.send(error_reply(request, fail_with(completion.error())));
+      co_return;
+    }
+    co_await writer.send(json_reply(request, 200, completion_json(std::move(*completion)), meta.headers));
+    co_return;
+  }
+
+  StreamShaper shaper(chat->include_usage);
+  const auto open_stream = [&]() -> http::awaitable<bool> {
+    http::ResponseHeader header = http::event_stream_header(200);
+    add_headers(header, meta.headers);
+    co_return co_await writer.begin_stream(std::move(header));
+  };
+  // Each decrypted chunk goes to the client at once; a client that left stops the call, which
+  // closes the gateway connection so the enclave stops generating.
+  client::AsyncChunkHandler on_chunk = [&](const client::Chunk& chunk) -> http::awaitable<Status> {
+    if (!writer.started() && !co_await open_stream()) co_return fail(Errc::transport_error, "the client disconnected");
+    const std::string event = shaper.chunk(chunk.object);
+    if (!co_await writer.write(event)) co_return fail(Errc::transport_error, "the client disconnected");
+    co_return Status{};
+  };
+  auto status = co_await (*entry)->client.chat.completions.async_create(std::move(chat->body), on_chunk, call);
+  if (writer.client_gone()) co_return;
+  if (!status && !writer.started()) {
+    co_await writer.send(error_reply(request, fail_with(status.error())));
+    co_return;
+  }
+  if (!writer.started() && !co_await open_stream()) co_return;
+  // After an error mid-stream, no [DONE]: official clients raise on the error object instead of
+  // ending quietly with half an answer.
+  // (A named string, not a ternary temporary: GCC 12 destroys those twice across co_await.)
+  std::string tail;
+  if (status) {
+    tail = shaper.finish();
+  } else {
+    tail = stream_error_event(fail_with(status.error()));
+  }
+  co_await writer.write(tail);
+  co_await writer.end_stream();
+}
+
+// --- ProxyServer ----------------------------------------------------------------------------
+
+Result<std::unique_ptr<ProxyServer>> ProxyServer::create(ProxyOptions options) {
+  if (!is_loopback_host(options.host) && !options.allow_remote)
+    return fail(Errc::invalid_request, "refusing to listen on " + options.host +
+                                           ": the proxy exposes decrypted traffic to the network; use a loopback "
+                                           "address (127.0.0.1) or pass --allow-remote");
+  if (auto url = http::parse_url(options.gateway_url); !url)
+    return fail(Errc::invalid_request, "--gateway: " + url.error().message);
+  if (options.cache.max_clients == 0) return fail(Errc::invalid_request, "the client cache needs room for one client");
+
+  std::unique_ptr<ProxyServer> proxy(new ProxyServer());
+  if (options.dek_store) {
+    auto store = DekStore::open(*options.dek_store);
+    if (!store) return std::unexpected(store.error());
+    proxy->store_ = std::move(*store);
+  }
+  proxy->service_ = std::make_unique<ProxyService>(options, proxy->store_.get());
+
+  http::ServerOptions server_options;
+  server_options.host = options.host;
+  server_options.port = options.port;
+  server_options.body_limit = options.body_limit;
+  server_options.threads = 1;  // see service.hpp: cache entries are used from one thread
+  server_options.server_name = "rvenc-proxy";
+  auto server = http::Server::create(server_options, proxy->service_->router());
+  if (!server) return std::unexpected(server.error());
+  proxy->server_ = std::move(*server);
+  if (!is_loopback_host(options.host))
+    spdlog::warn("proxy: listening on {} (--allow-remote): decrypted traffic is exposed to the network", options.host);
+  return proxy;
+}
+
+ProxyServer::~ProxyServer() {
+  if (server_) {
+    server_->stop(std::chrono::milliseconds{0});
+    server_->wait();
+  }
+  flush_store();
+}
+
+std::uint16_t ProxyServer::port() const { return server_->port(); }
+std::string ProxyServer::url() const { return server_->url(); }
+void ProxyServer::start() { server_->start(); }
+void ProxyServer::run() {
+  server_->run();
+  flush_store();
+}
+void ProxyServer::stop() { server_->stop(); }
+void ProxyServer::wait() {
+  server_->wait();
+  flush_store();
+}
+void ProxyServer::stop_on_signals() { server_->stop_on_signals(); }
+
+void ProxyServer::flush_store() {
+  if (!service_) return;
+  if (auto ok = service_->cache().flush(); !ok)
+    spdlog::warn("proxy: cannot write the DEK store: {}", ok.error().to_string());
+}
+
+}  // namespace rvenc::proxy

@@ -1,0 +1,168 @@
+// The client cache: one SDK client per API key, bounded and idle-expiring, and the rotation of
+// its encryption keys, against an in-process gateway+enclave stand-in (real HTTP, real crypto).
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include "client/fake_gateway.hpp"
+#include "rvenc/proxy/client_cache.hpp"
+#include "support/test_support.hpp"
+
+namespace rvenc::proxy {
+namespace {
+
+namespace asio = boost::asio;
+
+const std::string kKeyA = "sk_test_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const std::string kKeyB = "sk_test_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const std::string kKeyC = "sk_test_cccccccccccccccccccccccccccccccc";
+
+client::ClientOptions options_for(const test::FakeGateway& gateway) {
+  client::ClientOptions options;
+  options.base_url = gateway.url();
+  options.attestation.allowed_providers = {"simulated"};
+  options.attestation.simulated_platform_key = gateway.platform_public_key();
+  return options;
+}
+
+Status run_prepare(ClientCache& cache, std::shared_ptr<CachedClient> entry, std::int64_t now) {
+  asio::io_context io;
+  auto future = asio::co_spawn(io, cache.prepare_keys(std::move(entry), now), asio::use_future);
+  io.run();
+  return future.get();
+}
+
+TEST(ClientCache, OneClientPerKeyBoundedAndIdleOnesDropped) {
+  test::FakeGateway gateway;
+  CacheOptions options;
+  options.max_clients = 2;
+  options.idle_timeout = std::chrono::seconds(100);
+  ClientCache cache(options, options_for(gateway), nullptr);
+
+  auto a = cache.get(kKeyA, 1000);
+  ASSERT_TRUE(a) << a.error().to_string();
+  auto again = cache.get(kKeyA, 1001);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(a->get(), again->get());
+  EXPECT_EQ((*a)->digest, api_key_digest(kKeyA));
+
+  auto b = cache.get(kKeyB, 1002);
+  ASSERT_TRUE(b);
+  EXPECT_NE(a->get(), b->get());
+  EXPECT_EQ(cache.size(), 2u);
+
+  // Full: the least recently used (A, last used at 1001) makes room for C.
+  ASSERT_TRUE(cache.get(kKeyC, 1003));
+  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_FALSE(cache.contains(kKeyA));
+  EXPECT_TRUE(cache.contains(kKeyB));
+  EXPECT_TRUE(cache.contains(kKeyC));
+
+  // B idle since 1002, C used again at 1050: at 1102 only B has been idle for 100 s.
+  ASSERT_TRUE(cache.get(kKeyC, 1050));
+  EXPECT_EQ(cache.evict_idle(1102), 1u);
+  EXPECT_FALSE(cache.contains(kKeyB));
+  EXPECT_TRUE(cache.contains(kKeyC));
+}
+
+TEST(ClientCache, RefusesAMalformedKeyAsInvalidApiKey) {
+  test::FakeGateway gateway;
+  ClientCache cache(CacheOptions{}, options_for(gateway), nullptr);
+  for (const std::string key : {"", "sk_test_with space", "sk_test_\x01control"}) {
+    auto entry = cache.get(key, 1000);
+    ASSERT_FALSE(entry) << key;
+    EXPECT_EQ(entry.error().code, Errc::invalid_api_key);
+    if (!key.empty()) EXPECT_EQ(entry.error().message.find(key), std::string::npos) << "never echo the key";
+  }
+  EXPECT_EQ(cache.size(), 0u);
+}
+
+TEST(ClientCache, ReusesKeysThenRotatesAfterTheRequestCountAndAge) {
+  test::FakeGateway gateway;
+  CacheOptions options;
+  options.dek.max_requests = 3;
+  options.dek.max_age = std::chrono::seconds(500);
+  ClientCache cache(options, options_for(gateway), nullptr);
+  auto entry = cache.get(std::string(test::FakeGateway::kApiKey), 1000);
+  ASSERT_TRUE(entry);
+  EXPECT_FALSE((*entry)->dek);
+
+  ASSERT_TRUE(run_prepare(cache, *entry, 1000));
+  ASSERT_TRUE((*entry)->dek);
+  EXPECT_EQ(gateway.attestation_requests.load(), 1);
+  EXPECT_EQ((*entry)->dek->keys.key_id, gateway.key_id());
+  const crypto::XWingCipherText first = (*entry)->dek->keys.cipher_text;
+
+  ASSERT_TRUE(run_prepare(cache, *entry, 1001));
+  ASSERT_TRUE(run_prepare(cache, *entry, 1002));
+  EXPECT_EQ((*entry)->dek->requests, 3u);
+  EXPECT_EQ((*entry)->dek->keys.cipher_text, first) << "keys are reused until the policy says otherwise";
+  EXPECT_EQ(gateway.attestation_requests.load(), 1);
+
+  // The fourth request finds the keys used up: fresh attestation, fresh encapsulation.
+  ASSERT_TRUE(run_prepare(cache, *entry, 1003));
+  EXPECT_EQ(gateway.attestation_requests.load(), 2);
+  EXPECT_NE((*entry)->dek->keys.cipher_text, first);
+  EXPECT_EQ((*entry)->dek->requests, 1u);
+  EXPECT_EQ((*entry)->dek->created_at, 1003);
+  const crypto::XWingCipherText second = (*entry)->dek->keys.cipher_text;
+
+  // Too old (500 s) even though barely used.
+  ASSERT_TRUE(run_prepare(cache, *entry, 1503));
+  EXPECT_EQ(gateway.attestation_requests.load(), 3);
+  EXPECT_NE((*entry)->dek->keys.cipher_text, second);
+
+  // The enclave gets a new key: new keys made from then on are for it.
+  gateway.rotate_key();
+  ASSERT_TRUE(run_prepare(cache, *entry, 2100));
+  EXPECT_EQ((*entry)->dek->keys.key_id, gateway.key_id());
+}
+
+TEST(ClientCache, StoresNewKeysAndStartsFromStoredOnes) {
+  test::FakeGateway gateway;
+  test::TempDir dir;
+  const std::string key(test::FakeGateway::kApiKey);
+  crypto::XWingCipherText stored_cipher_text{};
+  {
+    auto store = DekStore::open(dir.file("deks.json"));
+    ASSERT_TRUE(store);
+    ClientCache cache(CacheOptions{}, options_for(gateway), store->get());
+    auto entry = cache.get(key, 1000);
+    ASSERT_TRUE(entry);
+    ASSERT_TRUE(run_prepare(cache, *entry, 1000));
+    ASSERT_TRUE(run_prepare(cache, *entry, 1001));
+    stored_cipher_text = (*entry)->dek->keys.cipher_text;
+    ASSERT_TRUE(cache.flush());
+  }
+  EXPECT_EQ(gateway.attestation_requests.load(), 1);
+
+  // A restarted proxy: the keys come from the store, no attestation round trip.
+  auto store = DekStore::open(dir.file("deks.json"));
+  ASSERT_TRUE(store);
+  ClientCache cache(CacheOptions{}, options_for(gateway), store->get());
+  auto entry = cache.get(key, 2000);
+  ASSERT_TRUE(entry);
+  ASSERT_TRUE((*entry)->dek);
+  EXPECT_EQ((*entry)->dek->keys.cipher_text, stored_cipher_text);
+  EXPECT_EQ((*entry)->dek->requests, 2u);
+  ASSERT_TRUE(run_prepare(cache, *entry, 2000));
+  EXPECT_EQ(gateway.attestation_requests.load(), 1);
+  EXPECT_EQ((*entry)->dek->requests, 3u);
+}
+
+TEST(ClientCache, FailedFirstKeysFailTheRequest) {
+  test::FakeGateway gateway;
+  gateway.set_attestation_flaw(test::AttestationFlaw::other_platform_key);
+  ClientCache cache(CacheOptions{}, options_for(gateway), nullptr);
+  auto entry = cache.get(std::string(test::FakeGateway::kApiKey), 1000);
+  ASSERT_TRUE(entry);
+  auto status = run_prepare(cache, *entry, 1000);
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error().code, Errc::attestation_failed);
+  EXPECT_FALSE((*entry)->dek);
+}
+
+}  // namespace
+}  // namespace rvenc::proxy

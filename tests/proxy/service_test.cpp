@@ -1,0 +1,258 @@
+// The proxy over real sockets: ProxyServer on 127.0.0.1:0 in front of an in-process
+// gateway+enclave stand-in (real HTTP, real X-Wing and sealing, scripted event streams).
+#include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
+
+#include "client/fake_gateway.hpp"
+#include "rvenc/http/client.hpp"
+#include "rvenc/proxy/service.hpp"
+#include "support/test_support.hpp"
+
+namespace rvenc::proxy {
+namespace {
+
+namespace json = boost::json;
+namespace bhttp = boost::beast::http;
+
+constexpr std::string_view kChatBody = R"({"model":"demo","messages":[{"role":"user","content":"Hello"}]})";
+
+std::string chunk(std::string_view delta, std::string_view finish = "null", std::string_view usage = "null") {
+  return R"({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1764004858,"model":"demo","choices":[{"index":0,"delta":)" +
+         std::string(delta) + R"(,"logprobs":null,"finish_reason":)" + std::string(finish) + R"(}],"usage":)" +
+         std::string(usage) + "}";
+}
+
+class ProxyTest : public ::testing::Test {
+ protected:
+  void SetUp() override { start({}); }
+
+  void start(ProxyOptions options) {
+    proxy_.reset();
+    options.host = "127.0.0.1";
+    options.port = 0;
+    options.gateway_url = gateway_.url();
+    options.platform_public_key = gateway_.platform_public_key();
+    auto proxy = ProxyServer::create(options);
+    ASSERT_TRUE(proxy) << proxy.error().to_string();
+    proxy_ = std::move(*proxy);
+    proxy_->start();
+  }
+
+  Result<http::Response> post(std::string_view body, std::string_view key = test::FakeGateway::kApiKey) {
+    http::Fields headers;
+    if (!key.empty()) headers.set(bhttp::field::authorization, "Bearer " + std::string(key));
+    headers.set(bhttp::field::content_type, "application/json");
+    return http::fetch("POST", proxy_->url() + "/v1/chat/completions", std::string(body), headers);
+  }
+
+  static json::object error_of(const http::Response& response) {
+    return json::parse(response.body()).as_object().at("error").as_object();
+  }
+
+  test::FakeGateway gateway_;
+  std::unique_ptr<ProxyServer> proxy_;
+};
+
+TEST_F(ProxyTest, HealthzAndModels) {
+  auto health = http::fetch("GET", proxy_->url() + "/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->result_int(), 200u);
+
+  http::Fields headers;
+  headers.set(bhttp::field::authorization, "Bearer " + std::string(test::FakeGateway::kApiKey));
+  auto models = http::fetch("GET", proxy_->url() + "/v1/models", {}, headers);
+  ASSERT_TRUE(models);
+  ASSERT_EQ(models->result_int(), 200u) << models->body();
+  const auto list = json::parse(models->body()).as_object();
+  EXPECT_EQ(list.at("data").as_array()[0].at("id").as_string(), "demo");
+}
+
+TEST_F(ProxyTest, MissingKeyIs401WithOpenAiErrorJson) {
+  auto response = post(kChatBody, "");
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->result_int(), 401u);
+  const auto error = error_of(*response);
+  EXPECT_EQ(error.at("code").as_string(), "invalid_api_key");
+  EXPECT_EQ(error.at("type").as_string(), "authentication_error");
+  EXPECT_TRUE(error.at("param").is_null());
+
+  auto models = http::fetch("GET", proxy_->url() + "/v1/models");
+  ASSERT_TRUE(models);
+  EXPECT_EQ(models->result_int(), 401u);
+}
+
+TEST_F(ProxyTest, KeyTheGatewayRefusesIs401) {
+  auto response = post(kChatBody, "sk_test_wrongwrongwrongwrongwrongwrong");
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->result_int(), 401u) << response->body();
+  EXPECT_EQ(error_of(*response).at("code").as_string(), "invalid_api_key");
+}
+
+TEST_F(ProxyTest, BadBodyIs400AndUnknownModelIs404) {
+  auto bad = post("{not json");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->result_int(), 400u);
+  EXPECT_EQ(error_of(*bad).at("type").as_string(), "invalid_request_error");
+
+  auto unknown = post(R"({"model":"no-such-model","messages":[{"role":"user","content":"x"}]})");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->result_int(), 404u);
+  EXPECT_EQ(error_of(*unknown).at("code").as_string(), "model_not_found");
+  EXPECT_EQ(gateway_.chat_requests.load(), 0) << "an unknown model never reaches the gateway";
+}
+
+TEST_F(ProxyTest, NonStreamingAssemblesAChatCompletion) {
+  gateway_.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    return test::Reply{.pieces = test::FakeGateway::sealed(
+                           sealer, {chunk(R"({"role":"assistant","content":"Hel"})"), chunk(R"({"content":"lo"})"),
+                                    chunk("{}", R"("stop")", R"({"prompt_tokens":5,"completion_tokens":2})")})};
+  });
+  auto response = post(kChatBody);
+  ASSERT_TRUE(response);
+  ASSERT_EQ(response->result_int(), 200u) << response->body();
+  const auto completion = json::parse(response->body()).as_object();
+  EXPECT_EQ(completion.at("object").as_string(), "chat.completion");
+  const auto& choice = completion.at("choices").as_array()[0].as_object();
+  EXPECT_EQ(choice.at("message").at("content").as_string(), "Hello");
+  EXPECT_EQ(choice.at("finish_reason").as_string(), "stop");
+  EXPECT_EQ(completion.at("usage").at("total_tokens").as_int64(), 7);
+  // The request reached the enclave as sent.
+  EXPECT_EQ(gateway_.last_request().at("messages").as_array()[0].at("content").as_string(), "Hello");
+}
+
+TEST_F(ProxyTest, StreamingRelaysChunksThenUsageThenDone) {
+  gateway_.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    return test::Reply{.pieces = test::FakeGateway::sealed(
+                           sealer, {chunk(R"({"role":"assistant","content":"Hi"})"),
+                                    chunk("{}", R"("stop")", R"({"prompt_tokens":5,"completion_tokens":1})")})};
+  });
+  auto response = post(R"({"model":"demo","messages":[{"role":"user","content":"x"}],"stream":true,)"
+                       R"("stream_options":{"include_usage":true}})");
+  ASSERT_TRUE(response);
+  ASSERT_EQ(response->result_int(), 200u) << response->body();
+  EXPECT_EQ((*response)[bhttp::field::content_type], "text/event-stream");
+  const std::string& body = response->body();
+  std::vector<std::string> events;
+  for (std::size_t pos = 0; pos < body.size();) {
+    const auto end = body.find("\n\n", pos);
+    ASSERT_NE(end, std::string::npos) << body;
+    events.push_back(body.substr(pos, end - pos));
+    pos = end + 2;
+  }
+  ASSERT_EQ(events.size(), 4u) << body;
+  EXPECT_NE(events[0].find(R"("content":"Hi")"), std::string::npos);
+  const auto usage_chunk = json::parse(events[2].substr(6)).as_object();
+  EXPECT_TRUE(usage_chunk.at("choices").as_array().empty());
+  EXPECT_EQ(usage_chunk.at("usage").at("total_tokens").as_int64(), 6);
+  EXPECT_EQ(events[3], "data: [DONE]");
+}
+
+TEST_F(ProxyTest, ErrorMidStreamIsAnErrorObjectWithoutDone) {
+  gateway_.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    return test::Reply{.pieces = {sealer.seal_event(protocol::EventKind::data, chunk(R"({"content":"par"})")),
+                                  protocol::format_event("error", R"({"error":{"message":"enclave connection lost",)"
+                                                                  R"("type":"upstream_error","code":"upstream_error",)"
+                                                                  R"("source":"gateway"}})")}};
+  });
+  auto response = post(R"({"model":"demo","messages":[{"role":"user","content":"x"}],"stream":true})");
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->result_int(), 200u);
+  const std::string& body = response->body();
+  EXPECT_NE(body.find(R"("content":"par")"), std::string::npos) << body;
+  const auto error_at = body.find(R"(data: {"error":)");
+  ASSERT_NE(error_at, std::string::npos) << body;
+  EXPECT_EQ(body.find("[DONE]"), std::string::npos) << body;
+  EXPECT_TRUE(body.ends_with("\n\n"));
+}
+
+TEST_F(ProxyTest, TruncatedStreamIsAnErrorNotASilentEnd) {
+  gateway_.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    return test::Reply{.pieces = {sealer.seal_event(protocol::EventKind::data, chunk(R"({"content":"par"})"))}};
+  });
+  auto streaming = post(R"({"model":"demo","messages":[{"role":"user","content":"x"}],"stream":true})");
+  ASSERT_TRUE(streaming);
+  EXPECT_NE(streaming->body().find(R"("code":"truncated_stream")"), std::string::npos) << streaming->body();
+  EXPECT_EQ(streaming->body().find("[DONE]"), std::string::npos);
+
+  auto whole = post(kChatBody);
+  ASSERT_TRUE(whole);
+  EXPECT_EQ(whole->result_int(), 502u);
+  EXPECT_EQ(error_of(*whole).at("code").as_string(), "truncated_stream");
+}
+
+TEST_F(ProxyTest, RateLimitPassesStatusAndHeadersThrough) {
+  gateway_.set_script([](protocol::ResponseSealer&, const protocol::ChatRequest&) {
+    http::Response limited = http::error_response(Error{Errc::rate_limit_exceeded, "too many requests"});
+    limited.set(bhttp::field::retry_after, "7");
+    limited.set("x-ratelimit-limit-requests", "10");
+    limited.set("x-ratelimit-remaining-requests", "0");
+    return test::Reply{.error = std::move(limited)};
+  });
+  for (bool stream : {false, true}) {
+    auto response = post(std::string(R"({"model":"demo","messages":[{"role":"user","content":"x"}],"stream":)") +
+                         (stream ? "true" : "false") + "}");
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->result_int(), 429u);
+    EXPECT_EQ((*response)[bhttp::field::retry_after], "7");
+    EXPECT_EQ((*response)["x-ratelimit-limit-requests"], "10");
+    EXPECT_EQ((*response)["x-ratelimit-remaining-requests"], "0");
+    EXPECT_EQ(error_of(*response).at("type").as_string(), "rate_limit_error");
+  }
+}
+
+TEST_F(ProxyTest, KeysAreReusedAndSurviveAnEnclaveKeyChange) {
+  ProxyOptions options;
+  options.cache.dek.max_requests = 0;
+  start(options);
+  for (int i = 0; i < 3; ++i) {
+    auto response = post(kChatBody);
+    ASSERT_TRUE(response);
+    ASSERT_EQ(response->result_int(), 200u) << response->body();
+  }
+  EXPECT_EQ(gateway_.attestation_requests.load(), 1);
+  gateway_.rotate_key();
+  auto response = post(kChatBody);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->result_int(), 200u) << response->body();
+  EXPECT_EQ(gateway_.attestation_requests.load(), 2);
+}
+
+TEST(ProxyServer, RefusesANonLoopbackAddressUnlessAllowed) {
+  ProxyOptions options;
+  options.host = "0.0.0.0";
+  options.port = 0;
+  auto refused = ProxyServer::create(options);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Errc::invalid_request);
+  EXPECT_NE(refused.error().message.find("--allow-remote"), std::string::npos);
+  EXPECT_NE(refused.error().message.find("decrypted traffic"), std::string::npos);
+
+  EXPECT_TRUE(is_loopback_host("127.0.0.1"));
+  EXPECT_TRUE(is_loopback_host("127.1.2.3"));
+  EXPECT_TRUE(is_loopback_host("::1"));
+  EXPECT_TRUE(is_loopback_host("[::1]"));
+  EXPECT_TRUE(is_loopback_host("localhost"));
+  EXPECT_FALSE(is_loopback_host("0.0.0.0"));
+  EXPECT_FALSE(is_loopback_host("::"));
+  EXPECT_FALSE(is_loopback_host("192.168.1.10"));
+  EXPECT_FALSE(is_loopback_host("example.com"));
+}
+
+TEST(ProxyServer, ParsesListenAddresses) {
+  auto v4 = parse_listen_address("127.0.0.1:3000");
+  ASSERT_TRUE(v4);
+  EXPECT_EQ(v4->first, "127.0.0.1");
+  EXPECT_EQ(v4->second, 3000);
+  auto v6 = parse_listen_address("[::1]:0");
+  ASSERT_TRUE(v6);
+  EXPECT_EQ(v6->first, "::1");
+  EXPECT_EQ(v6->second, 0);
+  for (std::string_view bad : {"", "127.0.0.1", ":3000", "127.0.0.1:", "127.0.0.1:70000", "127.0.0.1:3x", "::1:3000",
+                               "[::1]3000"}) {
+    EXPECT_FALSE(parse_listen_address(bad)) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace rvenc::proxy
