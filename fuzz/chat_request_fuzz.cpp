@@ -1,0 +1,32 @@
+// protocol::validate_chat_request on arbitrary (decrypted) bytes: never crashes, every error is
+// invalid_inference, and an accepted request's body, serialised again, validates to the same
+// model, stream flag, max_tokens and stop sequences.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <boost/json/serialize.hpp>
+
+#include "fuzz_check.hpp"
+#include "rvenc/protocol/chat.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  auto request = rvenc::protocol::validate_chat_request(text);
+  if (!request) {
+    RVENC_FUZZ_CHECK(request.error().code == rvenc::Errc::invalid_inference);
+    RVENC_FUZZ_CHECK(!request.error().message.empty());
+    return 0;
+  }
+  RVENC_FUZZ_CHECK(!request->model.empty());
+  RVENC_FUZZ_CHECK(!request->max_tokens || *request->max_tokens > 0);
+  RVENC_FUZZ_CHECK(request->stop.size() <= rvenc::protocol::kMaxStopSequences);
+
+  auto again = rvenc::protocol::validate_chat_request(boost::json::serialize(request->body));
+  RVENC_FUZZ_CHECK(again.has_value());
+  RVENC_FUZZ_CHECK(again->model == request->model && again->stream == request->stream);
+  RVENC_FUZZ_CHECK(again->max_tokens == request->max_tokens && again->stop == request->stop);
+  RVENC_FUZZ_CHECK(again->body == request->body);
+  return 0;
+}
