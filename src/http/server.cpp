@@ -443,9 +443,9 @@ void Server::Impl::begin_stop(std::chrono::milliseconds grace) {
   }
   if (active.load() == 0) return;
   grace_timer.emplace(control, grace);
-  grace_timer->async_wait([this](beast::error_code ec) {
+  grace_timer->async_wait([this, grace](beast::error_code ec) {
     if (ec) return;  // every session finished in time
-    spdlog::warn("http: shutdown grace period over, closing {} connection(s)", active.load());
+    if (grace.count() > 0) spdlog::warn("http: shutdown grace period over, closing {} connection(s)", active.load());
     for (auto& session : live_sessions()) {
       asio::post(session->stream.get_executor(), [session] { session->close(); });
     }

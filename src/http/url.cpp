@@ -1,5 +1,9 @@
 #include "rvenc/http/url.hpp"
 
+#include <cctype>
+#include <charconv>
+#include <limits>
+
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
@@ -44,10 +48,14 @@ Result<Url> parse_url(std::string_view text) {
   url.host = view.host_address();
   if (url.host.empty()) return fail(Errc::invalid_request, "URL has no host: '" + std::string(text) + "'");
   if (view.has_port()) {
-    if (view.port().empty() || view.port_number() == 0) {
+    const std::string_view digits = view.port();
+    unsigned value = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (digits.empty() || ec != std::errc{} || end != digits.data() + digits.size() || value == 0 ||
+        value > std::numeric_limits<std::uint16_t>::max()) {
       return fail(Errc::invalid_request, "URL has an invalid port: '" + std::string(text) + "'");
     }
-    url.port = view.port_number();
+    url.port = static_cast<std::uint16_t>(value);
   }
   url.target = std::string(view.encoded_target());
   if (url.target.empty() || url.target.front() != '/') url.target.insert(0, "/");

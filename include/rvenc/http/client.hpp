@@ -1,8 +1,9 @@
 // The async HTTP/1.1 client every rvenc hop uses (gateway -> enclave, enclave -> engine,
 // SDK/proxy -> gateway), plus a blocking fetch() for CLI tools and tests.
 //
-// Design: a Client is a thread-safe pool of idle keep-alive connections per (host, port, io
-// context), at most ClientOptions::max_idle_per_host each. A request borrows a connection (or
+// Design: idle keep-alive connections are pooled per (host, port) inside each io_context (an Asio
+// service, so pooled sockets never outlive their context, whatever the Client's lifetime), at
+// most ClientOptions::max_idle_per_host each. A Client is cheap and thread-safe. A request borrows a connection (or
 // opens one within Timeouts::connect), and gives it back only after a complete, clean response
 // that allows keep-alive. A pooled connection that turns out stale (the server closed it while
 // idle) is retried once on a fresh connection when the request is idempotent or was not sent.
@@ -77,21 +78,19 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // Sends `request` to server.host:server.port and reads the complete response. An empty target
+  // Sends `request` to server.host:server.port and reads the complete response (arguments are
+  // taken by value: the coroutine may outlive the caller's temporaries). An empty target
   // is replaced by server.target; Host is set from `server` when missing; Content-Length is set
-  // from the body (prepare_payload).
-  awaitable<Result<Response>> request(const Url& server, Request request, Timeouts timeouts = {});
+  // from the body (prepare_payload). The Client must outlive the returned awaitable.
+  awaitable<Result<Response>> request(Url server, Request request, Timeouts timeouts = {});
   // Same, but returns as soon as the response head arrived.
-  awaitable<Result<std::unique_ptr<ResponseStream>>> open(const Url& server, Request request,
+  awaitable<Result<std::unique_ptr<ResponseStream>>> open(Url server, Request request,
                                                           Timeouts timeouts = {});
 
-  // Idle pooled connections (tests, metrics).
-  [[nodiscard]] std::size_t idle_connections() const;
-
-  struct Pool;
+  [[nodiscard]] const ClientOptions& options() const { return options_; }
 
  private:
-  std::shared_ptr<Pool> pool_;
+  ClientOptions options_;
 };
 
 // A request for `target` with `method` (e.g. Verb::post), HTTP/1.1, optional JSON body.

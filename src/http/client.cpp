@@ -1,0 +1,370 @@
+// Client: per-io_context keep-alive pool (an Asio service), request() and open()/ResponseStream,
+// and the blocking fetch().
+#include "rvenc/http/client.hpp"
+
+#include <sys/socket.h>
+
+#include <array>
+#include <cerrno>
+#include <deque>
+#include <mutex>
+#include <unordered_map>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/execution_context.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+namespace rvenc::http {
+
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+// How many body bytes one ResponseStream::read_some() hands out at most.
+constexpr std::size_t kStreamReadChunk = 16 * 1024;
+constexpr std::string_view kUserAgent = "rvenc";
+
+struct Connection {
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+  explicit Connection(const asio::any_io_executor& executor) : stream(executor) {}
+};
+
+// A pooled connection is only reused when the peer has neither closed it nor sent anything.
+bool looks_alive(Connection& connection) {
+  auto& socket = connection.stream.socket();
+  if (!socket.is_open()) return false;
+  char byte = 0;
+  const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+// Idle connections per "host:port", owned by the io_context so they die with it.
+class PoolService final : public asio::execution_context::service {
+ public:
+  static inline asio::execution_context::id id;  // NOLINT: Asio's service identification
+  explicit PoolService(asio::execution_context& context) : service(context) {}
+
+  std::unique_ptr<Connection> take(const std::string& key, std::chrono::milliseconds max_idle) {
+    std::lock_guard lock(mutex_);
+    const auto found = idle_.find(key);
+    if (found == idle_.end()) return nullptr;
+    auto& queue = found->second;
+    while (!queue.empty()) {
+      Entry entry = std::move(queue.back());
+      queue.pop_back();
+      if (Clock::now() - entry.since <= max_idle && looks_alive(*entry.connection)) {
+        return std::move(entry.connection);
+      }
+    }
+    return nullptr;
+  }
+
+  void put(const std::string& key, std::unique_ptr<Connection> connection, std::size_t max_idle) {
+    if (max_idle == 0) return;
+    std::lock_guard lock(mutex_);
+    auto& queue = idle_[key];
+    while (queue.size() >= max_idle) queue.pop_front();
+    queue.push_back(Entry{std::move(connection), Clock::now()});
+  }
+
+ private:
+  void shutdown() override {
+    std::lock_guard lock(mutex_);
+    idle_.clear();
+  }
+
+  struct Entry {
+    std::unique_ptr<Connection> connection;
+    Clock::time_point since;
+  };
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::deque<Entry>> idle_;
+};
+
+PoolService& pool_of(const asio::any_io_executor& executor) {
+  return asio::use_service<PoolService>(asio::query(executor, asio::execution::context));
+}
+
+std::string pool_key(const Url& server) { return server.host + ":" + std::to_string(server.port); }
+
+// The per-operation deadline: the idle timeout, cut short by the total timeout when there is one.
+struct Deadline {
+  Timeouts timeouts;
+  std::optional<Clock::time_point> end;
+
+  explicit Deadline(const Timeouts& t) : timeouts(t) {
+    if (t.total) end = Clock::now() + *t.total;
+  }
+  [[nodiscard]] Clock::duration bound(std::chrono::milliseconds limit) const {
+    if (!end) return limit;
+    return std::min<Clock::duration>(limit, *end - Clock::now());
+  }
+  [[nodiscard]] bool total_expired() const { return end && Clock::now() >= *end; }
+};
+
+Error transport_error(const beast::error_code& ec, const Url& server, const Deadline& deadline,
+                      const ClientOptions& options, std::string_view during) {
+  const std::string where = server.host + ":" + std::to_string(server.port);
+  if (ec == beast::error::timeout || ec == asio::error::timed_out) {
+    if (deadline.total_expired()) {
+      return Error{Errc::upstream_timeout, "no complete answer from " + where + " within the total timeout of " +
+                                               std::to_string(deadline.timeouts.total->count()) + " ms"};
+    }
+    return Error{Errc::upstream_timeout, "no data from " + where + " for " +
+                                             std::to_string(deadline.timeouts.idle.count()) + " ms while " +
+                                             std::string(during)};
+  }
+  if (ec == bhttp::error::body_limit) {
+    return Error{Errc::upstream_error,
+                 "response from " + where + " exceeds " + std::to_string(options.body_limit) + " bytes"};
+  }
+  if (ec == bhttp::error::header_limit) {
+    return Error{Errc::upstream_error,
+                 "response headers from " + where + " exceed " + std::to_string(options.header_limit) + " bytes"};
+  }
+  return Error{Errc::upstream_error, "HTTP exchange with " + where + " failed while " + std::string(during) + ": " +
+                                         ec.message()};
+}
+
+bool is_idempotent(Verb method) {
+  return method == Verb::get || method == Verb::head || method == Verb::options || method == Verb::put ||
+         method == Verb::delete_;
+}
+
+void prepare_request(const Url& server, Request& request) {
+  if (request.target().empty()) request.target(server.target);
+  if (request.find(bhttp::field::host) == request.end()) request.set(bhttp::field::host, server.host_header());
+  if (request.find(bhttp::field::user_agent) == request.end()) request.set(bhttp::field::user_agent, kUserAgent);
+  request.prepare_payload();
+}
+
+awaitable<Result<std::unique_ptr<Connection>>> connect(const Url& server, const Deadline& deadline) {
+  const auto executor = co_await asio::this_coro::executor;
+  const std::string where = server.host + ":" + std::to_string(server.port);
+  // Resolution has no built-in deadline: a timer cancels it.
+  auto resolver = std::make_shared<tcp::resolver>(executor);
+  asio::steady_timer timer(executor);
+  timer.expires_after(deadline.bound(deadline.timeouts.connect));
+  timer.async_wait([resolver](beast::error_code ec) {
+    if (!ec) resolver->cancel();
+  });
+  auto [resolve_ec, endpoints] = co_await resolver->async_resolve(server.host, std::to_string(server.port), kTuple);
+  timer.cancel();
+  if (resolve_ec == asio::error::operation_aborted) {
+    co_return fail(Errc::upstream_timeout, "timed out resolving " + server.host);
+  }
+  if (resolve_ec) co_return fail(Errc::upstream_error, "cannot resolve " + server.host + ": " + resolve_ec.message());
+
+  auto connection = std::make_unique<Connection>(executor);
+  connection->stream.expires_after(deadline.bound(deadline.timeouts.connect));
+  auto [connect_ec, endpoint] = co_await connection->stream.async_connect(endpoints, kTuple);
+  if (connect_ec == beast::error::timeout) {
+    co_return fail(Errc::upstream_timeout, "timed out connecting to " + where + " after " +
+                                               std::to_string(deadline.timeouts.connect.count()) + " ms");
+  }
+  if (connect_ec) co_return fail(Errc::upstream_error, "cannot connect to " + where + ": " + connect_ec.message());
+  beast::error_code ignored;
+  connection->stream.socket().set_option(tcp::no_delay(true), ignored);
+  co_return connection;
+}
+
+struct Failure {
+  Error error;
+  bool retryable = false;
+};
+
+// Borrows or opens a connection, sends `request` and reads the response head into `parser`.
+template <class Parser>
+awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_head(
+    const Url& server, const Request& request, Parser& parser, const Deadline& deadline,
+    const ClientOptions& options, bool allow_pooled) {
+  const auto executor = co_await asio::this_coro::executor;
+  std::unique_ptr<Connection> connection;
+  if (allow_pooled) connection = pool_of(executor).take(pool_key(server), options.pool_idle);
+  const bool reused = connection != nullptr;
+  if (!connection) {
+    auto fresh = co_await connect(server, deadline);
+    if (!fresh) co_return std::unexpected(Failure{fresh.error(), false});
+    connection = std::move(*fresh);
+  }
+
+  connection->stream.expires_after(deadline.bound(deadline.timeouts.idle));
+  auto [write_ec, written] = co_await bhttp::async_write(connection->stream, request, kTuple);
+  if (write_ec) {
+    // A reused connection the server had already closed: the request did not get through.
+    co_return std::unexpected(
+        Failure{transport_error(write_ec, server, deadline, options, "sending the request"), reused});
+  }
+  connection->stream.expires_after(deadline.bound(deadline.timeouts.idle));
+  auto [read_ec, read] = co_await bhttp::async_read_header(connection->stream, connection->buffer, parser, kTuple);
+  if (read_ec) {
+    const bool nothing_received = !parser.got_some() && read_ec != beast::error::timeout;
+    co_return std::unexpected(Failure{transport_error(read_ec, server, deadline, options, "waiting for the response"),
+                                      reused && nothing_received && is_idempotent(request.method())});
+  }
+  co_return connection;
+}
+
+void release(const Url& server, std::unique_ptr<Connection> connection, bool keep_alive, const ClientOptions& options) {
+  if (!keep_alive || connection->buffer.size() != 0) return;
+  connection->stream.expires_never();
+  auto executor = connection->stream.get_executor();
+  pool_of(executor).put(pool_key(server), std::move(connection), options.max_idle_per_host);
+}
+
+template <class Parser>
+void limit_parser(Parser& parser, const Request& request, const ClientOptions& options) {
+  parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(options.header_limit, UINT32_MAX)));
+  // A HEAD answer announces a body it never sends.
+  if (request.method() == Verb::head) parser.skip(true);
+}
+
+class StreamImpl final : public ResponseStream {
+ public:
+  StreamImpl(Url server, Deadline deadline, ClientOptions options)
+      : server_(std::move(server)), deadline_(std::move(deadline)), options_(std::move(options)) {
+    parser_.body_limit(boost::none);
+  }
+
+  [[nodiscard]] const ResponseHeader& header() const override { return parser_.get().base(); }
+
+  awaitable<Result<std::optional<std::string>>> read_some() override {
+    if (cancelled_) co_return fail(Errc::upstream_error, "the response stream was cancelled");
+    if (error_) co_return std::unexpected(*error_);
+    if (!connection_) co_return std::nullopt;
+    for (;;) {
+      if (parser_.is_done()) {
+        release(server_, std::move(connection_), parser_.get().keep_alive(), options_);
+        co_return std::nullopt;
+      }
+      parser_.get().body().data = chunk_.data();
+      parser_.get().body().size = chunk_.size();
+      connection_->stream.expires_after(deadline_.bound(deadline_.timeouts.idle));
+      auto [ec, n] = co_await bhttp::async_read_some(connection_->stream, connection_->buffer, parser_, kTuple);
+      if (ec == bhttp::error::need_buffer) ec = {};
+      if (cancelled_) co_return fail(Errc::upstream_error, "the response stream was cancelled");
+      if (ec) {
+        error_ = transport_error(ec, server_, deadline_, options_, "reading the response body");
+        connection_.reset();
+        co_return std::unexpected(*error_);
+      }
+      const std::size_t got = chunk_.size() - parser_.get().body().size;
+      if (got > 0) co_return std::string(chunk_.data(), got);
+    }
+  }
+
+  void cancel() override {
+    cancelled_ = true;
+    if (connection_) connection_->stream.close();
+  }
+
+  bhttp::response_parser<bhttp::buffer_body>& parser() { return parser_; }
+  void attach(std::unique_ptr<Connection> connection) { connection_ = std::move(connection); }
+
+ private:
+  Url server_;
+  Deadline deadline_;
+  ClientOptions options_;
+  bhttp::response_parser<bhttp::buffer_body> parser_;
+  std::unique_ptr<Connection> connection_;
+  std::array<char, kStreamReadChunk> chunk_{};
+  std::optional<Error> error_;
+  bool cancelled_ = false;
+};
+
+}  // namespace
+
+Client::Client(ClientOptions options) : options_(std::move(options)) {}
+Client::~Client() = default;
+
+awaitable<Result<Response>> Client::request(Url server, Request request, Timeouts timeouts) {
+  const ClientOptions options = options_;
+  prepare_request(server, request);
+  const Deadline deadline(timeouts);
+  for (int attempt = 0;; ++attempt) {
+    bhttp::response_parser<bhttp::string_body> parser;
+    limit_parser(parser, request, options);
+    parser.body_limit(options.body_limit);
+    auto connection = co_await send_and_read_head(server, request, parser, deadline, options, attempt == 0);
+    if (!connection) {
+      if (connection.error().retryable && attempt == 0) continue;
+      co_return std::unexpected(connection.error().error);
+    }
+    auto& stream = (*connection)->stream;
+    while (!parser.is_done()) {
+      stream.expires_after(deadline.bound(timeouts.idle));
+      auto [ec, n] = co_await bhttp::async_read_some(stream, (*connection)->buffer, parser, kTuple);
+      if (ec) co_return std::unexpected(transport_error(ec, server, deadline, options, "reading the response body"));
+    }
+    Response response = parser.release();
+    release(server, std::move(*connection), response.keep_alive(), options);
+    co_return response;
+  }
+}
+
+awaitable<Result<std::unique_ptr<ResponseStream>>> Client::open(Url server, Request request, Timeouts timeouts) {
+  const ClientOptions options = options_;
+  prepare_request(server, request);
+  const Deadline deadline(timeouts);
+  for (int attempt = 0;; ++attempt) {
+    auto stream = std::make_unique<StreamImpl>(server, deadline, options);
+    limit_parser(stream->parser(), request, options);
+    auto connection = co_await send_and_read_head(server, request, stream->parser(), deadline, options, attempt == 0);
+    if (!connection) {
+      if (connection.error().retryable && attempt == 0) continue;
+      co_return std::unexpected(connection.error().error);
+    }
+    stream->attach(std::move(*connection));
+    co_return std::unique_ptr<ResponseStream>(std::move(stream));
+  }
+}
+
+Request make_request(Verb method, std::string target, std::string body, std::string_view content_type) {
+  Request request{method, std::move(target), kHttp11};
+  if (!body.empty()) request.set(bhttp::field::content_type, content_type);
+  request.body() = std::move(body);
+  request.prepare_payload();
+  return request;
+}
+
+Result<Response> fetch(std::string_view method, std::string_view url, std::string body, const Fields& headers,
+                       std::chrono::milliseconds timeout) {
+  auto server = parse_url(url);
+  if (!server) return std::unexpected(server.error());
+  const Verb verb = bhttp::string_to_verb(method);
+  if (verb == Verb::unknown) return fail(Errc::invalid_request, "unknown HTTP method '" + std::string(method) + "'");
+  Request request = make_request(verb, server->target, std::move(body));
+  for (const auto& field : headers) request.set(field.name_string(), field.value());
+
+  asio::io_context context;
+  std::optional<Result<Response>> outcome;
+  Client client;
+  asio::co_spawn(context, client.request(*server, std::move(request), Timeouts{timeout, timeout, timeout}),
+                 [&outcome](std::exception_ptr error, Result<Response> result) {
+                   if (error) {
+                     outcome = fail(Errc::internal_error, "HTTP request failed unexpectedly");
+                   } else {
+                     outcome = std::move(result);
+                   }
+                 });
+  context.run();
+  if (!outcome) return fail(Errc::internal_error, "HTTP request did not complete");
+  return std::move(*outcome);
+}
+
+}  // namespace rvenc::http

@@ -1,0 +1,268 @@
+// Client against a real server: streaming arrives incrementally, disconnects reach the handler,
+// keep-alive reuse, stale pooled connections, refused/idle-timeout errors, graceful stop.
+#include <future>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "http_test_util.hpp"
+
+namespace rvenc::http {
+namespace {
+
+using namespace test;
+namespace bhttp = beast::http;
+
+// How many 1 KiB chunks the disconnect test writes at most (far beyond any socket buffer).
+constexpr int kMaxDisconnectWrites = 200'000;
+// Polling bound while waiting for the server to take an asynchronous step (not a timing assertion).
+constexpr int kMaxPolls = 2000;
+constexpr auto kPollInterval = std::chrono::milliseconds(5);
+
+Handler two_part_stream(Gate& gate) {
+  return [&gate](Request&, ResponseWriter& writer) -> awaitable<void> {
+    if (!co_await writer.begin_stream(event_stream_header())) co_return;
+    co_await writer.write("first;");
+    co_await gate.wait();  // the client must have read "first;" before this opens
+    co_await writer.write("second;");
+    co_await writer.end_stream();
+  };
+}
+
+// Reads from `stream` until at least `wanted` bytes came in.
+awaitable<std::string> read_at_least(ResponseStream& stream, std::size_t wanted) {
+  std::string got;
+  while (got.size() < wanted) {
+    auto bytes = co_await stream.read_some();
+    if (!bytes || !*bytes) break;
+    got += **bytes;
+  }
+  co_return got;
+}
+
+TEST(Client, StreamedChunksArriveBeforeTheNextIsWritten) {
+  Gate gate;
+  TestServer server(two_part_stream(gate));
+  std::string first;
+  std::string rest;
+  bool clean_end = false;
+  run_coroutine([&]() -> awaitable<void> {
+    Client client;
+    auto stream = co_await client.open(server.url, make_request(Verb::get, "/events"));
+    EXPECT_TRUE(stream);
+    if (!stream) co_return;
+    EXPECT_EQ((*stream)->status(), 200u);
+    EXPECT_EQ((*stream)->header()[bhttp::field::content_type], "text/event-stream");
+    first = co_await read_at_least(**stream, 6);
+    gate.open();
+    for (;;) {
+      auto bytes = co_await (*stream)->read_some();
+      EXPECT_TRUE(bytes);
+      if (!bytes) break;
+      if (!*bytes) {
+        clean_end = true;
+        break;
+      }
+      rest += **bytes;
+    }
+  });
+  EXPECT_EQ(first, "first;");
+  EXPECT_EQ(rest, "second;");
+  EXPECT_TRUE(clean_end);
+}
+
+TEST(Client, ClientDisconnectMakesWriteReturnFalse) {
+  std::promise<int> writes_until_gone;
+  auto gone = writes_until_gone.get_future();
+  TestServer server([&writes_until_gone](Request&, ResponseWriter& writer) -> awaitable<void> {
+    co_await writer.begin_stream(event_stream_header());
+    const std::string chunk(1024, 'x');
+    int writes = 0;
+    while (writes < kMaxDisconnectWrites && co_await writer.write(chunk)) ++writes;
+    EXPECT_TRUE(writer.client_gone());
+    writes_until_gone.set_value(writes);
+  });
+  run_coroutine([&]() -> awaitable<void> {
+    Client client;
+    auto stream = co_await client.open(server.url, make_request(Verb::get, "/"));
+    EXPECT_TRUE(stream);
+    if (!stream) co_return;
+    auto bytes = co_await (*stream)->read_some();
+    EXPECT_TRUE(bytes && *bytes);
+    (*stream)->cancel();
+    auto after = co_await (*stream)->read_some();
+    EXPECT_FALSE(after);
+  });
+  ASSERT_EQ(gone.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_LT(gone.get(), kMaxDisconnectWrites);
+}
+
+TEST(Client, KeepAliveReusesTheConnection) {
+  TestServer server(text_handler("pong"));
+  run_coroutine([&]() -> awaitable<void> {
+    Client client;
+    for (int i = 0; i < 3; ++i) {
+      auto response = co_await client.request(server.url, make_request(Verb::post, "/ping", "{}"));
+      EXPECT_TRUE(response);
+      if (response) {
+        EXPECT_EQ(response->body(), "pong");
+      }
+    }
+    // A fully read stream also returns its connection.
+    auto stream = co_await client.open(server.url, make_request(Verb::get, "/ping"));
+    EXPECT_TRUE(stream);
+    if (stream) {
+      EXPECT_EQ(co_await read_at_least(**stream, 4), "pong");
+    }
+    if (stream) {
+      EXPECT_EQ((co_await (*stream)->read_some()).value(), std::nullopt);
+    }
+    auto last = co_await client.request(server.url, make_request(Verb::get, "/ping"));
+    EXPECT_TRUE(last);
+  });
+  EXPECT_EQ(server.server->accepted_connections(), 1u);
+}
+
+TEST(Client, StalePooledConnectionIsReplaced) {
+  ServerOptions options;
+  options.idle_timeout = std::chrono::milliseconds(100);
+  TestServer server(text_handler("pong"), options);
+  run_coroutine([&]() -> awaitable<void> {
+    Client client;
+    auto first = co_await client.request(server.url, make_request(Verb::post, "/", "{}"));
+    EXPECT_TRUE(first);
+    // Wait until the server closed the idle keep-alive connection the pool still holds.
+    for (int i = 0; i < kMaxPolls && server.server->active_connections() > 0; ++i) {
+      std::this_thread::sleep_for(kPollInterval);
+    }
+    EXPECT_EQ(server.server->active_connections(), 0u);
+    auto second = co_await client.request(server.url, make_request(Verb::post, "/", "{}"));
+    EXPECT_TRUE(second) << (second ? "" : second.error().to_string());
+  });
+  EXPECT_EQ(server.server->accepted_connections(), 2u);
+}
+
+TEST(Client, ConnectionRefusedIsUpstreamError) {
+  std::uint16_t port = 0;
+  {
+    // A port that was free a moment ago and has no listener now.
+    TestServer closed(text_handler(""));
+    port = closed.url.port;
+  }
+  auto response = fetch("GET", "http://127.0.0.1:" + std::to_string(port) + "/");
+  ASSERT_FALSE(response);
+  EXPECT_EQ(response.error().code, Errc::upstream_error);
+  EXPECT_NE(response.error().message.find(std::to_string(port)), std::string::npos);
+}
+
+TEST(Client, SilentServerIsUpstreamTimeout) {
+  Gate gate;
+  TestServer server([&gate](Request&, ResponseWriter& writer) -> awaitable<void> {
+    co_await gate.wait();
+    co_await writer.send(json_response(200, "{}"));
+  });
+  run_coroutine([&]() -> awaitable<void> {
+    Client client;
+    Timeouts timeouts;
+    timeouts.idle = std::chrono::milliseconds(100);
+    auto response = co_await client.request(server.url, make_request(Verb::post, "/", "{}"), timeouts);
+    EXPECT_FALSE(response);
+    if (!response) {
+      EXPECT_EQ(response.error().code, Errc::upstream_timeout);
+    }
+  });
+  gate.open();
+}
+
+TEST(Client, StalledStreamIsUpstreamTimeout) {
+  Gate gate;
+  TestServer server(two_part_stream(gate));
+  run_coroutine([&]() -> awaitable<void> {
+    Client client;
+    Timeouts timeouts;
+    timeouts.idle = std::chrono::milliseconds(100);
+    auto stream = co_await client.open(server.url, make_request(Verb::get, "/"), timeouts);
+    EXPECT_TRUE(stream);
+    if (!stream) co_return;
+    EXPECT_EQ(co_await read_at_least(**stream, 6), "first;");
+    auto stalled = co_await (*stream)->read_some();
+    EXPECT_FALSE(stalled);
+    if (!stalled) {
+      EXPECT_EQ(stalled.error().code, Errc::upstream_timeout);
+    }
+  });
+  gate.open();
+}
+
+TEST(Client, ResponseBodyOverLimitIsUpstreamError) {
+  TestServer server(text_handler(std::string(4096, 'b')));
+  run_coroutine([&]() -> awaitable<void> {
+    ClientOptions options;
+    options.body_limit = 1024;
+    Client client(options);
+    auto response = co_await client.request(server.url, make_request(Verb::get, "/"));
+    EXPECT_FALSE(response);
+    if (!response) {
+      EXPECT_EQ(response.error().code, Errc::upstream_error);
+    }
+  });
+}
+
+TEST(Client, GarbageResponseIsUpstreamError) {
+  // A raw acceptor that answers with bytes that are not HTTP.
+  asio::io_context context;
+  asio::ip::tcp::acceptor acceptor(context, {asio::ip::make_address("127.0.0.1"), 0});
+  const auto port = acceptor.local_endpoint().port();
+  std::thread peer([&] {
+    auto socket = acceptor.accept();
+    std::array<char, 1024> sink{};
+    beast::error_code ec;
+    socket.read_some(asio::buffer(sink), ec);
+    asio::write(socket, asio::buffer(std::string("NOT-HTTP garbage\r\n\r\n")), ec);
+  });
+  auto response = fetch("GET", "http://127.0.0.1:" + std::to_string(port) + "/");
+  peer.join();
+  ASSERT_FALSE(response);
+  EXPECT_EQ(response.error().code, Errc::upstream_error);
+}
+
+TEST(Client, FetchRejectsBadUrlsAndMethods) {
+  auto https = fetch("GET", "https://127.0.0.1/");
+  ASSERT_FALSE(https);
+  EXPECT_EQ(https.error().code, Errc::invalid_request);
+  EXPECT_FALSE(fetch("", "http://127.0.0.1:1/"));
+}
+
+TEST(Server, GracefulStopLetsInFlightStreamFinish) {
+  Gate gate;
+  TestServer server(two_part_stream(gate));
+  std::string rest;
+  bool refused_while_stopping = false;
+  run_coroutine([&]() -> awaitable<void> {
+    Client client;
+    auto stream = co_await client.open(server.url, make_request(Verb::get, "/"));
+    EXPECT_TRUE(stream);
+    if (!stream) co_return;
+    EXPECT_EQ(co_await read_at_least(**stream, 6), "first;");
+    server.server->stop(std::chrono::seconds(30));
+    // The listener closes first: wait until new connections are refused.
+    for (int i = 0; i < kMaxPolls && !refused_while_stopping; ++i) {
+      refused_while_stopping = !fetch("GET", server.at("/"), {}, {}, std::chrono::seconds(5));
+      if (!refused_while_stopping) std::this_thread::sleep_for(kPollInterval);
+    }
+    gate.open();
+    for (;;) {
+      auto bytes = co_await (*stream)->read_some();
+      EXPECT_TRUE(bytes);
+      if (!bytes || !*bytes) break;
+      rest += **bytes;
+    }
+  });
+  EXPECT_TRUE(refused_while_stopping);
+  EXPECT_EQ(rest, "second;");
+  server.server->wait();
+  EXPECT_EQ(server.server->active_connections(), 0u);
+}
+
+}  // namespace
+}  // namespace rvenc::http

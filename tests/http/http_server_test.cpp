@@ -1,0 +1,243 @@
+// Server behaviour over real sockets on 127.0.0.1: routing, limits, malformed input, slow
+// clients, pipelining, overload, handler failures, signals; and the Router on a RecordingWriter.
+#include <csignal>
+
+#include <gtest/gtest.h>
+
+#include "http_test_util.hpp"
+
+namespace rvenc::http {
+namespace {
+
+using namespace test;
+namespace bhttp = beast::http;
+
+Router hello_router() {
+  Router router;
+  router.get("/hello", text_handler("hello"));
+  router.post("/echo", [](Request& request, ResponseWriter& writer) -> awaitable<void> {
+    co_await writer.send(json_response(200, "{\"got\":" + std::to_string(request.body().size()) + ",\"query\":\"" +
+                                                 std::string(target_query(request)) + "\"}"));
+  });
+  return router;
+}
+
+bool has_code(const Response& response, std::string_view code) {
+  return response.body().find("\"code\":\"" + std::string(code) + "\"") != std::string::npos;
+}
+
+TEST(Router, DispatchesIgnoringQueryAndAnswers404And405) {
+  Router router = hello_router();
+  run_coroutine([&]() -> awaitable<void> {
+    Request ok{Verb::post, "/echo?stream=1", kHttp11};
+    ok.body() = "abc";
+    RecordingWriter ok_writer;
+    co_await router(ok, ok_writer);
+    EXPECT_EQ(ok_writer.status(), 200u);
+    EXPECT_EQ(ok_writer.body(), R"({"got":3,"query":"stream=1"})");
+
+    Request missing{Verb::get, "/nope", kHttp11};
+    RecordingWriter missing_writer;
+    co_await router(missing, missing_writer);
+    EXPECT_EQ(missing_writer.status(), 404u);
+    EXPECT_TRUE(has_code(*missing_writer.response, "not_found"));
+
+    Request wrong{Verb::delete_, "/hello", kHttp11};
+    RecordingWriter wrong_writer;
+    co_await router(wrong, wrong_writer);
+    EXPECT_EQ(wrong_writer.status(), 405u);
+    EXPECT_TRUE(has_code(*wrong_writer.response, "method_not_allowed"));
+    EXPECT_EQ((*wrong_writer.response)[bhttp::field::allow], "GET");
+  });
+}
+
+TEST(RecordingWriter, RecordsStreamAndSimulatesDisconnect) {
+  run_coroutine([]() -> awaitable<void> {
+    RecordingWriter writer;
+    writer.disconnect_after_writes(2);
+    EXPECT_TRUE(co_await writer.begin_stream(event_stream_header()));
+    EXPECT_TRUE(co_await writer.write("a"));
+    EXPECT_TRUE(co_await writer.write("b"));
+    EXPECT_FALSE(co_await writer.write("c"));
+    EXPECT_TRUE(writer.client_gone());
+    co_await writer.end_stream();
+    EXPECT_EQ(writer.status(), 200u);
+    EXPECT_EQ(writer.body(), "ab");
+    EXPECT_EQ(writer.chunks.size(), 2u);
+  });
+}
+
+TEST(Server, RoutesRealRequests) {
+  TestServer server(hello_router());
+  auto hello = fetch("GET", server.at("/hello"));
+  ASSERT_TRUE(hello) << hello.error().to_string();
+  EXPECT_EQ(hello->result_int(), 200u);
+  EXPECT_EQ(hello->body(), "hello");
+  EXPECT_EQ((*hello)[bhttp::field::server], "rvenc");
+
+  auto echo = fetch("POST", server.at("/echo?x=1"), std::string(100, 'z'));
+  ASSERT_TRUE(echo);
+  EXPECT_EQ(echo->body(), R"({"got":100,"query":"x=1"})");
+
+  auto missing = fetch("GET", server.at("/missing"));
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->result_int(), 404u);
+  EXPECT_EQ((*missing)[bhttp::field::content_type], "application/json");
+  EXPECT_TRUE(has_code(*missing, "not_found"));
+
+  auto wrong = fetch("POST", server.at("/hello"));
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->result_int(), 405u);
+  EXPECT_TRUE(has_code(*wrong, "method_not_allowed"));
+}
+
+TEST(Server, BodyOverLimitGets413) {
+  ServerOptions options;
+  options.body_limit = 1024;
+  TestServer server(hello_router(), options);
+  auto response = fetch("POST", server.at("/echo"), std::string(4096, 'x'));
+  ASSERT_TRUE(response) << response.error().to_string();
+  EXPECT_EQ(response->result_int(), 413u);
+  EXPECT_TRUE(has_code(*response, "request_too_large"));
+  auto small = fetch("POST", server.at("/echo"), std::string(1000, 'x'));
+  ASSERT_TRUE(small);
+  EXPECT_EQ(small->result_int(), 200u);
+}
+
+TEST(Server, HeadersOverLimitGet431) {
+  ServerOptions options;
+  options.header_limit = 1024;
+  TestServer server(hello_router(), options);
+  Fields headers;
+  headers.set("X-Padding", std::string(4096, 'p'));
+  auto response = fetch("GET", server.at("/hello"), {}, headers);
+  ASSERT_TRUE(response) << response.error().to_string();
+  EXPECT_EQ(response->result_int(), 431u);
+  EXPECT_TRUE(has_code(*response, "invalid_request"));
+  EXPECT_EQ(response->body().find("pppp"), std::string::npos);
+}
+
+TEST(Server, MalformedRequestGets400AndServerKeepsServing) {
+  TestServer server(hello_router());
+  {
+    RawConnection raw(server.url.port);
+    raw.send("THIS IS NOT HTTP AT ALL\r\n\r\n");
+    auto response = raw.read_response();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->result_int(), 400u);
+    EXPECT_TRUE(has_code(*response, "invalid_request"));
+    EXPECT_TRUE(raw.wait_closed());
+  }
+  {
+    RawConnection raw(server.url.port);
+    raw.send("GET /hello HTTP/1.1\r\nContent-Length: nope\r\n\r\n");
+    auto response = raw.read_response();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->result_int(), 400u);
+  }
+  auto hello = fetch("GET", server.at("/hello"));
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->body(), "hello");
+}
+
+TEST(Server, SlowLorisConnectionIsClosedAfterReadTimeout) {
+  ServerOptions options;
+  options.read_timeout = std::chrono::milliseconds(200);
+  TestServer server(hello_router(), options);
+  RawConnection raw(server.url.port);
+  raw.send("GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
+  EXPECT_TRUE(raw.wait_closed());
+  auto hello = fetch("GET", server.at("/hello"));
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->result_int(), 200u);
+}
+
+TEST(Server, IdleKeepAliveConnectionIsClosed) {
+  ServerOptions options;
+  options.idle_timeout = std::chrono::milliseconds(200);
+  TestServer server(hello_router(), options);
+  RawConnection raw(server.url.port);
+  raw.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto response = raw.read_response();
+  ASSERT_TRUE(response);
+  EXPECT_TRUE(response->keep_alive());
+  EXPECT_TRUE(raw.wait_closed());
+}
+
+TEST(Server, PipelinedRequestsAreAnsweredInOrder) {
+  TestServer server(hello_router());
+  RawConnection raw(server.url.port);
+  raw.send(
+      "POST /echo?n=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab"
+      "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+      "POST /echo?n=3 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  auto first = raw.read_response();
+  auto second = raw.read_response();
+  auto third = raw.read_response();
+  ASSERT_TRUE(first && second && third);
+  EXPECT_EQ(first->body(), R"({"got":2,"query":"n=1"})");
+  EXPECT_EQ(second->body(), "hello");
+  EXPECT_EQ(third->body(), R"({"got":0,"query":"n=3"})");
+  EXPECT_FALSE(third->keep_alive());
+  EXPECT_TRUE(raw.wait_closed());
+  EXPECT_EQ(server.server->accepted_connections(), 1u);
+}
+
+TEST(Server, ConnectionsBeyondTheCapGet503) {
+  ServerOptions options;
+  options.max_connections = 1;
+  TestServer server(hello_router(), options);
+  RawConnection holder(server.url.port);
+  holder.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(holder.read_response());  // the first connection is now an active session
+  auto rejected = fetch("GET", server.at("/hello"));
+  ASSERT_TRUE(rejected) << rejected.error().to_string();
+  EXPECT_EQ(rejected->result_int(), 503u);
+  EXPECT_TRUE(has_code(*rejected, "overloaded"));
+}
+
+TEST(Server, HandlerFailuresBecome500) {
+  Router router;
+  router.get("/throw", [](Request&, ResponseWriter&) -> awaitable<void> {
+    throw std::runtime_error("secret detail");
+    co_return;
+  });
+  router.get("/silent", [](Request&, ResponseWriter&) -> awaitable<void> { co_return; });
+  TestServer server(router);
+  auto thrown = fetch("GET", server.at("/throw"));
+  ASSERT_TRUE(thrown);
+  EXPECT_EQ(thrown->result_int(), 500u);
+  EXPECT_TRUE(has_code(*thrown, "internal_error"));
+  EXPECT_EQ(thrown->body().find("secret"), std::string::npos);
+  auto silent = fetch("GET", server.at("/silent"));
+  ASSERT_TRUE(silent);
+  EXPECT_EQ(silent->result_int(), 500u);
+}
+
+TEST(Server, BindFailureIsAnError) {
+  TestServer first(hello_router());
+  ServerOptions options;
+  options.port = first.url.port;
+  auto second = Server::create(options, hello_router());
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message.find(std::to_string(first.url.port)), std::string::npos);
+  options.host = "not-an-address";
+  EXPECT_FALSE(Server::create(options, hello_router()));
+}
+
+TEST(Server, SigtermStopsTheServer) {
+  auto created = Server::create(ServerOptions{}, hello_router());
+  ASSERT_TRUE(created);
+  auto& server = **created;
+  server.stop_on_signals();
+  server.start();
+  ASSERT_TRUE(fetch("GET", server.url() + "/hello"));
+  std::raise(SIGTERM);
+  server.wait();  // returns only once the signal stopped the server
+  auto after = fetch("GET", server.url() + "/hello");
+  ASSERT_FALSE(after);
+  EXPECT_EQ(after.error().code, Errc::upstream_error);
+}
+
+}  // namespace
+}  // namespace rvenc::http

@@ -1,0 +1,166 @@
+// Helpers for the HTTP tests: a real server on 127.0.0.1 port 0 in background threads, a
+// coroutine runner for client code, a raw POSIX connection for malformed/slow clients, and a
+// Gate that lets a test release a waiting handler (a signal, never a sleep).
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/parser.hpp>
+
+#include "rvenc/http/client.hpp"
+#include "rvenc/http/server.hpp"
+#include "rvenc/http/url.hpp"
+
+namespace rvenc::http::test {
+
+inline constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+// Guards against hangs only; never asserted on.
+inline constexpr int kRawReceiveGuardSeconds = 20;
+
+struct TestServer {
+  std::unique_ptr<Server> server;
+  Url url;
+
+  explicit TestServer(Handler handler, ServerOptions options = {}) {
+    options.host = "127.0.0.1";
+    options.port = 0;
+    auto created = Server::create(std::move(options), std::move(handler));
+    if (!created) throw std::runtime_error(created.error().to_string());
+    server = std::move(*created);
+    url = *parse_url(server->url());
+    server->start();
+  }
+  ~TestServer() {
+    server->stop(std::chrono::milliseconds(0));
+    server->wait();
+  }
+  [[nodiscard]] std::string at(const std::string& path) const { return url.origin() + path; }
+};
+
+// Runs the coroutine made by `make` on a fresh io_context in this thread; rethrows its exception.
+template <class MakeCoroutine>
+void run_coroutine(MakeCoroutine&& make) {
+  asio::io_context context;
+  std::exception_ptr failure;
+  asio::co_spawn(context, make(), [&failure](std::exception_ptr error) { failure = error; });
+  context.run();
+  if (failure) std::rethrow_exception(failure);
+}
+
+// A one-shot latch a handler can co_await and a test thread can open.
+class Gate {
+ public:
+  awaitable<void> wait() {
+    auto executor = co_await asio::this_coro::executor;
+    {
+      std::lock_guard lock(mutex_);
+      if (opened_) co_return;
+      timer_.emplace(executor, asio::steady_timer::time_point::max());
+    }
+    co_await timer_->async_wait(kTuple);
+  }
+  void open() {
+    std::lock_guard lock(mutex_);
+    opened_ = true;
+    if (timer_) asio::post(timer_->get_executor(), [this] { timer_->cancel(); });
+  }
+
+ private:
+  std::mutex mutex_;
+  bool opened_ = false;
+  std::optional<asio::steady_timer> timer_;
+};
+
+// A blocking POSIX client for bytes a real HTTP client would never send.
+class RawConnection {
+ public:
+  explicit RawConnection(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval guard{kRawReceiveGuardSeconds, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &guard, sizeof guard);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+      throw std::runtime_error("raw connect failed");
+    }
+  }
+  ~RawConnection() { ::close(fd_); }
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+
+  void send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      const auto n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n <= 0) throw std::runtime_error("raw send failed");
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+
+  // One complete response; nullopt when the connection ended (or the guard expired) first.
+  std::optional<Response> read_response() {
+    beast::http::response_parser<beast::http::string_body> parser;
+    parser.eager(true);
+    for (;;) {
+      while (!pending_.empty() && !parser.is_done()) {
+        beast::error_code ec;
+        const auto used = parser.put(asio::buffer(pending_), ec);
+        pending_.erase(0, used);
+        if (ec == beast::http::error::need_more) break;
+        if (ec) return std::nullopt;
+        if (used == 0) break;
+      }
+      if (parser.is_done()) return parser.release();
+      if (!receive()) return std::nullopt;
+    }
+  }
+
+  // True when the server closed the connection (EOF or reset), false if the guard expired.
+  bool wait_closed() {
+    for (;;) {
+      char buffer[4096];
+      const auto n = ::recv(fd_, buffer, sizeof buffer, 0);
+      if (n == 0) return true;
+      if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK;
+    }
+  }
+
+ private:
+  bool receive() {
+    char buffer[4096];
+    const auto n = ::recv(fd_, buffer, sizeof buffer, 0);
+    if (n <= 0) return false;
+    pending_.append(buffer, static_cast<std::size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  std::string pending_;
+};
+
+inline Handler text_handler(std::string body) {
+  return [body](Request&, ResponseWriter& writer) -> awaitable<void> {
+    Response response{beast::http::status::ok, kHttp11};
+    response.set(beast::http::field::content_type, "text/plain");
+    response.body() = body;
+    co_await writer.send(std::move(response));
+  };
+}
+
+}  // namespace rvenc::http::test
