@@ -61,10 +61,13 @@ inline std::unexpected<Error> fail(Errc code, std::string message) {
 [[nodiscard]] std::string_view code_name(Errc code) noexcept;
 // Parses a wire name back; unknown names give internal_error.
 [[nodiscard]] Errc code_from_name(std::string_view name) noexcept;
-// The HTTP status PROTOCOL.md gives the code (400, 401, 403, 404, 413, 429, 502, 503, 504, 500).
+// The HTTP status PROTOCOL.md gives the code (400, 401, 403, 404, 413, 429, 502, 503, 504, 500;
+// not_found 404, method_not_allowed 405). The client-side stream errors, which never travel on
+// the wire from a server, map to 502 (timeout: 504) for a local proxy that must report them.
 [[nodiscard]] int http_status(Errc code) noexcept;
-// The OpenAI error "type" for the code: invalid_request_error, authentication_error,
-// permission_error, not_found_error, rate_limit_error, server_error, ...
+// The OpenAI error "type" for the code, by status: 400/405/413 invalid_request_error,
+// 401 authentication_error, 403 permission_error, 404 not_found_error, 429 rate_limit_error,
+// 500 server_error, other 5xx api_error.
 [[nodiscard]] std::string_view error_type(Errc code) noexcept;
 
 // {"error":{"message":...,"type":...,"code":...}}; `source` adds "source" when not empty.

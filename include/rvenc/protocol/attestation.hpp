@@ -46,9 +46,11 @@ struct AttestationPolicy {
 };
 
 // Checks the document against the policy and our fresh challenge: keyId matches the public
-// key, reportData binds key and challenge, provider allowed, measurement as required, and for
-// "simulated" the Ed25519 signature. Hardware evidence (sev-snp, tdx) cannot be verified
-// without the vendor's certificate chain: attestation_failed unless a verifier is added.
+// key, reportData binds key and challenge, notAfter is still in the future (system clock),
+// measurement as required, and for "simulated" (accepted only when simulated_platform_key is
+// set, listed in allowed_providers or not) the Ed25519 signature. Other providers must be in
+// allowed_providers; hardware evidence (sev-snp, tdx) cannot be verified without the vendor's
+// certificate chain: attestation_failed unless a verifier is added. All failures: attestation_failed.
 [[nodiscard]] Status verify_attestation(const AttestationDocument& doc, const Challenge& challenge,
                                         const AttestationPolicy& policy);
 

@@ -26,8 +26,10 @@ struct RequestEnvelope {
   crypto::Nonce nonce{};
 };
 
-// invalid_request (bad JSON, missing/extra/mistyped fields, bad hex, wrong lengths) or
-// unsupported_version. Messages name the field, never echo its value.
+// invalid_request (bad JSON, duplicate keys, missing/extra/mistyped fields, bad hex, wrong
+// lengths, encryptedInference shorter than a tag, negative timestamp), unsupported_version (a
+// "version" that is a number other than the integer 2; a body without "version" is v1 and must
+// have exactly its 3 fields) or request_too_large. Messages name the field, never echo its value.
 [[nodiscard]] Result<RequestEnvelope> parse_envelope(std::string_view body);
 
 // Fields in PROTOCOL.md order: v1 {encryptedInference, cipherText, nonce};

@@ -67,7 +67,10 @@ class ResponseSealer {
 };
 
 // Opens response events in order. Any event that fails to decrypt or is out of order gives
-// tampered_stream; after an error the opener stays failed.
+// tampered_stream, as does any event after done or a done that is not "[DONE]"; after an error
+// the opener stays failed. v2: an `error` event whose payload is plain JSON ('{') is the
+// gateway's unauthenticated error: transport_error quoting its message. v1: such a plain
+// error is returned as its plaintext (v1 allows it).
 class ResponseOpener {
  public:
   ResponseOpener(Version version, const crypto::SharedSecret& shared_secret, const crypto::Nonce& request_nonce);
