@@ -48,7 +48,8 @@ const CodeInfo& info(Errc code) noexcept {
   for (const auto& row : kCodes) {
     if (row.code == code) return row;
   }
-  return kCodes[16];  // internal_error
+  static constexpr CodeInfo kInternal{Errc::internal_error, "internal_error", 500};
+  return kInternal;
 }
 
 }  // namespace

@@ -15,6 +15,9 @@ namespace {
 constexpr std::array<std::string_view, 3> kV1Fields{"encryptedInference", "cipherText", "nonce"};
 constexpr std::array<std::string_view, 6> kV2Fields{"version",    "keyId",      "timestamp",
                                                     "encryptedInference", "cipherText", "nonce"};
+constexpr std::string_view kV1Layout = "a v1 envelope has exactly encryptedInference, cipherText, nonce";
+constexpr std::string_view kV2Layout =
+    "a v2 envelope has exactly version, keyId, timestamp, encryptedInference, cipherText, nonce";
 // Longest body worth parsing: the hex of the largest encryptedInference plus the other fields.
 constexpr std::size_t kMaxEnvelopeBytes = 2 * kMaxEncryptedInferenceBytes + 16 * 1024;
 
@@ -33,17 +36,12 @@ Status hex_field(const boost::json::object& obj, std::string_view name, std::arr
   return from_hex_into(*text, out, name);
 }
 
-Status check_fields(const boost::json::object& obj, std::span<const std::string_view> fields) {
+Status check_fields(const boost::json::object& obj, std::span<const std::string_view> fields, std::string_view layout) {
   for (auto name : fields) {
     if (!obj.contains(name)) return fail(Errc::invalid_request, "missing field \"" + std::string(name) + "\"");
   }
   if (obj.size() != fields.size()) {
-    return fail(Errc::invalid_request, "unexpected field in request body (a v" +
-                                           std::string(fields.size() == kV1Fields.size() ? "1" : "2") +
-                                           " envelope has exactly the fields " +
-                                           (fields.size() == kV1Fields.size()
-                                                ? "encryptedInference, cipherText, nonce)"
-                                                : "version, keyId, timestamp, encryptedInference, cipherText, nonce)"));
+    return fail(Errc::invalid_request, "unexpected field in request body (" + std::string(layout) + ")");
   }
   return {};
 }
@@ -64,7 +62,7 @@ Result<RequestEnvelope> parse_envelope(std::string_view body) {
       return fail(Errc::unsupported_version, "unsupported envelope version (this endpoint speaks version 2)");
     }
     env.version = Version::v2;
-    if (auto ok = check_fields(obj, kV2Fields); !ok) return std::unexpected(ok.error());
+    if (auto ok = check_fields(obj, kV2Fields, kV2Layout); !ok) return std::unexpected(ok.error());
     if (auto ok = hex_field(obj, "keyId", env.key_id); !ok) return std::unexpected(ok.error());
     const auto& ts = obj.at("timestamp");
     if (ts.is_int64() && ts.get_int64() >= 0) {
@@ -74,7 +72,7 @@ Result<RequestEnvelope> parse_envelope(std::string_view body) {
     }
   } else {
     env.version = Version::v1;
-    if (auto ok = check_fields(obj, kV1Fields); !ok) return std::unexpected(ok.error());
+    if (auto ok = check_fields(obj, kV1Fields, kV1Layout); !ok) return std::unexpected(ok.error());
   }
 
   auto inference = string_field(obj, "encryptedInference");
