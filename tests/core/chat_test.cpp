@@ -210,5 +210,12 @@ TEST(Assembler, ParseUsage) {
   EXPECT_EQ(u->total_tokens(), 7);
 }
 
+// Found by fuzz/assembler_fuzz.cpp: an engine's huge counts overflowed total_tokens() (UB).
+TEST(Assembler, HugeUsageSaturates) {
+  const auto u = parse_usage(json::parse(R"({"prompt_tokens":9223372036854775807,"completion_tokens":5})"));
+  ASSERT_TRUE(u.has_value());
+  EXPECT_EQ(u->total_tokens(), std::numeric_limits<std::int64_t>::max());
+}
+
 }  // namespace
 }  // namespace rvenc::protocol

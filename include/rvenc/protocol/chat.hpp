@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -33,7 +34,14 @@ struct ChatRequest {
 struct Usage {
   std::int64_t prompt_tokens = 0;
   std::int64_t completion_tokens = 0;
-  [[nodiscard]] std::int64_t total_tokens() const noexcept { return prompt_tokens + completion_tokens; }
+  // Saturates: the counts come from the engine and can be anything up to INT64_MAX.
+  [[nodiscard]] std::int64_t total_tokens() const noexcept {
+    std::int64_t total = 0;
+    if (__builtin_add_overflow(prompt_tokens, completion_tokens, &total)) {
+      return prompt_tokens < 0 ? std::numeric_limits<std::int64_t>::min() : std::numeric_limits<std::int64_t>::max();
+    }
+    return total;
+  }
 };
 
 // Assembles chunks into one chat.completion: content and reasoning_content concatenated per
