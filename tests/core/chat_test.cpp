@@ -210,6 +210,20 @@ TEST(Assembler, ParseUsage) {
   EXPECT_EQ(u->total_tokens(), 7);
 }
 
+TEST(Assembler, OutOfRangeIndicesIgnored) {
+  CompletionAssembler a;
+  ASSERT_TRUE(a.add_chunk(R"({"choices":[{"index":-1,"delta":{"content":"x"}},{"index":1000000,"delta":{"content":"y"}},)"
+                          R"({"index":0,"delta":{"content":"ok","tool_calls":[{"index":99999999,"id":"big"},)"
+                          R"({"index":-3,"id":"neg"},{"index":0,"id":"c0","function":{"name":"f","arguments":"{}"}}]}}]})")
+                  .has_value());
+  const auto c = a.completion();
+  ASSERT_EQ(c.at("choices").as_array().size(), 1u);
+  const auto& message = c.at("choices").as_array()[0].at("message").as_object();
+  EXPECT_EQ(message.at("content"), "ok");
+  ASSERT_EQ(message.at("tool_calls").as_array().size(), 1u);
+  EXPECT_EQ(message.at("tool_calls").as_array()[0].at("id"), "c0");
+}
+
 // Found by fuzz/assembler_fuzz.cpp: an engine's huge counts overflowed total_tokens() (UB).
 TEST(Assembler, HugeUsageSaturates) {
   const auto u = parse_usage(json::parse(R"({"prompt_tokens":9223372036854775807,"completion_tokens":5})"));

@@ -19,6 +19,10 @@ namespace rvenc::protocol {
 
 inline constexpr std::size_t kMaxMessages = 4096;
 inline constexpr std::size_t kMaxStopSequences = 16;
+// The assembler ignores choice / tool-call indices outside [0, limit): an engine cannot make
+// the client allocate without bound (OpenAI's own n limit is 128).
+inline constexpr std::int64_t kMaxAssembledChoices = 128;
+inline constexpr std::int64_t kMaxAssembledToolCalls = 128;
 
 struct ChatRequest {
   std::string model;
