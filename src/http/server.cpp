@@ -272,25 +272,29 @@ class ConnectionWriter final : public ResponseWriter {
   bool gone_ = false;
 };
 
-// Answers a request that could not be read (malformed, too large); the caller closes. Unread
-// request bytes would make close() send a RST that can destroy the answer in the client's
-// buffers, so the rest of the input is drained for a bounded time first (lingering close).
+// Closes after an error answer. Unread request bytes would make close() send a RST that can
+// destroy the answer in the client's buffers, so the rest of the input is drained for a bounded
+// time first (lingering close, as nginx does).
+awaitable<void> linger(beast::tcp_stream& stream) {
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  std::array<char, kIdleReadChunk> sink{};
+  std::size_t drained = 0;
+  stream.expires_after(kLingerTimeout);
+  while (drained < kMaxLingerBytes) {
+    auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), kTuple);
+    if (ec) break;
+    drained += n;
+  }
+}
+
+// Answers a request that could not be read (malformed, too large); the caller closes.
 awaitable<void> reject(Session& session, Response response) {
   response.keep_alive(false);
   response.set(bhttp::field::server, session.server->options.server_name);
   session.stream.expires_after(session.server->options.write_timeout);
   auto [ec, n] = co_await bhttp::async_write(session.stream, response, kTuple);
-  if (ec) co_return;
-  beast::error_code ignored;
-  session.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  std::array<char, kIdleReadChunk> sink{};
-  std::size_t drained = 0;
-  session.stream.expires_after(kLingerTimeout);
-  while (drained < kMaxLingerBytes) {
-    auto [read_ec, read_n] = co_await session.stream.async_read_some(asio::buffer(sink), kTuple);
-    if (read_ec) break;
-    drained += read_n;
-  }
+  if (!ec) co_await linger(session.stream);
 }
 
 Response read_error_response(const beast::error_code& ec, const ServerOptions& options) {
@@ -383,9 +387,8 @@ awaitable<void> reject_overloaded(tcp::socket socket, std::string server_name) {
   response.keep_alive(false);
   response.set(bhttp::field::server, server_name);
   stream.expires_after(kRejectWriteTimeout);
-  co_await bhttp::async_write(stream, response, kTuple);
-  beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  auto [ec, n] = co_await bhttp::async_write(stream, response, kTuple);
+  if (!ec) co_await linger(stream);
 }
 
 awaitable<void> Server::Impl::accept_loop() {

@@ -1,6 +1,9 @@
 // Server behaviour over real sockets on 127.0.0.1: routing, limits, malformed input, slow
 // clients, pipelining, overload, handler failures, signals; and the Router on a RecordingWriter.
+#include <atomic>
 #include <csignal>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -212,6 +215,31 @@ TEST(Server, HandlerFailuresBecome500) {
   auto silent = fetch("GET", server.at("/silent"));
   ASSERT_TRUE(silent);
   EXPECT_EQ(silent->result_int(), 500u);
+}
+
+TEST(Server, ServesConcurrentClientsOnSeveralThreads) {
+  constexpr int kClients = 8;
+  constexpr int kRequestsPerClient = 20;
+  ServerOptions options;
+  options.threads = 4;
+  TestServer server(hello_router(), options);
+  std::atomic<int> answered{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&] {
+      run_coroutine([&]() -> awaitable<void> {
+        Client client;
+        for (int i = 0; i < kRequestsPerClient; ++i) {
+          auto response = co_await client.request(server.url, make_request(Verb::post, "/echo", "{}"));
+          if (response && response->result_int() == 200) ++answered;
+        }
+      });
+    });
+  }
+  for (auto& thread : clients) thread.join();
+  EXPECT_EQ(answered.load(), kClients * kRequestsPerClient);
+  // Each client kept one keep-alive connection.
+  EXPECT_EQ(server.server->accepted_connections(), static_cast<std::size_t>(kClients));
 }
 
 TEST(Server, BindFailureIsAnError) {

@@ -51,7 +51,8 @@ class ResponseWriter {
   // Sends the final chunk; the connection may then serve the next request.
   virtual awaitable<void> end_stream() = 0;
 
-  // True once a write failed or the peer closed the connection.
+  // True once a write failed (the peer closed or reset the connection, or stopped reading for
+  // ServerOptions::write_timeout). A disconnect is noticed at the next write, not while idle.
   [[nodiscard]] virtual bool client_gone() const = 0;
   // True once send() or begin_stream() has been called.
   [[nodiscard]] virtual bool started() const = 0;
