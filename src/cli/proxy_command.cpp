@@ -1,0 +1,102 @@
+// rvenc proxy: the local OpenAI-compatible proxy. Any OpenAI client pointed at
+// http://127.0.0.1:3000/v1 with an rvenc API key gets end-to-end encrypted completions.
+#include <cstdint>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "command.hpp"
+#include "rvenc/common/hex.hpp"
+#include "rvenc/proxy/service.hpp"
+
+namespace rvenc::cli {
+namespace {
+
+struct ProxyFlags {
+  std::string listen = "127.0.0.1:3000";
+  std::string gateway = std::string(client::kDefaultBaseUrl);
+  std::string platform_public_key;
+  std::string measurement;
+  int protocol = 2;
+  std::string dek_store;
+  std::uint64_t dek_max_requests = proxy::DekPolicy::kDefaultMaxRequests;
+  std::int64_t dek_max_age = proxy::DekPolicy::kDefaultMaxAge.count();
+  std::size_t max_clients = proxy::CacheOptions::kDefaultMaxClients;
+  bool allow_remote = false;
+};
+
+int usage_error(const std::string& message) {
+  std::cerr << "rvenc proxy: " << message << "\n";
+  return kExitUsage;
+}
+
+int run(const ProxyFlags& flags) {
+  proxy::ProxyOptions options;
+  auto listen = proxy::parse_listen_address(flags.listen);
+  if (!listen) return usage_error(listen.error().message);
+  options.host = listen->first;
+  options.port = listen->second;
+  options.allow_remote = flags.allow_remote;
+  options.gateway_url = flags.gateway;
+  if (!flags.platform_public_key.empty()) {
+    auto key = from_hex_exact<crypto::kEd25519PublicKeyBytes>(flags.platform_public_key, "--platform-public-key");
+    if (!key) return usage_error(key.error().message);
+    options.platform_public_key = *key;
+  }
+  if (!flags.measurement.empty()) {
+    auto measurement = from_hex(flags.measurement, "--measurement");
+    if (!measurement) return usage_error(measurement.error().message);
+    options.measurement = std::move(*measurement);
+  }
+  options.protocol_version = flags.protocol == 1 ? protocol::Version::v1 : protocol::Version::v2;
+  if (!flags.dek_store.empty()) options.dek_store = flags.dek_store;
+  options.cache.max_clients = flags.max_clients;
+  options.cache.dek.max_requests = flags.dek_max_requests;
+  options.cache.dek.max_age = std::chrono::seconds(flags.dek_max_age);
+
+  auto server = proxy::ProxyServer::create(options);
+  if (!server) {
+    std::cerr << "rvenc proxy: " << server.error().message << "\n";
+    return server.error().code == Errc::invalid_request ? kExitUsage : kExitUnavailable;
+  }
+  (*server)->stop_on_signals();
+  std::cout << "rvenc proxy listening on " << (*server)->url() << "\n"
+            << "  OpenAI base URL: " << (*server)->url() << "/v1 (use your rvenc API key as the OpenAI API key)\n"
+            << "  gateway: " << options.gateway_url << ", protocol v" << flags.protocol
+            << (options.platform_public_key ? ", trusts the simulated platform key given" : "") << "\n"
+            << "  DEK store: " << (flags.dek_store.empty() ? "none (keys kept in memory)" : flags.dek_store)
+            << std::endl;
+  (*server)->run();
+  return kExitOk;
+}
+
+void setup(CLI::App& app, std::function<int()>& run_command) {
+  auto flags = std::make_shared<ProxyFlags>();
+  auto* cmd = app.add_subcommand("proxy", "Local OpenAI-compatible proxy: encrypts for the enclave, decrypts the replies");
+  option(*cmd, "--listen", flags->listen, "HOST:PORT to serve on (port 0 picks one)")->capture_default_str();
+  option(*cmd, "--gateway", flags->gateway, "rvenc gateway base URL")->capture_default_str();
+  option(*cmd, "--platform-public-key", flags->platform_public_key,
+         "trust a simulated enclave signed by this Ed25519 platform key (hex)");
+  option(*cmd, "--measurement", flags->measurement, "require this enclave measurement (hex)");
+  option(*cmd, "--protocol", flags->protocol, "wire protocol version (2; 1 only for legacy servers)")
+      ->check(CLI::IsMember({1, 2}))
+      ->capture_default_str();
+  option(*cmd, "--dek-store", flags->dek_store,
+         "keep encryption keys across restarts in FILE (created mode 0600, indexed by API key hash)");
+  option(*cmd, "--dek-max-requests", flags->dek_max_requests, "rotate a key's encryption keys after N requests (0: never)")
+      ->capture_default_str();
+  option(*cmd, "--dek-max-age", flags->dek_max_age, "rotate encryption keys after S seconds (0: never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  option(*cmd, "--max-clients", flags->max_clients, "API keys kept in the client cache")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  flag(*cmd, "--allow-remote", flags->allow_remote,
+       "allow a non-loopback --listen address (exposes decrypted traffic to the network)");
+  cmd->callback([flags, &run_command] { run_command = [flags] { return run(*flags); }; });
+}
+
+const Registrar registrar{{"proxy", setup}};
+
+}  // namespace
+}  // namespace rvenc::cli
