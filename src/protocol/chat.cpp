@@ -179,6 +179,7 @@ void CompletionAssembler::add_chunk(const json::object& chunk) {
     const auto& obj = c.get_object();
     std::int64_t index = 0;
     if (const auto* i = obj.if_contains("index"); i != nullptr && i->is_int64()) index = i->get_int64();
+    if (index < 0 || index >= kMaxAssembledChoices) continue;
     auto& choice = choices_[index];
     if (const auto* finish = obj.if_contains("finish_reason"); finish != nullptr && !finish->is_null()) {
       choice.finish_reason = *finish;
@@ -207,6 +208,7 @@ void CompletionAssembler::add_chunk(const json::object& chunk) {
       const auto& call = t.get_object();
       std::int64_t call_index = position++;
       if (const auto* i = call.if_contains("index"); i != nullptr && i->is_int64()) call_index = i->get_int64();
+      if (call_index < 0 || call_index >= kMaxAssembledToolCalls) continue;
       auto [it, first_seen] = choice.tool_calls.try_emplace(call_index);
       auto& merged = it->second;
       if (auto id = string_or_empty(call, "id"); !id.empty() && merged.id.empty()) merged.id = std::move(id);
