@@ -98,34 +98,35 @@ struct ClientState {
     co_return std::move(*document);
   }
 
-  awaitable<Result<EncryptionKeys>> generate_keys(http::Client& client) {
+  // Verified attestation, fresh encapsulation; the new keys replace the ones in use.
+  awaitable<Result<std::shared_ptr<const EncryptionKeys>>> generate_keys(http::Client& client) {
     auto document = co_await attest(client);
     if (!document) co_return std::unexpected(document.error());
     auto encapsulation = crypto::xwing_encapsulate(document->public_key);
     if (!encapsulation) co_return std::unexpected(encapsulation.error());
-    EncryptionKeys keys{.shared_secret = std::move(encapsulation->shared_secret),
-                        .cipher_text = encapsulation->cipher_text,
-                        .key_id = document->key_id};
-    install(keys);
-    co_return keys;
-  }
-
-  void install(const EncryptionKeys& keys) {
-    auto shared = std::make_shared<const EncryptionKeys>(keys);
+    auto generated = std::make_shared<const EncryptionKeys>(EncryptionKeys{
+        .shared_secret = std::move(encapsulation->shared_secret),
+        .cipher_text = encapsulation->cipher_text,
+        .key_id = document->key_id});
     const std::lock_guard lock(mutex);
-    this->keys = std::move(shared);
+    keys = generated;
+    co_return generated;
   }
 
-  // The keys in use, made from a fresh verified attestation when there are none.
+  // The keys in use, made from a fresh verified attestation when there are none. Concurrent
+  // first calls may each attest; every result is valid and the last one stays in use.
   awaitable<Result<std::shared_ptr<const EncryptionKeys>>> current_keys(http::Client& client) {
     {
       const std::lock_guard lock(mutex);
       if (keys) co_return keys;
     }
+    co_return co_await generate_keys(client);
+  }
+
+  awaitable<Result<EncryptionKeys>> copy_of_new_keys(http::Client& client) {
     auto generated = co_await generate_keys(client);
     if (!generated) co_return std::unexpected(generated.error());
-    const std::lock_guard lock(mutex);
-    co_return keys;
+    co_return **generated;
   }
 
   // Drops the keys for `key_id` (the gateway no longer knows it), unless already replaced.
@@ -134,7 +135,8 @@ struct ClientState {
     if (keys && keys->key_id == key_id) keys.reset();
   }
 
-  // One sealed request and its decoded answer; `retry_on_unknown_key` allows one re-attestation.
+  // One chat request sealed with the keys in use, its answer decoded into `on_chunk`. A 404
+  // unknown_key_id (the enclave key changed) drops the keys, re-attests and retries once.
   awaitable<Status> chat(http::Client& client, const json::object& request, const AsyncChunkHandler& on_chunk,
                          const CallOptions& call) {
     const std::string plaintext = json::serialize(request);
@@ -195,7 +197,12 @@ struct ClientState {
     std::vector<Chunk> chunks;
     while (!decoder.done()) {
       auto bytes = co_await stream.read_some();
-      if (!bytes) co_return std::unexpected(transport_error(bytes.error()));
+      if (!bytes) {
+        // A broken connection mid-stream is a stream without its authenticated end.
+        if (bytes.error().code == Errc::upstream_timeout) co_return std::unexpected(transport_error(bytes.error()));
+        co_return fail(Errc::truncated_stream, "the response stream broke before its authenticated end: " +
+                                                   bytes.error().message);
+      }
       if (!*bytes) co_return decoder.finish();
       chunks.clear();
       const Status fed = decoder.feed(**bytes, chunks);
@@ -369,13 +376,13 @@ awaitable<Result<protocol::AttestationDocument>> Client::async_attest() const {
 
 Result<EncryptionKeys> Client::generate_encryption_keys() const {
   return run_blocking<Result<EncryptionKeys>>(state_, [](ClientState& state, http::Client& pool) {
-    return guarded<EncryptionKeys>([&]() { return state.generate_keys(pool); });
+    return guarded<EncryptionKeys>([&]() { return state.copy_of_new_keys(pool); });
   });
 }
 
 awaitable<Result<EncryptionKeys>> Client::async_generate_encryption_keys() const {
   auto state = state_;
-  co_return co_await guarded<EncryptionKeys>([&]() { return state->generate_keys(state->http); });
+  co_return co_await guarded<EncryptionKeys>([&]() { return state->copy_of_new_keys(state->http); });
 }
 
 Result<json::object> Client::models() const {

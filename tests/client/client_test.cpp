@@ -180,6 +180,19 @@ TEST(ClientStream, MissingDoneIsTruncated) {
   EXPECT_EQ(collected.contents.size(), 3u);
 }
 
+TEST(ClientStream, ConnectionCutMidStreamIsTruncated) {
+  FakeGateway gateway;
+  gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    auto pieces = three_chunks(sealer);
+    pieces.pop_back();
+    return Reply{.pieces = pieces, .cut = true};
+  });
+  auto client = client_for(gateway);
+  auto completion = client.chat.completions.create(hello_request());
+  ASSERT_FALSE(completion);
+  EXPECT_EQ(completion.error().code, Errc::truncated_stream) << completion.error().to_string();
+}
+
 TEST(ClientStream, OversizeEventIsRejected) {
   FakeGateway gateway;
   gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {

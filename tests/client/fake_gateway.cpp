@@ -184,6 +184,8 @@ awaitable<void> FakeGateway::chat(http::Request& request, http::ResponseWriter& 
   if (!co_await writer.begin_stream(http::event_stream_header())) co_return;
   for (const auto& piece : reply.pieces)
     if (!co_await writer.write(piece)) co_return;
+  // The server closes the connection of a handler that throws mid-stream.
+  if (reply.cut) throw std::runtime_error("fake gateway: connection cut on purpose");
   co_await writer.end_stream();
 }
 

@@ -28,6 +28,7 @@ struct Reply {
   std::optional<http::Response> error;  // a plain HTTP error instead of a stream
   std::vector<std::string> pieces;      // SSE text, one write() each
   bool hang = false;                    // answer nothing until FakeGateway::release()
+  bool cut = false;                     // drop the connection after the pieces (no clean end)
 };
 
 // Builds the reply from the sealer of this request and the decrypted chat request.
