@@ -1,8 +1,9 @@
-// Client: per-io_context keep-alive pool (an Asio service), request() and open()/ResponseStream,
+// Client: keep-alive pool of released descriptors, request() and open()/ResponseStream,
 // and the blocking fetch().
 #include "rvenc/http/client.hpp"
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <cerrno>
@@ -12,7 +13,6 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/execution_context.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -31,6 +31,69 @@ namespace bhttp = beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
+struct Client::Pool {
+  struct Entry {
+    int fd = -1;
+    int family = AF_INET;
+    Clock::time_point since;
+  };
+
+  explicit Pool(ClientOptions opts) : options(std::move(opts)) {}
+  ~Pool() {
+    for (auto& [key, queue] : idle) {
+      for (auto& entry : queue) ::close(entry.fd);
+    }
+  }
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  std::optional<Entry> take(const std::string& key) {
+    std::lock_guard lock(mutex);
+    const auto found = idle.find(key);
+    if (found == idle.end()) return std::nullopt;
+    auto& queue = found->second;
+    while (!queue.empty()) {
+      Entry entry = queue.back();
+      queue.pop_back();
+      if (Clock::now() - entry.since <= options.pool_idle && looks_alive(entry.fd)) return entry;
+      ::close(entry.fd);
+    }
+    return std::nullopt;
+  }
+
+  void put(const std::string& key, int fd, int family) {
+    std::lock_guard lock(mutex);
+    auto& queue = idle[key];
+    while (!queue.empty() && queue.size() >= options.max_idle_per_host) {
+      ::close(queue.front().fd);
+      queue.pop_front();
+    }
+    if (options.max_idle_per_host == 0) {
+      ::close(fd);
+      return;
+    }
+    queue.push_back(Entry{fd, family, Clock::now()});
+  }
+
+  std::size_t count() {
+    std::lock_guard lock(mutex);
+    std::size_t total = 0;
+    for (const auto& [key, queue] : idle) total += queue.size();
+    return total;
+  }
+
+  // A pooled descriptor is only reused when the peer has neither closed it nor sent anything.
+  static bool looks_alive(int fd) {
+    char byte = 0;
+    const auto n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+
+  const ClientOptions options;
+  std::mutex mutex;
+  std::unordered_map<std::string, std::deque<Entry>> idle;
+};
+
 namespace {
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
@@ -43,62 +106,6 @@ struct Connection {
   beast::flat_buffer buffer;
   explicit Connection(const asio::any_io_executor& executor) : stream(executor) {}
 };
-
-// A pooled connection is only reused when the peer has neither closed it nor sent anything.
-bool looks_alive(Connection& connection) {
-  auto& socket = connection.stream.socket();
-  if (!socket.is_open()) return false;
-  char byte = 0;
-  const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
-// Idle connections per "host:port", owned by the io_context so they die with it.
-class PoolService final : public asio::execution_context::service {
- public:
-  static inline asio::execution_context::id id;  // NOLINT: Asio's service identification
-  explicit PoolService(asio::execution_context& context) : service(context) {}
-
-  std::unique_ptr<Connection> take(const std::string& key, std::chrono::milliseconds max_idle) {
-    std::lock_guard lock(mutex_);
-    const auto found = idle_.find(key);
-    if (found == idle_.end()) return nullptr;
-    auto& queue = found->second;
-    while (!queue.empty()) {
-      Entry entry = std::move(queue.back());
-      queue.pop_back();
-      if (Clock::now() - entry.since <= max_idle && looks_alive(*entry.connection)) {
-        return std::move(entry.connection);
-      }
-    }
-    return nullptr;
-  }
-
-  void put(const std::string& key, std::unique_ptr<Connection> connection, std::size_t max_idle) {
-    if (max_idle == 0) return;
-    std::lock_guard lock(mutex_);
-    auto& queue = idle_[key];
-    while (queue.size() >= max_idle) queue.pop_front();
-    queue.push_back(Entry{std::move(connection), Clock::now()});
-  }
-
- private:
-  void shutdown() override {
-    std::lock_guard lock(mutex_);
-    idle_.clear();
-  }
-
-  struct Entry {
-    std::unique_ptr<Connection> connection;
-    Clock::time_point since;
-  };
-  std::mutex mutex_;
-  std::unordered_map<std::string, std::deque<Entry>> idle_;
-};
-
-PoolService& pool_of(const asio::any_io_executor& executor) {
-  return asio::use_service<PoolService>(asio::query(executor, asio::execution::context));
-}
 
 std::string pool_key(const Url& server) { return server.host + ":" + std::to_string(server.port); }
 
@@ -191,11 +198,22 @@ struct Failure {
 // Borrows or opens a connection, sends `request` and reads the response head into `parser`.
 template <class Parser>
 awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_head(
-    const Url& server, const Request& request, Parser& parser, const Deadline& deadline,
-    const ClientOptions& options, bool allow_pooled) {
+    Client::Pool& pool, const Url& server, const Request& request, Parser& parser, const Deadline& deadline,
+    bool allow_pooled) {
+  const ClientOptions& options = pool.options;
   const auto executor = co_await asio::this_coro::executor;
   std::unique_ptr<Connection> connection;
-  if (allow_pooled) connection = pool_of(executor).take(pool_key(server), options.pool_idle);
+  if (allow_pooled) {
+    if (auto entry = pool.take(pool_key(server))) {
+      connection = std::make_unique<Connection>(executor);
+      beast::error_code ec;
+      connection->stream.socket().assign(entry->family == AF_INET6 ? tcp::v6() : tcp::v4(), entry->fd, ec);
+      if (ec) {
+        ::close(entry->fd);
+        connection.reset();
+      }
+    }
+  }
   const bool reused = connection != nullptr;
   if (!connection) {
     auto fresh = co_await connect(server, deadline);
@@ -220,11 +238,17 @@ awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_hea
   co_return connection;
 }
 
-void release(const Url& server, std::unique_ptr<Connection> connection, bool keep_alive, const ClientOptions& options) {
+// Pools the connection after a complete, clean response that allows keep-alive.
+void release(Client::Pool& pool, const Url& server, std::unique_ptr<Connection> connection, bool keep_alive) {
   if (!keep_alive || connection->buffer.size() != 0) return;
-  connection->stream.expires_never();
-  auto executor = connection->stream.get_executor();
-  pool_of(executor).put(pool_key(server), std::move(connection), options.max_idle_per_host);
+  beast::error_code ec;
+  auto& socket = connection->stream.socket();
+  const auto local = socket.local_endpoint(ec);
+  if (ec) return;
+  const int family = local.protocol().family();
+  const int fd = socket.release(ec);
+  if (ec) return;
+  pool.put(pool_key(server), fd, family);
 }
 
 template <class Parser>
@@ -236,8 +260,8 @@ void limit_parser(Parser& parser, const Request& request, const ClientOptions& o
 
 class StreamImpl final : public ResponseStream {
  public:
-  StreamImpl(Url server, Deadline deadline, ClientOptions options)
-      : server_(std::move(server)), deadline_(std::move(deadline)), options_(std::move(options)) {
+  StreamImpl(std::shared_ptr<Client::Pool> pool, Url server, Deadline deadline)
+      : pool_(std::move(pool)), server_(std::move(server)), deadline_(std::move(deadline)) {
     parser_.body_limit(boost::none);
   }
 
@@ -249,7 +273,7 @@ class StreamImpl final : public ResponseStream {
     if (!connection_) co_return std::nullopt;
     for (;;) {
       if (parser_.is_done()) {
-        release(server_, std::move(connection_), parser_.get().keep_alive(), options_);
+        release(*pool_, server_, std::move(connection_), parser_.get().keep_alive());
         co_return std::nullopt;
       }
       parser_.get().body().data = chunk_.data();
@@ -259,7 +283,7 @@ class StreamImpl final : public ResponseStream {
       if (ec == bhttp::error::need_buffer) ec = {};
       if (cancelled_) co_return fail(Errc::upstream_error, "the response stream was cancelled");
       if (ec) {
-        error_ = transport_error(ec, server_, deadline_, options_, "reading the response body");
+        error_ = transport_error(ec, server_, deadline_, pool_->options, "reading the response body");
         connection_.reset();
         co_return std::unexpected(*error_);
       }
@@ -277,9 +301,9 @@ class StreamImpl final : public ResponseStream {
   void attach(std::unique_ptr<Connection> connection) { connection_ = std::move(connection); }
 
  private:
+  std::shared_ptr<Client::Pool> pool_;
   Url server_;
   Deadline deadline_;
-  ClientOptions options_;
   bhttp::response_parser<bhttp::buffer_body> parser_;
   std::unique_ptr<Connection> connection_;
   std::array<char, kStreamReadChunk> chunk_{};
@@ -289,18 +313,36 @@ class StreamImpl final : public ResponseStream {
 
 }  // namespace
 
-Client::Client(ClientOptions options) : options_(std::move(options)) {}
+awaitable<Result<std::string>> ResponseStream::read_all(std::uint64_t limit) {
+  std::string body;
+  for (;;) {
+    auto bytes = co_await read_some();
+    if (!bytes) co_return std::unexpected(bytes.error());
+    if (!*bytes) co_return body;
+    if (body.size() + (*bytes)->size() > limit) {
+      cancel();
+      co_return fail(Errc::upstream_error, "response body exceeds " + std::to_string(limit) + " bytes");
+    }
+    body += **bytes;
+  }
+}
+
+Client::Client(ClientOptions options) : pool_(std::make_shared<Pool>(std::move(options))) {}
 Client::~Client() = default;
 
+const ClientOptions& Client::options() const { return pool_->options; }
+std::size_t Client::idle_connections() const { return pool_->count(); }
+
 awaitable<Result<Response>> Client::request(Url server, Request request, Timeouts timeouts) {
-  const ClientOptions options = options_;
+  const std::shared_ptr<Pool> pool = pool_;  // keeps the pool alive for the whole exchange
+  const ClientOptions& options = pool->options;
   prepare_request(server, request);
   const Deadline deadline(timeouts);
   for (int attempt = 0;; ++attempt) {
     bhttp::response_parser<bhttp::string_body> parser;
     limit_parser(parser, request, options);
     parser.body_limit(options.body_limit);
-    auto connection = co_await send_and_read_head(server, request, parser, deadline, options, attempt == 0);
+    auto connection = co_await send_and_read_head(*pool, server, request, parser, deadline, attempt == 0);
     if (!connection) {
       if (connection.error().retryable && attempt == 0) continue;
       co_return std::unexpected(connection.error().error);
@@ -312,19 +354,20 @@ awaitable<Result<Response>> Client::request(Url server, Request request, Timeout
       if (ec) co_return std::unexpected(transport_error(ec, server, deadline, options, "reading the response body"));
     }
     Response response = parser.release();
-    release(server, std::move(*connection), response.keep_alive(), options);
+    release(*pool, server, std::move(*connection), response.keep_alive());
     co_return response;
   }
 }
 
 awaitable<Result<std::unique_ptr<ResponseStream>>> Client::open(Url server, Request request, Timeouts timeouts) {
-  const ClientOptions options = options_;
+  const std::shared_ptr<Pool> pool = pool_;
+  const ClientOptions& options = pool->options;
   prepare_request(server, request);
   const Deadline deadline(timeouts);
   for (int attempt = 0;; ++attempt) {
-    auto stream = std::make_unique<StreamImpl>(server, deadline, options);
+    auto stream = std::make_unique<StreamImpl>(pool, server, deadline);
     limit_parser(stream->parser(), request, options);
-    auto connection = co_await send_and_read_head(server, request, stream->parser(), deadline, options, attempt == 0);
+    auto connection = co_await send_and_read_head(*pool, server, request, stream->parser(), deadline, attempt == 0);
     if (!connection) {
       if (connection.error().retryable && attempt == 0) continue;
       co_return std::unexpected(connection.error().error);

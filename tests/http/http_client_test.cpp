@@ -99,8 +99,8 @@ TEST(Client, ClientDisconnectMakesWriteReturnFalse) {
 
 TEST(Client, KeepAliveReusesTheConnection) {
   TestServer server(text_handler("pong"));
+  Client client;
   run_coroutine([&]() -> awaitable<void> {
-    Client client;
     for (int i = 0; i < 3; ++i) {
       auto response = co_await client.request(server.url, make_request(Verb::post, "/ping", "{}"));
       EXPECT_TRUE(response);
@@ -111,16 +111,18 @@ TEST(Client, KeepAliveReusesTheConnection) {
     // A fully read stream also returns its connection.
     auto stream = co_await client.open(server.url, make_request(Verb::get, "/ping"));
     EXPECT_TRUE(stream);
-    if (stream) {
-      EXPECT_EQ(co_await read_at_least(**stream, 4), "pong");
-    }
-    if (stream) {
-      EXPECT_EQ((co_await (*stream)->read_some()).value(), std::nullopt);
-    }
+    if (!stream) co_return;
+    EXPECT_EQ(co_await read_at_least(**stream, 4), "pong");
+    EXPECT_EQ((co_await (*stream)->read_some()).value(), std::nullopt);
+  });
+  EXPECT_EQ(client.idle_connections(), 1u);
+  // The pool outlives the io_context that made the connection: another one reuses it.
+  run_coroutine([&]() -> awaitable<void> {
     auto last = co_await client.request(server.url, make_request(Verb::get, "/ping"));
     EXPECT_TRUE(last);
   });
   EXPECT_EQ(server.server->accepted_connections(), 1u);
+  EXPECT_EQ(client.idle_connections(), 1u);
 }
 
 TEST(Client, StalePooledConnectionIsReplaced) {
@@ -205,6 +207,29 @@ TEST(Client, ResponseBodyOverLimitIsUpstreamError) {
     if (!response) {
       EXPECT_EQ(response.error().code, Errc::upstream_error);
     }
+  });
+}
+
+TEST(Client, ReadAllCollectsAnErrorAnswerAndEnforcesItsLimit) {
+  TestServer server([](Request& request, ResponseWriter& writer) -> awaitable<void> {
+    co_await writer.send(error_response(request, Error{Errc::unknown_key_id, "refetch attestation"}));
+  });
+  run_coroutine([&]() -> awaitable<void> {
+    Client client;
+    auto stream = co_await client.open(server.url, make_request(Verb::post, "/", "{}"));
+    EXPECT_TRUE(stream);
+    if (!stream) co_return;
+    EXPECT_EQ((*stream)->status(), 404u);
+    auto body = co_await (*stream)->read_all();
+    EXPECT_TRUE(body);
+    if (body) {
+      EXPECT_NE(body->find("unknown_key_id"), std::string::npos);
+    }
+    auto small = co_await client.open(server.url, make_request(Verb::post, "/", "{}"));
+    EXPECT_TRUE(small);
+    if (!small) co_return;
+    auto cut = co_await (*small)->read_all(8);
+    EXPECT_FALSE(cut);
   });
 }
 

@@ -1,9 +1,10 @@
 // The async HTTP/1.1 client every rvenc hop uses (gateway -> enclave, enclave -> engine,
 // SDK/proxy -> gateway), plus a blocking fetch() for CLI tools and tests.
 //
-// Design: idle keep-alive connections are pooled per (host, port) inside each io_context (an Asio
-// service, so pooled sockets never outlive their context, whatever the Client's lifetime), at
-// most ClientOptions::max_idle_per_host each. A Client is cheap and thread-safe. A request borrows a connection (or
+// Design: a Client owns a thread-safe pool of idle keep-alive connections per (host, port), at
+// most ClientOptions::max_idle_per_host each. Idle connections are kept as bare file descriptors
+// (released from their Asio socket), so a pooled connection is reusable from any io_context or
+// thread and never outlives anything it depends on; the Client closes them when destroyed. A request borrows a connection (or
 // opens one within Timeouts::connect), and gives it back only after a complete, clean response
 // that allows keep-alive. A pooled connection that turns out stale (the server closed it while
 // idle) is retried once on a fresh connection when the request is idempotent or was not sent.
@@ -66,6 +67,9 @@ class ResponseStream {
   // goes back to the pool). Errors: upstream_timeout (idle/total), upstream_error (reset,
   // truncated, malformed), or upstream_error "cancelled" after cancel().
   virtual awaitable<Result<std::optional<std::string>>> read_some() = 0;
+  // The rest of the body (e.g. an error JSON answer), at most `limit` bytes (else upstream_error
+  // and the stream is cancelled).
+  awaitable<Result<std::string>> read_all(std::uint64_t limit = ClientOptions::kDefaultBodyLimit);
   // Abandons the response: closes the connection (never pooled); a pending read_some() fails.
   // Safe to call from the stream's executor at any time.
   virtual void cancel() = 0;
@@ -87,10 +91,14 @@ class Client {
   awaitable<Result<std::unique_ptr<ResponseStream>>> open(Url server, Request request,
                                                           Timeouts timeouts = {});
 
-  [[nodiscard]] const ClientOptions& options() const { return options_; }
+  [[nodiscard]] const ClientOptions& options() const;
+  // Idle pooled connections (all hosts): tests, metrics.
+  [[nodiscard]] std::size_t idle_connections() const;
+
+  struct Pool;
 
  private:
-  ClientOptions options_;
+  std::shared_ptr<Pool> pool_;
 };
 
 // A request for `target` with `method` (e.g. Verb::post), HTTP/1.1, optional JSON body.
