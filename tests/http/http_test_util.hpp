@@ -62,28 +62,36 @@ void run_coroutine(MakeCoroutine&& make) {
   if (failure) std::rethrow_exception(failure);
 }
 
-// A one-shot latch a handler can co_await and a test thread can open.
+// A one-shot latch a handler can co_await and a test thread can open. The timer lives in the
+// waiting coroutine, so it never outlives the server's io_context.
 class Gate {
  public:
   awaitable<void> wait() {
-    auto executor = co_await asio::this_coro::executor;
+    asio::steady_timer timer(co_await asio::this_coro::executor, asio::steady_timer::time_point::max());
     {
       std::lock_guard lock(mutex_);
       if (opened_) co_return;
-      timer_.emplace(executor, asio::steady_timer::time_point::max());
+      timer_ = &timer;
     }
-    co_await timer_->async_wait(kTuple);
+    co_await timer.async_wait(kTuple);
+    std::lock_guard lock(mutex_);
+    timer_ = nullptr;
   }
   void open() {
     std::lock_guard lock(mutex_);
     opened_ = true;
-    if (timer_) asio::post(timer_->get_executor(), [this] { timer_->cancel(); });
+    if (timer_) {
+      asio::post(timer_->get_executor(), [this] {
+        std::lock_guard inner(mutex_);
+        if (timer_) timer_->cancel();
+      });
+    }
   }
 
  private:
   std::mutex mutex_;
   bool opened_ = false;
-  std::optional<asio::steady_timer> timer_;
+  asio::steady_timer* timer_ = nullptr;
 };
 
 // A blocking POSIX client for bytes a real HTTP client would never send.
