@@ -50,7 +50,7 @@ for t in "${TARGETS[@]}"; do
   work="$BUILD_DIR/corpus-run/$t"
   artifacts="$BUILD_DIR/artifacts/$t"
   log="$BUILD_DIR/logs/$t.log"
-  rm -rf "$work"
+  rm -rf "$work" "$artifacts"
   mkdir -p "$work" "$artifacts" "$(dirname "$log")"
   cp fuzz/corpus/"$t"/* "$work"/
   echo "fuzz: $t for ${SECONDS_PER_TARGET}s (log $log)"
@@ -58,8 +58,10 @@ for t in "${TARGETS[@]}"; do
   # -timeout: one input running that long is a hang; -rss_limit_mb: a memory blow-up is a finding.
   nice -n "$NICE" "$BUILD_DIR/fuzz/fuzz_$t" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$artifacts/" "$work" >"$log" 2>&1 || status=$?
-  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-  cov=$(grep -oE '(DONE|pulse|NEW|REDUCE|INITED) +cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 | sed -E 's/.*cov: ([0-9]+) ft: ([0-9]+)/cov \1 ft \2/')
+  # A target that crashes at once prints no statistics: these greps may find nothing.
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1 || true)
+  cov=$(grep -oE '(DONE|pulse|NEW|REDUCE|INITED) +cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 |
+    sed -E 's/.*cov: ([0-9]+) ft: ([0-9]+)/cov \1 ft \2/' || true)
   crashes=$(find "$artifacts" -type f | wc -l)
   result=ok
   if [ "$status" -ne 0 ] || [ "$crashes" -ne 0 ]; then
