@@ -1,0 +1,96 @@
+// The enclave's long-lived secrets: 32-byte seed files (the X-Wing key, the simulated platform
+// key), the X-Wing key pair locked in memory, and the bounded cache of decapsulated shared
+// secrets that lets reused "encryption keys" skip the KEM.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+
+#include "rvenc/common/error.hpp"
+#include "rvenc/crypto/crypto.hpp"
+
+namespace rvenc::enclave {
+
+inline constexpr std::size_t kSeedFileBytes = 32;
+inline constexpr std::size_t kDefaultSharedSecretCacheEntries = 4096;
+
+// Reads the 32-byte raw seed at `path`, or creates it (random, mode 0600) when missing.
+// invalid_request when the file has another size, is not a regular file, or is accessible to
+// group or others; internal_error on I/O failure. `what` names the file in messages.
+struct SeedFile {
+  crypto::Secret<kSeedFileBytes> seed;
+  bool created = false;
+};
+[[nodiscard]] Result<SeedFile> load_or_create_seed_file(const std::filesystem::path& path, std::string_view what);
+
+// Keeps `size` bytes at `data` out of swap and core dumps where the system allows it; logs one
+// warning per process when it does not (RLIMIT_MEMLOCK, containers). unlock_memory wipes them.
+void lock_memory(void* data, std::size_t size) noexcept;
+void unlock_memory(void* data, std::size_t size) noexcept;
+
+// Keyed (SipHash, random per-process key) hash of fixed-size byte strings, so attacker-chosen
+// nonces or ciphertexts cannot flood one hash bucket.
+struct KeyedBytesHash {
+  [[nodiscard]] std::size_t operator()(std::span<const std::uint8_t> bytes) const noexcept;
+  template <std::size_t N>
+  [[nodiscard]] std::size_t operator()(const std::array<std::uint8_t, N>& bytes) const noexcept {
+    return (*this)(std::span<const std::uint8_t>(bytes));
+  }
+};
+
+// LRU map SHA-256(cipherText) -> shared secret, at most `capacity` entries; evicted entries are
+// wiped (crypto::Secret). Thread-safe.
+class SharedSecretCache {
+ public:
+  explicit SharedSecretCache(std::size_t capacity = kDefaultSharedSecretCacheEntries);
+
+  // The secret for `digest` (marked most recently used), or nullopt.
+  [[nodiscard]] std::optional<crypto::SharedSecret> find(const crypto::Sha256Digest& digest);
+  // Inserts or refreshes; evicts the least recently used entry beyond capacity.
+  void insert(const crypto::Sha256Digest& digest, const crypto::SharedSecret& secret);
+
+  [[nodiscard]] std::size_t size() const;
+  [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+
+ private:
+  using Entry = std::pair<crypto::Sha256Digest, crypto::SharedSecret>;
+  std::size_t capacity_;
+  mutable std::mutex mutex_;
+  std::list<Entry> order_;  // front: most recently used
+  std::unordered_map<crypto::Sha256Digest, std::list<Entry>::iterator, KeyedBytesHash> index_;
+};
+
+// The enclave's X-Wing key pair: the seed is locked in memory for the object's lifetime (so the
+// object is neither copyable nor movable: create it with std::make_unique/make_shared).
+class EnclaveKey {
+ public:
+  EnclaveKey(const crypto::XWingSeed& seed, std::int64_t not_after,
+             std::size_t cache_entries = kDefaultSharedSecretCacheEntries);
+  ~EnclaveKey();
+  EnclaveKey(const EnclaveKey&) = delete;
+  EnclaveKey& operator=(const EnclaveKey&) = delete;
+
+  [[nodiscard]] const crypto::XWingPublicKey& public_key() const noexcept { return pair_.public_key; }
+  [[nodiscard]] const crypto::KeyId& key_id() const noexcept { return key_id_; }
+  [[nodiscard]] std::int64_t not_after() const noexcept { return not_after_; }
+
+  // The shared secret for `cipher_text`, from the cache when this ciphertext was seen before.
+  // (X-Wing rejects implicitly: a forged ciphertext gives an unrelated secret, which the AEAD
+  // then refuses.)
+  [[nodiscard]] Result<crypto::SharedSecret> decapsulate(const crypto::XWingCipherText& cipher_text);
+  [[nodiscard]] const SharedSecretCache& cache() const noexcept { return cache_; }
+
+ private:
+  crypto::XWingKeyPair pair_;
+  crypto::KeyId key_id_{};
+  std::int64_t not_after_;
+  SharedSecretCache cache_;
+};
+
+}  // namespace rvenc::enclave

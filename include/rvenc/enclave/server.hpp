@@ -1,0 +1,74 @@
+// `rvenc enclave` as a library: loads the keys, picks the attestation provider and the engines,
+// and serves EnclaveService over HTTP. `rvenc up` runs it in-process with start()/stop().
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rvenc/common/error.hpp"
+#include "rvenc/enclave/attestation.hpp"
+#include "rvenc/enclave/engine.hpp"
+#include "rvenc/enclave/service.hpp"
+#include "rvenc/http/server.hpp"
+
+namespace rvenc::enclave {
+
+inline constexpr std::chrono::seconds kDefaultKeyLifetime{30L * 24 * 3600};
+inline constexpr std::chrono::milliseconds kDefaultShutdownGrace{10'000};
+
+struct EnclaveOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  std::filesystem::path key_file = "enclave.key";
+  std::chrono::seconds key_lifetime = kDefaultKeyLifetime;
+  AttestationConfig attestation;
+  std::optional<std::filesystem::path> gateway_token_file;
+  std::vector<std::string> upstreams;  // "MODEL=URL"
+  // The demo engine's model. Unset: "rvenc-demo" when no upstream is given, else no demo engine.
+  std::optional<std::string> demo_model;
+  std::chrono::milliseconds demo_delay{0};
+  // Unset: the demo model.
+  std::optional<std::vector<std::string>> test_models;
+  bool allow_v1 = false;
+  unsigned threads = 1;
+  std::chrono::milliseconds upstream_timeout = kDefaultUpstreamTimeout;
+  std::chrono::milliseconds shutdown_grace = kDefaultShutdownGrace;
+};
+
+class EnclaveServer {
+ public:
+  // Errors: invalid_request (options, key files), attestation_failed (provider unavailable),
+  // transport_error (cannot listen), internal_error (I/O).
+  [[nodiscard]] static Result<std::unique_ptr<EnclaveServer>> create(EnclaveOptions options);
+  ~EnclaveServer();
+  EnclaveServer(const EnclaveServer&) = delete;
+  EnclaveServer& operator=(const EnclaveServer&) = delete;
+
+  [[nodiscard]] std::uint16_t port() const { return server_->port(); }
+  [[nodiscard]] std::string url() const { return server_->url(); }
+  // Startup facts for people: key id, provider, measurement, platform key, models, warnings.
+  [[nodiscard]] std::vector<std::string> describe() const;
+  [[nodiscard]] const EnclaveService& service() const noexcept { return *service_; }
+
+  // Serves on the calling thread until SIGINT/SIGTERM or stop().
+  void run_until_signal();
+  // Serves on background threads; stop() then wait().
+  void start();
+  void stop();
+  void wait();
+
+ private:
+  EnclaveServer() = default;
+  EnclaveOptions options_;
+  std::vector<std::string> warnings_;
+  std::shared_ptr<http::Client> upstream_client_;
+  std::unique_ptr<EnclaveService> service_;
+  std::unique_ptr<http::Server> server_;  // declared last: stops before the service goes
+};
+
+}  // namespace rvenc::enclave

@@ -1,0 +1,85 @@
+// The enclave's HTTP handlers (PROTOCOL.md sections 1-4), independent of sockets:
+//   GET  /rvenc/attestation?challenge=<hex 32>   attestation document
+//   GET  /rvenc/models                           OpenAI model list
+//   GET  /healthz                                liveness
+//   POST /rvenc/chat/completions                 decrypt, check, route, stream sealed events
+// Every error before the first event is a plain OpenAI error response; after it, an encrypted
+// error event followed by done. A successful or failed stream ends with the plain usage event.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/thread_pool.hpp>
+
+#include "rvenc/crypto/crypto.hpp"
+#include "rvenc/enclave/attestation.hpp"
+#include "rvenc/enclave/engine.hpp"
+#include "rvenc/enclave/key.hpp"
+#include "rvenc/enclave/replay.hpp"
+#include "rvenc/http/server.hpp"
+
+namespace rvenc::enclave {
+
+// Headers the gateway adds when forwarding.
+inline constexpr std::string_view kKeyEnvHeader = "X-Rvenc-Key-Env";
+inline constexpr std::string_view kTenantHeader = "X-Rvenc-Tenant";
+inline constexpr std::string_view kRequestIdHeader = "X-Request-Id";
+
+struct ServiceOptions {
+  bool allow_v1 = false;
+  // SHA-256 of the gateway's bearer token; nullopt: no token required (local use only).
+  std::optional<crypto::Sha256Digest> gateway_token_hash;
+  // Models that requests forwarded for test keys (X-Rvenc-Key-Env: test) may use.
+  std::vector<std::string> test_models = {std::string(kDefaultDemoModel)};
+  std::size_t replay_cache_entries = kDefaultReplayCacheEntries;
+  // Seconds since the epoch (tests may move the clock).
+  std::function<std::int64_t()> clock;
+};
+
+// Reads the gateway token file (surrounding whitespace trimmed) and hashes it. invalid_request
+// when the file is unreadable or empty.
+[[nodiscard]] Result<crypto::Sha256Digest> load_gateway_token_hash(const std::filesystem::path& path);
+
+class EnclaveService {
+ public:
+  EnclaveService(ServiceOptions options, std::shared_ptr<EnclaveKey> key,
+                 std::shared_ptr<AttestationProvider> attestation,
+                 std::map<std::string, std::shared_ptr<Engine>> engines);
+  ~EnclaveService();
+  EnclaveService(const EnclaveService&) = delete;
+  EnclaveService& operator=(const EnclaveService&) = delete;
+
+  http::awaitable<void> attestation(http::Request& request, http::ResponseWriter& writer);
+  http::awaitable<void> models(http::Request& request, http::ResponseWriter& writer);
+  http::awaitable<void> healthz(http::Request& request, http::ResponseWriter& writer);
+  http::awaitable<void> chat(http::Request& request, http::ResponseWriter& writer);
+
+  // The four routes above; the service must outlive the router.
+  [[nodiscard]] http::Router router();
+
+  [[nodiscard]] const EnclaveKey& key() const noexcept { return *key_; }
+  [[nodiscard]] const AttestationProvider& provider() const noexcept { return *attestation_; }
+  [[nodiscard]] const std::map<std::string, std::shared_ptr<Engine>>& engines() const noexcept { return engines_; }
+
+ private:
+  struct Accepted;
+  [[nodiscard]] Result<Accepted> accept(const http::Request& request);
+  [[nodiscard]] std::int64_t now() const;
+
+  ServiceOptions options_;
+  std::shared_ptr<EnclaveKey> key_;
+  std::shared_ptr<AttestationProvider> attestation_;
+  std::map<std::string, std::shared_ptr<Engine>> engines_;
+  ReplayCache replay_;
+  std::int64_t started_at_;
+  // Hardware evidence blocks (configfs I/O): it runs here, never on the I/O threads.
+  boost::asio::thread_pool blocking_pool_{1};
+};
+
+}  // namespace rvenc::enclave

@@ -1,0 +1,134 @@
+// rvenc enclave: serves the attested X-Wing key and decrypts, routes and seals chat completions.
+#include <chrono>
+#include <iostream>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "command.hpp"
+#include "rvenc/enclave/server.hpp"
+
+namespace rvenc::cli {
+namespace {
+
+struct EnclaveFlags {
+  std::string listen = "127.0.0.1:8401";
+  std::string key_file = "./enclave.key";
+  std::string platform_key = "./platform.key";
+  std::string attestation = "auto";
+  std::string tsm_root = std::string(enclave::kDefaultTsmReportRoot);
+  std::string gateway_token_file;
+  std::vector<std::string> upstreams;
+  std::string demo_model;
+  long long demo_delay_ms = 0;
+  std::string test_models;
+  bool allow_v1 = false;
+  unsigned threads = 1;
+  long long key_lifetime_s = enclave::kDefaultKeyLifetime.count();
+  long long upstream_timeout_ms = enclave::kDefaultUpstreamTimeout.count();
+  long long shutdown_grace_ms = enclave::kDefaultShutdownGrace.count();
+};
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+int run_enclave(const EnclaveFlags& flags) {
+  enclave::EnclaveOptions options;
+  const auto colon = flags.listen.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "rvenc enclave: --listen must be HOST:PORT\n";
+    return kExitUsage;
+  }
+  options.host = flags.listen.substr(0, colon);
+  if (options.host.size() >= 2 && options.host.front() == '[' && options.host.back() == ']')
+    options.host = options.host.substr(1, options.host.size() - 2);
+  try {
+    const unsigned long port = std::stoul(flags.listen.substr(colon + 1));
+    if (port > 65535) throw std::out_of_range("port");
+    options.port = static_cast<std::uint16_t>(port);
+  } catch (const std::exception&) {
+    std::cerr << "rvenc enclave: --listen must be HOST:PORT with a port from 0 to 65535\n";
+    return kExitUsage;
+  }
+  if (flags.demo_delay_ms < 0 || flags.key_lifetime_s <= 0 || flags.upstream_timeout_ms <= 0 ||
+      flags.shutdown_grace_ms < 0) {
+    std::cerr << "rvenc enclave: durations must be positive\n";
+    return kExitUsage;
+  }
+  options.key_file = flags.key_file;
+  options.key_lifetime = std::chrono::seconds(flags.key_lifetime_s);
+  options.attestation.mode = flags.attestation;
+  options.attestation.platform_key_file = flags.platform_key;
+  options.attestation.tsm_root = flags.tsm_root;
+  if (!flags.gateway_token_file.empty()) options.gateway_token_file = flags.gateway_token_file;
+  options.upstreams = flags.upstreams;
+  if (!flags.demo_model.empty()) options.demo_model = flags.demo_model;
+  options.demo_delay = std::chrono::milliseconds(flags.demo_delay_ms);
+  if (!flags.test_models.empty()) options.test_models = split_list(flags.test_models);
+  options.allow_v1 = flags.allow_v1;
+  options.threads = flags.threads;
+  options.upstream_timeout = std::chrono::milliseconds(flags.upstream_timeout_ms);
+  options.shutdown_grace = std::chrono::milliseconds(flags.shutdown_grace_ms);
+
+  auto server = enclave::EnclaveServer::create(std::move(options));
+  if (!server) {
+    std::cerr << "rvenc enclave: " << server.error().message << "\n";
+    const auto code = server.error().code;
+    return code == Errc::attestation_failed || code == Errc::transport_error ? kExitUnavailable : kExitFailure;
+  }
+  std::cout << "rvenc enclave listening on " << (*server)->url() << "\n";
+  for (const auto& line : (*server)->describe()) std::cout << line << "\n";
+  std::cout << std::flush;
+  (*server)->run_until_signal();
+  spdlog::info("enclave stopped");
+  return kExitOk;
+}
+
+void setup(CLI::App& app, std::function<int()>& run) {
+  auto flags = std::make_shared<EnclaveFlags>();
+  auto* cmd = app.add_subcommand("enclave", "Run the inference enclave: attested key, decryption, model engines");
+  option(*cmd, "--listen", flags->listen, "HOST:PORT to listen on (port 0 picks a free port)")->capture_default_str();
+  option(*cmd, "--key-file", flags->key_file, "X-Wing key seed (32 raw bytes, created with mode 0600 if missing)")
+      ->capture_default_str();
+  option(*cmd, "--key-lifetime", flags->key_lifetime_s, "Seconds from start until the key's notAfter")
+      ->capture_default_str();
+  option(*cmd, "--platform-key", flags->platform_key,
+         "Ed25519 seed of the simulated platform (32 raw bytes, created with mode 0600 if missing)")
+      ->capture_default_str();
+  option(*cmd, "--attestation", flags->attestation,
+         "simulated, sev-snp, tdx, or auto (the hardware found; never falls back to simulated)")
+      ->check(CLI::IsMember({"simulated", "sev-snp", "tdx", "auto"}))
+      ->capture_default_str();
+  option(*cmd, "--tsm-root", flags->tsm_root, "The configfs-tsm report directory")->capture_default_str();
+  option(*cmd, "--gateway-token-file", flags->gateway_token_file,
+         "File with the bearer token the gateway must send (without it: local use only)");
+  option(*cmd, "--upstream", flags->upstreams,
+         "MODEL=URL of an OpenAI-compatible server (URL like http://127.0.0.1:8000/v1); repeatable");
+  option(*cmd, "--demo-model", flags->demo_model,
+         "Model name of the built-in demo engine (default rvenc-demo; served when no --upstream is given or "
+         "when this is set)");
+  option(*cmd, "--demo-delay-ms", flags->demo_delay_ms, "Pause of the demo engine before each token")
+      ->capture_default_str();
+  option(*cmd, "--test-models", flags->test_models,
+         "Comma-separated models that test API keys may use (default: the demo model)");
+  flag(*cmd, "--allow-v1", flags->allow_v1, "Accept protocol version 1 (compat; replies can be forged on the path)");
+  option(*cmd, "--threads", flags->threads, "I/O threads")->capture_default_str()->check(CLI::Range(1u, 256u));
+  option(*cmd, "--upstream-timeout-ms", flags->upstream_timeout_ms,
+         "Connect timeout and longest silence of an upstream model server")
+      ->capture_default_str();
+  option(*cmd, "--shutdown-grace-ms", flags->shutdown_grace_ms,
+         "On SIGINT/SIGTERM, how long in-flight streams may finish")
+      ->capture_default_str();
+  cmd->callback([&run, flags] { run = [flags] { return run_enclave(*flags); }; });
+}
+
+const Registrar registrar{{"enclave", setup}};
+
+}  // namespace
+}  // namespace rvenc::cli

@@ -1,0 +1,230 @@
+// Helpers shared by the engines, and the built-in demo engine.
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <limits>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "rvenc/common/hex.hpp"
+#include "rvenc/crypto/crypto.hpp"
+#include "rvenc/enclave/engine.hpp"
+
+namespace rvenc::enclave {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::string_view kDemoFingerprint = "rvenc-demo-1";
+constexpr std::size_t kCompletionIdBytes = 12;
+
+bool is_space(char c) noexcept { return std::isspace(static_cast<unsigned char>(c)) != 0; }
+
+// Splits text into tokens of (leading whitespace + one word); concatenated they give the text back.
+std::vector<std::string> split_tokens(std::string_view text) {
+  std::vector<std::string> tokens;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const std::size_t start = i;
+    while (i < text.size() && is_space(text[i])) ++i;
+    while (i < text.size() && !is_space(text[i])) ++i;
+    const std::string_view token = text.substr(start, i - start);
+    // Trailing whitespace is not a token of its own.
+    if (!tokens.empty() && std::all_of(token.begin(), token.end(), is_space)) {
+      tokens.back() += token;
+    } else {
+      tokens.emplace_back(token);
+    }
+  }
+  return tokens;
+}
+
+std::string plural(std::size_t n, std::string_view one, std::string_view many) {
+  return std::to_string(n) + " " + std::string(n == 1 ? one : many);
+}
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+TextSize measure_text(std::string_view text) noexcept {
+  TextSize size;
+  bool in_word = false;
+  for (const char c : text) {
+    // Count UTF-8 lead bytes only, so a multi-byte character counts once.
+    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++size.characters;
+    if (is_space(c)) {
+      in_word = false;
+    } else if (!in_word) {
+      in_word = true;
+      ++size.words;
+    }
+  }
+  return size;
+}
+
+std::string message_text(const json::value& content) {
+  if (content.is_string()) return std::string(content.get_string());
+  std::string text;
+  if (!content.is_array()) return text;
+  for (const auto& part : content.get_array()) {
+    if (!part.is_object()) continue;
+    const auto* value = part.get_object().if_contains("text");
+    if (value == nullptr || !value->is_string()) continue;
+    if (!text.empty()) text += '\n';
+    text += std::string_view(value->get_string());
+  }
+  return text;
+}
+
+std::int64_t estimate_prompt_tokens(const protocol::ChatRequest& request) {
+  std::int64_t words = 0;
+  const auto* messages = request.body.if_contains("messages");
+  if (messages == nullptr || !messages->is_array()) return 0;
+  for (const auto& message : messages->get_array()) {
+    if (!message.is_object()) continue;
+    if (const auto* content = message.get_object().if_contains("content"))
+      words += static_cast<std::int64_t>(measure_text(message_text(*content)).words);
+  }
+  return words;
+}
+
+std::string make_chunk(const ChunkFields& f) {
+  auto optional_string = [](const std::optional<std::string_view>& s) -> json::value {
+    return s ? json::value(json::string(*s)) : json::value(nullptr);
+  };
+  json::object delta;
+  delta["role"] = "assistant";
+  delta["content"] = optional_string(f.content);
+  delta["reasoning_content"] = optional_string(f.reasoning_content);
+  delta["tool_calls"] = nullptr;
+  json::object choice;
+  choice["index"] = 0;
+  choice["delta"] = std::move(delta);
+  choice["logprobs"] = nullptr;
+  choice["finish_reason"] = optional_string(f.finish_reason);
+  choice["matched_stop"] = optional_string(f.matched_stop);
+  json::object chunk;
+  chunk["id"] = f.id;
+  chunk["object"] = "chat.completion.chunk";
+  chunk["created"] = f.created;
+  chunk["model"] = f.model;
+  chunk["system_fingerprint"] = f.system_fingerprint;
+  chunk["choices"] = json::array{std::move(choice)};
+  if (f.usage) {
+    chunk["usage"] = json::object{{"prompt_tokens", f.usage->prompt_tokens},
+                                  {"completion_tokens", f.usage->completion_tokens},
+                                  {"total_tokens", f.usage->total_tokens()}};
+  } else {
+    chunk["usage"] = nullptr;
+  }
+  return json::serialize(chunk);
+}
+
+// --- demo engine -----------------------------------------------------------------------------
+
+DemoReply demo_reply(const protocol::ChatRequest& request) {
+  TextSize last{};
+  bool found = false;
+  if (const auto* messages = request.body.if_contains("messages"); messages != nullptr && messages->is_array()) {
+    for (const auto& message : messages->get_array()) {
+      if (!message.is_object()) continue;
+      const auto& object = message.get_object();
+      const auto* role = object.if_contains("role");
+      const auto* content = object.if_contains("content");
+      if (role == nullptr || !role->is_string() || role->get_string() != "user" || content == nullptr) continue;
+      last = measure_text(message_text(*content));
+      found = true;
+    }
+  }
+  const std::string size = plural(last.characters, "character", "characters") + " in " +
+                           plural(last.words, "word", "words");
+  DemoReply reply;
+  if (!found) {
+    reply.reasoning = "There is no user message to answer, so I will explain what this demo engine does.";
+    reply.content =
+        "Hello from the rvenc demo engine. Send a user message and I will tell you how it travelled: "
+        "end-to-end encrypted from your client, decrypted only inside the enclave, and answered with "
+        "an encrypted stream.";
+    return reply;
+  }
+  reply.reasoning = "The user's last message has " + size +
+                    ". It was decrypted inside the enclave; as a demo engine I describe how it "
+                    "travelled instead of answering it.";
+  reply.content =
+      "Hello from the rvenc demo engine. Your last message arrived end-to-end encrypted: " + size +
+      ", decrypted only inside the enclave. This reply is encrypted back to you chunk by chunk, and the "
+      "gateway in between sees neither. For real answers, start the enclave with --upstream MODEL=URL "
+      "pointing at an OpenAI-compatible server such as vLLM, SGLang, llama.cpp or Ollama.";
+  return reply;
+}
+
+http::awaitable<EngineOutcome> DemoEngine::generate(const protocol::ChatRequest& request, ChunkSink sink) {
+  const DemoReply reply = demo_reply(request);
+  std::string content = reply.content;
+  std::optional<std::string> matched_stop;
+  std::size_t cut = std::string::npos;
+  for (const auto& stop : request.stop) {
+    if (stop.empty()) continue;
+    if (const auto at = content.find(stop); at != std::string::npos && (cut == std::string::npos || at < cut)) {
+      cut = at;
+      matched_stop = stop;
+    }
+  }
+  if (matched_stop) content.resize(cut);
+
+  struct Token {
+    bool reasoning;
+    std::string text;
+  };
+  std::vector<Token> tokens;
+  for (auto& t : split_tokens(reply.reasoning)) tokens.push_back({true, std::move(t)});
+  for (auto& t : split_tokens(content)) tokens.push_back({false, std::move(t)});
+
+  const std::int64_t budget = request.max_tokens.value_or(std::numeric_limits<std::int64_t>::max());
+  const std::string id = "chatcmpl-" + to_hex(crypto::random_array<kCompletionIdBytes>());
+  ChunkFields fields{.id = id, .created = unix_now(), .model = request.model, .system_fingerprint = kDemoFingerprint};
+  EngineOutcome outcome;
+  outcome.usage.prompt_tokens = estimate_prompt_tokens(request);
+
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+  bool length = false;
+  for (const auto& token : tokens) {
+    if (outcome.usage.completion_tokens >= budget) {
+      length = true;
+      break;
+    }
+    if (options_.token_delay.count() > 0) {
+      timer.expires_after(options_.token_delay);
+      auto [ec] = co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+      if (ec) {
+        outcome.error = Error{Errc::internal_error, "the demo engine was interrupted"};
+        co_return outcome;
+      }
+    }
+    ChunkFields step = fields;
+    (token.reasoning ? step.reasoning_content : step.content) = token.text;
+    if (!co_await sink(make_chunk(step))) {
+      outcome.error = Error{Errc::transport_error, "the client disconnected"};
+      co_return outcome;
+    }
+    ++outcome.usage.completion_tokens;
+  }
+
+  ChunkFields last = fields;
+  last.content = "";
+  last.finish_reason = length ? "length" : "stop";
+  if (!length && matched_stop) last.matched_stop = *matched_stop;
+  last.usage = outcome.usage;
+  if (!co_await sink(make_chunk(last))) outcome.error = Error{Errc::transport_error, "the client disconnected"};
+  co_return outcome;
+}
+
+}  // namespace rvenc::enclave

@@ -1,0 +1,117 @@
+#include "rvenc/enclave/server.hpp"
+
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+
+#include "rvenc/common/hex.hpp"
+#include "rvenc/enclave/key.hpp"
+
+namespace rvenc::enclave {
+
+namespace {
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions options) {
+  std::unique_ptr<EnclaveServer> self(new EnclaveServer());
+
+  // Engines first: bad --upstream flags are the cheapest mistakes to report.
+  std::map<std::string, std::shared_ptr<Engine>> engines;
+  if (!options.upstreams.empty()) self->upstream_client_ = std::make_shared<http::Client>();
+  for (const auto& spec_text : options.upstreams) {
+    auto spec = parse_upstream_spec(spec_text);
+    if (!spec) return std::unexpected(spec.error());
+    if (engines.contains(spec->model))
+      return fail(Errc::invalid_request, "model '" + spec->model + "' is given twice in --upstream");
+    engines[spec->model] = std::make_shared<UpstreamEngine>(
+        UpstreamEngineOptions{spec->model, spec->base, options.upstream_timeout}, self->upstream_client_);
+  }
+  if (!options.demo_model && options.upstreams.empty()) options.demo_model = std::string(kDefaultDemoModel);
+  if (options.demo_model) {
+    if (options.demo_model->empty()) return fail(Errc::invalid_request, "--demo-model must not be empty");
+    if (engines.contains(*options.demo_model))
+      return fail(Errc::invalid_request, "model '" + *options.demo_model + "' is both the demo model and an upstream");
+    engines[*options.demo_model] =
+        std::make_shared<DemoEngine>(DemoEngineOptions{*options.demo_model, options.demo_delay});
+  }
+  if (options.key_lifetime.count() <= 0) return fail(Errc::invalid_request, "--key-lifetime must be positive");
+
+  // Attestation first: an enclave that cannot attest leaves no key file behind.
+  auto provider = make_attestation_provider(options.attestation);
+  if (!provider) return std::unexpected(provider.error());
+
+  auto seed = load_or_create_seed_file(options.key_file, "key file");
+  if (!seed) return std::unexpected(seed.error());
+  if (seed->created) spdlog::info("created a new enclave key in {}", options.key_file.string());
+  auto key = std::make_shared<EnclaveKey>(seed->seed, unix_now() + options.key_lifetime.count());
+  seed->seed.wipe();
+
+  ServiceOptions service_options;
+  service_options.allow_v1 = options.allow_v1;
+  if (options.gateway_token_file) {
+    auto hash = load_gateway_token_hash(*options.gateway_token_file);
+    if (!hash) return std::unexpected(hash.error());
+    service_options.gateway_token_hash = *hash;
+  } else {
+    self->warnings_.push_back(
+        "warning: no --gateway-token-file: any caller may use this enclave directly; for local use only");
+  }
+  service_options.test_models = options.test_models.value_or(
+      std::vector<std::string>{options.demo_model.value_or(std::string(kDefaultDemoModel))});
+  if (options.allow_v1)
+    self->warnings_.push_back("warning: --allow-v1: protocol version 1 replies can be forged by anyone on the path");
+
+  self->service_ = std::make_unique<EnclaveService>(std::move(service_options), std::move(key),
+                                                    std::shared_ptr<AttestationProvider>(std::move(*provider)),
+                                                    std::move(engines));
+
+  http::ServerOptions server_options;
+  server_options.host = options.host;
+  server_options.port = options.port;
+  server_options.threads = options.threads == 0 ? 1 : options.threads;
+  server_options.shutdown_grace = options.shutdown_grace;
+  auto server = http::Server::create(server_options, self->service_->router());
+  if (!server)
+    return fail(Errc::transport_error, "cannot listen on " + options.host + ":" + std::to_string(options.port) +
+                                           ": " + server.error().message);
+  self->server_ = std::move(*server);
+  self->options_ = std::move(options);
+  return self;
+}
+
+EnclaveServer::~EnclaveServer() {
+  if (server_) {
+    server_->stop(std::chrono::milliseconds(0));
+    server_->wait();
+  }
+}
+
+std::vector<std::string> EnclaveServer::describe() const {
+  const auto& provider = service_->provider();
+  std::vector<std::string> lines;
+  lines.push_back("keyId " + to_hex(service_->key().key_id()) + " (not after " +
+                  std::to_string(service_->key().not_after()) + ")");
+  lines.push_back("attestation provider " + std::string(provider.name()));
+  lines.push_back("measurement " + to_hex(provider.measurement()));
+  if (const auto platform = provider.platform_public_key())
+    lines.push_back("platform public key " + to_hex(*platform));
+  for (const auto& [name, engine] : service_->engines()) lines.push_back("model " + name + ": " + engine->description());
+  lines.insert(lines.end(), warnings_.begin(), warnings_.end());
+  return lines;
+}
+
+void EnclaveServer::run_until_signal() {
+  server_->stop_on_signals();
+  server_->run();
+}
+
+void EnclaveServer::start() { server_->start(); }
+void EnclaveServer::stop() { server_->stop(); }
+void EnclaveServer::wait() { server_->wait(); }
+
+}  // namespace rvenc::enclave

@@ -1,0 +1,296 @@
+#include "rvenc/enclave/service.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
+
+#include "rvenc/common/hex.hpp"
+#include "rvenc/protocol/attestation.hpp"
+#include "rvenc/protocol/envelope.hpp"
+#include "rvenc/protocol/sealing.hpp"
+#include "rvenc/protocol/sse.hpp"
+
+namespace rvenc::enclave {
+
+namespace json = boost::json;
+namespace asio = boost::asio;
+using field = boost::beast::http::field;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::size_t kMaxRequestIdLength = 64;
+constexpr std::size_t kGeneratedRequestIdBytes = 8;
+constexpr std::string_view kBearerPrefix = "Bearer ";
+
+std::string_view header_value(const http::Request& request, std::string_view name) {
+  const auto it = request.find(boost::beast::string_view(name.data(), name.size()));
+  if (it == request.end()) return {};
+  return {it->value().data(), it->value().size()};
+}
+
+// The caller's X-Request-Id when it is a short printable token, else a fresh one.
+std::string request_id(const http::Request& request) {
+  const std::string_view given = header_value(request, kRequestIdHeader);
+  const bool usable = !given.empty() && given.size() <= kMaxRequestIdLength &&
+                      std::all_of(given.begin(), given.end(), [](char c) {
+                        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.';
+                      });
+  if (usable) return std::string(given);
+  return to_hex(crypto::random_array<kGeneratedRequestIdBytes>());
+}
+
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+std::string usage_event(const protocol::Usage& usage) {
+  return protocol::format_event("usage", json::serialize(json::object{{"prompt_tokens", usage.prompt_tokens},
+                                                                      {"completion_tokens", usage.completion_tokens}}));
+}
+
+}  // namespace
+
+Result<crypto::Sha256Digest> load_gateway_token_hash(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail(Errc::invalid_request, "cannot read the gateway token file " + path.string());
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string token = text.str();
+  const auto first = token.find_first_not_of(" \t\r\n");
+  const auto last = token.find_last_not_of(" \t\r\n");
+  std::string trimmed = first == std::string::npos ? std::string() : token.substr(first, last - first + 1);
+  crypto::secure_wipe(token.data(), token.size());
+  if (trimmed.empty()) return fail(Errc::invalid_request, "the gateway token file " + path.string() + " is empty");
+  const auto digest = crypto::sha256(crypto::as_bytes(trimmed));
+  crypto::secure_wipe(trimmed.data(), trimmed.size());
+  return digest;
+}
+
+struct EnclaveService::Accepted {
+  protocol::Version version = protocol::Version::v2;
+  crypto::Nonce nonce{};
+  crypto::SharedSecret shared_secret;
+  protocol::ChatRequest chat;
+  std::shared_ptr<Engine> engine;
+};
+
+EnclaveService::EnclaveService(ServiceOptions options, std::shared_ptr<EnclaveKey> key,
+                               std::shared_ptr<AttestationProvider> attestation,
+                               std::map<std::string, std::shared_ptr<Engine>> engines)
+    : options_(std::move(options)),
+      key_(std::move(key)),
+      attestation_(std::move(attestation)),
+      engines_(std::move(engines)),
+      replay_(options_.replay_cache_entries),
+      started_at_(0) {
+  started_at_ = now();
+}
+
+EnclaveService::~EnclaveService() { blocking_pool_.join(); }
+
+std::int64_t EnclaveService::now() const {
+  if (options_.clock) return options_.clock();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+http::Router EnclaveService::router() {
+  http::Router router;
+  router.get("/rvenc/attestation", [this](http::Request& r, http::ResponseWriter& w) { return attestation(r, w); });
+  router.get("/rvenc/models", [this](http::Request& r, http::ResponseWriter& w) { return models(r, w); });
+  router.get("/healthz", [this](http::Request& r, http::ResponseWriter& w) { return healthz(r, w); });
+  router.post("/rvenc/chat/completions", [this](http::Request& r, http::ResponseWriter& w) { return chat(r, w); });
+  return router;
+}
+
+// --- GET /rvenc/attestation --------------------------------------------------------------------
+
+http::awaitable<void> EnclaveService::attestation(http::Request& request, http::ResponseWriter& writer) {
+  std::string_view query = http::target_query(request);
+  std::optional<std::string_view> challenge_hex;
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    if (pair.starts_with("challenge=")) challenge_hex = pair.substr(std::string_view("challenge=").size());
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+  }
+  if (!challenge_hex) {
+    co_await writer.send(http::error_response(
+        request, Error{Errc::invalid_request, "the challenge query parameter is required (64 hex digits)"}));
+    co_return;
+  }
+  auto challenge = from_hex_exact<protocol::kChallengeBytes>(*challenge_hex, "challenge");
+  if (!challenge) {
+    co_await writer.send(http::error_response(request, challenge.error()));
+    co_return;
+  }
+
+  protocol::AttestationDocument doc;
+  doc.key_id = key_->key_id();
+  doc.public_key = key_->public_key();
+  doc.not_after = key_->not_after();
+  doc.provider = std::string(attestation_->name());
+  doc.report_data = protocol::report_data(doc.public_key, *challenge);
+  const auto measurement = attestation_->measurement();
+  doc.measurement.assign(measurement.begin(), measurement.end());
+
+  const auto report_data = doc.report_data;
+  auto evidence = co_await asio::co_spawn(
+      blocking_pool_,
+      [this, report_data]() -> http::awaitable<Result<std::vector<std::uint8_t>>> {
+        co_return attestation_->evidence(report_data);
+      },
+      asio::use_awaitable);
+  if (!evidence) {
+    spdlog::error("attestation evidence failed: {}", evidence.error().to_string());
+    co_await writer.send(
+        http::error_response(request, Error{Errc::internal_error, "the attestation evidence is unavailable"}));
+    co_return;
+  }
+  doc.evidence = std::move(*evidence);
+  auto response = http::json_response(200, protocol::serialize_attestation(doc));
+  response.set(field::cache_control, "no-store");
+  response.keep_alive(request.keep_alive());
+  co_await writer.send(std::move(response));
+}
+
+// --- GET /rvenc/models, /healthz -----------------------------------------------------------------
+
+http::awaitable<void> EnclaveService::models(http::Request& request, http::ResponseWriter& writer) {
+  json::array data;
+  for (const auto& [name, engine] : engines_)
+    data.push_back(json::object{{"id", name}, {"object", "model"}, {"created", started_at_}, {"owned_by", "rvenc"}});
+  auto response = http::json_response(200, json::serialize(json::object{{"object", "list"}, {"data", std::move(data)}}));
+  response.keep_alive(request.keep_alive());
+  co_await writer.send(std::move(response));
+}
+
+http::awaitable<void> EnclaveService::healthz(http::Request& request, http::ResponseWriter& writer) {
+  auto response = http::json_response(
+      200, json::serialize(json::object{{"status", "ok"}, {"keyId", to_hex(key_->key_id())}}));
+  response.keep_alive(request.keep_alive());
+  co_await writer.send(std::move(response));
+}
+
+// --- POST /rvenc/chat/completions --------------------------------------------------------------
+
+Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& request) {
+  if (options_.gateway_token_hash) {
+    const std::string_view authorization = header_value(request, "Authorization");
+    const std::string_view token =
+        authorization.starts_with(kBearerPrefix) ? authorization.substr(kBearerPrefix.size()) : std::string_view{};
+    const auto presented = crypto::sha256(crypto::as_bytes(token));
+    if (token.empty() || !crypto::constant_time_equal(presented, *options_.gateway_token_hash))
+      return fail(Errc::invalid_api_key, "the gateway token is missing or wrong");
+  }
+
+  auto envelope = protocol::parse_envelope(request.body());
+  if (!envelope) return std::unexpected(envelope.error());
+  if (envelope->version == protocol::Version::v1 && !options_.allow_v1)
+    return fail(Errc::unsupported_version,
+                "protocol version 1 is disabled on this enclave (it lets the path forge replies); use version 2");
+  if (envelope->version == protocol::Version::v2) {
+    if (envelope->key_id != key_->key_id())
+      return fail(Errc::unknown_key_id, "keyId is not this enclave's key; fetch the attestation again");
+    if (auto ok = check_timestamp(envelope->timestamp, now()); !ok) return std::unexpected(ok.error());
+  }
+
+  Accepted accepted;
+  auto secret = key_->decapsulate(envelope->cipher_text);
+  if (!secret) return std::unexpected(secret.error());
+  accepted.shared_secret = std::move(*secret);
+  auto plaintext = protocol::open_request(*envelope, accepted.shared_secret);
+  if (!plaintext) return std::unexpected(plaintext.error());
+  // Only authenticated requests take a replay-cache slot, so forgeries cannot fill it.
+  if (envelope->version == protocol::Version::v2) {
+    if (auto ok = replay_.check_and_insert(envelope->key_id, envelope->nonce, now()); !ok)
+      return std::unexpected(ok.error());
+  }
+
+  auto chat = protocol::validate_chat_request(plaintext->view());
+  if (!chat) return std::unexpected(chat.error());
+  const auto engine = engines_.find(chat->model);
+  if (engine == engines_.end()) {
+    // The requested name is not echoed: it came encrypted. Model names served are public.
+    std::string available;
+    for (const auto& [name, unused] : engines_) available += (available.empty() ? "" : ", ") + name;
+    return fail(Errc::invalid_inference, "model: the requested model is not served by this enclave (available: " +
+                                             available + ")");
+  }
+  if (header_value(request, kKeyEnvHeader) == "test" &&
+      std::find(options_.test_models.begin(), options_.test_models.end(), chat->model) == options_.test_models.end())
+    return fail(Errc::test_key_not_allowed, "test keys may only use the test models");
+
+  accepted.version = envelope->version;
+  accepted.nonce = envelope->nonce;
+  accepted.chat = std::move(*chat);
+  accepted.engine = engine->second;
+  return accepted;
+}
+
+http::awaitable<void> EnclaveService::chat(http::Request& request, http::ResponseWriter& writer) {
+  const auto started = Clock::now();
+  const std::string id = request_id(request);
+  const std::size_t body_bytes = request.body().size();
+
+  auto accepted = accept(request);
+  if (!accepted) {
+    spdlog::info("chat {} refused: {} ({} bytes in, {:.1f} ms)", id, code_name(accepted.error().code), body_bytes,
+                 ms_since(started));
+    auto response = http::error_response(request, accepted.error());
+    response.set(kRequestIdHeader, id);
+    co_await writer.send(std::move(response));
+    co_return;
+  }
+  const double open_ms = ms_since(started);
+
+  auto header = http::event_stream_header();
+  header.set(kRequestIdHeader, id);
+  if (!co_await writer.begin_stream(std::move(header))) co_return;
+
+  protocol::ResponseSealer sealer(accepted->version, accepted->shared_secret, accepted->nonce);
+  std::size_t bytes_out = 0;
+  std::size_t events = 0;
+  std::optional<double> first_event_ms;
+  auto send_sealed = [&](protocol::EventKind kind, std::string plaintext) -> http::awaitable<bool> {
+    std::string event = sealer.seal_event(kind, plaintext);
+    crypto::secure_wipe(plaintext.data(), plaintext.size());
+    bytes_out += event.size();
+    ++events;
+    if (!first_event_ms) first_event_ms = ms_since(started);
+    co_return co_await writer.write(event);
+  };
+
+  const EngineOutcome outcome = co_await accepted->engine->generate(
+      accepted->chat, [&](std::string chunk) { return send_sealed(protocol::EventKind::data, std::move(chunk)); });
+
+  const bool gone = writer.client_gone();
+  if (!gone) {
+    bool alive = true;
+    if (outcome.error) alive = co_await send_sealed(protocol::EventKind::error, openai_error_body(*outcome.error));
+    if (alive) alive = co_await send_sealed(protocol::EventKind::done, "[DONE]");
+    if (alive) {
+      const std::string usage = usage_event(outcome.usage);
+      bytes_out += usage.size();
+      alive = co_await writer.write(usage);
+    }
+    if (alive) co_await writer.end_stream();
+  }
+  spdlog::info("chat {} v{} model={} engine=\"{}\" {} bytes in, {} bytes out, {} events, tokens {}+{}, "
+               "open {:.1f} ms, first event {:.1f} ms, total {:.1f} ms{}{}",
+               id, static_cast<int>(accepted->version), accepted->chat.model, accepted->engine->description(),
+               body_bytes, bytes_out, events, outcome.usage.prompt_tokens,
+               outcome.usage.completion_tokens, open_ms, first_event_ms.value_or(0.0), ms_since(started),
+               outcome.error ? ", ended with " : "",
+               outcome.error ? std::string(code_name(outcome.error->code)) : std::string());
+}
+
+}  // namespace rvenc::enclave

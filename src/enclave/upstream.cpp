@@ -1,0 +1,166 @@
+// The upstream engine: relays an OpenAI-compatible server's streamed chunks.
+#include <boost/beast/http/field.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
+
+#include "rvenc/enclave/engine.hpp"
+#include "rvenc/protocol/sse.hpp"
+
+namespace rvenc::enclave {
+
+namespace json = boost::json;
+
+namespace {
+
+// After [DONE], how many reads may go into reaching the end of the body (so the connection can
+// be pooled); a server that keeps sending is abandoned instead.
+constexpr int kMaxDrainReads = 4;
+
+// The upstream's own error message (OpenAI error JSON), bounded; empty when there is none.
+std::string upstream_message(std::string_view body) {
+  boost::system::error_code ec;
+  const auto parsed = json::parse(json::string_view(body.data(), body.size()), ec);
+  if (ec || !parsed.is_object()) return {};
+  const json::value* error = parsed.get_object().if_contains("error");
+  if (error == nullptr) return {};
+  std::string message;
+  if (error->is_string()) {
+    message = std::string(error->get_string());
+  } else if (error->is_object()) {
+    if (const auto* m = error->get_object().if_contains("message"); m != nullptr && m->is_string())
+      message = std::string(m->get_string());
+  }
+  if (message.size() > kMaxUpstreamErrorMessage) message.resize(kMaxUpstreamErrorMessage);
+  return message;
+}
+
+}  // namespace
+
+Result<UpstreamSpec> parse_upstream_spec(std::string_view spec) {
+  const auto eq = spec.find('=');
+  if (eq == std::string_view::npos || eq == 0 || eq + 1 == spec.size())
+    return fail(Errc::invalid_request, "--upstream must be MODEL=URL (e.g. llama=http://127.0.0.1:8000/v1)");
+  auto url = http::parse_url(spec.substr(eq + 1));
+  if (!url) return fail(Errc::invalid_request, "--upstream for model '" + std::string(spec.substr(0, eq)) +
+                                                   "': " + url.error().message);
+  return UpstreamSpec{std::string(spec.substr(0, eq)), std::move(*url)};
+}
+
+UpstreamEngine::UpstreamEngine(UpstreamEngineOptions options, std::shared_ptr<http::Client> client)
+    : options_(std::move(options)), client_(std::move(client)) {}
+
+std::string UpstreamEngine::description() const { return "upstream " + options_.base.to_string(); }
+
+http::awaitable<EngineOutcome> UpstreamEngine::generate(const protocol::ChatRequest& request, ChunkSink sink) {
+  EngineOutcome outcome;
+  outcome.usage.prompt_tokens = estimate_prompt_tokens(request);
+  const std::string where = options_.base.origin();
+  auto failed = [&](Errc code, std::string message) {
+    outcome.error = Error{code, std::move(message)};
+    return outcome;
+  };
+
+  json::object body = request.body;
+  body["stream"] = true;
+  body["stream_options"] = json::object{{"include_usage", true}};
+  auto upstream_request = http::make_request(http::Verb::post, options_.base.join("/chat/completions"),
+                                             json::serialize(body));
+  upstream_request.set(boost::beast::http::field::accept, http::kEventStreamContentType);
+  http::Timeouts timeouts;
+  timeouts.connect = options_.timeout;
+  timeouts.idle = options_.timeout;
+
+  auto opened = co_await client_->open(options_.base, std::move(upstream_request), timeouts);
+  if (!opened) {
+    spdlog::warn("upstream {} for model {}: {}", where, options_.model, opened.error().to_string());
+    co_return failed(opened.error().code == Errc::upstream_timeout ? Errc::upstream_timeout : Errc::upstream_error,
+                     opened.error().code == Errc::upstream_timeout ? "the model server did not answer in time"
+                                                                   : "cannot reach the model server");
+  }
+  auto& stream = **opened;
+
+  if (stream.status() != 200) {
+    std::string error_body;
+    while (error_body.size() <= kMaxUpstreamErrorBody) {
+      auto bytes = co_await stream.read_some();
+      if (!bytes || !*bytes) break;
+      error_body += **bytes;
+    }
+    if (error_body.size() > kMaxUpstreamErrorBody) stream.cancel();
+    const std::string detail = upstream_message(error_body);
+    spdlog::warn("upstream {} for model {} answered HTTP {}", where, options_.model, stream.status());
+    co_return failed(Errc::upstream_error, "the model server answered HTTP " + std::to_string(stream.status()) +
+                                               (detail.empty() ? std::string() : ": " + detail));
+  }
+
+  protocol::SseParser parser;
+  std::vector<protocol::SseEvent> events;
+  std::optional<protocol::Usage> reported;
+  std::int64_t content_chunks = 0;
+  bool done = false;
+  while (!done) {
+    auto bytes = co_await stream.read_some();
+    if (!bytes) {
+      spdlog::warn("upstream {} for model {} broke mid-stream: {}", where, options_.model, bytes.error().to_string());
+      outcome.usage.completion_tokens = reported ? reported->completion_tokens : content_chunks;
+      co_return failed(bytes.error().code == Errc::upstream_timeout ? Errc::upstream_timeout : Errc::upstream_error,
+                       bytes.error().code == Errc::upstream_timeout
+                           ? "the model server stopped sending mid-stream (timeout)"
+                           : "the connection to the model server broke mid-stream");
+    }
+    if (!*bytes) {
+      outcome.usage.completion_tokens = reported ? reported->completion_tokens : content_chunks;
+      co_return failed(Errc::upstream_error, "the model server ended the stream without [DONE]");
+    }
+    events.clear();
+    if (auto ok = parser.feed(**bytes, events); !ok) {
+      stream.cancel();
+      co_return failed(Errc::upstream_error, "the model server sent an oversized event");
+    }
+    for (auto& event : events) {
+      if (event.data == "[DONE]") {
+        done = true;
+        break;
+      }
+      boost::system::error_code ec;
+      auto chunk = json::parse(json::string_view(event.data.data(), event.data.size()), ec);
+      if (ec || !chunk.is_object()) {
+        stream.cancel();
+        co_return failed(Errc::upstream_error, "the model server sent a malformed event");
+      }
+      if (chunk.get_object().contains("error") || event.event == "error") {
+        stream.cancel();
+        const std::string detail = upstream_message(event.data);
+        co_return failed(Errc::upstream_error,
+                         "the model server failed mid-stream" + (detail.empty() ? std::string() : ": " + detail));
+      }
+      if (const auto* usage = chunk.get_object().if_contains("usage")) {
+        if (auto parsed = protocol::parse_usage(*usage)) reported = parsed;
+      }
+      if (const auto* choices = chunk.get_object().if_contains("choices");
+          choices != nullptr && choices->is_array() && !choices->get_array().empty())
+        ++content_chunks;
+      if (!co_await sink(std::move(event.data))) {
+        stream.cancel();
+        co_return failed(Errc::transport_error, "the client disconnected");
+      }
+    }
+  }
+  if (reported) {
+    outcome.usage = *reported;
+  } else {
+    outcome.usage.completion_tokens = content_chunks;
+  }
+
+  // Read to the end of the body so the connection can go back to the pool.
+  bool ended = false;
+  for (int i = 0; i < kMaxDrainReads && !ended; ++i) {
+    auto bytes = co_await stream.read_some();
+    ended = !bytes || !*bytes;
+  }
+  if (!ended) stream.cancel();
+  co_return outcome;
+}
+
+}  // namespace rvenc::enclave

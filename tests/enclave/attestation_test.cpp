@@ -1,0 +1,210 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "rvenc/enclave/attestation.hpp"
+#include "rvenc/enclave/key.hpp"
+#include "support/test_support.hpp"
+
+namespace rvenc::enclave {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A fake configfs-tsm report entry: `outblob` is a FIFO served by a thread that, like the kernel,
+// produces a report carrying the reportData last written to `inblob` when outblob is read.
+class FakeTsm {
+ public:
+  FakeTsm(const fs::path& root, const std::string& entry, std::string provider, TsmKind layout,
+          bool echo_report_data = true)
+      : entry_(root / entry), layout_(report_layout(layout)), echo_(echo_report_data) {
+    fs::create_directories(entry_);
+    std::ofstream(entry_ / "provider") << provider << "\n";
+    if (::mkfifo((entry_ / "outblob").c_str(), 0600) != 0) throw std::runtime_error("mkfifo failed");
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~FakeTsm() {
+    stop_ = true;
+    // Opening the read end releases a writer blocked in open().
+    const int fd = ::open((entry_ / "outblob").c_str(), O_RDONLY | O_NONBLOCK);
+    thread_.join();
+    if (fd >= 0) ::close(fd);
+  }
+
+  static std::uint8_t measurement_byte(std::size_t i) { return static_cast<std::uint8_t>(0xA0 + i); }
+  int reports() const { return reports_; }
+
+ private:
+  void serve() {
+    for (;;) {
+      const int fd = ::open((entry_ / "outblob").c_str(), O_WRONLY);
+      if (stop_) {
+        if (fd >= 0) ::close(fd);
+        return;
+      }
+      if (fd < 0) return;
+      std::vector<std::uint8_t> report(layout_.min_size, 0x11);
+      std::ifstream in(entry_ / "inblob", std::ios::binary);
+      std::vector<char> inblob((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (echo_ && inblob.size() == protocol::kReportDataBytes)
+        std::copy(inblob.begin(), inblob.end(), report.begin() + static_cast<std::ptrdiff_t>(layout_.report_data_offset));
+      for (std::size_t i = 0; i < layout_.measurement_size; ++i)
+        report[layout_.measurement_offset + i] = measurement_byte(i);
+      [[maybe_unused]] auto written = ::write(fd, report.data(), report.size());
+      // A fresh FIFO for the next report, so this reader sees exactly one report and EOF.
+      ::mkfifo((entry_ / "outblob.next").c_str(), 0600);
+      fs::rename(entry_ / "outblob.next", entry_ / "outblob");
+      ::close(fd);
+      ++reports_;
+    }
+  }
+
+  fs::path entry_;
+  ReportLayout layout_;
+  bool echo_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> reports_{0};
+  std::thread thread_;
+};
+
+protocol::ReportData report_data_of(std::uint8_t fill) {
+  protocol::ReportData data;
+  data.fill(fill);
+  return data;
+}
+
+TEST(SimulatedProvider, EvidenceVerifiesWithThePlatformKey) {
+  crypto::Ed25519Seed seed;
+  crypto::random_bytes(seed.span());
+  auto provider = SimulatedProvider::create(seed);
+  ASSERT_TRUE(provider) << provider.error().to_string();
+  EXPECT_EQ((*provider)->name(), "simulated");
+
+  // The measurement is the SHA-256 of this very executable.
+  std::ifstream self("/proc/self/exe", std::ios::binary);
+  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(self)), std::istreambuf_iterator<char>());
+  const auto expected = crypto::sha256(bytes);
+  ASSERT_EQ((*provider)->measurement().size(), expected.size());
+  EXPECT_TRUE(std::equal(expected.begin(), expected.end(), (*provider)->measurement().begin()));
+
+  const auto key = crypto::xwing_generate_keypair();
+  const auto challenge = crypto::random_array<protocol::kChallengeBytes>();
+  protocol::AttestationDocument doc;
+  doc.key_id = crypto::key_id(key.public_key);
+  doc.public_key = key.public_key;
+  doc.not_after = 2'000'000'000;
+  doc.provider = "simulated";
+  doc.report_data = protocol::report_data(key.public_key, challenge);
+  doc.measurement.assign(expected.begin(), expected.end());
+  auto evidence = (*provider)->evidence(doc.report_data);
+  ASSERT_TRUE(evidence);
+  doc.evidence = *evidence;
+
+  protocol::AttestationPolicy policy;
+  policy.allowed_providers = {"simulated"};
+  policy.simulated_platform_key = (*provider)->platform_public_key();
+  policy.expected_measurement = doc.measurement;
+  EXPECT_TRUE(protocol::verify_attestation(doc, challenge, policy));
+
+  // Another platform key, or another challenge, does not verify.
+  protocol::AttestationPolicy wrong = policy;
+  wrong.simulated_platform_key = crypto::ed25519_keypair_from_seed(crypto::Ed25519Seed{}).public_key;
+  EXPECT_FALSE(protocol::verify_attestation(doc, challenge, wrong));
+  EXPECT_FALSE(protocol::verify_attestation(doc, crypto::random_array<protocol::kChallengeBytes>(), policy));
+}
+
+TEST(ConfigfsTsm, SevSnpReportCarriesReportDataAndMeasurement) {
+  rvenc::test::TempDir dir;
+  FakeTsm fake(dir.path(), "entry", "sev_guest", TsmKind::sev_snp);
+  auto provider = ConfigfsTsmProvider::create(TsmKind::sev_snp, dir.path(), "entry");
+  ASSERT_TRUE(provider) << provider.error().to_string();
+  EXPECT_EQ((*provider)->name(), "sev-snp");
+  ASSERT_EQ((*provider)->measurement().size(), 48u);
+  for (std::size_t i = 0; i < 48; ++i) EXPECT_EQ((*provider)->measurement()[i], FakeTsm::measurement_byte(i));
+
+  const auto data = report_data_of(0x5A);
+  auto evidence = (*provider)->evidence(data);
+  ASSERT_TRUE(evidence) << evidence.error().to_string();
+  ASSERT_EQ(evidence->size(), 0x4A0u);
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), evidence->begin() + 0x50));
+  EXPECT_EQ(fake.reports(), 2);  // one at creation for the measurement, one now
+}
+
+TEST(ConfigfsTsm, TdxQuoteAndAutoDetection) {
+  rvenc::test::TempDir dir;
+  FakeTsm fake(dir.path(), "rvenc-" + std::to_string(::getpid()), "tdx_guest", TsmKind::tdx);
+  AttestationConfig config;
+  config.mode = "auto";
+  config.tsm_root = dir.path();
+  auto provider = make_attestation_provider(config);
+  ASSERT_TRUE(provider) << provider.error().to_string();
+  EXPECT_EQ((*provider)->name(), "tdx");
+  const auto data = report_data_of(0x33);
+  auto evidence = (*provider)->evidence(data);
+  ASSERT_TRUE(evidence) << evidence.error().to_string();
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), evidence->begin() + 48 + 520));
+  EXPECT_FALSE((*provider)->platform_public_key());
+}
+
+TEST(ConfigfsTsm, RefusesAnotherProviderThanAskedFor) {
+  rvenc::test::TempDir dir;
+  FakeTsm fake(dir.path(), "entry", "sev_guest", TsmKind::sev_snp);
+  auto provider = ConfigfsTsmProvider::create(TsmKind::tdx, dir.path(), "entry");
+  ASSERT_FALSE(provider);
+  EXPECT_EQ(provider.error().code, Errc::attestation_failed);
+  EXPECT_NE(provider.error().message.find("sev-snp"), std::string::npos);
+}
+
+TEST(ConfigfsTsm, RefusesAReportThatDoesNotCarryTheReportData) {
+  rvenc::test::TempDir dir;
+  FakeTsm fake(dir.path(), "entry", "sev_guest", TsmKind::sev_snp, /*echo_report_data=*/false);
+  // The creation report is bound to zero reportData, which the fake's filler (0x11) is not.
+  auto provider = ConfigfsTsmProvider::create(std::nullopt, dir.path(), "entry");
+  ASSERT_FALSE(provider);
+  EXPECT_EQ(provider.error().code, Errc::attestation_failed);
+}
+
+TEST(AttestationSelection, AutoWithoutHardwareRefusesAndNeverFallsBackToSimulated) {
+  rvenc::test::TempDir dir;
+  AttestationConfig config;
+  config.mode = "auto";
+  config.tsm_root = dir.path() / "no-such-tree";
+  config.platform_key_file = dir.file("platform.key");
+  auto provider = make_attestation_provider(config);
+  ASSERT_FALSE(provider);
+  EXPECT_EQ(provider.error().code, Errc::attestation_failed);
+  EXPECT_NE(provider.error().message.find("simulated"), std::string::npos);
+  EXPECT_FALSE(fs::exists(config.platform_key_file));
+
+  config.mode = "sev-snp";
+  EXPECT_FALSE(make_attestation_provider(config));
+  config.mode = "bogus";
+  auto bogus = make_attestation_provider(config);
+  ASSERT_FALSE(bogus);
+  EXPECT_EQ(bogus.error().code, Errc::invalid_request);
+}
+
+TEST(AttestationSelection, SimulatedCreatesThePlatformKeyOnce) {
+  rvenc::test::TempDir dir;
+  AttestationConfig config;
+  config.mode = "simulated";
+  config.platform_key_file = dir.file("platform.key");
+  auto first = make_attestation_provider(config);
+  ASSERT_TRUE(first) << first.error().to_string();
+  auto second = make_attestation_provider(config);
+  ASSERT_TRUE(second);
+  EXPECT_EQ((*first)->platform_public_key(), (*second)->platform_public_key());
+  struct stat st {};
+  ASSERT_EQ(::stat(config.platform_key_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+}  // namespace
+}  // namespace rvenc::enclave

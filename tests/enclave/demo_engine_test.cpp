@@ -1,0 +1,150 @@
+#include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
+
+#include "enclave_test_support.hpp"
+#include "rvenc/enclave/engine.hpp"
+
+namespace rvenc::enclave {
+namespace {
+
+namespace json = boost::json;
+using test::chat_json;
+using test::run_coroutine;
+
+protocol::ChatRequest request_of(const std::string& text) {
+  auto request = protocol::validate_chat_request(text);
+  EXPECT_TRUE(request) << request.error().to_string();
+  return std::move(*request);
+}
+
+struct Collected {
+  std::vector<json::object> chunks;
+  EngineOutcome outcome;
+  protocol::CompletionAssembler assembler;
+};
+
+Collected generate(Engine& engine, const protocol::ChatRequest& request, std::size_t accept_chunks = SIZE_MAX) {
+  Collected out;
+  out.outcome = run_coroutine([&]() -> http::awaitable<EngineOutcome> {
+    co_return co_await engine.generate(request, [&](std::string chunk) -> http::awaitable<bool> {
+      if (out.chunks.size() >= accept_chunks) co_return false;
+      out.chunks.push_back(json::parse(chunk).as_object());
+      EXPECT_TRUE(out.assembler.add_chunk(chunk));
+      co_return true;
+    });
+  });
+  return out;
+}
+
+std::string content_of(const Collected& c) {
+  return std::string(c.assembler.completion().at("choices").as_array()[0].at("message").at("content").as_string());
+}
+
+const std::string kSecretMessage = "my very private question about zebras";
+
+TEST(MeasureText, CountsUtf8CharactersAndWords) {
+  const auto size = measure_text("  héllo wörld  ");
+  EXPECT_EQ(size.characters, 15u);
+  EXPECT_EQ(size.words, 2u);
+  EXPECT_EQ(measure_text("").words, 0u);
+}
+
+TEST(DemoReply, DescribesTheLastUserMessageBySizeWithoutCopyingIt) {
+  const auto reply = demo_reply(request_of(chat_json("rvenc-demo", kSecretMessage)));
+  EXPECT_NE(reply.content.find("37 characters in 6 words"), std::string::npos) << reply.content;
+  EXPECT_NE(reply.reasoning.find("37 characters in 6 words"), std::string::npos);
+  for (const std::string word : {"private", "zebras", "question"}) {
+    EXPECT_EQ(reply.content.find(word), std::string::npos);
+    EXPECT_EQ(reply.reasoning.find(word), std::string::npos);
+  }
+}
+
+TEST(DemoEngine, StreamsReasoningThenContentWordByWordInTheChunkShape) {
+  DemoEngine engine;
+  const auto request = request_of(chat_json("rvenc-demo", kSecretMessage));
+  auto out = generate(engine, request);
+  ASSERT_FALSE(out.outcome.error);
+  const auto reply = demo_reply(request);
+  ASSERT_GT(out.chunks.size(), 10u);
+
+  // Every chunk has the exact field set of PROTOCOL.md section 3.
+  for (const auto& chunk : out.chunks) {
+    for (const char* key : {"id", "object", "created", "model", "system_fingerprint", "choices", "usage"})
+      EXPECT_TRUE(chunk.contains(key)) << key;
+    EXPECT_EQ(chunk.at("object").as_string(), "chat.completion.chunk");
+    EXPECT_EQ(chunk.at("model").as_string(), "rvenc-demo");
+    EXPECT_EQ(chunk.at("id"), out.chunks.front().at("id"));
+    const auto& choice = chunk.at("choices").as_array().at(0).as_object();
+    for (const char* key : {"index", "delta", "logprobs", "finish_reason", "matched_stop"})
+      EXPECT_TRUE(choice.contains(key)) << key;
+    for (const char* key : {"role", "content", "reasoning_content", "tool_calls"})
+      EXPECT_TRUE(choice.at("delta").as_object().contains(key)) << key;
+  }
+  // Reasoning first: the first chunk has reasoning, no content.
+  const auto& first_delta = out.chunks.front().at("choices").as_array()[0].at("delta").as_object();
+  EXPECT_TRUE(first_delta.at("content").is_null());
+  EXPECT_TRUE(first_delta.at("reasoning_content").is_string());
+
+  EXPECT_EQ(content_of(out), reply.content);
+  const auto completion = out.assembler.completion();
+  EXPECT_EQ(completion.at("choices").as_array()[0].at("finish_reason").as_string(), "stop");
+  ASSERT_TRUE(out.assembler.usage());
+  EXPECT_EQ(out.assembler.usage()->prompt_tokens, 6);
+  const auto words = static_cast<std::int64_t>(measure_text(reply.reasoning).words + measure_text(reply.content).words);
+  EXPECT_EQ(out.assembler.usage()->completion_tokens, words);
+  EXPECT_EQ(out.outcome.usage.completion_tokens, words);
+  EXPECT_EQ(out.chunks.size(), static_cast<std::size_t>(words) + 1);  // one per word, plus the final chunk
+  EXPECT_TRUE(out.chunks.back().at("usage").is_object());
+  EXPECT_TRUE(out.chunks.front().at("usage").is_null());
+}
+
+TEST(DemoEngine, MaxTokensEndsWithLength) {
+  DemoEngine engine;
+  auto out = generate(engine, request_of(chat_json("rvenc-demo", "hi", {{"max_tokens", 5}})));
+  ASSERT_FALSE(out.outcome.error);
+  EXPECT_EQ(out.outcome.usage.completion_tokens, 5);
+  EXPECT_EQ(out.chunks.size(), 6u);
+  EXPECT_EQ(out.chunks.back().at("choices").as_array()[0].at("finish_reason").as_string(), "length");
+}
+
+TEST(DemoEngine, StopSequenceCutsTheContent) {
+  DemoEngine engine;
+  auto out = generate(engine, request_of(chat_json("rvenc-demo", "hi", {{"stop", json::array{"zzz", "encrypted"}}})));
+  ASSERT_FALSE(out.outcome.error);
+  EXPECT_EQ(content_of(out), "Hello from the rvenc demo engine. Your last message arrived end-to-end ");
+  const auto& last = out.chunks.back().at("choices").as_array()[0].as_object();
+  EXPECT_EQ(last.at("finish_reason").as_string(), "stop");
+  EXPECT_EQ(last.at("matched_stop").as_string(), "encrypted");
+}
+
+TEST(DemoEngine, DelayedTokensStillArriveInOrder) {
+  DemoEngine engine(DemoEngineOptions{"slow", std::chrono::milliseconds(1)});
+  auto out = generate(engine, request_of(chat_json("slow", "hi", {{"max_tokens", 3}})));
+  ASSERT_FALSE(out.outcome.error);
+  EXPECT_EQ(out.chunks.size(), 4u);
+  EXPECT_EQ(out.chunks[0].at("model").as_string(), "slow");
+}
+
+TEST(DemoEngine, StopsWhenTheReceiverIsGone) {
+  DemoEngine engine;
+  auto out = generate(engine, request_of(chat_json("rvenc-demo", "hi")), 3);
+  ASSERT_TRUE(out.outcome.error);
+  EXPECT_EQ(out.outcome.error->code, Errc::transport_error);
+  EXPECT_EQ(out.chunks.size(), 3u);
+  EXPECT_EQ(out.outcome.usage.completion_tokens, 3);
+}
+
+TEST(UpstreamSpec, ParsesModelAndUrl) {
+  auto spec = parse_upstream_spec("llama=http://127.0.0.1:8000/v1");
+  ASSERT_TRUE(spec);
+  EXPECT_EQ(spec->model, "llama");
+  EXPECT_EQ(spec->base.port, 8000);
+  EXPECT_EQ(spec->base.join("/chat/completions"), "/v1/chat/completions");
+  EXPECT_FALSE(parse_upstream_spec("llama"));
+  EXPECT_FALSE(parse_upstream_spec("=http://x"));
+  EXPECT_FALSE(parse_upstream_spec("llama=https://x"));
+}
+
+}  // namespace
+}  // namespace rvenc::enclave

@@ -1,0 +1,270 @@
+// The enclave's handlers driven through http::RecordingWriter: no sockets, real crypto.
+#include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
+
+#include "enclave_test_support.hpp"
+#include "rvenc/enclave/service.hpp"
+#include "rvenc/protocol/attestation.hpp"
+
+namespace rvenc::enclave {
+namespace {
+
+namespace json = boost::json;
+using test::chat_json;
+using test::error_code_of;
+using test::run_coroutine;
+using test::seal;
+
+constexpr std::string_view kGatewayToken = "gw-token-for-tests";
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override { make_service(ServiceOptions{}); }
+
+  void make_service(ServiceOptions options) {
+    crypto::XWingSeed seed;
+    crypto::random_bytes(seed.span());
+    key_ = std::make_shared<EnclaveKey>(seed, 2'000'000'000);
+    crypto::Ed25519Seed platform;
+    crypto::random_bytes(platform.span());
+    provider_ = std::shared_ptr<AttestationProvider>(std::move(*SimulatedProvider::create(platform)));
+    std::map<std::string, std::shared_ptr<Engine>> engines;
+    engines["rvenc-demo"] = std::make_shared<DemoEngine>();
+    engines["other-model"] = std::make_shared<DemoEngine>(DemoEngineOptions{"other-model"});
+    service_ = std::make_unique<EnclaveService>(std::move(options), key_, provider_, std::move(engines));
+  }
+
+  http::RecordingWriter call(http::Request request) {
+    http::RecordingWriter writer;
+    const auto router = service_->router();
+    run_coroutine([&]() -> http::awaitable<void> { co_await router(request, writer); });
+    return writer;
+  }
+
+  http::RecordingWriter post_chat(const std::string& body, const http::Fields& headers = {}) {
+    http::Request request{http::Verb::post, "/rvenc/chat/completions", http::kHttp11};
+    for (const auto& f : headers) request.set(f.name_string(), f.value());
+    request.body() = body;
+    request.prepare_payload();
+    return call(std::move(request));
+  }
+
+  std::shared_ptr<EnclaveKey> key_;
+  std::shared_ptr<AttestationProvider> provider_;
+  std::unique_ptr<EnclaveService> service_;
+};
+
+TEST_F(ServiceTest, AttestationDocumentVerifies) {
+  const auto challenge = crypto::random_array<protocol::kChallengeBytes>();
+  auto writer = call(http::Request{http::Verb::get, "/rvenc/attestation?challenge=" + to_hex(challenge), 11});
+  ASSERT_EQ(writer.status(), 200u) << writer.body();
+  auto doc = protocol::parse_attestation(writer.body());
+  ASSERT_TRUE(doc) << doc.error().to_string();
+  EXPECT_EQ(doc->key_id, key_->key_id());
+  EXPECT_EQ(doc->not_after, 2'000'000'000);
+  protocol::AttestationPolicy policy;
+  policy.allowed_providers = {"simulated"};
+  policy.simulated_platform_key = provider_->platform_public_key();
+  EXPECT_TRUE(protocol::verify_attestation(*doc, challenge, policy));
+}
+
+TEST_F(ServiceTest, AttestationRefusesMissingOrBadChallenge) {
+  for (const std::string& target : std::vector<std::string>{"/rvenc/attestation", "/rvenc/attestation?challenge=abcd",
+                                   "/rvenc/attestation?challenge=" + std::string(64, 'z'), "/rvenc/attestation?x=1"}) {
+    auto writer = call(http::Request{http::Verb::get, target, 11});
+    EXPECT_EQ(writer.status(), 400u) << target;
+    EXPECT_EQ(error_code_of(writer.body()), "invalid_request") << target;
+  }
+}
+
+TEST_F(ServiceTest, ModelsAndHealth) {
+  auto writer = call(http::Request{http::Verb::get, "/rvenc/models", 11});
+  ASSERT_EQ(writer.status(), 200u);
+  const auto list = json::parse(writer.body()).as_object();
+  EXPECT_EQ(list.at("object").as_string(), "list");
+  const auto& data = list.at("data").as_array();
+  ASSERT_EQ(data.size(), 2u);
+  EXPECT_EQ(data[1].at("id").as_string(), "rvenc-demo");
+  EXPECT_EQ(data[1].at("object").as_string(), "model");
+  EXPECT_TRUE(data[1].as_object().contains("created"));
+  EXPECT_TRUE(data[1].as_object().contains("owned_by"));
+  EXPECT_EQ(call(http::Request{http::Verb::get, "/healthz", 11}).status(), 200u);
+}
+
+TEST_F(ServiceTest, ChatStreamsSealedEventsThenDoneThenUsage) {
+  const auto sealed = seal(key_->public_key(), chat_json("rvenc-demo", "hello enclave"));
+  auto writer = post_chat(sealed.body);
+  ASSERT_EQ(writer.status(), 200u) << writer.body();
+  ASSERT_TRUE(writer.stream_header);
+  EXPECT_EQ((*writer.stream_header)[boost::beast::http::field::content_type], "text/event-stream");
+  EXPECT_TRUE(writer.stream_ended);
+  const auto stream = test::open_stream(sealed, writer.body());
+  ASSERT_FALSE(stream.failure) << stream.failure->to_string();
+  EXPECT_TRUE(stream.done);
+  EXPECT_FALSE(stream.error);
+  EXPECT_NE(stream.content.find("13 characters in 2 words"), std::string::npos);
+  EXPECT_EQ(stream.finish_reason, "stop");
+  ASSERT_TRUE(stream.usage);
+  ASSERT_TRUE(stream.chunk_usage);
+  EXPECT_EQ(stream.usage->at("prompt_tokens").as_int64(), 2);
+  EXPECT_EQ(stream.usage->at("completion_tokens").as_int64(), stream.chunk_usage->completion_tokens);
+  // Nothing readable crosses the wire but the usage event.
+  EXPECT_EQ(writer.body().find("enclave"), std::string::npos);
+  EXPECT_EQ(writer.body().find("characters"), std::string::npos);
+  // The usage event is the very last event.
+  EXPECT_TRUE(writer.chunks.back().starts_with("event: usage\n"));
+}
+
+TEST_F(ServiceTest, ReusedEncryptionKeysWithFreshNoncesWork) {
+  auto encapsulation = crypto::xwing_encapsulate(key_->public_key());
+  for (int i = 0; i < 3; ++i) {
+    protocol::SealInput input;
+    input.shared_secret = &encapsulation->shared_secret;
+    input.cipher_text = &encapsulation->cipher_text;
+    input.key_id = key_->key_id();
+    input.nonce = crypto::random_nonce();
+    input.timestamp = test::unix_now();
+    test::SealedRequest sealed;
+    sealed.shared_secret = encapsulation->shared_secret;
+    sealed.nonce = input.nonce;
+    sealed.body = protocol::serialize_envelope(protocol::seal_request(input, chat_json("rvenc-demo", "again")));
+    auto writer = post_chat(sealed.body);
+    ASSERT_EQ(writer.status(), 200u);
+    EXPECT_TRUE(test::open_stream(sealed, writer.body()).done);
+  }
+  EXPECT_EQ(key_->cache().size(), 1u);
+}
+
+TEST_F(ServiceTest, ReplayedNonceIsRefused) {
+  const auto sealed = seal(key_->public_key(), chat_json("rvenc-demo", "once"));
+  ASSERT_EQ(post_chat(sealed.body).status(), 200u);
+  auto again = post_chat(sealed.body);
+  EXPECT_EQ(again.status(), 400u);
+  EXPECT_EQ(error_code_of(again.body()), "replayed_request");
+  EXPECT_FALSE(again.stream_header);
+}
+
+TEST_F(ServiceTest, StaleTimestampIsRefused) {
+  const auto sealed = seal(key_->public_key(), chat_json("rvenc-demo", "old"), protocol::Version::v2,
+                           test::unix_now() - 301);
+  auto writer = post_chat(sealed.body);
+  EXPECT_EQ(writer.status(), 400u);
+  EXPECT_EQ(error_code_of(writer.body()), "replayed_request");
+}
+
+TEST_F(ServiceTest, UnknownKeyIdIs404) {
+  crypto::KeyId other{};
+  other.fill(7);
+  const auto sealed =
+      seal(key_->public_key(), chat_json("rvenc-demo", "x"), protocol::Version::v2, std::nullopt, other);
+  auto writer = post_chat(sealed.body);
+  EXPECT_EQ(writer.status(), 404u);
+  EXPECT_EQ(error_code_of(writer.body()), "unknown_key_id");
+}
+
+TEST_F(ServiceTest, TamperedCiphertextFailsDecryption) {
+  auto sealed = seal(key_->public_key(), chat_json("rvenc-demo", "x"));
+  auto envelope = json::parse(sealed.body).as_object();
+  std::string inference(envelope.at("encryptedInference").as_string());
+  inference[10] = inference[10] == '0' ? '1' : '0';
+  envelope["encryptedInference"] = inference;
+  auto writer = post_chat(json::serialize(envelope));
+  EXPECT_EQ(writer.status(), 400u);
+  EXPECT_EQ(error_code_of(writer.body()), "decryption_failed");
+  EXPECT_EQ(writer.body().find(inference), std::string::npos);
+}
+
+TEST_F(ServiceTest, BadEnvelopeIsInvalidRequest) {
+  for (const std::string body : {"not json", "{}", R"({"version":2})", "[1,2,3]"}) {
+    auto writer = post_chat(body);
+    EXPECT_EQ(writer.status(), 400u) << body;
+    EXPECT_EQ(error_code_of(writer.body()), "invalid_request") << body;
+  }
+}
+
+TEST_F(ServiceTest, InvalidDecryptedRequestIsInvalidInferenceWithoutEchoingIt) {
+  const auto sealed = seal(key_->public_key(), R"({"model":"rvenc-demo","messages":"secret-words"})");
+  auto writer = post_chat(sealed.body);
+  EXPECT_EQ(writer.status(), 400u);
+  EXPECT_EQ(error_code_of(writer.body()), "invalid_inference");
+  EXPECT_EQ(writer.body().find("secret-words"), std::string::npos);
+}
+
+TEST_F(ServiceTest, UnknownModelIsInvalidInferenceListingTheServedModels) {
+  const auto sealed = seal(key_->public_key(), chat_json("secret-model-name", "x"));
+  auto writer = post_chat(sealed.body);
+  EXPECT_EQ(writer.status(), 400u);
+  EXPECT_EQ(error_code_of(writer.body()), "invalid_inference");
+  EXPECT_EQ(writer.body().find("secret-model-name"), std::string::npos);
+  EXPECT_NE(writer.body().find("rvenc-demo"), std::string::npos);
+}
+
+TEST_F(ServiceTest, VersionOneOnlyWhenAllowed) {
+  const auto sealed = seal(key_->public_key(), chat_json("rvenc-demo", "legacy"), protocol::Version::v1);
+  auto refused = post_chat(sealed.body);
+  EXPECT_EQ(refused.status(), 400u);
+  EXPECT_EQ(error_code_of(refused.body()), "unsupported_version");
+
+  ServiceOptions options;
+  options.allow_v1 = true;
+  make_service(options);
+  const auto allowed = seal(key_->public_key(), chat_json("rvenc-demo", "legacy"), protocol::Version::v1);
+  auto writer = post_chat(allowed.body);
+  ASSERT_EQ(writer.status(), 200u) << writer.body();
+  const auto stream = test::open_stream(allowed, writer.body());
+  EXPECT_TRUE(stream.done);
+  EXPECT_NE(stream.content.find("6 characters in 1 word,"), std::string::npos) << stream.content;
+  EXPECT_TRUE(stream.usage);
+}
+
+TEST_F(ServiceTest, GatewayTokenIsChecked) {
+  ServiceOptions options;
+  options.gateway_token_hash = crypto::sha256(crypto::as_bytes(kGatewayToken));
+  make_service(options);
+  const auto body = chat_json("rvenc-demo", "x");
+  for (const std::string auth : {"", "Bearer wrong", "Bearer ", "gw-token-for-tests", "Basic gw-token-for-tests"}) {
+    http::Fields headers;
+    if (!auth.empty()) headers.set(boost::beast::http::field::authorization, auth);
+    auto writer = post_chat(seal(key_->public_key(), body).body, headers);
+    EXPECT_EQ(writer.status(), 401u) << auth;
+    EXPECT_EQ(error_code_of(writer.body()), "invalid_api_key");
+  }
+  http::Fields headers;
+  headers.set(boost::beast::http::field::authorization, "Bearer " + std::string(kGatewayToken));
+  EXPECT_EQ(post_chat(seal(key_->public_key(), body).body, headers).status(), 200u);
+}
+
+TEST_F(ServiceTest, TestKeysMayOnlyUseTestModels) {
+  http::Fields test_key;
+  test_key.set(kKeyEnvHeader, "test");
+  auto refused = post_chat(seal(key_->public_key(), chat_json("other-model", "x")).body, test_key);
+  EXPECT_EQ(refused.status(), 403u);
+  EXPECT_EQ(error_code_of(refused.body()), "test_key_not_allowed");
+  EXPECT_EQ(post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x")).body, test_key).status(), 200u);
+  EXPECT_EQ(post_chat(seal(key_->public_key(), chat_json("other-model", "x")).body).status(), 200u);
+}
+
+TEST_F(ServiceTest, FullReplayCacheAnswersOverloaded) {
+  ServiceOptions options;
+  options.replay_cache_entries = 1;
+  make_service(options);
+  EXPECT_EQ(post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x")).body).status(), 200u);
+  auto full = post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x")).body);
+  EXPECT_EQ(full.status(), 503u);
+  EXPECT_EQ(error_code_of(full.body()), "overloaded");
+}
+
+TEST_F(ServiceTest, ClientThatLeavesMidStreamStopsTheEngine) {
+  const auto sealed = seal(key_->public_key(), chat_json("rvenc-demo", "bye"));
+  http::Request request{http::Verb::post, "/rvenc/chat/completions", http::kHttp11};
+  request.body() = sealed.body;
+  http::RecordingWriter writer;
+  writer.disconnect_after_writes(2);
+  run_coroutine([&]() -> http::awaitable<void> { co_await service_->chat(request, writer); });
+  EXPECT_EQ(writer.chunks.size(), 2u);
+  EXPECT_TRUE(writer.client_gone());
+}
+
+}  // namespace
+}  // namespace rvenc::enclave
