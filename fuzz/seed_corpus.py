@@ -93,3 +93,19 @@ write("chat_request", "nulls.json", compact({
     "model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": None, "max_tokens": None,
     "temperature": None, "stop": "x"}))
 write("chat_request", "wrong_types.json", compact({"model": 1, "messages": {}, "stream": "yes"}))
+
+# Attestation documents (PROTOCOL.md section 1) around the attestation vector's key.
+import base64  # noqa: E402
+
+att = json.loads((vectors / "attestation.json").read_text())["cases"][0]
+v1_case0 = json.loads((vectors / "v1.json").read_text())["cases"][0]
+doc = {"keyId": v1_case0["keyId"] if v1_case0["publicKey"] == att["publicKey"] else "00" * 8,
+       "kem": "X-Wing", "publicKey": att["publicKey"], "notAfter": 1790000000, "provider": "simulated",
+       "reportData": att["reportData"], "evidence": base64.b64encode(bytes(range(64))).decode(),
+       "measurement": "ab" * 32}
+write("attestation", "simulated.json", compact(doc))
+write("attestation", "sev_snp.json", compact({**doc, "provider": "sev-snp",
+                                               "evidence": base64.b64encode(b"\x02" * 1184).decode(),
+                                               "measurement": "cd" * 48}))
+write("attestation", "bad_base64.json", compact({**doc, "evidence": "!!!="}))
+write("attestation", "missing_key.json", compact({k: v for k, v in doc.items() if k != "publicKey"}))
