@@ -1,0 +1,127 @@
+// The gateway: authenticates API keys, checks and rate-limits requests, and passes the
+// end-to-end encrypted traffic through to the enclaves byte for byte. It never holds a key that
+// can decrypt anything; it sees envelopes, keyIds, sizes, timing and the enclave's token counts.
+//
+// Design: GatewayHandler is the whole request logic as an http::Handler (testable with
+// http::RecordingWriter); Gateway runs it on an http::Server with the background work (key cache
+// invalidation poll, attestation refresh) and stops everything on SIGINT/SIGTERM.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "rvenc/crypto/secret.hpp"
+#include "rvenc/gateway/enclave_pool.hpp"
+#include "rvenc/gateway/key_cache.hpp"
+#include "rvenc/gateway/metrics.hpp"
+#include "rvenc/gateway/middleware.hpp"
+#include "rvenc/gateway/rate_limiter.hpp"
+#include "rvenc/gateway/usage.hpp"
+#include "rvenc/http/client.hpp"
+#include "rvenc/http/server.hpp"
+
+namespace rvenc::gateway {
+
+inline constexpr std::uint64_t kDefaultMaxBody = 8u * 1024 * 1024;
+inline constexpr std::size_t kMaxHeaderBytes = 16u * 1024;
+inline constexpr std::chrono::milliseconds kUpstreamConnectTimeout{5'000};
+// Longest silence allowed from an enclave mid-request (a model may think for a while).
+inline constexpr std::chrono::milliseconds kUpstreamIdleTimeout{120'000};
+// An enclave's error answer (before its stream) is passed through up to this size.
+inline constexpr std::size_t kMaxUpstreamErrorBody = 1u * 1024 * 1024;
+// Usage row status for a client that went away mid-stream (nginx's convention).
+inline constexpr int kStatusClientClosed = 499;
+
+struct GatewayOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  std::vector<http::Url> enclaves;  // the first is the default (v1) enclave
+  std::string db_path;
+  std::string enclave_token;  // sent as "Authorization: Bearer" to the enclaves; empty = none
+  std::uint64_t max_body = kDefaultMaxBody;
+  std::chrono::milliseconds upstream_idle_timeout = kUpstreamIdleTimeout;
+  std::chrono::milliseconds read_timeout = http::ServerOptions::kDefaultReadTimeout;
+  std::chrono::milliseconds idle_timeout = http::ServerOptions::kDefaultIdleTimeout;
+};
+
+class GatewayHandler {
+ public:
+  // Opens the database (two connections: lookups and the usage writer).
+  [[nodiscard]] static Result<std::unique_ptr<GatewayHandler>> create(GatewayOptions options);
+  ~GatewayHandler();
+
+  http::awaitable<void> handle(http::Request& request, http::ResponseWriter& writer);
+  // An http::Handler calling handle() (the handler must outlive the server).
+  [[nodiscard]] http::Handler handler();
+
+  // Starts the key-cache poll and the attestation refresh loops on `executor`.
+  void start_background(boost::asio::any_io_executor executor);
+  // Cancels them (thread-safe; they end on their executor).
+  void stop_background();
+
+  [[nodiscard]] EnclavePool& enclaves() noexcept { return enclaves_; }
+  [[nodiscard]] Metrics& metrics() noexcept { return metrics_; }
+  [[nodiscard]] UsageRecorder& usage() noexcept { return *usage_; }
+  [[nodiscard]] const GatewayOptions& options() const noexcept { return options_; }
+
+ private:
+  GatewayHandler(GatewayOptions options, KeyStore lookups, std::unique_ptr<UsageRecorder> usage);
+
+  http::awaitable<void> serve_chat(RequestContext& context, http::ResponseWriter& writer);
+  http::awaitable<void> forward_get(RequestContext& context, http::ResponseWriter& writer);
+  http::awaitable<void> send(RequestContext& context, http::ResponseWriter& writer, http::Response response);
+  [[nodiscard]] http::Response health() const;
+  http::awaitable<void> poll_keys_loop();
+  http::awaitable<void> refresh_loop();
+
+  GatewayOptions options_;
+  KeyCache keys_;
+  std::unique_ptr<UsageRecorder> usage_;
+  InMemoryRateLimiter limiter_;
+  StreamSlots streams_;
+  Metrics metrics_;
+  http::Client client_;
+  EnclavePool enclaves_;
+  std::vector<Step> chat_steps_;
+  std::vector<Step> get_steps_;
+  std::atomic<bool> stopping_{false};
+  std::shared_ptr<boost::asio::steady_timer> poll_timer_;
+  std::shared_ptr<boost::asio::steady_timer> refresh_timer_;
+};
+
+class Gateway {
+ public:
+  // Opens the database and binds the listening socket (nothing is served before start()).
+  [[nodiscard]] static Result<std::unique_ptr<Gateway>> create(GatewayOptions options);
+  ~Gateway();
+
+  [[nodiscard]] std::string url() const { return server_->url(); }
+  [[nodiscard]] GatewayHandler& handler() noexcept { return *handler_; }
+
+  // Serves on background threads, with the key poll and attestation refresh running.
+  void start();
+  // Fetches every enclave's attestation now and waits for the answers (after start()).
+  void refresh_enclaves();
+  // SIGINT / SIGTERM call stop(). Call before start().
+  void stop_on_signals();
+  // Thread-safe: stops the background work, lets in-flight streams finish (server grace), stops.
+  void stop();
+  // Blocks until the server has stopped.
+  void wait();
+
+ private:
+  Gateway() = default;
+  std::unique_ptr<GatewayHandler> handler_;  // declared first: outlives the server
+  std::unique_ptr<http::Server> server_;
+  struct Signals;
+  std::unique_ptr<Signals> signals_;
+};
+
+}  // namespace rvenc::gateway

@@ -1,0 +1,101 @@
+// Per-key rate limits: requests per minute and tokens per minute as token buckets.
+//
+// Design: RateLimiter is the interface the gateway codes against (an in-memory implementation
+// here; a shared Redis one can implement the same interface). acquire() takes one request from
+// the key's request bucket when both buckets allow it; tokens are charged afterwards, from the
+// enclave's usage event, and may drive the token bucket below zero (the debt delays the next
+// request). Limits of 0 mean unlimited. TokenBucket is the pure arithmetic, testable with any clock.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "rvenc/gateway/key_store.hpp"
+
+namespace rvenc::gateway {
+
+using Clock = std::chrono::steady_clock;
+
+inline constexpr std::chrono::milliseconds kRateWindow{60'000};
+
+// capacity units refill evenly over kRateWindow; starts full.
+class TokenBucket {
+ public:
+  TokenBucket(std::int64_t capacity, Clock::time_point now) noexcept;
+
+  [[nodiscard]] std::int64_t capacity() const noexcept { return capacity_; }
+  // Takes `n` units when at least `n` are available.
+  bool try_take(double n, Clock::time_point now) noexcept;
+  // Takes `n` units unconditionally (the level may go negative).
+  void charge(double n, Clock::time_point now) noexcept;
+  // Whole units available now (never negative).
+  [[nodiscard]] std::int64_t remaining(Clock::time_point now) noexcept;
+  // How long until `n` units are available (0 when they are).
+  [[nodiscard]] std::chrono::milliseconds time_until(double n, Clock::time_point now) noexcept;
+  // How long until the bucket is full again.
+  [[nodiscard]] std::chrono::milliseconds time_until_full(Clock::time_point now) noexcept;
+
+ private:
+  void refill(Clock::time_point now) noexcept;
+  std::int64_t capacity_;
+  double level_;
+  Clock::time_point last_;
+};
+
+struct RateDecision {
+  bool allowed = true;
+  KeyLimits limits;  // which limits applied (0 = unlimited: no headers for that dimension)
+  std::int64_t remaining_requests = 0;
+  std::int64_t remaining_tokens = 0;
+  std::chrono::milliseconds reset_requests{0};
+  std::chrono::milliseconds reset_tokens{0};
+  std::chrono::milliseconds retry_after{0};  // when !allowed
+};
+
+// The x-ratelimit-* headers (OpenAI's names; resets like "1s", "250ms", "6m0s") for the limited
+// dimensions, plus Retry-After (whole seconds, at least 1) when the request was refused.
+[[nodiscard]] std::vector<std::pair<std::string, std::string>> rate_limit_headers(const RateDecision& decision);
+// "250ms", "12s", "6m0s".
+[[nodiscard]] std::string format_reset(std::chrono::milliseconds duration);
+
+class RateLimiter {
+ public:
+  virtual ~RateLimiter() = default;
+  // One request for `key_id` under `limits`: allowed (and counted) or refused with retry_after.
+  virtual boost::asio::awaitable<Result<RateDecision>> acquire(const std::string& key_id, const KeyLimits& limits) = 0;
+  // Charges `tokens` (prompt + completion) to the key's token budget.
+  virtual boost::asio::awaitable<Status> charge_tokens(const std::string& key_id, const KeyLimits& limits,
+                                                       std::int64_t tokens) = 0;
+};
+
+// Buckets in this process's memory (one gateway; a shared store is the Redis implementation).
+class InMemoryRateLimiter final : public RateLimiter {
+ public:
+  boost::asio::awaitable<Result<RateDecision>> acquire(const std::string& key_id, const KeyLimits& limits) override;
+  boost::asio::awaitable<Status> charge_tokens(const std::string& key_id, const KeyLimits& limits,
+                                               std::int64_t tokens) override;
+
+  // The synchronous core of both, with an explicit clock (tests).
+  RateDecision acquire_at(const std::string& key_id, const KeyLimits& limits, Clock::time_point now);
+  void charge_at(const std::string& key_id, const KeyLimits& limits, std::int64_t tokens, Clock::time_point now);
+
+ private:
+  struct Buckets {
+    TokenBucket requests;
+    TokenBucket tokens;
+  };
+  Buckets& buckets_for(const std::string& key_id, const KeyLimits& limits, Clock::time_point now);
+
+  std::mutex mutex_;
+  std::map<std::string, Buckets> buckets_;
+};
+
+}  // namespace rvenc::gateway

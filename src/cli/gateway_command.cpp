@@ -1,0 +1,133 @@
+// rvenc gateway: API keys, checks and rate limits in front of the enclaves; never decrypts.
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "command.hpp"
+#include "rvenc/common/hex.hpp"
+#include "rvenc/gateway/gateway.hpp"
+
+namespace rvenc::cli {
+namespace {
+
+// A token file larger than this is not a token.
+constexpr std::size_t kMaxTokenFileBytes = 4096;
+
+struct GatewayFlags {
+  std::string listen = "127.0.0.1:8400";
+  std::vector<std::string> enclaves;
+  std::string db;
+  std::string redis;
+  std::string enclave_token_file;
+  std::uint64_t max_body = gateway::kDefaultMaxBody;
+  long long upstream_timeout_ms = gateway::kUpstreamIdleTimeout.count();
+};
+
+bool parse_listen(const std::string& listen, std::string& host, std::uint16_t& port) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return false;
+  host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  try {
+    const unsigned long value = std::stoul(listen.substr(colon + 1));
+    if (value > 65535) return false;
+    port = static_cast<std::uint16_t>(value);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return !host.empty();
+}
+
+Result<std::string> read_token_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail(Errc::invalid_request, "cannot read --enclave-token-file " + path);
+  std::string token(kMaxTokenFileBytes + 1, '\0');
+  in.read(token.data(), static_cast<std::streamsize>(token.size()));
+  token.resize(static_cast<std::size_t>(in.gcount()));
+  if (token.size() > kMaxTokenFileBytes) return fail(Errc::invalid_request, "--enclave-token-file is too large");
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.front()))) token.erase(token.begin());
+  if (token.empty()) return fail(Errc::invalid_request, "--enclave-token-file is empty");
+  return token;
+}
+
+int run_gateway(const GatewayFlags& flags) {
+  if (!flags.redis.empty()) {
+    std::cerr << "rvenc gateway: --redis is not yet supported (rate limits are kept in this process)\n";
+    return kExitUsage;
+  }
+  gateway::GatewayOptions options;
+  if (!parse_listen(flags.listen, options.host, options.port)) {
+    std::cerr << "rvenc gateway: --listen must be HOST:PORT with a port from 0 to 65535\n";
+    return kExitUsage;
+  }
+  for (const auto& text : flags.enclaves) {
+    auto url = http::parse_url(text);
+    if (!url) {
+      std::cerr << "rvenc gateway: --enclave " << text << ": " << url.error().message << "\n";
+      return kExitUsage;
+    }
+    options.enclaves.push_back(*url);
+  }
+  if (flags.max_body == 0 || flags.upstream_timeout_ms <= 0) {
+    std::cerr << "rvenc gateway: --max-body and --upstream-timeout-ms must be positive\n";
+    return kExitUsage;
+  }
+  options.db_path = flags.db;
+  options.max_body = flags.max_body;
+  options.upstream_idle_timeout = std::chrono::milliseconds(flags.upstream_timeout_ms);
+  if (!flags.enclave_token_file.empty()) {
+    auto token = read_token_file(flags.enclave_token_file);
+    if (!token) {
+      std::cerr << "rvenc gateway: " << token.error().message << "\n";
+      return kExitUsage;
+    }
+    options.enclave_token = std::move(*token);
+  }
+
+  auto created = gateway::Gateway::create(std::move(options));
+  if (!created) {
+    std::cerr << "rvenc gateway: " << created.error().message << "\n";
+    return created.error().code == Errc::invalid_request ? kExitUsage : kExitUnavailable;
+  }
+  auto& gw = **created;
+  gw.stop_on_signals();
+  gw.start();
+  gw.refresh_enclaves();
+  std::cout << "rvenc gateway listening on " << gw.url() << "\n";
+  std::cout << "database: " << flags.db << "\n";
+  for (const auto& e : gw.handler().enclaves().snapshot()) {
+    std::cout << "enclave " << e.url.origin() << ": ";
+    if (e.healthy)
+      std::cout << "up, keyId " << to_hex(*e.key_id) << " (" << e.provider << ")\n";
+    else
+      std::cout << "down (" << e.last_error << "), will retry\n";
+  }
+  std::cout << "max body " << gw.handler().options().max_body << " bytes; rate limits in memory" << std::endl;
+  gw.wait();
+  spdlog::info("gateway stopped");
+  return kExitOk;
+}
+
+void setup(CLI::App& app, std::function<int()>& run) {
+  auto flags = std::make_shared<GatewayFlags>();
+  auto* cmd = app.add_subcommand("gateway", "Run the gateway: API keys, checks, rate limits, pass-through to enclaves");
+  option(*cmd, "--listen", flags->listen, "HOST:PORT to listen on (port 0 picks a free port)")->capture_default_str();
+  option(*cmd, "--enclave", flags->enclaves, "Enclave base URL (http://HOST:PORT); repeatable, the first is the default")
+      ->required();
+  option(*cmd, "--db", flags->db, "SQLite database with the API keys and usage (created if missing)")->required();
+  option(*cmd, "--redis", flags->redis, "Redis URL for shared rate limits (not yet supported)");
+  option(*cmd, "--enclave-token-file", flags->enclave_token_file,
+         "File with the bearer token sent to the enclaves (their --gateway-token-file)");
+  option(*cmd, "--max-body", flags->max_body, "Largest request body in bytes (beyond: 413)")->capture_default_str();
+  option(*cmd, "--upstream-timeout-ms", flags->upstream_timeout_ms, "Longest silence allowed from an enclave")
+      ->capture_default_str();
+  cmd->callback([&run, flags] { run = [flags] { return run_gateway(*flags); }; });
+}
+
+const Registrar registrar{{"gateway", setup}};
+
+}  // namespace
+}  // namespace rvenc::cli

@@ -1,0 +1,195 @@
+// rvenc keys create|list|revoke|usage: API key administration on the gateway's database.
+#include <chrono>
+#include <ctime>
+#include <iostream>
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "command.hpp"
+#include "rvenc/gateway/key_store.hpp"
+
+namespace rvenc::cli {
+namespace {
+
+constexpr std::size_t kRecentUsageRows = 20;
+
+std::string format_time(std::optional<std::int64_t> unix_seconds) {
+  if (!unix_seconds) return "-";
+  const std::time_t t = static_cast<std::time_t>(*unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string limit_text(std::int64_t v) { return v > 0 ? std::to_string(v) : "unlimited"; }
+
+boost::json::value optional_json(std::optional<std::int64_t> v) {
+  return v ? boost::json::value(*v) : boost::json::value(nullptr);
+}
+
+int open_failed(const Error& error) {
+  std::cerr << "rvenc keys: " << error.message << "\n";
+  return kExitFailure;
+}
+
+struct KeysOptions {
+  std::string db;
+  std::string name;
+  bool test = false;
+  std::int64_t rpm = 0;
+  std::int64_t tpm = 0;
+  std::int64_t max_streams = 0;
+  bool json = false;
+  std::string id;
+};
+
+int run_create(const KeysOptions& o) {
+  auto store = gateway::KeyStore::open(o.db);
+  if (!store) return open_failed(store.error());
+  auto created = store->create_key(o.name, o.test ? gateway::KeyEnv::test : gateway::KeyEnv::live,
+                                   {o.rpm, o.tpm, o.max_streams});
+  if (!created) return open_failed(created.error());
+  // The key alone on stdout (scripts capture it); the facts on stderr.
+  std::cout << created->key << std::endl;
+  std::cerr << "created key " << created->record.id << " (" << created->record.name << ", "
+            << gateway::env_name(created->record.env) << ", rpm " << limit_text(o.rpm) << ", tpm "
+            << limit_text(o.tpm) << ", max streams " << limit_text(o.max_streams)
+            << "); it is shown only this once, the database keeps its hash\n";
+  return kExitOk;
+}
+
+int run_list(const KeysOptions& o) {
+  auto store = gateway::KeyStore::open(o.db);
+  if (!store) return open_failed(store.error());
+  auto keys = store->list_keys();
+  if (!keys) return open_failed(keys.error());
+  if (o.json) {
+    boost::json::array out;
+    for (const auto& k : *keys)
+      out.push_back(boost::json::object{{"id", k.id},
+                                        {"name", k.name},
+                                        {"env", gateway::env_name(k.env)},
+                                        {"rpm", k.limits.requests_per_minute},
+                                        {"tpm", k.limits.tokens_per_minute},
+                                        {"maxStreams", k.limits.max_streams},
+                                        {"createdAt", k.created_at},
+                                        {"lastUsedAt", optional_json(k.last_used_at)},
+                                        {"key", "…" + k.last4},
+                                        {"revoked", k.revoked()},
+                                        {"revokedAt", optional_json(k.revoked_at)}});
+    std::cout << boost::json::serialize(out) << std::endl;
+    return kExitOk;
+  }
+  std::printf("%-20s %-16s %-4s %-9s %-9s %-9s %-20s %-20s %-7s %s\n", "ID", "NAME", "ENV", "RPM", "TPM", "STREAMS",
+              "CREATED", "LAST USED", "KEY", "REVOKED");
+  for (const auto& k : *keys)
+    std::printf("%-20s %-16s %-4s %-9s %-9s %-9s %-20s %-20s …%-6s %s\n", k.id.c_str(), k.name.c_str(),
+                std::string(gateway::env_name(k.env)).c_str(), limit_text(k.limits.requests_per_minute).c_str(),
+                limit_text(k.limits.tokens_per_minute).c_str(), limit_text(k.limits.max_streams).c_str(),
+                format_time(k.created_at).c_str(), format_time(k.last_used_at).c_str(), k.last4.c_str(),
+                k.revoked() ? format_time(k.revoked_at).c_str() : "no");
+  std::fflush(stdout);
+  return kExitOk;
+}
+
+int run_revoke(const KeysOptions& o) {
+  auto store = gateway::KeyStore::open(o.db);
+  if (!store) return open_failed(store.error());
+  auto revoked = store->revoke(o.id);
+  if (!revoked) {
+    // Never echo the argument: it may be a full key.
+    std::cerr << "rvenc keys revoke: " << (revoked.error().code == Errc::not_found ? "no such key" : revoked.error().message)
+              << "\n";
+    return kExitFailure;
+  }
+  std::cout << "revoked " << revoked->id << " (" << revoked->name << ", key …" << revoked->last4 << ")" << std::endl;
+  return kExitOk;
+}
+
+int run_usage(const KeysOptions& o) {
+  auto store = gateway::KeyStore::open(o.db);
+  if (!store) return open_failed(store.error());
+  auto totals = store->usage_totals();
+  if (!totals) return open_failed(totals.error());
+  auto recent = store->recent_usage(kRecentUsageRows);
+  if (!recent) return open_failed(recent.error());
+  if (o.json) {
+    boost::json::array keys, rows;
+    for (const auto& t : *totals)
+      keys.push_back(boost::json::object{{"id", t.key_id},
+                                         {"name", t.name},
+                                         {"requests", t.requests},
+                                         {"promptTokens", t.prompt_tokens},
+                                         {"completionTokens", t.completion_tokens},
+                                         {"bytesIn", t.bytes_in},
+                                         {"bytesOut", t.bytes_out}});
+    for (const auto& r : *recent)
+      rows.push_back(boost::json::object{{"requestId", r.request_id},
+                                         {"keyId", r.key_id},
+                                         {"atMs", r.at_ms},
+                                         {"path", r.path},
+                                         {"status", r.status},
+                                         {"promptTokens", r.prompt_tokens},
+                                         {"completionTokens", r.completion_tokens},
+                                         {"bytesIn", r.bytes_in},
+                                         {"bytesOut", r.bytes_out},
+                                         {"durationMs", r.duration_ms}});
+    std::cout << boost::json::serialize(boost::json::object{{"keys", keys}, {"recent", rows}}) << std::endl;
+    return kExitOk;
+  }
+  std::printf("%-20s %-16s %9s %13s %17s %12s %12s\n", "ID", "NAME", "REQUESTS", "PROMPT_TOKENS", "COMPLETION_TOKENS",
+              "BYTES_IN", "BYTES_OUT");
+  for (const auto& t : *totals)
+    std::printf("%-20s %-16s %9lld %13lld %17lld %12lld %12lld\n", t.key_id.c_str(), t.name.c_str(),
+                static_cast<long long>(t.requests), static_cast<long long>(t.prompt_tokens),
+                static_cast<long long>(t.completion_tokens), static_cast<long long>(t.bytes_in),
+                static_cast<long long>(t.bytes_out));
+  std::printf("\nrecent requests:\n%-20s %-24s %-20s %6s %7s %7s %9s %9s %8s\n", "TIME", "REQUEST", "KEY", "STATUS",
+              "PROMPT", "COMPL", "IN", "OUT", "MS");
+  for (const auto& r : *recent)
+    std::printf("%-20s %-24s %-20s %6d %7lld %7lld %9lld %9lld %8lld\n", format_time(r.at_ms / 1000).c_str(),
+                r.request_id.c_str(), r.key_id.c_str(), r.status, static_cast<long long>(r.prompt_tokens),
+                static_cast<long long>(r.completion_tokens), static_cast<long long>(r.bytes_in),
+                static_cast<long long>(r.bytes_out), static_cast<long long>(r.duration_ms));
+  std::fflush(stdout);
+  return kExitOk;
+}
+
+void setup(CLI::App& app, std::function<int()>& run) {
+  auto* keys = app.add_subcommand("keys", "Manage the gateway's API keys (create, list, revoke, usage)");
+  keys->require_subcommand(1);
+  auto o = std::make_shared<KeysOptions>();
+
+  auto* create = keys->add_subcommand("create", "Create an API key; prints it once, stores only its hash");
+  option(*create, "--db", o->db, "The gateway's SQLite database")->required();
+  option(*create, "--name", o->name, "A name for the key")->required();
+  flag(*create, "--test", o->test, "Create a test key (sk_test_...) instead of a live one");
+  option(*create, "--rpm", o->rpm, "Requests per minute (0 = unlimited)")->check(CLI::NonNegativeNumber);
+  option(*create, "--tpm", o->tpm, "Tokens per minute (0 = unlimited)")->check(CLI::NonNegativeNumber);
+  option(*create, "--max-streams", o->max_streams, "Concurrent streams (0 = unlimited)")->check(CLI::NonNegativeNumber);
+  create->callback([&run, o] { run = [o] { return run_create(*o); }; });
+
+  auto* list = keys->add_subcommand("list", "List API keys (masked to their last 4 characters)");
+  option(*list, "--db", o->db, "The gateway's SQLite database")->required();
+  flag(*list, "--json", o->json, "Print JSON");
+  list->callback([&run, o] { run = [o] { return run_list(*o); }; });
+
+  auto* revoke = keys->add_subcommand("revoke", "Revoke an API key by id (or by the full key)");
+  option(*revoke, "--db", o->db, "The gateway's SQLite database")->required();
+  revoke->add_option("ID", o->id, "The key's id (key_...) or the full key")->required();
+  revoke->callback([&run, o] { run = [o] { return run_revoke(*o); }; });
+
+  auto* usage = keys->add_subcommand("usage", "Usage per key (requests, tokens, bytes) and recent requests");
+  option(*usage, "--db", o->db, "The gateway's SQLite database")->required();
+  flag(*usage, "--json", o->json, "Print JSON");
+  usage->callback([&run, o] { run = [o] { return run_usage(*o); }; });
+}
+
+const Registrar registrar{{"keys", setup}};
+
+}  // namespace
+}  // namespace rvenc::cli

@@ -1,0 +1,389 @@
+#include "rvenc/gateway/gateway.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
+
+#include "rvenc/common/hex.hpp"
+#include "rvenc/gateway/sse_relay.hpp"
+#include "rvenc/protocol/sse.hpp"
+
+namespace rvenc::gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast_http = boost::beast::http;
+
+constexpr std::chrono::milliseconds kForwardGetTimeout{30'000};
+constexpr std::string_view kPrometheusContentType = "text/plain; version=0.0.4";
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// The one plain event the gateway itself sends when the enclave connection breaks mid-stream.
+std::string upstream_broken_event() {
+  boost::json::object inner{{"message", "the connection to the enclave broke mid-stream"},
+                            {"type", "upstream_error"},
+                            {"code", "upstream_error"},
+                            {"source", kErrorSource}};
+  return protocol::format_event("error", boost::json::serialize(boost::json::object{{"error", std::move(inner)}}));
+}
+
+// A transport failure talking to an enclave, as the client sees it (502 or 504).
+Error upstream_failure(const Error& error) {
+  if (error.code == Errc::upstream_timeout) return Error{Errc::upstream_timeout, "the enclave did not answer in time"};
+  return Error{Errc::upstream_error, "the enclave is not reachable"};
+}
+
+// Copies what a client needs from an enclave's complete (non-stream) answer.
+http::Response pass_through(const http::Request& request, const http::ResponseHeader& header, std::string body) {
+  http::Response response{header.result(), http::kHttp11};
+  for (const auto field : {beast_http::field::content_type, beast_http::field::retry_after, beast_http::field::cache_control})
+    if (auto it = header.find(field); it != header.end()) response.set(field, it->value());
+  response.body() = std::move(body);
+  response.keep_alive(request.keep_alive());
+  response.prepare_payload();
+  return response;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<GatewayHandler>> GatewayHandler::create(GatewayOptions options) {
+  if (options.enclaves.empty()) return fail(Errc::invalid_request, "at least one --enclave is needed");
+  auto lookups = KeyStore::open(options.db_path);
+  if (!lookups) return std::unexpected(lookups.error());
+  auto writer = KeyStore::open(options.db_path);
+  if (!writer) return std::unexpected(writer.error());
+  return std::unique_ptr<GatewayHandler>(new GatewayHandler(
+      std::move(options), std::move(*lookups), std::make_unique<UsageRecorder>(std::move(*writer))));
+}
+
+GatewayHandler::GatewayHandler(GatewayOptions options, KeyStore lookups, std::unique_ptr<UsageRecorder> usage)
+    : options_(std::move(options)),
+      keys_(std::move(lookups)),
+      usage_(std::move(usage)),
+      enclaves_(options_.enclaves, client_) {
+  get_steps_ = {allow_list_step(), header_limit_step(kMaxHeaderBytes)};
+  chat_steps_ = {body_limit_step(options_.max_body), auth_step(keys_, usage_.get()), envelope_step(),
+                 stream_limit_step(streams_), rate_limit_step(limiter_)};
+}
+
+GatewayHandler::~GatewayHandler() { stop_background(); }
+
+http::Handler GatewayHandler::handler() {
+  return [this](http::Request& request, http::ResponseWriter& writer) { return handle(request, writer); };
+}
+
+http::awaitable<void> GatewayHandler::send(RequestContext& context, http::ResponseWriter& writer,
+                                           http::Response response) {
+  decorate(response.base(), context);
+  if (!response.has_content_length()) response.prepare_payload();
+  metrics_.count_response(response.result_int());
+  metrics_.add_bytes_out(response.body().size());
+  if (context.usage) {
+    context.usage->row().status = static_cast<int>(response.result_int());
+    context.usage->row().bytes_out = static_cast<std::int64_t>(response.body().size());
+  }
+  co_await writer.send(std::move(response));
+}
+
+http::awaitable<void> GatewayHandler::handle(http::Request& request, http::ResponseWriter& writer) {
+  RequestContext context(request);
+  metrics_.add_bytes_in(request.body().size());
+  std::optional<std::string> failure;
+  try {
+    if (auto response = co_await run_steps(get_steps_, context)) {
+      co_await send(context, writer, std::move(*response));
+      co_return;
+    }
+    const std::string_view path = http::target_path(request);
+    if (path == kChatPath) {
+      co_await serve_chat(context, writer);
+    } else if (path == kHealthPath) {
+      co_await send(context, writer, health());
+    } else if (path == kMetricsPath) {
+      auto response = http::json_response(200, metrics_.render(enclaves_.healthy_count(), options_.enclaves.size()));
+      response.set(beast_http::field::content_type, kPrometheusContentType);
+      co_await send(context, writer, std::move(response));
+    } else {
+      co_await forward_get(context, writer);
+    }
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  if (failure) {
+    spdlog::error("{}: {}", context.request_id, *failure);
+    if (!writer.started())
+      co_await send(context, writer, gateway_error(context, Error{Errc::internal_error, "internal gateway error"}));
+  }
+}
+
+http::Response GatewayHandler::health() const {
+  boost::json::array list;
+  for (const auto& e : enclaves_.snapshot())
+    list.push_back(boost::json::object{{"url", e.url.origin()},
+                                       {"healthy", e.healthy},
+                                       {"keyId", e.key_id ? boost::json::value(to_hex(*e.key_id)) : nullptr}});
+  const std::size_t up = enclaves_.healthy_count();
+  boost::json::object body{{"status", up > 0 ? "ok" : "unavailable"},
+                           {"enclavesUp", up},
+                           {"enclavesTotal", options_.enclaves.size()},
+                           {"enclaves", std::move(list)}};
+  return http::json_response(up > 0 ? 200 : 503, boost::json::serialize(body));
+}
+
+http::awaitable<void> GatewayHandler::forward_get(RequestContext& context, http::ResponseWriter& writer) {
+  const http::Url url = enclaves_.default_enclave();
+  http::Timeouts timeouts;
+  timeouts.connect = kUpstreamConnectTimeout;
+  timeouts.idle = kForwardGetTimeout;
+  timeouts.total = kForwardGetTimeout;
+  auto upstream = http::make_request(http::Verb::get, url.join(context.request.target()));
+  upstream.set(beast_http::field::accept, http::kJsonContentType);
+  auto response = co_await client_.request(url, std::move(upstream), timeouts);
+  if (!response) {
+    if (response.error().code == Errc::upstream_error) enclaves_.mark_unhealthy(url, response.error().message);
+    co_await send(context, writer, gateway_error(context, upstream_failure(response.error())));
+    co_return;
+  }
+  co_await send(context, writer, pass_through(context.request, response->base(), std::move(response->body())));
+}
+
+http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::ResponseWriter& writer) {
+  if (auto response = co_await run_steps(chat_steps_, context)) {
+    co_await send(context, writer, std::move(*response));
+    co_return;
+  }
+  const auto& envelope = *context.envelope;
+  const auto& key = *context.key;
+  std::optional<crypto::KeyId> key_id;
+  if (envelope.version == protocol::Version::v2) key_id = envelope.key_id;
+  auto target = co_await enclaves_.route(key_id);
+  if (!target) {
+    co_await send(context, writer, gateway_error(context, target.error()));
+    co_return;
+  }
+
+  http::Request upstream{http::Verb::post, target->join(kChatPath), http::kHttp11};
+  upstream.set(beast_http::field::host, target->host_header());
+  upstream.set(beast_http::field::content_type, http::kJsonContentType);
+  upstream.set(beast_http::field::accept, http::kEventStreamContentType);
+  upstream.set("X-Rvenc-Tenant", key.id);
+  upstream.set("X-Rvenc-Key-Env", env_name(key.env));
+  upstream.set("X-Request-Id", context.request_id);
+  if (!options_.enclave_token.empty())
+    upstream.set(beast_http::field::authorization, "Bearer " + options_.enclave_token);
+  upstream.body() = std::move(context.request.body());  // byte for byte
+  upstream.prepare_payload();
+
+  http::Timeouts timeouts;
+  timeouts.connect = kUpstreamConnectTimeout;
+  timeouts.idle = options_.upstream_idle_timeout;
+  const auto opened_at = Clock::now();
+  auto opened = co_await client_.open(*target, std::move(upstream), timeouts);
+  if (!opened) {
+    spdlog::warn("{}: enclave {}: {}", context.request_id, target->origin(), opened.error().to_string());
+    if (opened.error().code == Errc::upstream_error) enclaves_.mark_unhealthy(*target, opened.error().message);
+    co_await send(context, writer, gateway_error(context, upstream_failure(opened.error())));
+    co_return;
+  }
+  auto& stream = **opened;
+  const auto& head = stream.header();
+  const auto content_type = head[beast_http::field::content_type];
+  if (head.result_int() != 200 || !content_type.starts_with(http::kEventStreamContentType)) {
+    // An answer before any event (an enclave error): passed through with its status and body.
+    std::string body;
+    for (;;) {
+      auto chunk = co_await stream.read_some();
+      if (!chunk) {
+        co_await send(context, writer, gateway_error(context, upstream_failure(chunk.error())));
+        co_return;
+      }
+      if (!*chunk) break;
+      body += **chunk;
+      if (body.size() > kMaxUpstreamErrorBody) {
+        stream.cancel();
+        co_await send(context, writer, gateway_error(context, Error{Errc::upstream_error, "the enclave's answer is too large"}));
+        co_return;
+      }
+    }
+    co_await send(context, writer, pass_through(context.request, head, std::move(body)));
+    co_return;
+  }
+
+  auto header = http::event_stream_header(200);
+  decorate(header, context);
+  metrics_.count_response(200);
+  metrics_.stream_started();
+  struct StreamGauge {
+    Metrics& m;
+    ~StreamGauge() { m.stream_ended(); }
+  } gauge{metrics_};
+  auto& row = context.usage->row();
+  row.status = 200;
+  if (!co_await writer.begin_stream(std::move(header))) {
+    stream.cancel();
+    row.status = kStatusClientClosed;
+    co_return;
+  }
+
+  SseRelay relay;
+  std::optional<Error> broken;
+  std::optional<Clock::time_point> first_upstream_byte;
+  bool first_write = true;
+  bool client_gone = false;
+  for (;;) {
+    auto chunk = co_await stream.read_some();
+    if (!chunk) {
+      broken = chunk.error();
+      break;
+    }
+    if (!*chunk) break;
+    if (!first_upstream_byte) first_upstream_byte = Clock::now();
+    auto forward = relay.feed(**chunk);
+    if (!forward) {
+      broken = forward.error();
+      stream.cancel();
+      break;
+    }
+    if (forward->empty()) continue;
+    if (first_write) {
+      first_write = false;
+      const auto now = Clock::now();
+      const double added = seconds_between(context.received, now) - seconds_between(opened_at, *first_upstream_byte);
+      metrics_.observe_added_latency(std::max(added, 0.0));
+    }
+    const auto size = forward->size();
+    if (!co_await writer.write(*forward)) {
+      client_gone = true;
+      stream.cancel();
+      break;
+    }
+    row.bytes_out += static_cast<std::int64_t>(size);
+    metrics_.add_bytes_out(size);
+  }
+
+  if (client_gone) {
+    spdlog::info("{}: client went away mid-stream (key {})", context.request_id, key.id);
+    row.status = kStatusClientClosed;
+  } else {
+    if (broken || !relay.saw_done()) {
+      spdlog::warn("{}: enclave stream broke: {}", context.request_id,
+                   broken ? broken->to_string() : std::string("ended without done"));
+      const std::string event = upstream_broken_event();
+      if (co_await writer.write(event)) {
+        row.bytes_out += static_cast<std::int64_t>(event.size());
+        metrics_.add_bytes_out(event.size());
+      }
+      row.status = http_status(Errc::upstream_error);
+    }
+    co_await writer.end_stream();
+  }
+  if (const auto usage = relay.usage()) {
+    row.prompt_tokens = usage->prompt_tokens;
+    row.completion_tokens = usage->completion_tokens;
+    auto charged = co_await limiter_.charge_tokens(key.id, key.limits, usage->total_tokens());
+    if (!charged) spdlog::error("{}: tokens not charged: {}", context.request_id, charged.error().to_string());
+  }
+}
+
+void GatewayHandler::start_background(asio::any_io_executor executor) {
+  poll_timer_ = std::make_shared<asio::steady_timer>(executor);
+  refresh_timer_ = std::make_shared<asio::steady_timer>(executor);
+  asio::co_spawn(executor, poll_keys_loop(), asio::detached);
+  asio::co_spawn(executor, refresh_loop(), asio::detached);
+}
+
+void GatewayHandler::stop_background() {
+  if (stopping_.exchange(true)) return;
+  for (const auto& timer : {poll_timer_, refresh_timer_})
+    if (timer) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+}
+
+http::awaitable<void> GatewayHandler::poll_keys_loop() {
+  const auto timer = poll_timer_;
+  while (!stopping_) {
+    timer->expires_after(kKeysPollInterval);
+    boost::system::error_code ec;
+    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_) break;
+    auto polled = keys_.poll();
+    if (!polled) spdlog::warn("key cache poll failed: {}", polled.error().to_string());
+  }
+}
+
+http::awaitable<void> GatewayHandler::refresh_loop() {
+  const auto timer = refresh_timer_;
+  while (!stopping_) {
+    timer->expires_after(kAttestationRefresh);
+    boost::system::error_code ec;
+    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_) break;
+    co_await enclaves_.refresh();
+  }
+}
+
+struct Gateway::Signals {
+  explicit Signals(asio::any_io_executor executor) : set(executor, SIGINT, SIGTERM) {}
+  asio::signal_set set;
+};
+
+Result<std::unique_ptr<Gateway>> Gateway::create(GatewayOptions options) {
+  std::unique_ptr<Gateway> gateway(new Gateway());
+  http::ServerOptions server_options;
+  server_options.host = options.host;
+  server_options.port = options.port;
+  server_options.header_limit = kMaxHeaderBytes;
+  server_options.body_limit = options.max_body;
+  server_options.read_timeout = options.read_timeout;
+  server_options.idle_timeout = options.idle_timeout;
+  server_options.server_name = "rvenc-gateway";
+  auto handler = GatewayHandler::create(std::move(options));
+  if (!handler) return std::unexpected(handler.error());
+  gateway->handler_ = std::move(*handler);
+  auto server = http::Server::create(server_options, gateway->handler_->handler());
+  if (!server) return std::unexpected(server.error());
+  gateway->server_ = std::move(*server);
+  return gateway;
+}
+
+Gateway::~Gateway() {
+  if (handler_) handler_->stop_background();
+  signals_.reset();
+  server_.reset();
+}
+
+void Gateway::start() {
+  handler_->start_background(server_->executor());
+  server_->start();
+}
+
+void Gateway::refresh_enclaves() {
+  asio::co_spawn(server_->executor(), handler_->enclaves().refresh(), asio::use_future).get();
+}
+
+void Gateway::stop_on_signals() {
+  signals_ = std::make_unique<Signals>(server_->executor());
+  signals_->set.async_wait([this](const boost::system::error_code& ec, int) {
+    if (!ec) stop();
+  });
+}
+
+void Gateway::stop() {
+  handler_->stop_background();
+  if (signals_) asio::post(server_->executor(), [this] { signals_->set.cancel(); });
+  server_->stop();
+}
+
+void Gateway::wait() { server_->wait(); }
+
+}  // namespace rvenc::gateway

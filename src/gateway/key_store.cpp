@@ -1,0 +1,341 @@
+#include "rvenc/gateway/key_store.hpp"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <utility>
+
+#include "rvenc/common/hex.hpp"
+
+namespace rvenc::gateway {
+namespace {
+
+constexpr std::size_t kKeyIdRandomBytes = 8;
+constexpr std::string_view kKeyIdPrefix = "key_";
+
+// Version 1 of the schema. The trigger bumps keys_version only for changes that matter to a
+// gateway's cache (not for last_used_at), so usage writes never flush caches.
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta(name, value) VALUES ('keys_version', 0);
+CREATE TABLE IF NOT EXISTS api_keys (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  env TEXT NOT NULL CHECK (env IN ('live', 'test')),
+  key_hash BLOB NOT NULL UNIQUE,
+  last4 TEXT NOT NULL,
+  rpm INTEGER NOT NULL DEFAULT 0,
+  tpm INTEGER NOT NULL DEFAULT 0,
+  max_streams INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  last_used_at INTEGER,
+  revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS usage (
+  request_id TEXT PRIMARY KEY,
+  key_id TEXT NOT NULL REFERENCES api_keys(id),
+  at_ms INTEGER NOT NULL,
+  path TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  prompt_tokens INTEGER NOT NULL DEFAULT 0,
+  completion_tokens INTEGER NOT NULL DEFAULT 0,
+  bytes_in INTEGER NOT NULL DEFAULT 0,
+  bytes_out INTEGER NOT NULL DEFAULT 0,
+  duration_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS usage_by_key ON usage(key_id, at_ms);
+CREATE TRIGGER IF NOT EXISTS api_keys_inserted AFTER INSERT ON api_keys
+BEGIN UPDATE meta SET value = value + 1 WHERE name = 'keys_version'; END;
+CREATE TRIGGER IF NOT EXISTS api_keys_changed AFTER UPDATE OF name, env, key_hash, rpm, tpm, max_streams, revoked_at ON api_keys
+BEGIN UPDATE meta SET value = value + 1 WHERE name = 'keys_version'; END;
+CREATE TRIGGER IF NOT EXISTS api_keys_deleted AFTER DELETE ON api_keys
+BEGIN UPDATE meta SET value = value + 1 WHERE name = 'keys_version'; END;
+)sql";
+
+constexpr const char* kKeyColumns =
+    "id, name, env, key_hash, last4, rpm, tpm, max_streams, created_at, last_used_at, revoked_at";
+
+Error db_error(sqlite3* db, std::string_view what) {
+  return Error{Errc::internal_error, "database: " + std::string(what) + ": " + sqlite3_errmsg(db)};
+}
+
+// A prepared statement, finalized on scope exit.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  [[nodiscard]] bool ok() const noexcept { return rc_ == SQLITE_OK; }
+  void bind(int i, std::string_view text) { sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT); }
+  void bind(int i, std::int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void bind_blob(int i, std::span<const std::uint8_t> b) {
+    sqlite3_bind_blob(stmt_, i, b.data(), static_cast<int>(b.size()), SQLITE_TRANSIENT);
+  }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int step() { return sqlite3_step(stmt_); }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  [[nodiscard]] std::int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
+  [[nodiscard]] bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  [[nodiscard]] std::string text(int col) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col))) : std::string();
+  }
+  [[nodiscard]] std::span<const std::uint8_t> blob(int col) const {
+    const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_, col));
+    return {p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col))};
+  }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+Status exec(sqlite3* db, const char* sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    Error error{Errc::internal_error, std::string("database: ") + (message ? message : "exec failed")};
+    sqlite3_free(message);
+    return std::unexpected(error);
+  }
+  return {};
+}
+
+ApiKeyRecord read_key(const Statement& s) {
+  ApiKeyRecord r;
+  r.id = s.text(0);
+  r.name = s.text(1);
+  r.env = env_from_name(s.text(2)).value_or(KeyEnv::live);
+  const auto hash = s.blob(3);
+  if (hash.size() == r.hash.size()) std::copy(hash.begin(), hash.end(), r.hash.begin());
+  r.last4 = s.text(4);
+  r.limits = {s.integer(5), s.integer(6), s.integer(7)};
+  r.created_at = s.integer(8);
+  if (!s.is_null(9)) r.last_used_at = s.integer(9);
+  if (!s.is_null(10)) r.revoked_at = s.integer(10);
+  return r;
+}
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+Result<KeyStore> KeyStore::open(const std::string& path) {
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string message = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return fail(Errc::internal_error, "cannot open database " + path + ": " + message);
+  }
+  KeyStore store(db, path);
+  sqlite3_busy_timeout(db, static_cast<int>(kBusyTimeout.count()));
+  if (auto ok = exec(db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;"); !ok)
+    return std::unexpected(ok.error());
+  if (auto ok = store.migrate(); !ok) return std::unexpected(ok.error());
+  return store;
+}
+
+KeyStore::KeyStore(KeyStore&& other) noexcept : db_(std::exchange(other.db_, nullptr)), path_(std::move(other.path_)) {}
+
+KeyStore& KeyStore::operator=(KeyStore&& other) noexcept {
+  if (this != &other) {
+    sqlite3_close(db_);
+    db_ = std::exchange(other.db_, nullptr);
+    path_ = std::move(other.path_);
+  }
+  return *this;
+}
+
+KeyStore::~KeyStore() { sqlite3_close(db_); }
+
+Status KeyStore::migrate() {
+  if (auto ok = exec(db_, "BEGIN IMMEDIATE"); !ok) return ok;
+  Statement version(db_, "PRAGMA user_version");
+  if (!version.ok() || version.step() != SQLITE_ROW) {
+    (void)exec(db_, "ROLLBACK");
+    return std::unexpected(db_error(db_, "reading the schema version"));
+  }
+  const std::int64_t current = version.integer(0);
+  version.reset();
+  if (current > kSchemaVersion) {
+    (void)exec(db_, "ROLLBACK");
+    return fail(Errc::internal_error, "database " + path_ + " has schema version " + std::to_string(current) +
+                                          ", newer than this rvenc understands (" + std::to_string(kSchemaVersion) + ")");
+  }
+  if (current < 1) {
+    if (auto ok = exec(db_, kSchemaV1); !ok) {
+      (void)exec(db_, "ROLLBACK");
+      return ok;
+    }
+  }
+  const std::string set_version = "PRAGMA user_version = " + std::to_string(kSchemaVersion);
+  if (auto ok = exec(db_, set_version.c_str()); !ok) {
+    (void)exec(db_, "ROLLBACK");
+    return ok;
+  }
+  return exec(db_, "COMMIT");
+}
+
+Result<CreatedKey> KeyStore::create_key(std::string_view name, KeyEnv env, const KeyLimits& limits) {
+  if (name.empty()) return fail(Errc::invalid_request, "a key needs a name");
+  if (limits.requests_per_minute < 0 || limits.tokens_per_minute < 0 || limits.max_streams < 0)
+    return fail(Errc::invalid_request, "limits must be 0 (unlimited) or positive");
+  CreatedKey created;
+  created.key = generate_api_key(env);
+  auto& r = created.record;
+  r.id = std::string(kKeyIdPrefix) + to_hex(crypto::random_array<kKeyIdRandomBytes>());
+  r.name = std::string(name);
+  r.env = env;
+  r.limits = limits;
+  r.hash = hash_api_key(created.key);
+  r.last4 = created.key.substr(created.key.size() - 4);
+  r.created_at = unix_now();
+
+  Statement s(db_, "INSERT INTO api_keys(id, name, env, key_hash, last4, rpm, tpm, max_streams, created_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  if (!s.ok()) return std::unexpected(db_error(db_, "preparing insert"));
+  s.bind(1, r.id);
+  s.bind(2, r.name);
+  s.bind(3, env_name(env));
+  s.bind_blob(4, r.hash);
+  s.bind(5, r.last4);
+  s.bind(6, limits.requests_per_minute);
+  s.bind(7, limits.tokens_per_minute);
+  s.bind(8, limits.max_streams);
+  s.bind(9, r.created_at);
+  if (s.step() != SQLITE_DONE) return std::unexpected(db_error(db_, "inserting the key"));
+  return created;
+}
+
+Result<std::vector<ApiKeyRecord>> KeyStore::list_keys() {
+  const std::string sql = std::string("SELECT ") + kKeyColumns + " FROM api_keys ORDER BY created_at, id";
+  Statement s(db_, sql.c_str());
+  if (!s.ok()) return std::unexpected(db_error(db_, "preparing list"));
+  std::vector<ApiKeyRecord> keys;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) keys.push_back(read_key(s));
+  if (rc != SQLITE_DONE) return std::unexpected(db_error(db_, "listing keys"));
+  return keys;
+}
+
+Result<std::optional<ApiKeyRecord>> KeyStore::find_by_hash(const KeyHash& hash) {
+  const std::string sql = std::string("SELECT ") + kKeyColumns + " FROM api_keys WHERE key_hash = ?";
+  Statement s(db_, sql.c_str());
+  if (!s.ok()) return std::unexpected(db_error(db_, "preparing lookup"));
+  s.bind_blob(1, hash);
+  const int rc = s.step();
+  if (rc == SQLITE_DONE) return std::optional<ApiKeyRecord>{};
+  if (rc != SQLITE_ROW) return std::unexpected(db_error(db_, "looking up a key"));
+  ApiKeyRecord record = read_key(s);
+  // The index found it; the final word is a constant-time comparison of the full hash.
+  if (!crypto::constant_time_equal(record.hash, hash)) return std::optional<ApiKeyRecord>{};
+  return std::optional<ApiKeyRecord>{std::move(record)};
+}
+
+Result<ApiKeyRecord> KeyStore::revoke(std::string_view id_or_key) {
+  // A full key is matched by its hash, anything else as an id.
+  const bool is_key = key_env_of(id_or_key).has_value();
+  Statement s(db_, is_key ? "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE key_hash = ?"
+                          : "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?");
+  if (!s.ok()) return std::unexpected(db_error(db_, "preparing revoke"));
+  s.bind(1, unix_now());
+  if (is_key) {
+    s.bind_blob(2, hash_api_key(id_or_key));
+  } else {
+    s.bind(2, id_or_key);
+  }
+  if (s.step() != SQLITE_DONE) return std::unexpected(db_error(db_, "revoking"));
+  if (sqlite3_changes(db_) == 0)
+    return fail(Errc::not_found, is_key ? "no key matches the given key" : "no key with id " + std::string(id_or_key));
+  if (is_key) {
+    auto found = find_by_hash(hash_api_key(id_or_key));
+    if (!found) return std::unexpected(found.error());
+    if (*found) return **found;
+    return fail(Errc::not_found, "no key matches the given key");
+  }
+  const std::string sql = std::string("SELECT ") + kKeyColumns + " FROM api_keys WHERE id = ?";
+  Statement q(db_, sql.c_str());
+  q.bind(1, id_or_key);
+  if (q.step() != SQLITE_ROW) return std::unexpected(db_error(db_, "reading the revoked key"));
+  return read_key(q);
+}
+
+Result<std::int64_t> KeyStore::keys_version() {
+  Statement s(db_, "SELECT value FROM meta WHERE name = 'keys_version'");
+  if (!s.ok() || s.step() != SQLITE_ROW) return std::unexpected(db_error(db_, "reading keys_version"));
+  return s.integer(0);
+}
+
+Status KeyStore::record_usage(const std::vector<UsageRow>& rows) {
+  if (rows.empty()) return {};
+  if (auto ok = exec(db_, "BEGIN IMMEDIATE"); !ok) return ok;
+  Statement insert(db_,
+                   "INSERT OR IGNORE INTO usage(request_id, key_id, at_ms, path, status, prompt_tokens, "
+                   "completion_tokens, bytes_in, bytes_out, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  Statement touch(db_, "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?");
+  if (!insert.ok() || !touch.ok()) {
+    Error error = db_error(db_, "preparing usage insert");
+    (void)exec(db_, "ROLLBACK");
+    return std::unexpected(error);
+  }
+  for (const auto& row : rows) {
+    insert.bind(1, row.request_id);
+    insert.bind(2, row.key_id);
+    insert.bind(3, row.at_ms);
+    insert.bind(4, row.path);
+    insert.bind(5, static_cast<std::int64_t>(row.status));
+    insert.bind(6, row.prompt_tokens);
+    insert.bind(7, row.completion_tokens);
+    insert.bind(8, row.bytes_in);
+    insert.bind(9, row.bytes_out);
+    insert.bind(10, row.duration_ms);
+    touch.bind(1, row.at_ms / 1000);
+    touch.bind(2, row.key_id);
+    if (insert.step() != SQLITE_DONE || touch.step() != SQLITE_DONE) {
+      Error error = db_error(db_, "writing usage");
+      (void)exec(db_, "ROLLBACK");
+      return std::unexpected(error);
+    }
+    insert.reset();
+    touch.reset();
+  }
+  return exec(db_, "COMMIT");
+}
+
+Result<std::vector<UsageTotals>> KeyStore::usage_totals() {
+  Statement s(db_,
+              "SELECT k.id, k.name, count(u.request_id), coalesce(sum(u.prompt_tokens), 0), "
+              "coalesce(sum(u.completion_tokens), 0), coalesce(sum(u.bytes_in), 0), coalesce(sum(u.bytes_out), 0) "
+              "FROM api_keys k LEFT JOIN usage u ON u.key_id = k.id GROUP BY k.id ORDER BY k.created_at, k.id");
+  if (!s.ok()) return std::unexpected(db_error(db_, "preparing usage totals"));
+  std::vector<UsageTotals> totals;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW)
+    totals.push_back({s.text(0), s.text(1), s.integer(2), s.integer(3), s.integer(4), s.integer(5), s.integer(6)});
+  if (rc != SQLITE_DONE) return std::unexpected(db_error(db_, "reading usage totals"));
+  return totals;
+}
+
+Result<std::vector<UsageRow>> KeyStore::recent_usage(std::size_t limit) {
+  Statement s(db_,
+              "SELECT request_id, key_id, at_ms, path, status, prompt_tokens, completion_tokens, bytes_in, bytes_out, "
+              "duration_ms FROM usage ORDER BY at_ms DESC, rowid DESC LIMIT ?");
+  if (!s.ok()) return std::unexpected(db_error(db_, "preparing recent usage"));
+  s.bind(1, static_cast<std::int64_t>(limit));
+  std::vector<UsageRow> rows;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW)
+    rows.push_back({s.text(0), s.text(1), s.integer(2), s.text(3), static_cast<int>(s.integer(4)), s.integer(5),
+                    s.integer(6), s.integer(7), s.integer(8), s.integer(9)});
+  if (rc != SQLITE_DONE) return std::unexpected(db_error(db_, "reading recent usage"));
+  return rows;
+}
+
+}  // namespace rvenc::gateway

@@ -1,0 +1,189 @@
+#include "rvenc/gateway/middleware.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "rvenc/common/hex.hpp"
+
+namespace rvenc::gateway {
+namespace {
+
+namespace beast_http = boost::beast::http;
+
+constexpr std::size_t kRequestIdRandomBytes = 8;
+constexpr unsigned kStatusHeadersTooLarge = 431;
+
+struct AllowedRoute {
+  std::string_view path;
+  http::Verb method;
+};
+constexpr AllowedRoute kAllowedRoutes[] = {
+    {kChatPath, http::Verb::post}, {kAttestationPath, http::Verb::get}, {kModelsPath, http::Verb::get},
+    {kHealthPath, http::Verb::get}, {kMetricsPath, http::Verb::get},
+};
+
+}  // namespace
+
+StreamSlots::Slot::~Slot() {
+  if (owner_) owner_->release(key_id_);
+}
+
+std::optional<StreamSlots::Slot> StreamSlots::try_acquire(const std::string& key_id, std::int64_t max_streams) {
+  std::lock_guard lock(mutex_);
+  auto& n = active_[key_id];
+  if (max_streams > 0 && n >= max_streams) return std::nullopt;
+  ++n;
+  return Slot(this, key_id);
+}
+
+std::int64_t StreamSlots::active(const std::string& key_id) const {
+  std::lock_guard lock(mutex_);
+  const auto it = active_.find(key_id);
+  return it == active_.end() ? 0 : it->second;
+}
+
+void StreamSlots::release(const std::string& key_id) {
+  std::lock_guard lock(mutex_);
+  if (auto it = active_.find(key_id); it != active_.end() && --it->second <= 0) active_.erase(it);
+}
+
+RequestContext::RequestContext(http::Request& r)
+    : request(r),
+      request_id("req_" + to_hex(crypto::random_array<kRequestIdRandomBytes>())),
+      received(Clock::now()),
+      received_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count()) {}
+
+http::awaitable<std::optional<http::Response>> run_steps(std::span<const Step> steps, RequestContext& context) {
+  for (const auto& step : steps) {
+    if (auto response = co_await step(context)) co_return response;
+  }
+  co_return std::nullopt;
+}
+
+void decorate(http::Fields& fields, const RequestContext& context) {
+  fields.set("X-Request-Id", context.request_id);
+  if (context.rate)
+    for (const auto& [name, value] : rate_limit_headers(*context.rate)) fields.set(name, value);
+}
+
+http::Response gateway_error(const RequestContext& context, const Error& error) {
+  auto response = http::error_response(context.request, error, kErrorSource);
+  decorate(response.base(), context);
+  return response;
+}
+
+Step allow_list_step() {
+  return [](RequestContext& context) -> http::awaitable<std::optional<http::Response>> {
+    const std::string_view path = http::target_path(context.request);
+    bool path_known = false;
+    for (const auto& route : kAllowedRoutes) {
+      if (route.path != path) continue;
+      if (route.method == context.request.method()) co_return std::nullopt;
+      path_known = true;
+    }
+    if (!path_known) co_return gateway_error(context, Error{Errc::not_found, "unknown path"});
+    auto response = gateway_error(context, Error{Errc::method_not_allowed, "method not allowed for this path"});
+    for (const auto& route : kAllowedRoutes)
+      if (route.path == path) response.set(beast_http::field::allow, beast_http::to_string(route.method));
+    co_return response;
+  };
+}
+
+Step header_limit_step(std::size_t max_bytes) {
+  return [max_bytes](RequestContext& context) -> http::awaitable<std::optional<http::Response>> {
+    std::size_t size = context.request.target().size() + 16;
+    for (const auto& field : context.request.base()) size += field.name_string().size() + field.value().size() + 4;
+    if (size <= max_bytes) co_return std::nullopt;
+    auto response = http::json_response(
+        kStatusHeadersTooLarge,
+        openai_error_body(Error{Errc::request_too_large, "request headers are larger than the limit"}, kErrorSource));
+    decorate(response.base(), context);
+    co_return response;
+  };
+}
+
+Step body_limit_step(std::uint64_t max_bytes) {
+  return [max_bytes](RequestContext& context) -> http::awaitable<std::optional<http::Response>> {
+    if (context.request.body().size() <= max_bytes) co_return std::nullopt;
+    co_return gateway_error(context, Error{Errc::request_too_large, "request body is larger than " +
+                                                                        std::to_string(max_bytes) + " bytes"});
+  };
+}
+
+Step auth_step(KeyCache& keys, UsageRecorder* usage) {
+  return [&keys, usage](RequestContext& context) -> http::awaitable<std::optional<http::Response>> {
+    const auto header = context.request.base().find(beast_http::field::authorization);
+    if (header == context.request.base().end())
+      co_return gateway_error(context, Error{Errc::invalid_api_key, "missing API key: send Authorization: Bearer sk_..."});
+    const auto token = bearer_token(header->value());
+    if (!token || !is_well_formed_api_key(*token))
+      co_return gateway_error(context, Error{Errc::invalid_api_key, "malformed API key"});
+    context.masked_key = mask_api_key(*token);
+    auto found = keys.lookup(hash_api_key(*token));
+    if (!found) {
+      spdlog::error("{}: key lookup failed: {}", context.request_id, found.error().to_string());
+      co_return gateway_error(context, Error{Errc::internal_error, "the key database is not available"});
+    }
+    if (!*found) {
+      spdlog::info("{}: unknown API key {}", context.request_id, context.masked_key);
+      co_return gateway_error(context, Error{Errc::invalid_api_key, "unknown API key"});
+    }
+    if ((*found)->revoked()) {
+      spdlog::info("{}: revoked API key {} ({})", context.request_id, context.masked_key, (*found)->id);
+      co_return gateway_error(context, Error{Errc::key_revoked, "this API key has been revoked"});
+    }
+    context.key = std::move(**found);
+    if (usage) {
+      UsageRow row;
+      row.request_id = context.request_id;
+      row.key_id = context.key->id;
+      row.at_ms = context.received_unix_ms;
+      row.path = std::string(http::target_path(context.request));
+      row.bytes_in = static_cast<std::int64_t>(context.request.body().size());
+      row.status = 500;  // until a response is sent
+      context.usage.emplace(*usage, std::move(row));
+    }
+    co_return std::nullopt;
+  };
+}
+
+Step envelope_step() {
+  return [](RequestContext& context) -> http::awaitable<std::optional<http::Response>> {
+    auto envelope = protocol::parse_envelope(context.request.body());
+    if (!envelope) co_return gateway_error(context, envelope.error());
+    context.envelope = std::move(*envelope);
+    co_return std::nullopt;
+  };
+}
+
+Step stream_limit_step(StreamSlots& slots) {
+  return [&slots](RequestContext& context) -> http::awaitable<std::optional<http::Response>> {
+    if (!context.key) co_return std::nullopt;
+    if (auto slot = slots.try_acquire(context.key->id, context.key->limits.max_streams)) {
+      context.stream_slot.emplace(std::move(*slot));
+      co_return std::nullopt;
+    }
+    auto response = gateway_error(
+        context, Error{Errc::rate_limit_exceeded, "too many concurrent streams for this API key (max " +
+                                                      std::to_string(context.key->limits.max_streams) + ")"});
+    response.set(beast_http::field::retry_after, "1");
+    co_return response;
+  };
+}
+
+Step rate_limit_step(RateLimiter& limiter) {
+  return [&limiter](RequestContext& context) -> http::awaitable<std::optional<http::Response>> {
+    if (!context.key) co_return std::nullopt;
+    auto decision = co_await limiter.acquire(context.key->id, context.key->limits);
+    if (!decision) {
+      spdlog::error("{}: rate limiter failed: {}", context.request_id, decision.error().to_string());
+      co_return gateway_error(context, Error{Errc::overloaded, "rate limiter unavailable"});
+    }
+    context.rate = *decision;
+    if (decision->allowed) co_return std::nullopt;
+    co_return gateway_error(context, Error{Errc::rate_limit_exceeded, "rate limit exceeded for this API key"});
+  };
+}
+
+}  // namespace rvenc::gateway

@@ -1,0 +1,75 @@
+#include "rvenc/gateway/usage.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace rvenc::gateway {
+
+UsageRecorder::UsageRecorder(KeyStore store, std::chrono::milliseconds flush_interval)
+    : store_(std::move(store)), flush_interval_(flush_interval), thread_([this] { run(); }) {}
+
+UsageRecorder::~UsageRecorder() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void UsageRecorder::submit(UsageRow row) {
+  bool full = false;
+  {
+    std::lock_guard lock(mutex_);
+    queue_.push_back(std::move(row));
+    ++submitted_;
+    full = queue_.size() >= kUsageBatchRows;
+  }
+  if (full) wake_.notify_all();
+}
+
+void UsageRecorder::flush() {
+  std::unique_lock lock(mutex_);
+  const std::uint64_t target = submitted_;
+  ++flush_waiters_;
+  wake_.notify_all();
+  done_.wait(lock, [&] { return handled_ >= target; });
+  --flush_waiters_;
+}
+
+std::uint64_t UsageRecorder::rows_written() const {
+  std::lock_guard lock(mutex_);
+  return written_;
+}
+
+void UsageRecorder::run() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    wake_.wait_for(lock, flush_interval_, [&] { return stopping_ || queue_.size() >= kUsageBatchRows || (flush_waiters_ > 0 && !queue_.empty()); });
+    if (queue_.empty()) {
+      if (stopping_) return;
+      continue;
+    }
+    std::vector<UsageRow> batch(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+    queue_.clear();
+    lock.unlock();
+    auto ok = store_.record_usage(batch);
+    if (!ok) spdlog::error("usage: {} rows not recorded: {}", batch.size(), ok.error().to_string());
+    lock.lock();
+    handled_ += batch.size();
+    if (ok) written_ += batch.size();
+    done_.notify_all();
+  }
+}
+
+UsageRecord::~UsageRecord() {
+  if (!recorder_) return;
+  row_.duration_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
+  try {
+    recorder_->submit(std::move(row_));
+  } catch (const std::exception& e) {
+    spdlog::error("usage: request {} not recorded: {}", row_.request_id, e.what());
+  }
+}
+
+}  // namespace rvenc::gateway

@@ -1,0 +1,145 @@
+#include "gateway_test_support.hpp"
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include <boost/json/parse.hpp>
+#include <gtest/gtest.h>
+
+#include "rvenc/common/hex.hpp"
+
+namespace rvenc::gateway::test_support {
+
+CliResult run_cli(const std::vector<std::string>& args) {
+  std::string command = "'" + test::rvenc_binary() + "'";
+  for (const auto& a : args) command += " '" + a + "'";
+  CliResult result;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return result;
+  std::array<char, 4096> buf{};
+  std::size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) result.out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+std::unique_ptr<test::ChildProcess> start_enclave(const test::TempDir& dir, long long demo_delay_ms) {
+  {
+    std::ofstream token(dir.file("gateway.token"));
+    token << "test-gateway-token-0123456789abcdef\n";
+  }
+  auto enclave = std::make_unique<test::ChildProcess>(std::vector<std::string>{
+      test::rvenc_binary(), "enclave", "--attestation", "simulated", "--listen", "127.0.0.1:0", "--key-file",
+      dir.file("enclave.key"), "--platform-key", dir.file("platform.key"), "--gateway-token-file",
+      dir.file("gateway.token"), "--demo-delay-ms", std::to_string(demo_delay_ms)});
+  return enclave;
+}
+
+std::unique_ptr<test::ChildProcess> start_gateway(const std::vector<std::string>& enclave_urls, const std::string& db,
+                                                  const std::string& token_file) {
+  std::vector<std::string> argv{test::rvenc_binary(), "gateway", "--listen", "127.0.0.1:0", "--db", db};
+  for (const auto& url : enclave_urls) {
+    argv.push_back("--enclave");
+    argv.push_back(url);
+  }
+  if (!token_file.empty()) {
+    argv.push_back("--enclave-token-file");
+    argv.push_back(token_file);
+  }
+  return std::make_unique<test::ChildProcess>(argv);
+}
+
+Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key_file, const std::string& prompt) {
+  const auto challenge = crypto::random_array<protocol::kChallengeBytes>();
+  auto response = http::fetch("GET", gateway_url + "/rvenc/attestation?challenge=" + to_hex(challenge));
+  if (!response || response->result_int() != 200) throw std::runtime_error("attestation through the gateway failed");
+  auto doc = protocol::parse_attestation(response->body());
+  if (!doc) throw std::runtime_error("bad attestation: " + doc.error().message);
+
+  std::ifstream in(platform_key_file, std::ios::binary);
+  std::array<std::uint8_t, crypto::kEd25519SeedBytes> seed_bytes{};
+  in.read(reinterpret_cast<char*>(seed_bytes.data()), seed_bytes.size());
+  protocol::AttestationPolicy policy;
+  policy.allowed_providers = {"simulated"};
+  policy.simulated_platform_key = crypto::ed25519_keypair_from_seed(crypto::Ed25519Seed(seed_bytes)).public_key;
+  if (auto ok = protocol::verify_attestation(*doc, challenge, policy); !ok)
+    throw std::runtime_error("attestation does not verify: " + ok.error().message);
+
+  auto models = http::fetch("GET", gateway_url + "/rvenc/models");
+  if (!models || models->result_int() != 200) throw std::runtime_error("models through the gateway failed");
+  const std::string model(boost::json::parse(models->body()).at("data").as_array().at(0).at("id").as_string());
+
+  auto encaps = crypto::xwing_encapsulate(doc->public_key);
+  if (!encaps) throw std::runtime_error("encapsulation failed");
+  Sealed sealed;
+  sealed.shared_secret = encaps->shared_secret;
+  sealed.nonce = crypto::random_nonce();
+  protocol::SealInput input;
+  input.shared_secret = &sealed.shared_secret;
+  input.cipher_text = &encaps->cipher_text;
+  input.key_id = doc->key_id;
+  input.nonce = sealed.nonce;
+  input.timestamp = std::time(nullptr);
+  const std::string plaintext = R"({"model":")" + model + R"(","stream":true,"messages":[{"role":"user","content":")" +
+                                prompt + R"("}]})";
+  sealed.body = protocol::serialize_envelope(protocol::seal_request(input, plaintext));
+  return sealed;
+}
+
+Result<http::Response> post_chat(const std::string& gateway_url, const std::string& body,
+                                 std::optional<std::string> api_key) {
+  http::Fields headers;
+  headers.set(boost::beast::http::field::content_type, "application/json");
+  if (api_key) headers.set(boost::beast::http::field::authorization, "Bearer " + *api_key);
+  return http::fetch("POST", gateway_url + "/rvenc/chat/completions", body, headers);
+}
+
+std::vector<protocol::SseEvent> events_of(const std::string& body) {
+  protocol::SseParser parser;
+  std::vector<protocol::SseEvent> events;
+  (void)parser.feed(body, events);
+  return events;
+}
+
+Result<std::string> open_stream(const Sealed& sealed, const std::vector<protocol::SseEvent>& events) {
+  protocol::ResponseOpener opener(protocol::Version::v2, sealed.shared_secret, sealed.nonce);
+  std::string plaintext;
+  for (const auto& event : events) {
+    const auto kind = protocol::kind_from_name(event.event);
+    if (!kind) continue;
+    auto opened = opener.open(*kind, event.data);
+    if (!opened) return std::unexpected(opened.error());
+    plaintext += opened->plaintext.view();
+  }
+  if (!opener.done()) return fail(Errc::truncated_stream, "no done event");
+  return plaintext;
+}
+
+std::string error_code(const std::string& body) {
+  boost::system::error_code ec;
+  auto value = boost::json::parse(body, ec);
+  if (ec || !value.is_object() || !value.as_object().contains("error")) return "<not an error: " + body + ">";
+  return std::string(value.at("error").at("code").as_string());
+}
+
+std::vector<UsageRow> wait_for_usage(const std::string& db, const std::string& key_id, std::size_t count,
+                                     std::chrono::milliseconds timeout) {
+  auto store = KeyStore::open(db);
+  if (!store) return {};
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<UsageRow> mine;
+  for (;;) {
+    mine.clear();
+    for (auto& row : store->recent_usage(1000).value_or(std::vector<UsageRow>{}))
+      if (row.key_id == key_id) mine.push_back(row);
+    if (mine.size() >= count || std::chrono::steady_clock::now() > deadline) return mine;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+}  // namespace rvenc::gateway::test_support

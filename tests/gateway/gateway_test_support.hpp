@@ -1,0 +1,54 @@
+// Real-process fixtures for the gateway tests: an enclave (`rvenc enclave --attestation
+// simulated`), a gateway in front of it, and a small client that seals v2 requests with the
+// core library and talks HTTP with rvenc_http.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rvenc/gateway/key_store.hpp"
+#include "rvenc/http/client.hpp"
+#include "rvenc/protocol/attestation.hpp"
+#include "rvenc/protocol/sealing.hpp"
+#include "rvenc/protocol/sse.hpp"
+#include "support/test_support.hpp"
+
+namespace rvenc::gateway::test_support {
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out;
+};
+// Runs `rvenc <args>` and captures its stdout (stderr goes to the test log).
+CliResult run_cli(const std::vector<std::string>& args);
+
+std::unique_ptr<test::ChildProcess> start_enclave(const test::TempDir& dir, long long demo_delay_ms = 0);
+std::unique_ptr<test::ChildProcess> start_gateway(const std::vector<std::string>& enclave_urls, const std::string& db,
+                                                  const std::string& token_file);
+
+// A sealed v2 request and what is needed to open its answer.
+struct Sealed {
+  std::string body;
+  crypto::SharedSecret shared_secret;
+  crypto::Nonce nonce{};
+};
+// Fetches and verifies the attestation through `gateway_url` (simulated, signed by the platform
+// key in `platform_key_file`) and seals a chat request for the first model.
+Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key_file, const std::string& prompt = "Hello");
+
+Result<http::Response> post_chat(const std::string& gateway_url, const std::string& body,
+                                 std::optional<std::string> api_key);
+// The SSE events of a response body.
+std::vector<protocol::SseEvent> events_of(const std::string& body);
+// Decrypts a v2 event stream; the concatenated plaintexts, or the error.
+Result<std::string> open_stream(const Sealed& sealed, const std::vector<protocol::SseEvent>& events);
+std::string error_code(const std::string& body);
+
+// Usage rows of the key once `count` exist (polling up to `timeout`).
+std::vector<UsageRow> wait_for_usage(const std::string& db, const std::string& key_id, std::size_t count,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+}  // namespace rvenc::gateway::test_support

@@ -1,0 +1,179 @@
+#include <gtest/gtest.h>
+
+#include <sqlite3.h>
+
+#include <fstream>
+#include <set>
+
+#include "rvenc/gateway/api_key.hpp"
+#include "rvenc/gateway/key_cache.hpp"
+#include "rvenc/gateway/key_store.hpp"
+#include "rvenc/gateway/usage.hpp"
+#include "support/test_support.hpp"
+
+namespace rvenc::gateway {
+namespace {
+
+TEST(ApiKey, GeneratedKeysAreWellFormedAndDistinct) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 200; ++i) {
+    const auto key = generate_api_key(i % 2 ? KeyEnv::test : KeyEnv::live);
+    EXPECT_TRUE(key.starts_with(i % 2 ? "sk_test_" : "sk_live_"));
+    EXPECT_EQ(key.size(), 8 + kApiKeyRandomChars);
+    EXPECT_TRUE(is_well_formed_api_key(key));
+    EXPECT_TRUE(seen.insert(key).second);
+  }
+}
+
+TEST(ApiKey, Base62CharactersAreAllUsed) {
+  std::set<char> chars;
+  for (int i = 0; i < 100; ++i)
+    for (char c : generate_api_key(KeyEnv::live).substr(8)) chars.insert(c);
+  EXPECT_EQ(chars.size(), 62u);
+}
+
+TEST(ApiKey, MalformedKeysAreRefused) {
+  EXPECT_FALSE(is_well_formed_api_key(""));
+  EXPECT_FALSE(is_well_formed_api_key("sk_live_short"));
+  EXPECT_FALSE(is_well_formed_api_key("pk_live_" + std::string(40, 'a')));
+  EXPECT_FALSE(is_well_formed_api_key("sk_live_" + std::string(39, 'a') + "!"));
+  EXPECT_FALSE(is_well_formed_api_key("sk_live_" + std::string(kMaxApiKeyBytes, 'a')));
+}
+
+TEST(ApiKey, BearerAndMask) {
+  EXPECT_EQ(bearer_token("Bearer abc").value_or(""), "abc");
+  EXPECT_EQ(bearer_token("bearer   abc  ").value_or(""), "abc");
+  EXPECT_FALSE(bearer_token("Basic abc"));
+  EXPECT_FALSE(bearer_token("Bearer"));
+  EXPECT_FALSE(bearer_token("Bearer a b"));
+  EXPECT_EQ(mask_api_key("sk_live_abcdefgh1234"), "…1234");
+}
+
+class KeyStoreTest : public ::testing::Test {
+ protected:
+  test::TempDir dir;
+  std::string db = dir.file("keys.db");
+};
+
+TEST_F(KeyStoreTest, CreateFindListRevoke) {
+  auto store = KeyStore::open(db);
+  ASSERT_TRUE(store) << store.error().message;
+  auto created = store->create_key("alice", KeyEnv::test, {2, 100, 1});
+  ASSERT_TRUE(created);
+  EXPECT_TRUE(created->key.starts_with("sk_test_"));
+  EXPECT_TRUE(created->record.id.starts_with("key_"));
+
+  auto found = store->find_by_hash(hash_api_key(created->key));
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->id, created->record.id);
+  EXPECT_EQ((*found)->limits.requests_per_minute, 2);
+  EXPECT_EQ((*found)->limits.tokens_per_minute, 100);
+  EXPECT_EQ((*found)->limits.max_streams, 1);
+  EXPECT_EQ((*found)->last4, created->key.substr(created->key.size() - 4));
+  EXPECT_FALSE((*found)->revoked());
+
+  auto other = generate_api_key(KeyEnv::test);
+  auto missing = store->find_by_hash(hash_api_key(other));
+  ASSERT_TRUE(missing);
+  EXPECT_FALSE(*missing);
+
+  auto list = store->list_keys();
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 1u);
+
+  auto revoked = store->revoke(created->record.id);
+  ASSERT_TRUE(revoked);
+  EXPECT_TRUE(revoked->revoked());
+  EXPECT_TRUE((*store->find_by_hash(hash_api_key(created->key)))->revoked());
+  EXPECT_EQ(store->revoke("key_unknown").error().code, Errc::not_found);
+  EXPECT_EQ(store->revoke(other).error().code, Errc::not_found);
+}
+
+TEST_F(KeyStoreTest, RevokeByFullKeyAndNoPlaintextStored) {
+  std::string key;
+  {
+    auto store = KeyStore::open(db);
+    ASSERT_TRUE(store);
+    key = store->create_key("bob", KeyEnv::live, {}).value().key;
+    ASSERT_TRUE(store->revoke(key));
+  }
+  std::ifstream in(db, std::ios::binary);
+  std::string content((std::istreambuf_iterator<char>(in)), {});
+  std::ifstream wal(db + "-wal", std::ios::binary);
+  content.append(std::istreambuf_iterator<char>(wal), {});
+  EXPECT_EQ(content.find(key.substr(8)), std::string::npos);
+}
+
+TEST_F(KeyStoreTest, VersionMovesOnRevokeButNotOnUsage) {
+  auto a = KeyStore::open(db);
+  auto b = KeyStore::open(db);  // another gateway's connection
+  ASSERT_TRUE(a && b);
+  auto created = a->create_key("carol", KeyEnv::live, {});
+  ASSERT_TRUE(created);
+  const auto v1 = b->keys_version().value();
+  ASSERT_TRUE(a->record_usage({UsageRow{"req_1", created->record.id, 1000, "/rvenc/chat/completions", 200, 3, 4, 10, 20, 5}}));
+  EXPECT_EQ(b->keys_version().value(), v1);
+  ASSERT_TRUE(a->revoke(created->record.id));
+  EXPECT_GT(b->keys_version().value(), v1);
+}
+
+TEST_F(KeyStoreTest, CacheDropsRevokedKeyAfterPoll) {
+  auto admin = KeyStore::open(db);
+  ASSERT_TRUE(admin);
+  auto created = admin->create_key("dave", KeyEnv::live, {});
+  ASSERT_TRUE(created);
+  KeyCache cache(KeyStore::open(db).value());
+  const auto hash = hash_api_key(created->key);
+  ASSERT_FALSE(cache.lookup(hash).value()->revoked());
+  ASSERT_TRUE(admin->revoke(created->record.id));
+  EXPECT_FALSE(cache.lookup(hash).value()->revoked());  // cached until the poll
+  EXPECT_TRUE(cache.poll().value());
+  EXPECT_TRUE(cache.lookup(hash).value()->revoked());
+  EXPECT_FALSE(cache.poll().value());
+}
+
+TEST_F(KeyStoreTest, UsageRowsAreWrittenOnceAndTotalled) {
+  auto store = KeyStore::open(db);
+  ASSERT_TRUE(store);
+  auto created = store->create_key("erin", KeyEnv::live, {});
+  ASSERT_TRUE(created);
+  {
+    UsageRecorder recorder(KeyStore::open(db).value());
+    for (int i = 0; i < 3; ++i) {
+      UsageRecord record(recorder, UsageRow{"req_" + std::to_string(i), created->record.id, 1'700'000'000'000 + i,
+                                            "/rvenc/chat/completions", 200, 10, 20, 100, 200, 0});
+    }
+    recorder.flush();
+    EXPECT_EQ(recorder.rows_written(), 3u);
+    // A retried row with the same request id does not count twice.
+    recorder.submit(UsageRow{"req_0", created->record.id, 1, "/rvenc/chat/completions", 200, 10, 20, 100, 200, 0});
+  }
+  auto totals = store->usage_totals();
+  ASSERT_TRUE(totals);
+  ASSERT_EQ(totals->size(), 1u);
+  EXPECT_EQ((*totals)[0].requests, 3);
+  EXPECT_EQ((*totals)[0].prompt_tokens, 30);
+  EXPECT_EQ((*totals)[0].completion_tokens, 60);
+  EXPECT_EQ((*totals)[0].bytes_in, 300);
+  EXPECT_EQ((*totals)[0].bytes_out, 600);
+  auto recent = store->recent_usage(2);
+  ASSERT_TRUE(recent);
+  EXPECT_EQ(recent->size(), 2u);
+  EXPECT_EQ((*store->list_keys())[0].last_used_at, 1'700'000'000);
+}
+
+TEST_F(KeyStoreTest, RefusesNewerSchema) {
+  { ASSERT_TRUE(KeyStore::open(db)); }
+  {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(raw, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(raw);
+  }
+  auto store = KeyStore::open(db);
+  ASSERT_FALSE(store);
+  EXPECT_NE(store.error().message.find("schema version 99"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace rvenc::gateway

@@ -1,0 +1,97 @@
+#include <gtest/gtest.h>
+
+#include "rvenc/gateway/rate_limiter.hpp"
+
+namespace rvenc::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(TokenBucket, StartsFullAndRefillsOverTheWindow) {
+  const auto t0 = Clock::now();
+  TokenBucket bucket(60, t0);
+  EXPECT_EQ(bucket.remaining(t0), 60);
+  EXPECT_TRUE(bucket.try_take(60, t0));
+  EXPECT_FALSE(bucket.try_take(1, t0));
+  EXPECT_EQ(bucket.time_until(1, t0), 1000ms);
+  EXPECT_EQ(bucket.remaining(t0 + 1s), 1);
+  EXPECT_EQ(bucket.remaining(t0 + 30s), 30);
+  EXPECT_EQ(bucket.remaining(t0 + 10min), 60);  // never above capacity
+}
+
+TEST(TokenBucket, ChargeCanGoIntoDebt) {
+  const auto t0 = Clock::now();
+  TokenBucket bucket(100, t0);
+  bucket.charge(150, t0);
+  EXPECT_EQ(bucket.remaining(t0), 0);
+  EXPECT_EQ(bucket.time_until(1, t0), 30600ms);  // 51 tokens at 100/min
+  EXPECT_EQ(bucket.time_until_full(t0), 90000ms);
+}
+
+TEST(InMemoryRateLimiter, RequestsPerMinute) {
+  InMemoryRateLimiter limiter;
+  const KeyLimits limits{2, 0, 0};
+  const auto t0 = Clock::now();
+  auto first = limiter.acquire_at("k", limits, t0);
+  EXPECT_TRUE(first.allowed);
+  EXPECT_EQ(first.remaining_requests, 1);
+  EXPECT_TRUE(limiter.acquire_at("k", limits, t0).allowed);
+  auto third = limiter.acquire_at("k", limits, t0);
+  EXPECT_FALSE(third.allowed);
+  EXPECT_EQ(third.remaining_requests, 0);
+  EXPECT_EQ(third.retry_after, 30000ms);
+  EXPECT_TRUE(limiter.acquire_at("other", limits, t0).allowed);  // per key
+  EXPECT_TRUE(limiter.acquire_at("k", limits, t0 + 30s).allowed);
+}
+
+TEST(InMemoryRateLimiter, TokensPerMinuteChargedAfterwards) {
+  InMemoryRateLimiter limiter;
+  const KeyLimits limits{0, 100, 0};
+  const auto t0 = Clock::now();
+  EXPECT_TRUE(limiter.acquire_at("k", limits, t0).allowed);
+  limiter.charge_at("k", limits, 100, t0);
+  auto refused = limiter.acquire_at("k", limits, t0);
+  EXPECT_FALSE(refused.allowed);
+  EXPECT_EQ(refused.remaining_tokens, 0);
+  EXPECT_EQ(refused.retry_after, 600ms);
+  EXPECT_TRUE(limiter.acquire_at("k", limits, t0 + 1s).allowed);
+}
+
+TEST(InMemoryRateLimiter, UnlimitedAndChangedLimits) {
+  InMemoryRateLimiter limiter;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(limiter.acquire_at("k", {}, t0).allowed);
+  EXPECT_TRUE(limiter.acquire_at("k", {1, 0, 0}, t0).allowed);
+  EXPECT_FALSE(limiter.acquire_at("k", {1, 0, 0}, t0).allowed);
+  EXPECT_TRUE(limiter.acquire_at("k", {5, 0, 0}, t0).allowed);  // raised limit: new buckets
+}
+
+TEST(RateLimitHeaders, NamesAndFormats) {
+  RateDecision d;
+  d.allowed = false;
+  d.limits = {2, 1000, 0};
+  d.remaining_requests = 0;
+  d.remaining_tokens = 950;
+  d.reset_requests = 61000ms;
+  d.reset_tokens = 250ms;
+  d.retry_after = 1200ms;
+  const auto headers = rate_limit_headers(d);
+  auto get = [&](const std::string& name) {
+    for (const auto& [n, v] : headers)
+      if (n == name) return v;
+    return std::string("<missing>");
+  };
+  EXPECT_EQ(get("x-ratelimit-limit-requests"), "2");
+  EXPECT_EQ(get("x-ratelimit-remaining-requests"), "0");
+  EXPECT_EQ(get("x-ratelimit-reset-requests"), "1m1s");
+  EXPECT_EQ(get("x-ratelimit-limit-tokens"), "1000");
+  EXPECT_EQ(get("x-ratelimit-remaining-tokens"), "950");
+  EXPECT_EQ(get("x-ratelimit-reset-tokens"), "250ms");
+  EXPECT_EQ(get("Retry-After"), "2");
+  d.allowed = true;
+  d.limits = {};
+  EXPECT_TRUE(rate_limit_headers(d).empty());
+}
+
+}  // namespace
+}  // namespace rvenc::gateway
