@@ -1,0 +1,69 @@
+// rvenc attest: fetch the enclave's attestation through the gateway with a fresh challenge,
+// verify it against the policy, and print what was verified.
+#include <ctime>
+#include <iostream>
+
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "client_flags.hpp"
+#include "rvenc/client/client.hpp"
+#include "rvenc/common/hex.hpp"
+
+namespace rvenc::cli {
+namespace {
+
+std::string utc_time(std::int64_t seconds) {
+  const std::time_t t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+int attest(const client::ClientSettings& settings, bool as_json) {
+  auto options = client::resolve_settings(settings);
+  if (!options) return report_error("attest", options.error());
+  auto document = client::attest(*options);
+  if (!document) return report_error("attest", document.error());
+
+  const std::string measurement = to_hex(document->measurement);
+  const std::string key_id = to_hex(document->key_id);
+  if (as_json) {
+    std::cout << boost::json::serialize(boost::json::object{{"gatewayUrl", options->base_url},
+                                                            {"provider", document->provider},
+                                                            {"measurement", measurement},
+                                                            {"keyId", key_id},
+                                                            {"notAfter", document->not_after},
+                                                            {"bindingOk", true}})
+              << std::endl;
+    return kExitOk;
+  }
+  std::string trust = document->provider;
+  if (document->provider == "simulated" && options->attestation.simulated_platform_key)
+    trust += " (signed by platform key " + to_hex(*options->attestation.simulated_platform_key) + ")";
+  std::cout << "gateway      " << options->base_url << "\n"
+            << "provider     " << trust << "\n"
+            << "measurement  " << measurement
+            << (options->attestation.expected_measurement ? " (as required)" : " (not pinned: pass --measurement)") << "\n"
+            << "keyId        " << key_id << "\n"
+            << "notAfter     " << utc_time(document->not_after) << " (" << document->not_after << ")\n"
+            << "binding ok   reportData binds the X-Wing public key to our fresh challenge\n"
+            << std::flush;
+  return kExitOk;
+}
+
+void setup(CLI::App& app, std::function<int()>& run) {
+  auto* cmd = app.add_subcommand("attest", "Verify the enclave attestation (through the gateway) and print what was verified");
+  auto settings = std::make_shared<client::ClientSettings>();
+  auto as_json = std::make_shared<bool>(false);
+  add_client_flags(*cmd, *settings, false);
+  flag(*cmd, "--json", *as_json, "Print the verified facts as one JSON object");
+  cmd->callback([settings, as_json, &run] { run = [settings, as_json] { return attest(*settings, *as_json); }; });
+}
+
+const Registrar registrar{{"attest", setup}};
+
+}  // namespace
+}  // namespace rvenc::cli

@@ -1,0 +1,236 @@
+// rvenc chat: end-to-end encrypted chat through a gateway. One-shot with a PROMPT (or a prompt on
+// stdin), interactive on a terminal; answers stream as they arrive, reasoning dimmed on a
+// terminal, Ctrl-C cancels the current answer (a second Ctrl-C, or Ctrl-D at the prompt, exits).
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <iterator>
+#include <memory>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+
+#include "client_flags.hpp"
+#include "rvenc/client/client.hpp"
+
+namespace rvenc::cli {
+namespace {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+constexpr std::string_view kDim = "\x1b[2m";
+constexpr std::string_view kReset = "\x1b[0m";
+constexpr int kExitInterrupted = 130;  // the shell's convention for SIGINT
+
+struct ChatFlags {
+  client::ClientSettings settings;
+  std::string model;
+  std::string system;
+  std::int64_t max_tokens = 0;
+  bool json = false;
+  std::vector<std::string> prompt;
+};
+
+// Writes streamed chunks: content as plain text, reasoning dimmed (terminal only), or each raw
+// decrypted chunk as one JSON line with --json. Collects the answer's content.
+class Printer {
+ public:
+  Printer(bool raw_json, bool tty) : raw_json_(raw_json), tty_(tty) {}
+
+  void begin() {
+    answer_.clear();
+    in_reasoning_ = false;
+    printed_ = false;
+  }
+
+  void chunk(const client::Chunk& chunk) {
+    const auto* choices = chunk.object.if_contains("choices");
+    const json::object* delta = nullptr;
+    if (choices && choices->is_array() && !choices->as_array().empty() && choices->as_array()[0].is_object())
+      if (const auto* d = choices->as_array()[0].as_object().if_contains("delta"); d && d->is_object()) delta = &d->as_object();
+    const auto text_of = [delta](std::string_view key) -> std::string_view {
+      if (delta == nullptr) return {};
+      const auto* v = delta->if_contains(key);
+      return v && v->is_string() ? std::string_view(v->as_string()) : std::string_view{};
+    };
+    const std::string_view content = text_of("content");
+    answer_ += content;
+    if (raw_json_) {
+      std::cout << chunk.json() << '\n' << std::flush;
+      return;
+    }
+    // Reasoning is for a person watching; piped output carries the answer only.
+    if (const std::string_view reasoning = text_of("reasoning_content"); tty_ && !reasoning.empty()) {
+      if (!in_reasoning_) std::cout << kDim;
+      in_reasoning_ = true;
+      std::cout << reasoning;
+    }
+    if (!content.empty()) {
+      if (in_reasoning_) std::cout << kReset << "\n\n";
+      in_reasoning_ = false;
+      std::cout << content;
+    }
+    printed_ = printed_ || !content.empty() || in_reasoning_;
+    std::cout << std::flush;
+  }
+
+  // Ends the answer's line (when there is one) and any dimmed text.
+  void end() {
+    if (in_reasoning_) std::cout << kReset;
+    in_reasoning_ = false;
+    if (printed_) std::cout << '\n';
+    std::cout << std::flush;
+  }
+
+  [[nodiscard]] const std::string& answer() const { return answer_; }
+
+ private:
+  bool raw_json_;
+  bool tty_;
+  bool in_reasoning_ = false;
+  bool printed_ = false;
+  std::string answer_;
+};
+
+struct TurnResult {
+  Status status;
+  bool interrupted = false;
+};
+
+// Streams one answer on `io`. The first SIGINT cancels the request, a second one exits.
+TurnResult stream_answer(asio::io_context& io, const client::Client& client, json::object request, Printer& printer) {
+  asio::signal_set signals(io, SIGINT);
+  asio::cancellation_signal cancel;
+  TurnResult turn;
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    turn.interrupted = true;
+    cancel.emit(asio::cancellation_type::terminal);
+    signals.async_wait([](const boost::system::error_code& again, int) {
+      if (!again) std::_Exit(kExitInterrupted);
+    });
+  });
+
+  printer.begin();
+  const client::AsyncChunkHandler on_chunk = [&printer](const client::Chunk& chunk) -> http::awaitable<Status> {
+    printer.chunk(chunk);
+    co_return Status{};
+  };
+  bool finished = false;
+  asio::co_spawn(io, client.chat.completions.async_create(std::move(request), on_chunk),
+                 asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, Status status) {
+                   turn.status = e ? Status(fail(Errc::internal_error, "unexpected failure")) : std::move(status);
+                   finished = true;
+                   signals.cancel();
+                 }));
+  // Until this answer is complete (pooled connections may keep other work on `io`).
+  io.restart();
+  while (!finished && io.run_one()) {
+  }
+  io.poll();  // the cancelled signal wait completes while `signals` and `turn` still exist
+  printer.end();
+  return turn;
+}
+
+json::object make_request(const ChatFlags& flags, const std::string& model, const json::array& messages) {
+  json::object request{{"model", model}, {"messages", messages}, {"stream", true}};
+  if (flags.max_tokens > 0) request["max_tokens"] = flags.max_tokens;
+  return request;
+}
+
+Result<std::string> first_model(const client::Client& client) {
+  auto models = client.models();
+  if (!models) return std::unexpected(models.error());
+  if (const auto* data = models->if_contains("data"); data && data->is_array() && !data->as_array().empty()) {
+    if (const auto* first = data->as_array()[0].as_object().if_contains("id"); first && first->is_string())
+      return std::string(first->as_string());
+  }
+  return fail(Errc::not_found, "the gateway lists no model; pass -m MODEL");
+}
+
+int run_chat(const ChatFlags& flags) {
+  auto options = client::resolve_settings(flags.settings);
+  if (!options) return report_error("chat", options.error());
+  if (options->api_key.empty()) {
+    std::cerr << "rvenc chat: an API key is needed: --api-key, RVENC_API_KEY, or run next to `rvenc up`\n";
+    return kExitUsage;
+  }
+  // The io_context outlives the client: the client's pooled connections live on it.
+  asio::io_context io;
+  auto client = client::create_client(*options);
+  if (!client) return report_error("chat", client.error());
+  std::string model = flags.model;
+  if (model.empty()) {
+    auto listed = first_model(*client);
+    if (!listed) return report_error("chat", listed.error());
+    model = std::move(*listed);
+  }
+
+  json::array messages;
+  if (!flags.system.empty()) messages.push_back(json::object{{"role", "system"}, {"content", flags.system}});
+  Printer printer(flags.json, isatty(STDOUT_FILENO) == 1);
+
+  std::string prompt;
+  for (const auto& word : flags.prompt) prompt += (prompt.empty() ? "" : " ") + word;
+  const bool interactive = prompt.empty() && isatty(STDIN_FILENO) == 1;
+  if (!interactive) {
+    if (prompt.empty()) prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    if (prompt.find_first_not_of(" \t\r\n") == std::string::npos) {
+      std::cerr << "rvenc chat: no prompt (give PROMPT or pipe it on stdin)\n";
+      return kExitUsage;
+    }
+    messages.push_back(json::object{{"role", "user"}, {"content", prompt}});
+    const TurnResult turn = stream_answer(io, *client, make_request(flags, model, messages), printer);
+    if (turn.interrupted) return kExitInterrupted;
+    return turn.status ? kExitOk : report_error("chat", turn.status.error());
+  }
+
+  std::cerr << "rvenc chat: " << model << " via " << options->base_url
+            << ", end-to-end encrypted. Ctrl-C cancels an answer, Ctrl-D exits.\n";
+  for (;;) {
+    std::cout << "> " << std::flush;
+    std::string line;
+    if (!std::getline(std::cin, line)) {
+      std::cout << '\n';
+      return kExitOk;
+    }
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    messages.push_back(json::object{{"role", "user"}, {"content", line}});
+    const TurnResult turn = stream_answer(io, *client, make_request(flags, model, messages), printer);
+    if (turn.status) {
+      messages.push_back(json::object{{"role", "assistant"}, {"content", printer.answer()}});
+      continue;
+    }
+    // A cancelled or failed exchange is left out of the conversation.
+    messages.pop_back();
+    if (turn.interrupted)
+      std::cerr << "[cancelled]\n";
+    else
+      report_error("chat", turn.status.error());
+  }
+}
+
+void setup(CLI::App& app, std::function<int()>& run) {
+  auto* cmd = app.add_subcommand("chat", "End-to-end encrypted chat through an rvenc gateway (one-shot or interactive)");
+  auto flags = std::make_shared<ChatFlags>();
+  add_client_flags(*cmd, flags->settings, true);
+  option(*cmd, "-m,--model", flags->model, "Model (default: the first one the gateway lists)");
+  option(*cmd, "--system", flags->system, "System prompt");
+  option(*cmd, "--max-tokens", flags->max_tokens, "Most tokens to generate")->check(CLI::PositiveNumber);
+  flag(*cmd, "--json", flags->json, "Print each decrypted chunk as one JSON line");
+  cmd->add_option("prompt", flags->prompt, "The prompt (default: stdin, or an interactive session on a terminal)");
+  cmd->callback([flags, &run] { run = [flags] { return run_chat(*flags); }; });
+}
+
+const Registrar registrar{{"chat", setup}};
+
+}  // namespace
+}  // namespace rvenc::cli

@@ -1,0 +1,45 @@
+// The flags `rvenc chat`, `rvenc keygen` and `rvenc attest` share (shared/CLI.md "Client side"),
+// and the exit code each client error maps to.
+#pragma once
+
+#include <iostream>
+
+#include "command.hpp"
+#include "rvenc/client/settings.hpp"
+
+namespace rvenc::cli {
+
+inline void add_client_flags(CLI::App& app, client::ClientSettings& settings, bool with_api_key) {
+  // CLI.md names the gateway's variable RVENC_GATEWAY_URL.
+  option(app, "--gateway", settings.gateway, "Gateway URL (default http://127.0.0.1:8400, or DIR/stack.json)")
+      ->envname("RVENC_GATEWAY_URL");
+  if (with_api_key) option(app, "--api-key", settings.api_key, "API key (sk_live_... or sk_test_...)");
+  option(app, "--platform-public-key", settings.platform_public_key,
+         "Trust the \"simulated\" attestation provider signed by this Ed25519 key (hex)");
+  option(app, "--measurement", settings.measurement, "Require this enclave measurement (hex)");
+  option(app, "--data", settings.data_dir, "Read gateway, API key and platform key from DIR/stack.json (default ./.rvenc)");
+  option(app, "--protocol", settings.protocol, "Wire protocol version: 2 (default) or 1 (compat, unsafe)")
+      ->check(CLI::IsMember({1, 2}));
+}
+
+// kExitUntrusted for attestation, kExitUnavailable when the gateway cannot be reached,
+// kExitUsage for bad settings, kExitFailure otherwise.
+inline int exit_code_for(const Error& error) {
+  switch (error.code) {
+    case Errc::attestation_failed: return kExitUntrusted;
+    case Errc::transport_error:
+    case Errc::timeout: return kExitUnavailable;
+    case Errc::invalid_request: return error.http_status == 0 ? kExitUsage : kExitFailure;
+    default: return kExitFailure;
+  }
+}
+
+// "rvenc <command>: rate_limit_exceeded (HTTP 429): message" on stderr; returns the exit code.
+inline int report_error(std::string_view command, const Error& error) {
+  std::cerr << "rvenc " << command << ": " << code_name(error.code);
+  if (error.http_status != 0) std::cerr << " (HTTP " << error.http_status << ")";
+  std::cerr << ": " << error.message << "\n";
+  return exit_code_for(error);
+}
+
+}  // namespace rvenc::cli
