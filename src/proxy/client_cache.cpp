@@ -45,6 +45,7 @@ Result<std::shared_ptr<CachedClient>> ClientCache::get(const std::string& api_ke
     entries_.erase(lru);
   }
   auto entry = std::make_shared<CachedClient>(digest, std::move(*sdk));
+  entry->stored = stored.has_value();
   entry->dek = std::move(stored);
   entry->last_used = now;
   entries_.emplace(digest, entry);
@@ -67,7 +68,7 @@ http::awaitable<Status> ClientCache::prepare_keys(std::shared_ptr<CachedClient> 
     entry->generating = false;
     if (keys) {
       entry->dek = Dek{std::move(*keys), now, 0};
-      store_keys(*entry);
+      entry->stored = false;
     } else {
       entry->generate_error = keys.error();
     }
@@ -79,14 +80,22 @@ http::awaitable<Status> ClientCache::prepare_keys(std::shared_ptr<CachedClient> 
     }
   }
   ++entry->dek->requests;
-  if (store_ != nullptr) store_->note_requests(entry->digest, entry->dek->requests);
+  if (store_ != nullptr && entry->stored) store_->note_requests(entry->digest, entry->dek->requests);
   co_return Status{};
 }
 
-void ClientCache::store_keys(const CachedClient& entry) {
-  if (store_ == nullptr || !entry.dek) return;
-  if (auto ok = store_->put(entry.digest, *entry.dek); !ok)
+void ClientCache::confirm(CachedClient& entry) {
+  if (store_ == nullptr || entry.stored || !entry.dek) return;
+  if (auto ok = store_->put(entry.digest, *entry.dek); !ok) {
     spdlog::warn("proxy: cannot save keys to the DEK store: {}", ok.error().to_string());
+    return;
+  }
+  entry.stored = true;
+}
+
+void ClientCache::forget(const CachedClient& entry) {
+  std::lock_guard lock(mutex_);
+  if (auto it = entries_.find(entry.digest); it != entries_.end() && it->second.get() == &entry) entries_.erase(it);
 }
 
 std::size_t ClientCache::evict_idle(std::int64_t now) {

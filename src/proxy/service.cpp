@@ -195,6 +195,7 @@ http::awaitable<void> ProxyService::chat_completions(http::Request& request, htt
   const auto fail_with = [&](const Error& error) {
     ApiError out = api_error(error);
     out.headers = meta.headers;
+    if (out.status == 401 || out.status == 403) cache_.forget(**entry);
     if (out.status >= 500)
       spdlog::warn("proxy: request for key {} failed: {}", masked(request[bhttp::field::authorization]),
                    error.to_string());
@@ -207,6 +208,7 @@ http::awaitable<void> ProxyService::chat_completions(http::Request& request, htt
       co_await writer.send(error_reply(request, fail_with(completion.error())));
       co_return;
     }
+    cache_.confirm(**entry);
     co_await writer.send(json_reply(request, 200, completion_json(std::move(*completion)), meta.headers));
     co_return;
   }
@@ -226,6 +228,7 @@ http::awaitable<void> ProxyService::chat_completions(http::Request& request, htt
     co_return Status{};
   };
   auto status = co_await (*entry)->client.chat.completions.async_create(std::move(chat->body), on_chunk, call);
+  if (status) cache_.confirm(**entry);
   if (writer.client_gone()) co_return;
   if (!status && !writer.started()) {
     co_await writer.send(error_reply(request, fail_with(status.error())));

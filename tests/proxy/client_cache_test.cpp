@@ -132,6 +132,9 @@ TEST(ClientCache, StoresNewKeysAndStartsFromStoredOnes) {
     auto entry = cache.get(key, 1000);
     ASSERT_TRUE(entry);
     ASSERT_TRUE(run_prepare(cache, *entry, 1000));
+    EXPECT_EQ((*store)->size(), 0u) << "keys are stored only once a request with them succeeded";
+    cache.confirm(**entry);
+    EXPECT_EQ((*store)->size(), 1u);
     ASSERT_TRUE(run_prepare(cache, *entry, 1001));
     stored_cipher_text = (*entry)->dek->keys.cipher_text;
     ASSERT_TRUE(cache.flush());
@@ -150,6 +153,18 @@ TEST(ClientCache, StoresNewKeysAndStartsFromStoredOnes) {
   ASSERT_TRUE(run_prepare(cache, *entry, 2000));
   EXPECT_EQ(gateway.attestation_requests.load(), 1);
   EXPECT_EQ((*entry)->dek->requests, 3u);
+}
+
+TEST(ClientCache, ForgetDropsTheEntry) {
+  test::FakeGateway gateway;
+  ClientCache cache(CacheOptions{}, options_for(gateway), nullptr);
+  auto entry = cache.get(kKeyA, 1000);
+  ASSERT_TRUE(entry);
+  cache.forget(**entry);
+  EXPECT_FALSE(cache.contains(kKeyA));
+  auto fresh = cache.get(kKeyA, 1001);
+  ASSERT_TRUE(fresh);
+  EXPECT_NE(fresh->get(), entry->get());
 }
 
 TEST(ClientCache, FailedFirstKeysFailTheRequest) {

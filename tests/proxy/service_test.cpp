@@ -83,10 +83,12 @@ TEST_F(ProxyTest, MissingKeyIs401WithOpenAiErrorJson) {
 }
 
 TEST_F(ProxyTest, KeyTheGatewayRefusesIs401) {
-  auto response = post(kChatBody, "sk_test_wrongwrongwrongwrongwrongwrong");
+  const std::string wrong = "sk_test_wrongwrongwrongwrongwrongwrong";
+  auto response = post(kChatBody, wrong);
   ASSERT_TRUE(response);
   EXPECT_EQ(response->result_int(), 401u) << response->body();
   EXPECT_EQ(error_of(*response).at("code").as_string(), "invalid_api_key");
+  EXPECT_FALSE(proxy_->service().cache().contains(wrong)) << "a refused key keeps no client";
 }
 
 TEST_F(ProxyTest, BadBodyIs400AndUnknownModelIs404) {

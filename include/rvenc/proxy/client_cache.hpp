@@ -45,6 +45,9 @@ struct CachedClient {
   const std::string digest;  // hex SHA-256 of the API key
   client::Client client;
   std::optional<Dek> dek;  // the keys the client uses; nullopt until made or loaded
+  // True once `dek` is in the store; new keys are stored only after a request with them
+  // succeeded, so a wrong API key never gets an entry.
+  bool stored = false;
   std::int64_t last_used = 0;
 
   // Set while one request makes the first keys; the others wait on `keys_ready`.
@@ -70,6 +73,12 @@ class ClientCache {
   // up or too old) and counts one request on them. A failed rotation keeps the old keys in use.
   [[nodiscard]] http::awaitable<Status> prepare_keys(std::shared_ptr<CachedClient> entry, std::int64_t now);
 
+  // A request with the entry's keys succeeded: the gateway accepted the API key, so the keys
+  // go to the store (once per new keys).
+  void confirm(CachedClient& entry);
+  // Drops the entry (the gateway refused its API key): a wrong key does not keep a client.
+  void forget(const CachedClient& entry);
+
   // Drops entries unused for idle_timeout at `now`; returns how many.
   std::size_t evict_idle(std::int64_t now);
   [[nodiscard]] std::size_t size() const;
@@ -81,7 +90,6 @@ class ClientCache {
 
  private:
   void evict_locked(std::int64_t now);
-  void store_keys(const CachedClient& entry);
 
   CacheOptions options_;
   client::ClientOptions base_;
