@@ -2,6 +2,9 @@
 // gateway+enclave stand-in (real HTTP, real X-Wing and sealing, scripted event streams).
 #include <gtest/gtest.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/json/parse.hpp>
 
 #include "client/fake_gateway.hpp"
@@ -218,6 +221,34 @@ TEST_F(ProxyTest, KeysAreReusedAndSurviveAnEnclaveKeyChange) {
   ASSERT_TRUE(response);
   EXPECT_EQ(response->result_int(), 200u) << response->body();
   EXPECT_EQ(gateway_.attestation_requests.load(), 2);
+}
+
+// Handler level (no proxy socket): a client that leaves mid-stream gets nothing more, no [DONE].
+TEST(ProxyService, StopsWritingWhenTheClientLeaves) {
+  test::FakeGateway gateway;
+  gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    std::vector<std::string> chunks(50, chunk(R"({"content":"token"})"));
+    return test::Reply{.pieces = test::FakeGateway::sealed(sealer, chunks)};
+  });
+  ProxyOptions options;
+  options.gateway_url = gateway.url();
+  options.platform_public_key = gateway.platform_public_key();
+  ProxyService service(options, nullptr);
+
+  http::Request request{http::Verb::post, "/v1/chat/completions", http::kHttp11};
+  request.set(bhttp::field::authorization, "Bearer " + std::string(test::FakeGateway::kApiKey));
+  request.body() = R"({"model":"demo","messages":[{"role":"user","content":"x"}],"stream":true})";
+  http::RecordingWriter writer;
+  writer.disconnect_after_writes(2);
+
+  boost::asio::io_context io;
+  auto done = boost::asio::co_spawn(io, service.chat_completions(request, writer), boost::asio::use_future);
+  io.run();
+  done.get();
+  ASSERT_TRUE(writer.stream_header);
+  EXPECT_EQ(writer.chunks.size(), 2u);
+  EXPECT_FALSE(writer.stream_ended);
+  EXPECT_EQ(writer.body().find("[DONE]"), std::string::npos);
 }
 
 TEST(ProxyServer, RefusesANonLoopbackAddressUnlessAllowed) {
