@@ -24,6 +24,7 @@ struct EnclaveFlags {
   std::string test_models;
   bool allow_v1 = false;
   unsigned threads = 1;
+  std::uint64_t max_body = http::ServerOptions::kDefaultBodyLimit;
   long long key_lifetime_s = enclave::kDefaultKeyLifetime.count();
   long long upstream_timeout_ms = enclave::kDefaultUpstreamTimeout.count();
   long long shutdown_grace_ms = enclave::kDefaultShutdownGrace.count();
@@ -73,6 +74,7 @@ int run_enclave(const EnclaveFlags& flags) {
   if (!flags.test_models.empty()) options.test_models = split_list(flags.test_models);
   options.allow_v1 = flags.allow_v1;
   options.threads = flags.threads;
+  options.max_body = flags.max_body;
   options.upstream_timeout = std::chrono::milliseconds(flags.upstream_timeout_ms);
   options.shutdown_grace = std::chrono::milliseconds(flags.shutdown_grace_ms);
 
@@ -119,6 +121,9 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "Comma-separated models that test API keys may use (default: the demo model)");
   flag(*cmd, "--allow-v1", flags->allow_v1, "Accept protocol version 1 (compat; replies can be forged on the path)");
   option(*cmd, "--threads", flags->threads, "I/O threads")->capture_default_str()->check(CLI::Range(1u, 256u));
+  option(*cmd, "--max-body", flags->max_body, "Largest request body in bytes (413 request_too_large beyond)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   option(*cmd, "--upstream-timeout-ms", flags->upstream_timeout_ms,
          "Connect timeout and longest silence of an upstream model server")
       ->capture_default_str();

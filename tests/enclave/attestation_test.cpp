@@ -61,8 +61,8 @@ class FakeTsm {
       // A fresh FIFO for the next report, so this reader sees exactly one report and EOF.
       ::mkfifo((entry_ / "outblob.next").c_str(), 0600);
       fs::rename(entry_ / "outblob.next", entry_ / "outblob");
+      ++reports_;  // before close: the reader sees EOF only after it
       ::close(fd);
-      ++reports_;
     }
   }
 

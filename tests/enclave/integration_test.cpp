@@ -228,6 +228,44 @@ TEST(EnclaveProcess, ChecksTheGatewayTokenAndTestKeyModels) {
   EXPECT_EQ(enclave.child->output().find("s3cret"), std::string::npos);
 }
 
+TEST(EnclaveProcess, SigtermLetsAnInFlightStreamFinish) {
+  RunningEnclave enclave({"--demo-delay-ms", "20"});
+  const auto sealed = seal(enclave.attest(), chat_json("rvenc-demo", "slowly please"));
+  const auto url = http::parse_url(enclave.url);
+  ASSERT_TRUE(url);
+  std::string body;
+  test::run_coroutine([&]() -> http::awaitable<void> {
+    http::Client client;
+    auto stream = co_await client.open(*url, http::make_request(http::Verb::post, "/rvenc/chat/completions", sealed.body));
+    EXPECT_TRUE(stream) << stream.error().to_string();
+    if (!stream) co_return;
+    EXPECT_EQ((*stream)->status(), 200u);
+    auto first = co_await (*stream)->read_some();
+    EXPECT_TRUE(first && *first);
+    if (!first || !*first) co_return;
+    body += **first;
+    enclave.child->signal(SIGTERM);
+    for (;;) {
+      auto more = co_await (*stream)->read_some();
+      EXPECT_TRUE(more) << more.error().to_string();
+      if (!more || !*more) break;
+      body += **more;
+    }
+  });
+  const auto opened = test::open_stream(sealed, body);
+  ASSERT_FALSE(opened.failure) << opened.failure->to_string();
+  EXPECT_TRUE(opened.done);
+  EXPECT_EQ(opened.finish_reason, "stop");
+  EXPECT_EQ(wait_exit(*enclave.child), 0);
+}
+
+TEST(EnclaveProcess, OversizedBodyIs413) {
+  RunningEnclave enclave({"--max-body", "4096"});
+  auto response = enclave.chat(seal(enclave.attest(), chat_json("rvenc-demo", std::string(8000, 'a'))).body);
+  EXPECT_EQ(response.result_int(), 413u);
+  EXPECT_EQ(error_code_of(response.body()), "request_too_large");
+}
+
 TEST(EnclaveProcess, WarnsWithoutGatewayToken) {
   RunningEnclave enclave;
   EXPECT_NE(enclave.child->output().find("local use only"), std::string::npos);

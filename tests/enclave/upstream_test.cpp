@@ -7,6 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 
 #include "enclave_test_support.hpp"
@@ -20,6 +24,8 @@ namespace {
 
 namespace json = boost::json;
 using test::chat_json;
+
+constexpr auto kStall = std::chrono::seconds(3);
 
 std::string openai_chunk(const std::string& model, std::string_view content, bool last = false) {
   json::object chunk{{"id", "chatcmpl-up"},
@@ -49,6 +55,9 @@ class FakeOpenAi {
     router.post("/nodone/v1/chat/completions", [this](http::Request& request, http::ResponseWriter& writer) {
       return stream(request, writer, Mode::no_done);
     });
+    router.post("/stall/v1/chat/completions", [this](http::Request& request, http::ResponseWriter& writer) {
+      return stream(request, writer, Mode::stall);
+    });
     router.post("/err/v1/chat/completions", [](http::Request& request, http::ResponseWriter& writer) -> http::awaitable<void> {
       co_await writer.send(http::error_response(
           request, Error{Errc::overloaded, "the model is still loading"}));
@@ -70,7 +79,7 @@ class FakeOpenAi {
   std::unique_ptr<http::Server> server;
 
  private:
-  enum class Mode { ok, die, garbage, no_done };
+  enum class Mode { ok, die, garbage, no_done, stall };
 
   http::awaitable<void> stream(http::Request& request, http::ResponseWriter& writer, Mode mode) {
     const auto body = json::parse(request.body()).as_object();
@@ -91,6 +100,12 @@ class FakeOpenAi {
         break;
       case Mode::no_done:
         break;
+      case Mode::stall: {
+        // Silent for much longer than the engine's timeout.
+        boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, kStall);
+        co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+        break;
+      }
       case Mode::ok:
         co_await writer.write(openai_chunk(model, "hello.", true));
         co_await writer.write(
@@ -111,10 +126,11 @@ struct Relayed {
   EngineOutcome outcome;
 };
 
-Relayed relay(FakeOpenAi& fake, std::string_view mode, http::Client& client) {
+Relayed relay(FakeOpenAi& fake, std::string_view mode, http::Client& client,
+              std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
   auto spec = parse_upstream_spec("m=" + fake.base(mode));
   EXPECT_TRUE(spec);
-  UpstreamEngine engine(UpstreamEngineOptions{"m", spec->base, std::chrono::seconds(10)},
+  UpstreamEngine engine(UpstreamEngineOptions{"m", spec->base, timeout},
                         std::shared_ptr<http::Client>(&client, [](http::Client*) {}));
   const auto request = *protocol::validate_chat_request(chat_json("m", "hi", {{"stream", false}}));
   Relayed out;
@@ -163,6 +179,15 @@ TEST(UpstreamEngine, FailuresAreErrorsNeverACleanEnd) {
       EXPECT_EQ(out.chunks.size(), 2u) << mode;
     }
   }
+}
+
+TEST(UpstreamEngine, SilentServerTimesOut) {
+  FakeOpenAi fake;
+  http::Client client;
+  auto out = relay(fake, "stall", client, std::chrono::milliseconds(500));
+  ASSERT_TRUE(out.outcome.error);
+  EXPECT_EQ(out.outcome.error->code, Errc::upstream_timeout);
+  EXPECT_LE(out.chunks.size(), 2u);
 }
 
 TEST(UpstreamEngine, UnreachableServerIsAnError) {

@@ -36,6 +36,8 @@ struct EnclaveOptions {
   std::optional<std::vector<std::string>> test_models;
   bool allow_v1 = false;
   unsigned threads = 1;
+  // Largest request body accepted (the envelope is hex: about twice the encrypted request).
+  std::uint64_t max_body = http::ServerOptions::kDefaultBodyLimit;
   std::chrono::milliseconds upstream_timeout = kDefaultUpstreamTimeout;
   std::chrono::milliseconds shutdown_grace = kDefaultShutdownGrace;
 };
