@@ -23,6 +23,8 @@ struct GatewayFlags {
   std::string enclave_token_file;
   std::uint64_t max_body = gateway::kDefaultMaxBody;
   long long upstream_timeout_ms = gateway::kUpstreamIdleTimeout.count();
+  long long read_timeout_ms = http::ServerOptions::kDefaultReadTimeout.count();
+  long long idle_timeout_ms = http::ServerOptions::kDefaultIdleTimeout.count();
 };
 
 bool parse_listen(const std::string& listen, std::string& host, std::uint16_t& port) {
@@ -71,10 +73,13 @@ int run_gateway(const GatewayFlags& flags) {
     }
     options.enclaves.push_back(*url);
   }
-  if (flags.max_body == 0 || flags.upstream_timeout_ms <= 0) {
-    std::cerr << "rvenc gateway: --max-body and --upstream-timeout-ms must be positive\n";
+  if (flags.max_body == 0 || flags.upstream_timeout_ms <= 0 || flags.read_timeout_ms <= 0 ||
+      flags.idle_timeout_ms <= 0) {
+    std::cerr << "rvenc gateway: --max-body and the timeouts must be positive\n";
     return kExitUsage;
   }
+  options.read_timeout = std::chrono::milliseconds(flags.read_timeout_ms);
+  options.idle_timeout = std::chrono::milliseconds(flags.idle_timeout_ms);
   options.db_path = flags.db;
   options.max_body = flags.max_body;
   options.upstream_idle_timeout = std::chrono::milliseconds(flags.upstream_timeout_ms);
@@ -123,6 +128,11 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "File with the bearer token sent to the enclaves (their --gateway-token-file)");
   option(*cmd, "--max-body", flags->max_body, "Largest request body in bytes (beyond: 413)")->capture_default_str();
   option(*cmd, "--upstream-timeout-ms", flags->upstream_timeout_ms, "Longest silence allowed from an enclave")
+      ->capture_default_str();
+  option(*cmd, "--read-timeout-ms", flags->read_timeout_ms,
+         "Deadline for a client to send a whole request once it started (slow clients are dropped)")
+      ->capture_default_str();
+  option(*cmd, "--idle-timeout-ms", flags->idle_timeout_ms, "How long an idle keep-alive connection is kept")
       ->capture_default_str();
   cmd->callback([&run, flags] { run = [flags] { return run_gateway(*flags); }; });
 }

@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -196,22 +197,6 @@ TEST_F(GatewayIntegration, TokensAreChargedFromTheUsageEvent) {
   EXPECT_FALSE((*second)[beast_http::field::retry_after].empty());
 }
 
-TEST_F(GatewayIntegration, ConcurrentStreamLimit) {
-  ASSERT_NO_FATAL_FAILURE(start(50));
-  const auto key = create_key("streams", {0, 0, 1});
-  const auto sealed = seal();
-  const auto second = seal();
-  std::thread slow([&] { (void)post_chat(gateway_url, sealed.body, key.key); });
-  unsigned status = 0;
-  for (int i = 0; i < 50 && status != 429; ++i) {
-    auto response = post_chat(gateway_url, second.body, key.key);
-    ASSERT_TRUE(response);
-    status = response->result_int();
-  }
-  slow.join();
-  EXPECT_EQ(status, 429u);
-}
-
 // Reads an event stream from the gateway and gives up (closes) or keeps reading per `on_bytes`.
 struct StreamRead {
   unsigned status = 0;
@@ -243,6 +228,32 @@ StreamRead read_stream(const std::string& gateway_url, const std::string& body, 
   ioc.run();
   done.get();
   return result;
+}
+
+TEST_F(GatewayIntegration, ConcurrentStreamLimit) {
+  ASSERT_NO_FATAL_FAILURE(start(50));
+  const auto key = create_key("streams", {0, 0, 1});
+  const auto sealed = seal();
+  const auto second = seal();
+  std::atomic<bool> streaming{false};
+  std::thread slow([&] {
+    (void)read_stream(gateway_url, sealed.body, key.key, [&](const std::string&) {
+      streaming = true;
+      return true;
+    });
+  });
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!streaming && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(streaming);
+  auto response = post_chat(gateway_url, second.body, key.key);
+  slow.join();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->result_int(), 429u);
+  EXPECT_EQ(error_code(response->body()), "rate_limit_exceeded");
+  // The slot is free again once the first stream ended.
+  auto after = post_chat(gateway_url, second.body, key.key);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->result_int(), 200u);
 }
 
 TEST_F(GatewayIntegration, ClientDisconnectMidStreamIsRecordedOnce) {
@@ -291,6 +302,34 @@ TEST_F(GatewayIntegration, EnclaveKilledMidStreamGivesOneGatewayErrorEvent) {
   ASSERT_TRUE(after);
   EXPECT_EQ(after->result_int(), 502u);
   EXPECT_EQ(error_code(after->body()), "upstream_error");
+}
+
+TEST_F(GatewayIntegration, RoutesByKeyIdAcrossEnclaves) {
+  test::TempDir second_dir;
+  auto second = start_enclave(second_dir);  // its own X-Wing key, same gateway token
+  auto second_url = second->wait_for_url();
+  ASSERT_TRUE(second_url) << second->output();
+  enclave = start_enclave(dir);
+  auto first_url = enclave->wait_for_url();
+  ASSERT_TRUE(first_url) << enclave->output();
+  gateway = start_gateway({*first_url, *second_url}, db, dir.file("gateway.token"));
+  auto url = gateway->wait_for_url();
+  ASSERT_TRUE(url) << gateway->output();
+  gateway_url = *url;
+  const auto key = create_key("routing");
+
+  // Sealed to the second enclave's key (attested directly): the gateway finds it by keyId.
+  const auto to_second = seal_chat(*second_url, second_dir.file("platform.key"));
+  auto response = post_chat(gateway_url, to_second.body, key.key);
+  ASSERT_TRUE(response);
+  ASSERT_EQ(response->result_int(), 200u) << response->body();
+  EXPECT_TRUE(open_stream(to_second, events_of(response->body())));
+  // And the default enclave's key still goes to the default enclave.
+  const auto to_first = seal();
+  auto first = post_chat(gateway_url, to_first.body, key.key);
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->result_int(), 200u) << first->body();
+  EXPECT_TRUE(open_stream(to_first, events_of(first->body())));
 }
 
 TEST_F(GatewayIntegration, EnclaveDownIs502) {

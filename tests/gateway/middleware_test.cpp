@@ -100,6 +100,18 @@ TEST_F(MiddlewareTest, AuthFailures) {
   EXPECT_FALSE(gone.response->at("X-Request-Id").empty());
 }
 
+TEST_F(MiddlewareTest, HeaderLimit) {
+  http::Request request{http::Verb::get, "/healthz", 11};
+  request.set("X-Padding", std::string(kMaxHeaderBytes, 'a'));
+  http::RecordingWriter writer;
+  boost::asio::io_context ioc;
+  auto done = boost::asio::co_spawn(ioc, handler->handle(request, writer), boost::asio::use_future);
+  ioc.run();
+  done.get();
+  EXPECT_EQ(writer.status(), 431u);
+  EXPECT_EQ(error_code_of(writer.body()), "request_too_large");
+}
+
 TEST_F(MiddlewareTest, BodyLimit) {
   make_handler(1024);
   auto big = call(http::Verb::post, "/rvenc/chat/completions", std::string(2048, 'x'), live.key);
