@@ -1,12 +1,13 @@
 // End-to-end: the official `openai` npm package drives `rvenc proxy` in front of a real gateway
 // and enclave (simulated attestation), all started by stack.mjs on 127.0.0.1.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
-import OpenAI, { APIError, AuthenticationError, NotFoundError } from 'openai';
+import OpenAI, { APIError, AuthenticationError, NotFoundError, RateLimitError } from 'openai';
 
-import { startStack, stopStack } from './stack.mjs';
+import { createKey, startProxy, startStack, stopStack } from './stack.mjs';
 
 const kDemoModel = 'rvenc-demo';
 const kMessages = [{ role: 'user', content: 'Say hello to the proxy test' }];
@@ -125,10 +126,50 @@ describe('rvenc proxy with the official openai client', () => {
     });
   });
 
-  test('keeps encryption keys in a private DEK store indexed by key hash', () => {
-    const mode = statSync(stack.dekStore).mode & 0o777;
-    assert.equal(mode, 0o600);
-    const text = readFileSync(stack.dekStore, 'utf8');
-    assert.ok(!text.includes(stack.apiKey), 'the API key is never stored');
+  test('the gateway rate limit raises RateLimitError with its headers', async () => {
+    const limitedKey = createKey(stack, 'node-e2e-limited', ['--rpm', '1']);
+    const limited = new OpenAI({ apiKey: limitedKey, baseURL: stack.baseURL, maxRetries: 0 });
+    await limited.chat.completions.create({ model: kDemoModel, messages: kMessages });
+    await assert.rejects(limited.chat.completions.create({ model: kDemoModel, messages: kMessages, stream: true }),
+      (error) => {
+        assert.ok(error instanceof RateLimitError, `got ${error?.constructor?.name}: ${error?.message}`);
+        assert.equal(error.status, 429);
+        assert.ok(Number(error.headers.get('retry-after')) > 0);
+        assert.equal(error.headers.get('x-ratelimit-limit-requests'), '1');
+        assert.equal(error.headers.get('x-ratelimit-remaining-requests'), '0');
+        return true;
+      });
+  });
+
+  test('keeps encryption keys in a private DEK store: reused after a restart, rotated after N requests', async () => {
+    const storeKeys = () => JSON.parse(readFileSync(stack.dekStore, 'utf8')).keys;
+    const digest = createHash('sha256').update(stack.apiKey).digest('hex');
+    assert.equal(statSync(stack.dekStore).mode & 0o777, 0o600);
+    assert.ok(!readFileSync(stack.dekStore, 'utf8').includes(stack.apiKey), 'the API key is never stored');
+    assert.ok(storeKeys()[digest], 'the keys are indexed by the SHA-256 of the API key');
+    const badDigest = createHash('sha256').update('sk_test_notarealkeynotarealkeynotareal').digest('hex');
+    assert.equal(storeKeys()[badDigest], undefined, 'a refused key gets no stored keys');
+
+    // A fresh key: one request stores its keys; a restarted proxy reuses them until they have
+    // served --dek-max-requests requests, then makes new ones.
+    const key = createKey(stack, 'node-e2e-dek');
+    const keyDigest = createHash('sha256').update(key).digest('hex');
+    const ask = () => new OpenAI({ apiKey: key, baseURL: stack.baseURL, maxRetries: 0 })
+      .chat.completions.create({ model: kDemoModel, messages: kMessages });
+    await ask();
+    const first = storeKeys()[keyDigest];
+    assert.equal(first.requests, 1);
+
+    await startProxy(stack, ['--dek-max-requests', '3']);
+    await ask();
+    await ask();
+    await startProxy(stack, ['--dek-max-requests', '3']);  // flushes the request count on exit
+    assert.equal(storeKeys()[keyDigest].keys.cipherText, first.keys.cipherText, 'stored keys reused after a restart');
+    assert.equal(storeKeys()[keyDigest].requests, 3);
+    await ask();
+    const rotated = storeKeys()[keyDigest];
+    assert.notEqual(rotated.keys.cipherText, first.keys.cipherText, 'keys rotated after 3 requests');
+    assert.equal(rotated.requests, 1);
+    assert.equal(statSync(stack.dekStore).mode & 0o777, 0o600);
   });
 });

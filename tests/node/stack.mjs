@@ -91,26 +91,41 @@ export async function startStack({ proxyArgs = [] } = {}) {
     if (!platform) throw new Error(`the enclave did not print its platform public key:\n${stack.enclave.output()}`);
     stack.platformPublicKey = platform[1];
 
-    const db = join(dir, 'rvenc.db');
-    stack.apiKey = execFileSync(rvencBinary, ['keys', 'create', '--db', db, '--name', 'node-e2e', '--test'],
-      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').pop();
+    stack.db = join(dir, 'rvenc.db');
+    const db = stack.db;
+    stack.apiKey = createKey(stack, 'node-e2e');
     stack.gateway = await startServer('gateway', [
       'gateway', '--listen', '127.0.0.1:0', '--enclave', stack.enclave.url, '--db', db,
     ]);
     stack.servers.push(stack.gateway);
 
     stack.dekStore = join(dir, 'deks.json');
-    stack.proxy = await startServer('proxy', [
-      'proxy', '--listen', '127.0.0.1:0', '--gateway', stack.gateway.url,
-      '--platform-public-key', stack.platformPublicKey, '--dek-store', stack.dekStore, ...proxyArgs,
-    ]);
-    stack.servers.push(stack.proxy);
-    stack.baseURL = `${stack.proxy.url}/v1`;
+    await startProxy(stack, proxyArgs);
     return stack;
   } catch (error) {
     await stopStack(stack);
     throw error;
   }
+}
+
+// A new test API key in the gateway's database (`rvenc keys create`); prints it alone on stdout.
+export function createKey(stack, name, extraArgs = []) {
+  return execFileSync(rvencBinary, ['keys', 'create', '--db', stack.db, '--name', name, '--test', ...extraArgs],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').pop();
+}
+
+// (Re)starts the proxy of the stack with the same DEK store.
+export async function startProxy(stack, proxyArgs = []) {
+  if (stack.proxy) {
+    await stopServer(stack.proxy);
+    stack.servers = stack.servers.filter((s) => s !== stack.proxy);
+  }
+  stack.proxy = await startServer('proxy', [
+    'proxy', '--listen', '127.0.0.1:0', '--gateway', stack.gateway.url,
+    '--platform-public-key', stack.platformPublicKey, '--dek-store', stack.dekStore, ...proxyArgs,
+  ]);
+  stack.servers.push(stack.proxy);
+  stack.baseURL = `${stack.proxy.url}/v1`;
 }
 
 export async function stopStack(stack) {
