@@ -85,6 +85,15 @@ struct ClientState {
     co_return std::move(response->body());
   }
 
+  awaitable<Result<json::object>> models(http::Client& client) {
+    auto body = co_await get_json(client, std::string(kModelsPath), true);
+    if (!body) co_return std::unexpected(body.error());
+    boost::system::error_code ec;
+    json::value value = json::parse(*body, ec);
+    if (ec || !value.is_object()) co_return fail(Errc::upstream_error, "the model list is not a JSON object");
+    co_return std::move(value.as_object());
+  }
+
   awaitable<Result<protocol::AttestationDocument>> attest(http::Client& client) {
     const auto challenge = crypto::random_array<protocol::kChallengeBytes>();
     auto body = co_await get_json(client, std::string(kAttestationPath) + "?challenge=" + to_hex(challenge), false);
@@ -290,13 +299,6 @@ awaitable<Result<json::object>> assembled(ClientState& state, http::Client& pool
   co_return assembler.completion();
 }
 
-awaitable<Result<json::object>> parse_object(Result<std::string> body, std::string_view what) {
-  if (!body) co_return std::unexpected(body.error());
-  boost::system::error_code ec;
-  json::value value = json::parse(*body, ec);
-  if (ec || !value.is_object()) co_return fail(Errc::upstream_error, std::string(what) + " is not a JSON object");
-  co_return std::move(value.as_object());
-}
 
 }  // namespace
 
@@ -387,18 +389,13 @@ awaitable<Result<EncryptionKeys>> Client::async_generate_encryption_keys() const
 
 Result<json::object> Client::models() const {
   return run_blocking<Result<json::object>>(state_, [](ClientState& state, http::Client& pool) {
-    return guarded<json::object>([&]() -> awaitable<Result<json::object>> {
-      co_return co_await parse_object(co_await state.get_json(pool, std::string(kModelsPath), true), "the model list");
-    });
+    return guarded<json::object>([&]() { return state.models(pool); });
   });
 }
 
 awaitable<Result<json::object>> Client::async_models() const {
   auto state = state_;
-  co_return co_await guarded<json::object>([&]() -> awaitable<Result<json::object>> {
-    co_return co_await parse_object(co_await state->get_json(state->http, std::string(kModelsPath), true),
-                                    "the model list");
-  });
+  co_return co_await guarded<json::object>([&]() { return state->models(state->http); });
 }
 
 namespace {

@@ -326,6 +326,13 @@ TEST(ClientKeys, PreGeneratedKeysAreUsedWithoutAttestingAgain) {
   EXPECT_EQ(gateway.attestation_requests, 1);  // only generate_encryption_keys attested
 }
 
+TEST(ClientModels, ListComesFromTheGateway) {
+  FakeGateway gateway;
+  auto models = client_for(gateway).models();
+  ASSERT_TRUE(models) << models.error().to_string();
+  EXPECT_EQ(models->at("data").at(0).at("id").as_string(), "demo");
+}
+
 TEST(ClientTimeouts, SilentServerHitsTheRequestTimeout) {
   FakeGateway gateway;
   gateway.set_script([](protocol::ResponseSealer&, const protocol::ChatRequest&) { return Reply{.hang = true}; });
