@@ -8,6 +8,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
@@ -37,14 +38,19 @@ std::string_view header_value(const http::Request& request, std::string_view nam
   return {it->value().data(), it->value().size()};
 }
 
+// A header value that is safe to log: a short token of letters, digits and -_.: (else nullopt).
+std::optional<std::string> log_token(std::string_view value) {
+  const bool usable = !value.empty() && value.size() <= kMaxRequestIdLength &&
+                      std::all_of(value.begin(), value.end(), [](char c) {
+                        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' ||
+                               c == '.' || c == ':';
+                      });
+  return usable ? std::optional<std::string>(value) : std::nullopt;
+}
+
 // The caller's X-Request-Id when it is a short printable token, else a fresh one.
 std::string request_id(const http::Request& request) {
-  const std::string_view given = header_value(request, kRequestIdHeader);
-  const bool usable = !given.empty() && given.size() <= kMaxRequestIdLength &&
-                      std::all_of(given.begin(), given.end(), [](char c) {
-                        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.';
-                      });
-  if (usable) return std::string(given);
+  if (auto given = log_token(header_value(request, kRequestIdHeader))) return *given;
   return to_hex(crypto::random_array<kGeneratedRequestIdBytes>());
 }
 
@@ -225,7 +231,7 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
     return fail(Errc::invalid_inference, "model: the requested model is not served by this enclave (available: " +
                                              available + ")");
   }
-  if (header_value(request, kKeyEnvHeader) == "test" &&
+  if (boost::beast::iequals(header_value(request, kKeyEnvHeader), "test") &&
       std::find(options_.test_models.begin(), options_.test_models.end(), chat->model) == options_.test_models.end())
     return fail(Errc::test_key_not_allowed, "test keys may only use the test models");
 
@@ -240,6 +246,8 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
   const auto started = Clock::now();
   const std::string id = request_id(request);
   const std::size_t body_bytes = request.body().size();
+  // The gateway's API key id (not a secret), logged only when it is a plain token.
+  const std::string tenant = log_token(header_value(request, kTenantHeader)).value_or("-");
 
   auto accepted = accept(request);
   if (!accepted) {
@@ -284,9 +292,9 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
     }
     if (alive) co_await writer.end_stream();
   }
-  spdlog::info("chat {} v{} model={} engine=\"{}\" {} bytes in, {} bytes out, {} events, tokens {}+{}, "
+  spdlog::info("chat {} tenant={} v{} model={} engine=\"{}\" {} bytes in, {} bytes out, {} events, tokens {}+{}, "
                "open {:.1f} ms, first event {:.1f} ms, total {:.1f} ms{}{}",
-               id, static_cast<int>(accepted->version), accepted->chat.model, accepted->engine->description(),
+               id, tenant, static_cast<int>(accepted->version), accepted->chat.model, accepted->engine->description(),
                body_bytes, bytes_out, events, outcome.usage.prompt_tokens,
                outcome.usage.completion_tokens, open_ms, first_event_ms.value_or(0.0), ms_since(started),
                outcome.error ? ", ended with " : "",

@@ -5,6 +5,9 @@
 //   POST /rvenc/chat/completions                 decrypt, check, route, stream sealed events
 // Every error before the first event is a plain OpenAI error response; after it, an encrypted
 // error event followed by done. A successful or failed stream ends with the plain usage event.
+// A model this enclave does not serve is 400 invalid_inference (the decrypted request names a
+// bad "model"); the message lists the served models but never echoes the requested name, which
+// arrived encrypted. PROTOCOL.md has no dedicated code for it.
 #pragma once
 
 #include <cstdint>
