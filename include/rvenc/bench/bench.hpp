@@ -1,0 +1,59 @@
+// rvenc bench: the whole path measured on one machine, in one run, side by side.
+//
+//   direct  load generator -> engine                                 (plain OpenAI SSE)
+//   rvenc   load generator (SDK v2, reused keys) -> gateway -> enclave -> engine
+//   nginx   load generator (SDK v2, reused keys) -> nginx   -> enclave -> engine
+//
+// The engine (FastEngine) runs in-process; the enclave and gateway are real `rvenc` processes and
+// nginx a child process with a generated config, all on 127.0.0.1. Measured: time to first token
+// (p50/p99), chunks per second at saturation, CPU time per chunk of the gateway and of nginx
+// (/proc/<pid>/stat), at several concurrencies, saturated and at a realistic token rate; resident
+// memory per open stream of the gateway (and nginx); the crypto cost of a request with fresh
+// encryption keys against reused ones. Figures are reported against targets, never asserted.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <boost/json/object.hpp>
+
+#include "rvenc/common/error.hpp"
+
+namespace rvenc::bench {
+
+inline constexpr unsigned kDefaultPacedRate = 50;  // tokens per second per stream, a realistic pace
+
+struct BenchOptions {
+  bool quick = false;              // under a minute: fewer concurrencies, shorter windows
+  std::string json_file;           // write the report here (empty: not written)
+  std::string plot_file;           // write a PNG here with gnuplot (empty: no plot)
+  std::string rvenc_binary;        // the rvenc executable that runs enclave, gateway and keys
+  std::string nginx_binary = "/usr/sbin/nginx";
+  std::string gnuplot_binary = "gnuplot";
+  std::string rvenc_version;       // recorded in the report
+  unsigned paced_rate = kDefaultPacedRate;
+  bool keep_temp = false;          // keep the temp dir (configs, logs, database) for inspection
+};
+
+// One target of the summary: `key` of the report compared with `bound`.
+struct Target {
+  std::string key;
+  std::string description;
+  bool at_least = true;  // value >= bound (else value <= bound)
+  double bound = 0;
+};
+[[nodiscard]] const std::vector<Target>& targets();
+
+// Runs everything; progress goes to stderr. The report (see bench/README.md for its keys).
+// Errors: internal_error when a part cannot start (the message names it and quotes its log).
+[[nodiscard]] Result<boost::json::object> run_bench(const BenchOptions& options);
+
+// The table printed at the end: key figures, then each target with its value and met / not met.
+[[nodiscard]] std::string summary_table(const boost::json::object& report);
+
+// The gnuplot script that draws `report` (TTFT distributions, throughput per concurrency) into
+// `png`, reading the data files it names inside `data_dir`; writes those data files.
+[[nodiscard]] Result<std::string> write_plot_files(const boost::json::object& report, const std::string& data_dir,
+                                                   const std::string& png);
+
+}  // namespace rvenc::bench

@@ -1,0 +1,61 @@
+// The benchmark's model engine: an OpenAI-style streaming server (POST /v1/chat/completions) that
+// answers every request with `max_tokens` chat.completion.chunk events and usage in the last one,
+// either as fast as the socket takes them or at a set token rate per stream. It runs in-process on
+// its own io_context thread(s) (rvenc_http Server), so its pace can change between phases.
+//
+// Design: chunks are small pre-rendered strings (the engine must cost next to nothing: what is
+// measured is the path in front of it). `hold` keeps every stream open after its first chunk until
+// released, for the memory-per-open-stream measurement.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "rvenc/common/error.hpp"
+#include "rvenc/http/server.hpp"
+
+namespace rvenc::bench {
+
+inline constexpr std::size_t kDefaultEngineChunks = 16;   // when the request names no max_tokens
+inline constexpr std::size_t kMaxEngineChunks = 100'000;  // larger max_tokens are clamped
+inline constexpr std::size_t kEngineMaxConnections = 8192;
+
+struct EngineOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  unsigned threads = 1;
+};
+
+class FastEngine {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<FastEngine>> start(EngineOptions options = {});
+  ~FastEngine();
+  FastEngine(const FastEngine&) = delete;
+  FastEngine& operator=(const FastEngine&) = delete;
+
+  // "http://127.0.0.1:PORT" (the OpenAI base URL is url() + "/v1").
+  [[nodiscard]] std::string url() const;
+  // Tokens per second per stream; 0 = as fast as possible.
+  void set_rate(unsigned tokens_per_second) noexcept { rate_.store(tokens_per_second); }
+  // While true, streams stop after their first chunk and wait (checked every few ms).
+  void set_hold(bool hold) noexcept { hold_.store(hold); }
+  [[nodiscard]] std::uint64_t requests() const noexcept { return requests_.load(); }
+
+  // The SSE line of chunk `index` of `total` ("data: {...}\n\n"); the last one carries
+  // finish_reason "stop" and usage. Public for tests.
+  [[nodiscard]] static std::string render_chunk(std::size_t index, std::size_t total);
+
+ private:
+  FastEngine() = default;
+  http::awaitable<void> serve(http::Request& request, http::ResponseWriter& writer);
+
+  std::unique_ptr<http::Server> server_;
+  std::atomic<unsigned> rate_{0};
+  std::atomic<bool> hold_{false};
+  std::atomic<std::uint64_t> requests_{0};
+};
+
+}  // namespace rvenc::bench

@@ -1,0 +1,81 @@
+// What the benchmark needs from the operating system: child processes (the real rvenc enclave and
+// gateway, nginx) with their output in a log file, the CPU time and resident memory of a process
+// from /proc, facts about the machine, and the nginx configuration of the baseline proxy.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rvenc/common/error.hpp"
+
+namespace rvenc::bench {
+
+inline constexpr std::chrono::milliseconds kChildStartTimeout{30'000};
+inline constexpr std::chrono::milliseconds kChildStopGrace{5'000};
+
+// A child process; stdout and stderr go to `log_file`. It is killed with the benchmark
+// (PR_SET_PDEATHSIG) and stopped (SIGTERM, then SIGKILL after kChildStopGrace) when destroyed.
+class ChildProcess {
+ public:
+  ChildProcess(std::vector<std::string> argv, std::filesystem::path log_file);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  [[nodiscard]] int pid() const noexcept { return pid_; }
+  [[nodiscard]] std::string output() const;
+  // The first capture of the first output line matching `regex`; internal_error when the process
+  // exits first or `timeout` passes (the message names the program and ends with its output).
+  [[nodiscard]] Result<std::string> wait_for(const std::string& regex,
+                                             std::chrono::milliseconds timeout = kChildStartTimeout);
+  // "http://HOST:PORT" from the "listening on http://HOST:PORT" line.
+  [[nodiscard]] Result<std::string> wait_for_url(std::chrono::milliseconds timeout = kChildStartTimeout) {
+    return wait_for(R"(listening on (http://[0-9.:\[\]a-z]+))", timeout);
+  }
+  // Exit status once it has exited (waits up to `timeout`), nullopt while it still runs.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+  // SIGTERM, then SIGKILL after `grace`; returns the exit status.
+  int stop(std::chrono::milliseconds grace = kChildStopGrace);
+
+ private:
+  std::string program_;
+  std::filesystem::path log_file_;
+  int pid_ = -1;
+  std::optional<int> status_;
+};
+
+// utime + stime of `pid` in seconds (/proc/<pid>/stat); nullopt when unreadable.
+[[nodiscard]] std::optional<double> process_cpu_seconds(int pid);
+// VmRSS of `pid` in KiB (/proc/<pid>/status); nullopt when unreadable.
+[[nodiscard]] std::optional<std::uint64_t> process_rss_kib(int pid);
+// The "model name" of /proc/cpuinfo ("unknown" when absent).
+[[nodiscard]] std::string cpu_model();
+// The first field of /proc/loadavg (1-minute load average), nullopt when unreadable.
+[[nodiscard]] std::optional<double> load_average();
+// A free TCP port on 127.0.0.1 (bound, then released: for nginx, which cannot report port 0).
+[[nodiscard]] Result<std::uint16_t> free_port();
+// True once 127.0.0.1:port accepts a TCP connection (polled until `timeout`).
+[[nodiscard]] bool wait_for_port(std::uint16_t port, std::chrono::milliseconds timeout);
+// Standard output and error of `command` run by /bin/sh (for `nginx -v`); empty on failure.
+[[nodiscard]] std::string command_output(const std::string& command);
+
+// The baseline proxy: nginx forwarding everything to the enclave like the gateway does (same
+// gateway-token Authorization and X-Rvenc-Tenant headers), without buffering, over HTTP/1.1
+// keep-alive upstream connections.
+struct NginxConfig {
+  std::filesystem::path dir;  // holds the config, pid, logs and temp paths
+  std::uint16_t listen_port = 0;
+  std::uint16_t enclave_port = 0;
+  std::string gateway_token;
+  std::string tenant;                    // the API key id the gateway would send
+  std::string key_env = "test";          // X-Rvenc-Key-Env
+  unsigned upstream_keepalive = 8;       // idle upstream connections kept (the gateway's pool size)
+  unsigned worker_connections = 8192;
+};
+[[nodiscard]] std::string render_nginx_config(const NginxConfig& config);
+
+}  // namespace rvenc::bench

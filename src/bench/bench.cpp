@@ -1,0 +1,688 @@
+#include "rvenc/bench/bench.hpp"
+
+#include <sodium.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "rvenc/bench/engine.hpp"
+#include "rvenc/bench/load.hpp"
+#include "rvenc/bench/process.hpp"
+#include "rvenc/client/client.hpp"
+#include "rvenc/common/hex.hpp"
+#include "rvenc/crypto/crypto.hpp"
+#include "rvenc/enclave/key.hpp"
+#include "rvenc/protocol/envelope.hpp"
+#include "rvenc/protocol/sealing.hpp"
+
+namespace rvenc::bench {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+constexpr std::string_view kModel = "bench-model";
+constexpr std::size_t kGatewayTokenBytes = 32;
+constexpr std::chrono::milliseconds kHoldTimeout{60'000};
+// After the last held stream opened: let the gateway settle before reading its RSS.
+constexpr std::chrono::milliseconds kRssSettle{500};
+constexpr std::size_t kQuantileSteps = 100;  // the report keeps TTFT at every percentile
+
+// How long and how wide a run is.
+struct Plan {
+  std::vector<unsigned> concurrencies;  // saturated phases
+  std::vector<unsigned> paced_concurrencies;
+  std::chrono::milliseconds saturated_warmup, saturated_window, paced_warmup, paced_window;
+  std::size_t saturated_chunks;  // chunks per request
+  std::size_t paced_chunks;
+  unsigned rss_streams;
+  unsigned crypto_cached_iterations, crypto_fresh_iterations;
+};
+
+Plan make_plan(bool quick) {
+  if (quick)
+    return Plan{{1, 16, 256}, {256}, 400ms, 1500ms, 1000ms, 3000ms, 64, 32, 256, 2000, 200};
+  return Plan{{1, 16, 256, 1024}, {1, 16, 256, 1024}, 1000ms, 5000ms, 1500ms, 6000ms, 64, 32, 1000, 10000, 1000};
+}
+
+std::string chat_body(std::size_t chunks) {
+  return json::serialize(json::object{{"model", kModel},
+                                      {"messages", json::array{json::object{{"role", "user"}, {"content", "benchmark"}}}},
+                                      {"stream", true},
+                                      {"max_tokens", chunks}});
+}
+
+void write_file(const fs::path& path, std::string_view content, bool secret = false) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(content.data(), static_cast<std::streamsize>(content.size()));
+  out.close();
+  if (secret) fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
+}
+
+// The progress line: overwritten in place on a terminal; elsewhere (logs) only the steps and
+// the result of each phase, one line each.
+class ProgressLine {
+ public:
+  ProgressLine() : tty_(::isatty(STDERR_FILENO) == 1) {}
+  void show(const std::string& text, bool step = true) {
+    if (tty_) {
+      std::cerr << "\r\033[K" << text << std::flush;
+    } else if (step && text != last_) {
+      std::cerr << text << "\n";
+    }
+    last_ = text;
+  }
+  void finish_line() {
+    if (tty_ && !last_.empty()) std::cerr << "\n";
+    last_.clear();
+  }
+  [[nodiscard]] bool tty() const { return tty_; }
+
+ private:
+  bool tty_;
+  std::string last_;
+};
+
+// Everything the run starts; destroyed (stopped) in reverse order.
+struct Stack {
+  fs::path dir;
+  bool keep_dir = false;
+  std::unique_ptr<FastEngine> engine;
+  std::unique_ptr<ChildProcess> enclave;
+  std::unique_ptr<ChildProcess> gateway;
+  std::unique_ptr<ChildProcess> nginx;
+  std::string enclave_url, gateway_url, nginx_url;
+  std::string api_key;
+  crypto::Ed25519PublicKey platform_public_key{};
+
+  ~Stack() {
+    nginx.reset();
+    gateway.reset();
+    enclave.reset();
+    engine.reset();
+    std::error_code ec;
+    if (!keep_dir && !dir.empty()) fs::remove_all(dir, ec);
+  }
+};
+
+Status start_stack(Stack& stack, const BenchOptions& options) {
+  char dir_template[] = "/tmp/rvenc-bench-XXXXXX";
+  if (!::mkdtemp(dir_template)) return fail(Errc::internal_error, "cannot create a temporary directory");
+  stack.dir = dir_template;
+  stack.keep_dir = options.keep_temp;
+
+  auto engine = FastEngine::start();
+  if (!engine) return std::unexpected(engine.error());
+  stack.engine = std::move(*engine);
+
+  // Keys the enclave would otherwise create; the platform public key is what the SDK trusts.
+  auto platform_seed = crypto::random_array<crypto::kEd25519SeedBytes>();
+  write_file(stack.dir / "platform.key", crypto::as_chars(platform_seed), true);
+  stack.platform_public_key =
+      crypto::ed25519_keypair_from_seed(crypto::Ed25519Seed(std::span<const std::uint8_t, 32>(platform_seed)))
+          .public_key;
+  crypto::secure_wipe(platform_seed.data(), platform_seed.size());
+  const std::string gateway_token = to_hex(crypto::random_array<kGatewayTokenBytes>());
+  write_file(stack.dir / "gateway.token", gateway_token, true);
+
+  const std::string& rvenc = options.rvenc_binary;
+  stack.enclave = std::make_unique<ChildProcess>(
+      std::vector<std::string>{rvenc, "enclave", "--listen", "127.0.0.1:0", "--key-file",
+                               (stack.dir / "enclave.key").string(), "--platform-key",
+                               (stack.dir / "platform.key").string(), "--attestation", "simulated",
+                               "--gateway-token-file", (stack.dir / "gateway.token").string(), "--upstream",
+                               std::string(kModel) + "=" + stack.engine->url() + "/v1"},
+      stack.dir / "enclave.log");
+  auto enclave_url = stack.enclave->wait_for_url();
+  if (!enclave_url) return std::unexpected(enclave_url.error());
+  stack.enclave_url = *enclave_url;
+
+  const std::string db = (stack.dir / "rvenc.db").string();
+  ChildProcess keys({rvenc, "keys", "create", "--db", db, "--name", "bench", "--test"}, stack.dir / "keys.log");
+  auto api_key = keys.wait_for(R"(^(sk_(live|test)_\S+))");
+  if (!api_key) return std::unexpected(api_key.error());
+  auto key_id = keys.wait_for(R"(created key (\S+))");
+  if (!key_id) return std::unexpected(key_id.error());
+  keys.wait_exit(kChildStartTimeout);
+  stack.api_key = *api_key;
+
+  stack.gateway = std::make_unique<ChildProcess>(
+      std::vector<std::string>{rvenc, "gateway", "--listen", "127.0.0.1:0", "--enclave", stack.enclave_url, "--db",
+                               db, "--enclave-token-file", (stack.dir / "gateway.token").string()},
+      stack.dir / "gateway.log");
+  auto gateway_url = stack.gateway->wait_for_url();
+  if (!gateway_url) return std::unexpected(gateway_url.error());
+  stack.gateway_url = *gateway_url;
+
+  auto enclave_parsed = http::parse_url(stack.enclave_url);
+  auto nginx_port = free_port();
+  if (!enclave_parsed || !nginx_port) return fail(Errc::internal_error, "cannot prepare the nginx configuration");
+  NginxConfig config;
+  config.dir = stack.dir / "nginx";
+  fs::create_directories(config.dir);
+  config.listen_port = *nginx_port;
+  config.enclave_port = enclave_parsed->port;
+  config.gateway_token = gateway_token;
+  config.tenant = *key_id;
+  write_file(config.dir / "nginx.conf", render_nginx_config(config), true);
+  stack.nginx = std::make_unique<ChildProcess>(
+      std::vector<std::string>{options.nginx_binary, "-p", config.dir.string(), "-e",
+                               (config.dir / "error.log").string(), "-c", (config.dir / "nginx.conf").string()},
+      stack.dir / "nginx.log");
+  if (!wait_for_port(*nginx_port, kChildStartTimeout))
+    return fail(Errc::internal_error, "nginx did not start: " + stack.nginx->output());
+  stack.nginx_url = "http://127.0.0.1:" + std::to_string(*nginx_port);
+  return {};
+}
+
+StreamCall sdk_stream_call(client::Client client, json::object request) {
+  return [client = std::move(client), request = std::move(request)](std::function<void()> on_chunk)
+             -> http::awaitable<Status> {
+    co_return co_await client.chat.completions.async_create(
+        request, [&on_chunk](const client::Chunk&) -> http::awaitable<Status> {
+          on_chunk();
+          co_return Status{};
+        });
+  };
+}
+
+// --- crypto: a request with fresh encryption keys against one with reused keys ---------------
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+// The request-side crypto of one request, client and enclave: (encapsulation when fresh), seal,
+// serialize, parse, decapsulation (a cache hit when reused), open. CPU microseconds per request.
+Result<double> request_crypto_us(enclave::EnclaveKey& key, bool fresh, unsigned iterations) {
+  const std::string plaintext = chat_body(16);
+  auto reused = crypto::xwing_encapsulate(key.public_key());
+  if (!reused) return std::unexpected(reused.error());
+  if (auto warm = key.decapsulate(reused->cipher_text); !warm) return std::unexpected(warm.error());
+  const auto timestamp = static_cast<std::int64_t>(std::time(nullptr));
+  const double start = thread_cpu_seconds();
+  for (unsigned i = 0; i < iterations; ++i) {
+    std::optional<crypto::Encapsulation> made;
+    if (fresh) {
+      auto encapsulated = crypto::xwing_encapsulate(key.public_key());
+      if (!encapsulated) return std::unexpected(encapsulated.error());
+      made = std::move(*encapsulated);
+    }
+    const crypto::Encapsulation& keys = made ? *made : *reused;
+    protocol::SealInput input;
+    input.shared_secret = &keys.shared_secret;
+    input.cipher_text = &keys.cipher_text;
+    input.key_id = key.key_id();
+    input.nonce = crypto::random_nonce();
+    input.timestamp = timestamp;
+    const std::string body = protocol::serialize_envelope(protocol::seal_request(input, plaintext));
+    auto envelope = protocol::parse_envelope(body);
+    if (!envelope) return std::unexpected(envelope.error());
+    auto secret = key.decapsulate(envelope->cipher_text);
+    if (!secret) return std::unexpected(secret.error());
+    auto opened = protocol::open_request(*envelope, *secret);
+    if (!opened) return std::unexpected(opened.error());
+  }
+  return (thread_cpu_seconds() - start) * 1e6 / iterations;
+}
+
+// --- report ----------------------------------------------------------------------------------
+
+double round_to(double value, int digits) {
+  const double scale = std::pow(10.0, digits);
+  return std::round(value * scale) / scale;
+}
+
+json::object phase_json(const std::string& target, const std::string& mode, unsigned rate, const PhaseResult& r,
+                        std::optional<double> proxy_cpu_s, double enclave_cpu_s, double bench_cpu_s) {
+  json::object o{{"target", target},
+                 {"mode", mode},
+                 {"concurrency", r.concurrency},
+                 {"tokens_per_s_per_stream", rate},
+                 {"window_s", round_to(r.window_s, 3)},
+                 {"chunks", r.chunks},
+                 {"requests", r.requests},
+                 {"errors", r.errors},
+                 {"chunks_per_s", round_to(r.chunks_per_s(), 1)},
+                 {"ttft_samples", r.ttft_ms.size()},
+                 {"ttft_p50_ms", round_to(quantile(r.ttft_ms, 0.50), 3)},
+                 {"ttft_p90_ms", round_to(quantile(r.ttft_ms, 0.90), 3)},
+                 {"ttft_p99_ms", round_to(quantile(r.ttft_ms, 0.99), 3)},
+                 {"ttft_max_ms", round_to(r.ttft_ms.empty() ? 0 : r.ttft_ms.back(), 3)}};
+  if (!r.first_error.empty()) o["first_error"] = r.first_error;
+  const double chunks = r.chunks > 0 ? static_cast<double>(r.chunks) : 1;
+  if (proxy_cpu_s) {
+    o["proxy_cpu_s"] = round_to(*proxy_cpu_s, 3);
+    o["proxy_cpu_us_per_chunk"] = round_to(*proxy_cpu_s * 1e6 / chunks, 3);
+  }
+  o["enclave_cpu_us_per_chunk"] = round_to(enclave_cpu_s * 1e6 / chunks, 3);
+  o["bench_cpu_us_per_chunk"] = round_to(bench_cpu_s * 1e6 / chunks, 3);
+  json::array quantiles;
+  for (std::size_t i = 0; i <= kQuantileSteps; ++i)
+    quantiles.push_back(round_to(quantile(r.ttft_ms, static_cast<double>(i) / kQuantileSteps), 3));
+  o["ttft_percentiles_ms"] = std::move(quantiles);
+  return o;
+}
+
+const json::object* find_phase(const json::array& phases, std::string_view target, std::string_view mode,
+                               unsigned concurrency) {
+  for (const auto& p : phases) {
+    const auto& o = p.as_object();
+    if (o.at("target").as_string() == target && o.at("mode").as_string() == mode &&
+        o.at("concurrency").to_number<unsigned>() == concurrency)
+      return &o;
+  }
+  return nullptr;
+}
+
+double number(const json::object& o, std::string_view key) {
+  const auto* v = o.if_contains(key);
+  return v && v->is_number() ? v->to_number<double>() : std::nan("");
+}
+
+std::string format_number(double v) {
+  if (std::isnan(v)) return "n/a";
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(std::fabs(v) >= 100 ? 0 : (std::fabs(v) >= 10 ? 1 : 3)) << v;
+  return out.str();
+}
+
+// The headline figures, derived from the phases.
+void add_headline(json::object& report, const json::array& phases, unsigned paced_rate) {
+  constexpr unsigned kHeadlineConcurrency = 256;
+  // Saturation: the best throughput each target reached over the concurrencies.
+  for (const char* target : {"direct", "rvenc", "nginx"}) {
+    double best = 0;
+    unsigned at = 0;
+    for (const auto& p : phases) {
+      const auto& o = p.as_object();
+      if (o.at("target").as_string() != target || o.at("mode").as_string() != "saturated") continue;
+      if (number(o, "chunks_per_s") > best) {
+        best = number(o, "chunks_per_s");
+        at = o.at("concurrency").to_number<unsigned>();
+      }
+    }
+    const std::string name = std::string(target) == "rvenc" ? "gateway" : target;
+    report[name + "_chunks_per_s"] = round_to(best, 1);
+    report[name + "_saturation_concurrency"] = at;
+  }
+  const double gateway = number(report, "gateway_chunks_per_s"), nginx = number(report, "nginx_chunks_per_s");
+  report["gateway_vs_nginx"] = nginx > 0 ? round_to(gateway / nginx, 3) : 0.0;
+
+  const auto* rvenc_sat = find_phase(phases, "rvenc", "saturated", kHeadlineConcurrency);
+  const auto* nginx_sat = find_phase(phases, "nginx", "saturated", kHeadlineConcurrency);
+  const auto* direct_sat = find_phase(phases, "direct", "saturated", kHeadlineConcurrency);
+  if (rvenc_sat && nginx_sat) {
+    report["gateway_cpu_us_per_chunk"] = number(*rvenc_sat, "proxy_cpu_us_per_chunk");
+    report["nginx_cpu_us_per_chunk"] = number(*nginx_sat, "proxy_cpu_us_per_chunk");
+    const double n = number(*nginx_sat, "proxy_cpu_us_per_chunk");
+    report["gateway_vs_nginx_cpu_per_chunk"] =
+        n > 0 ? round_to(number(*rvenc_sat, "proxy_cpu_us_per_chunk") / n, 3) : 0.0;
+  }
+  if (rvenc_sat && direct_sat && nginx_sat) {
+    for (const char* q : {"p50", "p99"}) {
+      const std::string key = std::string("ttft_") + q + "_ms";
+      report[std::string("saturated_direct_") + key] = number(*direct_sat, key);
+      report[std::string("saturated_rvenc_") + key] = number(*rvenc_sat, key);
+      report[std::string("saturated_nginx_") + key] = number(*nginx_sat, key);
+      report[std::string("saturated_added_") + key] = round_to(number(*rvenc_sat, key) - number(*direct_sat, key), 3);
+    }
+  }
+  const auto* rvenc_paced = find_phase(phases, "rvenc", "paced", kHeadlineConcurrency);
+  const auto* nginx_paced = find_phase(phases, "nginx", "paced", kHeadlineConcurrency);
+  const auto* direct_paced = find_phase(phases, "direct", "paced", kHeadlineConcurrency);
+  report["paced_streams"] = kHeadlineConcurrency;
+  report["paced_tokens_per_s_per_stream"] = paced_rate;
+  if (rvenc_paced && direct_paced && nginx_paced) {
+    for (const char* q : {"p50", "p99"}) {
+      const std::string key = std::string("ttft_") + q + "_ms";
+      report["direct_" + key] = number(*direct_paced, key);
+      report["rvenc_" + key] = number(*rvenc_paced, key);
+      report["nginx_" + key] = number(*nginx_paced, key);
+      report["added_" + key] = round_to(number(*rvenc_paced, key) - number(*direct_paced, key), 3);
+      // What the gateway adds over a plain proxy on the same encrypted path.
+      report["gateway_added_" + key + "_vs_nginx"] =
+          round_to(number(*rvenc_paced, key) - number(*nginx_paced, key), 3);
+    }
+    report["paced_gateway_cpu_us_per_chunk"] = number(*rvenc_paced, "proxy_cpu_us_per_chunk");
+    report["paced_nginx_cpu_us_per_chunk"] = number(*nginx_paced, "proxy_cpu_us_per_chunk");
+  }
+}
+
+std::string iso_time_utc() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+void raise_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+}  // namespace
+
+const std::vector<Target>& targets() {
+  static const std::vector<Target> kTargets{
+      {"gateway_vs_nginx", "gateway throughput / nginx at saturation", true, 1.0},
+      {"added_ttft_p50_ms", "added TTFT p50, 256 streams x 50 tok/s (ms)", false, 0.5},
+      {"added_ttft_p99_ms", "added TTFT p99, 256 streams x 50 tok/s (ms)", false, 2.0},
+      {"gateway_rss_kib_per_stream", "gateway RSS per open stream (KiB)", false, 32},
+      {"fresh_vs_cached_request_cost", "fresh / reused encryption keys, request cost", true, 10},
+  };
+  return kTargets;
+}
+
+Result<json::object> run_bench(const BenchOptions& options) {
+  const Plan plan = make_plan(options.quick);
+  raise_file_limit();
+  ProgressLine progress;
+  const auto run_started = std::chrono::steady_clock::now();
+  json::object report;
+  report["date"] = iso_time_utc();
+  report["mode"] = options.quick ? "quick" : "full";
+  const std::string nginx_version = command_output(options.nginx_binary + " -v");
+  report["machine"] = json::object{{"cores", std::thread::hardware_concurrency()},
+                                   {"cpu_model", cpu_model()},
+                                   {"load_average_at_start", load_average().value_or(-1)}};
+  report["versions"] = json::object{{"rvenc", options.rvenc_version},
+                                    {"nginx", nginx_version},
+                                    {"libsodium", sodium_version_string()}};
+
+  progress.show("rvenc bench: starting engine, enclave, gateway and nginx on 127.0.0.1 ...");
+  Stack stack;
+  if (auto started = start_stack(stack, options); !started) {
+    progress.finish_line();
+    return std::unexpected(started.error());
+  }
+
+  client::ClientOptions client_options;
+  client_options.api_key = stack.api_key;
+  client_options.base_url = stack.gateway_url;
+  client_options.attestation.allowed_providers = {"simulated"};
+  client_options.attestation.simulated_platform_key = stack.platform_public_key;
+  auto gateway_client = client::create_client(client_options);
+  if (!gateway_client) return std::unexpected(gateway_client.error());
+  // Encryption keys made once (verified attestation, one encapsulation) and reused by every request.
+  auto keys = gateway_client->generate_encryption_keys();
+  if (!keys) return std::unexpected(keys.error());
+  client_options.base_url = stack.nginx_url;
+  client_options.encryption_keys = *keys;
+  auto nginx_client = client::create_client(client_options);
+  if (!nginx_client) return std::unexpected(nginx_client.error());
+
+  auto engine_base = http::parse_url(stack.engine->url());
+  if (!engine_base) return std::unexpected(engine_base.error());
+  auto direct_http = std::make_shared<http::Client>();
+  const auto request_for = [](std::size_t chunks) {
+    return json::parse(chat_body(chunks)).as_object();
+  };
+  struct Way {
+    std::string name;
+    std::function<StreamCall(std::size_t)> call;
+    int proxy_pid;
+  };
+  const std::vector<Way> ways{
+      {"direct", [&](std::size_t k) { return openai_stream_call(direct_http, *engine_base, chat_body(k)); }, -1},
+      {"rvenc", [&](std::size_t k) { return sdk_stream_call(*gateway_client, request_for(k)); },
+       stack.gateway->pid()},
+      {"nginx", [&](std::size_t k) { return sdk_stream_call(*nginx_client, request_for(k)); }, stack.nginx->pid()},
+  };
+  report["paths"] = json::object{{"engine", stack.engine->url()},
+                                 {"enclave", stack.enclave_url},
+                                 {"gateway", stack.gateway_url},
+                                 {"nginx", stack.nginx_url}};
+
+  LoadGenerator load(1);
+  const int self = static_cast<int>(::getpid());
+  const int enclave_pid = stack.enclave->pid();
+
+  // Warm-up: every path answers (and fails the run early if not).
+  for (const auto& way : ways) {
+    progress.show("rvenc bench: warm-up " + way.name);
+    auto warm = load.run(PhaseSpec{1, 0ms, 300ms}, way.call(4), {}, {});
+    if (warm.requests == 0 || warm.errors > 0)
+      return fail(Errc::internal_error, "warm-up through " + way.name + " failed: " +
+                                            (warm.first_error.empty() ? "no request completed" : warm.first_error));
+  }
+
+  // Memory per open stream, first (before the big phases leave freed memory in the allocators).
+  json::object memory;
+  for (const auto& way : ways) {
+    if (way.proxy_pid < 0) continue;
+    const std::string who = way.name == "rvenc" ? "gateway" : way.name;
+    progress.show("rvenc bench: " + who + " memory with " + std::to_string(plan.rss_streams) + " open streams");
+    std::this_thread::sleep_for(kRssSettle);
+    const auto idle = process_rss_kib(way.proxy_pid).value_or(0);
+    std::uint64_t loaded = 0;
+    stack.engine->set_rate(0);
+    stack.engine->set_hold(true);
+    auto held = load.hold_open(
+        plan.rss_streams, way.call(2), kHoldTimeout,
+        [&] {
+          std::this_thread::sleep_for(kRssSettle);
+          loaded = process_rss_kib(way.proxy_pid).value_or(0);
+        },
+        [&] { stack.engine->set_hold(false); });
+    if (!held) {
+      memory[who + "_error"] = held.error().to_string();
+      continue;
+    }
+    memory[who + "_idle_rss_kib"] = idle;
+    memory[who + "_loaded_rss_kib"] = loaded;
+    const double per_stream =
+        (static_cast<double>(loaded) - static_cast<double>(idle)) / static_cast<double>(plan.rss_streams);
+    memory[who + "_rss_kib_per_stream"] = round_to(per_stream, 2);
+    report[who + "_rss_kib_per_stream"] = round_to(per_stream, 2);
+    progress.show("rvenc bench: " + who + " RSS " + std::to_string(idle) + " KiB idle, " + std::to_string(loaded) +
+                  " KiB with " + std::to_string(plan.rss_streams) + " open streams: " + format_number(per_stream) +
+                  " KiB per stream");
+    progress.finish_line();
+  }
+  memory["open_streams"] = plan.rss_streams;
+  report["memory"] = std::move(memory);
+
+  // Throughput and latency: the three paths side by side at each concurrency.
+  json::array phases;
+  std::size_t total_phases = plan.concurrencies.size() * ways.size() + plan.paced_concurrencies.size() * ways.size();
+  std::size_t phase_number = 0;
+  const auto run_phase = [&](const Way& way, const std::string& mode, unsigned concurrency) {
+    ++phase_number;
+    const bool paced = mode == "paced";
+    const unsigned rate = paced ? options.paced_rate : 0;
+    stack.engine->set_rate(rate);
+    const PhaseSpec spec{concurrency, paced ? plan.paced_warmup : plan.saturated_warmup,
+                         paced ? plan.paced_window : plan.saturated_window};
+    std::ostringstream label;
+    label << "[" << phase_number << "/" << total_phases << "] " << std::setw(6) << std::left << way.name << " "
+          << (paced ? std::to_string(rate) + " tok/s" : std::string("saturated")) << " x " << concurrency;
+    std::vector<int> watch{way.proxy_pid > 0 ? way.proxy_pid : self, enclave_pid, self};
+    auto result = load.run(spec, way.call(paced ? plan.paced_chunks : plan.saturated_chunks), watch,
+                           [&](const Progress& p) {
+                             std::ostringstream line;
+                             line << label.str() << "  ";
+                             if (p.elapsed_s < 0) {
+                               line << "warming up";
+                             } else {
+                               line << std::fixed << std::setprecision(0)
+                                    << (p.elapsed_s > 0 ? static_cast<double>(p.chunks) / p.elapsed_s : 0)
+                                    << " chunks/s, " << p.requests << " requests";
+                             }
+                             if (p.errors > 0) line << ", " << p.errors << " errors";
+                             progress.show(line.str(), false);
+                           });
+    std::optional<double> proxy_cpu;
+    if (way.proxy_pid > 0) proxy_cpu = result.cpu_seconds[0];
+    auto phase = phase_json(way.name, mode, rate, result, proxy_cpu, result.cpu_seconds[1], result.cpu_seconds[2]);
+    std::ostringstream done;
+    done << label.str() << "  " << format_number(result.chunks_per_s()) << " chunks/s, TTFT p50 "
+         << format_number(quantile(result.ttft_ms, 0.5)) << " ms p99 " << format_number(quantile(result.ttft_ms, 0.99))
+         << " ms" << (result.errors ? ", " + std::to_string(result.errors) + " errors" : std::string());
+    progress.show(done.str());
+    if (progress.tty()) progress.finish_line();
+    phases.push_back(std::move(phase));
+  };
+  for (unsigned c : plan.concurrencies)
+    for (const auto& way : ways) run_phase(way, "saturated", c);
+  for (unsigned c : plan.paced_concurrencies)
+    for (const auto& way : ways) run_phase(way, "paced", c);
+  stack.engine->set_rate(0);
+
+  // Crypto: request cost with fresh keys against reused ones (in-process, same code as SDK/enclave).
+  progress.show("rvenc bench: request crypto, fresh vs reused encryption keys");
+  {
+    auto seed_bytes = crypto::random_array<crypto::kXWingSeedBytes>();
+    const crypto::XWingSeed seed{std::span<const std::uint8_t, crypto::kXWingSeedBytes>(seed_bytes)};
+    crypto::secure_wipe(seed_bytes.data(), seed_bytes.size());
+    auto key = std::make_unique<enclave::EnclaveKey>(seed, std::time(nullptr) + 3600);
+    auto cached = request_crypto_us(*key, false, plan.crypto_cached_iterations);
+    auto fresh = request_crypto_us(*key, true, plan.crypto_fresh_iterations);
+    if (!cached || !fresh) return std::unexpected(cached ? fresh.error() : cached.error());
+    report["cached_request_crypto_us"] = round_to(*cached, 2);
+    report["fresh_request_crypto_us"] = round_to(*fresh, 2);
+    report["fresh_vs_cached_request_cost"] = round_to(*fresh / *cached, 2);
+  }
+  progress.finish_line();
+
+  add_headline(report, phases, options.paced_rate);
+  report["phases"] = std::move(phases);
+  report["machine"].as_object()["load_average_at_end"] = load_average().value_or(-1);
+  report["duration_s"] =
+      round_to(std::chrono::duration<double>(std::chrono::steady_clock::now() - run_started).count(), 1);
+  json::array target_results;
+  for (const auto& t : targets()) {
+    const double v = number(report, t.key);
+    const bool met = !std::isnan(v) && (t.at_least ? v >= t.bound : v <= t.bound);
+    target_results.push_back(json::object{{"key", t.key},
+                                          {"value", std::isnan(v) ? json::value(nullptr) : json::value(v)},
+                                          {"bound", t.bound},
+                                          {"at_least", t.at_least},
+                                          {"met", met}});
+  }
+  report["targets"] = std::move(target_results);
+  if (options.keep_temp) report["temp_dir"] = stack.dir.string();
+  return report;
+}
+
+std::string summary_table(const json::object& report) {
+  std::ostringstream out;
+  const auto row = [&](const std::string& name, const std::string& value) {
+    out << "  " << std::left << std::setw(52) << name << std::right << std::setw(12) << value << "\n";
+  };
+  out << "rvenc bench (" << (report.contains("mode") ? std::string(report.at("mode").as_string()) : "") << ", "
+      << (report.contains("date") ? std::string(report.at("date").as_string()) : "") << ")\n";
+  if (const auto* machine = report.if_contains("machine"); machine && machine->is_object()) {
+    const auto& m = machine->as_object();
+    out << "  machine: " << json::serialize(m.at("cores")) << " cores, " << json::serialize(m.at("cpu_model"))
+        << ", load average " << format_number(number(m, "load_average_at_start")) << " -> "
+        << format_number(number(m, "load_average_at_end")) << "\n";
+  }
+  out << "\n";
+  for (const auto& [key, name] : std::vector<std::pair<std::string, std::string>>{
+           {"direct_chunks_per_s", "direct chunks/s (saturated, best concurrency)"},
+           {"gateway_chunks_per_s", "rvenc via gateway chunks/s"},
+           {"nginx_chunks_per_s", "rvenc via nginx chunks/s"},
+           {"gateway_cpu_us_per_chunk", "gateway CPU us/chunk (saturated, 256)"},
+           {"nginx_cpu_us_per_chunk", "nginx CPU us/chunk (saturated, 256)"},
+           {"direct_ttft_p50_ms", "direct TTFT p50 ms (256 x 50 tok/s)"},
+           {"rvenc_ttft_p50_ms", "rvenc TTFT p50 ms (256 x 50 tok/s)"},
+           {"nginx_ttft_p50_ms", "nginx path TTFT p50 ms (256 x 50 tok/s)"},
+           {"direct_ttft_p99_ms", "direct TTFT p99 ms (256 x 50 tok/s)"},
+           {"rvenc_ttft_p99_ms", "rvenc TTFT p99 ms (256 x 50 tok/s)"},
+           {"nginx_ttft_p99_ms", "nginx path TTFT p99 ms (256 x 50 tok/s)"},
+           {"saturated_added_ttft_p50_ms", "added TTFT p50 ms (saturated, 256)"},
+           {"saturated_added_ttft_p99_ms", "added TTFT p99 ms (saturated, 256)"},
+           {"nginx_rss_kib_per_stream", "nginx RSS KiB per open stream"},
+           {"cached_request_crypto_us", "request crypto us, reused keys"},
+           {"fresh_request_crypto_us", "request crypto us, fresh keys"}})
+    row(name, format_number(number(report, key)));
+  out << "\n  targets\n";
+  for (const auto& t : targets()) {
+    const double v = number(report, t.key);
+    const bool met = !std::isnan(v) && (t.at_least ? v >= t.bound : v <= t.bound);
+    std::ostringstream bound;
+    bound << (t.at_least ? ">= " : "<= ") << format_number(t.bound);
+    out << "  " << std::left << std::setw(46) << t.description << std::right << std::setw(10) << format_number(v)
+        << "  " << std::left << std::setw(10) << bound.str() << " " << (met ? "met" : "NOT MET") << "\n";
+  }
+  return out.str();
+}
+
+Result<std::string> write_plot_files(const json::object& report, const std::string& data_dir, const std::string& png) {
+  const auto* phases_value = report.if_contains("phases");
+  if (!phases_value || !phases_value->is_array()) return fail(Errc::invalid_request, "the report has no phases");
+  const auto& phases = phases_value->as_array();
+  const fs::path dir(data_dir);
+  const std::vector<std::string> names{"direct", "rvenc", "nginx"};
+  // TTFT distribution files: percentile -> ms, for the 256-stream phases (paced and saturated).
+  for (const char* mode : {"paced", "saturated"}) {
+    for (const auto& name : names) {
+      std::ofstream out(dir / (std::string("ttft_") + mode + "_" + name + ".dat"));
+      if (const auto* p = find_phase(phases, name, mode, 256)) {
+        const auto& q = p->at("ttft_percentiles_ms").as_array();
+        for (std::size_t i = 0; i < q.size(); ++i) out << i << " " << q[i].to_number<double>() << "\n";
+      }
+    }
+  }
+  // Throughput and proxy CPU per concurrency (saturated).
+  for (const auto& name : names) {
+    std::ofstream out(dir / ("throughput_" + name + ".dat"));
+    for (const auto& p : phases) {
+      const auto& o = p.as_object();
+      if (o.at("target").as_string() != name || o.at("mode").as_string() != "saturated") continue;
+      out << o.at("concurrency").to_number<unsigned>() << " " << number(o, "chunks_per_s") << " "
+          << (o.contains("proxy_cpu_us_per_chunk") ? number(o, "proxy_cpu_us_per_chunk") : 0.0) << "\n";
+    }
+  }
+  const auto file = [&](const std::string& name) { return "'" + (dir / name).string() + "'"; };
+  std::ostringstream s;
+  s << "set terminal pngcairo size 1400,1000 font 'sans,10'\n"
+    << "set output '" << png << "'\n"
+    << "set multiplot layout 2,2 title 'rvenc bench " << (report.contains("date") ? std::string(report.at("date").as_string()) : "")
+    << " (" << (report.contains("mode") ? std::string(report.at("mode").as_string()) : "") << ")'\n"
+    << "set grid\nset key left top\nset logscale x\n"
+    << "set xlabel 'time to first token (ms)'\nset ylabel 'percentile'\n"
+    << "set title 'TTFT distribution, 256 streams x " << number(report, "paced_tokens_per_s_per_stream") << " tok/s'\n"
+    << "plot " << file("ttft_paced_direct.dat") << " using 2:1 with lines lw 2 title 'direct', "
+    << file("ttft_paced_rvenc.dat") << " using 2:1 with lines lw 2 title 'rvenc (gateway)', "
+    << file("ttft_paced_nginx.dat") << " using 2:1 with lines lw 2 title 'nginx in place of gateway'\n"
+    << "set title 'TTFT distribution, 256 streams saturated'\n"
+    << "plot " << file("ttft_saturated_direct.dat") << " using 2:1 with lines lw 2 title 'direct', "
+    << file("ttft_saturated_rvenc.dat") << " using 2:1 with lines lw 2 title 'rvenc (gateway)', "
+    << file("ttft_saturated_nginx.dat") << " using 2:1 with lines lw 2 title 'nginx in place of gateway'\n"
+    << "set logscale x 2\nset xlabel 'concurrent streams'\nset ylabel 'chunks/s'\n"
+    << "set title 'Throughput at saturation'\n"
+    << "plot " << file("throughput_direct.dat") << " using 1:2 with linespoints lw 2 title 'direct', "
+    << file("throughput_rvenc.dat") << " using 1:2 with linespoints lw 2 title 'rvenc (gateway)', "
+    << file("throughput_nginx.dat") << " using 1:2 with linespoints lw 2 title 'nginx in place of gateway'\n"
+    << "set ylabel 'proxy CPU us per chunk'\nset title 'Proxy CPU per chunk at saturation'\n"
+    << "plot " << file("throughput_rvenc.dat") << " using 1:3 with linespoints lw 2 title 'gateway', "
+    << file("throughput_nginx.dat") << " using 1:3 with linespoints lw 2 title 'nginx'\n"
+    << "unset multiplot\n";
+  return s.str();
+}
+
+}  // namespace rvenc::bench

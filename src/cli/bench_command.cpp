@@ -1,0 +1,116 @@
+// rvenc bench: starts engine, enclave, gateway and nginx on 127.0.0.1 and measures the rvenc path
+// against direct access and against nginx in place of the gateway (see bench/README.md).
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <boost/json/serialize.hpp>
+
+#include "command.hpp"
+#include "rvenc/bench/bench.hpp"
+
+namespace rvenc::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct BenchFlags {
+  bool quick = false;
+  std::string json;
+  std::string plot;
+  std::string rvenc;
+  std::string nginx = "/usr/sbin/nginx";
+  unsigned rate = bench::kDefaultPacedRate;
+  bool keep_temp = false;
+};
+
+int write_plot(const boost::json::object& report, const std::string& png) {
+  char dir_template[] = "/tmp/rvenc-bench-plot-XXXXXX";
+  if (!::mkdtemp(dir_template)) {
+    std::cerr << "rvenc bench: cannot create a temporary directory for the plot data\n";
+    return kExitFailure;
+  }
+  const fs::path dir(dir_template);
+  auto script = bench::write_plot_files(report, dir.string(), fs::absolute(png).string());
+  int status = -1;
+  if (script) {
+    std::ofstream(dir / "plot.gp") << *script;
+    status = std::system(("gnuplot '" + (dir / "plot.gp").string() + "' 2>&1").c_str());
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (status != 0) {
+    std::cerr << "rvenc bench: gnuplot failed; is the gnuplot-nox package installed?\n";
+    return kExitFailure;
+  }
+  std::cerr << "plot written to " << png << "\n";
+  return kExitOk;
+}
+
+int run_bench(const BenchFlags& flags) {
+  bench::BenchOptions options;
+  options.quick = flags.quick;
+  options.json_file = flags.json;
+  options.plot_file = flags.plot;
+  options.nginx_binary = flags.nginx;
+  options.paced_rate = flags.rate;
+  options.keep_temp = flags.keep_temp;
+  options.rvenc_version = RVENC_VERSION;
+  std::error_code ec;
+  options.rvenc_binary = flags.rvenc.empty() ? fs::read_symlink("/proc/self/exe", ec).string() : flags.rvenc;
+  if (options.rvenc_binary.empty() || ::access(options.rvenc_binary.c_str(), X_OK) != 0) {
+    std::cerr << "rvenc bench: cannot run the rvenc binary '" << options.rvenc_binary << "' (--rvenc)\n";
+    return kExitUsage;
+  }
+  if (::access(options.nginx_binary.c_str(), X_OK) != 0) {
+    std::cerr << "rvenc bench: cannot run nginx at '" << options.nginx_binary
+              << "' (install the Debian package nginx, or give --nginx)\n";
+    return kExitUsage;
+  }
+  if (options.paced_rate == 0) {
+    std::cerr << "rvenc bench: --rate must be positive\n";
+    return kExitUsage;
+  }
+
+  auto report = bench::run_bench(options);
+  if (!report) {
+    std::cerr << "rvenc bench: " << report.error().message << "\n";
+    return kExitUnavailable;
+  }
+  std::cout << bench::summary_table(*report) << std::flush;
+  int exit_code = kExitOk;
+  if (!flags.json.empty()) {
+    std::ofstream out(flags.json, std::ios::trunc);
+    out << boost::json::serialize(*report) << "\n";
+    if (!out) {
+      std::cerr << "rvenc bench: cannot write " << flags.json << "\n";
+      exit_code = kExitFailure;
+    } else {
+      std::cerr << "report written to " << flags.json << "\n";
+    }
+  }
+  if (!flags.plot.empty() && write_plot(*report, flags.plot) != kExitOk) exit_code = kExitFailure;
+  return exit_code;
+}
+
+void setup(CLI::App& app, std::function<int()>& run) {
+  auto flags = std::make_shared<BenchFlags>();
+  auto* cmd = app.add_subcommand(
+      "bench", "Measure rvenc on this machine: direct vs gateway vs nginx in its place (TTFT, throughput, CPU, memory)");
+  flag(*cmd, "--quick", flags->quick, "A short run (under a minute): concurrency 1, 16, 256");
+  option(*cmd, "--json", flags->json, "Write the report as JSON to FILE");
+  option(*cmd, "--plot", flags->plot, "Draw TTFT distributions and throughput into FILE.png (gnuplot)");
+  option(*cmd, "--rvenc", flags->rvenc, "rvenc binary for the enclave, gateway and keys (default: this one)");
+  option(*cmd, "--nginx", flags->nginx, "nginx binary of the baseline proxy")->capture_default_str();
+  option(*cmd, "--rate", flags->rate, "Tokens per second per stream of the paced phases")->capture_default_str();
+  flag(*cmd, "--keep-temp", flags->keep_temp, "Keep the temporary directory (configs, logs) and print its path");
+  cmd->callback([&run, flags] { run = [flags] { return run_bench(*flags); }; });
+}
+
+const Registrar registrar{{"bench", setup}};
+
+}  // namespace
+}  // namespace rvenc::cli

@@ -1,0 +1,154 @@
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/json/parse.hpp>
+
+#include "rvenc/bench/bench.hpp"
+#include "rvenc/bench/engine.hpp"
+#include "rvenc/bench/load.hpp"
+#include "rvenc/bench/process.hpp"
+#include "rvenc/http/client.hpp"
+#include "rvenc/protocol/sse.hpp"
+
+namespace rvenc::bench {
+namespace {
+
+TEST(Quantile, InterpolatesAndHandlesEdges) {
+  EXPECT_EQ(quantile({}, 0.5), 0);
+  EXPECT_EQ(quantile({7}, 0.99), 7);
+  const std::vector<double> v{1, 2, 3, 4, 5};
+  EXPECT_DOUBLE_EQ(quantile(v, 0), 1);
+  EXPECT_DOUBLE_EQ(quantile(v, 0.5), 3);
+  EXPECT_DOUBLE_EQ(quantile(v, 1), 5);
+  EXPECT_DOUBLE_EQ(quantile(v, 0.125), 1.5);
+  EXPECT_DOUBLE_EQ(quantile(v, 2), 5);  // clamped
+}
+
+TEST(Engine, RenderedChunksAreOpenAiChunksWithUsageLast) {
+  const std::string first = FastEngine::render_chunk(0, 3);
+  const std::string last = FastEngine::render_chunk(2, 3);
+  ASSERT_TRUE(first.starts_with("data: ") && first.ends_with("\n\n"));
+  const auto a = boost::json::parse(first.substr(6)).as_object();
+  EXPECT_EQ(a.at("object").as_string(), "chat.completion.chunk");
+  EXPECT_EQ(a.at("choices").as_array()[0].at("delta").at("role").as_string(), "assistant");
+  EXPECT_TRUE(a.at("usage").is_null());
+  const auto b = boost::json::parse(last.substr(6)).as_object();
+  EXPECT_EQ(b.at("choices").as_array()[0].at("finish_reason").as_string(), "stop");
+  EXPECT_EQ(b.at("usage").at("completion_tokens").as_int64(), 3);
+}
+
+TEST(Engine, StreamsRequestedChunksOverARealSocket) {
+  auto engine = FastEngine::start();
+  ASSERT_TRUE(engine) << engine.error().message;
+  auto response = http::fetch("POST", (*engine)->url() + "/v1/chat/completions",
+                              R"({"model":"bench-model","messages":[],"stream":true,"max_tokens":5})");
+  ASSERT_TRUE(response) << response.error().message;
+  EXPECT_EQ(response->result_int(), 200u);
+  protocol::SseParser parser;
+  std::vector<protocol::SseEvent> events;
+  ASSERT_TRUE(parser.feed(response->body(), events));
+  ASSERT_EQ(events.size(), 6u);
+  EXPECT_EQ(events.back().data, "[DONE]");
+  EXPECT_EQ((*engine)->requests(), 1u);
+}
+
+TEST(LoadGenerator, CountsChunksAndRecordsFirstTokenTimes) {
+  auto engine = FastEngine::start();
+  ASSERT_TRUE(engine);
+  auto base = http::parse_url((*engine)->url());
+  ASSERT_TRUE(base);
+  LoadGenerator load(1);
+  auto call = openai_stream_call(std::make_shared<http::Client>(), *base,
+                                 R"({"model":"bench-model","messages":[],"stream":true,"max_tokens":4})");
+  const auto result = load.run(PhaseSpec{4, std::chrono::milliseconds(50), std::chrono::milliseconds(300)}, call,
+                               {static_cast<int>(::getpid())}, {});
+  EXPECT_EQ(result.errors, 0u) << result.first_error;
+  EXPECT_GT(result.requests, 0u);
+  EXPECT_GE(result.chunks, result.requests * 4 - 4 * 4);  // in-flight requests straddle the window
+  EXPECT_FALSE(result.ttft_ms.empty());
+  EXPECT_TRUE(std::is_sorted(result.ttft_ms.begin(), result.ttft_ms.end()));
+  ASSERT_EQ(result.cpu_seconds.size(), 1u);
+}
+
+TEST(LoadGenerator, HoldOpenKeepsStreamsOpenUntilReleased) {
+  auto engine = FastEngine::start();
+  ASSERT_TRUE(engine);
+  auto base = http::parse_url((*engine)->url());
+  ASSERT_TRUE(base);
+  LoadGenerator load(1);
+  auto call = openai_stream_call(std::make_shared<http::Client>(), *base,
+                                 R"({"model":"bench-model","messages":[],"stream":true,"max_tokens":3})");
+  (*engine)->set_hold(true);
+  bool measured = false;
+  auto held = load.hold_open(8, call, std::chrono::seconds(20), [&] { measured = true; },
+                             [&] { (*engine)->set_hold(false); });
+  EXPECT_TRUE(held) << held.error().message;
+  EXPECT_TRUE(measured);
+  EXPECT_EQ((*engine)->requests(), 8u);
+}
+
+TEST(Process, ReadsCpuAndRssOfThisProcess) {
+  const int self = static_cast<int>(::getpid());
+  ASSERT_TRUE(process_cpu_seconds(self).has_value());
+  ASSERT_TRUE(process_rss_kib(self).has_value());
+  EXPECT_GT(*process_rss_kib(self), 0u);
+  EXPECT_FALSE(process_rss_kib(-5).has_value());
+  EXPECT_FALSE(cpu_model().empty());
+}
+
+TEST(Process, ChildOutputAndExitStatus) {
+  ChildProcess child({"/bin/sh", "-c", "echo 'x listening on http://127.0.0.1:1234'; exit 3"},
+                     testing::TempDir() + "/bench_child.log");
+  auto url = child.wait_for_url(std::chrono::seconds(10));
+  ASSERT_TRUE(url) << url.error().message;
+  EXPECT_EQ(*url, "http://127.0.0.1:1234");
+  EXPECT_EQ(child.wait_exit(std::chrono::seconds(10)), 3);
+  ChildProcess failing({"/bin/sh", "-c", "echo boom; exit 1"}, testing::TempDir() + "/bench_child2.log");
+  auto never = failing.wait_for_url(std::chrono::seconds(10));
+  ASSERT_FALSE(never);
+  EXPECT_NE(never.error().message.find("boom"), std::string::npos);
+}
+
+TEST(Nginx, ConfigForwardsLikeTheGateway) {
+  NginxConfig config;
+  config.dir = "/tmp/x";
+  config.listen_port = 8123;
+  config.enclave_port = 8124;
+  config.gateway_token = "tok123";
+  config.tenant = "key_abc";
+  const std::string text = render_nginx_config(config);
+  for (const char* needle :
+       {"daemon off;", "master_process off;", "listen 127.0.0.1:8123;", "server 127.0.0.1:8124;",
+        "proxy_buffering off;", "proxy_http_version 1.1;", "chunked_transfer_encoding on;",
+        "proxy_set_header Authorization \"Bearer tok123\";", "proxy_set_header X-Rvenc-Tenant \"key_abc\";",
+        "pid /tmp/x/nginx.pid;", "error_log /tmp/x/error.log", "proxy_temp_path /tmp/x/proxy;"})
+    EXPECT_NE(text.find(needle), std::string::npos) << needle;
+}
+
+TEST(Report, SummaryMarksTargetsMetAndNotMet) {
+  boost::json::object report{{"mode", "quick"},
+                             {"date", "2026-11-26T00:00:00Z"},
+                             {"gateway_vs_nginx", 1.2},
+                             {"added_ttft_p50_ms", 0.9},
+                             {"added_ttft_p99_ms", 1.5},
+                             {"fresh_vs_cached_request_cost", 30.0}};
+  const std::string table = summary_table(report);
+  const auto line_of = [&](const std::string& description) {
+    const auto at = table.find(description, table.find("targets"));
+    EXPECT_NE(at, std::string::npos) << description;
+    return table.substr(at, table.find('\n', at) - at);
+  };
+  EXPECT_TRUE(line_of("gateway throughput / nginx").ends_with(" met"));
+  EXPECT_TRUE(line_of("added TTFT p50").ends_with("NOT MET"));
+  EXPECT_TRUE(line_of("added TTFT p99").ends_with(" met"));
+  // A figure the run could not produce is never "met".
+  EXPECT_TRUE(line_of("gateway RSS per open stream").ends_with("NOT MET"));
+  EXPECT_NE(line_of("gateway RSS per open stream").find("n/a"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace rvenc::bench
