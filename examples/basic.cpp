@@ -6,18 +6,14 @@
 #include "rvenc/client/client.hpp"
 
 int main(int argc, char** argv) {
-  auto client = rvenc::client::create_client(example_options());
-  if (!client) {
-    std::cerr << client.error().to_string() << "\n";
-    return 2;
-  }
-  const std::string model = argc > 1 ? argv[1] : "demo";
-  auto completion = client->chat.completions.create(hello_request(model, "Say hello in five words."));
+  auto client = example_client();
+  const std::string model = argc > 1 ? argv[1] : "rvenc-demo";
+  auto completion = client.chat.completions.create(hello_request(model, "Say hello in five words."));
   if (!completion) {
     // Typed errors: the code, and the gateway's HTTP status when it answered with one.
     std::cerr << completion.error().to_string() << " (HTTP " << completion.error().http_status << ")\n";
     return 1;
   }
   std::cout << boost::json::serialize(*completion) << "\n";
-  std::cout << "answer: " << completion->at("choices").at(0).at("message").at("content").as_string() << "\n";
+  std::cout << "answer: " << completion->at("choices").at(0).at("message").at("content").as_string().c_str() << "\n";
 }

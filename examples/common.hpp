@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "rvenc/client/client.hpp"
 #include "rvenc/client/settings.hpp"
 
 inline rvenc::client::ClientOptions example_options() {
@@ -18,6 +19,16 @@ inline rvenc::client::ClientOptions example_options() {
     std::exit(2);
   }
   return *options;
+}
+
+// A client for example_options(); exits with the reason when the options are not valid.
+inline rvenc::client::Client example_client() {
+  auto client = rvenc::client::create_client(example_options());
+  if (!client) {
+    std::cerr << client.error().to_string() << "\n";
+    std::exit(2);
+  }
+  return std::move(*client);
 }
 
 inline boost::json::object hello_request(std::string_view model, std::string_view prompt) {

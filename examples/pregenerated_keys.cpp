@@ -22,13 +22,13 @@ int main(int argc, char** argv) {
     std::cerr << client.error().to_string() << "\n";
     return 2;
   }
-  const std::string model = argc > 1 ? argv[1] : "demo";
+  const std::string model = argc > 1 ? argv[1] : "rvenc-demo";
   for (const char* prompt : {"What is 2 + 2?", "And 3 + 3?"}) {
     auto completion = client->chat.completions.create(hello_request(model, prompt));
     if (!completion) {
       std::cerr << completion.error().to_string() << "\n";
       return 1;
     }
-    std::cout << prompt << " -> " << completion->at("choices").at(0).at("message").at("content").as_string() << "\n";
+    std::cout << prompt << " -> " << completion->at("choices").at(0).at("message").at("content").as_string().c_str() << "\n";
   }
 }

@@ -4,17 +4,13 @@
 #include "rvenc/client/client.hpp"
 
 int main(int argc, char** argv) {
-  auto client = rvenc::client::create_client(example_options());
-  if (!client) {
-    std::cerr << client.error().to_string() << "\n";
-    return 2;
-  }
-  const std::string model = argc > 1 ? argv[1] : "demo";
+  auto client = example_client();
+  const std::string model = argc > 1 ? argv[1] : "rvenc-demo";
   rvenc::client::CallOptions call;
   call.on_response = [](const rvenc::client::ResponseMeta& meta) {
     if (auto remaining = meta.header("x-ratelimit-remaining-requests")) std::cerr << "requests left: " << *remaining << "\n";
   };
-  auto done = client->chat.completions.create(
+  auto done = client.chat.completions.create(
       hello_request(model, "Count from one to ten."),
       [](const rvenc::client::Chunk& chunk) -> rvenc::Status {
         const auto& delta = chunk.object.at("choices").at(0).at("delta").as_object();
