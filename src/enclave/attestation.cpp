@@ -102,6 +102,8 @@ SimulatedProvider::SimulatedProvider(crypto::Ed25519KeyPair platform, crypto::Sh
   lock_memory(platform_.secret_key.data(), platform_.secret_key.size());
 }
 
+SimulatedProvider::~SimulatedProvider() { unlock_memory(platform_.secret_key.data(), platform_.secret_key.size()); }
+
 Result<std::unique_ptr<SimulatedProvider>> SimulatedProvider::create(const crypto::Ed25519Seed& platform_seed,
                                                                      const fs::path& executable) {
   auto measurement = hash_file(executable);

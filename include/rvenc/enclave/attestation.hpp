@@ -43,6 +43,10 @@ class SimulatedProvider final : public AttestationProvider {
   [[nodiscard]] static Result<std::unique_ptr<SimulatedProvider>> create(
       const crypto::Ed25519Seed& platform_seed, const std::filesystem::path& executable = kSelfExecutable);
 
+  ~SimulatedProvider() override;  // unlocks (and wipes) the platform key
+  SimulatedProvider(const SimulatedProvider&) = delete;
+  SimulatedProvider& operator=(const SimulatedProvider&) = delete;
+
   [[nodiscard]] std::string_view name() const override { return "simulated"; }
   [[nodiscard]] std::span<const std::uint8_t> measurement() const override { return measurement_; }
   [[nodiscard]] Result<std::vector<std::uint8_t>> evidence(const protocol::ReportData& report_data) override;
