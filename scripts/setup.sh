@@ -81,6 +81,8 @@ if [ -f tests/node/package.json ] && command -v npm >/dev/null 2>&1; then
   fi
 fi
 
+# Path-independent ccache entries: a second clone (CI) reuses what an earlier build compiled.
+export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=true
 log "building ($BUILD_TYPE) in $BUILD_DIR"
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DRVENC_SODIUM_PREFIX="$SODIUM_PREFIX" \
   -DCMAKE_CXX_COMPILER_LAUNCHER=ccache ${CMAKE_EXTRA_ARGS:-} >/dev/null
