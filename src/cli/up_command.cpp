@@ -264,7 +264,13 @@ int run_up(const UpFlags& flags) {
   std::vector<std::string> enclave_args{"enclave", "--listen", listen_arg(flags.enclave_port), "--key-file",
                                         enclave_key.string(), "--platform-key", platform_key.string(),
                                         "--attestation", "simulated", "--gateway-token-file", token.string()};
-  for (const auto& u : flags.upstreams) enclave_args.insert(enclave_args.end(), {"--upstream", u});
+  std::string upstream_models;
+  for (const auto& u : flags.upstreams) {
+    enclave_args.insert(enclave_args.end(), {"--upstream", u});
+    upstream_models += (upstream_models.empty() ? "" : ",") + u.substr(0, u.find('='));
+  }
+  // up's key is a test key: on this machine it may use the user's own upstream models too.
+  if (!upstream_models.empty()) enclave_args.insert(enclave_args.end(), {"--test-models", upstream_models});
   if (flags.allow_v1) enclave_args.push_back("--allow-v1");
   const auto enclave_url = start("enclave", enclave_args);
   if (!enclave_url) return shutdown(kExitUnavailable);

@@ -28,16 +28,18 @@ CliResult run_cli(const std::vector<std::string>& args) {
   return result;
 }
 
-std::unique_ptr<test::ChildProcess> start_enclave(const test::TempDir& dir, long long demo_delay_ms) {
+std::unique_ptr<test::ChildProcess> start_enclave(const test::TempDir& dir, long long demo_delay_ms,
+                                                  const std::vector<std::string>& extra_args) {
   {
     std::ofstream token(dir.file("gateway.token"));
     token << "test-gateway-token-0123456789abcdef\n";
   }
-  auto enclave = std::make_unique<test::ChildProcess>(std::vector<std::string>{
-      test::rvenc_binary(), "enclave", "--attestation", "simulated", "--listen", "127.0.0.1:0", "--key-file",
-      dir.file("enclave.key"), "--platform-key", dir.file("platform.key"), "--gateway-token-file",
-      dir.file("gateway.token"), "--demo-delay-ms", std::to_string(demo_delay_ms)});
-  return enclave;
+  std::vector<std::string> argv{test::rvenc_binary(), "enclave", "--attestation", "simulated", "--listen",
+                                "127.0.0.1:0", "--key-file", dir.file("enclave.key"), "--platform-key",
+                                dir.file("platform.key"), "--gateway-token-file", dir.file("gateway.token"),
+                                "--demo-delay-ms", std::to_string(demo_delay_ms)};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  return std::make_unique<test::ChildProcess>(argv);
 }
 
 std::unique_ptr<test::ChildProcess> start_gateway(const std::vector<std::string>& enclave_urls, const std::string& db,
@@ -54,7 +56,8 @@ std::unique_ptr<test::ChildProcess> start_gateway(const std::vector<std::string>
   return std::make_unique<test::ChildProcess>(argv);
 }
 
-Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key_file, const std::string& prompt) {
+Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key_file, const std::string& prompt,
+                 protocol::Version version) {
   const auto challenge = crypto::random_array<protocol::kChallengeBytes>();
   auto response = http::fetch("GET", gateway_url + "/rvenc/attestation?challenge=" + to_hex(challenge));
   if (!response || response->result_int() != 200) throw std::runtime_error("attestation through the gateway failed");
@@ -79,7 +82,9 @@ Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key
   Sealed sealed;
   sealed.shared_secret = encaps->shared_secret;
   sealed.nonce = crypto::random_nonce();
+  sealed.version = version;
   protocol::SealInput input;
+  input.version = version;
   input.shared_secret = &sealed.shared_secret;
   input.cipher_text = &encaps->cipher_text;
   input.key_id = doc->key_id;
@@ -107,7 +112,7 @@ std::vector<protocol::SseEvent> events_of(const std::string& body) {
 }
 
 Result<std::string> open_stream(const Sealed& sealed, const std::vector<protocol::SseEvent>& events) {
-  protocol::ResponseOpener opener(protocol::Version::v2, sealed.shared_secret, sealed.nonce);
+  protocol::ResponseOpener opener(sealed.version, sealed.shared_secret, sealed.nonce);
   std::string plaintext;
   for (const auto& event : events) {
     const auto kind = protocol::kind_from_name(event.event);

@@ -25,7 +25,8 @@ struct CliResult {
 // Runs `rvenc <args>` and captures its stdout (stderr goes to the test log).
 CliResult run_cli(const std::vector<std::string>& args);
 
-std::unique_ptr<test::ChildProcess> start_enclave(const test::TempDir& dir, long long demo_delay_ms = 0);
+std::unique_ptr<test::ChildProcess> start_enclave(const test::TempDir& dir, long long demo_delay_ms = 0,
+                                                  const std::vector<std::string>& extra_args = {});
 std::unique_ptr<test::ChildProcess> start_gateway(const std::vector<std::string>& enclave_urls, const std::string& db,
                                                   const std::string& token_file);
 
@@ -34,16 +35,18 @@ struct Sealed {
   std::string body;
   crypto::SharedSecret shared_secret;
   crypto::Nonce nonce{};
+  protocol::Version version = protocol::Version::v2;
 };
 // Fetches and verifies the attestation through `gateway_url` (simulated, signed by the platform
 // key in `platform_key_file`) and seals a chat request for the first model.
-Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key_file, const std::string& prompt = "Hello");
+Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key_file, const std::string& prompt = "Hello",
+                 protocol::Version version = protocol::Version::v2);
 
 Result<http::Response> post_chat(const std::string& gateway_url, const std::string& body,
                                  std::optional<std::string> api_key);
 // The SSE events of a response body.
 std::vector<protocol::SseEvent> events_of(const std::string& body);
-// Decrypts a v2 event stream; the concatenated plaintexts, or the error.
+// Decrypts an event stream; the concatenated plaintexts, or the error.
 Result<std::string> open_stream(const Sealed& sealed, const std::vector<protocol::SseEvent>& events);
 std::string error_code(const std::string& body);
 

@@ -332,6 +332,32 @@ TEST_F(GatewayIntegration, RoutesByKeyIdAcrossEnclaves) {
   EXPECT_TRUE(open_stream(to_first, events_of(first->body())));
 }
 
+TEST_F(GatewayIntegration, EnclaveErrorsPassThroughAndV1GoesToTheDefault) {
+  ASSERT_NO_FATAL_FAILURE(start());  // without --allow-v1
+  const auto key = create_key("v1");
+  const auto v1 = seal_chat(gateway_url, dir.file("platform.key"), "Hello", protocol::Version::v1);
+  auto refused = post_chat(gateway_url, v1.body, key.key);
+  ASSERT_TRUE(refused);
+  // The enclave's own answer, status and body unchanged (not raised by the gateway).
+  EXPECT_EQ(refused->result_int(), 400u);
+  EXPECT_EQ(error_code(refused->body()), "unsupported_version");
+  EXPECT_EQ(refused->body().find("\"source\":\"gateway\""), std::string::npos);
+  EXPECT_EQ(wait_for_usage(db, key.record.id, 1).at(0).status, 400);
+
+  gateway.reset();
+  enclave = start_enclave(dir, 0, {"--allow-v1"});
+  auto url = enclave->wait_for_url();
+  ASSERT_TRUE(url) << enclave->output();
+  gateway = start_gateway({*url}, db, dir.file("gateway.token"));
+  auto gw = gateway->wait_for_url();
+  ASSERT_TRUE(gw) << gateway->output();
+  const auto allowed = seal_chat(*gw, dir.file("platform.key"), "Hello", protocol::Version::v1);
+  auto response = post_chat(*gw, allowed.body, key.key);
+  ASSERT_TRUE(response);
+  ASSERT_EQ(response->result_int(), 200u) << response->body();
+  EXPECT_TRUE(open_stream(allowed, events_of(response->body())));
+}
+
 TEST_F(GatewayIntegration, EnclaveDownIs502) {
   const std::string nobody = "http://127.0.0.1:" + std::to_string(test::free_port());
   gateway = start_gateway({nobody}, db, "");
