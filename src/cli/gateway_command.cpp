@@ -8,6 +8,8 @@
 #include "command.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/gateway/gateway.hpp"
+#include "rvenc/gateway/redis_rate_limiter.hpp"
+#include "rvenc/gateway/redis_revocations.hpp"
 
 namespace rvenc::cli {
 namespace {
@@ -20,6 +22,7 @@ struct GatewayFlags {
   std::vector<std::string> enclaves;
   std::string db;
   std::string redis;
+  std::string redis_failure = "closed";
   std::string enclave_token_file;
   std::uint64_t max_body = gateway::kDefaultMaxBody;
   long long upstream_timeout_ms = gateway::kUpstreamIdleTimeout.count();
@@ -56,11 +59,19 @@ Result<std::string> read_token_file(const std::string& path) {
 }
 
 int run_gateway(const GatewayFlags& flags) {
-  if (!flags.redis.empty()) {
-    std::cerr << "rvenc gateway: --redis is not yet supported (rate limits are kept in this process)\n";
-    return kExitUsage;
-  }
   gateway::GatewayOptions options;
+  std::optional<gateway::RedisOptions> redis;
+  if (!flags.redis.empty()) {
+    auto url = gateway::parse_redis_url(flags.redis);
+    auto policy = gateway::parse_failure_policy(flags.redis_failure);
+    if (!url || !policy) {
+      std::cerr << "rvenc gateway: " << (url ? policy.error().message : "--redis: " + url.error().message) << "\n";
+      return kExitUsage;
+    }
+    redis = gateway::RedisOptions{.url = *url};
+    options.rate_limiter = std::make_shared<gateway::RedisRateLimiter>(
+        gateway::RedisRateLimiterOptions{.redis = *redis, .failure_policy = *policy});
+  }
   if (!parse_listen(flags.listen, options.host, options.port)) {
     std::cerr << "rvenc gateway: --listen must be HOST:PORT with a port from 0 to 65535\n";
     return kExitUsage;
@@ -98,6 +109,16 @@ int run_gateway(const GatewayFlags& flags) {
     return created.error().code == Errc::invalid_request ? kExitUsage : kExitUnavailable;
   }
   auto& gw = **created;
+  // Revocations published by `rvenc keys revoke --redis`: re-read the key cache at once.
+  std::unique_ptr<gateway::RevocationSubscriber> revocations;
+  if (redis) {
+    auto reread = [&gw] {
+      if (auto polled = gw.handler().keys().poll(); !polled)
+        spdlog::warn("key cache poll failed: {}", polled.error().to_string());
+    };
+    revocations = std::make_unique<gateway::RevocationSubscriber>(
+        *redis, [reread](const std::string&) { reread(); }, reread);
+  }
   gw.stop_on_signals();
   gw.start();
   gw.refresh_enclaves();
@@ -110,7 +131,10 @@ int run_gateway(const GatewayFlags& flags) {
     else
       std::cout << "down (" << e.last_error << "), will retry\n";
   }
-  std::cout << "max body " << gw.handler().options().max_body << " bytes; rate limits in memory" << std::endl;
+  std::cout << "max body " << gw.handler().options().max_body << " bytes; rate limits "
+            << (redis ? "shared in " + redis->url.to_string() + " (--redis-failure " + flags.redis_failure + ")"
+                      : std::string("in memory"))
+            << std::endl;
   gw.wait();
   spdlog::info("gateway stopped");
   return kExitOk;
@@ -123,7 +147,11 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--enclave", flags->enclaves, "Enclave base URL (http://HOST:PORT); repeatable, the first is the default")
       ->required();
   option(*cmd, "--db", flags->db, "SQLite database with the API keys and usage (created if missing)")->required();
-  option(*cmd, "--redis", flags->redis, "Redis URL for shared rate limits (not yet supported)");
+  option(*cmd, "--redis", flags->redis, "redis://HOST:PORT[/DB] for rate limits and revocations shared by gateways");
+  option(*cmd, "--redis-failure", flags->redis_failure,
+         "When Redis is down: closed refuses rate-limited requests (503), open uses in-process limits")
+      ->check(CLI::IsMember({"open", "closed"}))
+      ->capture_default_str();
   option(*cmd, "--enclave-token-file", flags->enclave_token_file,
          "File with the bearer token sent to the enclaves (their --gateway-token-file)");
   option(*cmd, "--max-body", flags->max_body, "Largest request body in bytes (beyond: 413)")->capture_default_str();

@@ -9,6 +9,7 @@
 
 #include "command.hpp"
 #include "rvenc/gateway/key_store.hpp"
+#include "rvenc/gateway/redis_revocations.hpp"
 
 namespace rvenc::cli {
 namespace {
@@ -45,6 +46,7 @@ struct KeysOptions {
   std::int64_t max_streams = 0;
   bool json = false;
   std::string id;
+  std::string redis;  // revoke: publish the revocation there too
 };
 
 int run_create(const KeysOptions& o) {
@@ -107,6 +109,18 @@ int run_revoke(const KeysOptions& o) {
     return kExitFailure;
   }
   std::cout << "revoked " << revoked->id << " (" << revoked->name << ", key …" << revoked->last4 << ")" << std::endl;
+  if (!o.redis.empty()) {
+    auto url = gateway::parse_redis_url(o.redis);
+    auto sent = url ? gateway::publish_revocation(gateway::RedisOptions{.url = *url}, revoked->id)
+                    : Result<std::int64_t>(std::unexpected(url.error()));
+    // The revocation stands either way: gateways still see it through the database within a second.
+    if (!sent) {
+      std::cerr << "rvenc keys revoke: not published to Redis (" << sent.error().message
+                << "); gateways sharing the database still see it within a second\n";
+      return kExitOk;
+    }
+    std::cout << "published to " << *sent << " gateway(s) via " << url->to_string() << std::endl;
+  }
   return kExitOk;
 }
 
@@ -181,6 +195,7 @@ void setup(CLI::App& app, std::function<int()>& run) {
   auto* revoke = keys->add_subcommand("revoke", "Revoke an API key by id (or by the full key)");
   option(*revoke, "--db", o->db, "The gateway's SQLite database")->required();
   revoke->add_option("ID", o->id, "The key's id (key_...) or the full key")->required();
+  option(*revoke, "--redis", o->redis, "redis://HOST:PORT[/DB]: also tell every gateway subscribed there at once");
   revoke->callback([&run, o] { run = [o] { return run_revoke(*o); }; });
 
   auto* usage = keys->add_subcommand("usage", "Usage per key (requests, tokens, bytes) and recent requests");

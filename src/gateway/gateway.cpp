@@ -72,9 +72,10 @@ GatewayHandler::GatewayHandler(GatewayOptions options, KeyStore lookups, std::un
       keys_(std::move(lookups)),
       usage_(std::move(usage)),
       enclaves_(options_.enclaves, client_) {
+  if (options_.rate_limiter) limiter_ = options_.rate_limiter.get();
   get_steps_ = {allow_list_step(), header_limit_step(kMaxHeaderBytes)};
   chat_steps_ = {body_limit_step(options_.max_body), auth_step(keys_, usage_.get()), envelope_step(),
-                 stream_limit_step(streams_), rate_limit_step(limiter_)};
+                 stream_limit_step(streams_), rate_limit_step(*limiter_)};
 }
 
 GatewayHandler::~GatewayHandler() { stop_background(); }
@@ -111,7 +112,8 @@ http::awaitable<void> GatewayHandler::handle(http::Request& request, http::Respo
     } else if (path == kHealthPath) {
       co_await send(context, writer, health());
     } else if (path == kMetricsPath) {
-      auto response = http::json_response(200, metrics_.render(enclaves_.healthy_count(), options_.enclaves.size()));
+      auto response = http::json_response(
+          200, metrics_.render(enclaves_.healthy_count(), options_.enclaves.size()) + limiter_->metrics_text());
       response.set(beast_http::field::content_type, kPrometheusContentType);
       co_await send(context, writer, std::move(response));
     } else {
@@ -291,7 +293,7 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
   if (const auto usage = relay.usage()) {
     row.prompt_tokens = usage->prompt_tokens;
     row.completion_tokens = usage->completion_tokens;
-    auto charged = co_await limiter_.charge_tokens(key.id, key.limits, usage->total_tokens());
+    auto charged = co_await limiter_->charge_tokens(key.id, key.limits, usage->total_tokens());
     if (!charged) spdlog::error("{}: tokens not charged: {}", context.request_id, charged.error().to_string());
   }
 }

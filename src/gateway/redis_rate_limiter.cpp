@@ -207,7 +207,7 @@ boost::asio::awaitable<Status> RedisRateLimiter::charge_tokens(const std::string
   co_return co_await fallback_.charge_tokens(key_id, limits, tokens);
 }
 
-std::string RedisRateLimiter::render_metrics() const {
+std::string RedisRateLimiter::metrics_text() const {
   std::string out;
   out += "# HELP rvenc_gateway_redis_up Whether the last call to the shared rate limiter's Redis succeeded.\n";
   out += "# TYPE rvenc_gateway_redis_up gauge\n";

@@ -160,7 +160,7 @@ TEST(RedisRateLimiter, ClosedPolicyRefusesWhileRedisIsDownAndRecovers) {
   EXPECT_FALSE(limiter.available());
   EXPECT_GE(limiter.failures(), 5u);
   EXPECT_EQ(limiter.fallbacks(), 0u);
-  EXPECT_NE(limiter.render_metrics().find("rvenc_gateway_redis_up 0"), std::string::npos);
+  EXPECT_NE(limiter.metrics_text().find("rvenc_gateway_redis_up 0"), std::string::npos);
   // Keys without limits need no Redis.
   EXPECT_TRUE(acquire(limiter, "key_free", KeyLimits{}));
 
@@ -171,7 +171,7 @@ TEST(RedisRateLimiter, ClosedPolicyRefusesWhileRedisIsDownAndRecovers) {
     return decision && decision->allowed;
   }));
   EXPECT_TRUE(limiter.available());
-  EXPECT_NE(limiter.render_metrics().find("rvenc_gateway_redis_up 1"), std::string::npos);
+  EXPECT_NE(limiter.metrics_text().find("rvenc_gateway_redis_up 1"), std::string::npos);
 }
 
 TEST(RedisRateLimiter, OpenPolicyFallsBackToInProcessLimits) {
@@ -192,7 +192,7 @@ TEST(RedisRateLimiter, OpenPolicyFallsBackToInProcessLimits) {
   EXPECT_TRUE(run_sync(limiter.charge_tokens("key_o", KeyLimits{0, 10, 0}, 5)));
   EXPECT_FALSE(limiter.available());
   EXPECT_GE(limiter.fallbacks(), 7u);
-  EXPECT_NE(limiter.render_metrics().find("rvenc_gateway_ratelimit_fallback_total"), std::string::npos);
+  EXPECT_NE(limiter.metrics_text().find("rvenc_gateway_ratelimit_fallback_total"), std::string::npos);
 
   server.start();
   ASSERT_TRUE(server.ready());

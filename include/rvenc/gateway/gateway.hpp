@@ -49,6 +49,8 @@ struct GatewayOptions {
   std::chrono::milliseconds upstream_idle_timeout = kUpstreamIdleTimeout;
   std::chrono::milliseconds read_timeout = http::ServerOptions::kDefaultReadTimeout;
   std::chrono::milliseconds idle_timeout = http::ServerOptions::kDefaultIdleTimeout;
+  // Limits shared with other gateways (RedisRateLimiter); null: this process's own buckets.
+  std::shared_ptr<RateLimiter> rate_limiter;
 };
 
 class GatewayHandler {
@@ -67,6 +69,8 @@ class GatewayHandler {
   void stop_background();
 
   [[nodiscard]] EnclavePool& enclaves() noexcept { return enclaves_; }
+  // The API key cache (revocation subscribers make it re-read the database).
+  [[nodiscard]] KeyCache& keys() noexcept { return keys_; }
   [[nodiscard]] Metrics& metrics() noexcept { return metrics_; }
   [[nodiscard]] UsageRecorder& usage() noexcept { return *usage_; }
   [[nodiscard]] const GatewayOptions& options() const noexcept { return options_; }
@@ -84,7 +88,8 @@ class GatewayHandler {
   GatewayOptions options_;
   KeyCache keys_;
   std::unique_ptr<UsageRecorder> usage_;
-  InMemoryRateLimiter limiter_;
+  InMemoryRateLimiter local_limiter_;
+  RateLimiter* limiter_ = &local_limiter_;  // options_.rate_limiter when given
   StreamSlots streams_;
   Metrics metrics_;
   http::Client client_;

@@ -74,6 +74,8 @@ class RateLimiter {
   // Charges `tokens` (prompt + completion) to the key's token budget.
   virtual boost::asio::awaitable<Status> charge_tokens(const std::string& key_id, const KeyLimits& limits,
                                                        std::int64_t tokens) = 0;
+  // Extra Prometheus lines for /metrics (the shared Redis limiter reports its health).
+  [[nodiscard]] virtual std::string metrics_text() const { return {}; }
 };
 
 // Buckets in this process's memory (one gateway; a shared store is the Redis implementation).

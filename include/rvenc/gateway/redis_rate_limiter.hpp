@@ -54,7 +54,7 @@ class RedisRateLimiter final : public RateLimiter {
   [[nodiscard]] std::uint64_t fallbacks() const noexcept { return fallbacks_; }
   // Prometheus text: rvenc_gateway_redis_up, rvenc_gateway_redis_failures_total,
   // rvenc_gateway_ratelimit_fallback_total.
-  [[nodiscard]] std::string render_metrics() const;
+  [[nodiscard]] std::string metrics_text() const override;
 
   // The two bucket keys of `key_id` (one hash tag, so one cluster slot).
   [[nodiscard]] std::string requests_key(const std::string& key_id) const;
