@@ -70,7 +70,7 @@ FakeGateway::FakeGateway()
   auto server = http::Server::create(http::ServerOptions{}, router);
   if (!server) throw std::runtime_error(server.error().to_string());
   server_ = std::move(*server);
-  hold_ = std::make_shared<asio::steady_timer>(server_->executor(), asio::steady_timer::time_point::max());
+  hold_ = std::make_unique<asio::steady_timer>(server_->executor(), asio::steady_timer::time_point::max());
   server_->start();
 }
 
@@ -96,7 +96,7 @@ void FakeGateway::rotate_key() {
 }
 
 void FakeGateway::release() {
-  asio::post(server_->executor(), [hold = hold_] { hold->cancel(); });
+  asio::post(server_->executor(), [hold = hold_.get()] { hold->cancel(); });
 }
 
 json::object FakeGateway::last_request() const {

@@ -75,8 +75,9 @@ class FakeGateway {
   Script script_;
   boost::json::object last_request_;
   std::atomic<AttestationFlaw> flaw_{AttestationFlaw::none};
-  std::shared_ptr<boost::asio::steady_timer> hold_;
   std::unique_ptr<http::Server> server_;
+  // Hanging replies wait on it; it lives on the server's io_context, so it goes before the server.
+  std::unique_ptr<boost::asio::steady_timer> hold_;
 };
 
 // A chat.completion.chunk JSON text with `delta` and optional finish_reason.
