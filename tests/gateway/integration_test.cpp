@@ -396,10 +396,7 @@ TEST_F(GatewayIntegration, KeysCommandLine) {
   auto usage = run_cli({"keys", "usage", "--db", db, "--json"});
   EXPECT_EQ(usage.exit_code, 0);
   EXPECT_EQ(boost::json::parse(usage.out).at("keys").as_array().size(), 1u);
-  EXPECT_EQ(run_cli({"gateway", "--listen", "127.0.0.1:0", "--enclave", "http://127.0.0.1:1", "--db", db, "--redis",
-                     "redis://127.0.0.1"})
-                .exit_code,
-            2);
+  EXPECT_EQ(run_cli({"gateway", "--listen", "nonsense", "--enclave", "http://127.0.0.1:1", "--db", db}).exit_code, 2);
 }
 
 }  // namespace
