@@ -56,8 +56,8 @@ struct Plan {
 
 Plan make_plan(bool quick) {
   if (quick)
-    return Plan{{1, 16, 256}, {256}, 400ms, 1500ms, 1000ms, 3000ms, 64, 32, 256, 2000, 200};
-  return Plan{{1, 16, 256, 1024}, {1, 16, 256, 1024}, 1000ms, 5000ms, 1500ms, 6000ms, 64, 32, 1000, 10000, 1000};
+    return Plan{{1, 16, 256}, {256}, 800ms, 1800ms, 700ms, 2500ms, 32, 32, 256, 2000, 200};
+  return Plan{{1, 16, 256, 1024}, {1, 16, 256, 1024}, 1500ms, 5000ms, 1500ms, 6000ms, 32, 32, 1000, 10000, 1000};
 }
 
 std::string chat_body(std::size_t chunks) {
@@ -153,7 +153,7 @@ Status start_stack(Stack& stack, const BenchOptions& options) {
   stack.enclave_url = *enclave_url;
 
   const std::string db = (stack.dir / "rvenc.db").string();
-  ChildProcess keys({rvenc, "keys", "create", "--db", db, "--name", "bench", "--test"}, stack.dir / "keys.log");
+  ChildProcess keys({rvenc, "keys", "create", "--db", db, "--name", "bench"}, stack.dir / "keys.log");
   auto api_key = keys.wait_for(R"(^(sk_(live|test)_\S+))");
   if (!api_key) return std::unexpected(api_key.error());
   auto key_id = keys.wait_for(R"(created key (\S+))");
@@ -179,6 +179,7 @@ Status start_stack(Stack& stack, const BenchOptions& options) {
   config.enclave_port = enclave_parsed->port;
   config.gateway_token = gateway_token;
   config.tenant = *key_id;
+  config.key_env = "live";
   write_file(config.dir / "nginx.conf", render_nginx_config(config), true);
   stack.nginx = std::make_unique<ChildProcess>(
       std::vector<std::string>{options.nginx_binary, "-p", config.dir.string(), "-e",

@@ -72,7 +72,7 @@ struct NginxConfig {
   std::uint16_t enclave_port = 0;
   std::string gateway_token;
   std::string tenant;                    // the API key id the gateway would send
-  std::string key_env = "test";          // X-Rvenc-Key-Env
+  std::string key_env = "live";          // X-Rvenc-Key-Env (test keys may only use test models)
   unsigned upstream_keepalive = 8;       // idle upstream connections kept (the gateway's pool size)
   unsigned worker_connections = 8192;
 };
