@@ -55,14 +55,15 @@ Result<std::shared_ptr<CachedClient>> ClientCache::get(const std::string& api_ke
 http::awaitable<Status> ClientCache::prepare_keys(std::shared_ptr<CachedClient> entry, std::int64_t now) {
   while (!entry->dek && entry->generating) {
     // Another request of this key is making the first keys: share them instead of racing it.
-    co_await entry->keys_ready->async_wait(asio::as_tuple(asio::use_awaitable));
+    const auto ready = entry->keys_ready;
+    co_await ready->async_wait(asio::as_tuple(asio::use_awaitable));
     if (!entry->dek && entry->generate_error) co_return std::unexpected(*entry->generate_error);
   }
   const bool rotate = entry->dek && options_.dek.needs_rotation(*entry->dek, now);
   if ((!entry->dek || rotate) && !entry->generating) {
     entry->generating = true;
     entry->generate_error.reset();
-    entry->keys_ready = std::make_unique<asio::steady_timer>(co_await asio::this_coro::executor,
+    entry->keys_ready = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor,
                                                             asio::steady_timer::time_point::max());
     auto keys = co_await entry->client.async_generate_encryption_keys();
     entry->generating = false;
@@ -73,6 +74,7 @@ http::awaitable<Status> ClientCache::prepare_keys(std::shared_ptr<CachedClient> 
       entry->generate_error = keys.error();
     }
     entry->keys_ready->cancel();
+    entry->keys_ready.reset();
     if (!keys) {
       // Rotation is hygiene: the old keys still work, so a failed rotation does not fail the request.
       if (!entry->dek) co_return std::unexpected(keys.error());

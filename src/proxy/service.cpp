@@ -179,6 +179,7 @@ http::awaitable<void> ProxyService::chat_completions(http::Request& request, htt
     co_return;
   }
   if (auto refused = co_await check_model(**entry, chat->model)) {
+    if (refused->status == 401 || refused->status == 403) cache_.forget(**entry);
     co_await writer.send(error_reply(request, *refused));
     co_return;
   }
@@ -287,6 +288,9 @@ ProxyServer::~ProxyServer() {
     server_->wait();
   }
   flush_store();
+  // The SDK clients' pooled connections belong to the server's io_context: release them first.
+  service_.reset();
+  server_.reset();
 }
 
 std::uint16_t ProxyServer::port() const { return server_->port(); }

@@ -50,10 +50,11 @@ struct CachedClient {
   bool stored = false;
   std::int64_t last_used = 0;
 
-  // Set while one request makes the first keys; the others wait on `keys_ready`.
+  // Set while one request makes the first keys; the others wait on `keys_ready`, which lives
+  // only while keys are being made (a timer must not outlive its io_context).
   bool generating = false;
   std::optional<Error> generate_error;
-  std::unique_ptr<boost::asio::steady_timer> keys_ready;
+  std::shared_ptr<boost::asio::steady_timer> keys_ready;
 };
 
 class ClientCache {
