@@ -228,6 +228,8 @@ int run_up(const UpFlags& flags) {
       std::cerr << "rvenc up: ports go from 0 to 65535\n";
       return kExitUsage;
     }
+  // Everything up and its parts create (database, WAL, keys, token, stack.json) is private.
+  umask(077);
   const fs::path dir = fs::absolute(flags.data);
   fs::create_directories(dir);
   fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace);

@@ -51,8 +51,10 @@ TEST(Up, RunsTheStackWritesStateAndStopsOnSigint) {
     struct stat st{};
     ASSERT_EQ(stat((data + "/stack.json").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0600u);
-    ASSERT_EQ(stat((data + "/gateway.token").c_str(), &st), 0);
-    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    for (const char* file : {"/gateway.token", "/rvenc.db", "/platform.key", "/enclave.key"}) {
+      ASSERT_EQ(stat((data + file).c_str(), &st), 0) << file;
+      EXPECT_EQ(st.st_mode & 0077, 0u) << file;
+    }
     EXPECT_EQ(string_at(*stack, "db"), std::filesystem::absolute(data + "/rvenc.db").string());
     api_key = string_at(*stack, "apiKey");
     EXPECT_TRUE(api_key.starts_with("sk_test_"));
