@@ -78,6 +78,8 @@ FakeGateway::~FakeGateway() {
   release();
   server_->stop(std::chrono::milliseconds(0));
   server_->wait();
+  // The timer must go before the server's io_context it was created on.
+  hold_.reset();
 }
 
 crypto::KeyId FakeGateway::key_id() const {
