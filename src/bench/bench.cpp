@@ -23,6 +23,7 @@
 #include "rvenc/bench/load.hpp"
 #include "rvenc/bench/process.hpp"
 #include "rvenc/client/client.hpp"
+#include "rvenc/client/response.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/enclave/key.hpp"
@@ -37,6 +38,9 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 
 constexpr std::string_view kModel = "bench-model";
+constexpr std::string_view kRvencChatPath = "/rvenc/chat/completions";
+// End-to-end fresh/reused comparison: one-chunk requests from this many concurrent streams.
+constexpr unsigned kE2eConcurrency = 16;
 constexpr std::size_t kGatewayTokenBytes = 32;
 constexpr std::chrono::milliseconds kHoldTimeout{60'000};
 // After the last held stream opened: let the gateway settle before reading its RSS.
@@ -52,12 +56,13 @@ struct Plan {
   std::size_t paced_chunks;
   unsigned rss_streams;
   unsigned crypto_cached_iterations, crypto_fresh_iterations;
+  std::chrono::milliseconds e2e_window;
 };
 
 Plan make_plan(bool quick) {
   if (quick)
-    return Plan{{1, 16, 256}, {256}, 800ms, 1800ms, 700ms, 2500ms, 32, 32, 256, 2000, 200};
-  return Plan{{1, 16, 256, 1024}, {1, 16, 256, 1024}, 1500ms, 5000ms, 1500ms, 6000ms, 32, 32, 1000, 10000, 1000};
+    return Plan{{1, 16, 256}, {256}, 800ms, 1800ms, 700ms, 2500ms, 32, 32, 256, 2000, 200, 1500ms};
+  return Plan{{1, 16, 256, 1024}, {1, 16, 256, 1024}, 1500ms, 5000ms, 1500ms, 6000ms, 32, 32, 1000, 10000, 1000, 4000ms};
 }
 
 std::string chat_body(std::size_t chunks) {
@@ -199,6 +204,50 @@ StreamCall sdk_stream_call(client::Client client, json::object request) {
           on_chunk();
           co_return Status{};
         });
+  };
+}
+
+// One request sealed here, like the SDK does, with `reused` keys or (null) a fresh encapsulation
+// to `public_key` per request; decrypted and authenticated to the end like the SDK.
+StreamCall sealed_stream_call(std::shared_ptr<http::Client> http_client, http::Url gateway, std::string api_key,
+                              crypto::XWingPublicKey public_key, std::shared_ptr<const crypto::Encapsulation> reused,
+                              std::string plaintext) {
+  return [=](std::function<void()> on_chunk) -> http::awaitable<Status> {
+    std::optional<crypto::Encapsulation> fresh;
+    if (!reused) {
+      auto made = crypto::xwing_encapsulate(public_key);
+      if (!made) co_return std::unexpected(made.error());
+      fresh = std::move(*made);
+    }
+    const crypto::Encapsulation& keys = reused ? *reused : *fresh;
+    protocol::SealInput input;
+    input.shared_secret = &keys.shared_secret;
+    input.cipher_text = &keys.cipher_text;
+    input.key_id = crypto::key_id(public_key);
+    input.nonce = crypto::random_nonce();
+    input.timestamp = static_cast<std::int64_t>(std::time(nullptr));
+    auto request = http::make_request(http::Verb::post, gateway.join(kRvencChatPath),
+                                      protocol::serialize_envelope(protocol::seal_request(input, plaintext)));
+    request.set(boost::beast::http::field::authorization, "Bearer " + api_key);
+    auto opened = co_await http_client->open(gateway, std::move(request));
+    if (!opened) co_return std::unexpected(opened.error());
+    auto& stream = **opened;
+    if (stream.status() != 200) {
+      auto body = co_await stream.read_all();
+      co_return std::unexpected(client::error_from_http(stream.status(), body ? *body : std::string()));
+    }
+    client::ResponseDecoder decoder(protocol::Version::v2, keys.shared_secret, input.nonce);
+    std::vector<client::Chunk> chunks;
+    while (true) {
+      auto bytes = co_await stream.read_some();
+      if (!bytes) co_return std::unexpected(bytes.error());
+      if (!*bytes) break;
+      auto fed = decoder.feed(**bytes, chunks);
+      for (std::size_t i = 0; i < chunks.size(); ++i) on_chunk();
+      chunks.clear();
+      if (!fed) co_return std::unexpected(fed.error());
+    }
+    co_return decoder.finish();
   };
 }
 
@@ -566,6 +615,43 @@ Result<json::object> run_bench(const BenchOptions& options) {
     report["fresh_request_crypto_us"] = round_to(*fresh, 2);
     report["fresh_vs_cached_request_cost"] = round_to(*fresh / *cached, 2);
   }
+  // The same comparison end to end through gateway and enclave: CPU of all processes per request.
+  {
+    auto gateway_base = http::parse_url(stack.gateway_url);
+    auto document = gateway_client->attest();
+    if (!gateway_base || !document) return fail(Errc::internal_error, "cannot prepare the end-to-end key comparison");
+    auto reused = std::make_shared<const crypto::Encapsulation>(
+        crypto::Encapsulation{keys->cipher_text, keys->shared_secret});
+    auto sealed_http = std::make_shared<http::Client>();
+    json::object e2e;
+    for (const bool fresh : {false, true}) {
+      const std::string name = fresh ? "fresh" : "reused";
+      progress.show("rvenc bench: end-to-end requests with " + name + " encryption keys");
+      auto call = sealed_stream_call(sealed_http, *gateway_base, stack.api_key, document->public_key,
+                                     fresh ? nullptr : reused, chat_body(1));
+      const auto r = load.run(PhaseSpec{kE2eConcurrency, 300ms, plan.e2e_window}, call,
+                              {stack.gateway->pid(), enclave_pid, self}, {});
+      const double requests = r.requests > 0 ? static_cast<double>(r.requests) : 1;
+      const double total = r.cpu_seconds[0] + r.cpu_seconds[1] + r.cpu_seconds[2];
+      e2e[name] = json::object{{"requests", r.requests},
+                               {"errors", r.errors},
+                               {"requests_per_s", round_to(static_cast<double>(r.requests) / r.window_s, 1)},
+                               {"gateway_cpu_us_per_request", round_to(r.cpu_seconds[0] * 1e6 / requests, 1)},
+                               {"enclave_cpu_us_per_request", round_to(r.cpu_seconds[1] * 1e6 / requests, 1)},
+                               {"client_cpu_us_per_request", round_to(r.cpu_seconds[2] * 1e6 / requests, 1)},
+                               {"total_cpu_us_per_request", round_to(total * 1e6 / requests, 1)},
+                               {"ttft_p50_ms", round_to(quantile(r.ttft_ms, 0.5), 3)}};
+      if (!r.first_error.empty()) e2e[name].as_object()["first_error"] = r.first_error;
+    }
+    const auto per = [&](const char* which, const char* key) { return number(e2e.at(which).as_object(), key); };
+    if (per("reused", "total_cpu_us_per_request") > 0)
+      report["fresh_vs_cached_e2e_cpu"] =
+          round_to(per("fresh", "total_cpu_us_per_request") / per("reused", "total_cpu_us_per_request"), 2);
+    if (per("reused", "enclave_cpu_us_per_request") > 0)
+      report["fresh_vs_cached_enclave_cpu"] =
+          round_to(per("fresh", "enclave_cpu_us_per_request") / per("reused", "enclave_cpu_us_per_request"), 2);
+    report["e2e_key_comparison"] = std::move(e2e);
+  }
   progress.finish_line();
 
   add_headline(report, phases, options.paced_rate);
@@ -618,7 +704,9 @@ std::string summary_table(const json::object& report) {
            {"saturated_added_ttft_p99_ms", "added TTFT p99 ms (saturated, 256)"},
            {"nginx_rss_kib_per_stream", "nginx RSS KiB per open stream"},
            {"cached_request_crypto_us", "request crypto us, reused keys"},
-           {"fresh_request_crypto_us", "request crypto us, fresh keys"}})
+           {"fresh_request_crypto_us", "request crypto us, fresh keys"},
+           {"fresh_vs_cached_e2e_cpu", "fresh / reused keys, CPU of a whole request"},
+           {"fresh_vs_cached_enclave_cpu", "fresh / reused keys, enclave CPU per request"}})
     row(name, format_number(number(report, key)));
   out << "\n  targets\n";
   for (const auto& t : targets()) {
