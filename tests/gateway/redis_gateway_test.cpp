@@ -18,6 +18,9 @@ class RedisGateways : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(redis.ready());
+    // Created first: two gateways creating a fresh database at the same moment can hit
+    // "database is locked" on PRAGMA journal_mode=WAL (KeyStore::open; reported to the gateway owner).
+    ASSERT_TRUE(KeyStore::open(db));
     enclave = start_enclave(dir);
     auto url = enclave->wait_for_url();
     ASSERT_TRUE(url) << enclave->output();
@@ -86,6 +89,10 @@ TEST_F(RedisGateways, ARevokePublishedThroughRedisReachesBoth) {
   auto revoke = run_cli({"keys", "revoke", "--db", db, "--redis", redis.url(2), key.record.id});
   ASSERT_EQ(revoke.exit_code, 0) << revoke.out;
   EXPECT_NE(revoke.out.find("2 gateway"), std::string::npos) << revoke.out;
+  // Both heard it through Redis (not only through their database poll).
+  const std::string heard = "revocations: key " + key.record.id + " revoked";
+  EXPECT_TRUE(a->wait_for_line(heard)) << a->output();
+  EXPECT_TRUE(b->wait_for_line(heard)) << b->output();
   for (std::size_t i : {0u, 1u}) {
     EXPECT_TRUE(eventually([&] { return chat(i, key.key) == std::pair<unsigned, std::string>{403, "key_revoked"}; }));
   }
