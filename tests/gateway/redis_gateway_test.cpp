@@ -98,6 +98,18 @@ TEST_F(RedisGateways, ARevokePublishedThroughRedisReachesBoth) {
   }
 }
 
+TEST_F(RedisGateways, RevokeStandsWhenRedisCannotBeReached) {
+  const auto key = create_key("revoked-anyway");
+  const std::string nowhere = "redis://127.0.0.1:" + std::to_string(rvenc::test::free_port());
+  auto revoke = run_cli({"keys", "revoke", "--db", db, "--redis", nowhere, key.record.id});
+  EXPECT_EQ(revoke.exit_code, 0) << revoke.out;
+  EXPECT_EQ(revoke.out.find("published"), std::string::npos) << revoke.out;
+  // The database poll still tells both gateways.
+  for (std::size_t i : {0u, 1u}) {
+    EXPECT_TRUE(eventually([&] { return chat(i, key.key) == std::pair<unsigned, std::string>{403, "key_revoked"}; }));
+  }
+}
+
 TEST_F(RedisGateways, ClosedPolicyRefusesWhileRedisIsDownThenRecovers) {
   const auto limited = create_key("limited", {1000, 0, 0});
   const auto unlimited = create_key("unlimited");
