@@ -25,6 +25,7 @@
 #include "command.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
+#include "rvenc/enclave/engine.hpp"
 #include "rvenc/gateway/key_store.hpp"
 #include "rvenc/http/client.hpp"
 
@@ -200,21 +201,6 @@ std::string up_api_key(gateway::KeyStore& store, const fs::path& stack_file) {
   return created->key;
 }
 
-// True when this binary has the subcommand (the proxy arrives in a later build).
-bool has_subcommand(const std::string& name) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int devnull = ::open("/dev/null", O_WRONLY);
-    dup2(devnull, 1);
-    dup2(devnull, 2);
-    execl("/proc/self/exe", "rvenc", name.c_str(), "--help", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
 bool gateway_ready(const std::string& gateway_url) {
   auto health = http::fetch("GET", gateway_url + "/healthz", {}, {}, std::chrono::seconds(2));
   return health && health->result_int() == 200;
@@ -289,17 +275,17 @@ int run_up(const UpFlags& flags) {
     std::this_thread::sleep_for(kReadyPoll);
   }
 
-  std::string proxy_url = "http://" + listen_arg(flags.proxy_port);
-  const bool proxy_available = has_subcommand("proxy");
-  if (proxy_available) {
-    const auto url = start("proxy", {"proxy", "--listen", listen_arg(flags.proxy_port), "--gateway", *gateway_url,
-                                     "--platform-public-key", to_hex(platform_public)});
-    if (!url) return shutdown(kExitUnavailable);
-    proxy_url = *url;
-  }
+  const std::string first_model =
+      flags.upstreams.empty() ? std::string(enclave::kDefaultDemoModel) : flags.upstreams.front().substr(0, flags.upstreams.front().find('='));
+
+  // The proxy keeps its data-encryption keys in DIR so a restarted stack reuses them.
+  const auto proxy_url = start("proxy", {"proxy", "--listen", listen_arg(flags.proxy_port), "--gateway", *gateway_url,
+                                         "--platform-public-key", to_hex(platform_public), "--dek-store",
+                                         (dir / "proxy-deks.json").string()});
+  if (!proxy_url) return shutdown(kExitUnavailable);
 
   const boost::json::object stack{{"gatewayUrl", *gateway_url}, {"enclaveUrl", *enclave_url},
-                                  {"proxyUrl", proxy_url},       {"apiKey", api_key},
+                                  {"proxyUrl", *proxy_url},       {"apiKey", api_key},
                                   {"platformPublicKey", to_hex(platform_public)}, {"db", db.string()}};
   write_private_file(stack_file, boost::json::serialize(stack) + "\n");
 
@@ -307,14 +293,13 @@ int run_up(const UpFlags& flags) {
             << "  gateway   " << *gateway_url << "\n"
             << "  enclave   " << *enclave_url << " (simulated attestation, platform key " << to_hex(platform_public)
             << ")\n";
-  if (proxy_available)
-    std::cout << "  proxy     " << proxy_url << "/v1 (OpenAI-compatible)\n";
-  else
-    std::cout << "  proxy     not available yet in this build (" << proxy_url << " is reserved for it)\n";
-  std::cout << "  api key   " << api_key << " (test key \"" << kUpKeyName << "\")\n"
+  std::cout << "  proxy     " << *proxy_url << "/v1 (OpenAI-compatible)\n"
+            << "  api key   " << api_key << " (test key \"" << kUpKeyName << "\")\n"
             << "  database  " << db.string() << "\n"
             << "  state     " << stack_file.string() << "\n\n"
-            << "try:  curl -s " << *gateway_url << "/rvenc/models\n"
+            << "try:  curl -s " << *proxy_url << "/v1/chat/completions -H \"Authorization: Bearer " << api_key
+            << "\" -H \"Content-Type: application/json\" -d '{\"model\":\"" << first_model
+            << "\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'\n"
             << "      rvenc chat --data " << dir.string() << " \"Hello\"" << std::endl;
 
   for (;;) {

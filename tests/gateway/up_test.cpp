@@ -13,6 +13,7 @@
 
 #include "gateway_test_support.hpp"
 #include "rvenc/gateway/api_key.hpp"
+#include "rvenc/http/client.hpp"
 
 namespace rvenc::gateway {
 namespace {
@@ -67,7 +68,14 @@ TEST(Up, RunsTheStackWritesStateAndStopsOnSigint) {
     ASSERT_TRUE(response);
     ASSERT_EQ(response->result_int(), 200u) << response->body();
     EXPECT_TRUE(open_stream(sealed, events_of(response->body())));
-    EXPECT_NE(up.output().find("curl -s " + gateway_url + "/rvenc/models"), std::string::npos);
+    // The ready curl line goes through the proxy with the stack's key.
+    const std::string proxy_url = string_at(*stack, "proxyUrl");
+    EXPECT_NE(up.output().find("curl -s " + proxy_url + "/v1/chat/completions -H \"Authorization: Bearer " + api_key),
+              std::string::npos)
+        << up.output();
+    auto proxy_health = http::fetch("GET", proxy_url + "/healthz");
+    ASSERT_TRUE(proxy_health);
+    EXPECT_EQ(proxy_health->result_int(), 200u);
 
     EXPECT_EQ(up.stop(SIGINT, 30s), 0) << up.output();
   }
