@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <thread>
 #include <utility>
 
 #include "rvenc/common/hex.hpp"
@@ -120,6 +121,8 @@ ApiKeyRecord read_key(const Statement& s) {
   return r;
 }
 
+constexpr std::chrono::milliseconds kBusyRetryInterval{20};
+
 std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -136,8 +139,15 @@ Result<KeyStore> KeyStore::open(const std::string& path) {
   }
   KeyStore store(db, path);
   sqlite3_busy_timeout(db, static_cast<int>(kBusyTimeout.count()));
-  if (auto ok = exec(db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;"); !ok)
-    return std::unexpected(ok.error());
+  // Switching a fresh database to WAL while another process opens it can answer SQLITE_BUSY
+  // without consulting the busy handler: retry within the same busy budget.
+  const auto deadline = std::chrono::steady_clock::now() + kBusyTimeout;
+  Status pragmas;
+  while (!(pragmas = exec(db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;")) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(kBusyRetryInterval);
+  }
+  if (!pragmas) return std::unexpected(pragmas.error());
   if (auto ok = store.migrate(); !ok) return std::unexpected(ok.error());
   return store;
 }
