@@ -53,8 +53,6 @@ int write_plot(const boost::json::object& report, const std::string& png) {
 int run_bench(const BenchFlags& flags) {
   bench::BenchOptions options;
   options.quick = flags.quick;
-  options.json_file = flags.json;
-  options.plot_file = flags.plot;
   options.nginx_binary = flags.nginx;
   options.paced_rate = flags.rate;
   options.keep_temp = flags.keep_temp;
@@ -81,6 +79,8 @@ int run_bench(const BenchFlags& flags) {
     return kExitUnavailable;
   }
   std::cout << bench::summary_table(*report) << std::flush;
+  if (const auto* dir = report->if_contains("temp_dir"); dir && dir->is_string())
+    std::cerr << "kept the temporary directory " << dir->as_string().c_str() << "\n";
   int exit_code = kExitOk;
   if (!flags.json.empty()) {
     std::ofstream out(flags.json, std::ios::trunc);

@@ -25,11 +25,8 @@ inline constexpr unsigned kDefaultPacedRate = 50;  // tokens per second per stre
 
 struct BenchOptions {
   bool quick = false;              // under a minute: fewer concurrencies, shorter windows
-  std::string json_file;           // write the report here (empty: not written)
-  std::string plot_file;           // write a PNG here with gnuplot (empty: no plot)
   std::string rvenc_binary;        // the rvenc executable that runs enclave, gateway and keys
   std::string nginx_binary = "/usr/sbin/nginx";
-  std::string gnuplot_binary = "gnuplot";
   std::string rvenc_version;       // recorded in the report
   unsigned paced_rate = kDefaultPacedRate;
   bool keep_temp = false;          // keep the temp dir (configs, logs, database) for inspection
