@@ -120,20 +120,7 @@ http::Router EnclaveService::router() {
 // --- GET /rvenc/attestation --------------------------------------------------------------------
 
 http::awaitable<void> EnclaveService::attestation(http::Request& request, http::ResponseWriter& writer) {
-  std::string_view query = http::target_query(request);
-  std::optional<std::string_view> challenge_hex;
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    if (pair.starts_with("challenge=")) challenge_hex = pair.substr(std::string_view("challenge=").size());
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-  }
-  if (!challenge_hex) {
-    co_await writer.send(http::error_response(
-        request, Error{Errc::invalid_request, "the challenge query parameter is required (64 hex digits)"}));
-    co_return;
-  }
-  auto challenge = from_hex_exact<protocol::kChallengeBytes>(*challenge_hex, "challenge");
+  auto challenge = protocol::challenge_from_query(http::target_query(request));
   if (!challenge) {
     co_await writer.send(http::error_response(request, challenge.error()));
     co_return;

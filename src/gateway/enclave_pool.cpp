@@ -31,31 +31,50 @@ http::awaitable<void> EnclavePool::refresh() {
       next.last_error = response.error().message;
     } else if (response->result_int() != 200) {
       next.last_error = "attestation answered HTTP " + std::to_string(response->result_int());
-    } else if (auto doc = protocol::parse_attestation(response->body()); !doc) {
-      next.last_error = "bad attestation document: " + doc.error().message;
-    } else if (doc->key_id != crypto::key_id(doc->public_key) ||
-               doc->report_data != protocol::report_data(doc->public_key, challenge)) {
-      // Not our trust decision (clients verify evidence), but a document that does not bind the
-      // key to our challenge is not an enclave we route to.
-      next.last_error = "attestation does not bind its key to the challenge";
     } else {
-      next.healthy = true;
-      next.key_id = doc->key_id;
-      next.provider = doc->provider;
+      next = evaluate_attestation(url, response->body(), challenge);
     }
-    std::lock_guard lock(mutex_);
-    for (auto& e : enclaves_) {
-      if (e.url.to_string() != url.to_string()) continue;
-      if (e.healthy != next.healthy || e.key_id != next.key_id) {
-        if (next.healthy)
-          spdlog::info("enclave {} up, keyId {} ({})", url.origin(), to_hex(*next.key_id), next.provider);
-        else
-          spdlog::warn("enclave {} down: {}", url.origin(), next.last_error);
-      }
-      // Keep the last known keyId of a down enclave: its requests get upstream_error, not unknown_key_id.
-      if (!next.healthy) next.key_id = e.key_id;
-      e = next;
+    update(std::move(next));
+  }
+}
+
+EnclaveState EnclavePool::evaluate_attestation(const http::Url& url, std::string_view body,
+                                               const protocol::Challenge& challenge) {
+  EnclaveState next{url, false, std::nullopt, {}, {}};
+  if (auto doc = protocol::parse_attestation(body); !doc) {
+    next.last_error = "bad attestation document: " + doc.error().message;
+  } else if (doc->key_id != crypto::key_id(doc->public_key) ||
+             doc->report_data != protocol::report_data(doc->public_key, challenge)) {
+    // Not our trust decision (clients verify evidence), but a document that does not bind the
+    // key to the challenge is not an enclave we route to.
+    next.last_error = "attestation does not bind its key to the challenge";
+  } else {
+    next.healthy = true;
+    next.key_id = doc->key_id;
+    next.provider = doc->provider;
+  }
+  return next;
+}
+
+void EnclavePool::learn_from_attestation(const http::Url& url, std::string_view body,
+                                         const protocol::Challenge& challenge) {
+  auto next = evaluate_attestation(url, body, challenge);
+  if (next.healthy) update(std::move(next));
+}
+
+void EnclavePool::update(EnclaveState next) {
+  std::lock_guard lock(mutex_);
+  for (auto& e : enclaves_) {
+    if (e.url.to_string() != next.url.to_string()) continue;
+    if (e.healthy != next.healthy || e.key_id != next.key_id) {
+      if (next.healthy)
+        spdlog::info("enclave {} up, keyId {} ({})", next.url.origin(), to_hex(*next.key_id), next.provider);
+      else
+        spdlog::warn("enclave {} down: {}", next.url.origin(), next.last_error);
     }
+    // Keep the last known keyId of a down enclave: its requests get upstream_error, not unknown_key_id.
+    if (!next.healthy) next.key_id = e.key_id;
+    e = next;
   }
 }
 

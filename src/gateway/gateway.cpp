@@ -14,6 +14,7 @@
 
 #include "rvenc/common/hex.hpp"
 #include "rvenc/gateway/sse_relay.hpp"
+#include "rvenc/protocol/attestation.hpp"
 #include "rvenc/protocol/sse.hpp"
 
 namespace rvenc::gateway {
@@ -156,6 +157,10 @@ http::awaitable<void> GatewayHandler::forward_get(RequestContext& context, http:
     if (response.error().code == Errc::upstream_error) enclaves_.mark_unhealthy(url, response.error().message);
     co_await send(context, writer, gateway_error(context, upstream_failure(response.error())));
     co_return;
+  }
+  if (http::target_path(context.request) == kAttestationPath && response->result_int() == 200) {
+    if (auto challenge = protocol::challenge_from_query(http::target_query(context.request)))
+      enclaves_.learn_from_attestation(url, response->body(), *challenge);
   }
   co_await send(context, writer, pass_through(context.request, response->base(), std::move(response->body())));
 }

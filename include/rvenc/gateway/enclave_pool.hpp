@@ -17,6 +17,7 @@
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/http/client.hpp"
 #include "rvenc/http/url.hpp"
+#include "rvenc/protocol/attestation.hpp"
 
 namespace rvenc::gateway {
 
@@ -48,12 +49,18 @@ class EnclavePool {
   // The first healthy enclave, else the first one (it may have come back).
   [[nodiscard]] http::Url default_enclave() const;
   void mark_unhealthy(const http::Url& url, std::string why);
+  // Records what an attestation forwarded for a client says of `url` (answered to `challenge`):
+  // a client that re-attests after unknown_key_id is routed at once, without waiting for a refresh.
+  void learn_from_attestation(const http::Url& url, std::string_view body, const protocol::Challenge& challenge);
 
   [[nodiscard]] std::vector<EnclaveState> snapshot() const;
   [[nodiscard]] std::size_t healthy_count() const;
 
  private:
   [[nodiscard]] std::optional<http::Url> find(const crypto::KeyId& key_id) const;
+  [[nodiscard]] static EnclaveState evaluate_attestation(const http::Url& url, std::string_view body,
+                                                         const protocol::Challenge& challenge);
+  void update(EnclaveState next);
 
   http::Client& client_;
   mutable std::mutex mutex_;

@@ -17,6 +17,10 @@ inline constexpr std::size_t kReportDataBytes = 64;
 using Challenge = std::array<std::uint8_t, kChallengeBytes>;
 using ReportData = crypto::Sha512Digest;
 
+// The challenge of "GET /rvenc/attestation?challenge=<hex>" from the query string (without '?'):
+// invalid_request when it is missing or not 64 hex digits.
+[[nodiscard]] Result<Challenge> challenge_from_query(std::string_view query);
+
 // SHA-512("rvenc-attest-v1" ‖ publicKey ‖ challenge)
 [[nodiscard]] ReportData report_data(const crypto::XWingPublicKey& public_key, const Challenge& challenge);
 
