@@ -300,7 +300,7 @@ awaitable<void> reject(Session& session, Response response) {
 Response read_error_response(const beast::error_code& ec, const ServerOptions& options) {
   if (ec == bhttp::error::header_limit) {
     Response response = error_response(
-        Error{Errc::invalid_request, "request headers exceed " + std::to_string(options.header_limit) + " bytes"});
+        Error{Errc::request_too_large, "request headers exceed " + std::to_string(options.header_limit) + " bytes"});
     response.result(bhttp::status::request_header_fields_too_large);
     return response;
   }

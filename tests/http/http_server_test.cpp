@@ -116,7 +116,7 @@ TEST(Server, HeadersOverLimitGet431) {
   auto response = fetch("GET", server.at("/hello"), {}, headers);
   ASSERT_TRUE(response) << response.error().to_string();
   EXPECT_EQ(response->result_int(), 431u);
-  EXPECT_TRUE(has_code(*response, "invalid_request"));
+  EXPECT_TRUE(has_code(*response, "request_too_large"));
   EXPECT_EQ(response->body().find("pppp"), std::string::npos);
 }
 
