@@ -74,8 +74,10 @@ Errc code_from_name(std::string_view name) noexcept {
 
 int http_status(Errc code) noexcept { return info(code).status; }
 
-std::string_view error_type(Errc code) noexcept {
-  switch (http_status(code)) {
+std::string_view error_type(Errc code) noexcept { return error_type_for_status(http_status(code)); }
+
+std::string_view error_type_for_status(int status) noexcept {
+  switch (status) {
     case 400:
     case 405:
     case 413:

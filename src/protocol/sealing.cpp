@@ -135,30 +135,35 @@ std::optional<EventKind> kind_from_name(std::string_view name) noexcept {
   return std::nullopt;
 }
 
+ResponseKeys ResponseKeys::derive(Version version, const crypto::SharedSecret& shared_secret,
+                                  const crypto::Nonce& request_nonce) {
+  ResponseKeys out;
+  if (version == Version::v1) {
+    out.key = shared_secret;
+    out.v1_nonce = request_nonce;
+  } else {
+    auto keys = derive_v2_keys(shared_secret, request_nonce);
+    out.key = keys.response_key;
+    out.prefix = keys.response_prefix;
+  }
+  return out;
+}
+
 // --- ResponseSealer ----------------------------------------------------------------------------
 
 ResponseSealer::ResponseSealer(Version version, const crypto::SharedSecret& shared_secret,
                                const crypto::Nonce& request_nonce)
-    : version_(version) {
-  if (version == Version::v1) {
-    key_ = shared_secret;
-    v1_nonce_ = request_nonce;
-  } else {
-    auto keys = derive_v2_keys(shared_secret, request_nonce);
-    key_ = keys.response_key;
-    prefix_ = keys.response_prefix;
-  }
-}
+    : version_(version), keys_(ResponseKeys::derive(version, shared_secret, request_nonce)) {}
 
 std::string ResponseSealer::seal_payload(EventKind kind, std::string_view plaintext) {
   if (version_ == Version::v1) {
     // Version 1 ends the stream with a plain marker; everything else reuses the request nonce.
     if (kind == EventKind::done) return std::string(kDone);
-    return to_hex(crypto::aead_seal(key_.span(), v1_nonce_, {}, crypto::as_bytes(plaintext)));
+    return to_hex(crypto::aead_seal(keys_.key.span(), keys_.v1_nonce, {}, crypto::as_bytes(plaintext)));
   }
   const crypto::SecureBytes padded(crypto::pad(crypto::as_bytes(plaintext)));
-  const auto nonce = event_nonce(prefix_, index_++);
-  return to_hex(crypto::aead_seal(key_.span(), nonce, crypto::as_bytes(event_ad(kind)), padded.bytes()));
+  const auto nonce = event_nonce(keys_.prefix, index_++);
+  return to_hex(crypto::aead_seal(keys_.key.span(), nonce, crypto::as_bytes(event_ad(kind)), padded.bytes()));
 }
 
 std::string ResponseSealer::seal_event(EventKind kind, std::string_view plaintext) {
@@ -174,16 +179,7 @@ std::string ResponseSealer::seal_event(EventKind kind, std::string_view plaintex
 
 ResponseOpener::ResponseOpener(Version version, const crypto::SharedSecret& shared_secret,
                                const crypto::Nonce& request_nonce)
-    : version_(version) {
-  if (version == Version::v1) {
-    key_ = shared_secret;
-    v1_nonce_ = request_nonce;
-  } else {
-    auto keys = derive_v2_keys(shared_secret, request_nonce);
-    key_ = keys.response_key;
-    prefix_ = keys.response_prefix;
-  }
-}
+    : version_(version), keys_(ResponseKeys::derive(version, shared_secret, request_nonce)) {}
 
 Result<ResponseOpener::Opened> ResponseOpener::open(EventKind kind, std::string_view payload) {
   if (failed_) return fail(Errc::tampered_stream, "the stream already failed");
@@ -209,7 +205,7 @@ Result<ResponseOpener::Opened> ResponseOpener::open(EventKind kind, std::string_
       return Opened{kind, crypto::SecureBytes(std::vector<std::uint8_t>(payload.begin(), payload.end()))};
     }
     auto bytes = from_hex(payload, "event payload");
-    auto opened = bytes ? crypto::aead_open(key_.span(), v1_nonce_, {}, *bytes) : std::unexpected(bytes.error());
+    auto opened = bytes ? crypto::aead_open(keys_.key.span(), keys_.v1_nonce, {}, *bytes) : std::unexpected(bytes.error());
     if (!opened) {
       failed_ = true;
       return fail(Errc::tampered_stream, where() + " does not decrypt");
@@ -224,8 +220,8 @@ Result<ResponseOpener::Opened> ResponseOpener::open(EventKind kind, std::string_
     return fail(Errc::transport_error, "unauthenticated error event from the gateway: " + gateway_error_message(payload));
   }
   auto bytes = from_hex(payload, "event payload");
-  const auto nonce = event_nonce(prefix_, index_);
-  auto opened = bytes ? crypto::aead_open(key_.span(), nonce, crypto::as_bytes(event_ad(kind)), *bytes)
+  const auto nonce = event_nonce(keys_.prefix, index_);
+  auto opened = bytes ? crypto::aead_open(keys_.key.span(), nonce, crypto::as_bytes(event_ad(kind)), *bytes)
                       : std::unexpected(bytes.error());
   std::optional<std::size_t> size;
   if (opened) {

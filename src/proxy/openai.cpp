@@ -42,25 +42,6 @@ unsigned proxy_status(const Error& error) {
   return 502;
 }
 
-std::string_view type_for_status(unsigned status) {
-  switch (status) {
-    case 400:
-    case 405:
-    case 413:
-      return "invalid_request_error";
-    case 401:
-      return "authentication_error";
-    case 403:
-      return "permission_error";
-    case 404:
-      return "not_found_error";
-    case 429:
-      return "rate_limit_error";
-    default:
-      return "api_error";
-  }
-}
-
 }  // namespace
 
 Result<IncomingChat> parse_incoming_chat(std::string_view body) {
@@ -105,7 +86,7 @@ std::optional<std::string> bearer_token(std::string_view authorization) {
 ApiError api_error(const Error& error) {
   ApiError out;
   out.status = proxy_status(error);
-  out.type = std::string(type_for_status(out.status));
+  out.type = std::string(error_type_for_status(static_cast<int>(out.status)));
   out.code = std::string(code_name(error.code));
   out.message = error.message.empty() ? out.code : error.message;
   return out;

@@ -69,6 +69,8 @@ inline std::unexpected<Error> fail(Errc code, std::string message) {
 // 401 authentication_error, 403 permission_error, 404 not_found_error, 429 rate_limit_error,
 // 500 server_error, other 5xx api_error.
 [[nodiscard]] std::string_view error_type(Errc code) noexcept;
+// The same by HTTP status, for errors that arrive as a status from elsewhere.
+[[nodiscard]] std::string_view error_type_for_status(int status) noexcept;
 
 // {"error":{"message":...,"type":...,"code":...}}; `source` adds "source" when not empty.
 [[nodiscard]] std::string openai_error_body(const Error& error, std::string_view source = {});

@@ -46,6 +46,17 @@ enum class EventKind { data, error, done };
 [[nodiscard]] std::string_view kind_name(EventKind kind) noexcept;
 [[nodiscard]] std::optional<EventKind> kind_from_name(std::string_view name) noexcept;
 
+// What both ends of a response stream need: v2 the response key and nonce prefix; v1 the
+// request's (sharedSecret, nonce) pair.
+struct ResponseKeys {
+  crypto::AeadKey key;
+  crypto::Nonce v1_nonce{};
+  std::array<std::uint8_t, kResponsePrefixBytes> prefix{};
+
+  [[nodiscard]] static ResponseKeys derive(Version version, const crypto::SharedSecret& shared_secret,
+                                           const crypto::Nonce& request_nonce);
+};
+
 // Seals response events in order. v2: counter nonces from 0, AD "rvenc/2|kind", padded.
 // v1: the request's (sharedSecret, nonce), empty AD, done as the plain "[DONE]".
 class ResponseSealer {
@@ -60,9 +71,7 @@ class ResponseSealer {
 
  private:
   Version version_;
-  crypto::AeadKey key_;
-  crypto::Nonce v1_nonce_{};
-  std::array<std::uint8_t, kResponsePrefixBytes> prefix_{};
+  ResponseKeys keys_;
   std::uint64_t index_ = 0;
 };
 
@@ -87,9 +96,7 @@ class ResponseOpener {
 
  private:
   Version version_;
-  crypto::AeadKey key_;
-  crypto::Nonce v1_nonce_{};
-  std::array<std::uint8_t, kResponsePrefixBytes> prefix_{};
+  ResponseKeys keys_;
   std::uint64_t index_ = 0;
   bool done_ = false;
   bool failed_ = false;
