@@ -2,6 +2,8 @@
 // results (an error with an allowed code, or the original plaintext), never a crash or hang.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <random>
 
 #include "rvenc/protocol/attestation.hpp"
@@ -33,15 +35,19 @@ std::string mutate(std::string text, std::mt19937& rng) {
 
 TEST(Robustness, MutatedEnvelopesFailCleanlyOrStillAuthenticate) {
   std::mt19937 rng(20261126);
-  const auto enclave = crypto::xwing_generate_keypair();
-  const auto enc = crypto::xwing_encapsulate(enclave.public_key).value();
+  // Fixed keys and nonce: the mutated bodies, and so the outcome counts, are the same every run.
+  crypto::XWingSeed seed;
+  std::fill(seed.data(), seed.data() + seed.size(), std::uint8_t{7});
+  const auto enclave = crypto::xwing_keypair_from_seed(seed);
+  std::array<std::uint8_t, crypto::kXWingEncapsSeedBytes> encaps_seed{};
+  encaps_seed.fill(9);
+  const auto enc = crypto::xwing_encapsulate_deterministic(enclave.public_key, encaps_seed).value();
   SealInput in;
   in.shared_secret = &enc.shared_secret;
   in.cipher_text = &enc.cipher_text;
   in.key_id = crypto::key_id(enclave.public_key);
-  in.nonce = crypto::random_nonce();
+  in.nonce.fill(3);
   in.timestamp = 1764004858;
-  int authenticated = 0;
   int refused = 0;
   for (auto version : {Version::v1, Version::v2}) {
     in.version = version;
@@ -60,15 +66,23 @@ TEST(Robustness, MutatedEnvelopesFailCleanlyOrStillAuthenticate) {
       // Whatever still parses either authenticates to the very same request or is refused.
       if (opened) {
         EXPECT_EQ(opened->view(), kRequest);
-        ++authenticated;
       } else {
         EXPECT_EQ(opened.error().code, Errc::decryption_failed);
         ++refused;
       }
     }
   }
-  EXPECT_GT(authenticated, 0);  // e.g. a hex digit changed to upper case
   EXPECT_GT(refused, 0);
+  // Some changes keep the request intact: hex is case-insensitive on input.
+  in.version = Version::v2;
+  std::string upper = serialize_envelope(seal_request(in, kRequest));
+  const auto start = upper.find("\"encryptedInference\":\"") + 22;
+  for (auto i = start; upper[i] != '"'; ++i) upper[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(upper[i])));
+  auto env = parse_envelope(upper);
+  ASSERT_TRUE(env) << env.error().to_string();
+  auto opened = open_request(*env, enc.shared_secret);
+  ASSERT_TRUE(opened);
+  EXPECT_EQ(opened->view(), kRequest);
 }
 
 TEST(Robustness, MutatedEventStreamsNeverYieldForgedPlaintext) {
