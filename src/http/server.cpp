@@ -404,6 +404,9 @@ awaitable<void> Server::Impl::accept_loop() {
       continue;
     }
     ++accepted;
+    // A stream is many small writes: with Nagle on, each waits for the peer's delayed ACK (40 ms).
+    boost::system::error_code nodelay_ignored;
+    socket.set_option(asio::ip::tcp::no_delay(true), nodelay_ignored);
     if (active.load() >= options.max_connections) {
       auto executor = socket.get_executor();
       asio::co_spawn(executor, reject_overloaded(std::move(socket), options.server_name), asio::detached);
