@@ -216,7 +216,7 @@ int run_up(const UpFlags& flags) {
     }
   // Everything up and its parts create (database, WAL, keys, token, stack.json) is private.
   umask(077);
-  const fs::path dir = fs::absolute(flags.data);
+  const fs::path dir = fs::absolute(flags.data).lexically_normal();
   fs::create_directories(dir);
   fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace);
   const fs::path db = dir / "rvenc.db", enclave_key = dir / "enclave.key", platform_key = dir / "platform.key",
