@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "command.hpp"
+#include "rvenc/http/url.hpp"
 #include "rvenc/enclave/server.hpp"
 
 namespace rvenc::cli {
@@ -41,22 +42,13 @@ std::vector<std::string> split_list(const std::string& text) {
 
 int run_enclave(const EnclaveFlags& flags) {
   enclave::EnclaveOptions options;
-  const auto colon = flags.listen.rfind(':');
-  if (colon == std::string::npos) {
-    std::cerr << "rvenc enclave: --listen must be HOST:PORT\n";
+  const auto listen = http::parse_listen_address(flags.listen);
+  if (!listen) {
+    std::cerr << "rvenc enclave: " << listen.error().message << "\n";
     return kExitUsage;
   }
-  options.host = flags.listen.substr(0, colon);
-  if (options.host.size() >= 2 && options.host.front() == '[' && options.host.back() == ']')
-    options.host = options.host.substr(1, options.host.size() - 2);
-  try {
-    const unsigned long port = std::stoul(flags.listen.substr(colon + 1));
-    if (port > 65535) throw std::out_of_range("port");
-    options.port = static_cast<std::uint16_t>(port);
-  } catch (const std::exception&) {
-    std::cerr << "rvenc enclave: --listen must be HOST:PORT with a port from 0 to 65535\n";
-    return kExitUsage;
-  }
+  options.host = listen->first;
+  options.port = listen->second;
   if (flags.demo_delay_ms < 0 || flags.key_lifetime_s <= 0 || flags.upstream_timeout_ms <= 0 ||
       flags.shutdown_grace_ms < 0) {
     std::cerr << "rvenc enclave: durations must be positive\n";

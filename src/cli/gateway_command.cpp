@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "command.hpp"
+#include "rvenc/http/url.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/gateway/gateway.hpp"
 #include "rvenc/gateway/redis_rate_limiter.hpp"
@@ -29,21 +30,6 @@ struct GatewayFlags {
   long long read_timeout_ms = http::ServerOptions::kDefaultReadTimeout.count();
   long long idle_timeout_ms = http::ServerOptions::kDefaultIdleTimeout.count();
 };
-
-bool parse_listen(const std::string& listen, std::string& host, std::uint16_t& port) {
-  const auto colon = listen.rfind(':');
-  if (colon == std::string::npos) return false;
-  host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  try {
-    const unsigned long value = std::stoul(listen.substr(colon + 1));
-    if (value > 65535) return false;
-    port = static_cast<std::uint16_t>(value);
-  } catch (const std::exception&) {
-    return false;
-  }
-  return !host.empty();
-}
 
 Result<std::string> read_token_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -72,10 +58,13 @@ int run_gateway(const GatewayFlags& flags) {
     options.rate_limiter = std::make_shared<gateway::RedisRateLimiter>(
         gateway::RedisRateLimiterOptions{.redis = *redis, .failure_policy = *policy});
   }
-  if (!parse_listen(flags.listen, options.host, options.port)) {
-    std::cerr << "rvenc gateway: --listen must be HOST:PORT with a port from 0 to 65535\n";
+  const auto listen = http::parse_listen_address(flags.listen);
+  if (!listen) {
+    std::cerr << "rvenc gateway: " << listen.error().message << "\n";
     return kExitUsage;
   }
+  options.host = listen->first;
+  options.port = listen->second;
   for (const auto& text : flags.enclaves) {
     auto url = http::parse_url(text);
     if (!url) {

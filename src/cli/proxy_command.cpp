@@ -6,6 +6,7 @@
 #include <string>
 
 #include "command.hpp"
+#include "rvenc/http/url.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/proxy/service.hpp"
 
@@ -32,7 +33,7 @@ int usage_error(const std::string& message) {
 
 int run(const ProxyFlags& flags) {
   proxy::ProxyOptions options;
-  auto listen = proxy::parse_listen_address(flags.listen);
+  auto listen = http::parse_listen_address(flags.listen);
   if (!listen) return usage_error(listen.error().message);
   options.host = listen->first;
   options.port = listen->second;

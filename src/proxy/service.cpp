@@ -75,29 +75,6 @@ bool is_loopback_host(std::string_view host) {
   return !ec && address.is_loopback();
 }
 
-Result<std::pair<std::string, std::uint16_t>> parse_listen_address(std::string_view text) {
-  std::string_view host;
-  std::string_view port;
-  if (text.starts_with('[')) {
-    const auto close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
-      return fail(Errc::invalid_request, "--listen must be HOST:PORT (IPv6 as [ADDR]:PORT)");
-    host = text.substr(1, close - 1);
-    port = text.substr(close + 2);
-  } else {
-    const auto colon = text.rfind(':');
-    if (colon == std::string_view::npos || text.find(':') != colon)
-      return fail(Errc::invalid_request, "--listen must be HOST:PORT (IPv6 as [ADDR]:PORT)");
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-  }
-  unsigned value = 0;
-  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (host.empty() || port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535)
-    return fail(Errc::invalid_request, "--listen must be HOST:PORT with a port from 0 to 65535");
-  return std::pair{std::string(host), static_cast<std::uint16_t>(value)};
-}
-
 client::ClientOptions sdk_options(const ProxyOptions& options) {
   client::ClientOptions sdk;
   sdk.base_url = options.gateway_url;

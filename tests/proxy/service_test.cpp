@@ -273,17 +273,17 @@ TEST(ProxyServer, RefusesANonLoopbackAddressUnlessAllowed) {
 }
 
 TEST(ProxyServer, ParsesListenAddresses) {
-  auto v4 = parse_listen_address("127.0.0.1:3000");
+  auto v4 = http::parse_listen_address("127.0.0.1:3000");
   ASSERT_TRUE(v4);
   EXPECT_EQ(v4->first, "127.0.0.1");
   EXPECT_EQ(v4->second, 3000);
-  auto v6 = parse_listen_address("[::1]:0");
+  auto v6 = http::parse_listen_address("[::1]:0");
   ASSERT_TRUE(v6);
   EXPECT_EQ(v6->first, "::1");
   EXPECT_EQ(v6->second, 0);
   for (std::string_view bad : {"", "127.0.0.1", ":3000", "127.0.0.1:", "127.0.0.1:70000", "127.0.0.1:3x", "::1:3000",
                                "[::1]3000"}) {
-    EXPECT_FALSE(parse_listen_address(bad)) << bad;
+    EXPECT_FALSE(http::parse_listen_address(bad)) << bad;
   }
 }
 

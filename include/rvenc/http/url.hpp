@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <string_view>
 
 #include "rvenc/common/error.hpp"
@@ -34,5 +35,8 @@ struct Url {
 // Parses "http://host[:port][/path][?query]". Errors (invalid_request): not a URL, a scheme other
 // than http (the message says only http is supported), missing host, bad port, user info.
 [[nodiscard]] Result<Url> parse_url(std::string_view text);
+
+// A --listen value: "HOST:PORT" / "[V6]:PORT" -> (host, port); invalid_request naming the problem.
+[[nodiscard]] Result<std::pair<std::string, std::uint16_t>> parse_listen_address(std::string_view text);
 
 }  // namespace rvenc::http

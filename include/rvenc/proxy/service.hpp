@@ -60,8 +60,6 @@ struct ProxyOptions {
 
 // True for "localhost" and loopback IP literals (127.0.0.0/8, ::1).
 [[nodiscard]] bool is_loopback_host(std::string_view host);
-// "HOST:PORT" / "[V6]:PORT" -> (host, port); invalid_request naming the problem.
-[[nodiscard]] Result<std::pair<std::string, std::uint16_t>> parse_listen_address(std::string_view text);
 // The SDK options the proxy's clients share (gateway, protocol, attestation policy, timeout).
 [[nodiscard]] client::ClientOptions sdk_options(const ProxyOptions& options);
 
