@@ -1,7 +1,6 @@
 #include "rvenc/bench/bench.hpp"
 
 #include <sodium.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -425,14 +424,6 @@ std::string iso_time_utc() {
   return buf;
 }
 
-void raise_file_limit() {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
-  }
-}
-
 }  // namespace
 
 const std::vector<Target>& targets() {
@@ -448,7 +439,6 @@ const std::vector<Target>& targets() {
 
 Result<json::object> run_bench(const BenchOptions& options) {
   const Plan plan = make_plan(options.quick);
-  raise_file_limit();
   ProgressLine progress;
   const auto run_started = std::chrono::steady_clock::now();
   json::object report;
@@ -564,8 +554,13 @@ Result<json::object> run_bench(const BenchOptions& options) {
     const bool paced = mode == "paced";
     const unsigned rate = paced ? options.paced_rate : 0;
     stack.engine->set_rate(rate);
-    const PhaseSpec spec{concurrency, paced ? plan.paced_warmup : plan.saturated_warmup,
-                         paced ? plan.paced_window : plan.saturated_window};
+    PhaseSpec spec{concurrency, paced ? plan.paced_warmup : plan.saturated_warmup,
+                   paced ? plan.paced_window : plan.saturated_window};
+    if (paced && rate > 0) {
+      // Arrivals spread over one request's duration, and the window opens once all have started.
+      spec.stagger = std::chrono::milliseconds(1000 * (plan.paced_chunks - 1) / rate);
+      spec.warmup += spec.stagger;
+    }
     std::ostringstream label;
     label << "[" << phase_number << "/" << total_phases << "] " << std::setw(6) << std::left << way.name << " "
           << (paced ? std::to_string(rate) + " tok/s" : std::string("saturated")) << " x " << concurrency;

@@ -47,8 +47,13 @@ struct PhaseState {
 };
 
 // `repeat`: loop until stop; otherwise one request.
-http::awaitable<void> worker(std::shared_ptr<PhaseState> state, StreamCall call, std::size_t index, bool repeat) {
+http::awaitable<void> worker(std::shared_ptr<PhaseState> state, StreamCall call, std::size_t index, bool repeat,
+                             std::chrono::nanoseconds start_delay = {}) {
   asio::steady_timer backoff(co_await asio::this_coro::executor);
+  if (start_delay.count() > 0) {
+    backoff.expires_after(start_delay);
+    co_await backoff.async_wait(asio::use_awaitable);
+  }
   do {
     const auto start = Clock::now();
     const bool record = state->recording.load(std::memory_order_relaxed);
@@ -149,8 +154,10 @@ PhaseResult LoadGenerator::run(const PhaseSpec& spec, const StreamCall& call, co
                                const std::function<void(const Progress&)>& progress) {
   auto state = std::make_shared<PhaseState>(spec.concurrency);
   state->active = spec.concurrency;
-  for (std::size_t i = 0; i < spec.concurrency; ++i)
-    asio::co_spawn(context_, worker(state, call, i, true), asio::detached);
+  for (std::size_t i = 0; i < spec.concurrency; ++i) {
+    const auto delay = std::chrono::nanoseconds(spec.stagger) * static_cast<long long>(i) / spec.concurrency;
+    asio::co_spawn(context_, worker(state, call, i, true, delay), asio::detached);
+  }
 
   const auto report = [&](double elapsed_s, std::uint64_t chunks0, std::uint64_t requests0) {
     if (progress)

@@ -29,6 +29,7 @@ struct EnclaveFlags {
   long long key_lifetime_s = enclave::kDefaultKeyLifetime.count();
   long long upstream_timeout_ms = enclave::kDefaultUpstreamTimeout.count();
   long long shutdown_grace_ms = enclave::kDefaultShutdownGrace.count();
+  std::size_t max_connections = enclave::kDefaultMaxConnections;
 };
 
 std::vector<std::string> split_list(const std::string& text) {
@@ -69,6 +70,7 @@ int run_enclave(const EnclaveFlags& flags) {
   options.max_body = flags.max_body;
   options.upstream_timeout = std::chrono::milliseconds(flags.upstream_timeout_ms);
   options.shutdown_grace = std::chrono::milliseconds(flags.shutdown_grace_ms);
+  options.max_connections = flags.max_connections;
 
   auto server = enclave::EnclaveServer::create(std::move(options));
   if (!server) {
@@ -122,6 +124,9 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--shutdown-grace-ms", flags->shutdown_grace_ms,
          "On SIGINT/SIGTERM, how long in-flight streams may finish")
       ->capture_default_str();
+  option(*cmd, "--max-connections", flags->max_connections, "Most connections served at once (beyond: 503 overloaded)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->callback([&run, flags] { run = [flags] { return run_enclave(*flags); }; });
 }
 

@@ -29,6 +29,7 @@ struct GatewayFlags {
   long long upstream_timeout_ms = gateway::kUpstreamIdleTimeout.count();
   long long read_timeout_ms = http::ServerOptions::kDefaultReadTimeout.count();
   long long idle_timeout_ms = http::ServerOptions::kDefaultIdleTimeout.count();
+  std::size_t max_connections = gateway::kDefaultMaxConnections;
 };
 
 Result<std::string> read_token_file(const std::string& path) {
@@ -83,6 +84,7 @@ int run_gateway(const GatewayFlags& flags) {
   options.db_path = flags.db;
   options.max_body = flags.max_body;
   options.upstream_idle_timeout = std::chrono::milliseconds(flags.upstream_timeout_ms);
+  options.max_connections = flags.max_connections;
   if (!flags.enclave_token_file.empty()) {
     auto token = read_token_file(flags.enclave_token_file);
     if (!token) {
@@ -151,6 +153,10 @@ void setup(CLI::App& app, std::function<int()>& run) {
       ->capture_default_str();
   option(*cmd, "--idle-timeout-ms", flags->idle_timeout_ms, "How long an idle keep-alive connection is kept")
       ->capture_default_str();
+  option(*cmd, "--max-connections", flags->max_connections,
+         "Most client connections served at once (beyond: 503 overloaded); each stream also holds one to an enclave")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->callback([&run, flags] { run = [flags] { return run_gateway(*flags); }; });
 }
 

@@ -1,4 +1,6 @@
 // rvenc: one binary, one subcommand per role. Each subcommand registers itself (command.hpp).
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cctype>
 #include <iostream>
@@ -11,6 +13,15 @@ namespace {
 std::vector<Command>& registry() {
   static std::vector<Command> commands;
   return commands;
+}
+// Servers hold two descriptors per open stream (client side and upstream side), and child
+// processes inherit the limit: the soft limit (often 1024) is raised to the hard one.
+void raise_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
 }
 }  // namespace
 
@@ -43,6 +54,7 @@ int main(int argc, char** argv) {
     return code == 0 ? kExitOk : kExitUsage;
   }
   if (!run) return kExitUsage;
+  raise_file_limit();
   try {
     return run();
   } catch (const std::exception& e) {

@@ -76,6 +76,7 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
   server_options.threads = options.threads == 0 ? 1 : options.threads;
   server_options.shutdown_grace = options.shutdown_grace;
   server_options.body_limit = options.max_body;
+  server_options.max_connections = options.max_connections;
   auto server = http::Server::create(server_options, self->service_->router());
   if (!server)
     return fail(Errc::transport_error, "cannot listen on " + options.host + ":" + std::to_string(options.port) +

@@ -353,6 +353,7 @@ Result<std::unique_ptr<Gateway>> Gateway::create(GatewayOptions options) {
   server_options.body_limit = options.max_body;
   server_options.read_timeout = options.read_timeout;
   server_options.idle_timeout = options.idle_timeout;
+  server_options.max_connections = options.max_connections;
   server_options.server_name = "rvenc-gateway";
   auto handler = GatewayHandler::create(std::move(options));
   if (!handler) return std::unexpected(handler.error());

@@ -25,6 +25,8 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "watchdog.hpp"
+
 namespace rvenc::http {
 
 namespace bhttp = beast::http;
@@ -278,10 +280,13 @@ class StreamImpl final : public ResponseStream {
       }
       parser_.get().body().data = chunk_.data();
       parser_.get().body().size = chunk_.size();
-      connection_->stream.expires_after(deadline_.bound(deadline_.timeouts.idle));
-      auto [ec, n] = co_await bhttp::async_read_some(connection_->stream, connection_->buffer, parser_, kTuple);
+      watchdog_->begin(deadline_.end);
+      auto [ec, n] =
+          co_await bhttp::async_read_some(connection_->stream.socket(), connection_->buffer, parser_, kTuple);
+      watchdog_->end();
       if (ec == bhttp::error::need_buffer) ec = {};
       if (cancelled_) co_return fail(Errc::upstream_error, "the response stream was cancelled");
+      if (ec && watchdog_->expired()) ec = beast::error::timeout;
       if (ec) {
         error_ = transport_error(ec, server_, deadline_, pool_->options, "reading the response body");
         connection_.reset();
@@ -298,7 +303,13 @@ class StreamImpl final : public ResponseStream {
   }
 
   bhttp::response_parser<bhttp::buffer_body>& parser() { return parser_; }
-  void attach(std::unique_ptr<Connection> connection) { connection_ = std::move(connection); }
+  void attach(std::unique_ptr<Connection> connection) {
+    connection_ = std::move(connection);
+    // The idle timeout of each body read (a stream is many small reads: no timer per read).
+    watchdog_.emplace(connection_->stream.get_executor(), deadline_.timeouts.idle, [this] {
+      if (connection_) connection_->stream.close();
+    });
+  }
 
  private:
   std::shared_ptr<Client::Pool> pool_;
@@ -306,6 +317,7 @@ class StreamImpl final : public ResponseStream {
   Deadline deadline_;
   bhttp::response_parser<bhttp::buffer_body> parser_;
   std::unique_ptr<Connection> connection_;
+  std::optional<detail::OperationWatchdog> watchdog_;  // after connection_: stopped before it closes
   // Not value-initialised: only the pages reads touch become resident (16 KiB per open stream otherwise).
   std::array<char, kStreamReadChunk> chunk_;
   std::optional<Error> error_;

@@ -1,5 +1,5 @@
-// Server, Router and RecordingWriter. One coroutine per connection (run_session) on its own
-// strand: idle wait -> read head/body under read_timeout -> handler -> next request.
+// Server, Router and RecordingWriter. One coroutine per connection (run_session), on its own
+// strand when the server runs several threads: idle wait -> read head/body under read_timeout -> handler -> next request.
 #include "rvenc/http/server.hpp"
 
 #include <array>
@@ -18,6 +18,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
+#include <boost/beast/core/buffer_traits.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/chunk_encode.hpp>
@@ -26,6 +28,8 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <spdlog/spdlog.h>
+
+#include "watchdog.hpp"
 
 namespace rvenc::http {
 
@@ -177,8 +181,18 @@ struct Session : std::enable_shared_from_this<Session> {
   beast::tcp_stream stream;
   // Waiting for the next request on a keep-alive connection: stop() may close it at once.
   bool idle = true;
+  // The write_timeout of each streamed chunk (a client that stops reading is dropped).
+  detail::OperationWatchdog write_watchdog;
 
-  Session(Server::Impl* s, tcp::socket socket) : server(s), stream(std::move(socket)) { ++server->active; }
+  Session(Server::Impl* s, tcp::socket socket)
+      : server(s), stream(std::move(socket)), write_watchdog(stream.get_executor(), s->options.write_timeout, [this] {
+          close();
+        }) {
+    ++server->active;
+    // Stream writes try the socket directly first (ConnectionWriter::write_raw).
+    beast::error_code ignored;
+    stream.socket().non_blocking(true, ignored);
+  }
   ~Session() {
     {
       std::lock_guard lock(server->sessions_mutex);
@@ -232,9 +246,7 @@ class ConnectionWriter final : public ResponseWriter {
     if (!streaming_ || ended_) throw std::logic_error("ResponseWriter::write outside a stream");
     if (gone_) co_return false;
     if (bytes.empty()) co_return true;
-    session_.stream.expires_after(session_.server->options.write_timeout);
-    auto [ec, n] = co_await asio::async_write(session_.stream, bhttp::make_chunk(asio::buffer(bytes)), kTuple);
-    if (ec) gone_ = true;
+    co_await write_raw(bhttp::make_chunk(asio::buffer(bytes)));
     co_return !gone_;
   }
 
@@ -242,9 +254,7 @@ class ConnectionWriter final : public ResponseWriter {
     if (!streaming_ || ended_) co_return;
     ended_ = true;
     if (gone_) co_return;
-    session_.stream.expires_after(session_.server->options.write_timeout);
-    auto [ec, n] = co_await asio::async_write(session_.stream, bhttp::make_chunk_last(), kTuple);
-    if (ec) gone_ = true;
+    co_await write_raw(bhttp::make_chunk_last());
   }
 
   [[nodiscard]] bool client_gone() const override { return gone_; }
@@ -253,6 +263,26 @@ class ConnectionWriter final : public ResponseWriter {
   [[nodiscard]] bool keep_alive() const { return keep_alive_; }
 
  private:
+  // A chunk usually fits in the socket's send buffer: it is sent at once (the socket is
+  // non-blocking), without a round trip through the event loop. Only what does not fit waits for
+  // the socket, under the session's write watchdog.
+  template <class Buffers>
+  awaitable<void> write_raw(const Buffers& buffers) {
+    auto& socket = session_.stream.socket();
+    beast::buffers_suffix<Buffers> rest(buffers);
+    beast::error_code ec;
+    rest.consume(socket.write_some(rest, ec));
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+      gone_ = true;
+      co_return;
+    }
+    if (beast::buffer_bytes(rest) == 0) co_return;
+    session_.write_watchdog.begin();
+    auto [write_ec, n] = co_await asio::async_write(socket, rest, kTuple);
+    session_.write_watchdog.end();
+    if (write_ec) gone_ = true;
+  }
+
   template <class Message>
   void prepare(Message& message) {
     // While stopping, every answer closes its connection.
@@ -393,8 +423,11 @@ awaitable<void> reject_overloaded(tcp::socket socket, std::string server_name) {
 
 awaitable<void> Server::Impl::accept_loop() {
   for (;;) {
-    asio::any_io_executor strand = asio::make_strand(ioc);
-    auto [ec, socket] = co_await acceptor->async_accept(strand, kTuple);
+    // With one io thread every handler already runs serialized: a strand would only add a queue
+    // and a lock to every completion of every connection.
+    asio::any_io_executor session_executor =
+        options.threads > 1 ? asio::any_io_executor(asio::make_strand(ioc)) : asio::any_io_executor(ioc.get_executor());
+    auto [ec, socket] = co_await acceptor->async_accept(session_executor, kTuple);
     if (stopping) co_return;
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;

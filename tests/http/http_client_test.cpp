@@ -196,6 +196,42 @@ TEST(Client, StalledStreamIsUpstreamTimeout) {
   gate.open();
 }
 
+// The total timeout also bounds a stream that keeps trickling (the idle timeout never fires).
+TEST(Client, TricklingStreamEndsAtTheTotalTimeout) {
+  TestServer server([](Request&, ResponseWriter& writer) -> awaitable<void> {
+    if (!co_await writer.begin_stream(event_stream_header())) co_return;
+    asio::steady_timer pause(co_await asio::this_coro::executor);
+    for (int i = 0; i < 2000; ++i) {
+      if (!co_await writer.write("tick;")) co_return;
+      pause.expires_after(std::chrono::milliseconds(10));
+      co_await pause.async_wait(kTuple);
+    }
+    co_await writer.end_stream();
+  });
+  run_coroutine([&]() -> awaitable<void> {
+    Client client;
+    Timeouts timeouts;
+    timeouts.idle = std::chrono::milliseconds(5'000);
+    timeouts.total = std::chrono::milliseconds(300);
+    auto stream = co_await client.open(server.url, make_request(Verb::get, "/"), timeouts);
+    EXPECT_TRUE(stream);
+    if (!stream) co_return;
+    std::size_t ticks = 0;
+    for (;;) {
+      auto bytes = co_await (*stream)->read_some();
+      if (!bytes) {
+        EXPECT_EQ(bytes.error().code, Errc::upstream_timeout);
+        EXPECT_NE(bytes.error().message.find("total timeout"), std::string::npos) << bytes.error().message;
+        break;
+      }
+      EXPECT_TRUE(*bytes) << "the stream ended instead of timing out";
+      if (!*bytes) break;
+      ticks += (*bytes)->size();
+    }
+    EXPECT_GT(ticks, 0u);
+  });
+}
+
 TEST(Client, ResponseBodyOverLimitIsUpstreamError) {
   TestServer server(text_handler(std::string(4096, 'b')));
   run_coroutine([&]() -> awaitable<void> {

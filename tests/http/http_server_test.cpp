@@ -1,3 +1,4 @@
+#include <future>
 // Server behaviour over real sockets on 127.0.0.1: routing, limits, malformed input, slow
 // clients, pipelining, overload, handler failures, signals; and the Router on a RecordingWriter.
 #include <atomic>
@@ -164,6 +165,29 @@ TEST(Server, IdleKeepAliveConnectionIsClosed) {
   auto response = raw.read_response();
   ASSERT_TRUE(response);
   EXPECT_TRUE(response->keep_alive());
+  EXPECT_TRUE(raw.wait_closed());
+}
+
+// A stream to a client that stops reading: once the socket buffers are full, the pending chunk
+// write is given up after write_timeout and the handler learns the client is gone.
+TEST(Server, StreamToAClientThatStopsReadingEndsAfterWriteTimeout) {
+  ServerOptions options;
+  options.write_timeout = std::chrono::milliseconds(200);
+  std::promise<std::size_t> written_before_gone;
+  TestServer server(
+      [&written_before_gone](Request&, ResponseWriter& writer) -> awaitable<void> {
+        if (!co_await writer.begin_stream(event_stream_header())) co_return;
+        const std::string chunk(64 * 1024, 'x');
+        std::size_t written = 0;
+        while (co_await writer.write(chunk)) written += chunk.size();
+        written_before_gone.set_value(written);
+      },
+      options);
+  RawConnection raw(server.url.port);
+  raw.send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto gone = written_before_gone.get_future();
+  ASSERT_EQ(gone.wait_for(std::chrono::seconds(kRawReceiveGuardSeconds)), std::future_status::ready);
+  EXPECT_GT(gone.get(), 0u);
   EXPECT_TRUE(raw.wait_closed());
 }
 

@@ -39,6 +39,11 @@ struct PhaseSpec {
   unsigned concurrency = 1;
   std::chrono::milliseconds warmup{500};    // running, not recorded
   std::chrono::milliseconds duration{2000};  // the measured window
+  // Worker i starts its first request i/concurrency of this later. Paced streams that all start
+  // together stay in lockstep (every request of a round arrives in the same millisecond), which
+  // measures a thundering herd rather than users arriving independently; spreading the starts over
+  // one request's duration gives evenly spaced arrivals. Zero: all start at once (saturation).
+  std::chrono::milliseconds stagger{0};
 };
 
 // Live counters, for the progress line.

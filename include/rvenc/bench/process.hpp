@@ -73,7 +73,7 @@ struct NginxConfig {
   std::string gateway_token;
   std::string tenant;                    // the API key id the gateway would send
   std::string key_env = "live";          // X-Rvenc-Key-Env (test keys may only use test models)
-  unsigned upstream_keepalive = 8;       // idle upstream connections kept (the gateway's pool size)
+  unsigned upstream_keepalive = 256;     // idle upstream connections kept (http::ClientOptions::kDefaultMaxIdlePerHost)
   unsigned worker_connections = 8192;
 };
 [[nodiscard]] std::string render_nginx_config(const NginxConfig& config);

@@ -20,6 +20,8 @@ namespace rvenc::enclave {
 
 inline constexpr std::chrono::seconds kDefaultKeyLifetime{30L * 24 * 3600};
 inline constexpr std::chrono::milliseconds kDefaultShutdownGrace{10'000};
+// Gateways keep pools of idle connections, and every stream holds one.
+inline constexpr std::size_t kDefaultMaxConnections = 4096;
 
 struct EnclaveOptions {
   std::string host = "127.0.0.1";
@@ -40,6 +42,7 @@ struct EnclaveOptions {
   std::uint64_t max_body = http::ServerOptions::kDefaultBodyLimit;
   std::chrono::milliseconds upstream_timeout = kDefaultUpstreamTimeout;
   std::chrono::milliseconds shutdown_grace = kDefaultShutdownGrace;
+  std::size_t max_connections = kDefaultMaxConnections;  // beyond -> 503 overloaded
 };
 
 class EnclaveServer {

@@ -36,6 +36,8 @@ inline constexpr std::chrono::milliseconds kUpstreamConnectTimeout{5'000};
 inline constexpr std::chrono::milliseconds kUpstreamIdleTimeout{120'000};
 // An enclave's error answer (before its stream) is passed through up to this size.
 inline constexpr std::size_t kMaxUpstreamErrorBody = 1u * 1024 * 1024;
+// Each open stream holds a client connection and an enclave connection.
+inline constexpr std::size_t kDefaultMaxConnections = 4096;
 // Usage row status for a client that went away mid-stream (nginx's convention).
 inline constexpr int kStatusClientClosed = 499;
 
@@ -49,6 +51,7 @@ struct GatewayOptions {
   std::chrono::milliseconds upstream_idle_timeout = kUpstreamIdleTimeout;
   std::chrono::milliseconds read_timeout = http::ServerOptions::kDefaultReadTimeout;
   std::chrono::milliseconds idle_timeout = http::ServerOptions::kDefaultIdleTimeout;
+  std::size_t max_connections = kDefaultMaxConnections;  // client connections; beyond -> 503
   // Limits shared with other gateways (RedisRateLimiter); null: this process's own buckets.
   std::shared_ptr<RateLimiter> rate_limiter;
 };

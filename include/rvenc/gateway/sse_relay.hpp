@@ -1,14 +1,19 @@
 // The gateway's view of an enclave event stream: it splits the bytes into raw events as each one
 // completes, forwards every event's exact bytes, and withholds the enclave's trailing `usage`
-// event (PROTOCOL.md section 4), whose token counts it keeps. Events are parsed with the core
-// protocol::SseParser only to learn their kind; payloads are never interpreted.
+// event (PROTOCOL.md section 4), whose token counts it keeps. Payloads are never interpreted:
+// only each event's `event:` and `data` field names are looked at, as its lines complete.
+//
+// Design: the hot path copies nothing. Complete events are handed back as a view of the bytes
+// just fed (or of the unfinished event carried over from the previous feed plus them); only an
+// unfinished event is kept, and only a withheld event in the middle of a feed makes a copy.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <vector>
 
+#include "rvenc/common/error.hpp"
 #include "rvenc/protocol/chat.hpp"
 #include "rvenc/protocol/sse.hpp"
 
@@ -21,23 +26,34 @@ class SseRelay {
   explicit SseRelay(std::size_t max_event_bytes = protocol::kDefaultMaxEventBytes);
 
   // Takes upstream bytes; returns the bytes to forward now (the complete events so far, usage
-  // events removed). event_too_large when one event exceeds the limit (the relay stays failed).
-  [[nodiscard]] Result<std::string> feed(std::string_view bytes);
+  // events removed), valid until the next feed() and while `bytes` is. event_too_large when one
+  // event exceeds the limit (the relay stays failed).
+  [[nodiscard]] Result<std::string_view> feed(std::string_view bytes);
 
   [[nodiscard]] bool saw_done() const noexcept { return saw_done_; }
   [[nodiscard]] std::optional<protocol::Usage> usage() const noexcept { return usage_; }
   // True when an unfinished event is buffered (a stream that ends now was cut mid-event).
-  [[nodiscard]] bool has_partial_event() const noexcept { return !current_.empty(); }
+  [[nodiscard]] bool has_partial_event() const noexcept { return pending_.size() > consumed_; }
 
  private:
-  void finish_event(std::string& out);
+  enum class Kind { other, usage, done };
 
-  protocol::SseParser parser_;
+  void finish_line(std::string_view line);
+  // `event` is the event's bytes up to and including its blank line.
+  void finish_event(std::string_view event);
+  Result<std::string_view> too_large();
+
   std::size_t max_event_bytes_;
-  std::string current_;
-  std::size_t line_length_ = 0;
-  bool after_cr_ = false;
+  // The unfinished event (from consumed_ on) and, during feed(), what it is scanned in.
+  std::string pending_;
+  std::size_t consumed_ = 0;  // bytes of pending_ handed out by the last feed()
+  std::string spliced_;       // the forwarded events when a withheld one sat between them
+  std::size_t line_start_ = 0;  // of the current line, relative to the unfinished event
+  bool after_cr_ = false;       // the last byte seen was a \r ending a line
+  Kind kind_ = Kind::other;     // of the event being read
+  bool has_data_ = false;
   bool last_forwarded_ = true;
+  bool forward_ = true;  // the event that just ended is forwarded
   bool failed_ = false;
   bool saw_done_ = false;
   std::optional<protocol::Usage> usage_;
