@@ -14,6 +14,7 @@
 #include <boost/json/parse.hpp>
 
 #include "enclave_test_support.hpp"
+#include "fake_openai.hpp"
 #include "rvenc/enclave/engine.hpp"
 #include "rvenc/http/server.hpp"
 #include "rvenc/protocol/attestation.hpp"
@@ -25,101 +26,7 @@ namespace {
 namespace json = boost::json;
 using test::chat_json;
 
-constexpr auto kStall = std::chrono::seconds(3);
-
-std::string openai_chunk(const std::string& model, std::string_view content, bool last = false) {
-  json::object chunk{{"id", "chatcmpl-up"},
-                     {"object", "chat.completion.chunk"},
-                     {"created", 1},
-                     {"model", model},
-                     {"choices", json::array{json::object{{"index", 0},
-                                                          {"delta", json::object{{"content", content}}},
-                                                          {"finish_reason", last ? json::value("stop") : nullptr}}}}};
-  return "data: " + json::serialize(chunk) + "\n\n";
-}
-
-// An OpenAI-compatible server with one behaviour per base path.
-class FakeOpenAi {
- public:
-  FakeOpenAi() {
-    http::Router router;
-    router.post("/ok/v1/chat/completions", [this](http::Request& request, http::ResponseWriter& writer) {
-      return stream(request, writer, Mode::ok);
-    });
-    router.post("/die/v1/chat/completions", [this](http::Request& request, http::ResponseWriter& writer) {
-      return stream(request, writer, Mode::die);
-    });
-    router.post("/garbage/v1/chat/completions", [this](http::Request& request, http::ResponseWriter& writer) {
-      return stream(request, writer, Mode::garbage);
-    });
-    router.post("/nodone/v1/chat/completions", [this](http::Request& request, http::ResponseWriter& writer) {
-      return stream(request, writer, Mode::no_done);
-    });
-    router.post("/stall/v1/chat/completions", [this](http::Request& request, http::ResponseWriter& writer) {
-      return stream(request, writer, Mode::stall);
-    });
-    router.post("/err/v1/chat/completions", [](http::Request& request, http::ResponseWriter& writer) -> http::awaitable<void> {
-      co_await writer.send(http::error_response(
-          request, Error{Errc::overloaded, "the model is still loading"}));
-    });
-    server = std::move(*http::Server::create(http::ServerOptions{}, router));
-    server->start();
-  }
-  ~FakeOpenAi() {
-    server->stop();
-    server->wait();
-  }
-
-  std::string base(std::string_view mode) const { return server->url() + "/" + std::string(mode) + "/v1"; }
-  json::object last_request() {
-    std::lock_guard lock(mutex);
-    return last;
-  }
-
-  std::unique_ptr<http::Server> server;
-
- private:
-  enum class Mode { ok, die, garbage, no_done, stall };
-
-  http::awaitable<void> stream(http::Request& request, http::ResponseWriter& writer, Mode mode) {
-    const auto body = json::parse(request.body()).as_object();
-    {
-      std::lock_guard lock(mutex);
-      last = body;
-    }
-    const std::string model(body.at("model").as_string());
-    co_await writer.begin_stream(http::event_stream_header());
-    co_await writer.write(openai_chunk(model, "Upstream "));
-    co_await writer.write(openai_chunk(model, "says "));
-    switch (mode) {
-      case Mode::die:
-        // Mid-stream, a throwing handler makes the server drop the connection.
-        throw std::runtime_error("the fake model server crashed");
-      case Mode::garbage:
-        co_await writer.write("data: {not json\n\n");
-        break;
-      case Mode::no_done:
-        break;
-      case Mode::stall: {
-        // Silent for much longer than the engine's timeout.
-        boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, kStall);
-        co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
-        break;
-      }
-      case Mode::ok:
-        co_await writer.write(openai_chunk(model, "hello.", true));
-        co_await writer.write(
-            "data: {\"id\":\"chatcmpl-up\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"" + model +
-            "\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\n\n");
-        co_await writer.write("data: [DONE]\n\n");
-        break;
-    }
-    co_await writer.end_stream();
-  }
-
-  std::mutex mutex;
-  json::object last;
-};
+using test::FakeOpenAi;
 
 struct Relayed {
   std::vector<std::string> chunks;

@@ -75,6 +75,9 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::map<std::string, 
     dup2(devnull, 0);
     dup2(log_fd, 1);
     dup2(log_fd, 2);
+    // Nothing else of the test process (its sockets, pipes, the log's own descriptor) leaks into
+    // the child: a client socket held by a server child would keep that connection open.
+    close_range(3, ~0U, 0);
     for (auto& [k, v] : extra_env) setenv(k.c_str(), v.c_str(), 1);
     execvp(args[0], args.data());
     _exit(127);
