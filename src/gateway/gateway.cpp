@@ -286,6 +286,9 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
     if (broken || !relay.saw_done()) {
       spdlog::warn("{}: enclave stream broke: {}", context.request_id,
                    broken ? broken->to_string() : std::string("ended without done"));
+      // A connection that died under a stream (not a slow model: that is upstream_timeout) means
+      // the enclave is likely gone: /healthz and routing learn it now, not at the next refresh.
+      if (broken && broken->code == Errc::upstream_error) enclaves_.mark_unhealthy(*target, broken->message);
       const std::string event = upstream_broken_event();
       if (co_await writer.write(event)) {
         row.bytes_out += static_cast<std::int64_t>(event.size());
@@ -306,18 +309,20 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
 void GatewayHandler::start_background(asio::any_io_executor executor) {
   poll_timer_ = std::make_shared<asio::steady_timer>(executor);
   refresh_timer_ = std::make_shared<asio::steady_timer>(executor);
-  asio::co_spawn(executor, poll_keys_loop(), asio::detached);
-  asio::co_spawn(executor, refresh_loop(), asio::detached);
+  asio::co_spawn(executor, poll_keys_loop(poll_timer_), asio::detached);
+  asio::co_spawn(executor, refresh_loop(refresh_timer_), asio::detached);
 }
 
 void GatewayHandler::stop_background() {
   if (stopping_.exchange(true)) return;
-  for (const auto& timer : {poll_timer_, refresh_timer_})
-    if (timer) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+  // The handler lets go of the timers: they belong to the executor's io_context, and the handler
+  // outlives it (Gateway destroys the server first). The loops and the posted cancels keep them
+  // until they end, at the latest while that io_context shuts down.
+  for (auto* member : {&poll_timer_, &refresh_timer_})
+    if (auto timer = std::exchange(*member, nullptr)) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
 }
 
-http::awaitable<void> GatewayHandler::poll_keys_loop() {
-  const auto timer = poll_timer_;
+http::awaitable<void> GatewayHandler::poll_keys_loop(std::shared_ptr<asio::steady_timer> timer) {
   while (!stopping_) {
     timer->expires_after(kKeysPollInterval);
     boost::system::error_code ec;
@@ -328,8 +333,7 @@ http::awaitable<void> GatewayHandler::poll_keys_loop() {
   }
 }
 
-http::awaitable<void> GatewayHandler::refresh_loop() {
-  const auto timer = refresh_timer_;
+http::awaitable<void> GatewayHandler::refresh_loop(std::shared_ptr<asio::steady_timer> timer) {
   while (!stopping_) {
     timer->expires_after(kAttestationRefresh);
     boost::system::error_code ec;

@@ -2,8 +2,10 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 #include "rvenc/common/hex.hpp"
@@ -295,6 +297,7 @@ Status KeyStore::record_usage(const std::vector<UsageRow>& rows) {
     (void)exec(db_, "ROLLBACK");
     return std::unexpected(error);
   }
+  std::unordered_map<std::string, std::int64_t> last_used;  // key id -> latest use (s)
   for (const auto& row : rows) {
     insert.bind(1, row.request_id);
     insert.bind(2, row.key_id);
@@ -306,14 +309,24 @@ Status KeyStore::record_usage(const std::vector<UsageRow>& rows) {
     insert.bind(8, row.bytes_in);
     insert.bind(9, row.bytes_out);
     insert.bind(10, row.duration_ms);
-    touch.bind(1, row.at_ms / 1000);
-    touch.bind(2, row.key_id);
-    if (insert.step() != SQLITE_DONE || touch.step() != SQLITE_DONE) {
+    if (insert.step() != SQLITE_DONE) {
       Error error = db_error(db_, "writing usage");
       (void)exec(db_, "ROLLBACK");
       return std::unexpected(error);
     }
     insert.reset();
+    auto& latest = last_used[row.key_id];
+    latest = std::max(latest, row.at_ms / 1000);
+  }
+  // One update per key and batch, not per request.
+  for (const auto& [key_id, at_s] : last_used) {
+    touch.bind(1, at_s);
+    touch.bind(2, key_id);
+    if (touch.step() != SQLITE_DONE) {
+      Error error = db_error(db_, "writing usage");
+      (void)exec(db_, "ROLLBACK");
+      return std::unexpected(error);
+    }
     touch.reset();
   }
   return exec(db_, "COMMIT");

@@ -20,7 +20,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
@@ -99,14 +99,16 @@ struct Client::Pool {
 namespace {
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
-// How many body bytes one ResponseStream::read_some() hands out at most.
-constexpr std::size_t kStreamReadChunk = 16 * 1024;
+// Beast reads "whatever capacity is left, at least 512 bytes": from an empty buffer that is 512,
+// i.e. two or three recv() calls per streamed event of a few hundred bytes, and a read that fills
+// its buffer makes the next one a speculative recv() that finds nothing. A page avoids both.
+constexpr std::size_t kConnectionReadBuffer = 4096;
 constexpr std::string_view kUserAgent = "rvenc";
 
 struct Connection {
   beast::tcp_stream stream;
   beast::flat_buffer buffer;
-  explicit Connection(const asio::any_io_executor& executor) : stream(executor) {}
+  explicit Connection(const asio::any_io_executor& executor) : stream(executor) { buffer.reserve(kConnectionReadBuffer); }
 };
 
 std::string pool_key(const Url& server) { return server.host + ":" + std::to_string(server.port); }
@@ -260,6 +262,34 @@ void limit_parser(Parser& parser, const Request& request, const ClientOptions& o
   if (request.method() == Verb::head) parser.skip(true);
 }
 
+// The body of a streamed response: what each read brings is appended to a string that
+// read_some() hands out. Unlike string_body it reserves nothing up front, so an upstream that
+// announces a huge Content-Length cannot make us allocate it.
+struct StreamedBody {
+  using value_type = std::string;
+
+  class reader {
+   public:
+    template <bool isRequest, class Fields>
+    reader(bhttp::header<isRequest, Fields>& /*head*/, value_type& body) : body_(body) {}
+    void init(const boost::optional<std::uint64_t>& /*length*/, beast::error_code& ec) { ec = {}; }
+    template <class ConstBufferSequence>
+    std::size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
+      ec = {};
+      std::size_t total = 0;
+      for (const auto buffer : beast::buffers_range_ref(buffers)) {
+        body_.append(static_cast<const char*>(buffer.data()), buffer.size());
+        total += buffer.size();
+      }
+      return total;
+    }
+    void finish(beast::error_code& ec) { ec = {}; }
+
+   private:
+    value_type& body_;
+  };
+};
+
 class StreamImpl final : public ResponseStream {
  public:
   StreamImpl(std::shared_ptr<Client::Pool> pool, Url server, Deadline deadline)
@@ -278,8 +308,6 @@ class StreamImpl final : public ResponseStream {
         release(*pool_, server_, std::move(connection_), parser_.get().keep_alive());
         co_return std::nullopt;
       }
-      parser_.get().body().data = chunk_.data();
-      parser_.get().body().size = chunk_.size();
       watchdog_->begin(deadline_.end);
       auto [ec, n] =
           co_await bhttp::async_read_some(connection_->stream.socket(), connection_->buffer, parser_, kTuple);
@@ -292,8 +320,7 @@ class StreamImpl final : public ResponseStream {
         connection_.reset();
         co_return std::unexpected(*error_);
       }
-      const std::size_t got = chunk_.size() - parser_.get().body().size;
-      if (got > 0) co_return std::string(chunk_.data(), got);
+      if (auto& body = parser_.get().body(); !body.empty()) co_return std::exchange(body, std::string());
     }
   }
 
@@ -302,7 +329,7 @@ class StreamImpl final : public ResponseStream {
     if (connection_) connection_->stream.close();
   }
 
-  bhttp::response_parser<bhttp::buffer_body>& parser() { return parser_; }
+  bhttp::response_parser<StreamedBody>& parser() { return parser_; }
   void attach(std::unique_ptr<Connection> connection) {
     connection_ = std::move(connection);
     // The idle timeout of each body read (a stream is many small reads: no timer per read).
@@ -315,11 +342,9 @@ class StreamImpl final : public ResponseStream {
   std::shared_ptr<Client::Pool> pool_;
   Url server_;
   Deadline deadline_;
-  bhttp::response_parser<bhttp::buffer_body> parser_;
+  bhttp::response_parser<StreamedBody> parser_;
   std::unique_ptr<Connection> connection_;
   std::optional<detail::OperationWatchdog> watchdog_;  // after connection_: stopped before it closes
-  // Not value-initialised: only the pages reads touch become resident (16 KiB per open stream otherwise).
-  std::array<char, kStreamReadChunk> chunk_;
   std::optional<Error> error_;
   bool cancelled_ = false;
 };
