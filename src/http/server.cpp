@@ -18,6 +18,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_cat.hpp>
+#include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/buffer_traits.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -209,6 +211,22 @@ struct Session : std::enable_shared_from_this<Session> {
   }
 };
 
+// The status line and fields of a streamed response, as sent.
+std::string serialize_head(bhttp::response<bhttp::empty_body>& response) {
+  bhttp::response_serializer<bhttp::empty_body> serializer{response};
+  serializer.split(true);
+  std::string head;
+  beast::error_code ec;
+  while (!ec && !serializer.is_header_done()) {
+    serializer.next(ec, [&](beast::error_code&, const auto& buffers) {
+      for (const auto buffer : beast::buffers_range_ref(buffers))
+        head.append(static_cast<const char*>(buffer.data()), buffer.size());
+      serializer.consume(beast::buffer_bytes(buffers));
+    });
+  }
+  return head;
+}
+
 // The ResponseWriter of one request on a real connection.
 class ConnectionWriter final : public ResponseWriter {
  public:
@@ -235,18 +253,29 @@ class ConnectionWriter final : public ResponseWriter {
     response.version(version_);
     prepare(response);
     response.chunked(true);
-    bhttp::response_serializer<bhttp::empty_body> serializer{response};
-    session_.stream.expires_after(session_.server->options.write_timeout);
-    auto [ec, n] = co_await bhttp::async_write_header(session_.stream, serializer, kTuple);
-    if (ec) gone_ = true;
-    co_return !gone_;
+    // The head goes out with the first chunk: one send and one wake-up of the client instead
+    // of two (a client gone by then is noticed at that write).
+    head_ = serialize_head(response);
+    co_return true;
+  }
+
+  // Sends a head still held back (a stream that ends without any chunk, or is cut).
+  awaitable<void> flush_head() {
+    if (head_.empty() || gone_) co_return;
+    const std::string head = std::exchange(head_, std::string());
+    co_await write_raw(asio::buffer(head));
   }
 
   awaitable<bool> write(std::string_view bytes) override {
     if (!streaming_ || ended_) throw std::logic_error("ResponseWriter::write outside a stream");
     if (gone_) co_return false;
     if (bytes.empty()) co_return true;
-    co_await write_raw(bhttp::make_chunk(asio::buffer(bytes)));
+    if (head_.empty()) {
+      co_await write_raw(bhttp::make_chunk(asio::buffer(bytes)));
+    } else {
+      const std::string head = std::exchange(head_, std::string());
+      co_await write_raw(beast::buffers_cat(asio::buffer(head), bhttp::make_chunk(asio::buffer(bytes))));
+    }
     co_return !gone_;
   }
 
@@ -254,7 +283,12 @@ class ConnectionWriter final : public ResponseWriter {
     if (!streaming_ || ended_) co_return;
     ended_ = true;
     if (gone_) co_return;
-    co_await write_raw(bhttp::make_chunk_last());
+    if (head_.empty()) {
+      co_await write_raw(bhttp::make_chunk_last());
+    } else {
+      const std::string head = std::exchange(head_, std::string());
+      co_await write_raw(beast::buffers_cat(asio::buffer(head), bhttp::make_chunk_last()));
+    }
   }
 
   [[nodiscard]] bool client_gone() const override { return gone_; }
@@ -298,6 +332,7 @@ class ConnectionWriter final : public ResponseWriter {
   bool keep_alive_;
   bool started_ = false;
   bool streaming_ = false;
+  std::string head_;  // a stream's head, until its first chunk
   bool ended_ = false;
   bool gone_ = false;
 };
@@ -403,7 +438,10 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
           request, Error{Errc::internal_error, failed ? "internal error" : "the handler produced no response"}));
     } else if (!writer.ended()) {
       // A stream cut by an exception must look truncated to the client, so no final chunk.
-      if (failed) break;
+      if (failed) {
+        co_await writer.flush_head();
+        break;
+      }
       co_await writer.end_stream();
     }
     if (writer.client_gone() || !writer.keep_alive()) break;
