@@ -85,8 +85,8 @@ class GatewayHandler {
   http::awaitable<void> forward_get(RequestContext& context, http::ResponseWriter& writer);
   http::awaitable<void> send(RequestContext& context, http::ResponseWriter& writer, http::Response response);
   [[nodiscard]] http::Response health() const;
-  http::awaitable<void> poll_keys_loop();
-  http::awaitable<void> refresh_loop();
+  http::awaitable<void> poll_keys_loop(std::shared_ptr<boost::asio::steady_timer> timer);
+  http::awaitable<void> refresh_loop(std::shared_ptr<boost::asio::steady_timer> timer);
 
   GatewayOptions options_;
   KeyCache keys_;
