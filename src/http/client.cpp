@@ -315,6 +315,17 @@ class StreamImpl final : public ResponseStream {
       if (ec == bhttp::error::need_buffer) ec = {};
       if (cancelled_) co_return fail(Errc::upstream_error, "the response stream was cancelled");
       if (ec && watchdog_->expired()) ec = beast::error::timeout;
+      // Beast stops after each HTTP chunk: parse every other chunk already received too, so a
+      // burst of events is handed out (and forwarded) at once, as nginx does.
+      while (!ec && !parser_.is_done() && connection_->buffer.size() > 0) {
+        const std::size_t used = parser_.put(connection_->buffer.data(), ec);
+        connection_->buffer.consume(used);
+        if (ec == bhttp::error::need_more) {
+          ec = {};
+          break;
+        }
+        if (used == 0) break;
+      }
       if (ec) {
         error_ = transport_error(ec, server_, deadline_, pool_->options, "reading the response body");
         connection_.reset();

@@ -232,6 +232,33 @@ TEST(Client, TricklingStreamEndsAtTheTotalTimeout) {
   });
 }
 
+// Chunks that already arrived are handed out together (and forwarded with one write by the
+// gateway), not one HTTP chunk per read_some().
+TEST(Client, ReadSomeHandsOutEveryChunkAlreadyReceived) {
+  std::promise<void> all_sent;
+  Gate gate;
+  TestServer server([&](Request&, ResponseWriter& writer) -> awaitable<void> {
+    if (!co_await writer.begin_stream(event_stream_header())) co_return;
+    for (const char* part : {"one;", "two;", "three;", "four;"}) co_await writer.write(part);
+    all_sent.set_value();  // on loopback, sent means in the client's receive buffer
+    co_await gate.wait();
+    co_await writer.end_stream();
+  });
+  run_coroutine([&]() -> awaitable<void> {
+    Client client;
+    auto stream = co_await client.open(server.url, make_request(Verb::get, "/events"));
+    EXPECT_TRUE(stream);
+    if (!stream) co_return;
+    all_sent.get_future().wait();
+    auto burst = co_await (*stream)->read_some();
+    EXPECT_TRUE(burst && *burst);
+    if (burst && *burst) EXPECT_EQ(**burst, "one;two;three;four;");
+    gate.open();
+    auto end = co_await (*stream)->read_some();
+    EXPECT_TRUE(end && !*end);
+  });
+}
+
 TEST(Client, ResponseBodyOverLimitIsUpstreamError) {
   TestServer server(text_handler(std::string(4096, 'b')));
   run_coroutine([&]() -> awaitable<void> {
