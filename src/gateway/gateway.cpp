@@ -298,10 +298,13 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
     }
     co_await writer.end_stream();
   }
-  if (const auto usage = relay.usage()) {
-    row.prompt_tokens = usage->prompt_tokens;
-    row.completion_tokens = usage->completion_tokens;
-    auto charged = co_await limiter_->charge_tokens(key.id, key.limits, usage->total_tokens());
+  // A stream cut before the enclave's usage event (client gone, enclave died) is charged what
+  // it delivered: one completion token per data event, the best count the gateway has.
+  const protocol::Usage usage = relay.usage().value_or(protocol::Usage{.completion_tokens = relay.data_events()});
+  row.prompt_tokens = usage.prompt_tokens;
+  row.completion_tokens = usage.completion_tokens;
+  if (usage.total_tokens() > 0) {
+    auto charged = co_await limiter_->charge_tokens(key.id, key.limits, usage.total_tokens());
     if (!charged) spdlog::error("{}: tokens not charged: {}", context.request_id, charged.error().to_string());
   }
 }

@@ -97,7 +97,10 @@ void SseRelay::finish_line(std::string_view line) {
   } else if (field == "event") {
     std::string_view value = colon == std::string_view::npos ? std::string_view() : line.substr(colon + 1);
     if (value.starts_with(' ')) value.remove_prefix(1);
-    kind_ = value == kUsageEventKind ? Kind::usage : value == "done" ? Kind::done : Kind::other;
+    kind_ = value == kUsageEventKind ? Kind::usage
+            : value == "done"        ? Kind::done
+            : value == "data"        ? Kind::data
+                                     : Kind::other;
   }
 }
 
@@ -116,6 +119,8 @@ void SseRelay::finish_event(std::string_view event) {
     }
   } else if (has_data_ && kind_ == Kind::done) {
     saw_done_ = true;
+  } else if (has_data_ && kind_ == Kind::data) {
+    ++data_events_;
   }
   last_forwarded_ = forward_;
   kind_ = Kind::other;

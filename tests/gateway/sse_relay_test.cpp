@@ -18,6 +18,7 @@ TEST(SseRelay, ForwardsEventsExactlyAndStripsUsage) {
   ASSERT_TRUE(out);
   EXPECT_EQ(*out, ": keep-alive\n\n" + kData + kData + kDone);
   EXPECT_TRUE(relay.saw_done());
+  EXPECT_EQ(relay.data_events(), 2);
   ASSERT_TRUE(relay.usage());
   EXPECT_EQ(relay.usage()->prompt_tokens, 12);
   EXPECT_EQ(relay.usage()->completion_tokens, 40);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,12 +32,15 @@ class SseRelay {
   [[nodiscard]] Result<std::string_view> feed(std::string_view bytes);
 
   [[nodiscard]] bool saw_done() const noexcept { return saw_done_; }
+  // `data` events so far: one per model chunk, about one token each (what a stream cut before
+  // its usage event is charged).
+  [[nodiscard]] std::int64_t data_events() const noexcept { return data_events_; }
   [[nodiscard]] std::optional<protocol::Usage> usage() const noexcept { return usage_; }
   // True when an unfinished event is buffered (a stream that ends now was cut mid-event).
   [[nodiscard]] bool has_partial_event() const noexcept { return pending_.size() > consumed_; }
 
  private:
-  enum class Kind { other, usage, done };
+  enum class Kind { other, data, usage, done };
 
   void finish_line(std::string_view line);
   // `event` is the event's bytes up to and including its blank line.
@@ -56,6 +60,7 @@ class SseRelay {
   bool forward_ = true;  // the event that just ended is forwarded
   bool failed_ = false;
   bool saw_done_ = false;
+  std::int64_t data_events_ = 0;
   std::optional<protocol::Usage> usage_;
 };
 
