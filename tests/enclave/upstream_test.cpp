@@ -2,15 +2,8 @@
 // in-process through UpstreamEngine, and end to end through the real `rvenc enclave` process.
 #include <signal.h>
 
-#include <mutex>
-#include <stdexcept>
-
 #include <gtest/gtest.h>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 
 #include "enclave_test_support.hpp"
