@@ -589,6 +589,29 @@ TEST_F(FaultTest, EnclaveRestartedWithItsKeyStillRefusesReplays) {
   EXPECT_EQ(gw::error_code(replayed->body()), "replayed_request");
 }
 
+// The graceful counterpart: SIGTERM lets the enclave's streams in flight finish (its shutdown
+// grace, 10 s by default; they need about 1 s) and it exits 0.
+TEST_F(FaultTest, EnclaveSigtermUnderLoadFinishesItsStreams) {
+  ASSERT_NO_FATAL_FAILURE(start_enclave(kTokenDelayMs));
+  ASSERT_NO_FATAL_FAILURE(start_gateway());
+  const auto client = make_client();
+  const auto request = chat_request(kStreamTokens);
+  std::set<std::string> ids;
+  const auto complete = call(client, request, ids);
+  ASSERT_TRUE(complete) << complete.error().to_string();
+  SdkLoad load(client, request);
+  load.launch(kConcurrentStreams);
+  ASSERT_TRUE(wait_until([&] { return load.streaming() == kConcurrentStreams; }));
+  enclave->signal(SIGTERM);
+  EXPECT_EQ(enclave->stop(0, 30s), 0) << enclave->output();  // signal 0: only waits
+  for (const auto& r : load.finish()) {
+    EXPECT_FALSE(r.error) << r.error->to_string();
+    EXPECT_EQ(r.text, *complete);
+    ids.insert(r.request_id);
+  }
+  expect_usage_exactly(ids);
+}
+
 // --- 2. restart the gateway under load ------------------------------------------------------------
 
 TEST_F(FaultTest, GatewaySigtermUnderLoadDrainsStreamsAndTheNextGatewayServes) {
