@@ -194,6 +194,12 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
     if (envelope->key_id != key_->key_id())
       return fail(Errc::unknown_key_id, "keyId is not this enclave's key; fetch the attestation again");
     if (auto ok = check_timestamp(envelope->timestamp, now()); !ok) return std::unexpected(ok.error());
+    // The replay cache starts empty: a request sealed before this process started may have been
+    // answered by its predecessor with the same key (a restart must not reopen the 600 s window).
+    if (envelope->timestamp < started_at_)
+      return fail(Errc::replayed_request,
+                  "the request was sealed before this enclave started, so it cannot be checked against replays; "
+                  "seal it again");
   }
 
   Accepted accepted;
