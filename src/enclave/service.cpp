@@ -261,29 +261,30 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
   std::size_t bytes_out = 0;
   std::size_t events = 0;
   std::optional<double> first_event_ms;
-  auto send_sealed = [&](protocol::EventKind kind, std::string plaintext) -> http::awaitable<bool> {
+  auto seal = [&](protocol::EventKind kind, std::string plaintext) {
     std::string event = sealer.seal_event(kind, plaintext);
     crypto::secure_wipe(plaintext.data(), plaintext.size());
     bytes_out += event.size();
     ++events;
     if (!first_event_ms) first_event_ms = ms_since(started);
-    co_return co_await writer.write(event);
+    return event;
+  };
+  auto send_sealed = [&](protocol::EventKind kind, std::string plaintext) -> http::awaitable<bool> {
+    co_return co_await writer.write(seal(kind, std::move(plaintext)));
   };
 
   const EngineOutcome outcome = co_await accepted->engine->generate(
       accepted->chat, [&](std::string chunk) { return send_sealed(protocol::EventKind::data, std::move(chunk)); });
 
-  const bool gone = writer.client_gone();
-  if (!gone) {
-    bool alive = true;
-    if (outcome.error) alive = co_await send_sealed(protocol::EventKind::error, openai_error_body(*outcome.error));
-    if (alive) alive = co_await send_sealed(protocol::EventKind::done, "[DONE]");
-    if (alive) {
-      const std::string usage = usage_event(outcome.usage);
-      bytes_out += usage.size();
-      alive = co_await writer.write(usage);
-    }
-    if (alive) co_await writer.end_stream();
+  if (!writer.client_gone()) {
+    // The closing events and the end of the stream leave in one write.
+    std::string closing;
+    if (outcome.error) closing = seal(protocol::EventKind::error, openai_error_body(*outcome.error));
+    closing += seal(protocol::EventKind::done, "[DONE]");
+    const std::string usage = usage_event(outcome.usage);
+    bytes_out += usage.size();
+    closing += usage;
+    co_await writer.end_stream(closing);
   }
   spdlog::info("chat {} tenant={} v{} model={} engine=\"{}\" {} bytes in, {} bytes out, {} events, tokens {}+{}, "
                "open {:.1f} ms, first event {:.1f} ms, total {:.1f} ms{}{}",

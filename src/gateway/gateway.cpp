@@ -248,6 +248,8 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
   std::optional<Clock::time_point> first_upstream_byte;
   bool first_write = true;
   bool client_gone = false;
+  std::string received;     // the bytes of the last read (what the relay's output may point into)
+  std::string_view ending;  // the last events of a complete stream, sent with its end
   for (;;) {
     auto chunk = co_await stream.read_some();
     if (!chunk) {
@@ -256,19 +258,24 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
     }
     if (!*chunk) break;
     if (!first_upstream_byte) first_upstream_byte = Clock::now();
-    auto forward = relay.feed(**chunk);
+    received = std::move(**chunk);
+    auto forward = relay.feed(received);
     if (!forward) {
       broken = forward.error();
       stream.cancel();
       break;
     }
-    if (forward->empty()) continue;
-    if (first_write) {
+    if (first_write && !forward->empty()) {
       first_write = false;
       const auto now = Clock::now();
       const double added = seconds_between(context.received, now) - seconds_between(opened_at, *first_upstream_byte);
       metrics_.observe_added_latency(std::max(added, 0.0));
     }
+    if (stream.finished() && relay.saw_done() && !relay.has_partial_event()) {
+      ending = *forward;
+      break;
+    }
+    if (forward->empty()) continue;
     const auto size = forward->size();
     if (!co_await writer.write(*forward)) {
       client_gone = true;
@@ -295,8 +302,16 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
         metrics_.add_bytes_out(event.size());
       }
       row.status = http_status(Errc::upstream_error);
+      co_await writer.end_stream();
+    } else {
+      co_await writer.end_stream(ending);
+      if (writer.client_gone()) {
+        row.status = kStatusClientClosed;
+      } else {
+        row.bytes_out += static_cast<std::int64_t>(ending.size());
+        metrics_.add_bytes_out(ending.size());
+      }
     }
-    co_await writer.end_stream();
   }
   // A stream cut before the enclave's usage event (client gone, enclave died) is charged what
   // it delivered: one completion token per data event, the best count the gateway has.

@@ -302,9 +302,10 @@ class StreamImpl final : public ResponseStream {
   awaitable<Result<std::optional<std::string>>> read_some() override {
     if (cancelled_) co_return fail(Errc::upstream_error, "the response stream was cancelled");
     if (error_) co_return std::unexpected(*error_);
-    if (!connection_) co_return std::nullopt;
+    if (finished_) co_return std::nullopt;
     for (;;) {
       if (parser_.is_done()) {
+        finished_ = true;
         release(*pool_, server_, std::move(connection_), parser_.get().keep_alive());
         co_return std::nullopt;
       }
@@ -331,9 +332,17 @@ class StreamImpl final : public ResponseStream {
         connection_.reset();
         co_return std::unexpected(*error_);
       }
-      if (auto& body = parser_.get().body(); !body.empty()) co_return std::exchange(body, std::string());
+      auto& body = parser_.get().body();
+      if (parser_.is_done()) {
+        finished_ = true;
+        release(*pool_, server_, std::move(connection_), parser_.get().keep_alive());
+        if (body.empty()) co_return std::nullopt;
+      }
+      if (!body.empty()) co_return std::exchange(body, std::string());
     }
   }
+
+  [[nodiscard]] bool finished() const override { return finished_; }
 
   void cancel() override {
     cancelled_ = true;
@@ -358,6 +367,7 @@ class StreamImpl final : public ResponseStream {
   std::optional<detail::OperationWatchdog> watchdog_;  // after connection_: stopped before it closes
   std::optional<Error> error_;
   bool cancelled_ = false;
+  bool finished_ = false;
 };
 
 }  // namespace

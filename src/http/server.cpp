@@ -59,9 +59,9 @@ awaitable<bool> RecordingWriter::write(std::string_view bytes) {
   co_return true;
 }
 
-awaitable<void> RecordingWriter::end_stream() {
+awaitable<void> RecordingWriter::end_stream(std::string_view last_bytes) {
+  if (!last_bytes.empty()) co_await write(last_bytes);
   stream_ended = true;
-  co_return;
 }
 
 unsigned RecordingWriter::status() const {
@@ -270,24 +270,21 @@ class ConnectionWriter final : public ResponseWriter {
     if (!streaming_ || ended_) throw std::logic_error("ResponseWriter::write outside a stream");
     if (gone_) co_return false;
     if (bytes.empty()) co_return true;
-    if (head_.empty()) {
-      co_await write_raw(bhttp::make_chunk(asio::buffer(bytes)));
-    } else {
-      const std::string head = std::exchange(head_, std::string());
-      co_await write_raw(beast::buffers_cat(asio::buffer(head), bhttp::make_chunk(asio::buffer(bytes))));
-    }
+    const std::string head = std::exchange(head_, std::string());
+    co_await write_raw(beast::buffers_cat(asio::buffer(head), bhttp::make_chunk(asio::buffer(bytes))));
     co_return !gone_;
   }
 
-  awaitable<void> end_stream() override {
+  awaitable<void> end_stream(std::string_view last_bytes = {}) override {
     if (!streaming_ || ended_) co_return;
     ended_ = true;
     if (gone_) co_return;
-    if (head_.empty()) {
-      co_await write_raw(bhttp::make_chunk_last());
-    } else {
-      const std::string head = std::exchange(head_, std::string());
+    const std::string head = std::exchange(head_, std::string());
+    if (last_bytes.empty()) {
       co_await write_raw(beast::buffers_cat(asio::buffer(head), bhttp::make_chunk_last()));
+    } else {
+      co_await write_raw(beast::buffers_cat(asio::buffer(head), bhttp::make_chunk(asio::buffer(last_bytes)),
+                                            bhttp::make_chunk_last()));
     }
   }
 

@@ -112,8 +112,12 @@ TEST_F(ServiceTest, ChatStreamsSealedEventsThenDoneThenUsage) {
   // Nothing readable crosses the wire but the usage event.
   EXPECT_EQ(writer.body().find("enclave"), std::string::npos);
   EXPECT_EQ(writer.body().find("characters"), std::string::npos);
-  // The usage event is the very last event.
-  EXPECT_TRUE(writer.chunks.back().starts_with("event: usage\n"));
+  // The usage event is the very last event, sent right after done with the end of the stream.
+  const std::string& last = writer.chunks.back();
+  EXPECT_TRUE(last.starts_with("event: done\n")) << last;
+  const auto usage_at = last.find("\n\nevent: usage\n");
+  ASSERT_NE(usage_at, std::string::npos) << last;
+  EXPECT_EQ(last.find("\n\n", usage_at + 2), last.size() - 2) << "nothing after the usage event";
 }
 
 TEST_F(ServiceTest, ReusedEncryptionKeysWithFreshNoncesWork) {

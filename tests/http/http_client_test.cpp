@@ -236,12 +236,15 @@ TEST(Client, TricklingStreamEndsAtTheTotalTimeout) {
 // gateway), not one HTTP chunk per read_some().
 TEST(Client, ReadSomeHandsOutEveryChunkAlreadyReceived) {
   std::promise<void> all_sent;
-  Gate gate;
+  Gate burst;
+  Gate finish;
   TestServer server([&](Request&, ResponseWriter& writer) -> awaitable<void> {
     if (!co_await writer.begin_stream(event_stream_header())) co_return;
+    co_await writer.write("zero;");
+    co_await burst.wait();
     for (const char* part : {"one;", "two;", "three;", "four;"}) co_await writer.write(part);
     all_sent.set_value();  // on loopback, sent means in the client's receive buffer
-    co_await gate.wait();
+    co_await finish.wait();
     co_await writer.end_stream();
   });
   run_coroutine([&]() -> awaitable<void> {
@@ -249,13 +252,17 @@ TEST(Client, ReadSomeHandsOutEveryChunkAlreadyReceived) {
     auto stream = co_await client.open(server.url, make_request(Verb::get, "/events"));
     EXPECT_TRUE(stream);
     if (!stream) co_return;
+    auto first = co_await (*stream)->read_some();
+    EXPECT_TRUE(first && *first && **first == "zero;");
+    burst.open();
     all_sent.get_future().wait();
-    auto burst = co_await (*stream)->read_some();
-    EXPECT_TRUE(burst && *burst);
-    if (burst && *burst) EXPECT_EQ(**burst, "one;two;three;four;");
-    gate.open();
+    auto together = co_await (*stream)->read_some();
+    EXPECT_TRUE(together && *together);
+    if (together && *together) EXPECT_EQ(**together, "one;two;three;four;");
+    finish.open();
     auto end = co_await (*stream)->read_some();
     EXPECT_TRUE(end && !*end);
+    EXPECT_TRUE((*stream)->finished());
   });
 }
 

@@ -69,6 +69,9 @@ class ResponseStream {
   // goes back to the pool). Errors: upstream_timeout (idle/total), upstream_error (reset,
   // truncated, malformed), or upstream_error "cancelled" after cancel().
   virtual awaitable<Result<std::optional<std::string>>> read_some() = 0;
+  // True once the whole body has been received (what read_some() returned last was the end of
+  // it; the next call returns the clean end without waiting, and the connection is pooled).
+  [[nodiscard]] virtual bool finished() const = 0;
   // The rest of the body (e.g. an error JSON answer), at most `limit` bytes (else upstream_error
   // and the stream is cancelled).
   awaitable<Result<std::string>> read_all(std::uint64_t limit = ClientOptions::kDefaultBodyLimit);

@@ -48,8 +48,9 @@ class ResponseWriter {
   // Sends `bytes` as one chunk right away (empty bytes are ignored). Returns false once the
   // client is gone (the handler should stop producing).
   virtual awaitable<bool> write(std::string_view bytes) = 0;
-  // Sends the final chunk; the connection may then serve the next request.
-  virtual awaitable<void> end_stream() = 0;
+  // Sends `last_bytes` (if any) and the final chunk together; the connection may then serve the
+  // next request.
+  virtual awaitable<void> end_stream(std::string_view last_bytes = {}) = 0;
 
   // True once a write failed (the peer closed or reset the connection, or stopped reading for
   // ServerOptions::write_timeout). A disconnect is noticed at the next write, not while idle.
@@ -64,7 +65,7 @@ class RecordingWriter final : public ResponseWriter {
   awaitable<void> send(Response response) override;
   awaitable<bool> begin_stream(ResponseHeader header) override;
   awaitable<bool> write(std::string_view bytes) override;
-  awaitable<void> end_stream() override;
+  awaitable<void> end_stream(std::string_view last_bytes = {}) override;
   [[nodiscard]] bool client_gone() const override { return gone_; }
   [[nodiscard]] bool started() const override { return response.has_value() || stream_header.has_value(); }
 
