@@ -108,6 +108,7 @@ constexpr std::string_view kUserAgent = "rvenc";
 struct Connection {
   beast::tcp_stream stream;
   beast::flat_buffer buffer;
+  int family = AF_INET;  // of the socket, for the pool (saves a getsockname per request)
   explicit Connection(const asio::any_io_executor& executor) : stream(executor) { buffer.reserve(kConnectionReadBuffer); }
 };
 
@@ -189,6 +190,7 @@ awaitable<Result<std::unique_ptr<Connection>>> connect(const Url& server, const 
                                                std::to_string(deadline.timeouts.connect.count()) + " ms");
   }
   if (connect_ec) co_return fail(Errc::upstream_error, "cannot connect to " + where + ": " + connect_ec.message());
+  connection->family = endpoint.protocol().family();
   beast::error_code ignored;
   connection->stream.socket().set_option(tcp::no_delay(true), ignored);
   co_return connection;
@@ -210,6 +212,7 @@ awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_hea
   if (allow_pooled) {
     if (auto entry = pool.take(pool_key(server))) {
       connection = std::make_unique<Connection>(executor);
+      connection->family = entry->family;
       beast::error_code ec;
       connection->stream.socket().assign(entry->family == AF_INET6 ? tcp::v6() : tcp::v4(), entry->fd, ec);
       if (ec) {
@@ -246,13 +249,9 @@ awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_hea
 void release(Client::Pool& pool, const Url& server, std::unique_ptr<Connection> connection, bool keep_alive) {
   if (!keep_alive || connection->buffer.size() != 0) return;
   beast::error_code ec;
-  auto& socket = connection->stream.socket();
-  const auto local = socket.local_endpoint(ec);
+  const int fd = connection->stream.socket().release(ec);
   if (ec) return;
-  const int family = local.protocol().family();
-  const int fd = socket.release(ec);
-  if (ec) return;
-  pool.put(pool_key(server), fd, family);
+  pool.put(pool_key(server), fd, connection->family);
 }
 
 template <class Parser>
