@@ -1,6 +1,6 @@
 // Hex decoding on arbitrary strings: from_hex accepts exactly the even-length strings of hex
 // digits, to_hex(from_hex(s)) is s in lower case, from_hex_exact<N> agrees with from_hex, and
-// from_hex(to_hex(bytes)) gives the bytes back.
+// from_hex(to_hex(bytes)) gives the bytes back; from_public_hex agrees with from_hex.
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -44,6 +44,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // Messages name the field, never the value.
     RVENC_FUZZ_CHECK(decoded.error().message.starts_with("field "));
   }
+
+  // The fast decoder for public values agrees with the constant-time one, bytes and errors.
+  const auto pub = rvenc::from_public_hex(text, "field");
+  RVENC_FUZZ_CHECK(pub.has_value() == decoded.has_value());
+  if (pub) RVENC_FUZZ_CHECK(*pub == *decoded);
+  else RVENC_FUZZ_CHECK(pub.error().message == decoded.error().message);
 
   // from_hex_into with a buffer of the right and of a wrong size.
   std::vector<std::uint8_t> out(size / 2);

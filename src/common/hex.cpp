@@ -2,6 +2,8 @@
 
 #include <sodium.h>
 
+#include <array>
+
 namespace rvenc {
 
 namespace {
@@ -18,6 +20,42 @@ Status decode(std::string_view hex, std::span<std::uint8_t> out, std::string_vie
   if (sodium_hex2bin(out.data(), out.size(), hex.data(), hex.size(), nullptr, &written, &end) != 0 ||
       written != out.size() || end != hex.data() + hex.size()) {
     return fail(Errc::invalid_request, std::string(field) + " is not valid hex");
+  }
+  return {};
+}
+
+constexpr std::uint8_t kNotHex = 0xff;
+
+constexpr std::array<std::uint8_t, 256> make_digit_table() {
+  std::array<std::uint8_t, 256> table{};
+  table.fill(kNotHex);
+  for (int c = 0; c < 10; ++c) table['0' + c] = static_cast<std::uint8_t>(c);
+  for (int c = 0; c < 6; ++c) {
+    table['a' + c] = static_cast<std::uint8_t>(10 + c);
+    table['A' + c] = static_cast<std::uint8_t>(10 + c);
+  }
+  return table;
+}
+constexpr auto kDigit = make_digit_table();
+
+// Variable time: only for public values.
+Status decode_public(std::string_view hex, std::span<std::uint8_t> out, std::string_view field) {
+  std::uint8_t bad = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const std::uint8_t high = kDigit[static_cast<unsigned char>(hex[2 * i])];
+    const std::uint8_t low = kDigit[static_cast<unsigned char>(hex[2 * i + 1])];
+    bad |= static_cast<std::uint8_t>((high | low) & 0xf0);
+    out[i] = static_cast<std::uint8_t>((high << 4) | (low & 0x0f));
+  }
+  if (bad != 0) return fail(Errc::invalid_request, std::string(field) + " is not valid hex");
+  return {};
+}
+
+Status check_length(std::string_view hex, std::size_t bytes, std::string_view field) {
+  if (hex.size() % 2 != 0) return odd_error(field);
+  if (hex.size() != bytes * 2) {
+    return fail(Errc::invalid_request, std::string(field) + " must be " + std::to_string(bytes) + " bytes (" +
+                                           std::to_string(bytes * 2) + " hex digits)");
   }
   return {};
 }
@@ -40,12 +78,20 @@ Result<std::vector<std::uint8_t>> from_hex(std::string_view hex, std::string_vie
 }
 
 Status from_hex_into(std::string_view hex, std::span<std::uint8_t> out, std::string_view field) {
-  if (hex.size() % 2 != 0) return odd_error(field);
-  if (hex.size() != out.size() * 2) {
-    return fail(Errc::invalid_request, std::string(field) + " must be " + std::to_string(out.size()) + " bytes (" +
-                                           std::to_string(out.size() * 2) + " hex digits)");
-  }
+  if (auto ok = check_length(hex, out.size(), field); !ok) return ok;
   return decode(hex, out, field);
+}
+
+Result<std::vector<std::uint8_t>> from_public_hex(std::string_view hex, std::string_view field) {
+  if (hex.size() % 2 != 0) return std::unexpected(odd_error(field).error());
+  std::vector<std::uint8_t> out(hex.size() / 2);
+  if (auto ok = decode_public(hex, out, field); !ok) return std::unexpected(ok.error());
+  return out;
+}
+
+Status from_public_hex_into(std::string_view hex, std::span<std::uint8_t> out, std::string_view field) {
+  if (auto ok = check_length(hex, out.size(), field); !ok) return ok;
+  return decode_public(hex, out, field);
 }
 
 }  // namespace rvenc

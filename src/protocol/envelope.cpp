@@ -33,7 +33,7 @@ template <std::size_t N>
 Status hex_field(const boost::json::object& obj, std::string_view name, std::array<std::uint8_t, N>& out) {
   auto text = string_field(obj, name);
   if (!text) return std::unexpected(text.error());
-  return from_hex_into(*text, out, name);
+  return from_public_hex_into(*text, out, name);
 }
 
 Status check_fields(const boost::json::object& obj, std::span<const std::string_view> fields, std::string_view layout) {
@@ -77,7 +77,7 @@ Result<RequestEnvelope> parse_envelope(std::string_view body) {
 
   auto inference = string_field(obj, "encryptedInference");
   if (!inference) return std::unexpected(inference.error());
-  auto bytes = from_hex(*inference, "encryptedInference");
+  auto bytes = from_public_hex(*inference, "encryptedInference");
   if (!bytes) return std::unexpected(bytes.error());
   if (bytes->size() < crypto::kAeadTagBytes) {
     return fail(Errc::invalid_request, "field \"encryptedInference\" is shorter than an authentication tag");

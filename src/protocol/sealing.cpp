@@ -204,7 +204,7 @@ Result<ResponseOpener::Opened> ResponseOpener::open(EventKind kind, std::string_
       ++index_;
       return Opened{kind, crypto::SecureBytes(std::vector<std::uint8_t>(payload.begin(), payload.end()))};
     }
-    auto bytes = from_hex(payload, "event payload");
+    auto bytes = from_public_hex(payload, "event payload");
     auto opened = bytes ? crypto::aead_open(keys_.key.span(), keys_.v1_nonce, {}, *bytes) : std::unexpected(bytes.error());
     if (!opened) {
       failed_ = true;
@@ -219,7 +219,7 @@ Result<ResponseOpener::Opened> ResponseOpener::open(EventKind kind, std::string_
     failed_ = true;
     return fail(Errc::transport_error, "unauthenticated error event from the gateway: " + gateway_error_message(payload));
   }
-  auto bytes = from_hex(payload, "event payload");
+  auto bytes = from_public_hex(payload, "event payload");
   const auto nonce = event_nonce(keys_.prefix, index_);
   auto opened = bytes ? crypto::aead_open(keys_.key.span(), nonce, crypto::as_bytes(event_ad(kind)), *bytes)
                       : std::unexpected(bytes.error());

@@ -71,6 +71,31 @@ TEST(Hex, RoundTripAndUppercase) {
   EXPECT_TRUE(from_hex("", "x").value().empty());
 }
 
+// The fast decoder for public values accepts and rejects exactly what the constant-time one does.
+TEST(Hex, PublicDecoderAgreesWithTheConstantTimeOne) {
+  std::string every_byte;
+  for (int b = 0; b < 256; ++b) every_byte += to_hex(std::vector<std::uint8_t>{static_cast<std::uint8_t>(b)});
+  EXPECT_EQ(from_public_hex(every_byte, "x").value(), from_hex(every_byte, "x").value());
+  for (int c = 0; c < 256; ++c) {
+    for (const std::string text : {std::string("a") + static_cast<char>(c), std::string(1, static_cast<char>(c)) + "F"}) {
+      const auto secret = from_hex(text, "payload");
+      const auto pub = from_public_hex(text, "payload");
+      ASSERT_EQ(secret.has_value(), pub.has_value()) << c;
+      if (secret) EXPECT_EQ(*secret, *pub);
+      else EXPECT_EQ(secret.error().message, pub.error().message);
+    }
+  }
+  std::array<std::uint8_t, 4> a{};
+  std::array<std::uint8_t, 4> b{};
+  for (std::string_view text : {"", "00", "0000000", "000000zz", "DEADbeef", "0011223344"}) {
+    const auto secret = from_hex_into(text, a, "keyId");
+    const auto pub = from_public_hex_into(text, b, "keyId");
+    ASSERT_EQ(secret.has_value(), pub.has_value()) << text;
+    if (secret) EXPECT_EQ(a, b);
+    else EXPECT_EQ(secret.error().message, pub.error().message);
+  }
+}
+
 TEST(Hex, MalformedInputNamesFieldNotValue) {
   for (std::string_view bad : {"abc", "zz", "0g", "00 ", " 00", "0x00", "\xff\xfe"}) {
     auto r = from_hex(bad, "nonce");

@@ -20,6 +20,11 @@ namespace rvenc {
 // Exactly N bytes (2N hex digits), else invalid_request naming `field` and the expected length.
 [[nodiscard]] Status from_hex_into(std::string_view hex, std::span<std::uint8_t> out, std::string_view field);
 
+// The same for values anyone on the path sees anyway (ciphertexts, nonces, key ids): a table
+// lookup, several times faster than the constant-time decoder the two above use for secrets.
+[[nodiscard]] Result<std::vector<std::uint8_t>> from_public_hex(std::string_view hex, std::string_view field);
+[[nodiscard]] Status from_public_hex_into(std::string_view hex, std::span<std::uint8_t> out, std::string_view field);
+
 template <std::size_t N>
 [[nodiscard]] Result<std::array<std::uint8_t, N>> from_hex_exact(std::string_view hex, std::string_view field) {
   std::array<std::uint8_t, N> out{};
