@@ -1,5 +1,6 @@
 // Server, Router and RecordingWriter. One coroutine per connection (run_session), on its own
-// strand when the server runs several threads: idle wait -> read head/body under read_timeout -> handler -> next request.
+// strand when the server runs several threads: idle wait -> read head/body under read_timeout ->
+// handler -> next request.
 #include "rvenc/http/server.hpp"
 
 #include <array>
