@@ -42,8 +42,9 @@ class ResponseWriter {
   // and not after begin_stream(). Errors writing (client gone) are swallowed: see client_gone().
   virtual awaitable<void> send(Response response) = 0;
 
-  // Starts a chunked response with `header` (status, Content-Type, extra fields). Returns false
-  // when the client is already gone.
+  // Starts a chunked response with `header` (status, Content-Type, extra fields); the head is
+  // sent together with the first chunk (or end_stream()). Returns false when the client is
+  // already known to be gone.
   virtual awaitable<bool> begin_stream(ResponseHeader header) = 0;
   // Sends `bytes` as one chunk right away (empty bytes are ignored). Returns false once the
   // client is gone (the handler should stop producing).
