@@ -77,12 +77,15 @@ TEST(Hex, PublicDecoderAgreesWithTheConstantTimeOne) {
   for (int b = 0; b < 256; ++b) every_byte += to_hex(std::vector<std::uint8_t>{static_cast<std::uint8_t>(b)});
   EXPECT_EQ(from_public_hex(every_byte, "x").value(), from_hex(every_byte, "x").value());
   for (int c = 0; c < 256; ++c) {
-    for (const std::string text : {std::string("a") + static_cast<char>(c), std::string(1, static_cast<char>(c)) + "F"}) {
+    for (const std::string& text : {std::string("a") + static_cast<char>(c), std::string(1, static_cast<char>(c)) + "F"}) {
       const auto secret = from_hex(text, "payload");
       const auto pub = from_public_hex(text, "payload");
       ASSERT_EQ(secret.has_value(), pub.has_value()) << c;
-      if (secret) EXPECT_EQ(*secret, *pub);
-      else EXPECT_EQ(secret.error().message, pub.error().message);
+      if (secret) {
+        EXPECT_EQ(*secret, *pub);
+      } else {
+        EXPECT_EQ(secret.error().message, pub.error().message);
+      }
     }
   }
   std::array<std::uint8_t, 4> a{};
@@ -91,8 +94,11 @@ TEST(Hex, PublicDecoderAgreesWithTheConstantTimeOne) {
     const auto secret = from_hex_into(text, a, "keyId");
     const auto pub = from_public_hex_into(text, b, "keyId");
     ASSERT_EQ(secret.has_value(), pub.has_value()) << text;
-    if (secret) EXPECT_EQ(a, b);
-    else EXPECT_EQ(secret.error().message, pub.error().message);
+    if (secret) {
+      EXPECT_EQ(a, b);
+    } else {
+      EXPECT_EQ(secret.error().message, pub.error().message);
+    }
   }
 }
 

@@ -258,7 +258,9 @@ TEST(Client, ReadSomeHandsOutEveryChunkAlreadyReceived) {
     all_sent.get_future().wait();
     auto together = co_await (*stream)->read_some();
     EXPECT_TRUE(together && *together);
-    if (together && *together) EXPECT_EQ(**together, "one;two;three;four;");
+    if (together && *together) {
+      EXPECT_EQ(**together, "one;two;three;four;");
+    }
     finish.open();
     auto end = co_await (*stream)->read_some();
     EXPECT_TRUE(end && !*end);

@@ -74,7 +74,9 @@ TEST(ClientCache, RefusesAMalformedKeyAsInvalidApiKey) {
     auto entry = cache.get(key, 1000);
     ASSERT_FALSE(entry) << key;
     EXPECT_EQ(entry.error().code, Errc::invalid_api_key);
-    if (!key.empty()) EXPECT_EQ(entry.error().message.find(key), std::string::npos) << "never echo the key";
+    if (!key.empty()) {
+      EXPECT_EQ(entry.error().message.find(key), std::string::npos) << "never echo the key";
+    }
   }
   EXPECT_EQ(cache.size(), 0u);
 }
