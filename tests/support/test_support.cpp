@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,9 +68,13 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::map<std::string, 
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
 
+  const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
+    // A test that crashes (no destructors run) must not leave its servers running.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
     setpgid(0, 0);
     const int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, 0);
