@@ -78,9 +78,11 @@ int run_enclave(const EnclaveFlags& flags) {
     const auto code = server.error().code;
     return code == Errc::attestation_failed || code == Errc::transport_error ? kExitUnavailable : kExitFailure;
   }
-  std::cout << "rvenc enclave listening on " << (*server)->url() << "\n";
-  for (const auto& line : (*server)->describe()) std::cout << line << "\n";
-  std::cout << std::flush;
+  // One write, so no log line from another thread lands inside the "listening on" line.
+  std::ostringstream facts;
+  facts << "rvenc enclave listening on " << (*server)->url() << "\n";
+  for (const auto& line : (*server)->describe()) facts << line << "\n";
+  std::cout << facts.str() << std::flush;
   (*server)->run_until_signal();
   spdlog::info("enclave stopped");
   return kExitOk;

@@ -113,19 +113,23 @@ int run_gateway(const GatewayFlags& flags) {
   gw.stop_on_signals();
   gw.start();
   gw.refresh_enclaves();
-  std::cout << "rvenc gateway listening on " << gw.url() << "\n";
-  std::cout << "database: " << flags.db << "\n";
+  // One write: the server's threads already log to the same stdout, and a log line landing inside
+  // "listening on http://..." would hide the address from whoever waits for it.
+  std::ostringstream facts;
+  facts << "rvenc gateway listening on " << gw.url() << "\n";
+  facts << "database: " << flags.db << "\n";
   for (const auto& e : gw.handler().enclaves().snapshot()) {
-    std::cout << "enclave " << e.url.origin() << ": ";
+    facts << "enclave " << e.url.origin() << ": ";
     if (e.healthy)
-      std::cout << "up, keyId " << to_hex(*e.key_id) << " (" << e.provider << ")\n";
+      facts << "up, keyId " << to_hex(*e.key_id) << " (" << e.provider << ")\n";
     else
-      std::cout << "down (" << e.last_error << "), will retry\n";
+      facts << "down (" << e.last_error << "), will retry\n";
   }
-  std::cout << "max body " << gw.handler().options().max_body << " bytes; rate limits "
-            << (redis ? "shared in " + redis->url.to_string() + " (--redis-failure " + flags.redis_failure + ")"
-                      : std::string("in memory"))
-            << std::endl;
+  facts << "max body " << gw.handler().options().max_body << " bytes; rate limits "
+        << (redis ? "shared in " + redis->url.to_string() + " (--redis-failure " + flags.redis_failure + ")"
+                  : std::string("in memory"))
+        << "\n";
+  std::cout << facts.str() << std::flush;
   gw.wait();
   spdlog::info("gateway stopped");
   return kExitOk;

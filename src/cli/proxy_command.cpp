@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <string>
 
 #include "command.hpp"
@@ -61,12 +62,14 @@ int run(const ProxyFlags& flags) {
     return server.error().code == Errc::invalid_request ? kExitUsage : kExitUnavailable;
   }
   (*server)->stop_on_signals();
-  std::cout << "rvenc proxy listening on " << (*server)->url() << "\n"
-            << "  OpenAI base URL: " << (*server)->url() << "/v1 (use your rvenc API key as the OpenAI API key)\n"
-            << "  gateway: " << options.gateway_url << ", protocol v" << flags.protocol
-            << (options.platform_public_key ? ", trusts the simulated platform key given" : "") << "\n"
-            << "  DEK store: " << (flags.dek_store.empty() ? "none (keys kept in memory)" : flags.dek_store)
-            << std::endl;
+  // One write, so no log line from another thread lands inside the "listening on" line.
+  std::ostringstream facts;
+  facts << "rvenc proxy listening on " << (*server)->url() << "\n"
+        << "  OpenAI base URL: " << (*server)->url() << "/v1 (use your rvenc API key as the OpenAI API key)\n"
+        << "  gateway: " << options.gateway_url << ", protocol v" << flags.protocol
+        << (options.platform_public_key ? ", trusts the simulated platform key given" : "") << "\n"
+        << "  DEK store: " << (flags.dek_store.empty() ? "none (keys kept in memory)" : flags.dek_store) << "\n";
+  std::cout << facts.str() << std::flush;
   (*server)->run();
   return kExitOk;
 }
