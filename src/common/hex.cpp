@@ -51,13 +51,22 @@ Status decode_public(std::string_view hex, std::span<std::uint8_t> out, std::str
   return {};
 }
 
-Status check_length(std::string_view hex, std::size_t bytes, std::string_view field) {
+using Decoder = Status (*)(std::string_view hex, std::span<std::uint8_t> out, std::string_view field);
+
+Result<std::vector<std::uint8_t>> decode_any(std::string_view hex, std::string_view field, Decoder decoder) {
+  if (hex.size() % 2 != 0) return std::unexpected(odd_error(field).error());
+  std::vector<std::uint8_t> out(hex.size() / 2);
+  if (auto ok = decoder(hex, out, field); !ok) return std::unexpected(ok.error());
+  return out;
+}
+
+Status decode_exact(std::string_view hex, std::span<std::uint8_t> out, std::string_view field, Decoder decoder) {
   if (hex.size() % 2 != 0) return odd_error(field);
-  if (hex.size() != bytes * 2) {
-    return fail(Errc::invalid_request, std::string(field) + " must be " + std::to_string(bytes) + " bytes (" +
-                                           std::to_string(bytes * 2) + " hex digits)");
+  if (hex.size() != out.size() * 2) {
+    return fail(Errc::invalid_request, std::string(field) + " must be " + std::to_string(out.size()) + " bytes (" +
+                                           std::to_string(out.size() * 2) + " hex digits)");
   }
-  return {};
+  return decoder(hex, out, field);
 }
 
 }  // namespace
@@ -71,27 +80,19 @@ std::string to_hex(std::span<const std::uint8_t> bytes) {
 }
 
 Result<std::vector<std::uint8_t>> from_hex(std::string_view hex, std::string_view field) {
-  if (hex.size() % 2 != 0) return std::unexpected(odd_error(field).error());
-  std::vector<std::uint8_t> out(hex.size() / 2);
-  if (auto ok = decode(hex, out, field); !ok) return std::unexpected(ok.error());
-  return out;
+  return decode_any(hex, field, decode);
 }
 
 Status from_hex_into(std::string_view hex, std::span<std::uint8_t> out, std::string_view field) {
-  if (auto ok = check_length(hex, out.size(), field); !ok) return ok;
-  return decode(hex, out, field);
+  return decode_exact(hex, out, field, decode);
 }
 
 Result<std::vector<std::uint8_t>> from_public_hex(std::string_view hex, std::string_view field) {
-  if (hex.size() % 2 != 0) return std::unexpected(odd_error(field).error());
-  std::vector<std::uint8_t> out(hex.size() / 2);
-  if (auto ok = decode_public(hex, out, field); !ok) return std::unexpected(ok.error());
-  return out;
+  return decode_any(hex, field, decode_public);
 }
 
 Status from_public_hex_into(std::string_view hex, std::span<std::uint8_t> out, std::string_view field) {
-  if (auto ok = check_length(hex, out.size(), field); !ok) return ok;
-  return decode_public(hex, out, field);
+  return decode_exact(hex, out, field, decode_public);
 }
 
 }  // namespace rvenc

@@ -248,6 +248,10 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
   std::optional<Clock::time_point> first_upstream_byte;
   bool first_write = true;
   bool client_gone = false;
+  const auto delivered = [&](std::size_t bytes) {
+    row.bytes_out += static_cast<std::int64_t>(bytes);
+    metrics_.add_bytes_out(bytes);
+  };
   std::string received;     // the bytes of the last read (what the relay's output may point into)
   std::string_view ending;  // the last events of a complete stream, sent with its end
   for (;;) {
@@ -276,14 +280,12 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
       break;
     }
     if (forward->empty()) continue;
-    const auto size = forward->size();
     if (!co_await writer.write(*forward)) {
       client_gone = true;
       stream.cancel();
       break;
     }
-    row.bytes_out += static_cast<std::int64_t>(size);
-    metrics_.add_bytes_out(size);
+    delivered(forward->size());
   }
 
   if (client_gone) {
@@ -297,10 +299,7 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
       // the enclave is likely gone: /healthz and routing learn it now, not at the next refresh.
       if (broken && broken->code == Errc::upstream_error) enclaves_.mark_unhealthy(*target, broken->message);
       const std::string event = upstream_broken_event();
-      if (co_await writer.write(event)) {
-        row.bytes_out += static_cast<std::int64_t>(event.size());
-        metrics_.add_bytes_out(event.size());
-      }
+      if (co_await writer.write(event)) delivered(event.size());
       row.status = http_status(Errc::upstream_error);
       co_await writer.end_stream();
     } else {
@@ -308,8 +307,7 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
       if (writer.client_gone()) {
         row.status = kStatusClientClosed;
       } else {
-        row.bytes_out += static_cast<std::int64_t>(ending.size());
-        metrics_.add_bytes_out(ending.size());
+        delivered(ending.size());
       }
     }
   }

@@ -304,8 +304,7 @@ class StreamImpl final : public ResponseStream {
     if (finished_) co_return std::nullopt;
     for (;;) {
       if (parser_.is_done()) {
-        finished_ = true;
-        release(*pool_, server_, std::move(connection_), parser_.get().keep_alive());
+        complete();
         co_return std::nullopt;
       }
       watchdog_->begin(deadline_.end);
@@ -331,13 +330,9 @@ class StreamImpl final : public ResponseStream {
         connection_.reset();
         co_return std::unexpected(*error_);
       }
-      auto& body = parser_.get().body();
-      if (parser_.is_done()) {
-        finished_ = true;
-        release(*pool_, server_, std::move(connection_), parser_.get().keep_alive());
-        if (body.empty()) co_return std::nullopt;
-      }
-      if (!body.empty()) co_return std::exchange(body, std::string());
+      if (parser_.is_done()) complete();
+      if (auto& body = parser_.get().body(); !body.empty()) co_return std::exchange(body, std::string());
+      if (finished_) co_return std::nullopt;
     }
   }
 
@@ -358,6 +353,12 @@ class StreamImpl final : public ResponseStream {
   }
 
  private:
+  // The whole body is in: the connection goes back to the pool at once.
+  void complete() {
+    finished_ = true;
+    release(*pool_, server_, std::move(connection_), parser_.get().keep_alive());
+  }
+
   std::shared_ptr<Client::Pool> pool_;
   Url server_;
   Deadline deadline_;
