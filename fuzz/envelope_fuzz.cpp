@@ -1,6 +1,6 @@
-// protocol::parse_envelope on arbitrary bodies: never crashes, errors carry a protocol code, and
-// every accepted envelope round-trips: parse -> serialize -> parse gives the same fields and the
-// same serialisation.
+// protocol::parse_envelope on arbitrary bodies: never crashes, errors carry a protocol code,
+// every accepted envelope round-trips (parse -> serialize -> parse gives the same fields and the
+// same serialisation), and the gateway's check_envelope accepts and refuses exactly alike.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -25,12 +25,20 @@ bool same(const rvenc::protocol::RequestEnvelope& a, const rvenc::protocol::Requ
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
   auto parsed = rvenc::protocol::parse_envelope(body);
+  auto checked = rvenc::protocol::check_envelope(body);
+  RVENC_FUZZ_CHECK(parsed.has_value() == checked.has_value());
   if (!parsed) {
+    RVENC_FUZZ_CHECK(checked.error().code == parsed.error().code);
+    RVENC_FUZZ_CHECK(checked.error().message == parsed.error().message);
     const auto code = parsed.error().code;
     RVENC_FUZZ_CHECK(code == rvenc::Errc::invalid_request || code == rvenc::Errc::unsupported_version);
     RVENC_FUZZ_CHECK(!parsed.error().message.empty());
     return 0;
   }
+  RVENC_FUZZ_CHECK(checked->version == parsed->version);
+  RVENC_FUZZ_CHECK(checked->encrypted_inference_bytes == parsed->encrypted_inference.size());
+  RVENC_FUZZ_CHECK(parsed->version == rvenc::protocol::Version::v1 ||
+                   (checked->key_id == parsed->key_id && checked->timestamp == parsed->timestamp));
   const std::string serialized = rvenc::protocol::serialize_envelope(*parsed);
   auto again = rvenc::protocol::parse_envelope(serialized);
   RVENC_FUZZ_CHECK(again.has_value());

@@ -1,6 +1,6 @@
 // Hex decoding on arbitrary strings: from_hex accepts exactly the even-length strings of hex
 // digits, to_hex(from_hex(s)) is s in lower case, from_hex_exact<N> agrees with from_hex, and
-// from_hex(to_hex(bytes)) gives the bytes back; from_public_hex agrees with from_hex.
+// from_hex(to_hex(bytes)) gives the bytes back; from_public_hex and check_public_hex agree with from_hex.
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -50,6 +50,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   RVENC_FUZZ_CHECK(pub.has_value() == decoded.has_value());
   if (pub) RVENC_FUZZ_CHECK(*pub == *decoded);
   else RVENC_FUZZ_CHECK(pub.error().message == decoded.error().message);
+  // And checking without decoding agrees with both.
+  const auto checked = rvenc::check_public_hex(text, "field");
+  RVENC_FUZZ_CHECK(checked.has_value() == decoded.has_value());
+  if (!checked) RVENC_FUZZ_CHECK(checked.error().message == decoded.error().message);
 
   // from_hex_into with a buffer of the right and of a wrong size.
   std::vector<std::uint8_t> out(size / 2);

@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <array>
+#include <cstring>
 
 namespace rvenc {
 
@@ -12,6 +13,15 @@ Status odd_error(std::string_view field) {
   return fail(Errc::invalid_request, std::string(field) + " has an odd number of hex digits");
 }
 
+Status not_hex_error(std::string_view field) {
+  return fail(Errc::invalid_request, std::string(field) + " is not valid hex");
+}
+
+Status length_error(std::string_view field, std::size_t bytes) {
+  return fail(Errc::invalid_request, std::string(field) + " must be " + std::to_string(bytes) + " bytes (" +
+                                         std::to_string(bytes * 2) + " hex digits)");
+}
+
 // sodium_hex2bin validates as it decodes (constant time); a stop before the end means a non-hex digit.
 Status decode(std::string_view hex, std::span<std::uint8_t> out, std::string_view field) {
   if (hex.empty()) return {};
@@ -19,7 +29,7 @@ Status decode(std::string_view hex, std::span<std::uint8_t> out, std::string_vie
   const char* end = nullptr;
   if (sodium_hex2bin(out.data(), out.size(), hex.data(), hex.size(), nullptr, &written, &end) != 0 ||
       written != out.size() || end != hex.data() + hex.size()) {
-    return fail(Errc::invalid_request, std::string(field) + " is not valid hex");
+    return not_hex_error(field);
   }
   return {};
 }
@@ -47,8 +57,29 @@ Status decode_public(std::string_view hex, std::span<std::uint8_t> out, std::str
     bad |= static_cast<std::uint8_t>((high | low) & 0xf0);
     out[i] = static_cast<std::uint8_t>((high << 4) | (low & 0x0f));
   }
-  if (bad != 0) return fail(Errc::invalid_request, std::string(field) + " is not valid hex");
+  if (bad != 0) return not_hex_error(field);
   return {};
+}
+
+// Eight characters per step (a validated ciphertext is kilobytes of hex): for ASCII bytes, adding
+// 0x80 - lo sets a byte's top bit iff it is >= lo, and adding 0x7f - hi iff it is > hi; no carries.
+bool all_hex_digits(std::string_view hex) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101;
+  constexpr std::uint64_t kTop = 0x80 * kOnes;
+  const auto in_range = [](std::uint64_t w, std::uint8_t lo, std::uint8_t hi) {
+    return (w + (0x80 - lo) * kOnes) & ~(w + (0x7f - hi) * kOnes) & kTop;
+  };
+  std::size_t i = 0;
+  for (; i + 8 <= hex.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, hex.data() + i, sizeof w);
+    if ((w & kTop) != 0) return false;
+    const std::uint64_t folded = w | (0x20 * kOnes);  // 'A'-'F' to 'a'-'f'
+    if ((in_range(w, '0', '9') | in_range(folded, 'a', 'f')) != kTop) return false;
+  }
+  std::uint8_t bad = 0;
+  for (; i < hex.size(); ++i) bad |= kDigit[static_cast<unsigned char>(hex[i])];
+  return (bad & 0xf0) == 0;
 }
 
 using Decoder = Status (*)(std::string_view hex, std::span<std::uint8_t> out, std::string_view field);
@@ -62,10 +93,7 @@ Result<std::vector<std::uint8_t>> decode_any(std::string_view hex, std::string_v
 
 Status decode_exact(std::string_view hex, std::span<std::uint8_t> out, std::string_view field, Decoder decoder) {
   if (hex.size() % 2 != 0) return odd_error(field);
-  if (hex.size() != out.size() * 2) {
-    return fail(Errc::invalid_request, std::string(field) + " must be " + std::to_string(out.size()) + " bytes (" +
-                                           std::to_string(out.size() * 2) + " hex digits)");
-  }
+  if (hex.size() != out.size() * 2) return length_error(field, out.size());
   return decoder(hex, out, field);
 }
 
@@ -93,6 +121,13 @@ Result<std::vector<std::uint8_t>> from_public_hex(std::string_view hex, std::str
 
 Status from_public_hex_into(std::string_view hex, std::span<std::uint8_t> out, std::string_view field) {
   return decode_exact(hex, out, field, decode_public);
+}
+
+Status check_public_hex(std::string_view hex, std::string_view field, std::optional<std::size_t> bytes) {
+  if (hex.size() % 2 != 0) return odd_error(field);
+  if (bytes && hex.size() != *bytes * 2) return length_error(field, *bytes);
+  if (!all_hex_digits(hex)) return not_hex_error(field);
+  return {};
 }
 
 }  // namespace rvenc

@@ -11,8 +11,6 @@ namespace rvenc::protocol::detail {
 
 namespace {
 
-inline constexpr std::size_t kMaxJsonDepth = 64;
-
 // A SAX handler that only tracks the keys of every open object and stops at the first duplicate.
 struct DuplicateKeyFinder {
   static constexpr std::size_t max_object_size = std::size_t(-1);
@@ -65,18 +63,17 @@ struct DuplicateKeyFinder {
   bool on_comment(boost::json::string_view, boost::system::error_code&) { return true; }
 };
 
-// Field names are not secret, but only short plain names are quoted back in messages.
-std::string printable_name(const std::string& name) {
+}  // namespace
+
+std::string quoted_field_name(std::string_view name) {
   constexpr std::size_t kMaxQuotedName = 32;
   if (name.empty() || name.size() > kMaxQuotedName) return {};
   for (char c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
     if (!ok) return {};
   }
-  return " \"" + name + "\"";
+  return " \"" + std::string(name) + "\"";
 }
-
-}  // namespace
 
 Result<boost::json::value> parse_json_strict(std::string_view text, std::string_view what, Errc code) {
   boost::json::parse_options options;
@@ -88,7 +85,7 @@ Result<boost::json::value> parse_json_strict(std::string_view text, std::string_
   boost::json::basic_parser<DuplicateKeyFinder> finder(options);
   finder.write_some(false, text.data(), text.size(), ec);
   if (finder.handler().duplicate) {
-    return fail(code, std::string(what) + " has a duplicate field" + printable_name(finder.handler().duplicate_key));
+    return fail(code, std::string(what) + " has a duplicate field" + quoted_field_name(finder.handler().duplicate_key));
   }
   return value;
 }

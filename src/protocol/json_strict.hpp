@@ -2,6 +2,7 @@
 // (Boost.JSON 1.81 silently keeps one of them), for wire documents read from untrusted peers.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include <boost/json/value.hpp>
@@ -9,6 +10,12 @@
 #include "rvenc/common/error.hpp"
 
 namespace rvenc::protocol::detail {
+
+inline constexpr std::size_t kMaxJsonDepth = 64;
+
+// ` "name"` for a short plain field name, else nothing: names are not secret, but only those are
+// quoted back in messages.
+[[nodiscard]] std::string quoted_field_name(std::string_view name);
 
 // `what` names the document in messages ("request body"); errors carry `code`.
 [[nodiscard]] Result<boost::json::value> parse_json_strict(std::string_view text, std::string_view what, Errc code);

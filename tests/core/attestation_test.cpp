@@ -159,7 +159,7 @@ TEST(Attestation, ChallengeFromQuery) {
   auto challenge = challenge_from_query("x=1&challenge=" + hex + "&y=2");
   ASSERT_TRUE(challenge);
   EXPECT_EQ((*challenge)[0], 0xaa);
-  for (const std::string query : {std::string(), std::string("challenge="), "challenge=" + hex.substr(2),
+  for (const std::string& query : {std::string(), std::string("challenge="), "challenge=" + hex.substr(2),
                                   "challenge=" + std::string(64, 'z'), "other=" + hex}) {
     auto bad = challenge_from_query(query);
     ASSERT_FALSE(bad) << query;

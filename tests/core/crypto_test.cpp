@@ -102,6 +102,33 @@ TEST(Hex, PublicDecoderAgreesWithTheConstantTimeOne) {
   }
 }
 
+TEST(Hex, CheckingAgreesWithDecoding) {
+  // Every byte value at every position of a 19-digit text: in each lane of the 8-byte steps and
+  // in the tail, with odd and even lengths and a given length or none.
+  const std::string valid = "0123456789abcdefABC";
+  std::array<std::uint8_t, 9> nine{};
+  for (std::size_t at = 0; at < valid.size(); ++at) {
+    for (int c = 0; c < 256; ++c) {
+      std::string text = valid;
+      text[at] = static_cast<char>(c);
+      for (const std::string_view t : {std::string_view(text), std::string_view(text).substr(0, 18)}) {
+        const auto decoded = from_public_hex(t, "cipherText");
+        const auto checked = check_public_hex(t, "cipherText");
+        ASSERT_EQ(decoded.has_value(), checked.has_value()) << at << " " << c;
+        if (!decoded) {
+          EXPECT_EQ(decoded.error().message, checked.error().message);
+        }
+        const auto decoded_into = from_public_hex_into(t, nine, "nonce");
+        const auto checked_exact = check_public_hex(t, "nonce", nine.size());
+        ASSERT_EQ(decoded_into.has_value(), checked_exact.has_value()) << at << " " << c;
+        if (!decoded_into) {
+          EXPECT_EQ(decoded_into.error().message, checked_exact.error().message);
+        }
+      }
+    }
+  }
+}
+
 TEST(Hex, MalformedInputNamesFieldNotValue) {
   for (std::string_view bad : {"abc", "zz", "0g", "00 ", " 00", "0x00", "\xff\xfe"}) {
     auto r = from_hex(bad, "nonce");

@@ -1,6 +1,8 @@
 // Strict envelope parsing: every malformed body gets its specific error and never echoes values.
 #include <gtest/gtest.h>
 
+#include <cctype>
+
 #include <boost/json.hpp>
 
 #include "rvenc/common/hex.hpp"
@@ -29,9 +31,17 @@ struct Fixture {
   json::object body(Version version) const { return json::parse(serialize_envelope(seal(version))).as_object(); }
 };
 
+// Every refusal is checked twice: the gateway's check_envelope must refuse alike, word for word.
 Error parse_error(const std::string& text) {
   auto r = parse_envelope(text);
   EXPECT_FALSE(r.has_value()) << text.substr(0, 120);
+  auto checked = check_envelope(text);
+  EXPECT_FALSE(checked.has_value()) << text.substr(0, 120);
+  if (r && checked) return Error{};
+  if (!r && !checked) {
+    EXPECT_EQ(checked.error().code, r.error().code);
+    EXPECT_EQ(checked.error().message, r.error().message);
+  }
   return r ? Error{} : r.error();
 }
 Error parse_error(const json::object& obj) { return parse_error(json::serialize(obj)); }
@@ -51,7 +61,38 @@ TEST(Envelope, RoundTripsBothVersions) {
       EXPECT_EQ(parsed->timestamp, env.timestamp);
     }
     EXPECT_EQ(open_request(*parsed, f.enc.shared_secret).value().view(), R"({"model":"m"})");
+
+    auto summary = check_envelope(serialize_envelope(env));
+    ASSERT_TRUE(summary.has_value()) << summary.error().to_string();
+    EXPECT_EQ(summary->version, version);
+    EXPECT_EQ(summary->encrypted_inference_bytes, env.encrypted_inference.size());
+    if (version == Version::v2) {
+      EXPECT_EQ(summary->key_id, env.key_id);
+      EXPECT_EQ(summary->timestamp, env.timestamp);
+    }
   }
+}
+
+TEST(Envelope, EscapedStringsAreReadAsTheirValue) {
+  // JSON escapes are syntax: an escaped hex digit is that digit (keys and values escaped alike).
+  Fixture f;
+  const auto env = f.seal(Version::v2);
+  std::string text = serialize_envelope(env);
+  std::string escaped;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const bool in_hex = text[i] >= 'a' && text[i] <= 'f' && i > 0 && (std::isxdigit(text[i - 1]) || text[i - 1] == '"');
+    escaped += in_hex ? "\\u00" + to_hex(std::vector<std::uint8_t>{static_cast<std::uint8_t>(text[i])}) : std::string(1, text[i]);
+  }
+  ASSERT_NE(escaped, text);
+  auto parsed = parse_envelope(escaped);
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  EXPECT_EQ(parsed->encrypted_inference, env.encrypted_inference);
+  EXPECT_EQ(parsed->cipher_text, env.cipher_text);
+  EXPECT_EQ(parsed->key_id, env.key_id);
+  auto summary = check_envelope(escaped);
+  ASSERT_TRUE(summary.has_value()) << summary.error().to_string();
+  EXPECT_EQ(summary->key_id, env.key_id);
+  EXPECT_EQ(summary->encrypted_inference_bytes, env.encrypted_inference.size());
 }
 
 TEST(Envelope, UppercaseHexAccepted) {

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -24,6 +25,9 @@ namespace rvenc {
 // lookup, several times faster than the constant-time decoder the two above use for secrets.
 [[nodiscard]] Result<std::vector<std::uint8_t>> from_public_hex(std::string_view hex, std::string_view field);
 [[nodiscard]] Status from_public_hex_into(std::string_view hex, std::span<std::uint8_t> out, std::string_view field);
+// Only the checks of those two (even length, `bytes` bytes when given, hex digits), nothing decoded.
+[[nodiscard]] Status check_public_hex(std::string_view hex, std::string_view field,
+                                      std::optional<std::size_t> bytes = std::nullopt);
 
 template <std::size_t N>
 [[nodiscard]] Result<std::array<std::uint8_t, N>> from_hex_exact(std::string_view hex, std::string_view field) {

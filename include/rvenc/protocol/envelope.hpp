@@ -32,6 +32,16 @@ struct RequestEnvelope {
 // have exactly its 3 fields) or request_too_large. Messages name the field, never echo its value.
 [[nodiscard]] Result<RequestEnvelope> parse_envelope(std::string_view body);
 
+// What the gateway needs to route and account a request: the same checks, with the same errors,
+// as parse_envelope, but the hex of encryptedInference, cipherText and nonce is only validated.
+struct EnvelopeSummary {
+  Version version = Version::v2;
+  crypto::KeyId key_id{};      // v2 only
+  std::int64_t timestamp = 0;  // v2 only
+  std::size_t encrypted_inference_bytes = 0;
+};
+[[nodiscard]] Result<EnvelopeSummary> check_envelope(std::string_view body);
+
 // Fields in PROTOCOL.md order: v1 {encryptedInference, cipherText, nonce};
 // v2 {version, keyId, timestamp, encryptedInference, cipherText, nonce}.
 [[nodiscard]] std::string serialize_envelope(const RequestEnvelope& envelope);
