@@ -154,18 +154,38 @@ Result<KeyStore> KeyStore::open(const std::string& path) {
   return store;
 }
 
-KeyStore::KeyStore(KeyStore&& other) noexcept : db_(std::exchange(other.db_, nullptr)), path_(std::move(other.path_)) {}
+struct KeyStore::UsageStatements {
+  Statement insert;
+  Statement touch;
+  explicit UsageStatements(sqlite3* db)
+      : insert(db,
+               "INSERT OR IGNORE INTO usage(request_id, key_id, at_ms, path, status, prompt_tokens, "
+               "completion_tokens, bytes_in, bytes_out, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+        touch(db, "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?") {}
+};
+
+KeyStore::KeyStore(sqlite3* db, std::string path) noexcept : db_(db), path_(std::move(path)) {}
+
+KeyStore::KeyStore(KeyStore&& other) noexcept
+    : db_(std::exchange(other.db_, nullptr)),
+      path_(std::move(other.path_)),
+      usage_statements_(std::move(other.usage_statements_)) {}
 
 KeyStore& KeyStore::operator=(KeyStore&& other) noexcept {
   if (this != &other) {
+    usage_statements_.reset();
     sqlite3_close(db_);
     db_ = std::exchange(other.db_, nullptr);
     path_ = std::move(other.path_);
+    usage_statements_ = std::move(other.usage_statements_);
   }
   return *this;
 }
 
-KeyStore::~KeyStore() { sqlite3_close(db_); }
+KeyStore::~KeyStore() {
+  usage_statements_.reset();  // statements are finalized before their connection closes
+  sqlite3_close(db_);
+}
 
 Status KeyStore::migrate() {
   if (auto ok = exec(db_, "BEGIN IMMEDIATE"); !ok) return ok;
@@ -287,16 +307,22 @@ Result<std::int64_t> KeyStore::keys_version() {
 
 Status KeyStore::record_usage(const std::vector<UsageRow>& rows) {
   if (rows.empty()) return {};
-  if (auto ok = exec(db_, "BEGIN IMMEDIATE"); !ok) return ok;
-  Statement insert(db_,
-                   "INSERT OR IGNORE INTO usage(request_id, key_id, at_ms, path, status, prompt_tokens, "
-                   "completion_tokens, bytes_in, bytes_out, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-  Statement touch(db_, "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?");
+  if (!usage_statements_) usage_statements_ = std::make_unique<UsageStatements>(db_);
+  auto& [insert, touch] = *usage_statements_;
   if (!insert.ok() || !touch.ok()) {
     Error error = db_error(db_, "preparing usage insert");
-    (void)exec(db_, "ROLLBACK");
+    usage_statements_.reset();
     return std::unexpected(error);
   }
+  if (auto ok = exec(db_, "BEGIN IMMEDIATE"); !ok) return ok;
+  // A failed step leaves its statement to be reset before the next batch uses it.
+  const auto abort_batch = [&](const char* what) -> Status {
+    Error error = db_error(db_, what);
+    insert.reset();
+    touch.reset();
+    (void)exec(db_, "ROLLBACK");
+    return std::unexpected(error);
+  };
   std::unordered_map<std::string, std::int64_t> last_used;  // key id -> latest use (s)
   for (const auto& row : rows) {
     insert.bind(1, row.request_id);
@@ -309,11 +335,7 @@ Status KeyStore::record_usage(const std::vector<UsageRow>& rows) {
     insert.bind(8, row.bytes_in);
     insert.bind(9, row.bytes_out);
     insert.bind(10, row.duration_ms);
-    if (insert.step() != SQLITE_DONE) {
-      Error error = db_error(db_, "writing usage");
-      (void)exec(db_, "ROLLBACK");
-      return std::unexpected(error);
-    }
+    if (insert.step() != SQLITE_DONE) return abort_batch("writing usage");
     insert.reset();
     auto& latest = last_used[row.key_id];
     latest = std::max(latest, row.at_ms / 1000);
@@ -322,11 +344,7 @@ Status KeyStore::record_usage(const std::vector<UsageRow>& rows) {
   for (const auto& [key_id, at_s] : last_used) {
     touch.bind(1, at_s);
     touch.bind(2, key_id);
-    if (touch.step() != SQLITE_DONE) {
-      Error error = db_error(db_, "writing usage");
-      (void)exec(db_, "ROLLBACK");
-      return std::unexpected(error);
-    }
+    if (touch.step() != SQLITE_DONE) return abort_batch("writing usage");
     touch.reset();
   }
   return exec(db_, "COMMIT");

@@ -1,15 +1,21 @@
 #include "rvenc/gateway/middleware.hpp"
 
+#include <array>
+
 #include <spdlog/spdlog.h>
 
 #include "rvenc/common/hex.hpp"
+#include "rvenc/crypto/crypto.hpp"
 
 namespace rvenc::gateway {
 namespace {
 
 namespace beast_http = boost::beast::http;
 
-constexpr std::size_t kRequestIdRandomBytes = 8;
+constexpr std::size_t kRequestIdTimeHexDigits = 12;  // milliseconds since the epoch, 48 bits
+constexpr std::size_t kRequestIdRandomBytes = 6;
+// Request ids are public, so their randomness is drawn a page at a time, not by one getrandom() each.
+constexpr std::size_t kRequestIdRandomPool = 4096;
 constexpr unsigned kStatusHeadersTooLarge = 431;
 
 struct AllowedRoute {
@@ -20,6 +26,25 @@ constexpr AllowedRoute kAllowedRoutes[] = {
     {kChatPath, http::Verb::post}, {kAttestationPath, http::Verb::get}, {kModelsPath, http::Verb::get},
     {kHealthPath, http::Verb::get}, {kMetricsPath, http::Verb::get},
 };
+
+// "req_" + time (ms, hex) + random: unique across gateways sharing a database, and ordered by
+// time so usage rows land at the end of the request_id index instead of all over it.
+std::string new_request_id(std::int64_t unix_ms) {
+  thread_local std::array<std::uint8_t, kRequestIdRandomPool> pool;
+  thread_local std::size_t used = kRequestIdRandomPool;
+  if (used + kRequestIdRandomBytes > pool.size()) {
+    crypto::random_bytes(pool);
+    used = 0;
+  }
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string id = "req_";
+  id.reserve(4 + kRequestIdTimeHexDigits + 2 * kRequestIdRandomBytes);
+  for (std::size_t i = kRequestIdTimeHexDigits; i-- > 0;)
+    id += kDigits[(static_cast<std::uint64_t>(unix_ms) >> (4 * i)) & 0xf];
+  id += to_hex(std::span<const std::uint8_t>(pool.data() + used, kRequestIdRandomBytes));
+  used += kRequestIdRandomBytes;
+  return id;
+}
 
 }  // namespace
 
@@ -48,11 +73,11 @@ void StreamSlots::release(const std::string& key_id) {
 
 RequestContext::RequestContext(http::Request& r)
     : request(r),
-      request_id("req_" + to_hex(crypto::random_array<kRequestIdRandomBytes>())),
       received(Clock::now()),
       received_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::system_clock::now().time_since_epoch())
-                           .count()) {}
+                           .count()),
+      request_id(new_request_id(received_unix_ms)) {}
 
 http::awaitable<std::optional<http::Response>> run_steps(std::span<const Step> steps, RequestContext& context) {
   for (const auto& step : steps) {
@@ -150,9 +175,9 @@ Step auth_step(KeyCache& keys, UsageRecorder* usage) {
 
 Step envelope_step() {
   return [](RequestContext& context) -> http::awaitable<std::optional<http::Response>> {
-    auto envelope = protocol::parse_envelope(context.request.body());
+    auto envelope = protocol::check_envelope(context.request.body());
     if (!envelope) co_return gateway_error(context, envelope.error());
-    context.envelope = std::move(*envelope);
+    context.envelope = *envelope;
     co_return std::nullopt;
   };
 }

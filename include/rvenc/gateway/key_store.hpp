@@ -101,11 +101,14 @@ class KeyStore {
   [[nodiscard]] const std::string& path() const noexcept { return path_; }
 
  private:
-  KeyStore(sqlite3* db, std::string path) noexcept : db_(db), path_(std::move(path)) {}
+  KeyStore(sqlite3* db, std::string path) noexcept;
   [[nodiscard]] Status migrate();
 
   sqlite3* db_ = nullptr;
   std::string path_;
+  // record_usage's statements, prepared at its first call and kept (it runs for every batch).
+  struct UsageStatements;
+  std::unique_ptr<UsageStatements> usage_statements_;
 };
 
 }  // namespace rvenc::gateway

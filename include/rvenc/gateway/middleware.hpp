@@ -59,12 +59,13 @@ struct RequestContext {
   explicit RequestContext(http::Request& r);
 
   http::Request& request;
-  std::string request_id;  // "req_<16 hex>", sent to the enclave and back to the client
   Clock::time_point received;
   std::int64_t received_unix_ms = 0;
+  // "req_" + 12 hex digits of received_unix_ms + 12 random ones; sent to the enclave and back.
+  std::string request_id;
   std::optional<ApiKeyRecord> key;
   std::string masked_key;  // "…wxyz", for logs
-  std::optional<protocol::RequestEnvelope> envelope;
+  std::optional<protocol::EnvelopeSummary> envelope;
   std::optional<RateDecision> rate;
   std::optional<StreamSlots::Slot> stream_slot;
   std::optional<UsageRecord> usage;  // written when the context is destroyed
