@@ -33,48 +33,128 @@ namespace bhttp = beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
-struct Client::Pool {
+namespace {
+
+// Beast reads "whatever capacity is left, at least 512 bytes": from an empty buffer that is 512,
+// i.e. two or three recv() calls per streamed event of a few hundred bytes, and a read that fills
+// its buffer makes the next one a speculative recv() that finds nothing. A page avoids both.
+constexpr std::size_t kConnectionReadBuffer = 4096;
+
+struct Connection {
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+  int family = AF_INET;  // of the socket, to move it to another io_context without a getsockname
+  explicit Connection(const asio::any_io_executor& executor) : stream(executor) { buffer.reserve(kConnectionReadBuffer); }
+};
+
+asio::execution_context* context_of(const asio::any_io_executor& executor) {
+  return &asio::query(executor, asio::execution::context);
+}
+
+// The pools that keep connections registered with one io_context: when the context shuts down,
+// before its reactor, they release those sockets (a socket object must not outlive its reactor).
+class PoolRegistry final : public asio::execution_context::service {
+ public:
+  using key_type = PoolRegistry;
+  static inline asio::execution_context::id id;
+  explicit PoolRegistry(asio::execution_context& context) : service(context) {}
+
+  void enlist(std::weak_ptr<Client::Pool> pool) {
+    std::lock_guard lock(mutex_);
+    std::erase_if(pools_, [](const auto& p) { return p.expired(); });
+    pools_.push_back(std::move(pool));
+  }
+
+ private:
+  void shutdown() override;
+
+  std::mutex mutex_;
+  std::vector<std::weak_ptr<Client::Pool>> pools_;
+};
+
+}  // namespace
+
+// Idle connections stay registered with the io_context they last ran on, so reusing one on that
+// context costs no system call but the liveness check (deregistering and registering a descriptor
+// is two epoll_ctl, plus an ioctl to make Asio's socket non-blocking again). Another context takes
+// one over by its descriptor, and a context that shuts down leaves its idle connections to the
+// pool as bare descriptors, so the pool may outlive any io_context.
+struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
   struct Entry {
-    int fd = -1;
+    std::unique_ptr<Connection> connection;  // registered with `context`, or
+    int fd = -1;                             // a bare descriptor (its context is gone)
     int family = AF_INET;
+    asio::execution_context* context = nullptr;
     Clock::time_point since;
   };
 
   explicit Pool(ClientOptions opts) : options(std::move(opts)) {}
   ~Pool() {
-    for (auto& [key, queue] : idle) {
-      for (auto& entry : queue) ::close(entry.fd);
-    }
+    for (auto& [key, queue] : idle)
+      for (auto& entry : queue)
+        if (entry.fd >= 0) ::close(entry.fd);
   }
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
-  std::optional<Entry> take(const std::string& key) {
+  std::unique_ptr<Connection> take(const std::string& key, const asio::any_io_executor& executor) {
     std::lock_guard lock(mutex);
     const auto found = idle.find(key);
-    if (found == idle.end()) return std::nullopt;
+    if (found == idle.end()) return nullptr;
     auto& queue = found->second;
+    auto* const context = context_of(executor);
     while (!queue.empty()) {
-      Entry entry = queue.back();
-      queue.pop_back();
-      if (Clock::now() - entry.since <= options.pool_idle && looks_alive(entry.fd)) return entry;
+      // The most recently used connection of this context first, else the most recent one.
+      auto pick = std::find_if(queue.rbegin(), queue.rend(), [&](const Entry& e) { return e.context == context; });
+      if (pick == queue.rend()) pick = queue.rbegin();
+      Entry entry = std::move(*pick);
+      queue.erase(std::next(pick).base());
+      if (entry.connection) entry.fd = entry.connection->stream.socket().native_handle();
+      const bool usable = Clock::now() - entry.since <= options.pool_idle && looks_alive(entry.fd);
+      if (entry.connection) {
+        if (usable && entry.context == context) return std::move(entry.connection);
+        beast::error_code ec;
+        entry.fd = entry.connection->stream.socket().release(ec);
+        entry.connection.reset();
+        if (ec) continue;
+      }
+      if (usable) return adopt(entry.fd, entry.family, executor);
       ::close(entry.fd);
     }
-    return std::nullopt;
+    return nullptr;
   }
 
-  void put(const std::string& key, int fd, int family) {
+  void put(const std::string& key, std::unique_ptr<Connection> connection) {
+    if (options.max_idle_per_host == 0) return;
+    auto* const context = context_of(connection->stream.get_executor());
+    const int family = connection->family;
     std::lock_guard lock(mutex);
+    if (std::ranges::find(enlisted, context) == enlisted.end()) {
+      asio::use_service<PoolRegistry>(*context).enlist(weak_from_this());
+      enlisted.push_back(context);
+    }
     auto& queue = idle[key];
     while (!queue.empty() && queue.size() >= options.max_idle_per_host) {
-      ::close(queue.front().fd);
+      if (queue.front().fd >= 0 && !queue.front().connection) ::close(queue.front().fd);
       queue.pop_front();
     }
-    if (options.max_idle_per_host == 0) {
-      ::close(fd);
-      return;
+    queue.push_back(Entry{std::move(connection), -1, family, context, Clock::now()});
+  }
+
+  // `context` shuts down (its reactor still exists): its connections become bare descriptors.
+  void orphan(asio::execution_context* context) {
+    std::lock_guard lock(mutex);
+    for (auto& [key, queue] : idle) {
+      for (auto& entry : queue) {
+        if (entry.context != context || !entry.connection) continue;
+        beast::error_code ec;
+        entry.fd = entry.connection->stream.socket().release(ec);
+        entry.connection.reset();
+        entry.context = nullptr;
+      }
+      std::erase_if(queue, [](const Entry& e) { return !e.connection && e.fd < 0; });
     }
-    queue.push_back(Entry{fd, family, Clock::now()});
+    std::erase(enlisted, context);
   }
 
   std::size_t count() {
@@ -84,33 +164,46 @@ struct Client::Pool {
     return total;
   }
 
-  // A pooled descriptor is only reused when the peer has neither closed it nor sent anything.
+  // A pooled connection is only reused when the peer has neither closed it nor sent anything.
   static bool looks_alive(int fd) {
     char byte = 0;
     const auto n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
   }
 
+  static std::unique_ptr<Connection> adopt(int fd, int family, const asio::any_io_executor& executor) {
+    auto connection = std::make_unique<Connection>(executor);
+    connection->family = family;
+    beast::error_code ec;
+    connection->stream.socket().assign(family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
+    if (ec) {
+      ::close(fd);
+      return nullptr;
+    }
+    return connection;
+  }
+
   const ClientOptions options;
   std::mutex mutex;
   std::unordered_map<std::string, std::deque<Entry>> idle;
+  std::vector<asio::execution_context*> enlisted;  // contexts whose PoolRegistry knows this pool
 };
 
 namespace {
 
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
-// Beast reads "whatever capacity is left, at least 512 bytes": from an empty buffer that is 512,
-// i.e. two or three recv() calls per streamed event of a few hundred bytes, and a read that fills
-// its buffer makes the next one a speculative recv() that finds nothing. A page avoids both.
-constexpr std::size_t kConnectionReadBuffer = 4096;
-constexpr std::string_view kUserAgent = "rvenc";
+void PoolRegistry::shutdown() {
+  std::vector<std::weak_ptr<Client::Pool>> pools;
+  {
+    std::lock_guard lock(mutex_);
+    pools.swap(pools_);
+  }
+  // Without holding mutex_: a pool's put() holds its own lock while enlisting here.
+  for (const auto& weak : pools)
+    if (auto pool = weak.lock()) pool->orphan(&context());
+}
 
-struct Connection {
-  beast::tcp_stream stream;
-  beast::flat_buffer buffer;
-  int family = AF_INET;  // of the socket, for the pool (saves a getsockname per request)
-  explicit Connection(const asio::any_io_executor& executor) : stream(executor) { buffer.reserve(kConnectionReadBuffer); }
-};
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::string_view kUserAgent = "rvenc";
 
 std::string pool_key(const Url& server) { return server.host + ":" + std::to_string(server.port); }
 
@@ -209,18 +302,7 @@ awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_hea
   const ClientOptions& options = pool.options;
   const auto executor = co_await asio::this_coro::executor;
   std::unique_ptr<Connection> connection;
-  if (allow_pooled) {
-    if (auto entry = pool.take(pool_key(server))) {
-      connection = std::make_unique<Connection>(executor);
-      connection->family = entry->family;
-      beast::error_code ec;
-      connection->stream.socket().assign(entry->family == AF_INET6 ? tcp::v6() : tcp::v4(), entry->fd, ec);
-      if (ec) {
-        ::close(entry->fd);
-        connection.reset();
-      }
-    }
-  }
+  if (allow_pooled) connection = pool.take(pool_key(server), executor);
   const bool reused = connection != nullptr;
   if (!connection) {
     auto fresh = co_await connect(server, deadline);
@@ -248,10 +330,7 @@ awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_hea
 // Pools the connection after a complete, clean response that allows keep-alive.
 void release(Client::Pool& pool, const Url& server, std::unique_ptr<Connection> connection, bool keep_alive) {
   if (!keep_alive || connection->buffer.size() != 0) return;
-  beast::error_code ec;
-  const int fd = connection->stream.socket().release(ec);
-  if (ec) return;
-  pool.put(pool_key(server), fd, connection->family);
+  pool.put(pool_key(server), std::move(connection));
 }
 
 template <class Parser>

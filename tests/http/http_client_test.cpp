@@ -1,6 +1,7 @@
 // Client against a real server: streaming arrives incrementally, disconnects reach the handler,
 // keep-alive reuse, stale pooled connections, refused/idle-timeout errors, graceful stop.
 #include <future>
+#include <optional>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -123,6 +124,31 @@ TEST(Client, KeepAliveReusesTheConnection) {
   });
   EXPECT_EQ(server.server->accepted_connections(), 1u);
   EXPECT_EQ(client.idle_connections(), 1u);
+}
+
+TEST(Client, PooledConnectionMovesBetweenLiveIoContexts) {
+  // Two io_contexts alive at once share one Client: a connection idle on the first is taken over by
+  // the second, and each context's pooled sockets are gone before the context is.
+  TestServer server(text_handler("pong"));
+  asio::io_context first;
+  asio::io_context second;
+  {
+    Client client;
+    const auto ping = [&](asio::io_context& context) {
+      std::optional<Result<Response>> got;
+      asio::co_spawn(context, client.request(server.url, make_request(Verb::get, "/ping")),
+                     [&](std::exception_ptr, Result<Response> r) { got = std::move(r); });
+      context.restart();
+      context.run();
+      ASSERT_TRUE(got && *got);
+      EXPECT_EQ((**got).body(), "pong");
+    };
+    ping(first);
+    ping(second);
+    ping(first);
+    EXPECT_EQ(server.server->accepted_connections(), 1u);
+    EXPECT_EQ(client.idle_connections(), 1u);
+  }  // the Client goes first here, with a connection registered with `first`
 }
 
 TEST(Client, StalePooledConnectionIsReplaced) {

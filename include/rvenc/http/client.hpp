@@ -2,9 +2,10 @@
 // SDK/proxy -> gateway), plus a blocking fetch() for CLI tools and tests.
 //
 // Design: a Client owns a thread-safe pool of idle keep-alive connections per (host, port), at
-// most ClientOptions::max_idle_per_host each. Idle connections are kept as bare file descriptors
-// (released from their Asio socket), so a pooled connection is reusable from any io_context or
-// thread and never outlives anything it depends on; the Client closes them when destroyed. A request borrows a connection (or
+// most ClientOptions::max_idle_per_host each. An idle connection stays registered with the
+// io_context it last ran on (reused there without a system call); another io_context takes it
+// over by its descriptor, and when its io_context shuts down it stays pooled as a bare
+// descriptor, so a Client may outlive any io_context. A request borrows a connection (or
 // opens one within Timeouts::connect), and gives it back only after a complete, clean response
 // that allows keep-alive. A pooled connection that turns out stale (the server closed it while
 // idle) is retried once on a fresh connection when the request is idempotent or was not sent.
