@@ -4,6 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -438,7 +439,8 @@ const std::vector<Target>& targets() {
 }
 
 Result<json::object> run_bench(const BenchOptions& options) {
-  const Plan plan = make_plan(options.quick);
+  Plan plan = make_plan(options.quick);
+  if (!options.concurrencies.empty()) plan.concurrencies = plan.paced_concurrencies = options.concurrencies;
   ProgressLine progress;
   const auto run_started = std::chrono::steady_clock::now();
   json::object report;
@@ -485,12 +487,14 @@ Result<json::object> run_bench(const BenchOptions& options) {
     std::function<StreamCall(std::size_t)> call;
     int proxy_pid;
   };
-  const std::vector<Way> ways{
+  std::vector<Way> ways{
       {"direct", [&](std::size_t k) { return openai_stream_call(direct_http, *engine_base, chat_body(k)); }, -1},
       {"rvenc", [&](std::size_t k) { return sdk_stream_call(*gateway_client, request_for(k)); },
        stack.gateway->pid()},
       {"nginx", [&](std::size_t k) { return sdk_stream_call(*nginx_client, request_for(k)); }, stack.nginx->pid()},
   };
+  if (!options.paths.empty())
+    std::erase_if(ways, [&](const Way& way) { return std::ranges::find(options.paths, way.name) == options.paths.end(); });
   report["paths"] = json::object{{"engine", stack.engine->url()},
                                  {"enclave", stack.enclave_url},
                                  {"gateway", stack.gateway_url},
@@ -549,51 +553,81 @@ Result<json::object> run_bench(const BenchOptions& options) {
   json::array phases;
   std::size_t total_phases = plan.concurrencies.size() * ways.size() + plan.paced_concurrencies.size() * ways.size();
   std::size_t phase_number = 0;
-  const auto run_phase = [&](const Way& way, const std::string& mode, unsigned concurrency) {
-    ++phase_number;
-    const bool paced = mode == "paced";
+  // One measured window of `way`, shown on the progress line as `label`.
+  const auto measure = [&](const Way& way, bool paced, unsigned concurrency, std::chrono::milliseconds window,
+                           const std::string& label) {
     const unsigned rate = paced ? options.paced_rate : 0;
     stack.engine->set_rate(rate);
-    PhaseSpec spec{concurrency, paced ? plan.paced_warmup : plan.saturated_warmup,
-                   paced ? plan.paced_window : plan.saturated_window};
+    PhaseSpec spec{concurrency, paced ? plan.paced_warmup : plan.saturated_warmup, window};
     if (paced && rate > 0) {
       // Arrivals spread over one request's duration, and the window opens once all have started.
       spec.stagger = std::chrono::milliseconds(1000 * (plan.paced_chunks - 1) / rate);
       spec.warmup += spec.stagger;
     }
-    std::ostringstream label;
-    label << "[" << phase_number << "/" << total_phases << "] " << std::setw(6) << std::left << way.name << " "
-          << (paced ? std::to_string(rate) + " tok/s" : std::string("saturated")) << " x " << concurrency;
     std::vector<int> watch{way.proxy_pid > 0 ? way.proxy_pid : self, enclave_pid, self};
-    auto result = load.run(spec, way.call(paced ? plan.paced_chunks : plan.saturated_chunks), watch,
-                           [&](const Progress& p) {
-                             std::ostringstream line;
-                             line << label.str() << "  ";
-                             if (p.elapsed_s < 0) {
-                               line << "warming up";
-                             } else {
-                               line << std::fixed << std::setprecision(0)
-                                    << (p.elapsed_s > 0 ? static_cast<double>(p.chunks) / p.elapsed_s : 0)
-                                    << " chunks/s, " << p.requests << " requests";
-                             }
-                             if (p.errors > 0) line << ", " << p.errors << " errors";
-                             progress.show(line.str(), false);
-                           });
+    return load.run(spec, way.call(paced ? plan.paced_chunks : plan.saturated_chunks), watch,
+                    [&](const Progress& p) {
+                      std::ostringstream line;
+                      line << label << "  ";
+                      if (p.elapsed_s < 0) {
+                        line << "warming up";
+                      } else {
+                        line << std::fixed << std::setprecision(0)
+                             << (p.elapsed_s > 0 ? static_cast<double>(p.chunks) / p.elapsed_s : 0) << " chunks/s, "
+                             << p.requests << " requests";
+                      }
+                      if (p.errors > 0) line << ", " << p.errors << " errors";
+                      progress.show(line.str(), false);
+                    });
+  };
+  const auto label_for = [&](const Way& way, bool paced, unsigned concurrency, std::size_t number) {
+    std::ostringstream label;
+    label << "[" << number << "/" << total_phases << "] " << std::setw(6) << std::left << way.name << " "
+          << (paced ? std::to_string(options.paced_rate) + " tok/s" : std::string("saturated")) << " x "
+          << concurrency;
+    return label.str();
+  };
+  const auto record = [&](const Way& way, bool paced, const std::string& label, const PhaseResult& result) {
     std::optional<double> proxy_cpu;
     if (way.proxy_pid > 0) proxy_cpu = result.cpu_seconds[0];
-    auto phase = phase_json(way.name, mode, rate, result, proxy_cpu, result.cpu_seconds[1], result.cpu_seconds[2]);
+    auto phase = phase_json(way.name, paced ? "paced" : "saturated", paced ? options.paced_rate : 0, result, proxy_cpu,
+                            result.cpu_seconds[1], result.cpu_seconds[2]);
     std::ostringstream done;
-    done << label.str() << "  " << format_number(result.chunks_per_s()) << " chunks/s, TTFT p50 "
+    done << label << "  " << format_number(result.chunks_per_s()) << " chunks/s, TTFT p50 "
          << format_number(quantile(result.ttft_ms, 0.5)) << " ms p99 " << format_number(quantile(result.ttft_ms, 0.99))
          << " ms" << (result.errors ? ", " + std::to_string(result.errors) + " errors" : std::string());
     progress.show(done.str());
     if (progress.tty()) progress.finish_line();
     phases.push_back(std::move(phase));
   };
-  for (unsigned c : plan.concurrencies)
-    for (const auto& way : ways) run_phase(way, "saturated", c);
+  const auto run_phase = [&](const Way& way, bool paced, unsigned concurrency) {
+    const auto label = label_for(way, paced, concurrency, ++phase_number);
+    record(way, paced, label, measure(way, paced, concurrency, paced ? plan.paced_window : plan.saturated_window, label));
+  };
+  const auto find_way = [&](std::string_view name) -> const Way* {
+    const auto it = std::ranges::find(ways, name, &Way::name);
+    return it == ways.end() ? nullptr : &*it;
+  };
+  const Way* gateway = find_way("rvenc");
+  const Way* nginx = find_way("nginx");
+  for (unsigned c : plan.concurrencies) {
+    if (const Way* direct = find_way("direct")) run_phase(*direct, false, c);
+    if (!gateway || !nginx) {
+      for (const Way* way : {gateway, nginx})
+        if (way) run_phase(*way, false, c);
+      continue;
+    }
+    // Gateway, nginx, gateway (A B B A): the gateway's window is split around nginx's, so a drift
+    // of the machine during the phase (other load, CPU clocks) weighs on both paths alike.
+    const auto label = label_for(*gateway, false, c, phase_number + 2);
+    const auto half = plan.saturated_window / 2;
+    PhaseResult first = measure(*gateway, false, c, half, label + " (1/2)");
+    run_phase(*nginx, false, c);
+    ++phase_number;
+    record(*gateway, false, label, merge(std::move(first), measure(*gateway, false, c, half, label + " (2/2)")));
+  }
   for (unsigned c : plan.paced_concurrencies)
-    for (const auto& way : ways) run_phase(way, "paced", c);
+    for (const auto& way : ways) run_phase(way, true, c);
   stack.engine->set_rate(0);
 
   // Crypto: request cost with fresh keys against reused ones (in-process, same code as SDK/enclave).

@@ -204,6 +204,19 @@ PhaseResult LoadGenerator::run(const PhaseSpec& spec, const StreamCall& call, co
   return result;
 }
 
+PhaseResult merge(PhaseResult a, const PhaseResult& b) {
+  a.window_s += b.window_s;
+  a.chunks += b.chunks;
+  a.requests += b.requests;
+  a.errors += b.errors;
+  if (a.first_error.empty()) a.first_error = b.first_error;
+  const auto middle = a.ttft_ms.insert(a.ttft_ms.end(), b.ttft_ms.begin(), b.ttft_ms.end());
+  std::inplace_merge(a.ttft_ms.begin(), middle, a.ttft_ms.end());
+  a.cpu_seconds.resize(std::max(a.cpu_seconds.size(), b.cpu_seconds.size()));
+  for (std::size_t i = 0; i < b.cpu_seconds.size(); ++i) a.cpu_seconds[i] += b.cpu_seconds[i];
+  return a;
+}
+
 Status LoadGenerator::hold_open(unsigned count, const StreamCall& call, std::chrono::milliseconds timeout,
                                 const std::function<void()>& while_open, const std::function<void()>& release) {
   auto state = std::make_shared<PhaseState>(count);

@@ -25,6 +25,8 @@ struct BenchFlags {
   std::string nginx = "/usr/sbin/nginx";
   unsigned rate = bench::kDefaultPacedRate;
   bool keep_temp = false;
+  std::vector<std::string> paths;
+  std::vector<unsigned> concurrencies;
 };
 
 int write_plot(const boost::json::object& report, const std::string& png) {
@@ -56,6 +58,8 @@ int run_bench(const BenchFlags& flags) {
   options.nginx_binary = flags.nginx;
   options.paced_rate = flags.rate;
   options.keep_temp = flags.keep_temp;
+  options.paths = flags.paths;
+  options.concurrencies = flags.concurrencies;
   options.rvenc_version = RVENC_VERSION;
   std::error_code ec;
   options.rvenc_binary = flags.rvenc.empty() ? fs::read_symlink("/proc/self/exe", ec).string() : flags.rvenc;
@@ -106,6 +110,12 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--rvenc", flags->rvenc, "rvenc binary for the enclave, gateway and keys (default: this one)");
   option(*cmd, "--nginx", flags->nginx, "nginx binary of the baseline proxy")->capture_default_str();
   option(*cmd, "--rate", flags->rate, "Tokens per second per stream of the paced phases")->capture_default_str();
+  option(*cmd, "--paths", flags->paths, "Only these paths (direct, rvenc, nginx), e.g. to profile one")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"direct", "rvenc", "nginx"}));
+  option(*cmd, "--concurrency", flags->concurrencies, "Only these concurrencies, e.g. 16,256")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber);
   flag(*cmd, "--keep-temp", flags->keep_temp, "Keep the temporary directory (configs, logs) and print its path");
   cmd->callback([&run, flags] { run = [flags] { return run_bench(*flags); }; });
 }

@@ -30,6 +30,9 @@ struct BenchOptions {
   std::string rvenc_version;       // recorded in the report
   unsigned paced_rate = kDefaultPacedRate;
   bool keep_temp = false;          // keep the temp dir (configs, logs, database) for inspection
+  // Narrow a run to profile one part (headline figures that need the missing phases are left out):
+  std::vector<std::string> paths;     // of "direct", "rvenc", "nginx"; empty: all three
+  std::vector<unsigned> concurrencies;  // saturated and paced phases; empty: the plan's
 };
 
 // One target of the summary: `key` of the report compared with `bound`.

@@ -66,6 +66,9 @@ struct PhaseResult {
   [[nodiscard]] double chunks_per_s() const { return window_s > 0 ? static_cast<double>(chunks) / window_s : 0; }
 };
 
+// Two windows of the same path and concurrency as one: counts, samples and CPU times added.
+[[nodiscard]] PhaseResult merge(PhaseResult a, const PhaseResult& b);
+
 class LoadGenerator {
  public:
   explicit LoadGenerator(unsigned threads = 1);
