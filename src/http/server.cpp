@@ -212,19 +212,25 @@ struct Session : std::enable_shared_from_this<Session> {
   }
 };
 
-// The status line and fields of a streamed response, as sent.
-std::string serialize_head(bhttp::response<bhttp::empty_body>& response) {
-  bhttp::response_serializer<bhttp::empty_body> serializer{response};
-  serializer.split(true);
+// The status line and fields of a streamed response, as Beast's serializer writes them (without
+// its serializer: a head is a few small appends).
+std::string serialize_head(const bhttp::response<bhttp::empty_body>& response) {
+  constexpr std::size_t kTypicalHead = 256;
   std::string head;
-  beast::error_code ec;
-  while (!ec && !serializer.is_header_done()) {
-    serializer.next(ec, [&](beast::error_code&, const auto& buffers) {
-      for (const auto buffer : beast::buffers_range_ref(buffers))
-        head.append(static_cast<const char*>(buffer.data()), buffer.size());
-      serializer.consume(beast::buffer_bytes(buffers));
-    });
+  head.reserve(kTypicalHead);
+  head += response.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  head += std::to_string(response.result_int());
+  head += ' ';
+  const auto reason = response.reason().empty() ? bhttp::obsolete_reason(response.result()) : response.reason();
+  head.append(reason.data(), reason.size());
+  head += "\r\n";
+  for (const auto& field : response) {
+    head.append(field.name_string().data(), field.name_string().size());
+    head += ": ";
+    head.append(field.value().data(), field.value().size());
+    head += "\r\n";
   }
+  head += "\r\n";
   return head;
 }
 

@@ -3,6 +3,7 @@
 // clients, pipelining, overload, handler failures, signals; and the Router on a RecordingWriter.
 #include <atomic>
 #include <csignal>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -189,6 +190,34 @@ TEST(Server, StreamToAClientThatStopsReadingEndsAfterWriteTimeout) {
   ASSERT_EQ(gone.wait_for(std::chrono::seconds(kRawReceiveGuardSeconds)), std::future_status::ready);
   EXPECT_GT(gone.get(), 0u);
   EXPECT_TRUE(raw.wait_closed());
+}
+
+// Stream heads are written by hand (not by Beast's serializer): byte for byte what Beast writes.
+TEST(Server, StreamHeadIsWrittenAsBeastWritesIt) {
+  TestServer server([](Request&, ResponseWriter& writer) -> awaitable<void> {
+    auto header = event_stream_header(203);
+    header.set("X-Custom", "a value");
+    if (!co_await writer.begin_stream(std::move(header))) co_return;
+    co_await writer.write("data: x\n\n");
+    co_await writer.end_stream();
+  });
+  RawConnection raw(server.url.port);
+  raw.send("GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  const std::string bytes = raw.read_until_closed();
+  const auto head_end = bytes.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << bytes;
+  const std::string head = bytes.substr(0, head_end + 4);
+  beast::http::response_parser<beast::http::empty_body> parser;
+  parser.skip(true);
+  beast::error_code ec;
+  parser.put(asio::buffer(head), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  std::ostringstream beast_head;
+  beast_head << parser.get().base();
+  EXPECT_EQ(head, beast_head.str());
+  EXPECT_TRUE(head.starts_with("HTTP/1.1 203 Non-Authoritative Information\r\n")) << head;
+  EXPECT_NE(head.find("\r\nX-Custom: a value\r\n"), std::string::npos) << head;
+  EXPECT_NE(bytes.find("data: x"), std::string::npos);
 }
 
 TEST(Server, PipelinedRequestsAreAnsweredInOrder) {

@@ -12,6 +12,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -137,6 +138,13 @@ class RawConnection {
       if (parser.is_done()) return parser.release();
       if (!receive()) return std::nullopt;
     }
+  }
+
+  // Every byte until the server closes the connection (or the guard expires).
+  std::string read_until_closed() {
+    while (receive()) {
+    }
+    return std::exchange(pending_, std::string());
   }
 
   // True when the server closed the connection (EOF or reset), false if the guard expired.
