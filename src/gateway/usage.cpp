@@ -1,5 +1,11 @@
 #include "rvenc/gateway/usage.hpp"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <spdlog/spdlog.h>
 
 namespace rvenc::gateway {
@@ -42,6 +48,11 @@ std::uint64_t UsageRecorder::rows_written() const {
 }
 
 void UsageRecorder::run() {
+  // Accounting is batched and never waits on a stream, but its SQLite commits and checkpoints
+  // come in bursts of milliseconds of CPU: at a lower priority they fill idle time instead of
+  // delaying the streams' threads (raising one's own niceness needs no privilege).
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kUsageThreadNice) != 0)
+    spdlog::debug("usage: cannot lower the writer thread's priority: {}", std::strerror(errno));
   std::unique_lock lock(mutex_);
   for (;;) {
     wake_.wait_for(lock, flush_interval_, [&] { return stopping_ || queue_.size() >= kUsageBatchRows || (flush_waiters_ > 0 && !queue_.empty()); });
@@ -49,8 +60,9 @@ void UsageRecorder::run() {
       if (stopping_) return;
       continue;
     }
-    std::vector<UsageRow> batch(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
-    queue_.clear();
+    // Taken by a swap: the request threads must never wait on this thread while it holds the lock.
+    std::vector<UsageRow> batch;
+    batch.swap(queue_);
     lock.unlock();
     auto ok = store_.record_usage(batch);
     if (!ok) spdlog::error("usage: {} rows not recorded: {}", batch.size(), ok.error().to_string());

@@ -9,7 +9,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -22,6 +21,9 @@ inline constexpr std::chrono::milliseconds kUsageFlushInterval{200};
 // A batch is written early when this many rows wait: large enough that at ~10k requests/s the
 // flush interval, not the row count, paces the commits (each rewrites the index's last pages).
 inline constexpr std::size_t kUsageBatchRows = 4096;
+// Niceness of the writer thread: still a fair share (~10 % of a busy core's weight) when the
+// machine is saturated, far more than the writer needs (a few µs per row).
+inline constexpr int kUsageThreadNice = 10;
 
 class UsageRecorder {
  public:
@@ -43,7 +45,7 @@ class UsageRecorder {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable done_;
-  std::deque<UsageRow> queue_;
+  std::vector<UsageRow> queue_;
   std::uint64_t submitted_ = 0;
   std::uint64_t handled_ = 0;
   std::uint64_t written_ = 0;
