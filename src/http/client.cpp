@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <deque>
@@ -39,6 +40,9 @@ namespace {
 // i.e. two or three recv() calls per streamed event of a few hundred bytes, and a read that fills
 // its buffer makes the next one a speculative recv() that finds nothing. A page avoids both.
 constexpr std::size_t kConnectionReadBuffer = 4096;
+// Bounds of one streamed body read (Beast's own read_some uses the same).
+constexpr std::size_t kMinReadSpace = 512;
+constexpr std::size_t kMaxReadSpace = 64 * 1024;
 
 struct Connection {
   beast::tcp_stream stream;
@@ -381,37 +385,44 @@ class StreamImpl final : public ResponseStream {
     if (cancelled_) co_return fail(Errc::upstream_error, "the response stream was cancelled");
     if (error_) co_return std::unexpected(*error_);
     if (finished_) co_return std::nullopt;
+    auto& buffer = connection_->buffer;
     for (;;) {
-      if (parser_.is_done()) {
-        complete();
-        co_return std::nullopt;
-      }
-      watchdog_->begin(deadline_.end);
-      auto [ec, n] =
-          co_await bhttp::async_read_some(connection_->stream.socket(), connection_->buffer, parser_, kTuple);
-      watchdog_->end();
-      if (ec == bhttp::error::need_buffer) ec = {};
-      if (cancelled_) co_return fail(Errc::upstream_error, "the response stream was cancelled");
-      if (ec && watchdog_->expired()) ec = beast::error::timeout;
-      // Beast stops after each HTTP chunk: parse every other chunk already received too, so a
-      // burst of events is handed out (and forwarded) at once, as nginx does.
-      while (!ec && !parser_.is_done() && connection_->buffer.size() > 0) {
-        const std::size_t used = parser_.put(connection_->buffer.data(), ec);
-        connection_->buffer.consume(used);
+      // Every HTTP chunk already received first, so a burst of events is handed out (and
+      // forwarded) at once, as nginx does.
+      beast::error_code ec;
+      while (!parser_.is_done() && buffer.size() > 0) {
+        const std::size_t used = parser_.put(buffer.data(), ec);
+        buffer.consume(used);
         if (ec == bhttp::error::need_more) {
           ec = {};
           break;
         }
-        if (used == 0) break;
+        if (ec || used == 0) break;
+      }
+      if (!ec) {
+        if (parser_.is_done()) complete();
+        if (auto& body = parser_.get().body(); !body.empty()) co_return std::exchange(body, std::string());
+        if (finished_) co_return std::nullopt;
+        // One read straight from the socket (Beast's read_some would wrap it in its own operation).
+        const std::size_t space = std::clamp<std::size_t>(buffer.capacity() - buffer.size(), kMinReadSpace, kMaxReadSpace);
+        watchdog_->begin(deadline_.end);
+        auto [read_ec, n] = co_await connection_->stream.socket().async_read_some(buffer.prepare(space), kTuple);
+        watchdog_->end();
+        buffer.commit(n);
+        if (cancelled_) co_return fail(Errc::upstream_error, "the response stream was cancelled");
+        ec = read_ec;
+        // A body may end with the connection; any other body cut by it is a partial message.
+        if (ec == asio::error::eof) {
+          parser_.put_eof(ec);
+        } else if (ec && watchdog_->expired()) {
+          ec = beast::error::timeout;
+        }
       }
       if (ec) {
         error_ = transport_error(ec, server_, deadline_, pool_->options, "reading the response body");
         connection_.reset();
         co_return std::unexpected(*error_);
       }
-      if (parser_.is_done()) complete();
-      if (auto& body = parser_.get().body(); !body.empty()) co_return std::exchange(body, std::string());
-      if (finished_) co_return std::nullopt;
     }
   }
 
@@ -435,7 +446,7 @@ class StreamImpl final : public ResponseStream {
   // The whole body is in: the connection goes back to the pool at once.
   void complete() {
     finished_ = true;
-    release(*pool_, server_, std::move(connection_), parser_.get().keep_alive());
+    release(*pool_, server_, std::move(connection_), parser_.keep_alive());
   }
 
   std::shared_ptr<Client::Pool> pool_;
@@ -491,8 +502,10 @@ awaitable<Result<Response>> Client::request(Url server, Request request, Timeout
       auto [ec, n] = co_await bhttp::async_read_some(stream, (*connection)->buffer, parser, kTuple);
       if (ec) co_return std::unexpected(transport_error(ec, server, deadline, options, "reading the response body"));
     }
+    // The parser's keep_alive() is also false for a body that ended with the connection.
+    const bool keep_alive = parser.keep_alive();
     Response response = parser.release();
-    release(*pool, server, std::move(*connection), response.keep_alive());
+    release(*pool, server, std::move(*connection), keep_alive);
     co_return response;
   }
 }

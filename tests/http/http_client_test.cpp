@@ -151,6 +151,48 @@ TEST(Client, PooledConnectionMovesBetweenLiveIoContexts) {
   }  // the Client goes first here, with a connection registered with `first`
 }
 
+// Streamed bodies read straight from the socket: one delimited by the end of the connection ends
+// cleanly (and is not pooled); a chunked one cut by it is an error, not a short success.
+TEST(Client, StreamedBodyEndingWithTheConnection) {
+  CannedServer server("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it");
+  Client client;
+  run_coroutine([&]() -> awaitable<void> {
+    auto stream = co_await client.open(server.url, make_request(Verb::get, "/"));
+    EXPECT_TRUE(stream);
+    if (!stream) co_return;
+    std::string body;
+    for (;;) {
+      auto bytes = co_await (*stream)->read_some();
+      EXPECT_TRUE(bytes);
+      if (!bytes || !*bytes) break;
+      body += **bytes;
+    }
+    EXPECT_EQ(body, "all of it");
+    EXPECT_TRUE((*stream)->finished());
+  });
+  EXPECT_EQ(client.idle_connections(), 0u);
+}
+
+TEST(Client, ChunkedStreamCutByTheConnectionIsAnError) {
+  CannedServer server("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n8\r\nsec");
+  Client client;
+  run_coroutine([&]() -> awaitable<void> {
+    auto stream = co_await client.open(server.url, make_request(Verb::get, "/"));
+    EXPECT_TRUE(stream);
+    if (!stream) co_return;
+    std::string body;
+    Result<std::optional<std::string>> bytes;
+    while ((bytes = co_await (*stream)->read_some()) && *bytes) body += **bytes;
+    EXPECT_FALSE(bytes);
+    if (!bytes) {
+      EXPECT_EQ(bytes.error().code, Errc::upstream_error);
+    }
+    EXPECT_TRUE(body == "first" || body == "firstsec") << body;
+    EXPECT_FALSE((*stream)->finished());
+  });
+  EXPECT_EQ(client.idle_connections(), 0u);
+}
+
 TEST(Client, StalePooledConnectionIsReplaced) {
   ServerOptions options;
   options.idle_timeout = std::chrono::milliseconds(100);

@@ -3,6 +3,7 @@
 // Gate that lets a test release a waiting handler (a signal, never a sleep).
 #pragma once
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -11,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <thread>
 #include <string>
 #include <utility>
 
@@ -93,6 +95,50 @@ class Gate {
   std::mutex mutex_;
   bool opened_ = false;
   asio::steady_timer* timer_ = nullptr;
+};
+
+// A one-connection server answering with canned bytes (what a real server would never send):
+// accepts once, reads the request head, writes `answer`, closes.
+class CannedServer {
+ public:
+  explicit CannedServer(std::string answer) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || ::listen(listener_, 1) != 0 ||
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      throw std::runtime_error("canned server: cannot listen");
+    }
+    url = *parse_url("http://127.0.0.1:" + std::to_string(ntohs(address.sin_port)));
+    thread_ = std::thread([this, answer = std::move(answer)] {
+      const int fd = ::accept(listener_, nullptr, nullptr);
+      if (fd < 0) return;
+      std::string request;
+      char buffer[4096];
+      while (request.find("\r\n\r\n") == std::string::npos) {
+        const auto n = ::recv(fd, buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        request.append(buffer, static_cast<std::size_t>(n));
+      }
+      ::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+      ::close(fd);
+    });
+  }
+  ~CannedServer() {
+    ::shutdown(listener_, SHUT_RDWR);  // ends an accept() still waiting
+    thread_.join();
+    ::close(listener_);
+  }
+  CannedServer(const CannedServer&) = delete;
+  CannedServer& operator=(const CannedServer&) = delete;
+
+  Url url;
+
+ private:
+  int listener_ = -1;
+  std::thread thread_;
 };
 
 // A blocking POSIX client for bytes a real HTTP client would never send.
