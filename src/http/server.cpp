@@ -278,7 +278,9 @@ class ConnectionWriter final : public ResponseWriter {
     if (gone_) co_return false;
     if (bytes.empty()) co_return true;
     const std::string head = std::exchange(head_, std::string());
-    co_await write_raw(beast::buffers_cat(asio::buffer(head), bhttp::make_chunk(asio::buffer(bytes))));
+    const auto buffers = beast::buffers_cat(asio::buffer(head), bhttp::make_chunk(asio::buffer(bytes)));
+    beast::buffers_suffix<std::remove_const_t<decltype(buffers)>> rest(buffers);
+    if (!send_now(rest)) co_await send_rest(rest);
     co_return !gone_;
   }
 
@@ -303,20 +305,27 @@ class ConnectionWriter final : public ResponseWriter {
  private:
   // A chunk usually fits in the socket's send buffer: it is sent at once (the socket is
   // non-blocking), without a round trip through the event loop. Only what does not fit waits for
-  // the socket, under the session's write watchdog.
+  // the socket, under the session's write watchdog. The fast path is a plain function, so a chunk
+  // costs a coroutine frame only when the socket is full.
   template <class Buffers>
   awaitable<void> write_raw(const Buffers& buffers) {
-    auto& socket = session_.stream.socket();
     beast::buffers_suffix<Buffers> rest(buffers);
+    if (!send_now(rest)) co_await send_rest(rest);
+  }
+
+  // Sends what the socket takes now; true when nothing is left to wait for (all sent, or gone).
+  template <class Buffers>
+  bool send_now(beast::buffers_suffix<Buffers>& rest) {
     beast::error_code ec;
-    rest.consume(socket.write_some(rest, ec));
-    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
-      gone_ = true;
-      co_return;
-    }
-    if (beast::buffer_bytes(rest) == 0) co_return;
+    rest.consume(session_.stream.socket().write_some(rest, ec));
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) gone_ = true;
+    return gone_ || beast::buffer_bytes(rest) == 0;
+  }
+
+  template <class Buffers>
+  awaitable<void> send_rest(beast::buffers_suffix<Buffers>& rest) {
     session_.write_watchdog.begin();
-    auto [write_ec, n] = co_await asio::async_write(socket, rest, kTuple);
+    auto [write_ec, n] = co_await asio::async_write(session_.stream.socket(), rest, kTuple);
     session_.write_watchdog.end();
     if (write_ec) gone_ = true;
   }
