@@ -268,6 +268,7 @@ class ConnectionWriter final : public ResponseWriter {
 
   // Sends a head still held back (a stream that ends without any chunk, or is cut).
   awaitable<void> flush_head() {
+    co_await send_kept();
     if (head_.empty() || gone_) co_return;
     const std::string head = std::exchange(head_, std::string());
     co_await write_raw(asio::buffer(head));
@@ -275,6 +276,7 @@ class ConnectionWriter final : public ResponseWriter {
 
   awaitable<bool> write(std::string_view bytes) override {
     if (!streaming_ || ended_) throw std::logic_error("ResponseWriter::write outside a stream");
+    co_await send_kept();
     if (gone_) co_return false;
     if (bytes.empty()) co_return true;
     const std::string head = std::exchange(head_, std::string());
@@ -284,9 +286,24 @@ class ConnectionWriter final : public ResponseWriter {
     co_return !gone_;
   }
 
+  bool write_now(std::string_view bytes) override {
+    if (!streaming_ || ended_) throw std::logic_error("ResponseWriter::write_now outside a stream");
+    if (gone_ || bytes.empty()) return true;
+    if (!kept_.empty()) return false;
+    const std::string head = std::exchange(head_, std::string());
+    const auto buffers = beast::buffers_cat(asio::buffer(head), bhttp::make_chunk(asio::buffer(bytes)));
+    beast::buffers_suffix<std::remove_const_t<decltype(buffers)>> rest(buffers);
+    if (!send_now(rest)) {
+      kept_.resize(beast::buffer_bytes(rest));
+      asio::buffer_copy(asio::buffer(kept_), rest);
+    }
+    return true;
+  }
+
   awaitable<void> end_stream(std::string_view last_bytes = {}) override {
     if (!streaming_ || ended_) co_return;
     ended_ = true;
+    co_await send_kept();
     if (gone_) co_return;
     const std::string head = std::exchange(head_, std::string());
     if (last_bytes.empty()) {
@@ -322,6 +339,13 @@ class ConnectionWriter final : public ResponseWriter {
     return gone_ || beast::buffer_bytes(rest) == 0;
   }
 
+  // What write_now() could not send goes out before anything else.
+  awaitable<void> send_kept() {
+    if (kept_.empty()) co_return;
+    const std::string kept = std::exchange(kept_, std::string());
+    if (!gone_) co_await write_raw(asio::buffer(kept));
+  }
+
   template <class Buffers>
   awaitable<void> send_rest(beast::buffers_suffix<Buffers>& rest) {
     session_.write_watchdog.begin();
@@ -346,6 +370,7 @@ class ConnectionWriter final : public ResponseWriter {
   bool started_ = false;
   bool streaming_ = false;
   std::string head_;  // a stream's head, until its first chunk
+  std::string kept_;  // what write_now() could not send yet
   bool ended_ = false;
   bool gone_ = false;
 };

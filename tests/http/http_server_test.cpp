@@ -4,6 +4,7 @@
 #include <atomic>
 #include <csignal>
 #include <sstream>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -218,6 +219,45 @@ TEST(Server, StreamHeadIsWrittenAsBeastWritesIt) {
   EXPECT_TRUE(head.starts_with("HTTP/1.1 203 Non-Authoritative Information\r\n")) << head;
   EXPECT_NE(head.find("\r\nX-Custom: a value\r\n"), std::string::npos) << head;
   EXPECT_NE(bytes.find("data: x"), std::string::npos);
+}
+
+// write_now() keeps what a full socket does not take and sends it first at the next write: a
+// stream far larger than the socket buffers, to a client that starts reading only once the server
+// had to wait, arrives whole and in order.
+TEST(Server, WriteNowKeepsWhatTheSocketDoesNotTake) {
+  constexpr int kChunks = 40;
+  constexpr std::size_t kChunkBytes = 512 * 1024;  // 20 MiB in all, beyond any loopback buffers
+  std::promise<void> had_to_wait;
+  TestServer server([&had_to_wait](Request&, ResponseWriter& writer) -> awaitable<void> {
+    if (!co_await writer.begin_stream(event_stream_header())) co_return;
+    bool waited = false;
+    for (int i = 0; i < kChunks; ++i) {
+      const std::string chunk(kChunkBytes, static_cast<char>('a' + i % 26));
+      bool taken = writer.write_now(chunk);
+      if (!taken) {
+        if (!std::exchange(waited, true)) had_to_wait.set_value();
+        taken = co_await writer.write(chunk);
+      }
+      if (!taken || writer.client_gone()) co_return;
+    }
+    co_await writer.end_stream("end");
+  });
+  RawConnection raw(server.url.port);
+  raw.send("GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(had_to_wait.get_future().wait_for(std::chrono::seconds(kRawReceiveGuardSeconds)), std::future_status::ready);
+  const std::string bytes = raw.read_until_closed();
+  beast::http::response_parser<beast::http::string_body> parser;
+  parser.body_limit(boost::none);
+  beast::error_code ec;
+  std::size_t used = 0;
+  while (!ec && !parser.is_done() && used < bytes.size())
+    used += parser.put(asio::buffer(bytes.data() + used, bytes.size() - used), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_TRUE(parser.is_done());
+  std::string expected;
+  for (int i = 0; i < kChunks; ++i) expected.append(kChunkBytes, static_cast<char>('a' + i % 26));
+  expected += "end";
+  EXPECT_TRUE(parser.get().body() == expected) << parser.get().body().size() << " bytes";
 }
 
 TEST(Server, PipelinedRequestsAreAnsweredInOrder) {

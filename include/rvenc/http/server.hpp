@@ -49,6 +49,11 @@ class ResponseWriter {
   // Sends `bytes` as one chunk right away (empty bytes are ignored). Returns false once the
   // client is gone (the handler should stop producing).
   virtual awaitable<bool> write(std::string_view bytes) = 0;
+  // write() without suspending, for relays that forward chunk after chunk: true when the chunk was
+  // taken (sent, or what the socket did not take is kept and goes out first at the next write or
+  // end_stream()); false when it was not (a kept rest still waits): co_await write(bytes) then.
+  // Check client_gone() afterwards. Writers without a socket always answer false.
+  [[nodiscard]] virtual bool write_now(std::string_view /*bytes*/) { return false; }
   // Sends `last_bytes` (if any) and the final chunk together; the connection may then serve the
   // next request.
   virtual awaitable<void> end_stream(std::string_view last_bytes = {}) = 0;
