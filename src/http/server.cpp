@@ -277,12 +277,9 @@ class ConnectionWriter final : public ResponseWriter {
   awaitable<bool> write(std::string_view bytes) override {
     if (!streaming_ || ended_) throw std::logic_error("ResponseWriter::write outside a stream");
     co_await send_kept();
-    if (gone_) co_return false;
-    if (bytes.empty()) co_return true;
-    const std::string head = std::exchange(head_, std::string());
-    const auto buffers = beast::buffers_cat(asio::buffer(head), bhttp::make_chunk(asio::buffer(bytes)));
-    beast::buffers_suffix<std::remove_const_t<decltype(buffers)>> rest(buffers);
-    if (!send_now(rest)) co_await send_rest(rest);
+    // Nothing is kept now, so write_now takes the chunk; what the socket did not take follows.
+    (void)write_now(bytes);
+    co_await send_kept();
     co_return !gone_;
   }
 
