@@ -16,11 +16,13 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
 #include <ctime>
 #include <thread>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -447,6 +449,23 @@ class FaultTest : public ::testing::Test {
     return text;
   }
 
+  // The scene of a fault under load: enclave (slow tokens) and gateway up, an SDK client, the
+  // streaming request, and its complete answer as the reference (its request id goes to `ids`).
+  struct Scene {
+    std::optional<client::Client> client;
+    json::object request;
+    std::string complete;
+  };
+  void start_scene(Scene& scene, std::set<std::string>& ids) {
+    ASSERT_NO_FATAL_FAILURE(start_enclave(kTokenDelayMs));
+    ASSERT_NO_FATAL_FAILURE(start_gateway());
+    scene.client.emplace(make_client());
+    scene.request = chat_request(kStreamTokens);
+    auto complete = call(*scene.client, scene.request, ids);
+    ASSERT_TRUE(complete) << complete.error().to_string();
+    scene.complete = *complete;
+  }
+
   json::object healthz() const {
     auto health = http::fetch("GET", gateway_url + "/healthz");
     if (!health) throw std::runtime_error("healthz: " + health.error().message);
@@ -490,13 +509,10 @@ class FaultTest : public ::testing::Test {
 // --- 1. kill -9 the enclave under load ---------------------------------------------------------
 
 TEST_F(FaultTest, EnclaveKilledUnderLoadEveryCallEndsAndUsageIsExact) {
-  ASSERT_NO_FATAL_FAILURE(start_enclave(kTokenDelayMs));
-  ASSERT_NO_FATAL_FAILURE(start_gateway());
-  const auto client = make_client();
-  const auto request = chat_request(kStreamTokens);
   std::set<std::string> ids;  // every request the gateway answered, hence authenticated
-  const auto complete = call(client, request, ids);
-  ASSERT_TRUE(complete) << complete.error().to_string();
+  Scene scene;
+  ASSERT_NO_FATAL_FAILURE(start_scene(scene, ids));
+  const auto& [client, request, complete] = std::tie(*scene.client, scene.request, scene.complete);
   const auto key_id = healthz().at("enclaves").at(0).at("keyId");
   ASSERT_TRUE(key_id.is_string());
   // Sealed while the enclave can still attest; sent once it is gone.
@@ -512,7 +528,7 @@ TEST_F(FaultTest, EnclaveKilledUnderLoadEveryCallEndsAndUsageIsExact) {
     ASSERT_FALSE(r.request_id.empty()) << "a call without an answer from the gateway";
     ids.insert(r.request_id);
     if (!r.error) {
-      EXPECT_EQ(r.text, *complete) << "a success must be the whole answer";
+      EXPECT_EQ(r.text, complete) << "a success must be the whole answer";
       continue;
     }
     ++interrupted;
@@ -520,7 +536,7 @@ TEST_F(FaultTest, EnclaveKilledUnderLoadEveryCallEndsAndUsageIsExact) {
     // never a success, and what did arrive authenticated as a prefix of the answer.
     EXPECT_TRUE(r.error->code == Errc::upstream_error || r.error->code == Errc::truncated_stream)
         << r.error->to_string();
-    EXPECT_TRUE(complete->starts_with(r.text));
+    EXPECT_TRUE(complete.starts_with(r.text));
   }
   EXPECT_GT(interrupted, 0u) << "the kill hit no stream";
 
@@ -543,7 +559,7 @@ TEST_F(FaultTest, EnclaveKilledUnderLoadEveryCallEndsAndUsageIsExact) {
     again = call(client, request, ids);
     return again.has_value();
   })) << again.error().to_string();
-  EXPECT_EQ(*again, *complete);
+  EXPECT_EQ(*again, complete);
   health = healthz();
   EXPECT_EQ(health.at("httpStatus").as_int64(), 200);
   EXPECT_EQ(health.at("enclaves").at(0).at("keyId"), key_id);
@@ -594,13 +610,10 @@ TEST_F(FaultTest, EnclaveRestartedWithItsKeyStillRefusesReplays) {
 // The graceful counterpart: SIGTERM lets the enclave's streams in flight finish (its shutdown
 // grace, 10 s by default; they need about 1 s) and it exits 0.
 TEST_F(FaultTest, EnclaveSigtermUnderLoadFinishesItsStreams) {
-  ASSERT_NO_FATAL_FAILURE(start_enclave(kTokenDelayMs));
-  ASSERT_NO_FATAL_FAILURE(start_gateway());
-  const auto client = make_client();
-  const auto request = chat_request(kStreamTokens);
   std::set<std::string> ids;
-  const auto complete = call(client, request, ids);
-  ASSERT_TRUE(complete) << complete.error().to_string();
+  Scene scene;
+  ASSERT_NO_FATAL_FAILURE(start_scene(scene, ids));
+  const auto& [client, request, complete] = std::tie(*scene.client, scene.request, scene.complete);
   SdkLoad load(client, request);
   load.launch(kConcurrentStreams);
   ASSERT_TRUE(wait_until([&] { return load.streaming() == kConcurrentStreams; }));
@@ -608,7 +621,7 @@ TEST_F(FaultTest, EnclaveSigtermUnderLoadFinishesItsStreams) {
   EXPECT_EQ(enclave->stop(0, 30s), 0) << enclave->output();  // signal 0: only waits
   for (const auto& r : load.finish()) {
     EXPECT_FALSE(r.error) << r.error->to_string();
-    EXPECT_EQ(r.text, *complete);
+    EXPECT_EQ(r.text, complete);
     ids.insert(r.request_id);
   }
   expect_usage_exactly(ids);
@@ -617,13 +630,10 @@ TEST_F(FaultTest, EnclaveSigtermUnderLoadFinishesItsStreams) {
 // --- 2. restart the gateway under load ------------------------------------------------------------
 
 TEST_F(FaultTest, GatewaySigtermUnderLoadDrainsStreamsAndTheNextGatewayServes) {
-  ASSERT_NO_FATAL_FAILURE(start_enclave(kTokenDelayMs));
-  ASSERT_NO_FATAL_FAILURE(start_gateway());
-  const auto client = make_client();
-  const auto request = chat_request(kStreamTokens);
   std::set<std::string> ids;
-  const auto complete = call(client, request, ids);
-  ASSERT_TRUE(complete) << complete.error().to_string();
+  Scene scene;
+  ASSERT_NO_FATAL_FAILURE(start_scene(scene, ids));
+  const auto& [client, request, complete] = std::tie(*scene.client, scene.request, scene.complete);
 
   SdkLoad load(client, request);
   load.launch(kConcurrentStreams);
@@ -638,7 +648,7 @@ TEST_F(FaultTest, GatewaySigtermUnderLoadDrainsStreamsAndTheNextGatewayServes) {
   // Streams in flight at SIGTERM finish within the shutdown grace (10 s; they need < 1 s).
   for (const auto& r : load.finish()) {
     EXPECT_FALSE(r.error) << r.error->to_string();
-    EXPECT_EQ(r.text, *complete);
+    EXPECT_EQ(r.text, complete);
     EXPECT_EQ(r.status, 200u);
     ids.insert(r.request_id);
   }
@@ -649,7 +659,7 @@ TEST_F(FaultTest, GatewaySigtermUnderLoadDrainsStreamsAndTheNextGatewayServes) {
       EXPECT_EQ(r.status, 0u);
       EXPECT_TRUE(r.request_id.empty());
     } else {
-      EXPECT_EQ(r.text, *complete);
+      EXPECT_EQ(r.text, complete);
       ids.insert(r.request_id);
     }
   }
@@ -658,7 +668,7 @@ TEST_F(FaultTest, GatewaySigtermUnderLoadDrainsStreamsAndTheNextGatewayServes) {
   ASSERT_NO_FATAL_FAILURE(start_gateway());
   const auto after = call(make_client(), request, ids);
   ASSERT_TRUE(after) << after.error().to_string();
-  EXPECT_EQ(*after, *complete);
+  EXPECT_EQ(*after, complete);
   expect_usage_exactly(ids);
 }
 
