@@ -19,14 +19,17 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/core/buffers_range.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
 #include "watchdog.hpp"
+#include "wire.hpp"
 
 namespace rvenc::http {
 
@@ -184,6 +187,7 @@ struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
       ::close(fd);
       return nullptr;
     }
+    connection->stream.socket().non_blocking(true, ec);
     return connection;
   }
 
@@ -290,7 +294,28 @@ awaitable<Result<std::unique_ptr<Connection>>> connect(const Url& server, const 
   connection->family = endpoint.protocol().family();
   beast::error_code ignored;
   connection->stream.socket().set_option(tcp::no_delay(true), ignored);
+  connection->stream.socket().non_blocking(true, ignored);  // for send_request's first try
   co_return connection;
+}
+
+// Head and body in one send, usually taken whole by the non-blocking socket at once (no trip
+// through the event loop, no Beast serializer); the rest, if any, under the stream's timeout.
+awaitable<beast::error_code> send_request(Connection& connection, const Request& request) {
+  if (request.chunked()) {
+    auto [ec, n] = co_await bhttp::async_write(connection.stream, request, kTuple);
+    co_return ec;
+  }
+  const std::string head = detail::serialize_head(request.base());
+  const std::array buffers{asio::buffer(head), asio::buffer(request.body())};
+  beast::buffers_suffix<std::array<asio::const_buffer, 2>> rest(buffers);
+  beast::error_code ec;
+  rest.consume(connection.stream.socket().write_some(rest, ec));
+  if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+  if (!ec && beast::buffer_bytes(rest) > 0) {
+    auto [rest_ec, n] = co_await asio::async_write(connection.stream, rest, kTuple);
+    ec = rest_ec;
+  }
+  co_return ec;
 }
 
 struct Failure {
@@ -315,7 +340,7 @@ awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_hea
   }
 
   connection->stream.expires_after(deadline.bound(deadline.timeouts.idle));
-  auto [write_ec, written] = co_await bhttp::async_write(connection->stream, request, kTuple);
+  auto write_ec = co_await send_request(*connection, request);
   if (write_ec) {
     // A reused connection the server had already closed: the request did not get through.
     co_return std::unexpected(
@@ -390,6 +415,9 @@ class StreamImpl final : public ResponseStream {
       // Every HTTP chunk already received first, so a burst of events is handed out (and
       // forwarded) at once, as nginx does.
       beast::error_code ec;
+      // The body taken from these bytes is never longer than they are: one allocation, where
+      // appending chunk by chunk would grow the string several times per read.
+      parser_.get().body().reserve(buffer.size());
       while (!parser_.is_done() && buffer.size() > 0) {
         const std::size_t used = parser_.put(buffer.data(), ec);
         buffer.consume(used);

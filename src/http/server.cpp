@@ -25,7 +25,6 @@
 #include <boost/beast/core/buffer_traits.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
@@ -33,6 +32,7 @@
 #include <spdlog/spdlog.h>
 
 #include "watchdog.hpp"
+#include "wire.hpp"
 
 namespace rvenc::http {
 
@@ -212,28 +212,6 @@ struct Session : std::enable_shared_from_this<Session> {
   }
 };
 
-// The status line and fields of a streamed response, as Beast's serializer writes them (without
-// its serializer: a head is a few small appends).
-std::string serialize_head(const bhttp::response<bhttp::empty_body>& response) {
-  constexpr std::size_t kTypicalHead = 256;
-  std::string head;
-  head.reserve(kTypicalHead);
-  head += response.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  head += std::to_string(response.result_int());
-  head += ' ';
-  const auto reason = response.reason().empty() ? bhttp::obsolete_reason(response.result()) : response.reason();
-  head.append(reason.data(), reason.size());
-  head += "\r\n";
-  for (const auto& field : response) {
-    head.append(field.name_string().data(), field.name_string().size());
-    head += ": ";
-    head.append(field.value().data(), field.value().size());
-    head += "\r\n";
-  }
-  head += "\r\n";
-  return head;
-}
-
 // The ResponseWriter of one request on a real connection.
 class ConnectionWriter final : public ResponseWriter {
  public:
@@ -262,7 +240,7 @@ class ConnectionWriter final : public ResponseWriter {
     response.chunked(true);
     // The head goes out with the first chunk: one send and one wake-up of the client instead
     // of two (a client gone by then is noticed at that write).
-    head_ = serialize_head(response);
+    head_ = detail::serialize_head(response.base());
     co_return true;
   }
 
@@ -288,8 +266,9 @@ class ConnectionWriter final : public ResponseWriter {
     if (gone_ || bytes.empty()) return true;
     if (!kept_.empty()) return false;
     const std::string head = std::exchange(head_, std::string());
-    const auto buffers = beast::buffers_cat(asio::buffer(head), bhttp::make_chunk(asio::buffer(bytes)));
-    beast::buffers_suffix<std::remove_const_t<decltype(buffers)>> rest(buffers);
+    const detail::ChunkSizeLine size(bytes.size());
+    const std::array buffers{asio::buffer(head), size.buffer(), asio::buffer(bytes), asio::buffer(detail::kCrlf)};
+    beast::buffers_suffix<std::array<asio::const_buffer, 4>> rest(buffers);
     if (!send_now(rest)) {
       kept_.resize(beast::buffer_bytes(rest));
       asio::buffer_copy(asio::buffer(kept_), rest);
@@ -304,10 +283,11 @@ class ConnectionWriter final : public ResponseWriter {
     if (gone_) co_return;
     const std::string head = std::exchange(head_, std::string());
     if (last_bytes.empty()) {
-      co_await write_raw(beast::buffers_cat(asio::buffer(head), bhttp::make_chunk_last()));
+      co_await write_raw(std::array{asio::buffer(head), asio::buffer(detail::kLastChunk)});
     } else {
-      co_await write_raw(beast::buffers_cat(asio::buffer(head), bhttp::make_chunk(asio::buffer(last_bytes)),
-                                            bhttp::make_chunk_last()));
+      const detail::ChunkSizeLine size(last_bytes.size());
+      co_await write_raw(std::array{asio::buffer(head), size.buffer(), asio::buffer(last_bytes), asio::buffer(detail::kCrlf),
+                                    asio::buffer(detail::kLastChunk)});
     }
   }
 

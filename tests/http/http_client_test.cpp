@@ -2,6 +2,7 @@
 // keep-alive reuse, stale pooled connections, refused/idle-timeout errors, graceful stop.
 #include <future>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -165,6 +166,33 @@ TEST(Client, StreamedBodyEndingWithTheConnection) {
     EXPECT_TRUE((*stream)->finished());
   });
   EXPECT_EQ(client.idle_connections(), 0u);
+}
+
+// Requests leave as Beast's serializer would write them (the head is written by hand and sent
+// with the body in one non-blocking send): a small body, and one far larger than the socket
+// takes at once, so the rest goes out asynchronously.
+TEST(Client, RequestIsWrittenAsBeastWritesIt) {
+  for (const std::size_t body_bytes : {std::size_t{17}, std::size_t{8} << 20}) {
+    CannedServer server("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+    Request request = make_request(Verb::post, "/v1/chat?x=1", std::string(body_bytes, 'b'));
+    request.set(bhttp::field::host, server.url.host_header());
+    request.set(bhttp::field::user_agent, "rvenc-test");
+    request.set("X-Custom", "a value");
+    request.prepare_payload();
+    std::ostringstream beast_bytes;
+    beast_bytes << request;
+    Client client;
+    run_coroutine([&]() -> awaitable<void> {
+      auto response = co_await client.request(server.url, request);
+      EXPECT_TRUE(response) << (response ? "" : response.error().to_string());
+      if (response) {
+        EXPECT_EQ(response->result_int(), 204);
+      }
+    });
+    const std::string sent = server.received.get();
+    EXPECT_EQ(sent.size(), beast_bytes.str().size());
+    EXPECT_TRUE(sent == beast_bytes.str()) << sent.substr(0, sent.find("\r\n\r\n"));
+  }
 }
 
 TEST(Client, ChunkedStreamCutByTheConnectionIsAnError) {

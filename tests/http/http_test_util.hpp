@@ -9,6 +9,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <future>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -112,16 +113,28 @@ class CannedServer {
       throw std::runtime_error("canned server: cannot listen");
     }
     url = *parse_url("http://127.0.0.1:" + std::to_string(ntohs(address.sin_port)));
+    received = received_promise_.get_future();
     thread_ = std::thread([this, answer = std::move(answer)] {
       const int fd = ::accept(listener_, nullptr, nullptr);
-      if (fd < 0) return;
+      if (fd < 0) {
+        received_promise_.set_value({});
+        return;
+      }
+      // The head, then as many body bytes as its Content-Length announces.
       std::string request;
       char buffer[4096];
-      while (request.find("\r\n\r\n") == std::string::npos) {
+      std::size_t expected = std::string::npos;
+      while (request.size() < expected) {
+        if (const auto head_end = request.find("\r\n\r\n"); expected == std::string::npos && head_end != std::string::npos) {
+          const auto field = request.find("\r\nContent-Length: ");
+          expected = head_end + 4 + (field < head_end ? std::stoul(request.substr(field + 18)) : 0);
+          continue;
+        }
         const auto n = ::recv(fd, buffer, sizeof buffer, 0);
         if (n <= 0) break;
         request.append(buffer, static_cast<std::size_t>(n));
       }
+      received_promise_.set_value(request);
       ::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
       ::close(fd);
     });
@@ -135,9 +148,11 @@ class CannedServer {
   CannedServer& operator=(const CannedServer&) = delete;
 
   Url url;
+  std::future<std::string> received;  // the request's bytes, head and body
 
  private:
   int listener_ = -1;
+  std::promise<std::string> received_promise_;
   std::thread thread_;
 };
 
