@@ -441,11 +441,13 @@ const std::vector<Target>& targets() {
 Result<json::object> run_bench(const BenchOptions& options) {
   Plan plan = make_plan(options.quick);
   if (!options.concurrencies.empty()) plan.concurrencies = plan.paced_concurrencies = options.concurrencies;
+  if (options.chunks_per_request != 0) plan.saturated_chunks = plan.paced_chunks = options.chunks_per_request;
   ProgressLine progress;
   const auto run_started = std::chrono::steady_clock::now();
   json::object report;
   report["date"] = iso_time_utc();
   report["mode"] = options.quick ? "quick" : "full";
+  report["chunks_per_request"] = plan.saturated_chunks;
   const std::string nginx_version = command_output(options.nginx_binary + " -v");
   report["machine"] = json::object{{"cores", std::thread::hardware_concurrency()},
                                    {"cpu_model", cpu_model()},

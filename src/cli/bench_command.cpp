@@ -27,6 +27,7 @@ struct BenchFlags {
   bool keep_temp = false;
   std::vector<std::string> paths;
   std::vector<unsigned> concurrencies;
+  std::size_t chunks = 0;
 };
 
 int write_plot(const boost::json::object& report, const std::string& png) {
@@ -60,6 +61,7 @@ int run_bench(const BenchFlags& flags) {
   options.keep_temp = flags.keep_temp;
   options.paths = flags.paths;
   options.concurrencies = flags.concurrencies;
+  options.chunks_per_request = flags.chunks;
   options.rvenc_version = RVENC_VERSION;
   std::error_code ec;
   options.rvenc_binary = flags.rvenc.empty() ? fs::read_symlink("/proc/self/exe", ec).string() : flags.rvenc;
@@ -115,6 +117,8 @@ void setup(CLI::App& app, std::function<int()>& run) {
       ->check(CLI::IsMember({"direct", "rvenc", "nginx"}));
   option(*cmd, "--concurrency", flags->concurrencies, "Only these concurrencies, e.g. 16,256")
       ->delimiter(',')
+      ->check(CLI::PositiveNumber);
+  option(*cmd, "--chunks", flags->chunks, "Chunks per request of the load phases (default 32); 1 weighs per-request costs")
       ->check(CLI::PositiveNumber);
   flag(*cmd, "--keep-temp", flags->keep_temp, "Keep the temporary directory (configs, logs) and print its path");
   cmd->callback([&run, flags] { run = [flags] { return run_bench(*flags); }; });

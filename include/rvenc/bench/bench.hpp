@@ -33,6 +33,7 @@ struct BenchOptions {
   // Narrow a run to profile one part (headline figures that need the missing phases are left out):
   std::vector<std::string> paths;     // of "direct", "rvenc", "nginx"; empty: all three
   std::vector<unsigned> concurrencies;  // saturated and paced phases; empty: the plan's
+  std::size_t chunks_per_request = 0;   // of every load phase; 0: the plan's (32)
 };
 
 // One target of the summary: `key` of the report compared with `bound`.
