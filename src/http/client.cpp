@@ -43,9 +43,6 @@ namespace {
 // i.e. two or three recv() calls per streamed event of a few hundred bytes, and a read that fills
 // its buffer makes the next one a speculative recv() that finds nothing. A page avoids both.
 constexpr std::size_t kConnectionReadBuffer = 4096;
-// Bounds of one streamed body read (Beast's own read_some uses the same).
-constexpr std::size_t kMinReadSpace = 512;
-constexpr std::size_t kMaxReadSpace = 64 * 1024;
 
 struct Connection {
   beast::tcp_stream stream;
@@ -347,7 +344,7 @@ awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_hea
         Failure{transport_error(write_ec, server, deadline, options, "sending the request"), reused});
   }
   connection->stream.expires_after(deadline.bound(deadline.timeouts.idle));
-  auto [read_ec, read] = co_await bhttp::async_read_header(connection->stream, connection->buffer, parser, kTuple);
+  const auto read_ec = co_await detail::read_message(connection->stream, connection->buffer, parser, false);
   if (read_ec) {
     const bool nothing_received = !parser.got_some() && read_ec != beast::error::timeout;
     co_return std::unexpected(Failure{transport_error(read_ec, server, deadline, options, "waiting for the response"),
@@ -432,7 +429,7 @@ class StreamImpl final : public ResponseStream {
         if (auto& body = parser_.get().body(); !body.empty()) co_return std::exchange(body, std::string());
         if (finished_) co_return std::nullopt;
         // One read straight from the socket (Beast's read_some would wrap it in its own operation).
-        const std::size_t space = std::clamp<std::size_t>(buffer.capacity() - buffer.size(), kMinReadSpace, kMaxReadSpace);
+        const std::size_t space = std::clamp<std::size_t>(buffer.capacity() - buffer.size(), detail::kMinReadSpace, detail::kMaxReadSpace);
         watchdog_->begin(deadline_.end);
         auto [read_ec, n] = co_await connection_->stream.socket().async_read_some(buffer.prepare(space), kTuple);
         watchdog_->end();

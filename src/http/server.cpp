@@ -3,6 +3,7 @@
 // handler -> next request.
 #include "rvenc/http/server.hpp"
 
+#include <algorithm>
 #include <array>
 #include <mutex>
 #include <thread>
@@ -184,11 +185,13 @@ struct Session : std::enable_shared_from_this<Session> {
   beast::tcp_stream stream;
   // Waiting for the next request on a keep-alive connection: stop() may close it at once.
   bool idle = true;
-  // The write_timeout of each streamed chunk (a client that stops reading is dropped).
-  detail::OperationWatchdog write_watchdog;
+  // Bounds the idle wait (idle_timeout), the reading of a request (read_timeout) and each
+  // streamed chunk write (write_timeout, its default limit): a client that stalls is dropped.
+  // One timer for all, instead of one armed and cancelled around every operation.
+  detail::OperationWatchdog watchdog;
 
   Session(Server::Impl* s, tcp::socket socket)
-      : server(s), stream(std::move(socket)), write_watchdog(stream.get_executor(), s->options.write_timeout, [this] {
+      : server(s), stream(std::move(socket)), watchdog(stream.get_executor(), s->options.write_timeout, [this] {
           close();
         }) {
     ++server->active;
@@ -325,9 +328,9 @@ class ConnectionWriter final : public ResponseWriter {
 
   template <class Buffers>
   awaitable<void> send_rest(beast::buffers_suffix<Buffers>& rest) {
-    session_.write_watchdog.begin();
+    session_.watchdog.begin();
     auto [write_ec, n] = co_await asio::async_write(session_.stream.socket(), rest, kTuple);
-    session_.write_watchdog.end();
+    session_.watchdog.end();
     if (write_ec) gone_ = true;
   }
 
@@ -405,8 +408,9 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
     session->idle = true;
     if (server.stopping) break;
     if (buffer.size() == 0) {
-      session->stream.expires_after(options.idle_timeout);
-      auto [ec, n] = co_await session->stream.async_read_some(buffer.prepare(kIdleReadChunk), kTuple);
+      session->watchdog.begin_for(options.idle_timeout);
+      auto [ec, n] = co_await session->stream.socket().async_read_some(buffer.prepare(kIdleReadChunk), kTuple);
+      session->watchdog.end();
       if (ec) break;  // idle timeout, peer closed, or stop(): nothing to answer
       buffer.commit(n);
     }
@@ -415,18 +419,17 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(options.header_limit, UINT32_MAX)));
     parser.body_limit(options.body_limit);
-    session->stream.expires_after(options.read_timeout);
-    auto [head_ec, head_n] = co_await bhttp::async_read_header(session->stream, buffer, parser, kTuple);
-    beast::error_code ec = head_ec;
+    // The head, a 100 Continue if asked for, and the body: all within read_timeout.
+    session->watchdog.begin_for(options.read_timeout);
+    beast::error_code ec = co_await detail::read_message(session->stream.socket(), buffer, parser, false);
     if (!ec && parser.get()[bhttp::field::expect] == "100-continue" && !parser.is_done()) {
       bhttp::response<bhttp::empty_body> proceed{bhttp::status::continue_, parser.get().version()};
+      session->stream.expires_never();  // the watchdog bounds it (an earlier answer's expiry may be past)
       auto [write_ec, write_n] = co_await bhttp::async_write(session->stream, proceed, kTuple);
       ec = write_ec;
     }
-    if (!ec && !parser.is_done()) {
-      auto [body_ec, body_n] = co_await bhttp::async_read(session->stream, buffer, parser, kTuple);
-      ec = body_ec;
-    }
+    if (!ec && !parser.is_done()) ec = co_await detail::read_message(session->stream.socket(), buffer, parser, true);
+    session->watchdog.end();
     if (ec) {
       if (is_disconnect(ec)) {
         spdlog::debug("http: connection dropped while reading a request: {}", ec.message());
@@ -436,7 +439,6 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
       }
       break;
     }
-    session->stream.expires_never();
 
     Request request = parser.release();
     ConnectionWriter writer(*session, request.version(), request.keep_alive());

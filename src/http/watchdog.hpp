@@ -30,10 +30,12 @@ class OperationWatchdog {
   OperationWatchdog& operator=(const OperationWatchdog&) = delete;
 
   // An operation starts now; it may last until `limit` from now (or `hard_end`, if earlier).
-  void begin(std::optional<Clock::time_point> hard_end = std::nullopt) {
+  void begin(std::optional<Clock::time_point> hard_end = std::nullopt) { begin_for(state_->limit, hard_end); }
+  // The same with a limit of its own (one watchdog for several kinds of operation in turn).
+  void begin_for(std::chrono::milliseconds limit, std::optional<Clock::time_point> hard_end = std::nullopt) {
     State& s = *state_;
     s.pending = true;
-    s.deadline = Clock::now() + s.limit;
+    s.deadline = Clock::now() + limit;
     if (hard_end && *hard_end < s.deadline) s.deadline = *hard_end;
     // An armed timer that fires before the deadline re-arms itself; one that would fire after it
     // (a shorter hard end) is moved forward.

@@ -1,6 +1,7 @@
-// HTTP/1.1 on the wire, written by hand where Beast's serializer costs more than the bytes: the
-// head of a message and the framing of a chunk, byte for byte as Beast writes them (tests compare
-// both with Beast's output). Bodies are sent from the caller's buffers, never copied.
+// HTTP/1.1 on the wire, by hand where Beast's composed operations cost more than the bytes: the
+// head of a message and the framing of a chunk, written byte for byte as Beast writes them (tests
+// compare both with Beast's output; bodies are sent from the caller's buffers, never copied), and
+// messages read with Beast's parser from what each read brings.
 #pragma once
 
 #include <array>
@@ -9,7 +10,16 @@
 #include <string>
 #include <string_view>
 
+#include <algorithm>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/error.hpp>
 #include <boost/beast/http/message.hpp>
 
 namespace rvenc::http::detail {
@@ -59,5 +69,49 @@ class ChunkSizeLine {
   std::array<char, 2 * sizeof(std::size_t) + kCrlf.size()> text_{};
   std::size_t length_ = 0;
 };
+
+// Bounds of each read of a message (Beast's reads use the same).
+inline constexpr std::size_t kMinReadSpace = 512;
+inline constexpr std::size_t kMaxReadSpace = 64 * 1024;
+
+// Parses what `buffer` holds into `parser`, reading from `stream` only for what is missing: a
+// message that is already buffered (a request that came whole with the idle read) costs no read
+// operation at all, where Beast's async_read would still complete through the event loop. Until
+// the head is complete, or the whole message when `whole`; errors and the end of the connection
+// as Beast's reads report them. The caller bounds the reads (a watchdog, or the stream's timeout).
+template <class ReadStream, class Parser>
+boost::asio::awaitable<boost::beast::error_code> read_message(ReadStream& stream, boost::beast::flat_buffer& buffer,
+                                                              Parser& parser, bool whole) {
+  namespace bhttp = boost::beast::http;
+  parser.eager(whole);
+  const auto complete = [&] { return whole ? parser.is_done() : parser.is_header_done(); };
+  for (;;) {
+    boost::beast::error_code ec;
+    while (buffer.size() > 0 && !complete()) {
+      const std::size_t used = parser.put(buffer.data(), ec);
+      buffer.consume(used);
+      if (ec == bhttp::error::need_more) {
+        ec = {};
+        break;
+      }
+      if (ec) co_return ec;
+      if (used == 0) break;
+    }
+    if (complete()) co_return boost::beast::error_code{};
+    const std::size_t space = std::clamp<std::size_t>(buffer.capacity() - buffer.size(), kMinReadSpace, kMaxReadSpace);
+    auto [read_ec, n] =
+        co_await stream.async_read_some(buffer.prepare(space), boost::asio::as_tuple(boost::asio::use_awaitable));
+    buffer.commit(n);
+    if (read_ec == boost::asio::error::eof) {
+      // Between messages the end of the connection is end_of_stream; inside one, the parser decides
+      // (a body that ends with the connection, or partial_message).
+      if (!parser.got_some()) co_return boost::beast::error_code{bhttp::error::end_of_stream};
+      parser.put_eof(ec);
+      if (!ec && !complete()) ec = bhttp::error::partial_message;
+      co_return ec;
+    }
+    if (read_ec) co_return read_ec;
+  }
+}
 
 }  // namespace rvenc::http::detail

@@ -1,8 +1,8 @@
-#include <future>
 // Server behaviour over real sockets on 127.0.0.1: routing, limits, malformed input, slow
 // clients, pipelining, overload, handler failures, signals; and the Router on a RecordingWriter.
 #include <atomic>
 #include <csignal>
+#include <future>
 #include <sstream>
 #include <utility>
 #include <thread>
@@ -259,6 +259,53 @@ TEST(Server, WriteNowKeepsWhatTheSocketDoesNotTake) {
   for (int i = 0; i < kChunks; ++i) expected.append(kChunkBytes, static_cast<char>('a' + i % 26));
   expected += "end";
   EXPECT_TRUE(parser.get().body() == expected) << parser.get().body().size() << " bytes";
+}
+
+// A request is parsed from whatever each read brings: a head split inside a field name and a
+// body in two pieces (sent apart, so the server reads them separately) make one request.
+TEST(Server, RequestArrivingInPiecesIsReadWhole) {
+  constexpr auto kPieceGap = std::chrono::milliseconds(20);
+  TestServer server(hello_router());
+  RawConnection raw(server.url.port);
+  raw.send("POST /echo?q=1 HTTP/1.1\r\nHost: x\r\nContent-");
+  std::this_thread::sleep_for(kPieceGap);
+  raw.send("Length: 11\r\n\r\nhello");
+  std::this_thread::sleep_for(kPieceGap);
+  raw.send(" world");
+  auto response = raw.read_response();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->result_int(), 200u);
+  EXPECT_EQ(response->body(), "{\"got\":11,\"query\":\"q=1\"}");
+}
+
+// Expect: 100-continue gets the interim answer first; the body sent after it is read.
+TEST(Server, ExpectContinueGets100BeforeTheBody) {
+  TestServer server(hello_router());
+  RawConnection raw(server.url.port);
+  raw.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+  auto interim = raw.read_response();
+  ASSERT_TRUE(interim);
+  EXPECT_EQ(interim->result_int(), 100u);
+  raw.send("12345");
+  auto response = raw.read_response();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->result_int(), 200u);
+  EXPECT_EQ(response->body(), "{\"got\":5,\"query\":\"\"}");
+}
+
+// A connection that ends inside a body gets no answer (there is no one to read it), and the
+// server goes on serving.
+TEST(Server, ConnectionEndingInsideABodyIsDroppedQuietly) {
+  TestServer server(hello_router());
+  {
+    RawConnection raw(server.url.port);
+    raw.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly a part");
+    raw.shutdown_send();
+    EXPECT_EQ(raw.read_until_closed(), "");
+  }
+  auto hello = fetch("GET", server.at("/hello"));
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->result_int(), 200u);
 }
 
 TEST(Server, PipelinedRequestsAreAnsweredInOrder) {

@@ -183,6 +183,9 @@ class RawConnection {
     }
   }
 
+  // Ends our side of the connection (the server reads EOF).
+  void shutdown_send() { ::shutdown(fd_, SHUT_WR); }
+
   // One complete response; nullopt when the connection ended (or the guard expired) first.
   std::optional<Response> read_response() {
     beast::http::response_parser<beast::http::string_body> parser;
