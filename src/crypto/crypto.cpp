@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <tuple>
 
 namespace rvenc::crypto {
@@ -52,6 +53,25 @@ void random_bytes(std::span<std::uint8_t> out) noexcept {
 }
 
 Nonce random_nonce() { return random_array<kAeadNonceBytes>(); }
+
+namespace {
+struct ShortHashKey {
+  std::array<std::uint8_t, crypto_shorthash_KEYBYTES> key{};
+  ShortHashKey() { random_bytes(key); }
+};
+const ShortHashKey& short_hash_key() {
+  static const ShortHashKey key;
+  return key;
+}
+}  // namespace
+
+std::size_t KeyedBytesHash::operator()(std::span<const std::uint8_t> bytes) const noexcept {
+  std::array<std::uint8_t, crypto_shorthash_BYTES> out{};
+  crypto_shorthash(out.data(), bytes.data(), bytes.size(), short_hash_key().key.data());
+  std::size_t value = 0;
+  std::memcpy(&value, out.data(), sizeof value);
+  return value;
+}
 
 // --- X-Wing ---------------------------------------------------------------------------------
 

@@ -95,25 +95,6 @@ void lock_memory(void* data, std::size_t size) noexcept {
 
 void unlock_memory(void* data, std::size_t size) noexcept { sodium_munlock(data, size); }
 
-namespace {
-struct ShortHashKey {
-  std::array<std::uint8_t, crypto_shorthash_KEYBYTES> key{};
-  ShortHashKey() { crypto::random_bytes(key); }
-};
-const ShortHashKey& short_hash_key() {
-  static const ShortHashKey key;
-  return key;
-}
-}  // namespace
-
-std::size_t KeyedBytesHash::operator()(std::span<const std::uint8_t> bytes) const noexcept {
-  std::array<std::uint8_t, crypto_shorthash_BYTES> out{};
-  crypto_shorthash(out.data(), bytes.data(), bytes.size(), short_hash_key().key.data());
-  std::size_t value = 0;
-  std::memcpy(&value, out.data(), sizeof value);
-  return value;
-}
-
 // --- SharedSecretCache -----------------------------------------------------------------------
 
 SharedSecretCache::SharedSecretCache(std::size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}

@@ -4,10 +4,9 @@ namespace rvenc::gateway {
 
 KeyCache::KeyCache(KeyStore store) : store_(std::move(store)) {}
 
-Result<std::optional<ApiKeyRecord>> KeyCache::lookup(const KeyHash& hash) {
+Result<std::shared_ptr<const ApiKeyRecord>> KeyCache::lookup(const KeyHash& hash) {
   std::lock_guard lock(mutex_);
-  const std::string cache_key(reinterpret_cast<const char*>(hash.data()), hash.size());
-  if (auto it = cache_.find(cache_key); it != cache_.end()) return it->second;
+  if (auto it = cache_.find(hash); it != cache_.end()) return it->second;
   if (!version_) {
     // Read the version before the key, so a change in between is seen by the next poll.
     auto version = store_.keys_version();
@@ -17,8 +16,10 @@ Result<std::optional<ApiKeyRecord>> KeyCache::lookup(const KeyHash& hash) {
   auto found = store_.find_by_hash(hash);
   if (!found) return std::unexpected(found.error());
   if (cache_.size() >= kMaxCachedKeys) cache_.clear();
-  cache_.emplace(cache_key, *found);
-  return *found;
+  std::shared_ptr<const ApiKeyRecord> record;
+  if (*found) record = std::make_shared<const ApiKeyRecord>(std::move(**found));
+  cache_.emplace(hash, record);
+  return record;
 }
 
 Result<bool> KeyCache::poll() {

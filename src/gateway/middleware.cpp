@@ -79,9 +79,13 @@ RequestContext::RequestContext(http::Request& r)
                            .count()),
       request_id(new_request_id(received_unix_ms)) {}
 
-http::awaitable<std::optional<http::Response>> run_steps(std::span<const Step> steps, RequestContext& context) {
+http::awaitable<StepResult> run_steps(std::span<const Step> steps, RequestContext& context) {
   for (const auto& step : steps) {
-    if (auto response = co_await step(context)) co_return response;
+    if (const auto* now = std::get_if<SyncStep>(&step)) {
+      if (auto response = (*now)(context)) co_return response;
+    } else if (auto response = co_await std::get<AsyncStep>(step)(context)) {
+      co_return response;
+    }
   }
   co_return std::nullopt;
 }
@@ -99,66 +103,66 @@ http::Response gateway_error(const RequestContext& context, const Error& error) 
 }
 
 Step allow_list_step() {
-  return [](RequestContext& context) -> http::awaitable<std::optional<http::Response>> {
+  return SyncStep{[](RequestContext& context) -> StepResult {
     const std::string_view path = http::target_path(context.request);
     bool path_known = false;
     for (const auto& route : kAllowedRoutes) {
       if (route.path != path) continue;
-      if (route.method == context.request.method()) co_return std::nullopt;
+      if (route.method == context.request.method()) return std::nullopt;
       path_known = true;
     }
-    if (!path_known) co_return gateway_error(context, Error{Errc::not_found, "unknown path"});
+    if (!path_known) return gateway_error(context, Error{Errc::not_found, "unknown path"});
     auto response = gateway_error(context, Error{Errc::method_not_allowed, "method not allowed for this path"});
     for (const auto& route : kAllowedRoutes)
       if (route.path == path) response.set(beast_http::field::allow, beast_http::to_string(route.method));
-    co_return response;
-  };
+    return response;
+  }};
 }
 
 Step header_limit_step(std::size_t max_bytes) {
-  return [max_bytes](RequestContext& context) -> http::awaitable<std::optional<http::Response>> {
+  return SyncStep{[max_bytes](RequestContext& context) -> StepResult {
     std::size_t size = context.request.target().size() + 16;
     for (const auto& field : context.request.base()) size += field.name_string().size() + field.value().size() + 4;
-    if (size <= max_bytes) co_return std::nullopt;
+    if (size <= max_bytes) return std::nullopt;
     auto response = http::json_response(
         kStatusHeadersTooLarge,
         openai_error_body(Error{Errc::request_too_large, "request headers are larger than the limit"}, kErrorSource));
     decorate(response.base(), context);
-    co_return response;
-  };
+    return response;
+  }};
 }
 
 Step body_limit_step(std::uint64_t max_bytes) {
-  return [max_bytes](RequestContext& context) -> http::awaitable<std::optional<http::Response>> {
-    if (context.request.body().size() <= max_bytes) co_return std::nullopt;
-    co_return gateway_error(context, Error{Errc::request_too_large, "request body is larger than " +
+  return SyncStep{[max_bytes](RequestContext& context) -> StepResult {
+    if (context.request.body().size() <= max_bytes) return std::nullopt;
+    return gateway_error(context, Error{Errc::request_too_large, "request body is larger than " +
                                                                         std::to_string(max_bytes) + " bytes"});
-  };
+  }};
 }
 
 Step auth_step(KeyCache& keys, UsageRecorder* usage) {
-  return [&keys, usage](RequestContext& context) -> http::awaitable<std::optional<http::Response>> {
+  return SyncStep{[&keys, usage](RequestContext& context) -> StepResult {
     const auto header = context.request.base().find(beast_http::field::authorization);
     if (header == context.request.base().end())
-      co_return gateway_error(context, Error{Errc::invalid_api_key, "missing API key: send Authorization: Bearer sk_..."});
+      return gateway_error(context, Error{Errc::invalid_api_key, "missing API key: send Authorization: Bearer sk_..."});
     const auto token = bearer_token(header->value());
     if (!token || !is_well_formed_api_key(*token))
-      co_return gateway_error(context, Error{Errc::invalid_api_key, "malformed API key"});
+      return gateway_error(context, Error{Errc::invalid_api_key, "malformed API key"});
     context.masked_key = mask_api_key(*token);
     auto found = keys.lookup(hash_api_key(*token));
     if (!found) {
       spdlog::error("{}: key lookup failed: {}", context.request_id, found.error().to_string());
-      co_return gateway_error(context, Error{Errc::internal_error, "the key database is not available"});
+      return gateway_error(context, Error{Errc::internal_error, "the key database is not available"});
     }
     if (!*found) {
       spdlog::info("{}: unknown API key {}", context.request_id, context.masked_key);
-      co_return gateway_error(context, Error{Errc::invalid_api_key, "unknown API key"});
+      return gateway_error(context, Error{Errc::invalid_api_key, "unknown API key"});
     }
     if ((*found)->revoked()) {
       spdlog::info("{}: revoked API key {} ({})", context.request_id, context.masked_key, (*found)->id);
-      co_return gateway_error(context, Error{Errc::key_revoked, "this API key has been revoked"});
+      return gateway_error(context, Error{Errc::key_revoked, "this API key has been revoked"});
     }
-    context.key = std::move(**found);
+    context.key = std::move(*found);
     if (usage) {
       UsageRow row;
       row.request_id = context.request_id;
@@ -169,36 +173,36 @@ Step auth_step(KeyCache& keys, UsageRecorder* usage) {
       row.status = 500;  // until a response is sent
       context.usage.emplace(*usage, std::move(row));
     }
-    co_return std::nullopt;
-  };
+    return std::nullopt;
+  }};
 }
 
 Step envelope_step() {
-  return [](RequestContext& context) -> http::awaitable<std::optional<http::Response>> {
+  return SyncStep{[](RequestContext& context) -> StepResult {
     auto envelope = protocol::check_envelope(context.request.body());
-    if (!envelope) co_return gateway_error(context, envelope.error());
+    if (!envelope) return gateway_error(context, envelope.error());
     context.envelope = *envelope;
-    co_return std::nullopt;
-  };
+    return std::nullopt;
+  }};
 }
 
 Step stream_limit_step(StreamSlots& slots) {
-  return [&slots](RequestContext& context) -> http::awaitable<std::optional<http::Response>> {
-    if (!context.key) co_return std::nullopt;
+  return SyncStep{[&slots](RequestContext& context) -> StepResult {
+    if (!context.key) return std::nullopt;
     if (auto slot = slots.try_acquire(context.key->id, context.key->limits.max_streams)) {
       context.stream_slot.emplace(std::move(*slot));
-      co_return std::nullopt;
+      return std::nullopt;
     }
     auto response = gateway_error(
         context, Error{Errc::rate_limit_exceeded, "too many concurrent streams for this API key (max " +
                                                       std::to_string(context.key->limits.max_streams) + ")"});
     response.set(beast_http::field::retry_after, "1");
-    co_return response;
-  };
+    return response;
+  }};
 }
 
 Step rate_limit_step(RateLimiter& limiter) {
-  return [&limiter](RequestContext& context) -> http::awaitable<std::optional<http::Response>> {
+  return AsyncStep{[&limiter](RequestContext& context) -> http::awaitable<StepResult> {
     if (!context.key) co_return std::nullopt;
     auto decision = co_await limiter.acquire(context.key->id, context.key->limits);
     if (!decision) {
@@ -208,7 +212,7 @@ Step rate_limit_step(RateLimiter& limiter) {
     context.rate = *decision;
     if (decision->allowed) co_return std::nullopt;
     co_return gateway_error(context, Error{Errc::rate_limit_exceeded, "rate limit exceeded for this API key"});
-  };
+  }};
 }
 
 }  // namespace rvenc::gateway

@@ -165,7 +165,12 @@ TEST_F(MiddlewareTest, StepsStopAtTheFirstAnswer) {
     ++ran;
     co_return http::json_response(418, "{}");
   };
-  const std::vector<Step> steps{pass, stop, pass};
+  auto pass_now = [&ran](RequestContext&) -> StepResult {
+    ++ran;
+    return std::nullopt;
+  };
+  // Synchronous and asynchronous steps mixed, in order.
+  const std::vector<Step> steps{SyncStep{pass_now}, AsyncStep{pass}, AsyncStep{stop}, SyncStep{pass_now}};
   http::Request request{http::Verb::get, "/", 11};
   RequestContext context(request);
   boost::asio::io_context ioc;
@@ -174,7 +179,7 @@ TEST_F(MiddlewareTest, StepsStopAtTheFirstAnswer) {
   auto response = result.get();
   ASSERT_TRUE(response);
   EXPECT_EQ(response->result_int(), 418u);
-  EXPECT_EQ(ran, 2);
+  EXPECT_EQ(ran, 3);
 }
 
 TEST_F(MiddlewareTest, HealthAndMetricsWithoutEnclaves) {

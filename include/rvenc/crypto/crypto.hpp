@@ -54,6 +54,16 @@ template <std::size_t N>
 }
 [[nodiscard]] Nonce random_nonce();
 
+// Keyed (SipHash, random per-process key) hash of byte strings for hash tables, so attacker-chosen
+// nonces, ciphertexts or API keys cannot flood one bucket.
+struct KeyedBytesHash {
+  [[nodiscard]] std::size_t operator()(std::span<const std::uint8_t> bytes) const noexcept;
+  template <std::size_t N>
+  [[nodiscard]] std::size_t operator()(const std::array<std::uint8_t, N>& bytes) const noexcept {
+    return (*this)(std::span<const std::uint8_t>(bytes));
+  }
+};
+
 // --- X-Wing KEM -------------------------------------------------------------------------
 struct XWingKeyPair {
   XWingPublicKey public_key;

@@ -34,16 +34,6 @@ struct SeedFile {
 void lock_memory(void* data, std::size_t size) noexcept;
 void unlock_memory(void* data, std::size_t size) noexcept;
 
-// Keyed (SipHash, random per-process key) hash of fixed-size byte strings, so attacker-chosen
-// nonces or ciphertexts cannot flood one hash bucket.
-struct KeyedBytesHash {
-  [[nodiscard]] std::size_t operator()(std::span<const std::uint8_t> bytes) const noexcept;
-  template <std::size_t N>
-  [[nodiscard]] std::size_t operator()(const std::array<std::uint8_t, N>& bytes) const noexcept {
-    return (*this)(std::span<const std::uint8_t>(bytes));
-  }
-};
-
 // LRU map SHA-256(cipherText) -> shared secret, at most `capacity` entries; evicted entries are
 // wiped (crypto::Secret). Thread-safe.
 class SharedSecretCache {
@@ -63,7 +53,7 @@ class SharedSecretCache {
   std::size_t capacity_;
   mutable std::mutex mutex_;
   std::list<Entry> order_;  // front: most recently used
-  std::unordered_map<crypto::Sha256Digest, std::list<Entry>::iterator, KeyedBytesHash> index_;
+  std::unordered_map<crypto::Sha256Digest, std::list<Entry>::iterator, crypto::KeyedBytesHash> index_;
 };
 
 // The enclave's X-Wing key pair: the seed is locked in memory for the object's lifetime (so the

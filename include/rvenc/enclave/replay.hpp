@@ -44,7 +44,7 @@ class ReplayCache {
   using Entry = std::array<std::uint8_t, crypto::kKeyIdBytes + crypto::kAeadNonceBytes>;
   struct Bucket {
     std::int64_t start = 0;
-    std::unordered_set<Entry, KeyedBytesHash> entries;
+    std::unordered_set<Entry, crypto::KeyedBytesHash> entries;
   };
   void expire(std::int64_t now);
 

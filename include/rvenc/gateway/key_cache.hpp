@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -22,8 +23,8 @@ class KeyCache {
  public:
   explicit KeyCache(KeyStore store);
 
-  // The key with this hash (nullopt: no such key). Thread-safe.
-  [[nodiscard]] Result<std::optional<ApiKeyRecord>> lookup(const KeyHash& hash);
+  // The key with this hash (null: no such key), shared with the cache, never copied. Thread-safe.
+  [[nodiscard]] Result<std::shared_ptr<const ApiKeyRecord>> lookup(const KeyHash& hash);
   // Drops the cache when keys_version moved; returns whether it did. Thread-safe.
   [[nodiscard]] Result<bool> poll();
 
@@ -31,7 +32,7 @@ class KeyCache {
   std::mutex mutex_;
   KeyStore store_;
   std::optional<std::int64_t> version_;
-  std::unordered_map<std::string, std::optional<ApiKeyRecord>> cache_;
+  std::unordered_map<KeyHash, std::shared_ptr<const ApiKeyRecord>, crypto::KeyedBytesHash> cache_;
 };
 
 }  // namespace rvenc::gateway

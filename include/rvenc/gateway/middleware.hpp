@@ -12,6 +12,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <variant>
 
 #include "rvenc/gateway/key_cache.hpp"
 #include "rvenc/gateway/rate_limiter.hpp"
@@ -63,7 +64,7 @@ struct RequestContext {
   std::int64_t received_unix_ms = 0;
   // "req_" + 12 hex digits of received_unix_ms + 12 random ones; sent to the enclave and back.
   std::string request_id;
-  std::optional<ApiKeyRecord> key;
+  std::shared_ptr<const ApiKeyRecord> key;  // set by auth_step
   std::string masked_key;  // "…wxyz", for logs
   std::optional<protocol::EnvelopeSummary> envelope;
   std::optional<RateDecision> rate;
@@ -71,10 +72,16 @@ struct RequestContext {
   std::optional<UsageRecord> usage;  // written when the context is destroyed
 };
 
-using Step = std::function<http::awaitable<std::optional<http::Response>>(RequestContext&)>;
+// A step answers the request (a response) or lets it through (nullopt). Most decide at once and
+// are plain functions (no coroutine frame per request); one that must wait, like a rate limiter
+// kept in Redis, is a coroutine.
+using StepResult = std::optional<http::Response>;
+using SyncStep = std::function<StepResult(RequestContext&)>;
+using AsyncStep = std::function<http::awaitable<StepResult>(RequestContext&)>;
+using Step = std::variant<SyncStep, AsyncStep>;
 
 // Runs the steps in order until one answers; nullopt when all let the request through.
-http::awaitable<std::optional<http::Response>> run_steps(std::span<const Step> steps, RequestContext& context);
+http::awaitable<StepResult> run_steps(std::span<const Step> steps, RequestContext& context);
 
 // Adds X-Request-Id and the x-ratelimit-* headers (when a rate decision was made).
 void decorate(http::Fields& fields, const RequestContext& context);
