@@ -262,6 +262,7 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
     }
     if (!*chunk) break;
     if (!first_upstream_byte) first_upstream_byte = Clock::now();
+    stream.recycle(std::move(received));  // forwarded (or copied) by now; the next read refills it
     received = std::move(**chunk);
     auto forward = relay.feed(received);
     if (!forward) {

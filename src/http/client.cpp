@@ -429,7 +429,8 @@ class StreamImpl final : public ResponseStream {
         if (auto& body = parser_.get().body(); !body.empty()) co_return std::exchange(body, std::string());
         if (finished_) co_return std::nullopt;
         // One read straight from the socket (Beast's read_some would wrap it in its own operation).
-        const std::size_t space = std::clamp<std::size_t>(buffer.capacity() - buffer.size(), detail::kMinReadSpace, detail::kMaxReadSpace);
+        const std::size_t space =
+            std::clamp<std::size_t>(buffer.capacity() - buffer.size(), detail::kMinReadSpace, detail::kMaxReadSpace);
         watchdog_->begin(deadline_.end);
         auto [read_ec, n] = co_await connection_->stream.socket().async_read_some(buffer.prepare(space), kTuple);
         watchdog_->end();
@@ -452,6 +453,14 @@ class StreamImpl final : public ResponseStream {
   }
 
   [[nodiscard]] bool finished() const override { return finished_; }
+
+  void recycle(std::string spent) override {
+    auto& body = parser_.get().body();
+    if (body.empty() && spent.capacity() > body.capacity()) {
+      spent.clear();
+      body = std::move(spent);
+    }
+  }
 
   void cancel() override {
     cancelled_ = true;

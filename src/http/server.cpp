@@ -289,8 +289,8 @@ class ConnectionWriter final : public ResponseWriter {
       co_await write_raw(std::array{asio::buffer(head), asio::buffer(detail::kLastChunk)});
     } else {
       const detail::ChunkSizeLine size(last_bytes.size());
-      co_await write_raw(std::array{asio::buffer(head), size.buffer(), asio::buffer(last_bytes), asio::buffer(detail::kCrlf),
-                                    asio::buffer(detail::kLastChunk)});
+      co_await write_raw(std::array{asio::buffer(head), size.buffer(), asio::buffer(last_bytes),
+                                    asio::buffer(detail::kCrlf), asio::buffer(detail::kLastChunk)});
     }
   }
 

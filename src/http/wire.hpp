@@ -37,7 +37,8 @@ std::string serialize_head(const boost::beast::http::header<isRequest, Fields>& 
     head.append(method.data(), method.size()).append(" ").append(target.data(), target.size()).append(" ");
     head.append(version).append("\r\n");
   } else {
-    const auto reason = header.reason().empty() ? boost::beast::http::obsolete_reason(header.result()) : header.reason();
+    const auto reason =
+        header.reason().empty() ? boost::beast::http::obsolete_reason(header.result()) : header.reason();
     head.append(version).append(" ").append(std::to_string(header.result_int())).append(" ");
     head.append(reason.data(), reason.size()).append("\r\n");
   }

@@ -42,6 +42,32 @@ awaitable<std::string> read_at_least(ResponseStream& stream, std::size_t wanted)
   co_return got;
 }
 
+// A string given back with recycle() is what the next read fills (no allocation per read).
+TEST(Client, RecycledStringIsFilledByTheNextRead) {
+  Gate gate;
+  TestServer server(two_part_stream(gate));
+  run_coroutine([&]() -> awaitable<void> {
+    Client client;
+    auto stream = co_await client.open(server.url, make_request(Verb::get, "/events"));
+    EXPECT_TRUE(stream);
+    if (!stream) co_return;
+    auto first = co_await (*stream)->read_some();
+    EXPECT_TRUE(first && *first);
+    if (!first || !*first) co_return;
+    EXPECT_EQ(**first, "first;");
+    std::string spent = std::move(**first);
+    spent.reserve(4096);  // more than any read here needs
+    const char* const storage = spent.data();
+    (*stream)->recycle(std::move(spent));
+    gate.open();
+    auto second = co_await (*stream)->read_some();
+    EXPECT_TRUE(second && *second);
+    if (!second || !*second) co_return;
+    EXPECT_EQ(**second, "second;");
+    EXPECT_EQ((*second)->data(), storage);
+  });
+}
+
 TEST(Client, StreamedChunksArriveBeforeTheNextIsWritten) {
   Gate gate;
   TestServer server(two_part_stream(gate));

@@ -125,7 +125,8 @@ class CannedServer {
       char buffer[4096];
       std::size_t expected = std::string::npos;
       while (request.size() < expected) {
-        if (const auto head_end = request.find("\r\n\r\n"); expected == std::string::npos && head_end != std::string::npos) {
+        if (const auto head_end = expected == std::string::npos ? request.find("\r\n\r\n") : std::string::npos;
+            head_end != std::string::npos) {
           const auto field = request.find("\r\nContent-Length: ");
           expected = head_end + 4 + (field < head_end ? std::stoul(request.substr(field + 18)) : 0);
           continue;

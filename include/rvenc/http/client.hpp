@@ -70,6 +70,9 @@ class ResponseStream {
   // goes back to the pool). Errors: upstream_timeout (idle/total), upstream_error (reset,
   // truncated, malformed), or upstream_error "cancelled" after cancel().
   virtual awaitable<Result<std::optional<std::string>>> read_some() = 0;
+  // Gives back a string read_some() handed out, once its bytes are no longer needed: the next
+  // read fills it instead of allocating one (a relay reads thousands). Optional.
+  virtual void recycle(std::string spent) { (void)spent; }
   // True once the whole body has been received (what read_some() returned last was the end of
   // it; the next call returns the clean end without waiting, and the connection is pooled).
   [[nodiscard]] virtual bool finished() const = 0;
