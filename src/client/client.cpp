@@ -215,6 +215,7 @@ struct ClientState {
       if (!*bytes) co_return decoder.finish();
       chunks.clear();
       const Status fed = decoder.feed(**bytes, chunks);
+      stream.recycle(std::move(**bytes));  // the decoder kept what it needs; the next read refills it
       for (const Chunk& chunk : chunks) {
         if (auto handled = co_await on_chunk(chunk); !handled) {
           stream.cancel();

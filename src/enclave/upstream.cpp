@@ -118,6 +118,7 @@ http::awaitable<EngineOutcome> UpstreamEngine::generate(const protocol::ChatRequ
       stream.cancel();
       co_return failed(Errc::upstream_error, "the model server sent an oversized event");
     }
+    stream.recycle(std::move(**bytes));  // the events are copies; the next read refills it
     for (auto& event : events) {
       if (event.data == "[DONE]") {
         done = true;
