@@ -28,6 +28,13 @@ Router hello_router() {
   return router;
 }
 
+// The /echo route's answer: 200 with the body size and query it saw.
+void expect_echo(const std::optional<Response>& response, std::string_view json) {
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->result_int(), 200u);
+  EXPECT_EQ(response->body(), json);
+}
+
 bool has_code(const Response& response, std::string_view code) {
   return response.body().find("\"code\":\"" + std::string(code) + "\"") != std::string::npos;
 }
@@ -272,10 +279,7 @@ TEST(Server, RequestArrivingInPiecesIsReadWhole) {
   raw.send("Length: 11\r\n\r\nhello");
   std::this_thread::sleep_for(kPieceGap);
   raw.send(" world");
-  auto response = raw.read_response();
-  ASSERT_TRUE(response);
-  EXPECT_EQ(response->result_int(), 200u);
-  EXPECT_EQ(response->body(), "{\"got\":11,\"query\":\"q=1\"}");
+  expect_echo(raw.read_response(), "{\"got\":11,\"query\":\"q=1\"}");
 }
 
 // Expect: 100-continue gets the interim answer first; the body sent after it is read.
@@ -287,10 +291,7 @@ TEST(Server, ExpectContinueGets100BeforeTheBody) {
   ASSERT_TRUE(interim);
   EXPECT_EQ(interim->result_int(), 100u);
   raw.send("12345");
-  auto response = raw.read_response();
-  ASSERT_TRUE(response);
-  EXPECT_EQ(response->result_int(), 200u);
-  EXPECT_EQ(response->body(), "{\"got\":5,\"query\":\"\"}");
+  expect_echo(raw.read_response(), "{\"got\":5,\"query\":\"\"}");
 }
 
 // A connection that ends inside a body gets no answer (there is no one to read it), and the
