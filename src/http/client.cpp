@@ -409,21 +409,12 @@ class StreamImpl final : public ResponseStream {
     if (finished_) co_return std::nullopt;
     auto& buffer = connection_->buffer;
     for (;;) {
-      // Every HTTP chunk already received first, so a burst of events is handed out (and
-      // forwarded) at once, as nginx does.
-      beast::error_code ec;
       // The body taken from these bytes is never longer than they are: one allocation, where
       // appending chunk by chunk would grow the string several times per read.
       parser_.get().body().reserve(buffer.size());
-      while (!parser_.is_done() && buffer.size() > 0) {
-        const std::size_t used = parser_.put(buffer.data(), ec);
-        buffer.consume(used);
-        if (ec == bhttp::error::need_more) {
-          ec = {};
-          break;
-        }
-        if (ec || used == 0) break;
-      }
+      // Every HTTP chunk already received first, so a burst of events is handed out (and
+      // forwarded) at once, as nginx does.
+      beast::error_code ec = detail::parse_buffered(parser_, buffer, [this] { return parser_.is_done(); });
       if (!ec) {
         if (parser_.is_done()) complete();
         if (auto& body = parser_.get().body(); !body.empty()) co_return std::exchange(body, std::string());

@@ -75,6 +75,20 @@ class ChunkSizeLine {
 inline constexpr std::size_t kMinReadSpace = 512;
 inline constexpr std::size_t kMaxReadSpace = 64 * 1024;
 
+// Feeds `parser` the bytes `buffer` holds, consuming what it takes, until `enough()` or it needs
+// more input; any other parse error is returned.
+template <class Parser, class Enough>
+boost::beast::error_code parse_buffered(Parser& parser, boost::beast::flat_buffer& buffer, Enough enough) {
+  boost::beast::error_code ec;
+  while (buffer.size() > 0 && !enough()) {
+    const std::size_t used = parser.put(buffer.data(), ec);
+    buffer.consume(used);
+    if (ec == boost::beast::http::error::need_more) return {};
+    if (ec || used == 0) return ec;
+  }
+  return ec;
+}
+
 // Parses what `buffer` holds into `parser`, reading from `stream` only for what is missing: a
 // message that is already buffered (a request that came whole with the idle read) costs no read
 // operation at all, where Beast's async_read would still complete through the event loop. Until
@@ -87,17 +101,8 @@ boost::asio::awaitable<boost::beast::error_code> read_message(ReadStream& stream
   parser.eager(whole);
   const auto complete = [&] { return whole ? parser.is_done() : parser.is_header_done(); };
   for (;;) {
-    boost::beast::error_code ec;
-    while (buffer.size() > 0 && !complete()) {
-      const std::size_t used = parser.put(buffer.data(), ec);
-      buffer.consume(used);
-      if (ec == bhttp::error::need_more) {
-        ec = {};
-        break;
-      }
-      if (ec) co_return ec;
-      if (used == 0) break;
-    }
+    boost::beast::error_code ec = parse_buffered(parser, buffer, complete);
+    if (ec) co_return ec;
     if (complete()) co_return boost::beast::error_code{};
     const std::size_t space = std::clamp<std::size_t>(buffer.capacity() - buffer.size(), kMinReadSpace, kMaxReadSpace);
     auto [read_ec, n] =
