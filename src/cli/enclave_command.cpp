@@ -30,6 +30,7 @@ struct EnclaveFlags {
   long long upstream_timeout_ms = enclave::kDefaultUpstreamTimeout.count();
   long long shutdown_grace_ms = enclave::kDefaultShutdownGrace.count();
   std::size_t max_connections = enclave::kDefaultMaxConnections;
+  std::size_t replay_cache_entries = enclave::kDefaultReplayCacheEntries;
 };
 
 std::vector<std::string> split_list(const std::string& text) {
@@ -71,6 +72,7 @@ int run_enclave(const EnclaveFlags& flags) {
   options.upstream_timeout = std::chrono::milliseconds(flags.upstream_timeout_ms);
   options.shutdown_grace = std::chrono::milliseconds(flags.shutdown_grace_ms);
   options.max_connections = flags.max_connections;
+  options.replay_cache_entries = flags.replay_cache_entries;
 
   auto server = enclave::EnclaveServer::create(std::move(options));
   if (!server) {
@@ -127,6 +129,10 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "On SIGINT/SIGTERM, how long in-flight streams may finish")
       ->capture_default_str();
   option(*cmd, "--max-connections", flags->max_connections, "Most connections served at once (beyond: 503 overloaded)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  option(*cmd, "--replay-cache-entries", flags->replay_cache_entries,
+         "Requests remembered for replay protection over 10 minutes (beyond: 503 overloaded)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->callback([&run, flags] { run = [flags] { return run_enclave(*flags); }; });

@@ -55,15 +55,28 @@ void random_bytes(std::span<std::uint8_t> out) noexcept {
 Nonce random_nonce() { return random_array<kAeadNonceBytes>(); }
 
 namespace {
-struct ShortHashKey {
-  std::array<std::uint8_t, crypto_shorthash_KEYBYTES> key{};
-  ShortHashKey() { random_bytes(key); }
+template <std::size_t N>
+struct RandomKey {
+  std::array<std::uint8_t, N> key{};
+  RandomKey() { random_bytes(key); }
 };
-const ShortHashKey& short_hash_key() {
-  static const ShortHashKey key;
+const RandomKey<crypto_shorthash_KEYBYTES>& short_hash_key() {
+  static const RandomKey<crypto_shorthash_KEYBYTES> key;
+  return key;
+}
+const RandomKey<crypto_shorthash_siphashx24_KEYBYTES>& fingerprint_key() {
+  static const RandomKey<crypto_shorthash_siphashx24_KEYBYTES> key;
   return key;
 }
 }  // namespace
+
+static_assert(kFingerprintBytes == crypto_shorthash_siphashx24_BYTES);
+
+Fingerprint keyed_fingerprint(std::span<const std::uint8_t> bytes) noexcept {
+  Fingerprint out{};
+  crypto_shorthash_siphashx24(out.data(), bytes.data(), bytes.size(), fingerprint_key().key.data());
+  return out;
+}
 
 std::size_t KeyedBytesHash::operator()(std::span<const std::uint8_t> bytes) const noexcept {
   std::array<std::uint8_t, crypto_shorthash_BYTES> out{};

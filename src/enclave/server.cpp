@@ -53,6 +53,7 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
 
   ServiceOptions service_options;
   service_options.allow_v1 = options.allow_v1;
+  service_options.replay_cache_entries = options.replay_cache_entries;
   if (options.gateway_token_file) {
     auto hash = load_gateway_token_hash(*options.gateway_token_file);
     if (!hash) return std::unexpected(hash.error());
@@ -103,6 +104,8 @@ std::vector<std::string> EnclaveServer::describe() const {
   if (const auto platform = provider.platform_public_key())
     lines.push_back("platform public key " + to_hex(*platform));
   for (const auto& [name, engine] : service_->engines()) lines.push_back("model " + name + ": " + engine->description());
+  lines.push_back("replay protection for up to " + std::to_string(service_->replay_cache().capacity()) + " requests per " +
+                  std::to_string(kReplayWindowSeconds) + " s (--replay-cache-entries)");
   lines.insert(lines.end(), warnings_.begin(), warnings_.end());
   return lines;
 }

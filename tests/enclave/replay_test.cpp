@@ -2,6 +2,8 @@
 
 #include "rvenc/enclave/replay.hpp"
 
+#include <vector>
+
 namespace rvenc::enclave {
 namespace {
 
@@ -68,6 +70,38 @@ TEST(ReplayCache, ClockGoingBackwardsKeepsEntries) {
   ASSERT_TRUE(cache.check_and_insert(kKey, nonce_of(2), kNow - 200));
   EXPECT_FALSE(cache.check_and_insert(kKey, nonce_of(2), kNow));
   EXPECT_FALSE(cache.check_and_insert(kKey, nonce_of(1), kNow - 100));
+}
+
+TEST(ReplayCache, RemembersEveryOneOfManyRequests) {
+  // Enough to make each bucket's table grow many times over.
+  constexpr int kRequests = 50'000;
+  ReplayCache cache(kRequests);
+  for (int i = 0; i < kRequests; ++i) ASSERT_TRUE(cache.check_and_insert(kKey, nonce_of(i), kNow + i / 1000));
+  EXPECT_EQ(cache.size(), static_cast<std::size_t>(kRequests));
+  for (int i = 0; i < kRequests; i += 7) {
+    auto again = cache.check_and_insert(kKey, nonce_of(i), kNow + 60);
+    ASSERT_FALSE(again) << i;
+    EXPECT_EQ(again.error().code, Errc::replayed_request);
+  }
+  crypto::KeyId other = kKey;
+  other[7] = 0;
+  EXPECT_EQ(cache.check_and_insert(other, nonce_of(1), kNow + 60).error().code, Errc::overloaded);
+}
+
+TEST(FingerprintSet, HoldsWhatWasInsertedAndNothingElse) {
+  detail::FingerprintSet set;
+  std::vector<crypto::Fingerprint> inserted;
+  for (int i = 0; i < 1000; ++i) {
+    const auto nonce = nonce_of(i);
+    inserted.push_back(crypto::keyed_fingerprint(nonce));
+    set.insert(inserted.back());
+  }
+  EXPECT_EQ(set.size(), 1000u);
+  for (const auto& fingerprint : inserted) EXPECT_TRUE(set.contains(fingerprint));
+  for (int i = 1000; i < 3000; ++i) EXPECT_FALSE(set.contains(crypto::keyed_fingerprint(nonce_of(i)))) << i;
+  // The value that marks free slots is not mistaken for an entry.
+  EXPECT_FALSE(set.contains(crypto::Fingerprint{}));
+  EXPECT_FALSE(detail::FingerprintSet{}.contains(inserted.front()));
 }
 
 }  // namespace

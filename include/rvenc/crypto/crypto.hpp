@@ -64,6 +64,13 @@ struct KeyedBytesHash {
   }
 };
 
+// A keyed 128-bit fingerprint (SipHash-128, random per-process key) of a byte string: a
+// compact stand-in for the string in sets that only ask "seen before?" (collisions: 2^-128 per
+// pair, and without the key no one can aim for one).
+inline constexpr std::size_t kFingerprintBytes = 16;
+using Fingerprint = std::array<std::uint8_t, kFingerprintBytes>;
+[[nodiscard]] Fingerprint keyed_fingerprint(std::span<const std::uint8_t> bytes) noexcept;
+
 // --- X-Wing KEM -------------------------------------------------------------------------
 struct XWingKeyPair {
   XWingPublicKey public_key;

@@ -43,6 +43,8 @@ struct EnclaveOptions {
   std::chrono::milliseconds upstream_timeout = kDefaultUpstreamTimeout;
   std::chrono::milliseconds shutdown_grace = kDefaultShutdownGrace;
   std::size_t max_connections = kDefaultMaxConnections;  // beyond -> 503 overloaded
+  // Requests remembered for replay protection (beyond: 503 overloaded until entries expire).
+  std::size_t replay_cache_entries = kDefaultReplayCacheEntries;
 };
 
 class EnclaveServer {

@@ -69,6 +69,7 @@ class EnclaveService {
   [[nodiscard]] const EnclaveKey& key() const noexcept { return *key_; }
   [[nodiscard]] const AttestationProvider& provider() const noexcept { return *attestation_; }
   [[nodiscard]] const std::map<std::string, std::shared_ptr<Engine>>& engines() const noexcept { return engines_; }
+  [[nodiscard]] const ReplayCache& replay_cache() const noexcept { return replay_; }
 
  private:
   struct Accepted;
