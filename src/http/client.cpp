@@ -48,7 +48,14 @@ struct Connection {
   beast::tcp_stream stream;
   beast::flat_buffer buffer;
   int family = AF_INET;  // of the socket, to move it to another io_context without a getsockname
-  explicit Connection(const asio::any_io_executor& executor) : stream(executor) { buffer.reserve(kConnectionReadBuffer); }
+  // Bounds the reads of response heads and streamed bodies (each begin_for its own limit) and
+  // closes the connection when one outlasts it: one timer for the connection's whole life, where
+  // the timed stream arms and cancels one per read. After `stream`: stopped before it closes.
+  detail::OperationWatchdog watchdog;
+  explicit Connection(const asio::any_io_executor& executor)
+      : stream(executor), watchdog(executor, Timeouts::kDefaultIdle, [this] { stream.close(); }) {
+    buffer.reserve(kConnectionReadBuffer);
+  }
 };
 
 asio::execution_context* context_of(const asio::any_io_executor& executor) {
@@ -343,8 +350,10 @@ awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_hea
     co_return std::unexpected(
         Failure{transport_error(write_ec, server, deadline, options, "sending the request"), reused});
   }
-  connection->stream.expires_after(deadline.bound(deadline.timeouts.idle));
-  const auto read_ec = co_await detail::read_message(connection->stream, connection->buffer, parser, false);
+  connection->watchdog.begin_for(deadline.timeouts.idle, deadline.end);
+  auto read_ec = co_await detail::read_message(connection->stream.socket(), connection->buffer, parser, false);
+  connection->watchdog.end();
+  if (read_ec && connection->watchdog.expired()) read_ec = beast::error::timeout;
   if (read_ec) {
     const bool nothing_received = !parser.got_some() && read_ec != beast::error::timeout;
     co_return std::unexpected(Failure{transport_error(read_ec, server, deadline, options, "waiting for the response"),
@@ -356,6 +365,7 @@ awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_hea
 // Pools the connection after a complete, clean response that allows keep-alive.
 void release(Client::Pool& pool, const Url& server, std::unique_ptr<Connection> connection, bool keep_alive) {
   if (!keep_alive || connection->buffer.size() != 0) return;
+  connection->watchdog.disarm();
   pool.put(pool_key(server), std::move(connection));
 }
 
@@ -422,16 +432,16 @@ class StreamImpl final : public ResponseStream {
         // One read straight from the socket (Beast's read_some would wrap it in its own operation).
         const std::size_t space =
             std::clamp<std::size_t>(buffer.capacity() - buffer.size(), detail::kMinReadSpace, detail::kMaxReadSpace);
-        watchdog_->begin(deadline_.end);
+        connection_->watchdog.begin_for(deadline_.timeouts.idle, deadline_.end);
         auto [read_ec, n] = co_await connection_->stream.socket().async_read_some(buffer.prepare(space), kTuple);
-        watchdog_->end();
+        connection_->watchdog.end();
         buffer.commit(n);
         if (cancelled_) co_return fail(Errc::upstream_error, "the response stream was cancelled");
         ec = read_ec;
         // A body may end with the connection; any other body cut by it is a partial message.
         if (ec == asio::error::eof) {
           parser_.put_eof(ec);
-        } else if (ec && watchdog_->expired()) {
+        } else if (ec && connection_->watchdog.expired()) {
           ec = beast::error::timeout;
         }
       }
@@ -459,13 +469,7 @@ class StreamImpl final : public ResponseStream {
   }
 
   bhttp::response_parser<StreamedBody>& parser() { return parser_; }
-  void attach(std::unique_ptr<Connection> connection) {
-    connection_ = std::move(connection);
-    // The idle timeout of each body read (a stream is many small reads: no timer per read).
-    watchdog_.emplace(connection_->stream.get_executor(), deadline_.timeouts.idle, [this] {
-      if (connection_) connection_->stream.close();
-    });
-  }
+  void attach(std::unique_ptr<Connection> connection) { connection_ = std::move(connection); }
 
  private:
   // The whole body is in: the connection goes back to the pool at once.
@@ -479,7 +483,6 @@ class StreamImpl final : public ResponseStream {
   Deadline deadline_;
   bhttp::response_parser<StreamedBody> parser_;
   std::unique_ptr<Connection> connection_;
-  std::optional<detail::OperationWatchdog> watchdog_;  // after connection_: stopped before it closes
   std::optional<Error> error_;
   bool cancelled_ = false;
   bool finished_ = false;

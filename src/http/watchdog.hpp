@@ -43,6 +43,15 @@ class OperationWatchdog {
   }
   void end() noexcept { state_->pending = false; }
   [[nodiscard]] bool expired() const noexcept { return state_->expired; }
+  // Between operations, lets go of the timer (a pending wait keeps its io_context running); the
+  // next begin() arms it again.
+  void disarm() noexcept {
+    State& s = *state_;
+    if (!s.armed) return;
+    ++s.generation;
+    s.armed = false;
+    s.timer.cancel();
+  }
   // No on_expire() after this (the destructor calls it).
   void stop() noexcept {
     state_->stopped = true;

@@ -178,6 +178,31 @@ TEST(Client, PooledConnectionMovesBetweenLiveIoContexts) {
   }  // the Client goes first here, with a connection registered with `first`
 }
 
+// A connection's read deadline is one timer for its whole life; once the connection is pooled
+// nothing of it is pending, so an io_context with nothing else to do returns from run() at once
+// (not when a long idle timeout would have fired).
+TEST(Client, PooledConnectionLeavesNoPendingWork) {
+  TestServer server(text_handler("pong"));
+  asio::io_context context;
+  Client client;
+  std::optional<Result<std::string>> body;
+  asio::co_spawn(
+      context,
+      [&]() -> awaitable<void> {
+        Timeouts timeouts;
+        timeouts.idle = std::chrono::minutes(10);
+        auto stream = co_await client.open(server.url, make_request(Verb::get, "/ping"), timeouts);
+        if (stream) body = co_await (*stream)->read_all();
+      },
+      asio::detached);
+  // Far below the idle timeout, far above what the exchange takes.
+  context.run_for(std::chrono::seconds(30));
+  EXPECT_TRUE(context.stopped());
+  ASSERT_TRUE(body && *body);
+  EXPECT_EQ(**body, "pong");
+  EXPECT_EQ(client.idle_connections(), 1u);
+}
+
 // Streamed bodies read straight from the socket: one delimited by the end of the connection ends
 // cleanly (and is not pooled); a chunked one cut by it is an error, not a short success.
 struct CannedRead {
