@@ -141,17 +141,7 @@ int run_usage(const KeysOptions& o) {
                                          {"completionTokens", t.completion_tokens},
                                          {"bytesIn", t.bytes_in},
                                          {"bytesOut", t.bytes_out}});
-    for (const auto& r : *recent)
-      rows.push_back(boost::json::object{{"requestId", r.request_id},
-                                         {"keyId", r.key_id},
-                                         {"atMs", r.at_ms},
-                                         {"path", r.path},
-                                         {"status", r.status},
-                                         {"promptTokens", r.prompt_tokens},
-                                         {"completionTokens", r.completion_tokens},
-                                         {"bytesIn", r.bytes_in},
-                                         {"bytesOut", r.bytes_out},
-                                         {"durationMs", r.duration_ms}});
+    for (const auto& r : *recent) rows.push_back(gateway::to_json(r));
     std::cout << boost::json::serialize(boost::json::object{{"keys", keys}, {"recent", rows}}) << std::endl;
     return kExitOk;
   }

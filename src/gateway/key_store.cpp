@@ -8,6 +8,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include <boost/json.hpp>
+
 #include "rvenc/common/hex.hpp"
 
 namespace rvenc::gateway {
@@ -303,6 +305,49 @@ Result<std::int64_t> KeyStore::keys_version() {
   Statement s(db_, "SELECT value FROM meta WHERE name = 'keys_version'");
   if (!s.ok() || s.step() != SQLITE_ROW) return std::unexpected(db_error(db_, "reading keys_version"));
   return s.integer(0);
+}
+
+boost::json::object to_json(const UsageRow& row) {
+  return boost::json::object{{"requestId", row.request_id},
+                             {"keyId", row.key_id},
+                             {"atMs", row.at_ms},
+                             {"path", row.path},
+                             {"status", row.status},
+                             {"promptTokens", row.prompt_tokens},
+                             {"completionTokens", row.completion_tokens},
+                             {"bytesIn", row.bytes_in},
+                             {"bytesOut", row.bytes_out},
+                             {"durationMs", row.duration_ms}};
+}
+
+std::optional<UsageRow> usage_row_from_json(const boost::json::value& value) {
+  const auto* object = value.if_object();
+  if (!object) return std::nullopt;
+  bool complete = true;
+  const auto text = [&](std::string_view name) {
+    const auto* v = object->if_contains(name);
+    if (v && v->is_string()) return std::string(v->get_string());
+    complete = false;
+    return std::string();
+  };
+  const auto number = [&](std::string_view name) -> std::int64_t {
+    const auto* v = object->if_contains(name);
+    if (v && v->is_int64()) return v->get_int64();
+    complete = false;
+    return 0;
+  };
+  UsageRow row{.request_id = text("requestId"),
+               .key_id = text("keyId"),
+               .at_ms = number("atMs"),
+               .path = text("path"),
+               .status = static_cast<int>(number("status")),
+               .prompt_tokens = number("promptTokens"),
+               .completion_tokens = number("completionTokens"),
+               .bytes_in = number("bytesIn"),
+               .bytes_out = number("bytesOut"),
+               .duration_ms = number("durationMs")};
+  if (!complete) return std::nullopt;
+  return row;
 }
 
 Status KeyStore::record_usage(const std::vector<UsageRow>& rows) {

@@ -1,17 +1,211 @@
 #include "rvenc/gateway/usage.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
+#include <utility>
 
+#include <boost/json.hpp>
 #include <spdlog/spdlog.h>
+
+#include "rvenc/common/hex.hpp"
+#include "rvenc/crypto/crypto.hpp"
 
 namespace rvenc::gateway {
 
+namespace json = boost::json;
+namespace fs = std::filesystem;
+
+namespace detail {
+namespace {
+constexpr std::string_view kJournalInfix = ".usage-";
+constexpr std::string_view kJournalSuffix = ".journal";
+constexpr std::size_t kJournalNameRandomBytes = 8;
+// A new journal name can only collide with one a replay just locked or removed; retrying with a
+// fresh name settles it.
+constexpr int kJournalCreateAttempts = 8;
+// A journal holds about one flush interval of rows: far below this, unless it is not ours.
+constexpr std::size_t kMaxJournalBytes = 256 * 1024 * 1024;
+
+std::string errno_text() { return std::strerror(errno); }
+
+std::string journal_line(const UsageRow& row) {
+  std::string line = json::serialize(to_json(row));
+  line += '\n';
+  return line;
+}
+
+std::optional<UsageRow> parse_journal_line(std::string_view line) {
+  boost::system::error_code ec;
+  const json::value value = json::parse(line, ec);
+  if (ec) return std::nullopt;
+  return usage_row_from_json(value);
+}
+
+fs::path directory_of(const fs::path& database) {
+  return database.has_parent_path() ? database.parent_path() : fs::path(".");
+}
+
+bool is_journal_of(const fs::path& database, const fs::path& candidate) {
+  const std::string name = candidate.filename().string();
+  const std::string prefix = database.filename().string() + std::string(kJournalInfix);
+  return name.size() > prefix.size() + kJournalSuffix.size() && name.starts_with(prefix) &&
+         name.ends_with(kJournalSuffix);
+}
+
+// The whole file, or nullopt when it cannot be read or is larger than a journal can be.
+std::optional<std::string> read_whole(int fd) {
+  std::string content;
+  char buffer[64 * 1024];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::nullopt;
+    if (n == 0) return content;
+    content.append(buffer, static_cast<std::size_t>(n));
+    if (content.size() > kMaxJournalBytes) return std::nullopt;
+  }
+}
+}  // namespace
+
+Result<UsageJournal> UsageJournal::create(const fs::path& database) {
+  for (int attempt = 0; attempt < kJournalCreateAttempts; ++attempt) {
+    fs::path path = directory_of(database) /
+                    (database.filename().string() + std::string(kJournalInfix) +
+                     to_hex(crypto::random_array<kJournalNameRandomBytes>()) + std::string(kJournalSuffix));
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) continue;
+    if (fd < 0) return fail(Errc::internal_error, "cannot create the usage journal " + path.string() + ": " + errno_text());
+    // Another gateway's replay may have found the new file before this lock: it then removes it.
+    struct stat status {};
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0 || ::fstat(fd, &status) != 0 || status.st_nlink == 0) {
+      ::close(fd);
+      continue;
+    }
+    return UsageJournal(fd, std::move(path));
+  }
+  return fail(Errc::internal_error, "cannot create a usage journal beside " + database.string());
+}
+
+UsageJournal::UsageJournal(UsageJournal&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)) {}
+
+UsageJournal& UsageJournal::operator=(UsageJournal&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    path_ = std::move(other.path_);
+  }
+  return *this;
+}
+
+UsageJournal::~UsageJournal() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status UsageJournal::append(const UsageRow& row) {
+  const std::string line = journal_line(row);
+  std::string_view rest = line;
+  while (!rest.empty()) {
+    const ssize_t n = ::write(fd_, rest.data(), rest.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return fail(Errc::internal_error, "cannot write the usage journal " + path_.string() + ": " + errno_text());
+    rest.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return {};
+}
+
+void UsageJournal::remove() {
+  if (fd_ < 0) return;
+  if (::unlink(path_.c_str()) != 0) spdlog::warn("usage: cannot remove the journal {}: {}", path_.string(), errno_text());
+  ::close(std::exchange(fd_, -1));
+}
+
+Result<std::size_t> replay_usage_journals(KeyStore& store, const fs::path& database) {
+  std::error_code ec;
+  std::vector<fs::path> found;
+  for (const auto& entry : fs::directory_iterator(directory_of(database), ec))
+    if (is_journal_of(database, entry.path())) found.push_back(entry.path());
+  if (ec) return fail(Errc::internal_error, "cannot list " + directory_of(database).string() + ": " + ec.message());
+
+  std::size_t replayed = 0;
+  for (const auto& path : found) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;  // removed meanwhile by another gateway's replay
+    // Locked: a live gateway's.
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd);
+      continue;
+    }
+    const auto content = read_whole(fd);
+    if (!content) {
+      ::close(fd);
+      spdlog::error("usage: cannot read the journal {}; it is left in place", path.string());
+      continue;
+    }
+    std::vector<UsageRow> rows;
+    std::size_t unreadable = 0;
+    for (std::string_view rest = *content; !rest.empty();) {
+      const auto end = rest.find('\n');
+      const std::string_view line = rest.substr(0, end);
+      rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);
+      if (line.empty()) continue;
+      if (auto row = parse_journal_line(line)) rows.push_back(std::move(*row));
+      else ++unreadable;
+    }
+    if (unreadable > 0) spdlog::warn("usage: {} unreadable lines in the journal {} skipped", unreadable, path.string());
+    if (!rows.empty()) {
+      if (auto ok = store.record_usage(rows); !ok) {
+        ::close(fd);
+        return fail(Errc::internal_error,
+                    "cannot write the rows of the journal " + path.string() + ": " + ok.error().message);
+      }
+    }
+    ::unlink(path.c_str());
+    ::close(fd);
+    replayed += rows.size();
+  }
+  return replayed;
+}
+}  // namespace detail
+
+namespace {
+// Where the store's database lives, or empty for one without a file (no journal then).
+fs::path database_file(const KeyStore& store) {
+  const std::string& path = store.path();
+  if (path.empty() || path == ":memory:" || path.starts_with("file:")) return {};
+  return path;
+}
+}  // namespace
+
 UsageRecorder::UsageRecorder(KeyStore store, std::chrono::milliseconds flush_interval)
-    : store_(std::move(store)), flush_interval_(flush_interval), thread_([this] { run(); }) {}
+    : store_(std::move(store)), database_(database_file(store_)), flush_interval_(flush_interval) {
+  if (!database_.empty()) {
+    if (auto replayed = detail::replay_usage_journals(store_, database_); !replayed) {
+      spdlog::error("usage: {}", replayed.error().to_string());
+    } else if (*replayed > 0) {
+      spdlog::warn("usage: {} rows recovered from the journals of a gateway that stopped before writing them",
+                   *replayed);
+    }
+    open_journal();
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+void UsageRecorder::open_journal() {
+  auto journal = detail::UsageJournal::create(database_);
+  if (!journal) {
+    spdlog::error("usage: {}; rows wait in memory only until written", journal.error().to_string());
+    return;
+  }
+  journal_ = std::move(*journal);
+}
 
 UsageRecorder::~UsageRecorder() {
   {
@@ -26,6 +220,12 @@ void UsageRecorder::submit(UsageRow row) {
   bool full = false;
   {
     std::lock_guard lock(mutex_);
+    if (journal_) {
+      if (auto ok = journal_->append(row); !ok) {
+        spdlog::error("usage: {}; rows wait in memory only until written", ok.error().to_string());
+        journal_.reset();
+      }
+    }
     queue_.push_back(std::move(row));
     ++submitted_;
     full = queue_.size() >= kUsageBatchRows;
@@ -57,15 +257,30 @@ void UsageRecorder::run() {
   for (;;) {
     wake_.wait_for(lock, flush_interval_, [&] { return stopping_ || queue_.size() >= kUsageBatchRows || (flush_waiters_ > 0 && !queue_.empty()); });
     if (queue_.empty()) {
-      if (stopping_) return;
-      continue;
+      if (!stopping_) continue;
+      // Nothing waits, so the current journal holds nothing unwritten.
+      if (journal_) journal_->remove();
+      return;
+    }
+    // The rows that come after this batch go to a journal of their own, made without the lock.
+    std::optional<detail::UsageJournal> next_journal;
+    if (!database_.empty()) {
+      lock.unlock();
+      auto created = detail::UsageJournal::create(database_);
+      if (created) next_journal = std::move(*created);
+      else spdlog::error("usage: {}; rows wait in memory only until written", created.error().to_string());
+      lock.lock();
     }
     // Taken by a swap: the request threads must never wait on this thread while it holds the lock.
     std::vector<UsageRow> batch;
     batch.swap(queue_);
+    std::optional<detail::UsageJournal> batch_journal = std::exchange(journal_, std::move(next_journal));
     lock.unlock();
     auto ok = store_.record_usage(batch);
     if (!ok) spdlog::error("usage: {} rows not recorded: {}", batch.size(), ok.error().to_string());
+    // Kept when the rows are not in the database: the next gateway on it replays the journal.
+    if (ok && batch_journal) batch_journal->remove();
+    batch_journal.reset();
     lock.lock();
     handled_ += batch.size();
     if (ok) written_ += batch.size();

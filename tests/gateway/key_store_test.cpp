@@ -2,6 +2,11 @@
 
 #include <sqlite3.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -160,6 +165,85 @@ TEST_F(KeyStoreTest, UsageRowsAreWrittenOnceAndTotalled) {
   ASSERT_TRUE(recent);
   EXPECT_EQ(recent->size(), 2u);
   EXPECT_EQ((*store->list_keys())[0].last_used_at, 1'700'000'000);
+}
+
+// Rows that wait for their batch are in a journal beside the database: a gateway killed before
+// writing them (here a child process that SIGKILLs itself) loses none, the next one writes them.
+class UsageJournalTest : public KeyStoreTest {
+ protected:
+  // Long enough that no batch is written while a test runs: only the journal has the rows.
+  static constexpr std::chrono::minutes kNeverFlush{10};
+
+  std::string key_id() {
+    if (id_.empty()) id_ = KeyStore::open(db).value().create_key("frank", KeyEnv::live, {}).value().record.id;
+    return id_;
+  }
+  UsageRow row(int i) {
+    return UsageRow{"req_" + std::to_string(i), key_id(), 1'700'000'000'000 + i, "/rvenc/chat/completions", 200, 1, 2,
+                    3, 4, 5};
+  }
+  std::int64_t requests_written() {
+    const auto totals = KeyStore::open(db).value().usage_totals().value();
+    return totals.empty() ? 0 : totals[0].requests;
+  }
+  std::size_t journals() const {
+    std::size_t count = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+      if (entry.path().extension() == ".journal") ++count;
+    return count;
+  }
+  // Submits `rows` rows in a child process that is then killed with SIGKILL.
+  void submit_and_get_killed(int rows) {
+    const std::string id = key_id();
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      UsageRecorder recorder(KeyStore::open(db).value(), kNeverFlush);
+      for (int i = 0; i < rows; ++i) recorder.submit(row(i));
+      ::kill(::getpid(), SIGKILL);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  }
+
+ private:
+  std::string id_;
+};
+
+TEST_F(UsageJournalTest, RowsOfAKilledGatewayAreWrittenByTheNextOne) {
+  ASSERT_NO_FATAL_FAILURE(submit_and_get_killed(5));
+  EXPECT_EQ(requests_written(), 0);
+  EXPECT_EQ(journals(), 1u);
+  {
+    UsageRecorder next(KeyStore::open(db).value(), kNeverFlush);
+    EXPECT_EQ(requests_written(), 5);
+    EXPECT_EQ(journals(), 1u);  // its own
+    next.submit(row(0));        // a row already written is not written twice
+  }
+  EXPECT_EQ(requests_written(), 5);
+  EXPECT_EQ(journals(), 0u);
+}
+
+TEST_F(UsageJournalTest, ALiveGatewaysJournalIsLeftToIt) {
+  UsageRecorder first(KeyStore::open(db).value(), kNeverFlush);
+  for (int i = 0; i < 3; ++i) first.submit(row(i));
+  {
+    UsageRecorder second(KeyStore::open(db).value(), kNeverFlush);
+    EXPECT_EQ(requests_written(), 0);
+    EXPECT_EQ(journals(), 2u);
+  }
+  first.flush();
+  EXPECT_EQ(requests_written(), 3);
+  EXPECT_EQ(journals(), 1u);  // the one the rows after the batch go to
+}
+
+TEST_F(UsageJournalTest, UnreadableLinesAreSkipped) {
+  ASSERT_NO_FATAL_FAILURE(submit_and_get_killed(2));
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+    if (entry.path().extension() == ".journal") std::ofstream(entry.path(), std::ios::app) << "{\"request_id\":\"cut";
+  UsageRecorder next(KeyStore::open(db).value(), kNeverFlush);
+  EXPECT_EQ(requests_written(), 2);
 }
 
 TEST_F(KeyStoreTest, RefusesNewerSchema) {

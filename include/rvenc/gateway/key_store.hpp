@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/json/fwd.hpp>
+
 #include "rvenc/common/error.hpp"
 #include "rvenc/gateway/api_key.hpp"
 
@@ -63,6 +65,12 @@ struct UsageRow {
   std::int64_t bytes_out = 0;
   std::int64_t duration_ms = 0;
 };
+
+// A row as JSON (`rvenc keys usage --json`, the usage journal): requestId, keyId, atMs, path,
+// status, promptTokens, completionTokens, bytesIn, bytesOut, durationMs.
+[[nodiscard]] boost::json::object to_json(const UsageRow& row);
+// nullopt unless `value` is such an object with every field of the right type.
+[[nodiscard]] std::optional<UsageRow> usage_row_from_json(const boost::json::value& value);
 
 struct UsageTotals {
   std::string key_id;

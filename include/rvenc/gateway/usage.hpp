@@ -4,12 +4,22 @@
 // is destroyed (normal end, refusal, client gone mid-stream, exception), so no path can skip or
 // repeat it. The UsageRecorder writes rows on its own thread in batches, so SQLite (fsyncs, lock
 // waits) never blocks the event loop.
+//
+// A row waits up to a flush interval for its batch. So that a gateway killed meanwhile (crash,
+// kill -9) loses none, each row is first appended to a journal file beside the database (one
+// write(2): in the kernel's page cache, which outlives the process). A batch's journal is removed
+// once SQLite has its rows; the next gateway on the database replays the journals left behind
+// (rows are keyed by request id, so a row already written is not written twice). Each journal is
+// locked (flock) by its gateway, so gateways sharing a database replay only dead ones.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <filesystem>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -25,8 +35,37 @@ inline constexpr std::size_t kUsageBatchRows = 4096;
 // machine is saturated, far more than the writer needs (a few µs per row).
 inline constexpr int kUsageThreadNice = 10;
 
+namespace detail {
+// One journal file, created and locked (flock) for this process, removed when dropped.
+class UsageJournal {
+ public:
+  // A new journal beside `database` ("<database>.usage-<random>.journal").
+  [[nodiscard]] static Result<UsageJournal> create(const std::filesystem::path& database);
+  UsageJournal(UsageJournal&& other) noexcept;
+  UsageJournal& operator=(UsageJournal&& other) noexcept;
+  ~UsageJournal();  // closes the file (and its lock), keeping it on disk
+  UsageJournal(const UsageJournal&) = delete;
+  UsageJournal& operator=(const UsageJournal&) = delete;
+
+  [[nodiscard]] Status append(const UsageRow& row);
+  // Deletes the file: its rows are in the database.
+  void remove();
+
+ private:
+  UsageJournal(int fd, std::filesystem::path path) noexcept : fd_(fd), path_(std::move(path)) {}
+  int fd_ = -1;
+  std::filesystem::path path_;
+};
+
+// The rows of the journals beside `database` that no live process holds, written to `store`;
+// the journals are deleted once their rows are in. Returns how many rows were replayed.
+[[nodiscard]] Result<std::size_t> replay_usage_journals(KeyStore& store, const std::filesystem::path& database);
+}  // namespace detail
+
 class UsageRecorder {
  public:
+  // Replays the journals of gateways that died on this database first. A database without a
+  // file (":memory:", tests) gets no journal.
   explicit UsageRecorder(KeyStore store, std::chrono::milliseconds flush_interval = kUsageFlushInterval);
   ~UsageRecorder();  // writes what is queued, then stops the thread
   UsageRecorder(const UsageRecorder&) = delete;
@@ -39,8 +78,12 @@ class UsageRecorder {
 
  private:
   void run();
+  // The journal new rows go to, made at start and for each batch (nullopt: none, or failing).
+  void open_journal();
 
   KeyStore store_;
+  std::filesystem::path database_;
+  std::optional<detail::UsageJournal> journal_;  // guarded by mutex_
   std::chrono::milliseconds flush_interval_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
