@@ -11,6 +11,7 @@
 #include <deque>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -270,9 +271,15 @@ void prepare_request(const Url& server, Request& request) {
   request.prepare_payload();
 }
 
-awaitable<Result<std::unique_ptr<Connection>>> connect(const Url& server, const Deadline& deadline) {
+// The addresses of `server`'s host. An IP literal (the usual enclave or local address) is its own
+// answer: Asio's resolver would hand getaddrinfo to its own thread and back for every new
+// connection, a cost that shows when connections beyond the pool come and go per request.
+awaitable<Result<std::vector<tcp::endpoint>>> resolve(const Url& server, const Deadline& deadline) {
+  beast::error_code literal_ec;
+  const auto address = asio::ip::make_address(server.host, literal_ec);
+  if (!literal_ec) co_return std::vector<tcp::endpoint>{tcp::endpoint(address, server.port)};
+
   const auto executor = co_await asio::this_coro::executor;
-  const std::string where = server.host + ":" + std::to_string(server.port);
   // Resolution has no built-in deadline: a timer cancels it.
   auto resolver = std::make_shared<tcp::resolver>(executor);
   asio::steady_timer timer(executor);
@@ -280,16 +287,26 @@ awaitable<Result<std::unique_ptr<Connection>>> connect(const Url& server, const 
   timer.async_wait([resolver](beast::error_code ec) {
     if (!ec) resolver->cancel();
   });
-  auto [resolve_ec, endpoints] = co_await resolver->async_resolve(server.host, std::to_string(server.port), kTuple);
+  auto [resolve_ec, results] = co_await resolver->async_resolve(server.host, std::to_string(server.port), kTuple);
   timer.cancel();
   if (resolve_ec == asio::error::operation_aborted) {
     co_return fail(Errc::upstream_timeout, "timed out resolving " + server.host);
   }
   if (resolve_ec) co_return fail(Errc::upstream_error, "cannot resolve " + server.host + ": " + resolve_ec.message());
+  std::vector<tcp::endpoint> endpoints;
+  for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+  co_return endpoints;
+}
+
+awaitable<Result<std::unique_ptr<Connection>>> connect(const Url& server, const Deadline& deadline) {
+  const auto executor = co_await asio::this_coro::executor;
+  const std::string where = server.host + ":" + std::to_string(server.port);
+  auto endpoints = co_await resolve(server, deadline);
+  if (!endpoints) co_return std::unexpected(endpoints.error());
 
   auto connection = std::make_unique<Connection>(executor);
   connection->stream.expires_after(deadline.bound(deadline.timeouts.connect));
-  auto [connect_ec, endpoint] = co_await connection->stream.async_connect(endpoints, kTuple);
+  auto [connect_ec, endpoint] = co_await connection->stream.async_connect(*endpoints, kTuple);
   if (connect_ec == beast::error::timeout) {
     co_return fail(Errc::upstream_timeout, "timed out connecting to " + where + " after " +
                                                std::to_string(deadline.timeouts.connect.count()) + " ms");

@@ -305,6 +305,14 @@ TEST(Client, ConnectionRefusedIsUpstreamError) {
   EXPECT_NE(response.error().message.find(std::to_string(port)), std::string::npos);
 }
 
+// An IP literal (every other test) is connected to as it is; a name goes through the resolver.
+TEST(Client, HostNamesAreResolved) {
+  TestServer server(text_handler("pong"));
+  auto by_name = fetch("GET", "http://localhost:" + std::to_string(server.url.port) + "/ping");
+  ASSERT_TRUE(by_name) << by_name.error().to_string();
+  EXPECT_EQ(by_name->body(), "pong");
+}
+
 TEST(Client, SilentServerIsUpstreamTimeout) {
   Gate gate;
   TestServer server([&gate](Request&, ResponseWriter& writer) -> awaitable<void> {
