@@ -27,8 +27,8 @@ namespace {
 constexpr std::string_view kJournalInfix = ".usage-";
 constexpr std::string_view kJournalSuffix = ".journal";
 constexpr std::size_t kJournalNameRandomBytes = 8;
-// A new journal name can only collide with one a replay just locked or removed; retrying with a
-// fresh name settles it.
+// Creating a journal is retried under a fresh name when another gateway's replay took the new
+// file before this one locked it (or, all but never, when the random name exists).
 constexpr int kJournalCreateAttempts = 8;
 // A journal holds about one flush interval of rows: far below this, unless it is not ours.
 constexpr std::size_t kMaxJournalBytes = 256 * 1024 * 1024;
