@@ -193,18 +193,19 @@ UsageRecorder::UsageRecorder(KeyStore store, std::chrono::milliseconds flush_int
       spdlog::warn("usage: {} rows recovered from the journals of a gateway that stopped before writing them",
                    *replayed);
     }
-    open_journal();
+    journal_ = new_journal();
   }
   thread_ = std::thread([this] { run(); });
 }
 
-void UsageRecorder::open_journal() {
+std::optional<detail::UsageJournal> UsageRecorder::new_journal() const {
+  if (database_.empty()) return std::nullopt;
   auto journal = detail::UsageJournal::create(database_);
   if (!journal) {
     spdlog::error("usage: {}; rows wait in memory only until written", journal.error().to_string());
-    return;
+    return std::nullopt;
   }
-  journal_ = std::move(*journal);
+  return std::move(*journal);
 }
 
 UsageRecorder::~UsageRecorder() {
@@ -263,14 +264,9 @@ void UsageRecorder::run() {
       return;
     }
     // The rows that come after this batch go to a journal of their own, made without the lock.
-    std::optional<detail::UsageJournal> next_journal;
-    if (!database_.empty()) {
-      lock.unlock();
-      auto created = detail::UsageJournal::create(database_);
-      if (created) next_journal = std::move(*created);
-      else spdlog::error("usage: {}; rows wait in memory only until written", created.error().to_string());
-      lock.lock();
-    }
+    lock.unlock();
+    std::optional<detail::UsageJournal> next_journal = new_journal();
+    lock.lock();
     // Taken by a swap: the request threads must never wait on this thread while it holds the lock.
     std::vector<UsageRow> batch;
     batch.swap(queue_);

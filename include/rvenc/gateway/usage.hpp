@@ -78,8 +78,9 @@ class UsageRecorder {
 
  private:
   void run();
-  // The journal new rows go to, made at start and for each batch (nullopt: none, or failing).
-  void open_journal();
+  // A journal for the rows to come, made at start and for each batch (nullopt, logged, when it
+  // cannot be made; nullopt for a database without a file).
+  [[nodiscard]] std::optional<detail::UsageJournal> new_journal() const;
 
   KeyStore store_;
   std::filesystem::path database_;
