@@ -1,16 +1,21 @@
 // Each operation twice: BM_<Op>_rvenc through rvenc_core, BM_<Op>_raw as the bare libsodium call
-// sequence that does the same cryptographic work, so wrapper overhead reads as a ratio.
+// sequence that does the same cryptographic work, so wrapper overhead reads as a ratio. The
+// enclave's replay cache is measured the same way against the design it replaced (_nodeset).
 #include <benchmark/benchmark.h>
+#include <malloc.h>
 #include <sodium.h>
 
 #include <array>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
+#include "rvenc/enclave/replay.hpp"
 #include "rvenc/protocol/sealing.hpp"
 
 namespace {
@@ -266,6 +271,67 @@ void BM_EventOpen_raw(benchmark::State& state) {
   sodium_memzero(pt, sizeof pt);
 }
 
+// --- replay protection ---------------------------------------------------------------------------
+// The enclave's cache (keyed 16-byte fingerprints in flat tables) next to what it replaced: a
+// node-based set of whole (keyId, nonce) pairs. Each iteration records N new requests (2^16, and
+// 2^20: the default capacity) into an empty cache; bytes_per_entry is what malloc handed out.
+
+constexpr std::size_t kMaxReplayRequests = std::size_t{1} << 20;
+constexpr std::int64_t kReplayNow = 1764004858;
+
+const std::vector<crypto::Nonce>& replay_nonces() {
+  static const std::vector<crypto::Nonce> nonces = [] {
+    std::vector<crypto::Nonce> out(kMaxReplayRequests);
+    for (auto& nonce : out) nonce = crypto::random_nonce();
+    return out;
+  }();
+  return nonces;
+}
+
+template <class Cache, class Record>
+void run_replay(benchmark::State& state, Record record) {
+  const auto requests = static_cast<std::size_t>(state.range(0));
+  const auto& all = replay_nonces();
+  const std::span<const crypto::Nonce> nonces(all.data(), requests);
+  double bytes = 0;
+  for (auto _ : state) {
+    const std::size_t before = mallinfo2().uordblks;
+    auto cache = std::make_unique<Cache>();
+    for (const auto& nonce : nonces) record(*cache, nonce);
+    bytes = static_cast<double>(mallinfo2().uordblks - before);
+    state.PauseTiming();
+    cache.reset();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * requests));
+  state.counters["bytes_per_entry"] = bytes / static_cast<double>(requests);
+}
+
+struct RvencReplay {
+  enclave::ReplayCache cache{kMaxReplayRequests};
+};
+
+void BM_ReplayRecord_rvenc(benchmark::State& state) {
+  run_replay<RvencReplay>(state, [](RvencReplay& r, const crypto::Nonce& nonce) {
+    if (!r.cache.check_and_insert(setup().key_id, nonce, kReplayNow)) std::abort();
+  });
+}
+
+using ReplayPair = std::array<std::uint8_t, crypto::kKeyIdBytes + crypto::kAeadNonceBytes>;
+struct NodeSetReplay {
+  std::unordered_set<ReplayPair, crypto::KeyedBytesHash> pairs;
+};
+
+void BM_ReplayRecord_nodeset(benchmark::State& state) {
+  run_replay<NodeSetReplay>(state, [](NodeSetReplay& r, const crypto::Nonce& nonce) {
+    ReplayPair pair{};
+    std::memcpy(pair.data(), setup().key_id.data(), crypto::kKeyIdBytes);
+    std::memcpy(pair.data() + crypto::kKeyIdBytes, nonce.data(), nonce.size());
+    if (r.pairs.contains(pair)) std::abort();
+    r.pairs.insert(pair);
+  });
+}
+
 BENCHMARK(BM_XWingKeygen_rvenc);
 BENCHMARK(BM_XWingKeygen_raw);
 BENCHMARK(BM_XWingEncaps_rvenc);
@@ -280,6 +346,8 @@ BENCHMARK(BM_EventSeal_rvenc);
 BENCHMARK(BM_EventSeal_raw);
 BENCHMARK(BM_EventOpen_rvenc);
 BENCHMARK(BM_EventOpen_raw);
+BENCHMARK(BM_ReplayRecord_rvenc)->Arg(1 << 16)->Arg(1 << 20);
+BENCHMARK(BM_ReplayRecord_nodeset)->Arg(1 << 16)->Arg(1 << 20);
 
 }  // namespace
 
