@@ -2,10 +2,13 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <string_view>
@@ -79,7 +82,7 @@ Result<UsageJournal> UsageJournal::create(const fs::path& database) {
     fs::path path = directory_of(database) /
                     (database.filename().string() + std::string(kJournalInfix) +
                      to_hex(crypto::random_array<kJournalNameRandomBytes>()) + std::string(kJournalSuffix));
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 && errno == EEXIST) continue;
     if (fd < 0) return fail(Errc::internal_error, "cannot create the usage journal " + path.string() + ": " + errno_text());
     // Another gateway's replay may have found the new file before this lock: it then removes it.
@@ -88,42 +91,83 @@ Result<UsageJournal> UsageJournal::create(const fs::path& database) {
       ::close(fd);
       continue;
     }
-    return UsageJournal(fd, std::move(path));
+    UsageJournal journal(fd, std::move(path));
+    if (auto ok = journal.reserve(0); !ok) {
+      journal.remove();
+      return std::unexpected(ok.error());
+    }
+    return journal;
   }
   return fail(Errc::internal_error, "cannot create a usage journal beside " + database.string());
 }
 
 UsageJournal::UsageJournal(UsageJournal&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)) {}
+    : fd_(std::exchange(other.fd_, -1)),
+      path_(std::move(other.path_)),
+      mapped_(std::exchange(other.mapped_, nullptr)),
+      capacity_(std::exchange(other.capacity_, 0)),
+      used_(std::exchange(other.used_, 0)) {}
 
 UsageJournal& UsageJournal::operator=(UsageJournal&& other) noexcept {
   if (this != &other) {
+    unmap();
     if (fd_ >= 0) ::close(fd_);
     fd_ = std::exchange(other.fd_, -1);
     path_ = std::move(other.path_);
+    mapped_ = std::exchange(other.mapped_, nullptr);
+    capacity_ = std::exchange(other.capacity_, 0);
+    used_ = std::exchange(other.used_, 0);
   }
   return *this;
 }
 
 UsageJournal::~UsageJournal() {
+  unmap();
   if (fd_ >= 0) ::close(fd_);
+}
+
+void UsageJournal::unmap() noexcept {
+  if (mapped_) ::munmap(mapped_, capacity_);
+  mapped_ = nullptr;
+  capacity_ = 0;
+}
+
+Status UsageJournal::reserve(std::size_t bytes) {
+  if (mapped_ && used_ + bytes <= capacity_) return {};
+  std::size_t capacity = std::max(capacity_, kJournalInitialBytes);
+  while (capacity < used_ + bytes) capacity *= 2;
+  if (capacity > kMaxJournalBytes)
+    return fail(Errc::internal_error, "the usage journal " + path_.string() + " is full");
+  // posix_fallocate returns the error instead of setting errno.
+  if (const int rc = ::posix_fallocate(fd_, 0, static_cast<off_t>(capacity)); rc != 0)
+    return fail(Errc::internal_error,
+                "cannot allocate the usage journal " + path_.string() + ": " + std::strerror(rc));
+  void* mapped = mapped_ ? ::mremap(mapped_, capacity_, capacity, MREMAP_MAYMOVE)
+                         : ::mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  if (mapped == MAP_FAILED)
+    return fail(Errc::internal_error, "cannot map the usage journal " + path_.string() + ": " + errno_text());
+  mapped_ = static_cast<char*>(mapped);
+  capacity_ = capacity;
+  return {};
 }
 
 Status UsageJournal::append(const UsageRow& row) {
   const std::string line = journal_line(row);
-  std::string_view rest = line;
-  while (!rest.empty()) {
-    const ssize_t n = ::write(fd_, rest.data(), rest.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return fail(Errc::internal_error, "cannot write the usage journal " + path_.string() + ": " + errno_text());
-    rest.remove_prefix(static_cast<std::size_t>(n));
-  }
+  if (auto ok = reserve(line.size()); !ok) return ok;
+  char* at = mapped_ + used_;
+  std::memcpy(at, line.data(), line.size() - 1);
+  // The newline last, so a process killed mid-copy leaves a line without one (skipped by the
+  // replay), never a whole-looking line with missing bytes.
+  std::atomic_signal_fence(std::memory_order_release);
+  at[line.size() - 1] = '\n';
+  used_ += line.size();
   return {};
 }
 
 void UsageJournal::remove() {
   if (fd_ < 0) return;
   if (::unlink(path_.c_str()) != 0) spdlog::warn("usage: cannot remove the journal {}: {}", path_.string(), errno_text());
+  unmap();
   ::close(std::exchange(fd_, -1));
 }
 
@@ -151,7 +195,11 @@ Result<std::size_t> replay_usage_journals(KeyStore& store, const fs::path& datab
     }
     std::vector<UsageRow> rows;
     std::size_t unreadable = 0;
-    for (std::string_view rest = *content; !rest.empty();) {
+    // Past the last row: the file's unused zeros, after a cut line if the gateway died mid-copy.
+    std::string_view rows_text = *content;
+    const auto tail = rows_text.find_last_not_of('\0');
+    rows_text = rows_text.substr(0, tail == std::string_view::npos ? 0 : tail + 1);
+    for (std::string_view rest = rows_text; !rest.empty();) {
       const auto end = rest.find('\n');
       const std::string_view line = rest.substr(0, end);
       rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);

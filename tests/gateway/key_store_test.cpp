@@ -8,6 +8,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 
 #include "rvenc/gateway/api_key.hpp"
@@ -238,10 +239,27 @@ TEST_F(UsageJournalTest, ALiveGatewaysJournalIsLeftToIt) {
   EXPECT_EQ(journals(), 1u);  // the one the rows after the batch go to
 }
 
+TEST_F(UsageJournalTest, JournalsGrowPastTheirInitialSize) {
+  constexpr int kRows = 3000;  // ~170 bytes each: about twice detail::kJournalInitialBytes
+  ASSERT_NO_FATAL_FAILURE(submit_and_get_killed(kRows));
+  std::uintmax_t size = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+    if (entry.path().extension() == ".journal") size = entry.file_size();
+  EXPECT_GT(size, detail::kJournalInitialBytes);
+  UsageRecorder next(KeyStore::open(db).value(), kNeverFlush);
+  EXPECT_EQ(requests_written(), kRows);
+}
+
 TEST_F(UsageJournalTest, UnreadableLinesAreSkipped) {
   ASSERT_NO_FATAL_FAILURE(submit_and_get_killed(2));
-  for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
-    if (entry.path().extension() == ".journal") std::ofstream(entry.path(), std::ios::app) << "{\"request_id\":\"cut";
+  // What a gateway killed while copying its third row leaves: part of a line, no newline.
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    if (entry.path().extension() != ".journal") continue;
+    std::fstream journal(entry.path(), std::ios::in | std::ios::out | std::ios::binary);
+    const std::string content{std::istreambuf_iterator<char>(journal), {}};
+    journal.seekp(static_cast<std::streamoff>(content.rfind('\n') + 1));
+    journal << "{\"requestId\":\"cut";
+  }
   UsageRecorder next(KeyStore::open(db).value(), kNeverFlush);
   EXPECT_EQ(requests_written(), 2);
 }
