@@ -76,17 +76,17 @@ struct ClientState {
     return Error{Errc::transport_error, "cannot talk to the gateway " + base.origin() + ": " + error.message};
   }
 
-  awaitable<Result<std::string>> get_json(http::Client& client, std::string target, bool with_api_key) {
+  awaitable<Result<std::string>> get_json(std::string target, bool with_api_key) {
     http::Request request = http::make_request(http::Verb::get, base.join(target));
     if (with_api_key) request.set(http::beast::http::field::authorization, "Bearer " + options.api_key);
-    auto response = co_await client.request(base, std::move(request), timeouts());
+    auto response = co_await http.request(base, std::move(request), timeouts());
     if (!response) co_return std::unexpected(transport_error(response.error()));
     if (response->result_int() != 200) co_return std::unexpected(error_from_http(response->result_int(), response->body()));
     co_return std::move(response->body());
   }
 
-  awaitable<Result<json::object>> models(http::Client& client) {
-    auto body = co_await get_json(client, std::string(kModelsPath), true);
+  awaitable<Result<json::object>> models() {
+    auto body = co_await get_json(std::string(kModelsPath), true);
     if (!body) co_return std::unexpected(body.error());
     boost::system::error_code ec;
     json::value value = json::parse(*body, ec);
@@ -94,9 +94,9 @@ struct ClientState {
     co_return std::move(value.as_object());
   }
 
-  awaitable<Result<protocol::AttestationDocument>> attest(http::Client& client) {
+  awaitable<Result<protocol::AttestationDocument>> attest() {
     const auto challenge = crypto::random_array<protocol::kChallengeBytes>();
-    auto body = co_await get_json(client, std::string(kAttestationPath) + "?challenge=" + to_hex(challenge), false);
+    auto body = co_await get_json(std::string(kAttestationPath) + "?challenge=" + to_hex(challenge), false);
     if (!body) co_return std::unexpected(body.error());
     auto document = protocol::parse_attestation(*body);
     if (!document)
@@ -108,8 +108,8 @@ struct ClientState {
   }
 
   // Verified attestation, fresh encapsulation; the new keys replace the ones in use.
-  awaitable<Result<std::shared_ptr<const EncryptionKeys>>> generate_keys(http::Client& client) {
-    auto document = co_await attest(client);
+  awaitable<Result<std::shared_ptr<const EncryptionKeys>>> generate_keys() {
+    auto document = co_await attest();
     if (!document) co_return std::unexpected(document.error());
     auto encapsulation = crypto::xwing_encapsulate(document->public_key);
     if (!encapsulation) co_return std::unexpected(encapsulation.error());
@@ -124,16 +124,16 @@ struct ClientState {
 
   // The keys in use, made from a fresh verified attestation when there are none. Concurrent
   // first calls may each attest; every result is valid and the last one stays in use.
-  awaitable<Result<std::shared_ptr<const EncryptionKeys>>> current_keys(http::Client& client) {
+  awaitable<Result<std::shared_ptr<const EncryptionKeys>>> current_keys() {
     {
       const std::lock_guard lock(mutex);
       if (keys) co_return keys;
     }
-    co_return co_await generate_keys(client);
+    co_return co_await generate_keys();
   }
 
-  awaitable<Result<EncryptionKeys>> copy_of_new_keys(http::Client& client) {
-    auto generated = co_await generate_keys(client);
+  awaitable<Result<EncryptionKeys>> copy_of_new_keys() {
+    auto generated = co_await generate_keys();
     if (!generated) co_return std::unexpected(generated.error());
     co_return **generated;
   }
@@ -146,11 +146,10 @@ struct ClientState {
 
   // One chat request sealed with the keys in use, its answer decoded into `on_chunk`. A 404
   // unknown_key_id (the enclave key changed) drops the keys, re-attests and retries once.
-  awaitable<Status> chat(http::Client& client, const json::object& request, const AsyncChunkHandler& on_chunk,
-                         const CallOptions& call) {
+  awaitable<Status> chat(const json::object& request, const AsyncChunkHandler& on_chunk, const CallOptions& call) {
     const std::string plaintext = json::serialize(request);
     for (int attempt = 0;; ++attempt) {
-      auto keys_in_use = co_await current_keys(client);
+      auto keys_in_use = co_await current_keys();
       if (!keys_in_use) co_return std::unexpected(keys_in_use.error());
       const EncryptionKeys& k = **keys_in_use;
 
@@ -166,7 +165,7 @@ struct ClientState {
       http_request.set(http::beast::http::field::authorization, "Bearer " + options.api_key);
       http_request.set(http::beast::http::field::accept, http::kEventStreamContentType);
 
-      auto opened = co_await client.open(base, std::move(http_request), timeouts());
+      auto opened = co_await http.open(base, std::move(http_request), timeouts());
       if (!opened) co_return std::unexpected(transport_error(opened.error()));
       http::ResponseStream& stream = **opened;
 
@@ -243,15 +242,15 @@ namespace {
 
 using detail::ClientState;
 
-// Runs `make()` (an awaitable factory) to completion on a private io_context, with a private
-// connection pool that dies before the io_context does.
+// Runs `make()` (an awaitable factory) to completion on a private io_context. Its connections
+// come from and go back to the client's pool, which outlives the io_context: consecutive blocking
+// calls reuse one keep-alive connection, as the awaitable ones do.
 template <class T, class F>
 T run_blocking(const std::shared_ptr<ClientState>& state, F make) {
   asio::io_context io;
-  http::Client pool{http::ClientOptions{.body_limit = kMaxJsonResponseBytes}};
   std::optional<T> result;
   std::exception_ptr failure;
-  asio::co_spawn(io, make(*state, pool), [&](std::exception_ptr e, T value) {
+  asio::co_spawn(io, make(*state), [&](std::exception_ptr e, T value) {
     failure = e;
     if (!e) result.emplace(std::move(value));
   });
@@ -289,14 +288,14 @@ awaitable<Result<T>> guarded(F body) {
   co_return caught<T>(failure);
 }
 
-awaitable<Result<json::object>> assembled(ClientState& state, http::Client& pool, json::object request,
+awaitable<Result<json::object>> assembled(ClientState& state, json::object request,
                                           CallOptions call) {
   protocol::CompletionAssembler assembler;
   const AsyncChunkHandler collect = [&assembler](const Chunk& chunk) -> awaitable<Status> {
     assembler.add_chunk(chunk.object);
     co_return Status{};
   };
-  if (auto done = co_await state.chat(pool, request, collect, call); !done) co_return std::unexpected(done.error());
+  if (auto done = co_await state.chat(request, collect, call); !done) co_return std::unexpected(done.error());
   co_return assembler.completion();
 }
 
@@ -335,27 +334,27 @@ Result<EncryptionKeys> EncryptionKeys::from_json(std::string_view text) {
 // --- Completions ------------------------------------------------------------------------------
 
 Result<json::object> Completions::create(const json::object& request, const CallOptions& options) const {
-  return run_blocking<Result<json::object>>(state_, [&](ClientState& state, http::Client& pool) {
-    return guarded<json::object>([&]() { return assembled(state, pool, request, options); });
+  return run_blocking<Result<json::object>>(state_, [&](ClientState& state) {
+    return guarded<json::object>([&]() { return assembled(state, request, options); });
   });
 }
 
 Status Completions::create(const json::object& request, const ChunkHandler& on_chunk, const CallOptions& options) const {
   const AsyncChunkHandler handler = [&on_chunk](const Chunk& chunk) -> awaitable<Status> { co_return on_chunk(chunk); };
-  return run_blocking<Status>(state_, [&](ClientState& state, http::Client& pool) {
-    return guarded<void>([&]() { return state.chat(pool, request, handler, options); });
+  return run_blocking<Status>(state_, [&](ClientState& state) {
+    return guarded<void>([&]() { return state.chat(request, handler, options); });
   });
 }
 
 awaitable<Result<json::object>> Completions::async_create(json::object request, CallOptions options) const {
   auto state = state_;
-  co_return co_await guarded<json::object>([&]() { return assembled(*state, state->http, request, options); });
+  co_return co_await guarded<json::object>([&]() { return assembled(*state, request, options); });
 }
 
 awaitable<Status> Completions::async_create(json::object request, AsyncChunkHandler on_chunk,
                                             CallOptions options) const {
   auto state = state_;
-  co_return co_await guarded<void>([&]() { return state->chat(state->http, request, on_chunk, options); });
+  co_return co_await guarded<void>([&]() { return state->chat(request, on_chunk, options); });
 }
 
 // --- Client -----------------------------------------------------------------------------------
@@ -367,36 +366,36 @@ Client::Client(std::shared_ptr<detail::ClientState> state) : state_(std::move(st
 const ClientOptions& Client::options() const noexcept { return state_->options; }
 
 Result<protocol::AttestationDocument> Client::attest() const {
-  return run_blocking<Result<protocol::AttestationDocument>>(state_, [](ClientState& state, http::Client& pool) {
-    return guarded<protocol::AttestationDocument>([&]() { return state.attest(pool); });
+  return run_blocking<Result<protocol::AttestationDocument>>(state_, [](ClientState& state) {
+    return guarded<protocol::AttestationDocument>([&]() { return state.attest(); });
   });
 }
 
 awaitable<Result<protocol::AttestationDocument>> Client::async_attest() const {
   auto state = state_;
-  co_return co_await guarded<protocol::AttestationDocument>([&]() { return state->attest(state->http); });
+  co_return co_await guarded<protocol::AttestationDocument>([&]() { return state->attest(); });
 }
 
 Result<EncryptionKeys> Client::generate_encryption_keys() const {
-  return run_blocking<Result<EncryptionKeys>>(state_, [](ClientState& state, http::Client& pool) {
-    return guarded<EncryptionKeys>([&]() { return state.copy_of_new_keys(pool); });
+  return run_blocking<Result<EncryptionKeys>>(state_, [](ClientState& state) {
+    return guarded<EncryptionKeys>([&]() { return state.copy_of_new_keys(); });
   });
 }
 
 awaitable<Result<EncryptionKeys>> Client::async_generate_encryption_keys() const {
   auto state = state_;
-  co_return co_await guarded<EncryptionKeys>([&]() { return state->copy_of_new_keys(state->http); });
+  co_return co_await guarded<EncryptionKeys>([&]() { return state->copy_of_new_keys(); });
 }
 
 Result<json::object> Client::models() const {
-  return run_blocking<Result<json::object>>(state_, [](ClientState& state, http::Client& pool) {
-    return guarded<json::object>([&]() { return state.models(pool); });
+  return run_blocking<Result<json::object>>(state_, [](ClientState& state) {
+    return guarded<json::object>([&]() { return state.models(); });
   });
 }
 
 awaitable<Result<json::object>> Client::async_models() const {
   auto state = state_;
-  co_return co_await guarded<json::object>([&]() { return state->models(state->http); });
+  co_return co_await guarded<json::object>([&]() { return state->models(); });
 }
 
 namespace {

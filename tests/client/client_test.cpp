@@ -361,6 +361,21 @@ TEST(ClientTransport, UnreachableGatewayIsATransportError) {
   EXPECT_EQ(completion.error().http_status, 0);
 }
 
+TEST(ClientTransport, BlockingCallsReuseOneConnection) {
+  FakeGateway gateway;
+  gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    return Reply{.pieces = three_chunks(sealer)};
+  });
+  auto client = client_for(gateway);  // attests on the first call: that request too
+  for (int i = 0; i < 3; ++i) {
+    auto completion = client.chat.completions.create(hello_request());
+    ASSERT_TRUE(completion) << completion.error().to_string();
+  }
+  ASSERT_TRUE(client.models());
+  EXPECT_EQ(gateway.chat_requests, 3);
+  EXPECT_EQ(gateway.accepted_connections(), 1u);
+}
+
 TEST(ClientProtocol, Version1RoundTrip) {
   FakeGateway gateway;
   gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {

@@ -44,6 +44,7 @@ class FakeGateway {
   ~FakeGateway();
 
   [[nodiscard]] std::string url() const { return server_->url(); }
+  [[nodiscard]] std::size_t accepted_connections() const { return server_->accepted_connections(); }
   [[nodiscard]] const crypto::Ed25519PublicKey& platform_public_key() const { return platform_.public_key; }
   [[nodiscard]] const std::vector<std::uint8_t>& measurement() const { return measurement_; }
   [[nodiscard]] crypto::KeyId key_id() const;

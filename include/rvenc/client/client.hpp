@@ -7,11 +7,11 @@
 //
 // Design: a Client is a cheap handle on shared state (options, the current encryption keys, an
 // http::Client connection pool), safe to use from many threads and coroutines at once. Every call
-// exists twice: a blocking one (its own io_context and connection, for applications and the CLI)
-// and an awaitable one that runs on the caller's executor and reuses the pooled keep-alive
-// connections (for servers such as the local OpenAI proxy: many concurrent requests on one
-// io_context). Trust comes first: encryption keys are only ever
-// made for a public key whose attestation verified against the policy and a fresh challenge.
+// exists twice: a blocking one (on an io_context of its own, for applications and the CLI) and an
+// awaitable one that runs on the caller's executor (for servers such as the local OpenAI proxy:
+// many concurrent requests on one io_context); both reuse the pooled keep-alive connections.
+// Trust comes first: encryption keys are only ever made for a public key whose attestation
+// verified against the policy and a fresh challenge.
 // When the gateway no longer knows the key (404 unknown_key_id, e.g. the enclave restarted with a
 // new key) the client re-attests, makes new keys and retries that request once.
 //
