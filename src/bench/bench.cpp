@@ -46,6 +46,10 @@ constexpr std::chrono::milliseconds kHoldTimeout{60'000};
 // After the last held stream opened: let the gateway settle before reading its RSS.
 constexpr std::chrono::milliseconds kRssSettle{500};
 constexpr std::size_t kQuantileSteps = 100;  // the report keeps TTFT at every percentile
+// The concurrency of the headline figures (and of the per-request/per-chunk CPU split).
+constexpr unsigned kHeadlineConcurrency = 256;
+// Mode of the phases with one-chunk answers that split a proxy's CPU into per request and per chunk.
+constexpr std::string_view kOneChunkMode = "one_chunk";
 
 // How long and how wide a run is.
 struct Plan {
@@ -57,12 +61,14 @@ struct Plan {
   unsigned rss_streams;
   unsigned crypto_cached_iterations, crypto_fresh_iterations;
   std::chrono::milliseconds e2e_window;
+  bool one_chunk_phases;  // a one-chunk phase per proxy at kHeadlineConcurrency (split_proxy_cpu)
 };
 
 Plan make_plan(bool quick) {
   if (quick)
-    return Plan{{1, 16, 256}, {256}, 800ms, 1800ms, 700ms, 2500ms, 32, 32, 256, 2000, 200, 1500ms};
-  return Plan{{1, 16, 256, 1024}, {1, 16, 256, 1024}, 1500ms, 5000ms, 1500ms, 6000ms, 32, 32, 1000, 10000, 1000, 4000ms};
+    return Plan{{1, 16, 256}, {256}, 800ms, 1800ms, 700ms, 2500ms, 32, 32, 256, 2000, 200, 1500ms, false};
+  return Plan{{1, 16, 256, 1024}, {1, 16, 256, 1024}, 1500ms, 5000ms, 1500ms, 6000ms, 32, 32, 1000, 10000, 1000, 4000ms,
+              true};
 }
 
 std::string chat_body(std::size_t chunks) {
@@ -356,7 +362,6 @@ std::string format_number(double v) {
 
 // The headline figures, derived from the phases.
 void add_headline(json::object& report, const json::array& phases, unsigned paced_rate) {
-  constexpr unsigned kHeadlineConcurrency = 256;
   // Saturation: the best throughput each target reached over the concurrencies.
   for (const char* target : {"direct", "rvenc", "nginx"}) {
     double best = 0;
@@ -385,6 +390,16 @@ void add_headline(json::object& report, const json::array& phases, unsigned pace
     const double n = number(*nginx_sat, "proxy_cpu_us_per_chunk");
     report["gateway_vs_nginx_cpu_per_chunk"] =
         n > 0 ? round_to(number(*rvenc_sat, "proxy_cpu_us_per_chunk") / n, 3) : 0.0;
+  }
+  for (const char* target : {"rvenc", "nginx"}) {
+    const std::string who = std::string(target) == "rvenc" ? "gateway" : target;
+    const auto* short_answers = find_phase(phases, target, kOneChunkMode, kHeadlineConcurrency);
+    const auto* long_answers = find_phase(phases, target, "saturated", kHeadlineConcurrency);
+    if (!short_answers || !long_answers) continue;
+    const auto split = split_proxy_cpu(*short_answers, *long_answers);
+    if (!split) continue;
+    report[who + "_cpu_us_per_request_fixed"] = round_to(split->fixed_us_per_request, 2);
+    report[who + "_cpu_us_per_relayed_chunk"] = round_to(split->us_per_chunk, 3);
   }
   if (rvenc_sat && direct_sat && nginx_sat) {
     for (const char* q : {"p50", "p99"}) {
@@ -426,6 +441,19 @@ std::string iso_time_utc() {
 }
 
 }  // namespace
+
+std::optional<ProxyCpuSplit> split_proxy_cpu(const json::object& short_answers, const json::object& long_answers) {
+  const auto per_request = [](const json::object& o, std::string_view key) {
+    return number(o, key) / std::max(number(o, "requests"), 1.0);
+  };
+  const double chunks_short = per_request(short_answers, "chunks");
+  const double chunks_long = per_request(long_answers, "chunks");
+  if (!(chunks_long > chunks_short)) return std::nullopt;
+  const double cpu_short = per_request(short_answers, "proxy_cpu_s") * 1e6;
+  const double cpu_long = per_request(long_answers, "proxy_cpu_s") * 1e6;
+  const double per_chunk = (cpu_long - cpu_short) / (chunks_long - chunks_short);
+  return ProxyCpuSplit{cpu_short - per_chunk * chunks_short, per_chunk};
+}
 
 const std::vector<Target>& targets() {
   static const std::vector<Target> kTargets{
@@ -553,46 +581,65 @@ Result<json::object> run_bench(const BenchOptions& options) {
 
   // Throughput and latency: the three paths side by side at each concurrency.
   json::array phases;
-  std::size_t total_phases = plan.concurrencies.size() * ways.size() + plan.paced_concurrencies.size() * ways.size();
+  const auto find_way = [&](std::string_view name) -> const Way* {
+    const auto it = std::ranges::find(ways, name, &Way::name);
+    return it == ways.end() ? nullptr : &*it;
+  };
+  const Way* gateway = find_way("rvenc");
+  const Way* nginx = find_way("nginx");
+  // What a phase measures: its mode in the report, paced or saturated, chunks per answer.
+  struct Kind {
+    std::string mode;
+    bool paced;
+    std::size_t chunks;
+  };
+  const Kind saturated{"saturated", false, plan.saturated_chunks};
+  const Kind paced{"paced", true, plan.paced_chunks};
+  // The same saturated load with one-chunk answers: each proxy's CPU then splits into what it
+  // spends per request and per chunk relayed (split_proxy_cpu).
+  const Kind one_chunk{std::string(kOneChunkMode), false, 1};
+  const bool split_cpu = plan.one_chunk_phases && gateway && nginx && plan.saturated_chunks > 1 &&
+                         std::ranges::find(plan.concurrencies, kHeadlineConcurrency) != plan.concurrencies.end();
+  const std::size_t total_phases = plan.concurrencies.size() * ways.size() +
+                                   plan.paced_concurrencies.size() * ways.size() + (split_cpu ? 2 : 0);
   std::size_t phase_number = 0;
   // One measured window of `way`, shown on the progress line as `label`.
-  const auto measure = [&](const Way& way, bool paced, unsigned concurrency, std::chrono::milliseconds window,
+  const auto measure = [&](const Way& way, const Kind& kind, unsigned concurrency, std::chrono::milliseconds window,
                            const std::string& label) {
-    const unsigned rate = paced ? options.paced_rate : 0;
+    const unsigned rate = kind.paced ? options.paced_rate : 0;
     stack.engine->set_rate(rate);
-    PhaseSpec spec{concurrency, paced ? plan.paced_warmup : plan.saturated_warmup, window};
-    if (paced && rate > 0) {
+    PhaseSpec spec{concurrency, kind.paced ? plan.paced_warmup : plan.saturated_warmup, window};
+    if (kind.paced && rate > 0) {
       // Arrivals spread over one request's duration, and the window opens once all have started.
-      spec.stagger = std::chrono::milliseconds(1000 * (plan.paced_chunks - 1) / rate);
+      spec.stagger = std::chrono::milliseconds(1000 * (kind.chunks - 1) / rate);
       spec.warmup += spec.stagger;
     }
     std::vector<int> watch{way.proxy_pid > 0 ? way.proxy_pid : self, enclave_pid, self};
-    return load.run(spec, way.call(paced ? plan.paced_chunks : plan.saturated_chunks), watch,
-                    [&](const Progress& p) {
-                      std::ostringstream line;
-                      line << label << "  ";
-                      if (p.elapsed_s < 0) {
-                        line << "warming up";
-                      } else {
-                        line << std::fixed << std::setprecision(0)
-                             << (p.elapsed_s > 0 ? static_cast<double>(p.chunks) / p.elapsed_s : 0) << " chunks/s, "
-                             << p.requests << " requests";
-                      }
-                      if (p.errors > 0) line << ", " << p.errors << " errors";
-                      progress.show(line.str(), false);
-                    });
+    return load.run(spec, way.call(kind.chunks), watch, [&](const Progress& p) {
+      std::ostringstream line;
+      line << label << "  ";
+      if (p.elapsed_s < 0) {
+        line << "warming up";
+      } else {
+        line << std::fixed << std::setprecision(0)
+             << (p.elapsed_s > 0 ? static_cast<double>(p.chunks) / p.elapsed_s : 0) << " chunks/s, " << p.requests
+             << " requests";
+      }
+      if (p.errors > 0) line << ", " << p.errors << " errors";
+      progress.show(line.str(), false);
+    });
   };
-  const auto label_for = [&](const Way& way, bool paced, unsigned concurrency, std::size_t number) {
+  const auto label_for = [&](const Way& way, const Kind& kind, unsigned concurrency, std::size_t number) {
     std::ostringstream label;
     label << "[" << number << "/" << total_phases << "] " << std::setw(6) << std::left << way.name << " "
-          << (paced ? std::to_string(options.paced_rate) + " tok/s" : std::string("saturated")) << " x "
-          << concurrency;
+          << (kind.paced ? std::to_string(options.paced_rate) + " tok/s" : std::string("saturated")) << " x "
+          << concurrency << (kind.mode == kOneChunkMode ? ", 1-chunk answers" : "");
     return label.str();
   };
-  const auto record = [&](const Way& way, bool paced, const std::string& label, const PhaseResult& result) {
+  const auto record = [&](const Way& way, const Kind& kind, const std::string& label, const PhaseResult& result) {
     std::optional<double> proxy_cpu;
     if (way.proxy_pid > 0) proxy_cpu = result.cpu_seconds[0];
-    auto phase = phase_json(way.name, paced ? "paced" : "saturated", paced ? options.paced_rate : 0, result, proxy_cpu,
+    auto phase = phase_json(way.name, kind.mode, kind.paced ? options.paced_rate : 0, result, proxy_cpu,
                             result.cpu_seconds[1], result.cpu_seconds[2]);
     std::ostringstream done;
     done << label << "  " << format_number(result.chunks_per_s()) << " chunks/s, TTFT p50 "
@@ -602,34 +649,33 @@ Result<json::object> run_bench(const BenchOptions& options) {
     if (progress.tty()) progress.finish_line();
     phases.push_back(std::move(phase));
   };
-  const auto run_phase = [&](const Way& way, bool paced, unsigned concurrency) {
-    const auto label = label_for(way, paced, concurrency, ++phase_number);
-    record(way, paced, label, measure(way, paced, concurrency, paced ? plan.paced_window : plan.saturated_window, label));
+  const auto run_phase = [&](const Way& way, const Kind& kind, unsigned concurrency) {
+    const auto label = label_for(way, kind, concurrency, ++phase_number);
+    record(way, kind, label,
+           measure(way, kind, concurrency, kind.paced ? plan.paced_window : plan.saturated_window, label));
   };
-  const auto find_way = [&](std::string_view name) -> const Way* {
-    const auto it = std::ranges::find(ways, name, &Way::name);
-    return it == ways.end() ? nullptr : &*it;
-  };
-  const Way* gateway = find_way("rvenc");
-  const Way* nginx = find_way("nginx");
-  for (unsigned c : plan.concurrencies) {
-    if (const Way* direct = find_way("direct")) run_phase(*direct, false, c);
-    if (!gateway || !nginx) {
-      for (const Way* way : {gateway, nginx})
-        if (way) run_phase(*way, false, c);
-      continue;
-    }
-    // Gateway, nginx, gateway (A B B A): the gateway's window is split around nginx's, so a drift
-    // of the machine during the phase (other load, CPU clocks) weighs on both paths alike.
-    const auto label = label_for(*gateway, false, c, phase_number + 2);
+  // Gateway, nginx, gateway (A B B A): the gateway's window is split around nginx's, so a drift
+  // of the machine during the phase (other load, CPU clocks) weighs on both paths alike.
+  const auto run_proxies = [&](const Kind& kind, unsigned c) {
+    const auto label = label_for(*gateway, kind, c, phase_number + 2);
     const auto half = plan.saturated_window / 2;
-    PhaseResult first = measure(*gateway, false, c, half, label + " (1/2)");
-    run_phase(*nginx, false, c);
+    PhaseResult first = measure(*gateway, kind, c, half, label + " (1/2)");
+    run_phase(*nginx, kind, c);
     ++phase_number;
-    record(*gateway, false, label, merge(std::move(first), measure(*gateway, false, c, half, label + " (2/2)")));
+    record(*gateway, kind, label, merge(std::move(first), measure(*gateway, kind, c, half, label + " (2/2)")));
+  };
+  for (unsigned c : plan.concurrencies) {
+    if (const Way* direct = find_way("direct")) run_phase(*direct, saturated, c);
+    if (gateway && nginx) {
+      run_proxies(saturated, c);
+    } else {
+      for (const Way* way : {gateway, nginx})
+        if (way) run_phase(*way, saturated, c);
+    }
   }
+  if (split_cpu) run_proxies(one_chunk, kHeadlineConcurrency);
   for (unsigned c : plan.paced_concurrencies)
-    for (const auto& way : ways) run_phase(way, true, c);
+    for (const auto& way : ways) run_phase(way, paced, c);
   stack.engine->set_rate(0);
 
   // Crypto: request cost with fresh keys against reused ones (in-process, same code as SDK/enclave).
@@ -725,6 +771,10 @@ std::string summary_table(const json::object& report) {
            {"nginx_chunks_per_s", "rvenc via nginx chunks/s"},
            {"gateway_cpu_us_per_chunk", "gateway CPU us/chunk (saturated, 256)"},
            {"nginx_cpu_us_per_chunk", "nginx CPU us/chunk (saturated, 256)"},
+           {"gateway_cpu_us_per_request_fixed", "gateway CPU us per request, fixed part (256)"},
+           {"nginx_cpu_us_per_request_fixed", "nginx CPU us per request, fixed part (256)"},
+           {"gateway_cpu_us_per_relayed_chunk", "gateway CPU us per relayed chunk (256)"},
+           {"nginx_cpu_us_per_relayed_chunk", "nginx CPU us per relayed chunk (256)"},
            {"direct_ttft_p50_ms", "direct TTFT p50 ms (256 x 50 tok/s)"},
            {"rvenc_ttft_p50_ms", "rvenc TTFT p50 ms (256 x 50 tok/s)"},
            {"nginx_ttft_p50_ms", "nginx path TTFT p50 ms (256 x 50 tok/s)"},

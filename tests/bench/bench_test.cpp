@@ -129,6 +129,17 @@ TEST(Nginx, ConfigForwardsLikeTheGateway) {
     EXPECT_NE(text.find(needle), std::string::npos) << needle;
 }
 
+TEST(Report, ProxyCpuSplitsIntoPerRequestAndPerChunk) {
+  // 10 us per request + 2 us per chunk, with requests cut at the window's edges in the counts.
+  const boost::json::object one_chunk{{"requests", 1000}, {"chunks", 1000}, {"proxy_cpu_s", 0.012}};
+  const boost::json::object long_answers{{"requests", 100}, {"chunks", 3150}, {"proxy_cpu_s", 0.0073}};
+  const auto split = split_proxy_cpu(one_chunk, long_answers);
+  ASSERT_TRUE(split);
+  EXPECT_NEAR(split->fixed_us_per_request, 10.0, 1e-9);
+  EXPECT_NEAR(split->us_per_chunk, 2.0, 1e-9);
+  EXPECT_FALSE(split_proxy_cpu(long_answers, one_chunk));  // not longer answers: nothing to split
+}
+
 TEST(Report, SummaryMarksTargetsMetAndNotMet) {
   boost::json::object report{{"mode", "quick"},
                              {"date", "2026-11-26T00:00:00Z"},

@@ -12,6 +12,7 @@
 // encryption keys against reused ones. Figures are reported against targets, never asserted.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,17 @@ struct Target {
   double bound = 0;
 };
 [[nodiscard]] const std::vector<Target>& targets();
+
+// A proxy's CPU per request modelled as fixed + per_chunk x chunks relayed.
+struct ProxyCpuSplit {
+  double fixed_us_per_request = 0;
+  double us_per_chunk = 0;
+};
+// From two phase reports of one proxy that differ only in the answers' length (their chunks,
+// requests and proxy_cpu_s as counted, so requests cut at a window's edges do not skew it).
+// nullopt unless the second has more chunks per request than the first.
+[[nodiscard]] std::optional<ProxyCpuSplit> split_proxy_cpu(const boost::json::object& short_answers,
+                                                           const boost::json::object& long_answers);
 
 // Runs everything; progress goes to stderr. The report (see bench/README.md for its keys).
 // Errors: internal_error when a part cannot start (the message names it and quotes its log).
