@@ -387,6 +387,12 @@ awaitable<Result<EncryptionKeys>> Client::async_generate_encryption_keys() const
   co_return co_await guarded<EncryptionKeys>([&]() { return state->copy_of_new_keys(); });
 }
 
+std::optional<EncryptionKeys> Client::encryption_keys() const {
+  const std::lock_guard lock(state_->mutex);
+  if (!state_->keys) return std::nullopt;
+  return *state_->keys;
+}
+
 Result<json::object> Client::models() const {
   return run_blocking<Result<json::object>>(state_, [](ClientState& state) {
     return guarded<json::object>([&]() { return state.models(); });

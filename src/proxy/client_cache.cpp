@@ -87,6 +87,13 @@ http::awaitable<Status> ClientCache::prepare_keys(std::shared_ptr<CachedClient> 
 }
 
 void ClientCache::confirm(CachedClient& entry) {
+  // The SDK replaced keys the gateway no longer knew (the enclave's key changed): the entry and
+  // the store follow it, so a restarted proxy does not start from keys known to fail.
+  if (auto in_use = entry.client.encryption_keys();
+      in_use && entry.dek && in_use->cipher_text != entry.dek->keys.cipher_text) {
+    entry.dek = Dek{std::move(*in_use), unix_now(), 1};
+    entry.stored = false;
+  }
   if (store_ == nullptr || entry.stored || !entry.dek) return;
   if (auto ok = store_->put(entry.digest, *entry.dek); !ok) {
     spdlog::warn("proxy: cannot save keys to the DEK store: {}", ok.error().to_string());

@@ -283,8 +283,12 @@ TEST(ClientHttpErrors, RateLimitedKeepsRetryAfterAndRateLimitHeaders) {
 TEST(ClientKeys, UnknownKeyIdReattestsAndRetriesOnce) {
   FakeGateway gateway;
   auto client = client_for(gateway);
+  EXPECT_FALSE(client.encryption_keys());
   ASSERT_TRUE(client.chat.completions.create(hello_request()));
   EXPECT_EQ(gateway.attestation_requests, 1);
+  const auto first_keys = client.encryption_keys();
+  ASSERT_TRUE(first_keys);
+  EXPECT_EQ(first_keys->key_id, gateway.key_id());
   gateway.rotate_key();  // the enclave restarted with a new key
 
   std::vector<unsigned> statuses;
@@ -294,6 +298,10 @@ TEST(ClientKeys, UnknownKeyIdReattestsAndRetriesOnce) {
   EXPECT_EQ(gateway.attestation_requests, 2);
   EXPECT_EQ(gateway.chat_requests, 3);
   EXPECT_EQ(statuses, std::vector<unsigned>{200});  // the 404 that caused the retry is not reported
+  const auto keys_now = client.encryption_keys();
+  ASSERT_TRUE(keys_now);
+  EXPECT_EQ(keys_now->key_id, gateway.key_id());
+  EXPECT_NE(keys_now->key_id, first_keys->key_id);
 }
 
 TEST(ClientKeys, UnknownKeyIdIsRetriedOnlyOnce) {

@@ -157,6 +157,45 @@ TEST(ClientCache, StoresNewKeysAndStartsFromStoredOnes) {
   EXPECT_EQ((*entry)->dek->requests, 3u);
 }
 
+TEST(ClientCache, KeysTheSdkReplacedAreTheOnesStored) {
+  test::FakeGateway gateway;
+  test::TempDir dir;
+  const std::string key(test::FakeGateway::kApiKey);
+  const boost::json::object chat{{"model", "demo"},
+                                 {"messages", boost::json::array{boost::json::object{{"role", "user"}, {"content", "hi"}}}}};
+  {
+    auto store = DekStore::open(dir.file("deks.json"));
+    ASSERT_TRUE(store);
+    ClientCache cache(CacheOptions{}, options_for(gateway), store->get());
+    auto entry = cache.get(key, 1000);
+    ASSERT_TRUE(entry);
+    ASSERT_TRUE(run_prepare(cache, *entry, 1000));
+    // The enclave restarts with a new key: the call gets 404 unknown_key_id, and the SDK
+    // re-attests, makes new keys and retries.
+    gateway.rotate_key();
+    auto answer = (*entry)->client.chat.completions.create(chat);
+    ASSERT_TRUE(answer) << answer.error().to_string();
+    cache.confirm(**entry);
+    EXPECT_EQ((*entry)->dek->keys.key_id, gateway.key_id());
+    ASSERT_TRUE(cache.flush());
+  }
+  EXPECT_EQ(gateway.attestation_requests.load(), 2);
+
+  // A restarted proxy starts from the keys that work: no 404, no attestation.
+  auto store = DekStore::open(dir.file("deks.json"));
+  ASSERT_TRUE(store);
+  ClientCache cache(CacheOptions{}, options_for(gateway), store->get());
+  auto entry = cache.get(key, 2000);
+  ASSERT_TRUE(entry);
+  ASSERT_TRUE((*entry)->dek);
+  EXPECT_EQ((*entry)->dek->keys.key_id, gateway.key_id());
+  ASSERT_TRUE(run_prepare(cache, *entry, 2000));
+  const int chats_before = gateway.chat_requests.load();
+  ASSERT_TRUE((*entry)->client.chat.completions.create(chat));
+  EXPECT_EQ(gateway.chat_requests.load(), chats_before + 1);
+  EXPECT_EQ(gateway.attestation_requests.load(), 2);
+}
+
 TEST(ClientCache, ForgetDropsTheEntry) {
   test::FakeGateway gateway;
   ClientCache cache(CacheOptions{}, options_for(gateway), nullptr);

@@ -140,6 +140,11 @@ class Client {
   [[nodiscard]] Result<EncryptionKeys> generate_encryption_keys() const;
   [[nodiscard]] http::awaitable<Result<EncryptionKeys>> async_generate_encryption_keys() const;
 
+  // A copy of the keys this client uses now (nullopt before any are made). They change on
+  // generate_encryption_keys() and when the gateway no longer knows them (re-attestation), so a
+  // caller that saves keys reads them here after a call.
+  [[nodiscard]] std::optional<EncryptionKeys> encryption_keys() const;
+
   // GET {base_url}/rvenc/models: the OpenAI model list {"object":"list","data":[{"id":...}]}.
   [[nodiscard]] Result<boost::json::object> models() const;
   [[nodiscard]] http::awaitable<Result<boost::json::object>> async_models() const;

@@ -75,7 +75,8 @@ class ClientCache {
   [[nodiscard]] http::awaitable<Status> prepare_keys(std::shared_ptr<CachedClient> entry, std::int64_t now);
 
   // A request with the entry's keys succeeded: the gateway accepted the API key, so the keys
-  // go to the store (once per new keys).
+  // go to the store (once per new keys). Keys the SDK replaced meanwhile (the enclave's key
+  // changed) replace the entry's.
   void confirm(CachedClient& entry);
   // Drops the entry (the gateway refused its API key): a wrong key does not keep a client.
   void forget(const CachedClient& entry);
