@@ -27,6 +27,14 @@ client::ClientOptions options_for(const test::FakeGateway& gateway) {
   return options;
 }
 
+// A cache on the DEK store in `path`, as a proxy (re)started on it has.
+struct CacheOnStore {
+  CacheOnStore(const test::FakeGateway& gateway, const std::string& path)
+      : store(DekStore::open(path).value()), cache(CacheOptions{}, options_for(gateway), store.get()) {}
+  std::unique_ptr<DekStore> store;
+  ClientCache cache;
+};
+
 Status run_prepare(ClientCache& cache, std::shared_ptr<CachedClient> entry, std::int64_t now) {
   asio::io_context io;
   auto future = asio::co_spawn(io, cache.prepare_keys(std::move(entry), now), asio::use_future);
@@ -128,31 +136,27 @@ TEST(ClientCache, StoresNewKeysAndStartsFromStoredOnes) {
   const std::string key(test::FakeGateway::kApiKey);
   crypto::XWingCipherText stored_cipher_text{};
   {
-    auto store = DekStore::open(dir.file("deks.json"));
-    ASSERT_TRUE(store);
-    ClientCache cache(CacheOptions{}, options_for(gateway), store->get());
-    auto entry = cache.get(key, 1000);
+    CacheOnStore proxy(gateway, dir.file("deks.json"));
+    auto entry = proxy.cache.get(key, 1000);
     ASSERT_TRUE(entry);
-    ASSERT_TRUE(run_prepare(cache, *entry, 1000));
-    EXPECT_EQ((*store)->size(), 0u) << "keys are stored only once a request with them succeeded";
-    cache.confirm(**entry);
-    EXPECT_EQ((*store)->size(), 1u);
-    ASSERT_TRUE(run_prepare(cache, *entry, 1001));
+    ASSERT_TRUE(run_prepare(proxy.cache, *entry, 1000));
+    EXPECT_EQ(proxy.store->size(), 0u) << "keys are stored only once a request with them succeeded";
+    proxy.cache.confirm(**entry);
+    EXPECT_EQ(proxy.store->size(), 1u);
+    ASSERT_TRUE(run_prepare(proxy.cache, *entry, 1001));
     stored_cipher_text = (*entry)->dek->keys.cipher_text;
-    ASSERT_TRUE(cache.flush());
+    ASSERT_TRUE(proxy.cache.flush());
   }
   EXPECT_EQ(gateway.attestation_requests.load(), 1);
 
   // A restarted proxy: the keys come from the store, no attestation round trip.
-  auto store = DekStore::open(dir.file("deks.json"));
-  ASSERT_TRUE(store);
-  ClientCache cache(CacheOptions{}, options_for(gateway), store->get());
-  auto entry = cache.get(key, 2000);
+  CacheOnStore restarted(gateway, dir.file("deks.json"));
+  auto entry = restarted.cache.get(key, 2000);
   ASSERT_TRUE(entry);
   ASSERT_TRUE((*entry)->dek);
   EXPECT_EQ((*entry)->dek->keys.cipher_text, stored_cipher_text);
   EXPECT_EQ((*entry)->dek->requests, 2u);
-  ASSERT_TRUE(run_prepare(cache, *entry, 2000));
+  ASSERT_TRUE(run_prepare(restarted.cache, *entry, 2000));
   EXPECT_EQ(gateway.attestation_requests.load(), 1);
   EXPECT_EQ((*entry)->dek->requests, 3u);
 }
@@ -164,32 +168,28 @@ TEST(ClientCache, KeysTheSdkReplacedAreTheOnesStored) {
   const boost::json::object chat{{"model", "demo"},
                                  {"messages", boost::json::array{boost::json::object{{"role", "user"}, {"content", "hi"}}}}};
   {
-    auto store = DekStore::open(dir.file("deks.json"));
-    ASSERT_TRUE(store);
-    ClientCache cache(CacheOptions{}, options_for(gateway), store->get());
-    auto entry = cache.get(key, 1000);
+    CacheOnStore proxy(gateway, dir.file("deks.json"));
+    auto entry = proxy.cache.get(key, 1000);
     ASSERT_TRUE(entry);
-    ASSERT_TRUE(run_prepare(cache, *entry, 1000));
+    ASSERT_TRUE(run_prepare(proxy.cache, *entry, 1000));
     // The enclave restarts with a new key: the call gets 404 unknown_key_id, and the SDK
     // re-attests, makes new keys and retries.
     gateway.rotate_key();
     auto answer = (*entry)->client.chat.completions.create(chat);
     ASSERT_TRUE(answer) << answer.error().to_string();
-    cache.confirm(**entry);
+    proxy.cache.confirm(**entry);
     EXPECT_EQ((*entry)->dek->keys.key_id, gateway.key_id());
-    ASSERT_TRUE(cache.flush());
+    ASSERT_TRUE(proxy.cache.flush());
   }
   EXPECT_EQ(gateway.attestation_requests.load(), 2);
 
   // A restarted proxy starts from the keys that work: no 404, no attestation.
-  auto store = DekStore::open(dir.file("deks.json"));
-  ASSERT_TRUE(store);
-  ClientCache cache(CacheOptions{}, options_for(gateway), store->get());
-  auto entry = cache.get(key, 2000);
+  CacheOnStore restarted(gateway, dir.file("deks.json"));
+  auto entry = restarted.cache.get(key, 2000);
   ASSERT_TRUE(entry);
   ASSERT_TRUE((*entry)->dek);
   EXPECT_EQ((*entry)->dek->keys.key_id, gateway.key_id());
-  ASSERT_TRUE(run_prepare(cache, *entry, 2000));
+  ASSERT_TRUE(run_prepare(restarted.cache, *entry, 2000));
   const int chats_before = gateway.chat_requests.load();
   ASSERT_TRUE((*entry)->client.chat.completions.create(chat));
   EXPECT_EQ(gateway.chat_requests.load(), chats_before + 1);
