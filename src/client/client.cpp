@@ -5,8 +5,11 @@
 #include <exception>
 #include <mutex>
 #include <utility>
+#include <vector>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/json/parse.hpp>
@@ -63,6 +66,15 @@ struct ClientState {
 
   std::mutex mutex;
   std::shared_ptr<const EncryptionKeys> keys;  // guarded by mutex
+
+  // While one call makes the keys it needs (current_keys), concurrent ones wait for its result
+  // instead of each attesting. Thread-safe wake-ups: the waiters may run on other io_contexts
+  // (blocking calls) or threads. All guarded by mutex.
+  using Wakeup = asio::experimental::concurrent_channel<void(boost::system::error_code)>;
+  bool making_keys = false;
+  std::uint64_t attempts_finished = 0;
+  std::optional<Error> last_attempt_error;  // of the attempt that finished last (none if cancelled)
+  std::vector<std::shared_ptr<Wakeup>> waiting;
 
   [[nodiscard]] http::Timeouts timeouts() const {
     return http::Timeouts{.connect = options.request_timeout, .idle = options.request_timeout};
@@ -122,14 +134,56 @@ struct ClientState {
     co_return generated;
   }
 
-  // The keys in use, made from a fresh verified attestation when there are none. Concurrent
-  // first calls may each attest; every result is valid and the last one stays in use.
+  // The keys in use, made from a fresh verified attestation when there are none: by one call at a
+  // time, whose result (keys or error) the calls that came meanwhile share.
   awaitable<Result<std::shared_ptr<const EncryptionKeys>>> current_keys() {
-    {
+    const auto executor = co_await asio::this_coro::executor;
+    for (;;) {
+      std::shared_ptr<Wakeup> wakeup;
+      std::uint64_t attempt = 0;
+      {
+        const std::lock_guard lock(mutex);
+        if (keys) co_return keys;
+        if (!making_keys) {
+          making_keys = true;
+          break;
+        }
+        wakeup = std::make_shared<Wakeup>(executor, 1);
+        waiting.push_back(wakeup);
+        attempt = attempts_finished;
+      }
+      // The channel lives on this call's executor: it leaves the list before this call ends,
+      // however it ends (a blocking call's io_context goes with it).
+      struct Leave {
+        ClientState& state;
+        const std::shared_ptr<Wakeup>& wakeup;
+        ~Leave() {
+          const std::lock_guard lock(state.mutex);
+          std::erase(state.waiting, wakeup);
+        }
+      } leave{*this, wakeup};
+      co_await wakeup->async_receive(asio::as_tuple(asio::use_awaitable));
       const std::lock_guard lock(mutex);
       if (keys) co_return keys;
+      // A cancelled attempt left no error: then this call tries itself.
+      if (attempts_finished > attempt && last_attempt_error) co_return std::unexpected(*last_attempt_error);
     }
-    co_return co_await generate_keys();
+    // Whatever ends this attempt (keys, error, cancellation) wakes the calls waiting for it.
+    std::optional<Error> failure;
+    struct Finish {
+      ClientState& state;
+      const std::optional<Error>& failure;
+      ~Finish() {
+        const std::lock_guard lock(state.mutex);
+        state.making_keys = false;
+        ++state.attempts_finished;
+        state.last_attempt_error = failure;
+        for (const auto& wakeup : state.waiting) (void)wakeup->try_send(boost::system::error_code{});
+      }
+    } finish{*this, failure};
+    auto generated = co_await generate_keys();
+    if (!generated) failure = generated.error();
+    co_return generated;
   }
 
   awaitable<Result<EncryptionKeys>> copy_of_new_keys() {

@@ -2,6 +2,9 @@
 // non-streaming success, every stream failure, HTTP errors, key rotation, timeouts, attestation.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -476,6 +479,44 @@ TEST(ClientAsync, ManyConcurrentRequestsOnOneIoContext) {
     ASSERT_TRUE(results[i] && *results[i]) << i;
     EXPECT_EQ((*results[i])->at("choices").at(0).at("message").at("content").as_string(), "message " + std::to_string(i));
   }
+  EXPECT_EQ(gateway.attestation_requests, 1);  // one call made the first keys, the others waited for them
+}
+
+TEST(ClientAsync, ConcurrentFirstCallsShareAFailedAttestation) {
+  FakeGateway gateway;
+  gateway.set_attestation_flaw(test::AttestationFlaw::bad_binding);
+  auto client = client_for(gateway);
+  constexpr int kRequests = 8;
+  asio::io_context io;
+  std::vector<std::optional<Result<json::object>>> results(kRequests);
+  for (int i = 0; i < kRequests; ++i)
+    asio::co_spawn(io, client.chat.completions.async_create(hello_request()),
+                   [&results, i](std::exception_ptr e, Result<json::object> r) {
+                     if (!e) results[i] = std::move(r);
+                   });
+  io.run();
+  for (const auto& result : results) {
+    ASSERT_TRUE(result && !*result);
+    EXPECT_EQ(result->error().code, Errc::attestation_failed) << result->error().to_string();
+  }
+  EXPECT_EQ(gateway.attestation_requests, 1);
+  EXPECT_EQ(gateway.chat_requests, 0);
+}
+
+TEST(ClientKeys, BlockingCallsOnManyThreadsMakeTheFirstKeysOnce) {
+  FakeGateway gateway;
+  auto client = client_for(gateway);
+  constexpr int kThreads = 6;
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < kThreads; ++i)
+    threads.emplace_back([&] {
+      if (client.chat.completions.create(hello_request())) ++ok;
+    });
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(ok, kThreads);
+  EXPECT_EQ(gateway.attestation_requests, 1);
+  EXPECT_EQ(gateway.chat_requests, kThreads);
 }
 
 TEST(ClientAsync, CancellationEndsAPendingRequest) {

@@ -11,7 +11,8 @@
 // awaitable one that runs on the caller's executor (for servers such as the local OpenAI proxy:
 // many concurrent requests on one io_context); both reuse the pooled keep-alive connections.
 // Trust comes first: encryption keys are only ever made for a public key whose attestation
-// verified against the policy and a fresh challenge.
+// verified against the policy and a fresh challenge. Calls that need keys while one is making
+// them wait for its result (keys or error) instead of each attesting.
 // When the gateway no longer knows the key (404 unknown_key_id, e.g. the enclave restarted with a
 // new key) the client re-attests, makes new keys and retries that request once.
 //
