@@ -491,7 +491,13 @@ Result<json::object> run_bench(const BenchOptions& options) {
     return std::unexpected(started.error());
   }
 
+  // The load generator keeps a connection per stream, as clients that stream at that concurrency
+  // do: the phases measure streaming, not connections opened and closed per request.
+  std::size_t most_streams = plan.rss_streams;
+  for (const auto& concurrencies : {plan.concurrencies, plan.paced_concurrencies})
+    for (unsigned c : concurrencies) most_streams = std::max<std::size_t>(most_streams, c);
   client::ClientOptions client_options;
+  client_options.max_idle_connections = most_streams;
   client_options.api_key = stack.api_key;
   client_options.base_url = stack.gateway_url;
   client_options.attestation.allowed_providers = {"simulated"};
@@ -508,7 +514,7 @@ Result<json::object> run_bench(const BenchOptions& options) {
 
   auto engine_base = http::parse_url(stack.engine->url());
   if (!engine_base) return std::unexpected(engine_base.error());
-  auto direct_http = std::make_shared<http::Client>();
+  auto direct_http = std::make_shared<http::Client>(http::ClientOptions{.max_idle_per_host = most_streams});
   const auto request_for = [](std::size_t chunks) {
     return json::parse(chat_body(chunks)).as_object();
   };

@@ -60,9 +60,12 @@ Status validate(const ClientOptions& options, bool need_api_key) {
 namespace detail {
 
 struct ClientState {
+  explicit ClientState(std::size_t max_idle_connections)
+      : http(http::ClientOptions{.max_idle_per_host = max_idle_connections, .body_limit = kMaxJsonResponseBytes}) {}
+
   ClientOptions options;
   http::Url base;
-  http::Client http{http::ClientOptions{.body_limit = kMaxJsonResponseBytes}};
+  http::Client http;
 
   std::mutex mutex;
   std::shared_ptr<const EncryptionKeys> keys;  // guarded by mutex
@@ -463,7 +466,7 @@ Result<std::shared_ptr<ClientState>> make_state(ClientOptions options, bool need
   if (auto ok = validate(options, need_api_key); !ok) return std::unexpected(ok.error());
   auto base = http::parse_url(options.base_url);
   if (!base) return fail(Errc::invalid_request, "base_url: " + base.error().message);
-  auto state = std::make_shared<ClientState>();
+  auto state = std::make_shared<ClientState>(options.max_idle_connections);
   state->base = std::move(*base);
   if (options.encryption_keys) state->keys = std::make_shared<const EncryptionKeys>(std::move(*options.encryption_keys));
   options.encryption_keys.reset();

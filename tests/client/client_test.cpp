@@ -387,6 +387,15 @@ TEST(ClientTransport, BlockingCallsReuseOneConnection) {
   EXPECT_EQ(gateway.accepted_connections(), 1u);
 }
 
+TEST(ClientTransport, NoIdleConnectionsKeptWhenTheOptionSaysNone) {
+  FakeGateway gateway;
+  auto options = options_for(gateway);
+  options.max_idle_connections = 0;
+  auto client = make_client(options);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(client.chat.completions.create(hello_request()));
+  EXPECT_EQ(gateway.accepted_connections(), 4u);  // the attestation's and one per call
+}
+
 TEST(ClientProtocol, Version1RoundTrip) {
   FakeGateway gateway;
   gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {

@@ -48,6 +48,7 @@ namespace rvenc::client {
 inline constexpr std::string_view kDefaultBaseUrl = "http://127.0.0.1:8400";
 inline constexpr std::chrono::milliseconds kDefaultRequestTimeout{30'000};
 inline constexpr std::size_t kDefaultMaxBufferSize = protocol::kDefaultMaxEventBytes;  // 10 MiB
+inline constexpr std::size_t kDefaultMaxIdleConnections = 256;  // as the other hops' pools
 
 // The SDK's "encryption keys": an X-Wing encapsulation to the enclave key `key_id`. May be
 // generated once (generate_encryption_keys) and reused for many requests.
@@ -72,6 +73,9 @@ struct ClientOptions {
   std::chrono::milliseconds request_timeout = kDefaultRequestTimeout;
   // Largest single event of the response stream accepted (event_too_large beyond).
   std::size_t max_buffer_size = kDefaultMaxBufferSize;
+  // Keep-alive connections to the gateway kept open between calls; more concurrent calls than
+  // this open a connection each and close it after. Raise it to the calls you run at once.
+  std::size_t max_idle_connections = kDefaultMaxIdleConnections;
   // Version 2 by default; version 1 only for servers that speak nothing else (see PROTOCOL.md).
   protocol::Version protocol_version = protocol::Version::v2;
   // Which enclaves to trust. The default trusts hardware providers only, never "simulated".
