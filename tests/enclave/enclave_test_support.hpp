@@ -20,6 +20,7 @@
 #include "rvenc/protocol/envelope.hpp"
 #include "rvenc/protocol/sealing.hpp"
 #include "rvenc/protocol/sse.hpp"
+#include "support/test_support.hpp"
 
 namespace rvenc::enclave::test {
 
@@ -45,33 +46,8 @@ inline std::string chat_json(const std::string& model, const std::string& user_m
   return boost::json::serialize(body);
 }
 
-// The SDK's "encryption keys" plus what one request used.
-struct SealedRequest {
-  std::string body;
-  crypto::SharedSecret shared_secret;
-  crypto::Nonce nonce{};
-  protocol::Version version = protocol::Version::v2;
-};
-
-inline SealedRequest seal(const crypto::XWingPublicKey& public_key, std::string_view plaintext,
-                          protocol::Version version = protocol::Version::v2,
-                          std::optional<std::int64_t> timestamp = std::nullopt,
-                          std::optional<crypto::KeyId> key_id = std::nullopt) {
-  auto encapsulation = crypto::xwing_encapsulate(public_key);
-  SealedRequest out;
-  out.shared_secret = encapsulation->shared_secret;
-  out.nonce = crypto::random_nonce();
-  out.version = version;
-  protocol::SealInput input;
-  input.version = version;
-  input.shared_secret = &encapsulation->shared_secret;
-  input.cipher_text = &encapsulation->cipher_text;
-  input.key_id = key_id.value_or(crypto::key_id(public_key));
-  input.nonce = out.nonce;
-  input.timestamp = timestamp.value_or(unix_now());
-  out.body = protocol::serialize_envelope(protocol::seal_request(input, plaintext));
-  return out;
-}
+using rvenc::test::seal;
+using rvenc::test::SealedRequest;
 
 struct OpenedStream {
   std::vector<std::string> chunks;  // decrypted data events

@@ -123,16 +123,8 @@ TEST_F(ServiceTest, ChatStreamsSealedEventsThenDoneThenUsage) {
 TEST_F(ServiceTest, ReusedEncryptionKeysWithFreshNoncesWork) {
   auto encapsulation = crypto::xwing_encapsulate(key_->public_key());
   for (int i = 0; i < 3; ++i) {
-    protocol::SealInput input;
-    input.shared_secret = &encapsulation->shared_secret;
-    input.cipher_text = &encapsulation->cipher_text;
-    input.key_id = key_->key_id();
-    input.nonce = crypto::random_nonce();
-    input.timestamp = test::unix_now();
-    test::SealedRequest sealed;
-    sealed.shared_secret = encapsulation->shared_secret;
-    sealed.nonce = input.nonce;
-    sealed.body = protocol::serialize_envelope(protocol::seal_request(input, chat_json("rvenc-demo", "again")));
+    const auto sealed = rvenc::test::seal_with_keys(encapsulation->shared_secret, encapsulation->cipher_text,
+                                                    key_->key_id(), chat_json("rvenc-demo", "again"));
     auto writer = post_chat(sealed.body);
     ASSERT_EQ(writer.status(), 200u);
     EXPECT_TRUE(test::open_stream(sealed, writer.body()).done);

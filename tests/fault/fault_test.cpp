@@ -870,17 +870,8 @@ class Storm {
 
  private:
   gw::Sealed seal() const {
-    gw::Sealed sealed;
-    sealed.shared_secret = keys_.shared_secret;
-    sealed.nonce = crypto::random_nonce();
-    protocol::SealInput input{.version = protocol::Version::v2,
-                              .shared_secret = &keys_.shared_secret,
-                              .cipher_text = &keys_.cipher_text,
-                              .key_id = keys_.key_id,
-                              .nonce = sealed.nonce,
-                              .timestamp = std::time(nullptr)};
-    sealed.body = protocol::serialize_envelope(protocol::seal_request(input, json::serialize(chat_request(12))));
-    return sealed;
+    return test::seal_with_keys(keys_.shared_secret, keys_.cipher_text, keys_.key_id,
+                                json::serialize(chat_request(12)));
   }
 
   std::string raw_request(const std::string& body, const std::string& key) const {

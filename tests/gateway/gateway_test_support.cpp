@@ -77,23 +77,9 @@ Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key
   if (!models || models->result_int() != 200) throw std::runtime_error("models through the gateway failed");
   const std::string model(boost::json::parse(models->body()).at("data").as_array().at(0).at("id").as_string());
 
-  auto encaps = crypto::xwing_encapsulate(doc->public_key);
-  if (!encaps) throw std::runtime_error("encapsulation failed");
-  Sealed sealed;
-  sealed.shared_secret = encaps->shared_secret;
-  sealed.nonce = crypto::random_nonce();
-  sealed.version = version;
-  protocol::SealInput input;
-  input.version = version;
-  input.shared_secret = &sealed.shared_secret;
-  input.cipher_text = &encaps->cipher_text;
-  input.key_id = doc->key_id;
-  input.nonce = sealed.nonce;
-  input.timestamp = std::time(nullptr);
   const std::string plaintext = R"({"model":")" + model + R"(","stream":true,"messages":[{"role":"user","content":")" +
                                 prompt + R"("}]})";
-  sealed.body = protocol::serialize_envelope(protocol::seal_request(input, plaintext));
-  return sealed;
+  return test::seal(doc->public_key, plaintext, version, std::nullopt, doc->key_id);
 }
 
 Result<http::Response> post_chat(const std::string& gateway_url, const std::string& body,

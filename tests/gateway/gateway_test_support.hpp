@@ -30,13 +30,7 @@ std::unique_ptr<test::ChildProcess> start_enclave(const test::TempDir& dir, long
 std::unique_ptr<test::ChildProcess> start_gateway(const std::vector<std::string>& enclave_urls, const std::string& db,
                                                   const std::string& token_file);
 
-// A sealed v2 request and what is needed to open its answer.
-struct Sealed {
-  std::string body;
-  crypto::SharedSecret shared_secret;
-  crypto::Nonce nonce{};
-  protocol::Version version = protocol::Version::v2;
-};
+using Sealed = test::SealedRequest;
 // Fetches and verifies the attestation through `gateway_url` (simulated, signed by the platform
 // key in `platform_key_file`) and seals a chat request for the first model.
 Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key_file, const std::string& prompt = "Hello",

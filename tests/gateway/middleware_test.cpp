@@ -21,16 +21,9 @@ std::string error_code_of(const std::string& body) {
 }
 
 std::string sealed_v2_body() {
-  const auto pair = crypto::xwing_generate_keypair();
-  auto encaps = crypto::xwing_encapsulate(pair.public_key).value();
-  protocol::SealInput input;
-  input.shared_secret = &encaps.shared_secret;
-  input.cipher_text = &encaps.cipher_text;
-  input.key_id = crypto::key_id(pair.public_key);
-  input.nonce = crypto::random_nonce();
-  input.timestamp = std::time(nullptr);
-  return protocol::serialize_envelope(
-      protocol::seal_request(input, R"({"model":"rvenc-demo","messages":[{"role":"user","content":"hi"}]})"));
+  return test::seal(crypto::xwing_generate_keypair().public_key,
+                    R"({"model":"rvenc-demo","messages":[{"role":"user","content":"hi"}]})")
+      .body;
 }
 
 class MiddlewareTest : public ::testing::Test {

@@ -19,6 +19,8 @@
 
 #include <boost/json/parse.hpp>
 
+#include "rvenc/protocol/sealing.hpp"
+
 namespace rvenc::test {
 
 namespace fs = std::filesystem;
@@ -141,6 +143,31 @@ std::optional<std::string> ChildProcess::wait_for_line(const std::string& regex,
 
 std::optional<std::string> ChildProcess::wait_for_url(std::chrono::milliseconds timeout) {
   return wait_for_line(R"(listening on (http://[0-9.]+:[0-9]+))", timeout);
+}
+
+SealedRequest seal_with_keys(const crypto::SharedSecret& shared_secret, const crypto::XWingCipherText& cipher_text,
+                             const crypto::KeyId& key_id, std::string_view plaintext, protocol::Version version,
+                             std::optional<std::int64_t> timestamp) {
+  SealedRequest out;
+  out.shared_secret = shared_secret;
+  out.nonce = crypto::random_nonce();
+  out.version = version;
+  const protocol::SealInput input{.version = version,
+                                  .shared_secret = &shared_secret,
+                                  .cipher_text = &cipher_text,
+                                  .key_id = key_id,
+                                  .nonce = out.nonce,
+                                  .timestamp = timestamp.value_or(std::time(nullptr))};
+  out.body = protocol::serialize_envelope(protocol::seal_request(input, plaintext));
+  return out;
+}
+
+SealedRequest seal(const crypto::XWingPublicKey& public_key, std::string_view plaintext, protocol::Version version,
+                   std::optional<std::int64_t> timestamp, std::optional<crypto::KeyId> key_id) {
+  auto encapsulation = crypto::xwing_encapsulate(public_key);
+  if (!encapsulation) throw std::runtime_error("encapsulation failed: " + encapsulation.error().message);
+  return seal_with_keys(encapsulation->shared_secret, encapsulation->cipher_text,
+                        key_id.value_or(crypto::key_id(public_key)), plaintext, version, timestamp);
 }
 
 int free_port() {

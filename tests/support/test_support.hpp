@@ -11,6 +11,9 @@
 
 #include <boost/json/value.hpp>
 
+#include "rvenc/crypto/crypto.hpp"
+#include "rvenc/protocol/envelope.hpp"
+
 namespace rvenc::test {
 
 // ../shared/vectors/<name>.json, parsed.
@@ -61,5 +64,23 @@ class ChildProcess {
 
 // A free TCP port on 127.0.0.1 (bound and released: only for programs that cannot take port 0).
 int free_port();
+
+// A chat request sealed as the SDK seals it (fresh encapsulation), and what opens its answer.
+struct SealedRequest {
+  std::string body;  // the envelope
+  crypto::SharedSecret shared_secret;
+  crypto::Nonce nonce{};
+  protocol::Version version = protocol::Version::v2;
+};
+// Seals `plaintext` to `public_key`; the envelope's keyId and timestamp may be overridden.
+SealedRequest seal(const crypto::XWingPublicKey& public_key, std::string_view plaintext,
+                   protocol::Version version = protocol::Version::v2,
+                   std::optional<std::int64_t> timestamp = std::nullopt,
+                   std::optional<crypto::KeyId> key_id = std::nullopt);
+// The same with encryption keys made before (reused), a fresh nonce and the current time.
+SealedRequest seal_with_keys(const crypto::SharedSecret& shared_secret, const crypto::XWingCipherText& cipher_text,
+                             const crypto::KeyId& key_id, std::string_view plaintext,
+                             protocol::Version version = protocol::Version::v2,
+                             std::optional<std::int64_t> timestamp = std::nullopt);
 
 }  // namespace rvenc::test
