@@ -168,7 +168,7 @@ struct ClientState {
       co_await wakeup->async_receive(asio::as_tuple(asio::use_awaitable));
       const std::lock_guard lock(mutex);
       if (keys) co_return keys;
-      // A cancelled attempt left no error: then this call tries itself.
+      // A cancelled attempt left no error: then this call makes the keys itself.
       if (attempts_finished > attempt && last_attempt_error) co_return std::unexpected(*last_attempt_error);
     }
     // Whatever ends this attempt (keys, error, cancellation) wakes the calls waiting for it.
@@ -185,7 +185,9 @@ struct ClientState {
       }
     } finish{*this, failure};
     auto generated = co_await generate_keys();
-    if (!generated) failure = generated.error();
+    // A cancelled call's failure is its own (its request was cut), not one to share.
+    const asio::cancellation_state cancellation = co_await asio::this_coro::cancellation_state;
+    if (!generated && cancellation.cancelled() == asio::cancellation_type::none) failure = generated.error();
     co_return generated;
   }
 

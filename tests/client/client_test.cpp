@@ -557,6 +557,39 @@ TEST(ClientAsync, CancellationEndsAPendingRequest) {
   EXPECT_EQ(result->error().message, "request cancelled");
 }
 
+TEST(ClientAsync, AWaitingCallTakesOverWhenTheCallMakingKeysIsCancelled) {
+  FakeGateway gateway;
+  gateway.set_attestation_hang(true);
+  auto client = client_for(gateway);
+  asio::io_context io;
+  asio::cancellation_signal cancel;
+  std::optional<Result<json::object>> first, second;
+  asio::co_spawn(io, client.chat.completions.async_create(hello_request()),
+                 asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, Result<json::object> r) {
+                   first = e ? Result<json::object>(fail(Errc::internal_error, "exception")) : std::move(r);
+                 }));
+  asio::co_spawn(io, client.chat.completions.async_create(hello_request()),
+                 [&](std::exception_ptr e, Result<json::object> r) {
+                   second = e ? Result<json::object>(fail(Errc::internal_error, "exception")) : std::move(r);
+                 });
+  // Once the first call is stuck attesting (the second then waits for it), cancel it.
+  asio::co_spawn(io, [&]() -> http::awaitable<void> {
+    asio::steady_timer timer(io);
+    while (gateway.attestation_requests == 0) {
+      timer.expires_after(std::chrono::milliseconds(10));
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+    gateway.set_attestation_hang(false);
+    cancel.emit(asio::cancellation_type::terminal);
+  }, asio::detached);
+  io.run();
+  ASSERT_TRUE(first && second);
+  ASSERT_FALSE(*first);
+  EXPECT_EQ(first->error().message, "request cancelled");
+  ASSERT_TRUE(*second) << second->error().to_string();
+  EXPECT_EQ(gateway.attestation_requests, 2);  // the cancelled attempt left no keys: the waiter attested
+}
+
 TEST(ClientAsync, HandlerErrorStopsTheStream) {
   FakeGateway gateway;
   gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {

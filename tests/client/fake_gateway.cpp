@@ -108,6 +108,10 @@ json::object FakeGateway::last_request() const {
 
 awaitable<void> FakeGateway::attestation(http::Request& request, http::ResponseWriter& writer) {
   ++attestation_requests;
+  if (attestation_hangs_) {
+    co_await hold_->async_wait(asio::as_tuple(asio::use_awaitable));
+    co_return;
+  }
   const std::string_view query = http::target_query(request);
   constexpr std::string_view kPrefix = "challenge=";
   auto challenge = query.starts_with(kPrefix)
