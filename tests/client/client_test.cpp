@@ -590,6 +590,48 @@ TEST(ClientAsync, AWaitingCallTakesOverWhenTheCallMakingKeysIsCancelled) {
   EXPECT_EQ(gateway.attestation_requests, 2);  // the cancelled attempt left no keys: the waiter attested
 }
 
+TEST(ClientAsync, ACancelledWaiterLeavesTheCallMakingKeysAlone) {
+  FakeGateway gateway;
+  gateway.set_attestation_hang(true);
+  auto client = client_for(gateway);
+  asio::io_context io;
+  asio::cancellation_signal cancel;
+  std::optional<Result<json::object>> first, second;
+  asio::co_spawn(io, client.chat.completions.async_create(hello_request()),
+                 [&](std::exception_ptr e, Result<json::object> r) {
+                   first = e ? Result<json::object>(fail(Errc::internal_error, "exception")) : std::move(r);
+                 });
+  asio::co_spawn(io, client.chat.completions.async_create(hello_request()),
+                 asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, Result<json::object> r) {
+                   second = e ? Result<json::object>(fail(Errc::internal_error, "exception")) : std::move(r);
+                 }));
+  // The waiting call is cancelled while the first is stuck attesting; then the attestation ends
+  // without an answer, which fails the first call.
+  asio::co_spawn(io, [&]() -> http::awaitable<void> {
+    asio::steady_timer timer(io);
+    while (gateway.attestation_requests == 0) {
+      timer.expires_after(std::chrono::milliseconds(10));
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+    cancel.emit(asio::cancellation_type::terminal);
+    while (!second) {
+      timer.expires_after(std::chrono::milliseconds(10));
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+    gateway.set_attestation_hang(false);
+    gateway.release();
+  }, asio::detached);
+  io.run();
+  ASSERT_TRUE(first && second);
+  ASSERT_FALSE(*second);
+  EXPECT_EQ(second->error().message, "request cancelled");
+  EXPECT_FALSE(*first);
+  // Nothing of either is left behind: the next call makes keys and is answered.
+  auto third = client.chat.completions.create(hello_request());
+  ASSERT_TRUE(third) << third.error().to_string();
+  EXPECT_EQ(gateway.attestation_requests, 2);
+}
+
 TEST(ClientAsync, HandlerErrorStopsTheStream) {
   FakeGateway gateway;
   gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
