@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds everything (via scripts/setup.sh) and runs every test with CTest, then:
 # - the ASan+UBSan suite in build-asan/ (Debug): RVENC_SANITIZE=1 builds and runs all of it,
-#   RVENC_SANITIZE=subset only the in-process tests of core, http, enclave and gateway (what CI
+#   RVENC_SANITIZE=subset only the in-process tests of core, http, enclave, gateway and the SDK (what CI
 #   runs by default when CI=true: the full sanitizer build alone is ~10 CPU-minutes), 0 skips it.
 # - every libFuzzer target for RVENC_FUZZ_SECONDS each (default 10; 0 skips) via scripts/fuzz.sh.
 set -euo pipefail
@@ -13,9 +13,11 @@ default_sanitize=0
 [ "${CI:-}" = true ] && default_sanitize=subset
 sanitize="${RVENC_SANITIZE:-$default_sanitize}"
 # The subset: libraries and in-process tests only; the tests that start rvenc processes need the
-# whole CLI built with sanitizers, and the client/proxy suites need little that these lack.
-readonly ASAN_SUBSET_TARGETS=(rvenc_core_tests rvenc_core_vector_tests rvenc_http_tests rvenc_enclave_tests rvenc_gateway_tests)
-readonly ASAN_SUBSET_TESTS='^(vector|core|http|enclave|gateway)[.]'
+# whole CLI built with sanitizers. The SDK's tests are in for its cross-thread key sharing; the
+# proxy's suite needs little that these lack.
+readonly ASAN_SUBSET_TARGETS=(rvenc_core_tests rvenc_core_vector_tests rvenc_http_tests rvenc_enclave_tests rvenc_gateway_tests
+                              rvenc_client_tests)
+readonly ASAN_SUBSET_TESTS='^(vector|core|http|enclave|gateway|client)[.]'
 readonly ASAN_SUBSET_EXCLUDE='EnclaveProcess|GatewayIntegration|^gateway[.]Up[.]|^gateway[.]redis[.]'
 asan_ctest() {
   # detect_leaks: a leak fails the test; abort_on_error makes the failure impossible to miss.
