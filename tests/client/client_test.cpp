@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -11,6 +12,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -46,6 +48,24 @@ Client make_client(ClientOptions options) {
   return std::move(*client);
 }
 Client client_for(const FakeGateway& gateway) { return make_client(options_for(gateway)); }
+
+// A non-streaming async_create on `io` whose result lands in `out` (cancellable through `slot`).
+void spawn_create(asio::io_context& io, const Client& client, std::optional<Result<json::object>>& out,
+                  asio::cancellation_slot slot = {}) {
+  asio::co_spawn(io, client.chat.completions.async_create(hello_request()),
+                 asio::bind_cancellation_slot(slot, [&out](std::exception_ptr e, Result<json::object> r) {
+                   out = e ? Result<json::object>(fail(Errc::internal_error, "exception")) : std::move(r);
+                 }));
+}
+
+// Returns once `done()` holds, looking every 10 ms (polling, not timing).
+http::awaitable<void> until(std::function<bool()> done) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (!done()) {
+    timer.expires_after(std::chrono::milliseconds(10));
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+}
 
 // Collects streamed chunks' delta content.
 struct Collected {
@@ -541,13 +561,9 @@ TEST(ClientAsync, CancellationEndsAPendingRequest) {
                  asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, Status s) {
                    result = e ? Status(fail(Errc::internal_error, "exception")) : std::move(s);
                  }));
-  // Cancel once the request reached the server (polling, not timing).
+  // Cancel once the request reached the server.
   asio::co_spawn(io, [&]() -> http::awaitable<void> {
-    asio::steady_timer timer(io);
-    while (gateway.chat_requests == 0 && !result) {
-      timer.expires_after(std::chrono::milliseconds(10));
-      co_await timer.async_wait(asio::use_awaitable);
-    }
+    co_await until([&] { return gateway.chat_requests > 0 || result.has_value(); });
     cancel.emit(asio::cancellation_type::terminal);
   }, asio::detached);
   io.run();
@@ -557,28 +573,24 @@ TEST(ClientAsync, CancellationEndsAPendingRequest) {
   EXPECT_EQ(result->error().message, "request cancelled");
 }
 
-TEST(ClientAsync, AWaitingCallTakesOverWhenTheCallMakingKeysIsCancelled) {
+// Two calls on one io_context while the first keys are made, attestation answers held back.
+class ClientKeysInTheMaking : public ::testing::Test {
+ protected:
+  ClientKeysInTheMaking() { gateway.set_attestation_hang(true); }
+
   FakeGateway gateway;
-  gateway.set_attestation_hang(true);
-  auto client = client_for(gateway);
+  Client client = client_for(gateway);
   asio::io_context io;
   asio::cancellation_signal cancel;
   std::optional<Result<json::object>> first, second;
-  asio::co_spawn(io, client.chat.completions.async_create(hello_request()),
-                 asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, Result<json::object> r) {
-                   first = e ? Result<json::object>(fail(Errc::internal_error, "exception")) : std::move(r);
-                 }));
-  asio::co_spawn(io, client.chat.completions.async_create(hello_request()),
-                 [&](std::exception_ptr e, Result<json::object> r) {
-                   second = e ? Result<json::object>(fail(Errc::internal_error, "exception")) : std::move(r);
-                 });
+};
+
+TEST_F(ClientKeysInTheMaking, AWaitingCallTakesOverWhenTheCallMakingKeysIsCancelled) {
+  spawn_create(io, client, first, cancel.slot());
+  spawn_create(io, client, second);
   // Once the first call is stuck attesting (the second then waits for it), cancel it.
   asio::co_spawn(io, [&]() -> http::awaitable<void> {
-    asio::steady_timer timer(io);
-    while (gateway.attestation_requests == 0) {
-      timer.expires_after(std::chrono::milliseconds(10));
-      co_await timer.async_wait(asio::use_awaitable);
-    }
+    co_await until([&] { return gateway.attestation_requests > 0; });
     gateway.set_attestation_hang(false);
     cancel.emit(asio::cancellation_type::terminal);
   }, asio::detached);
@@ -590,34 +602,15 @@ TEST(ClientAsync, AWaitingCallTakesOverWhenTheCallMakingKeysIsCancelled) {
   EXPECT_EQ(gateway.attestation_requests, 2);  // the cancelled attempt left no keys: the waiter attested
 }
 
-TEST(ClientAsync, ACancelledWaiterLeavesTheCallMakingKeysAlone) {
-  FakeGateway gateway;
-  gateway.set_attestation_hang(true);
-  auto client = client_for(gateway);
-  asio::io_context io;
-  asio::cancellation_signal cancel;
-  std::optional<Result<json::object>> first, second;
-  asio::co_spawn(io, client.chat.completions.async_create(hello_request()),
-                 [&](std::exception_ptr e, Result<json::object> r) {
-                   first = e ? Result<json::object>(fail(Errc::internal_error, "exception")) : std::move(r);
-                 });
-  asio::co_spawn(io, client.chat.completions.async_create(hello_request()),
-                 asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, Result<json::object> r) {
-                   second = e ? Result<json::object>(fail(Errc::internal_error, "exception")) : std::move(r);
-                 }));
+TEST_F(ClientKeysInTheMaking, ACancelledWaiterLeavesTheCallMakingKeysAlone) {
+  spawn_create(io, client, first);
+  spawn_create(io, client, second, cancel.slot());
   // The waiting call is cancelled while the first is stuck attesting; then the attestation ends
   // without an answer, which fails the first call.
   asio::co_spawn(io, [&]() -> http::awaitable<void> {
-    asio::steady_timer timer(io);
-    while (gateway.attestation_requests == 0) {
-      timer.expires_after(std::chrono::milliseconds(10));
-      co_await timer.async_wait(asio::use_awaitable);
-    }
+    co_await until([&] { return gateway.attestation_requests > 0; });
     cancel.emit(asio::cancellation_type::terminal);
-    while (!second) {
-      timer.expires_after(std::chrono::milliseconds(10));
-      co_await timer.async_wait(asio::use_awaitable);
-    }
+    co_await until([&] { return second.has_value(); });
     gateway.set_attestation_hang(false);
     gateway.release();
   }, asio::detached);
