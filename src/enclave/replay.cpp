@@ -50,24 +50,23 @@ bool FingerprintSet::contains(const crypto::Fingerprint& fingerprint) const noex
   }
 }
 
-void FingerprintSet::insert(const crypto::Fingerprint& fingerprint) {
-  if ((size_ + 1) * kMaxLoadDenominator > slots_.size() * kMaxLoadNumerator) grow();
-  const crypto::Fingerprint value = stored(fingerprint);
+void FingerprintSet::place(const crypto::Fingerprint& value) noexcept {
   std::size_t i = slot_of(value);
   while (!is_free(slots_[i])) i = next(i);
   slots_[i] = value;
+}
+
+void FingerprintSet::insert(const crypto::Fingerprint& fingerprint) {
+  if ((size_ + 1) * kMaxLoadDenominator > slots_.size() * kMaxLoadNumerator) grow();
+  place(stored(fingerprint));
   ++size_;
 }
 
 void FingerprintSet::grow() {
   std::vector<crypto::Fingerprint> old = std::exchange(slots_, {});
   slots_.assign(old.empty() ? kInitialSlots : old.size() + old.size() / 2, crypto::Fingerprint{});
-  for (const auto& slot : old) {
-    if (is_free(slot)) continue;
-    std::size_t i = slot_of(slot);
-    while (!is_free(slots_[i])) i = next(i);
-    slots_[i] = slot;
-  }
+  for (const auto& slot : old)
+    if (!is_free(slot)) place(slot);
 }
 }  // namespace detail
 

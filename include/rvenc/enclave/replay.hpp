@@ -39,6 +39,8 @@ class FingerprintSet {
  private:
   [[nodiscard]] std::size_t slot_of(const crypto::Fingerprint& fingerprint) const noexcept;
   [[nodiscard]] std::size_t next(std::size_t slot) const noexcept;
+  // Puts a stored value (occupied bit set) in the first free slot of its probe sequence.
+  void place(const crypto::Fingerprint& value) noexcept;
   void grow();
 
   std::vector<crypto::Fingerprint> slots_;

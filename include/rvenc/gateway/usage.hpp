@@ -8,10 +8,10 @@
 // A row waits up to a flush interval for its batch. So that a gateway killed meanwhile (crash,
 // kill -9) loses none, each row is first appended to a journal file beside the database, mapped
 // into memory (MAP_SHARED): a copy into the kernel's page cache, which outlives the process, with
-// no system call per request. A batch's journal is removed
-// once SQLite has its rows; the next gateway on the database replays the journals left behind
-// (rows are keyed by request id, so a row already written is not written twice). Each journal is
-// locked (flock) by its gateway, so gateways sharing a database replay only dead ones.
+// no system call per request. A batch's journal is removed once SQLite has its rows; the next
+// gateway on the database replays the journals left behind (rows are keyed by request id, so a
+// row already written is not written twice). Each journal is locked (flock) by its gateway, so
+// gateways sharing a database replay only dead ones.
 #pragma once
 
 #include <chrono>
