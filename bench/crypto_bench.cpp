@@ -1,12 +1,19 @@
 // Each operation twice: BM_<Op>_rvenc through rvenc_core, BM_<Op>_raw as the bare libsodium call
 // sequence that does the same cryptographic work, so wrapper overhead reads as a ratio. The
-// enclave's replay cache is measured the same way against the design it replaced (_nodeset).
+// enclave's replay cache and the gateway's usage journal are measured the same way against the
+// designs they replaced (_nodeset, _write).
 #include <benchmark/benchmark.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <sodium.h>
+#include <unistd.h>
+
+#include <boost/json/serialize.hpp>
 
 #include <array>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <span>
 #include <string>
@@ -16,6 +23,7 @@
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/enclave/replay.hpp"
+#include "rvenc/gateway/usage.hpp"
 #include "rvenc/protocol/sealing.hpp"
 
 namespace {
@@ -332,6 +340,70 @@ void BM_ReplayRecord_nodeset(benchmark::State& state) {
   });
 }
 
+// --- usage journal -------------------------------------------------------------------------------
+// What a request's thread pays to journal its usage row: the gateway's append (the row's JSON
+// copied into a mapped file) next to what it replaced, the same line written with write(2) to an
+// append-only file. Journals are replaced every kUsageBatchRows rows, as batches do (untimed:
+// that happens on the writer thread).
+
+const gateway::UsageRow& journal_row() {
+  static const gateway::UsageRow row{"req_0190a1b2c3d4e5f60718293a", "key_0123456789abcdef", 1'700'000'000'000,
+                                     "/rvenc/chat/completions", 200, 100, 32, 2929, 5000, 12};
+  return row;
+}
+
+// A private directory under TMPDIR, removed with its journals.
+struct JournalDir {
+  std::filesystem::path path;
+  JournalDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "rvenc-journal-bench-XXXXXX").string();
+    if (!::mkdtemp(pattern.data())) std::abort();
+    path = pattern;
+  }
+  ~JournalDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+void BM_UsageJournalAppend_rvenc(benchmark::State& state) {
+  const JournalDir dir;
+  const auto database = dir.path / "usage.db";
+  auto journal = gateway::detail::UsageJournal::create(database);
+  std::size_t rows = 0;
+  for (auto _ : state) {
+    if (!journal->append(journal_row())) std::abort();
+    if (++rows % gateway::kUsageBatchRows == 0) {
+      state.PauseTiming();
+      journal->remove();
+      journal = gateway::detail::UsageJournal::create(database);
+      state.ResumeTiming();
+    }
+  }
+  journal->remove();
+  state.SetItemsProcessed(state.iterations());
+}
+
+void BM_UsageJournalAppend_write(benchmark::State& state) {
+  const JournalDir dir;
+  const auto file = dir.path / "usage.db.journal";
+  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+  std::size_t rows = 0;
+  for (auto _ : state) {
+    std::string line = boost::json::serialize(gateway::to_json(journal_row()));
+    line += '\n';
+    if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) std::abort();
+    if (++rows % gateway::kUsageBatchRows == 0) {
+      state.PauseTiming();
+      ::close(fd);
+      fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+      state.ResumeTiming();
+    }
+  }
+  ::close(fd);
+  state.SetItemsProcessed(state.iterations());
+}
+
 BENCHMARK(BM_XWingKeygen_rvenc);
 BENCHMARK(BM_XWingKeygen_raw);
 BENCHMARK(BM_XWingEncaps_rvenc);
@@ -348,6 +420,8 @@ BENCHMARK(BM_EventOpen_rvenc);
 BENCHMARK(BM_EventOpen_raw);
 BENCHMARK(BM_ReplayRecord_rvenc)->Arg(1 << 16)->Arg(1 << 20);
 BENCHMARK(BM_ReplayRecord_nodeset)->Arg(1 << 16)->Arg(1 << 20);
+BENCHMARK(BM_UsageJournalAppend_rvenc);
+BENCHMARK(BM_UsageJournalAppend_write);
 
 }  // namespace
 
