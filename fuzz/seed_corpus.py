@@ -109,3 +109,13 @@ write("attestation", "sev_snp.json", compact({**doc, "provider": "sev-snp",
                                                "measurement": "cd" * 48}))
 write("attestation", "bad_base64.json", compact({**doc, "evidence": "!!!="}))
 write("attestation", "missing_key.json", compact({k: v for k, v in doc.items() if k != "publicKey"}))
+
+
+def frame(kind, stream, payload=b""):
+    return len(payload).to_bytes(4, "big") + stream.to_bytes(4, "big") + bytes([kind]) + payload
+
+
+write("mux_frame", "request.bin", frame(1, 1, b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"))
+write("mux_frame", "stream.bin", frame(2, 1, b"HTTP/1.1 200 OK\r\n\r\n") + frame(3, 1, b"data: x\n\n") + frame(4, 1))
+write("mux_frame", "window_reset.bin", frame(6, 3, (131072).to_bytes(4, "big")) + frame(5, 3, b"cancelled"))
+write("mux_frame", "cut.bin", frame(3, 5, b"0123456789")[:12])

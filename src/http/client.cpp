@@ -29,6 +29,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "resolve.hpp"
 #include "watchdog.hpp"
 #include "wire.hpp"
 
@@ -264,6 +265,10 @@ bool is_idempotent(Verb method) {
          method == Verb::delete_;
 }
 
+}  // namespace
+
+namespace detail {
+
 void prepare_request(const Url& server, Request& request) {
   if (request.target().empty()) request.target(server.target);
   if (request.find(bhttp::field::host) == request.end()) request.set(bhttp::field::host, server.host_header());
@@ -271,10 +276,10 @@ void prepare_request(const Url& server, Request& request) {
   request.prepare_payload();
 }
 
-// The addresses of `server`'s host. An IP literal (the usual enclave or local address) is its own
-// answer: Asio's resolver would hand getaddrinfo to its own thread and back for every new
-// connection, a cost that shows when connections beyond the pool come and go per request.
-awaitable<Result<std::vector<tcp::endpoint>>> resolve(const Url& server, const Deadline& deadline) {
+// An IP literal (the usual enclave or local address) is its own answer: Asio's resolver would hand
+// getaddrinfo to its own thread and back for every new connection, a cost that shows when
+// connections beyond the pool come and go per request.
+awaitable<Result<std::vector<tcp::endpoint>>> resolve(const Url& server, Clock::duration limit) {
   beast::error_code literal_ec;
   const auto address = asio::ip::make_address(server.host, literal_ec);
   if (!literal_ec) co_return std::vector<tcp::endpoint>{tcp::endpoint(address, server.port)};
@@ -283,7 +288,7 @@ awaitable<Result<std::vector<tcp::endpoint>>> resolve(const Url& server, const D
   // Resolution has no built-in deadline: a timer cancels it.
   auto resolver = std::make_shared<tcp::resolver>(executor);
   asio::steady_timer timer(executor);
-  timer.expires_after(deadline.bound(deadline.timeouts.connect));
+  timer.expires_after(limit);
   timer.async_wait([resolver](beast::error_code ec) {
     if (!ec) resolver->cancel();
   });
@@ -298,10 +303,14 @@ awaitable<Result<std::vector<tcp::endpoint>>> resolve(const Url& server, const D
   co_return endpoints;
 }
 
+}  // namespace detail
+
+namespace {
+
 awaitable<Result<std::unique_ptr<Connection>>> connect(const Url& server, const Deadline& deadline) {
   const auto executor = co_await asio::this_coro::executor;
   const std::string where = server.host + ":" + std::to_string(server.port);
-  auto endpoints = co_await resolve(server, deadline);
+  auto endpoints = co_await detail::resolve(server, deadline.bound(deadline.timeouts.connect));
   if (!endpoints) co_return std::unexpected(endpoints.error());
 
   auto connection = std::make_unique<Connection>(executor);
@@ -530,7 +539,7 @@ std::size_t Client::idle_connections() const { return pool_->count(); }
 awaitable<Result<Response>> Client::request(Url server, Request request, Timeouts timeouts) {
   const std::shared_ptr<Pool> pool = pool_;  // keeps the pool alive for the whole exchange
   const ClientOptions& options = pool->options;
-  prepare_request(server, request);
+  detail::prepare_request(server, request);
   const Deadline deadline(timeouts);
   for (int attempt = 0;; ++attempt) {
     bhttp::response_parser<bhttp::string_body> parser;
@@ -558,7 +567,7 @@ awaitable<Result<Response>> Client::request(Url server, Request request, Timeout
 awaitable<Result<std::unique_ptr<ResponseStream>>> Client::open(Url server, Request request, Timeouts timeouts) {
   const std::shared_ptr<Pool> pool = pool_;
   const ClientOptions& options = pool->options;
-  prepare_request(server, request);
+  detail::prepare_request(server, request);
   const Deadline deadline(timeouts);
   for (int attempt = 0;; ++attempt) {
     auto stream = std::make_unique<StreamImpl>(pool, server, deadline);

@@ -32,6 +32,7 @@
 #include <boost/beast/http/write.hpp>
 #include <spdlog/spdlog.h>
 
+#include "mux_server.hpp"
 #include "watchdog.hpp"
 #include "wire.hpp"
 
@@ -380,7 +381,7 @@ awaitable<void> reject(Session& session, Response response) {
   if (!ec) co_await linger(session.stream);
 }
 
-Response read_error_response(const beast::error_code& ec, const ServerOptions& options) {
+Response detail::read_error_response(const beast::error_code& ec, const ServerOptions& options) {
   if (ec == bhttp::error::header_limit) {
     Response response = error_response(
         Error{Errc::request_too_large, "request headers exceed " + std::to_string(options.header_limit) + " bytes"});
@@ -435,12 +436,29 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
         spdlog::debug("http: connection dropped while reading a request: {}", ec.message());
       } else {
         spdlog::debug("http: rejecting request: {}", ec.message());
-        co_await reject(*session, read_error_response(ec, options));
+        co_await reject(*session, detail::read_error_response(ec, options));
       }
       break;
     }
 
     Request request = parser.release();
+    if (options.accept_mux && detail::is_mux_upgrade(request)) {
+      if (auto refusal = options.accept_mux(request)) {
+        ConnectionWriter writer(*session, request.version(), false);
+        co_await writer.send(std::move(*refusal));
+        break;
+      }
+      const std::string head = detail::mux_switching_head(options.server_name);
+      session->watchdog.begin();
+      auto [write_ec, n] = co_await asio::async_write(session->stream.socket(), asio::buffer(head), kTuple);
+      session->watchdog.end();
+      if (!write_ec) {
+        co_await detail::serve_mux(detail::MuxHost{session->stream.socket(), server.handler, options, server.stopping,
+                                                   session->idle, session->watchdog},
+                                   buffer);
+      }
+      break;
+    }
     ConnectionWriter writer(*session, request.version(), request.keep_alive());
     bool failed = false;
     try {

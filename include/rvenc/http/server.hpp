@@ -137,6 +137,10 @@ struct ServerOptions {
   std::size_t max_connections = kDefaultMaxConnections;  // beyond -> 503 overloaded, then close
   unsigned threads = kDefaultThreads;                    // io_context threads for run()/start()
   std::string server_name = "rvenc";                     // the Server header
+  // Takes upgrades to rvenc-mux/1 (mux.hpp) when set: called with the upgrade request, it returns
+  // nullopt to accept, or the answer that refuses (e.g. 401). Unset: an upgrade request is an
+  // ordinary request (a Router answers 404, and MuxClient falls back to HTTP/1.1).
+  std::function<std::optional<Response>(const Request&)> accept_mux;
 };
 
 class Server {

@@ -1,0 +1,773 @@
+// rvenc-mux/1: the frame codec and MuxClient (the server side is in mux_server.cpp).
+//
+// A MuxClient keeps, per server and io_context, connections that carry many streams. Everything a
+// connection shares with its streams (the stream table, the output buffer, each stream's received
+// bytes) is guarded by the connection's mutex; its socket is only touched on its strand. A stream's
+// reader waits on a channel of its own that the connection's reader signals: the wake-up runs on
+// the reader's executor, whatever thread the connection runs on. A connection reads only while it
+// has streams, so an idle one keeps no operation pending (its io_context's run() may return).
+#include "rvenc/http/mux.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <spdlog/spdlog.h>
+
+#include "resolve.hpp"
+#include "wire.hpp"
+
+namespace rvenc::http {
+
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+// ---------------------------------------------------------------- client
+
+namespace {
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+// One read may bring the chunks of every stream: read big.
+constexpr std::size_t kReadSpace = 256 * 1024;
+// A connection unused this long is not reused: the server closes idle ones after its
+// idle_timeout (60 s by default), and an idle connection has no read pending to notice it.
+constexpr std::chrono::seconds kIdleReuse{30};
+// How often a connection with streams checks their deadlines (Timeouts::idle and total).
+constexpr std::chrono::milliseconds kSweepInterval{100};
+// Beyond its window a stream's unread bytes mean a misbehaving server.
+constexpr std::size_t kMaxUnread = mux::kInitialWindow + mux::kMaxDataPayload;
+// Stream ids are not reused: a connection that has numbered this many takes no more streams.
+constexpr std::uint32_t kLastStreamId = 0x7fff'ffff;
+// Credit is returned in steps of half a window (one WINDOW frame per 128 KiB read).
+constexpr std::uint32_t kCreditStep = mux::kInitialWindow / 2;
+
+using Signal = asio::experimental::concurrent_channel<void(boost::system::error_code)>;
+
+struct MuxStream {
+  explicit MuxStream(const asio::any_io_executor& executor) : signal(executor, 1) {}
+
+  Signal signal;  // a wake-up for the stream's reader (capacity 1: none is lost)
+  std::uint32_t id = 0;
+  std::chrono::milliseconds idle{Timeouts::kDefaultIdle};
+  std::optional<Clock::time_point> total_end;
+  // Guarded by the connection's mutex.
+  std::optional<ResponseHeader> header;  // until open() takes it
+  bool headed = false;                   // HEAD arrived
+  std::string received;  // body bytes not handed out yet
+  bool ended = false;    // END arrived
+  std::optional<Error> error;
+  bool refused = false;  // the server does not speak rvenc-mux: use HTTP/1.1
+  bool waiting = false;
+  // Joined a connection that had been idle, which the server may have closed meanwhile: a
+  // connection lost before any answer (`connection_lost`) is then retried once on a new one.
+  bool joined_idle = false;
+  bool connection_lost = false;
+  Clock::time_point quiet_since;  // of the reader's wait: the start of the silence Timeouts::idle bounds
+  std::uint32_t unacked = 0;      // bytes handed out and not yet credited back
+};
+
+}  // namespace
+
+struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
+  MuxConnection(const std::shared_ptr<MuxClient::State>& owner, Url url, const asio::any_io_executor& executor,
+                std::chrono::milliseconds connect_limit, std::size_t head_limit)
+      : state(owner),
+        server(std::move(url)),
+        where(server.host + ":" + std::to_string(server.port)),
+        context(&asio::query(executor, asio::execution::context)),
+        strand(asio::make_strand(executor)),
+        socket(std::in_place, strand),
+        sweep(std::in_place, strand),
+        connect_timeout(connect_limit),
+        header_limit(head_limit) {}
+
+  std::weak_ptr<MuxClient::State> state;  // the client may go first
+  Url server;
+  std::string where;
+  asio::execution_context* context;
+  asio::strand<asio::any_io_executor> strand;
+  // Reset when the io_context shuts down (an I/O object must not outlive its reactor).
+  std::optional<tcp::socket> socket;
+  std::optional<asio::steady_timer> sweep;
+  std::chrono::milliseconds connect_timeout;
+  std::size_t header_limit;  // of a response head
+  std::string in;           // the reader's buffer (strand only)
+  std::size_t in_used = 0;  // bytes of `in` received and not yet dispatched
+
+  std::mutex mutex;
+  // Guarded by `mutex`.
+  enum class Phase { connecting, open, closed } phase = Phase::connecting;
+  std::unordered_map<std::uint32_t, std::shared_ptr<MuxStream>> streams;
+  std::uint32_t next_id = 1;
+  std::string out;
+  bool flushing = false;
+  bool reading = false;
+  bool sweeping = false;
+  Clock::time_point last_used = Clock::now();
+
+  // Takes `stream` with its request message; sent once the connection is open. A connection that
+  // closed since it was chosen fails the stream at once, as lost (open() tries once more).
+  void add(const std::shared_ptr<MuxStream>& stream, std::string_view message) {
+    std::lock_guard lock(mutex);
+    if (phase == Phase::closed) {
+      stream->error = Error{Errc::upstream_error, "rvenc-mux connection to " + where + " closed"};
+      stream->joined_idle = true;
+      stream->connection_lost = true;
+      return;
+    }
+    stream->id = next_id;
+    next_id += 2;  // odd ids, as HTTP/2 clients use
+    stream->quiet_since = Clock::now();
+    stream->joined_idle = phase == Phase::open && streams.empty();
+    streams.emplace(stream->id, stream);
+    mux::append_frame(out, mux::FrameType::request, stream->id, message);
+    last_used = Clock::now();
+    if (phase == Phase::open) resume_locked();
+  }
+
+  [[nodiscard]] bool usable(const Url& url, asio::execution_context* on) {
+    std::lock_guard lock(mutex);
+    return phase != Phase::closed && context == on && server.origin() == url.origin() &&
+           streams.size() < mux::kMaxStreams && next_id < kLastStreamId &&
+           (!streams.empty() || Clock::now() - last_used < kIdleReuse);
+  }
+
+  // Starts the reader, the deadline sweep and the flush that an open connection with streams needs.
+  void resume_locked() {
+    auto self = shared_from_this();
+    if (!out.empty() && !flushing) {
+      flushing = true;
+      asio::post(strand, [self] { self->flush(); });
+    }
+    if (!streams.empty() && !reading) {
+      reading = true;
+      // Posted: on the strand, co_spawn would start the reader at once, under this lock.
+      asio::post(strand, [self] { asio::co_spawn(self->strand, read_loop(self), asio::detached); });
+    }
+    if (!streams.empty() && !sweeping) {
+      sweeping = true;
+      asio::post(strand, [self] { self->arm_sweep(); });
+    }
+  }
+
+  void queue_locked(auto&& append) {
+    append(out);
+    if (phase == Phase::open && !flushing) {
+      flushing = true;
+      asio::post(strand, [self = shared_from_this()] { self->flush(); });
+    }
+  }
+
+  // Sends what is queued: what the socket takes at once, the rest with an asynchronous write.
+  void flush() {
+    for (;;) {
+      std::string sending;
+      {
+        std::lock_guard lock(mutex);
+        if (out.empty() || phase != Phase::open || !socket) {
+          flushing = false;
+          return;
+        }
+        sending.swap(out);
+      }
+      beast::error_code ec;
+      const std::size_t sent = socket->write_some(asio::buffer(sending), ec);
+      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+        fail(Error{Errc::upstream_error, "rvenc-mux connection to " + where + " failed while sending: " + ec.message()});
+        return;
+      }
+      if (sent < sending.size()) {
+        sending.erase(0, sent);
+        asio::co_spawn(strand, write_rest(shared_from_this(), std::move(sending)), asio::detached);
+        return;
+      }
+    }
+  }
+
+  static awaitable<void> write_rest(std::shared_ptr<MuxConnection> self, std::string sending) {
+    if (!self->socket) co_return;
+    auto [ec, n] = co_await asio::async_write(*self->socket, asio::buffer(sending), kTuple);
+    if (ec) {
+      self->fail(Error{Errc::upstream_error,
+                       "rvenc-mux connection to " + self->where + " failed while sending: " + ec.message()});
+      co_return;
+    }
+    self->flush();
+  }
+
+  void arm_sweep() {
+    if (!sweep) return;
+    sweep->expires_after(kSweepInterval);
+    sweep->async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) {
+        self->check_deadlines();
+        return;
+      }
+      // Cancelled when the last stream went (a pending wait would keep the io_context busy).
+      std::lock_guard lock(self->mutex);
+      if (self->streams.empty() || self->phase == Phase::closed) {
+        self->sweeping = false;
+        return;
+      }
+      asio::post(self->strand, [self] { self->arm_sweep(); });
+    });
+  }
+
+  // Fails the streams whose reader waited longer than Timeouts::idle, or past their total end.
+  void check_deadlines() {
+    std::vector<std::shared_ptr<MuxStream>> wake;
+    bool again = false;
+    {
+      std::lock_guard lock(mutex);
+      const auto now = Clock::now();
+      for (auto it = streams.begin(); it != streams.end();) {
+        MuxStream& s = *it->second;
+        std::optional<Error> expired;
+        if (s.total_end && now >= *s.total_end) {
+          expired = Error{Errc::upstream_timeout, "no complete answer from " + where + " within the total timeout"};
+        } else if (s.waiting && now - s.quiet_since >= s.idle) {
+          expired = Error{Errc::upstream_timeout, "no data from " + where + " for " + std::to_string(s.idle.count()) +
+                                                      " ms while waiting for the response"};
+        }
+        if (!expired) {
+          ++it;
+          continue;
+        }
+        s.error = std::move(expired);
+        mux::append_frame(out, mux::FrameType::reset, s.id, "timeout");
+        if (s.waiting) wake.push_back(it->second);
+        s.waiting = false;
+        it = streams.erase(it);
+      }
+      if (!out.empty() && phase == Phase::open && !flushing) {
+        flushing = true;
+        asio::post(strand, [self = shared_from_this()] { self->flush(); });
+      }
+      unblock_reader_locked();
+      again = !streams.empty() && phase != Phase::closed;
+      sweeping = again;
+    }
+    for (auto& s : wake) s->signal.try_send(beast::error_code{});
+    if (again) arm_sweep();
+  }
+
+  // Every stream fails with `error` (`refused`: the server does not speak rvenc-mux), and the
+  // connection closes.
+  void fail(Error error, bool refused = false) {
+    std::vector<std::shared_ptr<MuxStream>> wake;
+    {
+      std::lock_guard lock(mutex);
+      if (phase == Phase::closed) return;
+      phase = Phase::closed;
+      for (auto& [id, s] : streams) {
+        if (!s->error && !s->ended) {
+          s->error = error;
+          s->refused = refused;
+          s->connection_lost = true;
+        }
+        if (s->waiting) wake.push_back(s);
+        s->waiting = false;
+      }
+      streams.clear();
+      out.clear();
+    }
+    for (auto& s : wake) s->signal.try_send(beast::error_code{});
+    asio::post(strand, [self = shared_from_this()] { self->close_io(); });
+  }
+
+  // The last stream went away on this side: a read left pending would keep the io_context busy.
+  void unblock_reader_locked() {
+    if (!streams.empty() || (!reading && !sweeping)) return;
+    asio::post(strand, [self = shared_from_this()] {
+      beast::error_code ignored;
+      if (self->socket) self->socket->cancel(ignored);
+      if (self->sweep) self->sweep->cancel();
+    });
+  }
+
+  void close_io() {
+    beast::error_code ignored;
+    if (socket) socket->close(ignored);
+    if (sweep) sweep->cancel();
+  }
+
+  static awaitable<void> connect(std::shared_ptr<MuxConnection> self, std::string authorization);
+  static awaitable<void> read_loop(std::shared_ptr<MuxConnection> self);
+  // Applies the frames `in` holds (whole ones); false after a protocol error (the connection failed).
+  bool dispatch(std::size_t& used);
+};
+
+// Remembers, per io_context, the connections running on it: when it shuts down (before its
+// reactor), their I/O objects are destroyed and the client forgets them.
+namespace {
+class MuxRegistry final : public asio::execution_context::service {
+ public:
+  using key_type = MuxRegistry;
+  static inline asio::execution_context::id id;
+  explicit MuxRegistry(asio::execution_context& context) : service(context), context_(&context) {}
+
+  void enlist(std::weak_ptr<MuxClient::State> state) {
+    std::lock_guard lock(mutex_);
+    std::erase_if(states_, [](const auto& s) { return s.expired(); });
+    states_.push_back(std::move(state));
+  }
+
+ private:
+  void shutdown() override;
+
+  asio::execution_context* context_;
+  std::mutex mutex_;
+  std::vector<std::weak_ptr<MuxClient::State>> states_;
+};
+}  // namespace
+
+struct MuxClient::State : std::enable_shared_from_this<MuxClient::State> {
+  State(Client& client, MuxClientOptions opts) : fallback(&client), options(std::move(opts)) {}
+
+  Client* fallback;
+  MuxClientOptions options;
+  std::mutex mutex;
+  std::vector<std::shared_ptr<MuxConnection>> connections;
+  std::unordered_map<std::string, Clock::time_point> refused_until;  // by origin
+  std::vector<asio::execution_context*> enlisted;
+
+  [[nodiscard]] bool refused(const Url& server) {
+    std::lock_guard lock(mutex);
+    const auto found = refused_until.find(server.origin());
+    if (found == refused_until.end()) return false;
+    if (Clock::now() < found->second) return true;
+    refused_until.erase(found);
+    return false;
+  }
+
+  void remember_refusal(const Url& server) {
+    std::lock_guard lock(mutex);
+    refused_until[server.origin()] = Clock::now() + options.refusal_memory;
+  }
+
+  // A connection for `server` on `executor`'s io_context with room for `stream`, which it takes.
+  std::shared_ptr<MuxConnection> attach(const Url& server, const asio::any_io_executor& executor,
+                                        const std::shared_ptr<MuxStream>& stream, std::string_view message,
+                                        std::chrono::milliseconds connect_timeout) {
+    auto* context = &asio::query(executor, asio::execution::context);
+    std::shared_ptr<MuxConnection> chosen;
+    bool fresh = false;
+    {
+      std::lock_guard lock(mutex);
+      std::erase_if(connections, [](const auto& c) {
+        std::lock_guard connection_lock(c->mutex);
+        return c->phase == MuxConnection::Phase::closed;
+      });
+      for (auto& c : connections) {
+        if (c->usable(server, context)) {
+          chosen = c;
+          break;
+        }
+      }
+      if (!chosen) {
+        if (std::find(enlisted.begin(), enlisted.end(), context) == enlisted.end()) {
+          asio::use_service<MuxRegistry>(*context).enlist(weak_from_this());
+          enlisted.push_back(context);
+        }
+        chosen = std::make_shared<MuxConnection>(shared_from_this(), server, executor, connect_timeout,
+                                                 options.header_limit);
+        connections.push_back(chosen);
+        fresh = true;
+      }
+    }
+    chosen->add(stream, message);
+    if (fresh) asio::co_spawn(chosen->strand, MuxConnection::connect(chosen, options.authorization), asio::detached);
+    return chosen;
+  }
+
+  // `context` shuts down: its connections' I/O objects go now, before its reactor.
+  void orphan(asio::execution_context* context) {
+    std::vector<std::shared_ptr<MuxConnection>> leaving;
+    {
+      std::lock_guard lock(mutex);
+      for (auto it = connections.begin(); it != connections.end();) {
+        if ((*it)->context == context) {
+          leaving.push_back(*it);
+          it = connections.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      std::erase(enlisted, context);
+    }
+    for (auto& c : leaving) {
+      {
+        std::lock_guard lock(c->mutex);
+        c->phase = MuxConnection::Phase::closed;
+        c->streams.clear();
+      }
+      c->socket.reset();
+      c->sweep.reset();
+    }
+  }
+
+  void close_all() {
+    std::vector<std::shared_ptr<MuxConnection>> all;
+    {
+      std::lock_guard lock(mutex);
+      all.swap(connections);
+    }
+    for (auto& c : all) c->fail(Error{Errc::upstream_error, "the rvenc-mux client was closed"});
+  }
+};
+
+void MuxRegistry::shutdown() {
+  std::vector<std::shared_ptr<MuxClient::State>> live;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& weak : states_)
+      if (auto state = weak.lock()) live.push_back(std::move(state));
+    states_.clear();
+  }
+  for (auto& state : live) state->orphan(context_);
+}
+
+awaitable<void> MuxConnection::connect(std::shared_ptr<MuxConnection> self, std::string authorization) {
+  auto endpoints = co_await detail::resolve(self->server, self->connect_timeout);
+  if (!endpoints) {
+    self->fail(endpoints.error());
+    co_return;
+  }
+  // The connect and the upgrade exchange, under one deadline.
+  beast::tcp_stream stream(self->strand);
+  stream.expires_after(self->connect_timeout);
+  auto [connect_ec, endpoint] = co_await stream.async_connect(*endpoints, kTuple);
+  if (connect_ec) {
+    self->fail(connect_ec == beast::error::timeout
+                   ? Error{Errc::upstream_timeout, "timed out connecting to " + self->where + " after " +
+                                                       std::to_string(self->connect_timeout.count()) + " ms"}
+                   : Error{Errc::upstream_error, "cannot connect to " + self->where + ": " + connect_ec.message()});
+    co_return;
+  }
+  beast::error_code ignored;
+  stream.socket().set_option(tcp::no_delay(true), ignored);
+
+  Request upgrade{Verb::get, mux::kPath, kHttp11};
+  upgrade.set(bhttp::field::host, self->server.host_header());
+  upgrade.set(bhttp::field::connection, "Upgrade");
+  upgrade.set(bhttp::field::upgrade, mux::kUpgradeToken);
+  if (!authorization.empty()) upgrade.set(bhttp::field::authorization, authorization);
+  const std::string head = detail::serialize_head(upgrade.base());
+  auto [write_ec, written] = co_await asio::async_write(stream, asio::buffer(head), kTuple);
+  beast::flat_buffer buffer;
+  bhttp::response_parser<bhttp::empty_body> parser;
+  parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(self->header_limit, UINT32_MAX)));
+  beast::error_code read_ec = write_ec;
+  if (!read_ec) read_ec = co_await detail::read_message(stream, buffer, parser, false);
+  if (read_ec) {
+    self->fail(read_ec == beast::error::timeout
+                   ? Error{Errc::upstream_timeout, "timed out opening a rvenc-mux connection to " + self->where}
+                   : Error{Errc::upstream_error,
+                           "opening a rvenc-mux connection to " + self->where + " failed: " + read_ec.message()});
+    co_return;
+  }
+  const auto& answer = parser.get();
+  if (answer.result() != bhttp::status::switching_protocols ||
+      !beast::iequals(answer[bhttp::field::upgrade], mux::kUpgradeToken)) {
+    if (auto state = self->state.lock()) {
+      spdlog::info("http: {} does not take rvenc-mux connections (answered {}); using HTTP/1.1 for {} s", self->where,
+                   answer.result_int(), state->options.refusal_memory.count() / 1000);
+      state->remember_refusal(self->server);
+    }
+    self->fail(Error{Errc::upstream_error, self->where + " refused the rvenc-mux upgrade"}, true);
+    co_return;
+  }
+  stream.expires_never();
+  *self->socket = stream.release_socket();
+  self->socket->non_blocking(true, ignored);
+  // Frames that came with the 101.
+  self->in.assign(static_cast<const char*>(buffer.data().data()), buffer.size());
+  self->in_used = self->in.size();
+  std::lock_guard lock(self->mutex);
+  if (self->phase != Phase::connecting) co_return;  // failed meanwhile (the client closed)
+  self->phase = Phase::open;
+  self->resume_locked();
+}
+
+awaitable<void> MuxConnection::read_loop(std::shared_ptr<MuxConnection> self) {
+  std::size_t& used = self->in_used;
+  for (;;) {
+    if (used > 0 && !self->dispatch(used)) co_return;
+    {
+      std::lock_guard lock(self->mutex);
+      // Idle: no read stays pending (the next stream resumes the reader).
+      if (self->streams.empty() || self->phase != Phase::open || !self->socket) {
+        self->reading = false;
+        co_return;
+      }
+    }
+    if (self->in.size() < used + kReadSpace) self->in.resize(used + kReadSpace);
+    auto [ec, n] =
+        co_await self->socket->async_read_some(asio::buffer(self->in.data() + used, self->in.size() - used), kTuple);
+    if (ec) {
+      {
+        std::lock_guard lock(self->mutex);
+        // Cancelled because the last stream went away locally: pause, or go on if one came since.
+        if (ec == asio::error::operation_aborted && self->phase == Phase::open && self->socket) {
+          if (self->streams.empty()) {
+            self->reading = false;
+            co_return;
+          }
+          continue;
+        }
+        self->reading = false;
+      }
+      self->fail(Error{Errc::upstream_error, "rvenc-mux connection to " + self->where + " lost: " + ec.message()});
+      co_return;
+    }
+    used += n;
+  }
+}
+
+bool MuxConnection::dispatch(std::size_t& used) {
+  std::vector<std::shared_ptr<MuxStream>> wake;
+  std::optional<Error> broken;
+  std::size_t offset = 0;
+  {
+    std::lock_guard lock(mutex);
+    const auto now = Clock::now();
+    const auto max_payload = std::max<std::size_t>(header_limit, mux::kMaxDataPayload);
+    while (!broken) {
+      auto next = mux::next_frame(std::string_view(in).substr(offset, used - offset), max_payload);
+      if (!next) {
+        broken = Error{Errc::upstream_error, "malformed rvenc-mux frame from " + where + ": " + next.error().message};
+        break;
+      }
+      if (!*next) break;
+      const mux::Frame frame = **next;
+      offset += frame.size();
+      const auto found = streams.find(frame.stream);
+      // Frames for a stream this side already reset or timed out.
+      if (found == streams.end()) continue;
+      MuxStream& s = *found->second;
+      bool done = false;
+      switch (frame.type) {
+        case mux::FrameType::head: {
+          if (s.headed) {
+            broken = Error{Errc::upstream_error, "two response heads for one stream from " + where};
+            break;
+          }
+          bhttp::response_parser<bhttp::empty_body> parser;
+          parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(header_limit, UINT32_MAX)));
+          parser.eager(false);
+          beast::error_code ec;
+          parser.put(asio::buffer(frame.payload.data(), frame.payload.size()), ec);
+          if (ec || !parser.is_header_done()) {
+            broken = Error{Errc::upstream_error, "malformed response head from " + where};
+            break;
+          }
+          s.header = std::move(parser.get().base());
+          s.headed = true;
+          break;
+        }
+        case mux::FrameType::data:
+          if (!s.headed || s.received.size() + frame.payload.size() > kMaxUnread) {
+            broken = Error{Errc::upstream_error, "response data beyond the stream's window from " + where};
+            break;
+          }
+          s.received.append(frame.payload);
+          break;
+        case mux::FrameType::end:
+          if (!s.headed) {
+            broken = Error{Errc::upstream_error, "a stream ended before its response head from " + where};
+            break;
+          }
+          s.ended = true;
+          done = true;
+          break;
+        case mux::FrameType::reset:
+          s.error = Error{Errc::upstream_error,
+                          "the enclave at " + where + " reset the stream: " +
+                              std::string(frame.payload.substr(0, mux::kMaxResetReason))};
+          done = true;
+          break;
+        default:
+          broken = Error{Errc::upstream_error, "unexpected rvenc-mux frame from " + where};
+          break;
+      }
+      if (broken) break;
+      s.quiet_since = now;
+      if (s.waiting) {
+        s.waiting = false;
+        wake.push_back(found->second);
+      }
+      if (done) streams.erase(found);
+    }
+    last_used = now;
+    if (streams.empty() && sweeping) asio::post(strand, [self = shared_from_this()] {
+      if (self->sweep) self->sweep->cancel();
+    });
+  }
+  for (auto& s : wake) s->signal.try_send(beast::error_code{});
+  if (broken) {
+    spdlog::warn("http: {}", broken->message);
+    fail(std::move(*broken));
+    return false;
+  }
+  std::memmove(in.data(), in.data() + offset, used - offset);
+  used -= offset;
+  return true;
+}
+
+namespace {
+
+class MuxResponseStream final : public ResponseStream {
+ public:
+  MuxResponseStream(std::shared_ptr<MuxConnection> connection, std::shared_ptr<MuxStream> stream,
+                    ResponseHeader header)
+      : connection_(std::move(connection)), stream_(std::move(stream)), header_(std::move(header)) {}
+  ~MuxResponseStream() override { reset("the gateway closed the stream"); }
+
+  [[nodiscard]] const ResponseHeader& header() const override { return header_; }
+
+  awaitable<Result<std::optional<std::string>>> read_some() override {
+    MuxStream& s = *stream_;
+    for (;;) {
+      {
+        std::lock_guard lock(connection_->mutex);
+        if (!s.received.empty()) {
+          std::string bytes = std::exchange(s.received, std::move(spare_));
+          s.received.clear();
+          spare_.clear();
+          finished_ = s.ended && !s.error;
+          credit_locked(bytes.size());
+          co_return std::optional<std::string>(std::move(bytes));
+        }
+        if (s.error) co_return std::unexpected(*s.error);
+        if (s.ended) {
+          finished_ = true;
+          co_return std::optional<std::string>{};
+        }
+        s.waiting = true;
+        s.quiet_since = Clock::now();
+      }
+      co_await s.signal.async_receive(kTuple);
+    }
+  }
+
+  void recycle(std::string spent) override { spare_ = std::move(spent); }
+  [[nodiscard]] bool finished() const override { return finished_; }
+  void cancel() override { reset("cancelled"); }
+
+ private:
+  void credit_locked(std::size_t bytes) {
+    MuxStream& s = *stream_;
+    if (s.ended || s.error) return;
+    s.unacked += static_cast<std::uint32_t>(bytes);
+    if (s.unacked < kCreditStep) return;
+    const std::uint32_t increment = std::exchange(s.unacked, 0);
+    connection_->queue_locked([&](std::string& out) { mux::append_window(out, s.id, increment); });
+  }
+
+  // Abandons the stream: the server is told (its handler sees the client gone), a pending
+  // read_some() fails.
+  void reset(std::string_view why) {
+    MuxStream& s = *stream_;
+    bool wake = false;
+    {
+      std::lock_guard lock(connection_->mutex);
+      if (s.ended || s.error) return;
+      s.error = Error{Errc::upstream_error, "cancelled"};
+      wake = std::exchange(s.waiting, false);
+      if (connection_->streams.erase(s.id) > 0 && connection_->phase == MuxConnection::Phase::open) {
+        connection_->queue_locked(
+            [&](std::string& out) { mux::append_frame(out, mux::FrameType::reset, s.id, why); });
+        connection_->unblock_reader_locked();
+      }
+    }
+    if (wake) s.signal.try_send(beast::error_code{});
+  }
+
+  std::shared_ptr<MuxConnection> connection_;
+  std::shared_ptr<MuxStream> stream_;
+  ResponseHeader header_;
+  std::string spare_;
+  bool finished_ = false;
+};
+
+}  // namespace
+
+MuxClient::MuxClient(Client& fallback, MuxClientOptions options)
+    : state_(std::make_shared<State>(fallback, std::move(options))) {}
+
+MuxClient::~MuxClient() { state_->close_all(); }
+
+std::size_t MuxClient::connections() const {
+  std::lock_guard lock(state_->mutex);
+  return static_cast<std::size_t>(std::count_if(state_->connections.begin(), state_->connections.end(), [](auto& c) {
+    std::lock_guard connection_lock(c->mutex);
+    return c->phase != MuxConnection::Phase::closed;
+  }));
+}
+
+awaitable<Result<std::unique_ptr<ResponseStream>>> MuxClient::open(Url server, Request request, Timeouts timeouts) {
+  auto state = state_;
+  if (state->refused(server)) co_return co_await state->fallback->open(std::move(server), std::move(request), timeouts);
+  detail::prepare_request(server, request);
+  std::string message;
+  const std::string head = detail::serialize_head(request.base());
+  const std::size_t limit = std::min(state->options.max_request_bytes, mux::kMaxRequestFrame);
+  if (request.chunked() || head.size() + request.body().size() > limit)
+    co_return co_await state->fallback->open(std::move(server), std::move(request), timeouts);
+  message.reserve(head.size() + request.body().size());
+  message.append(head).append(request.body());
+
+  const auto executor = co_await asio::this_coro::executor;
+  const std::optional<Clock::time_point> total_end =
+      timeouts.total ? std::optional(Clock::now() + *timeouts.total) : std::nullopt;
+  for (int attempt = 0;; ++attempt) {
+    auto stream = std::make_shared<MuxStream>(executor);
+    stream->idle = timeouts.idle;
+    stream->total_end = total_end;
+    auto connection = state->attach(server, executor, stream, message, timeouts.connect);
+    for (;;) {
+      {
+        std::lock_guard lock(connection->mutex);
+        if (stream->headed || stream->error) break;
+        stream->waiting = true;
+        stream->quiet_since = Clock::now();
+      }
+      co_await stream->signal.async_receive(kTuple);
+    }
+    std::optional<ResponseHeader> header;
+    bool retry = false;
+    {
+      std::lock_guard lock(connection->mutex);
+      if (stream->headed) {
+        header = std::move(stream->header);
+      } else if (!stream->refused) {
+        retry = attempt == 0 && stream->joined_idle && stream->connection_lost;
+        if (!retry) co_return std::unexpected(*stream->error);
+      }
+    }
+    if (retry) continue;
+    // Refused: nothing was sent, HTTP/1.1 carries the request.
+    if (!header) co_return co_await state->fallback->open(std::move(server), std::move(request), timeouts);
+    co_return std::make_unique<MuxResponseStream>(std::move(connection), std::move(stream), std::move(*header));
+  }
+}
+
+}  // namespace rvenc::http

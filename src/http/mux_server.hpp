@@ -1,0 +1,38 @@
+// The server side of rvenc-mux/1 (include/rvenc/http/mux.hpp): a connection that took the upgrade
+// runs the server's Handler for every REQUEST frame, each stream in a coroutine of its own.
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+
+#include "rvenc/http/server.hpp"
+#include "watchdog.hpp"
+
+namespace rvenc::http::detail {
+
+// What a multiplexed session uses of the connection it took over.
+struct MuxHost {
+  boost::asio::ip::tcp::socket& socket;
+  const Handler& handler;
+  const ServerOptions& options;
+  const std::atomic<bool>& stopping;
+  bool& idle;                           // true while no stream is open: stop() may close at once
+  OperationWatchdog& idle_watchdog;     // bounds the wait for a stream when none is open
+};
+
+// `GET /rvenc/mux` with `Upgrade: rvenc-mux/1`.
+[[nodiscard]] bool is_mux_upgrade(const Request& request);
+// The 101 answer that turns the connection into rvenc-mux frames.
+[[nodiscard]] std::string mux_switching_head(std::string_view server_name);
+// Serves streams until the peer closes, stop() empties the connection, or a protocol error;
+// returns once every stream's handler has finished. `buffer` holds bytes read after the upgrade.
+awaitable<void> serve_mux(MuxHost host, boost::beast::flat_buffer& buffer);
+
+// The answer to a request that could not be read (431, 413, 400), shared with HTTP/1.1.
+[[nodiscard]] Response read_error_response(const boost::beast::error_code& ec, const ServerOptions& options);
+
+}  // namespace rvenc::http::detail
