@@ -254,6 +254,9 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
   };
   std::string received;     // the bytes of the last read (what the relay's output may point into)
   std::string_view ending;  // the last events of a complete stream, sent with its end
+  // What came after `done`, held until the stream ends: a client must not hold a complete answer
+  // before its usage row is journaled, or a gateway killed in between would lose a row it owes.
+  std::string held;
   for (;;) {
     auto chunk = co_await stream.read_some();
     if (!chunk) {
@@ -278,9 +281,14 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
     }
     if (stream.finished() && relay.saw_done() && !relay.has_partial_event()) {
       ending = *forward;
+      if (!held.empty()) ending = held.append(*forward);
       break;
     }
     if (forward->empty()) continue;
+    if (relay.saw_done()) {
+      held.append(*forward);
+      continue;
+    }
     // Without suspending when the socket takes the chunk. Two statements on purpose: GCC 12 runs
     // the co_await of `(!write_now(..) && !co_await write(..)) || ..` even when write_now took it.
     bool taken = writer.write_now(*forward);
@@ -303,17 +311,20 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
       // A connection that died under a stream (not a slow model: that is upstream_timeout) means
       // the enclave is likely gone: /healthz and routing learn it now, not at the next refresh.
       if (broken && broken->code == Errc::upstream_error) enclaves_.mark_unhealthy(*target, broken->message);
+      if (!held.empty() && co_await writer.write(held)) delivered(held.size());
       const std::string event = upstream_broken_event();
       if (co_await writer.write(event)) delivered(event.size());
       row.status = http_status(Errc::upstream_error);
       co_await writer.end_stream();
     } else {
+      // The row goes to the journal before the end of the answer goes out (see `held`); a client
+      // that leaves at this very last write is charged the whole answer.
+      delivered(ending.size());
+      const auto usage = relay.usage().value_or(protocol::Usage{.completion_tokens = relay.data_events()});
+      row.prompt_tokens = usage.prompt_tokens;
+      row.completion_tokens = usage.completion_tokens;
+      context.usage->submit();
       co_await writer.end_stream(ending);
-      if (writer.client_gone()) {
-        row.status = kStatusClientClosed;
-      } else {
-        delivered(ending.size());
-      }
     }
   }
   // A stream cut before the enclave's usage event (client gone, enclave died) is charged what

@@ -332,12 +332,15 @@ void UsageRecorder::run() {
   }
 }
 
-UsageRecord::~UsageRecord() {
-  if (!recorder_) return;
+UsageRecord::~UsageRecord() { submit(); }
+
+void UsageRecord::submit() {
+  auto* recorder = std::exchange(recorder_, nullptr);
+  if (!recorder) return;
   row_.duration_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
   try {
-    recorder_->submit(std::move(row_));
+    recorder->submit(std::move(row_));
   } catch (const std::exception& e) {
     spdlog::error("usage: request {} not recorded: {}", row_.request_id, e.what());
   }

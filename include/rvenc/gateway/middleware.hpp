@@ -69,7 +69,7 @@ struct RequestContext {
   std::optional<protocol::EnvelopeSummary> envelope;
   std::optional<RateDecision> rate;
   std::optional<StreamSlots::Slot> stream_slot;
-  std::optional<UsageRecord> usage;  // written when the context is destroyed
+  std::optional<UsageRecord> usage;  // written when the context is destroyed, or at its submit()
 };
 
 // A step answers the request (a response) or lets it through (nullopt). Most decide at once and

@@ -119,9 +119,11 @@ class UsageRecord {
   UsageRecord& operator=(UsageRecord&&) = delete;
   UsageRecord(const UsageRecord&) = delete;
   UsageRecord& operator=(const UsageRecord&) = delete;
-  ~UsageRecord();
+  ~UsageRecord();  // submits the row, unless submit() did
 
   [[nodiscard]] UsageRow& row() noexcept { return row_; }
+  // Submits the row now (journaled before this returns); later changes to row() are not recorded.
+  void submit();
 
  private:
   UsageRecorder* recorder_;
