@@ -30,6 +30,7 @@ struct GatewayFlags {
   long long read_timeout_ms = http::ServerOptions::kDefaultReadTimeout.count();
   long long idle_timeout_ms = http::ServerOptions::kDefaultIdleTimeout.count();
   std::size_t max_connections = gateway::kDefaultMaxConnections;
+  bool enclave_http1 = false;
 };
 
 Result<std::string> read_token_file(const std::string& path) {
@@ -85,6 +86,7 @@ int run_gateway(const GatewayFlags& flags) {
   options.max_body = flags.max_body;
   options.upstream_idle_timeout = std::chrono::milliseconds(flags.upstream_timeout_ms);
   options.max_connections = flags.max_connections;
+  options.enclave_mux = !flags.enclave_http1;
   if (!flags.enclave_token_file.empty()) {
     auto token = read_token_file(flags.enclave_token_file);
     if (!token) {
@@ -125,6 +127,10 @@ int run_gateway(const GatewayFlags& flags) {
     else
       facts << "down (" << e.last_error << "), will retry\n";
   }
+  facts << "to the enclaves: "
+        << (gw.handler().options().enclave_mux ? "rvenc-mux connections (HTTP/1.1 for enclaves without)"
+                                                 : "HTTP/1.1, a connection per stream")
+        << "\n";
   facts << "max body " << gw.handler().options().max_body << " bytes; rate limits "
         << (redis ? "shared in " + redis->url.to_string() + " (--redis-failure " + flags.redis_failure + ")"
                   : std::string("in memory"))
@@ -161,6 +167,8 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "Most client connections served at once (beyond: 503 overloaded); each stream also holds one to an enclave")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  flag(*cmd, "--enclave-http1", flags->enclave_http1,
+       "One HTTP/1.1 connection per stream to the enclaves, instead of streams sharing rvenc-mux connections");
   cmd->callback([&run, flags] { run = [flags] { return run_gateway(*flags); }; });
 }
 

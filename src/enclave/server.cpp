@@ -78,6 +78,12 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
   server_options.shutdown_grace = options.shutdown_grace;
   server_options.body_limit = options.max_body;
   server_options.max_connections = options.max_connections;
+  // The gateway multiplexes its streams over a few connections (rvenc-mux/1), if it shows its token.
+  server_options.accept_mux = [service = self->service_.get()](const http::Request& request) {
+    std::optional<http::Response> refusal;
+    if (auto ok = service->check_gateway_token(request); !ok) refusal = http::error_response(request, ok.error());
+    return refusal;
+  };
   auto server = http::Server::create(server_options, self->service_->router());
   if (!server)
     return fail(Errc::transport_error, "cannot listen on " + options.host + ":" + std::to_string(options.port) +

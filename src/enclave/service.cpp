@@ -175,15 +175,19 @@ http::awaitable<void> EnclaveService::healthz(http::Request& request, http::Resp
 
 // --- POST /rvenc/chat/completions --------------------------------------------------------------
 
+Status EnclaveService::check_gateway_token(const http::Request& request) const {
+  if (!options_.gateway_token_hash) return {};
+  const std::string_view authorization = header_value(request, "Authorization");
+  const std::string_view token =
+      authorization.starts_with(kBearerPrefix) ? authorization.substr(kBearerPrefix.size()) : std::string_view{};
+  const auto presented = crypto::sha256(crypto::as_bytes(token));
+  if (token.empty() || !crypto::constant_time_equal(presented, *options_.gateway_token_hash))
+    return fail(Errc::invalid_api_key, "the gateway token is missing or wrong");
+  return {};
+}
+
 Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& request) {
-  if (options_.gateway_token_hash) {
-    const std::string_view authorization = header_value(request, "Authorization");
-    const std::string_view token =
-        authorization.starts_with(kBearerPrefix) ? authorization.substr(kBearerPrefix.size()) : std::string_view{};
-    const auto presented = crypto::sha256(crypto::as_bytes(token));
-    if (token.empty() || !crypto::constant_time_equal(presented, *options_.gateway_token_hash))
-      return fail(Errc::invalid_api_key, "the gateway token is missing or wrong");
-  }
+  if (auto ok = check_gateway_token(request); !ok) return std::unexpected(ok.error());
 
   auto envelope = protocol::parse_envelope(request.body());
   if (!envelope) return std::unexpected(envelope.error());

@@ -74,6 +74,14 @@ GatewayHandler::GatewayHandler(GatewayOptions options, KeyStore lookups, std::un
       usage_(std::move(usage)),
       enclaves_(options_.enclaves, client_) {
   if (options_.rate_limiter) limiter_ = options_.rate_limiter.get();
+  if (options_.enclave_mux) {
+    http::MuxClientOptions mux_options;
+    // Head room for the headers the gateway adds.
+    constexpr std::size_t kHeadRoom = 16 * 1024;
+    mux_options.max_request_bytes = std::max<std::size_t>(mux_options.max_request_bytes, options_.max_body + kHeadRoom);
+    if (!options_.enclave_token.empty()) mux_options.authorization = "Bearer " + options_.enclave_token;
+    mux_ = std::make_unique<http::MuxClient>(client_, std::move(mux_options));
+  }
   get_steps_ = {allow_list_step(), header_limit_step(kMaxHeaderBytes)};
   chat_steps_ = {body_limit_step(options_.max_body), auth_step(keys_, usage_.get()), envelope_step(),
                  stream_limit_step(streams_), rate_limit_step(*limiter_)};
@@ -196,7 +204,10 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
   timeouts.connect = kUpstreamConnectTimeout;
   timeouts.idle = options_.upstream_idle_timeout;
   const auto opened_at = Clock::now();
-  auto opened = co_await client_.open(*target, std::move(upstream), timeouts);
+  // Not a conditional expression: GCC 12 miscompiles a co_await in each of its branches.
+  Result<std::unique_ptr<http::ResponseStream>> opened;
+  if (mux_) opened = co_await mux_->open(*target, std::move(upstream), timeouts);
+  else opened = co_await client_.open(*target, std::move(upstream), timeouts);
   if (!opened) {
     spdlog::warn("{}: enclave {}: {}", context.request_id, target->origin(), opened.error().to_string());
     if (opened.error().code == Errc::upstream_error) enclaves_.mark_unhealthy(*target, opened.error().message);

@@ -43,7 +43,8 @@ std::unique_ptr<test::ChildProcess> start_enclave(const test::TempDir& dir, long
 }
 
 std::unique_ptr<test::ChildProcess> start_gateway(const std::vector<std::string>& enclave_urls, const std::string& db,
-                                                  const std::string& token_file) {
+                                                  const std::string& token_file,
+                                                  const std::vector<std::string>& extra_args) {
   std::vector<std::string> argv{test::rvenc_binary(), "gateway", "--listen", "127.0.0.1:0", "--db", db};
   for (const auto& url : enclave_urls) {
     argv.push_back("--enclave");
@@ -53,6 +54,7 @@ std::unique_ptr<test::ChildProcess> start_gateway(const std::vector<std::string>
     argv.push_back("--enclave-token-file");
     argv.push_back(token_file);
   }
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   return std::make_unique<test::ChildProcess>(argv);
 }
 

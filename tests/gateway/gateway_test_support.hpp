@@ -28,7 +28,8 @@ CliResult run_cli(const std::vector<std::string>& args);
 std::unique_ptr<test::ChildProcess> start_enclave(const test::TempDir& dir, long long demo_delay_ms = 0,
                                                   const std::vector<std::string>& extra_args = {});
 std::unique_ptr<test::ChildProcess> start_gateway(const std::vector<std::string>& enclave_urls, const std::string& db,
-                                                  const std::string& token_file);
+                                                  const std::string& token_file,
+                                                  const std::vector<std::string>& extra_args = {});
 
 using Sealed = test::SealedRequest;
 // Fetches and verifies the attestation through `gateway_url` (simulated, signed by the platform

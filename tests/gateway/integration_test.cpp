@@ -26,12 +26,12 @@ namespace beast_http = boost::beast::http;
 
 class GatewayIntegration : public ::testing::Test {
  protected:
-  void start(long long demo_delay_ms = 0) {
+  void start(long long demo_delay_ms = 0, const std::vector<std::string>& gateway_flags = {}) {
     enclave = start_enclave(dir, demo_delay_ms);
     auto url = enclave->wait_for_url();
     ASSERT_TRUE(url) << enclave->output();
     enclave_url = *url;
-    gateway = start_gateway({enclave_url}, db, dir.file("gateway.token"));
+    gateway = start_gateway({enclave_url}, db, dir.file("gateway.token"), gateway_flags);
     auto gw = gateway->wait_for_url();
     ASSERT_TRUE(gw) << gateway->output();
     gateway_url = *gw;
@@ -52,9 +52,18 @@ class GatewayIntegration : public ::testing::Test {
   std::string gateway_url;
 };
 
-TEST_F(GatewayIntegration, StreamsThroughStripsUsageAndRecordsItOnce) {
-  ASSERT_NO_FATAL_FAILURE(start());
+// The same over both links to the enclave: rvenc-mux connections (the default) and HTTP/1.1.
+class GatewayLink : public GatewayIntegration, public ::testing::WithParamInterface<bool> {
+ protected:
+  [[nodiscard]] static bool mux() { return GetParam(); }
+};
+
+TEST_P(GatewayLink, StreamsThroughStripsUsageAndRecordsItOnce) {
+  ASSERT_NO_FATAL_FAILURE(start(0, mux() ? std::vector<std::string>{} : std::vector<std::string>{"--enclave-http1"}));
   EXPECT_NE(gateway->output().find("keyId"), std::string::npos);
+  EXPECT_NE(gateway->output().find(mux() ? "rvenc-mux connections" : "HTTP/1.1, a connection per stream"),
+            std::string::npos)
+      << gateway->output();
   const auto key = create_key("stream", {100, 100000, 2});
   const auto sealed = seal();
   auto response = post_chat(gateway_url, sealed.body, key.key);
@@ -90,6 +99,9 @@ TEST_F(GatewayIntegration, StreamsThroughStripsUsageAndRecordsItOnce) {
   EXPECT_NE(metrics->body().find("rvenc_gateway_requests_total{code=\"200\"}"), std::string::npos);
   EXPECT_NE(metrics->body().find("rvenc_gateway_added_latency_seconds_count 1"), std::string::npos);
 }
+
+INSTANTIATE_TEST_SUITE_P(Links, GatewayLink, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& link) { return link.param ? "Mux" : "Http1"; });
 
 TEST_F(GatewayIntegration, AuthFailuresAndRevokeTakesEffect) {
   ASSERT_NO_FATAL_FAILURE(start());

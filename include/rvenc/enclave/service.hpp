@@ -65,6 +65,9 @@ class EnclaveService {
 
   // The four routes above; the service must outlive the router.
   [[nodiscard]] http::Router router();
+  // Whether `request` carries the gateway token (when one is configured): what chat requests and
+  // rvenc-mux upgrades (http::ServerOptions::accept_mux) must show. invalid_api_key otherwise.
+  [[nodiscard]] Status check_gateway_token(const http::Request& request) const;
 
   [[nodiscard]] const EnclaveKey& key() const noexcept { return *key_; }
   [[nodiscard]] const AttestationProvider& provider() const noexcept { return *attestation_; }

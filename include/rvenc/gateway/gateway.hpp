@@ -25,6 +25,7 @@
 #include "rvenc/gateway/rate_limiter.hpp"
 #include "rvenc/gateway/usage.hpp"
 #include "rvenc/http/client.hpp"
+#include "rvenc/http/mux.hpp"
 #include "rvenc/http/server.hpp"
 
 namespace rvenc::gateway {
@@ -47,6 +48,9 @@ struct GatewayOptions {
   std::vector<http::Url> enclaves;  // the first is the default (v1) enclave
   std::string db_path;
   std::string enclave_token;  // sent as "Authorization: Bearer" to the enclaves; empty = none
+  // Streams to an enclave share a few connections (rvenc-mux/1, http/mux.hpp), with HTTP/1.1 for
+  // enclaves that refuse it; false: one HTTP/1.1 connection per stream.
+  bool enclave_mux = true;
   std::uint64_t max_body = kDefaultMaxBody;
   std::chrono::milliseconds upstream_idle_timeout = kUpstreamIdleTimeout;
   std::chrono::milliseconds read_timeout = http::ServerOptions::kDefaultReadTimeout;
@@ -96,6 +100,7 @@ class GatewayHandler {
   StreamSlots streams_;
   Metrics metrics_;
   http::Client client_;
+  std::unique_ptr<http::MuxClient> mux_;  // null: HTTP/1.1 only (GatewayOptions::enclave_mux)
   EnclavePool enclaves_;
   std::vector<Step> chat_steps_;
   std::vector<Step> get_steps_;
