@@ -263,11 +263,11 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
     row.bytes_out += static_cast<std::int64_t>(bytes);
     metrics_.add_bytes_out(bytes);
   };
-  std::string received;     // the bytes of the last read (what the relay's output may point into)
-  std::string_view ending;  // the last events of a complete stream, sent with its end
-  // What came after `done`, held until the stream ends: a client must not hold a complete answer
-  // before its usage row is journaled, or a gateway killed in between would lose a row it owes.
-  std::string held;
+  std::string received;  // the bytes of the last read (what the relay's output may point into)
+  // The events from `done` on, held to go out with the end of the stream: a client must not hold
+  // a complete answer before its usage row is journaled (a gateway killed in between would lose a
+  // row it owes).
+  std::string ending;
   for (;;) {
     auto chunk = co_await stream.read_some();
     if (!chunk) {
@@ -290,16 +290,12 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
       const double added = seconds_between(context.received, now) - seconds_between(opened_at, *first_upstream_byte);
       metrics_.observe_added_latency(std::max(added, 0.0));
     }
-    if (stream.finished() && relay.saw_done() && !relay.has_partial_event()) {
-      ending = *forward;
-      if (!held.empty()) ending = held.append(*forward);
-      break;
-    }
-    if (forward->empty()) continue;
     if (relay.saw_done()) {
-      held.append(*forward);
+      ending.append(*forward);
+      if (stream.finished() && !relay.has_partial_event()) break;
       continue;
     }
+    if (forward->empty()) continue;
     // Without suspending when the socket takes the chunk. Two statements on purpose: GCC 12 runs
     // the co_await of `(!write_now(..) && !co_await write(..)) || ..` even when write_now took it.
     bool taken = writer.write_now(*forward);
@@ -322,13 +318,13 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
       // A connection that died under a stream (not a slow model: that is upstream_timeout) means
       // the enclave is likely gone: /healthz and routing learn it now, not at the next refresh.
       if (broken && broken->code == Errc::upstream_error) enclaves_.mark_unhealthy(*target, broken->message);
-      if (!held.empty() && co_await writer.write(held)) delivered(held.size());
+      if (!ending.empty() && co_await writer.write(ending)) delivered(ending.size());
       const std::string event = upstream_broken_event();
       if (co_await writer.write(event)) delivered(event.size());
       row.status = http_status(Errc::upstream_error);
       co_await writer.end_stream();
     } else {
-      // The row goes to the journal before the end of the answer goes out (see `held`); a client
+      // The row goes to the journal before the end of the answer goes out (see `ending`); a client
       // that leaves at this very last write is charged the whole answer.
       delivered(ending.size());
       const auto usage = relay.usage().value_or(protocol::Usage{.completion_tokens = relay.data_events()});

@@ -1,6 +1,11 @@
 #include "gateway_test_support.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -133,6 +138,79 @@ std::vector<UsageRow> wait_for_usage(const std::string& db, const std::string& k
     if (mine.size() >= count || std::chrono::steady_clock::now() > deadline) return mine;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+}
+
+namespace {
+// Bytes per slice, and the pause after each (long enough for the reader to take it alone).
+constexpr std::size_t kSliceBytes = 5;
+constexpr auto kSlicePause = std::chrono::microseconds(30);
+}  // namespace
+
+SlicingProxy::SlicingProxy(std::uint16_t target_port) : target_port_(target_port) {
+  listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || ::listen(listener_, 64) != 0 ||
+      ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length) != 0)
+    throw std::runtime_error("slicing proxy: cannot listen");
+  port_ = ntohs(address.sin_port);
+  acceptor_ = std::thread([this] {
+    for (;;) {
+      const int client = ::accept(listener_, nullptr, nullptr);
+      if (client < 0) return;
+      const int upstream = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in target{};
+      target.sin_family = AF_INET;
+      target.sin_port = htons(target_port_);
+      target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::connect(upstream, reinterpret_cast<sockaddr*>(&target), sizeof target) != 0) {
+        ::close(client);
+        ::close(upstream);
+        continue;
+      }
+      const int one = 1;
+      ::setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      std::lock_guard lock(mutex_);
+      sockets_.push_back(client);
+      sockets_.push_back(upstream);
+      threads_.emplace_back([this, client, upstream] { pump(client, upstream, false); });
+      threads_.emplace_back([this, client, upstream] { pump(upstream, client, true); });
+    }
+  });
+}
+
+SlicingProxy::~SlicingProxy() {
+  ::shutdown(listener_, SHUT_RDWR);
+  acceptor_.join();
+  {
+    std::lock_guard lock(mutex_);
+    for (const int fd : sockets_) ::shutdown(fd, SHUT_RDWR);
+  }
+  for (auto& thread : threads_) thread.join();
+  for (const int fd : sockets_) ::close(fd);
+  ::close(listener_);
+}
+
+void SlicingProxy::pump(int from, int to, bool sliced) {
+  std::array<char, 16 * 1024> buffer{};
+  for (;;) {
+    const auto n = ::recv(from, buffer.data(), buffer.size(), 0);
+    if (n <= 0) break;
+    for (std::size_t sent = 0; sent < static_cast<std::size_t>(n);) {
+      const std::size_t piece = sliced ? std::min(kSliceBytes, static_cast<std::size_t>(n) - sent)
+                                       : static_cast<std::size_t>(n) - sent;
+      const auto m = ::send(to, buffer.data() + sent, piece, MSG_NOSIGNAL);
+      if (m <= 0) {
+        ::shutdown(from, SHUT_RDWR);
+        return;
+      }
+      sent += static_cast<std::size_t>(m);
+      if (sliced) std::this_thread::sleep_for(kSlicePause);
+    }
+  }
+  ::shutdown(to, SHUT_WR);
 }
 
 }  // namespace rvenc::gateway::test_support

@@ -4,9 +4,12 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "rvenc/gateway/key_store.hpp"
@@ -44,6 +47,28 @@ std::vector<protocol::SseEvent> events_of(const std::string& body);
 // Decrypts an event stream; the concatenated plaintexts, or the error.
 Result<std::string> open_stream(const Sealed& sealed, const std::vector<protocol::SseEvent>& events);
 std::string error_code(const std::string& body);
+
+// A TCP relay on 127.0.0.1 that passes what `target` sends back in slices of a few bytes, each in
+// a send of its own (the other way whole): message and frame boundaries then fall anywhere in what
+// a reader gets, so a relay that assumes whole pieces fails. A thread per connection and way.
+class SlicingProxy {
+ public:
+  explicit SlicingProxy(std::uint16_t target_port);
+  ~SlicingProxy();
+  SlicingProxy(const SlicingProxy&) = delete;
+  SlicingProxy& operator=(const SlicingProxy&) = delete;
+  [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  void pump(int from, int to, bool sliced);
+  std::uint16_t target_port_;
+  std::uint16_t port_ = 0;
+  int listener_ = -1;
+  std::mutex mutex_;
+  std::vector<int> sockets_;
+  std::vector<std::thread> threads_;
+  std::thread acceptor_;
+};
 
 // Usage rows of the key once `count` exist (polling up to `timeout`).
 std::vector<UsageRow> wait_for_usage(const std::string& db, const std::string& key_id, std::size_t count,

@@ -100,6 +100,36 @@ TEST_P(GatewayLink, StreamsThroughStripsUsageAndRecordsItOnce) {
   EXPECT_NE(metrics->body().find("rvenc_gateway_added_latency_seconds_count 1"), std::string::npos);
 }
 
+// Whatever pieces the enclave's bytes arrive in (a message, frame or chunk boundary anywhere in a
+// read), the client gets the whole answer with its authenticated end, and the row is written.
+TEST_P(GatewayLink, EnclaveBytesArrivingInSlicesMakeTheWholeAnswer) {
+  enclave = start_enclave(dir);
+  auto url = enclave->wait_for_url();
+  ASSERT_TRUE(url) << enclave->output();
+  SlicingProxy slicer(http::parse_url(*url).value().port);
+  gateway = start_gateway({slicer.url()}, db, dir.file("gateway.token"),
+                          mux() ? std::vector<std::string>{} : std::vector<std::string>{"--enclave-http1"});
+  auto gw = gateway->wait_for_url();
+  ASSERT_TRUE(gw) << gateway->output();
+  gateway_url = *gw;
+  const auto key = create_key("sliced");
+  for (int i = 0; i < 2; ++i) {
+    const auto sealed = seal();
+    auto response = post_chat(gateway_url, sealed.body, key.key);
+    ASSERT_TRUE(response) << response.error().message;
+    ASSERT_EQ(response->result_int(), 200u) << response->body();
+    auto plaintext = open_stream(sealed, events_of(response->body()));
+    ASSERT_TRUE(plaintext) << plaintext.error().message;
+    EXPECT_NE(plaintext->find("[DONE]"), std::string::npos);
+  }
+  const auto rows = wait_for_usage(db, key.record.id, 2);
+  ASSERT_EQ(rows.size(), 2u);
+  for (const auto& row : rows) {
+    EXPECT_EQ(row.status, 200);
+    EXPECT_GT(row.completion_tokens, 0);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Links, GatewayLink, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& link) { return link.param ? "Mux" : "Http1"; });
 
