@@ -172,10 +172,10 @@ Status start_stack(Stack& stack, const BenchOptions& options) {
   keys.wait_exit(kChildStartTimeout);
   stack.api_key = *api_key;
 
-  stack.gateway = std::make_unique<ChildProcess>(
-      std::vector<std::string>{rvenc, "gateway", "--listen", "127.0.0.1:0", "--enclave", stack.enclave_url, "--db",
-                               db, "--enclave-token-file", (stack.dir / "gateway.token").string()},
-      stack.dir / "gateway.log");
+  std::vector<std::string> gateway_argv{rvenc,  "gateway", "--listen", "127.0.0.1:0", "--enclave", stack.enclave_url,
+                                        "--db", db,        "--enclave-token-file", (stack.dir / "gateway.token").string()};
+  if (options.enclave_http1) gateway_argv.emplace_back("--enclave-http1");
+  stack.gateway = std::make_unique<ChildProcess>(gateway_argv, stack.dir / "gateway.log");
   auto gateway_url = stack.gateway->wait_for_url();
   if (!gateway_url) return std::unexpected(gateway_url.error());
   stack.gateway_url = *gateway_url;
@@ -476,6 +476,7 @@ Result<json::object> run_bench(const BenchOptions& options) {
   report["date"] = iso_time_utc();
   report["mode"] = options.quick ? "quick" : "full";
   report["chunks_per_request"] = plan.saturated_chunks;
+  report["gateway_enclave_link"] = options.enclave_http1 ? "http1" : "rvenc-mux";
   const std::string nginx_version = command_output(options.nginx_binary + " -v");
   report["machine"] = json::object{{"cores", std::thread::hardware_concurrency()},
                                    {"cpu_model", cpu_model()},
@@ -770,6 +771,8 @@ std::string summary_table(const json::object& report) {
         << ", load average " << format_number(number(m, "load_average_at_start")) << " -> "
         << format_number(number(m, "load_average_at_end")) << "\n";
   }
+  if (const auto* link = report.if_contains("gateway_enclave_link"); link && link->is_string())
+    out << "  gateway to enclave: " << std::string(link->as_string()) << " (nginx: HTTP/1.1, a connection per stream)\n";
   out << "\n";
   for (const auto& [key, name] : std::vector<std::pair<std::string, std::string>>{
            {"direct_chunks_per_s", "direct chunks/s (saturated, best concurrency)"},

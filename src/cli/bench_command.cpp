@@ -25,6 +25,7 @@ struct BenchFlags {
   std::string nginx = "/usr/sbin/nginx";
   unsigned rate = bench::kDefaultPacedRate;
   bool keep_temp = false;
+  bool enclave_http1 = false;
   std::vector<std::string> paths;
   std::vector<unsigned> concurrencies;
   std::size_t chunks = 0;
@@ -59,6 +60,7 @@ int run_bench(const BenchFlags& flags) {
   options.nginx_binary = flags.nginx;
   options.paced_rate = flags.rate;
   options.keep_temp = flags.keep_temp;
+  options.enclave_http1 = flags.enclave_http1;
   options.paths = flags.paths;
   options.concurrencies = flags.concurrencies;
   options.chunks_per_request = flags.chunks;
@@ -121,6 +123,8 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--chunks", flags->chunks, "Chunks per request of the load phases (default 32); 1 weighs per-request costs")
       ->check(CLI::PositiveNumber);
   flag(*cmd, "--keep-temp", flags->keep_temp, "Keep the temporary directory (configs, logs) and print its path");
+  flag(*cmd, "--enclave-http1", flags->enclave_http1,
+       "Gateway to enclave over HTTP/1.1, a connection per stream, as nginx (default: rvenc-mux connections)");
   cmd->callback([&run, flags] { run = [flags] { return run_bench(*flags); }; });
 }
 

@@ -31,6 +31,9 @@ struct BenchOptions {
   std::string rvenc_version;       // recorded in the report
   unsigned paced_rate = kDefaultPacedRate;
   bool keep_temp = false;          // keep the temp dir (configs, logs, database) for inspection
+  // The gateway talks HTTP/1.1 to the enclave, a connection per stream, as nginx does (its
+  // default, rvenc-mux connections, is what the gateway brings that nginx cannot).
+  bool enclave_http1 = false;
   // Narrow a run to profile one part (headline figures that need the missing phases are left out):
   std::vector<std::string> paths;     // of "direct", "rvenc", "nginx"; empty: all three
   std::vector<unsigned> concurrencies;  // saturated and paced phases; empty: the plan's
