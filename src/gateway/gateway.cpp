@@ -263,6 +263,14 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
     row.bytes_out += static_cast<std::int64_t>(bytes);
     metrics_.add_bytes_out(bytes);
   };
+  // A stream cut before the enclave's usage event (client gone, enclave died) is charged what it
+  // delivered: one completion token per data event, the best count the gateway has.
+  const auto count_tokens = [&] {
+    const auto usage = relay.usage().value_or(protocol::Usage{.completion_tokens = relay.data_events()});
+    row.prompt_tokens = usage.prompt_tokens;
+    row.completion_tokens = usage.completion_tokens;
+    return usage;
+  };
   std::string received;  // the bytes of the last read (what the relay's output may point into)
   // The events from `done` on, held to go out with the end of the stream: a client must not hold
   // a complete answer before its usage row is journaled (a gateway killed in between would lose a
@@ -327,18 +335,12 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
       // The row goes to the journal before the end of the answer goes out (see `ending`); a client
       // that leaves at this very last write is charged the whole answer.
       delivered(ending.size());
-      const auto usage = relay.usage().value_or(protocol::Usage{.completion_tokens = relay.data_events()});
-      row.prompt_tokens = usage.prompt_tokens;
-      row.completion_tokens = usage.completion_tokens;
+      count_tokens();
       context.usage->submit();
       co_await writer.end_stream(ending);
     }
   }
-  // A stream cut before the enclave's usage event (client gone, enclave died) is charged what
-  // it delivered: one completion token per data event, the best count the gateway has.
-  const protocol::Usage usage = relay.usage().value_or(protocol::Usage{.completion_tokens = relay.data_events()});
-  row.prompt_tokens = usage.prompt_tokens;
-  row.completion_tokens = usage.completion_tokens;
+  const protocol::Usage usage = count_tokens();
   if (usage.total_tokens() > 0) {
     auto charged = co_await limiter_->charge_tokens(key.id, key.limits, usage.total_tokens());
     if (!charged) spdlog::error("{}: tokens not charged: {}", context.request_id, charged.error().to_string());

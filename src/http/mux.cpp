@@ -1,4 +1,4 @@
-// rvenc-mux/1: the frame codec and MuxClient (the server side is in mux_server.cpp).
+// MuxClient, the client side of rvenc-mux/1 (frames: mux_frame.cpp; server side: mux_server.cpp).
 //
 // A MuxClient keeps, per server and io_context, connections that carry many streams. Everything a
 // connection shares with its streams (the stream table, the output buffer, each stream's received
@@ -39,8 +39,6 @@ namespace rvenc::http {
 namespace bhttp = beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
-
-// ---------------------------------------------------------------- client
 
 namespace {
 
@@ -153,10 +151,7 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
   // Starts the reader, the deadline sweep and the flush that an open connection with streams needs.
   void resume_locked() {
     auto self = shared_from_this();
-    if (!out.empty() && !flushing) {
-      flushing = true;
-      asio::post(strand, [self] { self->flush(); });
-    }
+    schedule_flush_locked();
     if (!streams.empty() && !reading) {
       reading = true;
       // Posted: on the strand, co_spawn would start the reader at once, under this lock.
@@ -170,10 +165,14 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
 
   void queue_locked(auto&& append) {
     append(out);
-    if (phase == Phase::open && !flushing) {
-      flushing = true;
-      asio::post(strand, [self = shared_from_this()] { self->flush(); });
-    }
+    schedule_flush_locked();
+  }
+
+  // Posted, so that the frames queued by everything ready to run leave in one send.
+  void schedule_flush_locked() {
+    if (out.empty() || phase != Phase::open || flushing) return;
+    flushing = true;
+    asio::post(strand, [self = shared_from_this()] { self->flush(); });
   }
 
   // Sends what is queued: what the socket takes at once, the rest with an asynchronous write.
@@ -257,10 +256,7 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
         s.waiting = false;
         it = streams.erase(it);
       }
-      if (!out.empty() && phase == Phase::open && !flushing) {
-        flushing = true;
-        asio::post(strand, [self = shared_from_this()] { self->flush(); });
-      }
+      schedule_flush_locked();
       unblock_reader_locked();
       again = !streams.empty() && phase != Phase::closed;
       sweeping = again;

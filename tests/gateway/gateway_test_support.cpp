@@ -1,7 +1,5 @@
 #include "gateway_test_support.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -147,27 +145,15 @@ constexpr auto kSlicePause = std::chrono::microseconds(30);
 }  // namespace
 
 SlicingProxy::SlicingProxy(std::uint16_t target_port) : target_port_(target_port) {
-  listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || ::listen(listener_, 64) != 0 ||
-      ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length) != 0)
-    throw std::runtime_error("slicing proxy: cannot listen");
-  port_ = ntohs(address.sin_port);
+  constexpr int kBacklog = 64;
+  listener_ = test::listen_on_loopback(kBacklog, port_);
   acceptor_ = std::thread([this] {
     for (;;) {
       const int client = ::accept(listener_, nullptr, nullptr);
       if (client < 0) return;
-      const int upstream = ::socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in target{};
-      target.sin_family = AF_INET;
-      target.sin_port = htons(target_port_);
-      target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      if (::connect(upstream, reinterpret_cast<sockaddr*>(&target), sizeof target) != 0) {
+      const int upstream = test::connect_to_loopback(target_port_);
+      if (upstream < 0) {
         ::close(client);
-        ::close(upstream);
         continue;
       }
       const int one = 1;

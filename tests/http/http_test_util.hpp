@@ -29,6 +29,7 @@
 #include "rvenc/http/client.hpp"
 #include "rvenc/http/server.hpp"
 #include "rvenc/http/url.hpp"
+#include "support/test_support.hpp"
 
 namespace rvenc::http::test {
 
@@ -103,16 +104,9 @@ class Gate {
 class CannedServer {
  public:
   explicit CannedServer(std::string answer) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || ::listen(listener_, 1) != 0 ||
-        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-      throw std::runtime_error("canned server: cannot listen");
-    }
-    url = *parse_url("http://127.0.0.1:" + std::to_string(ntohs(address.sin_port)));
+    std::uint16_t port = 0;
+    listener_ = rvenc::test::listen_on_loopback(1, port);
+    url = *parse_url("http://127.0.0.1:" + std::to_string(port));
     received = received_promise_.get_future();
     thread_ = std::thread([this, answer = std::move(answer)] {
       const int fd = ::accept(listener_, nullptr, nullptr);
@@ -161,16 +155,10 @@ class CannedServer {
 class RawConnection {
  public:
   explicit RawConnection(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    fd_ = rvenc::test::connect_to_loopback(port);
+    if (fd_ < 0) throw std::runtime_error("raw connect failed");
     timeval guard{kRawReceiveGuardSeconds, 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &guard, sizeof guard);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-      throw std::runtime_error("raw connect failed");
-    }
   }
   ~RawConnection() { ::close(fd_); }
   RawConnection(const RawConnection&) = delete;

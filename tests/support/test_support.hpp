@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -64,6 +65,11 @@ class ChildProcess {
 
 // A free TCP port on 127.0.0.1 (bound and released: only for programs that cannot take port 0).
 int free_port();
+// Raw sockets on 127.0.0.1 for test servers and clients that send what real ones never would:
+// a listening socket on a port the OS picks (stored in `port`; throws when it cannot listen), and
+// a socket connected to `port` (-1 when refused).
+int listen_on_loopback(int backlog, std::uint16_t& port);
+int connect_to_loopback(std::uint16_t port);
 
 // A chat request sealed as the SDK seals it (fresh encapsulation), and what opens its answer.
 struct SealedRequest {
