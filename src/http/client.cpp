@@ -29,6 +29,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "context_registry.hpp"
 #include "resolve.hpp"
 #include "watchdog.hpp"
 #include "wire.hpp"
@@ -63,27 +64,6 @@ struct Connection {
 asio::execution_context* context_of(const asio::any_io_executor& executor) {
   return &asio::query(executor, asio::execution::context);
 }
-
-// The pools that keep connections registered with one io_context: when the context shuts down,
-// before its reactor, they release those sockets (a socket object must not outlive its reactor).
-class PoolRegistry final : public asio::execution_context::service {
- public:
-  using key_type = PoolRegistry;
-  static inline asio::execution_context::id id;
-  explicit PoolRegistry(asio::execution_context& context) : service(context) {}
-
-  void enlist(std::weak_ptr<Client::Pool> pool) {
-    std::lock_guard lock(mutex_);
-    std::erase_if(pools_, [](const auto& p) { return p.expired(); });
-    pools_.push_back(std::move(pool));
-  }
-
- private:
-  void shutdown() override;
-
-  std::mutex mutex_;
-  std::vector<std::weak_ptr<Client::Pool>> pools_;
-};
 
 }  // namespace
 
@@ -142,10 +122,7 @@ struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
     auto* const context = context_of(connection->stream.get_executor());
     const int family = connection->family;
     std::lock_guard lock(mutex);
-    if (std::ranges::find(enlisted, context) == enlisted.end()) {
-      asio::use_service<PoolRegistry>(*context).enlist(weak_from_this());
-      enlisted.push_back(context);
-    }
+    detail::ContextRegistry<Client::Pool>::enlist_once(*context, weak_from_this(), enlisted);
     auto& queue = idle[key];
     while (!queue.empty() && queue.size() >= options.max_idle_per_host) {
       if (queue.front().fd >= 0 && !queue.front().connection) ::close(queue.front().fd);
@@ -200,21 +177,10 @@ struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
   const ClientOptions options;
   std::mutex mutex;
   std::unordered_map<std::string, std::deque<Entry>> idle;
-  std::vector<asio::execution_context*> enlisted;  // contexts whose PoolRegistry knows this pool
+  std::vector<asio::execution_context*> enlisted;  // contexts whose ContextRegistry knows this pool
 };
 
 namespace {
-
-void PoolRegistry::shutdown() {
-  std::vector<std::weak_ptr<Client::Pool>> pools;
-  {
-    std::lock_guard lock(mutex_);
-    pools.swap(pools_);
-  }
-  // Without holding mutex_: a pool's put() holds its own lock while enlisting here.
-  for (const auto& weak : pools)
-    if (auto pool = weak.lock()) pool->orphan(&context());
-}
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::string_view kUserAgent = "rvenc";
@@ -303,27 +269,34 @@ awaitable<Result<std::vector<tcp::endpoint>>> resolve(const Url& server, Clock::
   co_return endpoints;
 }
 
+awaitable<Result<tcp::endpoint>> connect(beast::tcp_stream& stream, const Url& server, Clock::duration limit,
+                                         std::chrono::milliseconds connect_timeout) {
+  const std::string where = server.host + ":" + std::to_string(server.port);
+  auto endpoints = co_await resolve(server, limit);
+  if (!endpoints) co_return std::unexpected(endpoints.error());
+  stream.expires_after(limit);
+  auto [connect_ec, endpoint] = co_await stream.async_connect(*endpoints, kTuple);
+  if (connect_ec == beast::error::timeout) {
+    co_return fail(Errc::upstream_timeout,
+                   "timed out connecting to " + where + " after " + std::to_string(connect_timeout.count()) + " ms");
+  }
+  if (connect_ec) co_return fail(Errc::upstream_error, "cannot connect to " + where + ": " + connect_ec.message());
+  beast::error_code ignored;
+  stream.socket().set_option(tcp::no_delay(true), ignored);
+  co_return endpoint;
+}
+
 }  // namespace detail
 
 namespace {
 
 awaitable<Result<std::unique_ptr<Connection>>> connect(const Url& server, const Deadline& deadline) {
-  const auto executor = co_await asio::this_coro::executor;
-  const std::string where = server.host + ":" + std::to_string(server.port);
-  auto endpoints = co_await detail::resolve(server, deadline.bound(deadline.timeouts.connect));
-  if (!endpoints) co_return std::unexpected(endpoints.error());
-
-  auto connection = std::make_unique<Connection>(executor);
-  connection->stream.expires_after(deadline.bound(deadline.timeouts.connect));
-  auto [connect_ec, endpoint] = co_await connection->stream.async_connect(*endpoints, kTuple);
-  if (connect_ec == beast::error::timeout) {
-    co_return fail(Errc::upstream_timeout, "timed out connecting to " + where + " after " +
-                                               std::to_string(deadline.timeouts.connect.count()) + " ms");
-  }
-  if (connect_ec) co_return fail(Errc::upstream_error, "cannot connect to " + where + ": " + connect_ec.message());
-  connection->family = endpoint.protocol().family();
+  auto connection = std::make_unique<Connection>(co_await asio::this_coro::executor);
+  auto endpoint = co_await detail::connect(connection->stream, server, deadline.bound(deadline.timeouts.connect),
+                                           deadline.timeouts.connect);
+  if (!endpoint) co_return std::unexpected(endpoint.error());
+  connection->family = endpoint->protocol().family();
   beast::error_code ignored;
-  connection->stream.socket().set_option(tcp::no_delay(true), ignored);
   connection->stream.socket().non_blocking(true, ignored);  // for send_request's first try
   co_return connection;
 }

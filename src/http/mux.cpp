@@ -31,6 +31,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <spdlog/spdlog.h>
 
+#include "context_registry.hpp"
 #include "resolve.hpp"
 #include "wire.hpp"
 
@@ -121,9 +122,9 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
   bool sweeping = false;
   Clock::time_point last_used = Clock::now();
 
-  // Takes `stream` with its request message; sent once the connection is open. A connection that
-  // closed since it was chosen fails the stream at once, as lost (open() tries once more).
-  void add(const std::shared_ptr<MuxStream>& stream, std::string_view message) {
+  // Takes `stream` with its request (head and body); sent once the connection is open. A connection
+  // that closed since it was chosen fails the stream at once, as lost (open() tries once more).
+  void add(const std::shared_ptr<MuxStream>& stream, std::string_view head, std::string_view body) {
     std::lock_guard lock(mutex);
     if (phase == Phase::closed) {
       stream->error = Error{Errc::upstream_error, "rvenc-mux connection to " + where + " closed"};
@@ -136,7 +137,7 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
     stream->quiet_since = Clock::now();
     stream->joined_idle = phase == Phase::open && streams.empty();
     streams.emplace(stream->id, stream);
-    mux::append_frame(out, mux::FrameType::request, stream->id, message);
+    mux::append_frame(out, mux::FrameType::request, stream->id, head, body);
     last_used = Clock::now();
     if (phase == Phase::open) resume_locked();
   }
@@ -311,30 +312,6 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
   bool dispatch(std::size_t& used);
 };
 
-// Remembers, per io_context, the connections running on it: when it shuts down (before its
-// reactor), their I/O objects are destroyed and the client forgets them.
-namespace {
-class MuxRegistry final : public asio::execution_context::service {
- public:
-  using key_type = MuxRegistry;
-  static inline asio::execution_context::id id;
-  explicit MuxRegistry(asio::execution_context& context) : service(context), context_(&context) {}
-
-  void enlist(std::weak_ptr<MuxClient::State> state) {
-    std::lock_guard lock(mutex_);
-    std::erase_if(states_, [](const auto& s) { return s.expired(); });
-    states_.push_back(std::move(state));
-  }
-
- private:
-  void shutdown() override;
-
-  asio::execution_context* context_;
-  std::mutex mutex_;
-  std::vector<std::weak_ptr<MuxClient::State>> states_;
-};
-}  // namespace
-
 struct MuxClient::State : std::enable_shared_from_this<MuxClient::State> {
   State(Client& client, MuxClientOptions opts) : fallback(&client), options(std::move(opts)) {}
 
@@ -361,7 +338,8 @@ struct MuxClient::State : std::enable_shared_from_this<MuxClient::State> {
 
   // A connection for `server` on `executor`'s io_context with room for `stream`, which it takes.
   std::shared_ptr<MuxConnection> attach(const Url& server, const asio::any_io_executor& executor,
-                                        const std::shared_ptr<MuxStream>& stream, std::string_view message,
+                                        const std::shared_ptr<MuxStream>& stream, std::string_view head,
+                                        std::string_view body,
                                         std::chrono::milliseconds connect_timeout) {
     auto* context = &asio::query(executor, asio::execution::context);
     std::shared_ptr<MuxConnection> chosen;
@@ -379,17 +357,14 @@ struct MuxClient::State : std::enable_shared_from_this<MuxClient::State> {
         }
       }
       if (!chosen) {
-        if (std::find(enlisted.begin(), enlisted.end(), context) == enlisted.end()) {
-          asio::use_service<MuxRegistry>(*context).enlist(weak_from_this());
-          enlisted.push_back(context);
-        }
+        detail::ContextRegistry<MuxClient::State>::enlist_once(*context, weak_from_this(), enlisted);
         chosen = std::make_shared<MuxConnection>(shared_from_this(), server, executor, connect_timeout,
                                                  options.header_limit);
         connections.push_back(chosen);
         fresh = true;
       }
     }
-    chosen->add(stream, message);
+    chosen->add(stream, head, body);
     if (fresh) asio::co_spawn(chosen->strand, MuxConnection::connect(chosen, options.authorization), asio::detached);
     return chosen;
   }
@@ -430,36 +405,14 @@ struct MuxClient::State : std::enable_shared_from_this<MuxClient::State> {
   }
 };
 
-void MuxRegistry::shutdown() {
-  std::vector<std::shared_ptr<MuxClient::State>> live;
-  {
-    std::lock_guard lock(mutex_);
-    for (auto& weak : states_)
-      if (auto state = weak.lock()) live.push_back(std::move(state));
-    states_.clear();
-  }
-  for (auto& state : live) state->orphan(context_);
-}
-
 awaitable<void> MuxConnection::connect(std::shared_ptr<MuxConnection> self, std::string authorization) {
-  auto endpoints = co_await detail::resolve(self->server, self->connect_timeout);
-  if (!endpoints) {
-    self->fail(endpoints.error());
-    co_return;
-  }
-  // The connect and the upgrade exchange, under one deadline.
+  // The connect and the upgrade exchange, under one deadline (the stream's expiry).
   beast::tcp_stream stream(self->strand);
-  stream.expires_after(self->connect_timeout);
-  auto [connect_ec, endpoint] = co_await stream.async_connect(*endpoints, kTuple);
-  if (connect_ec) {
-    self->fail(connect_ec == beast::error::timeout
-                   ? Error{Errc::upstream_timeout, "timed out connecting to " + self->where + " after " +
-                                                       std::to_string(self->connect_timeout.count()) + " ms"}
-                   : Error{Errc::upstream_error, "cannot connect to " + self->where + ": " + connect_ec.message()});
+  auto connected = co_await detail::connect(stream, self->server, self->connect_timeout, self->connect_timeout);
+  if (!connected) {
+    self->fail(connected.error());
     co_return;
   }
-  beast::error_code ignored;
-  stream.socket().set_option(tcp::no_delay(true), ignored);
 
   Request upgrade{Verb::get, mux::kPath, kHttp11};
   upgrade.set(bhttp::field::host, self->server.host_header());
@@ -493,6 +446,7 @@ awaitable<void> MuxConnection::connect(std::shared_ptr<MuxConnection> self, std:
   }
   stream.expires_never();
   *self->socket = stream.release_socket();
+  beast::error_code ignored;
   self->socket->non_blocking(true, ignored);
   // Frames that came with the 101.
   self->in.assign(static_cast<const char*>(buffer.data().data()), buffer.size());
@@ -723,13 +677,10 @@ awaitable<Result<std::unique_ptr<ResponseStream>>> MuxClient::open(Url server, R
   auto state = state_;
   if (state->refused(server)) co_return co_await state->fallback->open(std::move(server), std::move(request), timeouts);
   detail::prepare_request(server, request);
-  std::string message;
   const std::string head = detail::serialize_head(request.base());
   const std::size_t limit = std::min(state->options.max_request_bytes, mux::kMaxRequestFrame);
   if (request.chunked() || head.size() + request.body().size() > limit)
     co_return co_await state->fallback->open(std::move(server), std::move(request), timeouts);
-  message.reserve(head.size() + request.body().size());
-  message.append(head).append(request.body());
 
   const auto executor = co_await asio::this_coro::executor;
   const std::optional<Clock::time_point> total_end =
@@ -738,7 +689,7 @@ awaitable<Result<std::unique_ptr<ResponseStream>>> MuxClient::open(Url server, R
     auto stream = std::make_shared<MuxStream>(executor);
     stream->idle = timeouts.idle;
     stream->total_end = total_end;
-    auto connection = state->attach(server, executor, stream, message, timeouts.connect);
+    auto connection = state->attach(server, executor, stream, head, request.body(), timeouts.connect);
     for (;;) {
       {
         std::lock_guard lock(connection->mutex);

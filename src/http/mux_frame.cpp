@@ -21,10 +21,15 @@ std::uint32_t get_u32(std::string_view bytes) {
 }  // namespace
 
 void append_frame(std::string& out, FrameType type, std::uint32_t stream, std::string_view payload) {
-  put_u32(out, static_cast<std::uint32_t>(payload.size()));
+  append_frame(out, type, stream, payload, {});
+}
+
+void append_frame(std::string& out, FrameType type, std::uint32_t stream, std::string_view first,
+                  std::string_view second) {
+  put_u32(out, static_cast<std::uint32_t>(first.size() + second.size()));
   put_u32(out, stream);
   out.push_back(static_cast<char>(type));
-  out.append(payload);
+  out.append(first).append(second);
 }
 
 void append_window(std::string& out, std::uint32_t stream, std::uint32_t increment) {

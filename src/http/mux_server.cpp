@@ -111,6 +111,15 @@ struct MuxSession : std::enable_shared_from_this<MuxSession> {
     if (self->close_when_flushed) self->close();
   }
 
+  // The response head of stream `id`, as HTTP/1.1 with this server's name unless it has one.
+  template <class Message>
+  void queue_head(std::uint32_t id, Message& message) {
+    message.version(kHttp11);
+    if (message.find(beast::http::field::server) == message.end())
+      message.set(beast::http::field::server, host.options.server_name);
+    queue(mux::FrameType::head, id, serialize_head(message.base()));
+  }
+
   void wake(ServerStream& stream) {
     if (stream.wake) stream.wake->cancel();
   }
@@ -158,10 +167,8 @@ class MuxWriter final : public ResponseWriter {
   awaitable<void> send(Response response) override {
     if (started_) throw std::logic_error("ResponseWriter::send after the response was started");
     started_ = true;
-    response.version(kHttp11);
-    name_server(response);
     response.prepare_payload();
-    session_.queue(mux::FrameType::head, stream_->id, serialize_head(response.base()));
+    session_.queue_head(stream_->id, response);
     co_await send_data(response.body());
     if (!client_gone()) session_.queue(mux::FrameType::end, stream_->id, {});
     ended_ = true;
@@ -172,9 +179,7 @@ class MuxWriter final : public ResponseWriter {
     started_ = true;
     streaming_ = true;
     bhttp::response<bhttp::empty_body> response{std::move(header)};
-    response.version(kHttp11);
-    name_server(response);
-    session_.queue(mux::FrameType::head, stream_->id, serialize_head(response.base()));
+    session_.queue_head(stream_->id, response);
     co_return !client_gone();
   }
 
@@ -213,12 +218,6 @@ class MuxWriter final : public ResponseWriter {
   }
 
  private:
-  template <class Message>
-  void name_server(Message& message) {
-    if (message.find(bhttp::field::server) == message.end())
-      message.set(bhttp::field::server, session_.host.options.server_name);
-  }
-
   // DATA frames within the stream's credit; waits for WINDOW frames, or for the connection's
   // output to drain, as needed. A client that grants no credit for write_timeout is treated as gone.
   awaitable<void> send_data(std::string_view bytes) {
@@ -275,10 +274,8 @@ awaitable<void> run_stream(std::shared_ptr<MuxSession> session, std::shared_ptr<
 // Answers a request that could not be parsed, on its stream.
 void answer_unreadable(MuxSession& session, std::uint32_t id, const beast::error_code& ec) {
   Response response = read_error_response(ec, session.host.options);
-  response.version(kHttp11);
-  response.set(bhttp::field::server, session.host.options.server_name);
   response.prepare_payload();
-  session.queue(mux::FrameType::head, id, serialize_head(response.base()));
+  session.queue_head(id, response);
   session.queue(mux::FrameType::data, id, response.body());
   session.queue(mux::FrameType::end, id, {});
 }

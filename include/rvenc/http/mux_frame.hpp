@@ -43,6 +43,9 @@ struct Frame {
 
 // Appends a frame to `out`.
 void append_frame(std::string& out, FrameType type, std::uint32_t stream, std::string_view payload);
+// The same with the payload in two pieces (a request's head and body, without joining them first).
+void append_frame(std::string& out, FrameType type, std::uint32_t stream, std::string_view first,
+                  std::string_view second);
 void append_window(std::string& out, std::uint32_t stream, std::uint32_t increment);
 // The increment a WINDOW frame's payload carries; nullopt when the payload is malformed.
 [[nodiscard]] std::optional<std::uint32_t> window_increment(std::string_view payload);
