@@ -28,11 +28,15 @@ constexpr std::array kCodes{
     CodeInfo{Errc::key_revoked, "key_revoked", 403},
     CodeInfo{Errc::test_key_not_allowed, "test_key_not_allowed", 403},
     CodeInfo{Errc::unknown_key_id, "unknown_key_id", 404},
+    CodeInfo{Errc::model_not_found, "model_not_found", 404},
     CodeInfo{Errc::not_found, "not_found", 404},
     CodeInfo{Errc::method_not_allowed, "method_not_allowed", 405},
     CodeInfo{Errc::request_too_large, "request_too_large", 413},
     CodeInfo{Errc::rate_limit_exceeded, "rate_limit_exceeded", 429},
+    CodeInfo{Errc::replay_quota_exceeded, "replay_quota_exceeded", 429},
     CodeInfo{Errc::upstream_error, "upstream_error", 502},
+    CodeInfo{Errc::enclave_busy, "enclave_busy", 503},
+    CodeInfo{Errc::enclave_unavailable, "enclave_unavailable", 503},
     CodeInfo{Errc::overloaded, "overloaded", 503},
     CodeInfo{Errc::upstream_timeout, "upstream_timeout", 504},
     CodeInfo{Errc::internal_error, "internal_error", 500},
@@ -42,6 +46,7 @@ constexpr std::array kCodes{
     CodeInfo{Errc::timeout, "timeout", 504},
     CodeInfo{Errc::attestation_failed, "attestation_failed", 502},
     CodeInfo{Errc::transport_error, "transport_error", 502},
+    CodeInfo{Errc::tls_error, "tls_error", 502},
 };
 
 const CodeInfo& info(Errc code) noexcept {

@@ -19,11 +19,15 @@ enum class Errc {
   key_revoked,
   test_key_not_allowed,
   unknown_key_id,
+  model_not_found,
   not_found,
   method_not_allowed,
   request_too_large,
   rate_limit_exceeded,
+  replay_quota_exceeded,
   upstream_error,
+  enclave_busy,
+  enclave_unavailable,
   overloaded,
   upstream_timeout,
   internal_error,
@@ -34,6 +38,7 @@ enum class Errc {
   timeout,
   attestation_failed,
   transport_error,
+  tls_error,
 };
 
 struct Error {
