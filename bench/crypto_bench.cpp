@@ -43,8 +43,9 @@ struct Setup {
   crypto::KeyId key_id = crypto::key_id(enclave.public_key);
   std::int64_t timestamp = 1764004858;
 
-  protocol::SealInput input() const {
+  protocol::SealInput input(protocol::Version version = protocol::Version::v2) const {
     protocol::SealInput in;
+    in.version = version;
     in.shared_secret = &enc.shared_secret;
     in.cipher_text = &enc.cipher_text;
     in.key_id = key_id;
@@ -128,7 +129,7 @@ void BM_RequestSeal_rvenc(benchmark::State& state) {
 void BM_RequestSeal_raw(benchmark::State& state) {
   const auto& s = setup();
   const auto text = plaintext(static_cast<std::size_t>(state.range(0)));
-  const auto ad = protocol::request_ad(s.key_id, s.timestamp);
+  const auto ad = protocol::request_ad(protocol::Version::v2, s.key_id, s.timestamp);
   std::vector<unsigned char> buf(text.size() + 64);
   std::vector<unsigned char> out(buf.size() + crypto_aead_xchacha20poly1305_ietf_ABYTES);
   unsigned char key[32];
@@ -157,7 +158,7 @@ void BM_RequestOpen_rvenc(benchmark::State& state) {
 void BM_RequestOpen_raw(benchmark::State& state) {
   const auto& s = setup();
   const auto env = protocol::seal_request(s.input(), plaintext(static_cast<std::size_t>(state.range(0))));
-  const auto ad = protocol::request_ad(s.key_id, s.timestamp);
+  const auto ad = protocol::request_ad(protocol::Version::v2, s.key_id, s.timestamp);
   std::vector<unsigned char> out(env.encrypted_inference.size());
   unsigned char key[32];
   for (auto _ : state) {
@@ -197,10 +198,15 @@ struct RawEventKeys {
   }
 };
 
+// Arg: the protocol version (2 or 3; both seal an event the same way once the keys are made).
+protocol::Version version_arg(const benchmark::State& state) {
+  return state.range(0) == 3 ? protocol::Version::v3 : protocol::Version::v2;
+}
+
 void BM_EventSeal_rvenc(benchmark::State& state) {
   const auto& s = setup();
   const auto text = plaintext(kEventBytes);
-  protocol::ResponseSealer sealer(protocol::Version::v2, s.enc.shared_secret, s.nonce);
+  protocol::ResponseSealer sealer(version_arg(state), s.enc.shared_secret, s.nonce);
   for (auto _ : state) benchmark::DoNotOptimize(sealer.seal_payload(protocol::EventKind::data, text));
 }
 void BM_EventSeal_raw(benchmark::State& state) {
@@ -229,18 +235,25 @@ void BM_EventSeal_raw(benchmark::State& state) {
 
 void BM_EventOpen_rvenc(benchmark::State& state) {
   const auto& s = setup();
+  const auto version = version_arg(state);
   std::vector<std::string> payloads;
-  protocol::ResponseSealer sealer(protocol::Version::v2, s.enc.shared_secret, s.nonce);
+  protocol::ResponseSealer sealer(version, s.enc.shared_secret, s.nonce);
   for (std::size_t i = 0; i < kPreSealedEvents; ++i) {
     payloads.push_back(sealer.seal_payload(protocol::EventKind::data, plaintext(kEventBytes)));
   }
-  auto opener = std::make_unique<protocol::ResponseOpener>(protocol::Version::v2, s.enc.shared_secret, s.nonce);
+  const std::string salt = to_hex(sealer.salt());
+  const auto new_opener = [&] {
+    auto opener = std::make_unique<protocol::ResponseOpener>(version, s.enc.shared_secret, s.nonce);
+    if (version == protocol::Version::v3) (void)opener->open(protocol::EventKind::init, salt);
+    return opener;
+  };
+  auto opener = new_opener();
   std::size_t next = 0;
   for (auto _ : state) {
     if (next == payloads.size()) {
       // A stream is opened in order only once: restart it (untimed) after the pre-sealed events.
       state.PauseTiming();
-      opener = std::make_unique<protocol::ResponseOpener>(protocol::Version::v2, s.enc.shared_secret, s.nonce);
+      opener = new_opener();
       next = 0;
       state.ResumeTiming();
     }
@@ -277,6 +290,44 @@ void BM_EventOpen_raw(benchmark::State& state) {
     benchmark::DoNotOptimize(size);
   }
   sodium_memzero(pt, sizeof pt);
+}
+
+// --- Version 3 against version 2: the keys of one response ---------------------------------------
+// What a request costs beyond the per-event work: the enclave makes the response keys (v3: a
+// fresh salt from the CSPRNG, one more HKDF-Extract and the init event's hex), the client derives
+// them (v3: from the init event). Arg: the version.
+
+void BM_ResponseKeysEnclave(benchmark::State& state) {
+  const auto& s = setup();
+  const auto version = version_arg(state);
+  for (auto _ : state) {
+    protocol::ResponseSealer sealer(version, s.enc.shared_secret, s.nonce);
+    benchmark::DoNotOptimize(sealer.init_event());
+  }
+}
+
+void BM_ResponseKeysClient(benchmark::State& state) {
+  const auto& s = setup();
+  const auto version = version_arg(state);
+  protocol::ResponseSealer sealer(version, s.enc.shared_secret, s.nonce);
+  const std::string salt = to_hex(sealer.salt());
+  for (auto _ : state) {
+    protocol::ResponseOpener opener(version, s.enc.shared_secret, s.nonce);
+    if (version == protocol::Version::v3) benchmark::DoNotOptimize(opener.open(protocol::EventKind::init, salt));
+    benchmark::DoNotOptimize(opener.next_index());
+  }
+}
+
+// The whole request on the enclave: open (request key, AEAD, unpad) and the response keys.
+void BM_RequestAndResponseKeys(benchmark::State& state) {
+  const auto& s = setup();
+  const auto version = version_arg(state);
+  const auto env = protocol::seal_request(s.input(version), plaintext(1024));
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(protocol::open_request(env, s.enc.shared_secret));
+    protocol::ResponseSealer sealer(version, s.enc.shared_secret, s.nonce);
+    benchmark::DoNotOptimize(sealer.init_event());
+  }
 }
 
 // --- replay protection ---------------------------------------------------------------------------
@@ -414,10 +465,13 @@ BENCHMARK(BM_RequestSeal_rvenc)->Arg(1024)->Arg(64 * 1024);
 BENCHMARK(BM_RequestSeal_raw)->Arg(1024)->Arg(64 * 1024);
 BENCHMARK(BM_RequestOpen_rvenc)->Arg(1024)->Arg(64 * 1024);
 BENCHMARK(BM_RequestOpen_raw)->Arg(1024)->Arg(64 * 1024);
-BENCHMARK(BM_EventSeal_rvenc);
+BENCHMARK(BM_EventSeal_rvenc)->Arg(2)->Arg(3);
 BENCHMARK(BM_EventSeal_raw);
-BENCHMARK(BM_EventOpen_rvenc);
+BENCHMARK(BM_EventOpen_rvenc)->Arg(2)->Arg(3);
 BENCHMARK(BM_EventOpen_raw);
+BENCHMARK(BM_ResponseKeysEnclave)->Arg(2)->Arg(3);
+BENCHMARK(BM_ResponseKeysClient)->Arg(2)->Arg(3);
+BENCHMARK(BM_RequestAndResponseKeys)->Arg(2)->Arg(3);
 BENCHMARK(BM_ReplayRecord_rvenc)->Arg(1 << 16)->Arg(1 << 20);
 BENCHMARK(BM_ReplayRecord_nodeset)->Arg(1 << 16)->Arg(1 << 20);
 BENCHMARK(BM_UsageJournalAppend_rvenc);

@@ -1,8 +1,9 @@
 // protocol::ResponseOpener on arbitrary payloads: the input is an event stream (SSE text, as the
-// gateway relays it) opened with the keys of the first v1/v2 test vector case, so the seed
+// gateway relays it) opened with the keys of the first v1/v2/v3 test vector case, so the seed
 // corpus holds real encrypted streams whose mutations reach every check. Never crashes; after a
-// failure the opener stays failed; nothing opens after done. Also: whatever the sealer seals
-// (the input as plaintext) the opener opens back.
+// failure the opener stays failed; nothing opens after done; version 3 opens nothing sealed
+// before one init and takes no second. Also: whatever the sealer seals (the input as plaintext)
+// the opener opens back.
 #include <array>
 #include <span>
 #include <tuple>
@@ -24,7 +25,7 @@ using rvenc::protocol::ResponseOpener;
 using rvenc::protocol::ResponseSealer;
 using rvenc::protocol::Version;
 
-// /work/shared/vectors v1.json and v2.json, cases[0] (both use the same secret and nonce).
+// /work/shared/vectors v1.json, v2.json and v3.json, cases[0] (all use the same secret and nonce).
 constexpr std::string_view kSharedSecretHex = "47ee9516a7dd7e0f3cac7716c627c2432ab0e314ebe33548528ca31cbc5d4ecc";
 constexpr std::string_view kNonceHex = "30373e454c535a61686f767d848b9299a0a7aeb5bcc3cad1";
 
@@ -50,6 +51,7 @@ void open_stream(Version version, const std::vector<rvenc::protocol::SseEvent>& 
   ResponseOpener opener(version, keys().secret, keys().nonce);
   bool failed = false;
   bool done = false;
+  bool init = false;
   for (const auto& event : events) {
     const auto kind = rvenc::protocol::kind_from_name(event.event);
     if (!kind) continue;  // unknown kinds are skipped, as the client does
@@ -63,6 +65,16 @@ void open_stream(Version version, const std::vector<rvenc::protocol::SseEvent>& 
       continue;
     }
     RVENC_FUZZ_CHECK(opened->kind == *kind);
+    if (*kind == EventKind::init) {
+      RVENC_FUZZ_CHECK(opener.next_index() == before && opened->plaintext.view().empty());
+      if (version == Version::v3) {
+        RVENC_FUZZ_CHECK(!init && before == 0);
+        init = true;
+      }
+      continue;
+    }
+    // Version 3 opens nothing before its init (a plain gateway error fails as transport_error).
+    RVENC_FUZZ_CHECK(version != Version::v3 || init);
     if (*kind == EventKind::done) {
       RVENC_FUZZ_CHECK(opened->plaintext.view() == "[DONE]");
       RVENC_FUZZ_CHECK(opener.done());
@@ -76,6 +88,12 @@ void open_stream(Version version, const std::vector<rvenc::protocol::SseEvent>& 
 void seal_and_open(Version version, EventKind kind, std::string_view plaintext) {
   ResponseSealer sealer(version, keys().secret, keys().nonce);
   ResponseOpener opener(version, keys().secret, keys().nonce);
+  if (version == Version::v3) {
+    rvenc::protocol::SseParser parser;
+    std::vector<rvenc::protocol::SseEvent> init;
+    RVENC_FUZZ_CHECK(parser.feed(sealer.init_event(), init) && init.size() == 1);
+    RVENC_FUZZ_CHECK(opener.open(EventKind::init, init[0].data).has_value());
+  }
   for (int i = 0; i < 2; ++i) {
     auto opened = opener.open(kind, sealer.seal_payload(kind, plaintext));
     RVENC_FUZZ_CHECK(opened.has_value());
@@ -90,16 +108,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   rvenc::protocol::SseParser parser;
   std::vector<rvenc::protocol::SseEvent> events;
   (void)parser.feed(text, events);
-  open_stream(Version::v1, events);
-  open_stream(Version::v2, events);
+  for (const Version version : {Version::v1, Version::v2, Version::v3}) open_stream(version, events);
 
   seal_and_open(Version::v1, EventKind::data, text);
   seal_and_open(Version::v2, EventKind::data, text);
   seal_and_open(Version::v2, EventKind::error, text);
+  seal_and_open(Version::v3, EventKind::data, text);
+  seal_and_open(Version::v3, EventKind::error, text);
 
-  // The raw input as one payload of each kind, for both versions.
-  for (const Version version : {Version::v1, Version::v2}) {
-    for (const EventKind kind : {EventKind::data, EventKind::error, EventKind::done}) {
+  // The raw input as one payload of each kind, for every version.
+  for (const Version version : {Version::v1, Version::v2, Version::v3}) {
+    for (const EventKind kind : {EventKind::init, EventKind::data, EventKind::error, EventKind::done}) {
       ResponseOpener opener(version, keys().secret, keys().nonce);
       (void)opener.open(kind, text);
     }

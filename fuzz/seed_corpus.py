@@ -19,7 +19,7 @@ def compact(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-for version in ("v1", "v2"):
+for version in ("v1", "v2", "v3"):
     cases = json.loads((vectors / f"{version}.json").read_text())["cases"]
     for i, case in enumerate(cases):
         write("envelope", f"{version}_case{i}.json", compact(case["body"]))
@@ -32,6 +32,8 @@ for version in ("v1", "v2"):
     write("response_opener", f"{version}_case0_truncated.sse", cases[0]["sse"][: len(cases[0]["sse"]) // 2])
     write("hex", f"{version}_nonce.txt", cases[0]["nonce"])
     write("hex", f"{version}_keyid.txt", cases[0]["keyId"])
+    for n, negative in enumerate(cases[0].get("negative", [])):
+        write("response_opener", f"{version}_case0_negative{n}.sse", negative["sse"])
 
 write("hex", "upper.txt", "DEADBEEF0a1B")
 write("hex", "odd.txt", "abc")

@@ -242,7 +242,7 @@ StreamCall sealed_stream_call(std::shared_ptr<http::Client> http_client, http::U
       auto body = co_await stream.read_all();
       co_return std::unexpected(client::error_from_http(stream.status(), body ? *body : std::string()));
     }
-    client::ResponseDecoder decoder(protocol::Version::v2, keys.shared_secret, input.nonce);
+    client::ResponseDecoder decoder(input.version, keys.shared_secret, input.nonce);
     std::vector<client::Chunk> chunks;
     while (true) {
       auto bytes = co_await stream.read_some();

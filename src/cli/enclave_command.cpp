@@ -24,6 +24,7 @@ struct EnclaveFlags {
   long long demo_delay_ms = 0;
   std::string test_models;
   bool allow_v1 = false;
+  bool allow_v2 = false;
   unsigned threads = 1;
   std::uint64_t max_body = http::ServerOptions::kDefaultBodyLimit;
   long long key_lifetime_s = enclave::kDefaultKeyLifetime.count();
@@ -67,6 +68,7 @@ int run_enclave(const EnclaveFlags& flags) {
   options.demo_delay = std::chrono::milliseconds(flags.demo_delay_ms);
   if (!flags.test_models.empty()) options.test_models = split_list(flags.test_models);
   options.allow_v1 = flags.allow_v1;
+  options.allow_v2 = flags.allow_v2;
   options.threads = flags.threads;
   options.max_body = flags.max_body;
   options.upstream_timeout = std::chrono::milliseconds(flags.upstream_timeout_ms);
@@ -118,6 +120,8 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--test-models", flags->test_models,
          "Comma-separated models that test API keys may use (default: the demo model)");
   flag(*cmd, "--allow-v1", flags->allow_v1, "Accept protocol version 1 (compat; replies can be forged on the path)");
+  flag(*cmd, "--allow-v2", flags->allow_v2,
+       "Accept protocol version 2 (upgrade period; with an existing key file, refused for 300 s after start)");
   option(*cmd, "--threads", flags->threads, "I/O threads")->capture_default_str()->check(CLI::Range(1u, 256u));
   option(*cmd, "--max-body", flags->max_body, "Largest request body in bytes (413 request_too_large beyond)")
       ->capture_default_str()

@@ -19,7 +19,7 @@ struct ProxyFlags {
   std::string gateway = std::string(client::kDefaultBaseUrl);
   std::string platform_public_key;
   std::string measurement;
-  int protocol = 2;
+  int protocol = 3;
   std::string dek_store;
   std::uint64_t dek_max_requests = proxy::DekPolicy::kDefaultMaxRequests;
   std::int64_t dek_max_age = proxy::DekPolicy::kDefaultMaxAge.count();
@@ -50,7 +50,7 @@ int run(const ProxyFlags& flags) {
     if (!measurement) return usage_error(measurement.error().message);
     options.measurement = std::move(*measurement);
   }
-  options.protocol_version = flags.protocol == 1 ? protocol::Version::v1 : protocol::Version::v2;
+  options.protocol_version = static_cast<protocol::Version>(flags.protocol);
   if (!flags.dek_store.empty()) options.dek_store = flags.dek_store;
   options.cache.max_clients = flags.max_clients;
   options.cache.dek.max_requests = flags.dek_max_requests;
@@ -82,8 +82,8 @@ void setup(CLI::App& app, std::function<int()>& run_command) {
   option(*cmd, "--platform-public-key", flags->platform_public_key,
          "trust a simulated enclave signed by this Ed25519 platform key (hex)");
   option(*cmd, "--measurement", flags->measurement, "require this enclave measurement (hex)");
-  option(*cmd, "--protocol", flags->protocol, "wire protocol version (2; 1 only for legacy servers)")
-      ->check(CLI::IsMember({1, 2}))
+  option(*cmd, "--protocol", flags->protocol, "wire protocol version (3; 2 during an upgrade; 1 only for legacy servers)")
+      ->check(CLI::IsMember({1, 2, 3}))
       ->capture_default_str();
   option(*cmd, "--dek-store", flags->dek_store,
          "keep encryption keys across restarts in FILE (created mode 0600, indexed by API key hash)");

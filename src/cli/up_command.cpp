@@ -47,6 +47,7 @@ struct UpFlags {
   int proxy_port = 3000;
   std::vector<std::string> upstreams;
   bool allow_v1 = false;
+  bool allow_v2 = false;
 };
 
 // One part of the stack: a child process whose output is echoed with a "[name] " prefix.
@@ -260,6 +261,7 @@ int run_up(const UpFlags& flags) {
   // up's key is a test key: on this machine it may use the user's own upstream models too.
   if (!upstream_models.empty()) enclave_args.insert(enclave_args.end(), {"--test-models", upstream_models});
   if (flags.allow_v1) enclave_args.push_back("--allow-v1");
+  if (flags.allow_v2) enclave_args.push_back("--allow-v2");
   const auto enclave_url = start("enclave", enclave_args);
   if (!enclave_url) return shutdown(kExitUnavailable);
 
@@ -331,6 +333,7 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--proxy-port", flags->proxy_port, "Proxy port (0 picks a free port)")->capture_default_str();
   option(*cmd, "--upstream", flags->upstreams, "MODEL=URL of an OpenAI-compatible server for the enclave; repeatable");
   flag(*cmd, "--allow-v1", flags->allow_v1, "Let the enclave accept protocol version 1");
+  flag(*cmd, "--allow-v2", flags->allow_v2, "Let the enclave accept protocol version 2");
   cmd->callback([&run, flags] { run = [flags] { return run_up(*flags); }; });
 }
 

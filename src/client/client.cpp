@@ -50,8 +50,9 @@ Status validate(const ClientOptions& options, bool need_api_key) {
   if (options.request_timeout <= std::chrono::milliseconds::zero())
     return fail(Errc::invalid_request, "request_timeout must be positive");
   if (options.max_buffer_size == 0) return fail(Errc::invalid_request, "max_buffer_size must be positive");
-  if (options.protocol_version != protocol::Version::v1 && options.protocol_version != protocol::Version::v2)
-    return fail(Errc::invalid_request, "protocol_version must be 1 or 2");
+  if (options.protocol_version != protocol::Version::v1 && options.protocol_version != protocol::Version::v2 &&
+      options.protocol_version != protocol::Version::v3)
+    return fail(Errc::invalid_request, "protocol_version must be 1, 2 or 3");
   return {};
 }
 

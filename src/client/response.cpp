@@ -126,14 +126,21 @@ Status ResponseDecoder::handle(const protocol::SseEvent& event, std::vector<Chun
     if (opened.error().code == Errc::transport_error) return fail(Errc::upstream_error, opened.error().message);
     return std::unexpected(opened.error());
   }
+  if (enclave_error_ && opened->kind != protocol::EventKind::done)
+    return fail(Errc::tampered_stream, "an event after the enclave's error event");
   switch (opened->kind) {
+    case protocol::EventKind::init:  // version 3's response salt: taken by the opener
+      return {};
     case protocol::EventKind::done:
+      // The enclave's error counts once the stream's authenticated end confirms it.
+      if (enclave_error_) return std::unexpected(*enclave_error_);
       return {};
     case protocol::EventKind::error: {
       const auto parsed = parse_error_json(opened->plaintext.view());
       if (!parsed) return fail(Errc::upstream_error, "the enclave sent an error event that is not an error object");
-      return std::unexpected(Error{parsed->code.value_or(Errc::upstream_error),
-                                   parsed->message.empty() ? "the enclave reported an error" : parsed->message});
+      enclave_error_ = Error{parsed->code.value_or(Errc::upstream_error),
+                             parsed->message.empty() ? "the enclave reported an error" : parsed->message};
+      return {};
     }
     case protocol::EventKind::data: {
       boost::system::error_code ec;

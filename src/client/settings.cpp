@@ -62,7 +62,7 @@ Result<ClientOptions> resolve_settings(const ClientSettings& settings) {
   ClientOptions options;
   options.base_url = resolved.gateway.empty() ? std::string(kDefaultBaseUrl) : resolved.gateway;
   options.api_key = resolved.api_key;
-  if (resolved.protocol != 1 && resolved.protocol != 2) return fail(Errc::invalid_request, "--protocol must be 1 or 2");
+  if (resolved.protocol < 1 || resolved.protocol > 3) return fail(Errc::invalid_request, "--protocol must be 1, 2 or 3");
   options.protocol_version = static_cast<protocol::Version>(resolved.protocol);
   if (!resolved.platform_public_key.empty()) {
     auto key = from_hex_exact<crypto::kEd25519PublicKeyBytes>(resolved.platform_public_key, "platform public key");

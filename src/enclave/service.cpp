@@ -186,25 +186,44 @@ Status EnclaveService::check_gateway_token(const http::Request& request) const {
   return {};
 }
 
+Status EnclaveService::check_version(const protocol::RequestEnvelope& envelope) const {
+  using protocol::Version;
+  if (envelope.version == Version::v1 && !options_.allow_v1)
+    return fail(Errc::unsupported_version,
+                "protocol version 1 is disabled on this enclave (it lets the path forge replies); use version 3");
+  if (envelope.version == Version::v2 && !options_.allow_v2)
+    return fail(Errc::unsupported_version,
+                "protocol version 2 is disabled on this enclave (a replay it cannot see would reuse a keystream); "
+                "use version 3");
+  if (!protocol::has_key_id(envelope.version)) return {};
+  if (envelope.key_id != key_->key_id())
+    return fail(Errc::unknown_key_id, "keyId is not this enclave's key; fetch the attestation again");
+  const std::int64_t now_s = now();
+  if (auto ok = check_timestamp(envelope.timestamp, now_s); !ok) return std::unexpected(ok.error());
+  // The replay cache starts empty: a request sealed before this process started may have been
+  // answered by its predecessor with the same key (a restart must not reopen the 600 s window).
+  if (envelope.timestamp < started_at_)
+    return fail(Errc::replayed_request,
+                "the request was sealed before this enclave started, so it cannot be checked against replays; "
+                "seal it again");
+  // Version 2's answer depends only on the request: a predecessor holding this key may have accepted
+  // any timestamp up to its last second + the allowed skew, so until then a v2 request could be a
+  // replay answered under the same keystream (version 3 answers it under a fresh salt). A key made
+  // at this start has no predecessor.
+  if (envelope.version == Version::v2 && options_.key_may_have_been_used &&
+      envelope.timestamp <= started_at_ + kMaxClockSkewSeconds)
+    return fail(Errc::replayed_request,
+                "version 2 requests are refused for " + std::to_string(kMaxClockSkewSeconds) +
+                    " s after an enclave start (they cannot be checked against replays); use version 3");
+  return {};
+}
+
 Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& request) {
   if (auto ok = check_gateway_token(request); !ok) return std::unexpected(ok.error());
 
   auto envelope = protocol::parse_envelope(request.body());
   if (!envelope) return std::unexpected(envelope.error());
-  if (envelope->version == protocol::Version::v1 && !options_.allow_v1)
-    return fail(Errc::unsupported_version,
-                "protocol version 1 is disabled on this enclave (it lets the path forge replies); use version 2");
-  if (envelope->version == protocol::Version::v2) {
-    if (envelope->key_id != key_->key_id())
-      return fail(Errc::unknown_key_id, "keyId is not this enclave's key; fetch the attestation again");
-    if (auto ok = check_timestamp(envelope->timestamp, now()); !ok) return std::unexpected(ok.error());
-    // The replay cache starts empty: a request sealed before this process started may have been
-    // answered by its predecessor with the same key (a restart must not reopen the 600 s window).
-    if (envelope->timestamp < started_at_)
-      return fail(Errc::replayed_request,
-                  "the request was sealed before this enclave started, so it cannot be checked against replays; "
-                  "seal it again");
-  }
+  if (auto ok = check_version(*envelope); !ok) return std::unexpected(ok.error());
 
   Accepted accepted;
   auto secret = key_->decapsulate(envelope->cipher_text);
@@ -213,7 +232,7 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
   auto plaintext = protocol::open_request(*envelope, accepted.shared_secret);
   if (!plaintext) return std::unexpected(plaintext.error());
   // Only authenticated requests take a replay-cache slot, so forgeries cannot fill it.
-  if (envelope->version == protocol::Version::v2) {
+  if (protocol::has_key_id(envelope->version)) {
     if (auto ok = replay_.check_and_insert(envelope->key_id, envelope->nonce, now()); !ok)
       return std::unexpected(ok.error());
   }
@@ -262,6 +281,10 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
   if (!co_await writer.begin_stream(std::move(header))) co_return;
 
   protocol::ResponseSealer sealer(accepted->version, accepted->shared_secret, accepted->nonce);
+  // Version 3: the response salt leaves with the head, before the engine is called.
+  if (const std::string init = sealer.init_event(); !init.empty()) {
+    if (!co_await writer.write(init)) co_return;
+  }
   std::size_t bytes_out = 0;
   std::size_t events = 0;
   std::optional<double> first_event_ms;

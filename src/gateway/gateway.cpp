@@ -181,7 +181,7 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
   const auto& envelope = *context.envelope;
   const auto& key = *context.key;
   std::optional<crypto::KeyId> key_id;
-  if (envelope.version == protocol::Version::v2) key_id = envelope.key_id;
+  if (protocol::has_key_id(envelope.version)) key_id = envelope.key_id;
   auto target = co_await enclaves_.route(key_id);
   if (!target) {
     co_await send(context, writer, gateway_error(context, target.error()));

@@ -23,7 +23,7 @@ constexpr std::array<Field, 3> kV1Fields{kEncryptedInference, kCipherText, kNonc
 constexpr std::array<Field, 6> kV2Fields{kVersion, kKeyId, kTimestamp, kEncryptedInference, kCipherText, kNonce};
 constexpr std::string_view kV1Layout = "a v1 envelope has exactly encryptedInference, cipherText, nonce";
 constexpr std::string_view kV2Layout =
-    "a v2 envelope has exactly version, keyId, timestamp, encryptedInference, cipherText, nonce";
+    "a v2 or v3 envelope has exactly version, keyId, timestamp, encryptedInference, cipherText, nonce";
 // Longest body worth parsing: the hex of the largest encryptedInference plus the other fields.
 constexpr std::size_t kMaxEnvelopeBytes = 2 * kMaxEncryptedInferenceBytes + 16 * 1024;
 
@@ -197,10 +197,10 @@ auto scan_envelope(std::string_view body, Use&& use) -> decltype(use(std::declva
   ScannedEnvelope env;
   if (const auto& version = scan.fields[kVersion]; version.kind != FieldValue::Kind::absent) {
     if (version.kind != FieldValue::Kind::int64 && version.kind != FieldValue::Kind::other_number)
-      return fail(Errc::invalid_request, "field \"version\" must be the integer 2");
-    if (version.kind != FieldValue::Kind::int64 || version.integer != 2)
-      return fail(Errc::unsupported_version, "unsupported envelope version (this endpoint speaks version 2)");
-    env.version = Version::v2;
+      return fail(Errc::invalid_request, "field \"version\" must be the integer 2 or 3");
+    if (version.kind != FieldValue::Kind::int64 || (version.integer != 2 && version.integer != 3))
+      return fail(Errc::unsupported_version, "unsupported envelope version (this endpoint speaks versions 3 and 2)");
+    env.version = version.integer == 3 ? Version::v3 : Version::v2;
     if (auto ok = check_layout(scan, kV2Fields, kV2Layout); !ok) return std::unexpected(ok.error());
     auto key_id = string_field(scan, kKeyId);
     if (!key_id) return std::unexpected(key_id.error());
@@ -265,8 +265,10 @@ std::string serialize_envelope(const RequestEnvelope& envelope) {
   std::string out;
   out.reserve(envelope.encrypted_inference.size() * 2 + crypto::kXWingCipherTextBytes * 2 + 200);
   out += '{';
-  if (envelope.version == Version::v2) {
-    out += "\"version\":2,\"keyId\":\"";
+  if (envelope.version != Version::v1) {
+    out += "\"version\":";
+    out += envelope.version == Version::v3 ? '3' : '2';
+    out += ",\"keyId\":\"";
     out += to_hex(envelope.key_id);
     out += "\",\"timestamp\":";
     out += std::to_string(envelope.timestamp);

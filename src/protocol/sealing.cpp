@@ -13,7 +13,12 @@ namespace {
 constexpr std::string_view kInfoRequest = "rvenc/2 request";
 constexpr std::string_view kInfoResponse = "rvenc/2 response";
 constexpr std::string_view kInfoResponseNonce = "rvenc/2 response nonce";
-constexpr std::string_view kAdPrefix = "rvenc/2|";
+constexpr std::string_view kV3InfoRequest = "rvenc/3 request";
+constexpr std::string_view kV3InfoResponseSecret = "rvenc/3 response secret";
+constexpr std::string_view kV3InfoResponse = "rvenc/3 response";
+constexpr std::string_view kV3InfoResponseNonce = "rvenc/3 response nonce";
+
+std::string_view ad_prefix(Version version) { return version == Version::v3 ? "rvenc/3|" : "rvenc/2|"; }
 constexpr std::string_view kDone = "[DONE]";
 // Longest gateway error message quoted back from an unauthenticated error event.
 constexpr std::size_t kMaxQuotedErrorMessage = 200;
@@ -27,8 +32,8 @@ crypto::Nonce event_nonce(const std::array<std::uint8_t, kResponsePrefixBytes>& 
   return nonce;
 }
 
-std::string event_ad(EventKind kind) {
-  std::string ad(kAdPrefix);
+std::string event_ad(Version version, EventKind kind) {
+  std::string ad(ad_prefix(version));
   ad += kind_name(kind);
   return ad;
 }
@@ -59,18 +64,34 @@ V2Keys derive_v2_keys(const crypto::SharedSecret& shared_secret, const crypto::N
   return keys;
 }
 
+V3Keys derive_v3_keys(const crypto::SharedSecret& shared_secret, const crypto::Nonce& nonce) {
+  const auto prk = crypto::hkdf_extract(nonce, shared_secret.span());
+  V3Keys keys;
+  crypto::hkdf_expand(prk, kV3InfoRequest, keys.request_key.span());
+  crypto::hkdf_expand(prk, kV3InfoResponseSecret, keys.response_secret.span());
+  return keys;
+}
+
 namespace {
-// The request needs only the first of the three v2 keys.
-crypto::AeadKey derive_request_key(const crypto::SharedSecret& shared_secret, const crypto::Nonce& nonce) {
+// The request needs only the first of the version's keys.
+crypto::AeadKey derive_request_key(Version version, const crypto::SharedSecret& shared_secret,
+                                   const crypto::Nonce& nonce) {
   const auto prk = crypto::hkdf_extract(nonce, shared_secret.span());
   crypto::AeadKey key;
-  crypto::hkdf_expand(prk, kInfoRequest, key.span());
+  crypto::hkdf_expand(prk, version == Version::v3 ? kV3InfoRequest : kInfoRequest, key.span());
   return key;
+}
+
+crypto::Secret<32> derive_response_secret(const crypto::SharedSecret& shared_secret, const crypto::Nonce& nonce) {
+  const auto prk = crypto::hkdf_extract(nonce, shared_secret.span());
+  crypto::Secret<32> secret;
+  crypto::hkdf_expand(prk, kV3InfoResponseSecret, secret.span());
+  return secret;
 }
 }  // namespace
 
-std::string request_ad(const crypto::KeyId& key_id, std::int64_t timestamp) {
-  std::string ad(kAdPrefix);
+std::string request_ad(Version version, const crypto::KeyId& key_id, std::int64_t timestamp) {
+  std::string ad(ad_prefix(version));
   ad += to_hex(key_id);
   ad += '|';
   ad += std::to_string(timestamp);
@@ -91,11 +112,10 @@ RequestEnvelope seal_request(const SealInput& input, std::string_view plaintext)
   }
   env.key_id = input.key_id;
   env.timestamp = input.timestamp;
-  const auto key = derive_request_key(*input.shared_secret, input.nonce);
+  const auto key = derive_request_key(input.version, *input.shared_secret, input.nonce);
   const crypto::SecureBytes padded(crypto::pad(crypto::as_bytes(plaintext)));
-  env.encrypted_inference =
-      crypto::aead_seal(key.span(), input.nonce, crypto::as_bytes(request_ad(env.key_id, env.timestamp)),
-                        padded.bytes());
+  env.encrypted_inference = crypto::aead_seal(
+      key.span(), input.nonce, crypto::as_bytes(request_ad(env.version, env.key_id, env.timestamp)), padded.bytes());
   return env;
 }
 
@@ -105,9 +125,9 @@ Result<crypto::SecureBytes> open_request(const RequestEnvelope& envelope, const 
     if (!opened) return fail(Errc::decryption_failed, "the request does not authenticate");
     return opened;
   }
-  const auto key = derive_request_key(shared_secret, envelope.nonce);
+  const auto key = derive_request_key(envelope.version, shared_secret, envelope.nonce);
   auto opened = crypto::aead_open(key.span(), envelope.nonce,
-                                  crypto::as_bytes(request_ad(envelope.key_id, envelope.timestamp)),
+                                  crypto::as_bytes(request_ad(envelope.version, envelope.key_id, envelope.timestamp)),
                                   envelope.encrypted_inference);
   if (!opened) return fail(Errc::decryption_failed, "the request does not authenticate (keyId, timestamp or data changed)");
   auto size = crypto::unpadded_size(opened->bytes());
@@ -118,6 +138,8 @@ Result<crypto::SecureBytes> open_request(const RequestEnvelope& envelope, const 
 
 std::string_view kind_name(EventKind kind) noexcept {
   switch (kind) {
+    case EventKind::init:
+      return kInitEventKind;
     case EventKind::data:
       return "data";
     case EventKind::error:
@@ -129,6 +151,7 @@ std::string_view kind_name(EventKind kind) noexcept {
 }
 
 std::optional<EventKind> kind_from_name(std::string_view name) noexcept {
+  if (name == kInitEventKind) return EventKind::init;
   if (name == "data") return EventKind::data;
   if (name == "error") return EventKind::error;
   if (name == "done") return EventKind::done;
@@ -137,6 +160,7 @@ std::optional<EventKind> kind_from_name(std::string_view name) noexcept {
 
 ResponseKeys ResponseKeys::derive(Version version, const crypto::SharedSecret& shared_secret,
                                   const crypto::Nonce& request_nonce) {
+  if (version == Version::v3) throw std::invalid_argument("version 3 response keys need the response salt");
   ResponseKeys out;
   if (version == Version::v1) {
     out.key = shared_secret;
@@ -149,13 +173,45 @@ ResponseKeys ResponseKeys::derive(Version version, const crypto::SharedSecret& s
   return out;
 }
 
+ResponseKeys ResponseKeys::derive_v3(const crypto::Secret<32>& response_secret, const ResponseSalt& salt) {
+  const auto rprk = crypto::hkdf_extract(salt, response_secret.span());
+  ResponseKeys out;
+  crypto::hkdf_expand(rprk, kV3InfoResponse, out.key.span());
+  crypto::hkdf_expand(rprk, kV3InfoResponseNonce, out.prefix);
+  return out;
+}
+
 // --- ResponseSealer ----------------------------------------------------------------------------
 
 ResponseSealer::ResponseSealer(Version version, const crypto::SharedSecret& shared_secret,
                                const crypto::Nonce& request_nonce)
-    : version_(version), keys_(ResponseKeys::derive(version, shared_secret, request_nonce)) {}
+    : version_(version) {
+  if (version == Version::v3) {
+    salt_ = crypto::random_array<kResponseSaltBytes>();
+    keys_ = ResponseKeys::derive_v3(derive_response_secret(shared_secret, request_nonce), salt_);
+  } else {
+    keys_ = ResponseKeys::derive(version, shared_secret, request_nonce);
+  }
+}
+
+ResponseSealer::ResponseSealer(const crypto::SharedSecret& shared_secret, const crypto::Nonce& request_nonce,
+                               const ResponseSalt& salt)
+    : version_(Version::v3),
+      salt_(salt),
+      keys_(ResponseKeys::derive_v3(derive_response_secret(shared_secret, request_nonce), salt)) {}
+
+std::string ResponseSealer::init_event() const {
+  if (version_ != Version::v3) return {};
+  std::string out = "event: ";
+  out += kInitEventKind;
+  out += "\ndata: ";
+  out += to_hex(salt_);
+  out += "\n\n";
+  return out;
+}
 
 std::string ResponseSealer::seal_payload(EventKind kind, std::string_view plaintext) {
+  if (kind == EventKind::init) throw std::invalid_argument("init is not a sealed event: use init_event()");
   if (version_ == Version::v1) {
     // Version 1 ends the stream with a plain marker; everything else reuses the request nonce.
     if (kind == EventKind::done) return std::string(kDone);
@@ -163,7 +219,7 @@ std::string ResponseSealer::seal_payload(EventKind kind, std::string_view plaint
   }
   const crypto::SecureBytes padded(crypto::pad(crypto::as_bytes(plaintext)));
   const auto nonce = event_nonce(keys_.prefix, index_++);
-  return to_hex(crypto::aead_seal(keys_.key.span(), nonce, crypto::as_bytes(event_ad(kind)), padded.bytes()));
+  return to_hex(crypto::aead_seal(keys_.key.span(), nonce, crypto::as_bytes(event_ad(version_, kind)), padded.bytes()));
 }
 
 std::string ResponseSealer::seal_event(EventKind kind, std::string_view plaintext) {
@@ -179,14 +235,39 @@ std::string ResponseSealer::seal_event(EventKind kind, std::string_view plaintex
 
 ResponseOpener::ResponseOpener(Version version, const crypto::SharedSecret& shared_secret,
                                const crypto::Nonce& request_nonce)
-    : version_(version), keys_(ResponseKeys::derive(version, shared_secret, request_nonce)) {}
+    : version_(version) {
+  if (version == Version::v3) {
+    response_secret_ = derive_response_secret(shared_secret, request_nonce);
+  } else {
+    keys_ = ResponseKeys::derive(version, shared_secret, request_nonce);
+    have_keys_ = true;
+  }
+}
+
+std::unexpected<Error> ResponseOpener::failure(Errc code, std::string message) {
+  failed_ = true;
+  return fail(code, std::move(message));
+}
+
+Result<ResponseOpener::Opened> ResponseOpener::open_init(std::string_view payload) {
+  // Versions 1 and 2 know no init: an unknown kind there, ignored.
+  if (version_ != Version::v3) return Opened{EventKind::init, {}};
+  if (have_keys_) {
+    return failure(Errc::tampered_stream, index_ == 0 ? "a second init event" : "an init event after an encrypted event");
+  }
+  ResponseSalt salt{};
+  if (payload.size() != 2 * kResponseSaltBytes || !from_public_hex_into(payload, salt, "responseSalt"))
+    return failure(Errc::tampered_stream, "the init event does not carry a 32-byte response salt");
+  keys_ = ResponseKeys::derive_v3(response_secret_, salt);
+  response_secret_.wipe();
+  have_keys_ = true;
+  return Opened{EventKind::init, {}};
+}
 
 Result<ResponseOpener::Opened> ResponseOpener::open(EventKind kind, std::string_view payload) {
   if (failed_) return fail(Errc::tampered_stream, "the stream already failed");
-  if (done_) {
-    failed_ = true;
-    return fail(Errc::tampered_stream, "event after the end of the stream");
-  }
+  if (done_) return failure(Errc::tampered_stream, "event after the end of the stream");
+  if (kind == EventKind::init) return open_init(payload);
   // Built only on failure: the success path stays allocation-light.
   const auto where = [&] { return "event " + std::to_string(index_) + " (" + std::string(kind_name(kind)) + ")"; };
 
@@ -214,14 +295,15 @@ Result<ResponseOpener::Opened> ResponseOpener::open(EventKind kind, std::string_
     return Opened{kind, std::move(*opened)};
   }
 
-  // Version 2: the gateway's own (unencrypted) error when the enclave connection broke.
+  // Versions 2 and 3: the gateway's own (unencrypted) error when the enclave connection broke.
   if (kind == EventKind::error && payload.starts_with('{')) {
     failed_ = true;
     return fail(Errc::transport_error, "unauthenticated error event from the gateway: " + gateway_error_message(payload));
   }
+  if (!have_keys_) return failure(Errc::tampered_stream, "an encrypted event before the stream's init event");
   auto bytes = from_public_hex(payload, "event payload");
   const auto nonce = event_nonce(keys_.prefix, index_);
-  auto opened = bytes ? crypto::aead_open(keys_.key.span(), nonce, crypto::as_bytes(event_ad(kind)), *bytes)
+  auto opened = bytes ? crypto::aead_open(keys_.key.span(), nonce, crypto::as_bytes(event_ad(version_, kind)), *bytes)
                       : std::unexpected(bytes.error());
   std::optional<std::size_t> size;
   if (opened) {

@@ -190,7 +190,7 @@ TEST_F(EndToEnd, ChatCommandExitCodes) {
   auto unreachable = run_rvenc({"chat", "--gateway", "http://127.0.0.1:1", "--api-key", api_key_, "-m", "x", "Hi"});
   EXPECT_EQ(unreachable.first, 3) << unreachable.second;
 
-  auto usage = run_rvenc({"chat", "--protocol", "3", "Hi"});
+  auto usage = run_rvenc({"chat", "--protocol", "4", "Hi"});
   EXPECT_EQ(usage.first, 2) << usage.second;
 }
 

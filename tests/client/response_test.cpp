@@ -1,8 +1,12 @@
 // ResponseDecoder and the HTTP error mapping, without sockets.
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
+
 #include "rvenc/client/response.hpp"
+#include "rvenc/common/hex.hpp"
 #include "rvenc/protocol/sealing.hpp"
+#include "support/test_support.hpp"
 
 namespace rvenc::client {
 namespace {
@@ -14,7 +18,7 @@ struct Keys {
 };
 
 std::string stream_text(protocol::ResponseSealer& sealer, int chunks) {
-  std::string text;
+  std::string text = sealer.init_event();
   for (int i = 0; i < chunks; ++i)
     text += sealer.seal_event(protocol::EventKind::data, R"({"choices":[{"index":0,"delta":{"content":")" +
                                                              std::to_string(i) + R"("}}]})");
@@ -22,7 +26,7 @@ std::string stream_text(protocol::ResponseSealer& sealer, int chunks) {
 }
 
 TEST(ResponseDecoder, AcceptsAStreamFedOneByteAtATime) {
-  for (auto version : {protocol::Version::v1, protocol::Version::v2}) {
+  for (auto version : {protocol::Version::v1, protocol::Version::v2, protocol::Version::v3}) {
     Keys keys;
     protocol::ResponseSealer sealer(version, keys.secret, keys.nonce);
     const std::string text = stream_text(sealer, 3);
@@ -39,8 +43,8 @@ TEST(ResponseDecoder, AcceptsAStreamFedOneByteAtATime) {
 TEST(ResponseDecoder, StreamForAnotherRequestIsTampered) {
   Keys keys;
   Keys other;
-  protocol::ResponseSealer sealer(protocol::Version::v2, other.secret, other.nonce);
-  ResponseDecoder decoder(protocol::Version::v2, keys.secret, keys.nonce);
+  protocol::ResponseSealer sealer(protocol::Version::v3, other.secret, other.nonce);
+  ResponseDecoder decoder(protocol::Version::v3, keys.secret, keys.nonce);
   std::vector<Chunk> chunks;
   auto fed = decoder.feed(stream_text(sealer, 1), chunks);
   ASSERT_FALSE(fed);
@@ -82,6 +86,42 @@ TEST(ResponseDecoder, EventsAfterDoneAreIgnored) {
   ASSERT_TRUE(decoder.feed(stream_text(sealer, 1) + "event: usage\ndata: {}\n\nevent: data\ndata: zz\n\n", chunks));
   EXPECT_TRUE(decoder.finish());
   EXPECT_EQ(chunks.size(), 1u);
+}
+
+// v3.json's streams through the decoder the SDK uses, byte by byte: the plaintexts of the data
+// events, and each negative stream refused with the error the vectors name.
+TEST(ResponseDecoder, Version3VectorsAndTheirNegativeStreams) {
+  const auto vectors = test::load_vector_file("v3");
+  const auto field = [](const boost::json::value& v, std::string_view name) {
+    return std::string(v.as_object().at(name).as_string());
+  };
+  for (const auto& c : vectors.at("cases").as_array()) {
+    crypto::SharedSecret secret;
+    crypto::Nonce nonce{};
+    ASSERT_TRUE(from_hex_into(field(c, "sharedSecret"), secret.span(), "s"));
+    ASSERT_TRUE(from_hex_into(field(c, "nonce"), nonce, "n"));
+    const auto decode = [&](const std::string& sse, std::vector<Chunk>& chunks) -> Status {
+      ResponseDecoder decoder(protocol::Version::v3, secret, nonce);
+      for (char ch : sse)
+        if (auto fed = decoder.feed(std::string_view(&ch, 1), chunks); !fed) return fed;
+      return decoder.finish();
+    };
+    std::vector<Chunk> chunks;
+    const auto good = decode(field(c, "sse"), chunks);
+    // The vectors' streams end with an encrypted error event: the decoder reports its code.
+    ASSERT_FALSE(good.has_value());
+    EXPECT_NE(good.error().code, Errc::tampered_stream) << good.error().to_string();
+    EXPECT_NE(good.error().code, Errc::truncated_stream) << good.error().to_string();
+    std::size_t data_events = 0;
+    for (const auto& e : c.at("events").as_array()) data_events += field(e, "kind") == "data";
+    EXPECT_EQ(chunks.size(), data_events);
+    for (const auto& n : c.at("negative").as_array()) {
+      std::vector<Chunk> ignored;
+      const auto bad = decode(field(n, "sse"), ignored);
+      ASSERT_FALSE(bad.has_value()) << field(n, "name");
+      EXPECT_EQ(code_name(bad.error().code), field(n, "error")) << field(n, "name") << ": " << bad.error().to_string();
+    }
+  }
 }
 
 TEST(ErrorFromHttp, ParsesOpenAiErrorBodies) {

@@ -24,7 +24,7 @@ TEST(ClientSettings, StackJsonSuppliesGatewayKeyAndPlatformKey) {
   EXPECT_EQ(options->api_key, "sk_test_abc");
   ASSERT_TRUE(options->attestation.simulated_platform_key);
   EXPECT_EQ(to_hex(*options->attestation.simulated_platform_key), kPlatformKey);
-  EXPECT_EQ(options->protocol_version, protocol::Version::v2);
+  EXPECT_EQ(options->protocol_version, protocol::Version::v3);
 }
 
 TEST(ClientSettings, ExplicitSettingsWinOverStackJson) {
@@ -63,7 +63,7 @@ TEST(ClientSettings, ErrorsNameTheSetting) {
   ASSERT_FALSE(bad_measurement);
   EXPECT_NE(bad_measurement.error().message.find("measurement"), std::string::npos);
 
-  auto bad_protocol = resolve_settings({.api_key = "k", .protocol = 3});
+  auto bad_protocol = resolve_settings({.api_key = "k", .protocol = 4});
   ASSERT_FALSE(bad_protocol);
   EXPECT_EQ(bad_protocol.error().code, Errc::invalid_request);
 }

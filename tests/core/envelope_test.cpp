@@ -46,6 +46,22 @@ Error parse_error(const std::string& text) {
 }
 Error parse_error(const json::object& obj) { return parse_error(json::serialize(obj)); }
 
+TEST(Envelope, Version3ParsesAndSerializesWithItsNumber) {
+  Fixture f;
+  const auto env = f.seal(Version::v3);
+  const std::string text = serialize_envelope(env);
+  EXPECT_TRUE(text.starts_with(R"({"version":3,"keyId":")")) << text.substr(0, 40);
+  auto parsed = parse_envelope(text);
+  ASSERT_TRUE(parsed) << parsed.error().to_string();
+  EXPECT_EQ(parsed->version, Version::v3);
+  EXPECT_EQ(parsed->key_id, env.key_id);
+  EXPECT_EQ(parsed->timestamp, env.timestamp);
+  auto summary = check_envelope(text);
+  ASSERT_TRUE(summary);
+  EXPECT_EQ(summary->version, Version::v3);
+  EXPECT_EQ(summary->key_id, env.key_id);
+}
+
 TEST(Envelope, RoundTripsBothVersions) {
   Fixture f;
   for (auto version : {Version::v1, Version::v2}) {
@@ -116,7 +132,7 @@ TEST(Envelope, NotJsonOrNotObject) {
 
 TEST(Envelope, UnknownVersionsAreUnsupported) {
   Fixture f;
-  for (std::string v : {"1", "0", "3", "-2", "2.0", "2.5", "1e3", "99999999999999999999", "18446744073709551615"}) {
+  for (std::string v : {"1", "0", "4", "-2", "2.0", "3.0", "2.5", "1e3", "99999999999999999999", "18446744073709551615"}) {
     auto body = json::serialize(f.body(Version::v2));
     body.replace(body.find("\"version\":2"), 11, "\"version\":" + v);
     EXPECT_EQ(parse_error(body).code, Errc::unsupported_version) << v;

@@ -46,7 +46,7 @@ TEST(Request, V2PaddedToBlocksAndOpens) {
 
 TEST(Request, FlippedBitAtEveryCiphertextByteFails) {
   Keys k;
-  for (auto version : {Version::v1, Version::v2}) {
+  for (auto version : {Version::v1, Version::v2, Version::v3}) {
     const auto env = k.seal(version);
     for (std::size_t i = 0; i < env.encrypted_inference.size(); ++i) {
       auto bad = env;
@@ -105,8 +105,9 @@ TEST(Request, ErrorsNeverEchoPlaintext) {
 
 TEST(Request, RequestAdFormat) {
   const crypto::KeyId id{0xa5, 0x9b, 0xa4, 0xaf, 0xa0, 0x29, 0x3a, 0x7c};
-  EXPECT_EQ(request_ad(id, 1764004858), "rvenc/2|a59ba4afa0293a7c|1764004858");
-  EXPECT_EQ(request_ad(id, 0), "rvenc/2|a59ba4afa0293a7c|0");
+  EXPECT_EQ(request_ad(Version::v2, id, 1764004858), "rvenc/2|a59ba4afa0293a7c|1764004858");
+  EXPECT_EQ(request_ad(Version::v3, id, 1764004858), "rvenc/3|a59ba4afa0293a7c|1764004858");
+  EXPECT_EQ(request_ad(Version::v2, id, 0), "rvenc/2|a59ba4afa0293a7c|0");
 }
 
 // --- Events -----------------------------------------------------------------------------------
@@ -117,6 +118,7 @@ struct Stream {
   std::string payload;
 };
 
+// The sealed events of one answer; version 3's start with its plain init (the salt's hex).
 std::vector<Stream> seal_stream(Version version, const Keys& k) {
   ResponseSealer sealer(version, k.enc.shared_secret, k.nonce);
   std::vector<Stream> out = {{EventKind::data, R"({"choices":[{"delta":{"content":"Hel"}}]})", {}},
@@ -124,13 +126,26 @@ std::vector<Stream> seal_stream(Version version, const Keys& k) {
                              {EventKind::error, R"({"error":{"message":"m","type":"t","code":"c"}})", {}},
                              {EventKind::done, "[DONE]", {}}};
   for (auto& e : out) e.payload = sealer.seal_payload(e.kind, e.plaintext);
-  EXPECT_EQ(sealer.next_index(), version == Version::v2 ? 4u : 0u);
+  EXPECT_EQ(sealer.next_index(), version == Version::v1 ? 0u : 4u);
+  if (version == Version::v3) {
+    EXPECT_EQ(sealer.init_event(), "event: init\ndata: " + to_hex(sealer.salt()) + "\n\n");
+    out.insert(out.begin(), Stream{EventKind::init, "", to_hex(sealer.salt())});
+  } else {
+    EXPECT_EQ(sealer.init_event(), "");
+  }
   return out;
 }
 
-TEST(Events, RoundTripBothVersions) {
+// A v3 opener that has taken the stream's init (so tests can index the sealed events as in v2).
+ResponseOpener v3_opener(const Keys& k, const std::vector<Stream>& stream) {
+  ResponseOpener opener(Version::v3, k.enc.shared_secret, k.nonce);
+  EXPECT_TRUE(opener.open(EventKind::init, stream.at(0).payload).has_value());
+  return opener;
+}
+
+TEST(Events, RoundTripAllVersions) {
   Keys k;
-  for (auto version : {Version::v1, Version::v2}) {
+  for (auto version : {Version::v1, Version::v2, Version::v3}) {
     const auto stream = seal_stream(version, k);
     ResponseOpener opener(version, k.enc.shared_secret, k.nonce);
     for (const auto& e : stream) {
@@ -145,21 +160,108 @@ TEST(Events, RoundTripBothVersions) {
   }
 }
 
+TEST(Events, V3TwoAnswersToOneRequestShareNoKeystream) {
+  // The finding behind version 3: a request answered twice (a replay to a restarted enclave) under
+  // version 2 gives byte-equal ciphertexts where the answers agree; under version 3 each answer
+  // has its own salt, key and nonces.
+  Keys k;
+  const std::string chunk = R"({"choices":[{"delta":{"content":"the same words"}}]})";
+  ResponseSealer v2_first(Version::v2, k.enc.shared_secret, k.nonce), v2_second(Version::v2, k.enc.shared_secret, k.nonce);
+  EXPECT_EQ(v2_first.seal_payload(EventKind::data, chunk), v2_second.seal_payload(EventKind::data, chunk));
+
+  ResponseSealer first(Version::v3, k.enc.shared_secret, k.nonce), second(Version::v3, k.enc.shared_secret, k.nonce);
+  EXPECT_NE(first.salt(), second.salt());
+  const auto a = from_hex(first.seal_payload(EventKind::data, chunk), "a").value();
+  const auto b = from_hex(second.seal_payload(EventKind::data, chunk), "b").value();
+  ASSERT_EQ(a.size(), b.size());
+  std::size_t equal = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) equal += a[i] == b[i];
+  EXPECT_LT(equal, a.size() / 8);  // about 1/256 of the bytes agree by chance
+  // Neither answer's events open under the other's salt.
+  ResponseOpener opener(Version::v3, k.enc.shared_secret, k.nonce);
+  ASSERT_TRUE(opener.open(EventKind::init, to_hex(first.salt())).has_value());
+  expect_code(opener.open(EventKind::data, to_hex(b)), Errc::tampered_stream);
+}
+
+TEST(Events, V3InitRules) {
+  Keys k;
+  const auto s = seal_stream(Version::v3, k);
+  {
+    ResponseOpener opener(Version::v3, k.enc.shared_secret, k.nonce);
+    expect_code(opener.open(s[1].kind, s[1].payload), Errc::tampered_stream);  // no init
+  }
+  {
+    ResponseOpener opener = v3_opener(k, s);
+    expect_code(opener.open(EventKind::init, s[0].payload), Errc::tampered_stream);  // a second init
+  }
+  {
+    ResponseOpener opener = v3_opener(k, s);
+    ASSERT_TRUE(opener.open(s[1].kind, s[1].payload).has_value());
+    expect_code(opener.open(EventKind::init, s[0].payload), Errc::tampered_stream);  // init after data
+  }
+  for (const std::string& bad : {s[0].payload.substr(2), s[0].payload + "00", std::string(), std::string(64, 'g'),
+                                 std::string("zz") + s[0].payload.substr(2)}) {
+    ResponseOpener opener(Version::v3, k.enc.shared_secret, k.nonce);
+    expect_code(opener.open(EventKind::init, bad), Errc::tampered_stream);
+    expect_code(opener.open(s[1].kind, s[1].payload), Errc::tampered_stream);  // stays failed
+  }
+  {
+    // Another salt derives other keys: the genuine events no longer authenticate.
+    auto salt = from_hex(s[0].payload, "salt").value();
+    salt[5] ^= 0x10;
+    ResponseOpener opener(Version::v3, k.enc.shared_secret, k.nonce);
+    ASSERT_TRUE(opener.open(EventKind::init, to_hex(salt)).has_value());
+    expect_code(opener.open(s[1].kind, s[1].payload), Errc::tampered_stream);
+  }
+  {
+    // The gateway's plain error may come before init (the link broke right after the head).
+    ResponseOpener opener(Version::v3, k.enc.shared_secret, k.nonce);
+    expect_code(opener.open(EventKind::error, R"({"error":{"message":"gone"}})"), Errc::transport_error);
+  }
+}
+
+TEST(Events, V3ReorderSkipReplayAndRelabelFail) {
+  Keys k;
+  const auto s = seal_stream(Version::v3, k);  // s[0] is init
+  {
+    ResponseOpener opener = v3_opener(k, s);
+    expect_code(opener.open(s[2].kind, s[2].payload), Errc::tampered_stream);  // first skipped
+  }
+  {
+    ResponseOpener opener = v3_opener(k, s);
+    ASSERT_TRUE(opener.open(s[1].kind, s[1].payload).has_value());
+    expect_code(opener.open(s[1].kind, s[1].payload), Errc::tampered_stream);  // replayed
+  }
+  {
+    ResponseOpener opener = v3_opener(k, s);
+    expect_code(opener.open(EventKind::done, s[1].payload), Errc::tampered_stream);  // relabelled
+  }
+  {
+    // Version 2 keys of the same request never open a version 3 stream.
+    ResponseOpener opener(Version::v2, k.enc.shared_secret, k.nonce);
+    ASSERT_TRUE(opener.open(EventKind::init, s[0].payload).has_value());  // an unknown kind to v2
+    expect_code(opener.open(s[1].kind, s[1].payload), Errc::tampered_stream);
+  }
+}
+
 TEST(Events, FlippedBitAtEveryPayloadByteFailsAndOpenerStaysFailed) {
   Keys k;
-  const auto stream = seal_stream(Version::v2, k);
-  for (std::size_t event = 0; event < stream.size(); ++event) {
-    const auto bytes = from_hex(stream[event].payload, "payload").value();
-    for (std::size_t i = 0; i < bytes.size(); ++i) {
-      ResponseOpener opener(Version::v2, k.enc.shared_secret, k.nonce);
-      for (std::size_t before = 0; before < event; ++before) {
-        ASSERT_TRUE(opener.open(stream[before].kind, stream[before].payload).has_value());
+  for (auto version : {Version::v2, Version::v3}) {
+    const auto stream = seal_stream(version, k);
+    // A changed salt is caught at the first sealed event (V3InitRules), not at init.
+    for (std::size_t event = version == Version::v3 ? 1 : 0; event < stream.size(); ++event) {
+      const auto bytes = from_hex(stream[event].payload, "payload").value();
+      for (std::size_t i = 0; i < bytes.size(); ++i) {
+        ResponseOpener opener(version, k.enc.shared_secret, k.nonce);
+        for (std::size_t before = 0; before < event; ++before) {
+          ASSERT_TRUE(opener.open(stream[before].kind, stream[before].payload).has_value());
+        }
+        auto bad = bytes;
+        bad[i] ^= static_cast<std::uint8_t>(1u << (i % 8));
+        expect_code(opener.open(stream[event].kind, to_hex(bad)), Errc::tampered_stream);
+        // The genuine event cannot repair a failed stream.
+        expect_code(opener.open(stream[event].kind, stream[event].payload), Errc::tampered_stream);
       }
-      auto bad = bytes;
-      bad[i] ^= static_cast<std::uint8_t>(1u << (i % 8));
-      expect_code(opener.open(stream[event].kind, to_hex(bad)), Errc::tampered_stream);
-      // The genuine event cannot repair a failed stream.
-      expect_code(opener.open(stream[event].kind, stream[event].payload), Errc::tampered_stream);
     }
   }
 }
@@ -271,7 +373,7 @@ TEST(Events, V1PlainErrorAndDone) {
 }
 
 TEST(Events, KindNames) {
-  for (auto kind : {EventKind::data, EventKind::error, EventKind::done}) {
+  for (auto kind : {EventKind::init, EventKind::data, EventKind::error, EventKind::done}) {
     EXPECT_EQ(kind_from_name(kind_name(kind)), kind);
   }
   EXPECT_FALSE(kind_from_name("usage").has_value());

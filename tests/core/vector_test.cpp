@@ -85,7 +85,7 @@ protocol::SealInput seal_input(const json::value& c, Version version, const cryp
   in.cipher_text = &ct;
   in.key_id = fixed<crypto::KeyId>(c, "keyId");
   in.nonce = fixed<crypto::Nonce>(c, "nonce");
-  if (version == Version::v2) in.timestamp = c.as_object().at("timestamp").as_int64();
+  if (version != Version::v1) in.timestamp = c.as_object().at("timestamp").as_int64();
   return in;
 }
 
@@ -202,6 +202,110 @@ TEST(V2, SealRequestGivesBody) { check_seal_request("v2", Version::v2); }
 TEST(V2, OpenRequestGivesPlaintext) { check_open_request("v2", Version::v2); }
 TEST(V2, SealEventsGivesPayloadsAndSse) { check_seal_events("v2", Version::v2); }
 TEST(V2, OpenEventsGivesPlaintexts) { check_open_events("v2", Version::v2); }
+
+// --- v3.json ---------------------------------------------------------------------------------------
+
+protocol::ResponseSalt salt_of(const json::value& c) { return fixed<protocol::ResponseSalt>(c, "responseSalt"); }
+
+// Opens a whole SSE text as a client does: the first error, truncated_stream without an
+// authenticated done, or the plaintexts of the sealed events in order.
+Result<std::vector<std::string>> open_v3_stream(const json::value& c, std::string_view sse) {
+  protocol::SseParser parser;
+  std::vector<protocol::SseEvent> parsed;
+  if (auto ok = parser.feed(sse, parsed); !ok) return std::unexpected(ok.error());
+  protocol::ResponseOpener opener(Version::v3, shared_secret_of(c), fixed<crypto::Nonce>(c, "nonce"));
+  std::vector<std::string> out;
+  for (const auto& event : parsed) {
+    const auto kind = protocol::kind_from_name(event.event);
+    if (!kind) continue;
+    auto opened = opener.open(*kind, event.data);
+    if (!opened) return std::unexpected(opened.error());
+    if (opened->kind != EventKind::init) out.emplace_back(opened->plaintext.view());
+  }
+  if (!opener.done()) return fail(Errc::truncated_stream, "no done");
+  return out;
+}
+
+std::vector<std::string> plaintexts(const json::value& c) {
+  std::vector<std::string> out;
+  for (const auto& e : c.as_object().at("events").as_array()) out.push_back(field(e, "plaintext"));
+  return out;
+}
+
+TEST(V3, DerivedKeys) {
+  ASSERT_FALSE(cases("v3").empty());
+  for (const auto& c : cases("v3")) {
+    const auto nonce = fixed<crypto::Nonce>(c, "nonce");
+    const auto keys = protocol::derive_v3_keys(shared_secret_of(c), nonce);
+    const auto& derived = c.as_object().at("derived");
+    EXPECT_EQ(to_hex(keys.request_key.span()), field(derived, "requestKey"));
+    EXPECT_EQ(to_hex(keys.response_secret.span()), field(derived, "responseSecret"));
+    EXPECT_EQ(to_hex(crypto::hkdf_extract(salt_of(c), keys.response_secret.span()).span()), field(derived, "rprk"));
+    const auto response = protocol::ResponseKeys::derive_v3(keys.response_secret, salt_of(c));
+    EXPECT_EQ(to_hex(response.key.span()), field(derived, "responseKey"));
+    EXPECT_EQ(to_hex(response.prefix), field(derived, "responsePrefix"));
+  }
+}
+TEST(V3, SealRequestGivesBody) { check_seal_request("v3", Version::v3); }
+TEST(V3, OpenRequestGivesPlaintext) { check_open_request("v3", Version::v3); }
+
+TEST(V3, SealEventsGivesPayloadsAndSse) {
+  for (const auto& c : cases("v3")) {
+    protocol::ResponseSealer sealer(shared_secret_of(c), fixed<crypto::Nonce>(c, "nonce"), salt_of(c));
+    std::string sse = sealer.init_event();
+    for (const auto& e : c.as_object().at("events").as_array()) {
+      const auto kind = protocol::kind_from_name(field(e, "kind"));
+      ASSERT_TRUE(kind.has_value());
+      EXPECT_EQ(sealer.next_index(), e.as_object().at("index").as_int64());
+      const std::string payload = sealer.seal_payload(*kind, field(e, "plaintext"));
+      EXPECT_EQ(payload, field(e, "payload"));
+      sse += protocol::format_event(field(e, "kind"), payload);
+    }
+    EXPECT_EQ(sse, field(c, "sse"));
+  }
+}
+
+TEST(V3, OpenEventsGivesPlaintexts) {
+  for (const auto& c : cases("v3")) {
+    auto opened = open_v3_stream(c, field(c, "sse"));
+    ASSERT_TRUE(opened.has_value()) << opened.error().to_string();
+    EXPECT_EQ(*opened, plaintexts(c));
+  }
+}
+
+TEST(V3, UppercaseSaltIsAccepted) {
+  for (const auto& c : cases("v3")) {
+    auto opened = open_v3_stream(c, field(c, "uppercaseSaltAccepted"));
+    ASSERT_TRUE(opened.has_value()) << opened.error().to_string();
+    EXPECT_EQ(*opened, plaintexts(c));
+  }
+}
+
+TEST(V3, NegativeStreamsGiveTheirErrors) {
+  for (const auto& c : cases("v3")) {
+    const auto& negative = c.as_object().at("negative").as_array();
+    ASSERT_FALSE(negative.empty());
+    for (const auto& n : negative) {
+      auto opened = open_v3_stream(c, field(n, "sse"));
+      ASSERT_FALSE(opened.has_value()) << field(n, "name");
+      EXPECT_EQ(code_name(opened.error().code), field(n, "error")) << field(n, "name") << ": " << opened.error().to_string();
+    }
+  }
+}
+
+TEST(V3, AVersion2OpenerIgnoresInitAndAVersion3StreamFailsUnderIt) {
+  // Keys of one version never open the other's stream, whatever the init says.
+  const auto& c = cases("v3").at(0);
+  protocol::ResponseOpener v2(Version::v2, shared_secret_of(c), fixed<crypto::Nonce>(c, "nonce"));
+  protocol::SseParser parser;
+  std::vector<protocol::SseEvent> parsed;
+  ASSERT_TRUE(parser.feed(field(c, "sse"), parsed).has_value());
+  ASSERT_GE(parsed.size(), 2u);
+  EXPECT_TRUE(v2.open(EventKind::init, parsed[0].data).has_value());
+  auto second = v2.open(EventKind::data, parsed[1].data);
+  ASSERT_FALSE(second.has_value());
+  EXPECT_EQ(second.error().code, Errc::tampered_stream);
+}
 
 // --- attestation.json and pad.json ------------------------------------------------------------------
 

@@ -82,6 +82,7 @@ inline OpenedStream open_stream(const SealedRequest& request, std::string_view b
       out.failure = opened.error();
       return out;
     }
+    if (*kind == protocol::EventKind::init) continue;
     const std::string text(opened->plaintext.view());
     if (*kind == protocol::EventKind::done) {
       out.done = true;

@@ -127,6 +127,74 @@ TEST(EnclaveProcess, KeepsItsKeyAcrossRestarts) {
   }
 }
 
+// Security review finding 1: a request replayed to an enclave restarted on the same key file
+// (the replay cache died with the process) was answered under the same responseKey and nonces.
+// Version 3 answers it under a fresh salt; version 2 (with --allow-v2) is not answered twice.
+TEST(EnclaveProcess, ARequestReplayedAfterARestartGetsAFreshKeystream) {
+  rvenc::test::TempDir dir;
+  const std::vector<std::string> argv{rvenc::test::rvenc_binary(), "enclave", "--listen", "127.0.0.1:0",
+                                      "--key-file", dir.file("k"), "--platform-key", dir.file("p"),
+                                      "--attestation", "simulated", "--allow-v2"};
+  const auto post = [](const std::string& url, const std::string& body) {
+    http::Fields headers;
+    headers.set(boost::beast::http::field::content_type, "application/json");
+    auto response = http::fetch("POST", url + "/rvenc/chat/completions", body, headers);
+    EXPECT_TRUE(response) << response.error().to_string();
+    return response ? *response : http::Response{};
+  };
+  auto first = std::make_unique<rvenc::test::ChildProcess>(argv);
+  const auto first_url = first->wait_for_url();
+  ASSERT_TRUE(first_url) << first->output();
+  auto doc = http::fetch("GET", *first_url + "/rvenc/attestation?challenge=" + std::string(64, '0'));
+  ASSERT_TRUE(doc && doc->result_int() == 200u);
+  const auto public_key = protocol::parse_attestation(doc->body()).value().public_key;
+
+  // A client whose clock runs 2 minutes ahead: its requests stay acceptable after a restart.
+  const auto ahead = test::unix_now() + 120;
+  const auto v3 = seal(public_key, chat_json("rvenc-demo", "the same prompt"), protocol::Version::v3, ahead);
+  const auto v2 = seal(public_key, chat_json("rvenc-demo", "the same prompt"), protocol::Version::v2, ahead);
+  const auto answered = post(*first_url, v3.body);
+  ASSERT_EQ(answered.result_int(), 200u) << answered.body();
+  // This enclave made its key at start: no predecessor, so version 2 is served at once.
+  ASSERT_EQ(post(*first_url, v2.body).result_int(), 200u);
+  EXPECT_EQ(first->stop(SIGKILL), 128 + SIGKILL);
+
+  rvenc::test::ChildProcess second(argv);
+  const auto second_url = second.wait_for_url();
+  ASSERT_TRUE(second_url) << second.output();
+  const auto replayed = post(*second_url, v3.body);
+  ASSERT_EQ(replayed.result_int(), 200u) << replayed.body();
+  const auto refused = post(*second_url, v2.body);
+  EXPECT_EQ(refused.result_int(), 400u);
+  EXPECT_EQ(error_code_of(refused.body()), "replayed_request") << refused.body();
+
+  // Both answers open (the client would accept either), under different salts, keys and nonces.
+  const auto events_a = rvenc::test::sse_events(answered.body());
+  const auto events_b = rvenc::test::sse_events(replayed.body());
+  ASSERT_GE(events_a.size(), 3u);
+  ASSERT_GE(events_b.size(), 3u);
+  ASSERT_EQ(events_a[0].event, "init");
+  ASSERT_EQ(events_b[0].event, "init");
+  EXPECT_NE(events_a[0].data, events_b[0].data);
+  EXPECT_TRUE(test::open_stream(v3, answered.body()).done);
+  EXPECT_TRUE(test::open_stream(v3, replayed.body()).done);
+  const auto secret = protocol::derive_v3_keys(v3.shared_secret, v3.nonce).response_secret;
+  const auto keys_of = [&](const std::string& salt_hex) {
+    return protocol::ResponseKeys::derive_v3(secret, from_hex_exact<protocol::kResponseSaltBytes>(salt_hex, "salt").value());
+  };
+  const auto a = keys_of(events_a[0].data);
+  const auto b = keys_of(events_b[0].data);
+  EXPECT_FALSE(a.key == b.key);
+  EXPECT_NE(a.prefix, b.prefix);  // so no (key, nonce) pair of one stream appears in the other
+  // The first data events carry the same plaintext; their ciphertexts share no keystream.
+  const auto data_a = from_hex(events_a[1].data, "a").value();
+  const auto data_b = from_hex(events_b[1].data, "b").value();
+  ASSERT_EQ(data_a.size(), data_b.size());
+  std::size_t equal = 0;
+  for (std::size_t i = 0; i < data_a.size(); ++i) equal += data_a[i] == data_b[i];
+  EXPECT_LT(equal, data_a.size() / 8);
+}
+
 TEST(EnclaveProcess, RefusesBadRequestsWithTheProtocolCodes) {
   RunningEnclave enclave;
   const auto public_key = enclave.attest();
@@ -140,14 +208,14 @@ TEST(EnclaveProcess, RefusesBadRequestsWithTheProtocolCodes) {
 
   // Stale timestamp.
   auto stale = enclave.chat(
-      seal(public_key, chat_json("rvenc-demo", "x"), protocol::Version::v2, test::unix_now() - 3600).body);
+      seal(public_key, chat_json("rvenc-demo", "x"), protocol::Version::v3, test::unix_now() - 3600).body);
   EXPECT_EQ(stale.result_int(), 400u);
   EXPECT_EQ(error_code_of(stale.body()), "replayed_request");
 
   // Unknown keyId.
   crypto::KeyId other{};
   auto unknown =
-      enclave.chat(seal(public_key, chat_json("rvenc-demo", "x"), protocol::Version::v2, std::nullopt, other).body);
+      enclave.chat(seal(public_key, chat_json("rvenc-demo", "x"), protocol::Version::v3, std::nullopt, other).body);
   EXPECT_EQ(unknown.result_int(), 404u);
   EXPECT_EQ(error_code_of(unknown.body()), "unknown_key_id");
 

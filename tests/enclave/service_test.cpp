@@ -142,7 +142,7 @@ TEST_F(ServiceTest, ReplayedNonceIsRefused) {
 }
 
 TEST_F(ServiceTest, StaleTimestampIsRefused) {
-  const auto sealed = seal(key_->public_key(), chat_json("rvenc-demo", "old"), protocol::Version::v2,
+  const auto sealed = seal(key_->public_key(), chat_json("rvenc-demo", "old"), protocol::Version::v3,
                            test::unix_now() - 301);
   auto writer = post_chat(sealed.body);
   EXPECT_EQ(writer.status(), 400u);
@@ -153,7 +153,7 @@ TEST_F(ServiceTest, UnknownKeyIdIs404) {
   crypto::KeyId other{};
   other.fill(7);
   const auto sealed =
-      seal(key_->public_key(), chat_json("rvenc-demo", "x"), protocol::Version::v2, std::nullopt, other);
+      seal(key_->public_key(), chat_json("rvenc-demo", "x"), protocol::Version::v3, std::nullopt, other);
   auto writer = post_chat(sealed.body);
   EXPECT_EQ(writer.status(), 404u);
   EXPECT_EQ(error_code_of(writer.body()), "unknown_key_id");
@@ -212,6 +212,56 @@ TEST_F(ServiceTest, VersionOneOnlyWhenAllowed) {
   EXPECT_TRUE(stream.done);
   EXPECT_NE(stream.content.find("6 characters in 1 word,"), std::string::npos) << stream.content;
   EXPECT_TRUE(stream.usage);
+}
+
+TEST_F(ServiceTest, Version3StreamStartsWithTheSaltInTheFirstWrite) {
+  const auto sealed = seal(key_->public_key(), chat_json("rvenc-demo", "salted"));
+  auto writer = post_chat(sealed.body);
+  ASSERT_EQ(writer.status(), 200u) << writer.body();
+  ASSERT_FALSE(writer.chunks.empty());
+  // Sent with the head, before the engine runs: a 64-hex-digit salt.
+  EXPECT_TRUE(writer.chunks[0].starts_with("event: init\ndata: ")) << writer.chunks[0];
+  const auto events = rvenc::test::sse_events(writer.body());
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0].event, "init");
+  EXPECT_EQ(events[0].data.size(), 64u);
+  const auto stream = test::open_stream(sealed, writer.body());
+  EXPECT_FALSE(stream.failure);
+  EXPECT_TRUE(stream.done);
+  // Two answers to two requests never share a salt.
+  auto other = post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "salted")).body);
+  EXPECT_NE(rvenc::test::sse_events(other.body()).at(0).data, events[0].data);
+}
+
+TEST_F(ServiceTest, VersionTwoOnlyWhenAllowedAndNotRightAfterARestart) {
+  const auto refused = post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x"), protocol::Version::v2).body);
+  EXPECT_EQ(refused.status(), 400u);
+  EXPECT_EQ(error_code_of(refused.body()), "unsupported_version");
+  EXPECT_NE(refused.body().find("use version 3"), std::string::npos) << refused.body();
+
+  // A key from an existing key file may have served a predecessor whose replay cache is gone: a
+  // v2 request it could have accepted (timestamp up to its last second + 300 s) is refused.
+  std::int64_t now = test::unix_now();
+  ServiceOptions options;
+  options.allow_v2 = true;
+  options.clock = [&now] { return now; };
+  make_service(options);
+  const auto early = post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x"), protocol::Version::v2, now).body);
+  EXPECT_EQ(early.status(), 400u);
+  EXPECT_EQ(error_code_of(early.body()), "replayed_request");
+  EXPECT_EQ(post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x")).body).status(), 200u);  // v3 is fine
+  now += 301;
+  const auto later = seal(key_->public_key(), chat_json("rvenc-demo", "x"), protocol::Version::v2, now);
+  auto served = post_chat(later.body);
+  ASSERT_EQ(served.status(), 200u) << served.body();
+  EXPECT_TRUE(test::open_stream(later, served.body()).done);
+  EXPECT_TRUE(rvenc::test::sse_events(served.body()).at(0).event != "init");  // version 2 has no salt
+
+  // A key made at this start has no predecessor: version 2 is served at once.
+  options.key_may_have_been_used = false;
+  make_service(options);
+  EXPECT_EQ(post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x"), protocol::Version::v2, now).body).status(),
+            200u);
 }
 
 TEST_F(ServiceTest, GatewayTokenIsChecked) {

@@ -978,7 +978,7 @@ class Storm {
       if (planned.move == Move::read_events && events >= events_wanted) break;
     }
     if (planned.move == Move::read_all) {
-      auto opened_stream = gw::open_stream(planned.sealed, gw::events_of(body));
+      auto opened_stream = gw::open_stream(planned.sealed, rvenc::test::sse_events(body));
       if (!opened_stream) result.problem("stream does not open: " + opened_stream.error().to_string());
       co_return;
     }

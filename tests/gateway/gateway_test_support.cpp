@@ -95,12 +95,6 @@ Result<http::Response> post_chat(const std::string& gateway_url, const std::stri
   return http::fetch("POST", gateway_url + "/rvenc/chat/completions", body, headers);
 }
 
-std::vector<protocol::SseEvent> events_of(const std::string& body) {
-  protocol::SseParser parser;
-  std::vector<protocol::SseEvent> events;
-  (void)parser.feed(body, events);
-  return events;
-}
 
 Result<std::string> open_stream(const Sealed& sealed, const std::vector<protocol::SseEvent>& events) {
   protocol::ResponseOpener opener(sealed.version, sealed.shared_secret, sealed.nonce);

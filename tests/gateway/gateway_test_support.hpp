@@ -38,12 +38,11 @@ using Sealed = test::SealedRequest;
 // Fetches and verifies the attestation through `gateway_url` (simulated, signed by the platform
 // key in `platform_key_file`) and seals a chat request for the first model.
 Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key_file, const std::string& prompt = "Hello",
-                 protocol::Version version = protocol::Version::v2);
+                 protocol::Version version = protocol::Version::v3);
 
 Result<http::Response> post_chat(const std::string& gateway_url, const std::string& body,
                                  std::optional<std::string> api_key);
 // The SSE events of a response body.
-std::vector<protocol::SseEvent> events_of(const std::string& body);
 // Decrypts an event stream; the concatenated plaintexts, or the error.
 Result<std::string> open_stream(const Sealed& sealed, const std::vector<protocol::SseEvent>& events);
 std::string error_code(const std::string& body);

@@ -76,7 +76,9 @@ TEST_P(GatewayLink, StreamsThroughStripsUsageAndRecordsItOnce) {
   EXPECT_FALSE((*response)["x-ratelimit-reset-tokens"].empty());
   EXPECT_FALSE((*response)["X-Request-Id"].empty());
 
-  const auto events = events_of(response->body());
+  const auto events = rvenc::test::sse_events(response->body());
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0].event, "init");  // version 3's salt, relayed untouched
   for (const auto& e : events) EXPECT_NE(e.event, "usage");
   auto plaintext = open_stream(sealed, events);  // every forwarded byte still authenticates
   ASSERT_TRUE(plaintext) << plaintext.error().message;
@@ -118,7 +120,7 @@ TEST_P(GatewayLink, EnclaveBytesArrivingInSlicesMakeTheWholeAnswer) {
     auto response = post_chat(gateway_url, sealed.body, key.key);
     ASSERT_TRUE(response) << response.error().message;
     ASSERT_EQ(response->result_int(), 200u) << response->body();
-    auto plaintext = open_stream(sealed, events_of(response->body()));
+    auto plaintext = open_stream(sealed, rvenc::test::sse_events(response->body()));
     ASSERT_TRUE(plaintext) << plaintext.error().message;
     EXPECT_NE(plaintext->find("[DONE]"), std::string::npos);
   }
@@ -328,7 +330,7 @@ TEST_F(GatewayIntegration, EnclaveKilledMidStreamGivesOneGatewayErrorEvent) {
   });
   ASSERT_TRUE(killed);
   EXPECT_EQ(read.status, 200u);
-  const auto events = events_of(read.body);
+  const auto events = rvenc::test::sse_events(read.body);
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back().event, "error");
   const auto error = boost::json::parse(events.back().data).at("error");
@@ -367,13 +369,13 @@ TEST_F(GatewayIntegration, RoutesByKeyIdAcrossEnclaves) {
   auto response = post_chat(gateway_url, to_second.body, key.key);
   ASSERT_TRUE(response);
   ASSERT_EQ(response->result_int(), 200u) << response->body();
-  EXPECT_TRUE(open_stream(to_second, events_of(response->body())));
+  EXPECT_TRUE(open_stream(to_second, rvenc::test::sse_events(response->body())));
   // And the default enclave's key still goes to the default enclave.
   const auto to_first = seal();
   auto first = post_chat(gateway_url, to_first.body, key.key);
   ASSERT_TRUE(first);
   ASSERT_EQ(first->result_int(), 200u) << first->body();
-  EXPECT_TRUE(open_stream(to_first, events_of(first->body())));
+  EXPECT_TRUE(open_stream(to_first, rvenc::test::sse_events(first->body())));
 }
 
 TEST_F(GatewayIntegration, EnclaveErrorsPassThroughAndV1GoesToTheDefault) {
@@ -399,7 +401,7 @@ TEST_F(GatewayIntegration, EnclaveErrorsPassThroughAndV1GoesToTheDefault) {
   auto response = post_chat(*gw, allowed.body, key.key);
   ASSERT_TRUE(response);
   ASSERT_EQ(response->result_int(), 200u) << response->body();
-  EXPECT_TRUE(open_stream(allowed, events_of(response->body())));
+  EXPECT_TRUE(open_stream(allowed, rvenc::test::sse_events(response->body())));
 }
 
 TEST_F(GatewayIntegration, EnclaveDownIs502) {

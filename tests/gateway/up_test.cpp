@@ -67,7 +67,7 @@ TEST(Up, RunsTheStackWritesStateAndStopsOnSigint) {
     auto response = post_chat(gateway_url, sealed.body, api_key);
     ASSERT_TRUE(response);
     ASSERT_EQ(response->result_int(), 200u) << response->body();
-    EXPECT_TRUE(open_stream(sealed, events_of(response->body())));
+    EXPECT_TRUE(open_stream(sealed, rvenc::test::sse_events(response->body())));
     // The ready curl line goes through the proxy with the stack's key.
     const std::string proxy_url = string_at(*stack, "proxyUrl");
     EXPECT_NE(up.output().find("curl -s " + proxy_url + "/v1/chat/completions -H \"Authorization: Bearer " + api_key),

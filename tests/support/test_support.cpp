@@ -145,6 +145,13 @@ std::optional<std::string> ChildProcess::wait_for_url(std::chrono::milliseconds 
   return wait_for_line(R"(listening on (http://[0-9.]+:[0-9]+))", timeout);
 }
 
+std::vector<protocol::SseEvent> sse_events(std::string_view body) {
+  protocol::SseParser parser;
+  std::vector<protocol::SseEvent> events;
+  (void)parser.feed(body, events);
+  return events;
+}
+
 SealedRequest seal_with_keys(const crypto::SharedSecret& shared_secret, const crypto::XWingCipherText& cipher_text,
                              const crypto::KeyId& key_id, std::string_view plaintext, protocol::Version version,
                              std::optional<std::int64_t> timestamp) {

@@ -14,6 +14,7 @@
 
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/protocol/envelope.hpp"
+#include "rvenc/protocol/sse.hpp"
 
 namespace rvenc::test {
 
@@ -71,22 +72,25 @@ int free_port();
 int listen_on_loopback(int backlog, std::uint16_t& port);
 int connect_to_loopback(std::uint16_t port);
 
+// The events of a complete SSE body (a parse failure ends the list).
+std::vector<protocol::SseEvent> sse_events(std::string_view body);
+
 // A chat request sealed as the SDK seals it (fresh encapsulation), and what opens its answer.
 struct SealedRequest {
   std::string body;  // the envelope
   crypto::SharedSecret shared_secret;
   crypto::Nonce nonce{};
-  protocol::Version version = protocol::Version::v2;
+  protocol::Version version = protocol::Version::v3;
 };
 // Seals `plaintext` to `public_key`; the envelope's keyId and timestamp may be overridden.
 SealedRequest seal(const crypto::XWingPublicKey& public_key, std::string_view plaintext,
-                   protocol::Version version = protocol::Version::v2,
+                   protocol::Version version = protocol::Version::v3,
                    std::optional<std::int64_t> timestamp = std::nullopt,
                    std::optional<crypto::KeyId> key_id = std::nullopt);
 // The same with encryption keys made before (reused), a fresh nonce and the current time.
 SealedRequest seal_with_keys(const crypto::SharedSecret& shared_secret, const crypto::XWingCipherText& cipher_text,
                              const crypto::KeyId& key_id, std::string_view plaintext,
-                             protocol::Version version = protocol::Version::v2,
+                             protocol::Version version = protocol::Version::v3,
                              std::optional<std::int64_t> timestamp = std::nullopt);
 
 }  // namespace rvenc::test

@@ -76,8 +76,9 @@ struct ClientOptions {
   // Keep-alive connections to the gateway kept open between calls; more concurrent calls than
   // this open a connection each and close it after. Raise it to the calls you run at once.
   std::size_t max_idle_connections = kDefaultMaxIdleConnections;
-  // Version 2 by default; version 1 only for servers that speak nothing else (see PROTOCOL.md).
-  protocol::Version protocol_version = protocol::Version::v2;
+  // Version 3 by default; 2 only while enclaves are being upgraded (they need --allow-v2); 1 only
+  // for servers that speak nothing else (see PROTOCOL.md). Never changed by the client itself.
+  protocol::Version protocol_version = protocol::Version::v3;
   // Which enclaves to trust. The default trusts hardware providers only, never "simulated".
   protocol::AttestationPolicy attestation;
 };
@@ -162,7 +163,7 @@ class Client {
 };
 
 // Validates the options (api_key present and well-formed, base_url a plain http URL, positive
-// timeout and buffer size, protocol 1 or 2): invalid_request naming the option otherwise.
+// timeout and buffer size, protocol 1, 2 or 3): invalid_request naming the option otherwise.
 [[nodiscard]] Result<Client> create_client(ClientOptions options);
 
 // Keys without a client (no API key needed): verified attestation from options.base_url under

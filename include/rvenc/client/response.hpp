@@ -54,8 +54,9 @@ struct Chunk {
 //   event_too_large   an event exceeds max_event_bytes;
 //   tampered_stream   an event does not authenticate or is out of order;
 //   upstream_error    the gateway's plain error event (unauthenticated: the enclave link broke);
-//   <enclave code>    the enclave's encrypted error event (authenticated code and message);
-//   truncated_stream  finish() before an authenticated done.
+//   <enclave code>    the enclave's encrypted error event (authenticated code and message),
+//                     reported at the authenticated done that must follow it;
+//   truncated_stream  finish() before an authenticated done (also after an error event).
 // Events of unknown kinds (and comments) are ignored; everything after done is ignored.
 class ResponseDecoder {
  public:
@@ -75,6 +76,7 @@ class ResponseDecoder {
   protocol::SseParser parser_;
   protocol::ResponseOpener opener_;
   std::vector<protocol::SseEvent> events_;
+  std::optional<Error> enclave_error_;  // an authenticated error event, awaiting done
   std::optional<Error> failed_;
 };
 

@@ -31,7 +31,7 @@ struct ClientSettings {
   std::string platform_public_key;  // hex Ed25519 key trusted for the "simulated" provider
   std::string measurement;          // hex; required measurement when set
   std::string data_dir;             // empty: ./.rvenc (missing stack.json is then fine)
-  int protocol = 2;
+  int protocol = 3;
 };
 
 // invalid_request naming the setting that is wrong (bad hex, protocol not 1 or 2, unreadable

@@ -37,6 +37,7 @@ struct EnclaveOptions {
   // Unset: the demo model.
   std::optional<std::vector<std::string>> test_models;
   bool allow_v1 = false;
+  bool allow_v2 = false;
   unsigned threads = 1;
   // Largest request body accepted (the envelope is hex: about twice the encrypted request).
   std::uint64_t max_body = http::ServerOptions::kDefaultBodyLimit;

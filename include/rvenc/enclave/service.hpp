@@ -26,6 +26,7 @@
 #include "rvenc/enclave/key.hpp"
 #include "rvenc/enclave/replay.hpp"
 #include "rvenc/http/server.hpp"
+#include "rvenc/protocol/envelope.hpp"
 
 namespace rvenc::enclave {
 
@@ -36,6 +37,11 @@ inline constexpr std::string_view kRequestIdHeader = "X-Request-Id";
 
 struct ServiceOptions {
   bool allow_v1 = false;
+  // Version 2 (opt-in since version 3). While the key may have served an earlier process (a key
+  // file that existed before this start), v2 requests with timestamps up to start + the allowed
+  // clock skew are refused: that process's replay cache is gone (docs/threat-model.md).
+  bool allow_v2 = false;
+  bool key_may_have_been_used = true;
   // SHA-256 of the gateway's bearer token; nullopt: no token required (local use only).
   std::optional<crypto::Sha256Digest> gateway_token_hash;
   // Models that requests forwarded for test keys (X-Rvenc-Key-Env: test) may use.
@@ -77,6 +83,8 @@ class EnclaveService {
  private:
   struct Accepted;
   [[nodiscard]] Result<Accepted> accept(const http::Request& request);
+  // The version is allowed, the keyId is this enclave's, the timestamp is inside the window.
+  [[nodiscard]] Status check_version(const protocol::RequestEnvelope& envelope) const;
   [[nodiscard]] std::int64_t now() const;
 
   ServiceOptions options_;
