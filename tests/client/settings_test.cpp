@@ -74,7 +74,10 @@ TEST(ClientSettings, ErrorsNameTheSetting) {
 
 // --- Who may have written stack.json (security review, issue 30 item 6) ---------------------
 
-constexpr std::string_view kPlanted = R"({"gatewayUrl":"http://127.0.0.1:6666","platformPublicKey":"5b0d484fd033d2ac20a8bbcfd345da0acbbd90cb4d91a6b5e080e94af1bed8f9"})";
+// Another gateway, and a platform key that would make its attestation "verify".
+constexpr std::string_view kPlanted =
+    R"({"gatewayUrl":"http://127.0.0.1:6666","platformPublicKey":")"
+    "5b0d484fd033d2ac20a8bbcfd345da0acbbd90cb4d91a6b5e080e94af1bed8f9\"}";
 
 std::string refusal(const std::string& data_dir) {
   auto options = resolve_settings({.data_dir = data_dir});
