@@ -1,8 +1,11 @@
 // rvenc chat: end-to-end encrypted chat through a gateway. One-shot with a PROMPT (or a prompt on
 // stdin), interactive on a terminal; answers stream as they arrive, reasoning dimmed on a
 // terminal, Ctrl-C cancels the current answer (a second Ctrl-C, or Ctrl-D at the prompt, exits).
+// What the model and the gateway say reaches a terminal without its control sequences (a reply
+// could otherwise set the window title or write the clipboard with OSC 52) unless --raw.
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -19,6 +22,7 @@
 
 #include "client_flags.hpp"
 #include "rvenc/client/client.hpp"
+#include "rvenc/client/terminal.hpp"
 
 namespace rvenc::cli {
 namespace {
@@ -36,16 +40,21 @@ struct ChatFlags {
   std::string system;
   std::int64_t max_tokens = 0;
   bool json = false;
+  bool raw = false;
+  long long total_timeout_ms = 0;  // 0: none
   std::vector<std::string> prompt;
 };
 
 // Writes streamed chunks: content as plain text, reasoning dimmed (terminal only), or each raw
-// decrypted chunk as one JSON line with --json. Collects the answer's content.
+// decrypted chunk as one JSON line with --json; on a terminal without --raw, control sequences
+// are removed from all of it. Collects the answer's content (as sent).
 class Printer {
  public:
-  Printer(bool raw_json, bool tty) : raw_json_(raw_json), tty_(tty) {}
+  Printer(bool raw_json, bool tty, bool keep_controls)
+      : raw_json_(raw_json), tty_(tty), safe_(tty && !keep_controls) {}
 
   void begin() {
+    for (auto* filter : {&content_filter_, &reasoning_filter_}) filter->reset();
     answer_.clear();
     in_reasoning_ = false;
     printed_ = false;
@@ -64,19 +73,19 @@ class Printer {
     const std::string_view content = text_of("content");
     answer_ += content;
     if (raw_json_) {
-      std::cout << chunk.json() << '\n' << std::flush;
+      std::cout << shown(content_filter_, chunk.json()) << '\n' << std::flush;
       return;
     }
     // Reasoning is for a person watching; piped output carries the answer only.
     if (const std::string_view reasoning = text_of("reasoning_content"); tty_ && !reasoning.empty()) {
       if (!in_reasoning_) std::cout << kDim;
       in_reasoning_ = true;
-      std::cout << reasoning;
+      std::cout << shown(reasoning_filter_, reasoning);
     }
     if (!content.empty()) {
       if (in_reasoning_) std::cout << kReset << "\n\n";
       in_reasoning_ = false;
-      std::cout << content;
+      std::cout << shown(content_filter_, content);
     }
     printed_ = printed_ || !content.empty() || in_reasoning_;
     std::cout << std::flush;
@@ -93,8 +102,17 @@ class Printer {
   [[nodiscard]] const std::string& answer() const { return answer_; }
 
  private:
+  // `text` as it may be written: filtered on a terminal (a sequence may span chunks, so one
+  // filter per kind of text), as is otherwise.
+  [[nodiscard]] std::string shown(client::TerminalTextFilter& filter, std::string_view text) const {
+    return safe_ ? filter.filter(text) : std::string(text);
+  }
+
   bool raw_json_;
   bool tty_;
+  bool safe_;
+  client::TerminalTextFilter content_filter_;
+  client::TerminalTextFilter reasoning_filter_;
   bool in_reasoning_ = false;
   bool printed_ = false;
   std::string answer_;
@@ -157,8 +175,10 @@ Result<std::string> first_model(const client::Client& client) {
 }
 
 int run_chat(const ChatFlags& flags) {
+  const auto report = [&flags](const Error& error) { return report_error("chat", error, flags.raw); };
   auto options = client::resolve_settings(flags.settings);
-  if (!options) return report_error("chat", options.error());
+  if (!options) return report(options.error());
+  if (flags.total_timeout_ms > 0) options->total_timeout = std::chrono::milliseconds(flags.total_timeout_ms);
   if (options->api_key.empty()) {
     std::cerr << "rvenc chat: an API key is needed: --api-key, RVENC_API_KEY, or run next to `rvenc up`\n";
     return kExitUsage;
@@ -166,17 +186,17 @@ int run_chat(const ChatFlags& flags) {
   // The io_context outlives the client: the client's pooled connections live on it.
   asio::io_context io;
   auto client = client::create_client(*options);
-  if (!client) return report_error("chat", client.error());
+  if (!client) return report(client.error());
   std::string model = flags.model;
   if (model.empty()) {
     auto listed = first_model(*client);
-    if (!listed) return report_error("chat", listed.error());
+    if (!listed) return report(listed.error());
     model = std::move(*listed);
   }
 
   json::array messages;
   if (!flags.system.empty()) messages.push_back(json::object{{"role", "system"}, {"content", flags.system}});
-  Printer printer(flags.json, isatty(STDOUT_FILENO) == 1);
+  Printer printer(flags.json, isatty(STDOUT_FILENO) == 1, flags.raw);
 
   std::string prompt;
   for (const auto& word : flags.prompt) prompt += (prompt.empty() ? "" : " ") + word;
@@ -190,10 +210,11 @@ int run_chat(const ChatFlags& flags) {
     messages.push_back(json::object{{"role", "user"}, {"content", prompt}});
     const TurnResult turn = stream_answer(io, *client, make_request(flags, model, messages), printer);
     if (turn.interrupted) return kExitInterrupted;
-    return turn.status ? kExitOk : report_error("chat", turn.status.error());
+    return turn.status ? kExitOk : report(turn.status.error());
   }
 
-  std::cerr << "rvenc chat: " << model << " via " << options->base_url
+  // The model's name comes from the gateway's list.
+  std::cerr << "rvenc chat: " << terminal_safe(STDERR_FILENO, model, flags.raw) << " via " << options->base_url
             << ", end-to-end encrypted. Ctrl-C cancels an answer, Ctrl-D exits.\n";
   for (;;) {
     std::cout << "> " << std::flush;
@@ -214,7 +235,7 @@ int run_chat(const ChatFlags& flags) {
     if (turn.interrupted)
       std::cerr << "[cancelled]\n";
     else
-      report_error("chat", turn.status.error());
+      report(turn.status.error());
   }
 }
 
@@ -226,6 +247,12 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--system", flags->system, "System prompt");
   option(*cmd, "--max-tokens", flags->max_tokens, "Most tokens to generate")->check(CLI::PositiveNumber);
   flag(*cmd, "--json", flags->json, "Print each decrypted chunk as one JSON line");
+  flag(*cmd, "--raw", flags->raw,
+       "Write model output and server messages to a terminal as received, control sequences included "
+       "(default: removed)");
+  option(*cmd, "--total-timeout-ms", flags->total_timeout_ms,
+         "Longest time one request may take as a whole, attestation to the answer's end (default: none)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("prompt", flags->prompt, "The prompt (default: stdin, or an interactive session on a terminal)");
   cmd->callback([flags, &run] { run = [flags] { return run_chat(*flags); }; });
 }

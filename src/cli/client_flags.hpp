@@ -2,10 +2,13 @@
 // and the exit code each client error maps to.
 #pragma once
 
+#include <unistd.h>
+
 #include <iostream>
 
 #include "command.hpp"
 #include "rvenc/client/settings.hpp"
+#include "rvenc/client/terminal.hpp"
 
 namespace rvenc::cli {
 
@@ -34,11 +37,18 @@ inline int exit_code_for(const Error& error) {
   }
 }
 
+// `text` from a server as it may be written to `fd`: without terminal control sequences when `fd`
+// is a terminal, unless `raw`.
+inline std::string terminal_safe(int fd, std::string_view text, bool raw = false) {
+  return raw || isatty(fd) != 1 ? std::string(text) : client::strip_terminal_controls(text);
+}
+
 // "rvenc <command>: rate_limit_exceeded (HTTP 429): message" on stderr; returns the exit code.
-inline int report_error(std::string_view command, const Error& error) {
+// The message may be the gateway's or the enclave's: see terminal_safe.
+inline int report_error(std::string_view command, const Error& error, bool raw = false) {
   std::cerr << "rvenc " << command << ": " << code_name(error.code);
   if (error.http_status != 0) std::cerr << " (HTTP " << error.http_status << ")";
-  std::cerr << ": " << error.message << "\n";
+  std::cerr << ": " << terminal_safe(STDERR_FILENO, error.message, raw) << "\n";
   return exit_code_for(error);
 }
 

@@ -9,8 +9,10 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -21,6 +23,9 @@
 #include "rvenc/http/url.hpp"
 #include "rvenc/protocol/chat.hpp"
 #include "rvenc/protocol/sealing.hpp"
+// The http layer's cheap per-operation deadline (one timer wake-up per period, not per read);
+// header-only, shared rather than written twice.
+#include "../http/watchdog.hpp"
 
 namespace rvenc::client {
 
@@ -36,6 +41,10 @@ constexpr std::size_t kMaxApiKeyBytes = 256;
 constexpr std::string_view kChatPath = "/rvenc/chat/completions";
 constexpr std::string_view kAttestationPath = "/rvenc/attestation";
 constexpr std::string_view kModelsPath = "/rvenc/models";
+// After the authenticated done only the end of the chunked body should follow, normally with done
+// or at once: waited for this long (at most), so the connection can be reused, then dropped.
+constexpr std::chrono::milliseconds kEndAfterDoneWait{250};
+constexpr std::size_t kMaxBytesAfterDone = 64 * 1024;
 
 std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
@@ -49,6 +58,8 @@ Status validate(const ClientOptions& options, bool need_api_key) {
   }
   if (options.request_timeout <= std::chrono::milliseconds::zero())
     return fail(Errc::invalid_request, "request_timeout must be positive");
+  if (options.total_timeout && *options.total_timeout <= std::chrono::milliseconds::zero())
+    return fail(Errc::invalid_request, "total_timeout must be positive when set");
   if (options.max_buffer_size == 0) return fail(Errc::invalid_request, "max_buffer_size must be positive");
   if (options.protocol_version != protocol::Version::v1 && options.protocol_version != protocol::Version::v2 &&
       options.protocol_version != protocol::Version::v3)
@@ -261,20 +272,34 @@ struct ClientState {
     }
   }
 
+  // The answer's events into `on_chunk` until the authenticated done, which ends the call at once.
+  // request_timeout bounds the time spent waiting for the gateway since the last authenticated
+  // event (handlers' time is not counted): comments (": ping") and events of unknown kinds do not
+  // start it again, so a gateway sending only those cannot hold the call.
   awaitable<Status> decode(http::ResponseStream& stream, ResponseDecoder decoder, const AsyncChunkHandler& on_chunk) {
+    using Clock = std::chrono::steady_clock;
+    http::detail::OperationWatchdog silence(co_await asio::this_coro::executor, options.request_timeout,
+                                            [&stream] { stream.cancel(); });
+    Clock::duration waited{};  // for the gateway since the last authenticated event
     std::vector<Chunk> chunks;
     while (!decoder.done()) {
+      const auto started = Clock::now();
+      silence.begin_for(std::chrono::duration_cast<std::chrono::milliseconds>(options.request_timeout - waited));
       auto bytes = co_await stream.read_some();
+      silence.end();
+      waited += Clock::now() - started;
       if (!bytes) {
+        if (silence.expired() || bytes.error().code == Errc::upstream_timeout) co_return std::unexpected(silence_error());
         // A broken connection mid-stream is a stream without its authenticated end.
-        if (bytes.error().code == Errc::upstream_timeout) co_return std::unexpected(transport_error(bytes.error()));
         co_return fail(Errc::truncated_stream, "the response stream broke before its authenticated end: " +
                                                    bytes.error().message);
       }
       if (!*bytes) co_return decoder.finish();
+      const std::uint64_t events_before = decoder.authenticated_events();
       chunks.clear();
       const Status fed = decoder.feed(**bytes, chunks);
       stream.recycle(std::move(**bytes));  // the decoder kept what it needs; the next read refills it
+      if (decoder.authenticated_events() != events_before) waited = {};
       for (const Chunk& chunk : chunks) {
         if (auto handled = co_await on_chunk(chunk); !handled) {
           stream.cancel();
@@ -286,13 +311,27 @@ struct ClientState {
         co_return fed;
       }
     }
-    // Drain what follows done (the end of the chunked body) so the connection can be reused;
-    // the answer is complete whatever happens now.
-    for (;;) {
+    co_await end_after_done(stream, silence);
+    co_return Status{};
+  }
+
+  // The answer is complete: the rest of the body (its chunked end) is read only if it comes at
+  // once, so the connection can be reused; otherwise the connection is dropped.
+  static awaitable<void> end_after_done(http::ResponseStream& stream, http::detail::OperationWatchdog& watchdog) {
+    watchdog.begin_for(kEndAfterDoneWait);
+    std::size_t after_done = 0;
+    while (!stream.finished() && after_done <= kMaxBytesAfterDone) {
       auto bytes = co_await stream.read_some();
       if (!bytes || !*bytes) break;
+      after_done += (*bytes)->size();
     }
-    co_return Status{};
+    watchdog.end();
+    if (!stream.finished()) stream.cancel();
+  }
+
+  [[nodiscard]] Error silence_error() const {
+    return Error{Errc::timeout, "no event from the gateway " + base.origin() + " for " +
+                                    std::to_string(options.request_timeout.count()) + " ms (request_timeout)"};
   }
 };
 
@@ -334,7 +373,7 @@ Result<T> caught(std::exception_ptr e) {
 }
 
 template <class T, class F>
-awaitable<Result<T>> guarded(F body) {
+awaitable<Result<T>> caught_call(F& body) {
   std::exception_ptr failure;
   try {
     auto result = co_await body();
@@ -346,6 +385,20 @@ awaitable<Result<T>> guarded(F body) {
     failure = std::current_exception();
   }
   co_return caught<T>(failure);
+}
+
+// Runs one call (`body`, an awaitable factory) as an error value, within total_timeout if set:
+// when that passes first the call is cancelled (its connection closed) and fails with timeout.
+template <class T, class F>
+awaitable<Result<T>> guarded(const ClientState& state, F body) {
+  if (!state.options.total_timeout) co_return co_await caught_call<T>(body);
+  using asio::experimental::awaitable_operators::operator||;
+  asio::steady_timer timer(co_await asio::this_coro::executor, *state.options.total_timeout);
+  // caught_call never throws, so the timer can only win by expiring.
+  auto raced = co_await (caught_call<T>(body) || timer.async_wait(asio::use_awaitable));
+  if (raced.index() == 0) co_return std::move(std::get<0>(raced));
+  co_return fail(Errc::timeout, "the call took longer than total_timeout (" +
+                                    std::to_string(state.options.total_timeout->count()) + " ms)");
 }
 
 awaitable<Result<json::object>> assembled(ClientState& state, json::object request,
@@ -395,26 +448,26 @@ Result<EncryptionKeys> EncryptionKeys::from_json(std::string_view text) {
 
 Result<json::object> Completions::create(const json::object& request, const CallOptions& options) const {
   return run_blocking<Result<json::object>>(state_, [&](ClientState& state) {
-    return guarded<json::object>([&]() { return assembled(state, request, options); });
+    return guarded<json::object>(state, [&]() { return assembled(state, request, options); });
   });
 }
 
 Status Completions::create(const json::object& request, const ChunkHandler& on_chunk, const CallOptions& options) const {
   const AsyncChunkHandler handler = [&on_chunk](const Chunk& chunk) -> awaitable<Status> { co_return on_chunk(chunk); };
   return run_blocking<Status>(state_, [&](ClientState& state) {
-    return guarded<void>([&]() { return state.chat(request, handler, options); });
+    return guarded<void>(state, [&]() { return state.chat(request, handler, options); });
   });
 }
 
 awaitable<Result<json::object>> Completions::async_create(json::object request, CallOptions options) const {
   auto state = state_;
-  co_return co_await guarded<json::object>([&]() { return assembled(*state, request, options); });
+  co_return co_await guarded<json::object>(*state, [&]() { return assembled(*state, request, options); });
 }
 
 awaitable<Status> Completions::async_create(json::object request, AsyncChunkHandler on_chunk,
                                             CallOptions options) const {
   auto state = state_;
-  co_return co_await guarded<void>([&]() { return state->chat(request, on_chunk, options); });
+  co_return co_await guarded<void>(*state, [&]() { return state->chat(request, on_chunk, options); });
 }
 
 // --- Client -----------------------------------------------------------------------------------
@@ -427,24 +480,24 @@ const ClientOptions& Client::options() const noexcept { return state_->options; 
 
 Result<protocol::AttestationDocument> Client::attest() const {
   return run_blocking<Result<protocol::AttestationDocument>>(state_, [](ClientState& state) {
-    return guarded<protocol::AttestationDocument>([&]() { return state.attest(); });
+    return guarded<protocol::AttestationDocument>(state, [&]() { return state.attest(); });
   });
 }
 
 awaitable<Result<protocol::AttestationDocument>> Client::async_attest() const {
   auto state = state_;
-  co_return co_await guarded<protocol::AttestationDocument>([&]() { return state->attest(); });
+  co_return co_await guarded<protocol::AttestationDocument>(*state, [&]() { return state->attest(); });
 }
 
 Result<EncryptionKeys> Client::generate_encryption_keys() const {
   return run_blocking<Result<EncryptionKeys>>(state_, [](ClientState& state) {
-    return guarded<EncryptionKeys>([&]() { return state.copy_of_new_keys(); });
+    return guarded<EncryptionKeys>(state, [&]() { return state.copy_of_new_keys(); });
   });
 }
 
 awaitable<Result<EncryptionKeys>> Client::async_generate_encryption_keys() const {
   auto state = state_;
-  co_return co_await guarded<EncryptionKeys>([&]() { return state->copy_of_new_keys(); });
+  co_return co_await guarded<EncryptionKeys>(*state, [&]() { return state->copy_of_new_keys(); });
 }
 
 std::optional<EncryptionKeys> Client::encryption_keys() const {
@@ -455,13 +508,13 @@ std::optional<EncryptionKeys> Client::encryption_keys() const {
 
 Result<json::object> Client::models() const {
   return run_blocking<Result<json::object>>(state_, [](ClientState& state) {
-    return guarded<json::object>([&]() { return state.models(); });
+    return guarded<json::object>(state, [&]() { return state.models(); });
   });
 }
 
 awaitable<Result<json::object>> Client::async_models() const {
   auto state = state_;
-  co_return co_await guarded<json::object>([&]() { return state->models(); });
+  co_return co_await guarded<json::object>(*state, [&]() { return state->models(); });
 }
 
 namespace {

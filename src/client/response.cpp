@@ -126,6 +126,7 @@ Status ResponseDecoder::handle(const protocol::SseEvent& event, std::vector<Chun
     if (opened.error().code == Errc::transport_error) return fail(Errc::upstream_error, opened.error().message);
     return std::unexpected(opened.error());
   }
+  ++authenticated_events_;
   if (enclave_error_ && opened->kind != protocol::EventKind::done)
     return fail(Errc::tampered_stream, "an event after the enclave's error event");
   switch (opened->kind) {

@@ -1,7 +1,13 @@
 #include "rvenc/client/settings.hpp"
 
-#include <fstream>
-#include <sstream>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <utility>
 
 #include <boost/json/parse.hpp>
 
@@ -12,21 +18,103 @@ namespace rvenc::client {
 namespace {
 // stack.json is a handful of short fields; anything bigger is not ours.
 constexpr std::uintmax_t kMaxStackFileBytes = 64 * 1024;
+constexpr mode_t kGroupOtherWrite = S_IWGRP | S_IWOTH;
+
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(Fd&& other) noexcept : fd(std::exchange(other.fd, -1)) {}
+  Fd& operator=(Fd&&) = delete;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+std::string octal_mode(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "0%03o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+bool trusted_owner(uid_t uid) { return uid == ::geteuid() || uid == 0; }
+
+// Why `path` (stack.json, its directory, or the symbolic link naming it; `note` says which) may
+// not be trusted, if so.
+Status check_owner_and_mode(const struct stat& st, const std::string& path, std::string_view note = {}) {
+  const std::string what = path + std::string(note);
+  if (!trusted_owner(st.st_uid))
+    return fail(Errc::invalid_request, what + " is owned by uid " + std::to_string(st.st_uid) + ", not you (uid " +
+                                           std::to_string(::geteuid()) + ") or root");
+  // A symbolic link's own mode means nothing (always 0777); only its owner can repoint it.
+  if (!S_ISLNK(st.st_mode) && (st.st_mode & kGroupOtherWrite) != 0)
+    return fail(Errc::invalid_request, what + " is writable by group/others (mode " + octal_mode(st.st_mode) +
+                                           "); fix with chmod go-w " + path);
+  return {};
+}
+
+// Opens `name` in `dir` for reading, following a symbolic link only when one we trust names it;
+// nullopt when there is no such file.
+Result<std::optional<Fd>> open_trusted(int dir, const std::string& name, const std::string& where) {
+  constexpr int kFlags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;  // O_NONBLOCK: a planted FIFO cannot block us
+  Fd file{::openat(dir, name.c_str(), kFlags | O_NOFOLLOW)};
+  if (file.fd < 0 && errno == ELOOP) {
+    struct stat link {};
+    if (::fstatat(dir, name.c_str(), &link, AT_SYMLINK_NOFOLLOW) != 0)
+      return fail(Errc::invalid_request, where + ": cannot read it: " + errno_text());
+    if (auto ok = check_owner_and_mode(link, where, " (a symbolic link)"); !ok) return std::unexpected(ok.error());
+    file.fd = ::openat(dir, name.c_str(), kFlags);
+  }
+  if (file.fd < 0) {
+    if (errno == ENOENT) return std::optional<Fd>{};
+    return fail(Errc::invalid_request, where + ": cannot open it: " + errno_text());
+  }
+  return std::optional<Fd>{std::move(file)};
+}
+
+// The text of an opened stack.json we may trust (see read_stack_file).
+Result<std::string> read_trusted(const Fd& file, const Fd& dir, const std::string& where, const std::string& dir_name) {
+  struct stat st {};
+  if (::fstat(file.fd, &st) != 0) return fail(Errc::invalid_request, where + ": cannot read it: " + errno_text());
+  if (!S_ISREG(st.st_mode)) return fail(Errc::invalid_request, where + " is not a regular file");
+  if (auto ok = check_owner_and_mode(st, where); !ok) return std::unexpected(ok.error());
+  struct stat dir_st {};
+  if (::fstat(dir.fd, &dir_st) != 0) return fail(Errc::invalid_request, dir_name + ": cannot read it: " + errno_text());
+  if (auto ok = check_owner_and_mode(dir_st, dir_name, " (the directory of " + where + ")"); !ok)
+    return std::unexpected(ok.error());
+  if (static_cast<std::uintmax_t>(st.st_size) > kMaxStackFileBytes)
+    return fail(Errc::invalid_request, where + ": it is too large");
+  std::string text(static_cast<std::size_t>(st.st_size), '\0');
+  std::size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = ::read(file.fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return fail(Errc::invalid_request, where + ": cannot read it");
+    got += static_cast<std::size_t>(n);
+  }
+  return text;
+}
+
 }  // namespace
 
 Result<std::optional<StackInfo>> read_stack_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return std::optional<StackInfo>{};
   const std::string where = path.string();
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec || size > kMaxStackFileBytes) return fail(Errc::invalid_request, where + ": cannot read it or it is too large");
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (!in) return fail(Errc::invalid_request, where + ": cannot read it");
+  const std::filesystem::path parent = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  Fd dir{::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+  if (dir.fd < 0) {
+    if (errno == ENOENT) return std::optional<StackInfo>{};
+    return fail(Errc::invalid_request, parent.string() + ": cannot open it: " + errno_text());
+  }
+  auto file = open_trusted(dir.fd, path.filename().string(), where);
+  if (!file) return std::unexpected(file.error());
+  if (!*file) return std::optional<StackInfo>{};
+  auto text = read_trusted(**file, dir, where, parent.string());
+  if (!text) return std::unexpected(text.error());
 
   boost::system::error_code parse_error;
-  const auto value = boost::json::parse(text.str(), parse_error);
+  const auto value = boost::json::parse(*text, parse_error);
   if (parse_error || !value.is_object()) return fail(Errc::invalid_request, where + ": not a JSON object");
   StackInfo info;
   const auto& object = value.as_object();

@@ -1,5 +1,6 @@
 // `rvenc chat` on a terminal (a real pseudo-terminal): interactive session, streamed reasoning
-// dimmed, Ctrl-C cancels the current answer and keeps the session, Ctrl-D exits cleanly.
+// dimmed, Ctrl-C cancels the current answer and keeps the session, Ctrl-D exits cleanly; the
+// model's and the gateway's control sequences never reach the terminal (unless --raw).
 #include <pty.h>
 #include <sys/select.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include "fake_gateway.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "support/test_support.hpp"
@@ -46,19 +48,17 @@ class Terminal {
   // Reads until the output after `from` contains `needle`; false on timeout or end of output.
   bool wait_for(std::string_view needle, std::size_t from = 0) {
     const auto deadline = std::chrono::steady_clock::now() + kWait;
-    while (output_.find(needle, std::min(from, output_.size())) == std::string::npos) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      fd_set set;
-      FD_ZERO(&set);
-      FD_SET(fd_, &set);
-      timeval tick{0, 50'000};
-      if (select(fd_ + 1, &set, nullptr, nullptr, &tick) <= 0) continue;
-      char buffer[4096];
-      const ssize_t n = read(fd_, buffer, sizeof buffer);
-      if (n <= 0) return false;
-      output_.append(buffer, static_cast<std::size_t>(n));
-    }
+    while (output_.find(needle, std::min(from, output_.size())) == std::string::npos)
+      if (!read_more(deadline)) return false;
     return true;
+  }
+
+  // Reads all the program writes until it closes the terminal (exits); false on timeout.
+  bool read_to_end() {
+    const auto deadline = std::chrono::steady_clock::now() + kWait;
+    while (read_more(deadline)) {
+    }
+    return std::chrono::steady_clock::now() <= deadline;
   }
 
   int wait_exit() {
@@ -78,6 +78,21 @@ class Terminal {
   [[nodiscard]] const std::string& output() const { return output_; }
 
  private:
+  // Waits up to 50 ms for output and appends it; false at the end of output or past `deadline`.
+  bool read_more(std::chrono::steady_clock::time_point deadline) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    fd_set set;
+    FD_ZERO(&set);
+    FD_SET(fd_, &set);
+    timeval tick{0, 50'000};
+    if (select(fd_ + 1, &set, nullptr, nullptr, &tick) <= 0) return true;
+    char buffer[4096];
+    const ssize_t n = read(fd_, buffer, sizeof buffer);
+    if (n <= 0) return false;
+    output_.append(buffer, static_cast<std::size_t>(n));
+    return true;
+  }
+
   int fd_ = -1;
   pid_t pid_ = -1;
   bool exited_ = false;
@@ -117,6 +132,68 @@ TEST(ChatTerminal, CtrlCCancelsTheAnswerAndTheSessionGoesOn) {
   ASSERT_TRUE(terminal.wait_for("> ", terminal.output().size())) << terminal.output();
   terminal.type("\x04");
   EXPECT_EQ(terminal.wait_exit(), 0) << terminal.output();
+}
+
+
+// Security review, issue 30 item 10: what the model and the gateway say is shown without
+// terminal control sequences; our own dimming of reasoning is the only escape the terminal gets.
+class ChatTerminalControls : public ::testing::Test {
+ protected:
+  std::vector<std::string> chat(std::vector<std::string> extra) const {
+    std::vector<std::string> argv{test::rvenc_binary(), "chat", "--gateway", gateway.url(),
+                                  "--api-key", std::string(test::FakeGateway::kApiKey), "--platform-public-key",
+                                  to_hex(gateway.platform_public_key()), "-m", "demo"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+  }
+  // The output without the dim/reset codes rvenc chat itself writes around reasoning.
+  static std::string without_own_codes(std::string text) {
+    for (std::string_view own : {"\x1b[2m", "\x1b[0m"})
+      for (auto at = text.find(own); at != std::string::npos; at = text.find(own)) text.erase(at, own.size());
+    return text;
+  }
+  test::FakeGateway gateway;
+};
+
+TEST_F(ChatTerminalControls, ModelOutputIsStripped) {
+  gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    using test::chunk_json;
+    return test::Reply{.pieces = test::FakeGateway::sealed(
+                           sealer, {chunk_json({{"role", "assistant"}, {"reasoning_content", "think\x1b]0;pwned\x07 hard"}}),
+                                    chunk_json({{"content", "Hello \x1b]52;c;Y2xpcGJvYXJk\x07"}}),
+                                    chunk_json({{"content", "\x1b[2J\x1b[31mworld\x1b"}}),  // split: ESC | ]0;...
+                                    chunk_json({{"content", "]0;title\x07 d\x08one\xc2\x9b" "31m ✓"}}, "stop")})};
+  });
+  Terminal terminal(chat({"Hi"}));
+  ASSERT_TRUE(terminal.read_to_end()) << terminal.output();
+  EXPECT_EQ(terminal.wait_exit(), 0) << terminal.output();
+  const std::string shown = without_own_codes(terminal.output());
+  EXPECT_EQ(shown.find('\x1b'), std::string::npos) << shown;
+  EXPECT_EQ(shown.find("\xc2\x9b"), std::string::npos) << shown;
+  EXPECT_EQ(shown.find('\x08'), std::string::npos) << shown;
+  EXPECT_NE(shown.find("think hard"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("Hello world done31m ✓"), std::string::npos) << shown;
+}
+
+TEST_F(ChatTerminalControls, GatewayErrorMessageIsStripped) {
+  gateway.set_script([](protocol::ResponseSealer&, const protocol::ChatRequest&) {
+    return test::Reply{.error = http::error_response(Error{Errc::invalid_request, "bad \x1b]52;c;AAAA\x07request"})};
+  });
+  Terminal terminal(chat({"Hi"}));
+  ASSERT_TRUE(terminal.read_to_end()) << terminal.output();
+  EXPECT_EQ(terminal.wait_exit(), 1) << terminal.output();
+  EXPECT_EQ(terminal.output().find('\x1b'), std::string::npos) << terminal.output();
+  EXPECT_NE(terminal.output().find("bad request"), std::string::npos) << terminal.output();
+}
+
+TEST_F(ChatTerminalControls, RawKeepsThem) {
+  gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    return test::Reply{.pieces = test::FakeGateway::sealed(sealer, {test::chunk_json({{"content", "a\x1b[31mb"}}, "stop")})};
+  });
+  Terminal terminal(chat({"--raw", "Hi"}));
+  ASSERT_TRUE(terminal.read_to_end()) << terminal.output();
+  EXPECT_EQ(terminal.wait_exit(), 0) << terminal.output();
+  EXPECT_NE(terminal.output().find("a\x1b[31mb"), std::string::npos) << terminal.output();
 }
 
 }  // namespace

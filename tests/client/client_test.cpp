@@ -375,6 +375,112 @@ TEST(ClientTimeouts, SilentServerHitsTheRequestTimeout) {
   EXPECT_EQ(completion.error().code, Errc::timeout) << completion.error().to_string();
 }
 
+// Security review, issue 30 item 7: the call ends at the authenticated done, and request_timeout
+// counts only events that advance the stream. Bounds are generous (a loaded machine); what each
+// test asserts is that the call ends long before the gateway would have let it.
+constexpr auto kPromptly = std::chrono::seconds(5);
+constexpr auto kGatewayKeepsGoing = std::chrono::seconds(12);
+
+std::chrono::steady_clock::duration since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::steady_clock::now() - start;
+}
+
+Status outcome(const Result<json::object>& completion) {
+  if (completion) return {};
+  return std::unexpected(completion.error());
+}
+
+TEST(ClientTimeouts, CallReturnsAtDoneWhileTheGatewayKeepsTrickling) {
+  FakeGateway gateway;
+  gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    return Reply{.pieces = three_chunks(sealer), .trickle = ": ping\n\n", .trickle_for = kGatewayKeepsGoing};
+  });
+  auto client = client_for(gateway);
+  ASSERT_TRUE(client.generate_encryption_keys());
+  for (const bool streaming : {true, false}) {
+    const auto start = std::chrono::steady_clock::now();
+    Collected collected;
+    const Status done = streaming ? client.chat.completions.create(hello_request(), collected.handler())
+                                  : outcome(client.chat.completions.create(hello_request()));
+    ASSERT_TRUE(done) << done.error().to_string();
+    EXPECT_LT(since(start), kPromptly) << (streaming ? "streaming" : "non-streaming") << " call waited for the gateway";
+    if (streaming) {
+      EXPECT_EQ(collected.contents, (std::vector<std::string>{"Hel", "lo", "!"}));
+    }
+  }
+  // The connection left mid-body is not reused: the next call works on a fresh one.
+  auto again = client.chat.completions.create(hello_request());
+  EXPECT_TRUE(again) << again.error().to_string();
+}
+
+TEST(ClientTimeouts, CommentsAndUnknownEventsDoNotCountAsProgress) {
+  for (const std::string trickle : {": ping\n\n", "event: usage\ndata: {\"prompt_tokens\":1}\n\n"}) {
+    FakeGateway gateway;
+    gateway.set_script([&](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+      // One chunk, then only what does not advance the stream.
+      auto pieces = FakeGateway::sealed(sealer, {chunk_json({{"content", "Hel"}})});
+      pieces.pop_back();  // no done
+      return Reply{.pieces = pieces, .trickle = trickle, .trickle_for = kGatewayKeepsGoing};
+    });
+    auto options = options_for(gateway);
+    options.request_timeout = std::chrono::milliseconds(500);
+    auto client = make_client(options);
+    ASSERT_TRUE(client.generate_encryption_keys());
+    const auto start = std::chrono::steady_clock::now();
+    auto completion = client.chat.completions.create(hello_request());
+    ASSERT_FALSE(completion) << trickle;
+    EXPECT_EQ(completion.error().code, Errc::timeout) << completion.error().to_string();
+    EXPECT_NE(completion.error().message.find("request_timeout"), std::string::npos) << completion.error().message;
+    EXPECT_LT(since(start), kPromptly) << trickle;
+  }
+}
+
+TEST(ClientTimeouts, TimeInTheChunkHandlerIsNotSilence) {
+  FakeGateway gateway;
+  gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    return Reply{.pieces = three_chunks(sealer), .piece_interval = std::chrono::milliseconds(50)};
+  });
+  auto options = options_for(gateway);
+  options.request_timeout = std::chrono::milliseconds(300);
+  auto client = make_client(options);
+  int chunks = 0;
+  auto done = client.chat.completions.create(hello_request(), [&](const Chunk&) -> Status {
+    if (++chunks == 1) std::this_thread::sleep_for(std::chrono::milliseconds(700));  // a slow consumer
+    return {};
+  });
+  ASSERT_TRUE(done) << done.error().to_string();
+  EXPECT_EQ(chunks, 3);
+}
+
+TEST(ClientTimeouts, TotalTimeoutBoundsASteadyStream) {
+  FakeGateway gateway;
+  gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    std::vector<std::string> chunks(120, chunk_json({{"content", "."}}));  // 12 s at one per 100 ms
+    return Reply{.pieces = FakeGateway::sealed(sealer, chunks), .piece_interval = std::chrono::milliseconds(100)};
+  });
+  auto options = options_for(gateway);
+  options.request_timeout = std::chrono::milliseconds(3000);  // never silent that long
+  options.total_timeout = std::chrono::milliseconds(600);
+  auto client = make_client(options);
+  for (const bool streaming : {true, false}) {
+    const auto start = std::chrono::steady_clock::now();
+    const ChunkHandler ignore = [](const Chunk&) -> Status { return {}; };
+    const Status done = streaming ? client.chat.completions.create(hello_request(), ignore)
+                                  : outcome(client.chat.completions.create(hello_request()));
+    ASSERT_FALSE(done);
+    EXPECT_EQ(done.error().code, Errc::timeout) << done.error().to_string();
+    EXPECT_NE(done.error().message.find("total_timeout (600 ms)"), std::string::npos) << done.error().message;
+    EXPECT_LT(since(start), kPromptly);
+  }
+  // Calls within the bound are unaffected.
+  options.total_timeout = std::chrono::milliseconds(20'000);
+  FakeGateway quick;
+  options.base_url = quick.url();
+  options.attestation.simulated_platform_key = quick.platform_public_key();
+  auto unhurried = make_client(options).chat.completions.create(hello_request());
+  EXPECT_TRUE(unhurried) << unhurried.error().to_string();
+}
+
 TEST(ClientTransport, UnreachableGatewayIsATransportError) {
   std::string url;
   {
@@ -549,28 +655,34 @@ TEST(ClientKeys, BlockingCallsOnManyThreadsMakeTheFirstKeysOnce) {
 }
 
 TEST(ClientAsync, CancellationEndsAPendingRequest) {
-  FakeGateway gateway;
-  gateway.set_script([](protocol::ResponseSealer&, const protocol::ChatRequest&) { return Reply{.hang = true}; });
-  auto client = client_for(gateway);
-  asio::io_context io;
-  asio::cancellation_signal cancel;
-  std::optional<Status> result;
-  asio::co_spawn(io,
-                 client.chat.completions.async_create(
-                     hello_request(), [](const Chunk&) -> http::awaitable<Status> { co_return Status{}; }),
-                 asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, Status s) {
-                   result = e ? Status(fail(Errc::internal_error, "exception")) : std::move(s);
-                 }));
-  // Cancel once the request reached the server.
-  asio::co_spawn(io, [&]() -> http::awaitable<void> {
-    co_await until([&] { return gateway.chat_requests > 0 || result.has_value(); });
-    cancel.emit(asio::cancellation_type::terminal);
-  }, asio::detached);
-  io.run();
-  ASSERT_TRUE(result);
-  ASSERT_FALSE(*result);
-  EXPECT_EQ(result->error().code, Errc::transport_error);
-  EXPECT_EQ(result->error().message, "request cancelled");
+  // Also with total_timeout set: the call then races its timer, and cancellation still reaches it.
+  using Total = std::optional<std::chrono::milliseconds>;
+  for (const Total total : {Total{}, Total(std::chrono::milliseconds(60'000))}) {
+    FakeGateway gateway;
+    gateway.set_script([](protocol::ResponseSealer&, const protocol::ChatRequest&) { return Reply{.hang = true}; });
+    auto options = options_for(gateway);
+    options.total_timeout = total;
+    auto client = make_client(options);
+    asio::io_context io;
+    asio::cancellation_signal cancel;
+    std::optional<Status> result;
+    asio::co_spawn(io,
+                   client.chat.completions.async_create(
+                       hello_request(), [](const Chunk&) -> http::awaitable<Status> { co_return Status{}; }),
+                   asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, Status s) {
+                     result = e ? Status(fail(Errc::internal_error, "exception")) : std::move(s);
+                   }));
+    // Cancel once the request reached the server.
+    asio::co_spawn(io, [&]() -> http::awaitable<void> {
+      co_await until([&] { return gateway.chat_requests > 0 || result.has_value(); });
+      cancel.emit(asio::cancellation_type::terminal);
+    }, asio::detached);
+    io.run();
+    ASSERT_TRUE(result);
+    ASSERT_FALSE(*result);
+    EXPECT_EQ(result->error().code, Errc::transport_error);
+    EXPECT_EQ(result->error().message, "request cancelled");
+  }
 }
 
 // Two calls on one io_context while the first keys are made, attestation answers held back.
@@ -666,6 +778,11 @@ TEST(ClientOptionsTest, AreValidated) {
   options.request_timeout = std::chrono::milliseconds(0);
   EXPECT_FALSE(create_client(options));
   options.request_timeout = kDefaultRequestTimeout;
+  options.total_timeout = std::chrono::milliseconds(0);
+  auto bad_total = create_client(options);
+  ASSERT_FALSE(bad_total);
+  EXPECT_NE(bad_total.error().message.find("total_timeout"), std::string::npos);
+  options.total_timeout.reset();
   options.max_buffer_size = 0;
   EXPECT_FALSE(create_client(options));
 }

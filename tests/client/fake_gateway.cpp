@@ -5,6 +5,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -75,6 +76,7 @@ FakeGateway::FakeGateway()
 }
 
 FakeGateway::~FakeGateway() {
+  stopping_ = true;
   release();
   server_->stop(std::chrono::milliseconds(0));
   server_->wait();
@@ -188,8 +190,18 @@ awaitable<void> FakeGateway::chat(http::Request& request, http::ResponseWriter& 
     co_return;
   }
   if (!co_await writer.begin_stream(http::event_stream_header())) co_return;
-  for (const auto& piece : reply.pieces)
-    if (!co_await writer.write(piece)) co_return;
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  const auto pause = [&](std::chrono::milliseconds interval) -> awaitable<bool> {
+    timer.expires_after(interval);
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    co_return !stopping_;
+  };
+  for (std::size_t i = 0; i < reply.pieces.size(); ++i) {
+    if (i > 0 && reply.piece_interval.count() > 0 && !co_await pause(reply.piece_interval)) co_return;
+    if (!co_await writer.write(reply.pieces[i])) co_return;
+  }
+  for (const auto until = std::chrono::steady_clock::now() + reply.trickle_for; std::chrono::steady_clock::now() < until;)
+    if (!co_await pause(reply.trickle_interval) || !co_await writer.write(reply.trickle)) co_return;
   // The server closes the connection of a handler that throws mid-stream.
   if (reply.cut) throw std::runtime_error("fake gateway: connection cut on purpose");
   co_await writer.end_stream();

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -29,6 +30,12 @@ struct Reply {
   std::vector<std::string> pieces;      // SSE text, one write() each
   bool hang = false;                    // answer nothing until FakeGateway::release()
   bool cut = false;                     // drop the connection after the pieces (no clean end)
+  std::chrono::milliseconds piece_interval{0};  // wait between two pieces
+  // After the pieces: `trickle` (e.g. ": ping\n\n") every trickle_interval for trickle_for, then
+  // the clean end (a gateway keeping a finished stream open).
+  std::string trickle;
+  std::chrono::milliseconds trickle_interval{100};
+  std::chrono::milliseconds trickle_for{0};
 };
 
 // Builds the reply from the sealer of this request and the decrypted chat request.
@@ -79,6 +86,7 @@ class FakeGateway {
   boost::json::object last_request_;
   std::atomic<AttestationFlaw> flaw_{AttestationFlaw::none};
   std::atomic<bool> attestation_hangs_{false};
+  std::atomic<bool> stopping_{false};  // ends trickling and slow replies
   std::unique_ptr<http::Server> server_;
   // Hanging replies wait on it; it lives on the server's io_context, so it goes before the server.
   std::unique_ptr<boost::asio::steady_timer> hold_;

@@ -1,4 +1,7 @@
 // Client settings: flags/env over DIR/stack.json (shared/CLI.md), and their validation.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -66,6 +69,113 @@ TEST(ClientSettings, ErrorsNameTheSetting) {
   auto bad_protocol = resolve_settings({.api_key = "k", .protocol = 4});
   ASSERT_FALSE(bad_protocol);
   EXPECT_EQ(bad_protocol.error().code, Errc::invalid_request);
+}
+
+
+// --- Who may have written stack.json (security review, issue 30 item 6) ---------------------
+
+// Another gateway, and a platform key that would make its attestation "verify".
+constexpr std::string_view kPlanted =
+    R"({"gatewayUrl":"http://127.0.0.1:6666","platformPublicKey":")"
+    "5b0d484fd033d2ac20a8bbcfd345da0acbbd90cb4d91a6b5e080e94af1bed8f9\"}";
+
+std::string refusal(const std::string& data_dir) {
+  auto options = resolve_settings({.data_dir = data_dir});
+  if (options) return "accepted " + options->base_url;
+  EXPECT_EQ(options.error().code, Errc::invalid_request);
+  return options.error().message;
+}
+
+TEST(ClientSettingsTrust, FileInADirectoryOthersMayWriteIsRefused) {
+  test::TempDir dir;
+  write_stack(dir, kPlanted);
+  ASSERT_EQ(::chmod(dir.file("stack.json").c_str(), 0644), 0);
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0777), 0);
+  const std::string message = refusal(dir.path().string());
+  EXPECT_NE(message.find(dir.path().string() + " (the directory of"), std::string::npos) << message;
+  EXPECT_NE(message.find("writable by group/others (mode 0777)"), std::string::npos) << message;
+  EXPECT_NE(message.find("chmod go-w " + dir.path().string()), std::string::npos) << message;
+}
+
+TEST(ClientSettingsTrust, FileOthersMayWriteIsRefused) {
+  test::TempDir dir;
+  write_stack(dir, kPlanted);
+  ASSERT_EQ(::chmod(dir.file("stack.json").c_str(), 0664), 0);
+  const std::string message = refusal(dir.path().string());
+  EXPECT_NE(message.find(dir.file("stack.json") + " is writable by group/others (mode 0664); fix with chmod go-w " +
+                         dir.file("stack.json")),
+            std::string::npos)
+      << message;
+}
+
+TEST(ClientSettingsTrust, DefaultDirectoryIsCheckedToo) {
+  // The finding: a bare `rvenc attest` in a directory where someone planted .rvenc/stack.json.
+  test::TempDir cwd;
+  const std::filesystem::path planted = cwd.path() / kDefaultDataDir;
+  std::filesystem::create_directory(planted);
+  std::ofstream(planted / kStackFileName) << kPlanted;
+  ASSERT_EQ(::chmod((planted / kStackFileName).c_str(), 0644), 0);
+  ASSERT_EQ(::chmod(planted.c_str(), 0777), 0);
+  const auto previous = std::filesystem::current_path();
+  std::filesystem::current_path(cwd.path());
+  auto options = resolve_settings({});
+  std::filesystem::current_path(previous);
+  ASSERT_FALSE(options) << "trusted " << options->base_url;
+  EXPECT_NE(options.error().message.find("writable by group/others"), std::string::npos) << options.error().message;
+}
+
+TEST(ClientSettingsTrust, PrivateFileOfThisUserIsRead) {
+  test::TempDir dir;  // 0700, as `rvenc up` makes it
+  write_stack(dir, kPlanted);
+  ASSERT_EQ(::chmod(dir.file("stack.json").c_str(), 0600), 0);
+  EXPECT_EQ(refusal(dir.path().string()), "accepted http://127.0.0.1:6666");
+  ASSERT_EQ(::chmod(dir.file("stack.json").c_str(), 0644), 0);  // readable by others is fine
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
+  EXPECT_EQ(refusal(dir.path().string()), "accepted http://127.0.0.1:6666");
+}
+
+TEST(ClientSettingsTrust, FifoIsRefusedWithoutBlocking) {
+  test::TempDir dir;
+  ASSERT_EQ(::mkfifo(dir.file("stack.json").c_str(), 0600), 0);
+  const std::string message = refusal(dir.path().string());
+  EXPECT_NE(message.find("is not a regular file"), std::string::npos) << message;
+}
+
+// Giving a file to another user needs root (CI runs the tests as root).
+constexpr uid_t kOtherUid = 12345;
+
+TEST(ClientSettingsTrust, FileOfAnotherUserIsRefused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "chown to another user needs root";
+  test::TempDir dir;
+  write_stack(dir, kPlanted);
+  ASSERT_EQ(::chmod(dir.file("stack.json").c_str(), 0644), 0);
+  ASSERT_EQ(::chown(dir.file("stack.json").c_str(), kOtherUid, kOtherUid), 0);
+  const std::string message = refusal(dir.path().string());
+  EXPECT_NE(message.find(dir.file("stack.json") + " is owned by uid 12345, not you"), std::string::npos) << message;
+}
+
+TEST(ClientSettingsTrust, DirectoryOfAnotherUserIsRefused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "chown to another user needs root";
+  test::TempDir dir;
+  write_stack(dir, kPlanted);
+  ASSERT_EQ(::chown(dir.path().c_str(), kOtherUid, kOtherUid), 0);
+  const std::string message = refusal(dir.path().string());
+  EXPECT_NE(message.find("(the directory of " + dir.file("stack.json") + ") is owned by uid 12345"), std::string::npos)
+      << message;
+}
+
+TEST(ClientSettingsTrust, SymbolicLinkIsFollowedOnlyWhenWeOwnIt) {
+  test::TempDir target;
+  write_stack(target, kPlanted);
+  test::TempDir dir;
+  ASSERT_EQ(::symlink(target.file("stack.json").c_str(), dir.file("stack.json").c_str()), 0);
+  EXPECT_EQ(refusal(dir.path().string()), "accepted http://127.0.0.1:6666");
+
+  if (::geteuid() != 0) GTEST_SKIP() << "lchown to another user needs root";
+  ASSERT_EQ(::lchown(dir.file("stack.json").c_str(), kOtherUid, kOtherUid), 0);
+  const std::string message = refusal(dir.path().string());
+  EXPECT_NE(message.find(dir.file("stack.json") + " (a symbolic link) is owned by uid 12345"), std::string::npos)
+      << message;
 }
 
 }  // namespace

@@ -13,12 +13,15 @@
 // Trust comes first: encryption keys are only ever made for a public key whose attestation
 // verified against the policy and a fresh challenge. Calls that need keys while one is making
 // them wait for its result (keys or error) instead of each attesting.
+// A streaming call returns at the authenticated end of the answer (done), without waiting for the
+// gateway to close anything: what follows done is read only briefly, for keep-alive.
 // When the gateway no longer knows the key (404 unknown_key_id, e.g. the enclave restarted with a
 // new key) the client re-attests, makes new keys and retries that request once.
 //
 // Errors are rvenc::Error values: HTTP errors of the gateway keep their status and code
 // (Error::http_status); transport failures are transport_error (cannot connect, connection
-// reset) or timeout (silence longer than request_timeout); stream failures are tampered_stream,
+// reset) or timeout (silence longer than request_timeout, or a call longer than total_timeout);
+// stream failures are tampered_stream,
 // truncated_stream, event_too_large, upstream_error (the gateway's unauthenticated error event)
 // or the code of the enclave's authenticated error event; attestation_failed when trust fails.
 #pragma once
@@ -68,9 +71,14 @@ struct ClientOptions {
   std::string base_url = std::string(kDefaultBaseUrl);  // the gateway, plain http
   // Pre-generated keys; generated from a verified attestation on first use otherwise.
   std::optional<EncryptionKeys> encryption_keys;
-  // Longest wait for the connection, the response head, or the next bytes of a stream (not a
-  // bound on a whole streaming answer, which may run long while tokens keep coming).
+  // Longest wait for the connection, the response head, or the next event of a stream that
+  // advances it (a chunk, the end): comments such as ": ping" and events of unknown kinds do not
+  // count, so a gateway sending only those times out. Not a bound on a whole streaming answer,
+  // which may run long while tokens keep coming (see total_timeout).
   std::chrono::milliseconds request_timeout = kDefaultRequestTimeout;
+  // Longest time one call may take as a whole (attestation when it needs keys, connect, the whole
+  // answer up to its end); none by default. Error timeout naming total_timeout when exceeded.
+  std::optional<std::chrono::milliseconds> total_timeout;
   // Largest single event of the response stream accepted (event_too_large beyond).
   std::size_t max_buffer_size = kDefaultMaxBufferSize;
   // Keep-alive connections to the gateway kept open between calls; more concurrent calls than
@@ -163,7 +171,7 @@ class Client {
 };
 
 // Validates the options (api_key present and well-formed, base_url a plain http URL, positive
-// timeout and buffer size, protocol 1, 2 or 3): invalid_request naming the option otherwise.
+// timeouts and buffer size, protocol 1, 2 or 3): invalid_request naming the option otherwise.
 [[nodiscard]] Result<Client> create_client(ClientOptions options);
 
 // Keys without a client (no API key needed): verified attestation from options.base_url under

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -69,6 +70,9 @@ class ResponseDecoder {
   // The body ended: ok only after an authenticated done.
   [[nodiscard]] Status finish() const;
   [[nodiscard]] bool done() const noexcept { return opener_.done(); }
+  // Authenticated events accepted so far: what advances the stream (comments, events of unknown
+  // kinds and plain gateway events do not), so the client's request_timeout only counts these.
+  [[nodiscard]] std::uint64_t authenticated_events() const noexcept { return authenticated_events_; }
 
  private:
   [[nodiscard]] Status handle(const protocol::SseEvent& event, std::vector<Chunk>& out);
@@ -78,6 +82,7 @@ class ResponseDecoder {
   std::vector<protocol::SseEvent> events_;
   std::optional<Error> enclave_error_;  // an authenticated error event, awaiting done
   std::optional<Error> failed_;
+  std::uint64_t authenticated_events_ = 0;
 };
 
 }  // namespace rvenc::client

@@ -1,6 +1,10 @@
 // Client settings as tools take them (flags, environment, the state `rvenc up` leaves behind) turned
 // into ClientOptions, per shared/CLI.md: with none of gateway / api key / platform key given, the
 // gateway URL, API key and platform public key come from DIR/stack.json (default ./.rvenc).
+//
+// Design: stack.json decides which gateway and which platform key are trusted, so a file anyone
+// else could have written (planted in a shared directory, or left writable) is refused with the
+// reason instead of silently trusted; every reader goes through read_stack_file.
 #pragma once
 
 #include <filesystem>
@@ -22,7 +26,11 @@ struct StackInfo {
   std::string platform_public_key;  // hex, may be empty
 };
 
-// nullopt when the file does not exist; invalid_request (naming the file) when it is malformed.
+// nullopt when the file does not exist; invalid_request (naming the file) when it is malformed or
+// not to be trusted. stack.json says which gateway and platform key to trust, so it is read only
+// when the file (and a symbolic link naming it) belongs to this user or root and neither the file
+// nor its directory is writable by group or others; the checks are made on the opened file, so
+// it cannot be swapped in between. The message says what is wrong and how to fix it.
 [[nodiscard]] Result<std::optional<StackInfo>> read_stack_file(const std::filesystem::path& path);
 
 struct ClientSettings {
