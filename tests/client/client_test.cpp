@@ -249,6 +249,39 @@ TEST(ClientStream, EncryptedErrorEventSurfacesTheEnclavesCode) {
   EXPECT_EQ(collected.contents, (std::vector<std::string>{"partial"}));
 }
 
+TEST(ClientStream, AnErrorEventWithoutItsDoneIsTruncated) {
+  // PROTOCOL.md: the enclave's error event is followed by done; a stream cut between the two is
+  // truncated (shared/vectors/v3.json "no done (truncated)"), not the error it announced.
+  FakeGateway gateway;
+  gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    Reply reply;
+    reply.pieces.push_back(sealer.seal_event(protocol::EventKind::data, chunk_json({{"content", "partial"}})));
+    reply.pieces.push_back(sealer.seal_event(protocol::EventKind::error,
+                                             openai_error_body(Error{Errc::upstream_timeout, "the engine timed out"})));
+    return reply;
+  });
+  auto client = client_for(gateway);
+  Collected collected;
+  auto done = client.chat.completions.create(hello_request(), collected.handler());
+  ASSERT_FALSE(done);
+  EXPECT_EQ(done.error().code, Errc::truncated_stream) << done.error().to_string();
+}
+
+TEST(ClientStream, AVersion3StreamWithAnotherSaltIsTampered) {
+  // The gateway (or anyone on the path) swaps the init event's salt: nothing opens.
+  FakeGateway gateway;
+  gateway.set_script([](protocol::ResponseSealer&, const protocol::ChatRequest&) {
+    crypto::SharedSecret secret;
+    crypto::random_bytes(secret.span());
+    protocol::ResponseSealer other(protocol::Version::v3, secret, crypto::random_nonce());
+    return Reply{.pieces = FakeGateway::sealed(other, {chunk_json({{"content", "forged"}}, "stop")})};
+  });
+  auto client = client_for(gateway);
+  auto completion = client.chat.completions.create(hello_request());
+  ASSERT_FALSE(completion);
+  EXPECT_EQ(completion.error().code, Errc::tampered_stream) << completion.error().to_string();
+}
+
 TEST(ClientStream, GatewaysPlainErrorEventIsUpstreamError) {
   FakeGateway gateway;
   gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {

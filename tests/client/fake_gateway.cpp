@@ -190,6 +190,8 @@ awaitable<void> FakeGateway::chat(http::Request& request, http::ResponseWriter& 
     co_return;
   }
   if (!co_await writer.begin_stream(http::event_stream_header())) co_return;
+  // Version 3: the response salt first, as the enclave sends it (the script seals with it).
+  if (const std::string init = sealer.init_event(); !init.empty() && !co_await writer.write(init)) co_return;
   asio::steady_timer timer(co_await asio::this_coro::executor);
   const auto pause = [&](std::chrono::milliseconds interval) -> awaitable<bool> {
     timer.expires_after(interval);
