@@ -256,6 +256,7 @@ TEST_F(ProxyTest, RestartWithOtherTrustSettingsDoesNotUseTheStoredKeys) {
   ASSERT_TRUE(again);
   EXPECT_EQ(again->result_int(), 200u) << again->body();
   EXPECT_EQ(gateway_.attestation_requests.load(), 4);
+  proxy_.reset();  // it writes the store on the way out, while `dir` still exists
 }
 
 // Handler level (no proxy socket): a client that leaves mid-stream gets nothing more, no [DONE].
