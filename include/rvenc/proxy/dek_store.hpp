@@ -39,7 +39,7 @@ struct Dek {
 
 // Lowercase hex SHA-256 of the settings that decide which enclaves are trusted (allowed
 // providers, expected measurement, simulated platform key): keys verified under other settings
-// are not reused.
+// are not reused. Every field of AttestationPolicy that decides trust belongs in it.
 [[nodiscard]] std::string trust_digest(const protocol::AttestationPolicy& policy);
 
 // When keys are replaced by fresh ones (a new X-Wing encapsulation). 0 disables a limit.
