@@ -14,7 +14,7 @@ namespace {
 
 struct EnclaveFlags {
   std::string listen = "127.0.0.1:8401";
-  std::string key_file = "./enclave.key";
+  std::string key_file;  // empty: see EnclaveOptions::key_file
   std::string platform_key = "./platform.key";
   std::string attestation = "auto";
   std::string tsm_root = std::string(enclave::kDefaultTsmReportRoot);
@@ -57,7 +57,7 @@ int run_enclave(const EnclaveFlags& flags) {
     std::cerr << "rvenc enclave: durations must be positive\n";
     return kExitUsage;
   }
-  options.key_file = flags.key_file;
+  if (!flags.key_file.empty()) options.key_file = flags.key_file;
   options.key_lifetime = std::chrono::seconds(flags.key_lifetime_s);
   options.attestation.mode = flags.attestation;
   options.attestation.platform_key_file = flags.platform_key;
@@ -96,9 +96,13 @@ void setup(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<EnclaveFlags>();
   auto* cmd = app.add_subcommand("enclave", "Run the inference enclave: attested key, decryption, model engines");
   option(*cmd, "--listen", flags->listen, "HOST:PORT to listen on (port 0 picks a free port)")->capture_default_str();
-  option(*cmd, "--key-file", flags->key_file, "X-Wing key seed (32 raw bytes, created with mode 0600 if missing)")
-      ->capture_default_str();
-  option(*cmd, "--key-lifetime", flags->key_lifetime_s, "Seconds from start until the key's notAfter")
+  option(*cmd, "--key-file", flags->key_file,
+         "Enclave key file (X-Wing seed + notAfter, mode 0600; created if missing, replaced by a new key when "
+         "expired or expiring within an hour). Default ./enclave.key with simulated attestation; with hardware "
+         "attestation a new key in memory at every start unless given (whoever can read the file can decrypt: "
+         "see docs/threat-model.md)");
+  option(*cmd, "--key-lifetime", flags->key_lifetime_s,
+         "Seconds a new key lives (its notAfter); a key file keeps the notAfter it was made with")
       ->capture_default_str();
   option(*cmd, "--platform-key", flags->platform_key,
          "Ed25519 seed of the simulated platform (32 raw bytes, created with mode 0600 if missing)")

@@ -1,5 +1,6 @@
 // rvenc keygen: verify the enclave's attestation, then print fresh encryption keys
-// {"sharedSecret","cipherText","keyId"} (hex) for ClientOptions::encryption_keys / the TS SDK.
+// {"sharedSecret","cipherText","keyId"} (hex) and "notAfter" (the enclave key's, epoch seconds)
+// for ClientOptions::encryption_keys / the TS SDK.
 #include <iostream>
 
 #include "client_flags.hpp"

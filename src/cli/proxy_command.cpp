@@ -86,7 +86,9 @@ void setup(CLI::App& app, std::function<int()>& run_command) {
       ->check(CLI::IsMember({1, 2, 3}))
       ->capture_default_str();
   option(*cmd, "--dek-store", flags->dek_store,
-         "keep encryption keys across restarts in FILE (created mode 0600, indexed by API key hash)");
+         "keep encryption keys across restarts in FILE (created mode 0600, indexed by API key hash); keys "
+         "verified under other --measurement/--platform-public-key settings, or near their notAfter, are "
+         "dropped at start and made anew");
   option(*cmd, "--dek-max-requests", flags->dek_max_requests, "rotate a key's encryption keys after N requests (0: never)")
       ->capture_default_str();
   option(*cmd, "--dek-max-age", flags->dek_max_age, "rotate encryption keys after S seconds (0: never)")

@@ -143,7 +143,8 @@ struct ClientState {
     auto generated = std::make_shared<const EncryptionKeys>(EncryptionKeys{
         .shared_secret = std::move(encapsulation->shared_secret),
         .cipher_text = encapsulation->cipher_text,
-        .key_id = document->key_id});
+        .key_id = document->key_id,
+        .not_after = document->not_after});
     const std::lock_guard lock(mutex);
     keys = generated;
     co_return generated;
@@ -158,7 +159,7 @@ struct ClientState {
       std::uint64_t attempt = 0;
       {
         const std::lock_guard lock(mutex);
-        if (keys) co_return keys;
+        if (keys && keys->usable_at(now_seconds())) co_return keys;
         if (!making_keys) {
           making_keys = true;
           break;
@@ -179,7 +180,7 @@ struct ClientState {
       } leave{*this, wakeup};
       co_await wakeup->async_receive(asio::as_tuple(asio::use_awaitable));
       const std::lock_guard lock(mutex);
-      if (keys) co_return keys;
+      if (keys && keys->usable_at(now_seconds())) co_return keys;
       // A cancelled attempt left no error: then this call makes the keys itself.
       if (attempts_finished > attempt && last_attempt_error) co_return std::unexpected(*last_attempt_error);
     }
@@ -418,9 +419,11 @@ awaitable<Result<json::object>> assembled(ClientState& state, json::object reque
 // --- EncryptionKeys ---------------------------------------------------------------------------
 
 std::string EncryptionKeys::to_json() const {
-  return json::serialize(json::object{{"sharedSecret", to_hex(shared_secret.span())},
-                                      {"cipherText", to_hex(cipher_text)},
-                                      {"keyId", to_hex(key_id)}});
+  json::object object{{"sharedSecret", to_hex(shared_secret.span())},
+                      {"cipherText", to_hex(cipher_text)},
+                      {"keyId", to_hex(key_id)}};
+  if (not_after) object["notAfter"] = *not_after;
+  return json::serialize(object);
 }
 
 Result<EncryptionKeys> EncryptionKeys::from_json(std::string_view text) {
@@ -440,6 +443,11 @@ Result<EncryptionKeys> EncryptionKeys::from_json(std::string_view text) {
     auto hex = field(name);
     if (!hex) return std::unexpected(hex.error());
     if (auto ok = from_hex_into(*hex, out, name); !ok) return std::unexpected(ok.error());
+  }
+  if (const auto* not_after = object.if_contains("notAfter")) {
+    if (!not_after->is_int64() || not_after->get_int64() < 0)
+      return fail(Errc::invalid_request, "encryption keys: notAfter must be a non-negative integer");
+    keys.not_after = not_after->get_int64();
   }
   return keys;
 }

@@ -4,12 +4,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 
 #include <sodium.h>
 #include <spdlog/spdlog.h>
+
+#include "rvenc/common/hex.hpp"
 
 namespace rvenc::enclave {
 
@@ -47,6 +51,18 @@ Status write_exact(int fd, std::span<const std::uint8_t> in) {
   return {};
 }
 
+// The size of the open file `fd`, which must be a regular file only its owner may access.
+Result<std::size_t> private_file_size(int fd, const std::string& name) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return fail(Errc::internal_error, "cannot stat the " + name + ": " + errno_text());
+  if (!S_ISREG(st.st_mode)) return fail(Errc::invalid_request, "the " + name + " is not a regular file");
+  // A key others can read (or replace) is not a secret of this enclave any more.
+  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+    return fail(Errc::invalid_request,
+                "the " + name + " is accessible to group or others; restrict it with chmod 600");
+  return static_cast<std::size_t>(st.st_size);
+}
+
 Result<SeedFile> create_seed_file(const std::filesystem::path& path, std::string_view what) {
   Fd file{::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)};
   if (file.fd < 0)
@@ -70,20 +86,108 @@ Result<SeedFile> load_or_create_seed_file(const std::filesystem::path& path, std
     if (errno == ENOENT) return create_seed_file(path, what);
     return fail(Errc::internal_error, "cannot open the " + name + ": " + errno_text());
   }
-  struct stat st {};
-  if (::fstat(file.fd, &st) != 0) return fail(Errc::internal_error, "cannot stat the " + name + ": " + errno_text());
-  if (!S_ISREG(st.st_mode)) return fail(Errc::invalid_request, "the " + name + " is not a regular file");
-  // A key others can read (or replace) is not a secret of this enclave any more.
-  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-    return fail(Errc::invalid_request,
-                "the " + name + " is accessible to group or others; restrict it with chmod 600");
-  if (st.st_size != static_cast<off_t>(kSeedFileBytes))
+  auto size = private_file_size(file.fd, name);
+  if (!size) return std::unexpected(size.error());
+  if (*size != kSeedFileBytes)
     return fail(Errc::invalid_request, "the " + name + " must hold exactly " + std::to_string(kSeedFileBytes) +
-                                           " raw bytes, it holds " + std::to_string(st.st_size));
+                                           " raw bytes, it holds " + std::to_string(*size));
   SeedFile result;
   if (auto ok = read_exact(file.fd, result.seed.span()); !ok)
     return fail(Errc::internal_error, "cannot read the " + name);
   return result;
+}
+
+Result<std::optional<KeyFile>> read_key_file(const std::filesystem::path& path) {
+  const std::string name = "key file " + path.string();
+  Fd file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
+  if (file.fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    return fail(Errc::internal_error, "cannot open the " + name + ": " + errno_text());
+  }
+  auto size = private_file_size(file.fd, name);
+  if (!size) return std::unexpected(size.error());
+  KeyFile key;
+  if (*size == kSeedFileBytes) {  // legacy: the seed alone
+    if (auto ok = read_exact(file.fd, key.seed.span()); !ok) return fail(Errc::internal_error, "cannot read the " + name);
+    return key;
+  }
+  if (*size != kKeyFileBytes)
+    return fail(Errc::invalid_request, "the " + name + " is not an enclave key file (" + std::to_string(kKeyFileBytes) +
+                                           " bytes, or a 32-byte seed); it holds " + std::to_string(*size) + " bytes");
+  crypto::Secret<kKeyFileBytes> bytes;
+  if (auto ok = read_exact(file.fd, bytes.span()); !ok) return fail(Errc::internal_error, "cannot read the " + name);
+  const auto all = bytes.span();
+  if (!std::equal(kKeyFileMagic.begin(), kKeyFileMagic.end(), all.begin()))
+    return fail(Errc::invalid_request, "the " + name + " is not an enclave key file (unknown format)");
+  std::copy_n(all.begin() + kKeyFileMagic.size(), kSeedFileBytes, key.seed.span().begin());
+  std::uint64_t not_after = 0;
+  for (const std::uint8_t byte : all.subspan(kKeyFileMagic.size() + kSeedFileBytes)) not_after = not_after << 8 | byte;
+  if (not_after > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+    return fail(Errc::invalid_request, "the " + name + " has an impossible notAfter");
+  key.not_after = static_cast<std::int64_t>(not_after);
+  return key;
+}
+
+Status write_key_file(const std::filesystem::path& path, const crypto::Secret<kSeedFileBytes>& seed,
+                      std::int64_t not_after) {
+  crypto::Secret<kKeyFileBytes> bytes;
+  auto out = bytes.span();
+  std::copy(kKeyFileMagic.begin(), kKeyFileMagic.end(), out.begin());
+  std::copy(seed.span().begin(), seed.span().end(), out.begin() + kKeyFileMagic.size());
+  auto value = static_cast<std::uint64_t>(not_after);
+  for (std::size_t i = kKeyFileBytes; i-- > kKeyFileMagic.size() + kSeedFileBytes; value >>= 8)
+    out[i] = static_cast<std::uint8_t>(value & 0xff);
+
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  ::unlink(tmp.c_str());  // a leftover of a crash; O_EXCL refuses anything put there since
+  Status ok;
+  {
+    Fd file{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)};
+    if (file.fd < 0) ok = fail(Errc::internal_error, errno_text());
+    if (ok) ok = write_exact(file.fd, bytes.span());
+    if (ok && ::fsync(file.fd) != 0) ok = fail(Errc::internal_error, errno_text());
+  }
+  if (ok && ::rename(tmp.c_str(), path.c_str()) != 0) ok = fail(Errc::internal_error, errno_text());
+  if (!ok) {
+    ::unlink(tmp.c_str());
+    return fail(Errc::internal_error, "cannot write the key file " + path.string() + ": " + ok.error().message);
+  }
+  return {};
+}
+
+Result<std::shared_ptr<EnclaveKey>> load_enclave_key(const std::optional<std::filesystem::path>& file,
+                                                     std::chrono::seconds lifetime, std::int64_t now) {
+  std::optional<KeyFile> stored;
+  if (file) {
+    auto read = read_key_file(*file);
+    if (!read) return std::unexpected(read.error());
+    stored = std::move(*read);
+  }
+  // A legacy file records no notAfter: it counts as created now (and is rewritten with one).
+  const bool legacy = stored && !stored->not_after;
+  if (legacy) stored->not_after = now + lifetime.count();
+  if (stored && *stored->not_after - now >= kKeyRenewBefore.count()) {
+    auto key = std::make_shared<EnclaveKey>(stored->seed, *stored->not_after);
+    if (legacy) {
+      if (auto ok = write_key_file(*file, stored->seed, *stored->not_after); !ok) return std::unexpected(ok.error());
+      spdlog::info("enclave key file {} upgraded to the format with notAfter", file->string());
+    }
+    return key;
+  }
+  KeyFile fresh;
+  crypto::random_bytes(fresh.seed.span());
+  auto key = std::make_shared<EnclaveKey>(fresh.seed, now + lifetime.count());
+  if (!file) return key;
+  if (auto ok = write_key_file(*file, fresh.seed, key->not_after()); !ok) return std::unexpected(ok.error());
+  if (stored) {
+    const auto old_key_id = crypto::key_id(crypto::xwing_keypair_from_seed(stored->seed).public_key);
+    spdlog::warn("the enclave key in {} (keyId {}) {} at {}: made a new key, keyId {}", file->string(),
+                 to_hex(old_key_id), *stored->not_after <= now ? "expired" : "expires within an hour",
+                 *stored->not_after, to_hex(key->key_id()));
+  } else {
+    spdlog::info("created a new enclave key in {}", file->string());
+  }
+  return key;
 }
 
 void lock_memory(void* data, std::size_t size) noexcept {

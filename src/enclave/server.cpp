@@ -45,11 +45,13 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
   auto provider = make_attestation_provider(options.attestation);
   if (!provider) return std::unexpected(provider.error());
 
-  auto seed = load_or_create_seed_file(options.key_file, "key file");
-  if (!seed) return std::unexpected(seed.error());
-  if (seed->created) spdlog::info("created a new enclave key in {}", options.key_file.string());
-  auto key = std::make_shared<EnclaveKey>(seed->seed, unix_now() + options.key_lifetime.count());
-  seed->seed.wipe();
+  // A hardware enclave keeps its key in memory unless told where to keep it: a file on the host's
+  // disk is readable by the host, whom the hardware is there to keep out.
+  std::optional<std::filesystem::path> key_file = options.key_file;
+  if (!key_file && (*provider)->name() == "simulated") key_file = std::filesystem::path(kDefaultKeyFile);
+  auto key = load_enclave_key(key_file, options.key_lifetime, unix_now());
+  if (!key) return std::unexpected(key.error());
+  if (!key_file) spdlog::info("a new enclave key in memory only (no --key-file with hardware attestation)");
 
   ServiceOptions service_options;
   service_options.allow_v1 = options.allow_v1;
@@ -72,7 +74,7 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
     self->warnings_.push_back("note: --allow-v2 with an existing key file: version 2 requests are refused for " +
                               std::to_string(kMaxClockSkewSeconds) + " s (replay window after a restart)");
 
-  self->service_ = std::make_unique<EnclaveService>(std::move(service_options), std::move(key),
+  self->service_ = std::make_unique<EnclaveService>(std::move(service_options), std::move(*key),
                                                     std::shared_ptr<AttestationProvider>(std::move(*provider)),
                                                     std::move(engines));
 

@@ -126,6 +126,14 @@ http::awaitable<void> EnclaveService::attestation(http::Request& request, http::
     co_return;
   }
 
+  if (key_->expired(now())) {
+    spdlog::error("attestation refused: the enclave key {} expired at {}; restart the enclave to make a new key",
+                  to_hex(key_->key_id()), key_->not_after());
+    co_await writer.send(http::error_response(
+        request, Error{Errc::enclave_unavailable, "the enclave key has expired; the enclave must be restarted"}));
+    co_return;
+  }
+
   protocol::AttestationDocument doc;
   doc.key_id = key_->key_id();
   doc.public_key = key_->public_key();
@@ -224,6 +232,9 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
   auto envelope = protocol::parse_envelope(request.body());
   if (!envelope) return std::unexpected(envelope.error());
   if (auto ok = check_version(*envelope); !ok) return std::unexpected(ok.error());
+  // Past notAfter the key is no longer this enclave's to use, whatever the protocol version.
+  if (key_->expired(now()))
+    return fail(Errc::unknown_key_id, "the enclave key has expired; fetch the attestation again");
 
   Accepted accepted;
   auto secret = key_->decapsulate(envelope->cipher_text);

@@ -16,9 +16,19 @@ std::int64_t unix_now() {
 }
 
 ClientCache::ClientCache(CacheOptions options, client::ClientOptions base, DekStore* store)
-    : options_(options), base_(std::move(base)), store_(store) {
+    : options_(options), base_(std::move(base)), trust_(trust_digest(base_.attestation)), store_(store) {
   base_.api_key.clear();
   base_.encryption_keys.reset();
+  if (store_ == nullptr) return;
+  // Keys verified under other trust settings (another --measurement or platform key), of unknown
+  // age, or near their notAfter are not used: they are made anew from a fresh attestation.
+  auto dropped = store_->drop_unverified(trust_, unix_now());
+  if (!dropped)
+    spdlog::warn("proxy: cannot rewrite the DEK store: {}", dropped.error().to_string());
+  else if (*dropped != 0)
+    spdlog::info("proxy: dropped {} stored encryption key(s) verified under other trust settings, of unknown age or "
+                 "expiring; they are made anew from a fresh attestation",
+                 *dropped);
 }
 
 Result<std::shared_ptr<CachedClient>> ClientCache::get(const std::string& api_key, std::int64_t now) {
@@ -53,14 +63,14 @@ Result<std::shared_ptr<CachedClient>> ClientCache::get(const std::string& api_ke
 }
 
 http::awaitable<Status> ClientCache::prepare_keys(std::shared_ptr<CachedClient> entry, std::int64_t now) {
-  while (!entry->dek && entry->generating) {
-    // Another request of this key is making the first keys: share them instead of racing it.
+  while (entry->generating) {
+    // Another request of this key is making keys: share its result instead of racing it (and
+    // never send with keys it is replacing).
     const auto ready = entry->keys_ready;
     co_await ready->async_wait(asio::as_tuple(asio::use_awaitable));
     if (!entry->dek && entry->generate_error) co_return std::unexpected(*entry->generate_error);
   }
-  const bool rotate = entry->dek && options_.dek.needs_rotation(*entry->dek, now);
-  if ((!entry->dek || rotate) && !entry->generating) {
+  if (!entry->dek || options_.dek.needs_rotation(*entry->dek, now)) {
     entry->generating = true;
     entry->generate_error.reset();
     entry->keys_ready = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor,
@@ -68,22 +78,40 @@ http::awaitable<Status> ClientCache::prepare_keys(std::shared_ptr<CachedClient> 
     auto keys = co_await entry->client.async_generate_encryption_keys();
     entry->generating = false;
     if (keys) {
-      entry->dek = Dek{std::move(*keys), now, 0};
+      entry->dek = Dek{std::move(*keys), now, 0, trust_};
       entry->stored = false;
     } else {
-      entry->generate_error = keys.error();
+      entry->generate_error = keys_failure(keys.error());
+      drop_keys(*entry);
     }
     entry->keys_ready->cancel();
     entry->keys_ready.reset();
-    if (!keys) {
-      // Rotation is hygiene: the old keys still work, so a failed rotation does not fail the request.
-      if (!entry->dek) co_return std::unexpected(keys.error());
-      spdlog::warn("proxy: key rotation failed, keeping the current keys: {}", keys.error().to_string());
-    }
+    if (!keys) co_return std::unexpected(*entry->generate_error);
   }
   ++entry->dek->requests;
   if (store_ != nullptr && entry->stored) store_->note_requests(entry->digest, entry->dek->requests);
   co_return Status{};
+}
+
+void ClientCache::drop_keys(CachedClient& entry) {
+  // Fail closed: keys that could not be renewed are not used again, here or after a restart.
+  if (entry.dek)
+    spdlog::error("proxy: new encryption keys failed, the current ones are dropped and requests fail until "
+                  "attestation succeeds: {}",
+                  entry.generate_error ? entry.generate_error->to_string() : std::string());
+  entry.dek.reset();
+  if (store_ != nullptr) {
+    if (auto ok = store_->erase(entry.digest); !ok)
+      spdlog::warn("proxy: cannot write the DEK store: {}", ok.error().to_string());
+  }
+  entry.stored = false;
+}
+
+Error ClientCache::keys_failure(const Error& error) {
+  if (error.code != Errc::attestation_failed) return error;
+  return Error{error.code, "the enclave's attestation did not verify, so nothing is sent until it does: " +
+                               error.message,
+               error.http_status};
 }
 
 void ClientCache::confirm(CachedClient& entry) {
@@ -91,7 +119,7 @@ void ClientCache::confirm(CachedClient& entry) {
   // the store follow it, so a restarted proxy does not start from keys known to fail.
   if (auto in_use = entry.client.encryption_keys();
       in_use && entry.dek && in_use->cipher_text != entry.dek->keys.cipher_text) {
-    entry.dek = Dek{std::move(*in_use), unix_now(), 1};
+    entry.dek = Dek{std::move(*in_use), unix_now(), 1, trust_};
     entry.stored = false;
   }
   if (store_ == nullptr || entry.stored || !entry.dek) return;

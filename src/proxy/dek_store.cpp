@@ -99,15 +99,30 @@ Result<std::map<std::string, Dek, std::less<>>> parse_store(std::string_view tex
     if (created == nullptr || !created->is_int64() || requests == nullptr || !requests->is_int64() ||
         requests->get_int64() < 0)
       return bad("malformed entry");
+    // Stores of older releases have no "trust": such keys count as unverified (dropped at start).
+    const auto* trust = entry.if_contains("trust");
+    if (trust != nullptr && (!trust->is_string() || !is_digest(trust->get_string()))) return bad("malformed entry");
     entries.emplace(std::string(digest), Dek{std::move(*parsed), created->get_int64(),
-                                             static_cast<std::uint64_t>(requests->get_int64())});
+                                             static_cast<std::uint64_t>(requests->get_int64()),
+                                             trust != nullptr ? std::string(trust->get_string()) : std::string()});
   }
   return entries;
 }
 
 }  // namespace
 
+std::string trust_digest(const protocol::AttestationPolicy& policy) {
+  std::vector<std::string> providers = policy.allowed_providers;
+  std::sort(providers.begin(), providers.end());
+  std::string text = "rvenc-trust-v1\nproviders";
+  for (const auto& provider : providers) text += " " + provider;
+  text += "\nmeasurement " + (policy.expected_measurement ? to_hex(*policy.expected_measurement) : std::string("-"));
+  text += "\nplatform " + (policy.simulated_platform_key ? to_hex(*policy.simulated_platform_key) : std::string("-"));
+  return to_hex(crypto::sha256(crypto::as_bytes(text)));
+}
+
 bool DekPolicy::needs_rotation(const Dek& dek, std::int64_t now) const noexcept {
+  if (!dek.keys.usable_at(now)) return true;
   if (max_requests != 0 && dek.requests >= max_requests) return true;
   return max_age.count() != 0 && now - dek.created_at >= max_age.count();
 }
@@ -174,6 +189,25 @@ Status DekStore::flush() {
   return write_locked();
 }
 
+Status DekStore::erase(std::string_view digest) {
+  std::lock_guard lock(mutex_);
+  const auto it = entries_.find(digest);
+  if (it == entries_.end()) return {};
+  entries_.erase(it);
+  return write_locked();
+}
+
+Result<std::size_t> DekStore::drop_unverified(std::string_view trust, std::int64_t now) {
+  std::lock_guard lock(mutex_);
+  const std::size_t dropped = std::erase_if(entries_, [&](const auto& item) {
+    const Dek& dek = item.second;
+    return dek.trust.empty() || dek.trust != trust || !dek.keys.not_after || !dek.keys.usable_at(now);
+  });
+  if (dropped == 0) return dropped;
+  if (auto ok = write_locked(); !ok) return std::unexpected(ok.error());
+  return dropped;
+}
+
 std::size_t DekStore::size() const {
   std::lock_guard lock(mutex_);
   return entries_.size();
@@ -188,6 +222,7 @@ Status DekStore::write_locked() {
     entry["keys"] = json::parse(keys_json);
     entry["createdAt"] = dek.created_at;
     entry["requests"] = static_cast<std::int64_t>(dek.requests);
+    if (!dek.trust.empty()) entry["trust"] = dek.trust;
     keys[digest] = std::move(entry);
   }
   json::object doc{{"version", kStoreFormatVersion}};

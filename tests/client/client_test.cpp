@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <ctime>
 #include <functional>
 #include <thread>
 
@@ -388,6 +389,51 @@ TEST(ClientKeys, PreGeneratedKeysAreUsedWithoutAttestingAgain) {
   ASSERT_TRUE(client.chat.completions.create(hello_request()));
   ASSERT_TRUE(client.chat.completions.create(hello_request()));
   EXPECT_EQ(gateway.attestation_requests, 1);  // only generate_encryption_keys attested
+}
+
+// Issue 30 item 3: keys are never used at or near their notAfter: the call makes new ones first.
+TEST(ClientKeys, KeysNearTheirNotAfterAreReplacedBeforeARequest) {
+  FakeGateway gateway;
+  // The enclave key expires within the SDK's margin: every call must attest anew.
+  gateway.set_key_lifetime(kKeyExpiryMargin.count() / 2);
+  auto client = client_for(gateway);
+  ASSERT_TRUE(client.chat.completions.create(hello_request()));
+  const auto first = client.encryption_keys();
+  ASSERT_TRUE(first && first->not_after);
+  EXPECT_FALSE(first->usable_at(static_cast<std::int64_t>(std::time(nullptr))));
+  ASSERT_TRUE(client.chat.completions.create(hello_request()));
+  EXPECT_EQ(gateway.attestation_requests, 2);
+  EXPECT_EQ(gateway.chat_requests, 2) << "no request went out with the old keys";
+  EXPECT_NE(client.encryption_keys()->cipher_text, first->cipher_text);
+
+  // Keys with an hour left are reused.
+  gateway.set_key_lifetime(3600);
+  ASSERT_TRUE(client.chat.completions.create(hello_request()));
+  ASSERT_TRUE(client.chat.completions.create(hello_request()));
+  EXPECT_EQ(gateway.attestation_requests, 3);
+}
+
+TEST(ClientKeys, CallerKeysPastTheirNotAfterAreNotUsed) {
+  FakeGateway gateway;
+  auto keys = generate_encryption_keys(options_for(gateway));
+  ASSERT_TRUE(keys) << keys.error().to_string();
+  ASSERT_TRUE(keys->not_after) << "keys from a verified attestation carry its notAfter";
+  keys->not_after = static_cast<std::int64_t>(std::time(nullptr)) - 1;
+  auto options = options_for(gateway);
+  options.encryption_keys = *keys;
+  auto client = make_client(options);
+  ASSERT_TRUE(client.chat.completions.create(hello_request()));
+  EXPECT_EQ(gateway.attestation_requests, 2) << "expired caller keys were replaced";
+  EXPECT_EQ(gateway.chat_requests, 1);
+  EXPECT_NE(client.encryption_keys()->cipher_text, keys->cipher_text);
+
+  // Keys without notAfter (made elsewhere, or older JSON) are used as given.
+  keys->not_after.reset();
+  options.encryption_keys = *keys;
+  auto unknown_age = make_client(options);
+  ASSERT_TRUE(unknown_age.chat.completions.create(hello_request()));
+  EXPECT_EQ(gateway.attestation_requests, 2);
+  EXPECT_EQ(unknown_age.encryption_keys()->cipher_text, keys->cipher_text);
 }
 
 TEST(ClientModels, ListComesFromTheGateway) {
@@ -833,6 +879,31 @@ TEST(ClientOptionsTest, EncryptionKeysJsonNamesTheBadField) {
   auto short_ct = EncryptionKeys::from_json(json::serialize(json_text));
   ASSERT_FALSE(short_ct);
   EXPECT_NE(short_ct.error().message.find("cipherText"), std::string::npos);
+}
+
+TEST(ClientOptionsTest, EncryptionKeysJsonCarriesAnOptionalNotAfter) {
+  EncryptionKeys keys;
+  keys.key_id = {1, 2, 3, 4, 5, 6, 7, 8};
+  auto old_json = json::parse(keys.to_json()).as_object();
+  EXPECT_FALSE(old_json.contains("notAfter")) << "unknown: not written";
+  auto loaded = EncryptionKeys::from_json(json::serialize(old_json));
+  ASSERT_TRUE(loaded) << "JSON without notAfter (older releases) still loads";
+  EXPECT_FALSE(loaded->not_after);
+
+  keys.not_after = 1'790'000'000;
+  auto with = EncryptionKeys::from_json(keys.to_json());
+  ASSERT_TRUE(with) << with.error().to_string();
+  EXPECT_EQ(with->not_after, 1'790'000'000);
+  EXPECT_TRUE(with->usable_at(1'790'000'000 - kKeyExpiryMargin.count() - 1));
+  EXPECT_FALSE(with->usable_at(1'790'000'000 - kKeyExpiryMargin.count()));
+
+  for (const json::value bad : {json::value("soon"), json::value(-1), json::value(1.5)}) {
+    auto text = json::parse(keys.to_json()).as_object();
+    text["notAfter"] = bad;
+    auto refused = EncryptionKeys::from_json(json::serialize(text));
+    ASSERT_FALSE(refused) << json::serialize(bad);
+    EXPECT_NE(refused.error().message.find("notAfter"), std::string::npos);
+  }
 }
 
 }  // namespace

@@ -204,6 +204,7 @@ TEST_F(EndToEnd, KeygenAndAttestAgreeOnTheEnclaveKey) {
   ASSERT_EQ(attest.first, 0) << attest.second;
   auto facts = json::parse(attest.second).as_object();
   EXPECT_EQ(facts.at("keyId").as_string(), to_hex(keys->key_id));
+  EXPECT_EQ(keys->not_after, facts.at("notAfter").as_int64()) << "keygen's keys carry the enclave key's notAfter";
   EXPECT_EQ(facts.at("provider").as_string(), "simulated");
   EXPECT_EQ(facts.at("bindingOk").as_bool(), true);
 

@@ -20,8 +20,6 @@ namespace json = boost::json;
 using http::awaitable;
 
 namespace {
-constexpr std::int64_t kKeyLifetimeSeconds = 3600;
-
 crypto::Ed25519KeyPair random_ed25519() {
   crypto::Ed25519Seed seed;
   crypto::random_bytes(seed.span());
@@ -133,7 +131,7 @@ awaitable<void> FakeGateway::attestation(http::Request& request, http::ResponseW
   }
   doc.key_id = crypto::key_id(doc.public_key);
   if (flaw == AttestationFlaw::wrong_key_id) doc.key_id[0] ^= 0x01;
-  doc.not_after = now() + kKeyLifetimeSeconds;
+  doc.not_after = now() + key_lifetime_;
   doc.provider = "simulated";
   doc.report_data = protocol::report_data(doc.public_key, *challenge);
   doc.measurement = measurement_;

@@ -58,6 +58,8 @@ class FakeGateway {
 
   void set_script(Script script);
   void set_attestation_flaw(AttestationFlaw flaw) { flaw_ = flaw; }
+  // The notAfter the attestation gives the key: now + this many seconds (default 3600).
+  void set_key_lifetime(std::int64_t seconds) { key_lifetime_ = seconds; }
   // While set, attestation requests get no answer until release().
   void set_attestation_hang(bool hang) { attestation_hangs_ = hang; }
   // A new enclave key: requests for the old keyId get 404 unknown_key_id.
@@ -87,6 +89,7 @@ class FakeGateway {
   std::atomic<AttestationFlaw> flaw_{AttestationFlaw::none};
   std::atomic<bool> attestation_hangs_{false};
   std::atomic<bool> stopping_{false};  // ends trickling and slow replies
+  std::atomic<std::int64_t> key_lifetime_{3600};
   std::unique_ptr<http::Server> server_;
   // Hanging replies wait on it; it lives on the server's io_context, so it goes before the server.
   std::unique_ptr<boost::asio::steady_timer> hold_;

@@ -11,6 +11,7 @@
 
 #include "rvenc/enclave/attestation.hpp"
 #include "rvenc/enclave/key.hpp"
+#include "rvenc/enclave/server.hpp"
 #include "support/test_support.hpp"
 
 namespace rvenc::enclave {
@@ -204,6 +205,35 @@ TEST(AttestationSelection, SimulatedCreatesThePlatformKeyOnce) {
   struct stat st {};
   ASSERT_EQ(::stat(config.platform_key_file.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// Issue 30 item 1: with hardware attestation the key is made fresh at every start (a file on the
+// host's disk would hand it to the host) unless a key file is given explicitly.
+TEST(AttestationSelection, HardwareEnclaveMakesAFreshKeyAtEveryStartUnlessGivenAKeyFile) {
+  rvenc::test::TempDir dir;
+  FakeTsm fake(dir.path(), "rvenc-" + std::to_string(::getpid()), "sev_guest", TsmKind::sev_snp);
+  EnclaveOptions options;
+  options.attestation.mode = "sev-snp";
+  options.attestation.tsm_root = dir.path();
+  const bool default_file_existed = fs::exists(kDefaultKeyFile);
+  std::optional<crypto::KeyId> previous;
+  for (int start = 0; start < 2; ++start) {
+    auto server = EnclaveServer::create(options);
+    ASSERT_TRUE(server) << server.error().to_string();
+    const auto key_id = (*server)->service().key().key_id();
+    if (previous) EXPECT_NE(key_id, *previous) << "a new key at every start";
+    previous = key_id;
+  }
+  EXPECT_EQ(fs::exists(kDefaultKeyFile), default_file_existed) << "no key file written";
+
+  options.key_file = dir.file("enclave.key");
+  auto first = EnclaveServer::create(options);
+  ASSERT_TRUE(first) << first.error().to_string();
+  const auto kept = (*first)->service().key().key_id();
+  first->reset();
+  auto second = EnclaveServer::create(options);
+  ASSERT_TRUE(second) << second.error().to_string();
+  EXPECT_EQ((*second)->service().key().key_id(), kept) << "an explicit key file is used";
 }
 
 }  // namespace

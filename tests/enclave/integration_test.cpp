@@ -13,6 +13,7 @@
 #include <boost/json/parse.hpp>
 
 #include "enclave_test_support.hpp"
+#include "rvenc/enclave/key.hpp"
 #include "rvenc/http/client.hpp"
 #include "rvenc/protocol/attestation.hpp"
 #include "support/test_support.hpp"
@@ -359,6 +360,50 @@ TEST(EnclaveProcess, RefusesAKeyFileOthersCanRead) {
                                    dir.file("k"), "--platform-key", dir.file("p"), "--attestation", "simulated"});
   EXPECT_EQ(wait_exit(child), 1);
   EXPECT_NE(child.output().find("chmod 600"), std::string::npos) << child.output();
+}
+
+// Issue 30 item 3, with the real process: a restart keeps the key file's notAfter (the old
+// enclave reset it to now + lifetime at every start), and a key file whose notAfter has passed
+// gives a new key at start.
+TEST(EnclaveProcess, KeyFileKeepsItsNotAfterAndAnExpiredKeyIsReplacedAtStart) {
+  rvenc::test::TempDir dir;
+  struct Started {
+    std::string key_id;
+    std::int64_t not_after = 0;
+    std::string output;
+  };
+  const auto start = [&]() -> Started {
+    rvenc::test::ChildProcess child({rvenc::test::rvenc_binary(), "enclave", "--listen", "127.0.0.1:0", "--key-file",
+                                     dir.file("enclave.key"), "--platform-key", dir.file("platform.key"),
+                                     "--attestation", "simulated"});
+    const auto url = child.wait_for_url();
+    if (!url) throw std::runtime_error("enclave did not start:\n" + child.output());
+    const auto challenge = crypto::random_array<protocol::kChallengeBytes>();
+    auto response = http::fetch("GET", *url + "/rvenc/attestation?challenge=" + to_hex(challenge));
+    if (!response || response->result_int() != 200) throw std::runtime_error("no attestation:\n" + child.output());
+    auto doc = protocol::parse_attestation(response->body());
+    if (!doc) throw std::runtime_error(doc.error().to_string());
+    EXPECT_EQ(child.stop(), 0);
+    return Started{to_hex(doc->key_id), doc->not_after, child.output()};
+  };
+
+  const Started first = start();
+  // The next start falls in a later second, so a reset notAfter would differ.
+  const auto first_second = test::unix_now();
+  while (test::unix_now() == first_second) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const Started again = start();
+  EXPECT_EQ(again.key_id, first.key_id);
+  EXPECT_EQ(again.not_after, first.not_after) << "a restart does not extend the key's life";
+
+  // The key's notAfter passes (the file is rewritten as time would have made it).
+  auto stored = read_key_file(dir.file("enclave.key"));
+  ASSERT_TRUE(stored && *stored);
+  ASSERT_TRUE(write_key_file(dir.file("enclave.key"), (*stored)->seed, test::unix_now() - 10));
+  const Started renewed = start();
+  EXPECT_NE(renewed.key_id, first.key_id) << renewed.output;
+  EXPECT_GT(renewed.not_after, test::unix_now() + 24 * 3600);
+  EXPECT_NE(renewed.output.find("made a new key, keyId " + renewed.key_id), std::string::npos) << renewed.output;
+  EXPECT_NE(renewed.output.find(first.key_id), std::string::npos) << "the log names the old key";
 }
 
 }  // namespace

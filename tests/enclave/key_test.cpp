@@ -126,5 +126,122 @@ TEST(EnclaveKey, DecapsulatesWhatTheClientEncapsulatedAndCachesIt) {
   EXPECT_FALSE(*wrong == other->shared_secret);
 }
 
+// --- the enclave key file (issue 30 item 3: keys with a lifetime) -----------------------------
+
+constexpr std::chrono::seconds kLifetime{30L * 24 * 3600};
+constexpr std::int64_t kNow = 1'800'000'000;
+
+std::uintmax_t size_of(const std::string& path) { return fs::file_size(path); }
+
+TEST(KeyFile, RoundTripsSeedAndNotAfterPrivately) {
+  rvenc::test::TempDir dir;
+  const auto path = dir.file("enclave.key");
+  crypto::Secret<kSeedFileBytes> seed;
+  crypto::random_bytes(seed.span());
+  ASSERT_TRUE(write_key_file(path, seed, 0x0102030405060708));
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(size_of(path), kKeyFileBytes);
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  auto read = read_key_file(path);
+  ASSERT_TRUE(read) << read.error().to_string();
+  ASSERT_TRUE(*read);
+  EXPECT_TRUE((*read)->seed == seed);
+  EXPECT_EQ((*read)->not_after, 0x0102030405060708);
+
+  EXPECT_FALSE(*read_key_file(dir.file("missing.key"))) << "a missing file is no error";
+}
+
+TEST(KeyFile, RefusesOtherSizesForeignFormatsAndOpenModes) {
+  rvenc::test::TempDir dir;
+  const auto owner_only = fs::perms::owner_read | fs::perms::owner_write;
+  write_file(dir.file("short.key"), std::string(47, 'x'), owner_only);
+  write_file(dir.file("foreign.key"), std::string(kKeyFileBytes, 'x'), owner_only);
+  for (const char* name : {"short.key", "foreign.key"}) {
+    auto read = read_key_file(dir.file(name));
+    ASSERT_FALSE(read) << name;
+    EXPECT_EQ(read.error().code, Errc::invalid_request);
+    EXPECT_NE(read.error().message.find("not an enclave key file"), std::string::npos) << read.error().message;
+  }
+  crypto::Secret<kSeedFileBytes> seed;
+  ASSERT_TRUE(write_key_file(dir.file("open.key"), seed, kNow));
+  fs::permissions(dir.file("open.key"), owner_only | fs::perms::group_read);
+  auto open = read_key_file(dir.file("open.key"));
+  ASSERT_FALSE(open);
+  EXPECT_NE(open.error().message.find("chmod 600"), std::string::npos);
+}
+
+TEST(LoadEnclaveKey, CreatesTheFileAndKeepsItsNotAfterAcrossRestarts) {
+  rvenc::test::TempDir dir;
+  const fs::path path = dir.file("enclave.key");
+  auto first = load_enclave_key(path, kLifetime, kNow);
+  ASSERT_TRUE(first) << first.error().to_string();
+  EXPECT_EQ((*first)->not_after(), kNow + kLifetime.count());
+  EXPECT_EQ(size_of(path), kKeyFileBytes);
+
+  // A restart ten days later: the same key, and its notAfter is not pushed out (the old code
+  // reset it to now + lifetime at every start).
+  auto later = load_enclave_key(path, kLifetime, kNow + 10 * 24 * 3600);
+  ASSERT_TRUE(later) << later.error().to_string();
+  EXPECT_EQ((*later)->key_id(), (*first)->key_id());
+  EXPECT_EQ((*later)->not_after(), kNow + kLifetime.count());
+}
+
+TEST(LoadEnclaveKey, LegacySeedFileCountsAsCreatedNowAndIsUpgraded) {
+  rvenc::test::TempDir dir;
+  const auto path = dir.file("enclave.key");
+  crypto::Secret<kSeedFileBytes> seed;
+  crypto::random_bytes(seed.span());
+  write_file(path, std::string(reinterpret_cast<const char*>(seed.data()), seed.size()),
+             fs::perms::owner_read | fs::perms::owner_write);
+  const auto legacy_key_id = crypto::key_id(crypto::xwing_keypair_from_seed(seed).public_key);
+
+  auto key = load_enclave_key(fs::path(path), kLifetime, kNow);
+  ASSERT_TRUE(key) << key.error().to_string();
+  EXPECT_EQ((*key)->key_id(), legacy_key_id);
+  EXPECT_EQ((*key)->not_after(), kNow + kLifetime.count());
+  EXPECT_EQ(size_of(path), kKeyFileBytes) << "rewritten with its notAfter";
+  auto read = read_key_file(path);
+  ASSERT_TRUE(read && *read);
+  EXPECT_TRUE((*read)->seed == seed);
+  EXPECT_EQ((*read)->not_after, kNow + kLifetime.count());
+}
+
+TEST(LoadEnclaveKey, ExpiredOrSoonExpiringKeyIsReplacedByANewOne) {
+  for (const std::int64_t not_after : {kNow - 1, kNow, kNow + kKeyRenewBefore.count() - 1}) {
+    rvenc::test::TempDir dir;
+    const fs::path path = dir.file("enclave.key");
+    crypto::Secret<kSeedFileBytes> seed;
+    crypto::random_bytes(seed.span());
+    ASSERT_TRUE(write_key_file(path, seed, not_after));
+    const auto old_key_id = crypto::key_id(crypto::xwing_keypair_from_seed(seed).public_key);
+
+    auto key = load_enclave_key(path, kLifetime, kNow);
+    ASSERT_TRUE(key) << key.error().to_string();
+    EXPECT_NE((*key)->key_id(), old_key_id) << not_after;
+    EXPECT_EQ((*key)->not_after(), kNow + kLifetime.count());
+    auto read = read_key_file(path);
+    ASSERT_TRUE(read && *read);
+    EXPECT_FALSE((*read)->seed == seed) << "the new key is the one in the file";
+    EXPECT_EQ((*read)->not_after, kNow + kLifetime.count());
+  }
+  // An hour and more left: kept.
+  rvenc::test::TempDir dir;
+  crypto::Secret<kSeedFileBytes> seed;
+  ASSERT_TRUE(write_key_file(dir.file("enclave.key"), seed, kNow + kKeyRenewBefore.count()));
+  auto kept = load_enclave_key(fs::path(dir.file("enclave.key")), kLifetime, kNow);
+  ASSERT_TRUE(kept);
+  EXPECT_EQ((*kept)->key_id(), crypto::key_id(crypto::xwing_keypair_from_seed(seed).public_key));
+}
+
+TEST(LoadEnclaveKey, WithoutAFileEveryStartMakesANewKeyInMemory) {
+  auto first = load_enclave_key(std::nullopt, kLifetime, kNow);
+  auto second = load_enclave_key(std::nullopt, kLifetime, kNow);
+  ASSERT_TRUE(first && second);
+  EXPECT_NE((*first)->key_id(), (*second)->key_id());
+  EXPECT_EQ((*first)->not_after(), kNow + kLifetime.count());
+}
+
 }  // namespace
 }  // namespace rvenc::enclave

@@ -1,6 +1,8 @@
 // The enclave's handlers driven through http::RecordingWriter: no sockets, real crypto.
 #include <gtest/gtest.h>
 
+#include <atomic>
+
 #include <boost/json/parse.hpp>
 
 #include "enclave_test_support.hpp"
@@ -22,10 +24,10 @@ class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override { make_service(ServiceOptions{}); }
 
-  void make_service(ServiceOptions options) {
+  void make_service(ServiceOptions options, std::int64_t key_not_after = 2'000'000'000) {
     crypto::XWingSeed seed;
     crypto::random_bytes(seed.span());
-    key_ = std::make_shared<EnclaveKey>(seed, 2'000'000'000);
+    key_ = std::make_shared<EnclaveKey>(seed, key_not_after);
     crypto::Ed25519Seed platform;
     crypto::random_bytes(platform.span());
     provider_ = std::shared_ptr<AttestationProvider>(std::move(*SimulatedProvider::create(platform)));
@@ -157,6 +159,35 @@ TEST_F(ServiceTest, UnknownKeyIdIs404) {
   auto writer = post_chat(sealed.body);
   EXPECT_EQ(writer.status(), 404u);
   EXPECT_EQ(error_code_of(writer.body()), "unknown_key_id");
+}
+
+// Issue 30 item 3: a key past its notAfter is refused (so clients re-attest), and never offered.
+TEST_F(ServiceTest, KeyPastItsNotAfterIsUnknownAndNotOffered) {
+  auto clock = std::make_shared<std::atomic<std::int64_t>>(test::unix_now());
+  ServiceOptions options;
+  options.clock = [clock] { return clock->load(); };
+  make_service(std::move(options), clock->load() + 100);
+  const auto challenge = "/rvenc/attestation?challenge=" + to_hex(crypto::random_array<protocol::kChallengeBytes>());
+
+  clock->store(clock->load() + 99);  // the last second of the key's life
+  EXPECT_EQ(post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x"), protocol::Version::v2, clock->load()).body)
+                .status(),
+            200u);
+  EXPECT_EQ(call(http::Request{http::Verb::get, challenge, 11}).status(), 200u);
+
+  clock->store(clock->load() + 1);  // notAfter
+  auto writer =
+      post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x"), protocol::Version::v2, clock->load()).body);
+  EXPECT_EQ(writer.status(), 404u);
+  EXPECT_EQ(error_code_of(writer.body()), "unknown_key_id");
+  EXPECT_NE(writer.body().find("expired"), std::string::npos) << writer.body();
+  EXPECT_FALSE(writer.stream_header);
+
+  auto attestation = call(http::Request{http::Verb::get, challenge, 11});
+  EXPECT_EQ(attestation.status(), 503u);
+  EXPECT_EQ(error_code_of(attestation.body()), "enclave_unavailable");
+  EXPECT_NE(attestation.body().find("expired"), std::string::npos) << attestation.body();
+  EXPECT_EQ(attestation.body().find(to_hex(key_->public_key())), std::string::npos) << "the expired key is not offered";
 }
 
 TEST_F(ServiceTest, TamperedCiphertextFailsDecryption) {

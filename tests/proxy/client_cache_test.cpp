@@ -220,5 +220,62 @@ TEST(ClientCache, FailedFirstKeysFailTheRequest) {
   EXPECT_FALSE((*entry)->dek);
 }
 
+// Issue 30 item 3: a rotation that fails attestation fails closed: the old keys are dropped
+// (entry and store), and requests fail until an attestation succeeds.
+TEST(ClientCache, FailedRotationDropsTheOldKeysUntilAttestationSucceeds) {
+  test::FakeGateway gateway;
+  test::TempDir dir;
+  const std::string key(test::FakeGateway::kApiKey);
+  auto store = DekStore::open(dir.file("deks.json")).value();
+  CacheOptions options;
+  options.dek.max_requests = 1;
+  ClientCache cache(options, options_for(gateway), store.get());
+  auto entry = cache.get(key, 1000);
+  ASSERT_TRUE(entry);
+  ASSERT_TRUE(run_prepare(cache, *entry, 1000));
+  cache.confirm(**entry);
+  ASSERT_EQ(store->size(), 1u);
+
+  gateway.set_attestation_flaw(test::AttestationFlaw::other_platform_key);
+  for (int i = 0; i < 2; ++i) {
+    auto status = run_prepare(cache, *entry, 1001 + i);
+    ASSERT_FALSE(status) << "no request with the old keys";
+    EXPECT_EQ(status.error().code, Errc::attestation_failed);
+    EXPECT_NE(status.error().message.find("nothing is sent until it does"), std::string::npos) << status.error().message;
+    EXPECT_FALSE((*entry)->dek);
+  }
+  EXPECT_EQ(store->size(), 0u) << "a restarted proxy does not find them either";
+
+  gateway.set_attestation_flaw(test::AttestationFlaw::none);
+  ASSERT_TRUE(run_prepare(cache, *entry, 1003));
+  ASSERT_TRUE((*entry)->dek);
+  EXPECT_EQ(gateway.attestation_requests.load(), 4);
+}
+
+TEST(ClientCache, StoredKeysVerifiedUnderOtherTrustSettingsAreNotUsed) {
+  test::FakeGateway gateway;
+  test::TempDir dir;
+  const std::string key(test::FakeGateway::kApiKey);
+  {
+    CacheOnStore proxy(gateway, dir.file("deks.json"));
+    auto entry = proxy.cache.get(key, 1000);
+    ASSERT_TRUE(entry);
+    ASSERT_TRUE(run_prepare(proxy.cache, *entry, 1000));
+    proxy.cache.confirm(**entry);
+    ASSERT_EQ(proxy.store->size(), 1u);
+  }
+  // Restarted with a measurement requirement: the stored keys were not checked against it.
+  auto store = DekStore::open(dir.file("deks.json")).value();
+  auto strict = options_for(gateway);
+  strict.attestation.expected_measurement = gateway.measurement();
+  ClientCache cache(CacheOptions{}, strict, store.get());
+  EXPECT_EQ(store->size(), 0u);
+  auto entry = cache.get(key, 2000);
+  ASSERT_TRUE(entry);
+  EXPECT_FALSE((*entry)->dek) << "no stored keys under new trust settings";
+  ASSERT_TRUE(run_prepare(cache, *entry, 2000));
+  EXPECT_EQ(gateway.attestation_requests.load(), 2);
+}
+
 }  // namespace
 }  // namespace rvenc::proxy

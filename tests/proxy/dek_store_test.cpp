@@ -136,5 +136,84 @@ TEST(DekPolicy, RotatesAfterTheRequestCountOrTheAge) {
   EXPECT_FALSE(unlimited.needs_rotation(dek, 1'000'000'000));
 }
 
+// Issue 30 item 3: entries record notAfter and the trust settings they were verified under; at
+// start the ones verified under other settings, of unknown age or expiring are dropped.
+TEST(DekStore, KeepsNotAfterAndTrustAndDropsWhatTheseSettingsDidNotVerify) {
+  test::TempDir dir;
+  const fs::path path = dir.file("deks.json");
+  protocol::AttestationPolicy policy;
+  policy.allowed_providers = {"simulated"};
+  policy.expected_measurement = std::vector<std::uint8_t>(32, 0xAA);
+  const std::string trust = trust_digest(policy);
+  constexpr std::int64_t kNow = 1'800'000'000;
+  const auto with = [&](std::optional<std::int64_t> not_after, std::string verified_under) {
+    Dek dek{fresh_keys(), kNow - 10, 1, std::move(verified_under)};
+    dek.keys.not_after = not_after;
+    return dek;
+  };
+  {
+    auto store = DekStore::open(path);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE((*store)->put(api_key_digest("sk_test_good"), with(kNow + 3600, trust)));
+    ASSERT_TRUE((*store)->put(api_key_digest("sk_test_other"), with(kNow + 3600, std::string(64, '0'))));
+    ASSERT_TRUE((*store)->put(api_key_digest("sk_test_unknown"), with(kNow + 3600, "")));
+    ASSERT_TRUE((*store)->put(api_key_digest("sk_test_no_age"), with(std::nullopt, trust)));
+    ASSERT_TRUE((*store)->put(api_key_digest("sk_test_expiring"), with(kNow + 30, trust)));
+  }
+  auto reopened = DekStore::open(path);
+  ASSERT_TRUE(reopened) << reopened.error().to_string();
+  auto good = (*reopened)->find(api_key_digest("sk_test_good"));
+  ASSERT_TRUE(good);
+  EXPECT_EQ(good->keys.not_after, kNow + 3600);
+  EXPECT_EQ(good->trust, trust);
+  EXPECT_EQ((*reopened)->size(), 5u);
+
+  auto dropped = (*reopened)->drop_unverified(trust, kNow);
+  ASSERT_TRUE(dropped);
+  EXPECT_EQ(*dropped, 4u);
+  EXPECT_TRUE((*reopened)->find(api_key_digest("sk_test_good")));
+  auto after = DekStore::open(path);
+  ASSERT_TRUE(after);
+  EXPECT_EQ((*after)->size(), 1u) << "the dropped keys are gone from the file too";
+
+  // Another measurement is another trust digest; so is the platform key.
+  auto other = policy;
+  other.expected_measurement = std::vector<std::uint8_t>(32, 0xBB);
+  EXPECT_NE(trust_digest(other), trust);
+  other = policy;
+  other.simulated_platform_key = crypto::Ed25519PublicKey{};
+  EXPECT_NE(trust_digest(other), trust);
+  EXPECT_EQ(trust_digest(policy), trust);
+}
+
+TEST(DekStore, StoresOfOlderReleasesStillLoad) {
+  test::TempDir dir;
+  const fs::path path = dir.file("deks.json");
+  const client::EncryptionKeys keys = fresh_keys();
+  const std::string digest = api_key_digest("sk_test_old");
+  {
+    std::ofstream out(path);
+    out << R"({"version":1,"keys":{")" << digest << R"(":{"keys":)" << keys.to_json()
+        << R"(,"createdAt":1700000000,"requests":2}}})";
+  }
+  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
+  auto store = DekStore::open(path);
+  ASSERT_TRUE(store) << store.error().to_string();
+  auto found = (*store)->find(digest);
+  ASSERT_TRUE(found);
+  EXPECT_FALSE(found->keys.not_after);
+  EXPECT_TRUE(found->trust.empty());
+  EXPECT_EQ(*(*store)->drop_unverified(trust_digest({}), 1'700'000'000), 1u) << "unknown age: verified afresh";
+}
+
+TEST(DekPolicy, RotatesNearTheEnclaveKeysNotAfter) {
+  DekPolicy unlimited{0, std::chrono::seconds(0)};
+  Dek dek{fresh_keys(), 1000, 0};
+  dek.keys.not_after = 5000;
+  EXPECT_FALSE(unlimited.needs_rotation(dek, 5000 - client::kKeyExpiryMargin.count() - 1));
+  EXPECT_TRUE(unlimited.needs_rotation(dek, 5000 - client::kKeyExpiryMargin.count()));
+  EXPECT_TRUE(unlimited.needs_rotation(dek, 5000));
+}
+
 }  // namespace
 }  // namespace rvenc::proxy

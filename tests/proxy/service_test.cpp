@@ -223,6 +223,42 @@ TEST_F(ProxyTest, KeysAreReusedAndSurviveAnEnclaveKeyChange) {
   EXPECT_EQ(gateway_.attestation_requests.load(), 2);
 }
 
+// Issue 30 item 3: a proxy restarted with another --measurement and a stored DEK re-attests
+// instead of using the stored keys; when the enclave does not match, requests fail with
+// attestation_failed and none reaches the gateway.
+TEST_F(ProxyTest, RestartWithOtherTrustSettingsDoesNotUseTheStoredKeys) {
+  test::TempDir dir;
+  ProxyOptions options;
+  options.dek_store = dir.file("deks.json");
+  options.measurement = gateway_.measurement();
+  start(options);
+  auto first = post(kChatBody);
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->result_int(), 200u) << first->body();
+  ASSERT_EQ(gateway_.chat_requests.load(), 1);
+  ASSERT_EQ(gateway_.attestation_requests.load(), 1);
+
+  options.measurement = std::vector<std::uint8_t>(gateway_.measurement().size(), 0x5A);
+  start(options);
+  for (int i = 0; i < 2; ++i) {
+    auto refused = post(kChatBody);
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->result_int(), 502u) << refused->body();
+    EXPECT_EQ(error_of(*refused).at("code").as_string(), "attestation_failed");
+  }
+  EXPECT_EQ(gateway_.chat_requests.load(), 1) << "no request went out with the stored keys";
+  EXPECT_EQ(gateway_.attestation_requests.load(), 3);
+
+  // Back to the settings the enclave matches: fresh keys from a fresh attestation.
+  options.measurement = gateway_.measurement();
+  start(options);
+  auto again = post(kChatBody);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->result_int(), 200u) << again->body();
+  EXPECT_EQ(gateway_.attestation_requests.load(), 4);
+  proxy_.reset();  // it writes the store on the way out, while `dir` still exists
+}
+
 // Handler level (no proxy socket): a client that leaves mid-stream gets nothing more, no [DONE].
 TEST(ProxyService, StopsWritingWhenTheClientLeaves) {
   test::FakeGateway gateway;

@@ -16,7 +16,8 @@
 // A streaming call returns at the authenticated end of the answer (done), without waiting for the
 // gateway to close anything: what follows done is read only briefly, for keep-alive.
 // When the gateway no longer knows the key (404 unknown_key_id, e.g. the enclave restarted with a
-// new key) the client re-attests, makes new keys and retries that request once.
+// new key) the client re-attests, makes new keys and retries that request once. Keys are never
+// used within kKeyExpiryMargin of their notAfter: the next call makes new ones first.
 //
 // Errors are rvenc::Error values: HTTP errors of the gateway keep their status and code
 // (Error::http_status); transport failures are transport_error (cannot connect, connection
@@ -53,23 +54,37 @@ inline constexpr std::chrono::milliseconds kDefaultRequestTimeout{30'000};
 inline constexpr std::size_t kDefaultMaxBufferSize = protocol::kDefaultMaxEventBytes;  // 10 MiB
 inline constexpr std::size_t kDefaultMaxIdleConnections = 256;  // as the other hops' pools
 
+// Keys are not used from this long before their notAfter on (clock skew, a request in flight).
+inline constexpr std::chrono::seconds kKeyExpiryMargin{60};
+
 // The SDK's "encryption keys": an X-Wing encapsulation to the enclave key `key_id`. May be
-// generated once (generate_encryption_keys) and reused for many requests.
+// generated once (generate_encryption_keys) and reused for many requests, until `not_after`.
 struct EncryptionKeys {
   crypto::SharedSecret shared_secret;
   crypto::XWingCipherText cipher_text{};
   crypto::KeyId key_id{};
+  // The enclave key's notAfter (seconds since the epoch) from the verified attestation; nullopt
+  // for keys made elsewhere without it (then used until the gateway no longer knows them).
+  std::optional<std::int64_t> not_after;
 
-  // {"sharedSecret": hex, "cipherText": hex, "keyId": hex} (contains the secret: handle with care).
+  // False from kKeyExpiryMargin before not_after on (`now` in epoch seconds): make new keys then.
+  [[nodiscard]] bool usable_at(std::int64_t now) const noexcept {
+    return !not_after || now < *not_after - kKeyExpiryMargin.count();
+  }
+
+  // {"sharedSecret": hex, "cipherText": hex, "keyId": hex, "notAfter": int when known}
+  // (contains the secret: handle with care).
   [[nodiscard]] std::string to_json() const;
-  // invalid_request naming the missing or malformed field (never echoing values).
+  // invalid_request naming the missing or malformed field (never echoing values); "notAfter" is
+  // optional (JSON of older releases has none).
   [[nodiscard]] static Result<EncryptionKeys> from_json(std::string_view json);
 };
 
 struct ClientOptions {
   std::string api_key;  // required by create_client: "sk_live_..." or "sk_test_..."
   std::string base_url = std::string(kDefaultBaseUrl);  // the gateway, plain http
-  // Pre-generated keys; generated from a verified attestation on first use otherwise.
+  // Pre-generated keys; generated from a verified attestation on first use otherwise. Keys whose
+  // not_after is near (EncryptionKeys::usable_at) are replaced by new ones before a request.
   std::optional<EncryptionKeys> encryption_keys;
   // Longest wait for the connection, the response head, or the next event of a stream that
   // advances it (a chunk, the end): comments such as ": ping" and events of unknown kinds do not

@@ -1,12 +1,20 @@
-// The enclave's long-lived secrets: 32-byte seed files (the X-Wing key, the simulated platform
-// key), the X-Wing key pair locked in memory, and the bounded cache of decapsulated shared
-// secrets that lets reused "encryption keys" skip the KEM.
+// The enclave's long-lived secrets: 32-byte seed files (the simulated platform key), the enclave
+// key file (X-Wing seed + notAfter), the X-Wing key pair locked in memory, and the bounded cache
+// of decapsulated shared secrets that lets reused "encryption keys" skip the KEM.
+//
+// Design: the key file records the key's notAfter, so a restart never extends an old key's life:
+// a key that has expired, or expires within kKeyRenewBefore, is replaced by a new one at start.
+// Files are private (mode 0600, refused when group or others may access them) and replaced
+// atomically; seeds live in crypto::Secret (wiped when dropped) and are locked in memory once
+// they belong to an EnclaveKey.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -28,6 +36,33 @@ struct SeedFile {
   bool created = false;
 };
 [[nodiscard]] Result<SeedFile> load_or_create_seed_file(const std::filesystem::path& path, std::string_view what);
+
+// The enclave key file: magic "rvenc-k1", the 32-byte X-Wing seed, notAfter (8 bytes, big-endian
+// seconds since the epoch). A file of exactly 32 bytes is the legacy format: a seed without notAfter.
+inline constexpr std::string_view kKeyFileMagic = "rvenc-k1";
+inline constexpr std::size_t kKeyFileBytes = 8 + kSeedFileBytes + 8;
+// At start, a key that expires within this is replaced by a new one.
+inline constexpr std::chrono::seconds kKeyRenewBefore{3600};
+
+struct KeyFile {
+  crypto::Secret<kSeedFileBytes> seed;
+  std::optional<std::int64_t> not_after;  // nullopt: a legacy 32-byte file
+};
+// Reads the key file at `path`: nullopt when it does not exist. invalid_request when it is not a
+// private regular file or holds neither format; internal_error on I/O failure.
+[[nodiscard]] Result<std::optional<KeyFile>> read_key_file(const std::filesystem::path& path);
+// Replaces `path` atomically (a mode-0600 temporary file beside it, fsync, rename).
+[[nodiscard]] Status write_key_file(const std::filesystem::path& path, const crypto::Secret<kSeedFileBytes>& seed,
+                                    std::int64_t not_after);
+
+class EnclaveKey;
+// The enclave's key at start (`now`, epoch seconds). With `file`: its key, or a new one written
+// to it when the file is missing, or its key has expired or expires within kKeyRenewBefore (the
+// old and new keyId are logged); a legacy 32-byte file counts as created now (notAfter = now +
+// lifetime) and is rewritten in the current format. Without `file`: a new key in memory only.
+// New keys live `lifetime`. Errors as read_key_file/write_key_file.
+[[nodiscard]] Result<std::shared_ptr<EnclaveKey>> load_enclave_key(const std::optional<std::filesystem::path>& file,
+                                                                   std::chrono::seconds lifetime, std::int64_t now);
 
 // Keeps `size` bytes at `data` out of swap and core dumps where the system allows it; logs one
 // warning per process when it does not (RLIMIT_MEMLOCK, containers). unlock_memory wipes them.
@@ -69,6 +104,8 @@ class EnclaveKey {
   [[nodiscard]] const crypto::XWingPublicKey& public_key() const noexcept { return pair_.public_key; }
   [[nodiscard]] const crypto::KeyId& key_id() const noexcept { return key_id_; }
   [[nodiscard]] std::int64_t not_after() const noexcept { return not_after_; }
+  // True from notAfter on (`now` in epoch seconds): the key must no longer be offered or used.
+  [[nodiscard]] bool expired(std::int64_t now) const noexcept { return now >= not_after_; }
 
   // The shared secret for `cipher_text`, from the cache when this ciphertext was seen before.
   // (X-Wing rejects implicitly: a forged ciphertext gives an unrelated secret, which the AEAD

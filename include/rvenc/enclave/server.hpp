@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "rvenc/common/error.hpp"
@@ -19,6 +20,7 @@
 namespace rvenc::enclave {
 
 inline constexpr std::chrono::seconds kDefaultKeyLifetime{30L * 24 * 3600};
+inline constexpr std::string_view kDefaultKeyFile = "enclave.key";
 inline constexpr std::chrono::milliseconds kDefaultShutdownGrace{10'000};
 // Gateways keep pools of idle connections, and every stream holds one.
 inline constexpr std::size_t kDefaultMaxConnections = 4096;
@@ -26,7 +28,9 @@ inline constexpr std::size_t kDefaultMaxConnections = 4096;
 struct EnclaveOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;
-  std::filesystem::path key_file = "enclave.key";
+  // The enclave key file (see load_enclave_key). Unset: kDefaultKeyFile with the simulated
+  // provider; with a hardware provider a new key in memory at every start.
+  std::optional<std::filesystem::path> key_file;
   std::chrono::seconds key_lifetime = kDefaultKeyLifetime;
   AttestationConfig attestation;
   std::optional<std::filesystem::path> gateway_token_file;

@@ -1,7 +1,10 @@
 // The proxy's SDK clients: one per API key, kept in memory (bounded count, idle ones dropped)
 // together with that key's data-encryption keys, which are reused across requests and replaced
-// after DekPolicy's request count or age. A key change of the enclave is handled by the SDK
-// (404 unknown_key_id -> re-attest, new keys, one retry).
+// after DekPolicy's request count or age, or near the enclave key's notAfter. A key change of the
+// enclave is handled by the SDK (404 unknown_key_id -> re-attest, new keys, one retry).
+// New keys that cannot be made (attestation fails, gateway unreachable) fail closed: the old
+// keys are dropped (from the store too) and every request of that API key gets the error until
+// an attestation succeeds; stored keys verified under other trust settings are dropped at start.
 //
 // Design: entries are indexed by the SHA-256 of the API key; the key itself lives only inside its
 // SDK client. get() is synchronous and cheap; prepare_keys() is the one place that talks to the
@@ -63,7 +66,8 @@ class ClientCache {
   static constexpr std::int64_t kSweepIntervalSeconds = 30;
 
   // `base` holds everything but the API key and keys (gateway URL, policy, protocol version).
-  // `store` (may be null) must outlive the cache.
+  // `store` (may be null) must outlive the cache; its keys not verified under base's attestation
+  // policy (trust_digest) or near their notAfter are dropped now.
   ClientCache(CacheOptions options, client::ClientOptions base, DekStore* store);
 
   // The client of `api_key` (created on first use, with the keys the store holds for it) and
@@ -71,7 +75,9 @@ class ClientCache {
   [[nodiscard]] Result<std::shared_ptr<CachedClient>> get(const std::string& api_key, std::int64_t now);
 
   // Makes sure `entry` has keys the policy accepts (first keys, or a rotation once they are used
-  // up or too old) and counts one request on them. A failed rotation keeps the old keys in use.
+  // up, too old or near their notAfter) and counts one request on them. Requests arriving while
+  // keys are being made wait for the result. A failed rotation drops the old keys (entry and
+  // store) and fails: attestation_failed says so in its message.
   [[nodiscard]] http::awaitable<Status> prepare_keys(std::shared_ptr<CachedClient> entry, std::int64_t now);
 
   // A request with the entry's keys succeeded: the gateway accepted the API key, so the keys
@@ -92,9 +98,14 @@ class ClientCache {
 
  private:
   void evict_locked(std::int64_t now);
+  // After keys could not be made: drops the entry's keys from it and from the store.
+  void drop_keys(CachedClient& entry);
+  // The error requests get when keys cannot be made (attestation_failed says nothing is sent).
+  [[nodiscard]] static Error keys_failure(const Error& error);
 
   CacheOptions options_;
   client::ClientOptions base_;
+  std::string trust_;  // trust_digest(base_.attestation)
   DekStore* store_;
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<CachedClient>, std::less<>> entries_;

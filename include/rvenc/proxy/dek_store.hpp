@@ -1,7 +1,12 @@
 // Data-encryption keys (the SDK's EncryptionKeys) per API key, their rotation policy, and the
 // optional file that keeps them across proxy restarts (`rvenc proxy --dek-store FILE`).
 //
-// Design: the store is indexed by the SHA-256 of the API key, never the key itself. The file holds
+// Design: the store is indexed by the SHA-256 of the API key, never the key itself. Each entry
+// records the enclave key's notAfter (inside its keys) and a digest of the trust settings its
+// attestation was verified under; at start the proxy drops the entries whose settings differ from
+// its own, whose notAfter is near, or that lack either (stores of older releases), so stored keys
+// are never used past their enclave key's life or under trust settings they were not checked
+// against (they are made anew from a fresh attestation). The file holds
 // shared secrets, so it is created with mode 0600 and a file that group or others can read or
 // write is refused (as ssh does with private keys); it is replaced atomically (write a 0600
 // temporary file, fsync, rename) so a crash never leaves half a store.
@@ -20,15 +25,22 @@
 
 #include "rvenc/client/client.hpp"
 #include "rvenc/common/error.hpp"
+#include "rvenc/protocol/attestation.hpp"
 
 namespace rvenc::proxy {
 
 // One API key's encryption keys and how much they have been used.
 struct Dek {
-  client::EncryptionKeys keys;
+  client::EncryptionKeys keys;  // keys.not_after: the enclave key's notAfter
   std::int64_t created_at = 0;  // seconds since the epoch
   std::uint64_t requests = 0;   // requests sent with these keys
+  std::string trust;            // trust_digest() the keys were verified under; empty: unknown
 };
+
+// Lowercase hex SHA-256 of the settings that decide which enclaves are trusted (allowed
+// providers, expected measurement, simulated platform key): keys verified under other settings
+// are not reused. Every field of AttestationPolicy that decides trust belongs in it.
+[[nodiscard]] std::string trust_digest(const protocol::AttestationPolicy& policy);
 
 // When keys are replaced by fresh ones (a new X-Wing encapsulation). 0 disables a limit.
 struct DekPolicy {
@@ -38,7 +50,8 @@ struct DekPolicy {
   std::uint64_t max_requests = kDefaultMaxRequests;
   std::chrono::seconds max_age = kDefaultMaxAge;
 
-  // True once `dek` has served max_requests requests or is max_age old at `now` (epoch seconds).
+  // True once `dek` has served max_requests requests or is max_age old at `now` (epoch seconds),
+  // or its enclave key's notAfter is near (client::EncryptionKeys::usable_at).
   [[nodiscard]] bool needs_rotation(const Dek& dek, std::int64_t now) const noexcept;
 };
 
@@ -64,6 +77,11 @@ class DekStore {
   void note_requests(std::string_view digest, std::uint64_t requests);
   // Rewrites the file when counts changed since the last write.
   [[nodiscard]] Status flush();
+  // Drops the keys of `digest` and rewrites the file (they must not be used again).
+  [[nodiscard]] Status erase(std::string_view digest);
+  // Drops the entries not verified under `trust` or not usable at `now` (no notAfter, or near
+  // it), rewriting the file when any went; returns how many.
+  [[nodiscard]] Result<std::size_t> drop_unverified(std::string_view trust, std::int64_t now);
 
   [[nodiscard]] std::size_t size() const;
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
