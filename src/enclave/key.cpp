@@ -155,8 +155,8 @@ Status write_key_file(const std::filesystem::path& path, const crypto::Secret<kS
   return {};
 }
 
-Result<std::shared_ptr<EnclaveKey>> load_enclave_key(const std::optional<std::filesystem::path>& file,
-                                                     std::chrono::seconds lifetime, std::int64_t now) {
+Result<StartKey> load_enclave_key(const std::optional<std::filesystem::path>& file, std::chrono::seconds lifetime,
+                                  std::int64_t now) {
   std::optional<KeyFile> stored;
   if (file) {
     auto read = read_key_file(*file);
@@ -172,12 +172,12 @@ Result<std::shared_ptr<EnclaveKey>> load_enclave_key(const std::optional<std::fi
       if (auto ok = write_key_file(*file, stored->seed, *stored->not_after); !ok) return std::unexpected(ok.error());
       spdlog::info("enclave key file {} upgraded to the format with notAfter", file->string());
     }
-    return key;
+    return StartKey{std::move(key), false};
   }
   KeyFile fresh;
   crypto::random_bytes(fresh.seed.span());
   auto key = std::make_shared<EnclaveKey>(fresh.seed, now + lifetime.count());
-  if (!file) return key;
+  if (!file) return StartKey{std::move(key), true};
   if (auto ok = write_key_file(*file, fresh.seed, key->not_after()); !ok) return std::unexpected(ok.error());
   if (stored) {
     const auto old_key_id = crypto::key_id(crypto::xwing_keypair_from_seed(stored->seed).public_key);
@@ -187,7 +187,7 @@ Result<std::shared_ptr<EnclaveKey>> load_enclave_key(const std::optional<std::fi
   } else {
     spdlog::info("created a new enclave key in {}", file->string());
   }
-  return key;
+  return StartKey{std::move(key), true};
 }
 
 void lock_memory(void* data, std::size_t size) noexcept {

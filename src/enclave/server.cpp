@@ -56,7 +56,7 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
   ServiceOptions service_options;
   service_options.allow_v1 = options.allow_v1;
   service_options.allow_v2 = options.allow_v2;
-  service_options.key_may_have_been_used = !seed->created;
+  service_options.key_may_have_been_used = !key->made_now;
   service_options.replay_cache_entries = options.replay_cache_entries;
   if (options.gateway_token_file) {
     auto hash = load_gateway_token_hash(*options.gateway_token_file);
@@ -70,11 +70,11 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
       std::vector<std::string>{options.demo_model.value_or(std::string(kDefaultDemoModel))});
   if (options.allow_v1)
     self->warnings_.push_back("warning: --allow-v1: protocol version 1 replies can be forged by anyone on the path");
-  if (options.allow_v2 && !seed->created)
+  if (options.allow_v2 && !key->made_now)
     self->warnings_.push_back("note: --allow-v2 with an existing key file: version 2 requests are refused for " +
                               std::to_string(kMaxClockSkewSeconds) + " s (replay window after a restart)");
 
-  self->service_ = std::make_unique<EnclaveService>(std::move(service_options), std::move(*key),
+  self->service_ = std::make_unique<EnclaveService>(std::move(service_options), std::move(key->key),
                                                     std::shared_ptr<AttestationProvider>(std::move(*provider)),
                                                     std::move(engines));
 

@@ -178,6 +178,7 @@ TEST(LoadEnclaveKey, CreatesTheFileAndKeepsItsNotAfterAcrossRestarts) {
   auto first = load_enclave_key(path, kLifetime, kNow);
   ASSERT_TRUE(first) << first.error().to_string();
   EXPECT_EQ((*first)->not_after(), kNow + kLifetime.count());
+  EXPECT_TRUE(first->made_now);
   EXPECT_EQ(size_of(path), kKeyFileBytes);
 
   // A restart ten days later: the same key, and its notAfter is not pushed out (the old code
@@ -186,6 +187,7 @@ TEST(LoadEnclaveKey, CreatesTheFileAndKeepsItsNotAfterAcrossRestarts) {
   ASSERT_TRUE(later) << later.error().to_string();
   EXPECT_EQ((*later)->key_id(), (*first)->key_id());
   EXPECT_EQ((*later)->not_after(), kNow + kLifetime.count());
+  EXPECT_FALSE(later->made_now);  // it may have served an earlier process
 }
 
 TEST(LoadEnclaveKey, LegacySeedFileCountsAsCreatedNowAndIsUpgraded) {
@@ -200,6 +202,7 @@ TEST(LoadEnclaveKey, LegacySeedFileCountsAsCreatedNowAndIsUpgraded) {
   auto key = load_enclave_key(fs::path(path), kLifetime, kNow);
   ASSERT_TRUE(key) << key.error().to_string();
   EXPECT_EQ((*key)->key_id(), legacy_key_id);
+  EXPECT_FALSE(key->made_now);
   EXPECT_EQ((*key)->not_after(), kNow + kLifetime.count());
   EXPECT_EQ(size_of(path), kKeyFileBytes) << "rewritten with its notAfter";
   auto read = read_key_file(path);
@@ -220,6 +223,7 @@ TEST(LoadEnclaveKey, ExpiredOrSoonExpiringKeyIsReplacedByANewOne) {
     auto key = load_enclave_key(path, kLifetime, kNow);
     ASSERT_TRUE(key) << key.error().to_string();
     EXPECT_NE((*key)->key_id(), old_key_id) << not_after;
+    EXPECT_TRUE(key->made_now);
     EXPECT_EQ((*key)->not_after(), kNow + kLifetime.count());
     auto read = read_key_file(path);
     ASSERT_TRUE(read && *read);

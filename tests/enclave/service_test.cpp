@@ -170,14 +170,14 @@ TEST_F(ServiceTest, KeyPastItsNotAfterIsUnknownAndNotOffered) {
   const auto challenge = "/rvenc/attestation?challenge=" + to_hex(crypto::random_array<protocol::kChallengeBytes>());
 
   clock->store(clock->load() + 99);  // the last second of the key's life
-  EXPECT_EQ(post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x"), protocol::Version::v2, clock->load()).body)
+  EXPECT_EQ(post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x"), protocol::Version::v3, clock->load()).body)
                 .status(),
             200u);
   EXPECT_EQ(call(http::Request{http::Verb::get, challenge, 11}).status(), 200u);
 
   clock->store(clock->load() + 1);  // notAfter
   auto writer =
-      post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x"), protocol::Version::v2, clock->load()).body);
+      post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x"), protocol::Version::v3, clock->load()).body);
   EXPECT_EQ(writer.status(), 404u);
   EXPECT_EQ(error_code_of(writer.body()), "unknown_key_id");
   EXPECT_NE(writer.body().find("expired"), std::string::npos) << writer.body();

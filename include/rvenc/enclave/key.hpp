@@ -56,13 +56,20 @@ struct KeyFile {
                                     std::int64_t not_after);
 
 class EnclaveKey;
+// The key an enclave starts with, and whether it was made at this start (no earlier process can
+// have served requests with it: version 2's restart window does not apply).
+struct StartKey {
+  std::shared_ptr<EnclaveKey> key;
+  bool made_now = false;
+  EnclaveKey* operator->() const noexcept { return key.get(); }
+};
 // The enclave's key at start (`now`, epoch seconds). With `file`: its key, or a new one written
 // to it when the file is missing, or its key has expired or expires within kKeyRenewBefore (the
 // old and new keyId are logged); a legacy 32-byte file counts as created now (notAfter = now +
 // lifetime) and is rewritten in the current format. Without `file`: a new key in memory only.
 // New keys live `lifetime`. Errors as read_key_file/write_key_file.
-[[nodiscard]] Result<std::shared_ptr<EnclaveKey>> load_enclave_key(const std::optional<std::filesystem::path>& file,
-                                                                   std::chrono::seconds lifetime, std::int64_t now);
+[[nodiscard]] Result<StartKey> load_enclave_key(const std::optional<std::filesystem::path>& file,
+                                                std::chrono::seconds lifetime, std::int64_t now);
 
 // Keeps `size` bytes at `data` out of swap and core dumps where the system allows it; logs one
 // warning per process when it does not (RLIMIT_MEMLOCK, containers). unlock_memory wipes them.
