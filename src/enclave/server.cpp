@@ -54,6 +54,9 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
   ServiceOptions service_options;
   service_options.allow_v1 = options.allow_v1;
   service_options.replay_cache_entries = options.replay_cache_entries;
+  if (options.replay_tenant_share > options.replay_cache_entries)
+    return fail(Errc::invalid_request, "--replay-tenant-share must not exceed --replay-cache-entries");
+  service_options.replay_tenant_share = options.replay_tenant_share;
   if (options.gateway_token_file) {
     auto hash = load_gateway_token_hash(*options.gateway_token_file);
     if (!hash) return std::unexpected(hash.error());
@@ -111,7 +114,8 @@ std::vector<std::string> EnclaveServer::describe() const {
     lines.push_back("platform public key " + to_hex(*platform));
   for (const auto& [name, engine] : service_->engines()) lines.push_back("model " + name + ": " + engine->description());
   lines.push_back("replay protection for up to " + std::to_string(service_->replay_cache().capacity()) + " requests per " +
-                  std::to_string(kReplayWindowSeconds) + " s (--replay-cache-entries)");
+                  std::to_string(kReplayWindowSeconds) + " s (--replay-cache-entries), at most " +
+                  std::to_string(service_->replay_cache().tenant_share()) + " per tenant (--replay-tenant-share)");
   lines.insert(lines.end(), warnings_.begin(), warnings_.end());
   return lines;
 }
