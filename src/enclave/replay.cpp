@@ -131,7 +131,7 @@ void ReplayCache::expire(std::int64_t now) {
 }
 
 bool ReplayCache::seen(const crypto::Fingerprint& entry) const noexcept {
-  if (reserved_.contains(entry)) return true;
+  if (std::find(reserved_.begin(), reserved_.end(), entry) != reserved_.end()) return true;
   return std::any_of(buckets_.begin(), buckets_.end(),
                      [&](const Bucket& bucket) { return bucket.entries.contains(entry); });
 }
@@ -148,19 +148,20 @@ Result<ReplayCache::Reservation> ReplayCache::reserve(std::string tenant, const 
   if (seen(entry)) return fail(Errc::replayed_request, "this request nonce was already used (replayed request)");
   // Full is full, whoever holds it (with a share below the capacity, never one tenant alone).
   if (size_ >= max_entries_) return fail(Errc::overloaded, "the enclave's replay cache is full; retry in a minute");
-  const auto held = held_.find(tenant);
+  auto held = held_.find(tenant);
   if (held != held_.end() && held->second >= tenant_share_)
     return fail(Errc::replay_quota_exceeded,
                 "this API key holds its whole share of the enclave's replay cache (" + std::to_string(tenant_share_) +
                     " requests within " + std::to_string(window_) + " s); retry after Retry-After seconds");
 
-  reserved_.insert(entry);
+  if (held == held_.end()) held = held_.emplace(tenant, 0).first;
   try {
-    ++held_[tenant];
+    reserved_.push_back(entry);
   } catch (...) {
-    reserved_.erase(entry);
+    if (held->second == 0) held_.erase(held);
     throw;
   }
+  ++held->second;
   ++size_;
   return Reservation(*this, entry, std::move(tenant), now);
 }
@@ -174,12 +175,20 @@ void ReplayCache::commit(const Reservation& reservation) {
   std::size_t& count = bucket.tenants[reservation.tenant_];  // a new zero count is harmless
   bucket.entries.insert(reservation.entry_);
   ++count;
-  reserved_.erase(reservation.entry_);
+  forget_reserved(reservation.entry_);
+}
+
+bool ReplayCache::forget_reserved(const crypto::Fingerprint& entry) noexcept {
+  const auto it = std::find(reserved_.begin(), reserved_.end(), entry);
+  if (it == reserved_.end()) return false;
+  *it = reserved_.back();
+  reserved_.pop_back();
+  return true;
 }
 
 void ReplayCache::release(const Reservation& reservation) noexcept {
   std::lock_guard lock(mutex_);
-  if (reserved_.erase(reservation.entry_) == 0) return;
+  if (!forget_reserved(reservation.entry_)) return;
   give_back(reservation.tenant_, 1);
   --size_;
 }

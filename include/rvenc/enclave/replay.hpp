@@ -22,7 +22,6 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "rvenc/common/error.hpp"
@@ -73,7 +72,7 @@ class FingerprintSet {
 }  // namespace detail
 
 // The (keyId, nonce) pairs reserved now or answered within the window, as keyed fingerprints:
-// committed ones in time buckets that expire whole, reserved ones in a small set of their own
+// committed ones in time buckets that expire whole, reserved ones in a small list of their own
 // (a request holds its reservation only while it is checked). Thread-safe: one mutex.
 class ReplayCache {
  public:
@@ -135,6 +134,8 @@ class ReplayCache {
   [[nodiscard]] bool seen(const crypto::Fingerprint& entry) const noexcept;
   void commit(const Reservation& reservation);
   void release(const Reservation& reservation) noexcept;
+  // Removes the entry from reserved_; false when it was not there.
+  bool forget_reserved(const crypto::Fingerprint& entry) noexcept;
   // Takes `count` entries off the tenant's share (the caller holds the mutex).
   void give_back(const std::string& tenant, std::size_t count) noexcept;
 
@@ -144,7 +145,9 @@ class ReplayCache {
   std::int64_t bucket_;
   mutable std::mutex mutex_;
   std::deque<Bucket> buckets_;  // oldest first
-  std::unordered_set<crypto::Fingerprint, crypto::KeyedBytesHash> reserved_;
+  // Reserved pairs: a request holds its reservation only within one synchronous check, so
+  // there are at most as many as threads handling requests; a vector scanned whole is fastest.
+  std::vector<crypto::Fingerprint> reserved_;
   std::unordered_map<std::string, std::size_t> held_;  // per tenant: reserved + committed
   std::size_t size_ = 0;                                // reserved + committed
 };
