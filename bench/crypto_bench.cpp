@@ -367,12 +367,14 @@ void run_replay(benchmark::State& state, Record record) {
 }
 
 struct RvencReplay {
-  enclave::ReplayCache cache{kMaxReplayRequests};
+  enclave::ReplayCache cache{kMaxReplayRequests, kMaxReplayRequests};  // one tenant may fill it here
 };
 
 void BM_ReplayRecord_rvenc(benchmark::State& state) {
   run_replay<RvencReplay>(state, [](RvencReplay& r, const crypto::Nonce& nonce) {
-    if (!r.cache.check_and_insert(setup().key_id, nonce, kReplayNow)) std::abort();
+    auto reservation = r.cache.reserve(std::string(), setup().key_id, nonce, kReplayNow);
+    if (!reservation) std::abort();
+    reservation->commit();
   });
 }
 

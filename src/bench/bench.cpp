@@ -27,6 +27,7 @@
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/enclave/key.hpp"
+#include "rvenc/enclave/replay.hpp"
 #include "rvenc/protocol/envelope.hpp"
 #include "rvenc/protocol/sealing.hpp"
 
@@ -157,7 +158,9 @@ Status start_stack(Stack& stack, const BenchOptions& options) {
                                (stack.dir / "enclave.key").string(), "--platform-key",
                                (stack.dir / "platform.key").string(), "--attestation", "simulated",
                                "--gateway-token-file", (stack.dir / "gateway.token").string(), "--upstream",
-                               std::string(kModel) + "=" + stack.engine->url() + "/v1"},
+                               std::string(kModel) + "=" + stack.engine->url() + "/v1",
+                               // One API key carries the whole load: it may use the whole replay cache.
+                               "--replay-tenant-share", std::to_string(enclave::kDefaultReplayCacheEntries)},
       stack.dir / "enclave.log");
   auto enclave_url = stack.enclave->wait_for_url();
   if (!enclave_url) return std::unexpected(enclave_url.error());

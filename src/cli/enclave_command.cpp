@@ -32,6 +32,7 @@ struct EnclaveFlags {
   long long shutdown_grace_ms = enclave::kDefaultShutdownGrace.count();
   std::size_t max_connections = enclave::kDefaultMaxConnections;
   std::size_t replay_cache_entries = enclave::kDefaultReplayCacheEntries;
+  std::size_t replay_tenant_share = 0;
 };
 
 std::vector<std::string> split_list(const std::string& text) {
@@ -75,6 +76,7 @@ int run_enclave(const EnclaveFlags& flags) {
   options.shutdown_grace = std::chrono::milliseconds(flags.shutdown_grace_ms);
   options.max_connections = flags.max_connections;
   options.replay_cache_entries = flags.replay_cache_entries;
+  options.replay_tenant_share = flags.replay_tenant_share;
 
   auto server = enclave::EnclaveServer::create(std::move(options));
   if (!server) {
@@ -143,6 +145,10 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "Requests remembered for replay protection over 10 minutes (beyond: 503 overloaded)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  option(*cmd, "--replay-tenant-share", flags->replay_tenant_share,
+         "Of those, how many one tenant (API key) may hold (beyond: 429 replay_quota_exceeded for it alone); "
+         "0: an eighth of --replay-cache-entries, at least min(64, half of it)")
+      ->capture_default_str();
   cmd->callback([&run, flags] { run = [flags] { return run_enclave(*flags); }; });
 }
 

@@ -70,18 +70,74 @@ void FingerprintSet::grow() {
 }
 }  // namespace detail
 
-ReplayCache::ReplayCache(std::size_t max_entries, std::int64_t window_seconds, std::int64_t bucket_seconds)
-    : max_entries_(max_entries), window_(window_seconds), bucket_(std::max<std::int64_t>(bucket_seconds, 1)) {}
+std::size_t default_tenant_share(std::size_t capacity) noexcept {
+  return std::max({capacity / 8, std::min(kMinReplayTenantShare, capacity / 2), std::size_t{1}});
+}
+
+ReplayCache::ReplayCache(std::size_t max_entries, std::size_t tenant_share, std::int64_t window_seconds,
+                         std::int64_t bucket_seconds)
+    : max_entries_(max_entries),
+      tenant_share_(tenant_share == 0 ? default_tenant_share(max_entries) : std::min(tenant_share, max_entries)),
+      window_(window_seconds),
+      bucket_(std::max<std::int64_t>(bucket_seconds, 1)) {}
+
+// --- Reservation -------------------------------------------------------------------------------
+
+ReplayCache::Reservation::Reservation(Reservation&& other) noexcept
+    : cache_(std::exchange(other.cache_, nullptr)),
+      entry_(other.entry_),
+      tenant_(std::move(other.tenant_)),
+      at_(other.at_) {}
+
+ReplayCache::Reservation& ReplayCache::Reservation::operator=(Reservation&& other) noexcept {
+  if (this != &other) {
+    release();
+    cache_ = std::exchange(other.cache_, nullptr);
+    entry_ = other.entry_;
+    tenant_ = std::move(other.tenant_);
+    at_ = other.at_;
+  }
+  return *this;
+}
+
+void ReplayCache::Reservation::commit() {
+  if (cache_ == nullptr) return;
+  cache_->commit(*this);  // may throw (memory): the reservation then stays, and is released
+  cache_ = nullptr;
+}
+
+void ReplayCache::Reservation::release() noexcept {
+  if (cache_ == nullptr) return;
+  cache_->release(*this);
+  cache_ = nullptr;
+}
+
+// --- ReplayCache ---------------------------------------------------------------------------------
+
+void ReplayCache::give_back(const std::string& tenant, std::size_t count) noexcept {
+  const auto it = held_.find(tenant);
+  if (it == held_.end()) return;
+  it->second -= std::min(it->second, count);
+  if (it->second == 0) held_.erase(it);
+}
 
 void ReplayCache::expire(std::int64_t now) {
   // An entry recorded in a bucket must live until window_ after the bucket's end.
   while (!buckets_.empty() && buckets_.front().start + bucket_ + window_ <= now) {
     size_ -= buckets_.front().entries.size();
+    for (const auto& [tenant, count] : buckets_.front().tenants) give_back(tenant, count);
     buckets_.pop_front();
   }
 }
 
-Status ReplayCache::check_and_insert(const crypto::KeyId& key_id, const crypto::Nonce& nonce, std::int64_t now) {
+bool ReplayCache::seen(const crypto::Fingerprint& entry) const noexcept {
+  if (std::find(reserved_.begin(), reserved_.end(), entry) != reserved_.end()) return true;
+  return std::any_of(buckets_.begin(), buckets_.end(),
+                     [&](const Bucket& bucket) { return bucket.entries.contains(entry); });
+}
+
+Result<ReplayCache::Reservation> ReplayCache::reserve(std::string tenant, const crypto::KeyId& key_id,
+                                                      const crypto::Nonce& nonce, std::int64_t now) {
   std::array<std::uint8_t, crypto::kKeyIdBytes + crypto::kAeadNonceBytes> pair{};
   std::copy(key_id.begin(), key_id.end(), pair.begin());
   std::copy(nonce.begin(), nonce.end(), pair.begin() + crypto::kKeyIdBytes);
@@ -89,23 +145,73 @@ Status ReplayCache::check_and_insert(const crypto::KeyId& key_id, const crypto::
 
   std::lock_guard lock(mutex_);
   expire(now);
-  for (const auto& bucket : buckets_)
-    if (bucket.entries.contains(entry))
-      return fail(Errc::replayed_request, "this request nonce was already used (replayed request)");
-  if (size_ >= max_entries_)
-    return fail(Errc::overloaded, "the enclave's replay cache is full; retry in a minute");
+  if (seen(entry)) return fail(Errc::replayed_request, "this request nonce was already used (replayed request)");
+  // Full is full, whoever holds it (with a share below the capacity, never one tenant alone).
+  if (size_ >= max_entries_) return fail(Errc::overloaded, "the enclave's replay cache is full; retry in a minute");
+  auto held = held_.find(tenant);
+  if (held != held_.end() && held->second >= tenant_share_)
+    return fail(Errc::replay_quota_exceeded,
+                "this API key holds its whole share of the enclave's replay cache (" + std::to_string(tenant_share_) +
+                    " requests within " + std::to_string(window_) + " s); retry after Retry-After seconds");
 
-  const std::int64_t start = now - ((now % bucket_) + bucket_) % bucket_;
-  // A clock that went backwards keeps filling the newest bucket, which then lives longer.
-  if (buckets_.empty() || buckets_.back().start < start) buckets_.push_back(Bucket{start, {}});
-  buckets_.back().entries.insert(entry);
+  if (held == held_.end()) held = held_.emplace(tenant, 0).first;
+  try {
+    reserved_.push_back(entry);
+  } catch (...) {
+    if (held->second == 0) held_.erase(held);
+    throw;
+  }
+  ++held->second;
   ++size_;
-  return {};
+  return Reservation(*this, entry, std::move(tenant), now);
+}
+
+void ReplayCache::commit(const Reservation& reservation) {
+  std::lock_guard lock(mutex_);
+  const std::int64_t start = reservation.at_ - ((reservation.at_ % bucket_) + bucket_) % bucket_;
+  // A clock that went backwards keeps filling the newest bucket, which then lives longer.
+  if (buckets_.empty() || buckets_.back().start < start) buckets_.push_back(Bucket{start, {}, {}});
+  Bucket& bucket = buckets_.back();
+  std::size_t& count = bucket.tenants[reservation.tenant_];  // a new zero count is harmless
+  bucket.entries.insert(reservation.entry_);
+  ++count;
+  forget_reserved(reservation.entry_);
+}
+
+bool ReplayCache::forget_reserved(const crypto::Fingerprint& entry) noexcept {
+  const auto it = std::find(reserved_.begin(), reserved_.end(), entry);
+  if (it == reserved_.end()) return false;
+  *it = reserved_.back();
+  reserved_.pop_back();
+  return true;
+}
+
+void ReplayCache::release(const Reservation& reservation) noexcept {
+  std::lock_guard lock(mutex_);
+  if (!forget_reserved(reservation.entry_)) return;
+  give_back(reservation.tenant_, 1);
+  --size_;
+}
+
+std::int64_t ReplayCache::retry_after(const std::string& tenant, std::int64_t now) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& bucket : buckets_) {
+    const auto it = bucket.tenants.find(tenant);
+    if (it != bucket.tenants.end() && it->second > 0)
+      return std::max<std::int64_t>(1, bucket.start + bucket_ + window_ - now);
+  }
+  return 1;  // only reservations in flight: they end within moments
 }
 
 std::size_t ReplayCache::size() const {
   std::lock_guard lock(mutex_);
   return size_;
+}
+
+std::size_t ReplayCache::held(const std::string& tenant) const {
+  std::lock_guard lock(mutex_);
+  const auto it = held_.find(tenant);
+  return it == held_.end() ? 0 : it->second;
 }
 
 }  // namespace rvenc::enclave

@@ -58,6 +58,9 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
   service_options.allow_v2 = options.allow_v2;
   service_options.key_may_have_been_used = !key->made_now;
   service_options.replay_cache_entries = options.replay_cache_entries;
+  if (options.replay_tenant_share > options.replay_cache_entries)
+    return fail(Errc::invalid_request, "--replay-tenant-share must not exceed --replay-cache-entries");
+  service_options.replay_tenant_share = options.replay_tenant_share;
   if (options.gateway_token_file) {
     auto hash = load_gateway_token_hash(*options.gateway_token_file);
     if (!hash) return std::unexpected(hash.error());
@@ -118,7 +121,8 @@ std::vector<std::string> EnclaveServer::describe() const {
     lines.push_back("platform public key " + to_hex(*platform));
   for (const auto& [name, engine] : service_->engines()) lines.push_back("model " + name + ": " + engine->description());
   lines.push_back("replay protection for up to " + std::to_string(service_->replay_cache().capacity()) + " requests per " +
-                  std::to_string(kReplayWindowSeconds) + " s (--replay-cache-entries)");
+                  std::to_string(kReplayWindowSeconds) + " s (--replay-cache-entries), at most " +
+                  std::to_string(service_->replay_cache().tenant_share()) + " per tenant (--replay-tenant-share)");
   lines.insert(lines.end(), warnings_.begin(), warnings_.end());
   return lines;
 }

@@ -54,6 +54,14 @@ std::string request_id(const http::Request& request) {
   return to_hex(crypto::random_array<kGeneratedRequestIdBytes>());
 }
 
+// The tenant whose share of the replay cache a request takes: the X-Rvenc-Tenant the gateway adds
+// (its API key id) when the gateway proves itself with its token, else the one anonymous tenant ""
+// (without a token anyone may claim any tenant, or a fresh one per request).
+std::string replay_tenant(const http::Request& request, bool gateway_authenticated) {
+  if (!gateway_authenticated) return {};
+  return log_token(header_value(request, kTenantHeader)).value_or(std::string());
+}
+
 double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
@@ -96,7 +104,7 @@ EnclaveService::EnclaveService(ServiceOptions options, std::shared_ptr<EnclaveKe
       key_(std::move(key)),
       attestation_(std::move(attestation)),
       engines_(std::move(engines)),
-      replay_(options_.replay_cache_entries),
+      replay_(options_.replay_cache_entries, options_.replay_tenant_share),
       started_at_(0) {
   started_at_ = now();
 }
@@ -242,10 +250,15 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
   accepted.shared_secret = std::move(*secret);
   auto plaintext = protocol::open_request(*envelope, accepted.shared_secret);
   if (!plaintext) return std::unexpected(plaintext.error());
-  // Only authenticated requests take a replay-cache slot, so forgeries cannot fill it.
+  // Only authenticated requests reserve a replay-cache slot, so forgeries cannot fill it; it is
+  // committed once every check below passed, and released if one fails (refused requests take no
+  // room). Every version with a keyId.
+  std::optional<ReplayCache::Reservation> reservation;
   if (protocol::has_key_id(envelope->version)) {
-    if (auto ok = replay_.check_and_insert(envelope->key_id, envelope->nonce, now()); !ok)
-      return std::unexpected(ok.error());
+    auto reserved = replay_.reserve(replay_tenant(request, options_.gateway_token_hash.has_value()),
+                                    envelope->key_id, envelope->nonce, now());
+    if (!reserved) return std::unexpected(reserved.error());
+    reservation = std::move(*reserved);
   }
 
   auto chat = protocol::validate_chat_request(plaintext->view());
@@ -261,6 +274,7 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
   if (boost::beast::iequals(header_value(request, kKeyEnvHeader), "test") &&
       std::find(options_.test_models.begin(), options_.test_models.end(), chat->model) == options_.test_models.end())
     return fail(Errc::test_key_not_allowed, "test keys may only use the test models");
+  if (reservation) reservation->commit();
 
   accepted.version = envelope->version;
   accepted.nonce = envelope->nonce;
@@ -278,9 +292,13 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
 
   auto accepted = accept(request);
   if (!accepted) {
-    spdlog::info("chat {} refused: {} ({} bytes in, {:.1f} ms)", id, code_name(accepted.error().code), body_bytes,
-                 ms_since(started));
+    spdlog::info("chat {} tenant={} refused: {} ({} bytes in, {:.1f} ms)", id, tenant,
+                 code_name(accepted.error().code), body_bytes, ms_since(started));
     auto response = http::error_response(request, accepted.error());
+    if (accepted.error().code == Errc::replay_quota_exceeded)
+      response.set(field::retry_after,
+                   std::to_string(replay_.retry_after(
+                       replay_tenant(request, options_.gateway_token_hash.has_value()), now())));
     response.set(kRequestIdHeader, id);
     co_await writer.send(std::move(response));
     co_return;
@@ -324,10 +342,11 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
     closing += usage;
     co_await writer.end_stream(closing);
   }
-  spdlog::info("chat {} tenant={} v{} model={} engine=\"{}\" {} bytes in, {} bytes out, {} events, tokens {}+{}, "
+  // Nothing that came inside the ciphertext (model, engine, content): docs/threat-model.md.
+  spdlog::info("chat {} tenant={} v{} {} bytes in, {} bytes out, {} events, tokens {}+{}, "
                "open {:.1f} ms, first event {:.1f} ms, total {:.1f} ms{}{}",
-               id, tenant, static_cast<int>(accepted->version), accepted->chat.model, accepted->engine->description(),
-               body_bytes, bytes_out, events, outcome.usage.prompt_tokens,
+               id, tenant, static_cast<int>(accepted->version), body_bytes, bytes_out, events,
+               outcome.usage.prompt_tokens,
                outcome.usage.completion_tokens, open_ms, first_event_ms.value_or(0.0), ms_since(started),
                outcome.error ? ", ended with " : "",
                outcome.error ? std::string(code_name(outcome.error->code)) : std::string());

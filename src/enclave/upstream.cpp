@@ -1,8 +1,10 @@
-// The upstream engine: relays an OpenAI-compatible server's streamed chunks.
+// The upstream engine: relays an OpenAI-compatible server's streamed chunks. It logs nothing: which
+// upstream a request went to follows from its encrypted model, and what the upstream answered from
+// its content. A failure reaches the client in the sealed error event and the enclave's log only as
+// the error code of the request's chat line (docs/threat-model.md, "What each component logs").
 #include <boost/beast/http/field.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
-#include <spdlog/spdlog.h>
 
 #include "rvenc/enclave/engine.hpp"
 #include "rvenc/protocol/sse.hpp"
@@ -55,7 +57,6 @@ std::string UpstreamEngine::description() const { return "upstream " + options_.
 http::awaitable<EngineOutcome> UpstreamEngine::generate(const protocol::ChatRequest& request, ChunkSink sink) {
   EngineOutcome outcome;
   outcome.usage.prompt_tokens = estimate_prompt_tokens(request);
-  const std::string where = options_.base.origin();
   auto failed = [&](Errc code, std::string message) {
     outcome.error = Error{code, std::move(message)};
     return outcome;
@@ -73,7 +74,6 @@ http::awaitable<EngineOutcome> UpstreamEngine::generate(const protocol::ChatRequ
 
   auto opened = co_await client_->open(options_.base, std::move(upstream_request), timeouts);
   if (!opened) {
-    spdlog::warn("upstream {} for model {}: {}", where, options_.model, opened.error().to_string());
     co_return failed(opened.error().code == Errc::upstream_timeout ? Errc::upstream_timeout : Errc::upstream_error,
                      opened.error().code == Errc::upstream_timeout ? "the model server did not answer in time"
                                                                    : "cannot reach the model server");
@@ -89,7 +89,6 @@ http::awaitable<EngineOutcome> UpstreamEngine::generate(const protocol::ChatRequ
     }
     if (error_body.size() > kMaxUpstreamErrorBody) stream.cancel();
     const std::string detail = upstream_message(error_body);
-    spdlog::warn("upstream {} for model {} answered HTTP {}", where, options_.model, stream.status());
     co_return failed(Errc::upstream_error, "the model server answered HTTP " + std::to_string(stream.status()) +
                                                (detail.empty() ? std::string() : ": " + detail));
   }
@@ -102,7 +101,6 @@ http::awaitable<EngineOutcome> UpstreamEngine::generate(const protocol::ChatRequ
   while (!done) {
     auto bytes = co_await stream.read_some();
     if (!bytes) {
-      spdlog::warn("upstream {} for model {} broke mid-stream: {}", where, options_.model, bytes.error().to_string());
       outcome.usage.completion_tokens = reported ? reported->completion_tokens : content_chunks;
       co_return failed(bytes.error().code == Errc::upstream_timeout ? Errc::upstream_timeout : Errc::upstream_error,
                        bytes.error().code == Errc::upstream_timeout

@@ -322,14 +322,95 @@ TEST_F(ServiceTest, TestKeysMayOnlyUseTestModels) {
   EXPECT_EQ(post_chat(seal(key_->public_key(), chat_json("other-model", "x")).body).status(), 200u);
 }
 
-TEST_F(ServiceTest, FullReplayCacheAnswersOverloaded) {
+// What the gateway adds to a request of API key `tenant` ("live" or "test" environment).
+http::Fields from_gateway(const std::string& tenant, std::string_view env = "live") {
+  http::Fields headers;
+  headers.set(boost::beast::http::field::authorization, "Bearer " + std::string(kGatewayToken));
+  headers.set(kTenantHeader, tenant);
+  headers.set(kKeyEnvHeader, env);
+  return headers;
+}
+
+ServiceOptions behind_gateway(std::size_t replay_cache_entries, std::size_t replay_tenant_share = 0) {
   ServiceOptions options;
-  options.replay_cache_entries = 1;
-  make_service(options);
-  EXPECT_EQ(post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x")).body).status(), 200u);
-  auto full = post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x")).body);
+  options.gateway_token_hash = crypto::sha256(crypto::as_bytes(kGatewayToken));
+  options.replay_cache_entries = replay_cache_entries;
+  options.replay_tenant_share = replay_tenant_share;
+  return options;
+}
+
+// When tenants together fill the cache, a tenant under its share gets 503 overloaded.
+TEST_F(ServiceTest, FullReplayCacheAnswersOverloaded) {
+  make_service(behind_gateway(2, 1));
+  EXPECT_EQ(post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x")).body, from_gateway("key_a")).status(),
+            200u);
+  EXPECT_EQ(post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x")).body, from_gateway("key_b")).status(),
+            200u);
+  auto full = post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x")).body, from_gateway("key_c"));
   EXPECT_EQ(full.status(), 503u);
   EXPECT_EQ(error_code_of(full.body()), "overloaded");
+}
+
+// Finding 4 of issue 30: a test key's authentic but refused requests (a model it may not use, a
+// model not served, an invalid request) filled the shared replay cache, and the next live
+// request got 503 overloaded. Refused requests now take no room.
+TEST_F(ServiceTest, TestKeyFloodOfRefusedRequestsDoesNotStopALiveKey) {
+  make_service(behind_gateway(8));
+  const auto test_key = from_gateway("key_test", "test");
+  for (int i = 0; i < 40; ++i) {
+    const std::string plaintext = i % 3 == 0   ? chat_json("other-model", "not for test keys")
+                                  : i % 3 == 1 ? chat_json("not-served", "x")
+                                               : std::string(R"({"model":"rvenc-demo","messages":[]})");
+    auto refused = post_chat(seal(key_->public_key(), plaintext).body, test_key);
+    EXPECT_TRUE(refused.status() == 403u || refused.status() == 400u) << i << ": " << refused.body();
+  }
+  EXPECT_EQ(service_->replay_cache().size(), 0u);
+  const auto live = seal(key_->public_key(), chat_json("rvenc-demo", "still served?"));
+  auto served = post_chat(live.body, from_gateway("key_live"));
+  ASSERT_EQ(served.status(), 200u) << served.body();
+  EXPECT_TRUE(test::open_stream(live, served.body()).done);
+  EXPECT_EQ(service_->replay_cache().size(), 1u);
+}
+
+// A tenant may hold only its share (capacity 8: 4) and then gets 429 for itself alone.
+TEST_F(ServiceTest, TenantOverItsReplayShareGets429WithRetryAfterAndNobodyElseDoes) {
+  make_service(behind_gateway(8));
+  ASSERT_EQ(service_->replay_cache().tenant_share(), 4u);
+  for (int i = 0; i < 4; ++i)
+    ASSERT_EQ(post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x")).body, from_gateway("key_a", "test"))
+                  .status(),
+              200u);
+  auto over = post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x")).body, from_gateway("key_a", "test"));
+  EXPECT_EQ(over.status(), 429u) << over.body();
+  EXPECT_EQ(error_code_of(over.body()), "replay_quota_exceeded");
+  ASSERT_TRUE(over.response);
+  const std::string retry_after((*over.response)[boost::beast::http::field::retry_after]);
+  ASSERT_FALSE(retry_after.empty());
+  EXPECT_GE(std::stoll(retry_after), 1);
+  EXPECT_LE(std::stoll(retry_after), kReplayWindowSeconds + kReplayBucketSeconds);
+  const auto live = seal(key_->public_key(), chat_json("rvenc-demo", "x"));
+  auto served = post_chat(live.body, from_gateway("key_b"));
+  ASSERT_EQ(served.status(), 200u) << served.body();
+  EXPECT_TRUE(test::open_stream(live, served.body()).done);
+}
+
+// Without a gateway token X-Rvenc-Tenant is anyone's word: every caller is the one anonymous
+// tenant, so naming a fresh tenant per request gains no room (nor takes another tenant's).
+TEST_F(ServiceTest, WithoutAGatewayTokenEveryCallerIsOneAnonymousTenant) {
+  ServiceOptions options;
+  options.replay_cache_entries = 8;
+  make_service(options);
+  for (int i = 0; i < 4; ++i) {
+    http::Fields headers;
+    headers.set(kTenantHeader, "key_" + std::to_string(i));
+    ASSERT_EQ(post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x")).body, headers).status(), 200u);
+  }
+  http::Fields fresh;
+  fresh.set(kTenantHeader, "key_fresh");
+  auto over = post_chat(seal(key_->public_key(), chat_json("rvenc-demo", "x")).body, fresh);
+  EXPECT_EQ(over.status(), 429u);
+  EXPECT_EQ(error_code_of(over.body()), "replay_quota_exceeded");
+  EXPECT_EQ(service_->replay_cache().held(""), 4u);
 }
 
 TEST_F(ServiceTest, ClientThatLeavesMidStreamStopsTheEngine) {

@@ -61,8 +61,7 @@ std::unique_ptr<test::ChildProcess> start_gateway(const std::vector<std::string>
   return std::make_unique<test::ChildProcess>(argv);
 }
 
-Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key_file, const std::string& prompt,
-                 protocol::Version version) {
+protocol::AttestationDocument attest(const std::string& gateway_url, const std::string& platform_key_file) {
   const auto challenge = crypto::random_array<protocol::kChallengeBytes>();
   auto response = http::fetch("GET", gateway_url + "/rvenc/attestation?challenge=" + to_hex(challenge));
   if (!response || response->result_int() != 200) throw std::runtime_error("attestation through the gateway failed");
@@ -77,14 +76,19 @@ Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key
   policy.simulated_platform_key = crypto::ed25519_keypair_from_seed(crypto::Ed25519Seed(seed_bytes)).public_key;
   if (auto ok = protocol::verify_attestation(*doc, challenge, policy); !ok)
     throw std::runtime_error("attestation does not verify: " + ok.error().message);
+  return *doc;
+}
 
+Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key_file, const std::string& prompt,
+                 protocol::Version version) {
+  const auto doc = attest(gateway_url, platform_key_file);
   auto models = http::fetch("GET", gateway_url + "/rvenc/models");
   if (!models || models->result_int() != 200) throw std::runtime_error("models through the gateway failed");
   const std::string model(boost::json::parse(models->body()).at("data").as_array().at(0).at("id").as_string());
 
   const std::string plaintext = R"({"model":")" + model + R"(","stream":true,"messages":[{"role":"user","content":")" +
                                 prompt + R"("}]})";
-  return test::seal(doc->public_key, plaintext, version, std::nullopt, doc->key_id);
+  return test::seal(doc.public_key, plaintext, version, std::nullopt, doc.key_id);
 }
 
 Result<http::Response> post_chat(const std::string& gateway_url, const std::string& body,

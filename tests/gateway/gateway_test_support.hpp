@@ -36,7 +36,9 @@ std::unique_ptr<test::ChildProcess> start_gateway(const std::vector<std::string>
 
 using Sealed = test::SealedRequest;
 // Fetches and verifies the attestation through `gateway_url` (simulated, signed by the platform
-// key in `platform_key_file`) and seals a chat request for the first model.
+// key in `platform_key_file`); throws when it does not verify.
+protocol::AttestationDocument attest(const std::string& gateway_url, const std::string& platform_key_file);
+// attest(), then seals a chat request for the first model.
 Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key_file, const std::string& prompt = "Hello",
                  protocol::Version version = protocol::Version::v3);
 

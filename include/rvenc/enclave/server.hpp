@@ -50,6 +50,9 @@ struct EnclaveOptions {
   std::size_t max_connections = kDefaultMaxConnections;  // beyond -> 503 overloaded
   // Requests remembered for replay protection (beyond: 503 overloaded until entries expire).
   std::size_t replay_cache_entries = kDefaultReplayCacheEntries;
+  // Of those, what one tenant may hold (beyond: 429 replay_quota_exceeded); 0: derived
+  // (default_tenant_share). At most replay_cache_entries.
+  std::size_t replay_tenant_share = 0;
 };
 
 class EnclaveServer {

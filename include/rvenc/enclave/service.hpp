@@ -47,6 +47,8 @@ struct ServiceOptions {
   // Models that requests forwarded for test keys (X-Rvenc-Key-Env: test) may use.
   std::vector<std::string> test_models = {std::string(kDefaultDemoModel)};
   std::size_t replay_cache_entries = kDefaultReplayCacheEntries;
+  // Entries one tenant may hold (429 replay_quota_exceeded beyond); 0: default_tenant_share.
+  std::size_t replay_tenant_share = 0;
   // Seconds since the epoch (tests may move the clock).
   std::function<std::int64_t()> clock;
 };
