@@ -31,6 +31,9 @@ struct EnclaveFlags {
   long long shutdown_grace_ms = enclave::kDefaultShutdownGrace.count();
   std::size_t max_connections = enclave::kDefaultMaxConnections;
   std::size_t replay_cache_entries = enclave::kDefaultReplayCacheEntries;
+  std::size_t max_attestation_queue = enclave::kDefaultMaxAttestationQueue;
+  long long first_byte_timeout_ms = http::ServerOptions::kDefaultFirstByteTimeout.count();
+  long long header_timeout_ms = http::ServerOptions::kDefaultHeaderTimeout.count();
 };
 
 std::vector<std::string> split_list(const std::string& text) {
@@ -52,7 +55,7 @@ int run_enclave(const EnclaveFlags& flags) {
   options.host = listen->first;
   options.port = listen->second;
   if (flags.demo_delay_ms < 0 || flags.key_lifetime_s <= 0 || flags.upstream_timeout_ms <= 0 ||
-      flags.shutdown_grace_ms < 0) {
+      flags.shutdown_grace_ms < 0 || flags.first_byte_timeout_ms <= 0 || flags.header_timeout_ms <= 0) {
     std::cerr << "rvenc enclave: durations must be positive\n";
     return kExitUsage;
   }
@@ -73,6 +76,9 @@ int run_enclave(const EnclaveFlags& flags) {
   options.shutdown_grace = std::chrono::milliseconds(flags.shutdown_grace_ms);
   options.max_connections = flags.max_connections;
   options.replay_cache_entries = flags.replay_cache_entries;
+  options.max_attestation_queue = flags.max_attestation_queue;
+  options.first_byte_timeout = std::chrono::milliseconds(flags.first_byte_timeout_ms);
+  options.header_timeout = std::chrono::milliseconds(flags.header_timeout_ms);
 
   auto server = enclave::EnclaveServer::create(std::move(options));
   if (!server) {
@@ -135,6 +141,16 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "Requests remembered for replay protection over 10 minutes (beyond: 503 overloaded)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  option(*cmd, "--max-attestation-queue", flags->max_attestation_queue,
+         "Attestation requests waiting for evidence at once (beyond: 503 overloaded)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  option(*cmd, "--first-byte-timeout-ms", flags->first_byte_timeout_ms,
+         "How long a new connection may take to send its first byte (then it is closed)")
+      ->capture_default_str();
+  option(*cmd, "--header-timeout-ms", flags->header_timeout_ms,
+         "Deadline for a request head once its first byte arrived")
+      ->capture_default_str();
   cmd->callback([&run, flags] { run = [flags] { return run_enclave(*flags); }; });
 }
 

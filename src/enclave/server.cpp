@@ -54,6 +54,7 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
   ServiceOptions service_options;
   service_options.allow_v1 = options.allow_v1;
   service_options.replay_cache_entries = options.replay_cache_entries;
+  service_options.max_attestation_queue = options.max_attestation_queue;
   if (options.gateway_token_file) {
     auto hash = load_gateway_token_hash(*options.gateway_token_file);
     if (!hash) return std::unexpected(hash.error());
@@ -78,6 +79,8 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
   server_options.shutdown_grace = options.shutdown_grace;
   server_options.body_limit = options.max_body;
   server_options.max_connections = options.max_connections;
+  server_options.first_byte_timeout = options.first_byte_timeout;
+  server_options.header_timeout = options.header_timeout;
   // The gateway multiplexes its streams over a few connections (rvenc-mux/1), if it shows its token.
   server_options.accept_mux = [service = self->service_.get()](const http::Request& request) {
     std::optional<http::Response> refusal;

@@ -45,6 +45,11 @@ struct EnclaveOptions {
   std::size_t max_connections = kDefaultMaxConnections;  // beyond -> 503 overloaded
   // Requests remembered for replay protection (beyond: 503 overloaded until entries expire).
   std::size_t replay_cache_entries = kDefaultReplayCacheEntries;
+  // Attestation requests waiting for evidence at once (beyond: 503 overloaded).
+  std::size_t max_attestation_queue = kDefaultMaxAttestationQueue;
+  // Slow connections (http::ServerOptions): first byte of a new connection, each request head.
+  std::chrono::milliseconds first_byte_timeout = http::ServerOptions::kDefaultFirstByteTimeout;
+  std::chrono::milliseconds header_timeout = http::ServerOptions::kDefaultHeaderTimeout;
 };
 
 class EnclaveServer {

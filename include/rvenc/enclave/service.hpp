@@ -7,9 +7,12 @@
 // error event followed by done. A successful or failed stream ends with the plain usage event.
 // A model this enclave does not serve is 400 invalid_inference (the decrypted request names a
 // bad "model"); the message lists the served models but never echoes the requested name, which
-// arrived encrypted. PROTOCOL.md has no dedicated code for it.
+// arrived encrypted. PROTOCOL.md has no dedicated code for it. Attestation evidence (a hardware
+// report, serialized by the platform) is asked for on one thread; at most
+// ServiceOptions::max_attestation_queue requests wait for it, beyond that 503 overloaded at once.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -34,6 +37,8 @@ inline constexpr std::string_view kKeyEnvHeader = "X-Rvenc-Key-Env";
 inline constexpr std::string_view kTenantHeader = "X-Rvenc-Tenant";
 inline constexpr std::string_view kRequestIdHeader = "X-Request-Id";
 
+inline constexpr std::size_t kDefaultMaxAttestationQueue = 8;
+
 struct ServiceOptions {
   bool allow_v1 = false;
   // SHA-256 of the gateway's bearer token; nullopt: no token required (local use only).
@@ -41,6 +46,8 @@ struct ServiceOptions {
   // Models that requests forwarded for test keys (X-Rvenc-Key-Env: test) may use.
   std::vector<std::string> test_models = {std::string(kDefaultDemoModel)};
   std::size_t replay_cache_entries = kDefaultReplayCacheEntries;
+  // Attestation requests waiting for (or getting) evidence at once; beyond: 503 overloaded.
+  std::size_t max_attestation_queue = kDefaultMaxAttestationQueue;
   // Seconds since the epoch (tests may move the clock).
   std::function<std::int64_t()> clock;
 };
@@ -87,6 +94,7 @@ class EnclaveService {
   std::int64_t started_at_;
   // Hardware evidence blocks (configfs I/O): it runs here, never on the I/O threads.
   boost::asio::thread_pool blocking_pool_{1};
+  std::atomic<std::size_t> evidence_queued_{0};  // attestation requests in blocking_pool_
 };
 
 }  // namespace rvenc::enclave
