@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -29,13 +30,23 @@ constexpr const char* kAdminToken = "admin-token-for-the-tests-0123456789";
 // A TCP connection to `url` that sends nothing until told to.
 class SilentConnection {
  public:
-  explicit SilentConnection(const std::string& url) : fd_(test::connect_to_loopback(http::parse_url(url)->port)) {}
+  explicit SilentConnection(const std::string& url) : fd_(test::connect_to_loopback(http::parse_url(url)->port)) {
+    timeval guard{20, 0};  // against hangs only
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &guard, sizeof guard);
+  }
   ~SilentConnection() {
     if (fd_ >= 0) ::close(fd_);
   }
   SilentConnection(const SilentConnection&) = delete;
   SilentConnection& operator=(const SilentConnection&) = delete;
   [[nodiscard]] bool connected() const { return fd_ >= 0; }
+  // One keep-alive request and the first bytes of its answer: the gateway has taken the connection.
+  [[nodiscard]] bool served() {
+    const std::string_view request = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    if (::send(fd_, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) return false;
+    char buffer[512];
+    return ::recv(fd_, buffer, sizeof buffer, 0) > 0;
+  }
 
  private:
   int fd_;
@@ -97,8 +108,10 @@ TEST_F(GatewayConnections, PerAddressCapRefusesTheNextConnectionAndCountsIt) {
   ASSERT_NO_FATAL_FAILURE(start({"--max-connections-per-ip", "3"}));  // given: loopback counts too
   {
     std::vector<std::unique_ptr<SilentConnection>> held;
-    for (int i = 0; i < 3; ++i) held.push_back(std::make_unique<SilentConnection>(gateway_url));
-    std::this_thread::sleep_for(200ms);  // let the gateway accept them (a refusal below is what counts)
+    for (int i = 0; i < 3; ++i) {
+      held.push_back(std::make_unique<SilentConnection>(gateway_url));
+      ASSERT_TRUE(held.back()->served());  // accepted and kept alive
+    }
     auto refused = get(gateway_url + "/healthz");
     ASSERT_TRUE(refused) << refused.error().message;
     EXPECT_EQ(refused->result_int(), 429u) << refused->body();
