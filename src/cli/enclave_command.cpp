@@ -33,6 +33,9 @@ struct EnclaveFlags {
   std::size_t max_connections = enclave::kDefaultMaxConnections;
   std::size_t replay_cache_entries = enclave::kDefaultReplayCacheEntries;
   std::size_t replay_tenant_share = 0;
+  std::size_t max_attestation_queue = enclave::kDefaultMaxAttestationQueue;
+  long long first_byte_timeout_ms = http::ServerOptions::kDefaultFirstByteTimeout.count();
+  long long header_timeout_ms = http::ServerOptions::kDefaultHeaderTimeout.count();
 };
 
 std::vector<std::string> split_list(const std::string& text) {
@@ -54,7 +57,7 @@ int run_enclave(const EnclaveFlags& flags) {
   options.host = listen->first;
   options.port = listen->second;
   if (flags.demo_delay_ms < 0 || flags.key_lifetime_s <= 0 || flags.upstream_timeout_ms <= 0 ||
-      flags.shutdown_grace_ms < 0) {
+      flags.shutdown_grace_ms < 0 || flags.first_byte_timeout_ms <= 0 || flags.header_timeout_ms <= 0) {
     std::cerr << "rvenc enclave: durations must be positive\n";
     return kExitUsage;
   }
@@ -77,6 +80,9 @@ int run_enclave(const EnclaveFlags& flags) {
   options.max_connections = flags.max_connections;
   options.replay_cache_entries = flags.replay_cache_entries;
   options.replay_tenant_share = flags.replay_tenant_share;
+  options.max_attestation_queue = flags.max_attestation_queue;
+  options.first_byte_timeout = std::chrono::milliseconds(flags.first_byte_timeout_ms);
+  options.header_timeout = std::chrono::milliseconds(flags.header_timeout_ms);
 
   auto server = enclave::EnclaveServer::create(std::move(options));
   if (!server) {
@@ -148,6 +154,16 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--replay-tenant-share", flags->replay_tenant_share,
          "Of those, how many one tenant (API key) may hold (beyond: 429 replay_quota_exceeded for it alone); "
          "0: an eighth of --replay-cache-entries, at least min(64, half of it)")
+      ->capture_default_str();
+  option(*cmd, "--max-attestation-queue", flags->max_attestation_queue,
+         "Attestation requests waiting for evidence at once (beyond: 503 overloaded)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  option(*cmd, "--first-byte-timeout-ms", flags->first_byte_timeout_ms,
+         "How long a new connection may take to send its first byte (then it is closed)")
+      ->capture_default_str();
+  option(*cmd, "--header-timeout-ms", flags->header_timeout_ms,
+         "Deadline for a request head once its first byte arrived")
       ->capture_default_str();
   cmd->callback([&run, flags] { run = [flags] { return run_enclave(*flags); }; });
 }

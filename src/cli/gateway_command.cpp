@@ -6,8 +6,10 @@
 #include <spdlog/spdlog.h>
 
 #include "command.hpp"
+#include "rvenc/http/address.hpp"
 #include "rvenc/http/url.hpp"
 #include "rvenc/common/hex.hpp"
+#include "rvenc/crypto/crypto.hpp"
 #include "rvenc/gateway/gateway.hpp"
 #include "rvenc/gateway/redis_rate_limiter.hpp"
 #include "rvenc/gateway/redis_revocations.hpp"
@@ -29,21 +31,65 @@ struct GatewayFlags {
   long long upstream_timeout_ms = gateway::kUpstreamIdleTimeout.count();
   long long read_timeout_ms = http::ServerOptions::kDefaultReadTimeout.count();
   long long idle_timeout_ms = http::ServerOptions::kDefaultIdleTimeout.count();
+  long long first_byte_timeout_ms = http::ServerOptions::kDefaultFirstByteTimeout.count();
+  long long header_timeout_ms = http::ServerOptions::kDefaultHeaderTimeout.count();
+  long long health_interval_ms = gateway::kAttestationRefresh.count() * 1000;
   std::size_t max_connections = gateway::kDefaultMaxConnections;
+  std::size_t max_connections_per_ip = gateway::kDefaultMaxConnectionsPerIp;
+  bool per_ip_explicit = false;  // --max-connections-per-ip given: loopback counts too
+  std::vector<std::string> trusted_proxies;
+  std::int64_t attestation_per_minute = gateway::kDefaultAttestationPerMinute;
+  std::string admin_token_file;
   bool enclave_http1 = false;
 };
 
-Result<std::string> read_token_file(const std::string& path) {
+// The token in `path` (surrounding whitespace trimmed); `flag` names it in errors.
+Result<std::string> read_token_file(const std::string& path, std::string_view flag) {
+  const std::string name(flag);
   std::ifstream in(path, std::ios::binary);
-  if (!in) return fail(Errc::invalid_request, "cannot read --enclave-token-file " + path);
+  if (!in) return fail(Errc::invalid_request, "cannot read " + name + " " + path);
   std::string token(kMaxTokenFileBytes + 1, '\0');
   in.read(token.data(), static_cast<std::streamsize>(token.size()));
   token.resize(static_cast<std::size_t>(in.gcount()));
-  if (token.size() > kMaxTokenFileBytes) return fail(Errc::invalid_request, "--enclave-token-file is too large");
+  if (token.size() > kMaxTokenFileBytes) return fail(Errc::invalid_request, name + " is too large");
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.front()))) token.erase(token.begin());
-  if (token.empty()) return fail(Errc::invalid_request, "--enclave-token-file is empty");
+  if (token.empty()) return fail(Errc::invalid_request, name + " is empty");
   return token;
+}
+
+// The SHA-256 of the admin token in `path` (the token itself is wiped).
+Result<crypto::Sha256Digest> read_admin_token_hash(const std::string& path) {
+  auto token = read_token_file(path, "--admin-token-file");
+  if (!token) return std::unexpected(token.error());
+  const auto digest = crypto::sha256(crypto::as_bytes(*token));
+  crypto::secure_wipe(token->data(), token->size());
+  return digest;
+}
+
+// Connection limits and timeouts, the trusted proxies and the admin token into `options`.
+Status apply_client_limits(const GatewayFlags& flags, gateway::GatewayOptions& options) {
+  if (flags.first_byte_timeout_ms <= 0 || flags.header_timeout_ms <= 0 || flags.health_interval_ms <= 0)
+    return fail(Errc::invalid_request, "--first-byte-timeout-ms, --header-timeout-ms and --health-interval-ms must "
+                                       "be positive");
+  options.first_byte_timeout = std::chrono::milliseconds(flags.first_byte_timeout_ms);
+  options.header_timeout = std::chrono::milliseconds(flags.header_timeout_ms);
+  options.health_interval = std::chrono::milliseconds(flags.health_interval_ms);
+  options.max_connections_per_ip = flags.max_connections_per_ip;
+  options.per_ip_cap_loopback = flags.per_ip_explicit;
+  for (const auto& text : flags.trusted_proxies) {
+    auto cidr = http::parse_cidr(text);
+    if (!cidr) return fail(Errc::invalid_request, "--trusted-proxy " + cidr.error().message);
+    options.trusted_proxies.push_back(*cidr);
+  }
+  if (flags.attestation_per_minute < 0) return fail(Errc::invalid_request, "--attestation-per-minute must be >= 0");
+  options.attestation_per_minute = flags.attestation_per_minute;
+  if (!flags.admin_token_file.empty()) {
+    auto hash = read_admin_token_hash(flags.admin_token_file);
+    if (!hash) return std::unexpected(hash.error());
+    options.admin_token_hash = *hash;
+  }
+  return {};
 }
 
 int run_gateway(const GatewayFlags& flags) {
@@ -87,8 +133,12 @@ int run_gateway(const GatewayFlags& flags) {
   options.upstream_idle_timeout = std::chrono::milliseconds(flags.upstream_timeout_ms);
   options.max_connections = flags.max_connections;
   options.enclave_mux = !flags.enclave_http1;
+  if (auto ok = apply_client_limits(flags, options); !ok) {
+    std::cerr << "rvenc gateway: " << ok.error().message << "\n";
+    return kExitUsage;
+  }
   if (!flags.enclave_token_file.empty()) {
-    auto token = read_token_file(flags.enclave_token_file);
+    auto token = read_token_file(flags.enclave_token_file, "--enclave-token-file");
     if (!token) {
       std::cerr << "rvenc gateway: " << token.error().message << "\n";
       return kExitUsage;
@@ -135,6 +185,13 @@ int run_gateway(const GatewayFlags& flags) {
         << (redis ? "shared in " + redis->url.to_string() + " (--redis-failure " + flags.redis_failure + ")"
                   : std::string("in memory"))
         << "\n";
+  facts << (gw.handler().options().admin_token_hash
+                ? "admin: /healthz details and /metrics need the admin token (--admin-token-file)\n"
+                : "warning: no --admin-token-file: /healthz details (enclave URLs, keyIds, errors) and /metrics are "
+                  "public\n");
+  facts << "connections: at most " << flags.max_connections << ", " << flags.max_connections_per_ip
+        << " per address (0: no cap" << (flags.per_ip_explicit ? "" : "; loopback exempt") << ")"
+        << (flags.trusted_proxies.empty() ? std::string() : ", trusted proxies exempt") << "\n";
   std::cout << facts.str() << std::flush;
   gw.wait();
   spdlog::info("gateway stopped");
@@ -167,9 +224,35 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "Most client connections served at once (beyond: 503 overloaded); each stream also holds one to an enclave")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  option(*cmd, "--first-byte-timeout-ms", flags->first_byte_timeout_ms,
+         "How long a new client connection may take to send its first byte (then it is closed)")
+      ->capture_default_str();
+  option(*cmd, "--header-timeout-ms", flags->header_timeout_ms,
+         "Deadline for a request head (request line and headers) once its first byte arrived")
+      ->capture_default_str();
+  auto* per_ip = option(*cmd, "--max-connections-per-ip", flags->max_connections_per_ip,
+                        "Most client connections at once from one address (beyond: 429; 0: no cap); loopback "
+                        "clients are exempt unless this is given")
+                     ->capture_default_str();
+  option(*cmd, "--trusted-proxy", flags->trusted_proxies,
+         "CIDR of a load balancer in front (repeatable): exempt from the per-address cap, and its X-Forwarded-For "
+         "names the client address (PROXY protocol is not supported)");
+  option(*cmd, "--attestation-per-minute", flags->attestation_per_minute,
+         "GET /rvenc/attestation a minute per client address without a valid API key (also the burst; at least "
+         "2 per enclave; 0: no limit)")
+      ->capture_default_str();
+  option(*cmd, "--admin-token-file", flags->admin_token_file,
+         "File with the admin token: /healthz details and /metrics need Authorization: Bearer <it> "
+         "(without it they are public)");
+  option(*cmd, "--health-interval-ms", flags->health_interval_ms,
+         "How often the enclaves' health is checked (GET /healthz; attestation only for a new keyId)")
+      ->capture_default_str();
   flag(*cmd, "--enclave-http1", flags->enclave_http1,
        "One HTTP/1.1 connection per stream to the enclaves, instead of streams sharing rvenc-mux connections");
-  cmd->callback([&run, flags] { run = [flags] { return run_gateway(*flags); }; });
+  cmd->callback([&run, flags, per_ip] {
+    flags->per_ip_explicit = per_ip->count() > 0;
+    run = [flags] { return run_gateway(*flags); };
+  });
 }
 
 const Registrar registrar{{"gateway", setup}};

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cctype>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -221,9 +222,14 @@ int run_up(const UpFlags& flags) {
   fs::create_directories(dir);
   fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace);
   const fs::path db = dir / "rvenc.db", enclave_key = dir / "enclave.key", platform_key = dir / "platform.key",
-                 token = dir / "gateway.token", stack_file = dir / "stack.json";
+                 token = dir / "gateway.token", stack_file = dir / "stack.json", admin_token_file = dir / "admin.token";
 
   if (!fs::exists(token)) write_private_file(token, to_hex(crypto::random_array<kTokenBytes>()) + "\n");
+  // The gateway's /healthz details and /metrics are for whoever holds stack.json.
+  if (!fs::exists(admin_token_file))
+    write_private_file(admin_token_file, to_hex(crypto::random_array<kTokenBytes>()) + "\n");
+  std::string admin_token = read_file(admin_token_file);
+  while (!admin_token.empty() && std::isspace(static_cast<unsigned char>(admin_token.back()))) admin_token.pop_back();
   const auto platform_public = platform_public_key(platform_key);
   auto store = gateway::KeyStore::open(db.string());
   if (!store) {
@@ -266,7 +272,8 @@ int run_up(const UpFlags& flags) {
   if (!enclave_url) return shutdown(kExitUnavailable);
 
   const auto gateway_url = start("gateway", {"gateway", "--listen", listen_arg(flags.gateway_port), "--enclave",
-                                             *enclave_url, "--db", db.string(), "--enclave-token-file", token.string()});
+                                             *enclave_url, "--db", db.string(), "--enclave-token-file", token.string(),
+                                             "--admin-token-file", admin_token_file.string()});
   if (!gateway_url) return shutdown(kExitUnavailable);
   const auto ready_deadline = std::chrono::steady_clock::now() + kPartStartTimeout;
   while (!gateway_ready(*gateway_url)) {
@@ -288,7 +295,8 @@ int run_up(const UpFlags& flags) {
 
   const boost::json::object stack{{"gatewayUrl", *gateway_url}, {"enclaveUrl", *enclave_url},
                                   {"proxyUrl", *proxy_url},       {"apiKey", api_key},
-                                  {"platformPublicKey", to_hex(platform_public)}, {"db", db.string()}};
+                                  {"platformPublicKey", to_hex(platform_public)}, {"db", db.string()},
+                                  {"adminToken", admin_token}};
   write_private_file(stack_file, boost::json::serialize(stack) + "\n");
 
   std::cout << "rvenc up: the stack is running (Ctrl-C stops it)\n"

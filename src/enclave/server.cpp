@@ -61,6 +61,7 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
   if (options.replay_tenant_share > options.replay_cache_entries)
     return fail(Errc::invalid_request, "--replay-tenant-share must not exceed --replay-cache-entries");
   service_options.replay_tenant_share = options.replay_tenant_share;
+  service_options.max_attestation_queue = options.max_attestation_queue;
   if (options.gateway_token_file) {
     auto hash = load_gateway_token_hash(*options.gateway_token_file);
     if (!hash) return std::unexpected(hash.error());
@@ -88,6 +89,8 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
   server_options.shutdown_grace = options.shutdown_grace;
   server_options.body_limit = options.max_body;
   server_options.max_connections = options.max_connections;
+  server_options.first_byte_timeout = options.first_byte_timeout;
+  server_options.header_timeout = options.header_timeout;
   // The gateway multiplexes its streams over a few connections (rvenc-mux/1), if it shows its token.
   server_options.accept_mux = [service = self->service_.get()](const http::Request& request) {
     std::optional<http::Response> refusal;

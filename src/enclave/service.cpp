@@ -151,6 +151,19 @@ http::awaitable<void> EnclaveService::attestation(http::Request& request, http::
   const auto measurement = attestation_->measurement();
   doc.measurement.assign(measurement.begin(), measurement.end());
 
+  // A flood of attestation requests must not queue without bound behind a slow hardware report.
+  if (evidence_queued_.fetch_add(1) >= options_.max_attestation_queue) {
+    --evidence_queued_;
+    auto response = http::error_response(
+        request, Error{Errc::overloaded, "too many attestation requests are waiting for evidence, retry later"});
+    response.set(field::retry_after, "1");
+    co_await writer.send(std::move(response));
+    co_return;
+  }
+  struct Dequeue {
+    std::atomic<std::size_t>& queued;
+    ~Dequeue() { --queued; }
+  } dequeue{evidence_queued_};
   const auto report_data = doc.report_data;
   auto evidence = co_await asio::co_spawn(
       blocking_pool_,

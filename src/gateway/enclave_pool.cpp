@@ -1,5 +1,6 @@
 #include "rvenc/gateway/enclave_pool.hpp"
 
+#include <boost/json/parse.hpp>
 #include <spdlog/spdlog.h>
 
 #include "rvenc/common/hex.hpp"
@@ -11,31 +12,71 @@ EnclavePool::EnclavePool(std::vector<http::Url> enclaves, http::Client& client) 
   for (auto& url : enclaves) enclaves_.push_back(EnclaveState{std::move(url), false, std::nullopt, {}, "not checked yet"});
 }
 
+namespace {
+
+http::Timeouts timeouts_of(std::chrono::milliseconds limit) {
+  http::Timeouts timeouts;
+  timeouts.connect = limit;
+  timeouts.idle = limit;
+  timeouts.total = limit;
+  return timeouts;
+}
+
+}  // namespace
+
 http::awaitable<void> EnclavePool::refresh() {
-  std::vector<http::Url> urls;
+  std::vector<EnclaveState> known;
   {
     std::lock_guard lock(mutex_);
     last_refresh_ = std::chrono::steady_clock::now();
-    for (const auto& e : enclaves_) urls.push_back(e.url);
+    known = enclaves_;
   }
-  for (const auto& url : urls) {
-    const auto challenge = crypto::random_array<protocol::kChallengeBytes>();
-    const std::string target = url.join(std::string("/rvenc/attestation?challenge=") + to_hex(challenge));
-    http::Timeouts timeouts;
-    timeouts.connect = kAttestationTimeout;
-    timeouts.idle = kAttestationTimeout;
-    timeouts.total = kAttestationTimeout;
-    auto response = co_await client_.request(url, http::make_request(http::Verb::get, target), timeouts);
-    EnclaveState next{url, false, std::nullopt, {}, {}};
-    if (!response) {
-      next.last_error = response.error().message;
-    } else if (response->result_int() != 200) {
-      next.last_error = "attestation answered HTTP " + std::to_string(response->result_int());
-    } else {
-      next = evaluate_attestation(url, response->body(), challenge);
+  for (auto& state : known) {
+    if (state.key_id) {
+      auto key_id = co_await health_key_id(state.url);
+      if (!key_id) {
+        update(EnclaveState{state.url, false, std::nullopt, {}, key_id.error().message});
+        continue;
+      }
+      if (*key_id == *state.key_id) {  // the key attested before: no new hardware report needed
+        state.healthy = true;
+        state.last_error.clear();
+        update(std::move(state));
+        continue;
+      }
     }
-    update(std::move(next));
+    update(co_await attest(state.url));
   }
+}
+
+http::awaitable<Result<crypto::KeyId>> EnclavePool::health_key_id(const http::Url& url) {
+  auto response = co_await client_.request(url, http::make_request(http::Verb::get, url.join("/healthz")),
+                                           timeouts_of(kHealthCheckTimeout));
+  if (!response) co_return std::unexpected(response.error());
+  if (response->result_int() != 200)
+    co_return fail(Errc::upstream_error, "health check answered HTTP " + std::to_string(response->result_int()));
+  boost::system::error_code ec;
+  const auto body = boost::json::parse(response->body(), ec);
+  const auto* object = ec ? nullptr : body.if_object();
+  const auto* key_id = object ? object->if_contains("keyId") : nullptr;
+  if (!key_id || !key_id->is_string()) co_return fail(Errc::upstream_error, "health check answer without a keyId");
+  co_return from_hex_exact<crypto::kKeyIdBytes>(key_id->get_string(), "keyId");
+}
+
+http::awaitable<EnclaveState> EnclavePool::attest(const http::Url& url) {
+  const auto challenge = crypto::random_array<protocol::kChallengeBytes>();
+  const std::string target = url.join(std::string("/rvenc/attestation?challenge=") + to_hex(challenge));
+  auto response =
+      co_await client_.request(url, http::make_request(http::Verb::get, target), timeouts_of(kAttestationTimeout));
+  EnclaveState next{url, false, std::nullopt, {}, {}};
+  if (!response) {
+    next.last_error = response.error().message;
+  } else if (response->result_int() != 200) {
+    next.last_error = "attestation answered HTTP " + std::to_string(response->result_int());
+  } else {
+    next = evaluate_attestation(url, response->body(), challenge);
+  }
+  co_return next;
 }
 
 EnclaveState EnclavePool::evaluate_attestation(const http::Url& url, std::string_view body,

@@ -72,6 +72,11 @@ GatewayHandler::GatewayHandler(GatewayOptions options, KeyStore lookups, std::un
     : options_(std::move(options)),
       keys_(std::move(lookups)),
       usage_(std::move(usage)),
+      // A client may attest every enclave: at least two requests per enclave at once.
+      attestation_limiter_(options_.attestation_per_minute <= 0
+                               ? 0
+                               : std::max<std::int64_t>(options_.attestation_per_minute,
+                                                        2 * static_cast<std::int64_t>(options_.enclaves.size()))),
       enclaves_(options_.enclaves, client_) {
   if (options_.rate_limiter) limiter_ = options_.rate_limiter.get();
   if (options_.enclave_mux) {
@@ -82,7 +87,7 @@ GatewayHandler::GatewayHandler(GatewayOptions options, KeyStore lookups, std::un
     if (!options_.enclave_token.empty()) mux_options.authorization = "Bearer " + options_.enclave_token;
     mux_ = std::make_unique<http::MuxClient>(client_, std::move(mux_options));
   }
-  get_steps_ = {allow_list_step(), header_limit_step(kMaxHeaderBytes)};
+  get_steps_ = {allow_list_step(), header_limit_step(kMaxHeaderBytes), attestation_limit_step(attestation_limiter_, keys_)};
   chat_steps_ = {body_limit_step(options_.max_body), auth_step(keys_, usage_.get()), envelope_step(),
                  stream_limit_step(streams_), rate_limit_step(*limiter_)};
 }
@@ -108,6 +113,7 @@ http::awaitable<void> GatewayHandler::send(RequestContext& context, http::Respon
 
 http::awaitable<void> GatewayHandler::handle(http::Request& request, http::ResponseWriter& writer) {
   RequestContext context(request);
+  context.client_address = writer.client_address();
   metrics_.add_bytes_in(request.body().size());
   std::optional<std::string> failure;
   try {
@@ -118,13 +124,10 @@ http::awaitable<void> GatewayHandler::handle(http::Request& request, http::Respo
     const std::string_view path = http::target_path(request);
     if (path == kChatPath) {
       co_await serve_chat(context, writer);
-    } else if (path == kHealthPath) {
-      co_await send(context, writer, health());
+    } else if (path == kHealthPath || path == kHealthAliasPath) {
+      co_await send(context, writer, health(context));
     } else if (path == kMetricsPath) {
-      auto response = http::json_response(
-          200, metrics_.render(enclaves_.healthy_count(), options_.enclaves.size()) + limiter_->metrics_text());
-      response.set(beast_http::field::content_type, kPrometheusContentType);
-      co_await send(context, writer, std::move(response));
+      co_await send(context, writer, metrics_response(context));
     } else {
       co_await forward_get(context, writer);
     }
@@ -138,18 +141,49 @@ http::awaitable<void> GatewayHandler::handle(http::Request& request, http::Respo
   }
 }
 
-http::Response GatewayHandler::health() const {
+bool GatewayHandler::admin_allowed(const http::Request& request) const {
+  if (!options_.admin_token_hash) return true;
+  const auto header = request.base().find(beast_http::field::authorization);
+  if (header == request.base().end()) return false;
+  const auto token = bearer_token(header->value());
+  if (!token) return false;
+  return crypto::constant_time_equal(crypto::sha256(crypto::as_bytes(*token)), *options_.admin_token_hash);
+}
+
+http::Response GatewayHandler::health(const RequestContext& context) const {
+  const auto enclaves = enclaves_.snapshot();
+  std::size_t up = 0;
+  for (const auto& e : enclaves) up += e.healthy ? 1 : 0;
+  const char* status = up == enclaves.size() ? "ok" : up > 0 ? "degraded" : "unavailable";
+  const unsigned code = up > 0 ? 200 : 503;
+  const bool presented = context.request.base().find(beast_http::field::authorization) != context.request.base().end();
+  if (!admin_allowed(context.request)) {
+    // A wrong token is an error, not a silently shorter answer; no token is the public answer.
+    if (presented) return gateway_error(context, Error{Errc::invalid_api_key, "the admin token is wrong"});
+    return http::json_response(code, boost::json::serialize(boost::json::object{{"status", status}}));
+  }
   boost::json::array list;
-  for (const auto& e : enclaves_.snapshot())
+  for (const auto& e : enclaves)
     list.push_back(boost::json::object{{"url", e.url.origin()},
                                        {"healthy", e.healthy},
-                                       {"keyId", e.key_id ? boost::json::value(to_hex(*e.key_id)) : nullptr}});
-  const std::size_t up = enclaves_.healthy_count();
-  boost::json::object body{{"status", up > 0 ? "ok" : "unavailable"},
+                                       {"keyId", e.key_id ? boost::json::value(to_hex(*e.key_id)) : nullptr},
+                                       {"provider", e.provider},
+                                       {"lastError", e.last_error}});
+  boost::json::object body{{"status", status},
                            {"enclavesUp", up},
-                           {"enclavesTotal", options_.enclaves.size()},
+                           {"enclavesTotal", enclaves.size()},
                            {"enclaves", std::move(list)}};
-  return http::json_response(up > 0 ? 200 : 503, boost::json::serialize(body));
+  return http::json_response(code, boost::json::serialize(body));
+}
+
+http::Response GatewayHandler::metrics_response(const RequestContext& context) const {
+  if (!admin_allowed(context.request))
+    return gateway_error(context, Error{Errc::invalid_api_key, "/metrics needs the admin token: send "
+                                                               "Authorization: Bearer <admin token>"});
+  auto response = http::json_response(
+      200, metrics_.render(enclaves_.healthy_count(), options_.enclaves.size()) + limiter_->metrics_text());
+  response.set(beast_http::field::content_type, kPrometheusContentType);
+  return response;
 }
 
 http::awaitable<void> GatewayHandler::forward_get(RequestContext& context, http::ResponseWriter& writer) {
@@ -376,7 +410,7 @@ http::awaitable<void> GatewayHandler::poll_keys_loop(std::shared_ptr<asio::stead
 
 http::awaitable<void> GatewayHandler::refresh_loop(std::shared_ptr<asio::steady_timer> timer) {
   while (!stopping_) {
-    timer->expires_after(kAttestationRefresh);
+    timer->expires_after(options_.health_interval);
     boost::system::error_code ec;
     co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopping_) break;
@@ -398,11 +432,19 @@ Result<std::unique_ptr<Gateway>> Gateway::create(GatewayOptions options) {
   server_options.body_limit = options.max_body;
   server_options.read_timeout = options.read_timeout;
   server_options.idle_timeout = options.idle_timeout;
+  server_options.first_byte_timeout = options.first_byte_timeout;
+  server_options.header_timeout = options.header_timeout;
   server_options.max_connections = options.max_connections;
+  server_options.max_connections_per_ip = options.max_connections_per_ip;
+  server_options.per_ip_cap_loopback = options.per_ip_cap_loopback;
+  server_options.trusted_proxies = options.trusted_proxies;
   server_options.server_name = "rvenc-gateway";
   auto handler = GatewayHandler::create(std::move(options));
   if (!handler) return std::unexpected(handler.error());
   gateway->handler_ = std::move(*handler);
+  server_options.on_connection_refused = [&metrics = gateway->handler_->metrics()](std::string_view reason) {
+    metrics.count_refused_connection(reason);
+  };
   auto server = http::Server::create(server_options, gateway->handler_->handler());
   if (!server) return std::unexpected(server.error());
   gateway->server_ = std::move(*server);

@@ -17,6 +17,10 @@ void Metrics::observe_added_latency(double seconds) {
   latency_sum_ += seconds;
 }
 
+void Metrics::count_refused_connection(std::string_view reason) noexcept {
+  ++(reason == "per_ip" ? refused_per_ip_ : refused_max_connections_);
+}
+
 std::string Metrics::render(std::size_t enclaves_up, std::size_t enclaves_total) const {
   std::lock_guard lock(mutex_);
   std::ostringstream out;
@@ -31,6 +35,11 @@ std::string Metrics::render(std::size_t enclaves_up, std::size_t enclaves_total)
   out << "rvenc_gateway_bytes_in_total " << bytes_in_.load() << '\n';
   family("rvenc_gateway_bytes_out_total", "counter", "Response body bytes sent to clients.");
   out << "rvenc_gateway_bytes_out_total " << bytes_out_.load() << '\n';
+  family("rvenc_gateway_connections_refused_total", "counter",
+         "Client connections refused at accept: per_ip (--max-connections-per-ip), max_connections.");
+  out << "rvenc_gateway_connections_refused_total{reason=\"per_ip\"} " << refused_per_ip_.load() << '\n';
+  out << "rvenc_gateway_connections_refused_total{reason=\"max_connections\"} " << refused_max_connections_.load()
+      << '\n';
   family("rvenc_gateway_enclaves_up", "gauge", "Enclaves that answered their last attestation check.");
   out << "rvenc_gateway_enclaves_up " << enclaves_up << '\n';
   family("rvenc_gateway_enclaves", "gauge", "Enclaves configured.");

@@ -24,11 +24,21 @@ struct AllowedRoute {
 };
 constexpr AllowedRoute kAllowedRoutes[] = {
     {kChatPath, http::Verb::post}, {kAttestationPath, http::Verb::get}, {kModelsPath, http::Verb::get},
-    {kHealthPath, http::Verb::get}, {kMetricsPath, http::Verb::get},
+    {kHealthPath, http::Verb::get}, {kHealthAliasPath, http::Verb::get}, {kMetricsPath, http::Verb::get},
 };
 
 // "req_" + time (ms, hex) + random: unique across gateways sharing a database, and ordered by
 // time so usage rows land at the end of the request_id index instead of all over it.
+// Whether the request carries a known, unrevoked API key (nothing is logged or charged).
+bool has_valid_api_key(const http::Request& request, KeyCache& keys) {
+  const auto header = request.base().find(beast_http::field::authorization);
+  if (header == request.base().end()) return false;
+  const auto token = bearer_token(header->value());
+  if (!token || !is_well_formed_api_key(*token)) return false;
+  const auto found = keys.lookup(hash_api_key(*token));
+  return found && *found && !(*found)->revoked();
+}
+
 std::string new_request_id(std::int64_t unix_ms) {
   thread_local std::array<std::uint8_t, kRequestIdRandomPool> pool;
   thread_local std::size_t used = kRequestIdRandomPool;
@@ -212,6 +222,21 @@ Step rate_limit_step(RateLimiter& limiter) {
     context.rate = *decision;
     if (decision->allowed) co_return std::nullopt;
     co_return gateway_error(context, Error{Errc::rate_limit_exceeded, "rate limit exceeded for this API key"});
+  }};
+}
+
+Step attestation_limit_step(AddressRateLimiter& limiter, KeyCache& keys) {
+  return SyncStep{[&limiter, &keys](RequestContext& context) -> StepResult {
+    if (http::target_path(context.request) != kAttestationPath || !context.client_address) return std::nullopt;
+    if (has_valid_api_key(context.request, keys)) return std::nullopt;
+    const auto wait = limiter.acquire(*context.client_address, Clock::now());
+    if (wait.count() == 0) return std::nullopt;
+    auto response = gateway_error(
+        context, Error{Errc::rate_limit_exceeded, "too many attestation requests from your address (at most " +
+                                                      std::to_string(limiter.per_minute()) +
+                                                      " a minute without an API key)"});
+    response.set(beast_http::field::retry_after, std::to_string(std::max<std::int64_t>(1, (wait.count() + 999) / 1000)));
+    return response;
   }};
 }
 

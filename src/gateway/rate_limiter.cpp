@@ -132,4 +132,38 @@ boost::asio::awaitable<Status> InMemoryRateLimiter::charge_tokens(const std::str
   co_return Status{};
 }
 
+namespace {
+
+// The bucket key of an address: IPv4 whole, IPv6 by its /64.
+std::string address_key(const http::IpAddress& address) {
+  const http::IpAddress normal = http::normalize_address(address);
+  if (normal.is_v4()) return normal.to_string();
+  constexpr std::size_t kPrefixBytes = 8;
+  auto bytes = normal.to_v6().to_bytes();
+  std::fill(bytes.begin() + kPrefixBytes, bytes.end(), 0);
+  return boost::asio::ip::address_v6(bytes).to_string() + "/64";
+}
+
+}  // namespace
+
+std::chrono::milliseconds AddressRateLimiter::acquire(const http::IpAddress& address, Clock::time_point now) {
+  if (per_minute_ <= 0) return std::chrono::milliseconds(0);
+  const std::string key = address_key(address);
+  std::lock_guard lock(mutex_);
+  auto it = buckets_.find(key);
+  if (it == buckets_.end()) {
+    make_room(now);
+    it = buckets_.emplace(key, TokenBucket(per_minute_, now)).first;
+  }
+  if (it->second.try_take(1, now)) return std::chrono::milliseconds(0);
+  return std::max(it->second.time_until(1, now), std::chrono::milliseconds(1));
+}
+
+void AddressRateLimiter::make_room(Clock::time_point now) {
+  if (buckets_.size() < kMaxAddresses) return;
+  for (auto it = buckets_.begin(); it != buckets_.end();)
+    it = it->second.remaining(now) >= it->second.capacity() ? buckets_.erase(it) : std::next(it);
+  if (buckets_.size() > kMaxAddresses / 2) buckets_.clear();
+}
+
 }  // namespace rvenc::gateway

@@ -1,10 +1,12 @@
 // Server, Router and RecordingWriter. One coroutine per connection (run_session), on its own
-// strand when the server runs several threads: idle wait -> read head/body under read_timeout ->
-// handler -> next request.
+// strand when the server runs several threads: wait for the first byte (first_byte_timeout on a
+// new connection, idle_timeout between requests) -> read the head under header_timeout and the
+// whole request under read_timeout -> handler -> next request.
 #include "rvenc/http/server.hpp"
 
 #include <algorithm>
 #include <array>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -134,6 +136,9 @@ struct Server::Impl {
   std::uint16_t port = 0;
   std::mutex sessions_mutex;
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
+  // Open connections per peer address, for those the per-address cap applies to.
+  std::mutex per_ip_mutex;
+  std::map<IpAddress, std::size_t> per_ip;
   std::vector<std::thread> threads;
   std::mutex threads_mutex;
   // Declared after everything the coroutines touch: destroying the io_context destroys the
@@ -179,11 +184,21 @@ struct Server::Impl {
   void on_session_end();
   void begin_stop(std::chrono::milliseconds grace);
   awaitable<void> accept_loop();
+  // Whether the per-address cap counts connections from `peer`.
+  [[nodiscard]] bool per_ip_capped(const IpAddress& peer) const;
+  // Counts a connection from `peer`; false when that address is at its cap.
+  [[nodiscard]] bool take_per_ip(const IpAddress& peer);
+  void release_per_ip(const IpAddress& peer);
+  void refused(std::string_view reason) const {
+    if (options.on_connection_refused) options.on_connection_refused(reason);
+  }
 };
 
 struct Session : std::enable_shared_from_this<Session> {
   Server::Impl* server;
   beast::tcp_stream stream;
+  IpAddress peer;
+  bool per_ip_counted = false;  // holds one of the peer's per-address slots
   // Waiting for the next request on a keep-alive connection: stop() may close it at once.
   bool idle = true;
   // Bounds the idle wait (idle_timeout), the reading of a request (read_timeout) and each
@@ -191,10 +206,12 @@ struct Session : std::enable_shared_from_this<Session> {
   // One timer for all, instead of one armed and cancelled around every operation.
   detail::OperationWatchdog watchdog;
 
-  Session(Server::Impl* s, tcp::socket socket)
-      : server(s), stream(std::move(socket)), watchdog(stream.get_executor(), s->options.write_timeout, [this] {
-          close();
-        }) {
+  Session(Server::Impl* s, tcp::socket socket, IpAddress from, bool counted)
+      : server(s),
+        stream(std::move(socket)),
+        peer(std::move(from)),
+        per_ip_counted(counted),
+        watchdog(stream.get_executor(), s->options.write_timeout, [this] { close(); }) {
     ++server->active;
     // Stream writes try the socket directly first (ConnectionWriter::write_raw).
     beast::error_code ignored;
@@ -205,6 +222,7 @@ struct Session : std::enable_shared_from_this<Session> {
       std::lock_guard lock(server->sessions_mutex);
       server->sessions.erase(this);
     }
+    if (per_ip_counted) server->release_per_ip(peer);
     --server->active;
     server->on_session_end();
   }
@@ -219,8 +237,8 @@ struct Session : std::enable_shared_from_this<Session> {
 // The ResponseWriter of one request on a real connection.
 class ConnectionWriter final : public ResponseWriter {
  public:
-  ConnectionWriter(Session& session, unsigned version, bool keep_alive)
-      : session_(session), version_(version), keep_alive_(keep_alive) {}
+  ConnectionWriter(Session& session, unsigned version, bool keep_alive, std::optional<IpAddress> client = std::nullopt)
+      : session_(session), version_(version), keep_alive_(keep_alive), client_(std::move(client)) {}
 
   awaitable<void> send(Response response) override {
     if (started_) throw std::logic_error("ResponseWriter::send after the response was started");
@@ -297,6 +315,7 @@ class ConnectionWriter final : public ResponseWriter {
 
   [[nodiscard]] bool client_gone() const override { return gone_; }
   [[nodiscard]] bool started() const override { return started_; }
+  [[nodiscard]] std::optional<IpAddress> client_address() const override { return client_; }
   [[nodiscard]] bool ended() const { return ended_; }
   [[nodiscard]] bool keep_alive() const { return keep_alive_; }
 
@@ -348,6 +367,7 @@ class ConnectionWriter final : public ResponseWriter {
   Session& session_;
   unsigned version_;
   bool keep_alive_;
+  std::optional<IpAddress> client_;
   bool started_ = false;
   bool streaming_ = false;
   std::string head_;  // a stream's head, until its first chunk
@@ -401,36 +421,49 @@ bool is_disconnect(const beast::error_code& ec) {
          ec == asio::error::bad_descriptor || ec == beast::error::timeout || ec == asio::error::broken_pipe;
 }
 
+// Reads one request whose first bytes are in `buffer`: the head within header_timeout, then a
+// 100 Continue if asked for and the body, all within read_timeout of the start.
+awaitable<beast::error_code> read_request(Session& session, beast::flat_buffer& buffer,
+                                          bhttp::request_parser<bhttp::string_body>& parser) {
+  const ServerOptions& options = session.server->options;
+  parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(options.header_limit, UINT32_MAX)));
+  parser.body_limit(options.body_limit);
+  const auto whole_deadline = std::chrono::steady_clock::now() + options.read_timeout;
+  session.watchdog.begin_for(options.header_timeout, whole_deadline);
+  beast::error_code ec = co_await detail::read_message(session.stream.socket(), buffer, parser, false);
+  session.watchdog.begin_for(options.read_timeout, whole_deadline);
+  if (!ec && parser.get()[bhttp::field::expect] == "100-continue" && !parser.is_done()) {
+    bhttp::response<bhttp::empty_body> proceed{bhttp::status::continue_, parser.get().version()};
+    session.stream.expires_never();  // the watchdog bounds it (an earlier answer's expiry may be past)
+    auto [write_ec, write_n] = co_await bhttp::async_write(session.stream, proceed, kTuple);
+    ec = write_ec;
+  }
+  if (!ec && !parser.is_done()) ec = co_await detail::read_message(session.stream.socket(), buffer, parser, true);
+  session.watchdog.end();
+  co_return ec;
+}
+
 awaitable<void> run_session(std::shared_ptr<Session> session) {
   Server::Impl& server = *session->server;
   const ServerOptions& options = server.options;
   beast::flat_buffer buffer;
+  // A new connection gets first_byte_timeout for its first byte; a kept-alive one idle_timeout.
+  bool first_request = true;
   for (;;) {
     session->idle = true;
     if (server.stopping) break;
     if (buffer.size() == 0) {
-      session->watchdog.begin_for(options.idle_timeout);
+      session->watchdog.begin_for(first_request ? options.first_byte_timeout : options.idle_timeout);
       auto [ec, n] = co_await session->stream.socket().async_read_some(buffer.prepare(kIdleReadChunk), kTuple);
       session->watchdog.end();
-      if (ec) break;  // idle timeout, peer closed, or stop(): nothing to answer
+      if (ec) break;  // first-byte or idle timeout, peer closed, or stop(): nothing to answer
       buffer.commit(n);
     }
     session->idle = false;
+    first_request = false;
 
     bhttp::request_parser<bhttp::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(options.header_limit, UINT32_MAX)));
-    parser.body_limit(options.body_limit);
-    // The head, a 100 Continue if asked for, and the body: all within read_timeout.
-    session->watchdog.begin_for(options.read_timeout);
-    beast::error_code ec = co_await detail::read_message(session->stream.socket(), buffer, parser, false);
-    if (!ec && parser.get()[bhttp::field::expect] == "100-continue" && !parser.is_done()) {
-      bhttp::response<bhttp::empty_body> proceed{bhttp::status::continue_, parser.get().version()};
-      session->stream.expires_never();  // the watchdog bounds it (an earlier answer's expiry may be past)
-      auto [write_ec, write_n] = co_await bhttp::async_write(session->stream, proceed, kTuple);
-      ec = write_ec;
-    }
-    if (!ec && !parser.is_done()) ec = co_await detail::read_message(session->stream.socket(), buffer, parser, true);
-    session->watchdog.end();
+    const beast::error_code ec = co_await read_request(*session, buffer, parser);
     if (ec) {
       if (is_disconnect(ec)) {
         spdlog::debug("http: connection dropped while reading a request: {}", ec.message());
@@ -459,7 +492,8 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
       }
       break;
     }
-    ConnectionWriter writer(*session, request.version(), request.keep_alive());
+    ConnectionWriter writer(*session, request.version(), request.keep_alive(),
+                            http::client_address(session->peer, request, options.trusted_proxies));
     bool failed = false;
     try {
       co_await server.handler(request, writer);
@@ -484,9 +518,11 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
   session->close();
 }
 
-awaitable<void> reject_overloaded(tcp::socket socket, std::string server_name) {
+// Answers a connection refused at accept (`error`: why) and closes it.
+awaitable<void> refuse_connection(tcp::socket socket, std::string server_name, Error error) {
   beast::tcp_stream stream(std::move(socket));
-  Response response = error_response(Error{Errc::overloaded, "the server is at its connection limit, retry later"});
+  Response response = error_response(error);
+  response.set(bhttp::field::retry_after, "1");
   response.keep_alive(false);
   response.set(bhttp::field::server, server_name);
   stream.expires_after(kRejectWriteTimeout);
@@ -513,12 +549,26 @@ awaitable<void> Server::Impl::accept_loop() {
     // A stream is many small writes: with Nagle on, each waits for the peer's delayed ACK (40 ms).
     boost::system::error_code nodelay_ignored;
     socket.set_option(asio::ip::tcp::no_delay(true), nodelay_ignored);
+    boost::system::error_code peer_ec;
+    const IpAddress peer = normalize_address(socket.remote_endpoint(peer_ec).address());
+    if (peer_ec) continue;  // already gone
+    std::optional<Error> refusal;
+    const bool capped = per_ip_capped(peer);
     if (active.load() >= options.max_connections) {
+      refused("max_connections");
+      refusal = Error{Errc::overloaded, "the server is at its connection limit, retry later"};
+    } else if (capped && !take_per_ip(peer)) {
+      refused("per_ip");
+      refusal = Error{Errc::rate_limit_exceeded, "too many connections from your address (at most " +
+                                                     std::to_string(options.max_connections_per_ip) + ")"};
+    }
+    if (refusal) {
       auto executor = socket.get_executor();
-      asio::co_spawn(executor, reject_overloaded(std::move(socket), options.server_name), asio::detached);
+      asio::co_spawn(executor, refuse_connection(std::move(socket), options.server_name, std::move(*refusal)),
+                     asio::detached);
       continue;
     }
-    auto session = std::make_shared<Session>(this, std::move(socket));
+    auto session = std::make_shared<Session>(this, std::move(socket), peer, capped);
     {
       std::lock_guard lock(sessions_mutex);
       sessions.emplace(session.get(), session);
@@ -533,6 +583,24 @@ awaitable<void> Server::Impl::accept_loop() {
       }
     });
   }
+}
+
+bool Server::Impl::per_ip_capped(const IpAddress& peer) const {
+  if (options.max_connections_per_ip == 0 || in_ranges(peer, options.trusted_proxies)) return false;
+  return options.per_ip_cap_loopback || !peer.is_loopback();
+}
+
+bool Server::Impl::take_per_ip(const IpAddress& peer) {
+  std::lock_guard lock(per_ip_mutex);
+  auto& count = per_ip[peer];
+  if (count >= options.max_connections_per_ip) return false;
+  ++count;
+  return true;
+}
+
+void Server::Impl::release_per_ip(const IpAddress& peer) {
+  std::lock_guard lock(per_ip_mutex);
+  if (auto it = per_ip.find(peer); it != per_ip.end() && --it->second == 0) per_ip.erase(it);
 }
 
 void Server::Impl::on_session_end() {

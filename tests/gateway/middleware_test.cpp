@@ -38,8 +38,9 @@ class MiddlewareTest : public ::testing::Test {
     make_handler(kDefaultMaxBody);
   }
 
-  void make_handler(std::uint64_t max_body) {
+  void make_handler(std::uint64_t max_body, std::int64_t attestation_per_minute = kDefaultAttestationPerMinute) {
     GatewayOptions options;
+    options.attestation_per_minute = attestation_per_minute;
     options.enclaves.push_back(http::parse_url("http://127.0.0.1:" + std::to_string(test::free_port())).value());
     options.db_path = db;
     options.max_body = max_body;
@@ -53,6 +54,7 @@ class MiddlewareTest : public ::testing::Test {
     request.body() = std::move(body);
     request.prepare_payload();
     http::RecordingWriter writer;
+    writer.address = from;
     boost::asio::io_context ioc;
     auto done = boost::asio::co_spawn(ioc, handler->handle(request, writer), boost::asio::use_future);
     ioc.run();
@@ -64,6 +66,7 @@ class MiddlewareTest : public ::testing::Test {
   std::string db = dir.file("gw.db");
   CreatedKey live, limited, revoked;
   std::unique_ptr<GatewayHandler> handler;
+  std::optional<http::IpAddress> from;  // the client address of the requests call() makes
 };
 
 TEST_F(MiddlewareTest, AllowList) {
@@ -187,6 +190,23 @@ TEST_F(MiddlewareTest, HealthAndMetricsWithoutEnclaves) {
   auto attestation = call(http::Verb::get, "/rvenc/attestation?challenge=00");
   EXPECT_EQ(attestation.status(), 502u);
   EXPECT_EQ(error_code_of(attestation.body()), "upstream_error");
+}
+
+// Attestation needs no API key, so it is limited per client address; a valid key is not limited.
+TEST_F(MiddlewareTest, UnauthenticatedAttestationIsLimitedPerAddress) {
+  make_handler(kDefaultMaxBody, 1);  // one a minute asked for; two (one enclave, twice) allowed
+  const std::string target = "/rvenc/attestation?challenge=" + std::string(64, '0');
+  from = boost::asio::ip::make_address("198.51.100.7");
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(call(http::Verb::get, target).status(), 502u) << i;  // no enclave: passed
+  auto limited_call = call(http::Verb::get, target);
+  EXPECT_EQ(limited_call.status(), 429u);
+  EXPECT_EQ(error_code_of(limited_call.body()), "rate_limit_exceeded");
+  EXPECT_FALSE(limited_call.response->at(beast_http::field::retry_after).empty());
+  EXPECT_EQ(call(http::Verb::get, target, {}, live.key).status(), 502u);     // a valid key: not limited
+  EXPECT_EQ(call(http::Verb::get, target, {}, revoked.key).status(), 429u);  // a revoked one is no key
+  EXPECT_EQ(call(http::Verb::get, "/rvenc/models").status(), 502u);          // only attestation is limited
+  from = boost::asio::ip::make_address("198.51.100.8");
+  EXPECT_EQ(call(http::Verb::get, target).status(), 502u);  // another address has its own budget
 }
 
 }  // namespace

@@ -93,5 +93,27 @@ TEST(RateLimitHeaders, NamesAndFormats) {
   EXPECT_TRUE(rate_limit_headers(d).empty());
 }
 
+TEST(AddressRateLimiter, BurstThenRefillPerAddressAndIpv6By64) {
+  AddressRateLimiter limiter(3);
+  const auto t0 = Clock::now();
+  const auto a = boost::asio::ip::make_address("203.0.113.9");
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(limiter.acquire(a, t0).count(), 0) << i;
+  const auto wait = limiter.acquire(a, t0);
+  EXPECT_GT(wait.count(), 0);
+  EXPECT_LE(wait, 20000ms);  // one of 3 a minute
+  EXPECT_EQ(limiter.acquire(boost::asio::ip::make_address("203.0.113.10"), t0).count(), 0);  // another address
+  EXPECT_EQ(limiter.acquire(boost::asio::ip::make_address("::ffff:203.0.113.9"), t0).count() > 0, true);  // same one
+  EXPECT_EQ(limiter.acquire(a, t0 + wait).count(), 0);  // refilled
+
+  // Addresses of one /64 share a bucket; the next /64 has its own.
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(limiter.acquire(boost::asio::ip::make_address("2001:db8:1:2::" + std::to_string(i + 1)), t0).count(), 0);
+  EXPECT_GT(limiter.acquire(boost::asio::ip::make_address("2001:db8:1:2:ffff::1"), t0).count(), 0);
+  EXPECT_EQ(limiter.acquire(boost::asio::ip::make_address("2001:db8:1:3::1"), t0).count(), 0);
+
+  AddressRateLimiter unlimited(0);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(unlimited.acquire(a, t0).count(), 0);
+}
+
 }  // namespace
 }  // namespace rvenc::gateway

@@ -46,13 +46,13 @@ TEST(Up, RunsTheStackWritesStateAndStopsOnSigint) {
     test::ChildProcess up(argv);
     auto stack = wait_for_stack(data + "/stack.json", up);
     ASSERT_TRUE(stack) << up.output();
-    for (const char* key : {"gatewayUrl", "enclaveUrl", "proxyUrl", "apiKey", "platformPublicKey", "db"})
+    for (const char* key : {"gatewayUrl", "enclaveUrl", "proxyUrl", "apiKey", "platformPublicKey", "db", "adminToken"})
       EXPECT_TRUE(stack->contains(key)) << key;
-    EXPECT_EQ(stack->size(), 6u);
+    EXPECT_EQ(stack->size(), 7u);
     struct stat st{};
     ASSERT_EQ(stat((data + "/stack.json").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0600u);
-    for (const char* file : {"/gateway.token", "/rvenc.db", "/platform.key", "/enclave.key"}) {
+    for (const char* file : {"/gateway.token", "/admin.token", "/rvenc.db", "/platform.key", "/enclave.key"}) {
       ASSERT_EQ(stat((data + file).c_str(), &st), 0) << file;
       EXPECT_EQ(st.st_mode & 0077, 0u) << file;
     }
@@ -63,6 +63,18 @@ TEST(Up, RunsTheStackWritesStateAndStopsOnSigint) {
     EXPECT_EQ(string_at(*stack, "platformPublicKey").size(), 64u);
 
     const std::string gateway_url = string_at(*stack, "gatewayUrl");
+    // The gateway's details are for whoever holds stack.json's adminToken.
+    auto public_health = http::fetch("GET", gateway_url + "/healthz");
+    ASSERT_TRUE(public_health);
+    EXPECT_EQ(public_health->body(), R"({"status":"ok"})");
+    http::Fields admin;
+    admin.set(boost::beast::http::field::authorization, "Bearer " + string_at(*stack, "adminToken"));
+    auto details = http::fetch("GET", gateway_url + "/healthz", {}, admin);
+    ASSERT_TRUE(details);
+    EXPECT_EQ(boost::json::parse(details->body()).at("enclavesUp").as_int64(), 1);
+    auto metrics = http::fetch("GET", gateway_url + "/metrics");
+    ASSERT_TRUE(metrics);
+    EXPECT_EQ(metrics->result_int(), 401u);
     const auto sealed = seal_chat(gateway_url, data + "/platform.key");
     auto response = post_chat(gateway_url, sealed.body, api_key);
     ASSERT_TRUE(response);

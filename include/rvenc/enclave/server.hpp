@@ -53,6 +53,11 @@ struct EnclaveOptions {
   // Of those, what one tenant may hold (beyond: 429 replay_quota_exceeded); 0: derived
   // (default_tenant_share). At most replay_cache_entries.
   std::size_t replay_tenant_share = 0;
+  // Attestation requests waiting for evidence at once (beyond: 503 overloaded).
+  std::size_t max_attestation_queue = kDefaultMaxAttestationQueue;
+  // Slow connections (http::ServerOptions): first byte of a new connection, each request head.
+  std::chrono::milliseconds first_byte_timeout = http::ServerOptions::kDefaultFirstByteTimeout;
+  std::chrono::milliseconds header_timeout = http::ServerOptions::kDefaultHeaderTimeout;
 };
 
 class EnclaveServer {

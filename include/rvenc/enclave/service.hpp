@@ -7,9 +7,12 @@
 // error event followed by done. A successful or failed stream ends with the plain usage event.
 // A model this enclave does not serve is 400 invalid_inference (the decrypted request names a
 // bad "model"); the message lists the served models but never echoes the requested name, which
-// arrived encrypted. PROTOCOL.md has no dedicated code for it.
+// arrived encrypted. PROTOCOL.md has no dedicated code for it. Attestation evidence (a hardware
+// report, serialized by the platform) is asked for on one thread; at most
+// ServiceOptions::max_attestation_queue requests wait for it, beyond that 503 overloaded at once.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -35,6 +38,8 @@ inline constexpr std::string_view kKeyEnvHeader = "X-Rvenc-Key-Env";
 inline constexpr std::string_view kTenantHeader = "X-Rvenc-Tenant";
 inline constexpr std::string_view kRequestIdHeader = "X-Request-Id";
 
+inline constexpr std::size_t kDefaultMaxAttestationQueue = 8;
+
 struct ServiceOptions {
   bool allow_v1 = false;
   // Version 2 (opt-in since version 3). While the key may have served an earlier process (a key
@@ -49,6 +54,8 @@ struct ServiceOptions {
   std::size_t replay_cache_entries = kDefaultReplayCacheEntries;
   // Entries one tenant may hold (429 replay_quota_exceeded beyond); 0: default_tenant_share.
   std::size_t replay_tenant_share = 0;
+  // Attestation requests waiting for (or getting) evidence at once; beyond: 503 overloaded.
+  std::size_t max_attestation_queue = kDefaultMaxAttestationQueue;
   // Seconds since the epoch (tests may move the clock).
   std::function<std::int64_t()> clock;
 };
@@ -97,6 +104,7 @@ class EnclaveService {
   std::int64_t started_at_;
   // Hardware evidence blocks (configfs I/O): it runs here, never on the I/O threads.
   boost::asio::thread_pool blocking_pool_{1};
+  std::atomic<std::size_t> evidence_queued_{0};  // attestation requests in blocking_pool_
 };
 
 }  // namespace rvenc::enclave

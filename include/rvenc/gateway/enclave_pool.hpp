@@ -1,10 +1,13 @@
 // The enclaves behind a gateway and which X-Wing keyId each holds.
 //
 // Design: each enclave's keyId is learned from its GET /rvenc/attestation (with a fresh random
-// challenge whose binding is checked), refreshed every kAttestationRefresh and when a request
-// names an unknown keyId (at most once per kMinRefreshGap, so unknown keyIds cannot make the
-// gateway flood the enclaves). An enclave that fails to answer is unhealthy and skipped until a
-// refresh succeeds. v2 requests go to the enclave holding their keyId, v1 (and GETs) to the
+// challenge whose binding is checked). Health is checked every GatewayOptions::health_interval
+// and when a request names an unknown keyId (at most once per kMinRefreshGap, so unknown keyIds
+// cannot make the gateway flood the enclaves) with the enclave's GET /healthz, which never waits
+// for a hardware report: only an enclave whose keyId is unknown or changed is attested again.
+// So a flood of client attestation requests queued at the enclave's evidence provider cannot
+// make the gateway's own check time out and take the enclave out of service for everyone.
+// An enclave that fails to answer is unhealthy and skipped until a check succeeds. v2 requests go to the enclave holding their keyId, v1 (and GETs) to the
 // first healthy enclave in --enclave order.
 #pragma once
 
@@ -24,6 +27,7 @@ namespace rvenc::gateway {
 inline constexpr std::chrono::seconds kAttestationRefresh{30};
 inline constexpr std::chrono::seconds kMinRefreshGap{1};
 inline constexpr std::chrono::milliseconds kAttestationTimeout{5'000};
+inline constexpr std::chrono::milliseconds kHealthCheckTimeout{5'000};
 
 struct EnclaveState {
   http::Url url;
@@ -37,8 +41,8 @@ class EnclavePool {
  public:
   EnclavePool(std::vector<http::Url> enclaves, http::Client& client);
 
-  // Fetches every enclave's attestation (concurrently from the caller's view: one after another,
-  // each bounded by kAttestationTimeout) and updates health and keyIds.
+  // Checks every enclave (one after another, each bounded by kHealthCheckTimeout, plus
+  // kAttestationTimeout when it must be attested) and updates health and keyIds.
   http::awaitable<void> refresh();
   // refresh() unless one ran less than kMinRefreshGap ago.
   http::awaitable<void> refresh_if_stale();
@@ -58,6 +62,10 @@ class EnclavePool {
 
  private:
   [[nodiscard]] std::optional<http::Url> find(const crypto::KeyId& key_id) const;
+  // The keyId the enclave's GET /healthz reports; the error says why there is none.
+  http::awaitable<Result<crypto::KeyId>> health_key_id(const http::Url& url);
+  // GET /rvenc/attestation with a fresh challenge, evaluated.
+  http::awaitable<EnclaveState> attest(const http::Url& url);
   [[nodiscard]] static EnclaveState evaluate_attestation(const http::Url& url, std::string_view body,
                                                          const protocol::Challenge& challenge);
   void update(EnclaveState next);

@@ -4,13 +4,17 @@
 //
 // Design: GatewayHandler is the whole request logic as an http::Handler (testable with
 // http::RecordingWriter); Gateway runs it on an http::Server with the background work (key cache
-// invalidation poll, attestation refresh) and stops everything on SIGINT/SIGTERM.
+// invalidation poll, enclave health checks) and stops everything on SIGINT/SIGTERM.
+// /healthz (and /health) answers everyone with {"status": "ok"|"degraded"|"unavailable"}; its
+// details (enclave URLs, keyIds, errors) and /metrics need the admin token when one is set
+// (GatewayOptions::admin_token_hash), else they are public.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +43,10 @@ inline constexpr std::chrono::milliseconds kUpstreamIdleTimeout{120'000};
 inline constexpr std::size_t kMaxUpstreamErrorBody = 1u * 1024 * 1024;
 // Each open stream holds a client connection and an enclave connection.
 inline constexpr std::size_t kDefaultMaxConnections = 4096;
+// Client connections at once from one address (loopback exempt unless set explicitly).
+inline constexpr std::size_t kDefaultMaxConnectionsPerIp = 256;
+// GET /rvenc/attestation a minute per client address without an API key (the burst, too).
+inline constexpr std::int64_t kDefaultAttestationPerMinute = 60;
 // Usage row status for a client that went away mid-stream (nginx's convention).
 inline constexpr int kStatusClientClosed = 499;
 
@@ -55,8 +63,19 @@ struct GatewayOptions {
   std::chrono::milliseconds upstream_idle_timeout = kUpstreamIdleTimeout;
   std::chrono::milliseconds read_timeout = http::ServerOptions::kDefaultReadTimeout;
   std::chrono::milliseconds idle_timeout = http::ServerOptions::kDefaultIdleTimeout;
+  std::chrono::milliseconds first_byte_timeout = http::ServerOptions::kDefaultFirstByteTimeout;
+  std::chrono::milliseconds header_timeout = http::ServerOptions::kDefaultHeaderTimeout;
   std::size_t max_connections = kDefaultMaxConnections;  // client connections; beyond -> 503
-  // Limits shared with other gateways (RedisRateLimiter); null: this process's own buckets.
+  std::size_t max_connections_per_ip = kDefaultMaxConnectionsPerIp;  // 0: no cap; beyond -> 429
+  bool per_ip_cap_loopback = false;  // count loopback clients too (the flag was given)
+  std::vector<http::Cidr> trusted_proxies;  // load balancers (http::ServerOptions::trusted_proxies)
+  // Unauthenticated attestation requests a minute per client address; at least twice the number
+  // of enclaves is allowed (a client may attest each one). 0: no limit.
+  std::int64_t attestation_per_minute = kDefaultAttestationPerMinute;
+  // SHA-256 of the admin token: /healthz details and /metrics need it. nullopt: they are public.
+  std::optional<crypto::Sha256Digest> admin_token_hash;
+  // How often the enclaves' health is checked (GET /healthz; attestation only for a new keyId).
+  std::chrono::milliseconds health_interval = kAttestationRefresh;  // Limits shared with other gateways (RedisRateLimiter); null: this process's own buckets.
   std::shared_ptr<RateLimiter> rate_limiter;
 };
 
@@ -88,7 +107,11 @@ class GatewayHandler {
   http::awaitable<void> serve_chat(RequestContext& context, http::ResponseWriter& writer);
   http::awaitable<void> forward_get(RequestContext& context, http::ResponseWriter& writer);
   http::awaitable<void> send(RequestContext& context, http::ResponseWriter& writer, http::Response response);
-  [[nodiscard]] http::Response health() const;
+  // /healthz and /health: the public status, or with the admin token the details.
+  [[nodiscard]] http::Response health(const RequestContext& context) const;
+  [[nodiscard]] http::Response metrics_response(const RequestContext& context) const;
+  // Whether the request may see the details (no admin token configured, or it shows it).
+  [[nodiscard]] bool admin_allowed(const http::Request& request) const;
   http::awaitable<void> poll_keys_loop(std::shared_ptr<boost::asio::steady_timer> timer);
   http::awaitable<void> refresh_loop(std::shared_ptr<boost::asio::steady_timer> timer);
 
@@ -96,6 +119,7 @@ class GatewayHandler {
   KeyCache keys_;
   std::unique_ptr<UsageRecorder> usage_;
   InMemoryRateLimiter local_limiter_;
+  AddressRateLimiter attestation_limiter_;
   RateLimiter* limiter_ = &local_limiter_;  // options_.rate_limiter when given
   StreamSlots streams_;
   Metrics metrics_;

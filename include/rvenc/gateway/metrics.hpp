@@ -1,6 +1,7 @@
 // The gateway's Prometheus metrics (GET /metrics, text format 0.0.4): responses by status code,
 // active streams, bytes in/out, and a histogram of the latency the gateway adds (time from
-// receiving a request to forwarding the first byte, minus the enclave's time to its response head).
+// receiving a request to forwarding the first byte, minus the enclave's time to its response head),
+// and connections refused at accept by reason (per_ip cap, max_connections).
 #pragma once
 
 #include <array>
@@ -9,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 namespace rvenc::gateway {
 
@@ -23,6 +25,8 @@ class Metrics {
   void stream_started() noexcept { ++active_streams_; }
   void stream_ended() noexcept { --active_streams_; }
   void observe_added_latency(double seconds);
+  // A connection refused at accept: "per_ip" or "max_connections" (http::ServerOptions).
+  void count_refused_connection(std::string_view reason) noexcept;
 
   [[nodiscard]] std::string render(std::size_t enclaves_up, std::size_t enclaves_total) const;
 
@@ -35,6 +39,8 @@ class Metrics {
   std::atomic<std::uint64_t> bytes_in_{0};
   std::atomic<std::uint64_t> bytes_out_{0};
   std::atomic<std::int64_t> active_streams_{0};
+  std::atomic<std::uint64_t> refused_per_ip_{0};
+  std::atomic<std::uint64_t> refused_max_connections_{0};
 };
 
 }  // namespace rvenc::gateway

@@ -1,7 +1,8 @@
 // The gateway's request checks as small ordered steps: each either answers the request (returns
 // a Response) or lets the next step run (returns nullopt). The chain for
 // POST /rvenc/chat/completions is: allow-list, header size, body size, API key, envelope,
-// concurrent streams, rate limit; then the request is forwarded. Steps record what they learn
+// concurrent streams, rate limit; then the request is forwarded. GETs pass the allow-list, the
+// header size and, for GET /rvenc/attestation without a valid API key, a per-address limit. Steps record what they learn
 // (the key, the envelope, the rate decision, the stream slot, the usage record) in the context.
 #pragma once
 
@@ -27,6 +28,7 @@ inline constexpr std::string_view kChatPath = "/rvenc/chat/completions";
 inline constexpr std::string_view kAttestationPath = "/rvenc/attestation";
 inline constexpr std::string_view kModelsPath = "/rvenc/models";
 inline constexpr std::string_view kHealthPath = "/healthz";
+inline constexpr std::string_view kHealthAliasPath = "/health";  // the same answer as /healthz
 inline constexpr std::string_view kMetricsPath = "/metrics";
 // Errors the gateway raises itself carry "source": "gateway".
 inline constexpr std::string_view kErrorSource = "gateway";
@@ -64,6 +66,8 @@ struct RequestContext {
   std::int64_t received_unix_ms = 0;
   // "req_" + 12 hex digits of received_unix_ms + 12 random ones; sent to the enclave and back.
   std::string request_id;
+  // Who sent the request (http::ResponseWriter::client_address()); nullopt without a socket.
+  std::optional<http::IpAddress> client_address;
   std::shared_ptr<const ApiKeyRecord> key;  // set by auth_step
   std::string masked_key;  // "…wxyz", for logs
   std::optional<protocol::EnvelopeSummary> envelope;
@@ -104,5 +108,9 @@ void decorate(http::Fields& fields, const RequestContext& context);
 [[nodiscard]] Step stream_limit_step(StreamSlots& slots);
 // Requests/tokens per minute -> 429 rate_limit_exceeded with Retry-After.
 [[nodiscard]] Step rate_limit_step(RateLimiter& limiter);
+// GET /rvenc/attestation without a valid (known, unrevoked) API key: `limiter` per client address
+// -> 429 rate_limit_exceeded with Retry-After. Other paths, requests with a valid key and requests
+// without a known client address pass.
+[[nodiscard]] Step attestation_limit_step(AddressRateLimiter& limiter, KeyCache& keys);
 
 }  // namespace rvenc::gateway

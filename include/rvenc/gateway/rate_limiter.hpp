@@ -5,6 +5,7 @@
 // the key's request bucket when both buckets allow it; tokens are charged afterwards, from the
 // enclave's usage event, and may drive the token bucket below zero (the debt delays the next
 // request). Limits of 0 mean unlimited. TokenBucket is the pure arithmetic, testable with any clock.
+// AddressRateLimiter is the same bucket per client address, for what needs no API key (attestation).
 #pragma once
 
 #include <chrono>
@@ -19,6 +20,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "rvenc/gateway/key_store.hpp"
+#include "rvenc/http/address.hpp"
 
 namespace rvenc::gateway {
 
@@ -98,6 +100,28 @@ class InMemoryRateLimiter final : public RateLimiter {
 
   std::mutex mutex_;
   std::map<std::string, Buckets> buckets_;
+};
+
+// Requests per minute per client address, in this process's memory: a bucket of `per_minute` per
+// address (IPv6 by /64, what one host usually holds), starting full. At most kMaxAddresses
+// buckets: when full, buckets that have refilled are dropped (they equal a fresh one), and if
+// more than half are still left, all are (one sweep per kMaxAddresses / 2 new addresses at most,
+// so a flood from many addresses costs no sweep per request). Thread-safe.
+class AddressRateLimiter {
+ public:
+  static constexpr std::size_t kMaxAddresses = 65'536;
+
+  explicit AddressRateLimiter(std::int64_t per_minute) noexcept : per_minute_(per_minute) {}
+  [[nodiscard]] std::int64_t per_minute() const noexcept { return per_minute_; }
+  // Takes one request for `address`: 0 ms when allowed, else how long until one is.
+  [[nodiscard]] std::chrono::milliseconds acquire(const http::IpAddress& address, Clock::time_point now);
+
+ private:
+  void make_room(Clock::time_point now);
+
+  std::int64_t per_minute_;
+  std::mutex mutex_;
+  std::map<std::string, TokenBucket> buckets_;  // by address (IPv6: its /64)
 };
 
 }  // namespace rvenc::gateway

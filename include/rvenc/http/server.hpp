@@ -5,7 +5,11 @@
 // request head/body (slow-loris protection), an idle timeout between keep-alive requests, header
 // and body limits and a connection cap. Every protocol-level failure is answered with OpenAI error
 // JSON (400 malformed, 431 header too large, 413 body too large, 503 overloaded) and never crashes
-// the server.
+// the server. A new connection must send its first byte within first_byte_timeout, and every
+// request head must be complete within header_timeout of its first byte, so connections that send
+// nothing (or a byte now and then) cannot hold the connection cap; an optional per-address cap
+// keeps one source from taking all of it. Handlers learn the client address of each request from
+// their ResponseWriter (address.hpp: the TCP peer, or X-Forwarded-For behind trusted proxies).
 //
 // Handlers are coroutines `awaitable<void>(Request&, ResponseWriter&)`: they either send() one
 // complete Response or stream with begin_stream()/write()/end_stream() (chunked transfer encoding,
@@ -29,6 +33,7 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include "rvenc/common/error.hpp"
+#include "rvenc/http/address.hpp"
 #include "rvenc/http/types.hpp"
 
 namespace rvenc::http {
@@ -63,6 +68,9 @@ class ResponseWriter {
   [[nodiscard]] virtual bool client_gone() const = 0;
   // True once send() or begin_stream() has been called.
   [[nodiscard]] virtual bool started() const = 0;
+  // The client address of this request (http::client_address: the peer, or X-Forwarded-For behind
+  // ServerOptions::trusted_proxies); nullopt when there is no socket (or on an rvenc-mux link).
+  [[nodiscard]] virtual std::optional<IpAddress> client_address() const { return std::nullopt; }
 };
 
 // A ResponseWriter that records everything, for handler tests without sockets.
@@ -74,6 +82,7 @@ class RecordingWriter final : public ResponseWriter {
   awaitable<void> end_stream(std::string_view last_bytes = {}) override;
   [[nodiscard]] bool client_gone() const override { return gone_; }
   [[nodiscard]] bool started() const override { return response.has_value() || stream_header.has_value(); }
+  [[nodiscard]] std::optional<IpAddress> client_address() const override { return address; }
 
   // Simulates a client that disconnects after `n` successful write() calls.
   void disconnect_after_writes(std::size_t n) { gone_after_ = n; }
@@ -87,6 +96,7 @@ class RecordingWriter final : public ResponseWriter {
   std::optional<ResponseHeader> stream_header;  // set by begin_stream()
   std::vector<std::string> chunks;              // one entry per successful write()
   bool stream_ended = false;                    // set by end_stream()
+  std::optional<IpAddress> address;             // what client_address() answers
 
  private:
   bool gone_ = false;
@@ -116,6 +126,8 @@ struct ServerOptions {
   static constexpr std::size_t kDefaultHeaderLimit = 16 * 1024;
   static constexpr std::uint64_t kDefaultBodyLimit = 8 * 1024 * 1024;
   static constexpr std::chrono::milliseconds kDefaultReadTimeout{30'000};
+  static constexpr std::chrono::milliseconds kDefaultFirstByteTimeout{10'000};
+  static constexpr std::chrono::milliseconds kDefaultHeaderTimeout{10'000};
   static constexpr std::chrono::milliseconds kDefaultIdleTimeout{60'000};
   static constexpr std::chrono::milliseconds kDefaultWriteTimeout{60'000};
   static constexpr std::chrono::milliseconds kDefaultShutdownGrace{10'000};
@@ -128,13 +140,27 @@ struct ServerOptions {
   std::uint64_t body_limit = kDefaultBodyLimit;    // beyond -> 413 request_too_large
   // Deadline for receiving a whole request (head and body) once its first byte arrived.
   std::chrono::milliseconds read_timeout = kDefaultReadTimeout;
-  // How long an idle keep-alive connection waits for the next request.
+  // How long a new connection may take to send its first byte (then it is closed, unanswered).
+  std::chrono::milliseconds first_byte_timeout = kDefaultFirstByteTimeout;
+  // Deadline for a request head (request line and fields) once its first byte arrived.
+  std::chrono::milliseconds header_timeout = kDefaultHeaderTimeout;
+  // How long an idle keep-alive connection waits for the next request (after its first one).
   std::chrono::milliseconds idle_timeout = kDefaultIdleTimeout;
   // Deadline for each socket write (a client that stops reading is dropped).
   std::chrono::milliseconds write_timeout = kDefaultWriteTimeout;
   // How long stop() lets in-flight requests and streams finish before closing them.
   std::chrono::milliseconds shutdown_grace = kDefaultShutdownGrace;
   std::size_t max_connections = kDefaultMaxConnections;  // beyond -> 503 overloaded, then close
+  // Connections at once from one peer address (0: no cap); beyond -> 429 rate_limit_exceeded,
+  // then close. Loopback peers are exempt unless per_ip_cap_loopback, trusted_proxies always.
+  std::size_t max_connections_per_ip = 0;
+  bool per_ip_cap_loopback = false;
+  // Load balancers in front: exempt from the per-address cap, and their X-Forwarded-For names the
+  // client address of a request (ResponseWriter::client_address()).
+  std::vector<Cidr> trusted_proxies;
+  // Called for every connection refused at accept, with the reason ("per_ip", "max_connections"),
+  // from an I/O thread (metrics).
+  std::function<void(std::string_view reason)> on_connection_refused;
   unsigned threads = kDefaultThreads;                    // io_context threads for run()/start()
   std::string server_name = "rvenc";                     // the Server header
   // Takes upgrades to rvenc-mux/1 (mux.hpp) when set: called with the upgrade request, it returns

@@ -1,0 +1,86 @@
+// A fake Linux configfs-tsm report entry for tests of the hardware attestation providers, in
+// process (ConfigfsTsmProvider) or behind a real `rvenc enclave --attestation sev-snp --tsm-root`.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rvenc/enclave/attestation.hpp"
+
+namespace rvenc::enclave::fake {
+
+namespace fs = std::filesystem;
+
+// A fake configfs-tsm report entry: `outblob` is a FIFO served by a thread that, like the kernel,
+// produces a report carrying the reportData last written to `inblob` when outblob is read, after
+// an optional delay per report (a slow platform).
+class FakeTsm {
+ public:
+  FakeTsm(const fs::path& root, const std::string& entry, std::string provider, TsmKind layout,
+          bool echo_report_data = true, std::chrono::milliseconds delay = std::chrono::milliseconds(0))
+      : entry_(root / entry), layout_(report_layout(layout)), echo_(echo_report_data), delay_(delay) {
+    fs::create_directories(entry_);
+    std::ofstream(entry_ / "provider") << provider << "\n";
+    if (::mkfifo((entry_ / "outblob").c_str(), 0600) != 0) throw std::runtime_error("mkfifo failed");
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~FakeTsm() {
+    stop_ = true;
+    // Opening the read end releases a writer blocked in open().
+    const int fd = ::open((entry_ / "outblob").c_str(), O_RDONLY | O_NONBLOCK);
+    thread_.join();
+    if (fd >= 0) ::close(fd);
+  }
+
+  static std::uint8_t measurement_byte(std::size_t i) { return static_cast<std::uint8_t>(0xA0 + i); }
+  int reports() const { return reports_; }
+
+ private:
+  void serve() {
+    for (;;) {
+      const int fd = ::open((entry_ / "outblob").c_str(), O_WRONLY);
+      if (stop_) {
+        if (fd >= 0) ::close(fd);
+        return;
+      }
+      if (fd < 0) return;
+      // Hardware takes its time per report (and serializes them): `delay` models that.
+      if (delay_.count() > 0) std::this_thread::sleep_for(delay_);
+      std::vector<std::uint8_t> report(layout_.min_size, 0x11);
+      std::ifstream in(entry_ / "inblob", std::ios::binary);
+      std::vector<char> inblob((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (echo_ && inblob.size() == protocol::kReportDataBytes)
+        std::copy(inblob.begin(), inblob.end(), report.begin() + static_cast<std::ptrdiff_t>(layout_.report_data_offset));
+      for (std::size_t i = 0; i < layout_.measurement_size; ++i)
+        report[layout_.measurement_offset + i] = measurement_byte(i);
+      [[maybe_unused]] auto written = ::write(fd, report.data(), report.size());
+      // A fresh FIFO for the next report, so this reader sees exactly one report and EOF.
+      ::mkfifo((entry_ / "outblob.next").c_str(), 0600);
+      fs::rename(entry_ / "outblob.next", entry_ / "outblob");
+      ++reports_;  // before close: the reader sees EOF only after it
+      ::close(fd);
+    }
+  }
+
+  fs::path entry_;
+  ReportLayout layout_;
+  bool echo_;
+  std::chrono::milliseconds delay_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> reports_{0};
+  std::thread thread_;
+};
+
+}  // namespace rvenc::enclave::fake
