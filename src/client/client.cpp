@@ -123,7 +123,10 @@ struct ClientState {
 
   awaitable<Result<protocol::AttestationDocument>> attest() {
     const auto challenge = crypto::random_array<protocol::kChallengeBytes>();
-    auto body = co_await get_json(std::string(kAttestationPath) + "?challenge=" + to_hex(challenge), false);
+    // With the API key when there is one: the gateway limits attestation per address only for
+    // callers without a valid key (many clients behind one address).
+    auto body = co_await get_json(std::string(kAttestationPath) + "?challenge=" + to_hex(challenge),
+                                  !options.api_key.empty());
     if (!body) co_return std::unexpected(body.error());
     auto document = protocol::parse_attestation(*body);
     if (!document)
