@@ -63,6 +63,10 @@ class ResponseWriter {
   [[nodiscard]] virtual bool client_gone() const = 0;
   // True once send() or begin_stream() has been called.
   [[nodiscard]] virtual bool started() const = 0;
+  // A small payload (at most mux::kMaxTrailer bytes) for a client that has reset the stream:
+  // what it still needs to know after leaving (the enclave's usage of a cut stream). Carried
+  // by a rvenc-mux TRAILER frame when the client takes them; ignored otherwise (HTTP/1.1).
+  virtual void send_trailer(std::string_view payload) { (void)payload; }
 };
 
 // A ResponseWriter that records everything, for handler tests without sockets.
@@ -74,6 +78,7 @@ class RecordingWriter final : public ResponseWriter {
   awaitable<void> end_stream(std::string_view last_bytes = {}) override;
   [[nodiscard]] bool client_gone() const override { return gone_; }
   [[nodiscard]] bool started() const override { return response.has_value() || stream_header.has_value(); }
+  void send_trailer(std::string_view payload) override { trailers.emplace_back(payload); }
 
   // Simulates a client that disconnects after `n` successful write() calls.
   void disconnect_after_writes(std::size_t n) { gone_after_ = n; }
@@ -87,6 +92,7 @@ class RecordingWriter final : public ResponseWriter {
   std::optional<ResponseHeader> stream_header;  // set by begin_stream()
   std::vector<std::string> chunks;              // one entry per successful write()
   bool stream_ended = false;                    // set by end_stream()
+  std::vector<std::string> trailers;            // set by send_trailer()
 
  private:
   bool gone_ = false;
