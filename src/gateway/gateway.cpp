@@ -65,7 +65,6 @@ http::awaitable<protocol::Usage> billed_usage(const SseRelay& relay, http::Respo
   const std::optional<protocol::Usage> final = relay.final_usage();
   if (final) co_return *final;
   protocol::Usage usage = relay.provisional_usage().value_or(protocol::Usage{});
-  // Not in the if's condition: GCC 12 miscompiles a co_await there (a jump to address 0).
   const std::optional<std::string> trailer = co_await stream.trailer();
   if (!trailer) co_return usage;
   boost::system::error_code ec;
