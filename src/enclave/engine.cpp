@@ -85,15 +85,7 @@ std::string message_text(const json::value& content) {
 }
 
 std::int64_t estimate_prompt_tokens(const protocol::ChatRequest& request) {
-  std::int64_t words = 0;
-  const auto* messages = request.body.if_contains("messages");
-  if (messages == nullptr || !messages->is_array()) return 0;
-  for (const auto& message : messages->get_array()) {
-    if (!message.is_object()) continue;
-    if (const auto* content = message.get_object().if_contains("content"))
-      words += static_cast<std::int64_t>(measure_text(message_text(*content)).words);
-  }
-  return words;
+  return protocol::estimate_tokens(request.json_bytes);
 }
 
 std::string make_chunk(const ChunkFields& f) {

@@ -66,9 +66,16 @@ double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-std::string usage_event(const protocol::Usage& usage) {
-  return protocol::format_event("usage", json::serialize(json::object{{"prompt_tokens", usage.prompt_tokens},
-                                                                      {"completion_tokens", usage.completion_tokens}}));
+// The counts the gateway bills (PROTOCOL.md section 4): `final` false for the provisional one at
+// the start of a stream, true for the one after `done` (and in a rvenc-mux trailer).
+std::string usage_json(const protocol::Usage& usage, bool final) {
+  return json::serialize(json::object{{"prompt_tokens", usage.prompt_tokens},
+                                      {"completion_tokens", usage.completion_tokens},
+                                      {"final", final}});
+}
+
+std::string usage_event(const protocol::Usage& usage, bool final) {
+  return protocol::format_event("usage", usage_json(usage, final));
 }
 
 }  // namespace
@@ -321,12 +328,12 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
   auto header = http::event_stream_header();
   header.set(kRequestIdHeader, id);
   if (!co_await writer.begin_stream(std::move(header))) co_return;
-
   protocol::ResponseSealer sealer(accepted->version, accepted->shared_secret, accepted->nonce);
-  // Version 3: the response salt leaves with the head, before the engine is called.
-  if (const std::string init = sealer.init_event(); !init.empty()) {
-    if (!co_await writer.write(init)) co_return;
-  }
+  // The plain events that open every stream, in its first write (with the head, before the engine
+  // is called): version 3's response salt, then the provisional usage (the prompt, before any
+  // token), so that a client cutting the stream still pays for its prompt.
+  const protocol::Usage provisional{.prompt_tokens = estimate_prompt_tokens(accepted->chat)};
+  const std::string opening = sealer.init_event() + usage_event(provisional, false);
   std::size_t bytes_out = 0;
   std::size_t events = 0;
   std::optional<double> first_event_ms;
@@ -342,15 +349,23 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
     co_return co_await writer.write(seal(kind, std::move(plaintext)));
   };
 
-  const EngineOutcome outcome = co_await accepted->engine->generate(
-      accepted->chat, [&](std::string chunk) { return send_sealed(protocol::EventKind::data, std::move(chunk)); });
+  bytes_out += opening.size();
+  EngineOutcome outcome{.usage = provisional};
+  if (co_await writer.write(opening)) {
+    outcome = co_await accepted->engine->generate(
+        accepted->chat, [&](std::string chunk) { return send_sealed(protocol::EventKind::data, std::move(chunk)); });
+  }
 
-  if (!writer.client_gone()) {
+  if (writer.client_gone()) {
+    // What was generated before the caller left: the gateway bills it (rvenc-mux; a no-op on
+    // HTTP/1.1, where the provisional usage is all the gateway gets).
+    writer.send_trailer(usage_json(outcome.usage, true));
+  } else {
     // The closing events and the end of the stream leave in one write.
     std::string closing;
     if (outcome.error) closing = seal(protocol::EventKind::error, openai_error_body(*outcome.error));
     closing += seal(protocol::EventKind::done, "[DONE]");
-    const std::string usage = usage_event(outcome.usage);
+    const std::string usage = usage_event(outcome.usage, true);
     bytes_out += usage.size();
     closing += usage;
     co_await writer.end_stream(closing);

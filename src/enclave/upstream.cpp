@@ -142,6 +142,8 @@ http::awaitable<EngineOutcome> UpstreamEngine::generate(const protocol::ChatRequ
         ++content_chunks;
       if (!co_await sink(std::move(event.data))) {
         stream.cancel();
+        // What the engine produced so far is billed (the gateway's rvenc-mux trailer).
+        outcome.usage.completion_tokens = reported ? reported->completion_tokens : content_chunks;
         co_return failed(Errc::transport_error, "the client disconnected");
       }
     }

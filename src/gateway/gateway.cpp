@@ -9,6 +9,7 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
@@ -54,6 +55,26 @@ http::Response pass_through(const http::Request& request, const http::ResponseHe
   response.keep_alive(request.keep_alive());
   response.prepare_payload();
   return response;
+}
+
+// What a stream is charged (PROTOCOL.md section 4): the enclave's final usage; for a stream that
+// ended without one (cut by its client, or by the enclave's failure), the provisional prompt plus
+// what the enclave reported when it stopped generating (a rvenc-mux trailer after the gateway's
+// RESET), never a count of the events relayed (traffic shaping's filler would be billed).
+http::awaitable<protocol::Usage> billed_usage(const SseRelay& relay, http::ResponseStream& stream) {
+  const std::optional<protocol::Usage> final = relay.final_usage();
+  if (final) co_return *final;
+  protocol::Usage usage = relay.provisional_usage().value_or(protocol::Usage{});
+  const std::optional<std::string> trailer = co_await stream.trailer();
+  if (!trailer) co_return usage;
+  boost::system::error_code ec;
+  const auto value = boost::json::parse(*trailer, ec);
+  const std::optional<protocol::Usage> reported = ec ? std::nullopt : protocol::parse_usage(value);
+  if (reported) {
+    usage.prompt_tokens = std::max(usage.prompt_tokens, reported->prompt_tokens);
+    usage.completion_tokens = reported->completion_tokens;
+  }
+  co_return usage;
 }
 
 }  // namespace
@@ -212,6 +233,15 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
     co_await send(context, writer, std::move(*response));
     co_return;
   }
+  const std::int64_t used = co_await forward_chat(context, writer);
+  const std::int64_t reserved = context.rate ? context.rate->reserved_tokens : 0;
+  if (used == reserved) co_return;
+  const auto& key = *context.key;
+  auto settled = co_await limiter_->settle_tokens(key.id, key.limits, reserved, used);
+  if (!settled) spdlog::error("{}: tokens not charged: {}", context.request_id, settled.error().to_string());
+}
+
+http::awaitable<std::int64_t> GatewayHandler::forward_chat(RequestContext& context, http::ResponseWriter& writer) {
   const auto& envelope = *context.envelope;
   const auto& key = *context.key;
   std::optional<crypto::KeyId> key_id;
@@ -219,7 +249,7 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
   auto target = co_await enclaves_.route(key_id);
   if (!target) {
     co_await send(context, writer, gateway_error(context, target.error()));
-    co_return;
+    co_return 0;
   }
 
   http::Request upstream{http::Verb::post, target->join(kChatPath), http::kHttp11};
@@ -246,32 +276,39 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
     spdlog::warn("{}: enclave {}: {}", context.request_id, target->origin(), opened.error().to_string());
     if (opened.error().code == Errc::upstream_error) enclaves_.mark_unhealthy(*target, opened.error().message);
     co_await send(context, writer, gateway_error(context, upstream_failure(opened.error())));
-    co_return;
+    co_return 0;
   }
   auto& stream = **opened;
   const auto& head = stream.header();
   const auto content_type = head[beast_http::field::content_type];
-  if (head.result_int() != 200 || !content_type.starts_with(http::kEventStreamContentType)) {
-    // An answer before any event (an enclave error): passed through with its status and body.
-    std::string body;
-    for (;;) {
-      auto chunk = co_await stream.read_some();
-      if (!chunk) {
-        co_await send(context, writer, gateway_error(context, upstream_failure(chunk.error())));
-        co_return;
-      }
-      if (!*chunk) break;
-      body += **chunk;
-      if (body.size() > kMaxUpstreamErrorBody) {
-        stream.cancel();
-        co_await send(context, writer, gateway_error(context, Error{Errc::upstream_error, "the enclave's answer is too large"}));
-        co_return;
-      }
-    }
-    co_await send(context, writer, pass_through(context.request, head, std::move(body)));
-    co_return;
+  if (head.result_int() == 200 && content_type.starts_with(http::kEventStreamContentType)) {
+    const protocol::Usage usage = co_await relay_stream(context, writer, stream, *target, opened_at);
+    co_return usage.total_tokens();
   }
+  // An answer before any event (an enclave error): passed through with its status and body.
+  std::string body;
+  for (;;) {
+    auto chunk = co_await stream.read_some();
+    if (!chunk) {
+      co_await send(context, writer, gateway_error(context, upstream_failure(chunk.error())));
+      co_return 0;
+    }
+    if (!*chunk) break;
+    body += **chunk;
+    if (body.size() > kMaxUpstreamErrorBody) {
+      stream.cancel();
+      co_await send(context, writer, gateway_error(context, Error{Errc::upstream_error, "the enclave's answer is too large"}));
+      co_return 0;
+    }
+  }
+  co_await send(context, writer, pass_through(context.request, head, std::move(body)));
+  co_return 0;
+}
 
+http::awaitable<protocol::Usage> GatewayHandler::relay_stream(RequestContext& context, http::ResponseWriter& writer,
+                                                              http::ResponseStream& stream, const http::Url& target,
+                                                              Clock::time_point opened_at) {
+  const auto& key = *context.key;
   auto header = http::event_stream_header(200);
   decorate(header, context);
   metrics_.count_response(200);
@@ -282,28 +319,27 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
   } gauge{metrics_};
   auto& row = context.usage->row();
   row.status = 200;
+  SseRelay relay;
+  const auto record_tokens = [&](const protocol::Usage& usage) {
+    row.prompt_tokens = usage.prompt_tokens;
+    row.completion_tokens = usage.completion_tokens;
+  };
   if (!co_await writer.begin_stream(std::move(header))) {
     stream.cancel();
     row.status = kStatusClientClosed;
-    co_return;
+    const protocol::Usage usage = co_await billed_usage(relay, stream);
+    record_tokens(usage);
+    co_return usage;
   }
 
-  SseRelay relay;
   std::optional<Error> broken;
   std::optional<Clock::time_point> first_upstream_byte;
   bool first_write = true;
   bool client_gone = false;
+  bool provisional_recorded = false;
   const auto delivered = [&](std::size_t bytes) {
     row.bytes_out += static_cast<std::int64_t>(bytes);
     metrics_.add_bytes_out(bytes);
-  };
-  // A stream cut before the enclave's usage event (client gone, enclave died) is charged what it
-  // delivered: one completion token per data event, the best count the gateway has.
-  const auto count_tokens = [&] {
-    const auto usage = relay.usage().value_or(protocol::Usage{.completion_tokens = relay.data_events()});
-    row.prompt_tokens = usage.prompt_tokens;
-    row.completion_tokens = usage.completion_tokens;
-    return usage;
   };
   std::string received;  // the bytes of the last read (what the relay's output may point into)
   // The events from `done` on, held to go out with the end of the stream: a client must not hold
@@ -325,6 +361,13 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
       broken = forward.error();
       stream.cancel();
       break;
+    }
+    if (!provisional_recorded && relay.provisional_usage()) {
+      // The prompt is owed from now on, whatever happens to the stream (a gateway killed later
+      // leaves this row in its journal).
+      provisional_recorded = true;
+      record_tokens(*relay.provisional_usage());
+      context.usage->submit_provisional();
     }
     if (first_write && !forward->empty()) {
       first_write = false;
@@ -353,32 +396,30 @@ http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::
   if (client_gone) {
     spdlog::info("{}: client went away mid-stream (key {})", context.request_id, key.id);
     row.status = kStatusClientClosed;
+  } else if (broken || !relay.saw_done()) {
+    spdlog::warn("{}: enclave stream broke: {}", context.request_id,
+                 broken ? broken->to_string() : std::string("ended without done"));
+    // A connection that died under a stream (not a slow model: that is upstream_timeout) means
+    // the enclave is likely gone: /healthz and routing learn it now, not at the next refresh.
+    if (broken && broken->code == Errc::upstream_error) enclaves_.mark_unhealthy(target, broken->message);
+    if (!ending.empty() && co_await writer.write(ending)) delivered(ending.size());
+    const std::string event = upstream_broken_event();
+    if (co_await writer.write(event)) delivered(event.size());
+    row.status = http_status(Errc::upstream_error);
+    co_await writer.end_stream();
   } else {
-    if (broken || !relay.saw_done()) {
-      spdlog::warn("{}: enclave stream broke: {}", context.request_id,
-                   broken ? broken->to_string() : std::string("ended without done"));
-      // A connection that died under a stream (not a slow model: that is upstream_timeout) means
-      // the enclave is likely gone: /healthz and routing learn it now, not at the next refresh.
-      if (broken && broken->code == Errc::upstream_error) enclaves_.mark_unhealthy(*target, broken->message);
-      if (!ending.empty() && co_await writer.write(ending)) delivered(ending.size());
-      const std::string event = upstream_broken_event();
-      if (co_await writer.write(event)) delivered(event.size());
-      row.status = http_status(Errc::upstream_error);
-      co_await writer.end_stream();
-    } else {
-      // The row goes to the journal before the end of the answer goes out (see `ending`); a client
-      // that leaves at this very last write is charged the whole answer.
-      delivered(ending.size());
-      count_tokens();
-      context.usage->submit();
-      co_await writer.end_stream(ending);
-    }
+    // The row goes to the journal before the end of the answer goes out (see `ending`); a client
+    // that leaves at this very last write is charged the whole answer.
+    delivered(ending.size());
+    const protocol::Usage usage = co_await billed_usage(relay, stream);
+    record_tokens(usage);
+    context.usage->submit();
+    co_await writer.end_stream(ending);
+    co_return usage;
   }
-  const protocol::Usage usage = count_tokens();
-  if (usage.total_tokens() > 0) {
-    auto charged = co_await limiter_->charge_tokens(key.id, key.limits, usage.total_tokens());
-    if (!charged) spdlog::error("{}: tokens not charged: {}", context.request_id, charged.error().to_string());
-  }
+  const protocol::Usage usage = co_await billed_usage(relay, stream);
+  record_tokens(usage);
+  co_return usage;
 }
 
 void GatewayHandler::start_background(asio::any_io_executor executor) {

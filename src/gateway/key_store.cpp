@@ -57,6 +57,9 @@ CREATE TRIGGER IF NOT EXISTS api_keys_deleted AFTER DELETE ON api_keys
 BEGIN UPDATE meta SET value = value + 1 WHERE name = 'keys_version'; END;
 )sql";
 
+// Version 2: provisional usage rows (PROTOCOL.md section 4); the rows written before were final.
+constexpr const char* kSchemaV2 = "ALTER TABLE usage ADD COLUMN final INTEGER NOT NULL DEFAULT 1;";
+
 constexpr const char* kKeyColumns =
     "id, name, env, key_hash, last4, rpm, tpm, max_streams, created_at, last_used_at, revoked_at";
 
@@ -161,8 +164,14 @@ struct KeyStore::UsageStatements {
   Statement touch;
   explicit UsageStatements(sqlite3* db)
       : insert(db,
-               "INSERT OR IGNORE INTO usage(request_id, key_id, at_ms, path, status, prompt_tokens, "
-               "completion_tokens, bytes_in, bytes_out, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+               // A final row replaces its provisional one; nothing replaces a final row (a journal
+               // replayed twice changes nothing).
+               "INSERT INTO usage(request_id, key_id, at_ms, path, status, prompt_tokens, completion_tokens, "
+               "bytes_in, bytes_out, duration_ms, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+               "ON CONFLICT(request_id) DO UPDATE SET status = excluded.status, "
+               "prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens, "
+               "bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out, duration_ms = excluded.duration_ms, "
+               "final = excluded.final WHERE usage.final = 0"),
         touch(db, "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?") {}
 };
 
@@ -203,8 +212,9 @@ Status KeyStore::migrate() {
     return fail(Errc::internal_error, "database " + path_ + " has schema version " + std::to_string(current) +
                                           ", newer than this rvenc understands (" + std::to_string(kSchemaVersion) + ")");
   }
-  if (current < 1) {
-    if (auto ok = exec(db_, kSchemaV1); !ok) {
+  for (const auto& [version, sql] : {std::pair{1, kSchemaV1}, std::pair{2, kSchemaV2}}) {
+    if (current >= version) continue;
+    if (auto ok = exec(db_, sql); !ok) {
       (void)exec(db_, "ROLLBACK");
       return ok;
     }
@@ -317,7 +327,8 @@ boost::json::object to_json(const UsageRow& row) {
                              {"completionTokens", row.completion_tokens},
                              {"bytesIn", row.bytes_in},
                              {"bytesOut", row.bytes_out},
-                             {"durationMs", row.duration_ms}};
+                             {"durationMs", row.duration_ms},
+                             {"final", row.final}};
 }
 
 std::optional<UsageRow> usage_row_from_json(const boost::json::value& value) {
@@ -347,6 +358,11 @@ std::optional<UsageRow> usage_row_from_json(const boost::json::value& value) {
                .bytes_out = number("bytesOut"),
                .duration_ms = number("durationMs")};
   if (!complete) return std::nullopt;
+  // Journals written before provisional rows have no "final": their rows were final.
+  if (const auto* final = object->if_contains("final")) {
+    if (!final->is_bool()) return std::nullopt;
+    row.final = final->get_bool();
+  }
   return row;
 }
 
@@ -380,6 +396,7 @@ Status KeyStore::record_usage(const std::vector<UsageRow>& rows) {
     insert.bind(8, row.bytes_in);
     insert.bind(9, row.bytes_out);
     insert.bind(10, row.duration_ms);
+    insert.bind(11, static_cast<std::int64_t>(row.final ? 1 : 0));
     if (insert.step() != SQLITE_DONE) return abort_batch("writing usage");
     insert.reset();
     auto& latest = last_used[row.key_id];
@@ -412,14 +429,14 @@ Result<std::vector<UsageTotals>> KeyStore::usage_totals() {
 Result<std::vector<UsageRow>> KeyStore::recent_usage(std::size_t limit) {
   Statement s(db_,
               "SELECT request_id, key_id, at_ms, path, status, prompt_tokens, completion_tokens, bytes_in, bytes_out, "
-              "duration_ms FROM usage ORDER BY at_ms DESC, rowid DESC LIMIT ?");
+              "duration_ms, final FROM usage ORDER BY at_ms DESC, rowid DESC LIMIT ?");
   if (!s.ok()) return std::unexpected(db_error(db_, "preparing recent usage"));
   s.bind(1, static_cast<std::int64_t>(limit));
   std::vector<UsageRow> rows;
   int rc;
   while ((rc = s.step()) == SQLITE_ROW)
     rows.push_back({s.text(0), s.text(1), s.integer(2), s.text(3), static_cast<int>(s.integer(4)), s.integer(5),
-                    s.integer(6), s.integer(7), s.integer(8), s.integer(9)});
+                    s.integer(6), s.integer(7), s.integer(8), s.integer(9), s.integer(10) != 0});
   if (rc != SQLITE_DONE) return std::unexpected(db_error(db_, "reading recent usage"));
   return rows;
 }

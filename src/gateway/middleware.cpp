@@ -6,6 +6,7 @@
 
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
+#include "rvenc/protocol/chat.hpp"
 
 namespace rvenc::gateway {
 namespace {
@@ -214,7 +215,11 @@ Step stream_limit_step(StreamSlots& slots) {
 Step rate_limit_step(RateLimiter& limiter) {
   return AsyncStep{[&limiter](RequestContext& context) -> http::awaitable<StepResult> {
     if (!context.key) co_return std::nullopt;
-    auto decision = co_await limiter.acquire(context.key->id, context.key->limits);
+    // The token reservation's estimate: the request's size as the enclave counts it when its
+    // engine gives no count (the sealed request is the plaintext and a 16-byte tag: 4 tokens over).
+    const std::size_t sealed = context.envelope ? context.envelope->encrypted_inference_bytes : 0;
+    auto decision =
+        co_await limiter.acquire(context.key->id, context.key->limits, protocol::estimate_tokens(sealed));
     if (!decision) {
       spdlog::error("{}: rate limiter failed: {}", context.request_id, decision.error().to_string());
       co_return gateway_error(context, Error{Errc::overloaded, "rate limiter unavailable"});

@@ -33,7 +33,7 @@ bool TokenBucket::try_take(double n, Clock::time_point now) noexcept {
 
 void TokenBucket::charge(double n, Clock::time_point now) noexcept {
   refill(now);
-  level_ -= n;
+  level_ = std::min(level_ - n, static_cast<double>(capacity_));
 }
 
 std::int64_t TokenBucket::remaining(Clock::time_point now) noexcept {
@@ -78,6 +78,11 @@ std::vector<std::pair<std::string, std::string>> rate_limit_headers(const RateDe
   return headers;
 }
 
+std::int64_t token_reservation(const KeyLimits& limits, std::int64_t estimated_tokens) noexcept {
+  if (limits.tokens_per_minute <= 0) return 0;
+  return std::clamp<std::int64_t>(estimated_tokens, 0, limits.tokens_per_minute);
+}
+
 InMemoryRateLimiter::Buckets& InMemoryRateLimiter::buckets_for(const std::string& key_id, const KeyLimits& limits,
                                                                Clock::time_point now) {
   auto it = buckets_.find(key_id);
@@ -92,20 +97,25 @@ InMemoryRateLimiter::Buckets& InMemoryRateLimiter::buckets_for(const std::string
 }
 
 RateDecision InMemoryRateLimiter::acquire_at(const std::string& key_id, const KeyLimits& limits,
-                                             Clock::time_point now) {
+                                             Clock::time_point now, std::int64_t estimated_tokens) {
   std::lock_guard lock(mutex_);
   RateDecision d;
   d.limits = limits;
   if (limits.requests_per_minute <= 0 && limits.tokens_per_minute <= 0) return d;
   auto& b = buckets_for(key_id, limits, now);
   const bool requests_ok = limits.requests_per_minute <= 0 || b.requests.time_until(1, now).count() == 0;
-  // A token budget in debt (after a large completion) refuses requests until it is positive again.
-  const bool tokens_ok = limits.tokens_per_minute <= 0 || b.tokens.time_until(1, now).count() == 0;
+  // The reservation must be there (at least one token: a budget in debt refuses requests until
+  // it is positive again); one larger than the bucket waits for a full bucket.
+  const std::int64_t reserve = token_reservation(limits, estimated_tokens);
+  const double need = static_cast<double>(std::max<std::int64_t>(1, reserve));
+  const bool tokens_ok = limits.tokens_per_minute <= 0 || b.tokens.time_until(need, now).count() == 0;
   d.allowed = requests_ok && tokens_ok;
   if (d.allowed && limits.requests_per_minute > 0) b.requests.try_take(1, now);
+  if (d.allowed && reserve > 0) b.tokens.charge(static_cast<double>(reserve), now);
+  if (d.allowed) d.reserved_tokens = reserve;
   if (!d.allowed) {
     if (!requests_ok) d.retry_after = std::max(d.retry_after, b.requests.time_until(1, now));
-    if (!tokens_ok) d.retry_after = std::max(d.retry_after, b.tokens.time_until(1, now));
+    if (!tokens_ok) d.retry_after = std::max(d.retry_after, b.tokens.time_until(need, now));
   }
   d.remaining_requests = b.requests.remaining(now);
   d.remaining_tokens = b.tokens.remaining(now);
@@ -114,21 +124,23 @@ RateDecision InMemoryRateLimiter::acquire_at(const std::string& key_id, const Ke
   return d;
 }
 
-void InMemoryRateLimiter::charge_at(const std::string& key_id, const KeyLimits& limits, std::int64_t tokens,
-                                    Clock::time_point now) {
-  if (limits.tokens_per_minute <= 0 || tokens <= 0) return;
+void InMemoryRateLimiter::settle_at(const std::string& key_id, const KeyLimits& limits, std::int64_t reserved,
+                                    std::int64_t used, Clock::time_point now) {
+  const double delta = static_cast<double>(std::max<std::int64_t>(used, 0)) - static_cast<double>(reserved);
+  if (limits.tokens_per_minute <= 0 || delta == 0) return;
   std::lock_guard lock(mutex_);
-  buckets_for(key_id, limits, now).tokens.charge(static_cast<double>(tokens), now);
+  buckets_for(key_id, limits, now).tokens.charge(delta, now);
 }
 
 boost::asio::awaitable<Result<RateDecision>> InMemoryRateLimiter::acquire(const std::string& key_id,
-                                                                           const KeyLimits& limits) {
-  co_return acquire_at(key_id, limits, Clock::now());
+                                                                           const KeyLimits& limits,
+                                                                           std::int64_t estimated_tokens) {
+  co_return acquire_at(key_id, limits, Clock::now(), estimated_tokens);
 }
 
-boost::asio::awaitable<Status> InMemoryRateLimiter::charge_tokens(const std::string& key_id, const KeyLimits& limits,
-                                                                   std::int64_t tokens) {
-  charge_at(key_id, limits, tokens, Clock::now());
+boost::asio::awaitable<Status> InMemoryRateLimiter::settle_tokens(const std::string& key_id, const KeyLimits& limits,
+                                                                   std::int64_t reserved, std::int64_t used) {
+  settle_at(key_id, limits, reserved, used, Clock::now());
   co_return Status{};
 }
 

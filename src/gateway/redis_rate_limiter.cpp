@@ -43,36 +43,44 @@ local function remaining(b)
 end
 )lua";
 
-// KEYS: requests bucket, tokens bucket. ARGV[3], ARGV[4]: requests and tokens per minute.
-// Returns {allowed, remaining requests, remaining tokens, reset requests ms, reset tokens ms, retry ms}.
+// KEYS: requests bucket, tokens bucket. ARGV[3], ARGV[4]: requests and tokens per minute; ARGV[5]:
+// the token reservation (token_reservation(): at most the bucket's size).
+// Returns {allowed, remaining requests, remaining tokens, reset requests ms, reset tokens ms, retry ms,
+// reserved tokens}.
 constexpr std::string_view kAcquireLua = R"lua(
 local r = load(KEYS[1], tonumber(ARGV[3]))
 local k = load(KEYS[2], tonumber(ARGV[4]))
+local reserve = 0
+if k ~= nil then reserve = tonumber(ARGV[5]) end
+-- The reservation must be there (at least one token: a budget in debt refuses requests until it
+-- is positive again); one as large as the bucket waits for a full bucket.
+local need = math.max(1, reserve)
 local requests_ok = r == nil or r.level >= 1
--- A token budget in debt (after a large completion) refuses requests until it is positive again.
-local tokens_ok = k == nil or k.level >= 1
+local tokens_ok = k == nil or k.level >= need
 local allowed = requests_ok and tokens_ok
 if allowed and r ~= nil then r.level = r.level - 1 end
+if allowed and k ~= nil then k.level = k.level - reserve else reserve = 0 end
 local retry = 0
 if not requests_ok then retry = math.max(retry, wait_ms(r, 1)) end
-if not tokens_ok then retry = math.max(retry, wait_ms(k, 1)) end
+if not tokens_ok then retry = math.max(retry, wait_ms(k, need)) end
 if r ~= nil then store(KEYS[1], r) end
 if k ~= nil then store(KEYS[2], k) end
 local rfull, kfull = 0, 0
 if r ~= nil then rfull = wait_ms(r, r.cap) end
 if k ~= nil then kfull = wait_ms(k, k.cap) end
-return {allowed and 1 or 0, remaining(r), remaining(k), rfull, kfull, retry}
+return {allowed and 1 or 0, remaining(r), remaining(k), rfull, kfull, retry, reserve}
 )lua";
 
-// KEYS: tokens bucket. ARGV[3]: tokens per minute, ARGV[4]: tokens to charge (may go negative).
+// KEYS: tokens bucket. ARGV[3]: tokens per minute, ARGV[4]: tokens to charge (the level may go
+// negative); a negative charge gives tokens back, up to a full bucket.
 constexpr std::string_view kChargeLua = R"lua(
 local k = load(KEYS[1], tonumber(ARGV[3]))
-k.level = k.level - tonumber(ARGV[4])
+k.level = math.min(k.cap, k.level - tonumber(ARGV[4]))
 store(KEYS[1], k)
 return remaining(k)
 )lua";
 
-constexpr std::size_t kAcquireReplySize = 6;
+constexpr std::size_t kAcquireReplySize = 7;
 
 Result<RateDecision> decision_from(const RedisValue& reply, const KeyLimits& limits) {
   if (reply.type != RedisValue::Type::array || reply.elements.size() != kAcquireReplySize)
@@ -88,6 +96,7 @@ Result<RateDecision> decision_from(const RedisValue& reply, const KeyLimits& lim
   d.reset_requests = std::chrono::milliseconds(reply.elements[3].integer);
   d.reset_tokens = std::chrono::milliseconds(reply.elements[4].integer);
   d.retry_after = std::chrono::milliseconds(reply.elements[5].integer);
+  d.reserved_tokens = reply.elements[6].integer;
   return d;
 }
 
@@ -163,7 +172,8 @@ void RedisRateLimiter::note_failure(const Error& error) {
 }
 
 boost::asio::awaitable<Result<RateDecision>> RedisRateLimiter::acquire(const std::string& key_id,
-                                                                        const KeyLimits& limits) {
+                                                                        const KeyLimits& limits,
+                                                                        std::int64_t estimated_tokens) {
   if (limits.requests_per_minute <= 0 && limits.tokens_per_minute <= 0) {
     RateDecision unlimited;
     unlimited.limits = limits;
@@ -174,7 +184,8 @@ boost::asio::awaitable<Result<RateDecision>> RedisRateLimiter::acquire(const std
                                          std::to_string(kRateWindow.count()),
                                          std::to_string(kBucketIdleGrace.count()),
                                          std::to_string(limits.requests_per_minute),
-                                         std::to_string(limits.tokens_per_minute)};
+                                         std::to_string(limits.tokens_per_minute),
+                                         std::to_string(token_reservation(limits, estimated_tokens))};
   auto reply = co_await run_script(acquire_script_, std::move(keys_and_args), 2);
   Result<RateDecision> decision =
       reply ? decision_from(*reply, limits) : Result<RateDecision>(std::unexpected(reply.error()));
@@ -186,12 +197,13 @@ boost::asio::awaitable<Result<RateDecision>> RedisRateLimiter::acquire(const std
   if (options_.failure_policy == RedisFailurePolicy::closed)
     co_return fail(Errc::overloaded, "rate limiter unavailable");
   ++fallbacks_;
-  co_return co_await fallback_.acquire(key_id, limits);
+  co_return co_await fallback_.acquire(key_id, limits, estimated_tokens);
 }
 
-boost::asio::awaitable<Status> RedisRateLimiter::charge_tokens(const std::string& key_id, const KeyLimits& limits,
-                                                               std::int64_t tokens) {
-  if (limits.tokens_per_minute <= 0 || tokens <= 0) co_return Status{};
+boost::asio::awaitable<Status> RedisRateLimiter::settle_tokens(const std::string& key_id, const KeyLimits& limits,
+                                                               std::int64_t reserved, std::int64_t used) {
+  const std::int64_t tokens = std::max<std::int64_t>(used, 0) - reserved;
+  if (limits.tokens_per_minute <= 0 || tokens == 0) co_return Status{};
   std::vector<std::string> keys_and_args{tokens_key(key_id), std::to_string(kRateWindow.count()),
                                          std::to_string(kBucketIdleGrace.count()),
                                          std::to_string(limits.tokens_per_minute), std::to_string(tokens)};
@@ -204,7 +216,7 @@ boost::asio::awaitable<Status> RedisRateLimiter::charge_tokens(const std::string
   if (options_.failure_policy == RedisFailurePolicy::closed)
     co_return fail(Errc::overloaded, "rate limiter unavailable: tokens not charged");
   ++fallbacks_;
-  co_return co_await fallback_.charge_tokens(key_id, limits, tokens);
+  co_return co_await fallback_.settle_tokens(key_id, limits, reserved, used);
 }
 
 std::string RedisRateLimiter::metrics_text() const {

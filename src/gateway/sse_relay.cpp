@@ -109,10 +109,7 @@ void SseRelay::finish_line(std::string_view line) {
   } else if (field == "event") {
     std::string_view value = colon == std::string_view::npos ? std::string_view() : line.substr(colon + 1);
     if (value.starts_with(' ')) value.remove_prefix(1);
-    kind_ = value == kUsageEventKind ? Kind::usage
-            : value == "done"        ? Kind::done
-            : value == "data"        ? Kind::data
-                                     : Kind::other;
+    kind_ = value == kUsageEventKind ? Kind::usage : value == "done" ? Kind::done : Kind::other;
   }
 }
 
@@ -125,14 +122,13 @@ void SseRelay::finish_event(std::string_view event) {
     if (parser.feed(event, events) && !events.empty()) {
       boost::system::error_code ec;
       const auto value = boost::json::parse(events.back().data, ec);
-      if (!ec) {
-        if (auto usage = protocol::parse_usage(value)) usage_ = usage;
+      if (auto usage = ec ? std::nullopt : protocol::parse_usage(value)) {
+        const auto* final = value.as_object().if_contains("final");
+        (final && final->is_bool() && !final->get_bool() ? provisional_ : final_) = usage;
       }
     }
   } else if (has_data_ && kind_ == Kind::done) {
     saw_done_ = true;
-  } else if (has_data_ && kind_ == Kind::data) {
-    ++data_events_;
   }
   last_forwarded_ = forward_;
   kind_ = Kind::other;

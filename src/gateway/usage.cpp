@@ -334,15 +334,25 @@ void UsageRecorder::run() {
 
 UsageRecord::~UsageRecord() { submit(); }
 
+void UsageRecord::submit_provisional() {
+  if (!recorder_) return;
+  UsageRow provisional = row_;
+  provisional.final = false;
+  send(*recorder_, std::move(provisional));
+}
+
 void UsageRecord::submit() {
-  auto* recorder = std::exchange(recorder_, nullptr);
-  if (!recorder) return;
-  row_.duration_ms =
+  if (auto* recorder = std::exchange(recorder_, nullptr)) send(*recorder, std::move(row_));
+}
+
+void UsageRecord::send(UsageRecorder& recorder, UsageRow row) const {
+  row.duration_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
+  const std::string request_id = row.request_id;
   try {
-    recorder->submit(std::move(row_));
+    recorder.submit(std::move(row));
   } catch (const std::exception& e) {
-    spdlog::error("usage: request {} not recorded: {}", row_.request_id, e.what());
+    spdlog::error("usage: request {} not recorded: {}", request_id, e.what());
   }
 }
 

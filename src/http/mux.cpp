@@ -81,6 +81,11 @@ struct MuxStream {
   bool connection_lost = false;
   Clock::time_point quiet_since;  // of the reader's wait: the start of the silence Timeouts::idle bounds
   std::uint32_t unacked = 0;      // bytes handed out and not yet credited back
+  // Reset by this side on a connection whose server sends TRAILER frames: kept in the table until
+  // its TRAILER comes or trailer_end passes (its other frames are dropped).
+  bool awaiting_trailer = false;
+  Clock::time_point trailer_end;
+  std::optional<std::string> trailer;
 };
 
 }  // namespace
@@ -114,6 +119,7 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
   std::mutex mutex;
   // Guarded by `mutex`.
   enum class Phase { connecting, open, closed } phase = Phase::connecting;
+  bool trailers = false;  // the server said it sends TRAILER frames (mux::kTrailersField)
   std::unordered_map<std::uint32_t, std::shared_ptr<MuxStream>> streams;
   std::uint32_t next_id = 1;
   std::string out;
@@ -240,6 +246,17 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
       const auto now = Clock::now();
       for (auto it = streams.begin(); it != streams.end();) {
         MuxStream& s = *it->second;
+        if (s.awaiting_trailer) {
+          // No trailer in time: its reader learns there is none.
+          if (now < s.trailer_end) {
+            ++it;
+            continue;
+          }
+          s.awaiting_trailer = false;
+          if (std::exchange(s.waiting, false)) wake.push_back(it->second);
+          it = streams.erase(it);
+          continue;
+        }
         std::optional<Error> expired;
         if (s.total_end && now >= *s.total_end) {
           expired = Error{Errc::upstream_timeout, "no complete answer from " + where + " within the total timeout"};
@@ -280,6 +297,7 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
           s->refused = refused;
           s->connection_lost = true;
         }
+        s->awaiting_trailer = false;
         if (s->waiting) wake.push_back(s);
         s->waiting = false;
       }
@@ -419,6 +437,7 @@ awaitable<void> MuxConnection::connect(std::shared_ptr<MuxConnection> self, std:
   upgrade.set(bhttp::field::connection, "Upgrade");
   upgrade.set(bhttp::field::upgrade, mux::kUpgradeToken);
   if (!authorization.empty()) upgrade.set(bhttp::field::authorization, authorization);
+  upgrade.set(mux::kTrailersField, mux::kTrailersValue);
   const std::string head = detail::serialize_head(upgrade.base());
   auto [write_ec, written] = co_await asio::async_write(stream, asio::buffer(head), kTuple);
   beast::flat_buffer buffer;
@@ -454,6 +473,7 @@ awaitable<void> MuxConnection::connect(std::shared_ptr<MuxConnection> self, std:
   std::lock_guard lock(self->mutex);
   if (self->phase != Phase::connecting) co_return;  // failed meanwhile (the client closed)
   self->phase = Phase::open;
+  self->trailers = beast::iequals(answer[mux::kTrailersField], mux::kTrailersValue);
   self->resume_locked();
 }
 
@@ -514,6 +534,15 @@ bool MuxConnection::dispatch(std::size_t& used) {
       if (found == streams.end()) continue;
       MuxStream& s = *found->second;
       bool done = false;
+      if (s.awaiting_trailer) {
+        // Reset by this side: only its TRAILER (or the server's own RESET) matters now.
+        if (frame.type == mux::FrameType::trailer) s.trailer = std::string(frame.payload.substr(0, mux::kMaxTrailer));
+        if (frame.type != mux::FrameType::trailer && frame.type != mux::FrameType::reset) continue;
+        s.awaiting_trailer = false;
+        if (std::exchange(s.waiting, false)) wake.push_back(found->second);
+        streams.erase(found);
+        continue;
+      }
       switch (frame.type) {
         case mux::FrameType::head: {
           if (s.headed) {
@@ -589,7 +618,7 @@ class MuxResponseStream final : public ResponseStream {
   MuxResponseStream(std::shared_ptr<MuxConnection> connection, std::shared_ptr<MuxStream> stream,
                     ResponseHeader header)
       : connection_(std::move(connection)), stream_(std::move(stream)), header_(std::move(header)) {}
-  ~MuxResponseStream() override { reset("the gateway closed the stream"); }
+  ~MuxResponseStream() override { reset("the gateway closed the stream", false); }
 
   [[nodiscard]] const ResponseHeader& header() const override { return header_; }
 
@@ -620,7 +649,20 @@ class MuxResponseStream final : public ResponseStream {
 
   void recycle(std::string spent) override { spare_ = std::move(spent); }
   [[nodiscard]] bool finished() const override { return finished_; }
-  void cancel() override { reset("cancelled"); }
+  void cancel() override { reset("cancelled", true); }
+
+  awaitable<std::optional<std::string>> trailer() override {
+    MuxStream& s = *stream_;
+    for (;;) {
+      {
+        std::lock_guard lock(connection_->mutex);
+        if (s.trailer) co_return std::exchange(s.trailer, std::nullopt);
+        if (!s.awaiting_trailer) co_return std::nullopt;
+        s.waiting = true;
+      }
+      co_await s.signal.async_receive(kTuple);
+    }
+  }
 
  private:
   void credit_locked(std::size_t bytes) {
@@ -633,8 +675,8 @@ class MuxResponseStream final : public ResponseStream {
   }
 
   // Abandons the stream: the server is told (its handler sees the client gone), a pending
-  // read_some() fails.
-  void reset(std::string_view why) {
+  // read_some() fails. `await_trailer`: trailer() may wait for what the server sends after.
+  void reset(std::string_view why, bool await_trailer) {
     MuxStream& s = *stream_;
     bool wake = false;
     {
@@ -642,7 +684,14 @@ class MuxResponseStream final : public ResponseStream {
       if (s.ended || s.error) return;
       s.error = Error{Errc::upstream_error, "cancelled"};
       wake = std::exchange(s.waiting, false);
-      if (connection_->streams.erase(s.id) > 0 && connection_->phase == MuxConnection::Phase::open) {
+      const bool open = connection_->phase == MuxConnection::Phase::open;
+      if (await_trailer && open && connection_->trailers && connection_->streams.contains(s.id)) {
+        // Kept (the reader and the deadline sweep go on) until its TRAILER or kTrailerWait.
+        s.awaiting_trailer = true;
+        s.trailer_end = Clock::now() + mux::kTrailerWait;
+        connection_->queue_locked(
+            [&](std::string& out) { mux::append_frame(out, mux::FrameType::reset, s.id, why); });
+      } else if (connection_->streams.erase(s.id) > 0 && open) {
         connection_->queue_locked(
             [&](std::string& out) { mux::append_frame(out, mux::FrameType::reset, s.id, why); });
         connection_->unblock_reader_locked();

@@ -53,7 +53,7 @@ Result<std::optional<Frame>> next_frame(std::string_view bytes, std::size_t max_
   if (length > max_payload)
     return fail(Errc::invalid_request,
                 "a rvenc-mux frame of " + std::to_string(length) + " bytes exceeds " + std::to_string(max_payload));
-  if (type < static_cast<unsigned char>(FrameType::request) || type > static_cast<unsigned char>(FrameType::window))
+  if (type < static_cast<unsigned char>(FrameType::request) || type > static_cast<unsigned char>(FrameType::trailer))
     return fail(Errc::invalid_request, "unknown rvenc-mux frame type " + std::to_string(type));
   if (stream == 0) return fail(Errc::invalid_request, "rvenc-mux frame for stream 0");
   if (bytes.size() - kFrameHeaderBytes < length) return std::optional<Frame>{};

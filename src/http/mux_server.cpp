@@ -40,6 +40,7 @@ struct ServerStream {
   std::uint32_t id;
   std::int64_t credit = mux::kInitialWindow;
   bool gone = false;                          // reset by the client, or the connection is lost
+  bool reset_by_client = false;               // a RESET frame came (a TRAILER may follow)
   std::optional<asio::steady_timer> wake;     // a writer waiting for credit
 };
 
@@ -211,6 +212,13 @@ class MuxWriter final : public ResponseWriter {
   [[nodiscard]] bool started() const override { return started_; }
   [[nodiscard]] bool ended() const { return ended_; }
 
+  // Only for a stream the client reset, on a connection whose client takes TRAILER frames.
+  void send_trailer(std::string_view payload) override {
+    if (!stream_->reset_by_client || !session_.host.trailers || trailer_sent_) return;
+    trailer_sent_ = true;
+    session_.queue(mux::FrameType::trailer, stream_->id, payload.substr(0, mux::kMaxTrailer));
+  }
+
   // A stream cut by an exception: the client sees it reset, never a clean end.
   void reset(std::string_view why) {
     ended_ = true;
@@ -248,6 +256,7 @@ class MuxWriter final : public ResponseWriter {
   bool started_ = false;
   bool streaming_ = false;
   bool ended_ = false;
+  bool trailer_sent_ = false;
 };
 
 awaitable<void> run_stream(std::shared_ptr<MuxSession> session, std::shared_ptr<ServerStream> stream,
@@ -352,6 +361,7 @@ bool dispatch(MuxSession& session, std::string& in, std::size_t& used, std::size
       case mux::FrameType::reset:
         if (found == session.streams.end()) break;
         found->second->gone = true;
+        found->second->reset_by_client = true;
         session.wake(*found->second);
         session.streams.erase(found);
         break;
@@ -374,9 +384,15 @@ bool is_mux_upgrade(const Request& request) {
          beast::iequals(request[bhttp::field::upgrade], mux::kUpgradeToken);
 }
 
-std::string mux_switching_head(std::string_view server_name) {
-  return "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + std::string(mux::kUpgradeToken) +
-         "\r\nServer: " + std::string(server_name) + "\r\n\r\n";
+bool mux_client_takes_trailers(const Request& request) {
+  return beast::iequals(request[mux::kTrailersField], mux::kTrailersValue);
+}
+
+std::string mux_switching_head(std::string_view server_name, bool trailers) {
+  std::string head = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " +
+                     std::string(mux::kUpgradeToken) + "\r\nServer: " + std::string(server_name) + "\r\n";
+  if (trailers) head += std::string(mux::kTrailersField) + ": " + std::string(mux::kTrailersValue) + "\r\n";
+  return head + "\r\n";
 }
 
 awaitable<void> serve_mux(MuxHost host, beast::flat_buffer& buffer) {

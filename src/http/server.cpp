@@ -481,13 +481,14 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
         co_await writer.send(std::move(*refusal));
         break;
       }
-      const std::string head = detail::mux_switching_head(options.server_name);
+      const bool trailers = detail::mux_client_takes_trailers(request);
+      const std::string head = detail::mux_switching_head(options.server_name, trailers);
       session->watchdog.begin();
       auto [write_ec, n] = co_await asio::async_write(session->stream.socket(), asio::buffer(head), kTuple);
       session->watchdog.end();
       if (!write_ec) {
         co_await detail::serve_mux(detail::MuxHost{session->stream.socket(), server.handler, options, server.stopping,
-                                                   session->idle, session->watchdog},
+                                                   session->idle, session->watchdog, trailers},
                                    buffer);
       }
       break;

@@ -79,6 +79,7 @@ Result<ChatRequest> validate_chat_request(std::string_view text) {
   if (!parsed.is_object()) return invalid("the chat request must be a JSON object");
   ChatRequest request;
   request.body = std::move(parsed.get_object());
+  request.json_bytes = text.size();
   const auto& body = request.body;
 
   const auto* model = body.if_contains("model");

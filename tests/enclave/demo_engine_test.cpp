@@ -90,7 +90,8 @@ TEST(DemoEngine, StreamsReasoningThenContentWordByWordInTheChunkShape) {
   const auto completion = out.assembler.completion();
   EXPECT_EQ(completion.at("choices").as_array()[0].at("finish_reason").as_string(), "stop");
   ASSERT_TRUE(out.assembler.usage());
-  EXPECT_EQ(out.assembler.usage()->prompt_tokens, 6);
+  EXPECT_EQ(out.assembler.usage()->prompt_tokens,
+            protocol::estimate_tokens(chat_json("rvenc-demo", kSecretMessage).size()));
   const auto words = static_cast<std::int64_t>(measure_text(reply.reasoning).words + measure_text(reply.content).words);
   EXPECT_EQ(out.assembler.usage()->completion_tokens, words);
   EXPECT_EQ(out.outcome.usage.completion_tokens, words);
@@ -144,6 +145,25 @@ TEST(UpstreamSpec, ParsesModelAndUrl) {
   EXPECT_FALSE(parse_upstream_spec("llama"));
   EXPECT_FALSE(parse_upstream_spec("=http://x"));
   EXPECT_FALSE(parse_upstream_spec("llama=https://x"));
+}
+
+// Issue 30 item 2: the prompt estimate is ceil(UTF-8 bytes of the request JSON / 4): a prompt
+// without spaces, or Chinese text, is no longer one "word" (1 token).
+TEST(DemoEngine, PromptEstimateCountsBytesNotWords) {
+  DemoEngine engine;
+  std::string chinese;
+  for (int i = 0; i < 340'000; ++i) chinese += "\xe4\xb8\xad";  // 中
+  for (const std::string& prompt : {std::string(1'000'000, 'x'), chinese}) {
+    const std::string json = chat_json("rvenc-demo", prompt, {{"max_tokens", 1}});
+    auto out = generate(engine, request_of(json));
+    ASSERT_FALSE(out.outcome.error);
+    EXPECT_EQ(out.outcome.usage.prompt_tokens, protocol::estimate_tokens(json.size()));
+    EXPECT_GE(out.outcome.usage.prompt_tokens, 250'000);
+  }
+  EXPECT_EQ(protocol::estimate_tokens(0), 0);
+  EXPECT_EQ(protocol::estimate_tokens(1), 1);
+  EXPECT_EQ(protocol::estimate_tokens(8), 2);
+  EXPECT_EQ(protocol::estimate_tokens(9), 3);
 }
 
 }  // namespace

@@ -53,7 +53,9 @@ struct OpenedStream {
   std::vector<std::string> chunks;  // decrypted data events
   std::optional<boost::json::object> error;  // decrypted error event
   bool done = false;                          // authenticated done seen
-  std::optional<boost::json::object> usage;   // the plain usage event for the gateway
+  std::optional<boost::json::object> usage;   // the plain final usage event for the gateway
+  std::optional<boost::json::object> provisional_usage;  // the one marked "final": false
+  std::size_t events_before_provisional = 0;  // events before the provisional usage
   std::optional<Error> failure;               // tampered/garbled stream
   std::string content;                        // content deltas concatenated
   std::string reasoning;
@@ -72,7 +74,14 @@ inline OpenedStream open_stream(const SealedRequest& request, std::string_view b
   protocol::ResponseOpener opener(request.version, request.shared_secret, request.nonce);
   for (const auto& event : events) {
     if (event.event == "usage") {
-      out.usage = boost::json::parse(event.data).as_object();
+      auto usage = boost::json::parse(event.data).as_object();
+      const auto* final = usage.if_contains("final");
+      if (final && final->is_bool() && !final->get_bool()) {
+        out.provisional_usage = std::move(usage);
+        out.events_before_provisional = out.chunks.size() + (out.done ? 1 : 0);
+      } else {
+        out.usage = std::move(usage);
+      }
       continue;
     }
     const auto kind = protocol::kind_from_name(event.event);

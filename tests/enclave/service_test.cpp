@@ -109,8 +109,18 @@ TEST_F(ServiceTest, ChatStreamsSealedEventsThenDoneThenUsage) {
   EXPECT_EQ(stream.finish_reason, "stop");
   ASSERT_TRUE(stream.usage);
   ASSERT_TRUE(stream.chunk_usage);
-  EXPECT_EQ(stream.usage->at("prompt_tokens").as_int64(), 2);
+  // ceil(bytes of the request JSON / 4), never a count of words (issue 30 item 2).
+  const std::int64_t prompt = protocol::estimate_tokens(chat_json("rvenc-demo", "hello enclave").size());
+  EXPECT_EQ(stream.usage->at("prompt_tokens").as_int64(), prompt);
   EXPECT_EQ(stream.usage->at("completion_tokens").as_int64(), stream.chunk_usage->completion_tokens);
+  EXPECT_TRUE(stream.usage->at("final").as_bool());
+  // The provisional usage opens the stream: the prompt, before any token.
+  ASSERT_TRUE(stream.provisional_usage);
+  EXPECT_EQ(stream.events_before_provisional, 0u);
+  EXPECT_EQ(stream.provisional_usage->at("prompt_tokens").as_int64(), prompt);
+  EXPECT_EQ(stream.provisional_usage->at("completion_tokens").as_int64(), 0);
+  EXPECT_TRUE(writer.chunks.front().starts_with("event: usage\n")) << writer.chunks.front();
+  EXPECT_TRUE(writer.trailers.empty());
   // Nothing readable crosses the wire but the usage event.
   EXPECT_EQ(writer.body().find("enclave"), std::string::npos);
   EXPECT_EQ(writer.body().find("characters"), std::string::npos);
@@ -422,6 +432,23 @@ TEST_F(ServiceTest, ClientThatLeavesMidStreamStopsTheEngine) {
   run_coroutine([&]() -> http::awaitable<void> { co_await service_->chat(request, writer); });
   EXPECT_EQ(writer.chunks.size(), 2u);
   EXPECT_TRUE(writer.client_gone());
+}
+
+// Issue 30 item 2: a caller that leaves is told (a rvenc-mux trailer) what was generated for it:
+// the prompt and the tokens produced before the engine stopped.
+TEST_F(ServiceTest, ClientThatLeavesMidStreamGetsTheUsageAsATrailer) {
+  const std::string json = chat_json("rvenc-demo", "a question the caller will not wait for the end of");
+  const auto sealed = seal(key_->public_key(), json);
+  http::Request request{http::Verb::post, "/rvenc/chat/completions", http::kHttp11};
+  request.body() = sealed.body;
+  http::RecordingWriter writer;
+  writer.disconnect_after_writes(4);  // the provisional usage and three tokens
+  run_coroutine([&]() -> http::awaitable<void> { co_await service_->chat(request, writer); });
+  ASSERT_EQ(writer.trailers.size(), 1u);
+  const auto trailer = boost::json::parse(writer.trailers[0]).as_object();
+  EXPECT_EQ(trailer.at("prompt_tokens").as_int64(), protocol::estimate_tokens(json.size()));
+  EXPECT_EQ(trailer.at("completion_tokens").as_int64(), 3);
+  EXPECT_FALSE(writer.stream_ended);
 }
 
 }  // namespace

@@ -674,9 +674,10 @@ TEST_F(FaultTest, GatewaySigtermUnderLoadDrainsStreamsAndTheNextGatewayServes) {
   expect_usage_exactly(ids);
 }
 
-// kill -9 loses what the gateway has not written yet: the usage rows of requests still in flight
-// (a row is written when its request ends) and of requests that ended within the last usage flush
-// interval (kUsageFlushInterval, 200 ms; the writer batches them). Rows written before are durable
+// kill -9 loses what the gateway has not written yet: the final usage rows of requests still in
+// flight (a stream's provisional row, journaled when it starts, is replayed by the next gateway)
+// and of requests that ended within the last usage flush interval (kUsageFlushInterval, 200 ms;
+// the writer batches them). Rows written before are durable
 // (SQLite WAL), the database stays intact, and no row is ever written twice or for nothing.
 TEST_F(FaultTest, GatewayKilledUnderLoadLeavesAnIntactDatabase) {
   ASSERT_NO_FATAL_FAILURE(start_enclave(kTokenDelayMs));

@@ -129,9 +129,13 @@ std::vector<UsageRow> wait_for_usage(const std::string& db, const std::string& k
   std::vector<UsageRow> mine;
   for (;;) {
     mine.clear();
-    for (auto& row : store->recent_usage(1000).value_or(std::vector<UsageRow>{}))
-      if (row.key_id == key_id) mine.push_back(row);
-    if (mine.size() >= count || std::chrono::steady_clock::now() > deadline) return mine;
+    std::size_t final_rows = 0;
+    for (auto& row : store->recent_usage(1000).value_or(std::vector<UsageRow>{})) {
+      if (row.key_id != key_id) continue;
+      final_rows += row.final ? 1 : 0;
+      mine.push_back(row);
+    }
+    if (final_rows >= count || std::chrono::steady_clock::now() > deadline) return mine;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }

@@ -71,7 +71,8 @@ class SlicingProxy {
   std::thread acceptor_;
 };
 
-// Usage rows of the key once `count` exist (polling up to `timeout`).
+// Usage rows of the key once `count` final ones exist (polling up to `timeout`; a stream's
+// provisional row comes first).
 std::vector<UsageRow> wait_for_usage(const std::string& db, const std::string& key_id, std::size_t count,
                                      std::chrono::milliseconds timeout = std::chrono::seconds(10));
 

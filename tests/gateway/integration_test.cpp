@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -132,6 +133,46 @@ TEST_P(GatewayLink, EnclaveBytesArrivingInSlicesMakeTheWholeAnswer) {
   }
 }
 
+// Reads an event stream from the gateway and gives up (closes) or keeps reading per `keep_reading`.
+struct StreamRead {
+  unsigned status = 0;
+  std::string body;
+};
+StreamRead read_stream(const std::string& gateway_url, const std::string& body, const std::string& key,
+                       const std::function<bool(const std::string&)>& keep_reading);
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// Issue 30 item 2: a client that cuts its stream early still pays its prompt (the enclave's
+// provisional usage), counted as ceil(bytes / 4) even without a space in it, and the key's
+// tokens-per-minute limit holds: the next such request is refused. Over rvenc-mux the enclave's
+// trailer adds the tokens it generated before it stopped.
+TEST_P(GatewayLink, ACutStreamPaysItsPromptAndTheTokenLimitHolds) {
+  ASSERT_NO_FATAL_FAILURE(start(200, mux() ? std::vector<std::string>{} : std::vector<std::string>{"--enclave-http1"}));
+  const auto key = create_key("cut", {0, 150'000, 0});
+  const std::string prompt(400'000, 'x');  // 400 KB, one "word"
+  auto read = read_stream(gateway_url, seal(prompt).body, key.key,
+                          [](const std::string& body) { return count_of(body, "event: data") < 3; });
+  EXPECT_EQ(read.status, 200u);
+  EXPECT_EQ(read.body.find("event: usage"), std::string::npos);  // stripped, as ever
+  auto rows = wait_for_usage(db, key.record.id, 1, 20s);
+  ASSERT_EQ(rows.size(), 1u);
+  ASSERT_TRUE(rows[0].final) << gateway->output() << enclave->output();
+  EXPECT_EQ(rows[0].status, kStatusClientClosed);
+  EXPECT_GE(rows[0].prompt_tokens, 100'000);
+  if (mux()) EXPECT_GE(rows[0].completion_tokens, 3);
+  // The same request again: the prompt does not fit in what is left of the minute's budget.
+  auto second = post_chat(gateway_url, seal(prompt).body, key.key);
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_EQ(second->result_int(), 429u) << second->body();
+  EXPECT_EQ(error_code(second->body()), "rate_limit_exceeded");
+  EXPECT_FALSE((*second)[beast_http::field::retry_after].empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(Links, GatewayLink, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& link) { return link.param ? "Mux" : "Http1"; });
 
@@ -241,11 +282,6 @@ TEST_F(GatewayIntegration, TokensAreChargedFromTheUsageEvent) {
   EXPECT_FALSE((*second)[beast_http::field::retry_after].empty());
 }
 
-// Reads an event stream from the gateway and gives up (closes) or keeps reading per `on_bytes`.
-struct StreamRead {
-  unsigned status = 0;
-  std::string body;
-};
 StreamRead read_stream(const std::string& gateway_url, const std::string& body, const std::string& key,
                        const std::function<bool(const std::string&)>& keep_reading) {
   boost::asio::io_context ioc;
@@ -309,7 +345,8 @@ TEST_F(GatewayIntegration, ClientDisconnectMidStreamIsRecordedOnce) {
   auto rows = wait_for_usage(db, key.record.id, 1);
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].status, kStatusClientClosed);
-  // Charged what was delivered before the client left (the enclave's usage event never came).
+  // Charged its prompt and what the enclave generated before it stopped (its rvenc-mux trailer).
+  EXPECT_GT(rows[0].prompt_tokens, 0);
   EXPECT_GE(rows[0].completion_tokens, 1);
   // Later writes (none expected) would show up here after another flush interval or two.
   std::this_thread::sleep_for(4 * kUsageFlushInterval);

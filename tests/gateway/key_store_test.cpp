@@ -264,6 +264,88 @@ TEST_F(UsageJournalTest, UnreadableLinesAreSkipped) {
   EXPECT_EQ(requests_written(), 2);
 }
 
+// Issue 30 item 2: a stream's provisional row (its prompt) is replaced by its final row: one row
+// per request id, whatever order a journal replay brings them in.
+TEST_F(UsageJournalTest, FinalRowReplacesTheProvisionalOneAndNothingReplacesAFinalRow) {
+  auto store = KeyStore::open(db);
+  ASSERT_TRUE(store);
+  UsageRow provisional = row(0);
+  provisional.prompt_tokens = 100'000;
+  provisional.completion_tokens = 0;
+  provisional.final = false;
+  UsageRow final = provisional;
+  final.completion_tokens = 40;
+  final.final = true;
+  ASSERT_TRUE(store->record_usage({provisional}));
+  ASSERT_TRUE(store->record_usage({final}));
+  ASSERT_TRUE(store->record_usage({provisional, final, provisional}));  // replayed journals
+  const auto totals = store->usage_totals().value();
+  ASSERT_EQ(totals.size(), 1u);
+  EXPECT_EQ(totals[0].requests, 1);
+  EXPECT_EQ(totals[0].prompt_tokens, 100'000);
+  EXPECT_EQ(totals[0].completion_tokens, 40);
+  const auto recent = store->recent_usage(10).value();
+  ASSERT_EQ(recent.size(), 1u);
+  EXPECT_TRUE(recent[0].final);
+}
+
+// A gateway killed mid-stream leaves the provisional row in its journal: the prompt is charged.
+TEST_F(UsageJournalTest, ProvisionalRowOfAKilledGatewayIsCharged) {
+  const std::string id = key_id();
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    UsageRecorder recorder(KeyStore::open(db).value(), kNeverFlush);
+    UsageRecord record(recorder, row(7));
+    record.row().prompt_tokens = 100'000;
+    record.submit_provisional();
+    record.row().completion_tokens = 9;
+    record.submit();
+    UsageRecord cut(recorder, row(8));
+    cut.row().prompt_tokens = 50'000;
+    cut.row().completion_tokens = 0;
+    cut.submit_provisional();
+    ::kill(::getpid(), SIGKILL);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  UsageRecorder next(KeyStore::open(db).value(), kNeverFlush);
+  const auto totals = KeyStore::open(db).value().usage_totals().value();
+  ASSERT_EQ(totals.size(), 1u);
+  EXPECT_EQ(totals[0].requests, 2);
+  EXPECT_EQ(totals[0].prompt_tokens, 150'000);
+  EXPECT_EQ(totals[0].completion_tokens, 9);
+}
+
+// A database of schema version 1 gets the `final` column; its rows count as final.
+TEST_F(KeyStoreTest, MigratesVersionOneUsageRowsAsFinal) {
+  std::string key_id;
+  {
+    auto store = KeyStore::open(db);
+    ASSERT_TRUE(store);
+    key_id = store->create_key("grace", KeyEnv::live, {}).value().record.id;
+  }
+  {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+    // Back to what version 1 had: no `final` column.
+    const std::string sql = "ALTER TABLE usage DROP COLUMN final; PRAGMA user_version = 1; "
+                            "INSERT INTO usage(request_id, key_id, at_ms, path, status, prompt_tokens) "
+                            "VALUES ('req_old', '" + key_id + "', 1, '/rvenc/chat/completions', 200, 5)";
+    ASSERT_EQ(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
+    sqlite3_close(raw);
+  }
+  auto store = KeyStore::open(db);
+  ASSERT_TRUE(store) << store.error().message;
+  UsageRow late{"req_old", key_id, 2, "/rvenc/chat/completions", 200, 99, 99, 0, 0, 0};
+  late.final = false;
+  ASSERT_TRUE(store->record_usage({late}));  // cannot replace a final row
+  const auto recent = store->recent_usage(10).value();
+  ASSERT_EQ(recent.size(), 1u);
+  EXPECT_TRUE(recent[0].final);
+  EXPECT_EQ(recent[0].prompt_tokens, 5);
+}
+
 TEST_F(KeyStoreTest, RefusesNewerSchema) {
   { ASSERT_TRUE(KeyStore::open(db)); }
   {

@@ -49,12 +49,61 @@ TEST(InMemoryRateLimiter, TokensPerMinuteChargedAfterwards) {
   const KeyLimits limits{0, 100, 0};
   const auto t0 = Clock::now();
   EXPECT_TRUE(limiter.acquire_at("k", limits, t0).allowed);
-  limiter.charge_at("k", limits, 100, t0);
+  limiter.settle_at("k", limits, 0, 100, t0);
   auto refused = limiter.acquire_at("k", limits, t0);
   EXPECT_FALSE(refused.allowed);
   EXPECT_EQ(refused.remaining_tokens, 0);
   EXPECT_EQ(refused.retry_after, 600ms);
   EXPECT_TRUE(limiter.acquire_at("k", limits, t0 + 1s).allowed);
+}
+
+// Issue 30 item 2: a request's estimate is reserved at admission, so that requests which are
+// still streaming cannot all start on one full bucket; the settlement gives back what was not used.
+TEST(InMemoryRateLimiter, ReservesTheEstimateAtAdmissionAndRefundsOnSettle) {
+  InMemoryRateLimiter limiter;
+  const KeyLimits limits{0, 1000, 0};
+  const auto t0 = Clock::now();
+  const auto first = limiter.acquire_at("k", limits, t0, 600);
+  ASSERT_TRUE(first.allowed);
+  EXPECT_EQ(first.reserved_tokens, 600);
+  EXPECT_EQ(first.remaining_tokens, 400);
+  // A second large request does not fit in what is left: refused, Retry-After until it does.
+  const auto second = limiter.acquire_at("k", limits, t0, 600);
+  EXPECT_FALSE(second.allowed);
+  EXPECT_EQ(second.reserved_tokens, 0);
+  EXPECT_EQ(second.retry_after, 12000ms);  // 200 tokens at 1000/min
+  EXPECT_TRUE(limiter.acquire_at("k", limits, t0 + 12s, 600).allowed);  // Retry-After was true
+  // The first used 100 of its 600: 500 come back (the second took the bucket down to 0).
+  limiter.settle_at("k", limits, 600, 100, t0 + 12s);
+  EXPECT_EQ(limiter.acquire_at("k", limits, t0 + 12s, 1).remaining_tokens, 499);
+}
+
+TEST(InMemoryRateLimiter, RefundNeverFillsBeyondTheBucket) {
+  InMemoryRateLimiter limiter;
+  const KeyLimits limits{0, 100, 0};
+  const auto t0 = Clock::now();
+  ASSERT_TRUE(limiter.acquire_at("k", limits, t0, 50).allowed);
+  limiter.settle_at("k", limits, 50, 0, t0 + 1min);  // refilled meanwhile: the refund is capped
+  EXPECT_EQ(limiter.acquire_at("k", limits, t0 + 1min, 1).remaining_tokens, 99);
+}
+
+// A request larger than the bucket waits for a full bucket, then goes into debt at settlement.
+TEST(InMemoryRateLimiter, OversizedRequestWaitsForAFullBucketThenGoesIntoDebt) {
+  InMemoryRateLimiter limiter;
+  const KeyLimits limits{0, 100, 0};
+  const auto t0 = Clock::now();
+  ASSERT_TRUE(limiter.acquire_at("k", limits, t0, 10).allowed);
+  const auto refused = limiter.acquire_at("k", limits, t0, 5000);
+  EXPECT_FALSE(refused.allowed);
+  EXPECT_EQ(refused.retry_after, 6000ms);  // 10 tokens at 100/min: a full bucket again
+  const auto admitted = limiter.acquire_at("k", limits, t0 + 6s, 5000);
+  ASSERT_TRUE(admitted.allowed);
+  EXPECT_EQ(admitted.reserved_tokens, 100);  // at most the bucket
+  limiter.settle_at("k", limits, 10, 10, t0 + 6s);
+  limiter.settle_at("k", limits, 100, 5000, t0 + 6s);
+  const auto in_debt = limiter.acquire_at("k", limits, t0 + 6s, 1);
+  EXPECT_FALSE(in_debt.allowed);
+  EXPECT_EQ(in_debt.retry_after, 2940600ms);  // 4901 tokens at 100/min
 }
 
 TEST(InMemoryRateLimiter, UnlimitedAndChangedLimits) {

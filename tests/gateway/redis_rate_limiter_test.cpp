@@ -19,8 +19,9 @@ RedisRateLimiterOptions limiter_options(const RedisServer& server,
   return options;
 }
 
-Result<RateDecision> acquire(RedisRateLimiter& limiter, const std::string& key, const KeyLimits& limits) {
-  return run_sync(limiter.acquire(key, limits));
+Result<RateDecision> acquire(RedisRateLimiter& limiter, const std::string& key, const KeyLimits& limits,
+                             std::int64_t estimated_tokens = 0) {
+  return run_sync(limiter.acquire(key, limits, estimated_tokens));
 }
 
 bool has_header(const RateDecision& d, const std::string& name) {
@@ -83,7 +84,7 @@ TEST(RedisRateLimiter, TokensChargedOnOneGatewayLimitTheOther) {
   EXPECT_EQ(first->remaining_tokens, 100);
   EXPECT_EQ(first->reset_tokens, 0ms);
   // 150 tokens: the bucket goes 50 into debt.
-  ASSERT_TRUE(run_sync(b.charge_tokens("key_t", limits, 150)));
+  ASSERT_TRUE(run_sync(b.settle_tokens("key_t", limits, 0, 150)));
   auto refused = acquire(a, "key_t", limits);
   ASSERT_TRUE(refused);
   EXPECT_FALSE(refused->allowed);
@@ -95,8 +96,62 @@ TEST(RedisRateLimiter, TokensChargedOnOneGatewayLimitTheOther) {
   EXPECT_TRUE(has_header(*refused, "x-ratelimit-limit-tokens"));
   EXPECT_FALSE(has_header(*refused, "x-ratelimit-limit-requests"));
   // Charges of nothing, or to keys without a token limit, do nothing.
-  EXPECT_TRUE(run_sync(b.charge_tokens("key_t", limits, 0)));
-  EXPECT_TRUE(run_sync(b.charge_tokens("key_t", KeyLimits{5, 0, 0}, 1000)));
+  EXPECT_TRUE(run_sync(b.settle_tokens("key_t", limits, 0, 0)));
+  EXPECT_TRUE(run_sync(b.settle_tokens("key_t", KeyLimits{5, 0, 0}, 0, 1000)));
+}
+
+// Issue 30 item 2, shared buckets: the same reservation semantics as the in-memory limiter.
+TEST(RedisRateLimiter, ReservesTheEstimateAtAdmissionAndRefundsOnSettle) {
+  RedisServer server;
+  ASSERT_TRUE(server.ready());
+  RedisRateLimiter a(limiter_options(server));
+  RedisRateLimiter b(limiter_options(server));
+  const KeyLimits limits{0, 1000, 0};
+  auto first = acquire(a, "key_r", limits, 600);
+  ASSERT_TRUE(first) << first.error().message;
+  ASSERT_TRUE(first->allowed);
+  EXPECT_EQ(first->reserved_tokens, 600);
+  EXPECT_EQ(first->remaining_tokens, 400);
+  // The other gateway sees the reservation: a second large request does not fit.
+  auto second = acquire(b, "key_r", limits, 600);
+  ASSERT_TRUE(second);
+  EXPECT_FALSE(second->allowed);
+  EXPECT_EQ(second->reserved_tokens, 0);
+  // About 200 tokens at 1000 per minute (less whatever time passed).
+  EXPECT_LE(second->retry_after, 12'000ms);
+  EXPECT_GT(second->retry_after, 6'000ms);
+  EXPECT_TRUE(has_header(*second, "Retry-After"));
+  // The first used 100: 500 come back, and the second fits.
+  ASSERT_TRUE(run_sync(a.settle_tokens("key_r", limits, 600, 100)));
+  auto third = acquire(b, "key_r", limits, 600);
+  ASSERT_TRUE(third);
+  EXPECT_TRUE(third->allowed);
+  EXPECT_GE(third->remaining_tokens, 300);
+  EXPECT_LT(third->remaining_tokens, 400);
+}
+
+TEST(RedisRateLimiter, OversizedRequestWaitsForAFullBucketThenGoesIntoDebt) {
+  RedisServer server;
+  ASSERT_TRUE(server.ready());
+  RedisRateLimiter limiter(limiter_options(server));
+  const KeyLimits limits{0, 100, 0};
+  ASSERT_TRUE(acquire(limiter, "key_big", limits, 40)->allowed);
+  auto refused = acquire(limiter, "key_big", limits, 5000);
+  ASSERT_TRUE(refused);
+  EXPECT_FALSE(refused->allowed);  // waits for a full bucket (40 tokens: about 24 s)
+  EXPECT_LE(refused->retry_after, 24'000ms);
+  EXPECT_GT(refused->retry_after, 14'000ms);
+  // Settled as if refilled: a refund is capped at a full bucket, then the oversized one fits.
+  ASSERT_TRUE(run_sync(limiter.settle_tokens("key_big", limits, 40, 0)));
+  auto admitted = acquire(limiter, "key_big", limits, 5000);
+  ASSERT_TRUE(admitted);
+  ASSERT_TRUE(admitted->allowed);
+  EXPECT_EQ(admitted->reserved_tokens, 100);
+  ASSERT_TRUE(run_sync(limiter.settle_tokens("key_big", limits, 100, 5000)));
+  auto in_debt = acquire(limiter, "key_big", limits, 1);
+  ASSERT_TRUE(in_debt);
+  EXPECT_FALSE(in_debt->allowed);
+  EXPECT_GT(in_debt->retry_after, 2'900'000ms);  // 4901 tokens at 100 per minute
 }
 
 TEST(RedisRateLimiter, BucketsAreRedisKeysThatExpireWhenIdle) {
@@ -156,7 +211,7 @@ TEST(RedisRateLimiter, ClosedPolicyRefusesWhileRedisIsDownAndRecovers) {
     EXPECT_EQ(decision.error().message, "rate limiter unavailable");
     EXPECT_EQ(http_status(decision.error().code), 503);
   }
-  EXPECT_FALSE(run_sync(limiter.charge_tokens("key_d", KeyLimits{0, 10, 0}, 5)));
+  EXPECT_FALSE(run_sync(limiter.settle_tokens("key_d", KeyLimits{0, 10, 0}, 0, 5)));
   EXPECT_FALSE(limiter.available());
   EXPECT_GE(limiter.failures(), 5u);
   EXPECT_EQ(limiter.fallbacks(), 0u);
@@ -189,7 +244,7 @@ TEST(RedisRateLimiter, OpenPolicyFallsBackToInProcessLimits) {
   }
   // The in-process buckets still limit (fresh: full at 3).
   EXPECT_EQ(admitted, 3);
-  EXPECT_TRUE(run_sync(limiter.charge_tokens("key_o", KeyLimits{0, 10, 0}, 5)));
+  EXPECT_TRUE(run_sync(limiter.settle_tokens("key_o", KeyLimits{0, 10, 0}, 0, 5)));
   EXPECT_FALSE(limiter.available());
   EXPECT_GE(limiter.fallbacks(), 7u);
   EXPECT_NE(limiter.metrics_text().find("rvenc_gateway_ratelimit_fallback_total"), std::string::npos);

@@ -10,6 +10,9 @@ namespace {
 const std::string kData = "event: data\ndata: 00aa\n\n";
 const std::string kDone = "event: done\ndata: 11bb\n\n";
 const std::string kUsage = "event: usage\ndata: {\"prompt_tokens\": 12, \"completion_tokens\": 40}\n\n";
+const std::string kProvisional =
+    "event: usage\ndata: {\"prompt_tokens\": 12, \"completion_tokens\": 0, \"final\": false}\n\n";
+const std::string kFinal = "event: usage\ndata: {\"prompt_tokens\": 12, \"completion_tokens\": 40, \"final\": true}\n\n";
 
 TEST(SseRelay, ForwardsEventsExactlyAndStripsUsage) {
   SseRelay relay;
@@ -18,11 +21,32 @@ TEST(SseRelay, ForwardsEventsExactlyAndStripsUsage) {
   ASSERT_TRUE(out);
   EXPECT_EQ(*out, ": keep-alive\n\n" + kData + kData + kDone);
   EXPECT_TRUE(relay.saw_done());
-  EXPECT_EQ(relay.data_events(), 2);
-  ASSERT_TRUE(relay.usage());
-  EXPECT_EQ(relay.usage()->prompt_tokens, 12);
-  EXPECT_EQ(relay.usage()->completion_tokens, 40);
+  ASSERT_TRUE(relay.final_usage());  // unmarked: from an enclave without provisional usage
+  EXPECT_EQ(relay.final_usage()->prompt_tokens, 12);
+  EXPECT_EQ(relay.final_usage()->completion_tokens, 40);
+  EXPECT_FALSE(relay.provisional_usage());
   EXPECT_FALSE(relay.has_partial_event());
+}
+
+// Issue 30 item 2: the provisional usage (the prompt, first) and the final one are kept apart,
+// both stripped; a stream cut after the provisional one still knows its prompt.
+TEST(SseRelay, KeepsProvisionalAndFinalUsageApart) {
+  SseRelay relay;
+  const std::string start = kProvisional + kData + kData;  // the output may point into it
+  auto out = relay.feed(start);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(*out, kData + kData);
+  ASSERT_TRUE(relay.provisional_usage());
+  EXPECT_EQ(relay.provisional_usage()->prompt_tokens, 12);
+  EXPECT_EQ(relay.provisional_usage()->completion_tokens, 0);
+  EXPECT_FALSE(relay.final_usage());
+  const std::string end = kDone + kFinal;
+  out = relay.feed(end);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(*out, kDone);
+  ASSERT_TRUE(relay.final_usage());
+  EXPECT_EQ(relay.final_usage()->completion_tokens, 40);
+  EXPECT_EQ(relay.provisional_usage()->prompt_tokens, 12);
 }
 
 TEST(SseRelay, ByteAtATimeGivesTheSameBytes) {
@@ -31,7 +55,7 @@ TEST(SseRelay, ByteAtATimeGivesTheSameBytes) {
   std::string out;
   for (char c : stream) out += relay.feed(std::string_view(&c, 1)).value();
   EXPECT_EQ(out, kData + "event: data\r\ndata: 22cc\r\n\r\n" + kDone);
-  EXPECT_TRUE(relay.usage());
+  EXPECT_TRUE(relay.final_usage());
 }
 
 TEST(SseRelay, HoldsAnUnfinishedEvent) {
@@ -65,7 +89,7 @@ TEST(SseRelay, UsageBetweenEventsIsCutOut) {
   ASSERT_TRUE(out);
   EXPECT_EQ(*out, kData + kDone);
   EXPECT_TRUE(relay.saw_done());
-  EXPECT_TRUE(relay.usage());
+  EXPECT_TRUE(relay.final_usage());
 }
 
 TEST(SseRelay, CrLfSplitAcrossFeedsStaysWithItsEvent) {
@@ -83,15 +107,15 @@ TEST(SseRelay, CrLfSplitAcrossFeedsStaysWithItsEvent) {
   SseRelay after_usage;
   ASSERT_EQ(after_usage.feed("event: usage\rdata: {\"prompt_tokens\": 1, \"completion_tokens\": 2}\r\r").value(), "");
   EXPECT_EQ(after_usage.feed("\n").value(), "");
-  ASSERT_TRUE(after_usage.usage());
-  EXPECT_EQ(after_usage.usage()->completion_tokens, 2);
+  ASSERT_TRUE(after_usage.final_usage());
+  EXPECT_EQ(after_usage.final_usage()->completion_tokens, 2);
 }
 
 TEST(SseRelay, EventsWithoutDataAreForwardedAndDoNotCount) {
   SseRelay relay;
   const std::string stream = "event: usage\n\nevent: done\n\n";
   EXPECT_EQ(relay.feed(stream).value(), stream);
-  EXPECT_FALSE(relay.usage());
+  EXPECT_FALSE(relay.final_usage());
   EXPECT_FALSE(relay.saw_done());
 }
 
@@ -127,7 +151,7 @@ TEST(SseRelay, RandomSlicesGiveTheSameBytes) {
     EXPECT_EQ(at_once, expected) << "round " << round;
     EXPECT_EQ(out, at_once) << "round " << round;
     EXPECT_FALSE(sliced.has_partial_event()) << "round " << round;
-    EXPECT_EQ(sliced.usage().has_value(), whole.usage().has_value());
+    EXPECT_EQ(sliced.final_usage().has_value(), whole.final_usage().has_value());
   }
 }
 

@@ -1,6 +1,7 @@
 // rvenc-mux/1: the frame codec, and MuxClient against a real Server that takes the upgrade
 // (streams, plain answers, resets both ways, flow control, refusal, lost connections).
 #include <atomic>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -61,6 +62,23 @@ Handler echo_stream() {
     co_await writer.write("got:");
     co_await writer.write(request.body());
     co_await writer.end_stream(";end");
+  };
+}
+
+// Streams "tick;" until its client is gone, then calls `gone` with the ticks written. Bounded: a
+// test fails (rather than hangs) if the reset never arrives.
+Handler ticking(std::function<void(ResponseWriter&, int)> gone) {
+  return [gone = std::move(gone)](Request&, ResponseWriter& writer) -> awaitable<void> {
+    if (!co_await writer.begin_stream(event_stream_header())) co_return;
+    asio::steady_timer pause(co_await asio::this_coro::executor);
+    for (int ticks = 0; ticks < kMaxPolls; ++ticks) {
+      if (!co_await writer.write("tick;")) {
+        gone(writer, ticks);
+        co_return;
+      }
+      pause.expires_after(kPollInterval);
+      co_await pause.async_wait(kTuple);
+    }
   };
 }
 
@@ -199,21 +217,7 @@ TEST(Mux, PlainAnswersKeepTheirStatusFieldsAndBody) {
 
 TEST(Mux, CancelTellsTheHandlerItsClientIsGone) {
   std::atomic<bool> handler_saw_gone{false};
-  TestServer server(
-      [&](Request&, ResponseWriter& writer) -> awaitable<void> {
-        if (!co_await writer.begin_stream(event_stream_header())) co_return;
-        asio::steady_timer pause(co_await asio::this_coro::executor);
-        // Bounded: the test fails (rather than hangs) if the reset never arrives.
-        for (int i = 0; i < kMaxPolls; ++i) {
-          if (!co_await writer.write("tick;")) {
-            handler_saw_gone = true;
-            co_return;
-          }
-          pause.expires_after(kPollInterval);
-          co_await pause.async_wait(kTuple);
-        }
-      },
-      accepting_mux());
+  TestServer server(ticking([&](ResponseWriter&, int) { handler_saw_gone = true; }), accepting_mux());
   run_coroutine([&]() -> awaitable<void> {
     Client fallback;
     MuxClient client(fallback);
@@ -228,6 +232,52 @@ TEST(Mux, CancelTellsTheHandlerItsClientIsGone) {
     EXPECT_TRUE(co_await eventually_async([&] { return handler_saw_gone.load(); }));
   });
   EXPECT_TRUE(handler_saw_gone);
+}
+
+// Issue 30 item 2: after the client's RESET, the handler can still tell it something small (the
+// enclave's usage of the cut stream) in a TRAILER frame that the client awaits after cancel().
+TEST(Mux, AHandlerCanSendATrailerAfterTheClientResetTheStream) {
+  TestServer server(
+      ticking([](ResponseWriter& writer, int ticks) { writer.send_trailer("ticks=" + std::to_string(ticks)); }),
+      accepting_mux());
+  run_coroutine([&]() -> awaitable<void> {
+    Client fallback;
+    MuxClient client(fallback);
+    auto stream = co_await client.open(server.url, make_request(Verb::get, "/ticks"));
+    EXPECT_TRUE(stream);
+    if (!stream) co_return;
+    auto first = co_await (*stream)->read_some();
+    EXPECT_TRUE(first && *first);
+    (*stream)->cancel();
+    const auto trailer = co_await (*stream)->trailer();
+    EXPECT_TRUE(trailer);
+    if (!trailer) co_return;
+    EXPECT_TRUE(trailer->starts_with("ticks=")) << *trailer;
+    EXPECT_FALSE(co_await (*stream)->trailer());  // handed out once
+    // The connection still serves (the frame was understood).
+    auto next = co_await client.open(server.url, make_request(Verb::get, "/ticks"));
+    EXPECT_TRUE(next);
+    EXPECT_EQ(client.connections(), 1u);
+  });
+}
+
+// A stream read to its end has no trailer to wait for; neither has one over HTTP/1.1.
+TEST(Mux, NoTrailerWithoutAReset) {
+  TestServer server(echo_stream(), accepting_mux());
+  run_coroutine([&]() -> awaitable<void> {
+    Client fallback;
+    MuxClient client(fallback);
+    auto stream = co_await client.open(server.url, make_request(Verb::post, "/echo", "abc"));
+    EXPECT_TRUE(stream);
+    if (!stream) co_return;
+    EXPECT_TRUE(co_await read_body(**stream));
+    EXPECT_FALSE(co_await (*stream)->trailer());
+    auto plain = co_await fallback.open(server.url, make_request(Verb::post, "/echo", "abc"));
+    EXPECT_TRUE(plain);
+    if (!plain) co_return;
+    (*plain)->cancel();
+    EXPECT_FALSE(co_await (*plain)->trailer());
+  });
 }
 
 TEST(Mux, HandlerFailureMidStreamIsAnErrorNotAnEnd) {

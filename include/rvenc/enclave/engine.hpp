@@ -47,7 +47,8 @@ struct TextSize {
 [[nodiscard]] TextSize measure_text(std::string_view text) noexcept;
 // The text of a message's "content" (a string, or the "text" parts of an array).
 [[nodiscard]] std::string message_text(const boost::json::value& content);
-// Prompt tokens estimated as the words of every message (engines that report none, demo).
+// Prompt tokens of an engine that reports none (the demo engine, an upstream without usage):
+// protocol::estimate_tokens of the decrypted request JSON's size.
 [[nodiscard]] std::int64_t estimate_prompt_tokens(const protocol::ChatRequest& request);
 
 // One chat.completion.chunk in the exact shape of PROTOCOL.md section 3.

@@ -31,6 +31,7 @@
 #include "rvenc/http/client.hpp"
 #include "rvenc/http/mux.hpp"
 #include "rvenc/http/server.hpp"
+#include "rvenc/protocol/chat.hpp"
 
 namespace rvenc::gateway {
 
@@ -104,7 +105,15 @@ class GatewayHandler {
  private:
   GatewayHandler(GatewayOptions options, KeyStore lookups, std::unique_ptr<UsageRecorder> usage);
 
+  // Admits the request, forwards it, and settles its token reservation with what it used.
   http::awaitable<void> serve_chat(RequestContext& context, http::ResponseWriter& writer);
+  // Routes and forwards an admitted request; returns the tokens it is charged (0 when the enclave
+  // refused it or could not be reached).
+  http::awaitable<std::int64_t> forward_chat(RequestContext& context, http::ResponseWriter& writer);
+  // Relays an event stream from `stream` to the client; returns the usage the request is charged.
+  http::awaitable<protocol::Usage> relay_stream(RequestContext& context, http::ResponseWriter& writer,
+                                                http::ResponseStream& stream, const http::Url& target,
+                                                Clock::time_point opened_at);
   http::awaitable<void> forward_get(RequestContext& context, http::ResponseWriter& writer);
   http::awaitable<void> send(RequestContext& context, http::ResponseWriter& writer, http::Response response);
   // /healthz and /health: the public status, or with the admin token the details.

@@ -25,7 +25,7 @@ struct sqlite3;
 
 namespace rvenc::gateway {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;  // 2: usage.final
 inline constexpr std::chrono::milliseconds kBusyTimeout{5000};
 
 struct KeyLimits {
@@ -64,10 +64,13 @@ struct UsageRow {
   std::int64_t bytes_in = 0;
   std::int64_t bytes_out = 0;
   std::int64_t duration_ms = 0;
+  // False for the row written when a stream starts (its prompt): the request's final row
+  // replaces it, and nothing replaces a final row (one row per request id).
+  bool final = true;
 };
 
 // A row as JSON (`rvenc keys usage --json`, the usage journal): requestId, keyId, atMs, path,
-// status, promptTokens, completionTokens, bytesIn, bytesOut, durationMs.
+// status, promptTokens, completionTokens, bytesIn, bytesOut, durationMs, final (absent: true).
 [[nodiscard]] boost::json::object to_json(const UsageRow& row);
 // nullopt unless `value` is such an object with every field of the right type.
 [[nodiscard]] std::optional<UsageRow> usage_row_from_json(const boost::json::value& value);

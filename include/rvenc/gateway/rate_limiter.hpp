@@ -2,9 +2,13 @@
 //
 // Design: RateLimiter is the interface the gateway codes against (an in-memory implementation
 // here; a shared Redis one can implement the same interface). acquire() takes one request from
-// the key's request bucket when both buckets allow it; tokens are charged afterwards, from the
-// enclave's usage event, and may drive the token bucket below zero (the debt delays the next
-// request). Limits of 0 mean unlimited. TokenBucket is the pure arithmetic, testable with any clock.
+// the key's request bucket and a token reservation from its token bucket: min(the request's
+// estimate, the bucket's size), admitted when max(1, reservation) tokens are there, so a stream of
+// large prompts cannot start faster than the budget refills. settle_tokens() then charges what the
+// enclave counted minus the reservation: a refund (up to a full bucket) or more, which may drive
+// the bucket below zero (the debt delays the next request; a request larger than the bucket waits
+// for a full one and then goes into debt). Limits of 0 mean unlimited. TokenBucket is the pure
+// arithmetic, testable with any clock.
 // AddressRateLimiter is the same bucket per client address, for what needs no API key (attestation).
 #pragma once
 
@@ -36,7 +40,8 @@ class TokenBucket {
   [[nodiscard]] std::int64_t capacity() const noexcept { return capacity_; }
   // Takes `n` units when at least `n` are available.
   bool try_take(double n, Clock::time_point now) noexcept;
-  // Takes `n` units unconditionally (the level may go negative).
+  // Takes `n` units unconditionally (the level may go negative); a negative `n` gives units back,
+  // up to a full bucket.
   void charge(double n, Clock::time_point now) noexcept;
   // Whole units available now (never negative).
   [[nodiscard]] std::int64_t remaining(Clock::time_point now) noexcept;
@@ -60,7 +65,12 @@ struct RateDecision {
   std::chrono::milliseconds reset_requests{0};
   std::chrono::milliseconds reset_tokens{0};
   std::chrono::milliseconds retry_after{0};  // when !allowed
+  std::int64_t reserved_tokens = 0;           // taken from the token bucket (when allowed)
 };
+
+// The token reservation of a request whose estimate is `estimated_tokens`: at most a full bucket
+// (0 when tokens are unlimited).
+[[nodiscard]] std::int64_t token_reservation(const KeyLimits& limits, std::int64_t estimated_tokens) noexcept;
 
 // The x-ratelimit-* headers (OpenAI's names; resets like "1s", "250ms", "6m0s") for the limited
 // dimensions, plus Retry-After (whole seconds, at least 1) when the request was refused.
@@ -71,11 +81,14 @@ struct RateDecision {
 class RateLimiter {
  public:
   virtual ~RateLimiter() = default;
-  // One request for `key_id` under `limits`: allowed (and counted) or refused with retry_after.
-  virtual boost::asio::awaitable<Result<RateDecision>> acquire(const std::string& key_id, const KeyLimits& limits) = 0;
-  // Charges `tokens` (prompt + completion) to the key's token budget.
-  virtual boost::asio::awaitable<Status> charge_tokens(const std::string& key_id, const KeyLimits& limits,
-                                                       std::int64_t tokens) = 0;
+  // One request for `key_id` under `limits`, estimated at `estimated_tokens` (the gateway's guess
+  // from the request's size): allowed (counted, its reservation taken) or refused with retry_after.
+  virtual boost::asio::awaitable<Result<RateDecision>> acquire(const std::string& key_id, const KeyLimits& limits,
+                                                               std::int64_t estimated_tokens) = 0;
+  // Settles an admitted request: charges `used` tokens (prompt + completion) less the `reserved`
+  // ones acquire() took (a negative difference is given back, up to a full bucket).
+  virtual boost::asio::awaitable<Status> settle_tokens(const std::string& key_id, const KeyLimits& limits,
+                                                       std::int64_t reserved, std::int64_t used) = 0;
   // Extra Prometheus lines for /metrics (the shared Redis limiter reports its health).
   [[nodiscard]] virtual std::string metrics_text() const { return {}; }
 };
@@ -83,13 +96,16 @@ class RateLimiter {
 // Buckets in this process's memory (one gateway; a shared store is the Redis implementation).
 class InMemoryRateLimiter final : public RateLimiter {
  public:
-  boost::asio::awaitable<Result<RateDecision>> acquire(const std::string& key_id, const KeyLimits& limits) override;
-  boost::asio::awaitable<Status> charge_tokens(const std::string& key_id, const KeyLimits& limits,
-                                               std::int64_t tokens) override;
+  boost::asio::awaitable<Result<RateDecision>> acquire(const std::string& key_id, const KeyLimits& limits,
+                                                       std::int64_t estimated_tokens) override;
+  boost::asio::awaitable<Status> settle_tokens(const std::string& key_id, const KeyLimits& limits,
+                                               std::int64_t reserved, std::int64_t used) override;
 
   // The synchronous core of both, with an explicit clock (tests).
-  RateDecision acquire_at(const std::string& key_id, const KeyLimits& limits, Clock::time_point now);
-  void charge_at(const std::string& key_id, const KeyLimits& limits, std::int64_t tokens, Clock::time_point now);
+  RateDecision acquire_at(const std::string& key_id, const KeyLimits& limits, Clock::time_point now,
+                          std::int64_t estimated_tokens = 0);
+  void settle_at(const std::string& key_id, const KeyLimits& limits, std::int64_t reserved, std::int64_t used,
+                 Clock::time_point now);
 
  private:
   struct Buckets {

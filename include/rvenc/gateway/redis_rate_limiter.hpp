@@ -2,8 +2,8 @@
 // InMemoryRateLimiter (same RateDecision fields, limits 0 = unlimited), kept in Redis.
 //
 // Design: each admission is one atomic Lua script (EVALSHA, EVAL after NOSCRIPT) that refills
-// and checks both of the key's buckets and takes one request: one round trip per request, one
-// per usage charge. The scripts read the Redis server's clock (TIME), so the gateways' clocks do
+// and checks both of the key's buckets and takes one request and the token reservation: one round
+// trip per request, one per settlement. The scripts read the Redis server's clock (TIME), so the gateways' clocks do
 // not matter, and give every bucket key a PEXPIRE so idle keys disappear once full again.
 // When Redis cannot answer, the failure policy decides: closed refuses rate-limited requests
 // (503 overloaded, "rate limiter unavailable"), open falls back to per-gateway in-process
@@ -43,9 +43,10 @@ class RedisRateLimiter final : public RateLimiter {
   // Connects lazily (the first rate-limited request).
   explicit RedisRateLimiter(RedisRateLimiterOptions options);
 
-  boost::asio::awaitable<Result<RateDecision>> acquire(const std::string& key_id, const KeyLimits& limits) override;
-  boost::asio::awaitable<Status> charge_tokens(const std::string& key_id, const KeyLimits& limits,
-                                               std::int64_t tokens) override;
+  boost::asio::awaitable<Result<RateDecision>> acquire(const std::string& key_id, const KeyLimits& limits,
+                                                       std::int64_t estimated_tokens) override;
+  boost::asio::awaitable<Status> settle_tokens(const std::string& key_id, const KeyLimits& limits,
+                                               std::int64_t reserved, std::int64_t used) override;
 
   // Whether the last Redis call succeeded.
   [[nodiscard]] bool available() const noexcept { return available_; }

@@ -1,6 +1,7 @@
 // The gateway's view of an enclave event stream: it splits the bytes into raw events as each one
-// completes, forwards every event's exact bytes, and withholds the enclave's trailing `usage`
-// event (PROTOCOL.md section 4), whose token counts it keeps. Payloads are never interpreted:
+// completes, forwards every event's exact bytes, and withholds the enclave's `usage` events
+// (PROTOCOL.md section 4): the provisional one at the start of the stream and the final one after
+// `done`, whose token counts it keeps apart. Payloads are never interpreted:
 // only each event's `event:` and `data` field names are looked at, as its lines complete.
 //
 // Design: the hot path copies nothing. Complete events are handed back as a view of the bytes
@@ -32,15 +33,15 @@ class SseRelay {
   [[nodiscard]] Result<std::string_view> feed(std::string_view bytes);
 
   [[nodiscard]] bool saw_done() const noexcept { return saw_done_; }
-  // `data` events so far: one per model chunk, about one token each (what a stream cut before
-  // its usage event is charged).
-  [[nodiscard]] std::int64_t data_events() const noexcept { return data_events_; }
-  [[nodiscard]] std::optional<protocol::Usage> usage() const noexcept { return usage_; }
+  // The usage marked `"final": false` (the prompt, before any token), and the final one (marked
+  // true, or unmarked as from an enclave before provisional usage): the last of each kind.
+  [[nodiscard]] std::optional<protocol::Usage> provisional_usage() const noexcept { return provisional_; }
+  [[nodiscard]] std::optional<protocol::Usage> final_usage() const noexcept { return final_; }
   // True when an unfinished event is buffered (a stream that ends now was cut mid-event).
   [[nodiscard]] bool has_partial_event() const noexcept { return pending_.size() > consumed_; }
 
  private:
-  enum class Kind { other, data, usage, done };
+  enum class Kind { other, usage, done };
 
   void finish_line(std::string_view line);
   // `event` is the event's bytes up to and including its blank line.
@@ -60,8 +61,8 @@ class SseRelay {
   bool forward_ = true;  // the event that just ended is forwarded
   bool failed_ = false;
   bool saw_done_ = false;
-  std::int64_t data_events_ = 0;
-  std::optional<protocol::Usage> usage_;
+  std::optional<protocol::Usage> provisional_;
+  std::optional<protocol::Usage> final_;
 };
 
 }  // namespace rvenc::gateway

@@ -111,7 +111,8 @@ class UsageRecorder {
   std::thread thread_;
 };
 
-// One request's row, submitted exactly once when the record is destroyed.
+// One request's row, submitted exactly once when the record is destroyed (after, for a stream, a
+// provisional row the final one replaces in the database).
 class UsageRecord {
  public:
   UsageRecord(UsageRecorder& recorder, UsageRow row) : recorder_(&recorder), row_(std::move(row)) {}
@@ -124,8 +125,14 @@ class UsageRecord {
   [[nodiscard]] UsageRow& row() noexcept { return row_; }
   // Submits the row now (journaled before this returns); later changes to row() are not recorded.
   void submit();
+  // Submits a copy of the row now, marked provisional (journaled before this returns): what the
+  // request is charged if the gateway dies before the final row, which replaces it.
+  void submit_provisional();
 
  private:
+  // Submits `row` with the time since the record was made (errors are logged).
+  void send(UsageRecorder& recorder, UsageRow row) const;
+
   UsageRecorder* recorder_;
   UsageRow row_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();

@@ -82,6 +82,10 @@ class ResponseStream {
   // Abandons the response: closes the connection (never pooled); a pending read_some() fails.
   // Safe to call from the stream's executor at any time.
   virtual void cancel() = 0;
+  // After cancel(): the trailer the server sent for the abandoned stream (a rvenc-mux TRAILER
+  // frame), waiting for it at most mux::kTrailerWait; nullopt when none came, or the transport
+  // has none (HTTP/1.1).
+  virtual awaitable<std::optional<std::string>> trailer() { co_return std::nullopt; }
 };
 
 class Client {

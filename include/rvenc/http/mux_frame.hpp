@@ -1,6 +1,7 @@
 // rvenc-mux/1 frames (docs/mux.md): the codec, with no I/O, so the fuzz targets can build it alone.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -16,7 +17,17 @@ namespace mux {
 inline constexpr std::string_view kUpgradeToken = "rvenc-mux/1";
 inline constexpr std::string_view kPath = "/rvenc/mux";
 
-enum class FrameType : std::uint8_t { request = 1, head = 2, data = 3, end = 4, reset = 5, window = 6 };
+enum class FrameType : std::uint8_t { request = 1, head = 2, data = 3, end = 4, reset = 5, window = 6, trailer = 7 };
+
+// Sent with the upgrade request by a client that takes TRAILER frames, and echoed in the 101 by a
+// server that may send them. A peer without it neither sends nor receives one (an unknown frame
+// type closes the connection, so the server must know the client takes it).
+inline constexpr std::string_view kTrailersField = "Rvenc-Mux-Trailers";
+inline constexpr std::string_view kTrailersValue = "1";
+// A TRAILER frame's payload at most: a few counts (the enclave's usage of a stream the client reset).
+inline constexpr std::size_t kMaxTrailer = 256;
+// How long the client keeps a stream it reset, waiting for its TRAILER.
+inline constexpr std::chrono::milliseconds kTrailerWait{2'000};
 
 inline constexpr std::size_t kFrameHeaderBytes = 9;
 // Body bytes a stream may have unacknowledged (HTTP/2's default window is 64 KiB; a stream of

@@ -71,6 +71,10 @@ class ResponseWriter {
   // The client address of this request (http::client_address: the peer, or X-Forwarded-For behind
   // ServerOptions::trusted_proxies); nullopt when there is no socket (or on an rvenc-mux link).
   [[nodiscard]] virtual std::optional<IpAddress> client_address() const { return std::nullopt; }
+  // A small payload (at most mux::kMaxTrailer bytes) for a client that has reset the stream:
+  // what it still needs to know after leaving (the enclave's usage of a cut stream). Carried
+  // by a rvenc-mux TRAILER frame when the client takes them; ignored otherwise (HTTP/1.1).
+  virtual void send_trailer(std::string_view payload) { (void)payload; }
 };
 
 // A ResponseWriter that records everything, for handler tests without sockets.
@@ -83,6 +87,7 @@ class RecordingWriter final : public ResponseWriter {
   [[nodiscard]] bool client_gone() const override { return gone_; }
   [[nodiscard]] bool started() const override { return response.has_value() || stream_header.has_value(); }
   [[nodiscard]] std::optional<IpAddress> client_address() const override { return address; }
+  void send_trailer(std::string_view payload) override { trailers.emplace_back(payload); }
 
   // Simulates a client that disconnects after `n` successful write() calls.
   void disconnect_after_writes(std::size_t n) { gone_after_ = n; }
@@ -97,6 +102,7 @@ class RecordingWriter final : public ResponseWriter {
   std::vector<std::string> chunks;              // one entry per successful write()
   bool stream_ended = false;                    // set by end_stream()
   std::optional<IpAddress> address;             // what client_address() answers
+  std::vector<std::string> trailers;            // set by send_trailer()
 
  private:
   bool gone_ = false;

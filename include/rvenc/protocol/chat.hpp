@@ -30,7 +30,16 @@ struct ChatRequest {
   std::optional<std::int64_t> max_tokens;  // max_tokens or max_completion_tokens
   std::vector<std::string> stop;
   boost::json::object body;  // the whole request, for engines that forward it
+  std::size_t json_bytes = 0;  // UTF-8 bytes of the request JSON as received (the prompt estimate)
 };
+
+// Tokens estimated from a size in bytes: ceil(bytes / 4) (PROTOCOL.md section 4). The enclave's
+// prompt count when its engine reports none (from the decrypted request JSON), and the gateway's
+// token reservation (from the encrypted request's size). Never a count of words: a prompt without
+// spaces, or in a script without them, must not be nearly free.
+[[nodiscard]] constexpr std::int64_t estimate_tokens(std::uint64_t bytes) noexcept {
+  return static_cast<std::int64_t>(bytes / 4 + (bytes % 4 != 0 ? 1 : 0));
+}
 
 // invalid_inference naming the field that is wrong; never echoes message content.
 [[nodiscard]] Result<ChatRequest> validate_chat_request(std::string_view json);
