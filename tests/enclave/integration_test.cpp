@@ -189,8 +189,13 @@ TEST(EnclaveProcess, ARequestReplayedAfterARestartGetsAFreshKeystream) {
   EXPECT_FALSE(a.key == b.key);
   EXPECT_NE(a.prefix, b.prefix);  // so no (key, nonce) pair of one stream appears in the other
   // The first data events carry the same plaintext; their ciphertexts share no keystream.
-  const auto data_a = from_hex(events_a[1].data, "a").value();
-  const auto data_b = from_hex(events_b[1].data, "b").value();
+  const auto first_data = [](const std::vector<protocol::SseEvent>& events) {
+    const auto it = std::find_if(events.begin(), events.end(), [](const auto& e) { return e.event == "data"; });
+    return it == events.end() ? std::vector<std::uint8_t>{} : from_hex(it->data, "data").value_or(std::vector<std::uint8_t>{});
+  };
+  const auto data_a = first_data(events_a);
+  const auto data_b = first_data(events_b);
+  ASSERT_FALSE(data_a.empty());
   ASSERT_EQ(data_a.size(), data_b.size());
   std::size_t equal = 0;
   for (std::size_t i = 0; i < data_a.size(); ++i) equal += data_a[i] == data_b[i];

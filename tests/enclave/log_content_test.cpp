@@ -61,7 +61,7 @@ TEST(EnclaveLog, CarriesNothingFromInsideTheCiphertext) {
   }
 
   const std::string log = child.output().substr(startup);
-  EXPECT_NE(log.find("chat logtest-0 tenant=- v2 "), std::string::npos) << log;
+  EXPECT_NE(log.find("chat logtest-0 tenant=- v3 "), std::string::npos) << log;
   EXPECT_NE(log.find("chat logtest-5 tenant=- refused: invalid_inference"), std::string::npos) << log;
   EXPECT_NE(log.find("chat logtest-6 tenant=- refused: test_key_not_allowed"), std::string::npos) << log;
   const std::vector<std::string> secrets{"secret-", std::string(kPromptMarker), "model=", "engine=", "upstream ",

@@ -119,7 +119,9 @@ TEST_F(ServiceTest, ChatStreamsSealedEventsThenDoneThenUsage) {
   EXPECT_EQ(stream.events_before_provisional, 0u);
   EXPECT_EQ(stream.provisional_usage->at("prompt_tokens").as_int64(), prompt);
   EXPECT_EQ(stream.provisional_usage->at("completion_tokens").as_int64(), 0);
-  EXPECT_TRUE(writer.chunks.front().starts_with("event: usage\n")) << writer.chunks.front();
+  // Version 3's salt first, then the provisional usage, both in the stream's first write.
+  EXPECT_TRUE(writer.chunks.front().starts_with("event: init\n")) << writer.chunks.front();
+  EXPECT_NE(writer.chunks.front().find("\n\nevent: usage\n"), std::string::npos) << writer.chunks.front();
   EXPECT_TRUE(writer.trailers.empty());
   // Nothing readable crosses the wire but the usage event.
   EXPECT_EQ(writer.body().find("enclave"), std::string::npos);

@@ -211,7 +211,7 @@ struct SlowHardwareEnclave {
   std::unique_ptr<test::ChildProcess> process;
 };
 
-// A v2 request sealed to the key the gateway's attestation names (the fake hardware's evidence
+// A request sealed to the key the gateway's attestation names (the fake hardware's evidence
 // is not verified here: what matters is that chat keeps working).
 Sealed seal_for(const std::string& gateway_url, const std::string& api_key) {
   const auto challenge = crypto::random_array<protocol::kChallengeBytes>();
@@ -220,7 +220,7 @@ Sealed seal_for(const std::string& gateway_url, const std::string& api_key) {
   auto doc = protocol::parse_attestation(response->body());
   if (!doc) throw std::runtime_error("bad attestation: " + doc.error().message);
   return test::seal(doc->public_key, R"({"model":"rvenc-demo","stream":true,"messages":[{"role":"user","content":"Hi"}]})",
-                    protocol::Version::v2, std::nullopt, doc->key_id);
+                    protocol::Version::v3, std::nullopt, doc->key_id);
 }
 
 struct FloodCounts {
@@ -289,7 +289,7 @@ TEST(AttestationFlood, DoesNotTakeTheEnclaveDownAndChatKeepsWorking) {
   EXPECT_EQ(unavailable, 0) << gateway->output();
   EXPECT_EQ(gateway->output().find("down"), std::string::npos) << gateway->output();
   ASSERT_EQ(chat_status, 200u) << chat_body;
-  EXPECT_TRUE(open_stream(sealed, events_of(chat_body)));
+  EXPECT_TRUE(open_stream(sealed, rvenc::test::sse_events(chat_body)));
   EXPECT_GT(anonymous.limited.load(), 0);
   EXPECT_LE(anonymous.ok.load(), 4 + 7);  // the burst, plus what refilled (4 a minute) at most
   EXPECT_GT(keyed.overloaded.load(), 0);  // the enclave's bounded queue answered at once

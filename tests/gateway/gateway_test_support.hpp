@@ -1,5 +1,5 @@
 // Real-process fixtures for the gateway tests: an enclave (`rvenc enclave --attestation
-// simulated`), a gateway in front of it, and a small client that seals v2 requests with the
+// simulated`), a gateway in front of it, and a small client that seals version 3 requests with the
 // core library and talks HTTP with rvenc_http.
 #pragma once
 

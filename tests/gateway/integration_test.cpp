@@ -235,7 +235,7 @@ TEST_F(GatewayIntegration, BadEnvelopesStopAtTheGateway) {
       {with("keyId", "0011"), "invalid_request"},
       {with("timestamp", "now"), "invalid_request"},
       {with("encryptedInference", "xyz"), "invalid_request"},
-      {with("version", 3), "unsupported_version"},
+      {with("version", 4), "unsupported_version"},
       {with("keyId", "0000000000000000"), "unknown_key_id"},
   };
   for (const auto& [body, code] : cases) {

@@ -20,7 +20,7 @@ std::string error_code_of(const std::string& body) {
   return std::string(boost::json::parse(body).at("error").at("code").as_string());
 }
 
-std::string sealed_v2_body() {
+std::string sealed_body() {
   return test::seal(crypto::xwing_generate_keypair().public_key,
                     R"({"model":"rvenc-demo","messages":[{"role":"user","content":"hi"}]})")
       .body;
@@ -80,7 +80,7 @@ TEST_F(MiddlewareTest, AllowList) {
 }
 
 TEST_F(MiddlewareTest, AuthFailures) {
-  const std::string body = sealed_v2_body();
+  const std::string body = sealed_body();
   auto missing = call(http::Verb::post, "/rvenc/chat/completions", body);
   EXPECT_EQ(missing.status(), 401u);
   EXPECT_EQ(error_code_of(missing.body()), "invalid_api_key");
@@ -119,17 +119,17 @@ TEST_F(MiddlewareTest, EnvelopeIsCheckedBeforeForwarding) {
   auto bad_json = call(http::Verb::post, "/rvenc/chat/completions", "{not json", live.key);
   EXPECT_EQ(bad_json.status(), 400u);
   EXPECT_EQ(error_code_of(bad_json.body()), "invalid_request");
-  auto v3 = call(http::Verb::post, "/rvenc/chat/completions", R"({"version":3})", live.key);
-  EXPECT_EQ(v3.status(), 400u);
-  EXPECT_EQ(error_code_of(v3.body()), "unsupported_version");
+  auto v4 = call(http::Verb::post, "/rvenc/chat/completions", R"({"version":4})", live.key);
+  EXPECT_EQ(v4.status(), 400u);
+  EXPECT_EQ(error_code_of(v4.body()), "unsupported_version");
   // A valid envelope passes every check; with no enclave answering its keyId is unknown.
-  auto valid = call(http::Verb::post, "/rvenc/chat/completions", sealed_v2_body(), live.key);
+  auto valid = call(http::Verb::post, "/rvenc/chat/completions", sealed_body(), live.key);
   EXPECT_EQ(valid.status(), 404u);
   EXPECT_EQ(error_code_of(valid.body()), "unknown_key_id");
 }
 
 TEST_F(MiddlewareTest, RateLimitHeadersAndRetryAfter) {
-  const std::string body = sealed_v2_body();
+  const std::string body = sealed_body();
   auto first = call(http::Verb::post, "/rvenc/chat/completions", body, limited.key);
   EXPECT_EQ(first.response->at("x-ratelimit-limit-requests"), "1");
   EXPECT_EQ(first.response->at("x-ratelimit-remaining-requests"), "0");

@@ -41,7 +41,7 @@ TEST(ReplayShare, TestKeyFloodDoesNotStopALiveKeyAndATenantBeyondItsShareGets429
   ASSERT_TRUE(test_key->key.starts_with("sk_test_"));
   const auto doc = attest(*gateway_url, dir.file("platform.key"));
   auto send = [&](const std::string& model, const std::string& api_key) {
-    auto sealed = test::seal(doc.public_key, chat_json(model), protocol::Version::v2, std::nullopt, doc.key_id);
+    auto sealed = test::seal(doc.public_key, chat_json(model), protocol::Version::v3, std::nullopt, doc.key_id);
     auto response = post_chat(*gateway_url, sealed.body, api_key);
     EXPECT_TRUE(response) << response.error().to_string();
     return std::make_pair(std::move(sealed), response ? std::move(*response) : http::Response{});
@@ -56,7 +56,7 @@ TEST(ReplayShare, TestKeyFloodDoesNotStopALiveKeyAndATenantBeyondItsShareGets429
   }
   const auto [live_sealed, live] = send("rvenc-demo", live_key->key);
   ASSERT_EQ(live.result_int(), 200u) << live.body();
-  EXPECT_TRUE(open_stream(live_sealed, events_of(live.body()))) << live.body();
+  EXPECT_TRUE(open_stream(live_sealed, rvenc::test::sse_events(live.body()))) << live.body();
 
   // Valid requests of the test key take room, up to its share, and then it alone is refused.
   for (int i = 0; i < 64; ++i) ASSERT_EQ(send("rvenc-demo", test_key->key).second.result_int(), 200u) << i;
@@ -69,7 +69,7 @@ TEST(ReplayShare, TestKeyFloodDoesNotStopALiveKeyAndATenantBeyondItsShareGets429
   EXPECT_LE(std::stoll(retry_after), 660);
   const auto [again_sealed, again] = send("rvenc-demo", live_key->key);
   ASSERT_EQ(again.result_int(), 200u) << again.body();
-  EXPECT_TRUE(open_stream(again_sealed, events_of(again.body())));
+  EXPECT_TRUE(open_stream(again_sealed, rvenc::test::sse_events(again.body())));
   EXPECT_EQ(gateway->stop(), 0);
   EXPECT_EQ(enclave->stop(), 0);
 }
