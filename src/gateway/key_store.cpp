@@ -212,8 +212,8 @@ Status KeyStore::migrate() {
     return fail(Errc::internal_error, "database " + path_ + " has schema version " + std::to_string(current) +
                                           ", newer than this rvenc understands (" + std::to_string(kSchemaVersion) + ")");
   }
-  for (const auto& [version, sql] : {std::pair{1, kSchemaV1}, std::pair{2, kSchemaV2}}) {
-    if (current >= version) continue;
+  for (const auto& [step, sql] : {std::pair{1, kSchemaV1}, std::pair{2, kSchemaV2}}) {
+    if (current >= step) continue;
     if (auto ok = exec(db_, sql); !ok) {
       (void)exec(db_, "ROLLBACK");
       return ok;

@@ -167,7 +167,9 @@ TEST(AttestationSelection, HardwareEnclaveMakesAFreshKeyAtEveryStartUnlessGivenA
     auto server = EnclaveServer::create(options);
     ASSERT_TRUE(server) << server.error().to_string();
     const auto key_id = (*server)->service().key().key_id();
-    if (previous) EXPECT_NE(key_id, *previous) << "a new key at every start";
+    if (previous) {
+      EXPECT_NE(key_id, *previous) << "a new key at every start";
+    }
     previous = key_id;
   }
   EXPECT_EQ(fs::exists(kDefaultKeyFile), default_file_existed) << "no key file written";
