@@ -208,7 +208,8 @@ void setup(CLI::App& app, std::function<int()>& run) {
   keys->require_subcommand(1);
   auto o = std::make_shared<KeysOptions>();
 
-  auto* create = keys->add_subcommand("create", "Create an API key; prints it once, stores only its hash (creates a new database, saying so)");
+  auto* create = keys->add_subcommand(
+      "create", "Create an API key; prints it once, stores only its hash (creates a new database, saying so)");
   add_database_flags(*create, *o);
   option(*create, "--name", o->name, "A name for the key")->required();
   flag(*create, "--test", o->test, "Create a test key (sk_test_...) instead of a live one");

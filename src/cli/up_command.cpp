@@ -233,7 +233,8 @@ bool take_up_lock(const fs::path& lock_file, const fs::path& stack_file, const f
   const int fd = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) throw std::runtime_error("cannot open " + lock_file.string() + ": " + std::strerror(errno));
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK) throw std::runtime_error("cannot lock " + lock_file.string() + ": " + std::strerror(errno));
+    if (errno != EWOULDBLOCK)
+      throw std::runtime_error("cannot lock " + lock_file.string() + ": " + std::strerror(errno));
     std::string pid = read_file(lock_file);
     while (!pid.empty() && std::isspace(static_cast<unsigned char>(pid.back()))) pid.pop_back();
     const std::string urls = running_urls(stack_file);
@@ -393,7 +394,10 @@ int run_up(const UpFlags& flags) {
 void setup(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<UpFlags>();
   auto* cmd = app.add_subcommand("up", "Run the whole stack on 127.0.0.1: enclave, gateway and local proxy");
-  option(*cmd, "--data", flags->data, "State directory (database, keys, stack.json; one running `up` per DIR, held by DIR/up.lock)")->capture_default_str();
+  option(*cmd, "--data", flags->data,
+         "State directory (database, keys, stack.json); one running `up` per DIR, held by DIR/up.lock "
+         "(a second one exits 3)")
+      ->capture_default_str();
   option(*cmd, "--gateway-port", flags->gateway_port, "Gateway port (0 picks a free port)")->capture_default_str();
   option(*cmd, "--enclave-port", flags->enclave_port, "Enclave port (0 picks a free port)")->capture_default_str();
   option(*cmd, "--proxy-port", flags->proxy_port, "Proxy port (0 picks a free port)")->capture_default_str();

@@ -41,7 +41,8 @@ std::string string_at(const boost::json::object& o, const char* key) { return st
 constexpr auto kExitWait = 60s;
 
 std::vector<std::string> up_argv(const std::string& data) {
-  return {test::rvenc_binary(), "up", "--data", data, "--gateway-port", "0", "--enclave-port", "0", "--proxy-port", "0"};
+  return {test::rvenc_binary(), "up",  "--data", data, "--gateway-port", "0", "--enclave-port", "0",
+          "--proxy-port",        "0"};
 }
 
 boost::json::object read_stack(const std::string& data) {
