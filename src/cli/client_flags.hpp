@@ -20,7 +20,9 @@ inline void add_client_flags(CLI::App& app, client::ClientSettings& settings, bo
   option(app, "--platform-public-key", settings.platform_public_key,
          "Trust the \"simulated\" attestation provider signed by this Ed25519 key (hex)");
   option(app, "--measurement", settings.measurement, "Require this enclave measurement (hex)");
-  option(app, "--data", settings.data_dir, "Read gateway, API key and platform key from DIR/stack.json (default ./.rvenc)");
+  option(app, "--data", settings.data_dir,
+         "Read gateway, API key and platform key from DIR/stack.json (default ./.rvenc); "
+         "exit 3 when that stack is not running");
   option(app, "--protocol", settings.protocol, "Wire protocol version: 3 (default), 2 (upgrade period) or 1 (compat, unsafe)")
       ->check(CLI::IsMember({1, 2, 3}));
 }

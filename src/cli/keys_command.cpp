@@ -1,6 +1,11 @@
 // rvenc keys create|list|revoke|usage: API key administration on the gateway's database.
+//
+// The database is --db FILE, else DIR/rvenc.db with --data DIR, else the "db" of ./.rvenc/stack.json
+// (as the client commands find a stack). Only `create` may create the file, and says so: a typo in
+// --db must not silently list an empty new database.
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 
 #include <boost/json/array.hpp>
@@ -8,6 +13,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "command.hpp"
+#include "rvenc/client/settings.hpp"
 #include "rvenc/gateway/key_store.hpp"
 #include "rvenc/gateway/redis_revocations.hpp"
 
@@ -39,6 +45,7 @@ int open_failed(const Error& error) {
 
 struct KeysOptions {
   std::string db;
+  std::string data;
   std::string name;
   bool test = false;
   std::int64_t rpm = 0;
@@ -49,9 +56,37 @@ struct KeysOptions {
   std::string redis;  // revoke: publish the revocation there too
 };
 
+// The database file the flags name (see the top of this file); nullopt after saying why.
+std::optional<std::string> database_path(const KeysOptions& o) {
+  if (!o.db.empty()) return o.db;
+  if (!o.data.empty()) return (std::filesystem::path(o.data) / "rvenc.db").string();
+  const auto file = std::filesystem::path(client::kDefaultDataDir) / client::kStackFileName;
+  auto stack = client::read_stack_file(file);
+  if (!stack) {
+    std::cerr << "rvenc keys: " << stack.error().message << "\n";
+    return std::nullopt;
+  }
+  if (*stack && !(*stack)->db.empty()) return (*stack)->db;
+  std::cerr << "rvenc keys: which database? give --db FILE or --data DIR (" << file.string()
+            << (*stack ? " names no db" : " does not exist") << ")\n";
+  return std::nullopt;
+}
+
+// The store the flags name, or the exit code after the reason went to stderr. Only `create`
+// (create_if_missing) makes a new file, and then says so.
+std::expected<gateway::KeyStore, int> open_store(const KeysOptions& o, gateway::KeyStore::OpenMode mode) {
+  const auto path = database_path(o);
+  if (!path) return std::unexpected(kExitUsage);
+  const bool existed = std::filesystem::exists(*path);
+  auto store = gateway::KeyStore::open(*path, mode);
+  if (!store) return std::unexpected(open_failed(store.error()));
+  if (!existed) std::cerr << "rvenc keys: created a new key database at " << *path << "\n";
+  return std::move(*store);
+}
+
 int run_create(const KeysOptions& o) {
-  auto store = gateway::KeyStore::open(o.db);
-  if (!store) return open_failed(store.error());
+  auto store = open_store(o, gateway::KeyStore::OpenMode::create_if_missing);
+  if (!store) return store.error();
   auto created = store->create_key(o.name, o.test ? gateway::KeyEnv::test : gateway::KeyEnv::live,
                                    {o.rpm, o.tpm, o.max_streams});
   if (!created) return open_failed(created.error());
@@ -65,8 +100,8 @@ int run_create(const KeysOptions& o) {
 }
 
 int run_list(const KeysOptions& o) {
-  auto store = gateway::KeyStore::open(o.db);
-  if (!store) return open_failed(store.error());
+  auto store = open_store(o, gateway::KeyStore::OpenMode::existing_only);
+  if (!store) return store.error();
   auto keys = store->list_keys();
   if (!keys) return open_failed(keys.error());
   if (o.json) {
@@ -99,8 +134,8 @@ int run_list(const KeysOptions& o) {
 }
 
 int run_revoke(const KeysOptions& o) {
-  auto store = gateway::KeyStore::open(o.db);
-  if (!store) return open_failed(store.error());
+  auto store = open_store(o, gateway::KeyStore::OpenMode::existing_only);
+  if (!store) return store.error();
   auto revoked = store->revoke(o.id);
   if (!revoked) {
     // Never echo the argument: it may be a full key.
@@ -125,8 +160,8 @@ int run_revoke(const KeysOptions& o) {
 }
 
 int run_usage(const KeysOptions& o) {
-  auto store = gateway::KeyStore::open(o.db);
-  if (!store) return open_failed(store.error());
+  auto store = open_store(o, gateway::KeyStore::OpenMode::existing_only);
+  if (!store) return store.error();
   auto totals = store->usage_totals();
   if (!totals) return open_failed(totals.error());
   auto recent = store->recent_usage(kRecentUsageRows);
@@ -163,13 +198,19 @@ int run_usage(const KeysOptions& o) {
   return kExitOk;
 }
 
+void add_database_flags(CLI::App& cmd, KeysOptions& o) {
+  option(cmd, "--db", o.db, "The gateway's SQLite database (default: DIR/rvenc.db, or ./.rvenc/stack.json's db)");
+  option(cmd, "--data", o.data, "The state directory of `rvenc up`: use DIR/rvenc.db (--db wins)");
+}
+
 void setup(CLI::App& app, std::function<int()>& run) {
   auto* keys = app.add_subcommand("keys", "Manage the gateway's API keys (create, list, revoke, usage)");
   keys->require_subcommand(1);
   auto o = std::make_shared<KeysOptions>();
 
-  auto* create = keys->add_subcommand("create", "Create an API key; prints it once, stores only its hash");
-  option(*create, "--db", o->db, "The gateway's SQLite database")->required();
+  auto* create = keys->add_subcommand(
+      "create", "Create an API key; prints it once, stores only its hash (creates a new database, saying so)");
+  add_database_flags(*create, *o);
   option(*create, "--name", o->name, "A name for the key")->required();
   flag(*create, "--test", o->test, "Create a test key (sk_test_...) instead of a live one");
   option(*create, "--rpm", o->rpm, "Requests per minute (0 = unlimited)")->check(CLI::NonNegativeNumber);
@@ -178,18 +219,18 @@ void setup(CLI::App& app, std::function<int()>& run) {
   create->callback([&run, o] { run = [o] { return run_create(*o); }; });
 
   auto* list = keys->add_subcommand("list", "List API keys (masked to their last 4 characters)");
-  option(*list, "--db", o->db, "The gateway's SQLite database")->required();
+  add_database_flags(*list, *o);
   flag(*list, "--json", o->json, "Print JSON");
   list->callback([&run, o] { run = [o] { return run_list(*o); }; });
 
   auto* revoke = keys->add_subcommand("revoke", "Revoke an API key by id (or by the full key)");
-  option(*revoke, "--db", o->db, "The gateway's SQLite database")->required();
+  add_database_flags(*revoke, *o);
   revoke->add_option("ID", o->id, "The key's id (key_...) or the full key")->required();
   option(*revoke, "--redis", o->redis, "redis://HOST:PORT[/DB]: also tell every gateway subscribed there at once");
   revoke->callback([&run, o] { run = [o] { return run_revoke(*o); }; });
 
   auto* usage = keys->add_subcommand("usage", "Usage per key (requests, tokens, bytes) and recent requests");
-  option(*usage, "--db", o->db, "The gateway's SQLite database")->required();
+  add_database_flags(*usage, *o);
   flag(*usage, "--json", o->json, "Print JSON");
   usage->callback([&run, o] { run = [o] { return run_usage(*o); }; });
 }

@@ -3,14 +3,21 @@
 // Each part runs as a child process of this same binary (/proc/self/exe) in its own process
 // group, so Ctrl-C reaches only `up`, which then stops the parts in reverse order. A part that
 // exits on its own takes the stack down with a failure exit code.
+//
+// One stack per DIR: `up` holds DIR/up.lock (flock, exclusive) for its whole life and writes its
+// PID into it; a second `up` on DIR is refused (exit 3) naming that PID and the running URLs.
+// stack.json says "running": true while the stack runs and false after it stopped; clients also
+// try-lock up.lock, so a stack.json left by a killed `up` is not trusted to mean "running".
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <cctype>
+#include <cstring>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +32,7 @@
 
 #include "command.hpp"
 #include "rvenc/common/hex.hpp"
+#include "rvenc/client/settings.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/enclave/engine.hpp"
 #include "rvenc/gateway/key_store.hpp"
@@ -203,6 +211,45 @@ std::string up_api_key(gateway::KeyStore& store, const fs::path& stack_file) {
   return created->key;
 }
 
+// "gateway URL, proxy URL/v1" of the stack stack.json describes as running, or "".
+std::string running_urls(const fs::path& stack_file) {
+  boost::system::error_code ec;
+  const auto stack = boost::json::parse(read_file(stack_file), ec);
+  if (ec || !stack.is_object()) return {};
+  const auto& o = stack.as_object();
+  const auto* running = o.if_contains("running");
+  const auto* gateway = o.if_contains("gatewayUrl");
+  const auto* proxy = o.if_contains("proxyUrl");
+  if (!running || !running->is_bool() || !running->as_bool() || !gateway || !gateway->is_string() || !proxy ||
+      !proxy->is_string())
+    return {};
+  return "gateway " + std::string(gateway->as_string()) + ", proxy " + std::string(proxy->as_string()) + "/v1";
+}
+
+// Takes DIR/up.lock for the life of this process (the descriptor stays open, close-on-exec so the
+// parts do not hold it) and writes our PID into it. false, with the running `up` named on stderr,
+// when another process holds it.
+bool take_up_lock(const fs::path& lock_file, const fs::path& stack_file, const fs::path& dir) {
+  const int fd = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) throw std::runtime_error("cannot open " + lock_file.string() + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK)
+      throw std::runtime_error("cannot lock " + lock_file.string() + ": " + std::strerror(errno));
+    std::string pid = read_file(lock_file);
+    while (!pid.empty() && std::isspace(static_cast<unsigned char>(pid.back()))) pid.pop_back();
+    const std::string urls = running_urls(stack_file);
+    std::cerr << "rvenc up: another rvenc up (pid " << (pid.empty() ? "unknown" : pid) << ") is already running on "
+              << dir.string() << " (" << (urls.empty() ? "still starting" : urls)
+              << "); stop it first, or use another --data DIR\n";
+    ::close(fd);
+    return false;
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::write(fd, pid.data(), pid.size()) != static_cast<ssize_t>(pid.size()))
+    throw std::runtime_error("cannot write " + lock_file.string());
+  return true;  // fd stays open: the lock lasts until this process exits
+}
+
 bool gateway_ready(const std::string& gateway_url) {
   auto health = http::fetch("GET", gateway_url + "/healthz", {}, {}, std::chrono::seconds(2));
   return health && health->result_int() == 200;
@@ -222,7 +269,9 @@ int run_up(const UpFlags& flags) {
   fs::create_directories(dir);
   fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace);
   const fs::path db = dir / "rvenc.db", enclave_key = dir / "enclave.key", platform_key = dir / "platform.key",
-                 token = dir / "gateway.token", stack_file = dir / "stack.json", admin_token_file = dir / "admin.token";
+                 token = dir / "gateway.token", stack_file = dir / client::kStackFileName,
+                 admin_token_file = dir / "admin.token";
+  if (!take_up_lock(dir / client::kUpLockFileName, stack_file, dir)) return kExitUnavailable;
 
   if (!fs::exists(token)) write_private_file(token, to_hex(crypto::random_array<kTokenBytes>()) + "\n");
   // The gateway's /healthz details and /metrics are for whoever holds stack.json.
@@ -251,8 +300,13 @@ int run_up(const UpFlags& flags) {
     if (!url) std::cerr << "rvenc up: the " << name << " did not start (see its output above)\n";
     return url;
   };
+  std::optional<boost::json::object> stack;  // what stack.json says once everything answers
   auto shutdown = [&](int code) {
     for (auto it = parts.rbegin(); it != parts.rend(); ++it) (*it)->stop();
+    if (stack) {
+      (*stack)["running"] = false;  // the file stays: the next `up` reuses its test key
+      write_private_file(stack_file, boost::json::serialize(*stack) + "\n");
+    }
     return code;
   };
 
@@ -293,11 +347,15 @@ int run_up(const UpFlags& flags) {
                                          (dir / "proxy-deks.json").string()});
   if (!proxy_url) return shutdown(kExitUnavailable);
 
-  const boost::json::object stack{{"gatewayUrl", *gateway_url}, {"enclaveUrl", *enclave_url},
-                                  {"proxyUrl", *proxy_url},       {"apiKey", api_key},
-                                  {"platformPublicKey", to_hex(platform_public)}, {"db", db.string()},
-                                  {"adminToken", admin_token}};
-  write_private_file(stack_file, boost::json::serialize(stack) + "\n");
+  stack = boost::json::object{{"gatewayUrl", *gateway_url},
+                              {"enclaveUrl", *enclave_url},
+                              {"proxyUrl", *proxy_url},
+                              {"apiKey", api_key},
+                              {"platformPublicKey", to_hex(platform_public)},
+                              {"db", db.string()},
+                              {"adminToken", admin_token},
+                              {"running", true}};
+  write_private_file(stack_file, boost::json::serialize(*stack) + "\n");
 
   std::cout << "rvenc up: the stack is running (Ctrl-C stops it)\n"
             << "  gateway   " << *gateway_url << "\n"
@@ -306,7 +364,8 @@ int run_up(const UpFlags& flags) {
   std::cout << "  proxy     " << *proxy_url << "/v1 (OpenAI-compatible)\n"
             << "  api key   " << api_key << " (test key \"" << kUpKeyName << "\")\n"
             << "  database  " << db.string() << "\n"
-            << "  state     " << stack_file.string() << "\n\n"
+            << "  state     " << stack_file.string() << " (locked by " << (dir / client::kUpLockFileName).string()
+            << ", pid " << ::getpid() << ")\n\n"
             << "try:  curl -s " << *proxy_url << "/v1/chat/completions -H \"Authorization: Bearer " << api_key
             << "\" -H \"Content-Type: application/json\" -d '{\"model\":\"" << first_model
             << "\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'\n"
@@ -335,7 +394,10 @@ int run_up(const UpFlags& flags) {
 void setup(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<UpFlags>();
   auto* cmd = app.add_subcommand("up", "Run the whole stack on 127.0.0.1: enclave, gateway and local proxy");
-  option(*cmd, "--data", flags->data, "State directory (database, keys, stack.json)")->capture_default_str();
+  option(*cmd, "--data", flags->data,
+         "State directory (database, keys, stack.json); one running `up` per DIR, held by DIR/up.lock "
+         "(a second one exits 3)")
+      ->capture_default_str();
   option(*cmd, "--gateway-port", flags->gateway_port, "Gateway port (0 picks a free port)")->capture_default_str();
   option(*cmd, "--enclave-port", flags->enclave_port, "Enclave port (0 picks a free port)")->capture_default_str();
   option(*cmd, "--proxy-port", flags->proxy_port, "Proxy port (0 picks a free port)")->capture_default_str();

@@ -1,6 +1,7 @@
 #include "rvenc/client/settings.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -97,6 +98,15 @@ Result<std::string> read_trusted(const Fd& file, const Fd& dir, const std::strin
   return text;
 }
 
+// Whether an `up` holds `dir`/up.lock: a shared non-blocking try-lock fails while one does. A
+// missing lock file answers `fallback`: no lock-taking `up` wrote that stack.json (it has no "running").
+bool up_lock_held(int dir, bool fallback) {
+  Fd lock{::openat(dir, std::string(kUpLockFileName).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)};
+  if (lock.fd < 0) return errno == ENOENT ? fallback : true;  // unreadable: let the connection tell
+  if (::flock(lock.fd, LOCK_SH | LOCK_NB) == 0) return false;  // released when `lock` closes
+  return errno == EWOULDBLOCK;
+}
+
 }  // namespace
 
 Result<std::optional<StackInfo>> read_stack_file(const std::filesystem::path& path) {
@@ -119,13 +129,18 @@ Result<std::optional<StackInfo>> read_stack_file(const std::filesystem::path& pa
   StackInfo info;
   const auto& object = value.as_object();
   for (auto [name, out] : {std::pair{"gatewayUrl", &info.gateway_url}, std::pair{"apiKey", &info.api_key},
-                           std::pair{"platformPublicKey", &info.platform_public_key}}) {
+                           std::pair{"platformPublicKey", &info.platform_public_key}, std::pair{"db", &info.db}}) {
     const auto* field = object.if_contains(name);
     if (field == nullptr) continue;
     if (!field->is_string()) return fail(Errc::invalid_request, where + ": " + name + " must be a string");
     *out = std::string(field->as_string());
   }
   if (info.gateway_url.empty()) return fail(Errc::invalid_request, where + ": gatewayUrl is missing");
+  if (const auto* running = object.if_contains("running")) {
+    if (!running->is_bool()) return fail(Errc::invalid_request, where + ": running must be true or false");
+    info.running = running->as_bool();
+  }
+  info.running = info.running && up_lock_held(dir.fd, !object.contains("running"));
   return std::optional<StackInfo>{std::move(info)};
 }
 
@@ -137,6 +152,11 @@ Result<ClientOptions> resolve_settings(const ClientSettings& settings) {
         std::filesystem::path(explicit_dir ? settings.data_dir : std::string(kDefaultDataDir)) / kStackFileName;
     auto stack = read_stack_file(file);
     if (!stack) return std::unexpected(stack.error());
+    if (*stack && !(*stack)->running) {
+      const std::string dir = explicit_dir ? settings.data_dir : std::string(kDefaultDataDir);
+      return fail(Errc::transport_error,
+                  "the stack in " + dir + " is not running (start it with rvenc up --data " + dir + ")");
+    }
     if (*stack) {
       resolved.gateway = (*stack)->gateway_url;
       resolved.api_key = (*stack)->api_key;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -136,9 +137,14 @@ std::int64_t unix_now() {
 
 }  // namespace
 
-Result<KeyStore> KeyStore::open(const std::string& path) {
+Result<KeyStore> KeyStore::open(const std::string& path, OpenMode mode) {
   sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  const int create = mode == OpenMode::create_if_missing ? SQLITE_OPEN_CREATE : 0;
+  const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | create | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc == SQLITE_CANTOPEN && create == 0 && !std::filesystem::exists(path)) {
+    sqlite3_close(db);
+    return fail(Errc::not_found, "database " + path + " does not exist");
+  }
   if (rc != SQLITE_OK) {
     std::string message = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);

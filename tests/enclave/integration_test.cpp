@@ -29,13 +29,7 @@ using test::seal;
 constexpr auto kExitTimeout = std::chrono::seconds(20);
 
 // Waits for a child that should exit by itself; its exit status (or -1 on timeout).
-int wait_exit(rvenc::test::ChildProcess& child) {
-  const auto deadline = std::chrono::steady_clock::now() + kExitTimeout;
-  while (child.running() && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  if (child.running()) return -1;
-  return child.stop();
-}
+int wait_exit(rvenc::test::ChildProcess& child) { return child.wait_exit(kExitTimeout); }
 
 class RunningEnclave {
  public:

@@ -1,5 +1,6 @@
 // `rvenc up` as a user runs it: state in a fresh directory, free ports, one request through the
-// gateway with the key it wrote to stack.json, then Ctrl-C.
+// gateway with the key it wrote to stack.json, then Ctrl-C; one `up` per directory (up.lock), what
+// clients and `rvenc keys` do next to a running or stopped stack.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -10,6 +11,7 @@
 #include <thread>
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "gateway_test_support.hpp"
 #include "rvenc/gateway/api_key.hpp"
@@ -36,6 +38,37 @@ std::optional<boost::json::object> wait_for_stack(const std::string& path, test:
 
 std::string string_at(const boost::json::object& o, const char* key) { return std::string(o.at(key).as_string()); }
 
+constexpr auto kExitWait = 60s;
+
+std::vector<std::string> up_argv(const std::string& data) {
+  return {test::rvenc_binary(), "up",  "--data", data, "--gateway-port", "0", "--enclave-port", "0",
+          "--proxy-port",        "0"};
+}
+
+boost::json::object read_stack(const std::string& data) {
+  std::ifstream in(data + "/stack.json");
+  return boost::json::parse(std::string((std::istreambuf_iterator<char>(in)), {})).as_object();
+}
+
+// stack.json's "running", or nullopt when it is missing or not a boolean.
+std::optional<bool> running_of(const boost::json::object& stack) {
+  const auto* running = stack.if_contains("running");
+  if (running == nullptr || !running->is_bool()) return std::nullopt;
+  return running->as_bool();
+}
+
+void write_stack(const std::string& data, const boost::json::object& stack) {
+  std::ofstream(data + "/stack.json", std::ios::trunc) << boost::json::serialize(stack);
+}
+
+// Runs `rvenc ARGS...` to its end (bounded); its exit status and output.
+std::pair<int, std::string> run_rvenc(std::vector<std::string> args) {
+  args.insert(args.begin(), test::rvenc_binary());
+  test::ChildProcess child(args);
+  const int status = child.wait_exit(kExitWait);
+  return {status, child.output()};
+}
+
 TEST(Up, RunsTheStackWritesStateAndStopsOnSigint) {
   test::TempDir dir;
   const std::string data = dir.file("state");
@@ -46,9 +79,11 @@ TEST(Up, RunsTheStackWritesStateAndStopsOnSigint) {
     test::ChildProcess up(argv);
     auto stack = wait_for_stack(data + "/stack.json", up);
     ASSERT_TRUE(stack) << up.output();
-    for (const char* key : {"gatewayUrl", "enclaveUrl", "proxyUrl", "apiKey", "platformPublicKey", "db", "adminToken"})
+    for (const char* key :
+         {"gatewayUrl", "enclaveUrl", "proxyUrl", "apiKey", "platformPublicKey", "db", "adminToken", "running"})
       EXPECT_TRUE(stack->contains(key)) << key;
-    EXPECT_EQ(stack->size(), 7u);
+    EXPECT_EQ(stack->size(), 8u);
+    EXPECT_EQ(running_of(*stack), true);
     struct stat st{};
     ASSERT_EQ(stat((data + "/stack.json").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0600u);
@@ -105,6 +140,81 @@ TEST(Up, RunsTheStackWritesStateAndStopsOnSigint) {
   ASSERT_TRUE(stack) << again.output();
   EXPECT_EQ(string_at(*stack, "apiKey"), api_key);
   EXPECT_EQ(again.stop(SIGTERM, 30s), 0);
+}
+
+TEST(Up, OneStackPerDirectoryAndClientsSayWhenItStopped) {
+  test::TempDir dir;
+  const std::string data = dir.file("state");
+  test::ChildProcess first(up_argv(data));
+  auto stack = wait_for_stack(data + "/stack.json", first);
+  ASSERT_TRUE(stack) << first.output();
+  EXPECT_EQ(running_of(*stack), true);
+  const std::string gateway_url = string_at(*stack, "gatewayUrl");
+
+  // A second `up` on the same directory is refused, naming the running one; the first keeps serving.
+  {
+    test::ChildProcess second(up_argv(data));
+    EXPECT_EQ(second.wait_exit(kExitWait), 3) << second.output();
+    EXPECT_NE(second.output().find("(pid " + std::to_string(first.pid()) + ")"), std::string::npos) << second.output();
+    EXPECT_NE(second.output().find(gateway_url), std::string::npos) << second.output();
+  }
+  EXPECT_TRUE(first.running());
+  auto health = http::fetch("GET", gateway_url + "/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->result_int(), 200u);
+  EXPECT_EQ(read_stack(data).at("apiKey"), stack->at("apiKey"));
+
+  // `rvenc keys --data` next to the running stack uses its database.
+  const auto [listed, list_output] = run_rvenc({"keys", "list", "--data", data});
+  EXPECT_EQ(listed, 0) << list_output;
+  EXPECT_NE(list_output.find("rvenc-up"), std::string::npos) << list_output;
+
+  ASSERT_EQ(first.stop(SIGTERM, 30s), 0) << first.output();
+  const auto stopped = read_stack(data);
+  EXPECT_EQ(running_of(stopped), false);
+  EXPECT_EQ(stopped.at("apiKey"), stack->at("apiKey"));  // kept for the next `up`
+
+  const std::string not_running =
+      "the stack in " + data + " is not running (start it with rvenc up --data " + data + ")";
+  const auto [chat_status, chat_output] = run_rvenc({"chat", "--data", data, "hi"});
+  EXPECT_EQ(chat_status, 3) << chat_output;
+  EXPECT_NE(chat_output.find(not_running), std::string::npos) << chat_output;
+  EXPECT_EQ(chat_output.find("refused"), std::string::npos) << chat_output;
+
+  // An `up` killed before it could say so leaves "running": true; nobody holds up.lock, so still not running.
+  auto killed = stopped;
+  killed["running"] = true;
+  write_stack(data, killed);
+  const auto [attest_status, attest_output] = run_rvenc({"attest", "--data", data});
+  EXPECT_EQ(attest_status, 3) << attest_output;
+  EXPECT_NE(attest_output.find(not_running), std::string::npos) << attest_output;
+}
+
+TEST(Keys, OnlyCreateMakesANewDatabaseAndSaysSo) {
+  test::TempDir dir;
+  const std::string missing = dir.file("missing.db");
+  for (std::vector<std::string> args : {std::vector<std::string>{"keys", "list", "--db", missing},
+                                        {"keys", "usage", "--db", missing},
+                                        {"keys", "revoke", "--db", missing, "key_x"}}) {
+    const auto [status, output] = run_rvenc(args);
+    EXPECT_EQ(status, 1) << args[1] << ": " << output;
+    EXPECT_NE(output.find("database " + missing + " does not exist"), std::string::npos) << output;
+    EXPECT_FALSE(std::filesystem::exists(missing)) << args[1];
+  }
+  const auto [no_db, no_db_output] = run_rvenc({"keys", "list", "--data", dir.file("nowhere")});
+  EXPECT_EQ(no_db, 1) << no_db_output;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("nowhere")));
+
+  const std::string fresh = dir.file("fresh.db");
+  const auto [created, created_output] = run_rvenc({"keys", "create", "--db", fresh, "--name", "a"});
+  EXPECT_EQ(created, 0) << created_output;
+  EXPECT_NE(created_output.find("created a new key database at " + fresh), std::string::npos) << created_output;
+  const auto [again, again_output] = run_rvenc({"keys", "create", "--db", fresh, "--name", "b"});
+  EXPECT_EQ(again, 0) << again_output;
+  EXPECT_EQ(again_output.find("created a new key database"), std::string::npos) << again_output;
+  const auto [listed, list_output] = run_rvenc({"keys", "list", "--db", fresh});
+  EXPECT_EQ(listed, 0) << list_output;
+  EXPECT_NE(list_output.find(" b "), std::string::npos) << list_output;
 }
 
 }  // namespace

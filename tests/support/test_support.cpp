@@ -112,6 +112,13 @@ void ChildProcess::signal(int sig) {
   if (running()) kill(pid_, sig);
 }
 
+int ChildProcess::wait_exit(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (running() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return running() ? -1 : *exit_status_;
+}
+
 int ChildProcess::stop(int sig, std::chrono::milliseconds grace) {
   if (!running()) return *exit_status_;
   kill(pid_, sig);

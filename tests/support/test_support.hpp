@@ -55,6 +55,9 @@ class ChildProcess {
   [[nodiscard]] int pid() const { return pid_; }
   [[nodiscard]] bool running();
   void signal(int sig);
+  // Waits for a process that should exit by itself: its exit status, or -1 (still running) after
+  // `timeout`.
+  int wait_exit(std::chrono::milliseconds timeout);
   // Sends `sig` and waits for exit; returns the exit status (128+signal when killed).
   int stop(int sig = 15, std::chrono::milliseconds grace = std::chrono::seconds(10));
 

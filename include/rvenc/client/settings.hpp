@@ -4,7 +4,9 @@
 //
 // Design: stack.json decides which gateway and which platform key are trusted, so a file anyone
 // else could have written (planted in a shared directory, or left writable) is refused with the
-// reason instead of silently trusted; every reader goes through read_stack_file.
+// reason instead of silently trusted; every reader goes through read_stack_file. Whether a stack
+// runs is decided by `up`'s lock file (DIR/up.lock, held exclusively for the life of `up`), not
+// by stack.json alone: a stack.json left by a killed `up` still says "running": true.
 #pragma once
 
 #include <filesystem>
@@ -18,12 +20,16 @@ namespace rvenc::client {
 
 inline constexpr std::string_view kDefaultDataDir = ".rvenc";
 inline constexpr std::string_view kStackFileName = "stack.json";
+inline constexpr std::string_view kUpLockFileName = "up.lock";
 
 // The client-side facts of DIR/stack.json.
 struct StackInfo {
   std::string gateway_url;
   std::string api_key;
   std::string platform_public_key;  // hex, may be empty
+  std::string db;                   // the gateway's database file, may be empty
+  // False when stack.json says "running": false, or when DIR/up.lock exists and no `up` holds it.
+  bool running = true;
 };
 
 // nullopt when the file does not exist; invalid_request (naming the file) when it is malformed or

@@ -87,8 +87,10 @@ struct UsageTotals {
 
 class KeyStore {
  public:
-  // Opens (creating if needed) the database and migrates it to kSchemaVersion.
-  [[nodiscard]] static Result<KeyStore> open(const std::string& path);
+  enum class OpenMode { create_if_missing, existing_only };
+  // Opens (creating if needed, unless existing_only) the database and migrates it to
+  // kSchemaVersion. existing_only: not_found "database PATH does not exist" and no file created.
+  [[nodiscard]] static Result<KeyStore> open(const std::string& path, OpenMode mode = OpenMode::create_if_missing);
 
   KeyStore(KeyStore&&) noexcept;
   KeyStore& operator=(KeyStore&&) noexcept;
