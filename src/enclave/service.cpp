@@ -100,6 +100,7 @@ struct EnclaveService::Accepted {
   protocol::Version version = protocol::Version::v2;
   crypto::Nonce nonce{};
   crypto::SharedSecret shared_secret;
+  crypto::Secret<32> response_secret;  // version 3, from the request's own HKDF-Extract
   protocol::ChatRequest chat;
   std::shared_ptr<Engine> engine;
 };
@@ -268,7 +269,7 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
   auto secret = key_->decapsulate(envelope->cipher_text);
   if (!secret) return std::unexpected(secret.error());
   accepted.shared_secret = std::move(*secret);
-  auto plaintext = protocol::open_request(*envelope, accepted.shared_secret);
+  auto plaintext = protocol::open_request(*envelope, accepted.shared_secret, &accepted.response_secret);
   if (!plaintext) return std::unexpected(plaintext.error());
   // Only authenticated requests reserve a replay-cache slot, so forgeries cannot fill it; it is
   // committed once every check below passed, and released if one fails (refused requests take no
@@ -328,7 +329,10 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
   auto header = http::event_stream_header();
   header.set(kRequestIdHeader, id);
   if (!co_await writer.begin_stream(std::move(header))) co_return;
-  protocol::ResponseSealer sealer(accepted->version, accepted->shared_secret, accepted->nonce);
+  protocol::ResponseSealer sealer =
+      accepted->version == protocol::Version::v3
+          ? protocol::ResponseSealer::for_v3(accepted->response_secret)
+          : protocol::ResponseSealer(accepted->version, accepted->shared_secret, accepted->nonce);
   // The plain events that open every stream, in its first write (with the head, before the engine
   // is called): version 3's response salt, then the provisional usage (the prompt, before any
   // token), so that a client cutting the stream still pays for its prompt.

@@ -119,13 +119,21 @@ RequestEnvelope seal_request(const SealInput& input, std::string_view plaintext)
   return env;
 }
 
-Result<crypto::SecureBytes> open_request(const RequestEnvelope& envelope, const crypto::SharedSecret& shared_secret) {
+Result<crypto::SecureBytes> open_request(const RequestEnvelope& envelope, const crypto::SharedSecret& shared_secret,
+                                         crypto::Secret<32>* response_secret) {
   if (envelope.version == Version::v1) {
     auto opened = crypto::aead_open(shared_secret.span(), envelope.nonce, {}, envelope.encrypted_inference);
     if (!opened) return fail(Errc::decryption_failed, "the request does not authenticate");
     return opened;
   }
-  const auto key = derive_request_key(envelope.version, shared_secret, envelope.nonce);
+  crypto::AeadKey key;
+  if (envelope.version == Version::v3 && response_secret != nullptr) {
+    auto keys = derive_v3_keys(shared_secret, envelope.nonce);
+    key = keys.request_key;
+    *response_secret = keys.response_secret;
+  } else {
+    key = derive_request_key(envelope.version, shared_secret, envelope.nonce);
+  }
   auto opened = crypto::aead_open(key.span(), envelope.nonce,
                                   crypto::as_bytes(request_ad(envelope.version, envelope.key_id, envelope.timestamp)),
                                   envelope.encrypted_inference);
@@ -199,6 +207,11 @@ ResponseSealer::ResponseSealer(const crypto::SharedSecret& shared_secret, const 
     : version_(Version::v3),
       salt_(salt),
       keys_(ResponseKeys::derive_v3(derive_response_secret(shared_secret, request_nonce), salt)) {}
+
+ResponseSealer ResponseSealer::for_v3(const crypto::Secret<32>& response_secret) {
+  const auto salt = crypto::random_array<kResponseSaltBytes>();
+  return ResponseSealer(Version::v3, salt, ResponseKeys::derive_v3(response_secret, salt));
+}
 
 std::string ResponseSealer::init_event() const {
   if (version_ != Version::v3) return {};

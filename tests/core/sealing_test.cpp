@@ -183,6 +183,28 @@ TEST(Events, V3TwoAnswersToOneRequestShareNoKeystream) {
   expect_code(opener.open(EventKind::data, to_hex(b)), Errc::tampered_stream);
 }
 
+TEST(Events, V3SealerFromTheRequestsResponseSecretMatchesTheClients) {
+  // The enclave derives the responseSecret once, while opening the request (ResponseSealer::for_v3);
+  // the client derives it from the shared secret: the streams must agree.
+  Keys k;
+  const auto env = k.seal(Version::v3);
+  crypto::Secret<32> secret;
+  auto opened = open_request(env, k.enc.shared_secret, &secret);
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  EXPECT_EQ(opened->view(), kRequest);
+  EXPECT_TRUE(secret == derive_v3_keys(k.enc.shared_secret, k.nonce).response_secret);
+  auto sealer = ResponseSealer::for_v3(secret);
+  ResponseOpener opener(Version::v3, k.enc.shared_secret, k.nonce);
+  ASSERT_TRUE(opener.open(EventKind::init, to_hex(sealer.salt())).has_value());
+  auto data = opener.open(EventKind::data, sealer.seal_payload(EventKind::data, "chunk"));
+  ASSERT_TRUE(data) << data.error().to_string();
+  EXPECT_EQ(data->plaintext.view(), "chunk");
+  // Versions 1 and 2 leave it alone.
+  crypto::Secret<32> untouched;
+  ASSERT_TRUE(open_request(k.seal(Version::v2), k.enc.shared_secret, &untouched));
+  EXPECT_TRUE(untouched == crypto::Secret<32>());
+}
+
 TEST(Events, V3InitRules) {
   Keys k;
   const auto s = seal_stream(Version::v3, k);

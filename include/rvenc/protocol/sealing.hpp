@@ -54,9 +54,12 @@ struct SealInput {
 };
 [[nodiscard]] RequestEnvelope seal_request(const SealInput& input, std::string_view plaintext);
 
-// Enclave side: decryption_failed if it does not authenticate (or v2 padding is bad).
+// Enclave side: decryption_failed if it does not authenticate (or v2 padding is bad). Version 3:
+// `response_secret`, when given, receives the responseSecret derived from the same HKDF-Extract,
+// for ResponseSealer::for_v3 (one extract per request on the enclave, not two).
 [[nodiscard]] Result<crypto::SecureBytes> open_request(const RequestEnvelope& envelope,
-                                                       const crypto::SharedSecret& shared_secret);
+                                                       const crypto::SharedSecret& shared_secret,
+                                                       crypto::Secret<32>* response_secret = nullptr);
 
 // `init` is version 3's plain first event (the response salt); the others are sealed.
 enum class EventKind { init, data, error, done };
@@ -85,6 +88,8 @@ class ResponseSealer {
   ResponseSealer(Version version, const crypto::SharedSecret& shared_secret, const crypto::Nonce& request_nonce);
   // Version 3 with a given salt (test vectors).
   ResponseSealer(const crypto::SharedSecret& shared_secret, const crypto::Nonce& request_nonce, const ResponseSalt& salt);
+  // Version 3 from the responseSecret open_request gave; draws a fresh salt.
+  [[nodiscard]] static ResponseSealer for_v3(const crypto::Secret<32>& response_secret);
 
   // Version 3: "event: init\ndata: <hex salt>\n\n", to send before any sealed event; empty for
   // versions 1 and 2.
@@ -98,6 +103,9 @@ class ResponseSealer {
   [[nodiscard]] std::uint64_t next_index() const noexcept { return index_; }
 
  private:
+  ResponseSealer(Version version, const ResponseSalt& salt, ResponseKeys keys)
+      : version_(version), salt_(salt), keys_(std::move(keys)) {}
+
   Version version_;
   ResponseSalt salt_{};
   ResponseKeys keys_;
