@@ -21,11 +21,9 @@
 #include "rvenc/common/hex.hpp"
 #include "rvenc/http/client.hpp"
 #include "rvenc/http/url.hpp"
+#include "rvenc/http/watchdog.hpp"
 #include "rvenc/protocol/chat.hpp"
 #include "rvenc/protocol/sealing.hpp"
-// The http layer's cheap per-operation deadline (one timer wake-up per period, not per read);
-// header-only, shared rather than written twice.
-#include "../http/watchdog.hpp"
 
 namespace rvenc::client {
 

@@ -31,7 +31,7 @@
 
 #include "context_registry.hpp"
 #include "resolve.hpp"
-#include "watchdog.hpp"
+#include "rvenc/http/watchdog.hpp"
 #include "wire.hpp"
 
 namespace rvenc::http {

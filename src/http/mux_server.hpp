@@ -10,7 +10,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 
 #include "rvenc/http/server.hpp"
-#include "watchdog.hpp"
+#include "rvenc/http/watchdog.hpp"
 
 namespace rvenc::http::detail {
 

@@ -35,7 +35,7 @@
 #include <spdlog/spdlog.h>
 
 #include "mux_server.hpp"
-#include "watchdog.hpp"
+#include "rvenc/http/watchdog.hpp"
 #include "wire.hpp"
 
 namespace rvenc::http {
