@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# Path-independent ccache entries for the sanitizer build too (as setup.sh does for build/).
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
 ctest --test-dir build --output-on-failure -j"$(nproc)" --timeout 300
 
 default_sanitize=0
