@@ -24,6 +24,7 @@
 #include "rvenc/bench/process.hpp"
 #include "rvenc/client/client.hpp"
 #include "rvenc/client/response.hpp"
+#include "rvenc/common/clock.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/enclave/key.hpp"
@@ -234,7 +235,7 @@ StreamCall sealed_stream_call(std::shared_ptr<http::Client> http_client, http::U
     input.cipher_text = &keys.cipher_text;
     input.key_id = crypto::key_id(public_key);
     input.nonce = crypto::random_nonce();
-    input.timestamp = static_cast<std::int64_t>(std::time(nullptr));
+    input.timestamp = unix_now();
     auto request = http::make_request(http::Verb::post, gateway.join(kRvencChatPath),
                                       protocol::serialize_envelope(protocol::seal_request(input, plaintext)));
     request.set(boost::beast::http::field::authorization, "Bearer " + api_key);
@@ -275,7 +276,7 @@ Result<double> request_crypto_us(enclave::EnclaveKey& key, bool fresh, unsigned 
   auto reused = crypto::xwing_encapsulate(key.public_key());
   if (!reused) return std::unexpected(reused.error());
   if (auto warm = key.decapsulate(reused->cipher_text); !warm) return std::unexpected(warm.error());
-  const auto timestamp = static_cast<std::int64_t>(std::time(nullptr));
+  const auto timestamp = unix_now();
   const double start = thread_cpu_seconds();
   for (unsigned i = 0; i < iterations; ++i) {
     std::optional<crypto::Encapsulation> made;
@@ -694,7 +695,7 @@ Result<json::object> run_bench(const BenchOptions& options) {
     auto seed_bytes = crypto::random_array<crypto::kXWingSeedBytes>();
     const crypto::XWingSeed seed{std::span<const std::uint8_t, crypto::kXWingSeedBytes>(seed_bytes)};
     crypto::secure_wipe(seed_bytes.data(), seed_bytes.size());
-    auto key = std::make_unique<enclave::EnclaveKey>(seed, std::time(nullptr) + 3600);
+    auto key = std::make_unique<enclave::EnclaveKey>(seed, unix_now() + 3600);
     auto cached = request_crypto_us(*key, false, plan.crypto_cached_iterations);
     auto fresh = request_crypto_us(*key, true, plan.crypto_fresh_iterations);
     if (!cached || !fresh) return std::unexpected(cached ? fresh.error() : cached.error());

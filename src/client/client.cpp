@@ -18,6 +18,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/system/system_error.hpp>
 
+#include "rvenc/common/clock.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/http/client.hpp"
 #include "rvenc/http/url.hpp"
@@ -44,7 +45,6 @@ constexpr std::string_view kModelsPath = "/rvenc/models";
 constexpr std::chrono::milliseconds kEndAfterDoneWait{250};
 constexpr std::size_t kMaxBytesAfterDone = 64 * 1024;
 
-std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
 Status validate(const ClientOptions& options, bool need_api_key) {
   if (need_api_key) {
@@ -160,7 +160,7 @@ struct ClientState {
       std::uint64_t attempt = 0;
       {
         const std::lock_guard lock(mutex);
-        if (keys && keys->usable_at(now_seconds())) co_return keys;
+        if (keys && keys->usable_at(unix_now())) co_return keys;
         if (!making_keys) {
           making_keys = true;
           break;
@@ -181,7 +181,7 @@ struct ClientState {
       } leave{*this, wakeup};
       co_await wakeup->async_receive(asio::as_tuple(asio::use_awaitable));
       const std::lock_guard lock(mutex);
-      if (keys && keys->usable_at(now_seconds())) co_return keys;
+      if (keys && keys->usable_at(unix_now())) co_return keys;
       // A cancelled attempt left no error: then this call makes the keys itself.
       if (attempts_finished > attempt && last_attempt_error) co_return std::unexpected(*last_attempt_error);
     }
@@ -232,7 +232,7 @@ struct ClientState {
                                      .cipher_text = &k.cipher_text,
                                      .key_id = k.key_id,
                                      .nonce = nonce,
-                                     .timestamp = now_seconds()};
+                                     .timestamp = unix_now()};
       http::Request http_request = http::make_request(
           http::Verb::post, base.join(kChatPath), protocol::serialize_envelope(protocol::seal_request(seal, plaintext)));
       http_request.set(http::beast::http::field::authorization, "Bearer " + options.api_key);

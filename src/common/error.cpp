@@ -102,15 +102,22 @@ std::string_view error_type_for_status(int status) noexcept {
   }
 }
 
-std::string openai_error_body(const Error& error, std::string_view source) {
+std::string openai_error_json(std::string_view message, std::string_view type, std::string_view code,
+                              std::string_view source) {
   boost::json::object inner;
-  inner["message"] = error.message.empty() ? std::string(code_name(error.code)) : error.message;
-  inner["type"] = error_type(error.code);
-  inner["code"] = code_name(error.code);
+  inner["message"] = message;
+  inner["type"] = type;
+  inner["param"] = nullptr;
+  inner["code"] = code;
   if (!source.empty()) inner["source"] = source;
   boost::json::object outer;
   outer["error"] = std::move(inner);
   return boost::json::serialize(outer);
+}
+
+std::string openai_error_body(const Error& error, std::string_view source) {
+  const std::string_view message = error.message.empty() ? code_name(error.code) : std::string_view(error.message);
+  return openai_error_json(message, error_type(error.code), code_name(error.code), source);
 }
 
 }  // namespace rvenc

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "rvenc/common/clock.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/enclave/key.hpp"
 
@@ -11,9 +12,6 @@ namespace rvenc::enclave {
 
 namespace {
 
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 }  // namespace
 

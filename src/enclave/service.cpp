@@ -13,6 +13,8 @@
 #include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
+#include "rvenc/common/auth.hpp"
+#include "rvenc/common/clock.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/protocol/attestation.hpp"
 #include "rvenc/protocol/envelope.hpp"
@@ -30,7 +32,6 @@ namespace {
 
 constexpr std::size_t kMaxRequestIdLength = 64;
 constexpr std::size_t kGeneratedRequestIdBytes = 8;
-constexpr std::string_view kBearerPrefix = "Bearer ";
 
 std::string_view header_value(const http::Request& request, std::string_view name) {
   const auto it = request.find(boost::beast::string_view(name.data(), name.size()));
@@ -121,7 +122,7 @@ EnclaveService::~EnclaveService() { blocking_pool_.join(); }
 
 std::int64_t EnclaveService::now() const {
   if (options_.clock) return options_.clock();
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return unix_now();
 }
 
 http::Router EnclaveService::router() {
@@ -215,8 +216,7 @@ http::awaitable<void> EnclaveService::healthz(http::Request& request, http::Resp
 Status EnclaveService::check_gateway_token(const http::Request& request) const {
   if (!options_.gateway_token_hash) return {};
   const std::string_view authorization = header_value(request, "Authorization");
-  const std::string_view token =
-      authorization.starts_with(kBearerPrefix) ? authorization.substr(kBearerPrefix.size()) : std::string_view{};
+  const std::string_view token = bearer_token(authorization).value_or(std::string_view{});
   const auto presented = crypto::sha256(crypto::as_bytes(token));
   if (token.empty() || !crypto::constant_time_equal(presented, *options_.gateway_token_hash))
     return fail(Errc::invalid_api_key, "the gateway token is missing or wrong");

@@ -11,7 +11,6 @@ constexpr std::string_view kBase62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef
 // Bytes >= 248 (= 4 * 62) are rejected so that `byte % 62` is uniform.
 constexpr unsigned kBase62RejectFrom = 248;
 constexpr std::size_t kMinApiKeyRandomChars = 32;
-constexpr std::size_t kMaskedChars = 4;
 
 bool is_base62(char c) noexcept { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
 
@@ -52,27 +51,6 @@ bool is_well_formed_api_key(std::string_view key) noexcept {
   if (key.size() > kMaxApiKeyBytes || !key_env_of(key)) return false;
   const std::string_view rest = key.substr(kLiveKeyPrefix.size());
   return rest.size() >= kMinApiKeyRandomChars && std::all_of(rest.begin(), rest.end(), is_base62);
-}
-
-std::string mask_api_key(std::string_view key) {
-  if (key.size() <= kMaskedChars) return "…";
-  return "…" + std::string(key.substr(key.size() - kMaskedChars));
-}
-
-std::optional<std::string_view> bearer_token(std::string_view authorization) noexcept {
-  constexpr std::string_view kScheme = "bearer ";
-  auto trim = [](std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-  };
-  authorization = trim(authorization);
-  if (authorization.size() <= kScheme.size()) return std::nullopt;
-  for (std::size_t i = 0; i < kScheme.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(authorization[i])) != kScheme[i]) return std::nullopt;
-  std::string_view token = trim(authorization.substr(kScheme.size()));
-  if (token.empty() || token.find_first_of(" \t") != std::string_view::npos) return std::nullopt;
-  return token;
 }
 
 }  // namespace rvenc::gateway

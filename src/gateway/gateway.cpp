@@ -13,6 +13,7 @@
 #include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
+#include "rvenc/common/auth.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/gateway/sse_relay.hpp"
 #include "rvenc/protocol/attestation.hpp"
@@ -33,11 +34,9 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
 
 // The one plain event the gateway itself sends when the enclave connection breaks mid-stream.
 std::string upstream_broken_event() {
-  boost::json::object inner{{"message", "the connection to the enclave broke mid-stream"},
-                            {"type", "upstream_error"},
-                            {"code", "upstream_error"},
-                            {"source", kErrorSource}};
-  return protocol::format_event("error", boost::json::serialize(boost::json::object{{"error", std::move(inner)}}));
+  // PROTOCOL.md section 4 names its type "upstream_error" (not the table's "api_error").
+  return protocol::format_event("error", openai_error_json("the connection to the enclave broke mid-stream",
+                                                           "upstream_error", "upstream_error", kErrorSource));
 }
 
 // A transport failure talking to an enclave, as the client sees it (502 or 504).

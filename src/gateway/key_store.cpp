@@ -11,6 +11,7 @@
 
 #include <boost/json.hpp>
 
+#include "rvenc/common/clock.hpp"
 #include "rvenc/common/hex.hpp"
 
 namespace rvenc::gateway {
@@ -131,9 +132,6 @@ ApiKeyRecord read_key(const Statement& s) {
 
 constexpr std::chrono::milliseconds kBusyRetryInterval{20};
 
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 }  // namespace
 

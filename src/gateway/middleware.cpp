@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "rvenc/common/auth.hpp"
+#include "rvenc/common/clock.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/protocol/chat.hpp"
@@ -85,9 +87,7 @@ void StreamSlots::release(const std::string& key_id) {
 RequestContext::RequestContext(http::Request& r)
     : request(r),
       received(Clock::now()),
-      received_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count()),
+      received_unix_ms(unix_now_ms()),
       request_id(new_request_id(received_unix_ms)) {}
 
 http::awaitable<StepResult> run_steps(std::span<const Step> steps, RequestContext& context) {
@@ -159,7 +159,7 @@ Step auth_step(KeyCache& keys, UsageRecorder* usage) {
     const auto token = bearer_token(header->value());
     if (!token || !is_well_formed_api_key(*token))
       return gateway_error(context, Error{Errc::invalid_api_key, "malformed API key"});
-    context.masked_key = mask_api_key(*token);
+    context.masked_key = mask_secret(*token);
     auto found = keys.lookup(hash_api_key(*token));
     if (!found) {
       spdlog::error("{}: key lookup failed: {}", context.request_id, found.error().to_string());

@@ -9,6 +9,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "json_strict.hpp"
+#include "rvenc/common/clock.hpp"
 #include "rvenc/common/hex.hpp"
 
 namespace rvenc::protocol {
@@ -121,9 +122,7 @@ Status verify_attestation(const AttestationDocument& doc, const Challenge& chall
   if (!crypto::constant_time_equal(expected, doc.report_data)) {
     return fail(Errc::attestation_failed, "attestation reportData does not bind the public key to our challenge");
   }
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  const auto now = unix_now();
   if (doc.not_after <= now) return fail(Errc::attestation_failed, "attestation has expired (notAfter is in the past)");
   if (policy.expected_measurement &&
       !crypto::constant_time_equal(*policy.expected_measurement, doc.measurement)) {

@@ -11,9 +11,6 @@ namespace rvenc::proxy {
 
 namespace asio = boost::asio;
 
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 ClientCache::ClientCache(CacheOptions options, client::ClientOptions base, DekStore* store)
     : options_(options), base_(std::move(base)), trust_(trust_digest(base_.attestation)), store_(store) {

@@ -14,18 +14,6 @@ namespace json = boost::json;
 
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // The HTTP status the proxy answers a forwarded or local error with.
 unsigned proxy_status(const Error& error) {
   switch (error.code) {
@@ -72,17 +60,6 @@ Result<IncomingChat> parse_incoming_chat(std::string_view body) {
   return out;
 }
 
-std::optional<std::string> bearer_token(std::string_view authorization) {
-  authorization = trim(authorization);
-  constexpr std::string_view kScheme = "bearer";
-  if (authorization.size() <= kScheme.size() || !iequals(authorization.substr(0, kScheme.size()), kScheme) ||
-      (authorization[kScheme.size()] != ' ' && authorization[kScheme.size()] != '\t'))
-    return std::nullopt;
-  const std::string_view token = trim(authorization.substr(kScheme.size()));
-  if (token.empty()) return std::nullopt;
-  return std::string(token);
-}
-
 ApiError api_error(const Error& error) {
   ApiError out;
   out.status = proxy_status(error);
@@ -103,16 +80,7 @@ ApiError model_not_found(std::string_view model) {
   return out;
 }
 
-std::string error_json(const ApiError& error) {
-  json::object inner;
-  inner["message"] = error.message;
-  inner["type"] = error.type;
-  inner["param"] = nullptr;
-  inner["code"] = error.code;
-  json::object outer;
-  outer["error"] = std::move(inner);
-  return json::serialize(outer);
-}
+std::string error_json(const ApiError& error) { return openai_error_json(error.message, error.type, error.code); }
 
 std::string stream_error_event(const ApiError& error) { return protocol::format_data_only(error_json(error)); }
 

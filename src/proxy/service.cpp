@@ -6,6 +6,7 @@
 #include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
+#include "rvenc/common/auth.hpp"
 #include "rvenc/http/url.hpp"
 
 namespace rvenc::proxy {
@@ -18,11 +19,6 @@ namespace {
 // How soon a miss may refetch the model list (a model added to the enclave shows up quickly,
 // a stream of requests for an unknown model does not hammer the gateway).
 constexpr std::int64_t kModelsMissRefetchSeconds = 2;
-
-std::string masked(std::string_view api_key) {
-  constexpr std::size_t kShownChars = 4;
-  return api_key.size() <= kShownChars ? "…" : "…" + std::string(api_key.substr(api_key.size() - kShownChars));
-}
 
 ApiError missing_key_error() {
   ApiError error;
@@ -102,7 +98,7 @@ http::Router ProxyService::router() {
 std::expected<std::shared_ptr<CachedClient>, ApiError> ProxyService::client_for(const http::Request& request) {
   const auto key = bearer_token(request[bhttp::field::authorization]);
   if (!key) return std::unexpected(missing_key_error());
-  auto entry = cache_.get(*key, unix_now());
+  auto entry = cache_.get(std::string(*key), unix_now());
   if (!entry) return std::unexpected(api_error(entry.error()));
   return *entry;
 }
@@ -161,7 +157,7 @@ http::awaitable<void> ProxyService::chat_completions(http::Request& request, htt
     co_return;
   }
   if (auto ready = co_await cache_.prepare_keys(*entry, unix_now()); !ready) {
-    spdlog::warn("proxy: cannot make encryption keys for key {}: {}", masked(request[bhttp::field::authorization]),
+    spdlog::warn("proxy: cannot make encryption keys for key {}: {}", mask_secret(request[bhttp::field::authorization]),
                  ready.error().to_string());
     co_await writer.send(error_reply(request, api_error(ready.error())));
     co_return;
@@ -175,7 +171,7 @@ http::awaitable<void> ProxyService::chat_completions(http::Request& request, htt
     out.headers = meta.headers;
     if (out.status == 401 || out.status == 403) cache_.forget(**entry);
     if (out.status >= 500)
-      spdlog::warn("proxy: request for key {} failed: {}", masked(request[bhttp::field::authorization]),
+      spdlog::warn("proxy: request for key {} failed: {}", mask_secret(request[bhttp::field::authorization]),
                    error.to_string());
     return out;
   };

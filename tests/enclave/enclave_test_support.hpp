@@ -14,6 +14,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "rvenc/common/clock.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/protocol/chat.hpp"
@@ -33,9 +34,7 @@ auto run_coroutine(F&& make) {
   return future.get();
 }
 
-inline std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+using rvenc::unix_now;
 
 inline std::string chat_json(const std::string& model, const std::string& user_message,
                              boost::json::object extra = {}) {

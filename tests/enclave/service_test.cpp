@@ -324,6 +324,25 @@ TEST_F(ServiceTest, GatewayTokenIsChecked) {
   EXPECT_EQ(post_chat(seal(key_->public_key(), body).body, headers).status(), 200u);
 }
 
+// The gateway token is read by the one Bearer parser (common/auth.hpp, RFC 6750) as API keys are:
+// the scheme in any case, spaces (not tabs) before the token, token68 characters only.
+TEST_F(ServiceTest, GatewayTokenFollowsTheBearerRules) {
+  ServiceOptions options;
+  options.gateway_token_hash = crypto::sha256(crypto::as_bytes(kGatewayToken));
+  make_service(options);
+  const auto body = chat_json("rvenc-demo", "x");
+  const std::string token(kGatewayToken);
+  auto status_with = [&](const std::string& authorization) {
+    http::Fields headers;
+    headers.set(boost::beast::http::field::authorization, authorization);
+    return post_chat(seal(key_->public_key(), body).body, headers).status();
+  };
+  for (const std::string& accepted : {"bearer " + token, "BEARER " + token, "Bearer  " + token, "Bearer " + token + " "})
+    EXPECT_EQ(status_with(accepted), 200u) << accepted;
+  for (const std::string& refused : {"Bearer\t" + token, "Bearer " + token + " x", "Bearer " + token + "\x7f"})
+    EXPECT_EQ(status_with(refused), 401u) << refused;
+}
+
 TEST_F(ServiceTest, TestKeysMayOnlyUseTestModels) {
   http::Fields test_key;
   test_key.set(kKeyEnvHeader, "test");

@@ -46,15 +46,6 @@ TEST(ApiKey, MalformedKeysAreRefused) {
   EXPECT_FALSE(is_well_formed_api_key("sk_live_" + std::string(kMaxApiKeyBytes, 'a')));
 }
 
-TEST(ApiKey, BearerAndMask) {
-  EXPECT_EQ(bearer_token("Bearer abc").value_or(""), "abc");
-  EXPECT_EQ(bearer_token("bearer   abc  ").value_or(""), "abc");
-  EXPECT_FALSE(bearer_token("Basic abc"));
-  EXPECT_FALSE(bearer_token("Bearer"));
-  EXPECT_FALSE(bearer_token("Bearer a b"));
-  EXPECT_EQ(mask_api_key("sk_live_abcdefgh1234"), "…1234");
-}
-
 class KeyStoreTest : public ::testing::Test {
  protected:
   test::TempDir dir;

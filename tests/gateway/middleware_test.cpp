@@ -49,8 +49,15 @@ class MiddlewareTest : public ::testing::Test {
 
   http::RecordingWriter call(http::Verb method, std::string target, std::string body = {},
                              std::optional<std::string> key = std::nullopt) {
+    return call_authorized(method, std::move(target), std::move(body),
+                           key ? std::optional<std::string>("Bearer " + *key) : std::nullopt);
+  }
+
+  // The same with the whole Authorization header value as given.
+  http::RecordingWriter call_authorized(http::Verb method, std::string target, std::string body,
+                                        std::optional<std::string> authorization) {
     http::Request request{method, target, 11};
-    if (key) request.set(beast_http::field::authorization, "Bearer " + *key);
+    if (authorization) request.set(beast_http::field::authorization, *authorization);
     request.body() = std::move(body);
     request.prepare_payload();
     http::RecordingWriter writer;
@@ -94,6 +101,24 @@ TEST_F(MiddlewareTest, AuthFailures) {
   EXPECT_EQ(gone.status(), 403u);
   EXPECT_EQ(error_code_of(gone.body()), "key_revoked");
   EXPECT_FALSE(gone.response->at("X-Request-Id").empty());
+}
+
+// The one Bearer parser (common/auth.hpp, RFC 6750): an accepted header gets past the key check to
+// the envelope check (400 for a body that is not JSON), a refused one stops at 401.
+TEST_F(MiddlewareTest, BearerRules) {
+  for (const std::string& accepted : {"Bearer " + live.key, "bEaReR " + live.key, "Bearer  " + live.key,
+                                      "Bearer " + live.key + " \t", " Bearer " + live.key}) {
+    auto answer = call_authorized(http::Verb::post, "/rvenc/chat/completions", "{not json", accepted);
+    EXPECT_EQ(answer.status(), 400u) << accepted;
+    EXPECT_EQ(error_code_of(answer.body()), "invalid_request") << accepted;
+  }
+  for (const std::string& refused : {"Bearer\t" + live.key, "Bearer" + live.key, "Bearer " + live.key + " x",
+                                     "Bearer " + live.key + "\x01", "Bearer " + live.key + ",", "Basic " + live.key}) {
+    auto answer = call_authorized(http::Verb::post, "/rvenc/chat/completions", "{not json", refused);
+    EXPECT_EQ(answer.status(), 401u) << refused;
+    EXPECT_EQ(error_code_of(answer.body()), "invalid_api_key");
+    EXPECT_EQ(answer.body().find(live.key), std::string::npos) << "the key is never echoed";
+  }
 }
 
 TEST_F(MiddlewareTest, HeaderLimit) {

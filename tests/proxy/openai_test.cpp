@@ -62,15 +62,6 @@ TEST(OpenAiShaping, RefusesMalformedRequestsNamingTheField) {
   }
 }
 
-TEST(OpenAiShaping, ReadsBearerTokens) {
-  EXPECT_EQ(bearer_token("Bearer sk_test_abc"), "sk_test_abc");
-  EXPECT_EQ(bearer_token("bearer   sk_test_abc  "), "sk_test_abc");
-  EXPECT_EQ(bearer_token(""), std::nullopt);
-  EXPECT_EQ(bearer_token("Bearer "), std::nullopt);
-  EXPECT_EQ(bearer_token("Basic dXNlcjpwYXNz"), std::nullopt);
-  EXPECT_EQ(bearer_token("Bearersk_test_abc"), std::nullopt);
-}
-
 TEST(OpenAiShaping, MapsErrorsToTheStatusesOfficialClientsExpect) {
   struct Case {
     Error error;

@@ -85,6 +85,22 @@ TEST_F(ProxyTest, MissingKeyIs401WithOpenAiErrorJson) {
   EXPECT_EQ(models->result_int(), 401u);
 }
 
+// The proxy reads API keys with the one Bearer parser (common/auth.hpp, RFC 6750) the gateway uses.
+TEST_F(ProxyTest, BearerRules) {
+  const std::string key(test::FakeGateway::kApiKey);
+  auto status_with = [&](const std::string& authorization) {
+    http::Fields headers;
+    headers.set(bhttp::field::authorization, authorization);
+    auto models = http::fetch("GET", proxy_->url() + "/v1/models", {}, headers);
+    EXPECT_TRUE(models);
+    return models ? models->result_int() : 0u;
+  };
+  for (const std::string& accepted : {"bearer " + key, "BEARER " + key, "Bearer  " + key, "Bearer " + key + " "})
+    EXPECT_EQ(status_with(accepted), 200u) << accepted;
+  for (const std::string& refused : {"Bearer\t" + key, "Bearer " + key + " x", "Bearer " + key + ";"})
+    EXPECT_EQ(status_with(refused), 401u) << refused;
+}
+
 TEST_F(ProxyTest, KeyTheGatewayRefusesIs401) {
   const std::string wrong = "sk_test_wrongwrongwrongwrongwrongwrong";
   auto response = post(kChatBody, wrong);

@@ -77,7 +77,11 @@ inline std::unexpected<Error> fail(Errc code, std::string message) {
 // The same by HTTP status, for errors that arrive as a status from elsewhere.
 [[nodiscard]] std::string_view error_type_for_status(int status) noexcept;
 
-// {"error":{"message":...,"type":...,"code":...}}; `source` adds "source" when not empty.
+// The one builder of OpenAI's error body, {"error":{"message","type","param":null,"code"}}, every
+// service answers with (gateway, enclave, proxy); `source` adds "source" when not empty.
+[[nodiscard]] std::string openai_error_json(std::string_view message, std::string_view type, std::string_view code,
+                                            std::string_view source = {});
+// The same for an Error: its message (the code's name when empty), error_type() and code_name().
 [[nodiscard]] std::string openai_error_body(const Error& error, std::string_view source = {});
 
 }  // namespace rvenc

@@ -32,9 +32,7 @@ using KeyHash = crypto::Sha256Digest;
 [[nodiscard]] bool is_well_formed_api_key(std::string_view key) noexcept;
 // The environment a well-formed key's prefix names.
 [[nodiscard]] std::optional<KeyEnv> key_env_of(std::string_view key) noexcept;
-// "…wxyz": the last 4 characters only, for logs and listings.
-[[nodiscard]] std::string mask_api_key(std::string_view key);
-// The token of "Bearer <token>" (scheme case-insensitive, surrounding spaces trimmed); nullopt otherwise.
-[[nodiscard]] std::optional<std::string_view> bearer_token(std::string_view authorization) noexcept;
+// Masking for logs and listings, and the Bearer parser: rvenc::mask_secret and rvenc::bearer_token
+// (common/auth.hpp), the same for every service.
 
 }  // namespace rvenc::gateway

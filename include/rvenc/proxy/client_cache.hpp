@@ -24,6 +24,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "rvenc/client/client.hpp"
+#include "rvenc/common/clock.hpp"
 #include "rvenc/common/error.hpp"
 #include "rvenc/http/types.hpp"
 #include "rvenc/proxy/dek_store.hpp"
@@ -112,7 +113,7 @@ class ClientCache {
   std::int64_t last_sweep_ = 0;
 };
 
-// Seconds since the epoch (the clock the cache and the store use).
-[[nodiscard]] std::int64_t unix_now();
+// The cache and the store use rvenc::unix_now (common/clock.hpp).
+using rvenc::unix_now;
 
 }  // namespace rvenc::proxy

@@ -38,9 +38,6 @@ struct IncomingChat {
 // not a string, `messages` is missing or not an array, or `stream`/`stream_options` are mistyped.
 [[nodiscard]] Result<IncomingChat> parse_incoming_chat(std::string_view body);
 
-// The token of "Bearer <token>" (scheme case-insensitive), nullopt when absent or empty.
-[[nodiscard]] std::optional<std::string> bearer_token(std::string_view authorization);
-
 // An error as the proxy answers it: status, OpenAI type and code, and the headers that go with
 // it (Retry-After and x-ratelimit-* on a 429 from the gateway).
 struct ApiError {
