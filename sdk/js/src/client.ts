@@ -14,7 +14,7 @@
 // each next authenticated event (comments and unknown events do not count); an AbortSignal cancels
 // the call and closes the connection, so the enclave stops generating.
 import { CompletionAssembler } from './assemble.js';
-import { AttestationPolicy, CHALLENGE_BYTES, parseAttestation, verifyAttestation } from './attestation.js';
+import { AttestationDocument, AttestationPolicy, CHALLENGE_BYTES, parseAttestation, verifyAttestation } from './attestation.js';
 import {
   fromHex, NONCE_BYTES, randomBytes, ready, toHex, utf8, xwingEncapsulate, KEY_ID_BYTES,
   SHARED_SECRET_BYTES, XWING_CIPHERTEXT_BYTES,
@@ -108,6 +108,10 @@ function keysToHex(k: Keys): EncryptionKeys {
   if (k.notAfter !== undefined) out.notAfter = k.notAfter;
   return out;
 }
+
+const summary = (doc: AttestationDocument): VerifiedAttestation => ({
+  keyId: doc.keyId, provider: doc.provider, measurement: doc.measurement, notAfter: doc.notAfter, publicKey: toHex(doc.publicKey),
+});
 
 const usable = (k: Keys) => k.notAfter === undefined || now() < k.notAfter - KEY_EXPIRY_MARGIN_S;
 
@@ -258,6 +262,7 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
         for (const chunk of chunks) {
           control.disarm();  // the caller's time is not the gateway's silence
           yield chunk as unknown as ChatCompletionChunk;
+          if (control.controller.signal.aborted) throw control.failure(new Error('aborted'), this.base, true);
           control.arm();
         }
       }
@@ -292,6 +297,7 @@ export class RvencClient {
   private readonly o: Resolved;
   private keys: Keys | null;
   private making: Promise<Keys> | null = null;
+  private verified: VerifiedAttestation | null = null;
 
   constructor(options: RvencClientOptions, needApiKey = true) {
     this.o = resolve(options, needApiKey);
@@ -302,6 +308,11 @@ export class RvencClient {
   /** The keys in use now (null before any are made). Secret. */
   get encryptionKeys(): EncryptionKeys | null {
     return this.keys ? keysToHex(this.keys) : null;
+  }
+
+  /** The attestation behind the keys made last by this client (null before, or with keys given in the options). */
+  get attestation(): VerifiedAttestation | null {
+    return this.verified;
   }
 
   /** The gateway's model list ({object: "list", data: [{id}]}). */
@@ -317,7 +328,7 @@ export class RvencClient {
   /** Fetches the attestation with a fresh challenge and verifies it (AttestationError otherwise). */
   async attest(options: RequestOptions = {}): Promise<VerifiedAttestation> {
     const { doc } = await this.verifiedDocument(options.signal);
-    return { keyId: doc.keyId, provider: doc.provider, measurement: doc.measurement, notAfter: doc.notAfter, publicKey: toHex(doc.publicKey) };
+    return summary(doc);
   }
 
   /** Verified attestation, then a fresh encapsulation; the new keys become the ones in use. */
@@ -339,6 +350,7 @@ export class RvencClient {
     const { cipherText, sharedSecret } = xwingEncapsulate(doc.publicKey);
     const keys: Keys = { sharedSecret, cipherText, keyId: fromHex(doc.keyId)!, notAfter: doc.notAfter };
     this.keys = keys;
+    this.verified = summary(doc);
     return keys;
   }
 
