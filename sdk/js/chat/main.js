@@ -81,6 +81,11 @@ async function send(text) {
   state.messages.push({ role: 'user', content: text });
   addMessage('user', text);
   const bubble = addMessage('assistant', '');
+  const thinking = document.createElement('div');
+  thinking.className = 'reasoning';
+  const content = document.createElement('div');
+  content.className = 'content';
+  bubble.append(thinking, content);
   const controller = new AbortController();
   state.running = controller;
   $('send').disabled = true;
@@ -92,8 +97,11 @@ async function send(text) {
       { model: $('model').value, messages: state.messages, stream: true }, { signal: controller.signal });
     for await (const chunk of stream) {
       const delta = chunk.choices?.[0]?.delta ?? {};
-      answer += (delta.reasoning_content ? '' : '') + (delta.content ?? '');
-      bubble.textContent = answer;
+      if (delta.reasoning_content) thinking.textContent += delta.reasoning_content;
+      if (delta.content) {
+        answer += delta.content;
+        content.textContent = answer;
+      }
     }
     state.messages.push({ role: 'assistant', content: answer });
     bubble.dataset.done = 'true';

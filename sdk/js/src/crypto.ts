@@ -6,6 +6,7 @@
 // Design: one `ready()` promise loads libsodium once (WebAssembly); every function after it is
 // synchronous except the WebCrypto ones. Secrets are Uint8Arrays that callers wipe with `wipe()`
 // when done (JS cannot guarantee no copy survives, but the SDK drops none on purpose).
+import './webcrypto.js';
 import sodiumModule from 'libsodium-wrappers';
 
 export type Sodium = typeof sodiumModule;

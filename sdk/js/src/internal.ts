@@ -31,7 +31,7 @@ export function xwingDecapsulate(cipherText: Uint8Array, secretKey: Uint8Array) 
 }
 
 export {
-  ready, hkdf, toHex, fromHex, pad, unpad, keyIdOf, parseAttestation, reportDataFor, verifyAttestation,
+  sodium, ready, hkdf, toHex, fromHex, pad, unpad, keyIdOf, parseAttestation, reportDataFor, verifyAttestation,
   deriveRequestKey, deriveResponseSecret, deriveV2ResponseKeys, deriveV3ResponseKeys, eventNonce,
   ResponseDecoder, ResponseOpener, sealRequest, SseParser, CompletionAssembler, errorFromHttp,
 };
