@@ -387,7 +387,11 @@ export class RvencClient {
     for (let attempt = 0; ; attempt += 1) {
       const keys = await this.currentKeys(options.signal);
       const nonce = randomBytes(NONCE_BYTES);
-      const body = await sealRequest({ version: this.o.protocolVersion, ...keys, nonce, timestamp: now() }, plaintext);
+      // The request key and the answer's secret are independent derivations: made at once.
+      const [body, decoder] = await Promise.all([
+        sealRequest({ version: this.o.protocolVersion, ...keys, nonce, timestamp: now() }, plaintext),
+        ResponseDecoder.create(this.o.protocolVersion, keys.sharedSecret, nonce, this.o.maxBufferSize),
+      ]);
       const control = new CallControl(this.o.requestTimeoutMs, options.signal);
       control.arm();
       let response: Response;
@@ -419,7 +423,6 @@ export class RvencClient {
         control.controller.abort();
         throw new RvencError('upstream_error', 'the gateway answered 200 without an event stream');
       }
-      const decoder = await ResponseDecoder.create(this.o.protocolVersion, keys.sharedSecret, nonce, this.o.maxBufferSize);
       return new ChatCompletionStream({ response, decoder, control }, this.o.base);
     }
   }

@@ -1,7 +1,7 @@
 // Test-only entry point (not in the package's exports map): the deterministic pieces the shared
 // vectors need (seeded X-Wing, fixed nonce/timestamp sealing, response decoding with given keys,
 // attestation checks with a given challenge and clock). Production code never imports it.
-import { hkdf, ready, sodium, toHex, fromHex, pad, unpad, keyIdOf } from './crypto.js';
+import { hkdf, ready, seal, sodium, toHex, fromHex, pad, unpad, keyIdOf, xwingEncapsulate } from './crypto.js';
 import { parseAttestation, reportDataFor, verifyAttestation } from './attestation.js';
 import {
   deriveRequestKey, deriveResponseSecret, deriveV2ResponseKeys, deriveV3ResponseKeys, eventNonce,
@@ -31,7 +31,7 @@ export function xwingDecapsulate(cipherText: Uint8Array, secretKey: Uint8Array) 
 }
 
 export {
-  sodium, ready, hkdf, toHex, fromHex, pad, unpad, keyIdOf, parseAttestation, reportDataFor, verifyAttestation,
+  sodium, ready, hkdf, toHex, seal, xwingEncapsulate, fromHex, pad, unpad, keyIdOf, parseAttestation, reportDataFor, verifyAttestation,
   deriveRequestKey, deriveResponseSecret, deriveV2ResponseKeys, deriveV3ResponseKeys, eventNonce,
   ResponseDecoder, ResponseOpener, sealRequest, SseParser, CompletionAssembler, errorFromHttp,
 };

@@ -78,11 +78,13 @@ interface ResponseKeys {
   prefix: Uint8Array;
 }
 
+// WebCrypto calls are asynchronous (Node runs them on its thread pool): independent ones run at once.
 export async function deriveV2ResponseKeys(sharedSecret: Uint8Array, nonce: Uint8Array): Promise<ResponseKeys> {
-  return {
-    key: await hkdf(nonce, sharedSecret, label(2, 'response'), 32),
-    prefix: await hkdf(nonce, sharedSecret, label(2, 'response nonce'), RESPONSE_PREFIX_BYTES),
-  };
+  const [key, prefix] = await Promise.all([
+    hkdf(nonce, sharedSecret, label(2, 'response'), 32),
+    hkdf(nonce, sharedSecret, label(2, 'response nonce'), RESPONSE_PREFIX_BYTES),
+  ]);
+  return { key, prefix };
 }
 
 export function deriveResponseSecret(sharedSecret: Uint8Array, nonce: Uint8Array): Promise<Uint8Array> {
@@ -90,10 +92,11 @@ export function deriveResponseSecret(sharedSecret: Uint8Array, nonce: Uint8Array
 }
 
 export async function deriveV3ResponseKeys(responseSecret: Uint8Array, salt: Uint8Array): Promise<ResponseKeys> {
-  return {
-    key: await hkdf(salt, responseSecret, label(3, 'response'), 32),
-    prefix: await hkdf(salt, responseSecret, label(3, 'response nonce'), RESPONSE_PREFIX_BYTES),
-  };
+  const [key, prefix] = await Promise.all([
+    hkdf(salt, responseSecret, label(3, 'response'), 32),
+    hkdf(salt, responseSecret, label(3, 'response nonce'), RESPONSE_PREFIX_BYTES),
+  ]);
+  return { key, prefix };
 }
 
 /** responsePrefix ‖ uint64_be(index) */
