@@ -354,10 +354,18 @@ export class RvencClient {
     return keys;
   }
 
+  // The keys in use, made when there are none by one attempt that concurrent calls share: it runs
+  // without any one caller's signal (a caller that gives up stops waiting, not the others' attempt).
   private async currentKeys(signal?: AbortSignal): Promise<Keys> {
     if (this.keys && usable(this.keys)) return this.keys;
-    if (!this.making) this.making = this.makeKeys(signal).finally(() => { this.making = null; });
-    return this.making;
+    if (!this.making) this.making = this.makeKeys().finally(() => { this.making = null; });
+    if (!signal) return this.making;
+    if (signal.aborted) throw new ConnectionError('transport_error', 'request cancelled');
+    return new Promise<Keys>((resolve, reject) => {
+      const cancelled = () => reject(new ConnectionError('transport_error', 'request cancelled'));
+      signal.addEventListener('abort', cancelled, { once: true });
+      this.making!.then(resolve, reject).finally(() => signal.removeEventListener('abort', cancelled));
+    });
   }
 
   private async getJson(path: string, withApiKey: boolean, signal?: AbortSignal): Promise<string> {
