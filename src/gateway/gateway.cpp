@@ -135,7 +135,8 @@ http::awaitable<void> GatewayHandler::send(RequestContext& context, http::Respon
 http::awaitable<void> GatewayHandler::handle(http::Request& request, http::ResponseWriter& writer) {
   if (!options_.cors.enabled()) co_return co_await dispatch(request, writer);
   if (is_cors_preflight(request)) {
-    co_await writer.send(cors_preflight(request, options_.cors));
+    http::Response preflight = cors_preflight(request, options_.cors);
+    co_await writer.send(std::move(preflight));
     co_return;
   }
   const std::string_view origin = request[beast_http::field::origin];

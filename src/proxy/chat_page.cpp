@@ -41,7 +41,7 @@ std::string content_security_policy(const std::string& gateway_url) {
 
 void secure_headers(http::Response& response, const std::string& gateway_url) {
   response.set(bhttp::field::cache_control, "no-store");
-  response.set(bhttp::field::content_security_policy, content_security_policy(gateway_url));
+  response.set("Content-Security-Policy", content_security_policy(gateway_url));
   response.set("X-Content-Type-Options", "nosniff");
   response.set("Referrer-Policy", "no-referrer");
 }
@@ -67,7 +67,9 @@ void ChatPage::add_routes(http::Router& router) const {
 }
 
 http::awaitable<void> ChatPage::serve(http::Request& request, http::ResponseWriter& writer, std::string name) const {
-  co_await writer.send(name == "config.json" ? config(request) : file(request, name));
+  // A named local, not a conditional's temporary inside co_await (GCC 12 frees that one twice).
+  http::Response response = name == "config.json" ? config(request) : file(request, name);
+  co_await writer.send(std::move(response));
 }
 
 http::Response ChatPage::file(const http::Request& request, const std::string& name) const {
