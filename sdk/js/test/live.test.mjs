@@ -99,6 +99,18 @@ test('unknown_key_id: the client re-attests, makes new keys and sends once more'
   assert.notEqual(c.encryptionKeys.keyId, stale.keyId);
 });
 
+test('keys within 60 s of their notAfter are replaced before a request, never sent', async () => {
+  const nearlyExpired = { sharedSecret: '11'.repeat(32), cipherText: '22'.repeat(1120), keyId: '0123456789abcdef',
+    notAfter: Math.floor(Date.now() / 1000) + 30 };
+  mitm.requests.length = 0;
+  const c = client({ encryptionKeys: nearlyExpired });
+  const completion = await c.chat.completions.create({ model: 'rvenc-demo', messages, max_tokens: 200 });
+  assert.ok(completion.choices[0].message.content.length > 0);
+  // Attestation first, then exactly one chat request (with the old keys it would be refused and retried).
+  assert.deepEqual(mitm.requests, ['GET /rvenc/attestation', 'POST /rvenc/chat/completions']);
+  assert.notEqual(c.encryptionKeys.keyId, nearlyExpired.keyId);
+});
+
 test('generateEncryptionKeys() without an API key; keys reused by a client', async () => {
   const keys = await generateEncryptionKeys({ baseUrl: mitm.url, platformPublicKey: stack.platformPublicKey });
   assert.match(keys.keyId, /^[0-9a-f]{16}$/);

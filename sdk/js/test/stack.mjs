@@ -59,7 +59,7 @@ export async function stopUp(stack) {
  * `bodies` records every request body the gateway was sent.
  */
 export function startMitm(target) {
-  const mitm = { mode: 'pass', bodies: [] };
+  const mitm = { mode: 'pass', bodies: [], requests: [] };
   const upstream = new URL(target);
   const server = createServer((req, res) => {
     const parts = [];
@@ -67,6 +67,7 @@ export function startMitm(target) {
     req.on('end', () => {
       const body = Buffer.concat(parts);
       if (body.length) mitm.bodies.push(body.toString('utf8'));
+      mitm.requests.push(`${req.method} ${req.url.split('?')[0]}`);
       const forward = httpRequest({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url,
         headers: { ...req.headers, host: upstream.host } }, (up) => relay(mitm.mode, up, res));
       forward.on('error', () => res.destroy());
