@@ -193,9 +193,17 @@ class CallControl {
   private timer: ReturnType<typeof setTimeout> | undefined;
   timedOut = false;
 
+  private readonly onAbort = () => this.controller.abort();
+
   constructor(private readonly timeoutMs: number, private readonly signal?: AbortSignal) {
     if (signal?.aborted) this.controller.abort();
-    signal?.addEventListener('abort', () => this.controller.abort(), { once: true });
+    signal?.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  /** The call is over: no timer, and the caller's signal no longer holds this call. */
+  dispose(): void {
+    this.disarm();
+    this.signal?.removeEventListener('abort', this.onAbort);
   }
 
   arm(): void {
@@ -268,7 +276,7 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
       }
       finished = true;
     } finally {
-      control.disarm();
+      control.dispose();
       // After done only the body's end may follow; a stream left early or failed is cut here.
       if (!finished) control.controller.abort();
       reader.cancel().catch(() => undefined);
@@ -384,7 +392,7 @@ export class RvencClient {
       if (response.status !== 200) throw errorFromHttp(response.status, text, passthroughHeaders(response.headers));
       return text;
     } finally {
-      control.disarm();
+      control.dispose();
     }
   }
 
@@ -411,13 +419,13 @@ export class RvencClient {
           signal: control.controller.signal,
         });
       } catch (error) {
-        control.disarm();
+        control.dispose();
         throw control.failure(error, this.o.base, false);
       }
       const meta: ResponseMeta = { status: response.status, headers: passthroughHeaders(response.headers) };
       if (response.status !== 200) {
         const error = errorFromHttp(response.status, await boundedText(response), meta.headers);
-        control.disarm();
+        control.dispose();
         if (RETRY_ONCE.includes(error.code) && attempt === 0) {
           if (this.keys && toHex(this.keys.keyId) === toHex(keys.keyId)) this.keys = null;
           continue;
@@ -427,7 +435,7 @@ export class RvencClient {
       }
       options.onResponse?.(meta);
       if (!(response.headers.get('content-type') ?? '').startsWith('text/event-stream') || !response.body) {
-        control.disarm();
+        control.dispose();
         control.controller.abort();
         throw new RvencError('upstream_error', 'the gateway answered 200 without an event stream');
       }

@@ -79,9 +79,15 @@ export function equal(a: Uint8Array, b: Uint8Array): boolean {
 
 /** HKDF-SHA256 (RFC 5869): Expand(Extract(salt, ikm), info, length). */
 export async function hkdf(salt: Uint8Array, ikm: Uint8Array, info: string, length: number): Promise<Uint8Array> {
+  return (await hkdfMany(salt, ikm, [[info, length]]))[0];
+}
+
+/** Several HKDF-SHA256 outputs of one (salt, ikm): the key is imported once, the expansions run at once. */
+export async function hkdfMany(salt: Uint8Array, ikm: Uint8Array, outputs: [info: string, length: number][]): Promise<Uint8Array[]> {
   const key = await subtle().importKey('raw', ikm as BufferSource, 'HKDF', false, ['deriveBits']);
-  const bits = await subtle().deriveBits({ name: 'HKDF', hash: 'SHA-256', salt: salt as BufferSource, info: utf8(info) as BufferSource }, key, 8 * length);
-  return new Uint8Array(bits);
+  const bits = await Promise.all(outputs.map(([info, length]) => subtle().deriveBits(
+    { name: 'HKDF', hash: 'SHA-256', salt: salt as BufferSource, info: utf8(info) as BufferSource }, key, 8 * length)));
+  return bits.map((b) => new Uint8Array(b));
 }
 
 export async function sha256(data: Uint8Array): Promise<Uint8Array> {

@@ -7,7 +7,7 @@
 // Design: pure logic (bytes and text in, chunks or RvencError out), so every rule is tested against
 // the shared vectors without sockets; the client only moves bytes into ResponseDecoder.
 import {
-  fromHex, hkdf, open, pad, seal, toHex, unpad, utf8, wipe, NONCE_BYTES,
+  fromHex, hkdf, hkdfMany, open, pad, seal, toHex, unpad, utf8, wipe, NONCE_BYTES,
 } from './crypto.js';
 import { EnclaveError, ErrorCode, parseErrorJson, RvencError, StreamError } from './errors.js';
 import { SseEvent, SseParser } from './sse.js';
@@ -80,10 +80,8 @@ interface ResponseKeys {
 
 // WebCrypto calls are asynchronous (Node runs them on its thread pool): independent ones run at once.
 export async function deriveV2ResponseKeys(sharedSecret: Uint8Array, nonce: Uint8Array): Promise<ResponseKeys> {
-  const [key, prefix] = await Promise.all([
-    hkdf(nonce, sharedSecret, label(2, 'response'), 32),
-    hkdf(nonce, sharedSecret, label(2, 'response nonce'), RESPONSE_PREFIX_BYTES),
-  ]);
+  const [key, prefix] = await hkdfMany(nonce, sharedSecret,
+    [[label(2, 'response'), 32], [label(2, 'response nonce'), RESPONSE_PREFIX_BYTES]]);
   return { key, prefix };
 }
 
@@ -92,10 +90,8 @@ export function deriveResponseSecret(sharedSecret: Uint8Array, nonce: Uint8Array
 }
 
 export async function deriveV3ResponseKeys(responseSecret: Uint8Array, salt: Uint8Array): Promise<ResponseKeys> {
-  const [key, prefix] = await Promise.all([
-    hkdf(salt, responseSecret, label(3, 'response'), 32),
-    hkdf(salt, responseSecret, label(3, 'response nonce'), RESPONSE_PREFIX_BYTES),
-  ]);
+  const [key, prefix] = await hkdfMany(salt, responseSecret,
+    [[label(3, 'response'), 32], [label(3, 'response nonce'), RESPONSE_PREFIX_BYTES]]);
   return { key, prefix };
 }
 
