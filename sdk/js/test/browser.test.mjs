@@ -121,3 +121,28 @@ test('chat page: a tampered answer shows tampered_stream and no answer text', as
   await page.screenshot({ path: join(artifacts, 'chat-page-tampered.png'), fullPage: true });
   await page.close();
 });
+
+test('chat page: an attestation that does not verify is a clear error and nothing is sent', async () => {
+  const page = await browser.newPage();
+  const sent = [];
+  await page.setRequestInterception(true);
+  page.on('request', async (r) => {
+    if (r.method() === 'POST') sent.push(r.url());
+    if (!r.url().endsWith('/chat/config.json')) {
+      await r.continue();
+      return;
+    }
+    // Settings naming another platform key: the enclave's simulated evidence cannot verify.
+    const config = await (await fetch(r.url())).json();
+    await r.respond({ status: 200, contentType: 'application/json', body: JSON.stringify({ ...config, platformPublicKey: 'ab'.repeat(32) }) });
+  });
+  await page.goto(`${stack.proxyUrl}/chat`, { waitUntil: 'load' });
+  await page.type('#api-key', stack.apiKey);
+  await page.click('#save-key');
+  await page.waitForSelector('#error:not([hidden])', WAIT);
+  assert.equal(await page.$eval('#error', (e) => e.dataset.code), 'attestation_failed');
+  assert.match(await page.$eval('#error', (e) => e.textContent), /did not verify: nothing was sent/);
+  assert.equal(await page.$eval('#chat', (e) => e.hidden), true, 'no chat without a verified enclave');
+  assert.deepEqual(sent, []);
+  await page.close();
+});
