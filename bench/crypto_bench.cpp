@@ -20,6 +20,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "rvenc/client/response.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/enclave/replay.hpp"
@@ -292,6 +293,37 @@ void BM_EventOpen_raw(benchmark::State& state) {
   sodium_memzero(pt, sizeof pt);
 }
 
+// --- The client's crypto of one request (next to the TypeScript SDK: sdk/js/bench/crypto.mjs) -------
+// What the client SDK does per request: an X-Wing encapsulation, the version 3 request (200-byte
+// JSON) sealed, and its whole answer decoded from the SSE text: init, kClientChunks chunk events of
+// a typical chat.completion.chunk, done (parse, authenticate, unpad, JSON per chunk).
+
+constexpr std::size_t kClientChunks = 50;
+constexpr std::string_view kClientChunkJson =
+    R"({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1764004858,"model":"rvenc-demo",)"
+    R"("choices":[{"index":0,"delta":{"content":" word"},"finish_reason":null}]})";
+
+void BM_ClientRequest50_rvenc(benchmark::State& state) {
+  const auto& s = setup();
+  protocol::ResponseSealer sealer(protocol::Version::v3, s.enc.shared_secret, s.nonce);
+  std::string sse = sealer.init_event();
+  for (std::size_t i = 0; i < kClientChunks; ++i) sse += sealer.seal_event(protocol::EventKind::data, kClientChunkJson);
+  sse += sealer.seal_event(protocol::EventKind::done, "[DONE]");
+  const std::string request = plaintext(200);
+  std::vector<client::Chunk> chunks;
+  for (auto _ : state) {
+    auto encapsulation = crypto::xwing_encapsulate(s.enclave.public_key);
+    benchmark::DoNotOptimize(encapsulation);
+    benchmark::DoNotOptimize(protocol::seal_request(s.input(protocol::Version::v3), request));
+    client::ResponseDecoder decoder(protocol::Version::v3, s.enc.shared_secret, s.nonce);
+    chunks.clear();
+    if (!decoder.feed(sse, chunks) || !decoder.finish() || chunks.size() != kClientChunks) {
+      state.SkipWithError("the stream did not decode");
+      break;
+    }
+  }
+}
+
 // --- Version 3 against version 2: the keys of one response ---------------------------------------
 // What a request costs beyond the per-event work: the enclave opens the request and makes the
 // response keys (v3: a fresh salt from the CSPRNG, one more HKDF-Extract, the init event's hex),
@@ -466,6 +498,7 @@ BENCHMARK(BM_EventSeal_rvenc)->Arg(2)->Arg(3);
 BENCHMARK(BM_EventSeal_raw);
 BENCHMARK(BM_EventOpen_rvenc)->Arg(2)->Arg(3);
 BENCHMARK(BM_EventOpen_raw);
+BENCHMARK(BM_ClientRequest50_rvenc);
 BENCHMARK(BM_ResponseKeysClient)->Arg(2)->Arg(3);
 BENCHMARK(BM_RequestAndResponseKeys)->Arg(2)->Arg(3);
 BENCHMARK(BM_ReplayRecord_rvenc)->Arg(1 << 16)->Arg(1 << 20);

@@ -21,7 +21,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   redis-server nginx-light curl gnuplot-nox
-  nodejs
+  nodejs chromium
 )
 
 missing=()
@@ -79,6 +79,17 @@ if [ -f tests/node/package.json ] && command -v npm >/dev/null 2>&1; then
     log "installing npm test dependencies"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
+fi
+
+# The TypeScript SDK and the browser chat page (sdk/js): npm packages, then tsc + esbuild into
+# sdk/js/dist (the proxy serves dist/chat at /chat). The browser tests use Debian's chromium above.
+if [ -f sdk/js/package.json ] && command -v npm >/dev/null 2>&1; then
+  if [ ! -d sdk/js/node_modules/libsodium-wrappers ] || [ sdk/js/package-lock.json -nt sdk/js/node_modules/.package-lock.json ]; then
+    log "installing the TypeScript SDK's npm packages"
+    (cd sdk/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+  log "building the TypeScript SDK and the chat page (sdk/js/dist)"
+  (cd sdk/js && npm run --silent build >/dev/null)
 fi
 
 # Path-independent ccache entries: a second clone (CI) reuses what an earlier build compiled.

@@ -41,6 +41,7 @@ struct GatewayFlags {
   std::int64_t attestation_per_minute = gateway::kDefaultAttestationPerMinute;
   std::string admin_token_file;
   bool enclave_http1 = false;
+  std::vector<std::string> cors_origins;
 };
 
 // The token in `path` (surrounding whitespace trimmed); `flag` names it in errors.
@@ -84,6 +85,9 @@ Status apply_client_limits(const GatewayFlags& flags, gateway::GatewayOptions& o
   }
   if (flags.attestation_per_minute < 0) return fail(Errc::invalid_request, "--attestation-per-minute must be >= 0");
   options.attestation_per_minute = flags.attestation_per_minute;
+  auto cors = gateway::parse_cors_origins(flags.cors_origins);
+  if (!cors) return std::unexpected(cors.error());
+  options.cors = std::move(*cors);
   if (!flags.admin_token_file.empty()) {
     auto hash = read_admin_token_hash(flags.admin_token_file);
     if (!hash) return std::unexpected(hash.error());
@@ -192,6 +196,11 @@ int run_gateway(const GatewayFlags& flags) {
   facts << "connections: at most " << flags.max_connections << ", " << flags.max_connections_per_ip
         << " per address (0: no cap" << (flags.per_ip_explicit ? "" : "; loopback exempt") << ")"
         << (flags.trusted_proxies.empty() ? std::string() : ", trusted proxies exempt") << "\n";
+  if (gw.handler().options().cors.enabled()) {
+    facts << "browser pages allowed (CORS) from:";
+    for (const auto& origin : gw.handler().options().cors.origins) facts << " " << origin;
+    facts << "\n";
+  }
   std::cout << facts.str() << std::flush;
   gw.wait();
   spdlog::info("gateway stopped");
@@ -247,6 +256,9 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--health-interval-ms", flags->health_interval_ms,
          "How often the enclaves' health is checked (GET /healthz; attestation only for a new keyId)")
       ->capture_default_str();
+  option(*cmd, "--cors-origin", flags->cors_origins,
+         "Browser origin (scheme://host[:port]) allowed to call the chat, models and attestation routes, e.g. the "
+         "chat page of rvenc proxy http://127.0.0.1:3000; repeatable or a comma list (default: none)");
   flag(*cmd, "--enclave-http1", flags->enclave_http1,
        "One HTTP/1.1 connection per stream to the enclaves, instead of streams sharing rvenc-mux connections");
   cmd->callback([&run, flags, per_ip] {

@@ -25,6 +25,7 @@ struct ProxyFlags {
   std::int64_t dek_max_age = proxy::DekPolicy::kDefaultMaxAge.count();
   std::size_t max_clients = proxy::CacheOptions::kDefaultMaxClients;
   bool allow_remote = false;
+  std::string chat_dir;
 };
 
 int usage_error(const std::string& message) {
@@ -52,6 +53,7 @@ int run(const ProxyFlags& flags) {
   }
   options.protocol_version = static_cast<protocol::Version>(flags.protocol);
   if (!flags.dek_store.empty()) options.dek_store = flags.dek_store;
+  if (!flags.chat_dir.empty()) options.chat_dir = flags.chat_dir;
   options.cache.max_clients = flags.max_clients;
   options.cache.dek.max_requests = flags.dek_max_requests;
   options.cache.dek.max_age = std::chrono::seconds(flags.dek_max_age);
@@ -68,6 +70,8 @@ int run(const ProxyFlags& flags) {
         << "  OpenAI base URL: " << (*server)->url() << "/v1 (use your rvenc API key as the OpenAI API key)\n"
         << "  gateway: " << options.gateway_url << ", protocol v" << flags.protocol
         << (options.platform_public_key ? ", trusts the simulated platform key given" : "") << "\n"
+        << "  chat page: " << (*server)->url() << "/chat (the gateway must allow this origin: --cors-origin "
+        << (*server)->url() << ")\n"
         << "  DEK store: " << (flags.dek_store.empty() ? "none (keys kept in memory)" : flags.dek_store) << "\n";
   std::cout << facts.str() << std::flush;
   (*server)->run();
@@ -97,6 +101,9 @@ void setup(CLI::App& app, std::function<int()>& run_command) {
   option(*cmd, "--max-clients", flags->max_clients, "API keys kept in the client cache")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  option(*cmd, "--chat-dir", flags->chat_dir,
+         "directory of the built browser chat page served at /chat (npm run build in sdk/js); default: " +
+             proxy::default_chat_dir().string());
   flag(*cmd, "--allow-remote", flags->allow_remote,
        "allow a non-loopback --listen address (exposes decrypted traffic to the network)");
   cmd->callback([flags, &run_command] { run_command = [flags] { return run(*flags); }; });

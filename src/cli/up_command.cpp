@@ -31,6 +31,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "command.hpp"
+#include "rvenc/bench/process.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/client/settings.hpp"
 #include "rvenc/crypto/crypto.hpp"
@@ -325,9 +326,23 @@ int run_up(const UpFlags& flags) {
   const auto enclave_url = start("enclave", enclave_args);
   if (!enclave_url) return shutdown(kExitUnavailable);
 
+  // The gateway lets the proxy's chat page (/chat) call it from the browser, so the proxy's port
+  // must be known before the gateway starts: port 0 is resolved to a free one here.
+  int proxy_port = flags.proxy_port;
+  if (proxy_port == 0) {
+    auto picked = bench::free_port();
+    if (!picked) {
+      std::cerr << "rvenc up: " << picked.error().message << "\n";
+      return shutdown(kExitUnavailable);
+    }
+    proxy_port = *picked;
+  }
+  const std::string proxy_origins =
+      "http://127.0.0.1:" + std::to_string(proxy_port) + ",http://localhost:" + std::to_string(proxy_port);
   const auto gateway_url = start("gateway", {"gateway", "--listen", listen_arg(flags.gateway_port), "--enclave",
                                              *enclave_url, "--db", db.string(), "--enclave-token-file", token.string(),
-                                             "--admin-token-file", admin_token_file.string()});
+                                             "--admin-token-file", admin_token_file.string(), "--cors-origin",
+                                             proxy_origins});
   if (!gateway_url) return shutdown(kExitUnavailable);
   const auto ready_deadline = std::chrono::steady_clock::now() + kPartStartTimeout;
   while (!gateway_ready(*gateway_url)) {
@@ -342,7 +357,7 @@ int run_up(const UpFlags& flags) {
       flags.upstreams.empty() ? std::string(enclave::kDefaultDemoModel) : flags.upstreams.front().substr(0, flags.upstreams.front().find('='));
 
   // The proxy keeps its data-encryption keys in DIR so a restarted stack reuses them.
-  const auto proxy_url = start("proxy", {"proxy", "--listen", listen_arg(flags.proxy_port), "--gateway", *gateway_url,
+  const auto proxy_url = start("proxy", {"proxy", "--listen", listen_arg(proxy_port), "--gateway", *gateway_url,
                                          "--platform-public-key", to_hex(platform_public), "--dek-store",
                                          (dir / "proxy-deks.json").string()});
   if (!proxy_url) return shutdown(kExitUnavailable);
@@ -362,6 +377,7 @@ int run_up(const UpFlags& flags) {
             << "  enclave   " << *enclave_url << " (simulated attestation, platform key " << to_hex(platform_public)
             << ")\n";
   std::cout << "  proxy     " << *proxy_url << "/v1 (OpenAI-compatible)\n"
+            << "  chat      " << *proxy_url << "/chat (in a browser; encrypts in the page)\n"
             << "  api key   " << api_key << " (test key \"" << kUpKeyName << "\")\n"
             << "  database  " << db.string() << "\n"
             << "  state     " << stack_file.string() << " (locked by " << (dir / client::kUpLockFileName).string()

@@ -132,6 +132,20 @@ http::awaitable<void> GatewayHandler::send(RequestContext& context, http::Respon
 }
 
 http::awaitable<void> GatewayHandler::handle(http::Request& request, http::ResponseWriter& writer) {
+  if (!options_.cors.enabled()) co_return co_await dispatch(request, writer);
+  if (is_cors_preflight(request)) {
+    http::Response preflight = cors_preflight(request, options_.cors);
+    co_await writer.send(std::move(preflight));
+    co_return;
+  }
+  const std::string_view origin = request[beast_http::field::origin];
+  if (origin.empty() || !options_.cors.allows(origin) || !is_cors_path(http::target_path(request)))
+    co_return co_await dispatch(request, writer);
+  CorsWriter cors(writer, std::string(origin));
+  co_await dispatch(request, cors);
+}
+
+http::awaitable<void> GatewayHandler::dispatch(http::Request& request, http::ResponseWriter& writer) {
   RequestContext context(request);
   context.client_address = writer.client_address();
   metrics_.add_bytes_in(request.body().size());

@@ -85,13 +85,20 @@ client::ClientOptions sdk_options(const ProxyOptions& options) {
 }
 
 ProxyService::ProxyService(const ProxyOptions& options, DekStore* store)
-    : options_(options), cache_(options.cache, sdk_options(options), store) {}
+    : options_(options),
+      cache_(options.cache, sdk_options(options), store),
+      chat_page_(ChatPageOptions{.dir = options.chat_dir,
+                                 .gateway_url = options.gateway_url,
+                                 .platform_public_key = options.platform_public_key,
+                                 .measurement = options.measurement,
+                                 .protocol_version = options.protocol_version}) {}
 
 http::Router ProxyService::router() {
   http::Router router;
   router.post("/v1/chat/completions", [this](http::Request& r, http::ResponseWriter& w) { return chat_completions(r, w); });
   router.get("/v1/models", [this](http::Request& r, http::ResponseWriter& w) { return models(r, w); });
   router.get("/healthz", [this](http::Request& r, http::ResponseWriter& w) { return healthz(r, w); });
+  chat_page_.add_routes(router);
   return router;
 }
 

@@ -22,6 +22,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "rvenc/crypto/secret.hpp"
+#include "rvenc/gateway/cors.hpp"
 #include "rvenc/gateway/enclave_pool.hpp"
 #include "rvenc/gateway/key_cache.hpp"
 #include "rvenc/gateway/metrics.hpp"
@@ -78,6 +79,9 @@ struct GatewayOptions {
   // How often the enclaves' health is checked (GET /healthz; attestation only for a new keyId).
   std::chrono::milliseconds health_interval = kAttestationRefresh;  // Limits shared with other gateways (RedisRateLimiter); null: this process's own buckets.
   std::shared_ptr<RateLimiter> rate_limiter;
+  // Browser origins allowed to call the chat, models and attestation routes (--cors-origin);
+  // empty: no CORS answers at all (cors.hpp).
+  CorsPolicy cors;
 };
 
 class GatewayHandler {
@@ -105,6 +109,8 @@ class GatewayHandler {
  private:
   GatewayHandler(GatewayOptions options, KeyStore lookups, std::unique_ptr<UsageRecorder> usage);
 
+  // Routes one request (handle() wraps the writer first for an allowed CORS origin).
+  http::awaitable<void> dispatch(http::Request& request, http::ResponseWriter& writer);
   // Admits the request, forwards it, and settles its token reservation with what it used.
   http::awaitable<void> serve_chat(RequestContext& context, http::ResponseWriter& writer);
   // Routes and forwards an admitted request; returns the tokens it is charged (0 when the enclave

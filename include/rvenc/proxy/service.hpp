@@ -9,7 +9,7 @@
 //   (*proxy)->start();  ...  (*proxy)->url();  ...  (*proxy)->stop(); (*proxy)->wait();
 //
 // Routes: POST /v1/chat/completions (streaming and not), GET /v1/models (the gateway's list),
-// GET /healthz. Design: ProxyService holds the handlers (testable with http::RecordingWriter);
+// GET /healthz, GET /chat (the browser chat page, chat_page.hpp). Design: ProxyService holds the handlers (testable with http::RecordingWriter);
 // ProxyServer binds them to an http::Server. The proxy serves on one io thread, so a key's cache
 // entry is only ever touched by one coroutine at a time between suspension points.
 #pragma once
@@ -31,6 +31,7 @@
 #include "rvenc/common/error.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/http/server.hpp"
+#include "rvenc/proxy/chat_page.hpp"
 #include "rvenc/proxy/client_cache.hpp"
 #include "rvenc/proxy/dek_store.hpp"
 #include "rvenc/proxy/openai.hpp"
@@ -56,6 +57,8 @@ struct ProxyOptions {
   std::chrono::milliseconds request_timeout = client::kDefaultRequestTimeout;
   std::chrono::seconds models_ttl = kDefaultModelsTtl;
   std::uint64_t body_limit = http::ServerOptions::kDefaultBodyLimit;
+  // The built browser chat page served at /chat (chat_page.hpp; --chat-dir).
+  std::filesystem::path chat_dir = default_chat_dir();
 };
 
 // True for "localhost" and loopback IP literals (127.0.0.0/8, ::1).
@@ -71,7 +74,7 @@ class ProxyService {
   http::awaitable<void> chat_completions(http::Request& request, http::ResponseWriter& writer);
   http::awaitable<void> models(http::Request& request, http::ResponseWriter& writer);
   http::awaitable<void> healthz(http::Request& request, http::ResponseWriter& writer);
-  // The three routes above.
+  // The three routes above, and the chat page's (/chat, chat_page.hpp).
   [[nodiscard]] http::Router router();
 
   [[nodiscard]] ClientCache& cache() noexcept { return cache_; }
@@ -85,6 +88,7 @@ class ProxyService {
 
   ProxyOptions options_;
   ClientCache cache_;
+  ChatPage chat_page_;
   std::optional<boost::json::object> models_;
   std::int64_t models_fetched_at_ = 0;
 };

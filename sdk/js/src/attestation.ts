@@ -1,0 +1,125 @@
+// The enclave's attestation document (PROTOCOL.md section 1) and its verification, with the C++
+// SDK's policy semantics (protocol::verify_attestation): keyId matches the public key, reportData
+// binds the key to the client's fresh challenge, notAfter is in the future, the measurement is the
+// expected one when required, and the provider is trusted: "simulated" only with the platform's
+// Ed25519 public key given explicitly (platformPublicKey, as --platform-public-key), hardware
+// providers (sev-snp, tdx) never yet: this SDK has no verifier for their evidence and refuses it
+// with attestation_failed rather than accept it unverified.
+import { concat, equal, ed25519Verify, fromHex, keyIdOf, sha512, sodium, utf8, KEY_ID_BYTES, XWING_PUBLIC_KEY_BYTES } from './crypto.js';
+import { AttestationError } from './errors.js';
+
+export const CHALLENGE_BYTES = 32;
+const REPORT_DATA_BYTES = 64;
+const ED25519_PUBLIC_KEY_BYTES = 32;
+const ED25519_SIGNATURE_BYTES = 64;
+const MAX_EVIDENCE_BASE64 = 64 * 1024;
+const MAX_MEASUREMENT_BYTES = 256;
+
+export interface AttestationPolicy {
+  /** Hardware providers accepted (default ["sev-snp", "tdx"]; none can be verified by this SDK yet). */
+  allowedProviders?: string[];
+  /** Require this measurement (hex). */
+  expectedMeasurement?: string;
+}
+
+export interface AttestationDocument {
+  keyId: string;
+  kem: 'X-Wing';
+  publicKey: Uint8Array;
+  notAfter: number;
+  provider: string;
+  reportData: Uint8Array;
+  evidence: Uint8Array;
+  measurement: string;
+}
+
+const fail = (message: string): never => {
+  throw new AttestationError('attestation_failed', message);
+};
+
+function hexField(obj: Record<string, unknown>, name: string, bytes?: number): Uint8Array {
+  const value = obj[name];
+  if (typeof value !== 'string') return fail(`the attestation document is malformed: field "${name}" is missing or not a string`);
+  const decoded = fromHex(value, bytes);
+  if (!decoded) return fail(`the attestation document is malformed: field "${name}" is not ${bytes ?? 'valid'}${bytes ? '-byte' : ''} hex`);
+  return decoded;
+}
+
+/** The JSON text of GET /rvenc/attestation → document; AttestationError when malformed. */
+export function parseAttestation(text: string): AttestationDocument {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return fail('the attestation document is malformed: not JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail('the attestation document is malformed: not a JSON object');
+  const obj = value as Record<string, unknown>;
+  const keyId = hexField(obj, 'keyId', KEY_ID_BYTES);
+  if (obj.kem !== 'X-Wing') fail('the attestation document is malformed: field "kem" must be "X-Wing"');
+  const publicKey = hexField(obj, 'publicKey', XWING_PUBLIC_KEY_BYTES);
+  const notAfter = obj.notAfter;
+  if (typeof notAfter !== 'number' || !Number.isSafeInteger(notAfter) || notAfter < 0) {
+    fail('the attestation document is malformed: field "notAfter" must be a non-negative integer');
+  }
+  if (typeof obj.provider !== 'string') fail('the attestation document is malformed: field "provider" is missing');
+  const reportData = hexField(obj, 'reportData', REPORT_DATA_BYTES);
+  if (typeof obj.evidence !== 'string' || obj.evidence.length > MAX_EVIDENCE_BASE64) {
+    fail('the attestation document is malformed: field "evidence" is missing or too large');
+  }
+  let evidence: Uint8Array = new Uint8Array(0);
+  try {
+    if ((obj.evidence as string).length > 0) {
+      evidence = sodium().from_base64(obj.evidence as string, sodium().base64_variants.ORIGINAL);
+    }
+  } catch {
+    fail('the attestation document is malformed: field "evidence" is not valid base64');
+  }
+  const measurement = hexField(obj, 'measurement');
+  if (measurement.length > MAX_MEASUREMENT_BYTES) fail('the attestation document is malformed: field "measurement" is too long');
+  return {
+    keyId: sodium().to_hex(keyId), kem: 'X-Wing', publicKey, notAfter: notAfter as number,
+    provider: obj.provider as string, reportData, evidence, measurement: sodium().to_hex(measurement),
+  };
+}
+
+/** SHA-512("rvenc-attest-v1" ‖ publicKey ‖ challenge) */
+export function reportDataFor(publicKey: Uint8Array, challenge: Uint8Array): Promise<Uint8Array> {
+  return sha512(concat(utf8('rvenc-attest-v1'), publicKey, challenge));
+}
+
+export interface VerifyOptions {
+  policy?: AttestationPolicy;
+  /** Hex Ed25519 public key of the simulated provider's platform; "simulated" is refused without it. */
+  platformPublicKey?: string;
+  /** Seconds since the epoch (tests); the system clock otherwise. */
+  now?: number;
+}
+
+/** Throws AttestationError unless `doc` verifies for `challenge` under the options. */
+export async function verifyAttestation(doc: AttestationDocument, challenge: Uint8Array, options: VerifyOptions = {}): Promise<void> {
+  const { policy = {}, platformPublicKey } = options;
+  if (sodium().to_hex(await keyIdOf(doc.publicKey)) !== doc.keyId) fail('attestation keyId does not match its public key');
+  if (!equal(await reportDataFor(doc.publicKey, challenge), doc.reportData)) {
+    fail('attestation reportData does not bind the public key to our challenge');
+  }
+  const now = options.now ?? Math.floor(Date.now() / 1000);
+  if (doc.notAfter <= now) fail('attestation has expired (notAfter is in the past)');
+  if (policy.expectedMeasurement !== undefined) {
+    const expected = fromHex(policy.expectedMeasurement);
+    if (!expected) fail('attestationPolicy.expectedMeasurement is not hex');
+    if (!equal(expected!, fromHex(doc.measurement)!)) fail('attestation measurement is not the expected one');
+  }
+  if (doc.provider === 'simulated') {
+    if (!platformPublicKey) fail('provider "simulated" is not trusted without a platform public key (platformPublicKey)');
+    const key = fromHex(platformPublicKey!, ED25519_PUBLIC_KEY_BYTES);
+    if (!key) fail('platformPublicKey must be 32 bytes of hex');
+    if (doc.evidence.length !== ED25519_SIGNATURE_BYTES) fail('simulated evidence must be a 64-byte Ed25519 signature');
+    const message = concat(doc.reportData, fromHex(doc.measurement)!);
+    if (!ed25519Verify(doc.evidence, message, key!)) fail('simulated evidence signature does not verify with the platform key');
+    return;
+  }
+  const allowed = policy.allowedProviders ?? ['sev-snp', 'tdx'];
+  if (!allowed.includes(doc.provider)) fail(`attestation provider "${doc.provider.slice(0, 40)}" is not allowed by the policy`);
+  fail(`no verifier for ${doc.provider.slice(0, 40)} evidence is built into this SDK: hardware attestation is refused, never accepted unverified`);
+}

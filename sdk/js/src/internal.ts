@@ -1,0 +1,37 @@
+// Test-only entry point (not in the package's exports map): the deterministic pieces the shared
+// vectors need (seeded X-Wing, fixed nonce/timestamp sealing, response decoding with given keys,
+// attestation checks with a given challenge and clock). Production code never imports it.
+import { hkdf, ready, seal, sodium, toHex, fromHex, pad, unpad, keyIdOf, xwingEncapsulate } from './crypto.js';
+import { parseAttestation, reportDataFor, verifyAttestation } from './attestation.js';
+import {
+  deriveRequestKey, deriveResponseSecret, deriveV2ResponseKeys, deriveV3ResponseKeys, eventNonce,
+  ResponseDecoder, ResponseOpener, sealRequest,
+} from './protocol.js';
+import { SseParser } from './sse.js';
+import { CompletionAssembler } from './assemble.js';
+import { errorFromHttp } from './errors.js';
+
+/** HKDF-Extract(salt, ikm) = HMAC-SHA256(salt, ikm), for checking the vectors' intermediate rprk. */
+export async function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Promise<Uint8Array> {
+  const key = await globalThis.crypto.subtle.importKey('raw', salt as BufferSource, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  return new Uint8Array(await globalThis.crypto.subtle.sign('HMAC', key, ikm as BufferSource));
+}
+
+export function xwingSeedKeypair(seed: Uint8Array) {
+  return sodium().crypto_kem_xwing_seed_keypair(seed);
+}
+
+export function xwingEncapsulateDeterministic(publicKey: Uint8Array, seed: Uint8Array) {
+  const { ciphertext, sharedSecret } = sodium().crypto_kem_xwing_enc_deterministic(publicKey, seed);
+  return { cipherText: ciphertext, sharedSecret };
+}
+
+export function xwingDecapsulate(cipherText: Uint8Array, secretKey: Uint8Array) {
+  return sodium().crypto_kem_xwing_dec(cipherText, secretKey);
+}
+
+export {
+  sodium, ready, hkdf, toHex, seal, xwingEncapsulate, fromHex, pad, unpad, keyIdOf, parseAttestation, reportDataFor, verifyAttestation,
+  deriveRequestKey, deriveResponseSecret, deriveV2ResponseKeys, deriveV3ResponseKeys, eventNonce,
+  ResponseDecoder, ResponseOpener, sealRequest, SseParser, CompletionAssembler, errorFromHttp,
+};

@@ -1,0 +1,78 @@
+// OpenAI chat-completion shapes the SDK takes and returns (the subset rvenc carries; unknown fields
+// pass through untouched inside the encrypted request and chunks).
+
+export interface ChatCompletionMessageParam {
+  role: 'system' | 'user' | 'assistant' | 'tool' | 'developer';
+  content: string | null | Array<Record<string, unknown>>;
+  name?: string;
+  tool_call_id?: string;
+  tool_calls?: ChatCompletionMessageToolCall[];
+  [key: string]: unknown;
+}
+
+export interface ChatCompletionCreateParams {
+  model: string;
+  messages: ChatCompletionMessageParam[];
+  stream?: boolean | null;
+  max_tokens?: number | null;
+  max_completion_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  stop?: string | string[] | null;
+  tools?: Array<Record<string, unknown>>;
+  tool_choice?: unknown;
+  [key: string]: unknown;
+}
+
+export interface ChatCompletionMessageToolCall {
+  index?: number;
+  id: string;
+  type: string;
+  function: { name: string; arguments: string };
+}
+
+export interface CompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  system_fingerprint?: string;
+  choices: Array<{
+    index: number;
+    message: {
+      role: string;
+      content: string | null;
+      reasoning_content?: string;
+      tool_calls?: ChatCompletionMessageToolCall[];
+    };
+    finish_reason: string | null;
+    logprobs: null;
+  }>;
+  usage: CompletionUsage | null;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  system_fingerprint?: string;
+  choices: Array<{
+    index: number;
+    delta: {
+      role?: string;
+      content?: string | null;
+      reasoning_content?: string | null;
+      tool_calls?: Array<Partial<ChatCompletionMessageToolCall> & { index: number }> | null;
+    };
+    logprobs?: unknown;
+    finish_reason: string | null;
+  }>;
+  usage?: CompletionUsage | null;
+}

@@ -1,0 +1,128 @@
+// Rules of the SDK that need no server: attestation verification (simulated provider, policy,
+// expiry, binding), the event-stream parser and decoder's limits and error paths, option
+// validation, the non-streaming assembly, HTTP error mapping.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as t from '../dist/internal.js';
+import createRvencClient, { RvencError } from '../dist/index.js';
+
+await t.ready();
+const s = t.sodium();
+const utf8 = (x) => new TextEncoder().encode(x);
+
+// A simulated attestation document as the enclave makes it (PROTOCOL.md section 1).
+async function simulatedDocument({ challenge, platformSeed = new Uint8Array(32).fill(7), notAfter = Math.floor(Date.now() / 1000) + 3600, provider = 'simulated' } = {}) {
+  const { publicKey } = t.xwingSeedKeypair(new Uint8Array(32).fill(1));
+  const platform = s.crypto_sign_seed_keypair(platformSeed);
+  const measurement = new Uint8Array(32).fill(9);
+  const reportData = await t.reportDataFor(publicKey, challenge);
+  const evidence = s.crypto_sign_detached(new Uint8Array([...reportData, ...measurement]), platform.privateKey);
+  const doc = {
+    keyId: t.toHex(await t.keyIdOf(publicKey)), kem: 'X-Wing', publicKey: t.toHex(publicKey), notAfter, provider,
+    reportData: t.toHex(reportData), evidence: s.to_base64(evidence, s.base64_variants.ORIGINAL), measurement: t.toHex(measurement),
+  };
+  return { doc, platformPublicKey: t.toHex(platform.publicKey) };
+}
+
+const verify = async (json, challenge, options) => t.verifyAttestation(t.parseAttestation(JSON.stringify(json)), challenge, options);
+const failsWith = (pattern) => (e) => e.name === 'AttestationError' && e.code === 'attestation_failed' && pattern.test(e.message);
+
+test('attestation: a simulated document verifies with its platform key only', async () => {
+  const challenge = s.randombytes_buf(32);
+  const { doc, platformPublicKey } = await simulatedDocument({ challenge });
+  await verify(doc, challenge, { platformPublicKey });
+  await assert.rejects(verify(doc, challenge, {}), failsWith(/not trusted without a platform public key/));
+  await assert.rejects(verify(doc, challenge, { platformPublicKey: 'cd'.repeat(32) }), failsWith(/does not verify/));
+  await verify(doc, challenge, { platformPublicKey, policy: { expectedMeasurement: '09'.repeat(32) } });
+  await assert.rejects(verify(doc, challenge, { platformPublicKey, policy: { expectedMeasurement: '08'.repeat(32) } }), failsWith(/measurement/));
+});
+
+test('attestation: another challenge, a changed key, an expired key, a changed signature are refused', async () => {
+  const challenge = s.randombytes_buf(32);
+  const { doc, platformPublicKey } = await simulatedDocument({ challenge });
+  await assert.rejects(verify(doc, s.randombytes_buf(32), { platformPublicKey }), failsWith(/reportData/));
+  await assert.rejects(verify({ ...doc, keyId: '00'.repeat(8) }, challenge, { platformPublicKey }), failsWith(/keyId/));
+  const expired = await simulatedDocument({ challenge, notAfter: Math.floor(Date.now() / 1000) - 1 });
+  await assert.rejects(verify(expired.doc, challenge, { platformPublicKey }), failsWith(/expired/));
+  const sig = s.from_base64(doc.evidence, s.base64_variants.ORIGINAL);
+  sig[0] ^= 1;
+  await assert.rejects(verify({ ...doc, evidence: s.to_base64(sig, s.base64_variants.ORIGINAL) }, challenge, { platformPublicKey }), failsWith(/does not verify/));
+});
+
+test('attestation: hardware evidence is refused (no verifier), never accepted unverified', async () => {
+  const challenge = s.randombytes_buf(32);
+  for (const provider of ['sev-snp', 'tdx']) {
+    const { doc, platformPublicKey } = await simulatedDocument({ challenge, provider });
+    await assert.rejects(verify(doc, challenge, { platformPublicKey }), failsWith(/no verifier for/));
+    await assert.rejects(verify(doc, challenge, { policy: { allowedProviders: ['tdx'] } }), failsWith(provider === 'tdx' ? /no verifier/ : /not allowed/));
+  }
+});
+
+test('attestation: malformed documents are attestation_failed naming the field', () => {
+  for (const [text, field] of [['[]', /object/], ['{', /not JSON/], ['{"keyId":"zz"}', /keyId/],
+    ['{"keyId":"0011223344556677","kem":"Kyber"}', /kem/]]) {
+    assert.throws(() => t.parseAttestation(text), failsWith(field));
+  }
+});
+
+test('sse: \\r\\n and \\r line ends, comments, multi-line data, unknown fields', () => {
+  const p = new t.SseParser(1024);
+  const out = [];
+  assert.ok(p.feed(': keep-alive\r\nevent: data\r\ndata: a\r\ndata: b\r\nid: 1\r\nretry: 5\r\n\r\nevent: x\rdata: c\r\r', out));
+  assert.deepEqual(out, [{ event: 'data', data: 'a\nb' }, { event: 'x', data: 'c' }]);
+});
+
+test('sse and decoder: an event larger than maxBufferSize is event_too_large', async () => {
+  const decoder = await t.ResponseDecoder.create(3, new Uint8Array(32), new Uint8Array(24), 64);
+  await assert.rejects(decoder.feed(utf8(`event: init\ndata: ${'a'.repeat(100)}\n\n`)), (e) => e.code === 'event_too_large' && /maxBufferSize/.test(e.message));
+});
+
+test('decoder: the gateway plain error event is upstream_error; an empty stream is truncated_stream', async () => {
+  const d = await t.ResponseDecoder.create(3, new Uint8Array(32), new Uint8Array(24), 1 << 20);
+  await assert.rejects(d.feed(utf8('event: error\ndata: {"error":{"type":"upstream_error","source":"gateway","message":"enclave went away"}}\n\n')),
+    (e) => e.name === 'StreamError' && e.code === 'upstream_error' && /enclave went away/.test(e.message));
+  const empty = await t.ResponseDecoder.create(3, new Uint8Array(32), new Uint8Array(24), 1 << 20);
+  await empty.feed(utf8(': ping\n\nevent: usage\ndata: {}\n\n'));
+  assert.throws(() => empty.finish(), (e) => e.code === 'truncated_stream');
+});
+
+test('options: invalid_request naming the bad option', () => {
+  const bad = [
+    [{}, /apiKey is required/], [{ apiKey: 'sk test' }, /whitespace/], [{ apiKey: 'k'.repeat(300) }, /too long/],
+    [{ apiKey: 'sk_test_x', baseUrl: 'ftp://x' }, /baseUrl/], [{ apiKey: 'sk_test_x', baseUrl: 'not a url' }, /baseUrl/],
+    [{ apiKey: 'sk_test_x', requestTimeoutMs: 0 }, /requestTimeoutMs/], [{ apiKey: 'sk_test_x', maxBufferSize: -1 }, /maxBufferSize/],
+    [{ apiKey: 'sk_test_x', protocolVersion: 4 }, /protocolVersion/], [{ apiKey: 'sk_test_x', platformPublicKey: 'abc' }, /platformPublicKey/],
+    [{ apiKey: 'sk_test_x', encryptionKeys: { sharedSecret: '00', cipherText: '', keyId: '' } }, /encryptionKeys/],
+  ];
+  for (const [options, message] of bad) {
+    assert.throws(() => createRvencClient(options), (e) => e instanceof RvencError && e.code === 'invalid_request' && message.test(e.message));
+  }
+});
+
+test('assembler: content and reasoning concatenated, tool_calls merged by index, last finish_reason and usage', () => {
+  const a = new t.CompletionAssembler();
+  const chunk = (delta, extra = {}) => ({ id: 'c1', object: 'chat.completion.chunk', created: 5, model: 'm', choices: [{ index: 0, delta, finish_reason: null, ...extra }] });
+  a.add(chunk({ role: 'assistant', reasoning_content: 'think ' }));
+  a.add(chunk({ reasoning_content: 'more' }));
+  a.add(chunk({ content: 'Hel' }));
+  a.add(chunk({ content: 'lo', tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'f', arguments: '{"a"' } }] }));
+  a.add(chunk({ tool_calls: [{ index: 0, function: { arguments: ':1}' } }] }, { finish_reason: 'tool_calls' }));
+  a.add({ ...chunk({}), choices: [], usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } });
+  const c = a.completion();
+  assert.equal(c.object, 'chat.completion');
+  assert.equal(c.choices[0].message.content, 'Hello');
+  assert.equal(c.choices[0].message.reasoning_content, 'think more');
+  assert.deepEqual(c.choices[0].message.tool_calls, [{ index: 0, id: 'call_1', type: 'function', function: { name: 'f', arguments: '{"a":1}' } }]);
+  assert.equal(c.choices[0].finish_reason, 'tool_calls');
+  assert.deepEqual(c.usage, { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 });
+});
+
+test('HTTP errors: the code of the body, else the status; the body is never echoed', () => {
+  const e = t.errorFromHttp(429, '{"error":{"message":"slow down","code":"rate_limit_exceeded"}}', { 'retry-after': '3' });
+  assert.equal(e.code, 'rate_limit_exceeded');
+  assert.equal(e.status, 429);
+  assert.equal(e.headers['retry-after'], '3');
+  const plain = t.errorFromHttp(503, '<html>secret-ish body</html>');
+  assert.equal(plain.code, 'overloaded');
+  assert.ok(!plain.message.includes('secret-ish'));
+});
