@@ -106,6 +106,7 @@ std::string openai_error_body(const Error& error, std::string_view source) {
   boost::json::object inner;
   inner["message"] = error.message.empty() ? std::string(code_name(error.code)) : error.message;
   inner["type"] = error_type(error.code);
+  inner["param"] = nullptr;  // the full OpenAI shape: clients read error.param
   inner["code"] = code_name(error.code);
   if (!source.empty()) inner["source"] = source;
   boost::json::object outer;

@@ -77,7 +77,7 @@ inline std::unexpected<Error> fail(Errc code, std::string message) {
 // The same by HTTP status, for errors that arrive as a status from elsewhere.
 [[nodiscard]] std::string_view error_type_for_status(int status) noexcept;
 
-// {"error":{"message":...,"type":...,"code":...}}; `source` adds "source" when not empty.
+// {"error":{"message":...,"type":...,"param":null,"code":...}}; `source` adds "source" when not empty.
 [[nodiscard]] std::string openai_error_body(const Error& error, std::string_view source = {});
 
 }  // namespace rvenc
