@@ -144,12 +144,10 @@ http::awaitable<void> GatewayHandler::handle(http::Request& request, http::Respo
   metrics_.add_bytes_in(request.body().size());
   std::optional<std::string> failure;
   try {
+    const std::string_view path = http::target_path(request);
     if (auto response = co_await run_steps(get_steps_, context)) {
       co_await send(context, writer, std::move(*response));
-      co_return;
-    }
-    const std::string_view path = http::target_path(request);
-    if (path == kChatPath) {
+    } else if (path == kChatPath) {
       co_await serve_chat(context, writer);
     } else if (path == kHealthPath || path == kHealthAliasPath) {
       co_await send(context, writer, health(context));

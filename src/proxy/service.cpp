@@ -111,6 +111,33 @@ http::Handler ProxyService::handler() {
   };
 }
 
+std::expected<std::shared_ptr<CachedClient>, ApiError> ProxyService::client_for(const http::Request& request) {
+  const auto key = bearer_token(request[bhttp::field::authorization]);
+  if (!key) return std::unexpected(missing_key_error());
+  auto entry = cache_.get(*key, unix_now());
+  if (!entry) return std::unexpected(api_error(entry.error()));
+  return *entry;
+}
+
+http::awaitable<Result<json::object>> ProxyService::fetch_models(CachedClient& entry) {
+  auto list = co_await entry.client.async_models();
+  if (list) {
+    models_ = *list;
+    models_fetched_at_ = unix_now();
+  }
+  co_return list;
+}
+
+http::awaitable<std::optional<ApiError>> ProxyService::check_model(CachedClient& entry, const std::string& model) {
+  const std::int64_t age = unix_now() - models_fetched_at_;
+  if (!models_ || age >= options_.models_ttl.count() ||
+      (!lists_model(*models_, model) && age >= kModelsMissRefetchSeconds)) {
+    if (auto list = co_await fetch_models(entry); !list) co_return api_error(list.error());
+  }
+  if (lists_model(*models_, model)) co_return std::nullopt;
+  co_return model_not_found(model);
+}
+
 http::awaitable<void> ProxyService::healthz(http::Request& request, http::ResponseWriter& writer) {
   co_await writer.send(json_reply(request, 200, R"({"status":"ok"})"));
 }

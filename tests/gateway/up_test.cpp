@@ -328,7 +328,9 @@ TEST(UpLifecycle, KillNineOfUpStopsEveryPart) {
   ASSERT_EQ(stack.parts.size(), 3u) << up.output();
   EXPECT_EQ(up.stop(SIGKILL, 30s), 128 + SIGKILL);
   EXPECT_TRUE(stack_gone(stack, kGoneBound));
-  // The next `up` on the same ports' directory starts (nothing holds them).
+  // The next `up` on the same directory starts (nothing holds its lock or the parts' ports); the
+  // killed one's stack.json goes first, so the test waits for the new one.
+  std::filesystem::remove(data + "/stack.json");
   test::ChildProcess again(up_argv(data));
   const auto next = start_stack(again, data);
   EXPECT_EQ(next.parts.size(), 3u) << again.output();
