@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +14,8 @@
 #include <regex>
 #include <sstream>
 #include <thread>
+
+#include "rvenc/common/process.hpp"
 
 namespace rvenc::bench {
 namespace {
@@ -51,24 +52,8 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::filesystem::path 
     : program_(argv.empty() ? std::string() : std::filesystem::path(argv.front()).filename().string()),
       log_file_(std::move(log_file)) {
   const int log_fd = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  std::vector<char*> cargv;
-  for (auto& arg : argv) cargv.push_back(arg.data());
-  cargv.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  pid_ = ::fork();
-  if (pid_ == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    // The parent may have died between fork() and prctl().
-    if (::getppid() != parent) ::_exit(127);
-    if (log_fd >= 0) {
-      ::dup2(log_fd, STDOUT_FILENO);
-      ::dup2(log_fd, STDERR_FILENO);
-    }
-    const int null_fd = ::open("/dev/null", O_RDONLY);
-    if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO);
-    ::execv(cargv[0], cargv.data());
-    ::_exit(127);
-  }
+  auto pid = spawn_child({.argv = std::move(argv), .output_fd = log_fd, .own_process_group = false});
+  pid_ = pid ? *pid : -1;
   if (log_fd >= 0) ::close(log_fd);
 }
 

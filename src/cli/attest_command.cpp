@@ -23,7 +23,7 @@ std::string utc_time(std::int64_t seconds) {
 }
 
 int attest(const client::ClientSettings& settings, bool as_json) {
-  auto options = client::resolve_settings(settings);
+  auto options = resolve_client_settings(settings, "attest");
   if (!options) return report_error("attest", options.error());
   auto document = client::attest(*options);
   if (!document) return report_error("attest", document.error());

@@ -109,7 +109,8 @@ void setup(CLI::App& app, std::function<int()>& run) {
   auto* cmd = app.add_subcommand(
       "bench", "Measure rvenc on this machine: direct vs gateway vs nginx in its place (TTFT, throughput, CPU, memory)");
   flag(*cmd, "--quick", flags->quick, "A short run (under a minute): concurrency 1, 16, 256");
-  option(*cmd, "--json", flags->json, "Write the report as JSON to FILE");
+  // RVENC_JSON is a boolean for chat and attest; bench's is a file path, so it has a name of its own.
+  option(*cmd, "--json", flags->json, "Write the report as JSON to FILE")->envname("RVENC_BENCH_JSON");
   option(*cmd, "--plot", flags->plot, "Draw TTFT distributions and throughput into FILE.png (gnuplot)");
   option(*cmd, "--rvenc", flags->rvenc, "rvenc binary for the enclave, gateway and keys (default: this one)");
   option(*cmd, "--nginx", flags->nginx, "nginx binary of the baseline proxy")->capture_default_str();
@@ -119,9 +120,9 @@ void setup(CLI::App& app, std::function<int()>& run) {
       ->check(CLI::IsMember({"direct", "rvenc", "nginx"}));
   option(*cmd, "--concurrency", flags->concurrencies, "Only these concurrencies, e.g. 16,256")
       ->delimiter(',')
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   option(*cmd, "--chunks", flags->chunks, "Chunks per request of the load phases (default 32); 1 weighs per-request costs")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   flag(*cmd, "--keep-temp", flags->keep_temp, "Keep the temporary directory (configs, logs) and print its path");
   flag(*cmd, "--enclave-http1", flags->enclave_http1,
        "Gateway to enclave over HTTP/1.1, a connection per stream, as nginx (default: rvenc-mux connections)");

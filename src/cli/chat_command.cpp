@@ -3,8 +3,10 @@
 // terminal, Ctrl-C cancels the current answer (a second Ctrl-C, or Ctrl-D at the prompt, exits).
 // What the model and the gateway say reaches a terminal without its control sequences (a reply
 // could otherwise set the window title or write the clipboard with OSC 52) unless --raw.
+#include <editline/readline.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -32,7 +34,6 @@ namespace json = boost::json;
 
 constexpr std::string_view kDim = "\x1b[2m";
 constexpr std::string_view kReset = "\x1b[0m";
-constexpr int kExitInterrupted = 130;  // the shell's convention for SIGINT
 
 struct ChatFlags {
   client::ClientSettings settings;
@@ -56,6 +57,7 @@ class Printer {
   void begin() {
     for (auto* filter : {&content_filter_, &reasoning_filter_}) filter->reset();
     answer_.clear();
+    cut_ = false;
     in_reasoning_ = false;
     printed_ = false;
   }
@@ -72,6 +74,10 @@ class Printer {
     };
     const std::string_view content = text_of("content");
     answer_ += content;
+    if (choices && choices->is_array() && !choices->as_array().empty() && choices->as_array()[0].is_object())
+      if (const auto* reason = choices->as_array()[0].as_object().if_contains("finish_reason");
+          reason && reason->is_string() && reason->as_string() == "length")
+        cut_ = true;
     if (raw_json_) {
       std::cout << shown(content_filter_, chunk.json()) << '\n' << std::flush;
       return;
@@ -100,6 +106,8 @@ class Printer {
   }
 
   [[nodiscard]] const std::string& answer() const { return answer_; }
+  // The answer ended at the token limit (finish_reason "length").
+  [[nodiscard]] bool cut() const { return cut_; }
 
  private:
   // `text` as it may be written: filtered on a terminal (a sequence may span chunks, so one
@@ -115,6 +123,7 @@ class Printer {
   client::TerminalTextFilter reasoning_filter_;
   bool in_reasoning_ = false;
   bool printed_ = false;
+  bool cut_ = false;
   std::string answer_;
 };
 
@@ -158,6 +167,15 @@ TurnResult stream_answer(asio::io_context& io, const client::Client& client, jso
   return turn;
 }
 
+// Says on stderr (never mixed into a piped answer) that the answer stopped at the token limit.
+void report_cut(const Printer& printer, std::int64_t max_tokens) {
+  if (!printer.cut()) return;
+  if (max_tokens > 0)
+    std::cerr << "[the answer was cut at --max-tokens " << max_tokens << " (reasoning counts too); raise it for more]\n";
+  else
+    std::cerr << "[the answer was cut at the model's token limit; pass --max-tokens N for more]\n";
+}
+
 json::object make_request(const ChatFlags& flags, const std::string& model, const json::array& messages) {
   json::object request{{"model", model}, {"messages", messages}, {"stream", true}};
   if (flags.max_tokens > 0) request["max_tokens"] = flags.max_tokens;
@@ -174,9 +192,49 @@ Result<std::string> first_model(const client::Client& client) {
   return fail(Errc::not_found, "the gateway lists no model; pass -m MODEL");
 }
 
+// One line typed at the prompt, with line editing and this session's history (libedit). The
+// history stays in memory: prompts are what this tool keeps end-to-end encrypted, so none is
+// written to disk. nullopt at Ctrl-D.
+std::optional<std::string> read_prompt_line() {
+  char* raw = readline("> ");
+  if (raw == nullptr) return std::nullopt;
+  std::string line(raw);
+  std::free(raw);
+  if (line.find_first_not_of(" \t\r") != std::string::npos) add_history(line.c_str());
+  return line;
+}
+
+enum class SessionCommand { none, exit, handled };
+
+// "/exit" (or "/quit"), "/reset", "/model NAME": done here and never sent to the model. Any other
+// line starting with "/" and a letter is refused with the list, so a mistyped command is not sent
+// either; "//text" sends "/text".
+SessionCommand session_command(std::string line, const ChatFlags& flags, json::array& messages, std::string& model) {
+  while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+  if (line.size() < 2 || line[0] != '/' || !std::isalpha(static_cast<unsigned char>(line[1]))) return SessionCommand::none;
+  const auto space = line.find(' ');
+  const std::string name = line.substr(0, space);
+  const std::string arg = space == std::string::npos ? "" : line.substr(line.find_first_not_of(' ', space));
+  if (name == "/exit" || name == "/quit") return SessionCommand::exit;
+  if (name == "/reset") {
+    messages.clear();
+    if (!flags.system.empty()) messages.push_back(json::object{{"role", "system"}, {"content", flags.system}});
+    std::cerr << "[conversation cleared]\n";
+  } else if (name == "/model" && !arg.empty()) {
+    model = arg;
+    std::cerr << "[model " << terminal_safe(STDERR_FILENO, model) << "]\n";
+  } else if (name == "/model") {
+    std::cerr << "[model " << terminal_safe(STDERR_FILENO, model) << "; /model NAME switches]\n";
+  } else {
+    std::cerr << "[unknown command " << terminal_safe(STDERR_FILENO, name)
+              << ": /exit, /reset, /model NAME; start a message with // to send a leading /]\n";
+  }
+  return SessionCommand::handled;
+}
+
 int run_chat(const ChatFlags& flags) {
   const auto report = [&flags](const Error& error) { return report_error("chat", error, flags.raw); };
-  auto options = client::resolve_settings(flags.settings);
+  auto options = resolve_client_settings(flags.settings, "chat");
   if (!options) return report(options.error());
   if (flags.total_timeout_ms > 0) options->total_timeout = std::chrono::milliseconds(flags.total_timeout_ms);
   if (options->api_key.empty()) {
@@ -209,23 +267,29 @@ int run_chat(const ChatFlags& flags) {
     }
     messages.push_back(json::object{{"role", "user"}, {"content", prompt}});
     const TurnResult turn = stream_answer(io, *client, make_request(flags, model, messages), printer);
+    report_cut(printer, flags.max_tokens);
     if (turn.interrupted) return kExitInterrupted;
     return turn.status ? kExitOk : report(turn.status.error());
   }
 
   // The model's name comes from the gateway's list.
   std::cerr << "rvenc chat: " << terminal_safe(STDERR_FILENO, model, flags.raw) << " via " << options->base_url
-            << ", end-to-end encrypted. Ctrl-C cancels an answer, Ctrl-D exits.\n";
+            << ", end-to-end encrypted. Ctrl-C cancels an answer, Ctrl-D or /exit exits; /reset starts over, "
+               "/model NAME switches.\n";
   for (;;) {
-    std::cout << "> " << std::flush;
-    std::string line;
-    if (!std::getline(std::cin, line)) {
+    const auto line = read_prompt_line();
+    if (!line) {
       std::cout << '\n';
       return kExitOk;
     }
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    messages.push_back(json::object{{"role", "user"}, {"content", line}});
+    if (line->find_first_not_of(" \t\r") == std::string::npos) continue;
+    const auto command = session_command(*line, flags, messages, model);
+    if (command == SessionCommand::exit) return kExitOk;
+    if (command == SessionCommand::handled) continue;
+    const std::string_view text = line->starts_with("//") ? std::string_view(*line).substr(1) : std::string_view(*line);
+    messages.push_back(json::object{{"role", "user"}, {"content", text}});
     const TurnResult turn = stream_answer(io, *client, make_request(flags, model, messages), printer);
+    report_cut(printer, flags.max_tokens);
     if (turn.status) {
       messages.push_back(json::object{{"role", "assistant"}, {"content", printer.answer()}});
       continue;
@@ -245,14 +309,14 @@ void setup(CLI::App& app, std::function<int()>& run) {
   add_client_flags(*cmd, flags->settings, true);
   option(*cmd, "-m,--model", flags->model, "Model (default: the first one the gateway lists)");
   option(*cmd, "--system", flags->system, "System prompt");
-  option(*cmd, "--max-tokens", flags->max_tokens, "Most tokens to generate")->check(CLI::PositiveNumber);
+  option(*cmd, "--max-tokens", flags->max_tokens, "Most tokens to generate")->check(at_least(1));
   flag(*cmd, "--json", flags->json, "Print each decrypted chunk as one JSON line");
   flag(*cmd, "--raw", flags->raw,
        "Write model output and server messages to a terminal as received, control sequences included "
        "(default: removed)");
   option(*cmd, "--total-timeout-ms", flags->total_timeout_ms,
          "Longest time one request may take as a whole, attestation to the answer's end (default: none)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->add_option("prompt", flags->prompt, "The prompt (default: stdin, or an interactive session on a terminal)");
   cmd->callback([flags, &run] { run = [flags] { return run_chat(*flags); }; });
 }

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <iostream>
 
 #include "command.hpp"
@@ -12,19 +13,46 @@
 
 namespace rvenc::cli {
 
-inline void add_client_flags(CLI::App& app, client::ClientSettings& settings, bool with_api_key) {
-  // CLI.md names the gateway's variable RVENC_GATEWAY_URL.
-  option(app, "--gateway", settings.gateway, "Gateway URL (default http://127.0.0.1:8400, or DIR/stack.json)")
+// The gateway flag of every client command and the proxy: CLI.md names its variable RVENC_GATEWAY_URL.
+inline CLI::Option* add_gateway_flag(CLI::App& app, std::string& gateway) {
+  return option(app, "--gateway", gateway,
+                "Gateway URL (default: DIR/stack.json's, else http://127.0.0.1:8400); RVENC_GATEWAY is a "
+                "deprecated alias")
       ->envname("RVENC_GATEWAY_URL");
+}
+
+inline void add_client_flags(CLI::App& app, client::ClientSettings& settings, bool with_api_key) {
+  add_gateway_flag(app, settings.gateway);
   if (with_api_key) option(app, "--api-key", settings.api_key, "API key (sk_live_... or sk_test_...)");
   option(app, "--platform-public-key", settings.platform_public_key,
          "Trust the \"simulated\" attestation provider signed by this Ed25519 key (hex)");
   option(app, "--measurement", settings.measurement, "Require this enclave measurement (hex)");
   option(app, "--data", settings.data_dir,
-         "Read gateway, API key and platform key from DIR/stack.json (default ./.rvenc); "
-         "exit 3 when that stack is not running");
+         "Take each setting not given by flag or variable from DIR/stack.json (default ./.rvenc); its API "
+         "and platform key only with its gateway; exit 3 when that stack is not running");
   option(app, "--protocol", settings.protocol, "Wire protocol version: 3 (default), 2 (upgrade period) or 1 (compat, unsafe)")
       ->check(CLI::IsMember({1, 2, 3}));
+}
+
+// Notes where CLI11 took --gateway and --data from (it merges a flag and its variable), and reads
+// RVENC_GATEWAY, the old name of RVENC_GATEWAY_URL, with a warning.
+inline void note_setting_origins(client::ClientSettings& settings, std::string_view command) {
+  const char* gateway_env = std::getenv("RVENC_GATEWAY_URL");
+  const char* old_gateway_env = std::getenv("RVENC_GATEWAY");
+  if (settings.gateway.empty() && old_gateway_env != nullptr && *old_gateway_env != '\0') {
+    std::cerr << "rvenc " << command << ": RVENC_GATEWAY is deprecated; set RVENC_GATEWAY_URL instead\n";
+    settings.gateway = old_gateway_env;
+    gateway_env = old_gateway_env;
+  }
+  settings.gateway_from_env = gateway_env != nullptr && !settings.gateway.empty() && settings.gateway == gateway_env;
+  const char* data_env = std::getenv("RVENC_DATA");
+  settings.data_dir_from_flag = !settings.data_dir.empty() && (data_env == nullptr || settings.data_dir != data_env);
+}
+
+// resolve_settings after note_setting_origins.
+inline Result<client::ClientOptions> resolve_client_settings(client::ClientSettings settings, std::string_view command) {
+  note_setting_origins(settings, command);
+  return client::resolve_settings(settings);
 }
 
 // kExitUntrusted for attestation, kExitUnavailable when the gateway cannot be reached,

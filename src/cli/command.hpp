@@ -16,6 +16,7 @@ inline constexpr int kExitFailure = 1;       // the operation failed (server err
 inline constexpr int kExitUsage = 2;         // bad flags or arguments
 inline constexpr int kExitUnavailable = 3;   // could not reach a server / bind a port
 inline constexpr int kExitUntrusted = 4;     // attestation did not verify
+inline constexpr int kExitInterrupted = 130; // stopped by Ctrl-C (the shell's convention for SIGINT)
 
 struct Command {
   std::string name;
@@ -39,5 +40,14 @@ CLI::Option* option(CLI::App& app, const std::string& flag, T& value, const std:
 
 // Same for a boolean flag.
 CLI::Option* flag(CLI::App& app, const std::string& flag, bool& value, const std::string& help);
+
+// A numeric flag's range check whose error reads "--max-tokens: must be ≥ 1" (CLI11's own Range
+// prints "Value 0 not in range 0.000000 to 1797…" with 300 digits). `max` 0 means no upper bound.
+CLI::Validator at_least(long long min, long long max = 0);
+
+// For a command line CLI11 refused: "unknown command rvenc chatt; did you mean rvenc chat?" or
+// "unknown flag --gatway-port for rvenc up; did you mean --gateway-port?" (the closest name by edit
+// distance, when it is close enough to be a typo); "" when there is nothing to suggest.
+std::string parse_error_hint(CLI::App& app, int argc, char** argv);
 
 }  // namespace rvenc::cli

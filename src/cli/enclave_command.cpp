@@ -134,10 +134,10 @@ void setup(CLI::App& app, std::function<int()>& run) {
   flag(*cmd, "--allow-v1", flags->allow_v1, "Accept protocol version 1 (compat; replies can be forged on the path)");
   flag(*cmd, "--allow-v2", flags->allow_v2,
        "Accept protocol version 2 (upgrade period; with an existing key file, refused for 300 s after start)");
-  option(*cmd, "--threads", flags->threads, "I/O threads")->capture_default_str()->check(CLI::Range(1u, 256u));
+  option(*cmd, "--threads", flags->threads, "I/O threads")->capture_default_str()->check(at_least(1, 256));
   option(*cmd, "--max-body", flags->max_body, "Largest request body in bytes (413 request_too_large beyond)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   option(*cmd, "--upstream-timeout-ms", flags->upstream_timeout_ms,
          "Connect timeout and longest silence of an upstream model server")
       ->capture_default_str();
@@ -146,11 +146,11 @@ void setup(CLI::App& app, std::function<int()>& run) {
       ->capture_default_str();
   option(*cmd, "--max-connections", flags->max_connections, "Most connections served at once (beyond: 503 overloaded)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   option(*cmd, "--replay-cache-entries", flags->replay_cache_entries,
          "Requests remembered for replay protection over 10 minutes (beyond: 503 overloaded)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   option(*cmd, "--replay-tenant-share", flags->replay_tenant_share,
          "Of those, how many one tenant (API key) may hold (beyond: 429 replay_quota_exceeded for it alone); "
          "0: an eighth of --replay-cache-entries, at least min(64, half of it)")
@@ -158,7 +158,7 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--max-attestation-queue", flags->max_attestation_queue,
          "Attestation requests waiting for evidence at once (beyond: 503 overloaded)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   option(*cmd, "--first-byte-timeout-ms", flags->first_byte_timeout_ms,
          "How long a new connection may take to send its first byte (then it is closed)")
       ->capture_default_str();

@@ -42,6 +42,7 @@ struct GatewayFlags {
   std::string admin_token_file;
   bool enclave_http1 = false;
   std::vector<std::string> cors_origins;
+  bool quiet = false;
 };
 
 // The token in `path` (surrounding whitespace trimmed); `flag` names it in errors.
@@ -137,6 +138,7 @@ int run_gateway(const GatewayFlags& flags) {
   options.upstream_idle_timeout = std::chrono::milliseconds(flags.upstream_timeout_ms);
   options.max_connections = flags.max_connections;
   options.enclave_mux = !flags.enclave_http1;
+  options.access_log = !flags.quiet;
   if (auto ok = apply_client_limits(flags, options); !ok) {
     std::cerr << "rvenc gateway: " << ok.error().message << "\n";
     return kExitUsage;
@@ -232,7 +234,7 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--max-connections", flags->max_connections,
          "Most client connections served at once (beyond: 503 overloaded); each stream also holds one to an enclave")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   option(*cmd, "--first-byte-timeout-ms", flags->first_byte_timeout_ms,
          "How long a new client connection may take to send its first byte (then it is closed)")
       ->capture_default_str();
@@ -259,6 +261,9 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--cors-origin", flags->cors_origins,
          "Browser origin (scheme://host[:port]) allowed to call the chat, models and attestation routes, e.g. the "
          "chat page of rvenc proxy http://127.0.0.1:3000; repeatable or a comma list (default: none)");
+  flag(*cmd, "--quiet", flags->quiet,
+       "No access log (by default one line per request: method, path, status, duration, key masked to its last "
+       "4 characters; never content)");
   flag(*cmd, "--enclave-http1", flags->enclave_http1,
        "One HTTP/1.1 connection per stream to the enclaves, instead of streams sharing rvenc-mux connections");
   cmd->callback([&run, flags, per_ip] {

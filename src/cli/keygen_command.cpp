@@ -15,7 +15,7 @@ void setup(CLI::App& app, std::function<int()>& run) {
   add_client_flags(*cmd, *settings, false);
   cmd->callback([settings, &run] {
     run = [settings] {
-      auto options = client::resolve_settings(*settings);
+      auto options = resolve_client_settings(*settings, "keygen");
       if (!options) return report_error("keygen", options.error());
       auto keys = client::generate_encryption_keys(*options);
       if (!keys) return report_error("keygen", keys.error());

@@ -213,9 +213,9 @@ void setup(CLI::App& app, std::function<int()>& run) {
   add_database_flags(*create, *o);
   option(*create, "--name", o->name, "A name for the key")->required();
   flag(*create, "--test", o->test, "Create a test key (sk_test_...) instead of a live one");
-  option(*create, "--rpm", o->rpm, "Requests per minute (0 = unlimited)")->check(CLI::NonNegativeNumber);
-  option(*create, "--tpm", o->tpm, "Tokens per minute (0 = unlimited)")->check(CLI::NonNegativeNumber);
-  option(*create, "--max-streams", o->max_streams, "Concurrent streams (0 = unlimited)")->check(CLI::NonNegativeNumber);
+  option(*create, "--rpm", o->rpm, "Requests per minute (0 = unlimited)")->check(at_least(0));
+  option(*create, "--tpm", o->tpm, "Tokens per minute (0 = unlimited)")->check(at_least(0));
+  option(*create, "--max-streams", o->max_streams, "Concurrent streams (0 = unlimited)")->check(at_least(0));
   create->callback([&run, o] { run = [o] { return run_create(*o); }; });
 
   auto* list = keys->add_subcommand("list", "List API keys (masked to their last 4 characters)");

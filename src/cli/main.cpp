@@ -5,6 +5,7 @@
 #include <cctype>
 #include <iostream>
 #include <memory>
+#include <sstream>
 
 #include "command.hpp"
 
@@ -34,12 +35,32 @@ CLI::Option* flag(CLI::App& app, const std::string& flag_name, bool& value, cons
   return app.add_flag(flag_name, value, help)->envname(env);
 }
 
+CLI::Validator at_least(long long min, long long max) {
+  const std::string range = max == 0 ? "≥ " + std::to_string(min)
+                                     : "from " + std::to_string(min) + " to " + std::to_string(max);
+  return CLI::Validator(
+      [min, max, range](std::string& text) -> std::string {
+        long double value = 0;
+        std::istringstream in(text);
+        if (!(in >> value) || !in.eof()) return "must be a number " + range;
+        if (value < static_cast<long double>(min) || (max != 0 && value > static_cast<long double>(max)))
+          return "must be " + range + " (got " + text + ")";
+        return {};
+      },
+      range);
+}
+
 }  // namespace rvenc::cli
 
 int main(int argc, char** argv) {
   using namespace rvenc::cli;
   CLI::App app{"rvenc: end-to-end encrypted LLM chat completions (enclave, gateway, proxy, client)", "rvenc"};
   app.require_subcommand(1);
+  app.footer(
+      "Exit codes: 0 done (servers and up: also after a clean stop on SIGINT/SIGTERM/SIGHUP), 1 failed "
+      "(the server refused, a check failed), 2 usage (bad flags or arguments), 3 unreachable (no gateway, "
+      "stack not running, cannot bind a port), 4 attestation failed (attest verify keeps 1 with the failing "
+      "check), 130 interrupted (Ctrl-C; up: a second signal).");
   app.set_version_flag("--version", std::string("rvenc ") + RVENC_VERSION);
 
   auto commands = registry();
@@ -50,6 +71,12 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() != 0) {
+      if (const std::string hint = parse_error_hint(app, argc, argv); !hint.empty()) {
+        std::cerr << "rvenc: " << hint << "\nRun with --help for more information.\n";
+        return kExitUsage;
+      }
+    }
     const int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }

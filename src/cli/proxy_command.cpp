@@ -6,7 +6,7 @@
 #include <sstream>
 #include <string>
 
-#include "command.hpp"
+#include "client_flags.hpp"
 #include "rvenc/http/url.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/proxy/service.hpp"
@@ -16,8 +16,9 @@ namespace {
 
 struct ProxyFlags {
   std::string listen = "127.0.0.1:3000";
-  std::string gateway = std::string(client::kDefaultBaseUrl);
+  std::string gateway;  // empty: the stack file's, else client::kDefaultBaseUrl
   std::string platform_public_key;
+  std::string data_dir;
   std::string measurement;
   int protocol = 3;
   std::string dek_store;
@@ -40,9 +41,20 @@ int run(const ProxyFlags& flags) {
   options.host = listen->first;
   options.port = listen->second;
   options.allow_remote = flags.allow_remote;
-  options.gateway_url = flags.gateway;
-  if (!flags.platform_public_key.empty()) {
-    auto key = from_hex_exact<crypto::kEd25519PublicKeyBytes>(flags.platform_public_key, "--platform-public-key");
+  // The gateway and platform key resolve like a client's (flag > variable > stack file > default).
+  client::ClientSettings settings{.gateway = flags.gateway,
+                                  .platform_public_key = flags.platform_public_key,
+                                  .data_dir = flags.data_dir};
+  note_setting_origins(settings, "proxy");
+  auto resolved = client::apply_stack_file(settings);
+  if (!resolved) {
+    std::cerr << "rvenc proxy: " << resolved.error().message << "\n";
+    return resolved.error().code == Errc::transport_error ? kExitUnavailable : kExitUsage;
+  }
+  options.gateway_url = resolved->gateway.empty() ? std::string(client::kDefaultBaseUrl) : resolved->gateway;
+  if (auto ok = client::validate_gateway_url(options.gateway_url); !ok) return usage_error(ok.error().message);
+  if (!resolved->platform_public_key.empty()) {
+    auto key = from_hex_exact<crypto::kEd25519PublicKeyBytes>(resolved->platform_public_key, "--platform-public-key");
     if (!key) return usage_error(key.error().message);
     options.platform_public_key = *key;
   }
@@ -82,7 +94,9 @@ void setup(CLI::App& app, std::function<int()>& run_command) {
   auto flags = std::make_shared<ProxyFlags>();
   auto* cmd = app.add_subcommand("proxy", "Local OpenAI-compatible proxy: encrypts for the enclave, decrypts the replies");
   option(*cmd, "--listen", flags->listen, "HOST:PORT to serve on (port 0 picks one)")->capture_default_str();
-  option(*cmd, "--gateway", flags->gateway, "rvenc gateway base URL")->capture_default_str();
+  add_gateway_flag(*cmd, flags->gateway);
+  option(*cmd, "--data", flags->data_dir,
+         "Take the gateway and platform key not given otherwise from DIR/stack.json (default ./.rvenc)");
   option(*cmd, "--platform-public-key", flags->platform_public_key,
          "trust a simulated enclave signed by this Ed25519 platform key (hex)");
   option(*cmd, "--measurement", flags->measurement, "require this enclave measurement (hex)");
@@ -96,10 +110,10 @@ void setup(CLI::App& app, std::function<int()>& run_command) {
   option(*cmd, "--dek-max-requests", flags->dek_max_requests, "rotate a key's encryption keys after N requests (0: never)")
       ->capture_default_str();
   option(*cmd, "--dek-max-age", flags->dek_max_age, "rotate encryption keys after S seconds (0: never)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   option(*cmd, "--max-clients", flags->max_clients, "API keys kept in the client cache")
-      ->check(CLI::PositiveNumber)
+      ->check(at_least(1))
       ->capture_default_str();
   option(*cmd, "--chat-dir", flags->chat_dir,
          "directory of the built browser chat page served at /chat (npm run build in sdk/js); default: " +

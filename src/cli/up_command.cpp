@@ -1,8 +1,11 @@
 // rvenc up: the whole stack on one machine (enclave, gateway, proxy on 127.0.0.1), state in DIR.
 //
 // Each part runs as a child process of this same binary (/proc/self/exe) in its own process
-// group, so Ctrl-C reaches only `up`, which then stops the parts in reverse order. A part that
-// exits on its own takes the stack down with a failure exit code.
+// group (common/process.hpp), so Ctrl-C or a closed terminal reaches only `up`, and with a
+// parent-death signal, so even `kill -9` of `up` stops them. On SIGHUP, SIGINT, SIGTERM or SIGQUIT
+// `up` stops the proxy and the gateway (which finish their open streams, `up` says how many), then
+// the enclave; a second signal stops everything at once (exit 130). A part that exits on its own
+// takes the stack down with a failure exit code.
 //
 // One stack per DIR: `up` holds DIR/up.lock (flock, exclusive) for its whole life and writes its
 // PID into it; a second `up` on DIR is refused (exit 3) naming that PID and the running URLs.
@@ -17,6 +20,7 @@
 
 #include <array>
 #include <cctype>
+#include <cstdlib>
 #include <cstring>
 #include <condition_variable>
 #include <filesystem>
@@ -33,9 +37,11 @@
 #include "command.hpp"
 #include "rvenc/bench/process.hpp"
 #include "rvenc/common/hex.hpp"
+#include "rvenc/common/process.hpp"
 #include "rvenc/client/settings.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/enclave/engine.hpp"
+#include "rvenc/gateway/gateway.hpp"
 #include "rvenc/gateway/key_store.hpp"
 #include "rvenc/http/client.hpp"
 
@@ -58,6 +64,7 @@ struct UpFlags {
   std::vector<std::string> upstreams;
   bool allow_v1 = false;
   bool allow_v2 = false;
+  std::uint64_t max_body = gateway::kDefaultMaxBody;  // the gateway's and the enclave's
 };
 
 // One part of the stack: a child process whose output is echoed with a "[name] " prefix.
@@ -66,24 +73,16 @@ class Part {
   Part(std::string name, std::vector<std::string> args) : name_(std::move(name)) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-    std::vector<std::string> argv{"/proc/self/exe"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      setpgid(0, 0);
-      sigset_t none;
-      sigemptyset(&none);
-      sigprocmask(SIG_SETMASK, &none, nullptr);
-      dup2(fds[1], 1);
-      dup2(fds[1], 2);
-      execv(cargv[0], cargv.data());
-      _exit(127);
+    args.insert(args.begin(), "/proc/self/exe");
+    // Its own process group (a terminal's signals reach `up` alone) and SIGTERM when `up` dies,
+    // even by SIGKILL: the part then stops as it would on `up`'s own request.
+    auto pid = spawn_child({.argv = std::move(args), .output_fd = fds[1], .parent_death_signal = SIGTERM});
+    ::close(fds[1]);
+    if (!pid) {
+      ::close(fds[0]);
+      throw std::runtime_error(pid.error().message);
     }
-    close(fds[1]);
+    pid_ = *pid;
     reader_ = std::thread([this, fd = fds[0]] { read_output(fd); });
   }
   ~Part() {
@@ -106,23 +105,29 @@ class Part {
   void exited(int status) { exit_status_ = status; }
   [[nodiscard]] bool running() const { return !exit_status_.has_value(); }
 
-  // SIGTERM, then SIGKILL after kPartStopGrace.
-  void stop() {
-    if (!running()) return;
-    kill(pid_, SIGTERM);
-    const auto deadline = std::chrono::steady_clock::now() + kPartStopGrace;
-    while (std::chrono::steady_clock::now() < deadline) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        exit_status_ = status;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    kill(pid_, SIGKILL);
+  // Asks the part to stop (it finishes its open streams first).
+  void terminate() {
+    if (running()) ::kill(pid_, SIGTERM);
+  }
+  // Stops it at once.
+  void kill_now() {
+    if (running()) ::kill(pid_, SIGKILL);
+  }
+  // Collects its exit status when it has exited; true while it still runs.
+  bool poll() {
     int status = 0;
-    waitpid(pid_, &status, 0);
-    exit_status_ = status;
+    if (running() && ::waitpid(pid_, &status, WNOHANG) == pid_) exit_status_ = status;
+    return running();
+  }
+  // SIGTERM, then SIGKILL after kPartStopGrace (for the destructor; `up` itself uses stop_parts).
+  void stop() {
+    terminate();
+    const auto deadline = std::chrono::steady_clock::now() + kPartStopGrace;
+    while (poll() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    kill_now();
+    int status = 0;
+    if (running() && ::waitpid(pid_, &status, 0) == pid_) exit_status_ = status;
   }
 
  private:
@@ -256,6 +261,82 @@ bool gateway_ready(const std::string& gateway_url) {
   return health && health->result_int() == 200;
 }
 
+// The signals that stop the stack (a closed terminal, Ctrl-C, kill, Ctrl-\\), and SIGCHLD to see a
+// part that exits on its own. They are blocked and taken with sigwait/sigtimedwait.
+sigset_t up_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int s : {SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGCHLD}) sigaddset(&signals, s);
+  return signals;
+}
+
+// The event streams the gateway relays now (rvenc_gateway_active_streams of its /metrics, read with
+// the admin token); nullopt when it does not answer.
+std::optional<long> active_streams(const std::string& gateway_url, const std::string& admin_token) {
+  http::Fields headers;
+  headers.set(boost::beast::http::field::authorization, "Bearer " + admin_token);
+  auto metrics = http::fetch("GET", gateway_url + "/metrics", {}, headers, std::chrono::seconds(2));
+  if (!metrics || metrics->result_int() != 200) return std::nullopt;
+  static const std::regex kGauge(R"((?:^|\n)rvenc_gateway_active_streams (\d+))");
+  std::smatch match;
+  const std::string& body = metrics->body();
+  if (!std::regex_search(body, match, kGauge)) return std::nullopt;
+  return std::stol(match[1]);
+}
+
+// Waits until none of `parts` runs, SIGKILL after kPartStopGrace. A stop signal meanwhile kills
+// them at once and sets `forced`.
+void wait_parts(const std::vector<Part*>& parts, const sigset_t& signals, bool& forced) {
+  const auto deadline = std::chrono::steady_clock::now() + kPartStopGrace;
+  for (;;) {
+    bool any = false;
+    for (Part* part : parts) any = part->poll() || any;
+    if (!any) return;
+    if (forced || std::chrono::steady_clock::now() > deadline) {
+      for (Part* part : parts) part->kill_now();
+    }
+    const timespec tick{0, 50'000'000};
+    const int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig > 0 && sig != SIGCHLD && !forced) {
+      std::cerr << "rvenc up: stopping now" << std::endl;
+      forced = true;
+    }
+  }
+}
+
+// Stops the parts: the proxy and the gateway first (they finish their open streams while the
+// enclave still serves them), then the enclave. true when a second signal cut that short.
+bool stop_parts(const std::vector<std::unique_ptr<Part>>& parts, const sigset_t& signals) {
+  bool forced = false;
+  std::vector<Part*> front, enclave;
+  for (const auto& part : parts) (part->name() == "enclave" ? enclave : front).push_back(part.get());
+  for (const auto* group : {&front, &enclave}) {
+    for (Part* part : *group) part->terminate();
+    wait_parts(*group, signals, forced);
+  }
+  return forced;
+}
+
+// How the user runs this binary: "rvenc" when that name in PATH is this file (after `cmake --install`),
+// else its path, relative to the working directory when inside it ("./build/rvenc").
+std::string invocation_name() {
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return "rvenc";
+  if (const char* path = std::getenv("PATH")) {
+    std::string_view dirs(path);
+    while (!dirs.empty()) {
+      const auto colon = dirs.find(':');
+      const fs::path candidate = fs::path(dirs.substr(0, colon)) / "rvenc";
+      if (fs::equivalent(candidate, self, ec)) return "rvenc";
+      dirs = colon == std::string_view::npos ? std::string_view{} : dirs.substr(colon + 1);
+    }
+  }
+  const fs::path relative = self.lexically_relative(fs::current_path(ec));
+  if (!ec && !relative.empty() && *relative.begin() != "..") return "./" + relative.string();
+  return self.string();
+}
+
 std::string listen_arg(int port) { return "127.0.0.1:" + std::to_string(port); }
 
 int run_up(const UpFlags& flags) {
@@ -288,11 +369,10 @@ int run_up(const UpFlags& flags) {
   }
   const std::string api_key = up_api_key(*store, stack_file);
 
-  // SIGINT/SIGTERM/SIGCHLD are taken with sigwait below; the parts unblock them after fork.
-  sigset_t signals;
-  sigemptyset(&signals);
-  for (int s : {SIGINT, SIGTERM, SIGCHLD}) sigaddset(&signals, s);
+  // The stop signals and SIGCHLD are taken with sigwait below; the parts unblock them after fork.
+  const sigset_t signals = up_signals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);  // a closed terminal must not end `up` before it stopped its parts
 
   std::vector<std::unique_ptr<Part>> parts;  // in start order; stopped in reverse
   auto start = [&](std::string name, std::vector<std::string> args) -> std::optional<std::string> {
@@ -302,8 +382,15 @@ int run_up(const UpFlags& flags) {
     return url;
   };
   std::optional<boost::json::object> stack;  // what stack.json says once everything answers
+  std::optional<std::string> gateway_url;
   auto shutdown = [&](int code) {
-    for (auto it = parts.rbegin(); it != parts.rend(); ++it) (*it)->stop();
+    if (gateway_url) {
+      const auto streams = active_streams(*gateway_url, admin_token).value_or(0);
+      if (streams > 0)
+        std::cerr << "rvenc up: waiting for " << streams << (streams == 1 ? " stream" : " streams")
+                  << " to finish (Ctrl-C again to stop now)" << std::endl;
+    }
+    if (stop_parts(parts, signals) && code == kExitOk) code = kExitInterrupted;
     if (stack) {
       (*stack)["running"] = false;  // the file stays: the next `up` reuses its test key
       write_private_file(stack_file, boost::json::serialize(*stack) + "\n");
@@ -321,6 +408,7 @@ int run_up(const UpFlags& flags) {
   }
   // up's key is a test key: on this machine it may use the user's own upstream models too.
   if (!upstream_models.empty()) enclave_args.insert(enclave_args.end(), {"--test-models", upstream_models});
+  enclave_args.insert(enclave_args.end(), {"--max-body", std::to_string(flags.max_body)});
   if (flags.allow_v1) enclave_args.push_back("--allow-v1");
   if (flags.allow_v2) enclave_args.push_back("--allow-v2");
   const auto enclave_url = start("enclave", enclave_args);
@@ -339,10 +427,10 @@ int run_up(const UpFlags& flags) {
   }
   const std::string proxy_origins =
       "http://127.0.0.1:" + std::to_string(proxy_port) + ",http://localhost:" + std::to_string(proxy_port);
-  const auto gateway_url = start("gateway", {"gateway", "--listen", listen_arg(flags.gateway_port), "--enclave",
-                                             *enclave_url, "--db", db.string(), "--enclave-token-file", token.string(),
-                                             "--admin-token-file", admin_token_file.string(), "--cors-origin",
-                                             proxy_origins});
+  gateway_url = start("gateway", {"gateway", "--listen", listen_arg(flags.gateway_port), "--enclave", *enclave_url,
+                                  "--db", db.string(), "--enclave-token-file", token.string(), "--admin-token-file",
+                                  admin_token_file.string(), "--cors-origin", proxy_origins, "--max-body",
+                                  std::to_string(flags.max_body)});
   if (!gateway_url) return shutdown(kExitUnavailable);
   const auto ready_deadline = std::chrono::steady_clock::now() + kPartStartTimeout;
   while (!gateway_ready(*gateway_url)) {
@@ -372,7 +460,7 @@ int run_up(const UpFlags& flags) {
                               {"running", true}};
   write_private_file(stack_file, boost::json::serialize(*stack) + "\n");
 
-  std::cout << "rvenc up: the stack is running (Ctrl-C stops it)\n"
+  std::cout << "rvenc up: the stack is running (Ctrl-C stops it; closing this terminal stops it too)\n"
             << "  gateway   " << *gateway_url << "\n"
             << "  enclave   " << *enclave_url << " (simulated attestation, platform key " << to_hex(platform_public)
             << ")\n";
@@ -385,13 +473,13 @@ int run_up(const UpFlags& flags) {
             << "try:  curl -s " << *proxy_url << "/v1/chat/completions -H \"Authorization: Bearer " << api_key
             << "\" -H \"Content-Type: application/json\" -d '{\"model\":\"" << first_model
             << "\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'\n"
-            << "      rvenc chat --data " << dir.string() << " \"Hello\"" << std::endl;
+            << "      " << invocation_name() << " chat --data " << dir.string() << " \"Hello\"" << std::endl;
 
   for (;;) {
     int sig = 0;
     sigwait(&signals, &sig);
     if (sig != SIGCHLD) {
-      std::cerr << "rvenc up: stopping" << std::endl;
+      std::cerr << "rvenc up: stopping (" << sigabbrev_np(sig) << ")" << std::endl;
       return shutdown(kExitOk);
     }
     int status = 0;
@@ -418,8 +506,19 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--enclave-port", flags->enclave_port, "Enclave port (0 picks a free port)")->capture_default_str();
   option(*cmd, "--proxy-port", flags->proxy_port, "Proxy port (0 picks a free port)")->capture_default_str();
   option(*cmd, "--upstream", flags->upstreams, "MODEL=URL of an OpenAI-compatible server for the enclave; repeatable");
+  option(*cmd, "--max-body", flags->max_body,
+         "Largest sealed request body in bytes, for the gateway and the enclave (a sealed request is about twice "
+         "its JSON); clients refuse a larger one before sending it")
+      ->capture_default_str()
+      ->check(at_least(1));
   flag(*cmd, "--allow-v1", flags->allow_v1, "Let the enclave accept protocol version 1");
   flag(*cmd, "--allow-v2", flags->allow_v2, "Let the enclave accept protocol version 2");
+  cmd->footer(
+      "The parts inherit up's environment: a part's RVENC_* variable reaches it for every flag up does not "
+      "set itself (e.g. RVENC_DEMO_DELAY_MS, RVENC_THREADS, RVENC_SHUTDOWN_GRACE_MS for the enclave, "
+      "RVENC_MAX_CONNECTIONS, RVENC_REDIS for the gateway).\nSIGHUP (closed terminal), SIGINT, SIGTERM and "
+      "SIGQUIT stop the stack gracefully (open streams may finish); a second signal stops it at once. The "
+      "parts die with up even when it is killed with SIGKILL.");
   cmd->callback([&run, flags] { run = [flags] { return run_up(*flags); }; });
 }
 

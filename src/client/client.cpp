@@ -1,6 +1,8 @@
 #include "rvenc/client/client.hpp"
 
+#include <atomic>
 #include <cctype>
+#include <charconv>
 #include <ctime>
 #include <exception>
 #include <mutex>
@@ -24,6 +26,7 @@
 #include "rvenc/http/url.hpp"
 #include "rvenc/http/watchdog.hpp"
 #include "rvenc/protocol/chat.hpp"
+#include "rvenc/protocol/envelope.hpp"
 #include "rvenc/protocol/sealing.hpp"
 
 namespace rvenc::client {
@@ -79,6 +82,8 @@ struct ClientState {
 
   std::mutex mutex;
   std::shared_ptr<const EncryptionKeys> keys;  // guarded by mutex
+  // The gateway's largest request body (its X-Rvenc-Max-Body); 0 until it said.
+  std::atomic<std::uint64_t> gateway_max_body{0};
 
   // While one call makes the keys it needs (current_keys), concurrent ones wait for its result
   // instead of each attesting. Thread-safe wake-ups: the waiters may run on other io_contexts
@@ -101,12 +106,52 @@ struct ClientState {
     return Error{Errc::transport_error, "cannot talk to the gateway " + base.origin() + ": " + error.message};
   }
 
+  void learn_max_body(const http::Response& response) {
+    const auto field = response.base().find(protocol::kMaxBodyHeader);
+    if (field == response.base().end()) return;
+    std::uint64_t value = 0;
+    const std::string_view text = field->value();
+    if (std::from_chars(text.data(), text.data() + text.size(), value).ec == std::errc{} && value > 0)
+      gateway_max_body.store(value);
+  }
+
+  // request_too_large before sending when the sealed body is over the gateway's published limit,
+  // in the user's terms: the request's bytes, how many fit, and the flag that raises the limit.
+  [[nodiscard]] Status check_sealed_size(std::size_t plaintext_bytes, std::size_t sealed_bytes) const {
+    const std::uint64_t limit = gateway_max_body.load();
+    if (limit == 0 || sealed_bytes <= limit) return {};
+    const auto fit = static_cast<std::uint64_t>(static_cast<double>(limit) * static_cast<double>(plaintext_bytes) /
+                                                static_cast<double>(sealed_bytes));
+    return fail(Errc::request_too_large,
+                "this request is " + std::to_string(plaintext_bytes) + " bytes of JSON (prompt and messages), " +
+                    std::to_string(sealed_bytes) + " bytes once sealed, over the gateway's limit of " +
+                    std::to_string(limit) + " sealed bytes: about " + std::to_string(fit) +
+                    " bytes of JSON fit; the gateway's operator raises the limit with rvenc gateway --max-body "
+                    "(rvenc up --max-body)");
+  }
+
+  // A 404 on a path every gateway serves: the URL names something else (most often the proxy).
+  [[nodiscard]] Error not_a_gateway(std::string_view target) const {
+    const std::string path(target.substr(0, target.find('?')));
+    return Error{Errc::not_found,
+                 base.origin() + " does not answer like an rvenc gateway (404 on GET " + path +
+                     "); if it is the rvenc proxy, give the gateway's URL instead (rvenc up prints it) and "
+                     "point only OpenAI clients at the proxy",
+                 404};
+  }
+
   awaitable<Result<std::string>> get_json(std::string target, bool with_api_key) {
     http::Request request = http::make_request(http::Verb::get, base.join(target));
     if (with_api_key) request.set(http::beast::http::field::authorization, "Bearer " + options.api_key);
     auto response = co_await http.request(base, std::move(request), timeouts());
     if (!response) co_return std::unexpected(transport_error(response.error()));
-    if (response->result_int() != 200) co_return std::unexpected(error_from_http(response->result_int(), response->body()));
+    learn_max_body(*response);
+    if (response->result_int() != 200) {
+      Error error = error_from_http(response->result_int(), response->body());
+      // A gateway's own 404s name a model; any other 404 on these paths means it is no gateway.
+      if (error.http_status == 404 && error.code != Errc::model_not_found) error = not_a_gateway(target);
+      co_return std::unexpected(std::move(error));
+    }
     co_return std::move(response->body());
   }
 
@@ -233,8 +278,9 @@ struct ClientState {
                                      .key_id = k.key_id,
                                      .nonce = nonce,
                                      .timestamp = unix_now()};
-      http::Request http_request = http::make_request(
-          http::Verb::post, base.join(kChatPath), protocol::serialize_envelope(protocol::seal_request(seal, plaintext)));
+      std::string sealed = protocol::serialize_envelope(protocol::seal_request(seal, plaintext));
+      if (auto fits = check_sealed_size(plaintext.size(), sealed.size()); !fits) co_return std::unexpected(fits.error());
+      http::Request http_request = http::make_request(http::Verb::post, base.join(kChatPath), std::move(sealed));
       http_request.set(http::beast::http::field::authorization, "Bearer " + options.api_key);
       http_request.set(http::beast::http::field::accept, http::kEventStreamContentType);
 
@@ -527,10 +573,17 @@ awaitable<Result<json::object>> Client::async_models() const {
 }
 
 namespace {
+// "/v1" or "/v1/" (any prefix before it): an OpenAI base URL, never a gateway's.
+bool ends_in_v1(std::string_view target) {
+  target = target.substr(0, target.find('?'));
+  while (target.size() > 1 && target.back() == '/') target.remove_suffix(1);
+  return target.ends_with("/v1");
+}
+
 Result<std::shared_ptr<ClientState>> make_state(ClientOptions options, bool need_api_key) {
   if (auto ok = validate(options, need_api_key); !ok) return std::unexpected(ok.error());
+  if (auto ok = validate_gateway_url(options.base_url); !ok) return std::unexpected(ok.error());
   auto base = http::parse_url(options.base_url);
-  if (!base) return fail(Errc::invalid_request, "base_url: " + base.error().message);
   auto state = std::make_shared<ClientState>(options.max_idle_connections);
   state->base = std::move(*base);
   if (options.encryption_keys) state->keys = std::make_shared<const EncryptionKeys>(std::move(*options.encryption_keys));
@@ -539,6 +592,17 @@ Result<std::shared_ptr<ClientState>> make_state(ClientOptions options, bool need
   return state;
 }
 }  // namespace
+
+Status validate_gateway_url(std::string_view url) {
+  auto base = http::parse_url(url);
+  if (!base) return fail(Errc::invalid_request, "base_url: " + base.error().message);
+  if (ends_in_v1(base->target))
+    return fail(Errc::invalid_request, "the gateway URL " + std::string(url) +
+                                           " ends in /v1, like an OpenAI base URL (the proxy's); give the gateway's "
+                                           "own URL without /v1 (rvenc up prints it), e.g. " +
+                                           base->origin());
+  return {};
+}
 
 Result<Client> create_client(ClientOptions options) {
   auto state = make_state(std::move(options), true);

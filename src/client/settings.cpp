@@ -129,7 +129,8 @@ Result<std::optional<StackInfo>> read_stack_file(const std::filesystem::path& pa
   StackInfo info;
   const auto& object = value.as_object();
   for (auto [name, out] : {std::pair{"gatewayUrl", &info.gateway_url}, std::pair{"apiKey", &info.api_key},
-                           std::pair{"platformPublicKey", &info.platform_public_key}, std::pair{"db", &info.db}}) {
+                           std::pair{"platformPublicKey", &info.platform_public_key}, std::pair{"db", &info.db},
+                           std::pair{"caFile", &info.ca_file}}) {
     const auto* field = object.if_contains(name);
     if (field == nullptr) continue;
     if (!field->is_string()) return fail(Errc::invalid_request, where + ": " + name + " must be a string");
@@ -144,28 +145,62 @@ Result<std::optional<StackInfo>> read_stack_file(const std::filesystem::path& pa
   return std::optional<StackInfo>{std::move(info)};
 }
 
-Result<ClientOptions> resolve_settings(const ClientSettings& settings) {
+namespace {
+
+std::string without_trailing_slash(std::string url) {
+  while (url.size() > 1 && url.back() == '/') url.pop_back();
+  return url;
+}
+
+// The stack file of `settings` (DIR/stack.json, ./.rvenc/stack.json without --data); nullopt when
+// there is none. An explicit DIR without stack.json is an error unless the gateway is given by flag.
+Result<std::optional<StackInfo>> settings_stack(const ClientSettings& settings) {
+  const bool explicit_dir = !settings.data_dir.empty();
+  const std::string dir = explicit_dir ? settings.data_dir : std::string(kDefaultDataDir);
+  const std::filesystem::path file = std::filesystem::path(dir) / kStackFileName;
+  auto stack = read_stack_file(file);
+  if (!stack) return std::unexpected(stack.error());
+  const bool gateway_by_flag = !settings.gateway.empty() && !settings.gateway_from_env;
+  if (!*stack && explicit_dir && !gateway_by_flag)
+    return fail(Errc::invalid_request,
+                file.string() + " does not exist (is `rvenc up --data " + settings.data_dir + "` running?)");
+  return stack;
+}
+
+}  // namespace
+
+Result<ClientSettings> apply_stack_file(const ClientSettings& settings) {
   ClientSettings resolved = settings;
-  if (settings.gateway.empty() && settings.api_key.empty() && settings.platform_public_key.empty()) {
-    const bool explicit_dir = !settings.data_dir.empty();
-    const std::filesystem::path file =
-        std::filesystem::path(explicit_dir ? settings.data_dir : std::string(kDefaultDataDir)) / kStackFileName;
-    auto stack = read_stack_file(file);
-    if (!stack) return std::unexpected(stack.error());
-    if (*stack && !(*stack)->running) {
-      const std::string dir = explicit_dir ? settings.data_dir : std::string(kDefaultDataDir);
+  // A gateway given (flag or variable) without --data: the default stack file is not read (its key
+  // could only go with its own gateway, and a stray ./.rvenc must not fail an explicit command).
+  if (settings.data_dir.empty() && !settings.gateway.empty()) return resolved;
+  auto stack = settings_stack(settings);
+  if (!stack) return std::unexpected(stack.error());
+  if (!*stack) return resolved;
+  const StackInfo& info = **stack;
+  // The gateway: a flag beats everything, an explicit --data beats the environment.
+  const bool use_stack_gateway =
+      settings.gateway.empty() || (settings.gateway_from_env && settings.data_dir_from_flag);
+  if (use_stack_gateway) {
+    if (!info.running) {
+      const std::string dir = settings.data_dir.empty() ? std::string(kDefaultDataDir) : settings.data_dir;
       return fail(Errc::transport_error,
                   "the stack in " + dir + " is not running (start it with rvenc up --data " + dir + ")");
     }
-    if (*stack) {
-      resolved.gateway = (*stack)->gateway_url;
-      resolved.api_key = (*stack)->api_key;
-      resolved.platform_public_key = (*stack)->platform_public_key;
-    } else if (explicit_dir) {
-      return fail(Errc::invalid_request, file.string() + " does not exist (is `rvenc up --data " + settings.data_dir +
-                                             "` running?)");
-    }
+    resolved.gateway = info.gateway_url;
   }
+  // The stack's key, platform key and CA file belong to its gateway: never sent anywhere else.
+  if (without_trailing_slash(resolved.gateway) != without_trailing_slash(info.gateway_url)) return resolved;
+  if (resolved.api_key.empty()) resolved.api_key = info.api_key;
+  if (resolved.platform_public_key.empty()) resolved.platform_public_key = info.platform_public_key;
+  if (resolved.ca_file.empty()) resolved.ca_file = info.ca_file;
+  return resolved;
+}
+
+Result<ClientOptions> resolve_settings(const ClientSettings& settings) {
+  auto with_stack = apply_stack_file(settings);
+  if (!with_stack) return std::unexpected(with_stack.error());
+  const ClientSettings& resolved = *with_stack;
 
   ClientOptions options;
   options.base_url = resolved.gateway.empty() ? std::string(kDefaultBaseUrl) : resolved.gateway;

@@ -17,10 +17,14 @@
 #include "rvenc/common/hex.hpp"
 #include "rvenc/gateway/sse_relay.hpp"
 #include "rvenc/protocol/attestation.hpp"
+#include "rvenc/protocol/envelope.hpp"
 #include "rvenc/protocol/sse.hpp"
 
 namespace rvenc::gateway {
 namespace {
+
+// The access log shows this much of a request's path.
+constexpr std::size_t kMaxLoggedPathChars = 200;
 
 namespace asio = boost::asio;
 namespace beast_http = boost::beast::http;
@@ -107,7 +111,8 @@ GatewayHandler::GatewayHandler(GatewayOptions options, KeyStore lookups, std::un
     if (!options_.enclave_token.empty()) mux_options.authorization = "Bearer " + options_.enclave_token;
     mux_ = std::make_unique<http::MuxClient>(client_, std::move(mux_options));
   }
-  get_steps_ = {allow_list_step(), header_limit_step(kMaxHeaderBytes), attestation_limit_step(attestation_limiter_, keys_)};
+  get_steps_ = {allow_list_step(), header_limit_step(kMaxHeaderBytes), attestation_limit_step(attestation_limiter_, keys_),
+                models_key_step(keys_)};
   chat_steps_ = {body_limit_step(options_.max_body), auth_step(keys_, usage_.get()), envelope_step(),
                  stream_limit_step(streams_), rate_limit_step(*limiter_)};
 }
@@ -123,6 +128,7 @@ http::awaitable<void> GatewayHandler::send(RequestContext& context, http::Respon
   decorate(response.base(), context);
   if (!response.has_content_length()) response.prepare_payload();
   metrics_.count_response(response.result_int());
+  context.status = response.result_int();
   metrics_.add_bytes_out(response.body().size());
   if (context.usage) {
     context.usage->row().status = static_cast<int>(response.result_int());
@@ -151,12 +157,10 @@ http::awaitable<void> GatewayHandler::dispatch(http::Request& request, http::Res
   metrics_.add_bytes_in(request.body().size());
   std::optional<std::string> failure;
   try {
+    const std::string_view path = http::target_path(request);
     if (auto response = co_await run_steps(get_steps_, context)) {
       co_await send(context, writer, std::move(*response));
-      co_return;
-    }
-    const std::string_view path = http::target_path(request);
-    if (path == kChatPath) {
+    } else if (path == kChatPath) {
       co_await serve_chat(context, writer);
     } else if (path == kHealthPath || path == kHealthAliasPath) {
       co_await send(context, writer, health(context));
@@ -173,6 +177,16 @@ http::awaitable<void> GatewayHandler::dispatch(http::Request& request, http::Res
     if (!writer.started())
       co_await send(context, writer, gateway_error(context, Error{Errc::internal_error, "internal gateway error"}));
   }
+  if (options_.access_log) log_access(context);
+}
+
+void GatewayHandler::log_access(const RequestContext& context) const {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - context.received).count();
+  std::string path(http::target_path(context.request).substr(0, kMaxLoggedPathChars));
+  for (char& c : path)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';  // a path cannot forge a log line
+  spdlog::info("{} {} {} {} {}ms key {}", context.request_id, std::string_view(context.request.method_string()), path,
+               context.status, ms, context.masked_key.empty() ? "-" : context.masked_key);
 }
 
 bool GatewayHandler::admin_allowed(const http::Request& request) const {
@@ -238,7 +252,9 @@ http::awaitable<void> GatewayHandler::forward_get(RequestContext& context, http:
     if (auto challenge = protocol::challenge_from_query(http::target_query(context.request)))
       enclaves_.learn_from_attestation(url, response->body(), *challenge);
   }
-  co_await send(context, writer, pass_through(context.request, response->base(), std::move(response->body())));
+  auto passed = pass_through(context.request, response->base(), std::move(response->body()));
+  passed.set(protocol::kMaxBodyHeader, std::to_string(options_.max_body));
+  co_await send(context, writer, std::move(passed));
 }
 
 http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::ResponseWriter& writer) {
@@ -325,6 +341,7 @@ http::awaitable<protocol::Usage> GatewayHandler::relay_stream(RequestContext& co
   auto header = http::event_stream_header(200);
   decorate(header, context);
   metrics_.count_response(200);
+  context.status = 200;
   metrics_.stream_started();
   struct StreamGauge {
     Metrics& m;

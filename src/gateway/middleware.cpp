@@ -25,6 +25,11 @@ struct AllowedRoute {
   std::string_view path;
   http::Verb method;
 };
+// An OpenAI client pointed at the gateway instead of the proxy (POST /v1/chat/completions, GET /v1/models).
+constexpr std::string_view kOpenAiPathHint =
+    "this is the rvenc gateway; point OpenAI clients at rvenc proxy (its URL ends in /v1), which encrypts "
+    "requests for the enclave";
+
 constexpr AllowedRoute kAllowedRoutes[] = {
     {kChatPath, http::Verb::post}, {kAttestationPath, http::Verb::get}, {kModelsPath, http::Verb::get},
     {kHealthPath, http::Verb::get}, {kHealthAliasPath, http::Verb::get}, {kMetricsPath, http::Verb::get},
@@ -122,6 +127,8 @@ Step allow_list_step() {
       if (route.method == context.request.method()) return std::nullopt;
       path_known = true;
     }
+    if (!path_known && path.starts_with("/v1/"))
+      return gateway_error(context, Error{Errc::not_found, std::string(kOpenAiPathHint)});
     if (!path_known) return gateway_error(context, Error{Errc::not_found, "unknown path"});
     auto response = gateway_error(context, Error{Errc::method_not_allowed, "method not allowed for this path"});
     for (const auto& route : kAllowedRoutes)
@@ -242,6 +249,15 @@ Step attestation_limit_step(AddressRateLimiter& limiter, KeyCache& keys) {
                                                       " a minute without an API key)"});
     response.set(beast_http::field::retry_after, std::to_string(std::max<std::int64_t>(1, (wait.count() + 999) / 1000)));
     return response;
+  }};
+}
+
+Step models_key_step(KeyCache& keys) {
+  return SyncStep{[check = std::get<SyncStep>(auth_step(keys, nullptr))](RequestContext& context) -> StepResult {
+    if (http::target_path(context.request) != kModelsPath) return std::nullopt;
+    if (context.request.base().find(beast_http::field::authorization) == context.request.base().end())
+      return std::nullopt;
+    return check(context);
   }};
 }
 

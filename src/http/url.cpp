@@ -82,6 +82,8 @@ Result<std::pair<std::string, std::uint16_t>> parse_listen_address(std::string_v
   const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
   if (host.empty() || port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535)
     return fail(Errc::invalid_request, "--listen must be HOST:PORT with a port from 0 to 65535");
+  // Servers bind an address, not a name; "localhost" is the loopback address everyone means.
+  if (host == "localhost") host = "127.0.0.1";
   return std::pair{std::string(host), static_cast<std::uint16_t>(value)};
 }
 

@@ -50,6 +50,8 @@ http::Response json_reply(const http::Request& request, unsigned status, std::st
   return response;
 }
 
+constexpr std::string_view kModelPathPrefix = "/v1/models/";
+
 bool lists_model(const json::object& list, std::string_view model) {
   const auto* data = list.if_contains("data");
   if (data == nullptr || !data->is_array()) return false;
@@ -99,7 +101,17 @@ http::Router ProxyService::router() {
   router.get("/v1/models", [this](http::Request& r, http::ResponseWriter& w) { return models(r, w); });
   router.get("/healthz", [this](http::Request& r, http::ResponseWriter& w) { return healthz(r, w); });
   chat_page_.add_routes(router);
+  router.get("/health", [this](http::Request& r, http::ResponseWriter& w) { return healthz(r, w); });
   return router;
+}
+
+http::Handler ProxyService::handler() {
+  return [this, routes = router()](http::Request& request, http::ResponseWriter& writer) -> http::awaitable<void> {
+    const std::string_view path = http::target_path(request);
+    if (request.method() == http::Verb::get && path.starts_with(kModelPathPrefix) && path.size() > kModelPathPrefix.size())
+      return models(request, writer);
+    return routes(request, writer);
+  };
 }
 
 std::expected<std::shared_ptr<CachedClient>, ApiError> ProxyService::client_for(const http::Request& request) {
@@ -144,7 +156,22 @@ http::awaitable<void> ProxyService::models(http::Request& request, http::Respons
     co_await writer.send(error_reply(request, api_error(list.error())));
     co_return;
   }
-  co_await writer.send(json_reply(request, 200, json::serialize(*list)));
+  const std::string_view path = http::target_path(request);
+  if (!path.starts_with(kModelPathPrefix)) {
+    co_await writer.send(json_reply(request, 200, json::serialize(*list)));
+    co_return;
+  }
+  // GET /v1/models/{id}: the list's entry (model ids may hold '/', so the rest of the path).
+  const std::string id(path.substr(kModelPathPrefix.size()));
+  if (const auto* data = list->if_contains("data"); data != nullptr && data->is_array()) {
+    for (const auto& item : data->get_array()) {
+      const auto* found = item.is_object() ? item.get_object().if_contains("id") : nullptr;
+      if (found == nullptr || !found->is_string() || found->get_string() != id) continue;
+      co_await writer.send(json_reply(request, 200, json::serialize(item)));
+      co_return;
+    }
+  }
+  co_await writer.send(error_reply(request, model_not_found(id)));
 }
 
 http::awaitable<void> ProxyService::chat_completions(http::Request& request, http::ResponseWriter& writer) {
@@ -254,7 +281,7 @@ Result<std::unique_ptr<ProxyServer>> ProxyServer::create(ProxyOptions options) {
   server_options.body_limit = options.body_limit;
   server_options.threads = 1;  // see service.hpp: cache entries are used from one thread
   server_options.server_name = "rvenc-proxy";
-  auto server = http::Server::create(server_options, proxy->service_->router());
+  auto server = http::Server::create(server_options, proxy->service_->handler());
   if (!server) return std::unexpected(server.error());
   proxy->server_ = std::move(*server);
   if (!is_loopback_host(options.host))

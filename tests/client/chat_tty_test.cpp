@@ -196,5 +196,60 @@ TEST_F(ChatTerminalControls, RawKeepsThem) {
   EXPECT_NE(terminal.output().find("a\x1b[31mb"), std::string::npos) << terminal.output();
 }
 
+// Issue 29: interactive chat had no line editing or history and sent "/exit" to the model.
+TEST_F(ChatTerminalControls, SessionCommandsAndHistoryNeverReachTheModel) {
+  gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    return test::Reply{.pieces = test::FakeGateway::sealed(sealer, {test::chunk_json({{"content", "ok"}}, "stop")})};
+  });
+  Terminal terminal(chat({}));
+  ASSERT_TRUE(terminal.wait_for("> ")) << terminal.output();
+  terminal.type("/model other\n");
+  ASSERT_TRUE(terminal.wait_for("[model other]")) << terminal.output();
+  std::size_t at = terminal.output().size();
+  terminal.type("first\n");
+  ASSERT_TRUE(terminal.wait_for("ok", at)) << terminal.output();
+  ASSERT_TRUE(terminal.wait_for("> ", at + 2)) << terminal.output();
+  auto sent = gateway.last_request();
+  EXPECT_EQ(sent.at("model").as_string(), "other");
+  EXPECT_EQ(sent.at("messages").as_array().size(), 1u);
+
+  terminal.type("/reset\n");
+  ASSERT_TRUE(terminal.wait_for("[conversation cleared]")) << terminal.output();
+  at = terminal.output().size();
+  terminal.type("second\n");
+  ASSERT_TRUE(terminal.wait_for("ok", at)) << terminal.output();
+  ASSERT_TRUE(terminal.wait_for("> ", at + 2)) << terminal.output();
+  sent = gateway.last_request();
+  ASSERT_EQ(sent.at("messages").as_array().size(), 1u);  // the first exchange was dropped
+  EXPECT_EQ(sent.at("messages").as_array()[0].at("content").as_string(), "second");
+
+  // Up arrow: the previous line from the history (libedit), sent again.
+  at = terminal.output().size();
+  terminal.type("\x1b[A\n");
+  ASSERT_TRUE(terminal.wait_for("ok", at)) << terminal.output();
+  ASSERT_TRUE(terminal.wait_for("> ", at + 2)) << terminal.output();
+  sent = gateway.last_request();
+  ASSERT_EQ(sent.at("messages").as_array().size(), 3u);
+  EXPECT_EQ(sent.at("messages").as_array()[2].at("content").as_string(), "second");
+
+  terminal.type("/exti\n");
+  ASSERT_TRUE(terminal.wait_for("[unknown command /exti")) << terminal.output();
+  terminal.type("/exit\n");
+  EXPECT_EQ(terminal.wait_exit(), 0) << terminal.output();
+  EXPECT_EQ(gateway.chat_requests.load(), 3);  // no command was sent
+}
+
+// Issue 29: `rvenc chat --max-tokens 5 hi` printed nothing (reasoning used the budget) and exit 0.
+TEST_F(ChatTerminalControls, AnAnswerCutByTheTokenLimitSaysSo) {
+  gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    return test::Reply{.pieces = test::FakeGateway::sealed(
+                           sealer, {test::chunk_json({{"reasoning_content", "thinking"}}, "length")})};
+  });
+  Terminal terminal(chat({"--max-tokens", "5", "Hi"}));
+  ASSERT_TRUE(terminal.read_to_end()) << terminal.output();
+  EXPECT_EQ(terminal.wait_exit(), 0) << terminal.output();
+  EXPECT_NE(terminal.output().find("[the answer was cut at --max-tokens 5"), std::string::npos) << terminal.output();
+}
+
 }  // namespace
 }  // namespace rvenc::client

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <csignal>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -16,6 +17,7 @@
 
 #include "rvenc/client/client.hpp"
 #include "rvenc/common/hex.hpp"
+#include "rvenc/http/client.hpp"
 #include "support/test_support.hpp"
 
 namespace rvenc::client {
@@ -33,9 +35,10 @@ void write_secret_file(const std::string& path, std::string_view bytes) {
 }
 
 // Runs the rvenc binary to completion; returns (exit status, stdout+stderr).
-std::pair<int, std::string> run_rvenc(std::vector<std::string> args) {
+std::pair<int, std::string> run_rvenc(std::vector<std::string> args,
+                                      std::map<std::string, std::string> env = {{"RVENC_API_KEY", ""}}) {
   args.insert(args.begin(), test::rvenc_binary());
-  ChildProcess process(args, {{"RVENC_API_KEY", ""}});
+  ChildProcess process(args, std::move(env));
   const auto deadline = std::chrono::steady_clock::now() + kProcessTimeout;
   while (process.running() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -217,6 +220,175 @@ TEST_F(EndToEnd, KeygenAndAttestAgreeOnTheEnclaveKey) {
 
   auto untrusted = run_rvenc({"attest", "--gateway", gateway_url_});
   EXPECT_EQ(untrusted.first, 4) << untrusted.second;
+}
+
+// ---- issue 29: settings per field, errors that say what to do, exit codes ---------------------
+
+// DIR/stack.json as `rvenc up` writes it, naming the suite's gateway with `api_key`.
+void write_stack(const test::TempDir& dir, const std::string& gateway, const std::string& api_key,
+                 const std::string& platform_key) {
+  std::ofstream(dir.file("stack.json")) << json::serialize(
+      json::object{{"gatewayUrl", gateway}, {"apiKey", api_key}, {"platformPublicKey", platform_key}});
+}
+
+TEST_F(EndToEnd, DataWithApiKeyUsesTheStacksGatewayWithThatKey) {
+  test::TempDir data;
+  write_stack(data, gateway_url_, "sk_test_notthekey0000000000000000000", platform_public_key_);
+  // Before: any of --gateway/--api-key/--platform-public-key made the tool ignore --data entirely.
+  auto [status, output] = run_rvenc({"chat", "--data", data.path().string(), "--api-key", api_key_, "Hello"});
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_TRUE(output.starts_with(kDemoGreeting)) << output;
+}
+
+TEST_F(EndToEnd, ExplicitDataBeatsTheGatewayVariable) {
+  test::TempDir data;
+  write_stack(data, gateway_url_, api_key_, platform_public_key_);
+  auto [status, output] = run_rvenc({"chat", "--data", data.path().string(), "Hello"},
+                                    {{"RVENC_API_KEY", ""}, {"RVENC_GATEWAY_URL", "http://127.0.0.1:1"}});
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_TRUE(output.starts_with(kDemoGreeting)) << output;
+}
+
+TEST_F(EndToEnd, DeprecatedGatewayVariableStillWorksWithAWarning) {
+  auto [status, output] =
+      run_rvenc({"chat", "--api-key", api_key_, "--platform-public-key", platform_public_key_, "Hello"},
+                {{"RVENC_API_KEY", ""}, {"RVENC_GATEWAY_URL", ""}, {"RVENC_GATEWAY", gateway_url_}});
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_NE(output.find("RVENC_GATEWAY is deprecated; set RVENC_GATEWAY_URL"), std::string::npos) << output;
+}
+
+TEST_F(EndToEnd, AStacksKeyIsNeverSentToAnotherGateway) {
+  test::TempDir data;
+  write_stack(data, "http://127.0.0.1:1", api_key_, platform_public_key_);
+  auto [status, output] = run_rvenc({"chat", "--data", data.path().string(), "--gateway", gateway_url_, "Hello"});
+  EXPECT_EQ(status, 2) << output;
+  EXPECT_NE(output.find("an API key is needed"), std::string::npos) << output;
+}
+
+TEST_F(EndToEnd, ParseErrorsSuggestTheClosestName) {
+  auto command = run_rvenc({"chatt", "hi"});
+  EXPECT_EQ(command.first, 2) << command.second;
+  EXPECT_NE(command.second.find("did you mean rvenc chat?"), std::string::npos) << command.second;
+  auto flag = run_rvenc({"up", "--gatway-port", "0"});
+  EXPECT_EQ(flag.first, 2) << flag.second;
+  EXPECT_NE(flag.second.find("unknown flag --gatway-port for rvenc up; did you mean --gateway-port?"),
+            std::string::npos)
+      << flag.second;
+  auto nested = run_rvenc({"keys", "lst"});
+  EXPECT_EQ(nested.first, 2) << nested.second;
+  EXPECT_NE(nested.second.find("did you mean rvenc keys list?"), std::string::npos) << nested.second;
+  auto range = run_rvenc({"chat", "--max-tokens", "0", "hi"});
+  EXPECT_EQ(range.first, 2) << range.second;
+  EXPECT_NE(range.second.find("--max-tokens: must be ≥ 1"), std::string::npos) << range.second;
+  EXPECT_EQ(range.second.find("179769"), std::string::npos) << range.second;
+  // Nothing close: CLI11's own message stays.
+  auto far = run_rvenc({"zzzzzzzz"});
+  EXPECT_EQ(far.first, 2) << far.second;
+  EXPECT_EQ(far.second.find("did you mean"), std::string::npos) << far.second;
+}
+
+TEST_F(EndToEnd, HelpListsExitCodesAndVariables) {
+  auto help = run_rvenc({"--help"});
+  EXPECT_EQ(help.first, 0);
+  EXPECT_NE(help.second.find("Exit codes: 0 done"), std::string::npos) << help.second;
+  EXPECT_NE(help.second.find("130 interrupted"), std::string::npos) << help.second;
+  auto proxy = run_rvenc({"proxy", "--help"});
+  EXPECT_NE(proxy.second.find("RVENC_GATEWAY_URL"), std::string::npos) << proxy.second;
+  auto up = run_rvenc({"up", "--help"});
+  EXPECT_NE(up.second.find("RVENC_DEMO_DELAY_MS"), std::string::npos) << up.second;
+}
+
+TEST_F(EndToEnd, WrongEndpointsNameTheRightOne) {
+  // A gateway URL with /v1 (an OpenAI base URL): refused before anything is sent.
+  auto v1 = run_rvenc({"chat", "--gateway", gateway_url_ + "/v1", "--api-key", api_key_, "hi"});
+  EXPECT_EQ(v1.first, 2) << v1.second;
+  EXPECT_NE(v1.second.find("ends in /v1"), std::string::npos) << v1.second;
+  EXPECT_NE(v1.second.find("e.g. " + gateway_url_), std::string::npos) << v1.second;
+
+  // An OpenAI client pointed at the gateway: a 404 naming the proxy, in the full OpenAI shape.
+  http::Fields headers;
+  headers.set(boost::beast::http::field::content_type, "application/json");
+  auto openai = http::fetch("POST", gateway_url_ + "/v1/chat/completions", R"({"model":"m","messages":[]})", headers);
+  ASSERT_TRUE(openai);
+  EXPECT_EQ(openai->result_int(), 404u);
+  const auto error = json::parse(openai->body()).at("error").as_object();
+  EXPECT_NE(std::string(error.at("message").as_string()).find("point OpenAI clients at rvenc proxy"), std::string::npos)
+      << openai->body();
+  for (const char* field : {"message", "type", "param", "code"}) EXPECT_TRUE(error.contains(field)) << field;
+
+  // `rvenc chat --gateway <proxy URL>`: says it is no gateway instead of a bare 404. (The proxy
+  // listens on localhost:0, which was refused before.)
+  ChildProcess proxy({test::rvenc_binary(), "proxy", "--listen", "localhost:0", "--gateway", gateway_url_,
+                      "--platform-public-key", platform_public_key_});
+  auto proxy_url = proxy.wait_for_url();
+  ASSERT_TRUE(proxy_url) << proxy.output();
+  auto wrong = run_rvenc({"chat", "--gateway", *proxy_url, "--api-key", api_key_, "hi"});
+  EXPECT_EQ(wrong.first, 1) << wrong.second;
+  EXPECT_NE(wrong.second.find("does not answer like an rvenc gateway"), std::string::npos) << wrong.second;
+  auto proxy_v1 = run_rvenc({"proxy", "--listen", "127.0.0.1:0", "--gateway", *proxy_url + "/v1"});
+  EXPECT_EQ(proxy_v1.first, 2) << proxy_v1.second;
+  EXPECT_NE(proxy_v1.second.find("ends in /v1"), std::string::npos) << proxy_v1.second;
+}
+
+TEST_F(EndToEnd, ModelListChecksAKeyWhenOneIsSent) {
+  auto open = http::fetch("GET", gateway_url_ + "/rvenc/models");
+  ASSERT_TRUE(open);
+  EXPECT_EQ(open->result_int(), 200u);  // public without a key
+  for (const auto& [key, status] : {std::pair{std::string("sk_test_wrong000000000000000000000000"), 401u},
+                                    std::pair{std::string("garbage"), 401u}, std::pair{api_key_, 200u}}) {
+    http::Fields headers;
+    headers.set(boost::beast::http::field::authorization, "Bearer " + key);
+    auto checked = http::fetch("GET", gateway_url_ + "/rvenc/models", {}, headers);
+    ASSERT_TRUE(checked);
+    EXPECT_EQ(checked->result_int(), status) << key << ": " << checked->body();
+  }
+  // Through the proxy: "is my key right?" has a true answer.
+  ChildProcess proxy({test::rvenc_binary(), "proxy", "--listen", "127.0.0.1:0", "--gateway", gateway_url_,
+                      "--platform-public-key", platform_public_key_});
+  auto proxy_url = proxy.wait_for_url();
+  ASSERT_TRUE(proxy_url) << proxy.output();
+  http::Fields wrong;
+  wrong.set(boost::beast::http::field::authorization, "Bearer sk_test_wrong000000000000000000000000");
+  auto listed = http::fetch("GET", *proxy_url + "/v1/models", {}, wrong);
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(listed->result_int(), 401u) << listed->body();
+  // models.retrieve of the OpenAI SDK, and /health as an alias of /healthz.
+  http::Fields right;
+  right.set(boost::beast::http::field::authorization, "Bearer " + api_key_);
+  auto one = http::fetch("GET", *proxy_url + "/v1/models/rvenc-demo", {}, right);
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->result_int(), 200u) << one->body();
+  EXPECT_EQ(json::parse(one->body()).at("id").as_string(), "rvenc-demo") << one->body();
+  auto none = http::fetch("GET", *proxy_url + "/v1/models/no-such-model", {}, right);
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->result_int(), 404u) << none->body();
+  EXPECT_EQ(json::parse(none->body()).at("error").at("code").as_string(), "model_not_found");
+  auto health = http::fetch("GET", *proxy_url + "/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->result_int(), 200u);
+
+  // The gateway's access log: one line per request, the key masked to its last 4 characters.
+  const std::string log = gateway_->output();
+  EXPECT_NE(log.find("GET /rvenc/models 200 "), std::string::npos) << log;
+  EXPECT_NE(log.find("GET /rvenc/models 401 "), std::string::npos) << log;
+  EXPECT_NE(log.find("ms key …" + api_key_.substr(api_key_.size() - 4)), std::string::npos) << log;
+  EXPECT_EQ(log.find(api_key_), std::string::npos);  // never the whole key
+}
+
+TEST_F(EndToEnd, ATooLargePromptIsRefusedBeforeSendingInTheUsersTerms) {
+  auto models = http::fetch("GET", gateway_url_ + "/rvenc/models");
+  ASSERT_TRUE(models);
+  EXPECT_EQ(std::string(models->base()["X-Rvenc-Max-Body"]), "8388608");
+  auto client = create_client(options());
+  ASSERT_TRUE(client);
+  // 5 MB of prompt is 10 MB sealed (hex), over the gateway's 8 MiB: before, a 413 about bytes the
+  // user never sent (or a Broken pipe for larger ones).
+  auto completion = client->chat.completions.create(request(std::string(5'000'000, 'a')));
+  ASSERT_FALSE(completion);
+  EXPECT_EQ(completion.error().code, Errc::request_too_large);
+  EXPECT_NE(completion.error().message.find("bytes of JSON fit"), std::string::npos) << completion.error().message;
+  EXPECT_NE(completion.error().message.find("--max-body"), std::string::npos) << completion.error().message;
+  EXPECT_TRUE(client->chat.completions.create(request("Hi")));  // a normal one still goes through
 }
 
 // Replaces the suite's enclave (declared last: when the whole binary runs, nothing follows it).

@@ -40,6 +40,45 @@ TEST(ClientSettings, ExplicitSettingsWinOverStackJson) {
   EXPECT_EQ(options->protocol_version, protocol::Version::v1);
 }
 
+// Issue 29: `rvenc chat --data D --api-key K` went to the default gateway (any of the three
+// settings given made the stack file ignored as a whole).
+TEST(ClientSettings, EachFieldResolvesOnItsOwn) {
+  test::TempDir dir;
+  write_stack(dir, R"({"gatewayUrl":"http://127.0.0.1:9999","apiKey":"sk_test_abc","platformPublicKey":")" +
+                       std::string(kPlatformKey) + R"("})");
+  auto options = resolve_settings({.api_key = "sk_test_mine", .data_dir = dir.path().string()});
+  ASSERT_TRUE(options) << options.error().to_string();
+  EXPECT_EQ(options->base_url, "http://127.0.0.1:9999");
+  EXPECT_EQ(options->api_key, "sk_test_mine");
+  ASSERT_TRUE(options->attestation.simulated_platform_key);
+  EXPECT_EQ(to_hex(*options->attestation.simulated_platform_key), kPlatformKey);
+
+  // The same gateway given by flag (trailing slash or not) still takes the stack's key.
+  auto same = resolve_settings({.gateway = "http://127.0.0.1:9999/", .data_dir = dir.path().string()});
+  ASSERT_TRUE(same);
+  EXPECT_EQ(same->api_key, "sk_test_abc");
+}
+
+TEST(ClientSettings, ExplicitDataBeatsTheGatewayVariableButNotTheFlag) {
+  test::TempDir dir;
+  write_stack(dir, R"({"gatewayUrl":"http://127.0.0.1:9999","apiKey":"sk_test_abc"})");
+  auto from_env = resolve_settings({.gateway = "http://127.0.0.1:1",
+                                    .data_dir = dir.path().string(),
+                                    .gateway_from_env = true,
+                                    .data_dir_from_flag = true});
+  ASSERT_TRUE(from_env);
+  EXPECT_EQ(from_env->base_url, "http://127.0.0.1:9999");
+  EXPECT_EQ(from_env->api_key, "sk_test_abc");
+  // RVENC_DATA is a variable like RVENC_GATEWAY_URL: the more specific gateway variable wins.
+  auto both_env = resolve_settings({.gateway = "http://127.0.0.1:1",
+                                    .data_dir = dir.path().string(),
+                                    .gateway_from_env = true,
+                                    .data_dir_from_flag = false});
+  ASSERT_TRUE(both_env);
+  EXPECT_EQ(both_env->base_url, "http://127.0.0.1:1");
+  EXPECT_TRUE(both_env->api_key.empty());
+}
+
 TEST(ClientSettings, DefaultsWithoutAnyStack) {
   auto options = resolve_settings({.api_key = "sk_test_abc"});
   ASSERT_TRUE(options);

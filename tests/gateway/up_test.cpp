@@ -5,8 +5,12 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cctype>
 #include <filesystem>
+#include <mutex>
+#include <sstream>
 #include <fstream>
 #include <thread>
 
@@ -215,6 +219,203 @@ TEST(Keys, OnlyCreateMakesANewDatabaseAndSaysSo) {
   const auto [listed, list_output] = run_rvenc({"keys", "list", "--db", fresh});
   EXPECT_EQ(listed, 0) << list_output;
   EXPECT_NE(list_output.find(" b "), std::string::npos) << list_output;
+}
+
+
+// ---- issue 29 item 1: the stack's parts never outlive `up` ----------------------------------
+
+// The processes whose parent is `pid` (from /proc/*/stat).
+std::vector<int> children_of(int pid) {
+  std::vector<int> out;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    std::ifstream in(entry.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), {});
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream fields(stat.substr(close + 1));
+    char state = 0;
+    int ppid = 0;
+    if (fields >> state >> ppid && ppid == pid) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+// True while `pid` exists and is not a zombie.
+bool alive(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), {});
+  const auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+}
+
+std::uint16_t port_of(const std::string& url) {
+  return static_cast<std::uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
+}
+
+// The stack's three parts and ports, read while `up` runs.
+struct RunningStack {
+  boost::json::object stack;
+  std::vector<int> parts;
+  std::vector<std::uint16_t> ports;
+};
+RunningStack start_stack(test::ChildProcess& up, const std::string& data) {
+  RunningStack out;
+  auto stack = wait_for_stack(data + "/stack.json", up);
+  if (!stack) return out;
+  out.stack = *stack;
+  out.parts = children_of(up.pid());
+  for (const char* key : {"gatewayUrl", "enclaveUrl", "proxyUrl"}) out.ports.push_back(port_of(string_at(*stack, key)));
+  return out;
+}
+
+// Waits (bounded) until no part runs and no port of the stack accepts connections.
+::testing::AssertionResult stack_gone(const RunningStack& stack, std::chrono::seconds bound) {
+  const auto deadline = std::chrono::steady_clock::now() + bound;
+  for (;;) {
+    std::string left;
+    for (int pid : stack.parts)
+      if (alive(pid)) left += " pid " + std::to_string(pid);
+    for (auto port : stack.ports) {
+      const int fd = test::connect_to_loopback(port);
+      if (fd >= 0) {
+        ::close(fd);
+        left += " port " + std::to_string(port);
+      }
+    }
+    if (left.empty()) return ::testing::AssertionSuccess();
+    if (std::chrono::steady_clock::now() > deadline) return ::testing::AssertionFailure() << "still there:" << left;
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
+// Generous against a loaded machine; the old code left the parts running forever.
+constexpr auto kGoneBound = 20s;
+
+TEST(UpLifecycle, ClosingTheTerminalSighupStopsEveryPart) {
+  test::TempDir dir;
+  const std::string data = dir.file("state");
+  test::ChildProcess up(up_argv(data));
+  const auto stack = start_stack(up, data);
+  ASSERT_EQ(stack.parts.size(), 3u) << up.output();
+  // The parts run in process groups of their own: a terminal's hangup reaches `up` alone.
+  for (int pid : stack.parts) EXPECT_EQ(::getpgid(pid), pid);
+  // The banner names the binary as it can be run from here (the test's working directory is not
+  // above build/, so its absolute path), not a bare `rvenc` that is not in PATH.
+  const std::string binary = std::filesystem::canonical(test::rvenc_binary()).string();
+  EXPECT_NE(up.output().find("      " + binary + " chat --data "), std::string::npos) << up.output();
+  EXPECT_EQ(up.stop(SIGHUP, 30s), 0) << up.output();
+  EXPECT_TRUE(stack_gone(stack, kGoneBound));
+  EXPECT_EQ(running_of(read_stack(data)), false);
+}
+
+TEST(UpLifecycle, SigquitStopsEveryPartToo) {
+  test::TempDir dir;
+  const std::string data = dir.file("state");
+  test::ChildProcess up(up_argv(data));
+  const auto stack = start_stack(up, data);
+  ASSERT_EQ(stack.parts.size(), 3u) << up.output();
+  EXPECT_EQ(up.stop(SIGQUIT, 30s), 0) << up.output();
+  EXPECT_TRUE(stack_gone(stack, kGoneBound));
+}
+
+TEST(UpLifecycle, KillNineOfUpStopsEveryPart) {
+  test::TempDir dir;
+  const std::string data = dir.file("state");
+  test::ChildProcess up(up_argv(data));
+  const auto stack = start_stack(up, data);
+  ASSERT_EQ(stack.parts.size(), 3u) << up.output();
+  EXPECT_EQ(up.stop(SIGKILL, 30s), 128 + SIGKILL);
+  EXPECT_TRUE(stack_gone(stack, kGoneBound));
+  // The next `up` on the same directory starts (nothing holds its lock or the parts' ports); the
+  // killed one's stack.json goes first, so the test waits for the new one.
+  std::filesystem::remove(data + "/stack.json");
+  test::ChildProcess again(up_argv(data));
+  const auto next = start_stack(again, data);
+  EXPECT_EQ(next.parts.size(), 3u) << again.output();
+}
+
+// A stream through the gateway that runs while the test signals `up`; its outcome afterwards.
+class OpenStream {
+ public:
+  OpenStream(const boost::json::object& stack, const std::string& data) {
+    thread_ = std::thread([this, gateway = string_at(stack, "gatewayUrl"), key = string_at(stack, "apiKey"), data] {
+      const auto sealed = seal_chat(gateway, data + "/platform.key");
+      auto response = post_chat(gateway, sealed.body, key);
+      std::lock_guard lock(mutex_);
+      if (response && response->result_int() == 200)
+        complete_ = open_stream(sealed, rvenc::test::sse_events(response->body())).has_value();
+    });
+  }
+  ~OpenStream() {
+    if (thread_.joinable()) thread_.join();
+  }
+  bool complete() {
+    if (thread_.joinable()) thread_.join();
+    std::lock_guard lock(mutex_);
+    return complete_;
+  }
+
+ private:
+  std::mutex mutex_;
+  bool complete_ = false;
+  std::thread thread_;
+};
+
+// Waits until the gateway relays `count` streams (its /metrics with the admin token).
+bool wait_for_streams(const boost::json::object& stack, int count) {
+  http::Fields admin;
+  admin.set(boost::beast::http::field::authorization, "Bearer " + string_at(stack, "adminToken"));
+  const std::string line = "rvenc_gateway_active_streams " + std::to_string(count) + "\n";
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto metrics = http::fetch("GET", string_at(stack, "gatewayUrl") + "/metrics", {}, admin);
+    if (metrics && metrics->body().find(line) != std::string::npos) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+// Once the gateway relays the stream the test opened, sends `sig` to `up`; it must then say it
+// waits for that stream.
+::testing::AssertionResult signal_during_stream(test::ChildProcess& up, const RunningStack& stack, int sig) {
+  if (!wait_for_streams(stack.stack, 1)) return ::testing::AssertionFailure() << "no stream\n" << up.output();
+  up.signal(sig);
+  if (!up.wait_for_line("waiting for 1 stream to finish \\(Ctrl-C again to stop now\\)", 30s))
+    return ::testing::AssertionFailure() << "no waiting message\n" << up.output();
+  return ::testing::AssertionSuccess();
+}
+
+TEST(UpLifecycle, AStopWaitsForOpenStreamsAndSaysSo) {
+  test::TempDir dir;
+  const std::string data = dir.file("state");
+  // About 90 demo tokens 40 ms apart: a few seconds, well inside the 10 s grace period.
+  test::ChildProcess up(up_argv(data), {{"RVENC_DEMO_DELAY_MS", "40"}});
+  const auto stack = start_stack(up, data);
+  ASSERT_EQ(stack.parts.size(), 3u) << up.output();
+  OpenStream stream(stack.stack, data);
+  ASSERT_TRUE(signal_during_stream(up, stack, SIGTERM));
+  EXPECT_EQ(up.wait_exit(60s), 0) << up.output();
+  EXPECT_TRUE(stream.complete());  // the stream finished before its gateway stopped
+  EXPECT_TRUE(stack_gone(stack, kGoneBound));
+}
+
+TEST(UpLifecycle, ASecondSignalStopsAtOnce) {
+  test::TempDir dir;
+  const std::string data = dir.file("state");
+  // About 90 demo tokens a second apart: far longer than any grace period.
+  test::ChildProcess up(up_argv(data), {{"RVENC_DEMO_DELAY_MS", "1000"}});
+  const auto stack = start_stack(up, data);
+  ASSERT_EQ(stack.parts.size(), 3u) << up.output();
+  OpenStream stream(stack.stack, data);
+  ASSERT_TRUE(signal_during_stream(up, stack, SIGINT));
+  up.signal(SIGINT);
+  // The servers' own grace is 10 s and `up`'s 15 s: 8 s apart from both, bounded generously.
+  EXPECT_EQ(up.wait_exit(8s), 130) << up.output();
+  EXPECT_TRUE(stack_gone(stack, 8s));
+  EXPECT_FALSE(stream.complete());
+  EXPECT_EQ(running_of(read_stack(data)), false);
 }
 
 }  // namespace

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +18,7 @@
 
 #include <boost/json/parse.hpp>
 
+#include "rvenc/common/process.hpp"
 #include "rvenc/protocol/sealing.hpp"
 
 namespace rvenc::test {
@@ -66,29 +66,17 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::map<std::string, 
   if (log_fd < 0) throw std::runtime_error("mkstemp failed");
   log_path_ = tmpl;
 
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-
-  const pid_t parent = getpid();
-  pid_ = fork();
-  if (pid_ < 0) throw std::runtime_error("fork failed");
-  if (pid_ == 0) {
-    // A test that crashes (no destructors run) must not leave its servers running.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    setpgid(0, 0);
-    const int devnull = open("/dev/null", O_RDONLY);
-    dup2(devnull, 0);
-    dup2(log_fd, 1);
-    dup2(log_fd, 2);
-    // Nothing else of the test process (its sockets, pipes, the log's own descriptor) leaks into
-    // the child: a client socket held by a server child would keep that connection open.
-    close_range(3, ~0U, 0);
-    for (auto& [k, v] : extra_env) setenv(k.c_str(), v.c_str(), 1);
-    execvp(args[0], args.data());
-    _exit(127);
+  // A test that crashes (no destructors run) must not leave its servers running (parent-death
+  // signal); nothing else of the test process (its sockets) leaks into the child.
+  auto pid = spawn_child({.argv = std::move(argv),
+                          .output_fd = log_fd,
+                          .search_path = true,
+                          .extra_env = std::move(extra_env)});
+  if (!pid) {
+    close(log_fd);
+    throw std::runtime_error(pid.error().message);
   }
+  pid_ = *pid;
   close(log_fd);
 }
 

@@ -189,6 +189,10 @@ class Client {
 // timeouts and buffer size, protocol 1, 2 or 3): invalid_request naming the option otherwise.
 [[nodiscard]] Result<Client> create_client(ClientOptions options);
 
+// invalid_request when `url` cannot be a gateway's: not an http(s) URL, or ending in /v1 like an
+// OpenAI base URL (the proxy's); the message names the URL to use instead.
+[[nodiscard]] Status validate_gateway_url(std::string_view url);
+
 // Keys without a client (no API key needed): verified attestation from options.base_url under
 // options.attestation, then a fresh encapsulation.
 [[nodiscard]] Result<EncryptionKeys> generate_encryption_keys(const ClientOptions& options);

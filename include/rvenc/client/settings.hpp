@@ -1,6 +1,9 @@
 // Client settings as tools take them (flags, environment, the state `rvenc up` leaves behind) turned
-// into ClientOptions, per shared/CLI.md: with none of gateway / api key / platform key given, the
-// gateway URL, API key and platform public key come from DIR/stack.json (default ./.rvenc).
+// into ClientOptions, per shared/CLI.md. Each field resolves on its own: flag > environment >
+// DIR/stack.json (default ./.rvenc) > built-in default, where an explicit --data counts as a flag
+// (its gateway beats RVENC_GATEWAY_URL). The stack file's apiKey, platformPublicKey and caFile are
+// used only with that file's own gateway, so a stack's key is never sent to another gateway:
+// `rvenc chat --data D --api-key K` talks to D's gateway, trusts D's platform key and sends K.
 //
 // Design: stack.json decides which gateway and which platform key are trusted, so a file anyone
 // else could have written (planted in a shared directory, or left writable) is refused with the
@@ -28,6 +31,7 @@ struct StackInfo {
   std::string api_key;
   std::string platform_public_key;  // hex, may be empty
   std::string db;                   // the gateway's database file, may be empty
+  std::string ca_file;              // CA bundle for an https gateway, may be empty
   // False when stack.json says "running": false, or when DIR/up.lock exists and no `up` holds it.
   bool running = true;
 };
@@ -41,12 +45,19 @@ struct StackInfo {
 
 struct ClientSettings {
   std::string gateway;              // empty: stack.json, else kDefaultBaseUrl
-  std::string api_key;              // empty: stack.json
+  std::string api_key;              // empty: stack.json (with its gateway only)
   std::string platform_public_key;  // hex Ed25519 key trusted for the "simulated" provider
   std::string measurement;          // hex; required measurement when set
   std::string data_dir;             // empty: ./.rvenc (missing stack.json is then fine)
   int protocol = 3;
+  std::string ca_file;              // empty: stack.json (with its gateway only)
+  bool gateway_from_env = false;    // `gateway` came from RVENC_GATEWAY_URL, not a flag
+  bool data_dir_from_flag = false;  // `data_dir` came from --data, not RVENC_DATA
 };
+
+// `settings` with what its stack file supplies (see the top of this file); errors when an explicit
+// DIR has no stack.json, the file may not be trusted, or the stack it names is not running.
+[[nodiscard]] Result<ClientSettings> apply_stack_file(const ClientSettings& settings);
 
 // invalid_request naming the setting that is wrong (bad hex, protocol not 1 or 2, unreadable
 // stack.json, --data DIR without DIR/stack.json). api_key may stay empty (keygen, attest).

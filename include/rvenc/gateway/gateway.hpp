@@ -62,6 +62,9 @@ struct GatewayOptions {
   // enclaves that refuse it; false: one HTTP/1.1 connection per stream.
   bool enclave_mux = true;
   std::uint64_t max_body = kDefaultMaxBody;
+  // One info line per request: method, path, status, duration, key masked to its last 4 characters
+  // (never content). The CLI's --quiet turns it off.
+  bool access_log = true;
   std::chrono::milliseconds upstream_idle_timeout = kUpstreamIdleTimeout;
   std::chrono::milliseconds read_timeout = http::ServerOptions::kDefaultReadTimeout;
   std::chrono::milliseconds idle_timeout = http::ServerOptions::kDefaultIdleTimeout;
@@ -125,6 +128,8 @@ class GatewayHandler {
   // /healthz and /health: the public status, or with the admin token the details.
   [[nodiscard]] http::Response health(const RequestContext& context) const;
   [[nodiscard]] http::Response metrics_response(const RequestContext& context) const;
+  // The access log line of a finished request (GatewayOptions::access_log).
+  void log_access(const RequestContext& context) const;
   // Whether the request may see the details (no admin token configured, or it shows it).
   [[nodiscard]] bool admin_allowed(const http::Request& request) const;
   http::awaitable<void> poll_keys_loop(std::shared_ptr<boost::asio::steady_timer> timer);

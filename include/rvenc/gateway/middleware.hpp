@@ -74,6 +74,7 @@ struct RequestContext {
   std::optional<RateDecision> rate;
   std::optional<StreamSlots::Slot> stream_slot;
   std::optional<UsageRecord> usage;  // written when the context is destroyed, or at its submit()
+  unsigned status = 0;               // of the answer sent (for the access log); 0 until then
 };
 
 // A step answers the request (a response) or lets it through (nullopt). Most decide at once and
@@ -112,5 +113,9 @@ void decorate(http::Fields& fields, const RequestContext& context);
 // -> 429 rate_limit_exceeded with Retry-After. Other paths, requests with a valid key and requests
 // without a known client address pass.
 [[nodiscard]] Step attestation_limit_step(AddressRateLimiter& limiter, KeyCache& keys);
+// GET /rvenc/models with an Authorization header: the key is checked like auth_step does (401/403),
+// so "is my key right?" gets a true answer; no usage row and no rate-limit charge. Without the
+// header the list stays public (attestation and discovery need no key). Other paths pass.
+[[nodiscard]] Step models_key_step(KeyCache& keys);
 
 }  // namespace rvenc::gateway

@@ -20,6 +20,9 @@ enum class Version : int { v1 = 1, v2 = 2, v3 = 3 };
 
 // Upper bound on the decoded encryptedInference; the gateway's --max-body is the real limit.
 inline constexpr std::size_t kMaxEncryptedInferenceBytes = 64u * 1024 * 1024;
+// The gateway's largest request body in bytes, published on /rvenc/models and /rvenc/attestation
+// so a client can refuse a request that cannot fit before sending it (in the user's terms).
+inline constexpr std::string_view kMaxBodyHeader = "X-Rvenc-Max-Body";
 
 struct RequestEnvelope {
   Version version = Version::v3;

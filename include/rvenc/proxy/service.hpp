@@ -8,8 +8,9 @@
 //   auto proxy = rvenc::proxy::ProxyServer::create(options);  // binds (port 0 picks one)
 //   (*proxy)->start();  ...  (*proxy)->url();  ...  (*proxy)->stop(); (*proxy)->wait();
 //
-// Routes: POST /v1/chat/completions (streaming and not), GET /v1/models (the gateway's list),
-// GET /healthz, GET /chat (the browser chat page, chat_page.hpp). Design: ProxyService holds the handlers (testable with http::RecordingWriter);
+// Routes: POST /v1/chat/completions (streaming and not), GET /v1/models (the gateway's list) and /v1/models/{id},
+// GET /healthz (and /health), GET /chat (the browser chat page, chat_page.hpp). Design: ProxyService holds the
+// handlers (testable with http::RecordingWriter);
 // ProxyServer binds them to an http::Server. The proxy serves on one io thread, so a key's cache
 // entry is only ever touched by one coroutine at a time between suspension points.
 #pragma once
@@ -72,10 +73,14 @@ class ProxyService {
   ProxyService(const ProxyOptions& options, DekStore* store);
 
   http::awaitable<void> chat_completions(http::Request& request, http::ResponseWriter& writer);
+  // GET /v1/models (the gateway's list, fetched with the caller's key, so a wrong key gets 401/403)
+  // and GET /v1/models/{id} (the OpenAI SDK's models.retrieve): its entry, or 404 model_not_found.
   http::awaitable<void> models(http::Request& request, http::ResponseWriter& writer);
   http::awaitable<void> healthz(http::Request& request, http::ResponseWriter& writer);
-  // The three routes above, and the chat page's (/chat, chat_page.hpp).
+  // The routes above (and GET /health, an alias of /healthz), and the chat page's (/chat, chat_page.hpp).
   [[nodiscard]] http::Router router();
+  // router() plus GET /v1/models/{id}: what the server runs.
+  [[nodiscard]] http::Handler handler();
 
   [[nodiscard]] ClientCache& cache() noexcept { return cache_; }
 
