@@ -74,8 +74,11 @@ class FakeEnclave {
     json::array versions;
     if (config_.allow_v1) versions.push_back(1);
     versions.push_back(3);
-    co_await writer.send(http::json_response(
-        200, json::serialize(json::object{{"status", "ok"}, {"keyId", to_hex(key_id())}, {"versions", versions}})));
+    // Built before the co_await (GCC 12 miscompiles array temporaries inside one).
+    const std::string key = to_hex(key_id());
+    const std::string body =
+        json::serialize(json::object{{"status", "ok"}, {"keyId", key}, {"versions", std::move(versions)}});
+    co_await writer.send(http::json_response(200, body));
     (void)request;
   }
 
@@ -222,7 +225,7 @@ TEST_F(EnclavePoolTest, BadAttestationQueriesAre400) {
   FakeEnclave a({.models = {"model-a"}});
   make_handler({&a});
   const std::string c = "/rvenc/attestation?challenge=" + challenge_hex();
-  for (const std::string target : {std::string("/rvenc/attestation?model=model-a"), c + "&all=2", c + "&model=",
+  for (const std::string& target : {std::string("/rvenc/attestation?model=model-a"), c + "&all=2", c + "&model=",
                                    c + "&model=a&model=b", c + "&model=" + std::string(300, 'x'),
                                    std::string("/rvenc/attestation?challenge=00")}) {
     auto answer = get(target);
@@ -287,7 +290,9 @@ TEST_F(EnclavePoolTest, DuplicateKeyIdIsAConfigurationErrorForBoth) {
   for (const auto& e : handler->enclaves().snapshot()) {
     const bool duplicate = e.url.to_string() != http::parse_url(other.url()).value().to_string();
     EXPECT_EQ(e.healthy, !duplicate) << e.url.origin();
-    if (duplicate) EXPECT_NE(e.last_error.find("configuration error"), std::string::npos) << e.last_error;
+    if (duplicate) {
+      EXPECT_NE(e.last_error.find("configuration error"), std::string::npos) << e.last_error;
+    }
   }
   refresh();  // stays so at the next check
   EXPECT_EQ(handler->enclaves().healthy_count(), 1u);

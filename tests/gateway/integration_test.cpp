@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <filesystem>
 #include <functional>
 #include <thread>
 
@@ -391,13 +392,16 @@ TEST_F(GatewayIntegration, EnclaveKilledMidStreamGivesOneGatewayErrorEvent) {
 }
 
 TEST_F(GatewayIntegration, RoutesByKeyIdAcrossEnclaves) {
-  test::TempDir second_dir;
-  auto second = start_enclave(second_dir);  // its own X-Wing key, same gateway token
-  auto second_url = second->wait_for_url();
-  ASSERT_TRUE(second_url) << second->output();
   enclave = start_enclave(dir);
   auto first_url = enclave->wait_for_url();
   ASSERT_TRUE(first_url) << enclave->output();
+  // Its own X-Wing key, the same gateway token and platform key: the gateway now answers
+  // attestation from either enclave (chosen for load), and seal() checks the first's platform key.
+  test::TempDir second_dir;
+  std::filesystem::copy_file(dir.file("platform.key"), second_dir.file("platform.key"));
+  auto second = start_enclave(second_dir);
+  auto second_url = second->wait_for_url();
+  ASSERT_TRUE(second_url) << second->output();
   gateway = start_gateway({*first_url, *second_url}, db, dir.file("gateway.token"));
   auto url = gateway->wait_for_url();
   ASSERT_TRUE(url) << gateway->output();
