@@ -251,7 +251,7 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "File with the admin token: /healthz details and /metrics need Authorization: Bearer <it> "
          "(without it they are public)");
   option(*cmd, "--health-interval-ms", flags->health_interval_ms,
-         "How often each enclave's health is checked (GET /healthz, bounded by 1.5 s, so an enclave that stops "
+         "How often each enclave's health is checked (GET /healthz, bounded by 1 s, so an enclave that stops "
          "answering is out of service within about 2 s; attestation for a new keyId, after a recovery and every 30 s, "
          "which tells its models, capacity and previous keys)")
       ->capture_default_str();

@@ -6,7 +6,6 @@
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
-#include <boost/url/parse_query.hpp>
 #include <spdlog/spdlog.h>
 
 #include "rvenc/common/hex.hpp"
@@ -25,6 +24,23 @@ struct AttestationQuery {
   bool all = false;
 };
 
+// A query value with its %XX escapes decoded ("+" stays "+").
+Result<std::string> percent_decoded(std::string_view text, std::string_view parameter) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out += text[i];
+      continue;
+    }
+    std::uint8_t byte = 0;
+    if (text.size() - i < 3 || !from_hex_into(text.substr(i + 1, 2), std::span(&byte, 1), parameter))
+      return fail(Errc::invalid_request, "the " + std::string(parameter) + " query parameter has a malformed % escape");
+    out += static_cast<char>(byte);
+    i += 2;
+  }
+  return out;
+}
+
 // challenge (required), model (optional, percent-decoded), all (1/true or 0/false); a parameter
 // given twice or an unknown value is invalid_request, naming the parameter, never its value.
 Result<AttestationQuery> parse_attestation_query(std::string_view query) {
@@ -32,22 +48,27 @@ Result<AttestationQuery> parse_attestation_query(std::string_view query) {
   auto challenge = protocol::challenge_from_query(query);
   if (!challenge) return std::unexpected(challenge.error());
   out.challenge = *challenge;
-  const auto params = boost::urls::parse_query(query);
-  if (!params) return fail(Errc::invalid_request, "the attestation query string is not valid");
   bool seen_model = false;
   bool seen_all = false;
-  for (const auto param : *params) {
-    const std::string key = param.key.decode();
+  // Split by hand, like challenge_from_query: Boost.URL's parse_query gave wrong value sizes in
+  // this build.
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    const auto eq = pair.find('=');
+    const std::string_view key = pair.substr(0, eq);
+    const std::string_view value = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
     if (key == "model") {
       if (std::exchange(seen_model, true)) return fail(Errc::invalid_request, "the model query parameter is given twice");
-      std::string model = param.value.decode();
-      if (model.empty() || model.size() > protocol::kMaxModelNameBytes)
+      auto model = percent_decoded(value, "model");
+      if (!model) return std::unexpected(model.error());
+      if (model->empty() || model->size() > protocol::kMaxModelNameBytes)
         return fail(Errc::invalid_request, "the model query parameter must be 1 to " +
                                                std::to_string(protocol::kMaxModelNameBytes) + " bytes");
-      out.model = std::move(model);
+      out.model = std::move(*model);
     } else if (key == "all") {
       if (std::exchange(seen_all, true)) return fail(Errc::invalid_request, "the all query parameter is given twice");
-      const std::string value = param.value.decode();
       if (value == "1" || value == "true") out.all = true;
       else if (value != "0" && value != "false")
         return fail(Errc::invalid_request, "the all query parameter must be 1 or 0");

@@ -40,7 +40,8 @@ std::vector<protocol::AttestationDocument> attest_all(const std::string& gateway
                                          "&model=" + model + "&all=1");
   if (!response || response->result_int() != 200) return {};
   std::vector<protocol::AttestationDocument> docs;
-  for (const auto& value : json::parse(response->body()).at("enclaves").as_array()) {
+  const auto all_answer = json::parse(response->body());  // outlives the loop
+  for (const auto& value : all_answer.at("enclaves").as_array()) {
     auto doc = protocol::parse_attestation(json::serialize(value));
     if (doc && doc->report_data == protocol::report_data(doc->public_key, challenge)) docs.push_back(*doc);
   }
@@ -93,7 +94,8 @@ TEST_F(MultiEnclave, ModelsAttestationAndChatPerModel) {
   auto models = http::fetch("GET", gateway_url + "/rvenc/models");
   ASSERT_TRUE(models && models->result_int() == 200);
   std::vector<std::string> ids;
-  for (const auto& m : json::parse(models->body()).at("data").as_array()) ids.emplace_back(m.at("id").as_string());
+  const auto model_list = json::parse(models->body());  // outlives the loop
+  for (const auto& m : model_list.at("data").as_array()) ids.emplace_back(m.at("id").as_string());
   EXPECT_EQ(ids, (std::vector<std::string>{"model-a", "model-b"}));
 
   // model-b: only the third enclave.

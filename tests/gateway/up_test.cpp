@@ -97,7 +97,8 @@ TEST(Up, SeveralEnclavesWithTheirOwnKeysAndModels) {
   auto models = http::fetch("GET", string_at(*stack, "gatewayUrl") + "/rvenc/models");
   ASSERT_TRUE(models && models->result_int() == 200);
   std::vector<std::string> ids;
-  for (const auto& m : boost::json::parse(models->body()).at("data").as_array()) ids.emplace_back(m.at("id").as_string());
+  const auto model_list = boost::json::parse(models->body());  // outlives the loop
+  for (const auto& m : model_list.at("data").as_array()) ids.emplace_back(m.at("id").as_string());
   EXPECT_EQ(ids, (std::vector<std::string>{"model-a", "model-b"}));
   EXPECT_EQ(up.stop(SIGINT, 30s), 0) << up.output();
 

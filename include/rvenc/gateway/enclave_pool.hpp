@@ -37,7 +37,7 @@ inline constexpr std::chrono::seconds kAttestationRefresh{30};
 inline constexpr std::chrono::milliseconds kDefaultHealthInterval{500};
 inline constexpr std::chrono::seconds kMinRefreshGap{1};
 inline constexpr std::chrono::milliseconds kAttestationTimeout{5'000};
-inline constexpr std::chrono::milliseconds kHealthCheckTimeout{1'500};
+inline constexpr std::chrono::milliseconds kHealthCheckTimeout{1'000};
 
 struct EnclaveState {
   http::Url url;
