@@ -131,7 +131,7 @@ TEST_F(MultiEnclave, ModelsAttestationAndChatPerModel) {
 }
 
 TEST_F(MultiEnclave, MaxStreamsIsEnforcedByTheEnclaveWithRetryAfter) {
-  ASSERT_NO_FATAL_FAILURE(add_enclave("model-a", 150, {"--max-streams", "1"}));
+  ASSERT_NO_FATAL_FAILURE(add_enclave("model-a", 40, {"--max-streams", "1"}));
   ASSERT_NO_FATAL_FAILURE(start_gateway_process());
   auto docs = attest_all(gateway_url, "model-a");
   ASSERT_EQ(docs.size(), 1u);
