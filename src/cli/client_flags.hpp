@@ -27,6 +27,12 @@ inline void add_client_flags(CLI::App& app, client::ClientSettings& settings, bo
       ->check(CLI::IsMember({1, 2, 3}));
 }
 
+// -m,--model (RVENC_MODEL) of `rvenc keygen` / `rvenc attest`: attestation per model
+// (PROTOCOL.md section 7).
+inline void add_model_flag(CLI::App& app, std::string& model, const std::string& help) {
+  option(app, "-m,--model", model, help)->envname("RVENC_MODEL");
+}
+
 // kExitUntrusted for attestation, kExitUnavailable when the gateway cannot be reached,
 // kExitUsage for bad settings, kExitFailure otherwise.
 inline int exit_code_for(const Error& error) {

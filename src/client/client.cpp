@@ -249,7 +249,8 @@ struct ClientState {
   awaitable<Result<std::shared_ptr<const EncryptionKeys>>> generate_keys(std::string_view model) {
     auto document = co_await attest(model);
     if (!document) co_return std::unexpected(document.error());
-    auto generated = encapsulate(*document, {});
+    // Keys asked for a model are that model's (the gateway chose an enclave serving it).
+    auto generated = encapsulate(*document, model.empty() ? std::vector<std::string>{} : std::vector{std::string(model)});
     if (!generated) co_return std::unexpected(generated.error());
     const std::lock_guard lock(sets.mutex());
     sets.install_locked(model, {std::make_shared<Replica>(Replica{*generated, 0})});
@@ -259,11 +260,11 @@ struct ClientState {
 
   // Keys for every replica serving `model`: those already trusted (same keyId, still usable) are
   // kept with their in-flight counts, the others made from their verified documents.
-  awaitable<Result<std::vector<std::shared_ptr<Replica>>>> refresh_replicas(std::string_view model) {
+  awaitable<Result<std::vector<std::shared_ptr<Replica>>>> refresh_replicas(std::string_view model, bool fresh = false) {
     auto documents = co_await attest_all(model);
     if (!documents) co_return std::unexpected(documents.error());
     std::vector<std::shared_ptr<Replica>> known;
-    {
+    if (!fresh) {
       const std::lock_guard lock(sets.mutex());
       known = sets.usable_locked(model, now_seconds());
     }
@@ -360,8 +361,8 @@ struct ClientState {
     co_return **generated;
   }
 
-  awaitable<Result<std::vector<EncryptionKeys>>> copy_of_replica_keys(std::string model) {
-    auto replicas = co_await refresh_replicas(model);
+  awaitable<Result<std::vector<EncryptionKeys>>> copy_of_replica_keys(std::string model, bool fresh) {
+    auto replicas = co_await refresh_replicas(model, fresh);
     if (!replicas) co_return std::unexpected(replicas.error());
     std::vector<EncryptionKeys> copies;
     for (const auto& replica : *replicas) copies.push_back(*replica->keys);
@@ -694,16 +695,17 @@ awaitable<Result<EncryptionKeys>> Client::async_generate_encryption_keys(std::st
   co_return co_await guarded<EncryptionKeys>(*state, [&]() { return state->copy_of_new_keys(model); });
 }
 
-Result<std::vector<EncryptionKeys>> Client::generate_replica_keys(std::string_view model) const {
-  return run_blocking<Result<std::vector<EncryptionKeys>>>(state_, [model](ClientState& state) {
+Result<std::vector<EncryptionKeys>> Client::generate_replica_keys(std::string_view model, bool fresh) const {
+  return run_blocking<Result<std::vector<EncryptionKeys>>>(state_, [model, fresh](ClientState& state) {
     return guarded<std::vector<EncryptionKeys>>(
-        state, [&state, model]() { return state.copy_of_replica_keys(std::string(model)); });
+        state, [&state, model, fresh]() { return state.copy_of_replica_keys(std::string(model), fresh); });
   });
 }
 
-awaitable<Result<std::vector<EncryptionKeys>>> Client::async_generate_replica_keys(std::string model) const {
+awaitable<Result<std::vector<EncryptionKeys>>> Client::async_generate_replica_keys(std::string model, bool fresh) const {
   auto state = state_;
-  co_return co_await guarded<std::vector<EncryptionKeys>>(*state, [&]() { return state->copy_of_replica_keys(model); });
+  co_return co_await guarded<std::vector<EncryptionKeys>>(*state,
+                                                          [&]() { return state->copy_of_replica_keys(model, fresh); });
 }
 
 std::optional<EncryptionKeys> Client::encryption_keys() const {

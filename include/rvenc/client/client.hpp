@@ -190,10 +190,11 @@ class Client {
   [[nodiscard]] http::awaitable<Result<EncryptionKeys>> async_generate_encryption_keys(std::string model = {}) const;
 
   // Keys for every healthy replica serving `model` (`&all=1`, each document verified; keys of
-  // replicas already trusted are kept, not made anew). They become the set this client spreads
-  // `model`'s requests over.
-  [[nodiscard]] Result<std::vector<EncryptionKeys>> generate_replica_keys(std::string_view model) const;
-  [[nodiscard]] http::awaitable<Result<std::vector<EncryptionKeys>>> async_generate_replica_keys(std::string model) const;
+  // replicas already trusted are kept unless `fresh`, then every one is a new encapsulation, e.g.
+  // a rotation). They become the set this client spreads `model`'s requests over.
+  [[nodiscard]] Result<std::vector<EncryptionKeys>> generate_replica_keys(std::string_view model, bool fresh = false) const;
+  [[nodiscard]] http::awaitable<Result<std::vector<EncryptionKeys>>> async_generate_replica_keys(std::string model,
+                                                                                                 bool fresh = false) const;
 
   // A copy of the keys this client uses now (nullopt before any are made): the ones made or
   // replaced last. They change on generate_encryption_keys() and when the gateway no longer knows
