@@ -34,6 +34,7 @@ struct EnclaveFlags {
   std::size_t replay_cache_entries = enclave::kDefaultReplayCacheEntries;
   std::size_t replay_tenant_share = 0;
   std::size_t max_attestation_queue = enclave::kDefaultMaxAttestationQueue;
+  std::size_t max_streams = 0;
   long long first_byte_timeout_ms = http::ServerOptions::kDefaultFirstByteTimeout.count();
   long long header_timeout_ms = http::ServerOptions::kDefaultHeaderTimeout.count();
 };
@@ -81,6 +82,7 @@ int run_enclave(const EnclaveFlags& flags) {
   options.replay_cache_entries = flags.replay_cache_entries;
   options.replay_tenant_share = flags.replay_tenant_share;
   options.max_attestation_queue = flags.max_attestation_queue;
+  options.max_streams = flags.max_streams;
   options.first_byte_timeout = std::chrono::milliseconds(flags.first_byte_timeout_ms);
   options.header_timeout = std::chrono::milliseconds(flags.header_timeout_ms);
 
@@ -159,6 +161,10 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "Attestation requests waiting for evidence at once (beyond: 503 overloaded)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  option(*cmd, "--max-streams", flags->max_streams,
+         "Chat streams served at once, the engine's capacity (beyond: 503 enclave_busy with Retry-After, so that "
+         "clients move to another replica); 0: unlimited")
+      ->capture_default_str();
   option(*cmd, "--first-byte-timeout-ms", flags->first_byte_timeout_ms,
          "How long a new connection may take to send its first byte (then it is closed)")
       ->capture_default_str();

@@ -33,7 +33,7 @@ struct GatewayFlags {
   long long idle_timeout_ms = http::ServerOptions::kDefaultIdleTimeout.count();
   long long first_byte_timeout_ms = http::ServerOptions::kDefaultFirstByteTimeout.count();
   long long header_timeout_ms = http::ServerOptions::kDefaultHeaderTimeout.count();
-  long long health_interval_ms = gateway::kAttestationRefresh.count() * 1000;
+  long long health_interval_ms = gateway::kDefaultHealthInterval.count();
   std::size_t max_connections = gateway::kDefaultMaxConnections;
   std::size_t max_connections_per_ip = gateway::kDefaultMaxConnectionsPerIp;
   bool per_ip_explicit = false;  // --max-connections-per-ip given: loopback counts too
@@ -173,7 +173,11 @@ int run_gateway(const GatewayFlags& flags) {
   for (const auto& e : gw.handler().enclaves().snapshot()) {
     facts << "enclave " << e.url.origin() << ": ";
     if (e.healthy)
-      facts << "up, keyId " << to_hex(*e.key_id) << " (" << e.provider << ")\n";
+    {
+      facts << "up, keyId " << to_hex(*e.key_id) << " (" << e.provider << "), models:";
+      for (const auto& model : e.models) facts << ' ' << model;
+      facts << (e.capacity ? ", --max-streams " + std::to_string(*e.capacity) : std::string()) << "\n";
+    }
     else
       facts << "down (" << e.last_error << "), will retry\n";
   }
@@ -202,7 +206,9 @@ void setup(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<GatewayFlags>();
   auto* cmd = app.add_subcommand("gateway", "Run the gateway: API keys, checks, rate limits, pass-through to enclaves");
   option(*cmd, "--listen", flags->listen, "HOST:PORT to listen on (port 0 picks a free port)")->capture_default_str();
-  option(*cmd, "--enclave", flags->enclaves, "Enclave base URL (http://HOST:PORT); repeatable, the first is the default")
+  option(*cmd, "--enclave", flags->enclaves, "Enclave base URL (http://HOST:PORT); repeatable: replicas of a model and other models, each with its "
+         "own key (GET /rvenc/models lists them all; attestation ?model=NAME picks one for load, &all=1 lists "
+         "every replica; see docs/multi-enclave.md)")
       ->required();
   option(*cmd, "--db", flags->db, "SQLite database with the API keys and usage (created if missing)")->required();
   option(*cmd, "--redis", flags->redis, "redis://HOST:PORT[/DB] for rate limits and revocations shared by gateways");
@@ -245,7 +251,9 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "File with the admin token: /healthz details and /metrics need Authorization: Bearer <it> "
          "(without it they are public)");
   option(*cmd, "--health-interval-ms", flags->health_interval_ms,
-         "How often the enclaves' health is checked (GET /healthz; attestation only for a new keyId)")
+         "How often each enclave's health is checked (GET /healthz, bounded by 1.5 s, so an enclave that stops "
+         "answering is out of service within about 2 s; attestation for a new keyId, after a recovery and every 30 s, "
+         "which tells its models, capacity and previous keys)")
       ->capture_default_str();
   flag(*cmd, "--enclave-http1", flags->enclave_http1,
        "One HTTP/1.1 connection per stream to the enclaves, instead of streams sharing rvenc-mux connections");

@@ -26,6 +26,7 @@
 #include <regex>
 #include <thread>
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -57,7 +58,36 @@ struct UpFlags {
   std::vector<std::string> upstreams;
   bool allow_v1 = false;
   bool allow_v2 = false;
+  int enclaves = 1;                      // demo enclaves behind the gateway
+  std::vector<std::string> demo_models;  // none, one for all, or one per enclave
 };
+
+constexpr int kMaxUpEnclaves = 16;
+
+// The arguments of enclave `index` (0-based) of `rvenc up --enclaves N`: the first keeps
+// DIR/enclave.key, the others DIR/enclave-<index+1>.key; ports --enclave-port + index (0: free).
+std::vector<std::string> up_enclave_args(const UpFlags& flags, int index, const fs::path& dir) {
+  const fs::path key = index == 0 ? dir / "enclave.key" : dir / ("enclave-" + std::to_string(index + 1) + ".key");
+  const int port = flags.enclave_port == 0 ? 0 : flags.enclave_port + index;
+  std::vector<std::string> args{"enclave", "--listen", "127.0.0.1:" + std::to_string(port), "--key-file",
+                                key.string(), "--platform-key", (dir / "platform.key").string(),
+                                "--attestation", "simulated", "--gateway-token-file", (dir / "gateway.token").string()};
+  std::string test_models;
+  for (const auto& u : flags.upstreams) {
+    args.insert(args.end(), {"--upstream", u});
+    test_models += (test_models.empty() ? "" : ",") + u.substr(0, u.find('='));
+  }
+  if (!flags.demo_models.empty()) {
+    const std::string& demo = flags.demo_models[flags.demo_models.size() == 1 ? 0 : static_cast<std::size_t>(index)];
+    args.insert(args.end(), {"--demo-model", demo});
+    if (!test_models.empty()) test_models += "," + demo;
+  }
+  // up's key is a test key: on this machine it may use the user's own upstream models too.
+  if (!test_models.empty()) args.insert(args.end(), {"--test-models", test_models});
+  if (flags.allow_v1) args.push_back("--allow-v1");
+  if (flags.allow_v2) args.push_back("--allow-v2");
+  return args;
+}
 
 // One part of the stack: a child process whose output is echoed with a "[name] " prefix.
 class Part {
@@ -258,17 +288,26 @@ bool gateway_ready(const std::string& gateway_url) {
 std::string listen_arg(int port) { return "127.0.0.1:" + std::to_string(port); }
 
 int run_up(const UpFlags& flags) {
-  for (int port : {flags.gateway_port, flags.enclave_port, flags.proxy_port})
+  for (int port : {flags.gateway_port, flags.enclave_port + flags.enclaves - 1, flags.proxy_port})
     if (port < 0 || port > 65535) {
       std::cerr << "rvenc up: ports go from 0 to 65535\n";
       return kExitUsage;
     }
+  if (flags.enclaves < 1 || flags.enclaves > kMaxUpEnclaves) {
+    std::cerr << "rvenc up: --enclaves goes from 1 to " << kMaxUpEnclaves << "\n";
+    return kExitUsage;
+  }
+  if (flags.demo_models.size() > 1 && flags.demo_models.size() != static_cast<std::size_t>(flags.enclaves)) {
+    std::cerr << "rvenc up: give --demo-model once (every enclave serves it) or once per enclave (--enclaves "
+              << flags.enclaves << "), not " << flags.demo_models.size() << " times\n";
+    return kExitUsage;
+  }
   // Everything up and its parts create (database, WAL, keys, token, stack.json) is private.
   umask(077);
   const fs::path dir = fs::absolute(flags.data).lexically_normal();
   fs::create_directories(dir);
   fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace);
-  const fs::path db = dir / "rvenc.db", enclave_key = dir / "enclave.key", platform_key = dir / "platform.key",
+  const fs::path db = dir / "rvenc.db", platform_key = dir / "platform.key",
                  token = dir / "gateway.token", stack_file = dir / client::kStackFileName,
                  admin_token_file = dir / "admin.token";
   if (!take_up_lock(dir / client::kUpLockFileName, stack_file, dir)) return kExitUnavailable;
@@ -310,24 +349,19 @@ int run_up(const UpFlags& flags) {
     return code;
   };
 
-  std::vector<std::string> enclave_args{"enclave", "--listen", listen_arg(flags.enclave_port), "--key-file",
-                                        enclave_key.string(), "--platform-key", platform_key.string(),
-                                        "--attestation", "simulated", "--gateway-token-file", token.string()};
-  std::string upstream_models;
-  for (const auto& u : flags.upstreams) {
-    enclave_args.insert(enclave_args.end(), {"--upstream", u});
-    upstream_models += (upstream_models.empty() ? "" : ",") + u.substr(0, u.find('='));
+  std::vector<std::string> enclave_urls;
+  std::vector<std::string> gateway_args{"gateway", "--listen", listen_arg(flags.gateway_port), "--db", db.string(),
+                                        "--enclave-token-file", token.string(), "--admin-token-file",
+                                        admin_token_file.string()};
+  for (int i = 0; i < flags.enclaves; ++i) {
+    const auto url = start(flags.enclaves == 1 ? "enclave" : "enclave-" + std::to_string(i + 1),
+                           up_enclave_args(flags, i, dir));
+    if (!url) return shutdown(kExitUnavailable);
+    enclave_urls.push_back(*url);
+    gateway_args.insert(gateway_args.end(), {"--enclave", *url});
   }
-  // up's key is a test key: on this machine it may use the user's own upstream models too.
-  if (!upstream_models.empty()) enclave_args.insert(enclave_args.end(), {"--test-models", upstream_models});
-  if (flags.allow_v1) enclave_args.push_back("--allow-v1");
-  if (flags.allow_v2) enclave_args.push_back("--allow-v2");
-  const auto enclave_url = start("enclave", enclave_args);
-  if (!enclave_url) return shutdown(kExitUnavailable);
-
-  const auto gateway_url = start("gateway", {"gateway", "--listen", listen_arg(flags.gateway_port), "--enclave",
-                                             *enclave_url, "--db", db.string(), "--enclave-token-file", token.string(),
-                                             "--admin-token-file", admin_token_file.string()});
+  const std::string& enclave_url = enclave_urls.front();
+  const auto gateway_url = start("gateway", gateway_args);
   if (!gateway_url) return shutdown(kExitUnavailable);
   const auto ready_deadline = std::chrono::steady_clock::now() + kPartStartTimeout;
   while (!gateway_ready(*gateway_url)) {
@@ -339,7 +373,9 @@ int run_up(const UpFlags& flags) {
   }
 
   const std::string first_model =
-      flags.upstreams.empty() ? std::string(enclave::kDefaultDemoModel) : flags.upstreams.front().substr(0, flags.upstreams.front().find('='));
+      !flags.demo_models.empty() ? flags.demo_models.front()
+      : flags.upstreams.empty()  ? std::string(enclave::kDefaultDemoModel)
+                                 : flags.upstreams.front().substr(0, flags.upstreams.front().find('='));
 
   // The proxy keeps its data-encryption keys in DIR so a restarted stack reuses them.
   const auto proxy_url = start("proxy", {"proxy", "--listen", listen_arg(flags.proxy_port), "--gateway", *gateway_url,
@@ -348,7 +384,8 @@ int run_up(const UpFlags& flags) {
   if (!proxy_url) return shutdown(kExitUnavailable);
 
   stack = boost::json::object{{"gatewayUrl", *gateway_url},
-                              {"enclaveUrl", *enclave_url},
+                              {"enclaveUrl", enclave_url},
+                              {"enclaveUrls", boost::json::array(enclave_urls.begin(), enclave_urls.end())},
                               {"proxyUrl", *proxy_url},
                               {"apiKey", api_key},
                               {"platformPublicKey", to_hex(platform_public)},
@@ -359,8 +396,9 @@ int run_up(const UpFlags& flags) {
 
   std::cout << "rvenc up: the stack is running (Ctrl-C stops it)\n"
             << "  gateway   " << *gateway_url << "\n"
-            << "  enclave   " << *enclave_url << " (simulated attestation, platform key " << to_hex(platform_public)
+            << "  enclave   " << enclave_url << " (simulated attestation, platform key " << to_hex(platform_public)
             << ")\n";
+  for (std::size_t i = 1; i < enclave_urls.size(); ++i) std::cout << "  enclave   " << enclave_urls[i] << "\n";
   std::cout << "  proxy     " << *proxy_url << "/v1 (OpenAI-compatible)\n"
             << "  api key   " << api_key << " (test key \"" << kUpKeyName << "\")\n"
             << "  database  " << db.string() << "\n"
@@ -404,6 +442,13 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--upstream", flags->upstreams, "MODEL=URL of an OpenAI-compatible server for the enclave; repeatable");
   flag(*cmd, "--allow-v1", flags->allow_v1, "Let the enclave accept protocol version 1");
   flag(*cmd, "--allow-v2", flags->allow_v2, "Let the enclave accept protocol version 2");
+  option(*cmd, "--enclaves", flags->enclaves,
+         "Demo enclaves behind the gateway (1-16), each with its own key: DIR/enclave.key for the first, "
+         "DIR/enclave-<i>.key for the i-th; ports --enclave-port, +1, ... (stack.json: enclaveUrls)")
+      ->capture_default_str();
+  option(*cmd, "--demo-model", flags->demo_models,
+         "Demo model name: once (every enclave serves it) or once per enclave, in order, e.g. --enclaves 3 "
+         "--demo-model a --demo-model a --demo-model b (default: rvenc-demo, or none with --upstream)");
   cmd->callback([&run, flags] { run = [flags] { return run_up(*flags); }; });
 }
 

@@ -62,6 +62,7 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
     return fail(Errc::invalid_request, "--replay-tenant-share must not exceed --replay-cache-entries");
   service_options.replay_tenant_share = options.replay_tenant_share;
   service_options.max_attestation_queue = options.max_attestation_queue;
+  service_options.max_streams = options.max_streams;
   if (options.gateway_token_file) {
     auto hash = load_gateway_token_hash(*options.gateway_token_file);
     if (!hash) return std::unexpected(hash.error());
@@ -126,6 +127,8 @@ std::vector<std::string> EnclaveServer::describe() const {
   lines.push_back("replay protection for up to " + std::to_string(service_->replay_cache().capacity()) + " requests per " +
                   std::to_string(kReplayWindowSeconds) + " s (--replay-cache-entries), at most " +
                   std::to_string(service_->replay_cache().tenant_share()) + " per tenant (--replay-tenant-share)");
+  if (const auto capacity = service_->capacity())
+    lines.push_back("at most " + std::to_string(*capacity) + " streams at once (--max-streams; beyond: 503 enclave_busy)");
   lines.insert(lines.end(), warnings_.begin(), warnings_.end());
   return lines;
 }

@@ -158,6 +158,9 @@ http::awaitable<void> EnclaveService::attestation(http::Request& request, http::
   doc.report_data = protocol::report_data(doc.public_key, *challenge);
   const auto measurement = attestation_->measurement();
   doc.measurement.assign(measurement.begin(), measurement.end());
+  doc.models = model_names();
+  if (const auto limit = capacity()) doc.capacity = static_cast<std::int64_t>(*limit);
+  // No key rotation inside one enclave process yet: previousKeys stays empty.
 
   // A flood of attestation requests must not queue without bound behind a slow hardware report.
   if (evidence_queued_.fetch_add(1) >= options_.max_attestation_queue) {
@@ -203,9 +206,39 @@ http::awaitable<void> EnclaveService::models(http::Request& request, http::Respo
   co_await writer.send(std::move(response));
 }
 
+std::vector<std::string> EnclaveService::model_names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, engine] : engines_) names.push_back(name);
+  return names;  // std::map: sorted
+}
+
+std::optional<std::size_t> EnclaveService::capacity() const noexcept {
+  if (options_.max_streams == 0) return std::nullopt;
+  return options_.max_streams;
+}
+
+bool EnclaveService::take_stream_slot() {
+  const std::size_t before = streams_.fetch_add(1);
+  if (options_.max_streams == 0 || before < options_.max_streams) return true;
+  --streams_;
+  return false;
+}
+
+// What a gateway needs between attestations (no hardware report): the keyId, the protocol versions
+// allowed (a gateway sends version 1, which has no keyId, only to the one enclave allowing it) and
+// the load.
 http::awaitable<void> EnclaveService::healthz(http::Request& request, http::ResponseWriter& writer) {
+  json::array versions;
+  if (options_.allow_v1) versions.push_back(1);
+  if (options_.allow_v2) versions.push_back(2);
+  versions.push_back(3);
+  const auto limit = capacity();
   auto response = http::json_response(
-      200, json::serialize(json::object{{"status", "ok"}, {"keyId", to_hex(key_->key_id())}}));
+      200, json::serialize(json::object{{"status", "ok"},
+                                        {"keyId", to_hex(key_->key_id())},
+                                        {"versions", std::move(versions)},
+                                        {"inFlight", in_flight()},
+                                        {"capacity", limit ? json::value(*limit) : json::value(nullptr)}}));
   response.keep_alive(request.keep_alive());
   co_await writer.send(std::move(response));
 }
@@ -256,8 +289,6 @@ Status EnclaveService::check_version(const protocol::RequestEnvelope& envelope) 
 }
 
 Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& request) {
-  if (auto ok = check_gateway_token(request); !ok) return std::unexpected(ok.error());
-
   auto envelope = protocol::parse_envelope(request.body());
   if (!envelope) return std::unexpected(envelope.error());
   if (auto ok = check_version(*envelope); !ok) return std::unexpected(ok.error());
@@ -304,6 +335,21 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
   return accepted;
 }
 
+http::awaitable<void> EnclaveService::send_refusal(const http::Request& request, http::ResponseWriter& writer,
+                                                  const Error& error, const std::string& id,
+                                                  std::chrono::steady_clock::time_point started) {
+  spdlog::info("chat {} tenant={} refused: {} ({} bytes in, {:.1f} ms)", id,
+               log_token(header_value(request, kTenantHeader)).value_or("-"), code_name(error.code),
+               request.body().size(), ms_since(started));
+  auto response = http::error_response(request, error);
+  if (error.code == Errc::replay_quota_exceeded)
+    response.set(field::retry_after, std::to_string(replay_.retry_after(
+                                         replay_tenant(request, options_.gateway_token_hash.has_value()), now())));
+  if (error.code == Errc::enclave_busy) response.set(field::retry_after, std::to_string(kBusyRetryAfterSeconds));
+  response.set(kRequestIdHeader, id);
+  co_await writer.send(std::move(response));
+}
+
 http::awaitable<void> EnclaveService::chat(http::Request& request, http::ResponseWriter& writer) {
   const auto started = Clock::now();
   const std::string id = request_id(request);
@@ -311,17 +357,27 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
   // The gateway's API key id (not a secret), logged only when it is a plain token.
   const std::string tenant = log_token(header_value(request, kTenantHeader)).value_or("-");
 
+  // The gateway token, then the capacity: a busy enclave spends nothing on a request (no
+  // decapsulation, no replay-cache slot), and the client re-sends it sealed anew elsewhere.
+  if (auto ok = check_gateway_token(request); !ok) {
+    co_await send_refusal(request, writer, ok.error(), id, started);
+    co_return;
+  }
+  if (!take_stream_slot()) {
+    co_await send_refusal(request, writer,
+                          Error{Errc::enclave_busy, "the enclave is serving its most streams at once (--max-streams " +
+                                                        std::to_string(options_.max_streams) + "); retry later"},
+                          id, started);
+    co_return;
+  }
+  struct ReleaseSlot {
+    std::atomic<std::size_t>& streams;
+    ~ReleaseSlot() { --streams; }
+  } release{streams_};
+
   auto accepted = accept(request);
   if (!accepted) {
-    spdlog::info("chat {} tenant={} refused: {} ({} bytes in, {:.1f} ms)", id, tenant,
-                 code_name(accepted.error().code), body_bytes, ms_since(started));
-    auto response = http::error_response(request, accepted.error());
-    if (accepted.error().code == Errc::replay_quota_exceeded)
-      response.set(field::retry_after,
-                   std::to_string(replay_.retry_after(
-                       replay_tenant(request, options_.gateway_token_hash.has_value()), now())));
-    response.set(kRequestIdHeader, id);
-    co_await writer.send(std::move(response));
+    co_await send_refusal(request, writer, accepted.error(), id, started);
     co_return;
   }
   const double open_ms = ms_since(started);

@@ -13,6 +13,7 @@
 #include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
+#include "forwarding.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/gateway/sse_relay.hpp"
 #include "rvenc/protocol/attestation.hpp"
@@ -40,13 +41,16 @@ std::string upstream_broken_event() {
   return protocol::format_event("error", boost::json::serialize(boost::json::object{{"error", std::move(inner)}}));
 }
 
-// A transport failure talking to an enclave, as the client sees it (502 or 504).
+}  // namespace
+
+// A transport failure talking to an enclave before any event, as the client sees it: 504 when
+// it did not answer in time (it may be generating: not to be re-sent), else 503
+// enclave_unavailable (the client re-attests and re-sends once, PROTOCOL.md section 7).
 Error upstream_failure(const Error& error) {
   if (error.code == Errc::upstream_timeout) return Error{Errc::upstream_timeout, "the enclave did not answer in time"};
-  return Error{Errc::upstream_error, "the enclave is not reachable"};
+  return Error{Errc::enclave_unavailable, "the enclave is not reachable; fetch the attestation again"};
 }
 
-// Copies what a client needs from an enclave's complete (non-stream) answer.
 http::Response pass_through(const http::Request& request, const http::ResponseHeader& header, std::string body) {
   http::Response response{header.result(), http::kHttp11};
   for (const auto field : {beast_http::field::content_type, beast_http::field::retry_after, beast_http::field::cache_control})
@@ -56,6 +60,8 @@ http::Response pass_through(const http::Request& request, const http::ResponseHe
   response.prepare_payload();
   return response;
 }
+
+namespace {
 
 // What a stream is charged (PROTOCOL.md section 4): the enclave's final usage; for a stream that
 // ended without one (cut by its client, or by the enclave's failure), the provisional prompt plus
@@ -108,6 +114,7 @@ GatewayHandler::GatewayHandler(GatewayOptions options, KeyStore lookups, std::un
     if (!options_.enclave_token.empty()) mux_options.authorization = "Bearer " + options_.enclave_token;
     mux_ = std::make_unique<http::MuxClient>(client_, std::move(mux_options));
   }
+  started_at_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   get_steps_ = {allow_list_step(), header_limit_step(kMaxHeaderBytes), attestation_limit_step(attestation_limiter_, keys_)};
   chat_steps_ = {body_limit_step(options_.max_body), auth_step(keys_, usage_.get()), envelope_step(),
                  stream_limit_step(streams_), rate_limit_step(*limiter_)};
@@ -149,6 +156,10 @@ http::awaitable<void> GatewayHandler::handle(http::Request& request, http::Respo
       co_await send(context, writer, health(context));
     } else if (path == kMetricsPath) {
       co_await send(context, writer, metrics_response(context));
+    } else if (path == kModelsPath) {
+      co_await send(context, writer, models_response(context));
+    } else if (path == kAttestationPath) {
+      co_await serve_attestation(context, writer);
     } else {
       co_await forward_get(context, writer);
     }
@@ -184,12 +195,18 @@ http::Response GatewayHandler::health(const RequestContext& context) const {
     return http::json_response(code, boost::json::serialize(boost::json::object{{"status", status}}));
   }
   boost::json::array list;
-  for (const auto& e : enclaves)
+  for (const auto& e : enclaves) {
+    boost::json::array models;
+    for (const auto& model : e.models) models.emplace_back(model);
     list.push_back(boost::json::object{{"url", e.url.origin()},
                                        {"healthy", e.healthy},
                                        {"keyId", e.key_id ? boost::json::value(to_hex(*e.key_id)) : nullptr},
                                        {"provider", e.provider},
+                                       {"models", std::move(models)},
+                                       {"inFlight", e.in_flight},
+                                       {"capacity", e.capacity ? boost::json::value(*e.capacity) : nullptr},
                                        {"lastError", e.last_error}});
+  }
   boost::json::object body{{"status", status},
                            {"enclavesUp", up},
                            {"enclavesTotal", enclaves.size()},
@@ -202,28 +219,35 @@ http::Response GatewayHandler::metrics_response(const RequestContext& context) c
     return gateway_error(context, Error{Errc::invalid_api_key, "/metrics needs the admin token: send "
                                                                "Authorization: Bearer <admin token>"});
   auto response = http::json_response(
-      200, metrics_.render(enclaves_.healthy_count(), options_.enclaves.size()) + limiter_->metrics_text());
+      200, metrics_.render(enclaves_.healthy_count(), options_.enclaves.size()) +
+               render_enclave_metrics(enclaves_.snapshot()) + limiter_->metrics_text());
   response.set(beast_http::field::content_type, kPrometheusContentType);
   return response;
 }
 
-http::awaitable<void> GatewayHandler::forward_get(RequestContext& context, http::ResponseWriter& writer) {
-  const http::Url url = enclaves_.default_enclave();
+http::awaitable<Result<http::Response>> GatewayHandler::get_from(const http::Url& url, const std::string& target) {
   http::Timeouts timeouts;
   timeouts.connect = kUpstreamConnectTimeout;
   timeouts.idle = kForwardGetTimeout;
   timeouts.total = kForwardGetTimeout;
-  auto upstream = http::make_request(http::Verb::get, url.join(context.request.target()));
+  auto upstream = http::make_request(http::Verb::get, url.join(target));
   upstream.set(beast_http::field::accept, http::kJsonContentType);
   auto response = co_await client_.request(url, std::move(upstream), timeouts);
-  if (!response) {
-    if (response.error().code == Errc::upstream_error) enclaves_.mark_unhealthy(url, response.error().message);
-    co_await send(context, writer, gateway_error(context, upstream_failure(response.error())));
+  if (!response && response.error().code == Errc::upstream_error) enclaves_.mark_unhealthy(url, response.error().message);
+  co_return response;
+}
+
+// Any other GET (the allow list decides which): to a healthy enclave chosen for load.
+http::awaitable<void> GatewayHandler::forward_get(RequestContext& context, http::ResponseWriter& writer) {
+  auto url = enclaves_.choose(std::nullopt);
+  if (!url) {
+    co_await send(context, writer, gateway_error(context, url.error()));
     co_return;
   }
-  if (http::target_path(context.request) == kAttestationPath && response->result_int() == 200) {
-    if (auto challenge = protocol::challenge_from_query(http::target_query(context.request)))
-      enclaves_.learn_from_attestation(url, response->body(), *challenge);
+  auto response = co_await get_from(*url, std::string(context.request.target()));
+  if (!response) {
+    co_await send(context, writer, gateway_error(context, upstream_failure(response.error())));
+    co_return;
   }
   co_await send(context, writer, pass_through(context.request, response->base(), std::move(response->body())));
 }
@@ -251,6 +275,7 @@ http::awaitable<std::int64_t> GatewayHandler::forward_chat(RequestContext& conte
     co_await send(context, writer, gateway_error(context, target.error()));
     co_return 0;
   }
+  const auto ticket = enclaves_.track(*target);  // in flight until the stream ends
 
   http::Request upstream{http::Verb::post, target->join(kChatPath), http::kHttp11};
   upstream.set(beast_http::field::host, target->host_header());
@@ -424,9 +449,11 @@ http::awaitable<protocol::Usage> GatewayHandler::relay_stream(RequestContext& co
 
 void GatewayHandler::start_background(asio::any_io_executor executor) {
   poll_timer_ = std::make_shared<asio::steady_timer>(executor);
-  refresh_timer_ = std::make_shared<asio::steady_timer>(executor);
   asio::co_spawn(executor, poll_keys_loop(poll_timer_), asio::detached);
-  asio::co_spawn(executor, refresh_loop(refresh_timer_), asio::detached);
+  for (std::size_t i = 0; i < enclaves_.size(); ++i) {
+    refresh_timers_.push_back(std::make_shared<asio::steady_timer>(executor));
+    asio::co_spawn(executor, refresh_loop(refresh_timers_.back(), i), asio::detached);
+  }
 }
 
 void GatewayHandler::stop_background() {
@@ -434,8 +461,10 @@ void GatewayHandler::stop_background() {
   // The handler lets go of the timers: they belong to the executor's io_context, and the handler
   // outlives it (Gateway destroys the server first). The loops and the posted cancels keep them
   // until they end, at the latest while that io_context shuts down.
-  for (auto* member : {&poll_timer_, &refresh_timer_})
-    if (auto timer = std::exchange(*member, nullptr)) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+  auto timers = std::exchange(refresh_timers_, {});
+  timers.push_back(std::exchange(poll_timer_, nullptr));
+  for (auto& timer : timers)
+    if (timer) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
 }
 
 http::awaitable<void> GatewayHandler::poll_keys_loop(std::shared_ptr<asio::steady_timer> timer) {
@@ -449,13 +478,13 @@ http::awaitable<void> GatewayHandler::poll_keys_loop(std::shared_ptr<asio::stead
   }
 }
 
-http::awaitable<void> GatewayHandler::refresh_loop(std::shared_ptr<asio::steady_timer> timer) {
+http::awaitable<void> GatewayHandler::refresh_loop(std::shared_ptr<asio::steady_timer> timer, std::size_t index) {
   while (!stopping_) {
     timer->expires_after(options_.health_interval);
     boost::system::error_code ec;
     co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopping_) break;
-    co_await enclaves_.refresh();
+    co_await enclaves_.refresh_enclave(index);
   }
 }
 

@@ -55,4 +55,35 @@ std::string Metrics::render(std::size_t enclaves_up, std::size_t enclaves_total)
   return out.str();
 }
 
+namespace {
+
+// A Prometheus label value: backslash, double quote and newline escaped.
+std::string label_value(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string render_enclave_metrics(const std::vector<EnclaveState>& enclaves) {
+  std::ostringstream out;
+  out << "# HELP rvenc_gateway_enclave_requests_total Chat requests this gateway sent to each enclave.\n"
+         "# TYPE rvenc_gateway_enclave_requests_total counter\n";
+  for (const auto& e : enclaves)
+    out << "rvenc_gateway_enclave_requests_total{enclave=\"" << label_value(e.url.origin()) << "\"} " << e.requests << '\n';
+  out << "# HELP rvenc_gateway_enclave_in_flight This gateway's chat requests in flight at each enclave.\n"
+         "# TYPE rvenc_gateway_enclave_in_flight gauge\n";
+  for (const auto& e : enclaves)
+    out << "rvenc_gateway_enclave_in_flight{enclave=\"" << label_value(e.url.origin()) << "\"} " << e.in_flight << '\n';
+  return out.str();
+}
+
 }  // namespace rvenc::gateway

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -39,6 +40,56 @@ Status hex_field(const boost::json::object& obj, std::string_view name, std::arr
   return from_hex_into(*text, out, name);
 }
 
+// "models": an array of non-empty strings (absent: none known).
+Status parse_models(const boost::json::object& obj, std::vector<std::string>& out) {
+  const auto* value = obj.if_contains("models");
+  if (value == nullptr) return {};
+  const auto* list = value->if_array();
+  if (list == nullptr || list->size() > kMaxListedModels)
+    return fail(Errc::invalid_request, "attestation field \"models\" must be an array of at most " +
+                                           std::to_string(kMaxListedModels) + " model names");
+  for (const auto& item : *list) {
+    const auto* name = item.if_string();
+    if (name == nullptr || name->empty() || name->size() > kMaxModelNameBytes)
+      return fail(Errc::invalid_request, "attestation field \"models\" must list non-empty names of at most " +
+                                             std::to_string(kMaxModelNameBytes) + " bytes");
+    out.emplace_back(name->data(), name->size());
+  }
+  return {};
+}
+
+// "capacity": a positive integer or null (absent: unlimited).
+Status parse_capacity(const boost::json::object& obj, std::optional<std::int64_t>& out) {
+  const auto* value = obj.if_contains("capacity");
+  if (value == nullptr || value->is_null()) return {};
+  if (!value->is_int64() || value->get_int64() <= 0)
+    return fail(Errc::invalid_request, "attestation field \"capacity\" must be a positive integer or null");
+  out = value->get_int64();
+  return {};
+}
+
+// "previousKeys": [{"keyId", "notAfter"}] (absent: none).
+Status parse_previous_keys(const boost::json::object& obj, std::vector<PreviousKey>& out) {
+  const auto* value = obj.if_contains("previousKeys");
+  if (value == nullptr) return {};
+  const auto* list = value->if_array();
+  if (list == nullptr || list->size() > kMaxPreviousKeys)
+    return fail(Errc::invalid_request, "attestation field \"previousKeys\" must be an array of at most " +
+                                           std::to_string(kMaxPreviousKeys) + " keys");
+  for (const auto& item : *list) {
+    const auto* entry = item.if_object();
+    const auto* not_after = entry ? entry->if_contains("notAfter") : nullptr;
+    PreviousKey key;
+    if (entry == nullptr || !hex_field(*entry, "keyId", key.key_id) || not_after == nullptr ||
+        !not_after->is_int64() || not_after->get_int64() < 0)
+      return fail(Errc::invalid_request,
+                  "attestation field \"previousKeys\" must hold {\"keyId\": hex, \"notAfter\": integer} objects");
+    key.not_after = not_after->get_int64();
+    out.push_back(key);
+  }
+  return {};
+}
+
 }  // namespace
 
 ReportData report_data(const crypto::XWingPublicKey& public_key, const Challenge& challenge) {
@@ -61,6 +112,14 @@ std::string serialize_attestation(const AttestationDocument& doc) {
   obj["reportData"] = to_hex(doc.report_data);
   obj["evidence"] = base64_encode(doc.evidence);
   obj["measurement"] = to_hex(doc.measurement);
+  boost::json::array models;
+  for (const auto& model : doc.models) models.emplace_back(model);
+  obj["models"] = std::move(models);
+  obj["capacity"] = doc.capacity ? boost::json::value(*doc.capacity) : boost::json::value(nullptr);
+  boost::json::array previous;
+  for (const auto& key : doc.previous_keys)
+    previous.push_back(boost::json::object{{"keyId", to_hex(key.key_id)}, {"notAfter", key.not_after}});
+  obj["previousKeys"] = std::move(previous);
   return boost::json::serialize(obj);
 }
 
@@ -103,6 +162,9 @@ Result<AttestationDocument> parse_attestation(std::string_view json) {
     return fail(Errc::invalid_request, "attestation field \"measurement\" is too long");
   }
   doc.measurement = std::move(*measurement_bytes);
+  if (auto ok = parse_models(obj, doc.models); !ok) return std::unexpected(ok.error());
+  if (auto ok = parse_capacity(obj, doc.capacity); !ok) return std::unexpected(ok.error());
+  if (auto ok = parse_previous_keys(obj, doc.previous_keys); !ok) return std::unexpected(ok.error());
   return doc;
 }
 

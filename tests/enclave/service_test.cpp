@@ -3,7 +3,13 @@
 
 #include <atomic>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "enclave_test_support.hpp"
 #include "rvenc/enclave/service.hpp"
@@ -451,6 +457,71 @@ TEST_F(ServiceTest, ClientThatLeavesMidStreamGetsTheUsageAsATrailer) {
   EXPECT_EQ(trailer.at("prompt_tokens").as_int64(), protocol::estimate_tokens(json.size()));
   EXPECT_EQ(trailer.at("completion_tokens").as_int64(), 3);
   EXPECT_FALSE(writer.stream_ended);
+}
+
+// Issue 28: the document and /healthz tell what a gateway with several enclaves needs (models,
+// capacity, previous keys; versions, streams in flight), none of it inside reportData.
+TEST_F(ServiceTest, DocumentAndHealthTellModelsCapacityAndVersions) {
+  ServiceOptions options;
+  options.max_streams = 4;
+  options.allow_v1 = true;
+  make_service(options);
+  const auto challenge = crypto::random_array<protocol::kChallengeBytes>();
+  auto writer = call(http::Request{http::Verb::get, "/rvenc/attestation?challenge=" + to_hex(challenge), 11});
+  ASSERT_EQ(writer.status(), 200u);
+  auto doc = protocol::parse_attestation(writer.body()).value();
+  EXPECT_EQ(doc.models, (std::vector<std::string>{"other-model", "rvenc-demo"}));
+  EXPECT_EQ(doc.capacity, 4);
+  EXPECT_TRUE(doc.previous_keys.empty());
+  EXPECT_EQ(doc.report_data, protocol::report_data(key_->public_key(), challenge));
+  auto health = json::parse(call(http::Request{http::Verb::get, "/healthz", 11}).body()).as_object();
+  EXPECT_EQ(health.at("keyId").as_string(), to_hex(key_->key_id()));
+  EXPECT_EQ(json::serialize(health.at("versions")), "[1,3]");
+  EXPECT_EQ(health.at("inFlight").as_int64(), 0);
+  EXPECT_EQ(health.at("capacity").as_int64(), 4);
+  make_service(ServiceOptions{});  // unlimited: null
+  auto unlimited = call(http::Request{http::Verb::get, "/rvenc/attestation?challenge=" + to_hex(challenge), 11});
+  EXPECT_FALSE(protocol::parse_attestation(unlimited.body()).value().capacity);
+  EXPECT_TRUE(json::parse(call(http::Request{http::Verb::get, "/healthz", 11}).body()).at("capacity").is_null());
+}
+
+// Issue 28 item 2: beyond --max-streams the enclave answers 503 enclave_busy with Retry-After,
+// before decrypting (no replay-cache slot taken), and serves again once a stream ended.
+TEST_F(ServiceTest, BeyondMaxStreamsIsEnclaveBusyWithRetryAfter) {
+  ServiceOptions options;
+  options.max_streams = 1;
+  std::map<std::string, std::shared_ptr<Engine>> engines;
+  engines["rvenc-demo"] = std::make_shared<DemoEngine>(DemoEngineOptions{"rvenc-demo", std::chrono::milliseconds(20)});
+  service_ = std::make_unique<EnclaveService>(std::move(options), key_, provider_, std::move(engines));
+  const auto first = seal(key_->public_key(), chat_json("rvenc-demo", "first"));
+  const auto second = seal(key_->public_key(), chat_json("rvenc-demo", "second"));
+  http::Request first_request{http::Verb::post, "/rvenc/chat/completions", http::kHttp11};
+  first_request.body() = first.body;
+  http::Request second_request = first_request;
+  second_request.body() = second.body;
+  http::RecordingWriter first_writer, second_writer;
+  std::size_t in_flight_seen = 0;
+  // One thread: the first stream holds its slot from before its first suspension (the engine's
+  // token timer), so the second one, run then, finds the enclave full.
+  run_coroutine([&]() -> http::awaitable<void> {
+    auto executor = co_await boost::asio::this_coro::executor;
+    boost::asio::co_spawn(executor, service_->chat(first_request, first_writer), boost::asio::detached);
+    co_await boost::asio::post(executor, boost::asio::use_awaitable);
+    in_flight_seen = service_->in_flight();
+    co_await service_->chat(second_request, second_writer);
+  });
+  EXPECT_EQ(in_flight_seen, 1u);
+  EXPECT_EQ(second_writer.status(), 503u) << second_writer.body();
+  EXPECT_EQ(error_code_of(second_writer.body()), "enclave_busy");
+  EXPECT_EQ(second_writer.response->at(boost::beast::http::field::retry_after), "1");
+  EXPECT_EQ(first_writer.status(), 200u);
+  EXPECT_TRUE(first_writer.stream_ended);
+  EXPECT_EQ(service_->in_flight(), 0u);
+  EXPECT_EQ(service_->replay_cache().size(), 1u) << "the refused request took no replay slot";
+  // Sent again (the same sealed request: it was never decrypted), it is served now.
+  http::RecordingWriter again;
+  run_coroutine([&]() -> http::awaitable<void> { co_await service_->chat(second_request, again); });
+  EXPECT_EQ(again.status(), 200u);
 }
 
 }  // namespace

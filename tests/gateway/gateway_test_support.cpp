@@ -201,4 +201,13 @@ void SlicingProxy::pump(int from, int to, bool sliced) {
   ::shutdown(to, SHUT_WR);
 }
 
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds guard) {
+  const auto deadline = std::chrono::steady_clock::now() + guard;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 }  // namespace rvenc::gateway::test_support

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -73,6 +74,9 @@ class SlicingProxy {
 
 // Usage rows of the key once `count` final ones exist (polling up to `timeout`; a stream's
 // provisional row comes first).
+// Polls `done` until it holds (true) or `guard` passed (false).
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds guard = std::chrono::seconds(20));
+
 std::vector<UsageRow> wait_for_usage(const std::string& db, const std::string& key_id, std::size_t count,
                                      std::chrono::milliseconds timeout = std::chrono::seconds(10));
 

@@ -382,11 +382,12 @@ TEST_F(GatewayIntegration, EnclaveKilledMidStreamGivesOneGatewayErrorEvent) {
   EXPECT_EQ(gateway_errors, 1);
   EXPECT_EQ(wait_for_usage(db, key.record.id, 1).at(0).status, 502);
 
-  // The enclave is gone now: the next request is a 502 before any stream.
+  // The enclave is gone now: the next request is a 503 enclave_unavailable before any stream
+  // (PROTOCOL.md section 7: the client re-attests and re-sends once).
   auto after = post_chat(gateway_url, sealed.body, key.key);
   ASSERT_TRUE(after);
-  EXPECT_EQ(after->result_int(), 502u);
-  EXPECT_EQ(error_code(after->body()), "upstream_error");
+  EXPECT_EQ(after->result_int(), 503u);
+  EXPECT_EQ(error_code(after->body()), "enclave_unavailable");
 }
 
 TEST_F(GatewayIntegration, RoutesByKeyIdAcrossEnclaves) {
@@ -443,15 +444,15 @@ TEST_F(GatewayIntegration, EnclaveErrorsPassThroughAndV1GoesToTheDefault) {
   EXPECT_TRUE(open_stream(allowed, rvenc::test::sse_events(response->body())));
 }
 
-TEST_F(GatewayIntegration, EnclaveDownIs502) {
+TEST_F(GatewayIntegration, EnclaveDownIs503EnclaveUnavailable) {
   const std::string nobody = "http://127.0.0.1:" + std::to_string(test::free_port());
   gateway = start_gateway({nobody}, db, "");
   auto url = gateway->wait_for_url();
   ASSERT_TRUE(url) << gateway->output();
   auto attestation = http::fetch("GET", *url + "/rvenc/attestation?challenge=" + std::string(64, '0'));
   ASSERT_TRUE(attestation);
-  EXPECT_EQ(attestation->result_int(), 502u);
-  EXPECT_EQ(error_code(attestation->body()), "upstream_error");
+  EXPECT_EQ(attestation->result_int(), 503u);
+  EXPECT_EQ(error_code(attestation->body()), "enclave_unavailable");
   auto health = http::fetch("GET", *url + "/healthz");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->result_int(), 503u);

@@ -187,9 +187,17 @@ TEST_F(MiddlewareTest, HealthAndMetricsWithoutEnclaves) {
   EXPECT_EQ(metrics.status(), 200u);
   EXPECT_NE(metrics.body().find("rvenc_gateway_requests_total{code=\"404\"} 1"), std::string::npos);
   EXPECT_NE(metrics.body().find("rvenc_gateway_added_latency_seconds_count"), std::string::npos);
-  auto attestation = call(http::Verb::get, "/rvenc/attestation?challenge=00");
-  EXPECT_EQ(attestation.status(), 502u);
-  EXPECT_EQ(error_code_of(attestation.body()), "upstream_error");
+  // No enclave answers: 503 enclave_unavailable (the client may re-attest later), not 502.
+  auto attestation = call(http::Verb::get, "/rvenc/attestation?challenge=" + std::string(64, '0'));
+  EXPECT_EQ(attestation.status(), 503u);
+  EXPECT_EQ(error_code_of(attestation.body()), "enclave_unavailable");
+  auto models = call(http::Verb::get, "/rvenc/models");
+  EXPECT_EQ(models.status(), 503u);
+  EXPECT_EQ(error_code_of(models.body()), "enclave_unavailable");
+  // A bad challenge is the caller's error, found by the gateway.
+  auto bad = call(http::Verb::get, "/rvenc/attestation?challenge=00");
+  EXPECT_EQ(bad.status(), 400u);
+  EXPECT_EQ(error_code_of(bad.body()), "invalid_request");
 }
 
 // Attestation needs no API key, so it is limited per client address; a valid key is not limited.
@@ -197,16 +205,16 @@ TEST_F(MiddlewareTest, UnauthenticatedAttestationIsLimitedPerAddress) {
   make_handler(kDefaultMaxBody, 1);  // one a minute asked for; two (one enclave, twice) allowed
   const std::string target = "/rvenc/attestation?challenge=" + std::string(64, '0');
   from = boost::asio::ip::make_address("198.51.100.7");
-  for (int i = 0; i < 2; ++i) EXPECT_EQ(call(http::Verb::get, target).status(), 502u) << i;  // no enclave: passed
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(call(http::Verb::get, target).status(), 503u) << i;  // no enclave: passed
   auto limited_call = call(http::Verb::get, target);
   EXPECT_EQ(limited_call.status(), 429u);
   EXPECT_EQ(error_code_of(limited_call.body()), "rate_limit_exceeded");
   EXPECT_FALSE(limited_call.response->at(beast_http::field::retry_after).empty());
-  EXPECT_EQ(call(http::Verb::get, target, {}, live.key).status(), 502u);     // a valid key: not limited
+  EXPECT_EQ(call(http::Verb::get, target, {}, live.key).status(), 503u);     // a valid key: not limited
   EXPECT_EQ(call(http::Verb::get, target, {}, revoked.key).status(), 429u);  // a revoked one is no key
-  EXPECT_EQ(call(http::Verb::get, "/rvenc/models").status(), 502u);          // only attestation is limited
+  EXPECT_EQ(call(http::Verb::get, "/rvenc/models").status(), 503u);          // only attestation is limited
   from = boost::asio::ip::make_address("198.51.100.8");
-  EXPECT_EQ(call(http::Verb::get, target).status(), 502u);  // another address has its own budget
+  EXPECT_EQ(call(http::Verb::get, target).status(), 503u);  // another address has its own budget
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <thread>
 
@@ -69,6 +70,45 @@ std::pair<int, std::string> run_rvenc(std::vector<std::string> args) {
   return {status, child.output()};
 }
 
+// Issue 28 item 5: `rvenc up --enclaves N` runs N demo enclaves behind the gateway, each with its
+// own key, models per enclave from --demo-model.
+TEST(Up, SeveralEnclavesWithTheirOwnKeysAndModels) {
+  test::TempDir dir;
+  const std::string data = dir.file("state");
+  auto argv = up_argv(data);
+  argv.insert(argv.end(), {"--enclaves", "3", "--demo-model", "model-a", "--demo-model", "model-a", "--demo-model",
+                           "model-b"});
+  test::ChildProcess up(argv);
+  auto stack = wait_for_stack(data + "/stack.json", up);
+  ASSERT_TRUE(stack) << up.output();
+  const auto& urls = stack->at("enclaveUrls").as_array();
+  ASSERT_EQ(urls.size(), 3u);
+  EXPECT_EQ(urls.at(0), stack->at("enclaveUrl"));
+  std::set<std::string> key_ids;
+  for (const auto& url : urls) {
+    auto health = http::fetch("GET", std::string(url.as_string()) + "/healthz");
+    ASSERT_TRUE(health && health->result_int() == 200);
+    key_ids.insert(std::string(boost::json::parse(health->body()).at("keyId").as_string()));
+  }
+  EXPECT_EQ(key_ids.size(), 3u) << "every enclave has its own key";
+  struct stat st{};
+  for (const char* file : {"/enclave.key", "/enclave-2.key", "/enclave-3.key"})
+    EXPECT_EQ(stat((data + file).c_str(), &st), 0) << file;
+  auto models = http::fetch("GET", string_at(*stack, "gatewayUrl") + "/rvenc/models");
+  ASSERT_TRUE(models && models->result_int() == 200);
+  std::vector<std::string> ids;
+  for (const auto& m : boost::json::parse(models->body()).at("data").as_array()) ids.emplace_back(m.at("id").as_string());
+  EXPECT_EQ(ids, (std::vector<std::string>{"model-a", "model-b"}));
+  EXPECT_EQ(up.stop(SIGINT, 30s), 0) << up.output();
+
+  auto wrong = up_argv(dir.file("other"));
+  wrong.erase(wrong.begin());
+  wrong.insert(wrong.end(), {"--enclaves", "3", "--demo-model", "a", "--demo-model", "b"});
+  const auto [status, output] = run_rvenc(wrong);
+  EXPECT_EQ(status, 2) << output;  // usage
+  EXPECT_NE(output.find("once per enclave"), std::string::npos) << output;
+}
+
 TEST(Up, RunsTheStackWritesStateAndStopsOnSigint) {
   test::TempDir dir;
   const std::string data = dir.file("state");
@@ -80,9 +120,12 @@ TEST(Up, RunsTheStackWritesStateAndStopsOnSigint) {
     auto stack = wait_for_stack(data + "/stack.json", up);
     ASSERT_TRUE(stack) << up.output();
     for (const char* key :
-         {"gatewayUrl", "enclaveUrl", "proxyUrl", "apiKey", "platformPublicKey", "db", "adminToken", "running"})
+         {"gatewayUrl", "enclaveUrl", "enclaveUrls", "proxyUrl", "apiKey", "platformPublicKey", "db", "adminToken",
+          "running"})
       EXPECT_TRUE(stack->contains(key)) << key;
-    EXPECT_EQ(stack->size(), 8u);
+    EXPECT_EQ(stack->size(), 9u);
+    ASSERT_EQ(stack->at("enclaveUrls").as_array().size(), 1u);
+    EXPECT_EQ(stack->at("enclaveUrls").as_array().at(0), stack->at("enclaveUrl"));
     EXPECT_EQ(running_of(*stack), true);
     struct stat st{};
     ASSERT_EQ(stat((data + "/stack.json").c_str(), &st), 0);

@@ -55,6 +55,8 @@ struct EnclaveOptions {
   std::size_t replay_tenant_share = 0;
   // Attestation requests waiting for evidence at once (beyond: 503 overloaded).
   std::size_t max_attestation_queue = kDefaultMaxAttestationQueue;
+  // Chat streams served at once (the engine's capacity; beyond: 503 enclave_busy); 0: unlimited.
+  std::size_t max_streams = 0;
   // Slow connections (http::ServerOptions): first byte of a new connection, each request head.
   std::chrono::milliseconds first_byte_timeout = http::ServerOptions::kDefaultFirstByteTimeout;
   std::chrono::milliseconds header_timeout = http::ServerOptions::kDefaultHeaderTimeout;

@@ -1,7 +1,7 @@
 // The enclave's HTTP handlers (PROTOCOL.md sections 1-4), independent of sockets:
 //   GET  /rvenc/attestation?challenge=<hex 32>   attestation document
 //   GET  /rvenc/models                           OpenAI model list
-//   GET  /healthz                                liveness
+//   GET  /healthz                                liveness, keyId, versions, inFlight, capacity
 //   POST /rvenc/chat/completions                 decrypt, check, route, stream sealed events
 // Every error before the first event is a plain OpenAI error response; after it, an encrypted
 // error event followed by done. A successful or failed stream ends with the plain usage event.
@@ -10,9 +10,13 @@
 // arrived encrypted. PROTOCOL.md has no dedicated code for it. Attestation evidence (a hardware
 // report, serialized by the platform) is asked for on one thread; at most
 // ServiceOptions::max_attestation_queue requests wait for it, beyond that 503 overloaded at once.
+// Capacity (PROTOCOL.md section 7): at most ServiceOptions::max_streams chat streams run at once;
+// one more is refused with 503 enclave_busy and Retry-After before it is decrypted (so before
+// init, and without taking a replay-cache slot), whichever gateway sent it.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -39,6 +43,8 @@ inline constexpr std::string_view kTenantHeader = "X-Rvenc-Tenant";
 inline constexpr std::string_view kRequestIdHeader = "X-Request-Id";
 
 inline constexpr std::size_t kDefaultMaxAttestationQueue = 8;
+// Retry-After (seconds) of 503 enclave_busy.
+inline constexpr int kBusyRetryAfterSeconds = 1;
 
 struct ServiceOptions {
   bool allow_v1 = false;
@@ -56,6 +62,8 @@ struct ServiceOptions {
   std::size_t replay_tenant_share = 0;
   // Attestation requests waiting for (or getting) evidence at once; beyond: 503 overloaded.
   std::size_t max_attestation_queue = kDefaultMaxAttestationQueue;
+  // Chat streams at once (beyond: 503 enclave_busy); 0: unlimited.
+  std::size_t max_streams = 0;
   // Seconds since the epoch (tests may move the clock).
   std::function<std::int64_t()> clock;
 };
@@ -88,6 +96,11 @@ class EnclaveService {
   [[nodiscard]] const AttestationProvider& provider() const noexcept { return *attestation_; }
   [[nodiscard]] const std::map<std::string, std::shared_ptr<Engine>>& engines() const noexcept { return engines_; }
   [[nodiscard]] const ReplayCache& replay_cache() const noexcept { return replay_; }
+  // --max-streams, nullopt when unlimited; and the streams running now.
+  [[nodiscard]] std::optional<std::size_t> capacity() const noexcept;
+  [[nodiscard]] std::size_t in_flight() const noexcept { return streams_.load(); }
+  // The model names served, sorted.
+  [[nodiscard]] std::vector<std::string> model_names() const;
 
  private:
   struct Accepted;
@@ -95,6 +108,11 @@ class EnclaveService {
   // The version is allowed, the keyId is this enclave's, the timestamp is inside the window.
   [[nodiscard]] Status check_version(const protocol::RequestEnvelope& envelope) const;
   [[nodiscard]] std::int64_t now() const;
+  // Counts a stream in, unless --max-streams are running (then false, nothing counted).
+  [[nodiscard]] bool take_stream_slot();
+  // A plain error answer before any event (logged; Retry-After where the code has one).
+  http::awaitable<void> send_refusal(const http::Request& request, http::ResponseWriter& writer, const Error& error,
+                                     const std::string& id, std::chrono::steady_clock::time_point started);
 
   ServiceOptions options_;
   std::shared_ptr<EnclaveKey> key_;
@@ -105,6 +123,7 @@ class EnclaveService {
   // Hardware evidence blocks (configfs I/O): it runs here, never on the I/O threads.
   boost::asio::thread_pool blocking_pool_{1};
   std::atomic<std::size_t> evidence_queued_{0};  // attestation requests in blocking_pool_
+  std::atomic<std::size_t> streams_{0};          // chat requests past the capacity check
 };
 
 }  // namespace rvenc::enclave

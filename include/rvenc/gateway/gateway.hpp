@@ -8,6 +8,12 @@
 // /healthz (and /health) answers everyone with {"status": "ok"|"degraded"|"unavailable"}; its
 // details (enclave URLs, keyIds, errors) and /metrics need the admin token when one is set
 // (GatewayOptions::admin_token_hash), else they are public.
+// Several enclaves (PROTOCOL.md section 7): GET /rvenc/models is the union of what the healthy
+// enclaves serve (from their attestation documents, answered by the gateway itself); GET
+// /rvenc/attestation?challenge=HEX[&model=NAME][&all=1] is forwarded to one healthy enclave
+// serving NAME chosen for load (EnclavePool::choose), or with all=1 to each of them, answered as
+// {"enclaves": [document, ...]}; chat requests go by keyId, and an enclave that is down or fails
+// before any event is 503 enclave_unavailable (the client re-attests and re-sends once).
 #pragma once
 
 #include <atomic>
@@ -76,7 +82,8 @@ struct GatewayOptions {
   // SHA-256 of the admin token: /healthz details and /metrics need it. nullopt: they are public.
   std::optional<crypto::Sha256Digest> admin_token_hash;
   // How often the enclaves' health is checked (GET /healthz; attestation only for a new keyId).
-  std::chrono::milliseconds health_interval = kAttestationRefresh;  // Limits shared with other gateways (RedisRateLimiter); null: this process's own buckets.
+  std::chrono::milliseconds health_interval = kDefaultHealthInterval;
+  // Limits shared with other gateways (RedisRateLimiter); null: this process's own buckets.
   std::shared_ptr<RateLimiter> rate_limiter;
 };
 
@@ -115,6 +122,15 @@ class GatewayHandler {
                                                 http::ResponseStream& stream, const http::Url& target,
                                                 Clock::time_point opened_at);
   http::awaitable<void> forward_get(RequestContext& context, http::ResponseWriter& writer);
+  // GET /rvenc/attestation (discovery.cpp): one enclave's document, or every replica's (all=1).
+  http::awaitable<void> serve_attestation(RequestContext& context, http::ResponseWriter& writer);
+  http::awaitable<void> serve_all_attestations(RequestContext& context, http::ResponseWriter& writer,
+                                               const std::optional<std::string>& model,
+                                               const protocol::Challenge& challenge);
+  // GET /rvenc/models: the union of the healthy enclaves' models.
+  [[nodiscard]] http::Response models_response(const RequestContext& context) const;
+  // GET `target` from one enclave (bounded by kForwardGetTimeout); a connection failure marks it down.
+  http::awaitable<Result<http::Response>> get_from(const http::Url& url, const std::string& target);
   http::awaitable<void> send(RequestContext& context, http::ResponseWriter& writer, http::Response response);
   // /healthz and /health: the public status, or with the admin token the details.
   [[nodiscard]] http::Response health(const RequestContext& context) const;
@@ -122,7 +138,8 @@ class GatewayHandler {
   // Whether the request may see the details (no admin token configured, or it shows it).
   [[nodiscard]] bool admin_allowed(const http::Request& request) const;
   http::awaitable<void> poll_keys_loop(std::shared_ptr<boost::asio::steady_timer> timer);
-  http::awaitable<void> refresh_loop(std::shared_ptr<boost::asio::steady_timer> timer);
+  // Checks enclave `index` every GatewayOptions::health_interval.
+  http::awaitable<void> refresh_loop(std::shared_ptr<boost::asio::steady_timer> timer, std::size_t index);
 
   GatewayOptions options_;
   KeyCache keys_;
@@ -139,7 +156,8 @@ class GatewayHandler {
   std::vector<Step> get_steps_;
   std::atomic<bool> stopping_{false};
   std::shared_ptr<boost::asio::steady_timer> poll_timer_;
-  std::shared_ptr<boost::asio::steady_timer> refresh_timer_;
+  std::vector<std::shared_ptr<boost::asio::steady_timer>> refresh_timers_;  // one per enclave
+  std::int64_t started_at_ = 0;  // seconds since the epoch: "created" of the models listed
 };
 
 class Gateway {

@@ -1,7 +1,8 @@
 // The gateway's Prometheus metrics (GET /metrics, text format 0.0.4): responses by status code,
 // active streams, bytes in/out, and a histogram of the latency the gateway adds (time from
 // receiving a request to forwarding the first byte, minus the enclave's time to its response head),
-// and connections refused at accept by reason (per_ip cap, max_connections).
+// and connections refused at accept by reason (per_ip cap, max_connections); per enclave, the
+// requests this gateway sent it and those in flight (render_enclave_metrics).
 #pragma once
 
 #include <array>
@@ -11,11 +12,17 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "rvenc/gateway/enclave_pool.hpp"
 
 namespace rvenc::gateway {
 
 inline constexpr std::array<double, 12> kLatencyBucketsSeconds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                                                  0.01,   0.025,   0.05,   0.1,   0.25,   1.0};
+
+// rvenc_gateway_enclave_requests_total{enclave="URL"} and rvenc_gateway_enclave_in_flight{enclave="URL"}.
+[[nodiscard]] std::string render_enclave_metrics(const std::vector<EnclaveState>& enclaves);
 
 class Metrics {
  public:

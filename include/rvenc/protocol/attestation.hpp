@@ -24,6 +24,17 @@ using ReportData = crypto::Sha512Digest;
 // SHA-512("rvenc-attest-v1" ‖ publicKey ‖ challenge)
 [[nodiscard]] ReportData report_data(const crypto::XWingPublicKey& public_key, const Challenge& challenge);
 
+// A key the enclave rotated away from but still decrypts (PROTOCOL.md section 7).
+struct PreviousKey {
+  crypto::KeyId key_id{};
+  std::int64_t not_after = 0;
+};
+
+// Longest model name and most models / previous keys a document may list (parse_attestation).
+inline constexpr std::size_t kMaxModelNameBytes = 256;
+inline constexpr std::size_t kMaxListedModels = 1024;
+inline constexpr std::size_t kMaxPreviousKeys = 64;
+
 struct AttestationDocument {
   crypto::KeyId key_id{};
   std::string kem = "X-Wing";
@@ -33,10 +44,15 @@ struct AttestationDocument {
   ReportData report_data{};
   std::vector<std::uint8_t> evidence;     // decoded from base64
   std::vector<std::uint8_t> measurement;  // decoded from hex
+  // Informational, outside reportData (PROTOCOL.md section 7); absent in older documents.
+  std::vector<std::string> models;             // the models this enclave serves
+  std::optional<std::int64_t> capacity;        // its --max-streams; nullopt: unlimited (null)
+  std::vector<PreviousKey> previous_keys;      // keys it still decrypts after a rotation
 };
 
 [[nodiscard]] std::string serialize_attestation(const AttestationDocument& doc);
-// invalid_request on malformed JSON, missing fields, bad hex/base64, wrong lengths.
+// invalid_request on malformed JSON, missing fields, bad hex/base64, wrong lengths. "models",
+// "capacity" and "previousKeys" are optional (older enclaves send none) but checked when present.
 [[nodiscard]] Result<AttestationDocument> parse_attestation(std::string_view json);
 
 // The message the simulated provider signs: reportData ‖ measurement.
