@@ -52,24 +52,6 @@ constexpr std::size_t kMaxBytesAfterDone = 64 * 1024;
 
 // Most replica documents one attestation answer may list (`all=1`).
 constexpr std::size_t kMaxReplicaDocuments = 256;
-// Most model names read from one document, and the longest name kept.
-constexpr std::size_t kMaxDocumentModels = 256;
-constexpr std::size_t kMaxModelNameBytes = 256;
-
-// The informational "models" of an attestation document (PROTOCOL.md section 7): the names that
-// are strings of sane length; none when the field is absent (older enclaves) or not a list.
-std::vector<std::string> document_models(const json::object& document) {
-  std::vector<std::string> models;
-  const auto* list = document.if_contains("models");
-  if (list == nullptr || !list->is_array()) return models;
-  for (const auto& name : list->as_array()) {
-    if (models.size() == kMaxDocumentModels) break;
-    if (name.is_string() && !name.as_string().empty() && name.as_string().size() <= kMaxModelNameBytes)
-      models.emplace_back(name.as_string());
-  }
-  return models;
-}
-
 // The "model" of a chat request ("" when it has none: the enclave then refuses the request).
 std::string request_model(const json::object& request) {
   const auto* model = request.if_contains("model");
@@ -226,7 +208,7 @@ struct ClientState {
           Error{Errc::attestation_failed, "the attestation document is malformed: " + document.error().message});
     if (auto verified = protocol::verify_attestation(*document, challenge, options.attestation); !verified)
       return std::unexpected(Error{Errc::attestation_failed, verified.error().message});
-    std::vector<std::string> models = document_models(value.as_object());  // an object: it parsed
+    std::vector<std::string> models = document->models;
     if (!model.empty() && !models.empty() && std::find(models.begin(), models.end(), model) == models.end())
       return fail(Errc::attestation_failed, "the gateway sent the attestation of an enclave that does not serve the model");
     return std::pair{std::move(*document), std::move(models)};
