@@ -1,5 +1,6 @@
 // rvenc attest: fetch the enclave's attestation through the gateway with a fresh challenge,
-// verify it against the policy, and print what was verified.
+// verify it against the policy, and print what was verified (with -m MODEL: of an enclave serving
+// MODEL).
 #include <ctime>
 #include <iostream>
 
@@ -22,10 +23,10 @@ std::string utc_time(std::int64_t seconds) {
   return text;
 }
 
-int attest(const client::ClientSettings& settings, bool as_json) {
+int attest(const client::ClientSettings& settings, const std::string& model, bool as_json) {
   auto options = resolve_client_settings(settings, "attest");
   if (!options) return report_error("attest", options.error());
-  auto document = client::attest(*options);
+  auto document = client::attest(*options, model);
   if (!document) return report_error("attest", document.error());
 
   const std::string measurement = to_hex(document->measurement);
@@ -58,9 +59,13 @@ void setup(CLI::App& app, std::function<int()>& run) {
   auto* cmd = app.add_subcommand("attest", "Verify the enclave attestation (through the gateway) and print what was verified");
   auto settings = std::make_shared<client::ClientSettings>();
   auto as_json = std::make_shared<bool>(false);
+  auto model = std::make_shared<std::string>();
   add_client_flags(*cmd, *settings, false);
+  add_model_flag(*cmd, *model, "Attest an enclave serving this model (default: any enclave the gateway picks)");
   flag(*cmd, "--json", *as_json, "Print the verified facts as one JSON object");
-  cmd->callback([settings, as_json, &run] { run = [settings, as_json] { return attest(*settings, *as_json); }; });
+  cmd->callback([settings, model, as_json, &run] {
+    run = [settings, model, as_json] { return attest(*settings, *model, *as_json); };
+  });
 }
 
 const Registrar registrar{{"attest", setup}};

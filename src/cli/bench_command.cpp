@@ -11,6 +11,7 @@
 
 #include "command.hpp"
 #include "rvenc/bench/bench.hpp"
+#include "rvenc/bench/replicas.hpp"
 
 namespace rvenc::cli {
 namespace {
@@ -29,7 +30,25 @@ struct BenchFlags {
   std::vector<std::string> paths;
   std::vector<unsigned> concurrencies;
   std::size_t chunks = 0;
+  std::vector<unsigned> enclaves;  // --enclaves: the replica scaling run instead
 };
+
+// rvenc bench --enclaves 1,2,4: the replica scaling run and failover series (replicas.hpp).
+int run_replica_bench(const BenchFlags& flags, const std::string& rvenc_binary) {
+  bench::ReplicaBenchOptions options;
+  options.enclave_counts = flags.enclaves;
+  options.rvenc_binary = rvenc_binary;
+  options.quick = flags.quick;
+  options.keep_temp = flags.keep_temp;
+  auto report = bench::run_replica_bench(options);
+  if (!report) {
+    std::cerr << "rvenc bench: " << report.error().message << "\n";
+    return kExitUnavailable;
+  }
+  std::cout << bench::replica_table(*report) << std::flush;
+  if (!flags.json.empty()) std::ofstream(flags.json, std::ios::trunc) << boost::json::serialize(*report) << "\n";
+  return kExitOk;
+}
 
 int write_plot(const boost::json::object& report, const std::string& png) {
   char dir_template[] = "/tmp/rvenc-bench-plot-XXXXXX";
@@ -71,6 +90,7 @@ int run_bench(const BenchFlags& flags) {
     std::cerr << "rvenc bench: cannot run the rvenc binary '" << options.rvenc_binary << "' (--rvenc)\n";
     return kExitUsage;
   }
+  if (!flags.enclaves.empty()) return run_replica_bench(flags, options.rvenc_binary);
   if (::access(options.nginx_binary.c_str(), X_OK) != 0) {
     std::cerr << "rvenc bench: cannot run nginx at '" << options.nginx_binary
               << "' (install the Debian package nginx, or give --nginx)\n";
@@ -123,6 +143,11 @@ void setup(CLI::App& app, std::function<int()>& run) {
       ->check(at_least(1));
   option(*cmd, "--chunks", flags->chunks, "Chunks per request of the load phases (default 32); 1 weighs per-request costs")
       ->check(at_least(1));
+  option(*cmd, "--enclaves", flags->enclaves,
+         "Instead: the replica scaling run with these enclave counts, e.g. 1,2,4 (each --max-streams 32, 20 ms per "
+         "token, 64 tokens, offered load 1.5x capacity), then the failover series (kill -9 of one of two replicas)")
+      ->delimiter(',')
+      ->check(CLI::Range(1u, 16u));
   flag(*cmd, "--keep-temp", flags->keep_temp, "Keep the temporary directory (configs, logs) and print its path");
   flag(*cmd, "--enclave-http1", flags->enclave_http1,
        "Gateway to enclave over HTTP/1.1, a connection per stream, as nginx (default: rvenc-mux connections)");

@@ -55,6 +55,12 @@ inline Result<client::ClientOptions> resolve_client_settings(client::ClientSetti
   return client::resolve_settings(settings);
 }
 
+// -m,--model (RVENC_MODEL) of `rvenc keygen` / `rvenc attest`: attestation per model
+// (PROTOCOL.md section 7).
+inline void add_model_flag(CLI::App& app, std::string& model, const std::string& help) {
+  option(app, "-m,--model", model, help)->envname("RVENC_MODEL");
+}
+
 // kExitUntrusted for attestation, kExitUnavailable when the gateway cannot be reached,
 // kExitUsage for bad settings, kExitFailure otherwise.
 inline int exit_code_for(const Error& error) {

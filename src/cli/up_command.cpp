@@ -340,7 +340,7 @@ void wait_parts(const std::vector<Part*>& parts, const sigset_t& signals, bool& 
 bool stop_parts(const std::vector<std::unique_ptr<Part>>& parts, const sigset_t& signals) {
   bool forced = false;
   std::vector<Part*> front, enclave;
-  for (const auto& part : parts) (part->name() == "enclave" ? enclave : front).push_back(part.get());
+  for (const auto& part : parts) (part->name().starts_with("enclave") ? enclave : front).push_back(part.get());
   for (const auto* group : {&front, &enclave}) {
     for (Part* part : *group) part->terminate();
     wait_parts(*group, signals, forced);

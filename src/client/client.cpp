@@ -1,8 +1,10 @@
 #include "rvenc/client/client.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <charconv>
+#include <map>
 #include <ctime>
 #include <exception>
 #include <mutex>
@@ -16,9 +18,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/system/system_error.hpp>
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
 
 #include "rvenc/common/clock.hpp"
 #include "rvenc/common/hex.hpp"
@@ -28,6 +33,7 @@
 #include "rvenc/protocol/chat.hpp"
 #include "rvenc/protocol/envelope.hpp"
 #include "rvenc/protocol/sealing.hpp"
+#include "replica_set.hpp"
 
 namespace rvenc::client {
 
@@ -48,6 +54,19 @@ constexpr std::string_view kModelsPath = "/rvenc/models";
 constexpr std::chrono::milliseconds kEndAfterDoneWait{250};
 constexpr std::size_t kMaxBytesAfterDone = 64 * 1024;
 
+// Most replica documents one attestation answer may list (`all=1`).
+constexpr std::size_t kMaxReplicaDocuments = 256;
+// The "model" of a chat request ("" when it has none: the enclave then refuses the request).
+std::string request_model(const json::object& request) {
+  const auto* model = request.if_contains("model");
+  return model != nullptr && model->is_string() ? std::string(model->as_string()) : std::string();
+}
+
+// Failures before any answer that a replica explains: the request may go once more, sealed anew,
+// after a fresh attestation (PROTOCOL.md section 5). The keys of a busy enclave stay valid.
+bool replica_failure(Errc code) {
+  return code == Errc::unknown_key_id || code == Errc::enclave_busy || code == Errc::enclave_unavailable;
+}
 
 Status validate(const ClientOptions& options, bool need_api_key) {
   if (need_api_key) {
@@ -80,19 +99,22 @@ struct ClientState {
   http::Url base;
   http::Client http;
 
-  std::mutex mutex;
-  std::shared_ptr<const EncryptionKeys> keys;  // guarded by mutex
+  ReplicaSets sets;  // the verified keys per model and replica
+  std::shared_ptr<const EncryptionKeys> keys;  // made or replaced last; guarded by sets.mutex()
   // The gateway's largest request body (its X-Rvenc-Max-Body); 0 until it said.
   std::atomic<std::uint64_t> gateway_max_body{0};
 
-  // While one call makes the keys it needs (current_keys), concurrent ones wait for its result
-  // instead of each attesting. Thread-safe wake-ups: the waiters may run on other io_contexts
-  // (blocking calls) or threads. All guarded by mutex.
+  // While one call makes the keys of a model (current_keys), concurrent calls for it wait for its
+  // result instead of each attesting. Thread-safe wake-ups: the waiters may run on other
+  // io_contexts (blocking calls) or threads. All guarded by sets.mutex().
   using Wakeup = asio::experimental::concurrent_channel<void(boost::system::error_code)>;
-  bool making_keys = false;
-  std::uint64_t attempts_finished = 0;
-  std::optional<Error> last_attempt_error;  // of the attempt that finished last (none if cancelled)
-  std::vector<std::shared_ptr<Wakeup>> waiting;
+  struct Making {
+    bool active = false;
+    std::uint64_t attempts_finished = 0;
+    std::optional<Error> last_attempt_error;  // of the attempt that finished last (none if cancelled)
+    std::vector<std::shared_ptr<Wakeup>> waiting;
+  };
+  std::map<std::string, Making, std::less<>> making;  // per model
 
   [[nodiscard]] http::Timeouts timeouts() const {
     return http::Timeouts{.connect = options.request_timeout, .idle = options.request_timeout};
@@ -164,112 +186,243 @@ struct ClientState {
     co_return std::move(value.as_object());
   }
 
-  awaitable<Result<protocol::AttestationDocument>> attest() {
+  // GET /rvenc/attestation with a fresh challenge, `&model=` when given, `&all=1` for every replica.
+  awaitable<Result<std::pair<std::string, protocol::Challenge>>> fetch_attestation(std::string_view model, bool all) {
     const auto challenge = crypto::random_array<protocol::kChallengeBytes>();
+    std::string target = std::string(kAttestationPath) + "?challenge=" + to_hex(challenge);
+    if (!model.empty()) target += "&model=" + boost::urls::encode(model, boost::urls::unreserved_chars);
+    if (all) target += "&all=1";
     // With the API key when there is one: the gateway limits attestation per address only for
     // callers without a valid key (many clients behind one address).
-    auto body = co_await get_json(std::string(kAttestationPath) + "?challenge=" + to_hex(challenge),
-                                  !options.api_key.empty());
+    auto body = co_await get_json(std::move(target), !options.api_key.empty());
     if (!body) co_return std::unexpected(body.error());
-    auto document = protocol::parse_attestation(*body);
+    co_return std::pair{std::move(*body), challenge};
+  }
+
+  awaitable<Result<protocol::AttestationDocument>> attest(std::string_view model = {}) {
+    auto fetched = co_await fetch_attestation(model, false);
+    if (!fetched) co_return std::unexpected(fetched.error());
+    boost::system::error_code ec;
+    const json::value value = json::parse(fetched->first, ec);
+    if (ec) co_return fail(Errc::attestation_failed, "the attestation document is malformed: not JSON");
+    auto verified = verified_document(value, fetched->second, model);
+    if (!verified) co_return std::unexpected(verified.error());
+    co_return std::move(verified->first);
+  }
+
+  // The verified documents of every replica serving `model` (a gateway of older releases sends
+  // one document: then that one). Documents that do not verify or name other models are left out;
+  // attestation_failed when none is left.
+  awaitable<Result<std::vector<std::pair<protocol::AttestationDocument, std::vector<std::string>>>>> attest_all(
+      std::string_view model) {
+    auto fetched = co_await fetch_attestation(model, true);
+    if (!fetched) co_return std::unexpected(fetched.error());
+    boost::system::error_code ec;
+    json::value value = json::parse(fetched->first, ec);
+    if (ec || !value.is_object()) co_return fail(Errc::attestation_failed, "the attestation answer is not a JSON object");
+    std::vector<json::value> documents;
+    if (const auto* list = value.as_object().if_contains("enclaves")) {
+      if (!list->is_array() || list->as_array().size() > kMaxReplicaDocuments)
+        co_return fail(Errc::attestation_failed, "the attestation answer's \"enclaves\" is not a list of at most " +
+                                                     std::to_string(kMaxReplicaDocuments) + " documents");
+      documents.assign(list->as_array().begin(), list->as_array().end());
+    } else {
+      documents.push_back(std::move(value));
+    }
+    std::vector<std::pair<protocol::AttestationDocument, std::vector<std::string>>> verified;
+    std::optional<Error> first_failure;
+    for (const auto& document : documents) {
+      auto one = verified_document(document, fetched->second, model);
+      if (one) verified.push_back(std::move(*one));
+      else if (!first_failure) first_failure = one.error();
+    }
+    if (verified.empty())
+      co_return std::unexpected(first_failure ? *first_failure
+                                              : Error{Errc::attestation_failed, "the gateway listed no enclave"});
+    co_return verified;
+  }
+
+  // One document checked against the policy and our challenge, with the models it says it
+  // serves. A document naming models without `model` (when given) is refused.
+  [[nodiscard]] Result<std::pair<protocol::AttestationDocument, std::vector<std::string>>> verified_document(
+      const json::value& value, const protocol::Challenge& challenge, std::string_view model) const {
+    auto document = protocol::parse_attestation(json::serialize(value));
     if (!document)
-      co_return std::unexpected(
+      return std::unexpected(
           Error{Errc::attestation_failed, "the attestation document is malformed: " + document.error().message});
     if (auto verified = protocol::verify_attestation(*document, challenge, options.attestation); !verified)
-      co_return std::unexpected(Error{Errc::attestation_failed, verified.error().message});
-    co_return std::move(*document);
+      return std::unexpected(Error{Errc::attestation_failed, verified.error().message});
+    std::vector<std::string> models = document->models;
+    if (!model.empty() && !models.empty() && std::find(models.begin(), models.end(), model) == models.end())
+      return fail(Errc::attestation_failed, "the gateway sent the attestation of an enclave that does not serve the model");
+    return std::pair{std::move(*document), std::move(models)};
   }
 
-  // Verified attestation, fresh encapsulation; the new keys replace the ones in use.
-  awaitable<Result<std::shared_ptr<const EncryptionKeys>>> generate_keys() {
-    auto document = co_await attest();
+  // A fresh encapsulation to a verified document's key.
+  [[nodiscard]] static Result<std::shared_ptr<const EncryptionKeys>> encapsulate(
+      const protocol::AttestationDocument& document, std::vector<std::string> models) {
+    auto encapsulation = crypto::xwing_encapsulate(document.public_key);
+    if (!encapsulation) return std::unexpected(encapsulation.error());
+    return std::make_shared<const EncryptionKeys>(EncryptionKeys{.shared_secret = std::move(encapsulation->shared_secret),
+                                                                 .cipher_text = encapsulation->cipher_text,
+                                                                 .key_id = document.key_id,
+                                                                 .not_after = document.not_after,
+                                                                 .models = std::move(models)});
+  }
+
+  // Verified attestation of one enclave (for `model` when given), fresh encapsulation: the new
+  // keys become `model`'s only keys and the ones in use.
+  awaitable<Result<std::shared_ptr<const EncryptionKeys>>> generate_keys(std::string_view model) {
+    auto document = co_await attest(model);
     if (!document) co_return std::unexpected(document.error());
-    auto encapsulation = crypto::xwing_encapsulate(document->public_key);
-    if (!encapsulation) co_return std::unexpected(encapsulation.error());
-    auto generated = std::make_shared<const EncryptionKeys>(EncryptionKeys{
-        .shared_secret = std::move(encapsulation->shared_secret),
-        .cipher_text = encapsulation->cipher_text,
-        .key_id = document->key_id,
-        .not_after = document->not_after});
-    const std::lock_guard lock(mutex);
-    keys = generated;
-    co_return generated;
+    // Keys asked for a model are that model's (the gateway chose an enclave serving it).
+    auto generated = encapsulate(*document, model.empty() ? std::vector<std::string>{} : std::vector{std::string(model)});
+    if (!generated) co_return std::unexpected(generated.error());
+    const std::lock_guard lock(sets.mutex());
+    sets.install_locked(model, {std::make_shared<Replica>(Replica{*generated, 0})});
+    keys = *generated;
+    co_return *generated;
   }
 
-  // The keys in use, made from a fresh verified attestation when there are none: by one call at a
+  // Keys for every replica serving `model`: those already trusted (same keyId, still usable) are
+  // kept with their in-flight counts, the others made from their verified documents.
+  awaitable<Result<std::vector<std::shared_ptr<Replica>>>> refresh_replicas(std::string_view model, bool fresh = false) {
+    auto documents = co_await attest_all(model);
+    if (!documents) co_return std::unexpected(documents.error());
+    std::vector<std::shared_ptr<Replica>> known;
+    if (!fresh) {
+      const std::lock_guard lock(sets.mutex());
+      known = sets.usable_locked(model, unix_now());
+    }
+    std::vector<std::shared_ptr<Replica>> replicas;
+    for (auto& [document, models] : *documents) {
+      const auto kept = std::find_if(known.begin(), known.end(),
+                                     [&](const auto& replica) { return replica->keys->key_id == document.key_id; });
+      if (kept != known.end()) {
+        replicas.push_back(*kept);
+        continue;
+      }
+      auto made = encapsulate(document, std::move(models));
+      if (!made) co_return std::unexpected(made.error());
+      replicas.push_back(std::make_shared<Replica>(Replica{std::move(*made), 0}));
+    }
+    const std::lock_guard lock(sets.mutex());
+    sets.install_locked(model, replicas);
+    keys = replicas.front()->keys;
+    co_return replicas;
+  }
+
+  // A lease on the replica for a request to `model`, keys made first when there are none (or when
+  // `stale` is the set's current generation: a request failed on it): by one call per model at a
   // time, whose result (keys or error) the calls that came meanwhile share.
-  awaitable<Result<std::shared_ptr<const EncryptionKeys>>> current_keys() {
+  awaitable<Result<Lease>> current_keys(std::string model, std::optional<std::uint64_t> stale,
+                                        std::optional<crypto::KeyId> avoid) {
     const auto executor = co_await asio::this_coro::executor;
     for (;;) {
       std::shared_ptr<Wakeup> wakeup;
       std::uint64_t attempt = 0;
       {
-        const std::lock_guard lock(mutex);
-        if (keys && keys->usable_at(unix_now())) co_return keys;
-        if (!making_keys) {
-          making_keys = true;
+        const std::lock_guard lock(sets.mutex());
+        if (!stale || *stale != sets.generation_locked(model))
+          if (auto lease = sets.pick_locked(model, avoid, unix_now())) co_return std::move(*lease);
+        Making& state = making[model];
+        if (!state.active) {
+          state.active = true;
           break;
         }
         wakeup = std::make_shared<Wakeup>(executor, 1);
-        waiting.push_back(wakeup);
-        attempt = attempts_finished;
+        state.waiting.push_back(wakeup);
+        attempt = state.attempts_finished;
       }
       // The channel lives on this call's executor: it leaves the list before this call ends,
       // however it ends (a blocking call's io_context goes with it).
       struct Leave {
         ClientState& state;
+        const std::string& model;
         const std::shared_ptr<Wakeup>& wakeup;
         ~Leave() {
-          const std::lock_guard lock(state.mutex);
-          std::erase(state.waiting, wakeup);
+          const std::lock_guard lock(state.sets.mutex());
+          std::erase(state.making[model].waiting, wakeup);
         }
-      } leave{*this, wakeup};
+      } leave{*this, model, wakeup};
       co_await wakeup->async_receive(asio::as_tuple(asio::use_awaitable));
-      const std::lock_guard lock(mutex);
-      if (keys && keys->usable_at(unix_now())) co_return keys;
+      const std::lock_guard lock(sets.mutex());
+      const Making& state = making[model];
       // A cancelled attempt left no error: then this call makes the keys itself.
-      if (attempts_finished > attempt && last_attempt_error) co_return std::unexpected(*last_attempt_error);
+      if (state.attempts_finished > attempt && state.last_attempt_error) co_return std::unexpected(*state.last_attempt_error);
+      if (state.attempts_finished > attempt) stale.reset();  // refreshed meanwhile
     }
     // Whatever ends this attempt (keys, error, cancellation) wakes the calls waiting for it.
     std::optional<Error> failure;
     struct Finish {
       ClientState& state;
+      const std::string& model;
       const std::optional<Error>& failure;
       ~Finish() {
-        const std::lock_guard lock(state.mutex);
-        state.making_keys = false;
-        ++state.attempts_finished;
-        state.last_attempt_error = failure;
-        for (const auto& wakeup : state.waiting) (void)wakeup->try_send(boost::system::error_code{});
+        const std::lock_guard lock(state.sets.mutex());
+        Making& attempt = state.making[model];
+        attempt.active = false;
+        ++attempt.attempts_finished;
+        attempt.last_attempt_error = failure;
+        for (const auto& wakeup : attempt.waiting) (void)wakeup->try_send(boost::system::error_code{});
       }
-    } finish{*this, failure};
-    auto generated = co_await generate_keys();
+    } finish{*this, model, failure};
+    auto refreshed = co_await refresh_replicas(model);
     // A cancelled call's failure is its own (its request was cut), not one to share.
     const asio::cancellation_state cancellation = co_await asio::this_coro::cancellation_state;
-    if (!generated && cancellation.cancelled() == asio::cancellation_type::none) failure = generated.error();
-    co_return generated;
+    if (!refreshed) {
+      if (cancellation.cancelled() == asio::cancellation_type::none) failure = refreshed.error();
+      co_return std::unexpected(refreshed.error());
+    }
+    const std::lock_guard lock(sets.mutex());
+    if (auto lease = sets.pick_locked(model, avoid, unix_now())) co_return std::move(*lease);
+    // Keys just attested but within kKeyExpiryMargin of their notAfter serve this one request.
+    if (auto lease = sets.pick_locked(model, avoid, 0)) co_return std::move(*lease);
+    co_return fail(Errc::attestation_failed, "the attestation gave no keys for the model");
   }
 
-  awaitable<Result<EncryptionKeys>> copy_of_new_keys() {
-    auto generated = co_await generate_keys();
+  awaitable<Result<EncryptionKeys>> copy_of_new_keys(std::string model) {
+    auto generated = co_await generate_keys(model);
     if (!generated) co_return std::unexpected(generated.error());
     co_return **generated;
   }
 
-  // Drops the keys for `key_id` (the gateway no longer knows it), unless already replaced.
-  void forget_keys(const crypto::KeyId& key_id) {
-    const std::lock_guard lock(mutex);
-    if (keys && keys->key_id == key_id) keys.reset();
+  awaitable<Result<std::vector<EncryptionKeys>>> copy_of_replica_keys(std::string model, bool fresh) {
+    auto replicas = co_await refresh_replicas(model, fresh);
+    if (!replicas) co_return std::unexpected(replicas.error());
+    std::vector<EncryptionKeys> copies;
+    for (const auto& replica : *replicas) copies.push_back(*replica->keys);
+    co_return copies;
   }
 
-  // One chat request sealed with the keys in use, its answer decoded into `on_chunk`. A 404
-  // unknown_key_id (the enclave key changed) drops the keys, re-attests and retries once.
+  // After a request failed on `failed` before any answer: true when it may go once more (first
+  // attempt, call not cancelled); the replica's keys are dropped unless it was only busy.
+  awaitable<bool> may_resend(int attempt, const crypto::KeyId& failed, Errc code) {
+    const asio::cancellation_state cancellation = co_await asio::this_coro::cancellation_state;
+    if (attempt != 0 || cancellation.cancelled() != asio::cancellation_type::none) co_return false;
+    if (code != Errc::enclave_busy) {
+      sets.forget(failed);
+      const std::lock_guard lock(sets.mutex());
+      if (keys && keys->key_id == failed) keys.reset();
+    }
+    co_return true;
+  }
+
+  // One chat request sealed to the least busy replica of its model, its answer decoded into
+  // `on_chunk`. A failure a replica explains (replica_failure, or no HTTP status at all) before
+  // any answer re-attests the model and sends the request once more, sealed anew, to another
+  // replica when there is one. Once the stream has begun nothing is re-sent.
   awaitable<Status> chat(const json::object& request, const AsyncChunkHandler& on_chunk, const CallOptions& call) {
     const std::string plaintext = json::serialize(request);
+    const std::string model = request_model(request);
+    std::optional<std::uint64_t> stale;
+    std::optional<crypto::KeyId> avoid;
     for (int attempt = 0;; ++attempt) {
-      auto keys_in_use = co_await current_keys();
-      if (!keys_in_use) co_return std::unexpected(keys_in_use.error());
-      const EncryptionKeys& k = **keys_in_use;
+      auto lease = co_await current_keys(model, stale, avoid);
+      if (!lease) co_return std::unexpected(lease.error());
+      const EncryptionKeys& k = lease->keys();
+      stale = lease->generation();
+      avoid = k.key_id;
 
       const crypto::Nonce nonce = crypto::random_nonce();
       const protocol::SealInput seal{.version = options.protocol_version,
@@ -285,7 +438,11 @@ struct ClientState {
       http_request.set(http::beast::http::field::accept, http::kEventStreamContentType);
 
       auto opened = co_await http.open(base, std::move(http_request), timeouts());
-      if (!opened) co_return std::unexpected(transport_error(opened.error()));
+      if (!opened) {
+        Error error = transport_error(opened.error());
+        if (error.code == Errc::transport_error && co_await may_resend(attempt, k.key_id, error.code)) continue;
+        co_return std::unexpected(std::move(error));
+      }
       http::ResponseStream& stream = **opened;
 
       ResponseMeta meta{.status = stream.status()};
@@ -301,10 +458,7 @@ struct ClientState {
           body += **bytes;
         }
         Error error = error_from_http(meta.status, body);
-        if (error.code == Errc::unknown_key_id && attempt == 0) {
-          forget_keys(k.key_id);
-          continue;
-        }
+        if (replica_failure(error.code) && co_await may_resend(attempt, k.key_id, error.code)) continue;
         if (call.on_response) call.on_response(meta);
         co_return std::unexpected(std::move(error));
       }
@@ -470,6 +624,7 @@ std::string EncryptionKeys::to_json() const {
                       {"cipherText", to_hex(cipher_text)},
                       {"keyId", to_hex(key_id)}};
   if (not_after) object["notAfter"] = *not_after;
+  if (!models.empty()) object["models"] = json::array(models.begin(), models.end());
   return json::serialize(object);
 }
 
@@ -496,7 +651,19 @@ Result<EncryptionKeys> EncryptionKeys::from_json(std::string_view text) {
       return fail(Errc::invalid_request, "encryption keys: notAfter must be a non-negative integer");
     keys.not_after = not_after->get_int64();
   }
+  if (const auto* models = object.if_contains("models")) {
+    if (!models->is_array()) return fail(Errc::invalid_request, "encryption keys: models must be a list of names");
+    for (const auto& name : models->as_array()) {
+      if (!name.is_string() || name.as_string().empty())
+        return fail(Errc::invalid_request, "encryption keys: models must be a list of names");
+      keys.models.emplace_back(name.as_string());
+    }
+  }
   return keys;
+}
+
+bool EncryptionKeys::serves(std::string_view model) const {
+  return models.empty() || std::find(models.begin(), models.end(), model) != models.end();
 }
 
 // --- Completions ------------------------------------------------------------------------------
@@ -533,32 +700,49 @@ Client::Client(std::shared_ptr<detail::ClientState> state) : state_(std::move(st
 
 const ClientOptions& Client::options() const noexcept { return state_->options; }
 
-Result<protocol::AttestationDocument> Client::attest() const {
-  return run_blocking<Result<protocol::AttestationDocument>>(state_, [](ClientState& state) {
-    return guarded<protocol::AttestationDocument>(state, [&]() { return state.attest(); });
+Result<protocol::AttestationDocument> Client::attest(std::string_view model) const {
+  return run_blocking<Result<protocol::AttestationDocument>>(state_, [model](ClientState& state) {
+    return guarded<protocol::AttestationDocument>(state, [&state, model]() { return state.attest(model); });
   });
 }
 
-awaitable<Result<protocol::AttestationDocument>> Client::async_attest() const {
+awaitable<Result<protocol::AttestationDocument>> Client::async_attest(std::string model) const {
   auto state = state_;
-  co_return co_await guarded<protocol::AttestationDocument>(*state, [&]() { return state->attest(); });
+  co_return co_await guarded<protocol::AttestationDocument>(*state, [&]() { return state->attest(model); });
 }
 
-Result<EncryptionKeys> Client::generate_encryption_keys() const {
-  return run_blocking<Result<EncryptionKeys>>(state_, [](ClientState& state) {
-    return guarded<EncryptionKeys>(state, [&]() { return state.copy_of_new_keys(); });
+Result<EncryptionKeys> Client::generate_encryption_keys(std::string_view model) const {
+  return run_blocking<Result<EncryptionKeys>>(state_, [model](ClientState& state) {
+    return guarded<EncryptionKeys>(state, [&state, model]() { return state.copy_of_new_keys(std::string(model)); });
   });
 }
 
-awaitable<Result<EncryptionKeys>> Client::async_generate_encryption_keys() const {
+awaitable<Result<EncryptionKeys>> Client::async_generate_encryption_keys(std::string model) const {
   auto state = state_;
-  co_return co_await guarded<EncryptionKeys>(*state, [&]() { return state->copy_of_new_keys(); });
+  co_return co_await guarded<EncryptionKeys>(*state, [&]() { return state->copy_of_new_keys(model); });
+}
+
+Result<std::vector<EncryptionKeys>> Client::generate_replica_keys(std::string_view model, bool fresh) const {
+  return run_blocking<Result<std::vector<EncryptionKeys>>>(state_, [model, fresh](ClientState& state) {
+    return guarded<std::vector<EncryptionKeys>>(
+        state, [&state, model, fresh]() { return state.copy_of_replica_keys(std::string(model), fresh); });
+  });
+}
+
+awaitable<Result<std::vector<EncryptionKeys>>> Client::async_generate_replica_keys(std::string model, bool fresh) const {
+  auto state = state_;
+  co_return co_await guarded<std::vector<EncryptionKeys>>(*state,
+                                                          [&]() { return state->copy_of_replica_keys(model, fresh); });
 }
 
 std::optional<EncryptionKeys> Client::encryption_keys() const {
-  const std::lock_guard lock(state_->mutex);
+  const std::lock_guard lock(state_->sets.mutex());
   if (!state_->keys) return std::nullopt;
   return *state_->keys;
+}
+
+std::vector<EncryptionKeys> Client::encryption_keys_for(std::string_view model) const {
+  return state_->sets.keys_of(model);
 }
 
 Result<json::object> Client::models() const {
@@ -586,8 +770,13 @@ Result<std::shared_ptr<ClientState>> make_state(ClientOptions options, bool need
   auto base = http::parse_url(options.base_url);
   auto state = std::make_shared<ClientState>(options.max_idle_connections);
   state->base = std::move(*base);
-  if (options.encryption_keys) state->keys = std::make_shared<const EncryptionKeys>(std::move(*options.encryption_keys));
+  for (const auto& keys : options.replica_keys) state->sets.add(keys);
+  if (options.encryption_keys) {
+    state->sets.add(*options.encryption_keys);
+    state->keys = std::make_shared<const EncryptionKeys>(std::move(*options.encryption_keys));
+  }
   options.encryption_keys.reset();
+  options.replica_keys.clear();
   state->options = std::move(options);
   return state;
 }
@@ -613,21 +802,22 @@ Result<Client> create_client(ClientOptions options) {
 Result<Client> detail::keyless_client(const ClientOptions& options) {
   ClientOptions copy = options;
   copy.encryption_keys.reset();
+  copy.replica_keys.clear();
   auto state = make_state(std::move(copy), false);
   if (!state) return std::unexpected(state.error());
   return Client(std::move(*state));
 }
 
-Result<EncryptionKeys> generate_encryption_keys(const ClientOptions& options) {
+Result<EncryptionKeys> generate_encryption_keys(const ClientOptions& options, std::string_view model) {
   auto client = detail::keyless_client(options);
   if (!client) return std::unexpected(client.error());
-  return client->generate_encryption_keys();
+  return client->generate_encryption_keys(model);
 }
 
-Result<protocol::AttestationDocument> attest(const ClientOptions& options) {
+Result<protocol::AttestationDocument> attest(const ClientOptions& options, std::string_view model) {
   auto client = detail::keyless_client(options);
   if (!client) return std::unexpected(client.error());
-  return client->attest();
+  return client->attest(model);
 }
 
 }  // namespace rvenc::client

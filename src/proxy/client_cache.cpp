@@ -1,6 +1,8 @@
 #include "rvenc/proxy/client_cache.hpp"
 
 #include <algorithm>
+#include <utility>
+#include <vector>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -37,10 +39,15 @@ Result<std::shared_ptr<CachedClient>> ClientCache::get(const std::string& api_ke
     return it->second;
   }
 
-  std::optional<Dek> stored = store_ != nullptr ? store_->find(digest) : std::nullopt;
+  const auto stored = store_ != nullptr ? store_->find_all(digest) : std::vector<std::pair<std::string, Dek>>{};
   client::ClientOptions options = base_;
   options.api_key = api_key;
-  if (stored) options.encryption_keys = stored->keys;
+  for (const auto& [model, dek] : stored) {
+    client::EncryptionKeys keys = dek.keys;
+    if (!model.empty() && !keys.serves(model)) keys.models.push_back(model);
+    if (!model.empty() && keys.models.empty()) keys.models = {model};
+    options.replica_keys.push_back(std::move(keys));
+  }
   auto sdk = client::create_client(std::move(options));
   // The base options were checked at start-up: what is left to refuse is the key's form.
   if (!sdk) return fail(Errc::invalid_api_key, "the API key is malformed (expected sk_live_… or sk_test_…)");
@@ -52,56 +59,98 @@ Result<std::shared_ptr<CachedClient>> ClientCache::get(const std::string& api_ke
     entries_.erase(lru);
   }
   auto entry = std::make_shared<CachedClient>(digest, std::move(*sdk));
-  entry->stored = stored.has_value();
-  entry->dek = std::move(stored);
+  for (const auto& [model, dek] : stored) {
+    entry->models[model].deks.push_back(dek);
+    entry->models[model].stored = true;
+  }
   entry->last_used = now;
   entries_.emplace(digest, entry);
   return entry;
 }
 
-http::awaitable<Status> ClientCache::prepare_keys(std::shared_ptr<CachedClient> entry, std::int64_t now) {
-  while (entry->generating) {
+std::string CachedClient::set_for(std::string_view model) const {
+  const auto own = models.find(model);
+  if (own != models.end() && !own->second.deks.empty()) return std::string(model);
+  const auto any = models.find("");
+  if (any != models.end() && !any->second.deks.empty() &&
+      std::all_of(any->second.deks.begin(), any->second.deks.end(), [&](const Dek& d) { return d.keys.serves(model); }))
+    return "";
+  return std::string(model);
+}
+
+std::optional<Dek> CachedClient::dek_of(std::string_view model) const {
+  const auto it = models.find(set_for(model));
+  if (it == models.end() || it->second.deks.empty()) return std::nullopt;
+  return it->second.deks.front();
+}
+
+http::awaitable<Status> ClientCache::prepare_keys(std::shared_ptr<CachedClient> entry, std::string model,
+                                                  std::int64_t now) {
+  std::string set_name = entry->set_for(model);
+  while (entry->models[set_name].generating) {
     // Another request of this key is making keys: share its result instead of racing it (and
     // never send with keys it is replacing).
-    const auto ready = entry->keys_ready;
+    ModelDeks& set = entry->models[set_name];
+    const auto ready = set.keys_ready;
     co_await ready->async_wait(asio::as_tuple(asio::use_awaitable));
-    if (!entry->dek && entry->generate_error) co_return std::unexpected(*entry->generate_error);
+    if (set.deks.empty() && set.generate_error) co_return std::unexpected(*set.generate_error);
+    set_name = entry->set_for(model);
   }
-  if (!entry->dek || options_.dek.needs_rotation(*entry->dek, now)) {
-    entry->generating = true;
-    entry->generate_error.reset();
-    entry->keys_ready = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor,
-                                                            asio::steady_timer::time_point::max());
-    auto keys = co_await entry->client.async_generate_encryption_keys();
-    entry->generating = false;
-    if (keys) {
-      entry->dek = Dek{std::move(*keys), now, 0, trust_};
-      entry->stored = false;
-    } else {
-      entry->generate_error = keys_failure(keys.error());
-      drop_keys(*entry);
+  ModelDeks& set = entry->models[set_name];
+  const auto needs_rotation = [&](const Dek& dek) { return options_.dek.needs_rotation(dek, now); };
+  if (set.deks.empty() || std::any_of(set.deks.begin(), set.deks.end(), needs_rotation)) {
+    // Keys of older releases (for any model) rotate into the model's own set.
+    if (set_name != model) {
+      drop_keys(*entry, set_name);
+      co_return co_await prepare_keys(std::move(entry), std::move(model), now);
     }
-    entry->keys_ready->cancel();
-    entry->keys_ready.reset();
-    if (!keys) co_return std::unexpected(*entry->generate_error);
+    set.generating = true;
+    set.generate_error.reset();
+    set.keys_ready = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor,
+                                                         asio::steady_timer::time_point::max());
+    auto keys = co_await entry->client.async_generate_replica_keys(model, true);
+    set.generating = false;
+    if (keys) {
+      set.deks.clear();
+      for (auto& made : *keys) set.deks.push_back(Dek{std::move(made), now, 0, trust_});
+      set.stored = false;
+    } else {
+      set.generate_error = keys_failure(keys.error());
+      drop_keys(*entry, set_name);
+    }
+    set.keys_ready->cancel();
+    set.keys_ready.reset();
+    if (!keys) co_return std::unexpected(*set.generate_error);
   }
-  ++entry->dek->requests;
-  if (store_ != nullptr && entry->stored) store_->note_requests(entry->digest, entry->dek->requests);
+  for (Dek& dek : set.deks) ++dek.requests;  // the set rotates as a whole
+  note_requests(*entry, set_name);
   co_return Status{};
 }
 
-void ClientCache::drop_keys(CachedClient& entry) {
+void ClientCache::note_requests(const CachedClient& entry, const std::string& set_name) {
+  const auto it = entry.models.find(set_name);
+  if (store_ == nullptr || it == entry.models.end() || !it->second.stored) return;
+  for (const Dek& dek : it->second.deks) {
+    // Entries of older releases are indexed by the digest alone.
+    const std::string key = store_->find(entry.digest) ? entry.digest
+                                                        : DekStore::entry_key(entry.digest, set_name, dek.keys.key_id);
+    store_->note_requests(key, dek.requests);
+  }
+}
+
+void ClientCache::drop_keys(CachedClient& entry, const std::string& set_name) {
+  ModelDeks& set = entry.models[set_name];
   // Fail closed: keys that could not be renewed are not used again, here or after a restart.
-  if (entry.dek)
+  if (!set.deks.empty() && set.generate_error)
     spdlog::error("proxy: new encryption keys failed, the current ones are dropped and requests fail until "
                   "attestation succeeds: {}",
-                  entry.generate_error ? entry.generate_error->to_string() : std::string());
-  entry.dek.reset();
+                  set.generate_error->to_string());
+  set.deks.clear();
   if (store_ != nullptr) {
-    if (auto ok = store_->erase(entry.digest); !ok)
+    if (auto ok = store_->erase_set(entry.digest, set_name); !ok)
       spdlog::warn("proxy: cannot write the DEK store: {}", ok.error().to_string());
   }
-  entry.stored = false;
+  set.stored = false;
 }
 
 Error ClientCache::keys_failure(const Error& error) {
@@ -111,20 +160,33 @@ Error ClientCache::keys_failure(const Error& error) {
                error.http_status};
 }
 
-void ClientCache::confirm(CachedClient& entry) {
-  // The SDK replaced keys the gateway no longer knew (the enclave's key changed): the entry and
-  // the store follow it, so a restarted proxy does not start from keys known to fail.
-  if (auto in_use = entry.client.encryption_keys();
-      in_use && entry.dek && in_use->cipher_text != entry.dek->keys.cipher_text) {
-    entry.dek = Dek{std::move(*in_use), unix_now(), 1, trust_};
-    entry.stored = false;
+void ClientCache::confirm(CachedClient& entry, std::string_view model) {
+  // The SDK replaced keys (an enclave's key changed, a replica went away): the entry and the
+  // store follow it, so a restarted proxy does not start from keys known to fail.
+  const std::vector<client::EncryptionKeys> in_use = entry.client.encryption_keys_for(model);
+  ModelDeks& set = entry.models[std::string(model)];
+  const auto same = [&] {
+    if (in_use.size() != set.deks.size()) return false;
+    for (std::size_t i = 0; i < in_use.size(); ++i)
+      if (in_use[i].cipher_text != set.deks[i].keys.cipher_text) return false;
+    return true;
+  };
+  if (!in_use.empty() && !same()) {
+    std::vector<Dek> deks;
+    for (const auto& keys : in_use) {
+      const auto kept = std::find_if(set.deks.begin(), set.deks.end(),
+                                     [&](const Dek& d) { return d.keys.cipher_text == keys.cipher_text; });
+      deks.push_back(kept != set.deks.end() ? *kept : Dek{keys, unix_now(), 1, trust_});
+    }
+    set.deks = std::move(deks);
+    set.stored = false;
   }
-  if (store_ == nullptr || entry.stored || !entry.dek) return;
-  if (auto ok = store_->put(entry.digest, *entry.dek); !ok) {
+  if (store_ == nullptr || set.stored || set.deks.empty()) return;
+  if (auto ok = store_->put_set(entry.digest, model, set.deks); !ok) {
     spdlog::warn("proxy: cannot save keys to the DEK store: {}", ok.error().to_string());
     return;
   }
-  entry.stored = true;
+  set.stored = true;
 }
 
 void ClientCache::forget(const CachedClient& entry) {

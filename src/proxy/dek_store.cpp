@@ -38,9 +38,25 @@ struct WipeOnExit {
 
 std::string describe_errno(int err) { return std::strerror(err); }
 
-bool is_digest(std::string_view s) {
-  return s.size() == kDigestHexChars &&
+constexpr std::size_t kKeyIdHexChars = 2 * crypto::kKeyIdBytes;
+
+bool is_lower_hex(std::string_view s, std::size_t size) {
+  return s.size() == size &&
          std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+bool is_digest(std::string_view s) { return is_lower_hex(s, kDigestHexChars); }
+
+// An entry's index: "<digest>" (older releases) or "<digest>:<keyId>:<model>".
+bool is_entry_key(std::string_view key) {
+  if (key.size() == kDigestHexChars) return is_digest(key);
+  return key.size() > kDigestHexChars + kKeyIdHexChars + 2 && is_digest(key.substr(0, kDigestHexChars)) &&
+         key[kDigestHexChars] == ':' && is_lower_hex(key.substr(kDigestHexChars + 1, kKeyIdHexChars), kKeyIdHexChars) &&
+         key[kDigestHexChars + 1 + kKeyIdHexChars] == ':';
+}
+
+// The model of an entry's index ("" for the digest-only index of older releases).
+std::string_view model_of(std::string_view key) {
+  return key.size() == kDigestHexChars ? std::string_view{} : key.substr(kDigestHexChars + kKeyIdHexChars + 2);
 }
 
 Status write_all(int fd, std::string_view data) {
@@ -86,7 +102,7 @@ Result<std::map<std::string, Dek, std::less<>>> parse_store(std::string_view tex
   const auto* keys = obj.if_contains("keys");
   if (keys == nullptr || !keys->is_object()) return bad("missing `keys`");
   for (const auto& [digest, value] : keys->get_object()) {
-    if (!is_digest(digest) || !value.is_object()) return bad("malformed entry");
+    if (!is_entry_key(digest) || !value.is_object()) return bad("malformed entry");
     const auto& entry = value.get_object();
     const auto* keys_value = entry.if_contains("keys");
     if (keys_value == nullptr || !keys_value->is_object()) return bad("malformed entry");
@@ -156,23 +172,65 @@ Result<std::unique_ptr<DekStore>> DekStore::open(fs::path path) {
   return store;
 }
 
-std::optional<Dek> DekStore::find(std::string_view digest) const {
+std::string DekStore::entry_key(std::string_view digest, std::string_view model, const crypto::KeyId& key_id) {
+  return std::string(digest) + ":" + to_hex(key_id) + ":" + std::string(model);
+}
+
+std::optional<Dek> DekStore::find(std::string_view key) const {
   std::lock_guard lock(mutex_);
-  const auto it = entries_.find(digest);
+  const auto it = entries_.find(key);
   if (it == entries_.end()) return std::nullopt;
   return it->second;
+}
+
+std::vector<std::pair<std::string, Dek>> DekStore::find_all(std::string_view digest) const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::pair<std::string, Dek>> found;
+  for (auto it = entries_.lower_bound(digest); it != entries_.end() && it->first.starts_with(digest); ++it)
+    if (it->first.size() == digest.size() || it->first[digest.size()] == ':')
+      found.emplace_back(std::string(model_of(it->first)), it->second);
+  return found;
+}
+
+void DekStore::erase_set_locked(std::string_view digest, std::string_view model) {
+  std::erase_if(entries_, [&](const auto& item) {
+    const std::string& key = item.first;
+    if (!key.starts_with(digest)) return false;
+    if (key.size() == digest.size()) return model.empty();
+    return key[digest.size()] == ':' && model_of(key) == model;
+  });
+}
+
+Status DekStore::put_set(std::string_view digest, std::string_view model, const std::vector<Dek>& deks) {
+  std::lock_guard lock(mutex_);
+  erase_set_locked(digest, model);
+  for (const Dek& dek : deks) entries_.insert_or_assign(entry_key(digest, model, dek.keys.key_id), dek);
+  bound_locked();
+  return write_locked();
+}
+
+Status DekStore::erase_set(std::string_view digest, std::string_view model) {
+  std::lock_guard lock(mutex_);
+  const std::size_t before = entries_.size();
+  erase_set_locked(digest, model);
+  if (entries_.size() == before) return {};
+  return write_locked();
 }
 
 Status DekStore::put(std::string_view digest, const Dek& dek) {
   std::lock_guard lock(mutex_);
   entries_.insert_or_assign(std::string(digest), dek);
+  bound_locked();
+  return write_locked();
+}
+
+void DekStore::bound_locked() {
   while (entries_.size() > kMaxEntries) {
     const auto oldest = std::min_element(entries_.begin(), entries_.end(), [](const auto& a, const auto& b) {
       return a.second.created_at < b.second.created_at;
     });
     entries_.erase(oldest);
   }
-  return write_locked();
 }
 
 void DekStore::note_requests(std::string_view digest, std::uint64_t requests) {

@@ -190,7 +190,7 @@ http::awaitable<void> ProxyService::chat_completions(http::Request& request, htt
     co_await writer.send(error_reply(request, *refused));
     co_return;
   }
-  if (auto ready = co_await cache_.prepare_keys(*entry, unix_now()); !ready) {
+  if (auto ready = co_await cache_.prepare_keys(*entry, chat->model, unix_now()); !ready) {
     spdlog::warn("proxy: cannot make encryption keys for key {}: {}", mask_secret(request[bhttp::field::authorization]),
                  ready.error().to_string());
     co_await writer.send(error_reply(request, api_error(ready.error())));
@@ -216,7 +216,7 @@ http::awaitable<void> ProxyService::chat_completions(http::Request& request, htt
       co_await writer.send(error_reply(request, fail_with(completion.error())));
       co_return;
     }
-    cache_.confirm(**entry);
+    cache_.confirm(**entry, chat->model);
     co_await writer.send(json_reply(request, 200, completion_json(std::move(*completion)), meta.headers));
     co_return;
   }
@@ -236,7 +236,7 @@ http::awaitable<void> ProxyService::chat_completions(http::Request& request, htt
     co_return Status{};
   };
   auto status = co_await (*entry)->client.chat.completions.async_create(std::move(chat->body), on_chunk, call);
-  if (status) cache_.confirm(**entry);
+  if (status) cache_.confirm(**entry, chat->model);
   if (writer.client_gone()) co_return;
   if (!status && !writer.started()) {
     co_await writer.send(error_reply(request, fail_with(status.error())));

@@ -1,5 +1,6 @@
 #include "fake_gateway.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <stdexcept>
 
@@ -7,6 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -49,8 +51,8 @@ std::vector<std::string> FakeGateway::sealed(protocol::ResponseSealer& sealer, c
   return pieces;
 }
 
-FakeGateway::FakeGateway()
-    : enclave_key_(crypto::xwing_generate_keypair()), platform_(random_ed25519()), other_platform_(random_ed25519()) {
+FakeGateway::FakeGateway() : platform_(random_ed25519()), other_platform_(random_ed25519()) {
+  enclaves_.push_back(Enclave{.key = crypto::xwing_generate_keypair()});
   const auto digest = crypto::sha256(crypto::as_bytes("fake enclave binary"));
   measurement_.assign(digest.begin(), digest.end());
   script_ = [](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
@@ -82,9 +84,41 @@ FakeGateway::~FakeGateway() {
   hold_.reset();
 }
 
-crypto::KeyId FakeGateway::key_id() const {
+crypto::KeyId FakeGateway::key_id() const { return replica_key_id(0); }
+
+std::size_t FakeGateway::add_replica(std::vector<std::string> models) {
   const std::lock_guard lock(mutex_);
-  return crypto::key_id(enclave_key_.public_key);
+  if (!replicas_) enclaves_[0].models = {"demo"};
+  replicas_ = true;
+  enclaves_.push_back(Enclave{.key = crypto::xwing_generate_keypair(), .models = std::move(models)});
+  return enclaves_.size() - 1;
+}
+
+void FakeGateway::fail_replica(std::size_t index, Errc code, int times) {
+  const std::lock_guard lock(mutex_);
+  enclaves_.at(index).fail_code = code;
+  enclaves_.at(index).fail_times = times;
+}
+
+void FakeGateway::set_replica_down(std::size_t index, bool down) {
+  const std::lock_guard lock(mutex_);
+  enclaves_.at(index).down = down;
+}
+
+int FakeGateway::replica_requests(std::size_t index) const {
+  const std::lock_guard lock(mutex_);
+  return enclaves_.at(index).requests;
+}
+
+crypto::KeyId FakeGateway::replica_key_id(std::size_t index) const {
+  const std::lock_guard lock(mutex_);
+  return crypto::key_id(enclaves_.at(index).key.public_key);
+}
+
+FakeGateway::Enclave* FakeGateway::enclave_of(const crypto::KeyId& key_id) {
+  for (auto& enclave : enclaves_)
+    if (crypto::key_id(enclave.key.public_key) == key_id) return &enclave;
+  return nullptr;
 }
 
 void FakeGateway::set_script(Script script) {
@@ -94,7 +128,7 @@ void FakeGateway::set_script(Script script) {
 
 void FakeGateway::rotate_key() {
   const std::lock_guard lock(mutex_);
-  enclave_key_ = crypto::xwing_generate_keypair();
+  enclaves_[0].key = crypto::xwing_generate_keypair();
 }
 
 void FakeGateway::release() {
@@ -112,33 +146,61 @@ awaitable<void> FakeGateway::attestation(http::Request& request, http::ResponseW
     co_await hold_->async_wait(asio::as_tuple(asio::use_awaitable));
     co_return;
   }
-  const std::string_view query = http::target_query(request);
-  constexpr std::string_view kPrefix = "challenge=";
-  auto challenge = query.starts_with(kPrefix)
-                       ? from_hex_exact<protocol::kChallengeBytes>(query.substr(kPrefix.size()), "challenge")
-                       : std::unexpected(Error{Errc::invalid_request, "challenge is required"});
+  std::string_view query = http::target_query(request);
+  std::optional<std::string> model;
+  bool all = false;
+  while (!query.empty()) {  // challenge=…&model=…&all=1 (names only percent-free in these tests)
+    const std::string_view pair = query.substr(0, query.find('&'));
+    if (pair.starts_with("model=")) model = std::string(pair.substr(6));
+    if (pair == "all=1") all = true;
+    query.remove_prefix(std::min(query.size(), pair.size() + 1));
+  }
+  auto challenge = protocol::challenge_from_query(http::target_query(request));
   if (!challenge) {
     co_await writer.send(http::error_response(request, challenge.error()));
     co_return;
   }
-  const AttestationFlaw flaw = flaw_;
-  if (flaw == AttestationFlaw::bad_binding) (*challenge)[0] ^= 0x01;
-
-  protocol::AttestationDocument doc;
+  json::array documents;
   {
     const std::lock_guard lock(mutex_);
-    doc.public_key = enclave_key_.public_key;
+    for (const auto& enclave : enclaves_) {
+      if (replicas_ && (enclave.down || (model && std::find(enclave.models.begin(), enclave.models.end(), *model) ==
+                                                        enclave.models.end())))
+        continue;
+      documents.push_back(document(enclave, *challenge));
+      if (!replicas_) break;  // a gateway of older releases: one enclave's document
+    }
   }
+  if (documents.empty()) {
+    co_await writer.send(http::error_response(request, Error{Errc::model_not_found, "no enclave serves the model"}));
+    co_return;
+  }
+  const std::string body = replicas_ && all ? json::serialize(json::object{{"enclaves", documents}})
+                                            : json::serialize(documents.front());
+  co_await writer.send(http::json_response(200, body));
+}
+
+json::value FakeGateway::document(const Enclave& enclave, protocol::Challenge challenge) const {
+  const AttestationFlaw flaw = flaw_;
+  if (flaw == AttestationFlaw::bad_binding) challenge[0] ^= 0x01;
+  protocol::AttestationDocument doc;
+  doc.public_key = enclave.key.public_key;
   doc.key_id = crypto::key_id(doc.public_key);
   if (flaw == AttestationFlaw::wrong_key_id) doc.key_id[0] ^= 0x01;
   doc.not_after = now() + key_lifetime_;
   doc.provider = "simulated";
-  doc.report_data = protocol::report_data(doc.public_key, *challenge);
+  doc.report_data = protocol::report_data(doc.public_key, challenge);
   doc.measurement = measurement_;
   const auto signature = crypto::ed25519_sign(flaw == AttestationFlaw::other_platform_key ? other_platform_ : platform_,
                                               protocol::simulated_signed_message(doc));
   doc.evidence.assign(signature.begin(), signature.end());
-  co_await writer.send(http::json_response(200, protocol::serialize_attestation(doc)));
+  json::value value = json::parse(protocol::serialize_attestation(doc));
+  if (replicas_) {
+    value.as_object()["models"] = json::array(enclave.models.begin(), enclave.models.end());
+    value.as_object()["capacity"] = nullptr;
+    value.as_object()["previousKeys"] = json::array();
+  }
+  return value;
 }
 
 awaitable<void> FakeGateway::chat(http::Request& request, http::ResponseWriter& writer) {
@@ -154,15 +216,30 @@ awaitable<void> FakeGateway::chat(http::Request& request, http::ResponseWriter& 
   }
   crypto::XWingSeed seed;
   Script script;
-  bool known_key = true;
+  std::optional<Error> refused;
+  std::vector<std::string> models;
   {
     const std::lock_guard lock(mutex_);
-    known_key = envelope->version == protocol::Version::v1 || envelope->key_id == crypto::key_id(enclave_key_.public_key);
-    seed = enclave_key_.seed;
+    Enclave* enclave = envelope->version == protocol::Version::v1 ? &enclaves_[0] : enclave_of(envelope->key_id);
+    if (enclave == nullptr) {
+      refused = Error{Errc::unknown_key_id, "unknown keyId"};
+    } else if (enclave->down) {
+      refused = Error{Errc::enclave_unavailable, "the enclave holding this key is down"};
+    } else if (enclave->fail_times > 0) {
+      --enclave->fail_times;
+      ++enclave->requests;
+      refused = Error{enclave->fail_code, "scripted failure"};
+    } else {
+      ++enclave->requests;
+      seed = enclave->key.seed;
+      models = enclave->models;
+    }
     script = script_;
   }
-  if (!known_key) {
-    co_await writer.send(http::error_response(request, Error{Errc::unknown_key_id, "unknown keyId"}));
+  if (refused) {
+    auto response = http::error_response(request, *refused);
+    if (refused->code == Errc::enclave_busy) response.set(http::beast::http::field::retry_after, "1");
+    co_await writer.send(std::move(response));
     co_return;
   }
   auto shared = crypto::xwing_decapsulate(envelope->cipher_text, seed);
@@ -170,6 +247,11 @@ awaitable<void> FakeGateway::chat(http::Request& request, http::ResponseWriter& 
   auto chat_request = plaintext ? protocol::validate_chat_request(plaintext->view()) : std::unexpected(plaintext.error());
   if (!chat_request) {
     co_await writer.send(http::error_response(request, chat_request.error()));
+    co_return;
+  }
+  if (!models.empty() && std::find(models.begin(), models.end(), chat_request->model) == models.end()) {
+    co_await writer.send(http::error_response(
+        request, Error{Errc::invalid_inference, "the requested model is not served by this enclave"}));
     co_return;
   }
   {

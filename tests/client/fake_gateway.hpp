@@ -64,6 +64,19 @@ class FakeGateway {
   void set_attestation_hang(bool hang) { attestation_hangs_ = hang; }
   // A new enclave key: requests for the old keyId get 404 unknown_key_id.
   void rotate_key();
+
+  // Several enclaves (PROTOCOL.md section 7). Enclave 0 is the one above; add_replica() adds one
+  // serving `models` and turns the fake into a gateway of this release: attestation honours
+  // `&model=` (404 model_not_found when no enclave up serves it) and `&all=1`, documents carry
+  // "models", and enclave 0 serves "demo". Returns the new enclave's index.
+  std::size_t add_replica(std::vector<std::string> models);
+  // The next `times` requests sealed to enclave `index` get `code` (503 with Retry-After for
+  // enclave_busy) before any event.
+  void fail_replica(std::size_t index, Errc code, int times);
+  // Enclave `index` is down: left out of attestation, its requests get 503 enclave_unavailable.
+  void set_replica_down(std::size_t index, bool down);
+  [[nodiscard]] int replica_requests(std::size_t index) const;
+  [[nodiscard]] crypto::KeyId replica_key_id(std::size_t index) const;
   // Lets hanging replies finish (they then close without answering).
   void release();
 
@@ -79,8 +92,22 @@ class FakeGateway {
   http::awaitable<void> attestation(http::Request& request, http::ResponseWriter& writer);
   http::awaitable<void> chat(http::Request& request, http::ResponseWriter& writer);
 
+  struct Enclave {
+    crypto::XWingKeyPair key;
+    std::vector<std::string> models;
+    int requests = 0;
+    int fail_times = 0;
+    Errc fail_code = Errc::enclave_busy;
+    bool down = false;
+  };
+  // The document of `enclave` bound to `challenge` (with "models" once there are replicas).
+  [[nodiscard]] boost::json::value document(const Enclave& enclave, protocol::Challenge challenge) const;
+  // The enclave holding `key_id` (nullptr when none); under mutex_.
+  [[nodiscard]] Enclave* enclave_of(const crypto::KeyId& key_id);
+
   mutable std::mutex mutex_;
-  crypto::XWingKeyPair enclave_key_;
+  std::vector<Enclave> enclaves_;  // [0] is the original enclave
+  bool replicas_ = false;
   crypto::Ed25519KeyPair platform_;
   crypto::Ed25519KeyPair other_platform_;
   std::vector<std::uint8_t> measurement_;

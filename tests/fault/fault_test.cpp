@@ -1064,3 +1064,131 @@ TEST_F(FaultTest, ThousandClientsDisconnectingAtRandomLeaveNoLeak) {
 
 }  // namespace
 }  // namespace rvenc::fault
+
+// --- several enclaves: a replica killed or stopped under load (issue 28) ---------------------------
+
+namespace rvenc::fault {
+namespace {
+
+// Two replicas of the demo model behind one gateway: the first is the fixture's `enclave`, the
+// second has a key file of its own and the same platform key.
+class ReplicaFaultTest : public FaultTest {
+ protected:
+  void start_replicas() {
+    ASSERT_NO_FATAL_FAILURE(start_enclave(kTokenDelayMs));
+    std::vector<std::string> argv{test::rvenc_binary(), "enclave", "--attestation", "simulated", "--listen", "127.0.0.1:0",
+                                  "--key-file", dir.file("enclave-2.key"), "--platform-key", dir.file("platform.key"),
+                                  "--gateway-token-file", dir.file("gateway.token"), "--demo-delay-ms",
+                                  std::to_string(kTokenDelayMs)};
+    second = std::make_unique<test::ChildProcess>(argv);
+    auto url = second->wait_for_url();
+    ASSERT_TRUE(url) << second->output();
+    second_url = *url;
+    auto created = gw::run_cli({"keys", "create", "--db", db, "--name", "fault"});
+    ASSERT_EQ(created.exit_code, 0) << created.out;
+    api_key = created.out.substr(0, created.out.find('\n'));
+    gateway = gw::start_gateway({enclave_url, second_url}, db, dir.file("gateway.token"));
+    auto gateway_listening = gateway->wait_for_url();
+    ASSERT_TRUE(gateway_listening) << gateway->output();
+    gateway_url = *gateway_listening;
+  }
+
+  // Both replicas answer: the reference answer, and the SDK has the keys of both.
+  void warm_up(const client::Client& client, const json::object& request, std::set<std::string>& ids,
+               std::string& complete) {
+    auto answer = call(client, request, ids);
+    ASSERT_TRUE(answer) << answer.error().to_string();
+    complete = *answer;
+    ASSERT_EQ(client.encryption_keys_for("rvenc-demo").size(), 2u) << "attestation with all=1 gave both replicas";
+  }
+
+  // Every request in `ids` (answered, streamed) has exactly one usage row; the other rows are of
+  // requests the gateway refused before any event (the 503s the SDK re-sent after), never 200.
+  void expect_usage_once_per_answer(const std::set<std::string>& ids) {
+    Database database(db);
+    std::map<std::string, int> rows;
+    wait_until([&] { return (rows = database.usage()).size() >= ids.size(); });
+    std::this_thread::sleep_for(3 * gateway::kUsageFlushInterval);
+    rows = database.usage();
+    for (const auto& id : ids) EXPECT_TRUE(rows.contains(id)) << "no usage row for " << id;
+    for (const auto& [id, status] : rows)
+      if (!ids.contains(id)) EXPECT_NE(status, 200) << "a usage row of status 200 for a request no call saw: " << id;
+    EXPECT_EQ(database.integrity_check(), "ok");
+  }
+
+  void TearDown() override {
+    if (second && second->running()) EXPECT_EQ(second->stop(SIGTERM), 0) << second->output();
+    FaultTest::TearDown();
+  }
+
+  std::unique_ptr<test::ChildProcess> second;
+  std::string second_url;
+};
+
+// kill -9 one replica while 32 streams run on both: every call ends (whole, or with a typed error
+// and an authenticated prefix), every call started after the kill is served by the other replica,
+// and usage has exactly one row per request the gateway answered.
+TEST_F(ReplicaFaultTest, ReplicaKilledUnderLoadNewRequestsMoveToTheOther) {
+  ASSERT_NO_FATAL_FAILURE(start_replicas());
+  std::set<std::string> ids;
+  auto client = make_client();
+  const json::object request = chat_request(kStreamTokens);
+  std::string complete;
+  ASSERT_NO_FATAL_FAILURE(warm_up(client, request, ids, complete));
+
+  SdkLoad load(client, request);
+  load.launch(kConcurrentStreams);
+  ASSERT_TRUE(wait_until([&] { return load.streaming() == kConcurrentStreams || load.finished() > 0; }));
+  EXPECT_EQ(enclave->stop(SIGKILL), 128 + SIGKILL);
+  SdkLoad late(client, request);
+  late.launch(16);
+
+  std::size_t interrupted = 0;
+  for (const auto& r : load.finish()) {
+    if (!r.request_id.empty()) ids.insert(r.request_id);
+    if (!r.error) {
+      EXPECT_EQ(r.text, complete) << "a success must be the whole answer";
+      continue;
+    }
+    ++interrupted;
+    EXPECT_TRUE(r.error->code == Errc::upstream_error || r.error->code == Errc::truncated_stream)
+        << r.error->to_string();
+    EXPECT_TRUE(complete.starts_with(r.text));
+  }
+  EXPECT_GT(interrupted, 0u) << "the kill hit no stream (the load did not spread)";
+  for (const auto& r : late.finish()) {
+    EXPECT_FALSE(r.error) << "a request started after the kill failed: " << r.error->to_string();
+    EXPECT_EQ(r.text, complete);
+    ids.insert(r.request_id);
+  }
+  expect_usage_once_per_answer(ids);
+}
+
+// SIGTERM to one replica under load: its streams finish (graceful drain), and the calls started
+// meanwhile are all served (by the other replica once this one refuses or is gone).
+TEST_F(ReplicaFaultTest, ReplicaSigtermUnderLoadFinishesItsStreamsAndTheOtherServesNewOnes) {
+  ASSERT_NO_FATAL_FAILURE(start_replicas());
+  std::set<std::string> ids;
+  auto client = make_client();
+  const json::object request = chat_request(kStreamTokens);
+  std::string complete;
+  ASSERT_NO_FATAL_FAILURE(warm_up(client, request, ids, complete));
+
+  SdkLoad load(client, request);
+  load.launch(kConcurrentStreams);
+  ASSERT_TRUE(wait_until([&] { return load.streaming() == kConcurrentStreams; }));
+  enclave->signal(SIGTERM);
+  SdkLoad late(client, request);
+  late.launch(16);
+  EXPECT_EQ(enclave->stop(0, 30s), 0) << enclave->output();  // signal 0: only waits
+  for (auto* batch : {&load, &late})
+    for (const auto& r : batch->finish()) {
+      EXPECT_FALSE(r.error) << r.error->to_string();
+      EXPECT_EQ(r.text, complete);
+      ids.insert(r.request_id);
+    }
+  expect_usage_once_per_answer(ids);
+}
+
+}  // namespace
+}  // namespace rvenc::fault

@@ -143,12 +143,15 @@ describe('rvenc proxy with the official openai client', () => {
 
   test('keeps encryption keys in a private DEK store: reused after a restart, rotated after N requests', async () => {
     const storeKeys = () => JSON.parse(readFileSync(stack.dekStore, 'utf8')).keys;
+    // Entries are indexed "<SHA-256 of the API key>:<keyId>:<model>" (one per replica of a model).
+    const entry = (digest) => Object.entries(storeKeys())
+      .find(([index]) => index.startsWith(`${digest}:`) && index.endsWith(`:${kDemoModel}`))?.[1];
     const digest = createHash('sha256').update(stack.apiKey).digest('hex');
     assert.equal(statSync(stack.dekStore).mode & 0o777, 0o600);
     assert.ok(!readFileSync(stack.dekStore, 'utf8').includes(stack.apiKey), 'the API key is never stored');
-    assert.ok(storeKeys()[digest], 'the keys are indexed by the SHA-256 of the API key');
+    assert.ok(entry(digest), 'the keys are indexed by the SHA-256 of the API key, the keyId and the model');
     const badDigest = createHash('sha256').update('sk_test_notarealkeynotarealkeynotareal').digest('hex');
-    assert.equal(storeKeys()[badDigest], undefined, 'a refused key gets no stored keys');
+    assert.equal(entry(badDigest), undefined, 'a refused key gets no stored keys');
 
     // A fresh key: one request stores its keys; a restarted proxy reuses them until they have
     // served --dek-max-requests requests, then makes new ones.
@@ -157,17 +160,17 @@ describe('rvenc proxy with the official openai client', () => {
     const ask = () => new OpenAI({ apiKey: key, baseURL: stack.baseURL, maxRetries: 0 })
       .chat.completions.create({ model: kDemoModel, messages: kMessages });
     await ask();
-    const first = storeKeys()[keyDigest];
+    const first = entry(keyDigest);
     assert.equal(first.requests, 1);
 
     await startProxy(stack, ['--dek-max-requests', '3']);
     await ask();
     await ask();
     await startProxy(stack, ['--dek-max-requests', '3']);  // flushes the request count on exit
-    assert.equal(storeKeys()[keyDigest].keys.cipherText, first.keys.cipherText, 'stored keys reused after a restart');
-    assert.equal(storeKeys()[keyDigest].requests, 3);
+    assert.equal(entry(keyDigest).keys.cipherText, first.keys.cipherText, 'stored keys reused after a restart');
+    assert.equal(entry(keyDigest).requests, 3);
     await ask();
-    const rotated = storeKeys()[keyDigest];
+    const rotated = entry(keyDigest);
     assert.notEqual(rotated.keys.cipherText, first.keys.cipherText, 'keys rotated after 3 requests');
     assert.equal(rotated.requests, 1);
     assert.equal(statSync(stack.dekStore).mode & 0o777, 0o600);

@@ -37,7 +37,7 @@ struct CacheOnStore {
 
 Status run_prepare(ClientCache& cache, std::shared_ptr<CachedClient> entry, std::int64_t now) {
   asio::io_context io;
-  auto future = asio::co_spawn(io, cache.prepare_keys(std::move(entry), now), asio::use_future);
+  auto future = asio::co_spawn(io, cache.prepare_keys(std::move(entry), "demo", now), asio::use_future);
   io.run();
   return future.get();
 }
@@ -97,37 +97,37 @@ TEST(ClientCache, ReusesKeysThenRotatesAfterTheRequestCountAndAge) {
   ClientCache cache(options, options_for(gateway), nullptr);
   auto entry = cache.get(std::string(test::FakeGateway::kApiKey), 1000);
   ASSERT_TRUE(entry);
-  EXPECT_FALSE((*entry)->dek);
+  EXPECT_FALSE((*entry)->dek_of("demo"));
 
   ASSERT_TRUE(run_prepare(cache, *entry, 1000));
-  ASSERT_TRUE((*entry)->dek);
+  ASSERT_TRUE((*entry)->dek_of("demo"));
   EXPECT_EQ(gateway.attestation_requests.load(), 1);
-  EXPECT_EQ((*entry)->dek->keys.key_id, gateway.key_id());
-  const crypto::XWingCipherText first = (*entry)->dek->keys.cipher_text;
+  EXPECT_EQ((*entry)->dek_of("demo")->keys.key_id, gateway.key_id());
+  const crypto::XWingCipherText first = (*entry)->dek_of("demo")->keys.cipher_text;
 
   ASSERT_TRUE(run_prepare(cache, *entry, 1001));
   ASSERT_TRUE(run_prepare(cache, *entry, 1002));
-  EXPECT_EQ((*entry)->dek->requests, 3u);
-  EXPECT_EQ((*entry)->dek->keys.cipher_text, first) << "keys are reused until the policy says otherwise";
+  EXPECT_EQ((*entry)->dek_of("demo")->requests, 3u);
+  EXPECT_EQ((*entry)->dek_of("demo")->keys.cipher_text, first) << "keys are reused until the policy says otherwise";
   EXPECT_EQ(gateway.attestation_requests.load(), 1);
 
   // The fourth request finds the keys used up: fresh attestation, fresh encapsulation.
   ASSERT_TRUE(run_prepare(cache, *entry, 1003));
   EXPECT_EQ(gateway.attestation_requests.load(), 2);
-  EXPECT_NE((*entry)->dek->keys.cipher_text, first);
-  EXPECT_EQ((*entry)->dek->requests, 1u);
-  EXPECT_EQ((*entry)->dek->created_at, 1003);
-  const crypto::XWingCipherText second = (*entry)->dek->keys.cipher_text;
+  EXPECT_NE((*entry)->dek_of("demo")->keys.cipher_text, first);
+  EXPECT_EQ((*entry)->dek_of("demo")->requests, 1u);
+  EXPECT_EQ((*entry)->dek_of("demo")->created_at, 1003);
+  const crypto::XWingCipherText second = (*entry)->dek_of("demo")->keys.cipher_text;
 
   // Too old (500 s) even though barely used.
   ASSERT_TRUE(run_prepare(cache, *entry, 1503));
   EXPECT_EQ(gateway.attestation_requests.load(), 3);
-  EXPECT_NE((*entry)->dek->keys.cipher_text, second);
+  EXPECT_NE((*entry)->dek_of("demo")->keys.cipher_text, second);
 
   // The enclave gets a new key: new keys made from then on are for it.
   gateway.rotate_key();
   ASSERT_TRUE(run_prepare(cache, *entry, 2100));
-  EXPECT_EQ((*entry)->dek->keys.key_id, gateway.key_id());
+  EXPECT_EQ((*entry)->dek_of("demo")->keys.key_id, gateway.key_id());
 }
 
 TEST(ClientCache, StoresNewKeysAndStartsFromStoredOnes) {
@@ -141,10 +141,10 @@ TEST(ClientCache, StoresNewKeysAndStartsFromStoredOnes) {
     ASSERT_TRUE(entry);
     ASSERT_TRUE(run_prepare(proxy.cache, *entry, 1000));
     EXPECT_EQ(proxy.store->size(), 0u) << "keys are stored only once a request with them succeeded";
-    proxy.cache.confirm(**entry);
+    proxy.cache.confirm(**entry, "demo");
     EXPECT_EQ(proxy.store->size(), 1u);
     ASSERT_TRUE(run_prepare(proxy.cache, *entry, 1001));
-    stored_cipher_text = (*entry)->dek->keys.cipher_text;
+    stored_cipher_text = (*entry)->dek_of("demo")->keys.cipher_text;
     ASSERT_TRUE(proxy.cache.flush());
   }
   EXPECT_EQ(gateway.attestation_requests.load(), 1);
@@ -153,12 +153,12 @@ TEST(ClientCache, StoresNewKeysAndStartsFromStoredOnes) {
   CacheOnStore restarted(gateway, dir.file("deks.json"));
   auto entry = restarted.cache.get(key, 2000);
   ASSERT_TRUE(entry);
-  ASSERT_TRUE((*entry)->dek);
-  EXPECT_EQ((*entry)->dek->keys.cipher_text, stored_cipher_text);
-  EXPECT_EQ((*entry)->dek->requests, 2u);
+  ASSERT_TRUE((*entry)->dek_of("demo"));
+  EXPECT_EQ((*entry)->dek_of("demo")->keys.cipher_text, stored_cipher_text);
+  EXPECT_EQ((*entry)->dek_of("demo")->requests, 2u);
   ASSERT_TRUE(run_prepare(restarted.cache, *entry, 2000));
   EXPECT_EQ(gateway.attestation_requests.load(), 1);
-  EXPECT_EQ((*entry)->dek->requests, 3u);
+  EXPECT_EQ((*entry)->dek_of("demo")->requests, 3u);
 }
 
 TEST(ClientCache, KeysTheSdkReplacedAreTheOnesStored) {
@@ -177,8 +177,8 @@ TEST(ClientCache, KeysTheSdkReplacedAreTheOnesStored) {
     gateway.rotate_key();
     auto answer = (*entry)->client.chat.completions.create(chat);
     ASSERT_TRUE(answer) << answer.error().to_string();
-    proxy.cache.confirm(**entry);
-    EXPECT_EQ((*entry)->dek->keys.key_id, gateway.key_id());
+    proxy.cache.confirm(**entry, "demo");
+    EXPECT_EQ((*entry)->dek_of("demo")->keys.key_id, gateway.key_id());
     ASSERT_TRUE(proxy.cache.flush());
   }
   EXPECT_EQ(gateway.attestation_requests.load(), 2);
@@ -187,8 +187,8 @@ TEST(ClientCache, KeysTheSdkReplacedAreTheOnesStored) {
   CacheOnStore restarted(gateway, dir.file("deks.json"));
   auto entry = restarted.cache.get(key, 2000);
   ASSERT_TRUE(entry);
-  ASSERT_TRUE((*entry)->dek);
-  EXPECT_EQ((*entry)->dek->keys.key_id, gateway.key_id());
+  ASSERT_TRUE((*entry)->dek_of("demo"));
+  EXPECT_EQ((*entry)->dek_of("demo")->keys.key_id, gateway.key_id());
   ASSERT_TRUE(run_prepare(restarted.cache, *entry, 2000));
   const int chats_before = gateway.chat_requests.load();
   ASSERT_TRUE((*entry)->client.chat.completions.create(chat));
@@ -217,7 +217,7 @@ TEST(ClientCache, FailedFirstKeysFailTheRequest) {
   auto status = run_prepare(cache, *entry, 1000);
   ASSERT_FALSE(status);
   EXPECT_EQ(status.error().code, Errc::attestation_failed);
-  EXPECT_FALSE((*entry)->dek);
+  EXPECT_FALSE((*entry)->dek_of("demo"));
 }
 
 // Issue 30 item 3: a rotation that fails attestation fails closed: the old keys are dropped
@@ -233,7 +233,7 @@ TEST(ClientCache, FailedRotationDropsTheOldKeysUntilAttestationSucceeds) {
   auto entry = cache.get(key, 1000);
   ASSERT_TRUE(entry);
   ASSERT_TRUE(run_prepare(cache, *entry, 1000));
-  cache.confirm(**entry);
+  cache.confirm(**entry, "demo");
   ASSERT_EQ(store->size(), 1u);
 
   gateway.set_attestation_flaw(test::AttestationFlaw::other_platform_key);
@@ -242,13 +242,13 @@ TEST(ClientCache, FailedRotationDropsTheOldKeysUntilAttestationSucceeds) {
     ASSERT_FALSE(status) << "no request with the old keys";
     EXPECT_EQ(status.error().code, Errc::attestation_failed);
     EXPECT_NE(status.error().message.find("nothing is sent until it does"), std::string::npos) << status.error().message;
-    EXPECT_FALSE((*entry)->dek);
+    EXPECT_FALSE((*entry)->dek_of("demo"));
   }
   EXPECT_EQ(store->size(), 0u) << "a restarted proxy does not find them either";
 
   gateway.set_attestation_flaw(test::AttestationFlaw::none);
   ASSERT_TRUE(run_prepare(cache, *entry, 1003));
-  ASSERT_TRUE((*entry)->dek);
+  ASSERT_TRUE((*entry)->dek_of("demo"));
   EXPECT_EQ(gateway.attestation_requests.load(), 4);
 }
 
@@ -261,7 +261,7 @@ TEST(ClientCache, StoredKeysVerifiedUnderOtherTrustSettingsAreNotUsed) {
     auto entry = proxy.cache.get(key, 1000);
     ASSERT_TRUE(entry);
     ASSERT_TRUE(run_prepare(proxy.cache, *entry, 1000));
-    proxy.cache.confirm(**entry);
+    proxy.cache.confirm(**entry, "demo");
     ASSERT_EQ(proxy.store->size(), 1u);
   }
   // Restarted with a measurement requirement: the stored keys were not checked against it.
@@ -272,9 +272,76 @@ TEST(ClientCache, StoredKeysVerifiedUnderOtherTrustSettingsAreNotUsed) {
   EXPECT_EQ(store->size(), 0u);
   auto entry = cache.get(key, 2000);
   ASSERT_TRUE(entry);
-  EXPECT_FALSE((*entry)->dek) << "no stored keys under new trust settings";
+  EXPECT_FALSE((*entry)->dek_of("demo")) << "no stored keys under new trust settings";
   ASSERT_TRUE(run_prepare(cache, *entry, 2000));
   EXPECT_EQ(gateway.attestation_requests.load(), 2);
+}
+
+}  // namespace
+}  // namespace rvenc::proxy
+
+namespace rvenc::proxy {
+namespace {
+
+// Several enclaves (PROTOCOL.md section 7): the keys of every replica of a model are made, stored
+// under (API key digest, model, keyId) and found again by a restarted proxy; another model gets
+// its own set.
+TEST(ClientCacheReplicas, KeysPerModelAndReplicaAreStoredAndReloaded) {
+  test::FakeGateway gateway;
+  (void)gateway.add_replica({"demo"});
+  const auto other = gateway.add_replica({"other"});
+  test::TempDir dir;
+  const std::string key(test::FakeGateway::kApiKey);
+  {
+    CacheOnStore proxy(gateway, dir.file("deks.json"));
+    auto entry = proxy.cache.get(key, 1000);
+    ASSERT_TRUE(entry);
+    ASSERT_TRUE(run_prepare(proxy.cache, *entry, 1000));
+    asio::io_context io;
+    auto future = asio::co_spawn(io, proxy.cache.prepare_keys(*entry, "other", 1000), asio::use_future);
+    io.run();
+    ASSERT_TRUE(future.get());
+    proxy.cache.confirm(**entry, "demo");
+    proxy.cache.confirm(**entry, "other");
+    EXPECT_EQ(proxy.store->size(), 3u);  // two replicas of demo, one of other
+    const auto digest = api_key_digest(key);
+    EXPECT_TRUE(proxy.store->find(DekStore::entry_key(digest, "other", gateway.replica_key_id(other))));
+    EXPECT_TRUE(proxy.store->find(DekStore::entry_key(digest, "demo", gateway.replica_key_id(0))));
+  }
+  const int attested = gateway.attestation_requests;
+  CacheOnStore restarted(gateway, dir.file("deks.json"));
+  auto entry = restarted.cache.get(key, 2000);
+  ASSERT_TRUE(entry);
+  EXPECT_EQ((*entry)->models.at("demo").deks.size(), 2u);
+  ASSERT_TRUE((*entry)->client.chat.completions.create(
+      boost::json::object{{"model", "other"}, {"messages", boost::json::array{boost::json::object{{"role", "user"}, {"content", "hi"}}}}}));
+  EXPECT_EQ(gateway.replica_requests(other), 1);
+  EXPECT_EQ(gateway.attestation_requests, attested) << "stored keys of every model are used without attesting";
+}
+
+// A store written by an older release (one entry per API key, indexed by its digest alone) still
+// loads; its keys serve any model until they rotate into the model's own set.
+TEST(ClientCacheReplicas, AStoreOfAnOlderReleaseStillServes) {
+  test::FakeGateway gateway;
+  test::TempDir dir;
+  const std::string key(test::FakeGateway::kApiKey);
+  auto keys = client::generate_encryption_keys(options_for(gateway));
+  ASSERT_TRUE(keys);
+  keys->models.clear();
+  {
+    auto store = DekStore::open(dir.file("deks.json")).value();
+    ClientCache cache(CacheOptions{}, options_for(gateway), store.get());
+    ASSERT_TRUE(store->put(api_key_digest(key), Dek{*keys, 1000, 5, trust_digest(options_for(gateway).attestation)}));
+  }
+  const int attested = gateway.attestation_requests;
+  CacheOnStore restarted(gateway, dir.file("deks.json"));
+  auto entry = restarted.cache.get(key, 2000);
+  ASSERT_TRUE(entry);
+  ASSERT_TRUE((*entry)->dek_of("demo"));
+  EXPECT_EQ((*entry)->dek_of("demo")->keys.cipher_text, keys->cipher_text);
+  ASSERT_TRUE(run_prepare(restarted.cache, *entry, 2000));
+  EXPECT_EQ((*entry)->dek_of("demo")->requests, 6u);
+  EXPECT_EQ(gateway.attestation_requests, attested);
 }
 
 }  // namespace

@@ -15,9 +15,17 @@
 // them wait for its result (keys or error) instead of each attesting.
 // A streaming call returns at the authenticated end of the answer (done), without waiting for the
 // gateway to close anything: what follows done is read only briefly, for keep-alive.
-// When the gateway no longer knows the key (404 unknown_key_id, e.g. the enclave restarted with a
-// new key) the client re-attests, makes new keys and retries that request once. Keys are never
-// used within kKeyExpiryMargin of their notAfter: the next call makes new ones first.
+// Several enclaves (PROTOCOL.md section 7): keys are kept per model, one set per model with the
+// verified keys of every replica serving it (attestation `&model=M&all=1`; a gateway of older
+// releases answers one document, which then is the whole set). Each replica is verified once and
+// its encapsulation reused until its notAfter; a refresh keeps the keys of replicas it already
+// trusts. Every request goes to the replica with the fewest of this client's requests in flight
+// (ties at random), so one client with many concurrent requests spreads over the replicas.
+// When the request fails before any answer in a way a replica explains (404 unknown_key_id, 503
+// enclave_busy, 503 enclave_unavailable, or no HTTP status at all: the connection failed) the
+// client re-attests the model and sends the request once more, sealed anew (new nonce), to
+// another replica when there is one; after the stream has begun nothing is ever re-sent. Keys
+// are never used within kKeyExpiryMargin of their notAfter: the next call makes new ones first.
 //
 // Errors are rvenc::Error values: HTTP errors of the gateway keep their status and code
 // (Error::http_status); transport failures are transport_error (cannot connect, connection
@@ -35,6 +43,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
@@ -66,17 +75,24 @@ struct EncryptionKeys {
   // The enclave key's notAfter (seconds since the epoch) from the verified attestation; nullopt
   // for keys made elsewhere without it (then used until the gateway no longer knows them).
   std::optional<std::int64_t> not_after;
+  // The models the enclave said it serves (its attestation's informational "models"); empty when
+  // unknown (older enclaves, keys made elsewhere): then the keys are tried for any model.
+  std::vector<std::string> models;
 
   // False from kKeyExpiryMargin before not_after on (`now` in epoch seconds): make new keys then.
   [[nodiscard]] bool usable_at(std::int64_t now) const noexcept {
     return !not_after || now < *not_after - kKeyExpiryMargin.count();
   }
 
-  // {"sharedSecret": hex, "cipherText": hex, "keyId": hex, "notAfter": int when known}
+  // True when these keys may be used for requests to `model` (listed, or no list known).
+  [[nodiscard]] bool serves(std::string_view model) const;
+
+  // {"sharedSecret": hex, "cipherText": hex, "keyId": hex, "notAfter": int when known,
+  //  "models": [..] when known}
   // (contains the secret: handle with care).
   [[nodiscard]] std::string to_json() const;
   // invalid_request naming the missing or malformed field (never echoing values); "notAfter" is
-  // optional (JSON of older releases has none).
+  // and "models" are optional (JSON of older releases has none).
   [[nodiscard]] static Result<EncryptionKeys> from_json(std::string_view json);
 };
 
@@ -86,6 +102,9 @@ struct ClientOptions {
   // Pre-generated keys; generated from a verified attestation on first use otherwise. Keys whose
   // not_after is near (EncryptionKeys::usable_at) are replaced by new ones before a request.
   std::optional<EncryptionKeys> encryption_keys;
+  // More pre-generated keys, of other replicas or models (each used for the models it lists, or
+  // for any model when it lists none), e.g. a set saved from encryption_keys_for().
+  std::vector<EncryptionKeys> replica_keys;
   // Longest wait for the connection, the response head, or the next event of a stream that
   // advances it (a chunk, the end): comments such as ": ping" and events of unknown kinds do not
   // count, so a gateway sending only those times out. Not a bound on a whole streaming answer,
@@ -160,19 +179,29 @@ class Client {
   [[nodiscard]] const ClientOptions& options() const noexcept;
 
   // Fetches the attestation with a fresh random challenge and verifies it against the policy
-  // (attestation_failed when it does not verify); returns the verified document.
-  [[nodiscard]] Result<protocol::AttestationDocument> attest() const;
-  [[nodiscard]] http::awaitable<Result<protocol::AttestationDocument>> async_attest() const;
+  // (attestation_failed when it does not verify); returns the verified document. With `model`,
+  // of an enclave serving it (`&model=`; 404 model_not_found from a gateway where none does).
+  [[nodiscard]] Result<protocol::AttestationDocument> attest(std::string_view model = {}) const;
+  [[nodiscard]] http::awaitable<Result<protocol::AttestationDocument>> async_attest(std::string model = {}) const;
 
   // Verified attestation, then a fresh encapsulation to its key. The new keys also become the
-  // keys this client uses from now on.
-  [[nodiscard]] Result<EncryptionKeys> generate_encryption_keys() const;
-  [[nodiscard]] http::awaitable<Result<EncryptionKeys>> async_generate_encryption_keys() const;
+  // keys this client uses from now on (for `model`, or for any model when it is empty).
+  [[nodiscard]] Result<EncryptionKeys> generate_encryption_keys(std::string_view model = {}) const;
+  [[nodiscard]] http::awaitable<Result<EncryptionKeys>> async_generate_encryption_keys(std::string model = {}) const;
 
-  // A copy of the keys this client uses now (nullopt before any are made). They change on
-  // generate_encryption_keys() and when the gateway no longer knows them (re-attestation), so a
-  // caller that saves keys reads them here after a call.
+  // Keys for every healthy replica serving `model` (`&all=1`, each document verified; keys of
+  // replicas already trusted are kept unless `fresh`, then every one is a new encapsulation, e.g.
+  // a rotation). They become the set this client spreads `model`'s requests over.
+  [[nodiscard]] Result<std::vector<EncryptionKeys>> generate_replica_keys(std::string_view model, bool fresh = false) const;
+  [[nodiscard]] http::awaitable<Result<std::vector<EncryptionKeys>>> async_generate_replica_keys(std::string model,
+                                                                                                 bool fresh = false) const;
+
+  // A copy of the keys this client uses now (nullopt before any are made): the ones made or
+  // replaced last. They change on generate_encryption_keys() and when the gateway no longer knows
+  // them (re-attestation), so a caller that saves keys reads them here after a call.
   [[nodiscard]] std::optional<EncryptionKeys> encryption_keys() const;
+  // The set of keys this client uses for `model` now (empty before any are made).
+  [[nodiscard]] std::vector<EncryptionKeys> encryption_keys_for(std::string_view model) const;
 
   // GET {base_url}/rvenc/models: the OpenAI model list {"object":"list","data":[{"id":...}]}.
   [[nodiscard]] Result<boost::json::object> models() const;
@@ -194,9 +223,9 @@ class Client {
 [[nodiscard]] Status validate_gateway_url(std::string_view url);
 
 // Keys without a client (no API key needed): verified attestation from options.base_url under
-// options.attestation, then a fresh encapsulation.
-[[nodiscard]] Result<EncryptionKeys> generate_encryption_keys(const ClientOptions& options);
+// options.attestation (of an enclave serving `model` when given), then a fresh encapsulation.
+[[nodiscard]] Result<EncryptionKeys> generate_encryption_keys(const ClientOptions& options, std::string_view model = {});
 // The verified attestation of options.base_url's enclave (no API key needed), as Client::attest().
-[[nodiscard]] Result<protocol::AttestationDocument> attest(const ClientOptions& options);
+[[nodiscard]] Result<protocol::AttestationDocument> attest(const ClientOptions& options, std::string_view model = {});
 
 }  // namespace rvenc::client

@@ -1,7 +1,10 @@
 // Data-encryption keys (the SDK's EncryptionKeys) per API key, their rotation policy, and the
 // optional file that keeps them across proxy restarts (`rvenc proxy --dek-store FILE`).
 //
-// Design: the store is indexed by the SHA-256 of the API key, never the key itself. Each entry
+// Design: the store is indexed by the SHA-256 of the API key, never the key itself, with the model
+// and the enclave keyId (several enclaves, PROTOCOL.md section 7: one entry per replica a model's
+// requests are spread over): "<digest>:<keyId>:<model>". Entries of older releases, indexed by the
+// digest alone, still load: they hold keys for any model. Each entry
 // records the enclave key's notAfter (inside its keys) and a digest of the trust settings its
 // attestation was verified under; at start the proxy drops the entries whose settings differ from
 // its own, whose notAfter is near, or that lack either (stores of older releases), so stored keys
@@ -22,6 +25,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "rvenc/client/client.hpp"
 #include "rvenc/common/error.hpp"
@@ -70,15 +75,25 @@ class DekStore {
   // others, is too large or is not a store; internal_error when it cannot be read or created.
   [[nodiscard]] static Result<std::unique_ptr<DekStore>> open(std::filesystem::path path);
 
-  [[nodiscard]] std::optional<Dek> find(std::string_view digest) const;
-  // Sets the keys of `digest` and rewrites the file.
-  [[nodiscard]] Status put(std::string_view digest, const Dek& dek);
-  // Updates the request count in memory only (written by the next put() or flush()).
-  void note_requests(std::string_view digest, std::uint64_t requests);
+  // The index of one replica's keys of an API key for a model.
+  [[nodiscard]] static std::string entry_key(std::string_view digest, std::string_view model, const crypto::KeyId& key_id);
+
+  // The entry at `key` (an entry_key(), or a digest alone for entries of older releases).
+  [[nodiscard]] std::optional<Dek> find(std::string_view key) const;
+  // Every entry of the API key `digest`, with its model ("" for entries of older releases).
+  [[nodiscard]] std::vector<std::pair<std::string, Dek>> find_all(std::string_view digest) const;
+  // Replaces the keys of (`digest`, `model`) by `deks` and rewrites the file.
+  [[nodiscard]] Status put_set(std::string_view digest, std::string_view model, const std::vector<Dek>& deks);
+  // Drops the keys of (`digest`, `model`) and rewrites the file (they must not be used again).
+  [[nodiscard]] Status erase_set(std::string_view digest, std::string_view model);
+  // Sets the entry at `key` and rewrites the file.
+  [[nodiscard]] Status put(std::string_view key, const Dek& dek);
+  // Updates the request count of the entry at `key` in memory only (written by the next write).
+  void note_requests(std::string_view key, std::uint64_t requests);
   // Rewrites the file when counts changed since the last write.
   [[nodiscard]] Status flush();
-  // Drops the keys of `digest` and rewrites the file (they must not be used again).
-  [[nodiscard]] Status erase(std::string_view digest);
+  // Drops the entry at `key` and rewrites the file (its keys must not be used again).
+  [[nodiscard]] Status erase(std::string_view key);
   // Drops the entries not verified under `trust` or not usable at `now` (no notAfter, or near
   // it), rewriting the file when any went; returns how many.
   [[nodiscard]] Result<std::size_t> drop_unverified(std::string_view trust, std::int64_t now);
@@ -89,6 +104,9 @@ class DekStore {
  private:
   explicit DekStore(std::filesystem::path path) : path_(std::move(path)) {}
   [[nodiscard]] Status write_locked();
+  void bound_locked();
+  // Drops the entries of (`digest`, `model`), the digest-only entry of older releases with model "".
+  void erase_set_locked(std::string_view digest, std::string_view model);
 
   std::filesystem::path path_;
   mutable std::mutex mutex_;
