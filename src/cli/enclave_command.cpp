@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "command.hpp"
+#include "server_tls_flags.hpp"
 #include "rvenc/http/url.hpp"
 #include "rvenc/enclave/server.hpp"
 
@@ -13,6 +14,7 @@ namespace rvenc::cli {
 namespace {
 
 struct EnclaveFlags {
+  ServerTlsFlags tls;
   std::string listen = "127.0.0.1:8401";
   std::string key_file;  // empty: see EnclaveOptions::key_file
   std::string platform_key = "./platform.key";
@@ -83,6 +85,13 @@ int run_enclave(const EnclaveFlags& flags) {
   options.max_attestation_queue = flags.max_attestation_queue;
   options.first_byte_timeout = std::chrono::milliseconds(flags.first_byte_timeout_ms);
   options.header_timeout = std::chrono::milliseconds(flags.header_timeout_ms);
+  auto tls = load_server_tls(flags.tls);
+  if (!tls) {
+    std::cerr << "rvenc enclave: " << tls.error().message << "\n";
+    return kExitUsage;
+  }
+  options.tls = *tls;
+  options.tls_handshake_timeout = std::chrono::milliseconds(flags.tls.handshake_timeout_ms);
 
   auto server = enclave::EnclaveServer::create(std::move(options));
   if (!server) {
@@ -93,6 +102,7 @@ int run_enclave(const EnclaveFlags& flags) {
   // One write, so no log line from another thread lands inside the "listening on" line.
   std::ostringstream facts;
   facts << "rvenc enclave listening on " << (*server)->url() << "\n";
+  facts << describe_server_tls(*tls);
   for (const auto& line : (*server)->describe()) facts << line << "\n";
   std::cout << facts.str() << std::flush;
   (*server)->run_until_signal();
@@ -165,6 +175,7 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--header-timeout-ms", flags->header_timeout_ms,
          "Deadline for a request head once its first byte arrived")
       ->capture_default_str();
+  add_server_tls_flags(*cmd, flags->tls);
   cmd->callback([&run, flags] { run = [flags] { return run_enclave(*flags); }; });
 }
 

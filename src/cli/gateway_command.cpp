@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "command.hpp"
+#include "server_tls_flags.hpp"
 #include "rvenc/http/address.hpp"
 #include "rvenc/http/url.hpp"
 #include "rvenc/common/hex.hpp"
@@ -21,6 +22,7 @@ namespace {
 constexpr std::size_t kMaxTokenFileBytes = 4096;
 
 struct GatewayFlags {
+  ServerTlsFlags tls;
   std::string listen = "127.0.0.1:8400";
   std::vector<std::string> enclaves;
   std::string db;
@@ -145,6 +147,13 @@ int run_gateway(const GatewayFlags& flags) {
     }
     options.enclave_token = std::move(*token);
   }
+  auto tls = load_server_tls(flags.tls);
+  if (!tls) {
+    std::cerr << "rvenc gateway: " << tls.error().message << "\n";
+    return kExitUsage;
+  }
+  options.tls = *tls;
+  options.tls_handshake_timeout = std::chrono::milliseconds(flags.tls.handshake_timeout_ms);
 
   auto created = gateway::Gateway::create(std::move(options));
   if (!created) {
@@ -169,6 +178,7 @@ int run_gateway(const GatewayFlags& flags) {
   // "listening on http://..." would hide the address from whoever waits for it.
   std::ostringstream facts;
   facts << "rvenc gateway listening on " << gw.url() << "\n";
+  facts << describe_server_tls(*tls);
   facts << "database: " << flags.db << "\n";
   for (const auto& e : gw.handler().enclaves().snapshot()) {
     facts << "enclave " << e.url.origin() << ": ";
@@ -249,6 +259,7 @@ void setup(CLI::App& app, std::function<int()>& run) {
       ->capture_default_str();
   flag(*cmd, "--enclave-http1", flags->enclave_http1,
        "One HTTP/1.1 connection per stream to the enclaves, instead of streams sharing rvenc-mux connections");
+  add_server_tls_flags(*cmd, flags->tls);
   cmd->callback([&run, flags, per_ip] {
     flags->per_ip_explicit = per_ip->count() > 0;
     run = [flags] { return run_gateway(*flags); };

@@ -37,6 +37,7 @@
 #include "rvenc/enclave/engine.hpp"
 #include "rvenc/gateway/key_store.hpp"
 #include "rvenc/http/client.hpp"
+#include "rvenc/http/local_ca.hpp"
 
 namespace rvenc::cli {
 namespace {
@@ -57,6 +58,7 @@ struct UpFlags {
   std::vector<std::string> upstreams;
   bool allow_v1 = false;
   bool allow_v2 = false;
+  bool tls = false;  // the gateway on https with a local test CA (DIR/tls)
 };
 
 // One part of the stack: a child process whose output is echoed with a "[name] " prefix.
@@ -126,7 +128,7 @@ class Part {
 
  private:
   void read_output(int fd) {
-    static const std::regex kListening(R"(listening on (http://[^\s]+))");
+    static const std::regex kListening(R"(listening on (https?://[^\s]+))");
     std::string line;
     std::array<char, 4096> buf{};
     ssize_t n;
@@ -325,9 +327,20 @@ int run_up(const UpFlags& flags) {
   const auto enclave_url = start("enclave", enclave_args);
   if (!enclave_url) return shutdown(kExitUnavailable);
 
-  const auto gateway_url = start("gateway", {"gateway", "--listen", listen_arg(flags.gateway_port), "--enclave",
-                                             *enclave_url, "--db", db.string(), "--enclave-token-file", token.string(),
-                                             "--admin-token-file", admin_token_file.string()});
+  std::vector<std::string> gateway_args{"gateway", "--listen", listen_arg(flags.gateway_port), "--enclave",
+                                        *enclave_url, "--db", db.string(), "--enclave-token-file", token.string(),
+                                        "--admin-token-file", admin_token_file.string()};
+  std::optional<http::LocalTlsFiles> tls;
+  if (flags.tls) {
+    auto files = http::ensure_local_tls(dir / "tls");
+    if (!files) {
+      std::cerr << "rvenc up: --tls: " << files.error().message << "\n";
+      return shutdown(kExitFailure);
+    }
+    tls = *files;
+    gateway_args.insert(gateway_args.end(), {"--tls-cert", tls->cert.string(), "--tls-key", tls->key.string()});
+  }
+  const auto gateway_url = start("gateway", gateway_args);
   if (!gateway_url) return shutdown(kExitUnavailable);
   const auto ready_deadline = std::chrono::steady_clock::now() + kPartStartTimeout;
   while (!gateway_ready(*gateway_url)) {
@@ -355,6 +368,7 @@ int run_up(const UpFlags& flags) {
                               {"db", db.string()},
                               {"adminToken", admin_token},
                               {"running", true}};
+  if (tls) (*stack)["caFile"] = tls->ca_cert.string();
   write_private_file(stack_file, boost::json::serialize(*stack) + "\n");
 
   std::cout << "rvenc up: the stack is running (Ctrl-C stops it)\n"
@@ -370,6 +384,11 @@ int run_up(const UpFlags& flags) {
             << "\" -H \"Content-Type: application/json\" -d '{\"model\":\"" << first_model
             << "\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'\n"
             << "      rvenc chat --data " << dir.string() << " \"Hello\"" << std::endl;
+  if (tls) {
+    std::cout << "      curl --cacert " << tls->ca_cert.string() << " " << *gateway_url << "/healthz   (the gateway's "
+              << "https; test CA " << (tls->new_ca ? "made now" : "reused") << ": trust it only on this machine)"
+              << std::endl;
+  }
 
   for (;;) {
     int sig = 0;
@@ -404,6 +423,9 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--upstream", flags->upstreams, "MODEL=URL of an OpenAI-compatible server for the enclave; repeatable");
   flag(*cmd, "--allow-v1", flags->allow_v1, "Let the enclave accept protocol version 1");
   flag(*cmd, "--allow-v2", flags->allow_v2, "Let the enclave accept protocol version 2");
+  flag(*cmd, "--tls", flags->tls,
+       "Serve the gateway on https with a local test CA made in DIR/tls (reused later); stack.json gets caFile, "
+       "the proxy and the CLI trust that CA");
   cmd->callback([&run, flags] { run = [flags] { return run_up(*flags); }; });
 }
 

@@ -475,6 +475,8 @@ Result<std::unique_ptr<Gateway>> Gateway::create(GatewayOptions options) {
   server_options.idle_timeout = options.idle_timeout;
   server_options.first_byte_timeout = options.first_byte_timeout;
   server_options.header_timeout = options.header_timeout;
+  server_options.tls = options.tls;
+  server_options.tls_handshake_timeout = options.tls_handshake_timeout;
   server_options.max_connections = options.max_connections;
   server_options.max_connections_per_ip = options.max_connections_per_ip;
   server_options.per_ip_cap_loopback = options.per_ip_cap_loopback;

@@ -58,6 +58,9 @@ struct EnclaveOptions {
   // Slow connections (http::ServerOptions): first byte of a new connection, each request head.
   std::chrono::milliseconds first_byte_timeout = http::ServerOptions::kDefaultFirstByteTimeout;
   std::chrono::milliseconds header_timeout = http::ServerOptions::kDefaultHeaderTimeout;
+  // https on the listener (http::ServerOptions::tls; SIGHUP reloads it); null: plain http.
+  std::shared_ptr<http::TlsServerContext> tls;
+  std::chrono::milliseconds tls_handshake_timeout = http::ServerOptions::kDefaultTlsHandshakeTimeout;
 };
 
 class EnclaveServer {

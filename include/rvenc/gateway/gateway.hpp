@@ -66,6 +66,9 @@ struct GatewayOptions {
   std::chrono::milliseconds idle_timeout = http::ServerOptions::kDefaultIdleTimeout;
   std::chrono::milliseconds first_byte_timeout = http::ServerOptions::kDefaultFirstByteTimeout;
   std::chrono::milliseconds header_timeout = http::ServerOptions::kDefaultHeaderTimeout;
+  // https on the listener (http::ServerOptions::tls; SIGHUP reloads it); null: plain http.
+  std::shared_ptr<http::TlsServerContext> tls;
+  std::chrono::milliseconds tls_handshake_timeout = http::ServerOptions::kDefaultTlsHandshakeTimeout;
   std::size_t max_connections = kDefaultMaxConnections;  // client connections; beyond -> 503
   std::size_t max_connections_per_ip = kDefaultMaxConnectionsPerIp;  // 0: no cap; beyond -> 429
   bool per_ip_cap_loopback = false;  // count loopback clients too (the flag was given)
