@@ -252,8 +252,11 @@ bool take_up_lock(const fs::path& lock_file, const fs::path& stack_file, const f
   return true;  // fd stays open: the lock lasts until this process exits
 }
 
-bool gateway_ready(const std::string& gateway_url) {
-  auto health = http::fetch("GET", gateway_url + "/healthz", {}, {}, std::chrono::seconds(2));
+// `ca_file`: the test CA of `up --tls` (empty for plain http).
+bool gateway_ready(const std::string& gateway_url, const std::string& ca_file) {
+  http::ClientOptions client_options;
+  client_options.ca_file = ca_file;
+  auto health = http::fetch("GET", gateway_url + "/healthz", {}, {}, std::chrono::seconds(2), client_options);
   return health && health->result_int() == 200;
 }
 
@@ -343,7 +346,8 @@ int run_up(const UpFlags& flags) {
   const auto gateway_url = start("gateway", gateway_args);
   if (!gateway_url) return shutdown(kExitUnavailable);
   const auto ready_deadline = std::chrono::steady_clock::now() + kPartStartTimeout;
-  while (!gateway_ready(*gateway_url)) {
+  const std::string ca_file = tls ? tls->ca_cert.string() : std::string();
+  while (!gateway_ready(*gateway_url, ca_file)) {
     if (std::chrono::steady_clock::now() > ready_deadline) {
       std::cerr << "rvenc up: the gateway does not reach the enclave\n";
       return shutdown(kExitUnavailable);
@@ -355,9 +359,11 @@ int run_up(const UpFlags& flags) {
       flags.upstreams.empty() ? std::string(enclave::kDefaultDemoModel) : flags.upstreams.front().substr(0, flags.upstreams.front().find('='));
 
   // The proxy keeps its data-encryption keys in DIR so a restarted stack reuses them.
-  const auto proxy_url = start("proxy", {"proxy", "--listen", listen_arg(flags.proxy_port), "--gateway", *gateway_url,
-                                         "--platform-public-key", to_hex(platform_public), "--dek-store",
-                                         (dir / "proxy-deks.json").string()});
+  std::vector<std::string> proxy_args{"proxy", "--listen", listen_arg(flags.proxy_port), "--gateway", *gateway_url,
+                                      "--platform-public-key", to_hex(platform_public), "--dek-store",
+                                      (dir / "proxy-deks.json").string()};
+  if (tls) proxy_args.insert(proxy_args.end(), {"--ca-file", ca_file});
+  const auto proxy_url = start("proxy", proxy_args);
   if (!proxy_url) return shutdown(kExitUnavailable);
 
   stack = boost::json::object{{"gatewayUrl", *gateway_url},

@@ -2,6 +2,8 @@
 // ssl::context, plus the X509 getters for the startup line.
 #include "rvenc/http/tls_server.hpp"
 
+#include "rvenc/http/tls.hpp"
+
 #include <cstdio>
 #include <memory>
 
@@ -60,24 +62,18 @@ std::string serial_text(const ASN1_INTEGER* serial) {
   return text;
 }
 
+// The shared server context (tls.hpp: TLS 1.2 minimum, chain and key checked), plus what only a
+// long-running server needs: forward-secret AEAD suites for TLS 1.2 in the server's order, session
+// resumption, and OpenSSL's buffers released while a connection is idle.
 Result<std::shared_ptr<ssl::context>> build_context(const std::string& cert_file, const std::string& key_file) {
-  auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
-  SSL_CTX* native = context->native_handle();
-  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
-  SSL_CTX_set_options(native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  auto context = make_server_tls_context(cert_file, key_file);
+  if (!context) return std::unexpected(context.error());
+  SSL_CTX* native = (*context)->native_handle();
+  SSL_CTX_set_options(native, SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_cipher_list(native, kTls12Ciphers);
   SSL_CTX_set_session_id_context(native, kSessionIdContext, sizeof(kSessionIdContext) - 1);
-  boost::system::error_code ec;
-  context->use_certificate_chain_file(cert_file, ec);
-  if (ec) return fail(Errc::invalid_request, "cannot load the TLS certificate chain " + cert_file + ": " + ec.message());
-  context->use_private_key_file(key_file, ssl::context::pem, ec);
-  if (ec) return fail(Errc::invalid_request, "cannot load the TLS private key " + key_file + ": " + ec.message());
-  if (SSL_CTX_check_private_key(native) != 1) {
-    ERR_clear_error();
-    return fail(Errc::invalid_request, "the TLS private key " + key_file + " does not match the certificate " + cert_file);
-  }
-  return context;
+  return *context;
 }
 
 }  // namespace

@@ -133,7 +133,7 @@ Handler gated_stream(Gate& gate) {
   };
 }
 
-TEST(Tls, ServesHttpsVerifiedAgainstTheTestCa) {
+TEST(TlsServer, ServesHttpsVerifiedAgainstTheTestCa) {
   TestPki pki;
   HttpsServer server(text_handler("hello over tls"), pki.options());
   EXPECT_EQ(server.server->url(), "https://127.0.0.1:" + std::to_string(server.port));
@@ -148,7 +148,7 @@ TEST(Tls, ServesHttpsVerifiedAgainstTheTestCa) {
   EXPECT_EQ(server.server->failed_tls_handshakes(), 0u);
 }
 
-TEST(Tls, StreamsChunksOverTls) {
+TEST(TlsServer, StreamsChunksOverTls) {
   TestPki pki;
   Gate gate;
   gate.open();
@@ -161,7 +161,7 @@ TEST(Tls, StreamsChunksOverTls) {
   EXPECT_EQ(parser.get().body(), "first\nsecond\n");
 }
 
-TEST(Tls, PlainHttpToTheTlsPortIsToldSoAndTheServerKeepsServing) {
+TEST(TlsServer, PlainHttpToTheTlsPortIsToldSoAndTheServerKeepsServing) {
   TestPki pki;
   HttpsServer server(text_handler("ok"), pki.options());
   {
@@ -179,7 +179,7 @@ TEST(Tls, PlainHttpToTheTlsPortIsToldSoAndTheServerKeepsServing) {
   EXPECT_EQ(server.server->failed_tls_handshakes(), 1u);
 }
 
-TEST(Tls, SilentAndStalledClientsAreClosedByTheHandshakeTimeout) {
+TEST(TlsServer, SilentAndStalledClientsAreClosedByTheHandshakeTimeout) {
   TestPki pki;
   ServerOptions options = pki.options();
   // Only the handshake timeout can close these connections within the raw client's guard.
@@ -197,7 +197,7 @@ TEST(Tls, SilentAndStalledClientsAreClosedByTheHandshakeTimeout) {
   EXPECT_EQ(client.get("/").body(), "ok");
 }
 
-TEST(Tls, ReloadServesTheNewCertificateToNewHandshakesWithoutCuttingOpenStreams) {
+TEST(TlsServer, ReloadServesTheNewCertificateToNewHandshakesWithoutCuttingOpenStreams) {
   TestPki pki;
   const std::string old_serial = pki.serial();
   Gate gate;
@@ -221,7 +221,7 @@ TEST(Tls, ReloadServesTheNewCertificateToNewHandshakesWithoutCuttingOpenStreams)
   EXPECT_EQ(open_stream.peer_serial(), old_serial);
 }
 
-TEST(Tls, AFailedReloadKeepsTheCurrentCertificate) {
+TEST(TlsServer, AFailedReloadKeepsTheCurrentCertificate) {
   TestPki pki;
   HttpsServer server(text_handler("ok"), pki.options());
   const std::string serial = pki.serial();
@@ -235,7 +235,7 @@ TEST(Tls, AFailedReloadKeepsTheCurrentCertificate) {
   EXPECT_EQ(client.get("/").body(), "ok");
 }
 
-TEST(Tls, SighupReloadsTheCertificate) {
+TEST(TlsServer, SighupReloadsTheCertificate) {
   TestPki pki;
   HttpsServer server(text_handler("ok"), pki.options());
   pki.reissue();
@@ -252,7 +252,7 @@ TEST(Tls, SighupReloadsTheCertificate) {
   EXPECT_EQ(seen, serial);
 }
 
-TEST(Tls, ClientsRefuseExpiredAndWrongHostCertificates) {
+TEST(TlsServer, ClientsRefuseExpiredAndWrongHostCertificates) {
   TestPki expired(CertificateRequest{.not_before_offset = -std::chrono::hours(48), .valid_for = std::chrono::hours(24)});
   EXPECT_TRUE(read_certificate_info(expired.cert).value().expired);
   HttpsServer expired_server(text_handler("ok"), expired.options());
@@ -270,7 +270,7 @@ TEST(Tls, ClientsRefuseExpiredAndWrongHostCertificates) {
   EXPECT_EQ(plain.server->url(), "http://127.0.0.1:" + std::to_string(plain.port));
 }
 
-TEST(Tls, LoadNamesTheFileThatIsWrong) {
+TEST(TlsServer, LoadNamesTheFileThatIsWrong) {
   TestPki pki;
   TestPki other;
   const auto missing = TlsServerContext::load(pki.dir.file("nope.pem"), pki.key);
@@ -281,7 +281,7 @@ TEST(Tls, LoadNamesTheFileThatIsWrong) {
   EXPECT_NE(mismatched.error().message.find("does not match"), std::string::npos) << mismatched.error().message;
 }
 
-TEST(Tls, LocalCaIsReusedAcrossRuns) {
+TEST(TlsServer, LocalCaIsReusedAcrossRuns) {
   rvenc::test::TempDir dir;
   const auto first = ensure_local_tls(dir.path() / "tls");
   ASSERT_TRUE(first) << first.error().message;

@@ -38,7 +38,7 @@ struct CertificateInfo {
 class TlsServerContext {
  public:
   // Loads `cert_file` (PEM, leaf first, then the intermediates) and `key_file` (PEM private key).
-  // Errors: invalid_request naming the file and what OpenSSL said (missing, not PEM, key does not
+  // Errors: tls_error (invalid_request for the certificate's own reading) naming the file and what OpenSSL said (missing, not PEM, key does not
   // match the certificate).
   [[nodiscard]] static Result<std::shared_ptr<TlsServerContext>> load(std::string cert_file, std::string key_file);
 
