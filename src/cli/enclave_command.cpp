@@ -85,13 +85,11 @@ int run_enclave(const EnclaveFlags& flags) {
   options.max_attestation_queue = flags.max_attestation_queue;
   options.first_byte_timeout = std::chrono::milliseconds(flags.first_byte_timeout_ms);
   options.header_timeout = std::chrono::milliseconds(flags.header_timeout_ms);
-  auto tls = load_server_tls(flags.tls);
-  if (!tls) {
-    std::cerr << "rvenc enclave: " << tls.error().message << "\n";
+  if (auto applied = apply_server_tls(flags.tls, options); !applied) {
+    std::cerr << "rvenc enclave: " << applied.error().message << "\n";
     return kExitUsage;
   }
-  options.tls = *tls;
-  options.tls_handshake_timeout = std::chrono::milliseconds(flags.tls.handshake_timeout_ms);
+  const auto tls = options.tls;  // for the startup line (options moves into the server)
 
   auto server = enclave::EnclaveServer::create(std::move(options));
   if (!server) {
@@ -102,7 +100,7 @@ int run_enclave(const EnclaveFlags& flags) {
   // One write, so no log line from another thread lands inside the "listening on" line.
   std::ostringstream facts;
   facts << "rvenc enclave listening on " << (*server)->url() << "\n";
-  facts << describe_server_tls(*tls);
+  facts << describe_server_tls(tls);
   for (const auto& line : (*server)->describe()) facts << line << "\n";
   std::cout << facts.str() << std::flush;
   (*server)->run_until_signal();

@@ -147,13 +147,11 @@ int run_gateway(const GatewayFlags& flags) {
     }
     options.enclave_token = std::move(*token);
   }
-  auto tls = load_server_tls(flags.tls);
-  if (!tls) {
-    std::cerr << "rvenc gateway: " << tls.error().message << "\n";
+  if (auto applied = apply_server_tls(flags.tls, options); !applied) {
+    std::cerr << "rvenc gateway: " << applied.error().message << "\n";
     return kExitUsage;
   }
-  options.tls = *tls;
-  options.tls_handshake_timeout = std::chrono::milliseconds(flags.tls.handshake_timeout_ms);
+  const auto tls = options.tls;  // for the startup line (options moves into the server)
 
   auto created = gateway::Gateway::create(std::move(options));
   if (!created) {
@@ -178,7 +176,7 @@ int run_gateway(const GatewayFlags& flags) {
   // "listening on http://..." would hide the address from whoever waits for it.
   std::ostringstream facts;
   facts << "rvenc gateway listening on " << gw.url() << "\n";
-  facts << describe_server_tls(*tls);
+  facts << describe_server_tls(tls);
   facts << "database: " << flags.db << "\n";
   for (const auto& e : gw.handler().enclaves().snapshot()) {
     facts << "enclave " << e.url.origin() << ": ";

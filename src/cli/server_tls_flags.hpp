@@ -5,6 +5,7 @@
 // inside http::Server), so both commands get the same checks and the same startup line.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -38,6 +39,16 @@ inline void add_server_tls_flags(CLI::App& cmd, ServerTlsFlags& flags) {
     return fail(Errc::invalid_request, "--tls-cert and --tls-key go together (give both, or neither for plain http)");
   if (flags.handshake_timeout_ms <= 0) return fail(Errc::invalid_request, "--tls-handshake-timeout-ms must be positive");
   return http::TlsServerContext::load(flags.cert, flags.key);
+}
+
+// Sets options.tls and options.tls_handshake_timeout (gateway or enclave options) from the flags.
+template <class Options>
+[[nodiscard]] Status apply_server_tls(const ServerTlsFlags& flags, Options& options) {
+  auto tls = load_server_tls(flags);
+  if (!tls) return std::unexpected(tls.error());
+  options.tls = std::move(*tls);
+  options.tls_handshake_timeout = std::chrono::milliseconds(flags.handshake_timeout_ms);
+  return {};
 }
 
 // "https: certificate CN=..., expires ..., serial ..." for the startup line ("" without TLS).

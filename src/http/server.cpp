@@ -428,7 +428,8 @@ Response detail::read_error_response(const beast::error_code& ec, const ServerOp
 bool is_disconnect(const beast::error_code& ec) {
   return ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message || ec == asio::error::eof ||
          ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
-         ec == asio::error::bad_descriptor || ec == beast::error::timeout || ec == asio::error::broken_pipe;
+         ec == asio::error::bad_descriptor || ec == beast::error::timeout || ec == asio::error::broken_pipe ||
+         ec == asio::ssl::error::stream_truncated;  // a TLS peer that closed without close_notify
 }
 
 // Reads one request whose first bytes are in `buffer`: the head within header_timeout, then a

@@ -12,8 +12,11 @@
 #include <future>
 #include <regex>
 
+#include <boost/json/parse.hpp>
+
 #include "gateway_test_support.hpp"
 #include "rvenc/common/hex.hpp"
+#include "rvenc/crypto/crypto.hpp"
 #include "rvenc/gateway/key_store.hpp"
 #include "rvenc/http/local_ca.hpp"
 #include "rvenc/http/tls_server.hpp"
@@ -24,22 +27,11 @@ namespace {
 using namespace test_support;
 using namespace std::chrono_literals;
 
-struct Shell {
-  int exit_code = -1;
-  std::string out;
-};
+using Shell = CliResult;
 
-// Runs `command` with /bin/sh; its stdout (stderr too when `with_stderr`).
+// Runs `command` with /bin/sh; its stdout (stderr too when `with_stderr`, else dropped).
 Shell sh(const std::string& command, bool with_stderr = false) {
-  Shell result;
-  FILE* pipe = popen((command + (with_stderr ? " 2>&1" : " 2>/dev/null")).c_str(), "r");
-  if (!pipe) return result;
-  std::array<char, 4096> buf{};
-  std::size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) result.out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
+  return run_shell(command + (with_stderr ? " 2>&1" : " 2>/dev/null"));
 }
 
 std::string quoted(const std::string& text) { return "'" + text + "'"; }
@@ -92,6 +84,13 @@ class GatewayTls : public ::testing::Test {
     const std::string path = dir.file("admin.token");
     if (!std::filesystem::exists(path)) std::ofstream(path) << "admin-token-for-tls-tests\n";
     return path;
+  }
+  // The simulated platform's public key (hex) from the enclave's startup output.
+  std::string read_platform_public_key() {
+    std::ifstream in(dir.file("platform.key"), std::ios::binary);
+    std::array<std::uint8_t, crypto::kEd25519SeedBytes> seed{};
+    in.read(reinterpret_cast<char*>(seed.data()), seed.size());
+    return to_hex(crypto::ed25519_keypair_from_seed(crypto::Ed25519Seed(seed)).public_key);
   }
   std::string create_key() { return KeyStore::open(db).value().create_key("tls", KeyEnv::live, {}).value().key; }
   // curl POSTs a request sealed to the enclave (attested directly) to the gateway over https.
@@ -212,5 +211,83 @@ TEST_F(GatewayTls, EnclaveServesHttpsToo) {
   EXPECT_EQ(half.exit_code, 2);
 }
 
+// The gateway -> enclave link over https: rvenc-mux connections (the default) and HTTP/1.1.
+TEST_F(GatewayTls, GatewayReachesAnHttpsEnclaveOverMuxAndHttp1) {
+  auto tls_enclave = start_enclave(dir, 0, {"--tls-cert", pki.cert, "--tls-key", pki.key});
+  const auto url = tls_enclave->wait_for_url();
+  ASSERT_TRUE(url) << tls_enclave->output();
+  ASSERT_TRUE(url->starts_with("https://")) << *url;
+  const auto key = create_key();
+  for (const bool http1 : {false, true}) {
+    SCOPED_TRACE(http1 ? "HTTP/1.1" : "rvenc-mux");
+    std::vector<std::string> flags{"--enclave-ca-file", pki.ca};
+    if (http1) flags.emplace_back("--enclave-http1");
+    auto plain_gateway = start_gateway({*url}, db, dir.file("gateway.token"), flags);
+    const auto gw = plain_gateway->wait_for_url();
+    ASSERT_TRUE(gw) << plain_gateway->output();
+    EXPECT_NE(plain_gateway->output().find("enclave " + *url + ": up"), std::string::npos) << plain_gateway->output();
+    const auto sealed = seal_chat(*gw, dir.file("platform.key"));
+    const auto response = post_chat(*gw, sealed.body, key);
+    ASSERT_TRUE(response) << response.error().message;
+    ASSERT_EQ(response->result_int(), 200u) << response->body();
+    EXPECT_TRUE(open_stream(sealed, test::sse_events(response->body())));
+  }
+  // Without the CA the gateway does not trust the enclave and says why.
+  auto untrusting = start_gateway({*url}, dir.file("untrusting.db"), dir.file("gateway.token"));
+  ASSERT_TRUE(untrusting->wait_for_url()) << untrusting->output();
+  EXPECT_TRUE(untrusting->wait_for_line("unknown issuer")) << untrusting->output();
+}
+
+// rvenc chat through the gateway's own TLS, with and without the CA.
+TEST_F(GatewayTls, ChatThroughTheGatewaysOwnTls) {
+  ASSERT_NO_FATAL_FAILURE(start(pki.cert, pki.key));
+  const auto key = create_key();
+  const std::string platform = read_platform_public_key();
+  const std::vector<std::string> chat{"chat", "--gateway", gateway_url, "--api-key", key, "--platform-public-key",
+                                      platform};
+  auto trusted = chat;
+  trusted.insert(trusted.end(), {"--ca-file", pki.ca, "Hello over https"});
+  const auto answer = run_cli(trusted);
+  EXPECT_EQ(answer.exit_code, 0) << answer.out;
+  EXPECT_FALSE(answer.out.empty());
+  auto untrusted = chat;
+  untrusted.emplace_back("Hello");
+  EXPECT_NE(run_cli(untrusted).exit_code, 0);
+}
+// rvenc up --tls: the gateway on https with a local test CA, stack.json with caFile, a curl line
+// with --cacert; curl and rvenc chat through the proxy, which reaches the gateway over TLS.
+TEST(UpTls, ServesTheGatewayOnHttpsWithALocalCaAndTheProxyUsesIt) {
+  test::TempDir dir;
+  const std::string data = dir.file("state");
+  test::ChildProcess up({test::rvenc_binary(), "up", "--tls", "--data", data, "--gateway-port", "0", "--enclave-port",
+                         "0", "--proxy-port", "0"});
+  ASSERT_TRUE(up.wait_for_line("the stack is running", 90s)) << up.output();
+  std::ifstream in(data + "/stack.json");
+  const auto stack = boost::json::parse(std::string(std::istreambuf_iterator<char>(in), {})).as_object();
+  const std::string gateway_url(stack.at("gatewayUrl").as_string());
+  const std::string ca(stack.at("caFile").as_string());
+  const std::string proxy_url(stack.at("proxyUrl").as_string());
+  const std::string api_key(stack.at("apiKey").as_string());
+  EXPECT_TRUE(gateway_url.starts_with("https://")) << gateway_url;
+  EXPECT_TRUE(proxy_url.starts_with("http://127.0.0.1:")) << proxy_url;  // the proxy stays plain, local
+  EXPECT_NE(up.output().find("curl --cacert " + ca + " " + gateway_url + "/healthz"), std::string::npos) << up.output();
+  const auto health = sh("curl -sS --fail --cacert " + quoted(ca) + " " + gateway_url + "/healthz");
+  EXPECT_EQ(health.exit_code, 0);
+  EXPECT_EQ(health.out, R"({"status":"ok"})");
+  // Non-streaming and streaming through proxy -> https gateway -> enclave.
+  const std::string chat = "curl -sS --fail " + proxy_url + "/v1/chat/completions -H " +
+                           quoted("Authorization: Bearer " + api_key) + " -H 'Content-Type: application/json' -d ";
+  const auto whole = sh(chat + quoted(R"({"model":"rvenc-demo","messages":[{"role":"user","content":"Hello"}]})"));
+  EXPECT_EQ(whole.exit_code, 0) << whole.out;
+  EXPECT_NE(whole.out.find("\"choices\""), std::string::npos) << whole.out;
+  const auto streamed =
+      sh(chat + quoted(R"({"model":"rvenc-demo","stream":true,"messages":[{"role":"user","content":"Hello"}]})"));
+  EXPECT_EQ(streamed.exit_code, 0) << streamed.out;
+  EXPECT_NE(streamed.out.find("data: [DONE]"), std::string::npos) << streamed.out;
+  // rvenc chat finds the gateway and its CA in stack.json.
+  const auto chatted = run_cli({"chat", "--data", data, "Hello"});
+  EXPECT_EQ(chatted.exit_code, 0) << chatted.out;
+  EXPECT_EQ(up.stop(SIGINT, 30s), 0) << up.output();
+}
 }  // namespace
 }  // namespace rvenc::gateway
