@@ -129,13 +129,16 @@ Result<std::optional<StackInfo>> read_stack_file(const std::filesystem::path& pa
   StackInfo info;
   const auto& object = value.as_object();
   for (auto [name, out] : {std::pair{"gatewayUrl", &info.gateway_url}, std::pair{"apiKey", &info.api_key},
-                           std::pair{"platformPublicKey", &info.platform_public_key}, std::pair{"db", &info.db}}) {
+                           std::pair{"platformPublicKey", &info.platform_public_key}, std::pair{"db", &info.db},
+                           std::pair{"caFile", &info.ca_file}}) {
     const auto* field = object.if_contains(name);
     if (field == nullptr) continue;
     if (!field->is_string()) return fail(Errc::invalid_request, where + ": " + name + " must be a string");
     *out = std::string(field->as_string());
   }
   if (info.gateway_url.empty()) return fail(Errc::invalid_request, where + ": gatewayUrl is missing");
+  if (!info.ca_file.empty() && std::filesystem::path(info.ca_file).is_relative())
+    info.ca_file = (parent / info.ca_file).string();
   if (const auto* running = object.if_contains("running")) {
     if (!running->is_bool()) return fail(Errc::invalid_request, where + ": running must be true or false");
     info.running = running->as_bool();
@@ -161,6 +164,7 @@ Result<ClientOptions> resolve_settings(const ClientSettings& settings) {
       resolved.gateway = (*stack)->gateway_url;
       resolved.api_key = (*stack)->api_key;
       resolved.platform_public_key = (*stack)->platform_public_key;
+      if (resolved.ca_file.empty()) resolved.ca_file = (*stack)->ca_file;  // it goes with that gateway only
     } else if (explicit_dir) {
       return fail(Errc::invalid_request, file.string() + " does not exist (is `rvenc up --data " + settings.data_dir +
                                              "` running?)");
@@ -170,6 +174,7 @@ Result<ClientOptions> resolve_settings(const ClientSettings& settings) {
   ClientOptions options;
   options.base_url = resolved.gateway.empty() ? std::string(kDefaultBaseUrl) : resolved.gateway;
   options.api_key = resolved.api_key;
+  options.ca_file = resolved.ca_file;
   if (resolved.protocol < 1 || resolved.protocol > 3) return fail(Errc::invalid_request, "--protocol must be 1, 2 or 3");
   options.protocol_version = static_cast<protocol::Version>(resolved.protocol);
   if (!resolved.platform_public_key.empty()) {

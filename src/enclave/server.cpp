@@ -22,7 +22,8 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
 
   // Engines first: bad --upstream flags are the cheapest mistakes to report.
   std::map<std::string, std::shared_ptr<Engine>> engines;
-  if (!options.upstreams.empty()) self->upstream_client_ = std::make_shared<http::Client>();
+  if (!options.upstreams.empty())
+    self->upstream_client_ = std::make_shared<http::Client>(http::ClientOptions{.ca_file = options.upstream_ca_file});
   for (const auto& spec_text : options.upstreams) {
     auto spec = parse_upstream_spec(spec_text);
     if (!spec) return std::unexpected(spec.error());

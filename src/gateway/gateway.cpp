@@ -98,6 +98,7 @@ GatewayHandler::GatewayHandler(GatewayOptions options, KeyStore lookups, std::un
                                ? 0
                                : std::max<std::int64_t>(options_.attestation_per_minute,
                                                         2 * static_cast<std::int64_t>(options_.enclaves.size()))),
+      client_(http::ClientOptions{.ca_file = options_.enclave_ca_file}),
       enclaves_(options_.enclaves, client_) {
   if (options_.rate_limiter) limiter_ = options_.rate_limiter.get();
   if (options_.enclave_mux) {

@@ -28,6 +28,9 @@ struct StackInfo {
   std::string api_key;
   std::string platform_public_key;  // hex, may be empty
   std::string db;                   // the gateway's database file, may be empty
+  // "caFile": the PEM bundle that verifies gatewayUrl when it is https:// (`rvenc up --tls`);
+  // made absolute against the file's directory. May be empty.
+  std::string ca_file;
   // False when stack.json says "running": false, or when DIR/up.lock exists and no `up` holds it.
   bool running = true;
 };
@@ -45,6 +48,9 @@ struct ClientSettings {
   std::string platform_public_key;  // hex Ed25519 key trusted for the "simulated" provider
   std::string measurement;          // hex; required measurement when set
   std::string data_dir;             // empty: ./.rvenc (missing stack.json is then fine)
+  // PEM bundle for an https:// gateway (--ca-file); empty: stack.json's caFile when the gateway
+  // comes from there, else the system trust store.
+  std::string ca_file;
   int protocol = 3;
 };
 

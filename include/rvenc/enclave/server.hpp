@@ -35,6 +35,7 @@ struct EnclaveOptions {
   AttestationConfig attestation;
   std::optional<std::filesystem::path> gateway_token_file;
   std::vector<std::string> upstreams;  // "MODEL=URL"
+  std::string upstream_ca_file;  // PEM bundle verifying https:// upstreams (system trust store when empty)
   // The demo engine's model. Unset: "rvenc-demo" when no upstream is given, else no demo engine.
   std::optional<std::string> demo_model;
   std::chrono::milliseconds demo_delay{0};

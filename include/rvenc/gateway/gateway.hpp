@@ -57,6 +57,7 @@ struct GatewayOptions {
   std::vector<http::Url> enclaves;  // the first is the default (v1) enclave
   std::string db_path;
   std::string enclave_token;  // sent as "Authorization: Bearer" to the enclaves; empty = none
+  std::string enclave_ca_file;  // PEM bundle verifying https:// enclaves (system trust store when empty)
   // Streams to an enclave share a few connections (rvenc-mux/1, http/mux.hpp), with HTTP/1.1 for
   // enclaves that refuse it; false: one HTTP/1.1 connection per stream.
   bool enclave_mux = true;
