@@ -17,6 +17,9 @@ inline void add_client_flags(CLI::App& app, client::ClientSettings& settings, bo
   option(app, "--gateway", settings.gateway, "Gateway URL (default http://127.0.0.1:8400, or DIR/stack.json)")
       ->envname("RVENC_GATEWAY_URL");
   if (with_api_key) option(app, "--api-key", settings.api_key, "API key (sk_live_... or sk_test_...)");
+  option(app, "--ca-file", settings.ca_file,
+         "PEM bundle (private CA) that verifies an https:// gateway instead of the system trust store "
+         "(default: DIR/stack.json's caFile for its gateway)");
   option(app, "--platform-public-key", settings.platform_public_key,
          "Trust the \"simulated\" attestation provider signed by this Ed25519 key (hex)");
   option(app, "--measurement", settings.measurement, "Require this enclave measurement (hex)");
@@ -33,6 +36,7 @@ inline int exit_code_for(const Error& error) {
   switch (error.code) {
     case Errc::attestation_failed: return kExitUntrusted;
     case Errc::transport_error:
+    case Errc::tls_error:
     case Errc::timeout: return kExitUnavailable;
     case Errc::invalid_request: return error.http_status == 0 ? kExitUsage : kExitFailure;
     default: return kExitFailure;

@@ -22,6 +22,7 @@ struct EnclaveFlags {
   std::string tsm_root = std::string(enclave::kDefaultTsmReportRoot);
   std::string gateway_token_file;
   std::vector<std::string> upstreams;
+  std::string upstream_ca_file;
   std::string demo_model;
   long long demo_delay_ms = 0;
   std::string test_models;
@@ -70,6 +71,7 @@ int run_enclave(const EnclaveFlags& flags) {
   options.attestation.tsm_root = flags.tsm_root;
   if (!flags.gateway_token_file.empty()) options.gateway_token_file = flags.gateway_token_file;
   options.upstreams = flags.upstreams;
+  options.upstream_ca_file = flags.upstream_ca_file;
   if (!flags.demo_model.empty()) options.demo_model = flags.demo_model;
   options.demo_delay = std::chrono::milliseconds(flags.demo_delay_ms);
   if (!flags.test_models.empty()) options.test_models = split_list(flags.test_models);
@@ -131,7 +133,9 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--gateway-token-file", flags->gateway_token_file,
          "File with the bearer token the gateway must send (without it: local use only)");
   option(*cmd, "--upstream", flags->upstreams,
-         "MODEL=URL of an OpenAI-compatible server (URL like http://127.0.0.1:8000/v1); repeatable");
+         "MODEL=URL of an OpenAI-compatible server (URL like http://127.0.0.1:8000/v1 or https://...); repeatable");
+  option(*cmd, "--upstream-ca-file", flags->upstream_ca_file,
+         "PEM bundle (private CA) that verifies https:// upstreams instead of the system trust store");
   option(*cmd, "--demo-model", flags->demo_model,
          "Model name of the built-in demo engine (default rvenc-demo; served when no --upstream is given or "
          "when this is set)");

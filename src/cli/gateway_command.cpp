@@ -29,6 +29,7 @@ struct GatewayFlags {
   std::string redis;
   std::string redis_failure = "closed";
   std::string enclave_token_file;
+  std::string enclave_ca_file;
   std::uint64_t max_body = gateway::kDefaultMaxBody;
   long long upstream_timeout_ms = gateway::kUpstreamIdleTimeout.count();
   long long read_timeout_ms = http::ServerOptions::kDefaultReadTimeout.count();
@@ -135,6 +136,7 @@ int run_gateway(const GatewayFlags& flags) {
   options.upstream_idle_timeout = std::chrono::milliseconds(flags.upstream_timeout_ms);
   options.max_connections = flags.max_connections;
   options.enclave_mux = !flags.enclave_http1;
+  options.enclave_ca_file = flags.enclave_ca_file;
   if (auto ok = apply_client_limits(flags, options); !ok) {
     std::cerr << "rvenc gateway: " << ok.error().message << "\n";
     return kExitUsage;
@@ -210,7 +212,8 @@ void setup(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<GatewayFlags>();
   auto* cmd = app.add_subcommand("gateway", "Run the gateway: API keys, checks, rate limits, pass-through to enclaves");
   option(*cmd, "--listen", flags->listen, "HOST:PORT to listen on (port 0 picks a free port)")->capture_default_str();
-  option(*cmd, "--enclave", flags->enclaves, "Enclave base URL (http://HOST:PORT); repeatable, the first is the default")
+  option(*cmd, "--enclave", flags->enclaves,
+         "Enclave base URL (http://HOST:PORT or https://HOST:PORT); repeatable, the first is the default")
       ->required();
   option(*cmd, "--db", flags->db, "SQLite database with the API keys and usage (created if missing)")->required();
   option(*cmd, "--redis", flags->redis, "redis://HOST:PORT[/DB] for rate limits and revocations shared by gateways");
@@ -218,6 +221,8 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "When Redis is down: closed refuses rate-limited requests (503), open uses in-process limits")
       ->check(CLI::IsMember({"open", "closed"}))
       ->capture_default_str();
+  option(*cmd, "--enclave-ca-file", flags->enclave_ca_file,
+         "PEM bundle (private CA) that verifies https:// enclaves instead of the system trust store");
   option(*cmd, "--enclave-token-file", flags->enclave_token_file,
          "File with the bearer token sent to the enclaves (their --gateway-token-file)");
   option(*cmd, "--max-body", flags->max_body, "Largest request body in bytes (beyond: 413)")->capture_default_str();

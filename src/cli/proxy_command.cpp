@@ -17,6 +17,7 @@ namespace {
 struct ProxyFlags {
   std::string listen = "127.0.0.1:3000";
   std::string gateway = std::string(client::kDefaultBaseUrl);
+  std::string ca_file;
   std::string platform_public_key;
   std::string measurement;
   int protocol = 3;
@@ -40,6 +41,7 @@ int run(const ProxyFlags& flags) {
   options.port = listen->second;
   options.allow_remote = flags.allow_remote;
   options.gateway_url = flags.gateway;
+  options.ca_file = flags.ca_file;
   if (!flags.platform_public_key.empty()) {
     auto key = from_hex_exact<crypto::kEd25519PublicKeyBytes>(flags.platform_public_key, "--platform-public-key");
     if (!key) return usage_error(key.error().message);
@@ -79,6 +81,8 @@ void setup(CLI::App& app, std::function<int()>& run_command) {
   auto* cmd = app.add_subcommand("proxy", "Local OpenAI-compatible proxy: encrypts for the enclave, decrypts the replies");
   option(*cmd, "--listen", flags->listen, "HOST:PORT to serve on (port 0 picks one)")->capture_default_str();
   option(*cmd, "--gateway", flags->gateway, "rvenc gateway base URL")->capture_default_str();
+  option(*cmd, "--ca-file", flags->ca_file,
+         "PEM bundle (private CA) that verifies an https:// gateway instead of the system trust store");
   option(*cmd, "--platform-public-key", flags->platform_public_key,
          "trust a simulated enclave signed by this Ed25519 platform key (hex)");
   option(*cmd, "--measurement", flags->measurement, "require this enclave measurement (hex)");
