@@ -24,6 +24,9 @@ inline CLI::Option* add_gateway_flag(CLI::App& app, std::string& gateway) {
 inline void add_client_flags(CLI::App& app, client::ClientSettings& settings, bool with_api_key) {
   add_gateway_flag(app, settings.gateway);
   if (with_api_key) option(app, "--api-key", settings.api_key, "API key (sk_live_... or sk_test_...)");
+  option(app, "--ca-file", settings.ca_file,
+         "PEM bundle (private CA) that verifies an https:// gateway instead of the system trust store "
+         "(default: DIR/stack.json's caFile for its gateway)");
   option(app, "--platform-public-key", settings.platform_public_key,
          "Trust the \"simulated\" attestation provider signed by this Ed25519 key (hex)");
   option(app, "--measurement", settings.measurement, "Require this enclave measurement (hex)");
@@ -67,6 +70,7 @@ inline int exit_code_for(const Error& error) {
   switch (error.code) {
     case Errc::attestation_failed: return kExitUntrusted;
     case Errc::transport_error:
+    case Errc::tls_error:
     case Errc::timeout: return kExitUnavailable;
     case Errc::invalid_request: return error.http_status == 0 ? kExitUsage : kExitFailure;
     default: return kExitFailure;

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "command.hpp"
+#include "server_tls_flags.hpp"
 #include "rvenc/http/url.hpp"
 #include "rvenc/enclave/server.hpp"
 
@@ -13,6 +14,7 @@ namespace rvenc::cli {
 namespace {
 
 struct EnclaveFlags {
+  ServerTlsFlags tls;
   std::string listen = "127.0.0.1:8401";
   std::string key_file;  // empty: see EnclaveOptions::key_file
   std::string platform_key = "./platform.key";
@@ -20,6 +22,7 @@ struct EnclaveFlags {
   std::string tsm_root = std::string(enclave::kDefaultTsmReportRoot);
   std::string gateway_token_file;
   std::vector<std::string> upstreams;
+  std::string upstream_ca_file;
   std::string demo_model;
   long long demo_delay_ms = 0;
   std::string test_models;
@@ -69,6 +72,7 @@ int run_enclave(const EnclaveFlags& flags) {
   options.attestation.tsm_root = flags.tsm_root;
   if (!flags.gateway_token_file.empty()) options.gateway_token_file = flags.gateway_token_file;
   options.upstreams = flags.upstreams;
+  options.upstream_ca_file = flags.upstream_ca_file;
   if (!flags.demo_model.empty()) options.demo_model = flags.demo_model;
   options.demo_delay = std::chrono::milliseconds(flags.demo_delay_ms);
   if (!flags.test_models.empty()) options.test_models = split_list(flags.test_models);
@@ -85,6 +89,11 @@ int run_enclave(const EnclaveFlags& flags) {
   options.max_streams = flags.max_streams;
   options.first_byte_timeout = std::chrono::milliseconds(flags.first_byte_timeout_ms);
   options.header_timeout = std::chrono::milliseconds(flags.header_timeout_ms);
+  if (auto applied = apply_server_tls(flags.tls, options); !applied) {
+    std::cerr << "rvenc enclave: " << applied.error().message << "\n";
+    return kExitUsage;
+  }
+  const auto tls = options.tls;  // for the startup line (options moves into the server)
 
   auto server = enclave::EnclaveServer::create(std::move(options));
   if (!server) {
@@ -95,6 +104,7 @@ int run_enclave(const EnclaveFlags& flags) {
   // One write, so no log line from another thread lands inside the "listening on" line.
   std::ostringstream facts;
   facts << "rvenc enclave listening on " << (*server)->url() << "\n";
+  facts << describe_server_tls(tls);
   for (const auto& line : (*server)->describe()) facts << line << "\n";
   std::cout << facts.str() << std::flush;
   (*server)->run_until_signal();
@@ -125,7 +135,9 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--gateway-token-file", flags->gateway_token_file,
          "File with the bearer token the gateway must send (without it: local use only)");
   option(*cmd, "--upstream", flags->upstreams,
-         "MODEL=URL of an OpenAI-compatible server (URL like http://127.0.0.1:8000/v1); repeatable");
+         "MODEL=URL of an OpenAI-compatible server (URL like http://127.0.0.1:8000/v1 or https://...); repeatable");
+  option(*cmd, "--upstream-ca-file", flags->upstream_ca_file,
+         "PEM bundle (private CA) that verifies https:// upstreams instead of the system trust store");
   option(*cmd, "--demo-model", flags->demo_model,
          "Model name of the built-in demo engine (default rvenc-demo; served when no --upstream is given or "
          "when this is set)");
@@ -171,6 +183,7 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--header-timeout-ms", flags->header_timeout_ms,
          "Deadline for a request head once its first byte arrived")
       ->capture_default_str();
+  add_server_tls_flags(*cmd, flags->tls);
   cmd->callback([&run, flags] { run = [flags] { return run_enclave(*flags); }; });
 }
 

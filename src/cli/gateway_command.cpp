@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "command.hpp"
+#include "server_tls_flags.hpp"
 #include "rvenc/http/address.hpp"
 #include "rvenc/http/url.hpp"
 #include "rvenc/common/hex.hpp"
@@ -21,12 +22,14 @@ namespace {
 constexpr std::size_t kMaxTokenFileBytes = 4096;
 
 struct GatewayFlags {
+  ServerTlsFlags tls;
   std::string listen = "127.0.0.1:8400";
   std::vector<std::string> enclaves;
   std::string db;
   std::string redis;
   std::string redis_failure = "closed";
   std::string enclave_token_file;
+  std::string enclave_ca_file;
   std::uint64_t max_body = gateway::kDefaultMaxBody;
   long long upstream_timeout_ms = gateway::kUpstreamIdleTimeout.count();
   long long read_timeout_ms = http::ServerOptions::kDefaultReadTimeout.count();
@@ -139,6 +142,7 @@ int run_gateway(const GatewayFlags& flags) {
   options.max_connections = flags.max_connections;
   options.enclave_mux = !flags.enclave_http1;
   options.access_log = !flags.quiet;
+  options.enclave_ca_file = flags.enclave_ca_file;
   if (auto ok = apply_client_limits(flags, options); !ok) {
     std::cerr << "rvenc gateway: " << ok.error().message << "\n";
     return kExitUsage;
@@ -151,6 +155,11 @@ int run_gateway(const GatewayFlags& flags) {
     }
     options.enclave_token = std::move(*token);
   }
+  if (auto applied = apply_server_tls(flags.tls, options); !applied) {
+    std::cerr << "rvenc gateway: " << applied.error().message << "\n";
+    return kExitUsage;
+  }
+  const auto tls = options.tls;  // for the startup line (options moves into the server)
 
   auto created = gateway::Gateway::create(std::move(options));
   if (!created) {
@@ -175,6 +184,7 @@ int run_gateway(const GatewayFlags& flags) {
   // "listening on http://..." would hide the address from whoever waits for it.
   std::ostringstream facts;
   facts << "rvenc gateway listening on " << gw.url() << "\n";
+  facts << describe_server_tls(tls);
   facts << "database: " << flags.db << "\n";
   for (const auto& e : gw.handler().enclaves().snapshot()) {
     facts << "enclave " << e.url.origin() << ": ";
@@ -217,9 +227,10 @@ void setup(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<GatewayFlags>();
   auto* cmd = app.add_subcommand("gateway", "Run the gateway: API keys, checks, rate limits, pass-through to enclaves");
   option(*cmd, "--listen", flags->listen, "HOST:PORT to listen on (port 0 picks a free port)")->capture_default_str();
-  option(*cmd, "--enclave", flags->enclaves, "Enclave base URL (http://HOST:PORT); repeatable: replicas of a model and other models, each with its "
-         "own key (GET /rvenc/models lists them all; attestation ?model=NAME picks one for load, &all=1 lists "
-         "every replica; see docs/multi-enclave.md)")
+  option(*cmd, "--enclave", flags->enclaves,
+         "Enclave base URL (http://HOST:PORT or https://HOST:PORT); repeatable: replicas of a model and other "
+         "models, each with its own key (GET /rvenc/models lists them all; attestation ?model=NAME picks one for "
+         "load, &all=1 lists every replica; see docs/multi-enclave.md)")
       ->required();
   option(*cmd, "--db", flags->db, "SQLite database with the API keys and usage (created if missing)")->required();
   option(*cmd, "--redis", flags->redis, "redis://HOST:PORT[/DB] for rate limits and revocations shared by gateways");
@@ -227,6 +238,8 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "When Redis is down: closed refuses rate-limited requests (503), open uses in-process limits")
       ->check(CLI::IsMember({"open", "closed"}))
       ->capture_default_str();
+  option(*cmd, "--enclave-ca-file", flags->enclave_ca_file,
+         "PEM bundle (private CA) that verifies https:// enclaves instead of the system trust store");
   option(*cmd, "--enclave-token-file", flags->enclave_token_file,
          "File with the bearer token sent to the enclaves (their --gateway-token-file)");
   option(*cmd, "--max-body", flags->max_body, "Largest request body in bytes (beyond: 413)")->capture_default_str();
@@ -274,6 +287,7 @@ void setup(CLI::App& app, std::function<int()>& run) {
        "4 characters; never content)");
   flag(*cmd, "--enclave-http1", flags->enclave_http1,
        "One HTTP/1.1 connection per stream to the enclaves, instead of streams sharing rvenc-mux connections");
+  add_server_tls_flags(*cmd, flags->tls);
   cmd->callback([&run, flags, per_ip] {
     flags->per_ip_explicit = per_ip->count() > 0;
     run = [flags] { return run_gateway(*flags); };

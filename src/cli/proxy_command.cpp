@@ -17,6 +17,7 @@ namespace {
 struct ProxyFlags {
   std::string listen = "127.0.0.1:3000";
   std::string gateway;  // empty: the stack file's, else client::kDefaultBaseUrl
+  std::string ca_file;
   std::string platform_public_key;
   std::string data_dir;
   std::string measurement;
@@ -44,13 +45,15 @@ int run(const ProxyFlags& flags) {
   // The gateway and platform key resolve like a client's (flag > variable > stack file > default).
   client::ClientSettings settings{.gateway = flags.gateway,
                                   .platform_public_key = flags.platform_public_key,
-                                  .data_dir = flags.data_dir};
+                                  .data_dir = flags.data_dir,
+                                  .ca_file = flags.ca_file};
   note_setting_origins(settings, "proxy");
   auto resolved = client::apply_stack_file(settings);
   if (!resolved) {
     std::cerr << "rvenc proxy: " << resolved.error().message << "\n";
     return resolved.error().code == Errc::transport_error ? kExitUnavailable : kExitUsage;
   }
+  options.ca_file = resolved->ca_file;
   options.gateway_url = resolved->gateway.empty() ? std::string(client::kDefaultBaseUrl) : resolved->gateway;
   if (auto ok = client::validate_gateway_url(options.gateway_url); !ok) return usage_error(ok.error().message);
   if (!resolved->platform_public_key.empty()) {
@@ -97,6 +100,9 @@ void setup(CLI::App& app, std::function<int()>& run_command) {
   add_gateway_flag(*cmd, flags->gateway);
   option(*cmd, "--data", flags->data_dir,
          "Take the gateway and platform key not given otherwise from DIR/stack.json (default ./.rvenc)");
+  option(*cmd, "--ca-file", flags->ca_file,
+         "PEM bundle (private CA) that verifies an https:// gateway instead of the system trust store")
+      ->envname("RVENC_CA_FILE");
   option(*cmd, "--platform-public-key", flags->platform_public_key,
          "trust a simulated enclave signed by this Ed25519 platform key (hex)");
   option(*cmd, "--measurement", flags->measurement, "require this enclave measurement (hex)");

@@ -45,6 +45,7 @@
 #include "rvenc/gateway/gateway.hpp"
 #include "rvenc/gateway/key_store.hpp"
 #include "rvenc/http/client.hpp"
+#include "rvenc/http/local_ca.hpp"
 
 namespace rvenc::cli {
 namespace {
@@ -68,6 +69,7 @@ struct UpFlags {
   std::uint64_t max_body = gateway::kDefaultMaxBody;  // the gateway's and the enclave's
   int enclaves = 1;                      // demo enclaves behind the gateway
   std::vector<std::string> demo_models;  // none, one for all, or one per enclave
+  bool tls = false;  // the gateway on https with a local test CA (DIR/tls)
 };
 
 constexpr int kMaxUpEnclaves = 16;
@@ -163,7 +165,7 @@ class Part {
 
  private:
   void read_output(int fd) {
-    static const std::regex kListening(R"(listening on (http://[^\s]+))");
+    static const std::regex kListening(R"(listening on (https?://[^\s]+))");
     std::string line;
     std::array<char, 4096> buf{};
     ssize_t n;
@@ -287,8 +289,11 @@ bool take_up_lock(const fs::path& lock_file, const fs::path& stack_file, const f
   return true;  // fd stays open: the lock lasts until this process exits
 }
 
-bool gateway_ready(const std::string& gateway_url) {
-  auto health = http::fetch("GET", gateway_url + "/healthz", {}, {}, std::chrono::seconds(2));
+// `ca_file`: the test CA of `up --tls` (empty for plain http).
+bool gateway_ready(const std::string& gateway_url, const std::string& ca_file) {
+  http::ClientOptions client_options;
+  client_options.ca_file = ca_file;
+  auto health = http::fetch("GET", gateway_url + "/healthz", {}, {}, std::chrono::seconds(2), client_options);
   return health && health->result_int() == 200;
 }
 
@@ -303,10 +308,13 @@ sigset_t up_signals() {
 
 // The event streams the gateway relays now (rvenc_gateway_active_streams of its /metrics, read with
 // the admin token); nullopt when it does not answer.
-std::optional<long> active_streams(const std::string& gateway_url, const std::string& admin_token) {
+std::optional<long> active_streams(const std::string& gateway_url, const std::string& admin_token,
+                                   const std::string& ca_file) {
   http::Fields headers;
   headers.set(boost::beast::http::field::authorization, "Bearer " + admin_token);
-  auto metrics = http::fetch("GET", gateway_url + "/metrics", {}, headers, std::chrono::seconds(2));
+  http::ClientOptions client_options;
+  client_options.ca_file = ca_file;
+  auto metrics = http::fetch("GET", gateway_url + "/metrics", {}, headers, std::chrono::seconds(2), client_options);
   if (!metrics || metrics->result_int() != 200) return std::nullopt;
   static const std::regex kGauge(R"((?:^|\n)rvenc_gateway_active_streams (\d+))");
   std::smatch match;
@@ -423,9 +431,10 @@ int run_up(const UpFlags& flags) {
   };
   std::optional<boost::json::object> stack;  // what stack.json says once everything answers
   std::optional<std::string> gateway_url;
+  std::string ca_file;  // the test CA of --tls, once made
   auto shutdown = [&](int code) {
     if (gateway_url) {
-      const auto streams = active_streams(*gateway_url, admin_token).value_or(0);
+      const auto streams = active_streams(*gateway_url, admin_token, ca_file).value_or(0);
       if (streams > 0)
         std::cerr << "rvenc up: waiting for " << streams << (streams == 1 ? " stream" : " streams")
                   << " to finish (Ctrl-C again to stop now)" << std::endl;
@@ -465,10 +474,21 @@ int run_up(const UpFlags& flags) {
   gateway_args.insert(gateway_args.end(),
                       {"--cors-origin", proxy_origins, "--max-body", std::to_string(flags.max_body)});
   const std::string& enclave_url = enclave_urls.front();
+  std::optional<http::LocalTlsFiles> tls;
+  if (flags.tls) {
+    auto files = http::ensure_local_tls(dir / "tls");
+    if (!files) {
+      std::cerr << "rvenc up: --tls: " << files.error().message << "\n";
+      return shutdown(kExitFailure);
+    }
+    tls = *files;
+    gateway_args.insert(gateway_args.end(), {"--tls-cert", tls->cert.string(), "--tls-key", tls->key.string()});
+  }
   gateway_url = start("gateway", gateway_args);
   if (!gateway_url) return shutdown(kExitUnavailable);
   const auto ready_deadline = std::chrono::steady_clock::now() + kPartStartTimeout;
-  while (!gateway_ready(*gateway_url)) {
+  if (tls) ca_file = tls->ca_cert.string();
+  while (!gateway_ready(*gateway_url, ca_file)) {
     if (std::chrono::steady_clock::now() > ready_deadline) {
       std::cerr << "rvenc up: the gateway does not reach the enclave\n";
       return shutdown(kExitUnavailable);
@@ -482,9 +502,11 @@ int run_up(const UpFlags& flags) {
                                  : flags.upstreams.front().substr(0, flags.upstreams.front().find('='));
 
   // The proxy keeps its data-encryption keys in DIR so a restarted stack reuses them.
-  const auto proxy_url = start("proxy", {"proxy", "--listen", listen_arg(proxy_port), "--gateway", *gateway_url,
-                                         "--platform-public-key", to_hex(platform_public), "--dek-store",
-                                         (dir / "proxy-deks.json").string()});
+  std::vector<std::string> proxy_args{"proxy", "--listen", listen_arg(proxy_port), "--gateway", *gateway_url,
+                                      "--platform-public-key", to_hex(platform_public), "--dek-store",
+                                      (dir / "proxy-deks.json").string()};
+  if (tls) proxy_args.insert(proxy_args.end(), {"--ca-file", ca_file});
+  const auto proxy_url = start("proxy", proxy_args);
   if (!proxy_url) return shutdown(kExitUnavailable);
 
   stack = boost::json::object{{"gatewayUrl", *gateway_url},
@@ -496,6 +518,7 @@ int run_up(const UpFlags& flags) {
                               {"db", db.string()},
                               {"adminToken", admin_token},
                               {"running", true}};
+  if (tls) (*stack)["caFile"] = tls->ca_cert.string();
   write_private_file(stack_file, boost::json::serialize(*stack) + "\n");
 
   std::cout << "rvenc up: the stack is running (Ctrl-C stops it; closing this terminal stops it too)\n"
@@ -513,6 +536,11 @@ int run_up(const UpFlags& flags) {
             << "\" -H \"Content-Type: application/json\" -d '{\"model\":\"" << first_model
             << "\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'\n"
             << "      " << invocation_name() << " chat --data " << dir.string() << " \"Hello\"" << std::endl;
+  if (tls) {
+    std::cout << "      curl --cacert " << tls->ca_cert.string() << " " << *gateway_url << "/healthz   (the gateway's "
+              << "https; test CA " << (tls->new_ca ? "made now" : "reused") << ": trust it only on this machine)"
+              << std::endl;
+  }
 
   for (;;) {
     int sig = 0;
@@ -565,6 +593,9 @@ void setup(CLI::App& app, std::function<int()>& run) {
       "RVENC_MAX_CONNECTIONS, RVENC_REDIS for the gateway).\nSIGHUP (closed terminal), SIGINT, SIGTERM and "
       "SIGQUIT stop the stack gracefully (open streams may finish); a second signal stops it at once. The "
       "parts die with up even when it is killed with SIGKILL.");
+  flag(*cmd, "--tls", flags->tls,
+       "Serve the gateway on https with a local test CA made in DIR/tls (reused later); stack.json gets caFile, "
+       "the proxy and the CLI trust that CA");
   cmd->callback([&run, flags] { run = [flags] { return run_up(*flags); }; });
 }
 

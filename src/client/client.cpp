@@ -92,8 +92,10 @@ Status validate(const ClientOptions& options, bool need_api_key) {
 namespace detail {
 
 struct ClientState {
-  explicit ClientState(std::size_t max_idle_connections)
-      : http(http::ClientOptions{.max_idle_per_host = max_idle_connections, .body_limit = kMaxJsonResponseBytes}) {}
+  ClientState(std::size_t max_idle_connections, std::string ca_file)
+      : http(http::ClientOptions{.max_idle_per_host = max_idle_connections,
+                                 .body_limit = kMaxJsonResponseBytes,
+                                 .ca_file = std::move(ca_file)}) {}
 
   ClientOptions options;
   http::Url base;
@@ -125,7 +127,9 @@ struct ClientState {
     if (error.code == Errc::upstream_timeout)
       return Error{Errc::timeout, "no answer from the gateway " + base.origin() + " within " +
                                       std::to_string(options.request_timeout.count()) + " ms"};
-    return Error{Errc::transport_error, "cannot talk to the gateway " + base.origin() + ": " + error.message};
+    // A TLS failure keeps its code: the fix is a certificate or a URL, not a retry.
+    const Errc code = error.code == Errc::tls_error ? Errc::tls_error : Errc::transport_error;
+    return Error{code, "cannot talk to the gateway " + base.origin() + ": " + error.message};
   }
 
   void learn_max_body(const http::Response& response) {
@@ -768,7 +772,7 @@ Result<std::shared_ptr<ClientState>> make_state(ClientOptions options, bool need
   if (auto ok = validate(options, need_api_key); !ok) return std::unexpected(ok.error());
   if (auto ok = validate_gateway_url(options.base_url); !ok) return std::unexpected(ok.error());
   auto base = http::parse_url(options.base_url);
-  auto state = std::make_shared<ClientState>(options.max_idle_connections);
+  auto state = std::make_shared<ClientState>(options.max_idle_connections, options.ca_file);
   state->base = std::move(*base);
   for (const auto& keys : options.replica_keys) state->sets.add(keys);
   if (options.encryption_keys) {

@@ -137,6 +137,8 @@ Result<std::optional<StackInfo>> read_stack_file(const std::filesystem::path& pa
     *out = std::string(field->as_string());
   }
   if (info.gateway_url.empty()) return fail(Errc::invalid_request, where + ": gatewayUrl is missing");
+  if (!info.ca_file.empty() && std::filesystem::path(info.ca_file).is_relative())
+    info.ca_file = (parent / info.ca_file).string();
   if (const auto* running = object.if_contains("running")) {
     if (!running->is_bool()) return fail(Errc::invalid_request, where + ": running must be true or false");
     info.running = running->as_bool();
@@ -205,6 +207,7 @@ Result<ClientOptions> resolve_settings(const ClientSettings& settings) {
   ClientOptions options;
   options.base_url = resolved.gateway.empty() ? std::string(kDefaultBaseUrl) : resolved.gateway;
   options.api_key = resolved.api_key;
+  options.ca_file = resolved.ca_file;
   if (resolved.protocol < 1 || resolved.protocol > 3) return fail(Errc::invalid_request, "--protocol must be 1, 2 or 3");
   options.protocol_version = static_cast<protocol::Version>(resolved.protocol);
   if (!resolved.platform_public_key.empty()) {

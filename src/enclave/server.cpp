@@ -20,7 +20,8 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
 
   // Engines first: bad --upstream flags are the cheapest mistakes to report.
   std::map<std::string, std::shared_ptr<Engine>> engines;
-  if (!options.upstreams.empty()) self->upstream_client_ = std::make_shared<http::Client>();
+  if (!options.upstreams.empty())
+    self->upstream_client_ = std::make_shared<http::Client>(http::ClientOptions{.ca_file = options.upstream_ca_file});
   for (const auto& spec_text : options.upstreams) {
     auto spec = parse_upstream_spec(spec_text);
     if (!spec) return std::unexpected(spec.error());
@@ -90,6 +91,8 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
   server_options.max_connections = options.max_connections;
   server_options.first_byte_timeout = options.first_byte_timeout;
   server_options.header_timeout = options.header_timeout;
+  server_options.tls = options.tls;
+  server_options.tls_handshake_timeout = options.tls_handshake_timeout;
   // The gateway multiplexes its streams over a few connections (rvenc-mux/1), if it shows its token.
   server_options.accept_mux = [service = self->service_.get()](const http::Request& request) {
     std::optional<http::Response> refusal;

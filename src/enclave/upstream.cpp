@@ -73,6 +73,15 @@ http::awaitable<EngineOutcome> UpstreamEngine::generate(const protocol::ChatRequ
   timeouts.idle = options_.timeout;
 
   auto opened = co_await client_->open(options_.base, std::move(upstream_request), timeouts);
+  if (!opened && opened.error().code == Errc::tls_error) {
+    // The reason (unknown issuer, host-name mismatch, ...), not the model server's address.
+    const std::string& message = opened.error().message;
+    constexpr std::string_view kReasonAfter = "failed: ";
+    const auto reason = message.find(kReasonAfter);
+    co_return failed(Errc::upstream_error, "the TLS handshake with the model server failed" +
+                                               (reason == std::string::npos ? std::string(" (--upstream-ca-file?)")
+                                                                            : ": " + message.substr(reason + kReasonAfter.size())));
+  }
   if (!opened) {
     co_return failed(opened.error().code == Errc::upstream_timeout ? Errc::upstream_timeout : Errc::upstream_error,
                      opened.error().code == Errc::upstream_timeout ? "the model server did not answer in time"

@@ -108,6 +108,7 @@ GatewayHandler::GatewayHandler(GatewayOptions options, KeyStore lookups, std::un
                                ? 0
                                : std::max<std::int64_t>(options_.attestation_per_minute,
                                                         2 * static_cast<std::int64_t>(options_.enclaves.size()))),
+      client_(http::ClientOptions{.ca_file = options_.enclave_ca_file}),
       enclaves_(options_.enclaves, client_) {
   if (options_.rate_limiter) limiter_ = options_.rate_limiter.get();
   if (options_.enclave_mux) {
@@ -535,6 +536,8 @@ Result<std::unique_ptr<Gateway>> Gateway::create(GatewayOptions options) {
   server_options.idle_timeout = options.idle_timeout;
   server_options.first_byte_timeout = options.first_byte_timeout;
   server_options.header_timeout = options.header_timeout;
+  server_options.tls = options.tls;
+  server_options.tls_handshake_timeout = options.tls_handshake_timeout;
   server_options.max_connections = options.max_connections;
   server_options.max_connections_per_ip = options.max_connections_per_ip;
   server_options.per_ip_cap_loopback = options.per_ip_cap_loopback;

@@ -13,10 +13,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include <openssl/ssl.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -31,6 +35,7 @@
 
 #include "context_registry.hpp"
 #include "resolve.hpp"
+#include "rvenc/http/tls.hpp"
 #include "rvenc/http/watchdog.hpp"
 #include "wire.hpp"
 
@@ -47,8 +52,44 @@ namespace {
 // its buffer makes the next one a speculative recv() that finds nothing. A page avoids both.
 constexpr std::size_t kConnectionReadBuffer = 4096;
 
+using TlsStream = asio::ssl::stream<beast::tcp_stream&>;
+
+// The TLS sessions the servers handed out, one per origin, offered again on the next new
+// connection to it (resumption: no certificate exchange, a fraction of a full handshake's CPU).
+class TlsSessions {
+ public:
+  TlsSessions() = default;
+  TlsSessions(const TlsSessions&) = delete;
+  TlsSessions& operator=(const TlsSessions&) = delete;
+  ~TlsSessions() {
+    for (auto& [key, session] : sessions_) SSL_SESSION_free(session);
+  }
+  // Takes over `session` (one reference) as the one to offer for `key`.
+  void store(const std::string& key, SSL_SESSION* session) {
+    std::lock_guard lock(mutex_);
+    auto& slot = sessions_[key];
+    if (slot != nullptr) SSL_SESSION_free(slot);
+    slot = session;
+  }
+  // Offers the session stored for `key`, if any, on `ssl`.
+  void offer(const std::string& key, SSL* ssl) {
+    std::lock_guard lock(mutex_);
+    const auto found = sessions_.find(key);
+    if (found != sessions_.end()) SSL_set_session(ssl, found->second);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::string, SSL_SESSION*> sessions_;
+};
+
 struct Connection {
   beast::tcp_stream stream;
+  // https: what the new-session callback needs to file the sessions this connection receives, and
+  // the TLS layer over `stream` (declared after them all: destroyed first).
+  std::shared_ptr<TlsSessions> sessions;
+  std::string session_key;
+  std::unique_ptr<TlsStream> tls;
   beast::flat_buffer buffer;
   int family = AF_INET;  // of the socket, to move it to another io_context without a getsockname
   // Bounds the reads of response heads and streamed bodies (each begin_for its own limit) and
@@ -71,7 +112,10 @@ asio::execution_context* context_of(const asio::any_io_executor& executor) {
 // context costs no system call but the liveness check (deregistering and registering a descriptor
 // is two epoll_ctl, plus an ioctl to make Asio's socket non-blocking again). Another context takes
 // one over by its descriptor, and a context that shuts down leaves its idle connections to the
-// pool as bare descriptors, so the pool may outlive any io_context.
+// pool as bare descriptors, so the pool may outlive any io_context. A TLS connection carries its
+// SSL state in its stream object, which belongs to one io_context: it is pooled with that object,
+// reused only on the same io_context, and closed when that context shuts down (a new connection
+// elsewhere resumes the TLS session instead).
 struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
   struct Entry {
     std::unique_ptr<Connection> connection;  // registered with `context`, or
@@ -79,6 +123,7 @@ struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
     int family = AF_INET;
     asio::execution_context* context = nullptr;
     Clock::time_point since;
+    bool tls = false;  // never a bare descriptor
   };
 
   explicit Pool(ClientOptions opts) : options(std::move(opts)) {}
@@ -96,16 +141,18 @@ struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
     if (found == idle.end()) return nullptr;
     auto& queue = found->second;
     auto* const context = context_of(executor);
-    while (!queue.empty()) {
-      // The most recently used connection of this context first, else the most recent one.
+    for (;;) {
+      // The most recently used connection of this context first, else the most recent plain one.
       auto pick = std::find_if(queue.rbegin(), queue.rend(), [&](const Entry& e) { return e.context == context; });
-      if (pick == queue.rend()) pick = queue.rbegin();
+      if (pick == queue.rend()) pick = std::find_if(queue.rbegin(), queue.rend(), [](const Entry& e) { return !e.tls; });
+      if (pick == queue.rend()) return nullptr;
       Entry entry = std::move(*pick);
       queue.erase(std::next(pick).base());
       if (entry.connection) entry.fd = entry.connection->stream.socket().native_handle();
       const bool usable = Clock::now() - entry.since <= options.pool_idle && looks_alive(entry.fd);
       if (entry.connection) {
         if (usable && entry.context == context) return std::move(entry.connection);
+        if (entry.tls) continue;  // stale: closed with its stream
         beast::error_code ec;
         entry.fd = entry.connection->stream.socket().release(ec);
         entry.connection.reset();
@@ -114,13 +161,13 @@ struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
       if (usable) return adopt(entry.fd, entry.family, executor);
       ::close(entry.fd);
     }
-    return nullptr;
   }
 
   void put(const std::string& key, std::unique_ptr<Connection> connection) {
     if (options.max_idle_per_host == 0) return;
     auto* const context = context_of(connection->stream.get_executor());
     const int family = connection->family;
+    const bool tls = connection->tls != nullptr;
     std::lock_guard lock(mutex);
     detail::ContextRegistry<Client::Pool>::enlist_once(*context, weak_from_this(), enlisted);
     auto& queue = idle[key];
@@ -128,7 +175,7 @@ struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
       if (queue.front().fd >= 0 && !queue.front().connection) ::close(queue.front().fd);
       queue.pop_front();
     }
-    queue.push_back(Entry{std::move(connection), -1, family, context, Clock::now()});
+    queue.push_back(Entry{std::move(connection), -1, family, context, Clock::now(), tls});
   }
 
   // `context` shuts down (its reactor still exists): its connections become bare descriptors.
@@ -137,6 +184,10 @@ struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
     for (auto& [key, queue] : idle) {
       for (auto& entry : queue) {
         if (entry.context != context || !entry.connection) continue;
+        if (entry.tls) {
+          entry.connection.reset();
+          continue;
+        }
         beast::error_code ec;
         entry.fd = entry.connection->stream.socket().release(ec);
         entry.connection.reset();
@@ -174,7 +225,40 @@ struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
     return connection;
   }
 
+  // The client TLS context, made on the first https connection (loading the trust store costs
+  // milliseconds a plain-http Client should not pay).
+  Result<std::shared_ptr<TlsContext>> tls_context() {
+    std::lock_guard lock(tls_mutex);
+    if (!tls) {
+      auto made = make_client_tls_context(options.ca_file);
+      if (!made) return std::unexpected(made.error());
+      tls = std::move(*made);
+      SSL_CTX_set_session_cache_mode(tls->native_handle(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+      SSL_CTX_sess_set_new_cb(tls->native_handle(), &Pool::on_new_session);
+    }
+    return tls;
+  }
+
+  // The index of the Connection pointer in each client SSL object.
+  static int connection_index() {
+    static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+  }
+
+  // OpenSSL hands over a session the server issued (TLS 1.3: after the handshake, while reading).
+  static int on_new_session(SSL* ssl, SSL_SESSION* session) {
+    auto* connection = static_cast<Connection*>(SSL_get_ex_data(ssl, connection_index()));
+    if (connection == nullptr || !connection->sessions) return 0;
+    // A copy: OpenSSL marks a connection's own session not resumable when the connection is freed
+    // without close_notify, the usual end of a keep-alive connection.
+    if (SSL_SESSION* copy = SSL_SESSION_dup(session)) connection->sessions->store(connection->session_key, copy);
+    return 0;  // OpenSSL keeps its reference to `session`
+  }
+
   const ClientOptions options;
+  const std::shared_ptr<TlsSessions> sessions = std::make_shared<TlsSessions>();
+  std::mutex tls_mutex;
+  std::shared_ptr<TlsContext> tls;
   std::mutex mutex;
   std::unordered_map<std::string, std::deque<Entry>> idle;
   std::vector<asio::execution_context*> enlisted;  // contexts whose ContextRegistry knows this pool
@@ -185,7 +269,7 @@ namespace {
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::string_view kUserAgent = "rvenc";
 
-std::string pool_key(const Url& server) { return server.host + ":" + std::to_string(server.port); }
+std::string pool_key(const Url& server) { return server.origin(); }
 
 // The per-operation deadline: the idle timeout, cut short by the total timeout when there is one.
 struct Deadline {
@@ -290,7 +374,30 @@ awaitable<Result<tcp::endpoint>> connect(beast::tcp_stream& stream, const Url& s
 
 namespace {
 
-awaitable<Result<std::unique_ptr<Connection>>> connect(const Url& server, const Deadline& deadline) {
+// The TLS handshake on a connected `connection`, within the connect timeout: SNI, verification of
+// the certificate for server.host, and the origin's last session offered for resumption.
+awaitable<Status> start_tls(Client::Pool& pool, Connection& connection, const Url& server, const Deadline& deadline) {
+  auto context = pool.tls_context();
+  if (!context) co_return std::unexpected(context.error());
+  connection.tls = std::make_unique<TlsStream>(connection.stream, **context);
+  SSL* const ssl = connection.tls->native_handle();
+  if (auto ready = prepare_client_tls(ssl, server.host); !ready) co_return ready;
+  connection.sessions = pool.sessions;
+  connection.session_key = pool_key(server);
+  SSL_set_ex_data(ssl, Client::Pool::connection_index(), &connection);
+  connection.sessions->offer(connection.session_key, ssl);
+  connection.stream.expires_after(deadline.bound(deadline.timeouts.connect));
+  auto [ec] = co_await connection.tls->async_handshake(asio::ssl::stream_base::client, kTuple);
+  connection.stream.expires_never();
+  if (ec) {
+    co_return std::unexpected(
+        tls_handshake_error(ec, SSL_get_verify_result(ssl), server.host + ":" + std::to_string(server.port)));
+  }
+  co_return Status{};
+}
+
+awaitable<Result<std::unique_ptr<Connection>>> connect(Client::Pool& pool, const Url& server,
+                                                       const Deadline& deadline) {
   auto connection = std::make_unique<Connection>(co_await asio::this_coro::executor);
   auto endpoint = co_await detail::connect(connection->stream, server, deadline.bound(deadline.timeouts.connect),
                                            deadline.timeouts.connect);
@@ -298,12 +405,29 @@ awaitable<Result<std::unique_ptr<Connection>>> connect(const Url& server, const 
   connection->family = endpoint->protocol().family();
   beast::error_code ignored;
   connection->stream.socket().non_blocking(true, ignored);  // for send_request's first try
+  if (server.secure()) {
+    if (auto secured = co_await start_tls(pool, *connection, server, deadline); !secured)
+      co_return std::unexpected(secured.error());
+  }
   co_return connection;
+}
+
+// Over TLS: head and body as one record, under the stream's timeout.
+awaitable<beast::error_code> send_request_tls(Connection& connection, const Request& request) {
+  if (request.chunked()) {
+    auto [ec, n] = co_await bhttp::async_write(*connection.tls, request, kTuple);
+    co_return ec;
+  }
+  std::string wire = detail::serialize_head(request.base());
+  wire += request.body();
+  auto [ec, n] = co_await asio::async_write(*connection.tls, asio::buffer(wire), kTuple);
+  co_return ec;
 }
 
 // Head and body in one send, usually taken whole by the non-blocking socket at once (no trip
 // through the event loop, no Beast serializer); the rest, if any, under the stream's timeout.
 awaitable<beast::error_code> send_request(Connection& connection, const Request& request) {
+  if (connection.tls) co_return co_await send_request_tls(connection, request);
   if (request.chunked()) {
     auto [ec, n] = co_await bhttp::async_write(connection.stream, request, kTuple);
     co_return ec;
@@ -319,6 +443,43 @@ awaitable<beast::error_code> send_request(Connection& connection, const Request&
     ec = rest_ec;
   }
   co_return ec;
+}
+
+std::string_view buffered(const beast::flat_buffer& buffer) {
+  return {static_cast<const char*>(buffer.data().data()), buffer.size()};
+}
+
+// Reads through a connection's TLS layer, for detail::read_message. A server that closes without
+// TLS's close_notify (most HTTP servers do) ends the connection as a plain one does: the
+// parser then decides whether that cut a message (the payload has its own end-to-end integrity).
+struct TlsReader {
+  TlsStream& tls;
+  template <class Token>
+  awaitable<std::tuple<beast::error_code, std::size_t>> async_read_some(asio::mutable_buffer space, Token /*token*/) {
+    auto [ec, n] = co_await tls.async_read_some(space, kTuple);
+    if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;
+    co_return std::tuple{ec, n};
+  }
+};
+
+// One read of whatever arrives, straight from the socket or through the TLS layer.
+awaitable<std::tuple<beast::error_code, std::size_t>> read_available(Connection& connection,
+                                                                asio::mutable_buffer space) {
+  if (connection.tls) co_return co_await TlsReader{*connection.tls}.async_read_some(space, kTuple);
+  co_return co_await connection.stream.socket().async_read_some(space, kTuple);
+}
+
+// The tls_error for a plain http:// request answered by a TLS port.
+Error plain_to_tls_port(const Url& server) {
+  return Error{Errc::tls_error, server.origin() + " is a TLS port: use https://"};
+}
+
+// How TLS servers answer a plain HTTP request (nginx; Go and Apache httpd say the second).
+bool says_plain_http_to_tls_port(const Response& response) {
+  if (response.result() != bhttp::status::bad_request) return false;
+  const std::string_view body = response.body();
+  return body.find("plain HTTP request was sent to HTTPS port") != std::string_view::npos ||
+         body.find("HTTP request to an HTTPS server") != std::string_view::npos;
 }
 
 struct Failure {
@@ -337,7 +498,7 @@ awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_hea
   if (allow_pooled) connection = pool.take(pool_key(server), executor);
   const bool reused = connection != nullptr;
   if (!connection) {
-    auto fresh = co_await connect(server, deadline);
+    auto fresh = co_await connect(pool, server, deadline);
     if (!fresh) co_return std::unexpected(Failure{fresh.error(), false});
     connection = std::move(*fresh);
   }
@@ -349,10 +510,21 @@ awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_hea
     co_return std::unexpected(
         Failure{transport_error(write_ec, server, deadline, options, "sending the request"), reused});
   }
+  // The watchdog bounds the reads from here on (the TLS layer reads through the timed stream).
+  connection->stream.expires_never();
   connection->watchdog.begin_for(deadline.timeouts.idle, deadline.end);
-  auto read_ec = co_await detail::read_message(connection->stream.socket(), connection->buffer, parser, false);
+  beast::error_code read_ec;
+  if (connection->tls) {
+    TlsReader reader{*connection->tls};
+    read_ec = co_await detail::read_message(reader, connection->buffer, parser, false);
+  } else {
+    read_ec = co_await detail::read_message(connection->stream.socket(), connection->buffer, parser, false);
+  }
   connection->watchdog.end();
   if (read_ec && connection->watchdog.expired()) read_ec = beast::error::timeout;
+  if (read_ec && !server.secure() && looks_like_tls(buffered(connection->buffer))) {
+    co_return std::unexpected(Failure{plain_to_tls_port(server), false});  // it answered with a TLS record
+  }
   if (read_ec) {
     const bool nothing_received = !parser.got_some() && read_ec != beast::error::timeout;
     co_return std::unexpected(Failure{transport_error(read_ec, server, deadline, options, "waiting for the response"),
@@ -432,7 +604,7 @@ class StreamImpl final : public ResponseStream {
         const std::size_t space =
             std::clamp<std::size_t>(buffer.capacity() - buffer.size(), detail::kMinReadSpace, detail::kMaxReadSpace);
         connection_->watchdog.begin_for(deadline_.timeouts.idle, deadline_.end);
-        auto [read_ec, n] = co_await connection_->stream.socket().async_read_some(buffer.prepare(space), kTuple);
+        auto [read_ec, n] = co_await read_available(*connection_, buffer.prepare(space));
         connection_->watchdog.end();
         buffer.commit(n);
         if (cancelled_) co_return fail(Errc::upstream_error, "the response stream was cancelled");
@@ -508,6 +680,7 @@ Client::~Client() = default;
 
 const ClientOptions& Client::options() const { return pool_->options; }
 std::size_t Client::idle_connections() const { return pool_->count(); }
+Result<std::shared_ptr<TlsContext>> Client::tls_context() const { return pool_->tls_context(); }
 
 awaitable<Result<Response>> Client::request(Url server, Request request, Timeouts timeouts) {
   const std::shared_ptr<Pool> pool = pool_;  // keeps the pool alive for the whole exchange
@@ -526,13 +699,20 @@ awaitable<Result<Response>> Client::request(Url server, Request request, Timeout
     auto& stream = (*connection)->stream;
     while (!parser.is_done()) {
       stream.expires_after(deadline.bound(timeouts.idle));
-      auto [ec, n] = co_await bhttp::async_read_some(stream, (*connection)->buffer, parser, kTuple);
+      auto [ec, n] = (*connection)->tls
+                         ? co_await bhttp::async_read_some(*(*connection)->tls, (*connection)->buffer, parser, kTuple)
+                         : co_await bhttp::async_read_some(stream, (*connection)->buffer, parser, kTuple);
+      if (ec == asio::ssl::error::stream_truncated) {  // see TlsReader
+        parser.put_eof(ec);
+        if (!ec && !parser.is_done()) ec = bhttp::error::partial_message;
+      }
       if (ec) co_return std::unexpected(transport_error(ec, server, deadline, options, "reading the response body"));
     }
     // The parser's keep_alive() is also false for a body that ended with the connection.
     const bool keep_alive = parser.keep_alive();
     Response response = parser.release();
     release(*pool, server, std::move(*connection), keep_alive);
+    if (!server.secure() && says_plain_http_to_tls_port(response)) co_return std::unexpected(plain_to_tls_port(server));
     co_return response;
   }
 }
@@ -564,7 +744,7 @@ Request make_request(Verb method, std::string target, std::string body, std::str
 }
 
 Result<Response> fetch(std::string_view method, std::string_view url, std::string body, const Fields& headers,
-                       std::chrono::milliseconds timeout) {
+                       std::chrono::milliseconds timeout, ClientOptions client_options) {
   auto server = parse_url(url);
   if (!server) return std::unexpected(server.error());
   const Verb verb = bhttp::string_to_verb(method);
@@ -574,7 +754,7 @@ Result<Response> fetch(std::string_view method, std::string_view url, std::strin
 
   asio::io_context context;
   std::optional<Result<Response>> outcome;
-  Client client;
+  Client client(std::move(client_options));
   asio::co_spawn(context, client.request(*server, std::move(request), Timeouts{timeout, timeout, timeout}),
                  [&outcome](std::exception_ptr error, Result<Response> result) {
                    if (error) {

@@ -19,6 +19,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -33,6 +34,7 @@
 
 #include "context_registry.hpp"
 #include "resolve.hpp"
+#include "rvenc/http/tls.hpp"
 #include "wire.hpp"
 
 namespace rvenc::http {
@@ -110,6 +112,10 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
   asio::strand<asio::any_io_executor> strand;
   // Reset when the io_context shuts down (an I/O object must not outlive its reactor).
   std::optional<tcp::socket> socket;
+  // https://: the TLS layer over `socket` (reset before it); all reads and writes go through it.
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;
+  std::optional<asio::steady_timer> deadline;  // of the TLS handshake and upgrade (strand only)
+  bool connect_deadline_passed = false;
   std::optional<asio::steady_timer> sweep;
   std::chrono::milliseconds connect_timeout;
   std::size_t header_limit;  // of a response head
@@ -194,6 +200,10 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
         }
         sending.swap(out);
       }
+      if (tls) {  // a TLS record at a time: always the asynchronous write
+        asio::co_spawn(strand, write_rest(shared_from_this(), std::move(sending)), asio::detached);
+        return;
+      }
       beast::error_code ec;
       const std::size_t sent = socket->write_some(asio::buffer(sending), ec);
       if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
@@ -210,7 +220,8 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
 
   static awaitable<void> write_rest(std::shared_ptr<MuxConnection> self, std::string sending) {
     if (!self->socket) co_return;
-    auto [ec, n] = co_await asio::async_write(*self->socket, asio::buffer(sending), kTuple);
+    auto [ec, n] = self->tls ? co_await asio::async_write(*self->tls, asio::buffer(sending), kTuple)
+                             : co_await asio::async_write(*self->socket, asio::buffer(sending), kTuple);
     if (ec) {
       self->fail(Error{Errc::upstream_error,
                        "rvenc-mux connection to " + self->where + " failed while sending: " + ec.message()});
@@ -325,6 +336,10 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
   }
 
   static awaitable<void> connect(std::shared_ptr<MuxConnection> self, std::string authorization);
+  // https://: takes the connected socket over and runs the TLS handshake through `tls`, the
+  // handshake and the upgrade exchange bounded by the connect timeout (a timer closes the
+  // socket); tls_error on failure.
+  static awaitable<Status> start_tls(std::shared_ptr<MuxConnection> self, beast::tcp_stream& stream);
   static awaitable<void> read_loop(std::shared_ptr<MuxConnection> self);
   // Applies the frames `in` holds (whole ones); false after a protocol error (the connection failed).
   bool dispatch(std::size_t& used);
@@ -408,6 +423,8 @@ struct MuxClient::State : std::enable_shared_from_this<MuxClient::State> {
         c->phase = MuxConnection::Phase::closed;
         c->streams.clear();
       }
+      c->tls.reset();
+      c->deadline.reset();
       c->socket.reset();
       c->sweep.reset();
     }
@@ -439,12 +456,26 @@ awaitable<void> MuxConnection::connect(std::shared_ptr<MuxConnection> self, std:
   if (!authorization.empty()) upgrade.set(bhttp::field::authorization, authorization);
   upgrade.set(mux::kTrailersField, mux::kTrailersValue);
   const std::string head = detail::serialize_head(upgrade.base());
-  auto [write_ec, written] = co_await asio::async_write(stream, asio::buffer(head), kTuple);
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::empty_body> parser;
   parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(self->header_limit, UINT32_MAX)));
-  beast::error_code read_ec = write_ec;
-  if (!read_ec) read_ec = co_await detail::read_message(stream, buffer, parser, false);
+  beast::error_code read_ec;
+  if (self->server.secure()) {
+    if (auto secured = co_await start_tls(self, stream); !secured) {
+      self->fail(secured.error());
+      co_return;
+    }
+    // The upgrade exchange through TLS, still under the connect deadline's timer.
+    auto [write_ec, written] = co_await asio::async_write(*self->tls, asio::buffer(head), kTuple);
+    read_ec = write_ec;
+    if (!read_ec) read_ec = co_await detail::read_message(*self->tls, buffer, parser, false);
+    if (read_ec && self->connect_deadline_passed) read_ec = beast::error::timeout;
+  } else {
+    auto [write_ec, written] = co_await asio::async_write(stream, asio::buffer(head), kTuple);
+    read_ec = write_ec;
+    if (!read_ec) read_ec = co_await detail::read_message(stream, buffer, parser, false);
+  }
+  if (self->deadline) self->deadline->cancel();
   if (read_ec) {
     self->fail(read_ec == beast::error::timeout
                    ? Error{Errc::upstream_timeout, "timed out opening a rvenc-mux connection to " + self->where}
@@ -463,8 +494,10 @@ awaitable<void> MuxConnection::connect(std::shared_ptr<MuxConnection> self, std:
     self->fail(Error{Errc::upstream_error, self->where + " refused the rvenc-mux upgrade"}, true);
     co_return;
   }
-  stream.expires_never();
-  *self->socket = stream.release_socket();
+  if (!self->tls) {
+    stream.expires_never();
+    *self->socket = stream.release_socket();
+  }
   beast::error_code ignored;
   self->socket->non_blocking(true, ignored);
   // Frames that came with the 101.
@@ -475,6 +508,31 @@ awaitable<void> MuxConnection::connect(std::shared_ptr<MuxConnection> self, std:
   self->phase = Phase::open;
   self->trailers = beast::iequals(answer[mux::kTrailersField], mux::kTrailersValue);
   self->resume_locked();
+}
+
+awaitable<Status> MuxConnection::start_tls(std::shared_ptr<MuxConnection> self, beast::tcp_stream& stream) {
+  auto state = self->state.lock();
+  if (!state) co_return rvenc::fail(Errc::upstream_error, "the rvenc-mux client was closed");
+  auto context = state->fallback->tls_context();
+  if (!context) co_return std::unexpected(context.error());
+  stream.expires_never();
+  *self->socket = stream.release_socket();
+  self->deadline.emplace(self->strand);
+  self->deadline->expires_after(self->connect_timeout);
+  self->deadline->async_wait([weak = std::weak_ptr<MuxConnection>(self)](beast::error_code ec) {
+    auto connection = weak.lock();
+    if (ec || !connection || !connection->socket) return;
+    connection->connect_deadline_passed = true;
+    beast::error_code ignored;
+    connection->socket->close(ignored);
+  });
+  self->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(*self->socket, **context);
+  SSL* const ssl = self->tls->native_handle();
+  if (auto ready = prepare_client_tls(ssl, self->server.host); !ready) co_return ready;
+  auto [ec] = co_await self->tls->async_handshake(asio::ssl::stream_base::client, kTuple);
+  if (!ec) co_return Status{};
+  if (self->connect_deadline_passed) ec = beast::error::timeout;
+  co_return std::unexpected(tls_handshake_error(ec, SSL_get_verify_result(ssl), self->where));
 }
 
 awaitable<void> MuxConnection::read_loop(std::shared_ptr<MuxConnection> self) {
@@ -490,8 +548,9 @@ awaitable<void> MuxConnection::read_loop(std::shared_ptr<MuxConnection> self) {
       }
     }
     if (self->in.size() < used + kReadSpace) self->in.resize(used + kReadSpace);
-    auto [ec, n] =
-        co_await self->socket->async_read_some(asio::buffer(self->in.data() + used, self->in.size() - used), kTuple);
+    const auto space = asio::buffer(self->in.data() + used, self->in.size() - used);
+    auto [ec, n] = self->tls ? co_await self->tls->async_read_some(space, kTuple)
+                             : co_await self->socket->async_read_some(space, kTuple);
     if (ec) {
       {
         std::lock_guard lock(self->mutex);

@@ -47,7 +47,7 @@ struct ServerStream {
 struct MuxSession : std::enable_shared_from_this<MuxSession> {
   explicit MuxSession(MuxHost h)
       : host(h),
-        executor(h.socket.get_executor()),
+        executor(h.transport.socket().get_executor()),
         done(executor, asio::steady_timer::time_point::max()),
         drained(executor, asio::steady_timer::time_point::max()),
         write_watchdog(executor, h.options.write_timeout, [this] { close(); }) {}
@@ -79,8 +79,12 @@ struct MuxSession : std::enable_shared_from_this<MuxSession> {
       flushing = false;
       return;
     }
+    if (host.transport.tls()) {  // no non-blocking path over TLS (transport.hpp)
+      asio::co_spawn(executor, write_rest(shared_from_this()), asio::detached);
+      return;
+    }
     beast::error_code ec;
-    const std::size_t sent = host.socket.write_some(asio::buffer(out), ec);
+    const std::size_t sent = host.transport.socket().write_some(asio::buffer(out), ec);
     if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
       close();
       return;
@@ -100,7 +104,7 @@ struct MuxSession : std::enable_shared_from_this<MuxSession> {
       std::string sending = std::exchange(self->out, std::string());
       self->drained.cancel();
       self->write_watchdog.begin();
-      auto [ec, n] = co_await asio::async_write(self->host.socket, asio::buffer(sending), kTuple);
+      auto [ec, n] = co_await self->host.transport.write(asio::buffer(sending));
       self->write_watchdog.end();
       if (ec) {
         self->close();
@@ -137,9 +141,7 @@ struct MuxSession : std::enable_shared_from_this<MuxSession> {
     streams.clear();
     drained.cancel();
     write_watchdog.stop();
-    beast::error_code ignored;
-    host.socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-    host.socket.close(ignored);
+    host.transport.close();
   }
 
   void stream_done(const ServerStream& stream) {
@@ -409,7 +411,7 @@ awaitable<void> serve_mux(MuxHost host, beast::flat_buffer& buffer) {
     if (in.size() < used + kReadSpace) in.resize(used + kReadSpace);
     const bool waiting_for_work = session->running == 0;
     if (waiting_for_work) host.idle_watchdog.begin_for(host.options.idle_timeout);
-    auto [ec, n] = co_await host.socket.async_read_some(asio::buffer(in.data() + used, in.size() - used), kTuple);
+    auto [ec, n] = co_await host.transport.read_some(asio::buffer(in.data() + used, in.size() - used));
     if (waiting_for_work) host.idle_watchdog.end();
     if (ec) break;
     used += n;

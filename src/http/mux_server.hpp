@@ -11,12 +11,13 @@
 
 #include "rvenc/http/server.hpp"
 #include "rvenc/http/watchdog.hpp"
+#include "transport.hpp"
 
 namespace rvenc::http::detail {
 
 // What a multiplexed session uses of the connection it took over.
 struct MuxHost {
-  boost::asio::ip::tcp::socket& socket;
+  Transport& transport;                 // plain TCP or TLS
   const Handler& handler;
   const ServerOptions& options;
   const std::atomic<bool>& stopping;

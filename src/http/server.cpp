@@ -35,6 +35,7 @@
 #include <spdlog/spdlog.h>
 
 #include "mux_server.hpp"
+#include "transport.hpp"
 #include "rvenc/http/watchdog.hpp"
 #include "wire.hpp"
 
@@ -123,6 +124,8 @@ constexpr std::chrono::seconds kLingerTimeout{2};
 constexpr std::size_t kMaxLingerBytes = 64 * 1024 * 1024;
 // Backoff after accept() fails for lack of file descriptors.
 constexpr std::chrono::milliseconds kAcceptBackoff{100};
+// The first byte of a TLS connection: a handshake record (the ClientHello).
+constexpr unsigned char kTlsHandshakeRecord = 0x16;
 }  // namespace
 
 struct Session;
@@ -132,6 +135,7 @@ struct Server::Impl {
   Handler handler;
   std::atomic<std::size_t> accepted{0};
   std::atomic<std::size_t> active{0};
+  std::atomic<std::size_t> failed_tls{0};
   std::atomic<bool> stopping{false};
   std::uint16_t port = 0;
   std::mutex sessions_mutex;
@@ -148,6 +152,7 @@ struct Server::Impl {
   asio::strand<asio::io_context::executor_type> control{ioc.get_executor()};
   std::optional<tcp::acceptor> acceptor;
   std::optional<asio::signal_set> signals;
+  std::optional<asio::signal_set> reload_signal;  // SIGHUP, with options.tls
   std::optional<asio::steady_timer> grace_timer;
 
   explicit Impl(ServerOptions opts, Handler h)
@@ -157,6 +162,7 @@ struct Server::Impl {
     join();
     grace_timer.reset();
     signals.reset();
+    reload_signal.reset();
     acceptor.reset();
   }
 
@@ -183,6 +189,8 @@ struct Server::Impl {
 
   void on_session_end();
   void begin_stop(std::chrono::milliseconds grace);
+  // Reloads the TLS certificate at every SIGHUP until stop().
+  void watch_sighup();
   awaitable<void> accept_loop();
   // Whether the per-address cap counts connections from `peer`.
   [[nodiscard]] bool per_ip_capped(const IpAddress& peer) const;
@@ -196,7 +204,7 @@ struct Server::Impl {
 
 struct Session : std::enable_shared_from_this<Session> {
   Server::Impl* server;
-  beast::tcp_stream stream;
+  detail::Transport transport;
   IpAddress peer;
   bool per_ip_counted = false;  // holds one of the peer's per-address slots
   // Waiting for the next request on a keep-alive connection: stop() may close it at once.
@@ -206,16 +214,16 @@ struct Session : std::enable_shared_from_this<Session> {
   // One timer for all, instead of one armed and cancelled around every operation.
   detail::OperationWatchdog watchdog;
 
-  Session(Server::Impl* s, tcp::socket socket, IpAddress from, bool counted)
+  Session(Server::Impl* s, tcp::socket socket, std::shared_ptr<asio::ssl::context> tls, IpAddress from, bool counted)
       : server(s),
-        stream(std::move(socket)),
+        transport(std::move(socket), std::move(tls)),
         peer(std::move(from)),
         per_ip_counted(counted),
-        watchdog(stream.get_executor(), s->options.write_timeout, [this] { close(); }) {
+        watchdog(transport.socket().get_executor(), s->options.write_timeout, [this] { close(); }) {
     ++server->active;
     // Stream writes try the socket directly first (ConnectionWriter::write_raw).
     beast::error_code ignored;
-    stream.socket().non_blocking(true, ignored);
+    transport.socket().non_blocking(true, ignored);
   }
   ~Session() {
     {
@@ -227,11 +235,7 @@ struct Session : std::enable_shared_from_this<Session> {
     server->on_session_end();
   }
 
-  void close() {
-    beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream.close();
-  }
+  void close() { transport.close(); }
 };
 
 // The ResponseWriter of one request on a real connection.
@@ -246,8 +250,7 @@ class ConnectionWriter final : public ResponseWriter {
     response.version(version_);
     prepare(response);
     response.prepare_payload();
-    session_.stream.expires_after(session_.server->options.write_timeout);
-    auto [ec, n] = co_await bhttp::async_write(session_.stream, response, kTuple);
+    auto [ec, n] = co_await session_.transport.write_message(response, session_.server->options.write_timeout);
     if (ec) gone_ = true;
     ended_ = true;
   }
@@ -277,8 +280,8 @@ class ConnectionWriter final : public ResponseWriter {
   awaitable<bool> write(std::string_view bytes) override {
     if (!streaming_ || ended_) throw std::logic_error("ResponseWriter::write outside a stream");
     co_await send_kept();
-    // Nothing is kept now, so write_now takes the chunk; what the socket did not take follows.
-    (void)write_now(bytes);
+    // Nothing is kept now, so take() sends the chunk; what the socket did not take follows.
+    if (!gone_ && !bytes.empty()) take(bytes);
     co_await send_kept();
     co_return !gone_;
   }
@@ -286,15 +289,9 @@ class ConnectionWriter final : public ResponseWriter {
   bool write_now(std::string_view bytes) override {
     if (!streaming_ || ended_) throw std::logic_error("ResponseWriter::write_now outside a stream");
     if (gone_ || bytes.empty()) return true;
-    if (!kept_.empty()) return false;
-    const std::string head = std::exchange(head_, std::string());
-    const detail::ChunkSizeLine size(bytes.size());
-    const std::array buffers{asio::buffer(head), size.buffer(), asio::buffer(bytes), asio::buffer(detail::kCrlf)};
-    beast::buffers_suffix<std::array<asio::const_buffer, 4>> rest(buffers);
-    if (!send_now(rest)) {
-      kept_.resize(beast::buffer_bytes(rest));
-      asio::buffer_copy(asio::buffer(kept_), rest);
-    }
+    // Over TLS nothing goes out without suspending: the chunk would wait in kept_ for the next one.
+    if (!kept_.empty() || session_.transport.tls()) return false;
+    take(bytes);
     return true;
   }
 
@@ -333,10 +330,24 @@ class ConnectionWriter final : public ResponseWriter {
   // Sends what the socket takes now; true when nothing is left to wait for (all sent, or gone).
   template <class Buffers>
   bool send_now(beast::buffers_suffix<Buffers>& rest) {
+    if (session_.transport.tls()) return gone_;  // no partial TLS records: send_rest() writes it
     beast::error_code ec;
-    rest.consume(session_.stream.socket().write_some(rest, ec));
+    rest.consume(session_.transport.socket().write_some(rest, ec));
     if (ec && ec != asio::error::would_block && ec != asio::error::try_again) gone_ = true;
     return gone_ || beast::buffer_bytes(rest) == 0;
+  }
+
+  // Sends a chunk (with a head still held back) as far as the socket takes it now; the rest is kept
+  // for send_kept() (over TLS: all of it).
+  void take(std::string_view bytes) {
+    const std::string head = std::exchange(head_, std::string());
+    const detail::ChunkSizeLine size(bytes.size());
+    const std::array buffers{asio::buffer(head), size.buffer(), asio::buffer(bytes), asio::buffer(detail::kCrlf)};
+    beast::buffers_suffix<std::array<asio::const_buffer, 4>> rest(buffers);
+    if (!send_now(rest)) {
+      kept_.resize(beast::buffer_bytes(rest));
+      asio::buffer_copy(asio::buffer(kept_), rest);
+    }
   }
 
   // What write_now() could not send goes out before anything else.
@@ -349,7 +360,7 @@ class ConnectionWriter final : public ResponseWriter {
   template <class Buffers>
   awaitable<void> send_rest(beast::buffers_suffix<Buffers>& rest) {
     session_.watchdog.begin();
-    auto [write_ec, n] = co_await asio::async_write(session_.stream.socket(), rest, kTuple);
+    auto [write_ec, n] = co_await session_.transport.write(rest);
     session_.watchdog.end();
     if (write_ec) gone_ = true;
   }
@@ -396,9 +407,8 @@ awaitable<void> linger(beast::tcp_stream& stream) {
 awaitable<void> reject(Session& session, Response response) {
   response.keep_alive(false);
   response.set(bhttp::field::server, session.server->options.server_name);
-  session.stream.expires_after(session.server->options.write_timeout);
-  auto [ec, n] = co_await bhttp::async_write(session.stream, response, kTuple);
-  if (!ec) co_await linger(session.stream);
+  auto [ec, n] = co_await session.transport.write_message(response, session.server->options.write_timeout);
+  if (!ec) co_await linger(session.transport.tcp());
 }
 
 Response detail::read_error_response(const beast::error_code& ec, const ServerOptions& options) {
@@ -418,7 +428,8 @@ Response detail::read_error_response(const beast::error_code& ec, const ServerOp
 bool is_disconnect(const beast::error_code& ec) {
   return ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message || ec == asio::error::eof ||
          ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
-         ec == asio::error::bad_descriptor || ec == beast::error::timeout || ec == asio::error::broken_pipe;
+         ec == asio::error::bad_descriptor || ec == beast::error::timeout || ec == asio::error::broken_pipe ||
+         ec == asio::ssl::error::stream_truncated;  // a TLS peer that closed without close_notify
 }
 
 // Reads one request whose first bytes are in `buffer`: the head within header_timeout, then a
@@ -430,23 +441,78 @@ awaitable<beast::error_code> read_request(Session& session, beast::flat_buffer& 
   parser.body_limit(options.body_limit);
   const auto whole_deadline = std::chrono::steady_clock::now() + options.read_timeout;
   session.watchdog.begin_for(options.header_timeout, whole_deadline);
-  beast::error_code ec = co_await detail::read_message(session.stream.socket(), buffer, parser, false);
+  beast::error_code ec = co_await detail::read_message(session.transport, buffer, parser, false);
   session.watchdog.begin_for(options.read_timeout, whole_deadline);
   if (!ec && parser.get()[bhttp::field::expect] == "100-continue" && !parser.is_done()) {
     bhttp::response<bhttp::empty_body> proceed{bhttp::status::continue_, parser.get().version()};
-    session.stream.expires_never();  // the watchdog bounds it (an earlier answer's expiry may be past)
-    auto [write_ec, write_n] = co_await bhttp::async_write(session.stream, proceed, kTuple);
+    auto [write_ec, write_n] = co_await session.transport.write_message(proceed, options.write_timeout);
     ec = write_ec;
   }
-  if (!ec && !parser.is_done()) ec = co_await detail::read_message(session.stream.socket(), buffer, parser, true);
+  if (!ec && !parser.is_done()) ec = co_await detail::read_message(session.transport, buffer, parser, true);
   session.watchdog.end();
   co_return ec;
+}
+
+// A plain-HTTP request on the TLS port: answered in plain HTTP, so the client can read why, then
+// closed.
+awaitable<void> refuse_plain_http(Session& session) {
+  Response response = error_response(
+      Error{Errc::invalid_request, "this port serves https only: a plain HTTP request was sent to it (use an https:// URL)"});
+  response.keep_alive(false);
+  response.set(bhttp::field::server, session.server->options.server_name);
+  response.prepare_payload();
+  const std::string head = detail::serialize_head(response.base());
+  session.watchdog.begin();
+  auto [ec, n] = co_await asio::async_write(session.transport.socket(),
+                                            std::array{asio::buffer(head), asio::const_buffer(asio::buffer(response.body()))}, kTuple);
+  session.watchdog.end();
+  if (!ec) co_await linger(session.transport.tcp());
+}
+
+// The TLS handshake of a new connection, done within tls_handshake_timeout of accept. False when
+// the connection is to be closed: silent or slow client, not TLS (a plain-HTTP request is told so
+// first), or a failed handshake (logged, counted in Server::failed_tls_handshakes).
+awaitable<bool> tls_accept(Session& session, beast::flat_buffer& buffer) {
+  const ServerOptions& options = session.server->options;
+  const auto deadline = std::chrono::steady_clock::now() + options.tls_handshake_timeout;
+  session.watchdog.begin_for(std::min(options.first_byte_timeout, options.tls_handshake_timeout), deadline);
+  auto [ec, n] = co_await session.transport.socket().async_read_some(buffer.prepare(kIdleReadChunk), kTuple);
+  session.watchdog.end();
+  buffer.commit(n);
+  if (ec || n == 0) {
+    ++session.server->failed_tls;
+    spdlog::debug("http: TLS connection from {} closed before its handshake: {}", session.peer.to_string(),
+                  session.watchdog.expired() ? "handshake timeout" : ec.message());
+    co_return false;
+  }
+  const auto first = *static_cast<const unsigned char*>(buffer.data().data());
+  if (first != kTlsHandshakeRecord) {
+    ++session.server->failed_tls;
+    spdlog::debug("http: a connection from {} to the TLS port does not speak TLS", session.peer.to_string());
+    if (first >= 'A' && first <= 'Z') co_await refuse_plain_http(session);
+    co_return false;
+  }
+  session.watchdog.begin_for(options.tls_handshake_timeout, deadline);
+  auto [handshake_ec, used] = co_await session.transport.accept(buffer.data());
+  session.watchdog.end();
+  buffer.consume(buffer.size());
+  if (handshake_ec) {
+    ++session.server->failed_tls;
+    spdlog::debug("http: TLS handshake with {} failed: {}", session.peer.to_string(),
+                  session.watchdog.expired() ? "handshake timeout" : handshake_ec.message());
+    co_return false;
+  }
+  co_return true;
 }
 
 awaitable<void> run_session(std::shared_ptr<Session> session) {
   Server::Impl& server = *session->server;
   const ServerOptions& options = server.options;
   beast::flat_buffer buffer;
+  if (session->transport.tls() && !co_await tls_accept(*session, buffer)) {
+    session->close();
+    co_return;
+  }
   // A new connection gets first_byte_timeout for its first byte; a kept-alive one idle_timeout.
   bool first_request = true;
   for (;;) {
@@ -454,7 +520,7 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
     if (server.stopping) break;
     if (buffer.size() == 0) {
       session->watchdog.begin_for(first_request ? options.first_byte_timeout : options.idle_timeout);
-      auto [ec, n] = co_await session->stream.socket().async_read_some(buffer.prepare(kIdleReadChunk), kTuple);
+      auto [ec, n] = co_await session->transport.read_some(buffer.prepare(kIdleReadChunk));
       session->watchdog.end();
       if (ec) break;  // first-byte or idle timeout, peer closed, or stop(): nothing to answer
       buffer.commit(n);
@@ -484,10 +550,10 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
       const bool trailers = detail::mux_client_takes_trailers(request);
       const std::string head = detail::mux_switching_head(options.server_name, trailers);
       session->watchdog.begin();
-      auto [write_ec, n] = co_await asio::async_write(session->stream.socket(), asio::buffer(head), kTuple);
+      auto [write_ec, n] = co_await session->transport.write(asio::buffer(head));
       session->watchdog.end();
       if (!write_ec) {
-        co_await detail::serve_mux(detail::MuxHost{session->stream.socket(), server.handler, options, server.stopping,
+        co_await detail::serve_mux(detail::MuxHost{session->transport, server.handler, options, server.stopping,
                                                    session->idle, session->watchdog, trailers},
                                    buffer);
       }
@@ -563,18 +629,25 @@ awaitable<void> Server::Impl::accept_loop() {
       refusal = Error{Errc::rate_limit_exceeded, "too many connections from your address (at most " +
                                                      std::to_string(options.max_connections_per_ip) + ")"};
     }
+    if (refusal && options.tls) {
+      // A plain answer means nothing to a TLS client, and a handshake costs what is short now.
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
     if (refusal) {
       auto executor = socket.get_executor();
       asio::co_spawn(executor, refuse_connection(std::move(socket), options.server_name, std::move(*refusal)),
                      asio::detached);
       continue;
     }
-    auto session = std::make_shared<Session>(this, std::move(socket), peer, capped);
+    auto session = std::make_shared<Session>(this, std::move(socket), options.tls ? options.tls->current() : nullptr,
+                                             peer, capped);
     {
       std::lock_guard lock(sessions_mutex);
       sessions.emplace(session.get(), session);
     }
-    auto executor = session->stream.get_executor();
+    auto executor = session->transport.socket().get_executor();
     asio::co_spawn(executor, run_session(std::move(session)), [](std::exception_ptr error) {
       if (!error) return;
       try {
@@ -617,8 +690,9 @@ void Server::Impl::begin_stop(std::chrono::milliseconds grace) {
   beast::error_code ignored;
   if (acceptor) acceptor->close(ignored);
   if (signals) signals->cancel(ignored);
+  if (reload_signal) reload_signal->cancel(ignored);
   for (auto& session : live_sessions()) {
-    asio::post(session->stream.get_executor(), [session] {
+    asio::post(session->transport.socket().get_executor(), [session] {
       if (session->idle) session->close();
     });
   }
@@ -628,10 +702,22 @@ void Server::Impl::begin_stop(std::chrono::milliseconds grace) {
     if (ec) return;  // every session finished in time
     if (grace.count() > 0) spdlog::warn("http: shutdown grace period over, closing {} connection(s)", active.load());
     for (auto& session : live_sessions()) {
-      asio::post(session->stream.get_executor(), [session] { session->close(); });
+      asio::post(session->transport.socket().get_executor(), [session] { session->close(); });
     }
     // Handlers still busy elsewhere (e.g. waiting on an upstream) are abandoned.
     asio::post(ioc, [this] { ioc.stop(); });
+  });
+}
+
+void Server::Impl::watch_sighup() {
+  reload_signal->async_wait([this](beast::error_code ec, int) {
+    if (ec || stopping) return;
+    if (auto reloaded = options.tls->reload(); reloaded) {
+      spdlog::info("tls: SIGHUP: reloaded {}: {}", options.tls->cert_file(), options.tls->describe());
+    } else {
+      spdlog::error("tls: SIGHUP: reload failed, keeping the current certificate: {}", reloaded.error().message);
+    }
+    watch_sighup();
   });
 }
 
@@ -660,6 +746,10 @@ Result<std::unique_ptr<Server>> Server::create(ServerOptions options, Handler ha
   }
   impl->port = acceptor.local_endpoint().port();
   Impl* raw = impl.get();
+  if (raw->options.tls) {
+    raw->reload_signal.emplace(raw->control, SIGHUP);
+    raw->watch_sighup();
+  }
   asio::co_spawn(raw->control, raw->accept_loop(), asio::detached);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
@@ -669,7 +759,7 @@ std::uint16_t Server::port() const { return impl_->port; }
 std::string Server::url() const {
   const std::string& host = impl_->options.host;
   const bool ipv6 = host.find(':') != std::string::npos;
-  return "http://" + (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(impl_->port);
+  return std::string(impl_->options.tls ? "https://" : "http://") + (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(impl_->port);
 }
 
 asio::any_io_executor Server::executor() { return impl_->ioc.get_executor(); }
@@ -710,5 +800,11 @@ void Server::stop_on_signals() {
 
 std::size_t Server::accepted_connections() const { return impl_->accepted.load(); }
 std::size_t Server::active_connections() const { return impl_->active.load(); }
+std::size_t Server::failed_tls_handshakes() const { return impl_->failed_tls.load(); }
+
+Status Server::reload_tls() {
+  if (!impl_->options.tls) return fail(Errc::invalid_request, "this server does not serve TLS");
+  return impl_->options.tls->reload();
+}
 
 }  // namespace rvenc::http

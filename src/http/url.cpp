@@ -20,7 +20,7 @@ std::string Url::origin() const {
 
 std::string Url::host_header() const {
   const std::string shown_host = is_ipv6_literal(host) ? "[" + host + "]" : host;
-  return port == kDefaultHttpPort ? shown_host : shown_host + ":" + std::to_string(port);
+  return port == (secure() ? kDefaultHttpsPort : kDefaultHttpPort) ? shown_host : shown_host + ":" + std::to_string(port);
 }
 
 std::string Url::join(std::string_view path) const {
@@ -40,10 +40,11 @@ Result<Url> parse_url(std::string_view text) {
   Url url;
   url.scheme = std::string(view.scheme());
   for (char& c : url.scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (url.scheme != "http") {
-    return fail(Errc::invalid_request,
-                "unsupported URL scheme '" + url.scheme + "' in '" + std::string(text) + "': only http:// is supported");
+  if (url.scheme != "http" && url.scheme != "https") {
+    return fail(Errc::invalid_request, "unsupported URL scheme '" + url.scheme + "' in '" + std::string(text) +
+                                           "': only http:// and https:// are supported");
   }
+  if (url.secure()) url.port = kDefaultHttpsPort;
   if (view.has_userinfo()) return fail(Errc::invalid_request, "URLs with user info are not supported");
   url.host = view.host_address();
   if (url.host.empty()) return fail(Errc::invalid_request, "URL has no host: '" + std::string(text) + "'");

@@ -76,6 +76,7 @@ bool is_loopback_host(std::string_view host) {
 client::ClientOptions sdk_options(const ProxyOptions& options) {
   client::ClientOptions sdk;
   sdk.base_url = options.gateway_url;
+  sdk.ca_file = options.ca_file;
   sdk.protocol_version = options.protocol_version;
   sdk.request_timeout = options.request_timeout;
   if (options.platform_public_key) {

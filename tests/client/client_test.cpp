@@ -21,6 +21,8 @@
 #include "fake_gateway.hpp"
 #include "rvenc/client/client.hpp"
 #include "rvenc/common/hex.hpp"
+#include "rvenc/http/url.hpp"
+#include "support/tls_support.hpp"
 
 namespace rvenc::client {
 namespace {
@@ -849,7 +851,7 @@ TEST(ClientOptionsTest, AreValidated) {
   options.api_key = "sk_test abc";
   EXPECT_FALSE(create_client(options));
   options.api_key = "sk_test_abc";
-  options.base_url = "https://example.com";
+  options.base_url = "ftp://example.com";
   auto bad_url = create_client(options);
   ASSERT_FALSE(bad_url);
   EXPECT_NE(bad_url.error().message.find("base_url"), std::string::npos);
@@ -904,6 +906,47 @@ TEST(ClientOptionsTest, EncryptionKeysJsonCarriesAnOptionalNotAfter) {
     ASSERT_FALSE(refused) << json::serialize(bad);
     EXPECT_NE(refused.error().message.find("notAfter"), std::string::npos);
   }
+}
+
+// Issue 20: the SDK reaches an https gateway (a TLS front made with a test CA before the fake
+// gateway), streaming and not, when told the CA; without it the error is tls_error saying why.
+class ClientTls : public ::testing::Test {
+ protected:
+  ClientTls() {
+    gateway.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+      return Reply{.pieces = three_chunks(sealer)};
+    });
+  }
+  [[nodiscard]] ClientOptions https_options() const {
+    ClientOptions options = options_for(gateway);
+    options.base_url = front.origin();
+    return options;
+  }
+  FakeGateway gateway;
+  test::TestPki pki;
+  test::TlsFront front{http::parse_url(gateway.url())->port, pki.issue("gateway", {"IP:127.0.0.1"})};
+};
+
+TEST_F(ClientTls, StreamsAndCompletesOverHttpsWithTheCaFile) {
+  ClientOptions options = https_options();
+  options.ca_file = pki.ca_file();
+  auto client = make_client(options);
+  Collected collected;
+  auto done = client.chat.completions.create(hello_request(), collected.handler());
+  ASSERT_TRUE(done) << done.error().to_string();
+  EXPECT_EQ(collected.contents, (std::vector<std::string>{"Hel", "lo", "!"}));
+  auto completion = client.chat.completions.create(hello_request());
+  ASSERT_TRUE(completion) << completion.error().to_string();
+  EXPECT_GE(front.handshakes(), 1U);
+}
+
+TEST_F(ClientTls, UntrustedGatewayIsATlsErrorNamingTheCause) {
+  auto client = make_client(https_options());  // the system trust store does not know the test CA
+  auto completion = client.chat.completions.create(hello_request());
+  ASSERT_FALSE(completion);
+  EXPECT_EQ(completion.error().code, Errc::tls_error) << completion.error().to_string();
+  EXPECT_NE(completion.error().message.find("unknown issuer"), std::string::npos) << completion.error().message;
+  EXPECT_EQ(front.handshakes(), 0U);
 }
 
 }  // namespace

@@ -79,6 +79,22 @@ TEST(ClientSettings, ExplicitDataBeatsTheGatewayVariableButNotTheFlag) {
   EXPECT_TRUE(both_env->api_key.empty());
 }
 
+// `rvenc up --tls` writes the CA that verifies its https gateway; it goes with that gateway only.
+TEST(ClientSettings, StackJsonCaFileGoesWithItsGatewayOnly) {
+  test::TempDir dir;
+  write_stack(dir, R"({"gatewayUrl":"https://127.0.0.1:9999","apiKey":"sk_test_abc","caFile":"tls/ca.pem"})");
+  auto options = resolve_settings({.data_dir = dir.path().string()});
+  ASSERT_TRUE(options) << options.error().to_string();
+  EXPECT_EQ(options->base_url, "https://127.0.0.1:9999");
+  EXPECT_EQ(options->ca_file, (dir.path() / "tls/ca.pem").string());  // relative to stack.json's directory
+  auto explicit_ca = resolve_settings({.data_dir = dir.path().string(), .ca_file = "/etc/mine.pem"});
+  ASSERT_TRUE(explicit_ca);
+  EXPECT_EQ(explicit_ca->ca_file, "/etc/mine.pem");
+  auto other_gateway = resolve_settings({.gateway = "https://elsewhere.test", .data_dir = dir.path().string()});
+  ASSERT_TRUE(other_gateway);
+  EXPECT_TRUE(other_gateway->ca_file.empty());
+}
+
 TEST(ClientSettings, DefaultsWithoutAnyStack) {
   auto options = resolve_settings({.api_key = "sk_test_abc"});
   ASSERT_TRUE(options);

@@ -144,7 +144,11 @@ TEST(UpstreamSpec, ParsesModelAndUrl) {
   EXPECT_EQ(spec->base.join("/chat/completions"), "/v1/chat/completions");
   EXPECT_FALSE(parse_upstream_spec("llama"));
   EXPECT_FALSE(parse_upstream_spec("=http://x"));
-  EXPECT_FALSE(parse_upstream_spec("llama=https://x"));
+  EXPECT_FALSE(parse_upstream_spec("llama=ftp://x"));
+  auto https = parse_upstream_spec("llama=https://models.example/v1");  // issue 20: https upstreams
+  ASSERT_TRUE(https);
+  EXPECT_TRUE(https->base.secure());
+  EXPECT_EQ(https->base.port, 443);
 }
 
 // Issue 30 item 2: the prompt estimate is ceil(UTF-8 bytes of the request JSON / 4): a prompt

@@ -20,6 +20,10 @@ namespace rvenc::gateway::test_support {
 CliResult run_cli(const std::vector<std::string>& args) {
   std::string command = "'" + test::rvenc_binary() + "'";
   for (const auto& a : args) command += " '" + a + "'";
+  return run_shell(command);
+}
+
+CliResult run_shell(const std::string& command) {
   CliResult result;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return result;

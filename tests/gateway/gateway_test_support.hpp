@@ -28,6 +28,8 @@ struct CliResult {
 };
 // Runs `rvenc <args>` and captures its stdout (stderr goes to the test log).
 CliResult run_cli(const std::vector<std::string>& args);
+// Runs `command` with /bin/sh and captures its stdout (e.g. curl).
+CliResult run_shell(const std::string& command);
 
 std::unique_ptr<test::ChildProcess> start_enclave(const test::TempDir& dir, long long demo_delay_ms = 0,
                                                   const std::vector<std::string>& extra_args = {});

@@ -34,11 +34,24 @@ TEST(Url, Ipv6Literal) {
   EXPECT_EQ(url->origin(), "http://[::1]:9000");
 }
 
-TEST(Url, RejectsUnsupportedSchemeSayingOnlyHttp) {
-  auto url = parse_url("https://example.test/");
+TEST(Url, RejectsUnsupportedSchemeSayingWhichAreSupported) {
+  auto url = parse_url("ftp://example.test/");
   ASSERT_FALSE(url);
   EXPECT_EQ(url.error().code, Errc::invalid_request);
-  EXPECT_NE(url.error().message.find("only http://"), std::string::npos);
+  EXPECT_NE(url.error().message.find("only http:// and https://"), std::string::npos);
+}
+
+TEST(Url, HttpsDefaultsToPort443) {
+  auto url = parse_url("https://example.test/v1");
+  ASSERT_TRUE(url);
+  EXPECT_TRUE(url->secure());
+  EXPECT_EQ(url->port, 443);
+  EXPECT_EQ(url->host_header(), "example.test");
+  EXPECT_EQ(url->origin(), "https://example.test:443");
+  auto other = parse_url("https://example.test:8443/");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->host_header(), "example.test:8443");
+  EXPECT_FALSE(parse_url("http://example.test/")->secure());
 }
 
 TEST(Url, RejectsGarbageAndBadPorts) {

@@ -137,7 +137,7 @@ std::optional<std::string> ChildProcess::wait_for_line(const std::string& regex,
 }
 
 std::optional<std::string> ChildProcess::wait_for_url(std::chrono::milliseconds timeout) {
-  return wait_for_line(R"(listening on (http://[0-9.]+:[0-9]+))", timeout);
+  return wait_for_line(R"(listening on (https?://[0-9.]+:[0-9]+))", timeout);
 }
 
 std::vector<protocol::SseEvent> sse_events(std::string_view body) {

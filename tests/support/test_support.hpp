@@ -48,7 +48,7 @@ class ChildProcess {
   // capture group (or the whole line). nullopt on timeout or when the process exited first.
   std::optional<std::string> wait_for_line(const std::string& regex,
                                            std::chrono::milliseconds timeout = std::chrono::seconds(20));
-  // Waits for "listening on http://HOST:PORT" and returns "http://HOST:PORT".
+  // Waits for "listening on http(s)://HOST:PORT" and returns "http(s)://HOST:PORT".
   std::optional<std::string> wait_for_url(std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
   [[nodiscard]] std::string output() const;  // everything printed so far

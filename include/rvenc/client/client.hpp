@@ -98,7 +98,11 @@ struct EncryptionKeys {
 
 struct ClientOptions {
   std::string api_key;  // required by create_client: "sk_live_..." or "sk_test_..."
-  std::string base_url = std::string(kDefaultBaseUrl);  // the gateway, plain http
+  std::string base_url = std::string(kDefaultBaseUrl);  // the gateway, http:// or https://
+  // For an https:// base_url: verify the gateway's certificate against this PEM bundle (a private
+  // CA) instead of the system trust store. Verification cannot be turned off; a failed handshake
+  // is Errc::tls_error saying why (unknown issuer, host-name mismatch, expired, not TLS).
+  std::string ca_file;
   // Pre-generated keys; generated from a verified attestation on first use otherwise. Keys whose
   // not_after is near (EncryptionKeys::usable_at) are replaced by new ones before a request.
   std::optional<EncryptionKeys> encryption_keys;
@@ -214,7 +218,7 @@ class Client {
   std::shared_ptr<detail::ClientState> state_;
 };
 
-// Validates the options (api_key present and well-formed, base_url a plain http URL, positive
+// Validates the options (api_key present and well-formed, base_url an http:// or https:// URL, positive
 // timeouts and buffer size, protocol 1, 2 or 3): invalid_request naming the option otherwise.
 [[nodiscard]] Result<Client> create_client(ClientOptions options);
 

@@ -31,7 +31,9 @@ struct StackInfo {
   std::string api_key;
   std::string platform_public_key;  // hex, may be empty
   std::string db;                   // the gateway's database file, may be empty
-  std::string ca_file;              // CA bundle for an https gateway, may be empty
+  // "caFile": the PEM bundle that verifies gatewayUrl when it is https:// (`rvenc up --tls`);
+  // made absolute against the file's directory. May be empty.
+  std::string ca_file;
   // False when stack.json says "running": false, or when DIR/up.lock exists and no `up` holds it.
   bool running = true;
 };
@@ -49,8 +51,10 @@ struct ClientSettings {
   std::string platform_public_key;  // hex Ed25519 key trusted for the "simulated" provider
   std::string measurement;          // hex; required measurement when set
   std::string data_dir;             // empty: ./.rvenc (missing stack.json is then fine)
+  // PEM bundle for an https:// gateway (--ca-file); empty: stack.json's caFile when the gateway
+  // comes from there, else the system trust store.
+  std::string ca_file;
   int protocol = 3;
-  std::string ca_file;              // empty: stack.json (with its gateway only)
   bool gateway_from_env = false;    // `gateway` came from RVENC_GATEWAY_URL, not a flag
   bool data_dir_from_flag = false;  // `data_dir` came from --data, not RVENC_DATA
 };

@@ -35,6 +35,7 @@ struct EnclaveOptions {
   AttestationConfig attestation;
   std::optional<std::filesystem::path> gateway_token_file;
   std::vector<std::string> upstreams;  // "MODEL=URL"
+  std::string upstream_ca_file;  // PEM bundle verifying https:// upstreams (system trust store when empty)
   // The demo engine's model. Unset: "rvenc-demo" when no upstream is given, else no demo engine.
   std::optional<std::string> demo_model;
   std::chrono::milliseconds demo_delay{0};
@@ -60,6 +61,9 @@ struct EnclaveOptions {
   // Slow connections (http::ServerOptions): first byte of a new connection, each request head.
   std::chrono::milliseconds first_byte_timeout = http::ServerOptions::kDefaultFirstByteTimeout;
   std::chrono::milliseconds header_timeout = http::ServerOptions::kDefaultHeaderTimeout;
+  // https on the listener (http::ServerOptions::tls; SIGHUP reloads it); null: plain http.
+  std::shared_ptr<http::TlsServerContext> tls;
+  std::chrono::milliseconds tls_handshake_timeout = http::ServerOptions::kDefaultTlsHandshakeTimeout;
 };
 
 class EnclaveServer {

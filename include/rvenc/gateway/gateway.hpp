@@ -64,6 +64,7 @@ struct GatewayOptions {
   std::vector<http::Url> enclaves;  // the first is the default (v1) enclave
   std::string db_path;
   std::string enclave_token;  // sent as "Authorization: Bearer" to the enclaves; empty = none
+  std::string enclave_ca_file;  // PEM bundle verifying https:// enclaves (system trust store when empty)
   // Streams to an enclave share a few connections (rvenc-mux/1, http/mux.hpp), with HTTP/1.1 for
   // enclaves that refuse it; false: one HTTP/1.1 connection per stream.
   bool enclave_mux = true;
@@ -76,6 +77,9 @@ struct GatewayOptions {
   std::chrono::milliseconds idle_timeout = http::ServerOptions::kDefaultIdleTimeout;
   std::chrono::milliseconds first_byte_timeout = http::ServerOptions::kDefaultFirstByteTimeout;
   std::chrono::milliseconds header_timeout = http::ServerOptions::kDefaultHeaderTimeout;
+  // https on the listener (http::ServerOptions::tls; SIGHUP reloads it); null: plain http.
+  std::shared_ptr<http::TlsServerContext> tls;
+  std::chrono::milliseconds tls_handshake_timeout = http::ServerOptions::kDefaultTlsHandshakeTimeout;
   std::size_t max_connections = kDefaultMaxConnections;  // client connections; beyond -> 503
   std::size_t max_connections_per_ip = kDefaultMaxConnectionsPerIp;  // 0: no cap; beyond -> 429
   bool per_ip_cap_loopback = false;  // count loopback clients too (the flag was given)

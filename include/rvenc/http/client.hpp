@@ -5,7 +5,14 @@
 // most ClientOptions::max_idle_per_host each. An idle connection stays registered with the
 // io_context it last ran on (reused there without a system call); another io_context takes it
 // over by its descriptor, and when its io_context shuts down it stays pooled as a bare
-// descriptor, so a Client may outlive any io_context. A request borrows a connection (or
+// descriptor, so a Client may outlive any io_context.
+//
+// https:// URLs run over TLS (tls.hpp: TLS 1.2+, verified against the system trust store or
+// ClientOptions::ca_file, SNI, host-name check; a failed handshake is Errc::tls_error). A TLS
+// connection's SSL state lives in its stream object, bound to one io_context: it is pooled with
+// that object and reused on the same io_context only (closed when that context shuts down); any
+// new connection to the origin offers the origin's last TLS session (resumption). A plain
+// http:// request that gets TLS bytes back fails at once with tls_error ("use https://"). A request borrows a connection (or
 // opens one within Timeouts::connect), and gives it back only after a complete, clean response
 // that allows keep-alive. A pooled connection that turns out stale (the server closed it while
 // idle) is retried once on a fresh connection when the request is idempotent or was not sent.
@@ -17,7 +24,7 @@
 //
 // HTTP error statuses are not errors here: a 404 is a Response. Errors are transport failures:
 // upstream_timeout (connect, idle or total timeout), upstream_error (refused, reset, malformed or
-// oversized response). Messages name the host:port, never the request content.
+// oversized response), tls_error (see above). Messages name the host:port, never the request content.
 #pragma once
 
 #include <chrono>
@@ -31,6 +38,10 @@
 #include "rvenc/common/error.hpp"
 #include "rvenc/http/types.hpp"
 #include "rvenc/http/url.hpp"
+
+namespace boost::asio::ssl {
+class context;
+}  // namespace boost::asio::ssl
 
 namespace rvenc::http {
 
@@ -58,6 +69,9 @@ struct ClientOptions {
   std::size_t header_limit = kDefaultHeaderLimit;
   // Pooled connections idle longer than this are closed instead of reused.
   std::chrono::milliseconds pool_idle = kDefaultPoolIdle;
+  // https:// servers are verified against this PEM bundle (a private CA) instead of the system
+  // trust store. Verification cannot be turned off.
+  std::string ca_file;
 };
 
 // A response whose body is still arriving. Use from one coroutine at a time.
@@ -107,6 +121,9 @@ class Client {
   [[nodiscard]] const ClientOptions& options() const;
   // Idle pooled connections (all hosts): tests, metrics.
   [[nodiscard]] std::size_t idle_connections() const;
+  // The TLS context of this client's https:// connections (tls.hpp), made on first use from
+  // ClientOptions::ca_file (tls_error when that fails); rvenc-mux connections share it.
+  [[nodiscard]] Result<std::shared_ptr<boost::asio::ssl::context>> tls_context() const;
 
   struct Pool;
 
@@ -121,9 +138,11 @@ class Client {
 inline constexpr std::chrono::milliseconds kDefaultFetchTimeout{30'000};
 
 // Blocking one-shot request on its own io_context (CLI tools, tests). `method` like "GET";
-// `url` like "http://127.0.0.1:8080/v1/models". The timeout bounds connect, idle and total.
+// `url` like "http://127.0.0.1:8080/v1/models". The timeout bounds connect, idle and total;
+// `client_options` e.g. the ca_file of an https:// server with a private CA.
 [[nodiscard]] Result<Response> fetch(std::string_view method, std::string_view url, std::string body = {},
                                      const Fields& headers = {},
-                                     std::chrono::milliseconds timeout = kDefaultFetchTimeout);
+                                     std::chrono::milliseconds timeout = kDefaultFetchTimeout,
+                                     ClientOptions client_options = {});
 
 }  // namespace rvenc::http

@@ -18,6 +18,9 @@
 //
 // MuxClient is the client side, with the interface of Client::open(); Server takes upgrades when
 // ServerOptions::accept_mux is set and runs the same Handler for each multiplexed request.
+// For an https:// server the connection runs over TLS (the fallback Client's TLS context: same
+// trust, SNI and host-name check; a failed handshake fails its streams with tls_error), the
+// upgrade and every frame inside it.
 #pragma once
 
 #include <chrono>

@@ -16,6 +16,11 @@
 // each write() goes to the socket at once). A handler that returns without answering gets a 500;
 // one that throws gets a 500 (or, mid-stream, the connection is closed so the client sees a
 // truncated stream). RecordingWriter lets tests run handler logic without sockets.
+//
+// With ServerOptions::tls the same listener speaks https (HTTP/1.1 and rvenc-mux inside TLS): the
+// handshake must finish within tls_handshake_timeout of accept, a plain-HTTP request on the port
+// gets a plain 400 saying so (then the connection closes), and SIGHUP reloads the certificate and
+// key for new handshakes while open connections go on with the pair they started with.
 #pragma once
 
 #include <atomic>
@@ -34,6 +39,7 @@
 
 #include "rvenc/common/error.hpp"
 #include "rvenc/http/address.hpp"
+#include "rvenc/http/tls_server.hpp"
 #include "rvenc/http/types.hpp"
 
 namespace rvenc::http {
@@ -139,6 +145,7 @@ struct ServerOptions {
   static constexpr std::chrono::milliseconds kDefaultShutdownGrace{10'000};
   static constexpr std::size_t kDefaultMaxConnections = 1024;
   static constexpr unsigned kDefaultThreads = 1;
+  static constexpr std::chrono::milliseconds kDefaultTlsHandshakeTimeout{10'000};
 
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;  // 0: the OS picks a free port, see Server::port()
@@ -173,6 +180,10 @@ struct ServerOptions {
   // nullopt to accept, or the answer that refuses (e.g. 401). Unset: an upgrade request is an
   // ordinary request (a Router answers 404, and MuxClient falls back to HTTP/1.1).
   std::function<std::optional<Response>(const Request&)> accept_mux;
+  // Serves https with this certificate and key when set; SIGHUP then reloads them (Server::reload_tls).
+  std::shared_ptr<TlsServerContext> tls;
+  // From accept until the TLS handshake is done: a client that says nothing (or too slowly) is closed.
+  std::chrono::milliseconds tls_handshake_timeout = kDefaultTlsHandshakeTimeout;
 };
 
 class Server {
@@ -185,7 +196,7 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   [[nodiscard]] std::uint16_t port() const;
-  // "http://HOST:PORT" with the real port (for the "listening on ..." line).
+  // "http://HOST:PORT" (https:// with ServerOptions::tls) with the real port (for the "listening on ..." line).
   [[nodiscard]] std::string url() const;
   // The io_context's executor: for timers or clients that must live on the server's threads.
   [[nodiscard]] asio::any_io_executor executor();
@@ -203,9 +214,16 @@ class Server {
   // SIGINT / SIGTERM call stop() (with the configured grace). Call before run()/start().
   void stop_on_signals();
 
+  // Re-reads the TLS certificate and key (SIGHUP does this): new handshakes use the new pair, open
+  // connections keep theirs. On failure (logged by the SIGHUP handler) the current pair stays.
+  // invalid_request without ServerOptions::tls.
+  [[nodiscard]] Status reload_tls();
+
   // Counters (tests, logs).
   [[nodiscard]] std::size_t accepted_connections() const;
   [[nodiscard]] std::size_t active_connections() const;
+  // TLS connections closed before their handshake completed (timeout, not TLS, handshake error).
+  [[nodiscard]] std::size_t failed_tls_handshakes() const;
 
   struct Impl;
 

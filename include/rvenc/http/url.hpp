@@ -1,8 +1,8 @@
 // Parsing of the base URLs rvenc talks to ("http://127.0.0.1:8080/v1").
 //
-// Design: only plain http is supported (TLS terminates in front of rvenc, and the payload is
-// end-to-end encrypted anyway); an https:// or other scheme is an invalid_request error that says
-// so. Parsing uses Boost.URL; the result is what the Client needs to connect: host, port, target.
+// Design: http:// and https:// (TLS, see tls.hpp; port 443 by default); any other scheme is an
+// invalid_request error that says so. Parsing uses Boost.URL; the result is what the Client needs
+// to connect: scheme, host, port, target.
 #pragma once
 
 #include <cstdint>
@@ -15,16 +15,19 @@
 namespace rvenc::http {
 
 inline constexpr std::uint16_t kDefaultHttpPort = 80;
+inline constexpr std::uint16_t kDefaultHttpsPort = 443;
 
 struct Url {
-  std::string scheme = "http";
+  std::string scheme = "http";  // "http" or "https"
   std::string host;  // without brackets for IPv6 literals
   std::uint16_t port = kDefaultHttpPort;
   std::string target = "/";  // path and query, never empty
 
+  // True for https:// (the connection runs over TLS).
+  [[nodiscard]] bool secure() const noexcept { return scheme == "https"; }
   // "http://host:port" (brackets around IPv6 literals).
   [[nodiscard]] std::string origin() const;
-  // The Host header value: "host:port" (just "host" for port 80).
+  // The Host header value: "host:port" (just "host" for the scheme's default port).
   [[nodiscard]] std::string host_header() const;
   // This URL's path joined with `path` ("http://h/v1" + "/chat/completions" -> "/v1/chat/completions").
   [[nodiscard]] std::string join(std::string_view path) const;
@@ -32,8 +35,8 @@ struct Url {
   [[nodiscard]] std::string to_string() const;
 };
 
-// Parses "http://host[:port][/path][?query]". Errors (invalid_request): not a URL, a scheme other
-// than http (the message says only http is supported), missing host, bad port, user info.
+// Parses "http[s]://host[:port][/path][?query]". Errors (invalid_request): not a URL, a scheme other
+// than http and https (the message says which are supported), missing host, bad port, user info.
 [[nodiscard]] Result<Url> parse_url(std::string_view text);
 
 // A --listen value: "HOST:PORT" / "[V6]:PORT" -> (host, port); invalid_request naming the problem.

@@ -49,6 +49,7 @@ struct ProxyOptions {
   // Binding anything but a loopback address exposes decrypted traffic to the network.
   bool allow_remote = false;
   std::string gateway_url = std::string(client::kDefaultBaseUrl);
+  std::string ca_file;  // PEM bundle verifying an https:// gateway (system trust store when empty)
   // Trust a "simulated" enclave signed by this platform key (hardware providers otherwise).
   std::optional<crypto::Ed25519PublicKey> platform_public_key;
   std::optional<std::vector<std::uint8_t>> measurement;  // require this measurement
