@@ -9,6 +9,7 @@ if (!existsSync(join(here, 'node_modules', 'openai', 'package.json'))) {
   console.log('SKIP: tests/node/node_modules is missing; run `npm ci` in tests/node (scripts/setup.sh does)');
   process.exit(77);
 }
-const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', 'proxy.test.mjs', 'replicas.test.mjs'],
+const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', 'proxy.test.mjs', 'replicas.test.mjs',
+  'tls.test.mjs'],
   { cwd: here, stdio: 'inherit' });
 process.exit(result.status ?? 1);
