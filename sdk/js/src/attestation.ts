@@ -31,6 +31,8 @@ export interface AttestationDocument {
   reportData: Uint8Array;
   evidence: Uint8Array;
   measurement: string;
+  /** The models the enclave serves (informational, outside reportData; absent from older enclaves). */
+  models?: string[];
 }
 
 const fail = (message: string): never => {
@@ -77,10 +79,19 @@ export function parseAttestation(text: string): AttestationDocument {
   }
   const measurement = hexField(obj, 'measurement');
   if (measurement.length > MAX_MEASUREMENT_BYTES) fail('the attestation document is malformed: field "measurement" is too long');
-  return {
+  let models: string[] | undefined;
+  if (obj.models !== undefined && obj.models !== null) {
+    if (!Array.isArray(obj.models) || !obj.models.every((m) => typeof m === 'string')) {
+      fail('the attestation document is malformed: field "models" must be a list of strings');
+    }
+    models = obj.models as string[];
+  }
+  const doc: AttestationDocument = {
     keyId: sodium().to_hex(keyId), kem: 'X-Wing', publicKey, notAfter: notAfter as number,
     provider: obj.provider as string, reportData, evidence, measurement: sodium().to_hex(measurement),
   };
+  if (models) doc.models = models;
+  return doc;
 }
 
 /** SHA-512("rvenc-attest-v1" ‖ publicKey ‖ challenge) */

@@ -2,15 +2,20 @@
 // and browsers, with the interface of the reference TypeScript SDK and the rules of the C++ SDK
 // (src/client/client.cpp).
 //
-// Design: a client holds its options and the encryption keys in use (an X-Wing encapsulation to
-// an enclave key whose attestation verified against the policy and a fresh challenge). Keys are made
-// on first use by one call at a time (concurrent calls share that attempt's result) and replaced
-// from 60 s before their notAfter. Each request gets a fresh nonce and is sealed with the protocol
+// Design: a client holds its options and, per model, verified keys for every replica serving it
+// (PROTOCOL.md section 7: `GET /rvenc/attestation?model=M&all=1`, each document verified against
+// the policy and the one fresh challenge; an older gateway's single document is one replica). Keys
+// are made on first use by one call per model at a time (concurrent calls share that attempt's
+// result) and replaced from 60 s before their notAfter. Each request takes the replica with the
+// fewest of this client's own requests in flight (ties at random); a request that failed on a
+// replica asks for a re-attestation only while the replica set it picked from is still current, so
+// many failing at once cause one. Each request gets a fresh nonce and is sealed with the protocol
 // version chosen (3 by default; never downgraded by the client). The answer is always an event
 // stream, decoded as it arrives (ResponseDecoder): a streaming call yields each authenticated chunk,
 // a non-streaming call assembles them; success only after the authenticated done. On
-// unknown_key_id, enclave_busy or enclave_unavailable before any event the client re-attests and
-// sends the request once more, sealed anew. requestTimeoutMs bounds the wait for the head and for
+// unknown_key_id, enclave_busy, enclave_unavailable or a connection failure before any HTTP status
+// the client re-attests the model and sends the request once more, sealed anew (new nonce), to
+// another replica when there is one; nothing is re-sent once the answer has begun. requestTimeoutMs bounds the wait for the head and for
 // each next authenticated event (comments and unknown events do not count); an AbortSignal cancels
 // the call and closes the connection, so the enclave stops generating.
 import { CompletionAssembler } from './assemble.js';
@@ -19,7 +24,7 @@ import {
   fromHex, NONCE_BYTES, randomBytes, ready, toHex, utf8, xwingEncapsulate, KEY_ID_BYTES,
   SHARED_SECRET_BYTES, XWING_CIPHERTEXT_BYTES,
 } from './crypto.js';
-import { ConnectionError, errorFromHttp, RvencError, StreamError } from './errors.js';
+import { AttestationError, ConnectionError, errorFromHttp, RvencError, StreamError } from './errors.js';
 import { ProtocolVersion, ResponseDecoder, sealRequest } from './protocol.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams } from './types.js';
 
@@ -29,6 +34,8 @@ export const DEFAULT_MAX_BUFFER_SIZE = 10 * 1024 * 1024;
 const KEY_EXPIRY_MARGIN_S = 60;
 const MAX_API_KEY = 256;
 const MAX_JSON_RESPONSE = 1024 * 1024;
+/** Most replica documents one attestation answer may list (`all=1`), as the C++ SDK. */
+const MAX_REPLICA_DOCUMENTS = 256;
 const RETRY_ONCE: readonly string[] = ['unknown_key_id', 'enclave_busy', 'enclave_unavailable'];
 const PASSTHROUGH = /^(retry-after|x-request-id|x-ratelimit-.*)$/i;
 
@@ -39,6 +46,8 @@ export interface EncryptionKeys {
   keyId: string;
   /** The enclave key's notAfter (epoch seconds) from the verified attestation, when known. */
   notAfter?: number;
+  /** The models these keys serve (set when they were made for a model); absent: any model. */
+  models?: string[];
 }
 
 export interface RvencClientOptions {
@@ -71,6 +80,12 @@ export interface RequestOptions {
   onResponse?: (meta: ResponseMeta) => void;
 }
 
+/** Options of attest() and generateEncryptionKeys(). */
+export interface KeyRequestOptions extends RequestOptions {
+  /** Attest an enclave serving this model (`&model=`); the gateway picks any healthy one without it. */
+  model?: string;
+}
+
 /** The verified attestation, as a page shows it. */
 export interface VerifiedAttestation {
   keyId: string;
@@ -85,6 +100,38 @@ interface Keys {
   cipherText: Uint8Array;
   keyId: Uint8Array;
   notAfter?: number;
+  models?: string[];
+}
+
+/** One replica's keys and this client's count of requests in flight on them. */
+interface Replica {
+  keys: Keys;
+  keyId: string;
+  inFlight: number;
+}
+
+/** A model's replicas; generation is bumped by every install. */
+interface KeySet {
+  replicas: Replica[];
+  generation: number;
+}
+
+/** One request's hold on a replica: counts as in flight until released (once). */
+interface Lease {
+  replica: Replica;
+  generation: number;
+  release: () => void;
+}
+
+function lease(replica: Replica, generation: number): Lease {
+  replica.inFlight += 1;
+  let held = true;
+  return {
+    replica, generation, release: () => {
+      if (held) replica.inFlight -= 1;
+      held = false;
+    },
+  };
 }
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -100,12 +147,16 @@ function keysFromHex(k: EncryptionKeys): Keys {
   if (k.notAfter !== undefined && (!Number.isSafeInteger(k.notAfter) || k.notAfter < 0)) {
     throw invalid('encryptionKeys.notAfter must be a non-negative integer');
   }
-  return { sharedSecret, cipherText, keyId, notAfter: k.notAfter };
+  if (k.models !== undefined && (!Array.isArray(k.models) || !k.models.every((m) => typeof m === 'string' && m.length > 0))) {
+    throw invalid('encryptionKeys.models must be a list of model names');
+  }
+  return { sharedSecret, cipherText, keyId, notAfter: k.notAfter, models: k.models ? [...k.models] : undefined };
 }
 
 function keysToHex(k: Keys): EncryptionKeys {
   const out: EncryptionKeys = { sharedSecret: toHex(k.sharedSecret), cipherText: toHex(k.cipherText), keyId: toHex(k.keyId) };
   if (k.notAfter !== undefined) out.notAfter = k.notAfter;
+  if (k.models !== undefined) out.models = [...k.models];
   return out;
 }
 
@@ -113,7 +164,26 @@ const summary = (doc: AttestationDocument): VerifiedAttestation => ({
   keyId: doc.keyId, provider: doc.provider, measurement: doc.measurement, notAfter: doc.notAfter, publicKey: toHex(doc.publicKey),
 });
 
-const usable = (k: Keys) => k.notAfter === undefined || now() < k.notAfter - KEY_EXPIRY_MARGIN_S;
+const usableAt = (k: Keys, at: number) => k.notAfter === undefined || at < k.notAfter - KEY_EXPIRY_MARGIN_S;
+const serves = (k: Keys, model: string) => k.models === undefined || k.models.length === 0 || k.models.includes(model);
+const cancelled = () => new ConnectionError('transport_error', 'request cancelled');
+
+/** Waits for a shared attempt, or until `signal` aborts (the attempt goes on for the others). */
+function awaitShared<T>(shared: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return shared;
+  if (signal.aborted) return Promise.reject(cancelled());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(cancelled());
+    signal.addEventListener('abort', onAbort, { once: true });
+    shared.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** The "model" of a chat request ("" when it names none). */
+const requestModel = (params: ChatCompletionCreateParams) => {
+  const model = (params as { model?: unknown }).model;
+  return typeof model === 'string' ? model : '';
+};
 
 interface Resolved {
   apiKey: string;
@@ -234,6 +304,8 @@ interface OpenedCall {
   response: Response;
   decoder: ResponseDecoder;
   control: CallControl;
+  /** Ends the call's hold on its replica (counted in flight until the stream is over). */
+  release: () => void;
 }
 
 /** The chunks of a streaming call, as they are authenticated. Iterate once. */
@@ -277,6 +349,7 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
       finished = true;
     } finally {
       control.dispose();
+      this.call.release();
       // After done only the body's end may follow; a stream left early or failed is cut here.
       if (!finished) control.controller.abort();
       reader.cancel().catch(() => undefined);
@@ -303,17 +376,22 @@ class Completions {
 export class RvencClient {
   readonly chat: { completions: Completions };
   private readonly o: Resolved;
+  /** The keys made last (or given in the options): what `encryptionKeys` shows. */
   private keys: Keys | null;
-  private making: Promise<Keys> | null = null;
+  /** Verified keys per model ("" holds keys for any model: given ones naming none, made without one). */
+  private readonly sets = new Map<string, KeySet>();
+  /** The re-attestation of a model under way, shared by the calls that need it meanwhile. */
+  private readonly making = new Map<string, Promise<void>>();
   private verified: VerifiedAttestation | null = null;
 
   constructor(options: RvencClientOptions, needApiKey = true) {
     this.o = resolve(options, needApiKey);
     this.keys = options.encryptionKeys ? keysFromHex(options.encryptionKeys) : null;
+    if (this.keys) this.addKeys(this.keys);
     this.chat = { completions: new Completions(this) };
   }
 
-  /** The keys in use now (null before any are made). Secret. */
+  /** The keys in use now (null before any are made): the ones made last. Secret. */
   get encryptionKeys(): EncryptionKeys | null {
     return this.keys ? keysToHex(this.keys) : null;
   }
@@ -321,6 +399,11 @@ export class RvencClient {
   /** The attestation behind the keys made last by this client (null before, or with keys given in the options). */
   get attestation(): VerifiedAttestation | null {
     return this.verified;
+  }
+
+  /** The verified keys this client holds for `model`'s replicas ("" for keys made without a model). Secret. */
+  replicaKeys(model = ''): EncryptionKeys[] {
+    return (this.sets.get(model)?.replicas ?? []).map((r) => keysToHex(r.keys));
   }
 
   /** The gateway's model list ({object: "list", data: [{id}]}). */
@@ -333,47 +416,173 @@ export class RvencClient {
     return value as { object: string; data: Array<{ id: string }> };
   }
 
-  /** Fetches the attestation with a fresh challenge and verifies it (AttestationError otherwise). */
-  async attest(options: RequestOptions = {}): Promise<VerifiedAttestation> {
-    const { doc } = await this.verifiedDocument(options.signal);
+  /** Fetches the attestation (of an enclave serving `options.model` when given) with a fresh challenge and verifies it (AttestationError otherwise). */
+  async attest(options: KeyRequestOptions = {}): Promise<VerifiedAttestation> {
+    const doc = await this.attestOne(options.model ?? '', options.signal);
     return summary(doc);
   }
 
-  /** Verified attestation, then a fresh encapsulation; the new keys become the ones in use. */
-  async generateEncryptionKeys(options: RequestOptions = {}): Promise<EncryptionKeys> {
-    return keysToHex(await this.makeKeys(options.signal));
-  }
-
-  private async verifiedDocument(signal?: AbortSignal) {
-    await ready();
-    const challenge = randomBytes(CHALLENGE_BYTES);
-    const body = await this.getJson(`/rvenc/attestation?challenge=${toHex(challenge)}`, this.o.apiKey !== '', signal);
-    const doc = parseAttestation(body);
-    await verifyAttestation(doc, challenge, { policy: this.o.attestationPolicy, platformPublicKey: this.o.platformPublicKey });
-    return { doc };
-  }
-
-  private async makeKeys(signal?: AbortSignal): Promise<Keys> {
-    const { doc } = await this.verifiedDocument(signal);
-    const { cipherText, sharedSecret } = xwingEncapsulate(doc.publicKey);
-    const keys: Keys = { sharedSecret, cipherText, keyId: fromHex(doc.keyId)!, notAfter: doc.notAfter };
+  /**
+   * Verified attestation of one enclave (serving `options.model` when given: the gateway picks it),
+   * then a fresh encapsulation; the new keys become the ones in use, and that model's only keys.
+   */
+  async generateEncryptionKeys(options: KeyRequestOptions = {}): Promise<EncryptionKeys> {
+    const model = options.model ?? '';
+    const doc = await this.attestOne(model, options.signal);
+    const keys = this.encapsulate(doc, model === '' ? undefined : [model]);
+    this.install(model, [{ keys, keyId: doc.keyId, inFlight: 0 }]);
     this.keys = keys;
     this.verified = summary(doc);
-    return keys;
+    return keysToHex(keys);
   }
 
-  // The keys in use, made when there are none by one attempt that concurrent calls share: it runs
-  // without any one caller's signal (a caller that gives up stops waiting, not the others' attempt).
-  private async currentKeys(signal?: AbortSignal): Promise<Keys> {
-    if (this.keys && usable(this.keys)) return this.keys;
-    if (!this.making) this.making = this.makeKeys().finally(() => { this.making = null; });
-    if (!signal) return this.making;
-    if (signal.aborted) throw new ConnectionError('transport_error', 'request cancelled');
-    return new Promise<Keys>((resolve, reject) => {
-      const cancelled = () => reject(new ConnectionError('transport_error', 'request cancelled'));
-      signal.addEventListener('abort', cancelled, { once: true });
-      this.making!.then(resolve, reject).finally(() => signal.removeEventListener('abort', cancelled));
-    });
+  // GET /rvenc/attestation with a fresh challenge, `&model=` when given, `&all=1` for every replica.
+  private async fetchAttestation(model: string, all: boolean, signal?: AbortSignal) {
+    await ready();
+    const challenge = randomBytes(CHALLENGE_BYTES);
+    let path = `/rvenc/attestation?challenge=${toHex(challenge)}`;
+    if (model !== '') path += `&model=${encodeURIComponent(model)}`;
+    if (all) path += '&all=1';
+    // With the API key when there is one: the gateway limits attestation per address only for
+    // callers without a valid key.
+    const body = await this.getJson(path, this.o.apiKey !== '', signal);
+    return { body, challenge };
+  }
+
+  // One document checked against the policy and our challenge; one naming models without `model` is refused.
+  private async verifiedDocument(value: unknown, challenge: Uint8Array, model: string): Promise<AttestationDocument> {
+    const doc = parseAttestation(typeof value === 'string' ? value : JSON.stringify(value));
+    await verifyAttestation(doc, challenge, { policy: this.o.attestationPolicy, platformPublicKey: this.o.platformPublicKey });
+    if (model !== '' && doc.models && doc.models.length > 0 && !doc.models.includes(model)) {
+      throw new AttestationError('attestation_failed', 'the gateway sent the attestation of an enclave that does not serve the model');
+    }
+    return doc;
+  }
+
+  private async attestOne(model: string, signal?: AbortSignal): Promise<AttestationDocument> {
+    const { body, challenge } = await this.fetchAttestation(model, false, signal);
+    return this.verifiedDocument(body, challenge, model);
+  }
+
+  // The verified documents of every replica serving `model` (an older gateway sends one document:
+  // then that one). Documents that do not verify or name other models are left out;
+  // attestation_failed (the first failure) when none is left.
+  private async attestAll(model: string): Promise<AttestationDocument[]> {
+    const { body, challenge } = await this.fetchAttestation(model, true);
+    let value: unknown;
+    try {
+      value = JSON.parse(body);
+    } catch {
+      throw new AttestationError('attestation_failed', 'the attestation answer is malformed: not JSON');
+    }
+    if (!value || typeof value !== 'object' || Array.isArray(value)) {
+      throw new AttestationError('attestation_failed', 'the attestation answer is not a JSON object');
+    }
+    let documents: unknown[] = [value];
+    if ('enclaves' in value) {
+      const list = (value as { enclaves: unknown }).enclaves;
+      if (!Array.isArray(list) || list.length > MAX_REPLICA_DOCUMENTS) {
+        throw new AttestationError('attestation_failed', `the attestation answer's "enclaves" is not a list of at most ${MAX_REPLICA_DOCUMENTS} documents`);
+      }
+      documents = list;
+    }
+    const verified: AttestationDocument[] = [];
+    let firstFailure: unknown;
+    for (const document of documents) {
+      try {
+        verified.push(await this.verifiedDocument(document, challenge, model));
+      } catch (error) {
+        firstFailure ??= error;
+      }
+    }
+    if (verified.length === 0) throw firstFailure ?? new AttestationError('attestation_failed', 'the gateway listed no enclave');
+    return verified;
+  }
+
+  private encapsulate(doc: AttestationDocument, models?: string[]): Keys {
+    const { cipherText, sharedSecret } = xwingEncapsulate(doc.publicKey);
+    return { sharedSecret, cipherText, keyId: fromHex(doc.keyId)!, notAfter: doc.notAfter, models };
+  }
+
+  private install(model: string, replicas: Replica[]): void {
+    const set = this.sets.get(model);
+    this.sets.set(model, { replicas, generation: (set?.generation ?? 0) + 1 });
+  }
+
+  // Given keys go to the sets of the models they name ("" when they name none).
+  private addKeys(keys: Keys): void {
+    const keyId = toHex(keys.keyId);
+    for (const model of keys.models && keys.models.length > 0 ? keys.models : ['']) {
+      const set = this.sets.get(model) ?? { replicas: [], generation: 0 };
+      set.replicas = set.replicas.filter((r) => r.keyId !== keyId);
+      set.replicas.push({ keys, keyId, inFlight: 0 });
+      this.sets.set(model, set);
+    }
+  }
+
+  // Drops `keyId` from every set (its enclave is gone or no longer knows it).
+  private forget(keyId: string): void {
+    for (const set of this.sets.values()) set.replicas = set.replicas.filter((r) => r.keyId !== keyId);
+    if (this.keys && toHex(this.keys.keyId) === keyId) this.keys = null;
+  }
+
+  private usable(model: string, at: number): Replica[] {
+    return (this.sets.get(model)?.replicas ?? []).filter((r) => usableAt(r.keys, at));
+  }
+
+  // The replica for a request to `model` with the fewest requests in flight among the usable ones
+  // at `at` (ties at random), avoiding `avoid` while another is usable; null when none is.
+  private pick(model: string, avoid: string | undefined, at: number): Lease | null {
+    let candidates = this.usable(model, at);
+    if (candidates.length === 0 && model !== '') candidates = this.usable('', at).filter((r) => serves(r.keys, model));
+    if (candidates.length === 0) return null;
+    if (avoid !== undefined && candidates.length > 1) {
+      const others = candidates.filter((r) => r.keyId !== avoid);
+      if (others.length > 0) candidates = others;
+    }
+    const fewest = Math.min(...candidates.map((r) => r.inFlight));
+    candidates = candidates.filter((r) => r.inFlight === fewest);
+    const chosen = candidates[Math.floor(Math.random() * candidates.length)]!;
+    return lease(chosen, this.sets.get(model)?.generation ?? 0);
+  }
+
+  // Keys for every replica serving `model`: those already trusted (same keyId, still usable) are
+  // kept with their in-flight counts, the others made from their verified documents.
+  private async refreshReplicas(model: string): Promise<void> {
+    const documents = await this.attestAll(model);
+    const known = this.usable(model, now());
+    const replicas = documents.map((doc) => known.find((r) => r.keyId === doc.keyId)
+      ?? { keys: this.encapsulate(doc, doc.models && doc.models.length > 0 ? doc.models : (model === '' ? undefined : [model])), keyId: doc.keyId, inFlight: 0 });
+    this.install(model, replicas);
+    this.keys = replicas[0]!.keys;
+    this.verified = summary(documents[0]!);
+  }
+
+  // A lease on the replica for a request to `model`; keys made first when there are none (or when
+  // `stale` is the set's current generation: a request failed on it), by one attempt per model at a
+  // time that the calls coming meanwhile share (it runs without any one caller's signal).
+  private async currentKeys(model: string, stale: number | undefined, avoid: string | undefined, signal?: AbortSignal): Promise<Lease> {
+    for (;;) {
+      if (signal?.aborted) throw cancelled();
+      if (stale === undefined || stale !== (this.sets.get(model)?.generation ?? 0)) {
+        const picked = this.pick(model, avoid, now());
+        if (picked) return picked;
+      }
+      const shared = this.making.get(model);
+      if (shared) {
+        await awaitShared(shared, signal);
+        stale = undefined;  // refreshed meanwhile
+        continue;
+      }
+      const attempt = this.refreshReplicas(model).finally(() => this.making.delete(model));
+      this.making.set(model, attempt);
+      await awaitShared(attempt, signal);
+      const picked = this.pick(model, avoid, now())
+        // Keys just attested but within the margin of their notAfter serve this one request.
+        ?? this.pick(model, avoid, 0);
+      if (picked) return picked;
+      throw new AttestationError('attestation_failed', 'the attestation gave no keys for the model');
+    }
   }
 
   private async getJson(path: string, withApiKey: boolean, signal?: AbortSignal): Promise<string> {
@@ -396,50 +605,86 @@ export class RvencClient {
     }
   }
 
-  /** Seals and sends one chat request; the stream of its answer (after a retry on a changed key). */
+  /**
+   * Seals and sends one chat request to the least busy replica of its model; the stream of its
+   * answer. A failure a replica explains (unknown_key_id, enclave_busy, enclave_unavailable, or no
+   * HTTP status at all) re-attests the model and sends the request once more, sealed anew, to
+   * another replica when there is one. Once the answer has begun nothing is re-sent.
+   */
   async openChat(params: ChatCompletionCreateParams, options: RequestOptions): Promise<ChatCompletionStream> {
     await ready();
     const plaintext = utf8(JSON.stringify(params));
+    const model = requestModel(params);
+    let stale: number | undefined;
+    let avoid: string | undefined;
     for (let attempt = 0; ; attempt += 1) {
-      const keys = await this.currentKeys(options.signal);
-      const nonce = randomBytes(NONCE_BYTES);
-      // The request key and the answer's secret are independent derivations: made at once.
-      const [body, decoder] = await Promise.all([
-        sealRequest({ version: this.o.protocolVersion, ...keys, nonce, timestamp: now() }, plaintext),
-        ResponseDecoder.create(this.o.protocolVersion, keys.sharedSecret, nonce, this.o.maxBufferSize),
-      ]);
-      const control = new CallControl(this.o.requestTimeoutMs, options.signal);
-      control.arm();
-      let response: Response;
+      const held = await this.currentKeys(model, stale, avoid, options.signal);
+      const keys = held.replica.keys;
+      stale = held.generation;
+      avoid = held.replica.keyId;
+      // After a failure before any answer: true when the request may go once more (first attempt,
+      // call not cancelled); the replica's keys are dropped unless it was only busy.
+      const mayResend = (code: string) => {
+        if (attempt !== 0 || options.signal?.aborted) return false;
+        if (code !== 'enclave_busy') this.forget(held.replica.keyId);
+        return true;
+      };
+      let released = false;
+      const release = () => {
+        if (!released) held.release();
+        released = true;
+      };
       try {
-        response = await this.o.fetch(`${this.o.base}/rvenc/chat/completions`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${this.o.apiKey}`, 'content-type': 'application/json', accept: 'text/event-stream' },
-          body: JSON.stringify(body),
-          signal: control.controller.signal,
-        });
-      } catch (error) {
-        control.dispose();
-        throw control.failure(error, this.o.base, false);
-      }
-      const meta: ResponseMeta = { status: response.status, headers: passthroughHeaders(response.headers) };
-      if (response.status !== 200) {
-        const error = errorFromHttp(response.status, await boundedText(response), meta.headers);
-        control.dispose();
-        if (RETRY_ONCE.includes(error.code) && attempt === 0) {
-          if (this.keys && toHex(this.keys.keyId) === toHex(keys.keyId)) this.keys = null;
-          continue;
+        const nonce = randomBytes(NONCE_BYTES);
+        // The request key and the answer's secret are independent derivations: made at once.
+        const [body, decoder] = await Promise.all([
+          sealRequest({ version: this.o.protocolVersion, ...keys, nonce, timestamp: now() }, plaintext),
+          ResponseDecoder.create(this.o.protocolVersion, keys.sharedSecret, nonce, this.o.maxBufferSize),
+        ]);
+        const control = new CallControl(this.o.requestTimeoutMs, options.signal);
+        control.arm();
+        let response: Response;
+        try {
+          response = await this.o.fetch(`${this.o.base}/rvenc/chat/completions`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${this.o.apiKey}`, 'content-type': 'application/json', accept: 'text/event-stream' },
+            body: JSON.stringify(body),
+            signal: control.controller.signal,
+          });
+        } catch (error) {
+          control.dispose();
+          const failure = control.failure(error, this.o.base, false);
+          // No HTTP status at all (not a timeout, not a cancellation): another replica may answer.
+          if (failure.code === 'transport_error' && mayResend(failure.code)) {
+            release();
+            continue;
+          }
+          throw failure;
+        }
+        const meta: ResponseMeta = { status: response.status, headers: passthroughHeaders(response.headers) };
+        if (response.status !== 200) {
+          const error = errorFromHttp(response.status, await boundedText(response), meta.headers);
+          control.dispose();
+          if (RETRY_ONCE.includes(error.code) && mayResend(error.code)) {
+            release();
+            continue;
+          }
+          options.onResponse?.(meta);
+          throw error;
         }
         options.onResponse?.(meta);
-        throw error;
+        if (!(response.headers.get('content-type') ?? '').startsWith('text/event-stream') || !response.body) {
+          control.dispose();
+          control.controller.abort();
+          throw new RvencError('upstream_error', 'the gateway answered 200 without an event stream');
+        }
+        // The stream holds the replica (in flight) until it is over; released there.
+        const stream = new ChatCompletionStream({ response, decoder, control, release }, this.o.base);
+        released = true;
+        return stream;
+      } finally {
+        if (!released) release();
       }
-      options.onResponse?.(meta);
-      if (!(response.headers.get('content-type') ?? '').startsWith('text/event-stream') || !response.body) {
-        control.dispose();
-        control.controller.abort();
-        throw new RvencError('upstream_error', 'the gateway answered 200 without an event stream');
-      }
-      return new ChatCompletionStream({ response, decoder, control }, this.o.base);
     }
   }
 }
@@ -450,6 +695,6 @@ export function createRvencClient(options: RvencClientOptions): RvencClient {
 }
 
 /** Keys without a client (no API key needed): verified attestation, then a fresh encapsulation. */
-export function generateEncryptionKeys(options: Omit<RvencClientOptions, 'apiKey'> & { apiKey?: string }): Promise<EncryptionKeys> {
-  return new RvencClient({ ...options, apiKey: options.apiKey ?? '' }, false).generateEncryptionKeys();
+export function generateEncryptionKeys(options: Omit<RvencClientOptions, 'apiKey'> & { apiKey?: string; model?: string }): Promise<EncryptionKeys> {
+  return new RvencClient({ ...options, apiKey: options.apiKey ?? '' }, false).generateEncryptionKeys({ model: options.model });
 }
