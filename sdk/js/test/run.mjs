@@ -1,5 +1,6 @@
 // CTest entry of the SDK's suites: `node run.mjs node` (vectors, unit, several enclaves against a
-// fake gateway, live stack, live stack with two enclaves, gateway CORS and proxy /chat) or `node run.mjs browser` (the chat page in headless chromium). Exits 77 (CTest
+// fake gateway, live stack, live stack with two enclaves, gateway CORS and proxy /chat) or
+// `node run.mjs browser` (the chat page in headless chromium). Exits 77 (CTest
 // SKIP_RETURN_CODE) only when what the suite needs is not installed: sdk/js/node_modules and the
 // build (`npm ci && npm run build` in sdk/js; scripts/setup.sh does both), or /usr/bin/chromium.
 import { spawnSync } from 'node:child_process';
