@@ -96,6 +96,10 @@ http::awaitable<void> GatewayHandler::serve_attestation(RequestContext& context,
     co_await send(context, writer, gateway_error(context, query.error()));
     co_return;
   }
+  // No enclave known healthy (say one restarted a moment ago, right after a request found it
+  // down): check them now rather than wait for the next health check. Bounded by the attestation
+  // limit per address; the checks are one GET /healthz per enclave.
+  if (enclaves_.healthy_count() == 0) co_await enclaves_.refresh();
   if (query->all) {
     co_await serve_all_attestations(context, writer, query->model, query->challenge);
     co_return;

@@ -135,6 +135,10 @@ http::Handler GatewayHandler::handler() {
 http::awaitable<void> GatewayHandler::send(RequestContext& context, http::ResponseWriter& writer,
                                            http::Response response) {
   decorate(response.base(), context);
+  // Discovery answers publish the largest request body, so clients refuse a prompt that cannot fit
+  // before sending it (issue 29).
+  if (const auto path = http::target_path(context.request); path == kModelsPath || path == kAttestationPath)
+    response.set(protocol::kMaxBodyHeader, std::to_string(options_.max_body));
   if (!response.has_content_length()) response.prepare_payload();
   metrics_.count_response(response.result_int());
   context.status = response.result_int();
@@ -176,6 +180,7 @@ http::awaitable<void> GatewayHandler::dispatch(http::Request& request, http::Res
     } else if (path == kMetricsPath) {
       co_await send(context, writer, metrics_response(context));
     } else if (path == kModelsPath) {
+      if (enclaves_.healthy_count() == 0) co_await enclaves_.refresh_if_stale();  // as routing does
       co_await send(context, writer, models_response(context));
     } else if (path == kAttestationPath) {
       co_await serve_attestation(context, writer);
@@ -278,9 +283,7 @@ http::awaitable<void> GatewayHandler::forward_get(RequestContext& context, http:
     co_await send(context, writer, gateway_error(context, upstream_failure(response.error())));
     co_return;
   }
-  auto passed = pass_through(context.request, response->base(), std::move(response->body()));
-  passed.set(protocol::kMaxBodyHeader, std::to_string(options_.max_body));
-  co_await send(context, writer, std::move(passed));
+  co_await send(context, writer, pass_through(context.request, response->base(), std::move(response->body())));
 }
 
 http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::ResponseWriter& writer) {

@@ -53,10 +53,11 @@ TEST(Attestation, SerializeParseRoundTripWithProtocolFieldNames) {
   Simulated s;
   const auto text = serialize_attestation(s.doc);
   const auto obj = json::parse(text).as_object();
-  for (auto name : {"keyId", "kem", "publicKey", "notAfter", "provider", "reportData", "evidence", "measurement"}) {
+  for (auto name : {"keyId", "kem", "publicKey", "notAfter", "provider", "reportData", "evidence", "measurement",
+                    "models", "capacity", "previousKeys"}) {
     EXPECT_TRUE(obj.contains(name)) << name;
   }
-  EXPECT_EQ(obj.size(), 8u);
+  EXPECT_EQ(obj.size(), 11u);
   EXPECT_EQ(obj.at("kem"), "X-Wing");
   auto parsed = parse_attestation(text);
   ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
@@ -74,6 +75,8 @@ TEST(Attestation, ParseRejectsMalformedDocuments) {
   Simulated s;
   const auto good = json::parse(serialize_attestation(s.doc)).as_object();
   for (const auto& kv : good) {
+    // PROTOCOL.md section 7: these three are informational and optional (older enclaves send none).
+    if (kv.key() == "models" || kv.key() == "capacity" || kv.key() == "previousKeys") continue;
     auto doc = good;
     doc.erase(kv.key());
     auto r = parse_attestation(json::serialize(doc));

@@ -84,8 +84,8 @@ TEST_F(CorsHandlerTest, PreflightFromAnotherOriginIs403WithoutAllowHeaders) {
 }
 
 TEST_F(CorsHandlerTest, ErrorsToTheAllowedOriginAreLabelledOtherRoutesAndOriginsAreNot) {
-  const auto refused = call(http::Verb::get, "/rvenc/models", kPage);  // no enclave listens: 502
-  EXPECT_EQ(refused.status(), 502u);
+  const auto refused = call(http::Verb::get, "/rvenc/models", kPage);  // no enclave listens: 503
+  EXPECT_EQ(refused.status(), 503u);
   EXPECT_EQ(header(refused, beast_http::field::access_control_allow_origin), kPage);
   const auto other = call(http::Verb::get, "/rvenc/models", "http://evil.example");
   EXPECT_EQ(header(other, beast_http::field::access_control_allow_origin), "");
