@@ -122,4 +122,12 @@ struct VerifyInput {
   std::optional<std::array<std::uint8_t, 64>> expected_report_data;
 };
 
+// The verifiers (src/attestation/tdx.cpp, sev_snp.cpp) and the dispatcher over them (verify.cpp).
+// Collateral file names: shared/attestation/README.md. Checks run in a fixed order (parse,
+// signatures and chains, validity, revocation, TCB, identity, debug, measurements, report data);
+// the first failure is returned.
+[[nodiscard]] Outcome<Verified> verify_tdx(const VerifyInput& input);
+[[nodiscard]] Outcome<Verified> verify_sev_snp(const VerifyInput& input);
+[[nodiscard]] Outcome<Verified> verify(Provider provider, const VerifyInput& input);
+
 }  // namespace rvenc::attestation
