@@ -17,9 +17,9 @@ sanitize="${RVENC_SANITIZE:-$default_sanitize}"
 # The subset: libraries and in-process tests only; the tests that start rvenc processes need the
 # whole CLI built with sanitizers. The SDK's tests are in for its cross-thread key sharing; the
 # proxy's suite needs little that these lack.
-readonly ASAN_SUBSET_TARGETS=(rvenc_core_tests rvenc_core_vector_tests rvenc_http_tests rvenc_enclave_tests rvenc_gateway_tests
+readonly ASAN_SUBSET_TARGETS=(rvenc_core_tests rvenc_core_vector_tests rvenc_attestation_tests rvenc_http_tests rvenc_enclave_tests rvenc_gateway_tests
                               rvenc_client_tests)
-readonly ASAN_SUBSET_TESTS='^(vector|core|http|enclave|gateway|client)[.]'
+readonly ASAN_SUBSET_TESTS='^(vector|core|attestation|http|enclave|gateway|client)[.]'
 readonly ASAN_SUBSET_EXCLUDE='EnclaveProcess|GatewayIntegration|^gateway[.]Up[.]|^gateway[.]redis[.]'
 asan_ctest() {
   # detect_leaks: a leak fails the test; abort_on_error makes the failure impossible to miss.
