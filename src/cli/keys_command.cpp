@@ -13,6 +13,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "command.hpp"
+#include "table.hpp"
 #include "rvenc/client/settings.hpp"
 #include "rvenc/gateway/key_store.hpp"
 #include "rvenc/gateway/redis_revocations.hpp"
@@ -121,15 +122,14 @@ int run_list(const KeysOptions& o) {
     std::cout << boost::json::serialize(out) << std::endl;
     return kExitOk;
   }
-  std::printf("%-20s %-16s %-4s %-9s %-9s %-9s %-20s %-20s %-7s %s\n", "ID", "NAME", "ENV", "RPM", "TPM", "STREAMS",
-              "CREATED", "LAST USED", "KEY", "REVOKED");
+  using Align = TextTable::Align;
+  TextTable table({{"ID"}, {"NAME"}, {"ENV"}, {"RPM", Align::right}, {"TPM", Align::right}, {"STREAMS", Align::right},
+                   {"CREATED"}, {"LAST USED"}, {"KEY"}, {"REVOKED"}});
   for (const auto& k : *keys)
-    std::printf("%-20s %-16s %-4s %-9s %-9s %-9s %-20s %-20s …%-6s %s\n", k.id.c_str(), k.name.c_str(),
-                std::string(gateway::env_name(k.env)).c_str(), limit_text(k.limits.requests_per_minute).c_str(),
-                limit_text(k.limits.tokens_per_minute).c_str(), limit_text(k.limits.max_streams).c_str(),
-                format_time(k.created_at).c_str(), format_time(k.last_used_at).c_str(), k.last4.c_str(),
-                k.revoked() ? format_time(k.revoked_at).c_str() : "no");
-  std::fflush(stdout);
+    table.add({k.id, k.name, std::string(gateway::env_name(k.env)), limit_text(k.limits.requests_per_minute),
+               limit_text(k.limits.tokens_per_minute), limit_text(k.limits.max_streams), format_time(k.created_at),
+               format_time(k.last_used_at), "…" + k.last4, k.revoked() ? format_time(k.revoked_at) : "no"});
+  table.print(std::cout);
   return kExitOk;
 }
 
@@ -180,21 +180,21 @@ int run_usage(const KeysOptions& o) {
     std::cout << boost::json::serialize(boost::json::object{{"keys", keys}, {"recent", rows}}) << std::endl;
     return kExitOk;
   }
-  std::printf("%-20s %-16s %9s %13s %17s %12s %12s\n", "ID", "NAME", "REQUESTS", "PROMPT_TOKENS", "COMPLETION_TOKENS",
-              "BYTES_IN", "BYTES_OUT");
+  using Align = TextTable::Align;
+  TextTable keys_table({{"ID"}, {"NAME"}, {"REQUESTS", Align::right}, {"PROMPT_TOKENS", Align::right},
+                        {"COMPLETION_TOKENS", Align::right}, {"BYTES_IN", Align::right}, {"BYTES_OUT", Align::right}});
   for (const auto& t : *totals)
-    std::printf("%-20s %-16s %9lld %13lld %17lld %12lld %12lld\n", t.key_id.c_str(), t.name.c_str(),
-                static_cast<long long>(t.requests), static_cast<long long>(t.prompt_tokens),
-                static_cast<long long>(t.completion_tokens), static_cast<long long>(t.bytes_in),
-                static_cast<long long>(t.bytes_out));
-  std::printf("\nrecent requests:\n%-20s %-24s %-20s %6s %7s %7s %9s %9s %8s\n", "TIME", "REQUEST", "KEY", "STATUS",
-              "PROMPT", "COMPL", "IN", "OUT", "MS");
+    keys_table.add({t.key_id, t.name, std::to_string(t.requests), std::to_string(t.prompt_tokens),
+                    std::to_string(t.completion_tokens), std::to_string(t.bytes_in), std::to_string(t.bytes_out)});
+  keys_table.print(std::cout);
+  TextTable recent_table({{"TIME"}, {"REQUEST"}, {"KEY"}, {"STATUS", Align::right}, {"PROMPT", Align::right},
+                          {"COMPL", Align::right}, {"IN", Align::right}, {"OUT", Align::right}, {"MS", Align::right}});
   for (const auto& r : *recent)
-    std::printf("%-20s %-24s %-20s %6d %7lld %7lld %9lld %9lld %8lld\n", format_time(r.at_ms / 1000).c_str(),
-                r.request_id.c_str(), r.key_id.c_str(), r.status, static_cast<long long>(r.prompt_tokens),
-                static_cast<long long>(r.completion_tokens), static_cast<long long>(r.bytes_in),
-                static_cast<long long>(r.bytes_out), static_cast<long long>(r.duration_ms));
-  std::fflush(stdout);
+    recent_table.add({format_time(r.at_ms / 1000), r.request_id, r.key_id, std::to_string(r.status),
+                      std::to_string(r.prompt_tokens), std::to_string(r.completion_tokens), std::to_string(r.bytes_in),
+                      std::to_string(r.bytes_out), std::to_string(r.duration_ms)});
+  std::cout << "\nrecent requests:\n";
+  recent_table.print(std::cout);
   return kExitOk;
 }
 

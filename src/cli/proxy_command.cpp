@@ -27,6 +27,7 @@ struct ProxyFlags {
   std::int64_t dek_max_age = proxy::DekPolicy::kDefaultMaxAge.count();
   std::size_t max_clients = proxy::CacheOptions::kDefaultMaxClients;
   bool allow_remote = false;
+  bool quiet = false;
   std::string chat_dir;
 };
 
@@ -42,6 +43,7 @@ int run(const ProxyFlags& flags) {
   options.host = listen->first;
   options.port = listen->second;
   options.allow_remote = flags.allow_remote;
+  options.access_log = !flags.quiet;
   // The gateway and platform key resolve like a client's (flag > variable > stack file > default).
   client::ClientSettings settings{.gateway = flags.gateway,
                                   .platform_public_key = flags.platform_public_key,
@@ -124,6 +126,9 @@ void setup(CLI::App& app, std::function<int()>& run_command) {
   option(*cmd, "--chat-dir", flags->chat_dir,
          "directory of the built browser chat page served at /chat (npm run build in sdk/js); default: " +
              proxy::default_chat_dir().string());
+  flag(*cmd, "--quiet", flags->quiet,
+       "No access log (by default one line per request: method, path, status, duration, key masked to its last "
+       "4 characters; never content)");
   flag(*cmd, "--allow-remote", flags->allow_remote,
        "allow a non-loopback --listen address (exposes decrypted traffic to the network)");
   cmd->callback([flags, &run_command] { run_command = [flags] { return run(*flags); }; });

@@ -1,5 +1,7 @@
 #include "rvenc/client/terminal.hpp"
 
+#include "rvenc/common/utf8.hpp"
+
 namespace rvenc::client {
 namespace {
 
@@ -7,25 +9,8 @@ constexpr unsigned char kEsc = 0x1b;
 constexpr unsigned char kBel = 0x07;
 constexpr unsigned char kDel = 0x7f;
 
-// How many continuation bytes a UTF-8 lead byte needs; 0 for a byte that cannot start a character
-// (continuation bytes, overlong leads 0xC0/0xC1, beyond U+10FFFF).
-std::uint8_t continuation_bytes(unsigned char lead) noexcept {
-  if (lead >= 0xc2 && lead <= 0xdf) return 1;
-  if (lead >= 0xe0 && lead <= 0xef) return 2;
-  if (lead >= 0xf0 && lead <= 0xf4) return 3;
-  return 0;
-}
-
-// Whether `byte` may follow `lead` as the second byte (no overlongs, surrogates or > U+10FFFF).
-bool valid_second(unsigned char lead, unsigned char byte) noexcept {
-  switch (lead) {
-    case 0xe0: return byte >= 0xa0 && byte <= 0xbf;
-    case 0xed: return byte >= 0x80 && byte <= 0x9f;
-    case 0xf0: return byte >= 0x90 && byte <= 0xbf;
-    case 0xf4: return byte >= 0x80 && byte <= 0x8f;
-    default: return byte >= 0x80 && byte <= 0xbf;
-  }
-}
+using utf8::continuation_bytes;
+using utf8::valid_second;
 
 }  // namespace
 

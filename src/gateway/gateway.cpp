@@ -18,15 +18,13 @@
 #include "rvenc/common/clock.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/gateway/sse_relay.hpp"
+#include "rvenc/http/access_log.hpp"
 #include "rvenc/protocol/attestation.hpp"
 #include "rvenc/protocol/envelope.hpp"
 #include "rvenc/protocol/sse.hpp"
 
 namespace rvenc::gateway {
 namespace {
-
-// The access log shows this much of a request's path.
-constexpr std::size_t kMaxLoggedPathChars = 200;
 
 namespace asio = boost::asio;
 namespace beast_http = boost::beast::http;
@@ -199,12 +197,8 @@ http::awaitable<void> GatewayHandler::dispatch(http::Request& request, http::Res
 }
 
 void GatewayHandler::log_access(const RequestContext& context) const {
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - context.received).count();
-  std::string path(http::target_path(context.request).substr(0, kMaxLoggedPathChars));
-  for (char& c : path)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';  // a path cannot forge a log line
-  spdlog::info("{} {} {} {} {}ms key {}", context.request_id, std::string_view(context.request.method_string()), path,
-               context.status, ms, context.masked_key.empty() ? "-" : context.masked_key);
+  http::log_access(context.request_id, context.request, context.status, Clock::now() - context.received,
+                   context.masked_key);
 }
 
 bool GatewayHandler::admin_allowed(const http::Request& request) const {

@@ -505,7 +505,10 @@ awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_hea
 
   connection->stream.expires_after(deadline.bound(deadline.timeouts.idle));
   auto write_ec = co_await send_request(*connection, request);
-  if (write_ec) {
+  // A server may answer before it has read the whole body (413 for a body over its limit) and
+  // close: that answer is read below and reported instead of the failed write.
+  const bool answered_early = !reused && (write_ec == asio::error::broken_pipe || write_ec == asio::error::connection_reset);
+  if (write_ec && !answered_early) {
     // A reused connection the server had already closed: the request did not get through.
     co_return std::unexpected(
         Failure{transport_error(write_ec, server, deadline, options, "sending the request"), reused});
@@ -524,6 +527,9 @@ awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_hea
   if (read_ec && connection->watchdog.expired()) read_ec = beast::error::timeout;
   if (read_ec && !server.secure() && looks_like_tls(buffered(connection->buffer))) {
     co_return std::unexpected(Failure{plain_to_tls_port(server), false});  // it answered with a TLS record
+  }
+  if (read_ec && answered_early) {
+    co_return std::unexpected(Failure{transport_error(write_ec, server, deadline, options, "sending the request"), false});
   }
   if (read_ec) {
     const bool nothing_received = !parser.got_some() && read_ec != beast::error::timeout;

@@ -22,6 +22,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <spdlog/spdlog.h>
 
+#include "handler_call.hpp"
 #include "rvenc/http/mux.hpp"
 #include "wire.hpp"
 
@@ -264,18 +265,8 @@ class MuxWriter final : public ResponseWriter {
 awaitable<void> run_stream(std::shared_ptr<MuxSession> session, std::shared_ptr<ServerStream> stream,
                            Request request) {
   MuxWriter writer(*session, stream);
-  bool failed = false;
-  try {
-    co_await session->host.handler(request, writer);
-  } catch (const std::exception& e) {
-    spdlog::error("http: handler for {} {} failed: {}", std::string(request.method_string()),
-                  std::string(target_path(request)), e.what());
-    failed = true;
-  }
-  if (!writer.started()) {
-    co_await writer.send(error_response(
-        request, Error{Errc::internal_error, failed ? "internal error" : "the handler produced no response"}));
-  } else if (!writer.ended()) {
+  const bool failed = co_await call_handler(session->host.handler, request, writer);
+  if (!writer.ended()) {
     if (failed) writer.reset("internal error");
     else co_await writer.end_stream();
   }

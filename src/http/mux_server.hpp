@@ -37,7 +37,4 @@ struct MuxHost {
 // returns once every stream's handler has finished. `buffer` holds bytes read after the upgrade.
 awaitable<void> serve_mux(MuxHost host, boost::beast::flat_buffer& buffer);
 
-// The answer to a request that could not be read (431, 413, 400), shared with HTTP/1.1.
-[[nodiscard]] Response read_error_response(const boost::beast::error_code& ec, const ServerOptions& options);
-
 }  // namespace rvenc::http::detail

@@ -34,6 +34,7 @@
 #include <boost/beast/http/write.hpp>
 #include <spdlog/spdlog.h>
 
+#include "handler_call.hpp"
 #include "mux_server.hpp"
 #include "transport.hpp"
 #include "rvenc/http/watchdog.hpp"
@@ -411,20 +412,6 @@ awaitable<void> reject(Session& session, Response response) {
   if (!ec) co_await linger(session.transport.tcp());
 }
 
-Response detail::read_error_response(const beast::error_code& ec, const ServerOptions& options) {
-  if (ec == bhttp::error::header_limit) {
-    Response response = error_response(
-        Error{Errc::request_too_large, "request headers exceed " + std::to_string(options.header_limit) + " bytes"});
-    response.result(bhttp::status::request_header_fields_too_large);
-    return response;
-  }
-  if (ec == bhttp::error::body_limit) {
-    return error_response(
-        Error{Errc::request_too_large, "request body exceeds " + std::to_string(options.body_limit) + " bytes"});
-  }
-  return error_response(Error{Errc::invalid_request, "malformed HTTP request: " + ec.message()});
-}
-
 bool is_disconnect(const beast::error_code& ec) {
   return ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message || ec == asio::error::eof ||
          ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
@@ -561,18 +548,8 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
     }
     ConnectionWriter writer(*session, request.version(), request.keep_alive(),
                             http::client_address(session->peer, request, options.trusted_proxies));
-    bool failed = false;
-    try {
-      co_await server.handler(request, writer);
-    } catch (const std::exception& e) {
-      spdlog::error("http: handler for {} {} failed: {}", std::string(request.method_string()),
-                    std::string(target_path(request)), e.what());
-      failed = true;
-    }
-    if (!writer.started()) {
-      co_await writer.send(error_response(
-          request, Error{Errc::internal_error, failed ? "internal error" : "the handler produced no response"}));
-    } else if (!writer.ended()) {
+    const bool failed = co_await detail::call_handler(server.handler, request, writer);
+    if (!writer.ended()) {
       // A stream cut by an exception must look truncated to the client, so no final chunk.
       if (failed) {
         co_await writer.flush_head();

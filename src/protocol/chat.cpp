@@ -6,6 +6,8 @@
 #include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
 
+#include "json_strict.hpp"
+
 namespace rvenc::protocol {
 
 namespace {
@@ -75,7 +77,7 @@ Result<ChatRequest> validate_chat_request(std::string_view text) {
   options.max_depth = kMaxChatJsonDepth;
   boost::system::error_code ec;
   auto parsed = json::parse(json::string_view(text.data(), text.size()), ec, {}, options);
-  if (ec) return invalid("the chat request is not valid JSON");
+  if (ec) return invalid(detail::not_json_message(text, "the chat request"));
   if (!parsed.is_object()) return invalid("the chat request must be a JSON object");
   ChatRequest request;
   request.body = std::move(parsed.get_object());

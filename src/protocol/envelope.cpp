@@ -188,7 +188,7 @@ auto scan_envelope(std::string_view body, Use&& use) -> decltype(use(std::declva
   parser.handler().body = body;
   boost::system::error_code ec;
   const std::size_t used = parser.write_some(false, body.data(), body.size(), ec);
-  if (ec || used != body.size()) return fail(Errc::invalid_request, "request body is not valid JSON");
+  if (ec || used != body.size()) return fail(Errc::invalid_request, detail::not_json_message(body, "request body"));
   const auto& scan = parser.handler();
   if (scan.duplicate_key)
     return fail(Errc::invalid_request, "request body has a duplicate field" + detail::quoted_field_name(*scan.duplicate_key));

@@ -7,6 +7,8 @@
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/parse.hpp>
 
+#include "rvenc/common/utf8.hpp"
+
 namespace rvenc::protocol::detail {
 
 namespace {
@@ -75,12 +77,18 @@ std::string quoted_field_name(std::string_view name) {
   return " \"" + std::string(name) + "\"";
 }
 
+std::string not_json_message(std::string_view text, std::string_view what) {
+  if (const auto bad = utf8::first_invalid(text))
+    return std::string(what) + " is not valid UTF-8 (byte " + std::to_string(*bad) + "): JSON text must be UTF-8";
+  return std::string(what) + " is not valid JSON";
+}
+
 Result<boost::json::value> parse_json_strict(std::string_view text, std::string_view what, Errc code) {
   boost::json::parse_options options;
   options.max_depth = kMaxJsonDepth;
   boost::system::error_code ec;
   auto value = boost::json::parse(boost::json::string_view(text.data(), text.size()), ec, {}, options);
-  if (ec) return fail(code, std::string(what) + " is not valid JSON");
+  if (ec) return fail(code, not_json_message(text, what));
 
   boost::json::basic_parser<DuplicateKeyFinder> finder(options);
   finder.write_some(false, text.data(), text.size(), ec);

@@ -17,6 +17,10 @@ inline constexpr std::size_t kMaxJsonDepth = 64;
 // quoted back in messages.
 [[nodiscard]] std::string quoted_field_name(std::string_view name);
 
+// "<what> is not valid JSON", or, when `text` is not UTF-8 at all (a client that sent Latin-1),
+// "<what> is not valid UTF-8 (byte N): JSON text must be UTF-8", which says what to fix.
+[[nodiscard]] std::string not_json_message(std::string_view text, std::string_view what);
+
 // `what` names the document in messages ("request body"); errors carry `code`.
 [[nodiscard]] Result<boost::json::value> parse_json_strict(std::string_view text, std::string_view what, Errc code);
 

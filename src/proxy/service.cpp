@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "rvenc/common/auth.hpp"
+#include "rvenc/http/access_log.hpp"
 #include "rvenc/http/url.hpp"
 
 namespace rvenc::proxy {
@@ -152,11 +153,19 @@ http::awaitable<void> ProxyService::models(http::Request& request, http::Respons
     co_await writer.send(error_reply(request, entry.error()));
     co_return;
   }
-  auto list = co_await fetch_models(**entry);
-  if (!list) {
-    co_await writer.send(error_reply(request, api_error(list.error())));
-    co_return;
+  // The key was checked by the gateway (which answers /rvenc/models with 401/403 for a wrong key)
+  // within models_ttl: the cached list answers. Otherwise the list is fetched with this key.
+  const std::int64_t now = unix_now();
+  if (!models_ || (*entry)->models_checked_at == 0 || now - (*entry)->models_checked_at >= options_.models_ttl.count()) {
+    auto list = co_await fetch_models(**entry);
+    if (!list) {
+      if (list.error().http_status == 401 || list.error().http_status == 403) cache_.forget(**entry);
+      co_await writer.send(error_reply(request, api_error(list.error())));
+      co_return;
+    }
+    (*entry)->models_checked_at = now;
   }
+  const json::object* list = &*models_;  // set by fetch_models(); one io thread, no suspension since
   const std::string_view path = http::target_path(request);
   if (!path.starts_with(kModelPathPrefix)) {
     co_await writer.send(json_reply(request, 200, json::serialize(*list)));
@@ -282,7 +291,9 @@ Result<std::unique_ptr<ProxyServer>> ProxyServer::create(ProxyOptions options) {
   server_options.body_limit = options.body_limit;
   server_options.threads = 1;  // see service.hpp: cache entries are used from one thread
   server_options.server_name = "rvenc-proxy";
-  auto server = http::Server::create(server_options, proxy->service_->handler());
+  auto handler = proxy->service_->handler();
+  if (options.access_log) handler = http::with_access_log(std::move(handler));
+  auto server = http::Server::create(server_options, std::move(handler));
   if (!server) return std::unexpected(server.error());
   proxy->server_ = std::move(*server);
   if (!is_loopback_host(options.host))

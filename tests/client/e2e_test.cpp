@@ -366,6 +366,12 @@ TEST_F(EndToEnd, ModelListChecksAKeyWhenOneIsSent) {
   auto health = http::fetch("GET", *proxy_url + "/health");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->result_int(), 200u);
+  // The proxy's access log: the same line as the gateway's, the key masked.
+  const std::string proxy_log = proxy.output();
+  EXPECT_NE(proxy_log.find("GET /v1/models 401 "), std::string::npos) << proxy_log;
+  EXPECT_NE(proxy_log.find("GET /v1/models/rvenc-demo 200 "), std::string::npos) << proxy_log;
+  EXPECT_NE(proxy_log.find("ms key …" + api_key_.substr(api_key_.size() - 4)), std::string::npos) << proxy_log;
+  EXPECT_EQ(proxy_log.find(api_key_), std::string::npos);  // never the whole key
 
   // The gateway's access log: one line per request, the key masked to its last 4 characters.
   const std::string log = gateway_->output();

@@ -64,7 +64,8 @@ FakeGateway::FakeGateway() : platform_(random_ed25519()), other_platform_(random
              [this](http::Request& request, http::ResponseWriter& writer) { return attestation(request, writer); });
   router.post("/rvenc/chat/completions",
               [this](http::Request& request, http::ResponseWriter& writer) { return chat(request, writer); });
-  router.get("/rvenc/models", [](http::Request&, http::ResponseWriter& writer) -> awaitable<void> {
+  router.get("/rvenc/models", [this](http::Request&, http::ResponseWriter& writer) -> awaitable<void> {
+    ++models_requests;
     co_await writer.send(http::json_response(
         200, R"({"object":"list","data":[{"id":"demo","object":"model","owned_by":"rvenc"}]})"));
   });

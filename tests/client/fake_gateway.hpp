@@ -83,6 +83,7 @@ class FakeGateway {
   // Counters and the last decrypted request.
   std::atomic<int> attestation_requests{0};
   std::atomic<int> chat_requests{0};
+  std::atomic<int> models_requests{0};
   [[nodiscard]] boost::json::object last_request() const;
 
   // The usual stream: data chunks from `chunks` (JSON texts), then done.

@@ -1,6 +1,9 @@
 // The gateway as a real process between real clients and a real `rvenc enclave` process.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <sstream>
+
 #include <signal.h>
 
 #include <atomic>
@@ -487,6 +490,34 @@ TEST_F(GatewayIntegration, KeysCommandLine) {
   EXPECT_EQ(usage.exit_code, 0);
   EXPECT_EQ(boost::json::parse(usage.out).at("keys").as_array().size(), 1u);
   EXPECT_EQ(run_cli({"gateway", "--listen", "nonsense", "--enclave", "http://127.0.0.1:1", "--db", db}).exit_code, 2);
+}
+
+// Before: fixed printf widths, so a name longer than 16 characters pushed every later column out of
+// line (and '…' counted as 3). Now each column starts at the same place in every line.
+TEST_F(GatewayIntegration, KeysTablesStayAligned) {
+  ASSERT_EQ(run_cli({"keys", "create", "--db", db, "--name", "a-much-longer-key-name-than-sixteen", "--test"}).exit_code, 0);
+  ASSERT_EQ(run_cli({"keys", "create", "--db", db, "--name", "short", "--test"}).exit_code, 0);
+  // Columns by characters: '…' is 3 bytes but one column.
+  const auto width = [](std::string_view text) {
+    return std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xc0) != 0x80; });
+  };
+  for (const std::string command : {"list", "usage"}) {
+    auto out = run_cli({"keys", command, "--db", db});
+    ASSERT_EQ(out.exit_code, 0) << out.out;
+    std::istringstream lines(out.out);
+    std::string header, first, second;
+    std::getline(lines, header);
+    std::getline(lines, first);
+    std::getline(lines, second);
+    if (command == "list") {  // the last column (REVOKED, left-aligned) starts at the same place
+      const auto title = width(header.substr(0, header.find("REVOKED")));
+      EXPECT_EQ(width(first.substr(0, first.rfind(" no") + 1)), title) << out.out;
+      EXPECT_EQ(width(second.substr(0, second.rfind(" no") + 1)), title) << out.out;
+    } else {  // numbers align right: every row ends where the title row ends
+      EXPECT_EQ(width(first), width(header)) << out.out;
+      EXPECT_EQ(width(second), width(header)) << out.out;
+    }
+  }
 }
 
 }  // namespace

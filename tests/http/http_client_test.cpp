@@ -424,6 +424,26 @@ TEST(Client, ReadSomeHandsOutEveryChunkAlreadyReceived) {
   });
 }
 
+// A body far over the server's limit: the server answers 413 at once and closes after draining a
+// bounded amount, so the client's write fails (Broken pipe / reset); the client reports the 413
+// the server sent, not the failed write.
+TEST(Client, ReadsTheAnswerOfAServerThatClosedDuringAHugeUpload) {
+  ServerOptions server_options;
+  server_options.body_limit = 1024;
+  TestServer server([](Request&, ResponseWriter& writer) -> awaitable<void> {
+    co_await writer.send(json_response(200, "{}"));
+  }, server_options);
+  run_coroutine([&]() -> awaitable<void> {
+    Client client;
+    auto response = co_await client.request(server.url, make_request(Verb::post, "/", std::string(96u << 20, 'x')));
+    EXPECT_TRUE(response) << (response ? "" : response.error().to_string());
+    if (response) {
+      EXPECT_EQ(response->result_int(), 413u);
+      EXPECT_NE(response->body().find("request body exceeds 1024 bytes"), std::string::npos) << response->body();
+    }
+  });
+}
+
 TEST(Client, ResponseBodyOverLimitIsUpstreamError) {
   TestServer server(text_handler(std::string(4096, 'b')));
   run_coroutine([&]() -> awaitable<void> {

@@ -71,6 +71,27 @@ TEST_F(ProxyTest, HealthzAndModels) {
   EXPECT_EQ(list.at("data").as_array()[0].at("id").as_string(), "demo");
 }
 
+// A key the gateway accepted is not checked again for every GET /v1/models within models_ttl.
+TEST_F(ProxyTest, ModelsOfAnAcceptedKeyAreCachedBriefly) {
+  http::Fields headers;
+  headers.set(bhttp::field::authorization, "Bearer " + std::string(test::FakeGateway::kApiKey));
+  const auto list_models = [&] {
+    auto models = http::fetch("GET", proxy_->url() + "/v1/models", {}, headers);
+    ASSERT_TRUE(models);
+    EXPECT_EQ(models->result_int(), 200u) << models->body();
+  };
+  list_models();
+  list_models();
+  EXPECT_EQ(gateway_.models_requests.load(), 1);
+
+  ProxyOptions uncached;
+  uncached.models_ttl = std::chrono::seconds(0);
+  start(uncached);
+  list_models();
+  list_models();
+  EXPECT_EQ(gateway_.models_requests.load(), 3);
+}
+
 TEST_F(ProxyTest, MissingKeyIs401WithOpenAiErrorJson) {
   auto response = post(kChatBody, "");
   ASSERT_TRUE(response);

@@ -69,6 +69,8 @@ struct CachedClient {
   // Keys per model; "" holds keys of older releases' stores, used for any model without its own.
   std::map<std::string, ModelDeks, std::less<>> models;
   std::int64_t last_used = 0;
+  // When the gateway last accepted this key for GET /rvenc/models (epoch seconds; 0: never).
+  std::int64_t models_checked_at = 0;
 
   // The name of the set requests for `model` use: its own, or "" while only that has keys.
   [[nodiscard]] std::string set_for(std::string_view model) const;

@@ -61,6 +61,8 @@ struct ProxyOptions {
   std::uint64_t body_limit = http::ServerOptions::kDefaultBodyLimit;
   // The built browser chat page served at /chat (chat_page.hpp; --chat-dir).
   std::filesystem::path chat_dir = default_chat_dir();
+  // One line per request (http/access_log.hpp: method, path, status, duration, masked key); --quiet.
+  bool access_log = true;
 };
 
 // True for "localhost" and loopback IP literals (127.0.0.0/8, ::1).
@@ -74,7 +76,8 @@ class ProxyService {
   ProxyService(const ProxyOptions& options, DekStore* store);
 
   http::awaitable<void> chat_completions(http::Request& request, http::ResponseWriter& writer);
-  // GET /v1/models (the gateway's list, fetched with the caller's key, so a wrong key gets 401/403)
+  // GET /v1/models (the gateway's list, fetched with the caller's key, so a wrong key gets 401/403;
+  // a key the gateway accepted within models_ttl is answered from the list already fetched)
   // and GET /v1/models/{id} (the OpenAI SDK's models.retrieve): its entry, or 404 model_not_found.
   http::awaitable<void> models(http::Request& request, http::ResponseWriter& writer);
   http::awaitable<void> healthz(http::Request& request, http::ResponseWriter& writer);
