@@ -3,8 +3,8 @@
 // revoked PCK, TCB and QE statuses, expiry, the pinned root); plus the cost of one verification.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cstdio>
+#include <ctime>
 
 #include "rvenc/attestation/tdx.hpp"
 #include "rvenc/common/hex.hpp"
@@ -154,14 +154,20 @@ TEST(TdxSigner, AfterTheCollateralsEndItIsExpired) {
 }
 
 TEST(TdxSigner, CostOfOneVerificationWithCollateralLoaded) {
+  // CPU time of this process (the machine is shared: wall time would measure the neighbours).
+  const auto cpu_us = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+  };
   const Signed s;
   const Bytes quote = s.signer.quote(kBinding);
   constexpr int kRuns = 200;
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = cpu_us();
   for (int i = 0; i < kRuns; ++i) ASSERT_TRUE(verify_tdx({quote, s.collateral, s.anchors, s.policy, s.at, kBinding}));
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
-  std::printf("verify_tdx: %.3f ms per quote (%d runs)\n", static_cast<double>(us.count()) / 1000.0 / kRuns, kRuns);
-  RecordProperty("verify_tdx_us", static_cast<int>(us.count() / kRuns));
+  const auto per_quote = (cpu_us() - start) / kRuns;
+  std::printf("verify_tdx: %.3f ms CPU per quote (%d runs)\n", static_cast<double>(per_quote) / 1000.0, kRuns);
+  RecordProperty("verify_tdx_cpu_us", static_cast<int>(per_quote));
 }
 
 }  // namespace
