@@ -216,13 +216,6 @@ Outcome<std::string> check_tcb(const TcbInfo& info, const QuoteCheck& qc, const 
                                        to_hex(info.pce_id) + ", the PCK certificate says " + to_hex(qc.pck.fmspc) +
                                        " / " + to_hex(qc.pck.pce_id));
   const auto& body = qc.quote.body;
-  bool attributes_match = true;
-  for (std::size_t i = 0; i < body.seam_attributes.size(); ++i)
-    attributes_match = attributes_match && (body.seam_attributes[i] & info.module_attributes_mask[i]) ==
-                                               (info.module_attributes[i] & info.module_attributes_mask[i]);
-  if (body.mrsignerseam != info.module_mrsigner || !attributes_match)
-    return fail(Check::tcb_status, "the TDX module (MRSIGNERSEAM " + to_hex(body.mrsignerseam) +
-                                       ") is not the one of the TCB Info");
   auto status = match_tcb_level(info, qc.pck, body);
   if (!status) return status;
   const auto rank = tcb_status_rank(*status);

@@ -288,6 +288,18 @@ bool components_at_least(std::span<const std::uint8_t> have, std::span<const std
   return true;
 }
 
+// The TDX module of the quote (MRSIGNERSEAM, SEAM_ATTRIBUTES under the mask) is the expected one.
+Outcome<void> check_module(const TdReport& body, const Hash48& mrsigner, const std::array<std::uint8_t, 8>& attributes,
+                           const std::array<std::uint8_t, 8>& mask, std::string_view which) {
+  bool match = body.mrsignerseam == mrsigner;
+  for (std::size_t i = 0; i < attributes.size(); ++i)
+    match = match && (body.seam_attributes[i] & mask[i]) == (attributes[i] & mask[i]);
+  if (!match)
+    return fail(Check::tcb_status, "the TDX module (MRSIGNERSEAM " + to_hex(body.mrsignerseam) + ", SEAM attributes " +
+                                       to_hex(body.seam_attributes) + ") is not the TCB Info's " + std::string(which));
+  return {};
+}
+
 }  // namespace
 
 Outcome<TcbInfo> parse_tcb_info(std::span<const std::uint8_t> bytes) {
@@ -378,12 +390,20 @@ Outcome<std::string> match_tcb_level(const TcbInfo& info, const PckExtensions& p
                                        to_hex(pck.cpu_svn_components) + ", PCESVN " + std::to_string(pck.pce_svn) +
                                        " and the quote's TEE_TCB_SVN " + to_hex(svn));
   std::string status = level->status;
-  if (from == 0 || info.module_identities.empty()) return status;
+  if (from == 0 || info.module_identities.empty()) {
+    if (auto ok = check_module(body, info.module_mrsigner, info.module_attributes, info.module_attributes_mask,
+                               "tdxModule");
+        !ok)
+      return std::unexpected(ok.error());
+    return status;
+  }
   const std::string id = "TDX_" + upper(to_hex(std::span(svn).subspan(1, 1)));
   const auto module = std::find_if(info.module_identities.begin(), info.module_identities.end(),
                                    [&](const auto& m) { return upper(m.id) == id; });
   if (module == info.module_identities.end())
     return fail(Check::tcb_status, "the TCB Info has no TDX module identity " + id);
+  if (auto ok = check_module(body, module->mrsigner, module->attributes, module->attributes_mask, id); !ok)
+    return std::unexpected(ok.error());
   const auto module_level = std::find_if(module->levels.begin(), module->levels.end(),
                                          [&](const auto& l) { return svn[0] >= l.isvsvn; });
   if (module_level == module->levels.end())

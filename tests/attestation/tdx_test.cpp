@@ -276,6 +276,26 @@ TEST(TdxCollateral, ParsesTheFixturesTcbInfoAndQeIdentity) {
   EXPECT_EQ(qe->isv_prod_id, 2);
 }
 
+TEST(TdxCollateral, V5TcbLevelsJudgeTheTdxModuleByItsIdentity) {
+  TdxRun run{load("v5-sample")};
+  const auto check = tdx::check_quote(*run.collateral.find("quote.dat"), run.anchors, kV5Time);
+  ASSERT_TRUE(check.has_value()) << check.error().message;
+  const auto info = tdx::parse_tcb_info(*run.collateral.find("tcbinfo.json"));
+  ASSERT_TRUE(info.has_value());
+  auto body = check->quote.body;  // TEE_TCB_SVN 0b 01 04: module TDX_01 at SVN 11
+  const auto status = tdx::match_tcb_level(*info, check->pck, body);
+  ASSERT_TRUE(status.has_value()) << status.error().message;
+  EXPECT_EQ(*status, "UpToDate");
+  body.tee_tcb_svn[0] = 5;  // TDX_01's level for SVN >= 4 is OutOfDate: the worse status wins
+  EXPECT_EQ(tdx::match_tcb_level(*info, check->pck, body).value_or("?"), "OutOfDate");
+  body.tee_tcb_svn[0] = 1;  // below every TDX_01 level
+  EXPECT_FAILS_AT(tdx::match_tcb_level(*info, check->pck, body), tcb_status);
+  body.tee_tcb_svn[1] = 2;  // no TDX_02 identity
+  const auto none = tdx::match_tcb_level(*info, check->pck, body);
+  EXPECT_FAILS_AT(none, tcb_status);
+  EXPECT_NE(none.error().message.find("TDX_02"), std::string::npos);
+}
+
 TEST(TdxCollateral, TcbStatusOrder) {
   EXPECT_GT(*tdx::tcb_status_rank("UpToDate"), *tdx::tcb_status_rank("SWHardeningNeeded"));
   EXPECT_GT(*tdx::tcb_status_rank("SWHardeningNeeded"), *tdx::tcb_status_rank("ConfigurationNeeded"));

@@ -303,7 +303,7 @@ TdxTestSigner TdxTestSigner::create(const TdxSignerOptions& options) {
 attestation::Bytes TdxTestSigner::quote(const std::array<std::uint8_t, 64>& report_data,
                                         const TdxQuoteOptions& o) const {
   Bytes q;
-  put_le<std::uint16_t>(q, 4);
+  put_le<std::uint16_t>(q, o.version);
   put_le<std::uint16_t>(q, tdx::kAttestationKeyEcdsaP256);
   put_le<std::uint32_t>(q, tdx::kTeeTypeTdx);
   q.resize(12, 0);
@@ -311,6 +311,10 @@ attestation::Bytes TdxTestSigner::quote(const std::array<std::uint8_t, 64>& repo
                                                         0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07};
   put(q, intel_qe_vendor);
   q.resize(tdx::kHeaderSize, 0);  // user data
+  if (o.version == 5) {
+    put_le<std::uint16_t>(q, 3);  // TD report 1.5
+    put_le<std::uint32_t>(q, static_cast<std::uint32_t>(tdx::kTdReport15Size));
+  }
   put(q, o.tee_tcb_svn);
   put(q, o.mrseam);
   q.resize(q.size() + 48 + 8, 0);  // MRSIGNERSEAM (Intel's: zero), SEAMATTRIBUTES
@@ -320,6 +324,10 @@ attestation::Bytes TdxTestSigner::quote(const std::array<std::uint8_t, 64>& repo
   q.resize(q.size() + 3 * 48, 0);  // MRCONFIGID, MROWNER, MROWNERCONFIG
   for (const auto& r : o.rtmr) put(q, r);
   put(q, report_data);
+  if (o.version == 5) {
+    put(q, o.tee_tcb_svn);           // TEE_TCB_SVN2
+    q.resize(q.size() + 48, 0);      // MRSERVICETD
+  }
   const PkeyPtr attestation_key = p256_key();
   const auto signature = sign_raw(attestation_key.get(), q);
   const auto xy = public_xy(attestation_key.get());
