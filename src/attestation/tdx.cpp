@@ -189,24 +189,16 @@ Outcome<void> check_signed_json(Context& cx, std::string_view doc, const Bytes& 
   return {};
 }
 
-Outcome<TcbInfo> load_tcb_info(Context& cx) {
-  const auto file = require(cx.in.collateral, "tcbinfo.json");
+// A signed collateral document `name`, parsed by `parse` and checked (check_signed_json).
+template <class Doc>
+Outcome<Doc> load_signed(Context& cx, std::string_view name, std::string_view chain,
+                         Outcome<Doc> (*parse)(std::span<const std::uint8_t>)) {
+  const auto file = require(cx.in.collateral, name);
   if (!file) return pass_on(file);
-  auto info = parse_tcb_info(**file);
-  if (!info) return info;
-  if (auto ok = check_signed_json(cx, "tcbinfo.json", **file, info->signed_json, "tcbinfo_issuer_chain.pem"); !ok)
-    return pass_on(ok);
-  return info;
-}
-
-Outcome<QeIdentity> load_qe_identity(Context& cx) {
-  const auto file = require(cx.in.collateral, "qeidentity.json");
-  if (!file) return pass_on(file);
-  auto id = parse_qe_identity(**file);
-  if (!id) return id;
-  if (auto ok = check_signed_json(cx, "qeidentity.json", **file, id->signed_json, "qeidentity_issuer_chain.pem"); !ok)
-    return pass_on(ok);
-  return id;
+  auto doc = parse(**file);
+  if (!doc) return doc;
+  if (auto ok = check_signed_json(cx, name, **file, doc->signed_json, chain); !ok) return pass_on(ok);
+  return doc;
 }
 
 // The platform's TCB status, refused when Revoked, unknown or below the policy's minimum.
@@ -309,9 +301,9 @@ Outcome<Verified> verify_tdx(const VerifyInput& in) {
   auto qc = check_quote_revocation(cx);
   if (!qc) return pass_on(qc);
   cx.valid_until = std::min(cx.valid_until, qc->pck_chain_not_after);
-  auto info = load_tcb_info(cx);
+  auto info = load_signed(cx, "tcbinfo.json", "tcbinfo_issuer_chain.pem", &parse_tcb_info);
   if (!info) return pass_on(info);
-  auto identity = load_qe_identity(cx);
+  auto identity = load_signed(cx, "qeidentity.json", "qeidentity_issuer_chain.pem", &parse_qe_identity);
   if (!identity) return pass_on(identity);
   auto status = check_tcb(*info, *qc, in.policy);
   if (!status) return pass_on(status);

@@ -8,6 +8,7 @@
 
 #include "rvenc/attestation/tdx.hpp"
 #include "rvenc/common/hex.hpp"
+#include "support/attestation_test_support.hpp"
 #include "support/tdx_signer.hpp"
 
 namespace rvenc::attestation {
@@ -33,14 +34,6 @@ struct Signed {
     return verify_tdx({quote, collateral, anchors, policy, at, report_data});
   }
 };
-
-#define EXPECT_FAILS_AT(outcome, named)                                             \
-  do {                                                                              \
-    const auto& o_ = (outcome);                                                     \
-    ASSERT_FALSE(o_.has_value()) << "verified, expected " #named;                   \
-    EXPECT_EQ(o_.error().check, Check::named) << o_.error().message;                \
-    EXPECT_TRUE(o_.error().message.starts_with(#named ": ")) << o_.error().message; \
-  } while (0)
 
 TEST(TdxSigner, ASignedQuoteVerifiesUnderTheTestRoot) {
   const Signed s;
