@@ -157,16 +157,16 @@ Outcome<QuoteCheck> check_quote_revocation(Context& cx) {
   return check_quote_with(cx.in.evidence, cx.roots, cx.crls, std::move(more), cx.in.at);
 }
 
-// A signed collateral document: its issuer chain (to the anchors, root CRL), the ECDSA P-256
-// signature over the raw bytes of its body, and its issueDate .. nextUpdate window.
-Outcome<void> check_signed_json(Context& cx, std::string_view doc, const Bytes& file, const SignedJson& signed_json,
-                                std::string_view chain_name) {
+// The signing certificate of a collateral document, its chain verified to the anchors at `at`
+// with the root CRL. It is the end-entity certificate of the file (PCS sends it first, QVL's
+// samples the root first).
+Outcome<x509::CertPtr> collateral_signer(Context& cx, std::string_view chain_name) {
   const auto chain_file = require(cx.in.collateral, chain_name);
   if (!chain_file) return pass_on(chain_file);
   auto certs = x509::parse_pem_certs(**chain_file, chain_name);
   if (!certs) return pass_on(certs);
-  // The signing certificate is the end-entity one (PCS sends it first; QVL's samples root first).
-  const auto it = std::find_if(certs->begin(), certs->end(), [](const x509::CertPtr& c) { return X509_check_ca(c.get()) == 0; });
+  const auto it =
+      std::find_if(certs->begin(), certs->end(), [](const x509::CertPtr& c) { return X509_check_ca(c.get()) == 0; });
   if (it == certs->end()) return fail(Check::cert_chain, std::string(chain_name) + " has no signing certificate");
   x509::CertPtr signer = std::move(*it);
   certs->erase(it);
@@ -175,15 +175,24 @@ Outcome<void> check_signed_json(Context& cx, std::string_view doc, const Bytes& 
       {signer.get(), *certs, cx.roots, root_crl, x509::CrlPolicy::every_issuer, cx.in.at, chain_name});
   if (!chain) return pass_on(chain);
   cx.valid_until = std::min(cx.valid_until, earliest_not_after(*chain));
+  return signer;
+}
+
+// A signed collateral document: its signer (collateral_signer), the ECDSA P-256 signature over
+// the raw bytes of its body, and its issueDate .. nextUpdate window.
+Outcome<void> check_signed_json(Context& cx, std::string_view doc, const Bytes& file, const SignedJson& signed_json,
+                                std::string_view chain_name) {
+  const auto signer = collateral_signer(cx, chain_name);
+  if (!signer) return pass_on(signer);
   const auto body = std::span(file).subspan(signed_json.body_offset, signed_json.body_size);
   const auto& sig = signed_json.signature;
-  if (auto ok = x509::verify_ecdsa_raw(X509_get0_pubkey(signer.get()), EVP_sha256(), body, std::span(sig).first(32),
+  if (auto ok = x509::verify_ecdsa_raw(X509_get0_pubkey(signer->get()), EVP_sha256(), body, std::span(sig).first(32),
                                        std::span(sig).last(32), doc);
       !ok)
     return ok;
   if (cx.in.at < signed_json.issue_date || cx.in.at >= signed_json.next_update)
     return fail(Check::expired, std::string(doc) + " is valid from " + std::to_string(signed_json.issue_date) +
-                                    " to " + std::to_string(signed_json.next_update) + ", not at " +
+                                    " to " + std::to_string(signed_json.next_update) + " (Unix seconds), not at " +
                                     std::to_string(cx.in.at));
   cx.valid_until = std::min(cx.valid_until, signed_json.next_update);
   return {};
