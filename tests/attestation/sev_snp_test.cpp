@@ -173,7 +173,8 @@ TEST(SevSnp, AFlippedCertificateByteFailsAtCertChain) {
 
 TEST(SevSnp, AnotherVendorsRootFailsAtCertChain) {
   auto run = Run::of("milan-virtee");
-  const auto genoa = fixture_set("roots").find("ask_ark_genoa.pem");
+  const auto roots = fixture_set("roots");
+  const auto genoa = roots.find("ask_ark_genoa.pem");
   ASSERT_NE(genoa, nullptr);
   const std::string genoa_pem(genoa->begin(), genoa->end());
   run.anchors = TrustAnchors{{genoa_pem.substr(genoa_pem.find("-----BEGIN", 10))}};  // ARK-Genoa only
