@@ -10,6 +10,7 @@
 #include <iterator>
 #include <string>
 
+#include "attestation/x509.hpp"
 #include "rvenc/common/hex.hpp"
 #include "support/attestation_test_support.hpp"
 
@@ -284,6 +285,34 @@ TEST(TdxCollateral, V5TcbLevelsJudgeTheTdxModuleByItsIdentity) {
   const auto none = tdx::match_tcb_level(*info, check->pck, body);
   EXPECT_FAILS_AT(none, tcb_status);
   EXPECT_NE(none.error().message.find("TDX_02"), std::string::npos);
+}
+
+TEST(TdxPck, SgxExtensionsOfTheRealPckCertificates) {
+  for (const auto& [set, fmspc] : std::vector<std::pair<std::string, std::string>>{
+           {"spr-e4-v4", "50806f000000"}, {"v5-sample", "90c06f000000"}, {"qvl-synthetic", "ed742af8adf5"}}) {
+    const auto certs = x509::parse_pem_certs(*load(set).find("pck_chain.pem"), "pck_chain.pem");
+    ASSERT_TRUE(certs.has_value()) << set;
+    const auto ext = x509::extension_by_oid(certs->front().get(), "1.2.840.113741.1.13.1");
+    ASSERT_TRUE(ext.has_value()) << set;
+    const auto pck = tdx::parse_pck_extensions(*ext);
+    ASSERT_TRUE(pck.has_value()) << set << ": " << pck.error().message;
+    EXPECT_EQ(to_hex(pck->fmspc), fmspc);
+    // Every cut of the extension is malformed, never a crash.
+    for (std::size_t n = 0; n < ext->size(); ++n)
+      EXPECT_FAILS_AT(tdx::parse_pck_extensions(std::span(*ext).first(n)), malformed);
+  }
+  EXPECT_FAILS_AT(tdx::parse_pck_extensions(Bytes{0x30, 0x00}), malformed);
+  EXPECT_FAILS_AT(tdx::parse_pck_extensions(Bytes(5000, 0x30)), malformed);
+}
+
+TEST(TdxPck, PcciQuotesCarryTheirPlatformsFmspc) {
+  const auto dir = load("pcci-quotes");
+  for (const auto& [name, fmspc] : std::vector<std::pair<std::string, std::string>>{
+           {"quote.dat", "00806f050000"}, {"quote_b0c06f.dat", "b0c06f000000"}}) {
+    const auto check = tdx::check_quote(*dir.find(name), pinned_roots(Provider::tdx), kV5Time);
+    ASSERT_TRUE(check.has_value()) << name << ": " << check.error().message;
+    EXPECT_EQ(to_hex(check->pck.fmspc), fmspc) << name;
+  }
 }
 
 TEST(TdxCollateral, TcbStatusOrder) {
