@@ -9,6 +9,8 @@
 #include <functional>
 #include <iterator>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "attestation/x509.hpp"
 #include "rvenc/common/hex.hpp"
@@ -228,6 +230,30 @@ TEST(TdxMutation, EveryTruncationIsMalformedNeverACrash) {
     const auto result = run.verify();
     EXPECT_FAILS_AT(result, malformed);
   }
+}
+
+TEST(TdxMutation, HeaderAndCertificationDataFieldsAreNamed) {
+  const Bytes v4 = *load("spr-e4-v4").find("quote.dat");
+  const Bytes v5 = *load("v5-sample").find("quote.dat");
+  constexpr std::size_t kCertType = tdx::kHeaderSize + tdx::kTdReport10Size + 4 + 128;
+  constexpr std::size_t kInnerType = kCertType + 6 + tdx::kQeReportSize + 64 + 2 + 32;
+  const std::vector<std::tuple<const Bytes*, std::size_t, std::uint8_t, std::string>> cases = {
+      {&v4, 0, 3, "version 3"},
+      {&v4, 2, 3, "attestation key type 3"},
+      {&v4, 4, 0x00, "TEE type 0"},
+      {&v5, 48, 4, "v5 body type 4"},
+      {&v5, 50, 0x49, "v5 body size"},
+      {&v4, kCertType, 5, "certification data type 5"},
+      {&v4, kInnerType, 4, "QE certification data type 4"},
+  };
+  for (const auto& [quote, offset, value, words] : cases) {
+    Bytes q = *quote;
+    q[offset] = value;
+    const auto parsed = tdx::parse_quote(q);
+    EXPECT_FAILS_AT(parsed, malformed);
+    EXPECT_NE(parsed.error().message.find(words), std::string::npos) << parsed.error().message;
+  }
+  for (std::size_t n = 0; n < v5.size(); n += 7) EXPECT_FAILS_AT(tdx::parse_quote(std::span(v5).first(n)), malformed);
 }
 
 TEST(TdxMutation, MissingCollateralFilesAreNamed) {
