@@ -388,6 +388,25 @@ TEST(SevSnpSigner, UnsignedReportsFailAtSignature) {
   expect_failure(run, Check::malformed, "SIGNING_KEY");
 }
 
+TEST(SevSnpSigner, VersionThreeCarriesTheCpuid) {
+  const auto& signer = milan_signer();
+  const auto report = parse_snp_report(signer.report(binding(1), {.version = 3}));
+  ASSERT_TRUE(report.has_value()) << report.error().message;
+  EXPECT_EQ(report->cpuid_family, 0x19);
+  EXPECT_EQ(report->cpuid_model, 0x01);
+  EXPECT_EQ(report->cpuid_product(), SnpProduct::milan);
+  SnpReport cpu;
+  cpu.cpuid_family = 0x19;
+  cpu.cpuid_model = 0x11;
+  EXPECT_EQ(cpu.cpuid_product(), SnpProduct::genoa);
+  cpu.cpuid_family = 0x1a;
+  cpu.cpuid_model = 0x02;
+  EXPECT_EQ(cpu.cpuid_product(), SnpProduct::turin);
+  cpu.cpuid_family = 0x17;  // Rome: no SEV-SNP product this verifier knows
+  EXPECT_FALSE(cpu.cpuid_product().has_value());
+  EXPECT_FALSE(parse_snp_report(signer.report(binding(1), {.version = 2}))->cpuid_family.has_value());
+}
+
 TEST(SevSnpSigner, AVlekReportVerifiesWithVlekDer) {
   const auto signer = test::SnpTestSigner::create({.signing_key = SnpSigningKey::vlek});
   auto run = Run::of(signer, signer.report(binding(2)));
