@@ -268,8 +268,8 @@ TEST(NvidiaRim, NeitherSampleRimMatchesTheSampleReport) {
     const auto compared = compare_with_rims(*verified, rims);
     ASSERT_FALSE(compared.has_value()) << name;
     EXPECT_EQ(compared.error().check, Check::measurement);
-    EXPECT_TRUE(compared.error().message.starts_with("measurement: the GPU's measurements at index "))
-        << compared.error().message;
+    // Computed independently from the hex and the XML: VBIOS values at 1, 2, 9, 11 differ.
+    EXPECT_EQ(compared.error().message, "measurement: the GPU's measurements at index 1, 2, 9, 11 match no RIM value");
   }
 }
 
@@ -300,20 +300,23 @@ TEST(NvidiaRim, ARimOfTheReportsOwnValuesMatchesAndOneFlippedValueIsNamed) {
   EXPECT_EQ(compare_with_rims(*verified, {}).error().check, Check::measurement);
 }
 
+std::string sample_rim_text(std::string_view name = "1010_0200_882_96005E0001_PROD.swidtag") {
+  const auto set = fixture_dir("hopper-sample");
+  const auto& xml = file(set, name);
+  return {xml.begin(), xml.end()};
+}
+
+// `text` with the first `from` replaced by `to`.
+std::string replaced_in(std::string text, std::string_view from, std::string_view to) {
+  const auto at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
 TEST(NvidiaRim, BadRimsAreMalformed) {
-  std::string sample;
-  {
-    const auto set = fixture_dir("hopper-sample");
-    const auto& xml = file(set, "1010_0200_882_96005E0001_PROD.swidtag");
-    sample.assign(xml.begin(), xml.end());
-  }
-  const auto replaced = [&](std::string_view from, std::string_view to) {
-    std::string out = sample;
-    const auto at = out.find(from);
-    EXPECT_NE(at, std::string::npos) << from;
-    if (at != std::string::npos) out.replace(at, from.size(), to);
-    return out;
-  };
+  const std::string sample = sample_rim_text();
+  const auto replaced = [&](std::string_view from, std::string_view to) { return replaced_in(sample, from, to); };
   for (const std::string& xml :
        {std::string(), std::string("<a>"), std::string("<SoftwareIdentity/>"), sample.substr(0, sample.size() / 2),
         replaced(R"(index="1")", R"(index="0")"), replaced(R"(index="1")", R"(index="x")"),
@@ -324,6 +327,64 @@ TEST(NvidiaRim, BadRimsAreMalformed) {
     ASSERT_FALSE(rim.has_value()) << xml.substr(0, 80);
     EXPECT_EQ(rim.error().check, Check::malformed);
   }
+}
+
+// --- RIM signatures (XMLDSig, libxmlsec1) -------------------------------------------------------
+
+constexpr std::int64_t kIn2026 = 1780000000;  // after the L4 signers' notAfter (2025)
+
+void expect_rim_failure(const std::string& xml, Check check, std::string_view words = {},
+                        const TrustAnchors& anchors = nvidia_rim_roots(), std::int64_t at = kIn2024) {
+  const auto rim = verify_rim({.xml = xml, .anchors = anchors, .at = at});
+  ASSERT_FALSE(rim.has_value()) << "expected " << check_name(check);
+  EXPECT_EQ(rim.error().check, check) << rim.error().message;
+  EXPECT_TRUE(rim.error().message.starts_with(std::string(check_name(check)) + ": ")) << rim.error().message;
+  EXPECT_NE(rim.error().message.find(words), std::string::npos) << rim.error().message;
+}
+
+TEST(NvidiaRimSignature, BothSampleRimsVerifyUnderThePinnedCorimRoot) {
+  for (const auto* name : {"1010_0200_882_96005E0001_PROD.swidtag", "g520_0200_885_9600740001_PROD.swidtag"}) {
+    const auto rim = verify_rim({.xml = sample_rim_text(name), .anchors = nvidia_rim_roots(), .at = kIn2024});
+    ASSERT_TRUE(rim.has_value()) << name << ": " << rim.error().message;
+    EXPECT_EQ(rim->measurements.size(), sample_rim(name).measurements.size());
+    EXPECT_EQ(rim->colloquial_version, sample_rim(name).colloquial_version);
+  }
+}
+
+TEST(NvidiaRimSignature, AChangedMeasurementValueFailsAtSignature) {
+  expect_rim_failure(replaced_in(sample_rim_text(), "ns2:Hash0=\"c3f65ef7", "ns2:Hash0=\"c3f65ef8"), Check::signature,
+                     "HCC RIM L4 Signer");
+  expect_rim_failure(replaced_in(sample_rim_text(), R"(colloquialVersion="96.00.5E.00.01")",
+                                 R"(colloquialVersion="96.00.9F.00.01")"),
+                     Check::signature);
+}
+
+TEST(NvidiaRimSignature, AFlippedSignatureValueFailsAtSignature) {
+  expect_rim_failure(replaced_in(sample_rim_text(), "<ds:SignatureValue>s5JY", "<ds:SignatureValue>s5JZ"),
+                     Check::signature);
+}
+
+TEST(NvidiaRimSignature, AnotherAlgorithmFailsAtSignature) {
+  expect_rim_failure(replaced_in(sample_rim_text(), R"(<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2006/12/xml-c14n11"/>)",
+                                 R"(<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>)"),
+                     Check::signature);
+}
+
+TEST(NvidiaRimSignature, AnotherRootFailsAtCertChainAndALaterTimeAtExpired) {
+  expect_rim_failure(sample_rim_text(), Check::cert_chain, "", nvidia_device_roots());
+  expect_rim_failure(sample_rim_text(), Check::expired, "HCC RIM L4 Signer", nvidia_rim_roots(), kIn2026);
+}
+
+TEST(NvidiaRimSignature, AMissingOrSecondSignatureIsMalformed) {
+  const std::string sample = sample_rim_text();
+  const auto begin = sample.find("<ds:Signature ");
+  const auto end = sample.find("</ds:Signature>");
+  ASSERT_NE(begin, std::string::npos);
+  ASSERT_NE(end, std::string::npos);
+  const std::string signature = sample.substr(begin, end + 15 - begin);
+  expect_rim_failure(replaced_in(sample, signature, ""), Check::malformed, "no ds:Signature");
+  expect_rim_failure(replaced_in(sample, signature, signature + signature), Check::malformed, "more than one");
+  expect_rim_failure(replaced_in(sample, "<ds:X509Certificate>MII", "<ds:X509Certificate>@II"), Check::malformed);
 }
 
 }  // namespace

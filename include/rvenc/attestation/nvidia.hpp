@@ -11,10 +11,10 @@
 // opaque data, a 96-byte P-384 r ‖ s signature) that copies into plain values; anything that does
 // not fit is `malformed`. The signature covers SHA-384 of request ‖ response-without-signature
 // (as NVIDIA's local verifier does) and is checked with the chain's leaf after the chain itself
-// verified to a pinned root at the caller's time (x509.hpp: only the anchors are trusted). The RIM
-// is read with libxml2 for its measurement values only: its XMLDSig signature is NOT verified
-// here (docs/gpu-attestation.md), so a RIM must come from a trusted source. Measurement indices
-// are NVIDIA's, from 0: SPDM block index − 1, as the RIMs and nvtrust number them.
+// verified to a pinned root at the caller's time (x509.hpp: only the anchors are trusted). A RIM is
+// read with libxml2; verify_rim first checks its XMLDSig signature with libxmlsec1 (never a
+// hand-written canonicalization) and its signer's chain to the pinned CoRIM root. Measurement
+// indices are NVIDIA's, from 0: SPDM block index − 1, as the RIMs and nvtrust number them.
 #pragma once
 
 #include <array>
@@ -117,8 +117,24 @@ struct Rim {
 };
 inline constexpr std::size_t kMaxRimBytes = 1 << 20;
 // Malformed when the XML does not parse, has no Meta / Payload, or a Resource is incomplete or
-// repeats an index. The XMLDSig signature is not verified (see above).
+// repeats an index. The XMLDSig signature is not verified: use verify_rim for a RIM from anywhere.
 [[nodiscard]] Outcome<Rim> parse_rim(std::string_view xml);
+
+struct RimVerifyInput {
+  std::string_view xml;         // the .swidtag as NVIDIA's RIM service serves it
+  const TrustAnchors& anchors;  // nvidia_rim_roots() unless on purpose
+  std::int64_t at = 0;          // verification time, Unix seconds
+};
+// parse_rim after its enveloped XMLDSig signature verified: the document's one ds:Signature (a
+// child of the root) with C14N 1.1, ECDSA-SHA384 and one Reference URI="" (enveloped-signature,
+// C14N 1.1, SHA-384) — nothing else is accepted; the signer is the first ds:X509Certificate of its
+// KeyInfo, whose chain (the other certificates there) must lead to an anchor at `at`. Fails at
+// malformed, cert_chain, expired or signature. libxmlsec1 (OpenSSL backend) does the
+// canonicalization and the signature check; the chain is x509.hpp's.
+[[nodiscard]] Outcome<Rim> verify_rim(const RimVerifyInput& input);
+
+// The NVIDIA CoRIM signing Root CA pinned in the library.
+[[nodiscard]] TrustAnchors nvidia_rim_roots();
 
 // Every active golden measurement of the RIMs (a driver RIM and a VBIOS RIM, which must not both
 // have an active value at one index) must have its index in `gpu` with a value among its
