@@ -4,7 +4,8 @@
 //  - SPDM evidence: it verifies under the pinned NVIDIA root only if its signed bytes and signature
 //    are those of the real report (no forgery); any failure names its check;
 //  - the GPU's certificate chain beside the real report: it ends in a named check;
-//  - a RIM and an evidence JSON: parsed or malformed, never a crash, hang or leak.
+//  - a RIM (parsed, and its XMLDSig verified) and an evidence JSON: a value or a named check, never
+//    a crash, hang or leak.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -27,6 +28,7 @@ struct Fixed {
   Bytes evidence;
   Bytes chain;
   TrustAnchors anchors = nvidia_device_roots();
+  TrustAnchors rim_anchors = nvidia_rim_roots();
 };
 
 const Fixed& fixed() {
@@ -73,6 +75,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   if (const auto rim = parse_rim(text); !rim) RVENC_FUZZ_CHECK(rim.error().check == Check::malformed);
+  if (const auto rim = verify_rim({.xml = text, .anchors = set.rim_anchors, .at = kIn2024}); !rim)
+    RVENC_FUZZ_CHECK(rim.error().message.starts_with(std::string(check_name(rim.error().check)) + ": "));
   if (const auto gpus = parse_gpu_evidence_json(text); !gpus) RVENC_FUZZ_CHECK(gpus.error().check == Check::malformed);
   return 0;
 }

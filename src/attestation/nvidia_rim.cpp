@@ -223,6 +223,8 @@ using DocPtr = std::unique_ptr<xmlDoc, DocFree>;
 
 Outcome<DocPtr> parse_document(std::string_view xml) {
   if (xml.size() > kMaxRimBytes) return fail(Check::malformed, "RIM is over " + std::to_string(kMaxRimBytes) + " bytes");
+  static const bool parser_ready = (xmlInitParser(), true);  // once, before threads race to it
+  (void)parser_ready;
   // No network, no entity expansion, no DTD loading; libxml2's default limits bound depth and size.
   const int options = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING;
   DocPtr doc(xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "rim.swidtag", nullptr, options));
