@@ -70,8 +70,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_named(verified);
   if (verified) RVENC_FUZZ_CHECK(std::ranges::equal(input, set.evidence));
 
-  check_named(verify_nvidia_gpu(
-      {.evidence = set.evidence, .cert_chain_pem = input, .anchors = set.anchors, .at = kIn2024}));
+  check_named(
+      verify_nvidia_gpu({.evidence = set.evidence, .cert_chain_pem = input, .anchors = set.anchors, .at = kIn2024}));
 
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   if (const auto rim = parse_rim(text); !rim) RVENC_FUZZ_CHECK(rim.error().check == Check::malformed);

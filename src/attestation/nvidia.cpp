@@ -7,8 +7,8 @@
 #include <openssl/obj_mac.h>
 
 #include <algorithm>
-#include <cctype>
 #include <boost/json.hpp>
+#include <cctype>
 #include <limits>
 
 #include "rvenc/common/hex.hpp"
@@ -51,14 +51,16 @@ class Reader {
 };
 
 std::unexpected<Failure> truncated(std::string_view what, const Reader& reader) {
-  return fail(Check::malformed, "SPDM evidence ends inside the " + std::string(what) + " (offset " + std::to_string(reader.offset()) + ")");
+  return fail(Check::malformed, "SPDM evidence ends inside the " + std::string(what) + " (offset " +
+                                    std::to_string(reader.offset()) + ")");
 }
 
 Outcome<void> parse_request(Reader& reader, SpdmMeasurements& out) {
   const auto head = reader.take(4);
   if (!head) return truncated("GET_MEASUREMENTS request", reader);
   if ((*head)[0] != kSpdmVersion11 || (*head)[1] != kGetMeasurements)
-    return fail(Check::malformed, "SPDM request is not a version 1.1 GET_MEASUREMENTS (" + to_hex(head->first(2)) + ")");
+    return fail(Check::malformed,
+                "SPDM request is not a version 1.1 GET_MEASUREMENTS (" + to_hex(head->first(2)) + ")");
   out.request_param1 = (*head)[2];
   out.request_param2 = (*head)[3];
   if ((out.request_param1 & kRequestSignature) == 0)
@@ -96,7 +98,8 @@ Outcome<void> parse_opaque(std::span<const std::uint8_t> data, SpdmMeasurements&
     if (!type || !size) return truncated("opaque data", reader);
     const auto value = reader.take(*size);
     if (!value) return truncated("opaque data", reader);
-    const auto [_, inserted] = out.opaque.try_emplace(static_cast<std::uint16_t>(*type), Bytes(value->begin(), value->end()));
+    const auto [_, inserted] =
+        out.opaque.try_emplace(static_cast<std::uint16_t>(*type), Bytes(value->begin(), value->end()));
     if (!inserted) return fail(Check::malformed, "opaque data field " + std::to_string(*type) + " appears twice");
   }
   return {};
@@ -115,8 +118,7 @@ Outcome<void> parse_response(Reader& reader, SpdmMeasurements& out) {
   Reader blocks(*record);
   for (std::uint32_t i = 0; i < *count; ++i)
     if (auto ok = parse_block(blocks, out); !ok) return ok;
-  if (blocks.left() != 0)
-    return fail(Check::malformed, "measurement record is longer than its blocks");
+  if (blocks.left() != 0) return fail(Check::malformed, "measurement record is longer than its blocks");
   const auto nonce = reader.take(kSpdmNonceBytes);
   const auto opaque_size = reader.le(2);
   if (!nonce || !opaque_size) return truncated("MEASUREMENTS response", reader);
@@ -185,16 +187,21 @@ Outcome<GpuVerified> verify_nvidia_gpu(const GpuVerifyInput& input) {
   auto anchors = x509::parse_anchors(input.anchors);
   if (!anchors) return std::unexpected(anchors.error());
   const std::span<const x509::CertPtr> intermediates = std::span(*chain).subspan(1);
-  auto verified_chain = x509::verify_chain({.leaf = chain->front().get(), .intermediates = intermediates,
-                                            .anchors = *anchors, .at = input.at, .what = "GPU chain"});
+  auto verified_chain = x509::verify_chain({.leaf = chain->front().get(),
+                                            .intermediates = intermediates,
+                                            .anchors = *anchors,
+                                            .at = input.at,
+                                            .what = "GPU chain"});
   if (!verified_chain) return std::unexpected(verified_chain.error());
   if (auto ok = verify_signature(*spdm, input.evidence, chain->front().get()); !ok) return std::unexpected(ok.error());
   if (input.expected_nonce &&
       !crypto::constant_time_equal(std::span<const std::uint8_t>(spdm->request_nonce), *input.expected_nonce))
     return fail(Check::report_data, "the GPU's SPDM request nonce is not the expected nonce");
 
-  GpuVerified out{.driver_version = spdm->driver_version(), .vbios_version = spdm->vbios_version(),
-                  .leaf_cn = x509::subject_cn(chain->front().get()), .nonce = spdm->request_nonce};
+  GpuVerified out{.driver_version = spdm->driver_version(),
+                  .vbios_version = spdm->vbios_version(),
+                  .leaf_cn = x509::subject_cn(chain->front().get()),
+                  .nonce = spdm->request_nonce};
   for (const auto& [index, block] : spdm->blocks) out.measurements.emplace(index, to_hex(block.value));
   out.valid_until = std::numeric_limits<std::int64_t>::max();
   for (const auto& cert : *verified_chain)
@@ -216,9 +223,11 @@ Outcome<SpdmNonce> json_nonce(const boost::json::object& gpu, std::size_t i) {
 Outcome<Bytes> json_base64(const boost::json::object& gpu, std::string_view key, std::size_t i) {
   const auto* text = gpu.if_contains(key);
   if (text == nullptr || !text->is_string())
-    return fail(Check::malformed, "GPU evidence " + std::to_string(i) + ": \"" + std::string(key) + "\" is missing or not a string");
+    return fail(Check::malformed,
+                "GPU evidence " + std::to_string(i) + ": \"" + std::string(key) + "\" is missing or not a string");
   auto bytes = protocol::base64_decode(std::string_view(text->get_string()), key);
-  if (!bytes) return fail(Check::malformed, "GPU evidence " + std::to_string(i) + ": \"" + std::string(key) + "\" is not base64");
+  if (!bytes)
+    return fail(Check::malformed, "GPU evidence " + std::to_string(i) + ": \"" + std::string(key) + "\" is not base64");
   return std::move(*bytes);
 }
 

@@ -76,13 +76,16 @@ Outcome<RimMeasurement> parse_resource(xmlNode* node, unsigned& index) {
   const auto alternatives = number(attribute(node, "alternatives"), kMaxAlternatives);
   const auto size = number(attribute(node, "size"), 1024);
   const auto active = attribute(node, "active");
-  if (!idx || !alternatives || *alternatives == 0 || !size || !active) return bad("index, alternatives, size or active missing or out of range");
-  if (*active != "True" && *active != "False") return bad("index " + std::to_string(*idx) + ": active is neither True nor False");
+  if (!idx || !alternatives || *alternatives == 0 || !size || !active)
+    return bad("index, alternatives, size or active missing or out of range");
+  if (*active != "True" && *active != "False")
+    return bad("index " + std::to_string(*idx) + ": active is neither True nor False");
   RimMeasurement out{.name = attribute(node, "name").value_or(""), .active = *active == "True", .size = *size};
   for (unsigned i = 0; i < *alternatives; ++i) {
     auto hash = attribute(node, ("Hash" + std::to_string(i)).c_str(), kSha384Namespace);
     if (!hash || hash->size() != 2 * *size || !is_hex(*hash))
-      return bad("index " + std::to_string(*idx) + ": Hash" + std::to_string(i) + " is missing or not " + std::to_string(*size) + " bytes of hex");
+      return bad("index " + std::to_string(*idx) + ": Hash" + std::to_string(i) + " is missing or not " +
+                 std::to_string(*size) + " bytes of hex");
     out.alternatives.push_back(lower(std::move(*hash)));
   }
   index = *idx;
@@ -202,7 +205,8 @@ Outcome<void> verify_dsig(xmlNode* signature, X509* signer) {
   const bool verified = xmlSecDSigCtxVerify(ctx.get(), signature) >= 0 && ctx->status == xmlSecDSigStatusSucceeded &&
                         xmlSecPtrListGetSize(&ctx->signedInfoReferences) == 1;
   ERR_clear_error();
-  if (!verified) return fail(Check::signature, "the RIM's XML signature does not verify with " + x509::subject_cn(signer));
+  if (!verified)
+    return fail(Check::signature, "the RIM's XML signature does not verify with " + x509::subject_cn(signer));
   return {};
 }
 
@@ -213,8 +217,11 @@ Outcome<void> verify_rim_signature(xmlDoc* doc, const TrustAnchors& anchors, std
   if (!certs) return std::unexpected(certs.error());
   auto roots = x509::parse_anchors(anchors);
   if (!roots) return std::unexpected(roots.error());
-  auto chain = x509::verify_chain({.leaf = certs->front().get(), .intermediates = std::span(*certs).subspan(1),
-                                   .anchors = *roots, .at = at, .what = "RIM signer chain"});
+  auto chain = x509::verify_chain({.leaf = certs->front().get(),
+                                   .intermediates = std::span(*certs).subspan(1),
+                                   .anchors = *roots,
+                                   .at = at,
+                                   .what = "RIM signer chain"});
   if (!chain) return std::unexpected(chain.error());
   return verify_dsig(*signature, certs->front().get());
 }
@@ -222,7 +229,8 @@ Outcome<void> verify_rim_signature(xmlDoc* doc, const TrustAnchors& anchors, std
 using DocPtr = std::unique_ptr<xmlDoc, DocFree>;
 
 Outcome<DocPtr> parse_document(std::string_view xml) {
-  if (xml.size() > kMaxRimBytes) return fail(Check::malformed, "RIM is over " + std::to_string(kMaxRimBytes) + " bytes");
+  if (xml.size() > kMaxRimBytes)
+    return fail(Check::malformed, "RIM is over " + std::to_string(kMaxRimBytes) + " bytes");
   static const bool parser_ready = (xmlInitParser(), true);  // once, before threads race to it
   (void)parser_ready;
   // No network, no entity expansion, no DTD loading; libxml2's default limits bound depth and size.
@@ -279,7 +287,7 @@ Outcome<void> compare_with_rims(const GpuVerified& gpu, std::span<const Rim> rim
   for (const auto& rim : rims)
     if (rim.colloquial_version != lower(gpu.vbios_version) && rim.colloquial_version != lower(gpu.driver_version))
       return fail(Check::measurement, "RIM version " + rim.colloquial_version + " is neither the GPU's VBIOS " +
-                                                  gpu.vbios_version + " nor its driver " + gpu.driver_version);
+                                          gpu.vbios_version + " nor its driver " + gpu.driver_version);
   return {};
 }
 

@@ -13,8 +13,8 @@
 namespace rvenc::attestation {
 namespace {
 
-constexpr std::int64_t kIn2024 = 1717200000;   // 2024-06-01
-constexpr std::int64_t kIn2019 = 1546300800;   // 2019-01-01: before every certificate of the chain
+constexpr std::int64_t kIn2024 = 1717200000;  // 2024-06-01
+constexpr std::int64_t kIn2019 = 1546300800;  // 2019-01-01: before every certificate of the chain
 constexpr std::string_view kHopperNonce = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
 
 Collateral fixture_dir(std::string_view set) {
@@ -54,17 +54,16 @@ struct Run {
     return Run{.evidence = evidence.value_or(Bytes{}), .chain = file(set, "cert_chain.pem")};
   }
   [[nodiscard]] Outcome<GpuVerified> verify() const {
-    return verify_nvidia_gpu({.evidence = evidence, .cert_chain_pem = chain, .anchors = anchors, .at = at,
+    return verify_nvidia_gpu({.evidence = evidence,
+                              .cert_chain_pem = chain,
+                              .anchors = anchors,
+                              .at = at,
                               .expected_nonce = expected_nonce});
   }
 };
 
 void expect_failure(const Run& run, Check check, std::string_view words = {}) {
-  const auto verified = run.verify();
-  ASSERT_FALSE(verified.has_value()) << "expected " << check_name(check);
-  EXPECT_EQ(verified.error().check, check) << verified.error().message;
-  EXPECT_TRUE(verified.error().message.starts_with(std::string(check_name(check)) + ": ")) << verified.error().message;
-  EXPECT_NE(verified.error().message.find(words), std::string::npos) << verified.error().message;
+  test::expect_failed_at(run.verify(), check, words);
 }
 
 // The chain with one byte of the leaf's DER (its signature's last byte) flipped, as PEM again.
@@ -215,8 +214,11 @@ TEST(NvidiaGpu, AllEightPpcieGpusVerifyWithTheirNonces) {
   ASSERT_EQ(gpus->size(), 8U);
   const auto anchors = nvidia_device_roots();
   for (const auto& gpu : *gpus) {
-    const auto verified = verify_nvidia_gpu({.evidence = gpu.evidence, .cert_chain_pem = gpu.cert_chain_pem,
-                                             .anchors = anchors, .at = kIn2024, .expected_nonce = gpu.nonce});
+    const auto verified = verify_nvidia_gpu({.evidence = gpu.evidence,
+                                             .cert_chain_pem = gpu.cert_chain_pem,
+                                             .anchors = anchors,
+                                             .at = kIn2024,
+                                             .expected_nonce = gpu.nonce});
     ASSERT_TRUE(verified.has_value()) << verified.error().message;
     EXPECT_EQ(verified->nonce, gpu.nonce);
     EXPECT_EQ(verified->driver_version, "590.12");
@@ -224,8 +226,11 @@ TEST(NvidiaGpu, AllEightPpcieGpusVerifyWithTheirNonces) {
   }
   auto other = (*gpus)[1];
   other.nonce[0] ^= 0x01;
-  const auto wrong = verify_nvidia_gpu({.evidence = other.evidence, .cert_chain_pem = other.cert_chain_pem,
-                                        .anchors = anchors, .at = kIn2024, .expected_nonce = other.nonce});
+  const auto wrong = verify_nvidia_gpu({.evidence = other.evidence,
+                                        .cert_chain_pem = other.cert_chain_pem,
+                                        .anchors = anchors,
+                                        .at = kIn2024,
+                                        .expected_nonce = other.nonce});
   ASSERT_FALSE(wrong.has_value());
   EXPECT_EQ(wrong.error().check, Check::report_data);
 }
@@ -335,11 +340,7 @@ constexpr std::int64_t kIn2026 = 1780000000;  // after the L4 signers' notAfter 
 
 void expect_rim_failure(const std::string& xml, Check check, std::string_view words = {},
                         const TrustAnchors& anchors = nvidia_rim_roots(), std::int64_t at = kIn2024) {
-  const auto rim = verify_rim({.xml = xml, .anchors = anchors, .at = at});
-  ASSERT_FALSE(rim.has_value()) << "expected " << check_name(check);
-  EXPECT_EQ(rim.error().check, check) << rim.error().message;
-  EXPECT_TRUE(rim.error().message.starts_with(std::string(check_name(check)) + ": ")) << rim.error().message;
-  EXPECT_NE(rim.error().message.find(words), std::string::npos) << rim.error().message;
+  test::expect_failed_at(verify_rim({.xml = xml, .anchors = anchors, .at = at}), check, words);
 }
 
 TEST(NvidiaRimSignature, BothSampleRimsVerifyUnderThePinnedCorimRoot) {
@@ -354,9 +355,9 @@ TEST(NvidiaRimSignature, BothSampleRimsVerifyUnderThePinnedCorimRoot) {
 TEST(NvidiaRimSignature, AChangedMeasurementValueFailsAtSignature) {
   expect_rim_failure(replaced_in(sample_rim_text(), "ns2:Hash0=\"c3f65ef7", "ns2:Hash0=\"c3f65ef8"), Check::signature,
                      "HCC RIM L4 Signer");
-  expect_rim_failure(replaced_in(sample_rim_text(), R"(colloquialVersion="96.00.5E.00.01")",
-                                 R"(colloquialVersion="96.00.9F.00.01")"),
-                     Check::signature);
+  expect_rim_failure(
+      replaced_in(sample_rim_text(), R"(colloquialVersion="96.00.5E.00.01")", R"(colloquialVersion="96.00.9F.00.01")"),
+      Check::signature);
 }
 
 TEST(NvidiaRimSignature, AFlippedSignatureValueFailsAtSignature) {
@@ -365,9 +366,10 @@ TEST(NvidiaRimSignature, AFlippedSignatureValueFailsAtSignature) {
 }
 
 TEST(NvidiaRimSignature, AnotherAlgorithmFailsAtSignature) {
-  expect_rim_failure(replaced_in(sample_rim_text(), R"(<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2006/12/xml-c14n11"/>)",
-                                 R"(<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>)"),
-                     Check::signature);
+  expect_rim_failure(
+      replaced_in(sample_rim_text(), R"(<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2006/12/xml-c14n11"/>)",
+                  R"(<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>)"),
+      Check::signature);
 }
 
 TEST(NvidiaRimSignature, AnotherRootFailsAtCertChainAndALaterTimeAtExpired) {

@@ -30,16 +30,16 @@
 
 namespace rvenc::attestation {
 
-inline constexpr std::size_t kSpdmRequestBytes = 37;   // version, code, param1, param2, nonce, slot
+inline constexpr std::size_t kSpdmRequestBytes = 37;  // version, code, param1, param2, nonce, slot
 inline constexpr std::size_t kSpdmNonceBytes = 32;
-inline constexpr std::size_t kSpdmSignatureBytes = 96; // ECDSA P-384 r ‖ s, big-endian
+inline constexpr std::size_t kSpdmSignatureBytes = 96;  // ECDSA P-384 r ‖ s, big-endian
 inline constexpr std::size_t kMaxGpuEvidenceBytes = 1 << 16;
 using SpdmNonce = std::array<std::uint8_t, kSpdmNonceBytes>;
 
 // NVIDIA's opaque-data field types (little-endian u16 type, u16 size, value).
 enum class NvOpaqueField : std::uint16_t {
-  driver_version = 3,   // NUL-terminated ASCII ("550.90.07")
-  vbios_version = 6,    // 8 bytes, printed "96.00.9F.00.01"
+  driver_version = 3,  // NUL-terminated ASCII ("550.90.07")
+  vbios_version = 6,   // 8 bytes, printed "96.00.9F.00.01"
   chip_sku = 15,
   project = 17,
   project_sku = 18,
@@ -59,7 +59,7 @@ struct SpdmMeasurements {
   std::uint8_t spdm_version = 0;
   std::map<unsigned, SpdmMeasurementBlock> blocks;  // by NVIDIA index (SPDM block index − 1)
   SpdmNonce responder_nonce{};
-  std::map<std::uint16_t, Bytes> opaque;             // by NvOpaqueField value
+  std::map<std::uint16_t, Bytes> opaque;  // by NvOpaqueField value
   std::array<std::uint8_t, kSpdmSignatureBytes> signature{};
   std::size_t signed_bytes = 0;  // request ‖ response up to the signature
 
@@ -73,17 +73,17 @@ struct SpdmMeasurements {
 struct GpuVerified {
   std::map<unsigned, std::string> measurements;  // NVIDIA index → lowercase hex
   std::string driver_version, vbios_version;
-  std::string leaf_cn;        // "GH100 A01 GSP FMC LF"
+  std::string leaf_cn;  // "GH100 A01 GSP FMC LF"
   SpdmNonce nonce{};
   std::int64_t valid_until = 0;  // the chain's earliest notAfter
 };
 
 struct GpuVerifyInput {
-  std::span<const std::uint8_t> evidence;      // SPDM request ‖ response
-  std::span<const std::uint8_t> cert_chain_pem; // the GPU's chain, leaf first (root optional)
-  const TrustAnchors& anchors;                  // nvidia_device_roots() unless on purpose
-  std::int64_t at = 0;                          // verification time, Unix seconds
-  std::optional<SpdmNonce> expected_nonce;      // the request's nonce must equal it (report_data)
+  std::span<const std::uint8_t> evidence;        // SPDM request ‖ response
+  std::span<const std::uint8_t> cert_chain_pem;  // the GPU's chain, leaf first (root optional)
+  const TrustAnchors& anchors;                   // nvidia_device_roots() unless on purpose
+  std::int64_t at = 0;                           // verification time, Unix seconds
+  std::optional<SpdmNonce> expected_nonce;       // the request's nonce must equal it (report_data)
 };
 // Checks in order: parse (malformed), chain to an anchor at `at` (cert_chain / expired), the leaf
 // is P-384 and its signature over SHA-384(request ‖ response-without-signature) (signature), the
@@ -107,8 +107,8 @@ inline constexpr std::size_t kMaxGpusPerEvidence = 64;
 struct RimMeasurement {
   std::string name;
   bool active = true;
-  std::size_t size = 0;                  // bytes
-  std::vector<std::string> alternatives; // lowercase hex
+  std::size_t size = 0;                   // bytes
+  std::vector<std::string> alternatives;  // lowercase hex
 };
 struct Rim {
   std::string colloquial_version;  // "96.00.5E.00.01" / "550.90.07", lowercase
