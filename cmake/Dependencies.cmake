@@ -10,6 +10,9 @@ pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET GLOBAL libsodium>=1.0.21)
 find_package(Boost 1.81 REQUIRED CONFIG COMPONENTS json url system)
 find_package(Threads REQUIRED)
 find_package(OpenSSL 3 REQUIRED)  # TLS on every hop (Debian libssl-dev), through Asio's ssl::stream
+find_package(LibXml2 REQUIRED)  # NVIDIA RIMs (SWID XML) in rvenc_attestation (Debian libxml2-dev)
+# Their XMLDSig signatures (C14N 1.1, ECDSA-SHA384) with the OpenSSL backend (Debian libxmlsec1-dev).
+pkg_check_modules(XMLSEC REQUIRED IMPORTED_TARGET xmlsec1-openssl>=1.2.30)
 find_package(SQLite3 REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)

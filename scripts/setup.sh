@@ -17,7 +17,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 PACKAGES=(
   g++ cmake make pkg-config ccache dpkg-dev
   libboost1.81-dev libboost-json1.81-dev libboost-system1.81-dev libboost-url1.81-dev
-  libssl-dev libsqlite3-dev sqlite3 libcli11-dev libspdlog-dev libfmt-dev libedit-dev
+  libssl-dev libxml2-dev libxmlsec1-dev libsqlite3-dev sqlite3 libcli11-dev libspdlog-dev libfmt-dev libedit-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   redis-server nginx-light curl gnuplot-nox
