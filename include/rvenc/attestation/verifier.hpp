@@ -96,6 +96,20 @@ struct Policy {
   } sev_snp;
 };
 
+// The policy file (docs/attestation.md): {"providers", "allowDebug", "tdx": {"mrtd", "rtmr0".."rtmr3",
+// "mrseam", "xfam", "minTcbStatus"}, "sevSnp": {"measurement", "hostData", "idKeyDigest",
+// "authorKeyDigest", "minTcb", "allowSmt", "allowMigrationAgent"}}, every key optional. Unknown keys,
+// values of the wrong length and duplicate keys are malformed, the message naming the key (a typo
+// must not silently accept everything). "minTcb" is 16 hex digits, the reported TCB's bytes in
+// report order (min_tcb holds them as the little-endian integer the report stores).
+inline constexpr std::size_t kMaxPolicyBytes = 64 * 1024;
+inline constexpr std::size_t kMaxPolicyValues = 64;  // values of one list
+[[nodiscard]] Outcome<Policy> parse_policy(std::string_view json);
+// parse_policy of a file (malformed naming the file when it cannot be read).
+[[nodiscard]] Outcome<Policy> load_policy(const std::filesystem::path& file);
+// Canonical JSON of a policy (every key, fixed order): parse_policy(serialize_policy(p)) == p.
+[[nodiscard]] std::string serialize_policy(const Policy& policy);
+
 // What a successful verification tells (printed by `rvenc attest verify`, kept by the clients).
 struct Verified {
   Provider provider = Provider::tdx;
