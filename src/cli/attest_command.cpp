@@ -7,6 +7,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "attest_verify.hpp"
 #include "client_flags.hpp"
 #include "rvenc/client/client.hpp"
 #include "rvenc/common/hex.hpp"
@@ -63,7 +64,9 @@ void setup(CLI::App& app, std::function<int()>& run) {
   add_client_flags(*cmd, *settings, false);
   add_model_flag(*cmd, *model, "Attest an enclave serving this model (default: any enclave the gateway picks)");
   flag(*cmd, "--json", *as_json, "Print the verified facts as one JSON object");
-  cmd->callback([settings, model, as_json, &run] {
+  auto* verify = add_attest_verify(*cmd, run);
+  cmd->callback([settings, model, as_json, verify, &run] {
+    if (verify->parsed()) return;  // `rvenc attest verify`: its own callback set `run`
     run = [settings, model, as_json] { return attest(*settings, *model, *as_json); };
   });
 }

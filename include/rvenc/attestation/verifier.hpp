@@ -77,6 +77,14 @@ struct TrustAnchors {
 };
 [[nodiscard]] TrustAnchors pinned_roots(Provider provider);
 
+// One evidence or collateral file of at most kMaxCollateralFileBytes (malformed naming the file).
+[[nodiscard]] Outcome<Bytes> load_file(const std::filesystem::path& file);
+// Other trust anchors, given on purpose (tests, `--trust-root PEM`, the SDK's trust_anchors): the
+// PEM certificates of a text / file, at most kMaxTrustRoots; malformed when there is none.
+inline constexpr std::size_t kMaxTrustRoots = 16;
+[[nodiscard]] Outcome<TrustAnchors> parse_trust_anchors(std::string_view pem);
+[[nodiscard]] Outcome<TrustAnchors> load_trust_anchors(const std::filesystem::path& file);
+
 // The measurement policy of `--attestation-policy FILE` (docs/attestation.md). An empty list
 // accepts any value; a non-empty list must contain the measured value (else Check::measurement).
 struct Policy {
