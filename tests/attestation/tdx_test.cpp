@@ -1,0 +1,257 @@
+// The Intel TDX verifier against the real fixtures of ../shared/attestation/tdx (each set as its
+// README says) and their mutations: every failure at its named check, never a crash.
+#include "rvenc/attestation/tdx.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <string>
+
+#include "rvenc/common/hex.hpp"
+#include "support/attestation_test_support.hpp"
+
+namespace rvenc::attestation {
+namespace {
+
+constexpr std::int64_t kSprTime = 1688169600;  // 2023-07-01
+constexpr std::int64_t kV5Time = 1771200000;   // 2026-02-16
+constexpr std::int64_t kQvlTime = 1700000000;  // 2023-11-14
+
+Collateral load(std::string_view set) {
+  auto c = Collateral::load_dir(test::attestation_fixtures() / "tdx" / set);
+  EXPECT_TRUE(c.has_value()) << set;
+  return c ? std::move(*c) : Collateral{};
+}
+
+TrustAnchors root_of(std::string_view set) {
+  std::ifstream in(test::attestation_fixtures() / "tdx" / set / "trust_root.pem");
+  return TrustAnchors{{std::string(std::istreambuf_iterator<char>(in), {})}};
+}
+
+struct TdxRun {
+  Collateral collateral;
+  TrustAnchors anchors = pinned_roots(Provider::tdx);
+  Policy policy;
+  std::int64_t at = kSprTime;
+  std::optional<std::array<std::uint8_t, 64>> report_data;
+  [[nodiscard]] Outcome<Verified> verify(std::span<const std::uint8_t> quote) const {
+    return verify_tdx({quote, collateral, anchors, policy, at, report_data});
+  }
+  [[nodiscard]] Outcome<Verified> verify() const { return verify(*collateral.find("quote.dat")); }
+};
+
+#define EXPECT_FAILS_AT(outcome, named)                                                   \
+  do {                                                                                    \
+    const auto& o_ = (outcome);                                                           \
+    ASSERT_FALSE(o_.has_value()) << "verified, expected " #named;                         \
+    EXPECT_EQ(o_.error().check, Check::named) << o_.error().message;                      \
+    EXPECT_TRUE(o_.error().message.starts_with(#named ": ")) << o_.error().message;       \
+  } while (0)
+
+TEST(TdxQuote, ParsesEveryFixtureQuote) {
+  for (const auto* path : {"spr-e4-v4/quote.dat", "v5-sample/quote.dat", "qvl-synthetic/quote.dat",
+                           "pcci-quotes/quote.dat", "pcci-quotes/quote_b0c06f.dat",
+                           "pcci-quotes/quote_zero_reportdata.dat"}) {
+    std::ifstream in(test::attestation_fixtures() / "tdx" / path, std::ios::binary);
+    const Bytes bytes{std::istreambuf_iterator<char>(in), {}};
+    const auto quote = tdx::parse_quote(bytes);
+    ASSERT_TRUE(quote.has_value()) << path << ": " << quote.error().message;
+    EXPECT_FALSE(quote->pck_chain.empty()) << path;
+  }
+  const auto v5 = load("v5-sample");
+  const auto quote = tdx::parse_quote(*v5.find("quote.dat"));
+  ASSERT_TRUE(quote.has_value());
+  EXPECT_EQ(quote->version, 5);
+  EXPECT_EQ(quote->body_type, 3);
+  EXPECT_TRUE(quote->body.tee_tcb_svn2.has_value());
+}
+
+TEST(TdxVerify, SprE4PassesEverySignatureChainAndCrlThenFailsAtTcbStatus) {
+  TdxRun run{load("spr-e4-v4")};
+  const auto result = run.verify();
+  EXPECT_FAILS_AT(result, tcb_status);
+  EXPECT_NE(result.error().message.find("no TCB level"), std::string::npos) << result.error().message;
+  EXPECT_NE(result.error().message.find("03000400000000000000000000000000"), std::string::npos);
+}
+
+TEST(TdxVerify, SprE4OutsideItsWindowIsExpired) {
+  TdxRun run{load("spr-e4-v4")};
+  run.at = 1689000000;  // 2023-07-10: the QE Identity ended 2023-07-08
+  EXPECT_FAILS_AT(run.verify(), expired);
+  run.at = 1687000000;  // 2023-06-17: the TCB Info is issued 2023-06-18
+  EXPECT_FAILS_AT(run.verify(), expired);
+  run.at = 1900000000;  // 2030
+  EXPECT_FAILS_AT(run.verify(), expired);
+}
+
+TEST(TdxVerify, V5SampleQuoteVerifiesAndItsCollateralIsExpired) {
+  TdxRun run{load("v5-sample")};
+  run.at = kV5Time;
+  const auto check = tdx::check_quote(*run.collateral.find("quote.dat"), run.anchors, run.at);
+  ASSERT_TRUE(check.has_value()) << check.error().message;
+  EXPECT_EQ(to_hex(check->pck.fmspc), "90c06f000000");
+  EXPECT_FAILS_AT(run.verify(), expired);
+}
+
+TEST(TdxVerify, QvlSyntheticUnderItsOwnRootPassesUpToTheQeIdentity) {
+  TdxRun run{load("qvl-synthetic")};
+  run.anchors = root_of("qvl-synthetic");
+  run.at = kQvlTime;
+  const auto check = tdx::check_quote(*run.collateral.find("quote.dat"), run.anchors, run.at);
+  ASSERT_TRUE(check.has_value()) << check.error().message;
+  const auto result = run.verify();
+  // QVL's generated set signs a QE Identity whose MRSIGNER (0bf58c3b...) is not the QE report's
+  // (e4bd9fc2...): every signature, chain, CRL and the TCB level pass, the identity cannot.
+  EXPECT_FAILS_AT(result, qe_identity);
+  EXPECT_NE(result.error().message.find("MRSIGNER"), std::string::npos);
+}
+
+TEST(TdxVerify, QvlSyntheticUnderIntelsRootFailsAtCertChain) {
+  TdxRun run{load("qvl-synthetic")};
+  run.at = kQvlTime;
+  EXPECT_FAILS_AT(run.verify(), cert_chain);
+  run.anchors = root_of("spr-e4-v4");
+  EXPECT_FAILS_AT(run.verify(), cert_chain);
+}
+
+TEST(TdxVerify, PcciQuotesVerifyWithoutCollateralAndFailClearlyWithout) {
+  const auto dir = load("pcci-quotes");
+  for (const auto* name : {"quote.dat", "quote_b0c06f.dat", "quote_zero_reportdata.dat"}) {
+    const auto check = tdx::check_quote(*dir.find(name), pinned_roots(Provider::tdx), kV5Time);
+    ASSERT_TRUE(check.has_value()) << name << ": " << check.error().message;
+    TdxRun run{dir};
+    run.at = kV5Time;
+    const auto result = run.verify(*dir.find(name));
+    EXPECT_FAILS_AT(result, malformed);
+    EXPECT_NE(result.error().message.find("pckcrl.der is missing"), std::string::npos) << result.error().message;
+  }
+  const auto zero = tdx::parse_quote(*dir.find("quote_zero_reportdata.dat"));
+  ASSERT_TRUE(zero.has_value());
+  EXPECT_TRUE(std::all_of(zero->body.report_data.begin(), zero->body.report_data.end(), [](auto b) { return b == 0; }));
+}
+
+// ---- mutations of spr-e4-v4 (which reaches tcb_status untouched) --------------------------------
+
+TdxRun spr_with_quote(const std::function<void(Bytes&)>& mutate) {
+  TdxRun run{load("spr-e4-v4")};
+  mutate(run.collateral.files["quote.dat"]);
+  return run;
+}
+
+TEST(TdxMutation, FlippedQuoteSignatureByteFailsAtSignature) {
+  const auto run = spr_with_quote([](Bytes& q) { q[tdx::kHeaderSize + tdx::kTdReport10Size + 4 + 5] ^= 0x01; });
+  EXPECT_FAILS_AT(run.verify(), signature);
+}
+
+TEST(TdxMutation, FlippedMrtdByteFailsAtSignature) {
+  const auto run = spr_with_quote([](Bytes& q) { q[tdx::kHeaderSize + tdx::kBodyMrtdOffset] ^= 0x80; });
+  EXPECT_FAILS_AT(run.verify(), signature);
+}
+
+TEST(TdxMutation, FlippedQeReportByteFailsAtSignature) {
+  const auto run = spr_with_quote([](Bytes& q) { q[tdx::kHeaderSize + tdx::kTdReport10Size + 4 + 128 + 6 + 130] ^= 1; });
+  EXPECT_FAILS_AT(run.verify(), signature);
+}
+
+TEST(TdxMutation, FlippedPckCertificateByteFailsAtCertChain) {
+  const auto run = spr_with_quote([](Bytes& q) {
+    const std::string_view text(reinterpret_cast<const char*>(q.data()), q.size());
+    const auto end = text.find("-----END CERTIFICATE-----");  // the leaf's signature is just before
+    ASSERT_NE(end, std::string_view::npos);
+    auto& c = q[end - 40];
+    c = c == 'A' ? 'B' : 'A';
+  });
+  EXPECT_FAILS_AT(run.verify(), cert_chain);
+}
+
+TEST(TdxMutation, FlippedTcbInfoByteFailsAtSignature) {
+  TdxRun run{load("spr-e4-v4")};
+  auto& file = run.collateral.files["tcbinfo.json"];
+  std::string text(file.begin(), file.end());
+  const auto at = text.find("\"tcbEvaluationDataNumber\":15");
+  ASSERT_NE(at, std::string::npos);
+  text[at + 26] = '6';
+  file.assign(text.begin(), text.end());
+  EXPECT_FAILS_AT(run.verify(), signature);
+}
+
+TEST(TdxMutation, FlippedQeIdentityByteFailsAtSignature) {
+  TdxRun run{load("spr-e4-v4")};
+  auto& file = run.collateral.files["qeidentity.json"];
+  std::string text(file.begin(), file.end());
+  const auto at = text.find("\"isvprodid\":2");
+  ASSERT_NE(at, std::string::npos);
+  text[at + 12] = '3';
+  file.assign(text.begin(), text.end());
+  EXPECT_FAILS_AT(run.verify(), signature);
+}
+
+TEST(TdxMutation, AnotherVendorsRootFailsAtCertChain) {
+  TdxRun run{load("spr-e4-v4")};
+  run.anchors = pinned_roots(Provider::sev_snp);  // AMD's ARKs
+  EXPECT_FAILS_AT(run.verify(), cert_chain);
+}
+
+TEST(TdxMutation, EveryTruncationIsMalformedNeverACrash) {
+  const auto full = *load("spr-e4-v4").find("quote.dat");
+  const auto parsed = tdx::parse_quote(full);
+  ASSERT_TRUE(parsed.has_value());
+  const std::size_t end = 4935;  // where the signature data ends (the file has 39 bytes of padding)
+  for (std::size_t n = 0; n < end; n += (n < 700 ? 1 : 37)) {
+    const auto run = spr_with_quote([&](Bytes& q) { q.resize(n); });
+    const auto result = run.verify();
+    EXPECT_FAILS_AT(result, malformed);
+  }
+}
+
+TEST(TdxMutation, MissingCollateralFilesAreNamed) {
+  for (const auto* name : {"pckcrl.der", "rootcrl.der", "tcbinfo.json", "tcbinfo_issuer_chain.pem", "qeidentity.json",
+                           "qeidentity_issuer_chain.pem"}) {
+    TdxRun run{load("spr-e4-v4")};
+    run.collateral.files.erase(name);
+    const auto result = run.verify();
+    EXPECT_FAILS_AT(result, malformed);
+    EXPECT_NE(result.error().message.find(name), std::string::npos) << result.error().message;
+  }
+}
+
+TEST(TdxMutation, CollateralOfAnotherKindIsMalformed) {
+  TdxRun run{load("spr-e4-v4")};
+  run.collateral.files["tcbinfo.json"] = run.collateral.files["qeidentity.json"];
+  EXPECT_FAILS_AT(run.verify(), malformed);
+  run = TdxRun{load("spr-e4-v4")};
+  run.collateral.files["pckcrl.der"] = Bytes{0x30, 0x03, 0x02, 0x01, 0x00};
+  EXPECT_FAILS_AT(run.verify(), malformed);
+}
+
+TEST(TdxCollateral, ParsesTheFixturesTcbInfoAndQeIdentity) {
+  const auto v5 = load("v5-sample");
+  const auto info = tdx::parse_tcb_info(*v5.find("tcbinfo.json"));
+  ASSERT_TRUE(info.has_value()) << info.error().message;
+  EXPECT_EQ(info->levels.size(), 3U);
+  ASSERT_EQ(info->module_identities.size(), 2U);
+  EXPECT_EQ(info->module_identities[1].id, "TDX_01");
+  const auto& file = *v5.find("tcbinfo.json");
+  const std::string_view body(reinterpret_cast<const char*>(file.data()) + info->signed_json.body_offset,
+                              info->signed_json.body_size);
+  EXPECT_TRUE(body.starts_with("{\"id\":\"TDX\"")) << body.substr(0, 20);
+  EXPECT_TRUE(body.ends_with("}]}")) << body.substr(body.size() - 10);
+  const auto qe = tdx::parse_qe_identity(*v5.find("qeidentity.json"));
+  ASSERT_TRUE(qe.has_value()) << qe.error().message;
+  EXPECT_EQ(qe->isv_prod_id, 2);
+}
+
+TEST(TdxCollateral, TcbStatusOrder) {
+  EXPECT_GT(*tdx::tcb_status_rank("UpToDate"), *tdx::tcb_status_rank("SWHardeningNeeded"));
+  EXPECT_GT(*tdx::tcb_status_rank("SWHardeningNeeded"), *tdx::tcb_status_rank("ConfigurationNeeded"));
+  EXPECT_GT(*tdx::tcb_status_rank("ConfigurationNeeded"), *tdx::tcb_status_rank("ConfigurationAndSWHardeningNeeded"));
+  EXPECT_GT(*tdx::tcb_status_rank("ConfigurationAndSWHardeningNeeded"), *tdx::tcb_status_rank("OutOfDate"));
+  EXPECT_GT(*tdx::tcb_status_rank("OutOfDate"), *tdx::tcb_status_rank("Revoked"));
+  EXPECT_FALSE(tdx::tcb_status_rank("Fine").has_value());
+}
+
+}  // namespace
+}  // namespace rvenc::attestation
