@@ -45,10 +45,18 @@ int attest(const client::ClientSettings& settings, const std::string& model, boo
   std::string trust = document->provider;
   if (document->provider == "simulated" && options->attestation.simulated_platform_key)
     trust += " (signed by platform key " + to_hex(*options->attestation.simulated_platform_key) + ")";
+  const bool hardware = document->provider != "simulated";
+  if (hardware)
+    trust += options->trust_anchors ? " (evidence verified against the TEST root given)"
+                                    : " (evidence verified offline against the vendor's pinned root)";
+  const auto& policy = options->hardware_policy;
+  const bool pinned = options->attestation.expected_measurement ||
+                      (document->provider == "tdx" && !policy.tdx.mrtd.empty()) ||
+                      (document->provider == "sev-snp" && !policy.sev_snp.measurement.empty());
   std::cout << "gateway      " << options->base_url << "\n"
             << "provider     " << trust << "\n"
             << "measurement  " << measurement
-            << (options->attestation.expected_measurement ? " (as required)" : " (not pinned: pass --measurement)") << "\n"
+            << (pinned ? " (as required)" : " (not pinned: pass --measurement or --attestation-policy)") << "\n"
             << "keyId        " << key_id << "\n"
             << "notAfter     " << utc_time(document->not_after) << " (" << document->not_after << ")\n"
             << "binding ok   reportData binds the X-Wing public key to our fresh challenge\n"
