@@ -165,8 +165,8 @@ Outcome<Certs> parse_anchors(const TrustAnchors& anchors) {
     if (!certs) return std::unexpected(certs.error());
     for (auto& cert : *certs) {
       ClearErrorsOnExit clear;
-      if (X509_self_signed(cert.get(), 1) != 1) {
-        return fail(Check::malformed, "trust anchor '" + subject_cn(cert.get()) + "' is not a self-signed root");
+      if (X509_self_signed(cert.get(), 0) != 1) {
+        return fail(Check::malformed, "trust anchor '" + subject_cn(cert.get()) + "' is not a self-issued root");
       }
       out.push_back(std::move(cert));
     }
