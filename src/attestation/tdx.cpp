@@ -86,25 +86,35 @@ Outcome<void> check_signatures(const Quote& q, X509* pck) {
                                 std::span(q.signature).last(32), "quote (by the attestation key)");
 }
 
-}  // namespace
-
-Outcome<QuoteCheck> check_quote(std::span<const std::uint8_t> evidence, const TrustAnchors& anchors,
-                                std::int64_t at) {
+// The quote's PCK chain (plus `more` untrusted certificates) to `roots` at `at`, with `crls` when
+// given; then the QE report, its report data and the quote signature.
+Outcome<QuoteCheck> check_quote_with(std::span<const std::uint8_t> evidence, const x509::Certs& roots,
+                                     std::span<const x509::CrlPtr> crls, x509::Certs more, std::int64_t at) {
   auto quote = parse_quote(evidence);
   if (!quote) return pass_on(quote);
   auto certs = quote_certs(quote->pck_chain);
   if (!certs) return pass_on(certs);
   auto leaf = take_leaf(*certs);
   if (!leaf) return pass_on(leaf);
-  const auto roots = x509::parse_anchors(anchors);
-  if (!roots) return pass_on(roots);
-  const auto chain = x509::verify_chain({leaf->get(), *certs, *roots, {}, x509::CrlPolicy::every_issuer, at, "PCK chain"});
+  for (auto& c : more) certs->push_back(std::move(c));
+  const auto chain =
+      x509::verify_chain({leaf->get(), *certs, roots, crls, x509::CrlPolicy::every_issuer, at, "PCK chain"});
   if (!chain) return pass_on(chain);
   if (auto ok = check_signatures(*quote, leaf->get()); !ok) return pass_on(ok);
   const auto ext = x509::extension_by_oid(leaf->get(), kSgxExtensionOid);
   auto pck = parse_pck_extensions(ext ? std::span<const std::uint8_t>(*ext) : std::span<const std::uint8_t>());
   if (!pck) return pass_on(pck);
   return QuoteCheck{*quote, *pck, earliest_not_after(*chain)};
+}
+
+}  // namespace
+
+Outcome<QuoteCheck> check_quote(std::span<const std::uint8_t> evidence, const TrustAnchors& anchors,
+                                std::int64_t at) {
+  if (auto quote = parse_quote(evidence); !quote) return pass_on(quote);
+  const auto roots = x509::parse_anchors(anchors);
+  if (!roots) return pass_on(roots);
+  return check_quote_with(evidence, *roots, {}, {}, at);
 }
 
 // ---- verify_tdx -----------------------------------------------------------------------------
@@ -136,21 +146,15 @@ Outcome<void> load_crls(Context& cx) {
   return {};
 }
 
-// The PCK chain again, now with both CRLs (and pckcrl_issuer_chain.pem's certificates, if given).
-Outcome<void> check_pck_revocation(Context& cx, const Quote& quote) {
-  auto certs = quote_certs(quote.pck_chain);
-  if (!certs) return pass_on(certs);
-  auto leaf = take_leaf(*certs);
-  if (!leaf) return pass_on(leaf);
+// The quote checked with both CRLs (and pckcrl_issuer_chain.pem's certificates, if given).
+Outcome<QuoteCheck> check_quote_revocation(Context& cx) {
+  x509::Certs more;
   if (const Bytes* extra = cx.in.collateral.find("pckcrl_issuer_chain.pem")) {
-    auto more = x509::parse_pem_certs(*extra, "pckcrl_issuer_chain.pem");
-    if (!more) return pass_on(more);
-    for (auto& c : *more) certs->push_back(std::move(c));
+    auto certs = x509::parse_pem_certs(*extra, "pckcrl_issuer_chain.pem");
+    if (!certs) return pass_on(certs);
+    more = std::move(*certs);
   }
-  const auto chain =
-      x509::verify_chain({leaf->get(), *certs, cx.roots, cx.crls, x509::CrlPolicy::every_issuer, cx.in.at, "PCK chain"});
-  if (!chain) return pass_on(chain);
-  return {};
+  return check_quote_with(cx.in.evidence, cx.roots, cx.crls, std::move(more), cx.in.at);
 }
 
 // A signed collateral document: its issuer chain (to the anchors, root CRL), the ECDSA P-256
@@ -304,14 +308,14 @@ namespace rvenc::attestation {
 
 Outcome<Verified> verify_tdx(const VerifyInput& in) {
   using namespace tdx;
-  auto qc = check_quote(in.evidence, in.anchors, in.at);
-  if (!qc) return pass_on(qc);
-  Context cx{in, {}, {}, qc->pck_chain_not_after};
+  if (auto quote = parse_quote(in.evidence); !quote) return pass_on(quote);
   auto roots = x509::parse_anchors(in.anchors);
   if (!roots) return pass_on(roots);
-  cx.roots = std::move(*roots);
+  Context cx{in, std::move(*roots), {}};
   if (auto ok = load_crls(cx); !ok) return pass_on(ok);
-  if (auto ok = check_pck_revocation(cx, qc->quote); !ok) return pass_on(ok);
+  auto qc = check_quote_revocation(cx);
+  if (!qc) return pass_on(qc);
+  cx.valid_until = std::min(cx.valid_until, qc->pck_chain_not_after);
   auto info = load_tcb_info(cx);
   if (!info) return pass_on(info);
   auto identity = load_qe_identity(cx);

@@ -189,6 +189,38 @@ TEST(TdxMutation, FlippedQeIdentityByteFailsAtSignature) {
   EXPECT_FAILS_AT(run.verify(), signature);
 }
 
+TEST(TdxMutation, QeAuthDataOrAttestationKeyNotBoundByTheQeReportFailsAtSignature) {
+  // QE auth data sits after the QE report and its signature; neither signature covers it, only
+  // the QE report data's hash does.
+  constexpr std::size_t kSigData = tdx::kHeaderSize + tdx::kTdReport10Size + 4;
+  const auto auth = spr_with_quote([](Bytes& q) { q[kSigData + 128 + 6 + tdx::kQeReportSize + 64 + 2] ^= 1; });
+  const auto r = auth.verify();
+  EXPECT_FAILS_AT(r, signature);
+  EXPECT_NE(r.error().message.find("QE report data"), std::string::npos) << r.error().message;
+  const auto key = spr_with_quote([](Bytes& q) { q[kSigData + 64 + 3] ^= 1; });
+  EXPECT_FAILS_AT(key.verify(), signature);
+}
+
+TEST(TdxMutation, SignedJsonIsCheckedOnItsRawBytes) {
+  TdxRun run{load("spr-e4-v4")};
+  auto& file = run.collateral.files["tcbinfo.json"];
+  std::string text(file.begin(), file.end());
+  // Whitespace around the signed value changes nothing...
+  std::string spaced = "{ \"tcbInfo\" :\n " + text.substr(11);
+  file.assign(spaced.begin(), spaced.end());
+  EXPECT_FAILS_AT(run.verify(), tcb_status);
+  // ...inside it, it is another document.
+  std::string inner = text;
+  inner.insert(inner.find("\"version\""), " ");
+  file.assign(inner.begin(), inner.end());
+  EXPECT_FAILS_AT(run.verify(), signature);
+  // Two "tcbInfo" members: which one was signed is ambiguous.
+  const auto body_end = text.find(",\"signature\"");
+  std::string twice = text.substr(0, body_end) + "," + text.substr(1, body_end - 1) + text.substr(body_end);
+  file.assign(twice.begin(), twice.end());
+  EXPECT_FAILS_AT(run.verify(), malformed);
+}
+
 TEST(TdxMutation, AnotherVendorsRootFailsAtCertChain) {
   TdxRun run{load("spr-e4-v4")};
   run.anchors = pinned_roots(Provider::sev_snp);  // AMD's ARKs
