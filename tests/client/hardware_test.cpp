@@ -1,78 +1,101 @@
-// The SDK's hardware verifier (rvenc/client/hardware.hpp) on real evidence: the document's
-// collateral goes to the verifier, REPORT_DATA must be the document's reportData, the document's
-// measurement the evidence's, and the answer is until when the trust holds.
+// The SDK's hardware verifier (rvenc/client/hardware.hpp) on evidence of the test signers: the
+// document's collateral goes to the verifier, REPORT_DATA must be the document's reportData, the
+// document's measurement the evidence's, and the answer is until when the trust holds.
 #include <gtest/gtest.h>
 
-#include "rvenc/attestation/tdx.hpp"
 #include "rvenc/client/client.hpp"
 #include "rvenc/client/hardware.hpp"
-#include "support/attestation_test_support.hpp"
+#include "support/snp_signer.hpp"
+#include "support/tdx_signer.hpp"
 
 namespace rvenc::client {
 namespace {
 
 namespace att = attestation;
 
-// A document carrying the set `dir` of the fixtures, its fields taken from the evidence itself.
-protocol::AttestationDocument document_of(const std::string& dir, const std::string& evidence_file,
-                                          std::string provider) {
-  const auto files = att::Collateral::load_dir(test::attestation_fixtures() / dir);
-  EXPECT_TRUE(files) << files.error().message;
+struct SignedDocument {
   protocol::AttestationDocument doc;
-  doc.provider = std::move(provider);
+  att::TrustAnchors anchors;
+  std::int64_t signer_not_after = 0;
+};
+
+SignedDocument tdx_document() {
+  static const auto signer = test::TdxTestSigner::create();
+  SignedDocument out;
+  auto& doc = out.doc;
+  doc.provider = "tdx";
   doc.not_after = 4'000'000'000;
-  for (const auto& [name, bytes] : files->files)
-    if (name == evidence_file) doc.evidence = bytes;
-    else doc.collateral.emplace(name, bytes);
-  if (doc.provider == "tdx") {
-    const auto quote = att::tdx::parse_quote(doc.evidence);
-    EXPECT_TRUE(quote) << quote.error().message;
-    std::copy(quote->body.report_data.begin(), quote->body.report_data.end(), doc.report_data.begin());
-    doc.measurement.assign(quote->body.mrtd.begin(), quote->body.mrtd.end());
-  }
-  return doc;
+  crypto::random_bytes(doc.report_data);
+  test::TdxQuoteOptions options;
+  std::array<std::uint8_t, 64> report_data{};
+  std::copy(doc.report_data.begin(), doc.report_data.end(), report_data.begin());
+  doc.evidence = signer.quote(report_data, options);
+  doc.measurement.assign(options.mrtd.begin(), options.mrtd.end());
+  for (const auto& [name, bytes] : signer.collateral().files) doc.collateral.emplace(name, bytes);
+  out.anchors = signer.anchors();
+  out.signer_not_after = signer.not_after();
+  return out;
+}
+
+SignedDocument snp_document() {
+  static const auto signer = test::SnpTestSigner::create();
+  SignedDocument out;
+  auto& doc = out.doc;
+  doc.provider = "sev-snp";
+  doc.not_after = 4'000'000'000;
+  crypto::random_bytes(doc.report_data);
+  test::SnpReportOptions options;
+  std::array<std::uint8_t, 64> report_data{};
+  std::copy(doc.report_data.begin(), doc.report_data.end(), report_data.begin());
+  doc.evidence = signer.report(report_data, options);
+  doc.measurement.assign(options.measurement.begin(), options.measurement.end());
+  for (const auto& [name, bytes] : signer.collateral().files) doc.collateral.emplace(name, bytes);
+  out.anchors = signer.anchors();
+  out.signer_not_after = signer.not_after();
+  return out;
+}
+
+void expect_refused(const protocol::HardwareVerifier& verify, const protocol::AttestationDocument& doc,
+                    std::string_view check) {
+  const auto until = verify(doc);
+  ASSERT_FALSE(until) << check;
+  EXPECT_EQ(until.error().code, Errc::attestation_failed);
+  EXPECT_NE(until.error().message.find(check), std::string::npos) << until.error().message;
 }
 
 TEST(HardwareVerifier, VerifiesTheDocumentsEvidenceWithItsCollateral) {
-  const auto root = att::load_trust_anchors(test::attestation_fixtures() / "tdx/qvl-synthetic/trust_root.pem");
-  ASSERT_TRUE(root) << root.error().message;
-  const auto doc = document_of("tdx/qvl-synthetic", "quote.dat", "tdx");
-  const auto verify = hardware_verifier(att::Policy{}, *root);
-  const auto until = verify(doc);
-  ASSERT_TRUE(until) << until.error().message;
-  EXPECT_GT(*until, 0);
-  EXPECT_LT(*until, doc.not_after) << "the collateral ends before this key's notAfter";
+  for (const auto& signed_doc : {tdx_document(), snp_document()}) {
+    const auto until = hardware_verifier(att::Policy{}, signed_doc.anchors)(signed_doc.doc);
+    ASSERT_TRUE(until) << signed_doc.doc.provider << ": " << until.error().message;
+    EXPECT_LE(*until, signed_doc.signer_not_after) << "no longer than the certificates and collateral";
+    EXPECT_LT(*until, signed_doc.doc.not_after);
+  }
 }
 
 TEST(HardwareVerifier, RefusesWhatTheEvidenceDoesNotSay) {
-  const auto root = att::load_trust_anchors(test::attestation_fixtures() / "tdx/qvl-synthetic/trust_root.pem");
-  ASSERT_TRUE(root);
-  const auto good = document_of("tdx/qvl-synthetic", "quote.dat", "tdx");
-  const auto verify = hardware_verifier(att::Policy{}, *root);
-  const auto expect_refused = [&](const protocol::AttestationDocument& doc, std::string_view check) {
-    const auto until = verify(doc);
-    ASSERT_FALSE(until);
-    EXPECT_EQ(until.error().code, Errc::attestation_failed);
-    EXPECT_NE(until.error().message.find(check), std::string::npos) << until.error().message;
-  };
-  auto doc = good;
-  doc.report_data[0] ^= 1;  // a genuine quote of another key / challenge
-  expect_refused(doc, "report_data");
-  doc = good;
-  doc.measurement[0] ^= 1;  // the host claims another measurement than the quote's
-  expect_refused(doc, "measurement");
-  doc = good;
-  doc.collateral.erase("tcbinfo.json");
-  expect_refused(doc, "tdx evidence: ");
-  // The pinned roots (no test root given): Intel's real root does not sign this synthetic set.
-  const auto pinned = hardware_verifier(att::Policy{}, std::nullopt)(good);
-  ASSERT_FALSE(pinned);
-  EXPECT_NE(pinned.error().message.find("cert_chain"), std::string::npos) << pinned.error().message;
-  att::Policy snp_only;
-  snp_only.providers = {"sev-snp"};
-  const auto other_provider = hardware_verifier(snp_only, *root)(good);
-  ASSERT_FALSE(other_provider);
-  EXPECT_NE(other_provider.error().message.find("not among the policy's providers"), std::string::npos);
+  for (const auto& good : {tdx_document(), snp_document()}) {
+    const auto verify = hardware_verifier(att::Policy{}, good.anchors);
+    auto doc = good.doc;
+    doc.report_data[0] ^= 1;  // a genuine report of another key / challenge
+    expect_refused(verify, doc, "report_data");
+    doc = good.doc;
+    doc.measurement[0] ^= 1;  // the host claims another measurement than the evidence's
+    expect_refused(verify, doc, "measurement");
+    doc = good.doc;
+    doc.collateral.clear();  // withheld collateral is a refusal, never a pass
+    expect_refused(verify, doc, good.doc.provider + " evidence: ");
+    doc = good.doc;
+    doc.evidence[doc.evidence.size() / 2] ^= 1;
+    expect_refused(verify, doc, good.doc.provider + " evidence: ");
+    // The vendors' pinned roots (no test root given) do not sign the test chains.
+    expect_refused(hardware_verifier(att::Policy{}, std::nullopt), good.doc, "cert_chain");
+    att::Policy other_provider;
+    other_provider.providers = {good.doc.provider == "tdx" ? "sev-snp" : "tdx"};
+    expect_refused(hardware_verifier(other_provider, good.anchors), good.doc, "not among the policy's providers");
+    doc = good.doc;
+    doc.provider = "simulated";
+    expect_refused(verify, doc, "no verifier");
+  }
 }
 
 TEST(HardwareVerifier, TrustTextNamesPolicyAndRoots) {
