@@ -14,6 +14,7 @@
 
 #include <boost/beast/http/field.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <gtest/gtest.h>
 
 #include "enclave/fake_hardware_enclave.hpp"
@@ -57,23 +58,9 @@ std::vector<std::string> pem_blocks(std::string_view pem) { return att::parse_tr
 std::vector<std::uint8_t> snp_auxblob(const att::Collateral& collateral) {
   const auto* ask_ark = collateral.find("ask_ark.pem");
   const auto chain = pem_blocks(std::string_view(reinterpret_cast<const char*>(ask_ark->data()), ask_ark->size()));
-  const std::vector<std::pair<std::string, std::vector<std::uint8_t>>> certs = {
-      {"63da758de6644564adc5f4b93be8accd", *collateral.find("vcek.der")},
-      {"4ab7b379bbac4fe4a02f05aef327c782", pem_to_der(chain.at(0))},
-      {"c0b406a4a80349529743" "3fb6014cd0ae", pem_to_der(chain.at(1))}};
-  std::vector<std::uint8_t> table((certs.size() + 1) * 24, 0);
-  std::size_t offset = table.size();
-  for (std::size_t i = 0; i < certs.size(); ++i) {
-    const auto guid = *from_hex(certs[i].first, "guid");
-    std::copy(guid.begin(), guid.end(), table.begin() + static_cast<std::ptrdiff_t>(i * 24));
-    for (int b = 0; b < 4; ++b) {
-      table[i * 24 + 16 + b] = static_cast<std::uint8_t>(offset >> (8 * b));
-      table[i * 24 + 20 + b] = static_cast<std::uint8_t>(certs[i].second.size() >> (8 * b));
-    }
-    offset += certs[i].second.size();
-  }
-  for (const auto& [guid, der] : certs) table.insert(table.end(), der.begin(), der.end());
-  return table;
+  return enclave::fake::snp_cert_table({{"63da758d-e664-4564-adc5-f4b93be8accd", *collateral.find("vcek.der")},
+                                        {"4ab7b379-bbac-4fe4-a02f-05aef327c782", pem_to_der(chain.at(0))},
+                                        {"c0b406a4-a803-4952-9743-3fb6014cd0ae", pem_to_der(chain.at(1))}});
 }
 
 void write_file(const std::filesystem::path& path, std::span<const std::uint8_t> bytes) {

@@ -23,30 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 using Bytes = std::vector<std::uint8_t>;
 
-Bytes guid(std::string_view text) {
-  std::string hex;
-  for (char c : text)
-    if (c != '-') hex += c;
-  return *from_hex(hex, "guid");
-}
-
-// A certificate table: entries (GUID, offset, length), the zero entry, then the certificates.
-Bytes cert_table(const std::vector<std::pair<std::string_view, Bytes>>& certs) {
-  Bytes table((certs.size() + 1) * 24, 0);
-  std::size_t offset = table.size();
-  for (std::size_t i = 0; i < certs.size(); ++i) {
-    const auto id = guid(certs[i].first);
-    std::copy(id.begin(), id.end(), table.begin() + static_cast<std::ptrdiff_t>(i * 24));
-    const auto length = certs[i].second.size();
-    for (int b = 0; b < 4; ++b) {
-      table[i * 24 + 16 + b] = static_cast<std::uint8_t>(offset >> (8 * b));
-      table[i * 24 + 20 + b] = static_cast<std::uint8_t>(length >> (8 * b));
-    }
-    offset += length;
-  }
-  for (const auto& [id, cert] : certs) table.insert(table.end(), cert.begin(), cert.end());
-  return table;
-}
+Bytes cert_table(const std::vector<std::pair<std::string_view, Bytes>>& certs) { return fake::snp_cert_table(certs); }
 
 constexpr std::string_view kVcek = "63da758d-e664-4564-adc5-f4b93be8accd";
 constexpr std::string_view kAsk = "4ab7b379-bbac-4fe4-a02f-05aef327c782";

@@ -18,11 +18,34 @@
 #include <thread>
 #include <vector>
 
+#include "rvenc/common/hex.hpp"
 #include "rvenc/enclave/attestation.hpp"
 
 namespace rvenc::enclave::fake {
 
 namespace fs = std::filesystem;
+
+// A SEV-SNP certificate table as configfs-tsm's auxblob carries it (GHCB extended report):
+// entries of the GUID's 16 bytes in the order of its text ("63da758d-e664-…"), little-endian
+// 32-bit offset and length from the table's start, an all-zero entry, then the certificates.
+inline std::vector<std::uint8_t> snp_cert_table(
+    const std::vector<std::pair<std::string_view, std::vector<std::uint8_t>>>& certs) {
+  std::vector<std::uint8_t> table((certs.size() + 1) * 24, 0);
+  std::size_t offset = table.size();
+  for (std::size_t i = 0; i < certs.size(); ++i) {
+    std::string hex(certs[i].first);
+    std::erase(hex, '-');
+    const auto guid = from_hex(hex, "guid").value();
+    std::copy(guid.begin(), guid.end(), table.begin() + static_cast<std::ptrdiff_t>(i * 24));
+    for (std::size_t b = 0; b < 4; ++b) {
+      table[i * 24 + 16 + b] = static_cast<std::uint8_t>(offset >> (8 * b));
+      table[i * 24 + 20 + b] = static_cast<std::uint8_t>(certs[i].second.size() >> (8 * b));
+    }
+    offset += certs[i].second.size();
+  }
+  for (const auto& [guid, cert] : certs) table.insert(table.end(), cert.begin(), cert.end());
+  return table;
+}
 
 // A fake configfs-tsm report entry: `outblob` is a FIFO served by a thread that, like the kernel,
 // produces a report carrying the reportData last written to `inblob` when outblob is read, after
