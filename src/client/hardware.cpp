@@ -38,7 +38,9 @@ protocol::HardwareVerifier hardware_verifier(att::Policy policy, std::optional<a
 }
 
 std::string hardware_trust(const att::Policy& policy, const std::optional<att::TrustAnchors>& anchors) {
-  std::string text = "policy " + att::serialize_policy(policy) + "\nroots ";
+  const std::string canonical = att::serialize_policy(policy);
+  if (!anchors && canonical == att::serialize_policy(att::Policy{})) return {};
+  std::string text = "policy " + canonical + "\nroots ";
   if (!anchors) return text + "pinned";
   for (const auto& pem : anchors->pem_roots) text += pem;
   return text;

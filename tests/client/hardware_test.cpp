@@ -101,12 +101,15 @@ TEST(HardwareVerifier, RefusesWhatTheEvidenceDoesNotSay) {
 TEST(HardwareVerifier, TrustTextNamesPolicyAndRoots) {
   att::Policy debug;
   debug.allow_debug = true;
-  EXPECT_NE(hardware_trust(att::Policy{}, std::nullopt), hardware_trust(debug, std::nullopt));
-  EXPECT_NE(hardware_trust(att::Policy{}, std::nullopt), hardware_trust(att::Policy{}, att::TrustAnchors{{"pem"}}));
+  EXPECT_EQ(hardware_trust(att::Policy{}, std::nullopt), "") << "defaults: the trust digest of earlier releases";
+  EXPECT_NE(hardware_trust(debug, std::nullopt), "");
+  EXPECT_NE(hardware_trust(att::Policy{}, att::TrustAnchors{{"pem"}}), "");
+  EXPECT_NE(hardware_trust(debug, std::nullopt), hardware_trust(debug, att::TrustAnchors{{"pem"}}));
   ClientOptions options;
+  options.hardware_policy.allow_debug = true;
   install_hardware_verifier(options);
   EXPECT_TRUE(options.attestation.hardware_verifier);
-  EXPECT_EQ(options.attestation.hardware_trust, hardware_trust(att::Policy{}, std::nullopt));
+  EXPECT_EQ(options.attestation.hardware_trust, hardware_trust(debug, std::nullopt));
 }
 
 }  // namespace

@@ -24,7 +24,9 @@ struct ClientOptions;
 [[nodiscard]] protocol::HardwareVerifier hardware_verifier(attestation::Policy policy,
                                                            std::optional<attestation::TrustAnchors> anchors);
 
-// Canonical text of what decides that verifier's answers (policy, anchors): protocol's hardware_trust.
+// Canonical text of what decides that verifier's answers (policy, anchors): protocol's
+// hardware_trust. Empty for the defaults (default policy, the vendors' roots), so that trust
+// digests of default settings stay those of earlier releases.
 [[nodiscard]] std::string hardware_trust(const attestation::Policy& policy,
                                          const std::optional<attestation::TrustAnchors>& anchors);
 
