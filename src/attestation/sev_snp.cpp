@@ -17,6 +17,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
+#include <string>
+#include <tuple>
 
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/secret.hpp"
@@ -207,7 +210,9 @@ Outcome<SnpProduct> chain_product(const Keychain& keys, const SnpReport& report)
     if (!by_leaf) return fail(Check::malformed, std::string(keys.name) + " productName is not Milan, Genoa or Turin");
   }
   const auto by_ark = snp_product_from_name(x509::subject_cn(keys.chain.back().get()));
-  if (!by_leaf && !by_ark) return fail(Check::cert_chain, "neither the " + std::string(keys.name) + " nor the ARK names a product");
+  if (!by_leaf && !by_ark) {
+    return fail(Check::cert_chain, "neither the " + std::string(keys.name) + " nor the ARK names a product");
+  }
   const SnpProduct product = by_leaf.value_or(*by_ark);
   if (by_ark && *by_ark != product) {
     return fail(Check::cert_chain, std::string(keys.name) + " of " + std::string(snp_product_name(product)) +
@@ -250,9 +255,13 @@ Outcome<Keychain> verify_keychain(const SnpReport& report, const VerifyInput& in
   auto product = chain_product(keys, report);
   if (!product) return std::unexpected(product.error());
   keys.product = *product;
-  keys.valid_until = INT64_MAX;
-  for (const auto& cert : keys.chain) keys.valid_until = std::min(keys.valid_until, x509::cert_not_after(cert.get()).value_or(0));
-  for (const auto& crl : *crls) keys.valid_until = std::min(keys.valid_until, x509::crl_next_update(crl.get()).value_or(0));
+  keys.valid_until = std::numeric_limits<std::int64_t>::max();  // an unreadable end counts as 0: never cached
+  for (const auto& cert : keys.chain) {
+    keys.valid_until = std::min(keys.valid_until, x509::cert_not_after(cert.get()).value_or(0));
+  }
+  for (const auto& crl : *crls) {
+    keys.valid_until = std::min(keys.valid_until, x509::crl_next_update(crl.get()).value_or(0));
+  }
   return keys;
 }
 
@@ -339,8 +348,8 @@ Outcome<void> verify_tcb(const SnpReport& report, const Keychain& keys, const Po
   if (policy.sev_snp.min_tcb) {
     const SnpTcb minimum = decode_snp_tcb(snp_tcb_from_uint(*policy.sev_snp.min_tcb), keys.product);
     if (!snp_tcb_at_least(reported, minimum)) {
-      return fail(Check::tcb_status,
-                  "REPORTED_TCB (" + describe(reported) + ") is below the policy's minimum (" + describe(minimum) + ")");
+      return fail(Check::tcb_status, "REPORTED_TCB (" + describe(reported) + ") is below the policy's minimum (" +
+                                         describe(minimum) + ")");
     }
   }
   return {};
@@ -376,7 +385,8 @@ Outcome<void> verify_measurements(const SnpReport& report, const Policy& policy)
   for (const auto& [accepted, value, field] :
        {std::tuple{std::span(lists.measurement), std::span<const std::uint8_t>(report.measurement), "MEASUREMENT"},
         std::tuple{std::span(lists.host_data), std::span<const std::uint8_t>(report.host_data), "HOST_DATA"},
-        std::tuple{std::span(lists.id_key_digest), std::span<const std::uint8_t>(report.id_key_digest), "ID_KEY_DIGEST"},
+        std::tuple{std::span(lists.id_key_digest), std::span<const std::uint8_t>(report.id_key_digest),
+                   "ID_KEY_DIGEST"},
         std::tuple{std::span(lists.author_key_digest), std::span<const std::uint8_t>(report.author_key_digest),
                    "AUTHOR_KEY_DIGEST"}}) {
     if (auto ok = match_list(accepted, value, field); !ok) return ok;

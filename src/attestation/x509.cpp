@@ -117,7 +117,8 @@ Outcome<Certs> parse_pem_certs(std::span<const std::uint8_t> pem, std::string_vi
   Certs certs;
   while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) certs.emplace_back(cert);
   const unsigned long error = ERR_peek_last_error();
-  const bool clean_end = error == 0 || (ERR_GET_LIB(error) == ERR_LIB_PEM && ERR_GET_REASON(error) == PEM_R_NO_START_LINE);
+  const bool clean_end =
+      error == 0 || (ERR_GET_LIB(error) == ERR_LIB_PEM && ERR_GET_REASON(error) == PEM_R_NO_START_LINE);
   if (!clean_end) return fail(Check::malformed, std::string(what) + ": a PEM certificate does not parse");
   if (certs.empty()) return fail(Check::malformed, std::string(what) + ": no PEM certificate");
   return certs;

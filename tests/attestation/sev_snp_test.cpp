@@ -173,7 +173,8 @@ TEST(SevSnp, AFlippedCertificateByteFailsAtCertChain) {
 
 TEST(SevSnp, AnotherVendorsRootFailsAtCertChain) {
   auto run = Run::of("milan-virtee");
-  const auto genoa = fixture_set("roots").find("ask_ark_genoa.pem");
+  const auto roots = fixture_set("roots");
+  const auto genoa = roots.find("ask_ark_genoa.pem");
   ASSERT_NE(genoa, nullptr);
   const std::string genoa_pem(genoa->begin(), genoa->end());
   run.anchors = TrustAnchors{{genoa_pem.substr(genoa_pem.find("-----BEGIN", 10))}};  // ARK-Genoa only
@@ -385,6 +386,25 @@ TEST(SevSnpSigner, UnsignedReportsFailAtSignature) {
   expect_failure(run, Check::signature, "not signed");
   run.report[0x48] = 3 << 2;  // reserved key selector
   expect_failure(run, Check::malformed, "SIGNING_KEY");
+}
+
+TEST(SevSnpSigner, VersionThreeCarriesTheCpuid) {
+  const auto& signer = milan_signer();
+  const auto report = parse_snp_report(signer.report(binding(1), {.version = 3}));
+  ASSERT_TRUE(report.has_value()) << report.error().message;
+  EXPECT_EQ(report->cpuid_family, 0x19);
+  EXPECT_EQ(report->cpuid_model, 0x01);
+  EXPECT_EQ(report->cpuid_product(), SnpProduct::milan);
+  SnpReport cpu;
+  cpu.cpuid_family = 0x19;
+  cpu.cpuid_model = 0x11;
+  EXPECT_EQ(cpu.cpuid_product(), SnpProduct::genoa);
+  cpu.cpuid_family = 0x1a;
+  cpu.cpuid_model = 0x02;
+  EXPECT_EQ(cpu.cpuid_product(), SnpProduct::turin);
+  cpu.cpuid_family = 0x17;  // Rome: no SEV-SNP product this verifier knows
+  EXPECT_FALSE(cpu.cpuid_product().has_value());
+  EXPECT_FALSE(parse_snp_report(signer.report(binding(1), {.version = 2}))->cpuid_family.has_value());
 }
 
 TEST(SevSnpSigner, AVlekReportVerifiesWithVlekDer) {

@@ -257,7 +257,8 @@ Bytes SnpTestSigner::crl(bool revoke_ask) const {
     X509_REVOKED* revoked = X509_REVOKED_new();
     check(revoked != nullptr &&
               X509_REVOKED_set_serialNumber(revoked, X509_get_serialNumber(impl_->ask.get())) == 1 &&
-              X509_REVOKED_set_revocationDate(revoked, last.get()) == 1 && X509_CRL_add0_revoked(crl.get(), revoked) == 1,
+              X509_REVOKED_set_revocationDate(revoked, last.get()) == 1 &&
+              X509_CRL_add0_revoked(crl.get(), revoked) == 1,
           "revoking the ASK");
     X509_CRL_sort(crl.get());
   }
