@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-readonly ALL_TARGETS=(sse envelope hex assembler chat_request response_opener attestation mux_frame snp_report)
+readonly ALL_TARGETS=(sse envelope hex assembler chat_request response_opener attestation mux_frame snp_report tdx_quote
+  tdx_collateral)
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")

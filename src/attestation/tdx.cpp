@@ -157,16 +157,16 @@ Outcome<QuoteCheck> check_quote_revocation(Context& cx) {
   return check_quote_with(cx.in.evidence, cx.roots, cx.crls, std::move(more), cx.in.at);
 }
 
-// A signed collateral document: its issuer chain (to the anchors, root CRL), the ECDSA P-256
-// signature over the raw bytes of its body, and its issueDate .. nextUpdate window.
-Outcome<void> check_signed_json(Context& cx, std::string_view doc, const Bytes& file, const SignedJson& signed_json,
-                                std::string_view chain_name) {
+// The signing certificate of a collateral document, its chain verified to the anchors at `at`
+// with the root CRL. It is the end-entity certificate of the file (PCS sends it first, QVL's
+// samples the root first).
+Outcome<x509::CertPtr> collateral_signer(Context& cx, std::string_view chain_name) {
   const auto chain_file = require(cx.in.collateral, chain_name);
   if (!chain_file) return pass_on(chain_file);
   auto certs = x509::parse_pem_certs(**chain_file, chain_name);
   if (!certs) return pass_on(certs);
-  // The signing certificate is the end-entity one (PCS sends it first; QVL's samples root first).
-  const auto it = std::find_if(certs->begin(), certs->end(), [](const x509::CertPtr& c) { return X509_check_ca(c.get()) == 0; });
+  const auto it =
+      std::find_if(certs->begin(), certs->end(), [](const x509::CertPtr& c) { return X509_check_ca(c.get()) == 0; });
   if (it == certs->end()) return fail(Check::cert_chain, std::string(chain_name) + " has no signing certificate");
   x509::CertPtr signer = std::move(*it);
   certs->erase(it);
@@ -175,38 +175,39 @@ Outcome<void> check_signed_json(Context& cx, std::string_view doc, const Bytes& 
       {signer.get(), *certs, cx.roots, root_crl, x509::CrlPolicy::every_issuer, cx.in.at, chain_name});
   if (!chain) return pass_on(chain);
   cx.valid_until = std::min(cx.valid_until, earliest_not_after(*chain));
+  return signer;
+}
+
+// A signed collateral document: its signer (collateral_signer), the ECDSA P-256 signature over
+// the raw bytes of its body, and its issueDate .. nextUpdate window.
+Outcome<void> check_signed_json(Context& cx, std::string_view doc, const Bytes& file, const SignedJson& signed_json,
+                                std::string_view chain_name) {
+  const auto signer = collateral_signer(cx, chain_name);
+  if (!signer) return pass_on(signer);
   const auto body = std::span(file).subspan(signed_json.body_offset, signed_json.body_size);
   const auto& sig = signed_json.signature;
-  if (auto ok = x509::verify_ecdsa_raw(X509_get0_pubkey(signer.get()), EVP_sha256(), body, std::span(sig).first(32),
+  if (auto ok = x509::verify_ecdsa_raw(X509_get0_pubkey(signer->get()), EVP_sha256(), body, std::span(sig).first(32),
                                        std::span(sig).last(32), doc);
       !ok)
     return ok;
   if (cx.in.at < signed_json.issue_date || cx.in.at >= signed_json.next_update)
     return fail(Check::expired, std::string(doc) + " is valid from " + std::to_string(signed_json.issue_date) +
-                                    " to " + std::to_string(signed_json.next_update) + ", not at " +
+                                    " to " + std::to_string(signed_json.next_update) + " (Unix seconds), not at " +
                                     std::to_string(cx.in.at));
   cx.valid_until = std::min(cx.valid_until, signed_json.next_update);
   return {};
 }
 
-Outcome<TcbInfo> load_tcb_info(Context& cx) {
-  const auto file = require(cx.in.collateral, "tcbinfo.json");
+// A signed collateral document `name`, parsed by `parse` and checked (check_signed_json).
+template <class Doc>
+Outcome<Doc> load_signed(Context& cx, std::string_view name, std::string_view chain,
+                         Outcome<Doc> (*parse)(std::span<const std::uint8_t>)) {
+  const auto file = require(cx.in.collateral, name);
   if (!file) return pass_on(file);
-  auto info = parse_tcb_info(**file);
-  if (!info) return info;
-  if (auto ok = check_signed_json(cx, "tcbinfo.json", **file, info->signed_json, "tcbinfo_issuer_chain.pem"); !ok)
-    return pass_on(ok);
-  return info;
-}
-
-Outcome<QeIdentity> load_qe_identity(Context& cx) {
-  const auto file = require(cx.in.collateral, "qeidentity.json");
-  if (!file) return pass_on(file);
-  auto id = parse_qe_identity(**file);
-  if (!id) return id;
-  if (auto ok = check_signed_json(cx, "qeidentity.json", **file, id->signed_json, "qeidentity_issuer_chain.pem"); !ok)
-    return pass_on(ok);
-  return id;
+  auto doc = parse(**file);
+  if (!doc) return doc;
+  if (auto ok = check_signed_json(cx, name, **file, doc->signed_json, chain); !ok) return pass_on(ok);
+  return doc;
 }
 
 // The platform's TCB status, refused when Revoked, unknown or below the policy's minimum.
@@ -216,13 +217,6 @@ Outcome<std::string> check_tcb(const TcbInfo& info, const QuoteCheck& qc, const 
                                        to_hex(info.pce_id) + ", the PCK certificate says " + to_hex(qc.pck.fmspc) +
                                        " / " + to_hex(qc.pck.pce_id));
   const auto& body = qc.quote.body;
-  bool attributes_match = true;
-  for (std::size_t i = 0; i < body.seam_attributes.size(); ++i)
-    attributes_match = attributes_match && (body.seam_attributes[i] & info.module_attributes_mask[i]) ==
-                                               (info.module_attributes[i] & info.module_attributes_mask[i]);
-  if (body.mrsignerseam != info.module_mrsigner || !attributes_match)
-    return fail(Check::tcb_status, "the TDX module (MRSIGNERSEAM " + to_hex(body.mrsignerseam) +
-                                       ") is not the one of the TCB Info");
   auto status = match_tcb_level(info, qc.pck, body);
   if (!status) return status;
   const auto rank = tcb_status_rank(*status);
@@ -316,9 +310,9 @@ Outcome<Verified> verify_tdx(const VerifyInput& in) {
   auto qc = check_quote_revocation(cx);
   if (!qc) return pass_on(qc);
   cx.valid_until = std::min(cx.valid_until, qc->pck_chain_not_after);
-  auto info = load_tcb_info(cx);
+  auto info = load_signed(cx, "tcbinfo.json", "tcbinfo_issuer_chain.pem", &parse_tcb_info);
   if (!info) return pass_on(info);
-  auto identity = load_qe_identity(cx);
+  auto identity = load_signed(cx, "qeidentity.json", "qeidentity_issuer_chain.pem", &parse_qe_identity);
   if (!identity) return pass_on(identity);
   auto status = check_tcb(*info, *qc, in.policy);
   if (!status) return pass_on(status);

@@ -113,9 +113,10 @@ std::optional<std::int64_t> parse_time(std::string_view s) {
   return static_cast<std::int64_t>(::timegm(&tm));
 }
 
+// Typed reads of an object's members; the first problem is kept in `error` (later ones do not
+// replace it), so callers check `error` once after a group of reads.
 struct Fields {
   const json::object& obj;
-  std::string_view doc;
   std::string error;
 
   const json::value* get(std::string_view key) {
@@ -175,7 +176,7 @@ Outcome<json::value> parse_signed(std::span<const std::uint8_t> bytes, std::stri
   if (!range) return bad(doc, "cannot find the raw bytes of \"" + std::string(member) + "\"");
   out.body_offset = range->first;
   out.body_size = range->second;
-  Fields top{root.get_object(), doc, {}};
+  Fields top{root.get_object(), {}};
   top.hex("signature", out.signature);
   if (!top.error.empty()) return bad(doc, top.error);
   return json::value(body->get_object());
@@ -189,8 +190,8 @@ std::vector<IsvsvnLevel> isvsvn_levels(const json::array& levels, std::string& e
       error = "a TCB level is not an object with \"tcb\"";
       return out;
     }
-    Fields l{level.get_object(), {}, {}};
-    Fields t{level.get_object().at("tcb").get_object(), {}, {}};
+    Fields l{level.get_object(), {}};
+    Fields t{level.get_object().at("tcb").get_object(), {}};
     IsvsvnLevel entry;
     entry.isvsvn = static_cast<std::uint16_t>(t.uint("isvsvn", 0xFFFF));
     entry.status = l.str("tcbStatus");
@@ -217,7 +218,7 @@ bool components(const json::object& tcb, std::string_view key, Svn16& out, std::
       error = "a component of \"" + std::string(key) + "\" is not an object";
       return false;
     }
-    Fields f{c.get_object(), {}, {}};
+    Fields f{c.get_object(), {}};
     out[i] = static_cast<std::uint8_t>(f.uint("svn", 0xFFFF) & 0xFFU);
     if (!f.error.empty()) {
       error = f.error;
@@ -235,8 +236,8 @@ bool tcb_levels(const json::array& levels, std::vector<TcbLevel>& out, std::stri
       return false;
     }
     TcbLevel entry;
-    Fields l{level.get_object(), {}, {}};
-    Fields t{tcb->get_object(), {}, {}};
+    Fields l{level.get_object(), {}};
+    Fields t{tcb->get_object(), {}};
     entry.status = l.str("tcbStatus");
     entry.pce_svn = static_cast<std::uint16_t>(t.uint("pcesvn", 0xFFFF));
     if (!l.error.empty() || !t.error.empty()) {
@@ -257,7 +258,7 @@ bool module_identities(const json::array& ids, std::vector<TdxModuleIdentity>& o
       error = "a TDX module identity is not an object";
       return false;
     }
-    Fields f{id.get_object(), {}, {}};
+    Fields f{id.get_object(), {}};
     TdxModuleIdentity entry;
     entry.id = f.str("id");
     f.hex("mrsigner", entry.mrsigner);
@@ -287,6 +288,18 @@ bool components_at_least(std::span<const std::uint8_t> have, std::span<const std
   return true;
 }
 
+// The TDX module of the quote (MRSIGNERSEAM, SEAM_ATTRIBUTES under the mask) is the expected one.
+Outcome<void> check_module(const TdReport& body, const Hash48& mrsigner, const std::array<std::uint8_t, 8>& attributes,
+                           const std::array<std::uint8_t, 8>& mask, std::string_view which) {
+  bool match = body.mrsignerseam == mrsigner;
+  for (std::size_t i = 0; i < attributes.size(); ++i)
+    match = match && (body.seam_attributes[i] & mask[i]) == (attributes[i] & mask[i]);
+  if (!match)
+    return fail(Check::tcb_status, "the TDX module (MRSIGNERSEAM " + to_hex(body.mrsignerseam) + ", SEAM attributes " +
+                                       to_hex(body.seam_attributes) + ") is not the TCB Info's " + std::string(which));
+  return {};
+}
+
 }  // namespace
 
 Outcome<TcbInfo> parse_tcb_info(std::span<const std::uint8_t> bytes) {
@@ -294,7 +307,7 @@ Outcome<TcbInfo> parse_tcb_info(std::span<const std::uint8_t> bytes) {
   TcbInfo info;
   auto body = parse_signed(bytes, kDoc, "tcbInfo", info.signed_json);
   if (!body) return std::unexpected(body.error());
-  Fields f{body->get_object(), kDoc, {}};
+  Fields f{body->get_object(), {}};
   if (f.str("id") != "TDX" && f.error.empty()) return bad(kDoc, "\"id\" is not \"TDX\" (an SGX TCB Info?)");
   if (f.uint("version", 1000) != 3 && f.error.empty()) return bad(kDoc, "\"version\" is not 3");
   info.signed_json.issue_date = f.time("issueDate");
@@ -303,7 +316,7 @@ Outcome<TcbInfo> parse_tcb_info(std::span<const std::uint8_t> bytes) {
   f.hex("pceId", info.pce_id);
   const auto* module = f.get("tdxModule");
   if (module != nullptr && module->is_object()) {
-    Fields m{module->get_object(), kDoc, {}};
+    Fields m{module->get_object(), {}};
     m.hex("mrsigner", info.module_mrsigner);
     m.hex("attributes", info.module_attributes);
     m.hex("attributesMask", info.module_attributes_mask);
@@ -328,7 +341,7 @@ Outcome<QeIdentity> parse_qe_identity(std::span<const std::uint8_t> bytes) {
   QeIdentity id;
   auto body = parse_signed(bytes, kDoc, "enclaveIdentity", id.signed_json);
   if (!body) return std::unexpected(body.error());
-  Fields f{body->get_object(), kDoc, {}};
+  Fields f{body->get_object(), {}};
   if (f.str("id") != "TD_QE" && f.error.empty()) return bad(kDoc, "\"id\" is not \"TD_QE\"");
   if (f.uint("version", 1000) != 2 && f.error.empty()) return bad(kDoc, "\"version\" is not 2");
   id.signed_json.issue_date = f.time("issueDate");
@@ -377,12 +390,20 @@ Outcome<std::string> match_tcb_level(const TcbInfo& info, const PckExtensions& p
                                        to_hex(pck.cpu_svn_components) + ", PCESVN " + std::to_string(pck.pce_svn) +
                                        " and the quote's TEE_TCB_SVN " + to_hex(svn));
   std::string status = level->status;
-  if (from == 0 || info.module_identities.empty()) return status;
+  if (from == 0 || info.module_identities.empty()) {
+    if (auto ok = check_module(body, info.module_mrsigner, info.module_attributes, info.module_attributes_mask,
+                               "tdxModule");
+        !ok)
+      return std::unexpected(ok.error());
+    return status;
+  }
   const std::string id = "TDX_" + upper(to_hex(std::span(svn).subspan(1, 1)));
   const auto module = std::find_if(info.module_identities.begin(), info.module_identities.end(),
                                    [&](const auto& m) { return upper(m.id) == id; });
   if (module == info.module_identities.end())
     return fail(Check::tcb_status, "the TCB Info has no TDX module identity " + id);
+  if (auto ok = check_module(body, module->mrsigner, module->attributes, module->attributes_mask, id); !ok)
+    return std::unexpected(ok.error());
   const auto module_level = std::find_if(module->levels.begin(), module->levels.end(),
                                          [&](const auto& l) { return svn[0] >= l.isvsvn; });
   if (module_level == module->levels.end())

@@ -8,6 +8,7 @@
 
 #include "rvenc/attestation/tdx.hpp"
 #include "rvenc/common/hex.hpp"
+#include "support/attestation_test_support.hpp"
 #include "support/tdx_signer.hpp"
 
 namespace rvenc::attestation {
@@ -34,14 +35,6 @@ struct Signed {
   }
 };
 
-#define EXPECT_FAILS_AT(outcome, named)                                             \
-  do {                                                                              \
-    const auto& o_ = (outcome);                                                     \
-    ASSERT_FALSE(o_.has_value()) << "verified, expected " #named;                   \
-    EXPECT_EQ(o_.error().check, Check::named) << o_.error().message;                \
-    EXPECT_TRUE(o_.error().message.starts_with(#named ": ")) << o_.error().message; \
-  } while (0)
-
 TEST(TdxSigner, ASignedQuoteVerifiesUnderTheTestRoot) {
   const Signed s;
   test::TdxQuoteOptions options;
@@ -59,6 +52,41 @@ TEST(TdxSigner, ASignedQuoteVerifiesUnderTheTestRoot) {
   EXPECT_EQ(v->fields.at("quote_version"), "4");
   for (const auto* key : {"rtmr0", "rtmr1", "rtmr3", "mrseam", "xfam", "td_attributes", "tee_tcb_svn"})
     EXPECT_TRUE(v->fields.contains(key)) << key;
+}
+
+TEST(TdxSigner, AV5QuoteWithATdReport15Verifies) {
+  const Signed s;
+  test::TdxQuoteOptions options;
+  options.version = 5;
+  const auto v = s.verify(options);
+  ASSERT_TRUE(v.has_value()) << v.error().message;
+  EXPECT_EQ(v->fields.at("quote_version"), "5");
+  EXPECT_EQ(v->report_data, kBinding);
+  const Bytes quote = s.signer.quote(kBinding, options);
+  const auto parsed = tdx::parse_quote(quote);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->body_type, 3);
+  EXPECT_EQ(parsed->signed_bytes.size(), tdx::kHeaderSize + 6 + tdx::kTdReport15Size);
+}
+
+TEST(TdxSigner, AnotherTdxModuleFailsAtTcbStatus) {
+  Signed s;
+  const auto& file = s.collateral.files["tcbinfo.json"];
+  // The signer's TCB Info names Intel's (zero) TDX module signer; one naming another refuses the quote.
+  test::TdxQuoteOptions options;
+  options.tee_tcb_svn[1] = 0;
+  ASSERT_TRUE(s.verify(options).has_value());
+  tdx::TcbInfo info = *tdx::parse_tcb_info(file);
+  info.module_mrsigner[0] = 1;
+  tdx::PckExtensions pck;
+  pck.cpu_svn_components = test::TdxSignerOptions{}.cpu_svn_components;
+  pck.pce_svn = test::TdxSignerOptions{}.pce_svn;
+  tdx::TdReport body;
+  body.tee_tcb_svn = options.tee_tcb_svn;
+  ASSERT_TRUE(tdx::match_tcb_level(*tdx::parse_tcb_info(file), pck, body).has_value());
+  const auto r = tdx::match_tcb_level(info, pck, body);
+  EXPECT_FAILS_AT(r, tcb_status);
+  EXPECT_NE(r.error().message.find("MRSIGNERSEAM"), std::string::npos);
 }
 
 TEST(TdxSigner, TheSameQuoteFailsUnderThePinnedIntelRoot) {

@@ -9,7 +9,10 @@
 #include <functional>
 #include <iterator>
 #include <string>
+#include <tuple>
+#include <vector>
 
+#include "attestation/x509.hpp"
 #include "rvenc/common/hex.hpp"
 #include "support/attestation_test_support.hpp"
 
@@ -42,14 +45,6 @@ struct TdxRun {
   }
   [[nodiscard]] Outcome<Verified> verify() const { return verify(*collateral.find("quote.dat")); }
 };
-
-#define EXPECT_FAILS_AT(outcome, named)                                                   \
-  do {                                                                                    \
-    const auto& o_ = (outcome);                                                           \
-    ASSERT_FALSE(o_.has_value()) << "verified, expected " #named;                         \
-    EXPECT_EQ(o_.error().check, Check::named) << o_.error().message;                      \
-    EXPECT_TRUE(o_.error().message.starts_with(#named ": ")) << o_.error().message;       \
-  } while (0)
 
 TEST(TdxQuote, ParsesEveryFixtureQuote) {
   for (const auto* path : {"spr-e4-v4/quote.dat", "v5-sample/quote.dat", "qvl-synthetic/quote.dat",
@@ -167,26 +162,24 @@ TEST(TdxMutation, FlippedPckCertificateByteFailsAtCertChain) {
   EXPECT_FAILS_AT(run.verify(), cert_chain);
 }
 
-TEST(TdxMutation, FlippedTcbInfoByteFailsAtSignature) {
+// spr-e4-v4 with `file`'s text at `needle` + `offset` replaced by `c` (the JSON stays valid).
+TdxRun spr_with_json_edit(const std::string& file, std::string_view needle, std::size_t offset, char c) {
   TdxRun run{load("spr-e4-v4")};
-  auto& file = run.collateral.files["tcbinfo.json"];
-  std::string text(file.begin(), file.end());
-  const auto at = text.find("\"tcbEvaluationDataNumber\":15");
-  ASSERT_NE(at, std::string::npos);
-  text[at + 26] = '6';
-  file.assign(text.begin(), text.end());
-  EXPECT_FAILS_AT(run.verify(), signature);
+  auto& bytes = run.collateral.files[file];
+  std::string text(bytes.begin(), bytes.end());
+  const auto at = text.find(needle);
+  EXPECT_NE(at, std::string::npos) << needle;
+  if (at != std::string::npos) text[at + offset] = c;
+  bytes.assign(text.begin(), text.end());
+  return run;
+}
+
+TEST(TdxMutation, FlippedTcbInfoByteFailsAtSignature) {
+  EXPECT_FAILS_AT(spr_with_json_edit("tcbinfo.json", "\"tcbEvaluationDataNumber\":15", 26, '6').verify(), signature);
 }
 
 TEST(TdxMutation, FlippedQeIdentityByteFailsAtSignature) {
-  TdxRun run{load("spr-e4-v4")};
-  auto& file = run.collateral.files["qeidentity.json"];
-  std::string text(file.begin(), file.end());
-  const auto at = text.find("\"isvprodid\":2");
-  ASSERT_NE(at, std::string::npos);
-  text[at + 12] = '3';
-  file.assign(text.begin(), text.end());
-  EXPECT_FAILS_AT(run.verify(), signature);
+  EXPECT_FAILS_AT(spr_with_json_edit("qeidentity.json", "\"isvprodid\":2", 12, '3').verify(), signature);
 }
 
 TEST(TdxMutation, QeAuthDataOrAttestationKeyNotBoundByTheQeReportFailsAtSignature) {
@@ -239,6 +232,30 @@ TEST(TdxMutation, EveryTruncationIsMalformedNeverACrash) {
   }
 }
 
+TEST(TdxMutation, HeaderAndCertificationDataFieldsAreNamed) {
+  const Bytes v4 = *load("spr-e4-v4").find("quote.dat");
+  const Bytes v5 = *load("v5-sample").find("quote.dat");
+  constexpr std::size_t kCertType = tdx::kHeaderSize + tdx::kTdReport10Size + 4 + 128;
+  constexpr std::size_t kInnerType = kCertType + 6 + tdx::kQeReportSize + 64 + 2 + 32;
+  const std::vector<std::tuple<const Bytes*, std::size_t, std::uint8_t, std::string>> cases = {
+      {&v4, 0, 3, "version 3"},
+      {&v4, 2, 3, "attestation key type 3"},
+      {&v4, 4, 0x00, "TEE type 0"},
+      {&v5, 48, 4, "v5 body type 4"},
+      {&v5, 50, 0x49, "v5 body size"},
+      {&v4, kCertType, 5, "certification data type 5"},
+      {&v4, kInnerType, 4, "QE certification data type 4"},
+  };
+  for (const auto& [quote, offset, value, words] : cases) {
+    Bytes q = *quote;
+    q[offset] = value;
+    const auto parsed = tdx::parse_quote(q);
+    EXPECT_FAILS_AT(parsed, malformed);
+    EXPECT_NE(parsed.error().message.find(words), std::string::npos) << parsed.error().message;
+  }
+  for (std::size_t n = 0; n < v5.size(); n += 7) EXPECT_FAILS_AT(tdx::parse_quote(std::span(v5).first(n)), malformed);
+}
+
 TEST(TdxMutation, MissingCollateralFilesAreNamed) {
   for (const auto* name : {"pckcrl.der", "rootcrl.der", "tcbinfo.json", "tcbinfo_issuer_chain.pem", "qeidentity.json",
                            "qeidentity_issuer_chain.pem"}) {
@@ -274,6 +291,54 @@ TEST(TdxCollateral, ParsesTheFixturesTcbInfoAndQeIdentity) {
   const auto qe = tdx::parse_qe_identity(*v5.find("qeidentity.json"));
   ASSERT_TRUE(qe.has_value()) << qe.error().message;
   EXPECT_EQ(qe->isv_prod_id, 2);
+}
+
+TEST(TdxCollateral, V5TcbLevelsJudgeTheTdxModuleByItsIdentity) {
+  TdxRun run{load("v5-sample")};
+  const auto check = tdx::check_quote(*run.collateral.find("quote.dat"), run.anchors, kV5Time);
+  ASSERT_TRUE(check.has_value()) << check.error().message;
+  const auto info = tdx::parse_tcb_info(*run.collateral.find("tcbinfo.json"));
+  ASSERT_TRUE(info.has_value());
+  auto body = check->quote.body;  // TEE_TCB_SVN 0b 01 04: module TDX_01 at SVN 11
+  const auto status = tdx::match_tcb_level(*info, check->pck, body);
+  ASSERT_TRUE(status.has_value()) << status.error().message;
+  EXPECT_EQ(*status, "UpToDate");
+  body.tee_tcb_svn[0] = 5;  // TDX_01's level for SVN >= 4 is OutOfDate: the worse status wins
+  EXPECT_EQ(tdx::match_tcb_level(*info, check->pck, body).value_or("?"), "OutOfDate");
+  body.tee_tcb_svn[0] = 1;  // below every TDX_01 level
+  EXPECT_FAILS_AT(tdx::match_tcb_level(*info, check->pck, body), tcb_status);
+  body.tee_tcb_svn[1] = 2;  // no TDX_02 identity
+  const auto none = tdx::match_tcb_level(*info, check->pck, body);
+  EXPECT_FAILS_AT(none, tcb_status);
+  EXPECT_NE(none.error().message.find("TDX_02"), std::string::npos);
+}
+
+TEST(TdxPck, SgxExtensionsOfTheRealPckCertificates) {
+  for (const auto& [set, fmspc] : std::vector<std::pair<std::string, std::string>>{
+           {"spr-e4-v4", "50806f000000"}, {"v5-sample", "90c06f000000"}, {"qvl-synthetic", "ed742af8adf5"}}) {
+    const auto certs = x509::parse_pem_certs(*load(set).find("pck_chain.pem"), "pck_chain.pem");
+    ASSERT_TRUE(certs.has_value()) << set;
+    const auto ext = x509::extension_by_oid(certs->front().get(), "1.2.840.113741.1.13.1");
+    ASSERT_TRUE(ext.has_value()) << set;
+    const auto pck = tdx::parse_pck_extensions(*ext);
+    ASSERT_TRUE(pck.has_value()) << set << ": " << pck.error().message;
+    EXPECT_EQ(to_hex(pck->fmspc), fmspc);
+    // Every cut of the extension is malformed, never a crash.
+    for (std::size_t n = 0; n < ext->size(); ++n)
+      EXPECT_FAILS_AT(tdx::parse_pck_extensions(std::span(*ext).first(n)), malformed);
+  }
+  EXPECT_FAILS_AT(tdx::parse_pck_extensions(Bytes{0x30, 0x00}), malformed);
+  EXPECT_FAILS_AT(tdx::parse_pck_extensions(Bytes(5000, 0x30)), malformed);
+}
+
+TEST(TdxPck, PcciQuotesCarryTheirPlatformsFmspc) {
+  const auto dir = load("pcci-quotes");
+  for (const auto& [name, fmspc] : std::vector<std::pair<std::string, std::string>>{
+           {"quote.dat", "00806f050000"}, {"quote_b0c06f.dat", "b0c06f000000"}}) {
+    const auto check = tdx::check_quote(*dir.find(name), pinned_roots(Provider::tdx), kV5Time);
+    ASSERT_TRUE(check.has_value()) << name << ": " << check.error().message;
+    EXPECT_EQ(to_hex(check->pck.fmspc), fmspc) << name;
+  }
 }
 
 TEST(TdxCollateral, TcbStatusOrder) {

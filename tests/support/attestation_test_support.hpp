@@ -5,6 +5,15 @@
 
 #include <filesystem>
 
+// Asserts that a verifier Outcome failed at Check::`named` with a message starting "named: ".
+#define EXPECT_FAILS_AT(outcome, named)                                             \
+  do {                                                                              \
+    const auto& o_ = (outcome);                                                     \
+    ASSERT_FALSE(o_.has_value()) << "verified, expected " #named;                   \
+    EXPECT_EQ(o_.error().check, ::rvenc::attestation::Check::named) << o_.error().message; \
+    EXPECT_TRUE(o_.error().message.starts_with(#named ": ")) << o_.error().message; \
+  } while (0)
+
 namespace rvenc::test {
 
 // ../shared/attestation of the source tree.

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "attestation/x509.hpp"
+#include "support/x509_signer.hpp"
 
 namespace rvenc::test {
 namespace {
@@ -25,13 +26,12 @@ using attestation::SnpProduct;
 using attestation::SnpSigningKey;
 using attestation::x509::CertPtr;
 using attestation::x509::PkeyPtr;
+using x509_signer::add_extension;
+using x509_signer::add_raw_extension;
+using x509_signer::to_der;
+using x509_signer::to_pem;
 
-void check(bool ok, const char* what) {
-  if (!ok) {
-    ERR_clear_error();
-    throw std::runtime_error(std::string("snp_signer: ") + what + " failed");
-  }
-}
+void check(bool ok, const char* what) { x509_signer::check(ok, "snp_signer", what); }
 
 // Signs with RSA-PSS, SHA-384, MGF1-SHA-384, 48-byte salt: AMD's ARK/ASK signature scheme.
 template <class Sign>
@@ -46,32 +46,13 @@ void sign_pss(EVP_PKEY* key, Sign&& sign) {
   check(sign(ctx.get()) > 0, "RSA-PSS signing");
 }
 
-void add_extension(X509* cert, X509* issuer, int nid, const char* value) {
-  X509V3_CTX context;
-  X509V3_set_ctx_nodb(&context);
-  X509V3_set_ctx(&context, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* extension = X509V3_EXT_conf_nid(nullptr, &context, nid, value);
-  check(extension != nullptr && X509_add_ext(cert, extension, -1) == 1, "adding an extension");
-  X509_EXTENSION_free(extension);
-}
-
-// An AMD extension: `oid` with `value` as the extnValue contents (DER or raw bytes).
-void add_raw_extension(X509* cert, const char* oid, const Bytes& value) {
-  std::unique_ptr<ASN1_OBJECT, decltype(&ASN1_OBJECT_free)> object(OBJ_txt2obj(oid, 1), ASN1_OBJECT_free);
-  std::unique_ptr<ASN1_OCTET_STRING, decltype(&ASN1_OCTET_STRING_free)> data(ASN1_OCTET_STRING_new(),
-                                                                             ASN1_OCTET_STRING_free);
-  check(object && data && ASN1_OCTET_STRING_set(data.get(), value.data(), static_cast<int>(value.size())) == 1,
-        "building an AMD extension");
-  X509_EXTENSION* extension = X509_EXTENSION_create_by_OBJ(nullptr, object.get(), 0, data.get());
-  check(extension != nullptr && X509_add_ext(cert, extension, -1) == 1, "adding an AMD extension");
-  X509_EXTENSION_free(extension);
-}
-
 Bytes der_integer(std::uint8_t value) { return {0x02, 0x01, value}; }  // values < 0x80 in these tests
 
 Bytes der_ia5(const std::string& text) {
-  Bytes out{0x16, static_cast<std::uint8_t>(text.size())};
-  out.insert(out.end(), text.begin(), text.end());
+  Bytes out(text.size() + 2);
+  out[0] = 0x16;
+  out[1] = static_cast<std::uint8_t>(text.size());
+  std::copy(text.begin(), text.end(), out.begin() + 2);
   return out;
 }
 
@@ -92,23 +73,6 @@ CertPtr make_cert(const std::string& cn, EVP_PKEY* key, X509* issuer, long seria
                              -1, 0);
   X509_set_issuer_name(cert.get(), issuer != nullptr ? X509_get_subject_name(issuer) : subject);
   return cert;
-}
-
-Bytes to_der(X509* cert) {
-  const int size = i2d_X509(cert, nullptr);
-  check(size > 0, "encoding a certificate");
-  Bytes out(static_cast<std::size_t>(size));
-  unsigned char* cursor = out.data();
-  i2d_X509(cert, &cursor);
-  return out;
-}
-
-std::string to_pem(X509* cert) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
-  check(bio && PEM_write_bio_X509(bio.get(), cert) == 1, "PEM encoding");
-  char* data = nullptr;
-  const long size = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<std::size_t>(size));
 }
 
 void store_le32(Bytes& out, std::size_t offset, std::uint32_t value) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "attestation/x509.hpp"
+#include "support/x509_signer.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
 
@@ -30,12 +31,11 @@ namespace tdx = attestation::tdx;
 constexpr std::int64_t kDay = 86400;
 const std::array<std::uint8_t, 32> kQeMrsigner = {0xdc, 0x9e, 0x2a, 0x7c};
 
-void check(bool ok, const char* what) {
-  if (!ok) {
-    ERR_clear_error();
-    throw std::runtime_error(std::string("tdx_signer: ") + what + " failed");
-  }
-}
+using x509_signer::add_extension;
+using x509_signer::add_raw_extension;
+using x509_signer::to_pem;
+
+void check(bool ok, const char* what) { x509_signer::check(ok, "tdx_signer", what); }
 
 PkeyPtr p256_key() {
   PkeyPtr key(EVP_EC_gen("P-256"));
@@ -98,15 +98,6 @@ Bytes sgx_extension(const TdxSignerOptions& o) {
 
 // ---- certificates and CRLs -------------------------------------------------------------------
 
-void add_extension(X509* cert, X509* issuer, int nid, const char* value) {
-  X509V3_CTX context;
-  X509V3_set_ctx_nodb(&context);
-  X509V3_set_ctx(&context, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* extension = X509V3_EXT_conf_nid(nullptr, &context, nid, value);
-  check(extension != nullptr && X509_add_ext(cert, extension, -1) == 1, "adding an extension");
-  X509_EXTENSION_free(extension);
-}
-
 struct CertSpec {
   std::string cn;
   EVP_PKEY* key = nullptr;     // the subject's
@@ -136,28 +127,9 @@ CertPtr make_cert(const CertSpec& s) {
   add_extension(cert.get(), issuer, NID_key_usage, s.ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature");
   add_extension(cert.get(), issuer, NID_subject_key_identifier, "hash");
   add_extension(cert.get(), issuer, NID_authority_key_identifier, "keyid:always");
-  if (s.sgx_extension != nullptr) {
-    std::unique_ptr<ASN1_OBJECT, decltype(&ASN1_OBJECT_free)> obj(OBJ_txt2obj("1.2.840.113741.1.13.1", 1),
-                                                                  ASN1_OBJECT_free);
-    std::unique_ptr<ASN1_OCTET_STRING, decltype(&ASN1_OCTET_STRING_free)> data(ASN1_OCTET_STRING_new(),
-                                                                               ASN1_OCTET_STRING_free);
-    check(obj && data &&
-              ASN1_OCTET_STRING_set(data.get(), s.sgx_extension->data(), static_cast<int>(s.sgx_extension->size())) == 1,
-          "SGX extension");
-    X509_EXTENSION* ext = X509_EXTENSION_create_by_OBJ(nullptr, obj.get(), 0, data.get());
-    check(ext != nullptr && X509_add_ext(cert.get(), ext, -1) == 1, "adding the SGX extension");
-    X509_EXTENSION_free(ext);
-  }
+  if (s.sgx_extension != nullptr) add_raw_extension(cert.get(), "1.2.840.113741.1.13.1", *s.sgx_extension);
   check(X509_sign(cert.get(), s.issuer_key ? s.issuer_key : s.key, EVP_sha256()) > 0, "certificate signing");
   return cert;
-}
-
-std::string pem(X509* cert) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
-  check(bio && PEM_write_bio_X509(bio.get(), cert) == 1, "PEM");
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<std::size_t>(n));
 }
 
 Bytes crl_der(X509* issuer, EVP_PKEY* key, std::int64_t last, std::int64_t next, const X509* revoked) {
@@ -303,7 +275,7 @@ TdxTestSigner TdxTestSigner::create(const TdxSignerOptions& options) {
 attestation::Bytes TdxTestSigner::quote(const std::array<std::uint8_t, 64>& report_data,
                                         const TdxQuoteOptions& o) const {
   Bytes q;
-  put_le<std::uint16_t>(q, 4);
+  put_le<std::uint16_t>(q, o.version);
   put_le<std::uint16_t>(q, tdx::kAttestationKeyEcdsaP256);
   put_le<std::uint32_t>(q, tdx::kTeeTypeTdx);
   q.resize(12, 0);
@@ -311,6 +283,10 @@ attestation::Bytes TdxTestSigner::quote(const std::array<std::uint8_t, 64>& repo
                                                         0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07};
   put(q, intel_qe_vendor);
   q.resize(tdx::kHeaderSize, 0);  // user data
+  if (o.version == 5) {
+    put_le<std::uint16_t>(q, 3);  // TD report 1.5
+    put_le<std::uint32_t>(q, static_cast<std::uint32_t>(tdx::kTdReport15Size));
+  }
   put(q, o.tee_tcb_svn);
   put(q, o.mrseam);
   q.resize(q.size() + 48 + 8, 0);  // MRSIGNERSEAM (Intel's: zero), SEAMATTRIBUTES
@@ -320,13 +296,17 @@ attestation::Bytes TdxTestSigner::quote(const std::array<std::uint8_t, 64>& repo
   q.resize(q.size() + 3 * 48, 0);  // MRCONFIGID, MROWNER, MROWNERCONFIG
   for (const auto& r : o.rtmr) put(q, r);
   put(q, report_data);
+  if (o.version == 5) {
+    put(q, o.tee_tcb_svn);           // TEE_TCB_SVN2
+    q.resize(q.size() + 48, 0);      // MRSERVICETD
+  }
   const PkeyPtr attestation_key = p256_key();
   const auto signature = sign_raw(attestation_key.get(), q);
   const auto xy = public_xy(attestation_key.get());
   const Bytes auth(32, 0xa5);
   const Bytes qe = impl_->qe_report(xy, auth);
   const auto qe_signature = sign_raw(impl_->pck_key.get(), qe);
-  const std::string chain = pem(impl_->pck.get()) + pem(impl_->ca.get()) + pem(impl_->root.get());
+  const std::string chain = to_pem(impl_->pck.get()) + to_pem(impl_->ca.get()) + to_pem(impl_->root.get());
   Bytes cert;  // certification data type 6
   put(cert, qe);
   put(cert, qe_signature);
@@ -363,10 +343,10 @@ attestation::Collateral TdxTestSigner::collateral() const {
       "\"attributes\":\"11000000000000000000000000000000\",\"attributesMask\":\"FBFFFFFFFFFFFFFF0000000000000000\"," +
       "\"mrsigner\":\"" + to_hex(kQeMrsigner) + "\",\"isvprodid\":2,\"tcbLevels\":[{\"tcb\":{\"isvsvn\":4}," +
       "\"tcbDate\":\"" + issued + "\",\"tcbStatus\":\"" + o.qe_status + "\"}]}";
-  const std::string tcb_chain = pem(impl_->tcb_signer.get()) + pem(impl_->root.get());
-  const std::string ca_chain = pem(impl_->ca.get()) + pem(impl_->root.get());
-  const std::string pck_chain = pem(impl_->pck.get()) + pem(impl_->ca.get());
-  const std::string root = pem(impl_->root.get());
+  const std::string tcb_chain = to_pem(impl_->tcb_signer.get()) + to_pem(impl_->root.get());
+  const std::string ca_chain = to_pem(impl_->ca.get()) + to_pem(impl_->root.get());
+  const std::string pck_chain = to_pem(impl_->pck.get()) + to_pem(impl_->ca.get());
+  const std::string root = to_pem(impl_->root.get());
   attestation::Collateral c;
   c.files["tcbinfo.json"] = signed_json("tcbInfo", tcb_info, impl_->tcb_key.get());
   c.files["qeidentity.json"] = signed_json("enclaveIdentity", qe_identity, impl_->tcb_key.get());
@@ -381,7 +361,7 @@ attestation::Collateral TdxTestSigner::collateral() const {
   return c;
 }
 
-attestation::TrustAnchors TdxTestSigner::anchors() const { return {{pem(impl_->root.get())}}; }
+attestation::TrustAnchors TdxTestSigner::anchors() const { return {{to_pem(impl_->root.get())}}; }
 
 attestation::Bytes TdxTestSigner::pck_crl(bool revoke_pck) const {
   return crl_der(impl_->ca.get(), impl_->ca_key.get(), impl_->options.not_before, impl_->doc_not_after,

@@ -33,6 +33,7 @@ struct TdxSignerOptions {
 };
 
 struct TdxQuoteOptions {
+  std::uint16_t version = 4;  // 5: a v5 quote with a TD report 1.5 body (type 3)
   attestation::tdx::Hash48 mrtd = {0x7d, 0x7d};
   std::array<attestation::tdx::Hash48, 4> rtmr{};
   attestation::tdx::Hash48 mrseam = {0x5e};
@@ -48,7 +49,8 @@ class TdxTestSigner {
   TdxTestSigner& operator=(TdxTestSigner&&) noexcept;
   ~TdxTestSigner();
 
-  // A v4 quote carrying `report_data`, its PCK chain (PEM) in certification data type 6 → 5.
+  // A quote (v4, or v5 per options) carrying `report_data`, its PCK chain (PEM) in certification
+  // data type 6 → 5.
   [[nodiscard]] attestation::Bytes quote(const std::array<std::uint8_t, 64>& report_data,
                                          const TdxQuoteOptions& options = {}) const;
   // tcbinfo.json, qeidentity.json, their issuer chains, pckcrl.der (+ issuer chain), rootcrl.der,

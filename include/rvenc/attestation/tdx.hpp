@@ -140,7 +140,8 @@ struct QeIdentity {
 [[nodiscard]] std::optional<int> tcb_status_rank(std::string_view status) noexcept;
 // The status of the first TCB Info level the platform meets (PCK components and PCESVN, the
 // quote's TEE_TCB_SVN; with TEE_TCB_SVN[1] > 0 the TDX module identity "TDX_xx" too, the worse
-// of both statuses); tcb_status failure when none.
+// of both statuses); tcb_status failure when none, or when the quote's TDX module (MRSIGNERSEAM,
+// SEAM_ATTRIBUTES under the mask) is not the one of the TCB Info's tdxModule / that identity.
 [[nodiscard]] Outcome<std::string> match_tcb_level(const TcbInfo& info, const PckExtensions& pck,
                                                    const TdReport& body);
 
