@@ -60,10 +60,9 @@ Outcome<Collateral> Collateral::load_dir(const std::filesystem::path& dir) {
     if (collateral.files.size() == kMaxCollateralFiles) {
       return fail(Check::malformed, "more than " + std::to_string(kMaxCollateralFiles) + " files in " + dir.string());
     }
-    std::ifstream in(entry.path(), std::ios::binary);
-    Bytes bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    if (!in.good() && !in.eof()) return fail(Check::malformed, "cannot read " + entry.path().string());
-    collateral.files.emplace(entry.path().filename().string(), std::move(bytes));
+    auto bytes = load_file(entry.path());
+    if (!bytes) return std::unexpected(bytes.error());
+    collateral.files.emplace(entry.path().filename().string(), std::move(*bytes));
   }
   return collateral;
 }

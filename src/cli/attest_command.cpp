@@ -7,6 +7,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "attest_verify.hpp"
 #include "client_flags.hpp"
 #include "rvenc/client/client.hpp"
 #include "rvenc/common/hex.hpp"
@@ -44,10 +45,18 @@ int attest(const client::ClientSettings& settings, const std::string& model, boo
   std::string trust = document->provider;
   if (document->provider == "simulated" && options->attestation.simulated_platform_key)
     trust += " (signed by platform key " + to_hex(*options->attestation.simulated_platform_key) + ")";
+  const bool hardware = document->provider != "simulated";
+  if (hardware)
+    trust += options->trust_anchors ? " (evidence verified against the TEST root given)"
+                                    : " (evidence verified offline against the vendor's pinned root)";
+  const auto& policy = options->hardware_policy;
+  const bool pinned = options->attestation.expected_measurement ||
+                      (document->provider == "tdx" && !policy.tdx.mrtd.empty()) ||
+                      (document->provider == "sev-snp" && !policy.sev_snp.measurement.empty());
   std::cout << "gateway      " << options->base_url << "\n"
             << "provider     " << trust << "\n"
             << "measurement  " << measurement
-            << (options->attestation.expected_measurement ? " (as required)" : " (not pinned: pass --measurement)") << "\n"
+            << (pinned ? " (as required)" : " (not pinned: pass --measurement or --attestation-policy)") << "\n"
             << "keyId        " << key_id << "\n"
             << "notAfter     " << utc_time(document->not_after) << " (" << document->not_after << ")\n"
             << "binding ok   reportData binds the X-Wing public key to our fresh challenge\n"
@@ -63,7 +72,9 @@ void setup(CLI::App& app, std::function<int()>& run) {
   add_client_flags(*cmd, *settings, false);
   add_model_flag(*cmd, *model, "Attest an enclave serving this model (default: any enclave the gateway picks)");
   flag(*cmd, "--json", *as_json, "Print the verified facts as one JSON object");
-  cmd->callback([settings, model, as_json, &run] {
+  auto* verify = add_attest_verify(*cmd, run);
+  cmd->callback([settings, model, as_json, verify, &run] {
+    if (verify->parsed()) return;  // `rvenc attest verify`: its own callback set `run`
     run = [settings, model, as_json] { return attest(*settings, *model, *as_json); };
   });
 }

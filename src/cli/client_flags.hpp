@@ -21,6 +21,24 @@ inline CLI::Option* add_gateway_flag(CLI::App& app, std::string& gateway) {
       ->envname("RVENC_GATEWAY_URL");
 }
 
+// --attestation-policy FILE (RVENC_ATTESTATION_POLICY) and --attestation-trust-root FILE (flag
+// only: roots other than the vendors' must never come from an environment left behind).
+inline void add_attestation_flags(CLI::App& app, std::string& policy, std::string& trust_root) {
+  option(app, "--attestation-policy", policy,
+         "Policy JSON for hardware (tdx, sev-snp) evidence: providers, measurements, debug, TCB "
+         "(docs/attestation.md; default: any measurement, debug refused, TDX TCB UpToDate)");
+  app.add_option("--attestation-trust-root", trust_root,
+                 "PEM root(s) hardware evidence must chain to INSTEAD of Intel's/AMD's pinned roots: test roots "
+                 "only, announced on stderr (no environment variable)");
+}
+
+// The loud line of a test root: never silent.
+inline void warn_trust_root(std::string_view command, const std::string& trust_root) {
+  if (!trust_root.empty())
+    std::cerr << "rvenc " << command << ": WARNING: trusting the test root(s) of " << trust_root
+              << " instead of the vendors' pinned roots\n";
+}
+
 inline void add_client_flags(CLI::App& app, client::ClientSettings& settings, bool with_api_key) {
   add_gateway_flag(app, settings.gateway);
   if (with_api_key) option(app, "--api-key", settings.api_key, "API key (sk_live_... or sk_test_...)");
@@ -35,6 +53,7 @@ inline void add_client_flags(CLI::App& app, client::ClientSettings& settings, bo
          "and platform key only with its gateway; exit 3 when that stack is not running");
   option(app, "--protocol", settings.protocol, "Wire protocol version: 3 (default), 2 (upgrade period) or 1 (compat, unsafe)")
       ->check(CLI::IsMember({1, 2, 3}));
+  add_attestation_flags(app, settings.attestation_policy, settings.attestation_trust_root);
 }
 
 // Notes where CLI11 took --gateway and --data from (it merges a flag and its variable), and reads
@@ -55,7 +74,9 @@ inline void note_setting_origins(client::ClientSettings& settings, std::string_v
 // resolve_settings after note_setting_origins.
 inline Result<client::ClientOptions> resolve_client_settings(client::ClientSettings settings, std::string_view command) {
   note_setting_origins(settings, command);
-  return client::resolve_settings(settings);
+  auto options = client::resolve_settings(settings);
+  if (options) warn_trust_root(command, settings.attestation_trust_root);
+  return options;
 }
 
 // -m,--model (RVENC_MODEL) of `rvenc keygen` / `rvenc attest`: attestation per model

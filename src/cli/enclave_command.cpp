@@ -20,6 +20,7 @@ struct EnclaveFlags {
   std::string platform_key = "./platform.key";
   std::string attestation = "auto";
   std::string tsm_root = std::string(enclave::kDefaultTsmReportRoot);
+  std::string collateral;
   std::string gateway_token_file;
   std::vector<std::string> upstreams;
   std::string upstream_ca_file;
@@ -70,6 +71,7 @@ int run_enclave(const EnclaveFlags& flags) {
   options.attestation.mode = flags.attestation;
   options.attestation.platform_key_file = flags.platform_key;
   options.attestation.tsm_root = flags.tsm_root;
+  options.attestation.collateral_dir = flags.collateral;
   if (!flags.gateway_token_file.empty()) options.gateway_token_file = flags.gateway_token_file;
   options.upstreams = flags.upstreams;
   options.upstream_ca_file = flags.upstream_ca_file;
@@ -132,6 +134,10 @@ void setup(CLI::App& app, std::function<int()>& run) {
       ->check(CLI::IsMember({"simulated", "sev-snp", "tdx", "auto"}))
       ->capture_default_str();
   option(*cmd, "--tsm-root", flags->tsm_root, "The configfs-tsm report directory")->capture_default_str();
+  option(*cmd, "--collateral", flags->collateral,
+         "Directory of collateral files sent with hardware evidence so clients verify offline (names of "
+         "docs/attestation.md: tcbinfo.json, qeidentity.json, pckcrl.der, vcek.der, ask_ark.pem, ...); re-read "
+         "when they change");
   option(*cmd, "--gateway-token-file", flags->gateway_token_file,
          "File with the bearer token the gateway must send (without it: local use only)");
   option(*cmd, "--upstream", flags->upstreams,

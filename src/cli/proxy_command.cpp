@@ -21,6 +21,8 @@ struct ProxyFlags {
   std::string platform_public_key;
   std::string data_dir;
   std::string measurement;
+  std::string attestation_policy;
+  std::string attestation_trust_root;
   int protocol = 3;
   std::string dek_store;
   std::uint64_t dek_max_requests = proxy::DekPolicy::kDefaultMaxRequests;
@@ -68,6 +70,11 @@ int run(const ProxyFlags& flags) {
     if (!measurement) return usage_error(measurement.error().message);
     options.measurement = std::move(*measurement);
   }
+  auto hardware = client::load_hardware_trust(flags.attestation_policy, flags.attestation_trust_root);
+  if (!hardware) return usage_error(hardware.error().message);
+  warn_trust_root("proxy", flags.attestation_trust_root);
+  options.hardware_policy = std::move(hardware->policy);
+  options.trust_anchors = std::move(hardware->anchors);
   options.protocol_version = static_cast<protocol::Version>(flags.protocol);
   if (!flags.dek_store.empty()) options.dek_store = flags.dek_store;
   if (!flags.chat_dir.empty()) options.chat_dir = flags.chat_dir;
@@ -108,12 +115,13 @@ void setup(CLI::App& app, std::function<int()>& run_command) {
   option(*cmd, "--platform-public-key", flags->platform_public_key,
          "trust a simulated enclave signed by this Ed25519 platform key (hex)");
   option(*cmd, "--measurement", flags->measurement, "require this enclave measurement (hex)");
+  add_attestation_flags(*cmd, flags->attestation_policy, flags->attestation_trust_root);
   option(*cmd, "--protocol", flags->protocol, "wire protocol version (3; 2 during an upgrade; 1 only for legacy servers)")
       ->check(CLI::IsMember({1, 2, 3}))
       ->capture_default_str();
   option(*cmd, "--dek-store", flags->dek_store,
          "keep encryption keys across restarts in FILE (created mode 0600, indexed by API key hash); keys "
-         "verified under other --measurement/--platform-public-key settings, or near their notAfter, are "
+         "verified under other --measurement/--platform-public-key/--attestation-* settings, or near their notAfter, are "
          "dropped at start and made anew");
   option(*cmd, "--dek-max-requests", flags->dek_max_requests, "rotate a key's encryption keys after N requests (0: never)")
       ->capture_default_str();

@@ -25,6 +25,7 @@
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
+#include "rvenc/client/hardware.hpp"
 #include "rvenc/common/clock.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/http/client.hpp"
@@ -43,8 +44,9 @@ using http::awaitable;
 
 namespace {
 
-// Bodies read whole (attestation, model list, HTTP error answers) are small JSON documents.
-constexpr std::uint64_t kMaxJsonResponseBytes = 1024 * 1024;
+// Bodies read whole (attestation, model list, HTTP error answers) are JSON documents; attestation
+// answers carry collateral (at most protocol::kMaxCollateralBytes a document) for a few replicas.
+constexpr std::uint64_t kMaxJsonResponseBytes = 16 * 1024 * 1024;
 constexpr std::size_t kMaxApiKeyBytes = 256;
 constexpr std::string_view kChatPath = "/rvenc/chat/completions";
 constexpr std::string_view kAttestationPath = "/rvenc/attestation";
@@ -64,6 +66,14 @@ std::string request_model(const json::object& request) {
 
 // Failures before any answer that a replica explains: the request may go once more, sealed anew,
 // after a fresh attestation (PROTOCOL.md section 5). The keys of a busy enclave stay valid.
+// A document that verified, the models it serves, and until when its trust holds (its key's
+// notAfter, or earlier the end of validity of its hardware evidence's certificates/collateral).
+struct VerifiedDocument {
+  protocol::AttestationDocument document;
+  std::vector<std::string> models;
+  std::int64_t trusted_until = 0;
+};
+
 bool replica_failure(Errc code) {
   return code == Errc::unknown_key_id || code == Errc::enclave_busy || code == Errc::enclave_unavailable;
 }
@@ -203,21 +213,26 @@ struct ClientState {
     co_return std::pair{std::move(*body), challenge};
   }
 
-  awaitable<Result<protocol::AttestationDocument>> attest(std::string_view model = {}) {
+  // The verified document of one enclave (serving `model` when given).
+  awaitable<Result<VerifiedDocument>> attest_one(std::string_view model) {
     auto fetched = co_await fetch_attestation(model, false);
     if (!fetched) co_return std::unexpected(fetched.error());
     boost::system::error_code ec;
     const json::value value = json::parse(fetched->first, ec);
     if (ec) co_return fail(Errc::attestation_failed, "the attestation document is malformed: not JSON");
-    auto verified = verified_document(value, fetched->second, model);
+    co_return verified_document(value, fetched->second, model);
+  }
+
+  awaitable<Result<protocol::AttestationDocument>> attest(std::string_view model = {}) {
+    auto verified = co_await attest_one(model);
     if (!verified) co_return std::unexpected(verified.error());
-    co_return std::move(verified->first);
+    co_return std::move(verified->document);
   }
 
   // The verified documents of every replica serving `model` (a gateway of older releases sends
   // one document: then that one). Documents that do not verify or name other models are left out;
   // attestation_failed when none is left.
-  awaitable<Result<std::vector<std::pair<protocol::AttestationDocument, std::vector<std::string>>>>> attest_all(
+  awaitable<Result<std::vector<VerifiedDocument>>> attest_all(
       std::string_view model) {
     auto fetched = co_await fetch_attestation(model, true);
     if (!fetched) co_return std::unexpected(fetched.error());
@@ -233,7 +248,7 @@ struct ClientState {
     } else {
       documents.push_back(std::move(value));
     }
-    std::vector<std::pair<protocol::AttestationDocument, std::vector<std::string>>> verified;
+    std::vector<VerifiedDocument> verified;
     std::optional<Error> first_failure;
     for (const auto& document : documents) {
       auto one = verified_document(document, fetched->second, model);
@@ -248,39 +263,40 @@ struct ClientState {
 
   // One document checked against the policy and our challenge, with the models it says it
   // serves. A document naming models without `model` (when given) is refused.
-  [[nodiscard]] Result<std::pair<protocol::AttestationDocument, std::vector<std::string>>> verified_document(
+  [[nodiscard]] Result<VerifiedDocument> verified_document(
       const json::value& value, const protocol::Challenge& challenge, std::string_view model) const {
     auto document = protocol::parse_attestation(json::serialize(value));
     if (!document)
       return std::unexpected(
           Error{Errc::attestation_failed, "the attestation document is malformed: " + document.error().message});
-    if (auto verified = protocol::verify_attestation(*document, challenge, options.attestation); !verified)
-      return std::unexpected(Error{Errc::attestation_failed, verified.error().message});
+    auto until = protocol::verify_attestation_until(*document, challenge, options.attestation);
+    if (!until) return std::unexpected(Error{Errc::attestation_failed, until.error().message});
     std::vector<std::string> models = document->models;
     if (!model.empty() && !models.empty() && std::find(models.begin(), models.end(), model) == models.end())
       return fail(Errc::attestation_failed, "the gateway sent the attestation of an enclave that does not serve the model");
-    return std::pair{std::move(*document), std::move(models)};
+    return VerifiedDocument{std::move(*document), std::move(models), *until};
   }
 
-  // A fresh encapsulation to a verified document's key.
-  [[nodiscard]] static Result<std::shared_ptr<const EncryptionKeys>> encapsulate(
-      const protocol::AttestationDocument& document, std::vector<std::string> models) {
-    auto encapsulation = crypto::xwing_encapsulate(document.public_key);
+  // A fresh encapsulation to a verified document's key, used until the trust ends: the key's
+  // notAfter or, earlier, the end of validity of its hardware evidence's certificates/collateral.
+  [[nodiscard]] static Result<std::shared_ptr<const EncryptionKeys>> encapsulate(const VerifiedDocument& verified,
+                                                                                 std::vector<std::string> models) {
+    auto encapsulation = crypto::xwing_encapsulate(verified.document.public_key);
     if (!encapsulation) return std::unexpected(encapsulation.error());
     return std::make_shared<const EncryptionKeys>(EncryptionKeys{.shared_secret = std::move(encapsulation->shared_secret),
                                                                  .cipher_text = encapsulation->cipher_text,
-                                                                 .key_id = document.key_id,
-                                                                 .not_after = document.not_after,
+                                                                 .key_id = verified.document.key_id,
+                                                                 .not_after = verified.trusted_until,
                                                                  .models = std::move(models)});
   }
 
   // Verified attestation of one enclave (for `model` when given), fresh encapsulation: the new
   // keys become `model`'s only keys and the ones in use.
   awaitable<Result<std::shared_ptr<const EncryptionKeys>>> generate_keys(std::string_view model) {
-    auto document = co_await attest(model);
-    if (!document) co_return std::unexpected(document.error());
+    auto verified = co_await attest_one(model);
+    if (!verified) co_return std::unexpected(verified.error());
     // Keys asked for a model are that model's (the gateway chose an enclave serving it).
-    auto generated = encapsulate(*document, model.empty() ? std::vector<std::string>{} : std::vector{std::string(model)});
+    auto generated = encapsulate(*verified, model.empty() ? std::vector<std::string>{} : std::vector{std::string(model)});
     if (!generated) co_return std::unexpected(generated.error());
     const std::lock_guard lock(sets.mutex());
     sets.install_locked(model, {std::make_shared<Replica>(Replica{*generated, 0})});
@@ -299,14 +315,15 @@ struct ClientState {
       known = sets.usable_locked(model, unix_now());
     }
     std::vector<std::shared_ptr<Replica>> replicas;
-    for (auto& [document, models] : *documents) {
-      const auto kept = std::find_if(known.begin(), known.end(),
-                                     [&](const auto& replica) { return replica->keys->key_id == document.key_id; });
+    for (auto& verified : *documents) {
+      const auto kept = std::find_if(known.begin(), known.end(), [&](const auto& replica) {
+        return replica->keys->key_id == verified.document.key_id;
+      });
       if (kept != known.end()) {
         replicas.push_back(*kept);
         continue;
       }
-      auto made = encapsulate(document, std::move(models));
+      auto made = encapsulate(verified, std::move(verified.models));
       if (!made) co_return std::unexpected(made.error());
       replicas.push_back(std::make_shared<Replica>(Replica{std::move(*made), 0}));
     }
@@ -770,6 +787,7 @@ bool ends_in_v1(std::string_view target) {
 
 Result<std::shared_ptr<ClientState>> make_state(ClientOptions options, bool need_api_key) {
   if (auto ok = validate(options, need_api_key); !ok) return std::unexpected(ok.error());
+  install_hardware_verifier(options);
   if (auto ok = validate_gateway_url(options.base_url); !ok) return std::unexpected(ok.error());
   auto base = http::parse_url(options.base_url);
   auto state = std::make_shared<ClientState>(options.max_idle_connections, options.ca_file);

@@ -199,6 +199,21 @@ Result<ClientSettings> apply_stack_file(const ClientSettings& settings) {
   return resolved;
 }
 
+Result<HardwareTrust> load_hardware_trust(const std::string& policy_file, const std::string& trust_root_file) {
+  HardwareTrust trust;
+  if (!policy_file.empty()) {
+    auto policy = attestation::load_policy(policy_file);
+    if (!policy) return fail(Errc::invalid_request, "--attestation-policy: " + policy.error().message);
+    trust.policy = std::move(*policy);
+  }
+  if (!trust_root_file.empty()) {
+    auto anchors = attestation::load_trust_anchors(trust_root_file);
+    if (!anchors) return fail(Errc::invalid_request, "--attestation-trust-root: " + anchors.error().message);
+    trust.anchors = std::move(*anchors);
+  }
+  return trust;
+}
+
 Result<ClientOptions> resolve_settings(const ClientSettings& settings) {
   auto with_stack = apply_stack_file(settings);
   if (!with_stack) return std::unexpected(with_stack.error());
@@ -220,6 +235,11 @@ Result<ClientOptions> resolve_settings(const ClientSettings& settings) {
     if (!measurement) return std::unexpected(measurement.error());
     options.attestation.expected_measurement = std::move(*measurement);
   }
+  auto hardware = load_hardware_trust(resolved.attestation_policy, resolved.attestation_trust_root);
+  if (!hardware) return std::unexpected(hardware.error());
+  options.attestation.allowed_providers = hardware->policy.providers;
+  options.hardware_policy = std::move(hardware->policy);
+  options.trust_anchors = std::move(hardware->anchors);
   return options;
 }
 

@@ -197,12 +197,41 @@ Result<std::vector<std::uint8_t>> ConfigfsTsmProvider::report_locked(const proto
   if (!std::equal(report_data.begin(), report_data.end(), at))
     return fail(Errc::attestation_failed,
                 std::string(tsm_kind_name(kind_)) + " report does not carry the requested reportData");
+  if (kind_ == TsmKind::sev_snp) read_aux_certs_locked();
   return report;
+}
+
+void ConfigfsTsmProvider::read_aux_certs_locked() {
+  aux_certs_.clear();
+  std::error_code ec;
+  if (!fs::exists(entry_ / "auxblob", ec)) return;
+  auto blob = read_whole_file(entry_ / "auxblob", protocol::kMaxCollateralBytes);
+  if (!blob || blob->empty()) return;  // no certificates from the host: --collateral only
+  auto certs = parse_snp_cert_table(*blob);
+  if (!certs) {
+    spdlog::warn("sev-snp: ignoring the auxblob: {}", certs.error().message);
+    return;
+  }
+  aux_certs_ = std::move(*certs);
+}
+
+protocol::CollateralFiles ConfigfsTsmProvider::collateral() {
+  const protocol::CollateralFiles from_dir = collateral_dir_ ? collateral_dir_->files() : protocol::CollateralFiles{};
+  protocol::CollateralFiles files = from_dir;
+  std::lock_guard lock(mutex_);
+  for (const auto& [name, bytes] : aux_certs_) files.insert_or_assign(name, bytes);
+  if (auto ok = protocol::check_collateral(files); !ok) {
+    spdlog::warn("sev-snp: leaving out the auxblob's certificates: {}", ok.error().message);
+    return from_dir;
+  }
+  return files;
 }
 
 // --- selection --------------------------------------------------------------------------------
 
 Result<std::unique_ptr<AttestationProvider>> make_attestation_provider(const AttestationConfig& config) {
+  if (config.mode == "simulated" && !config.collateral_dir.empty())
+    return fail(Errc::invalid_request, "--collateral is for hardware attestation (sev-snp, tdx), not simulated");
   if (config.mode == "simulated") {
     auto seed = load_or_create_seed_file(config.platform_key_file, "platform key file");
     if (!seed) return std::unexpected(seed.error());
@@ -222,6 +251,11 @@ Result<std::unique_ptr<AttestationProvider>> make_attestation_provider(const Att
   }
   auto provider = ConfigfsTsmProvider::create(kind, config.tsm_root);
   if (!provider) return std::unexpected(provider.error());
+  if (!config.collateral_dir.empty()) {
+    auto dir = CollateralDir::open(config.collateral_dir);
+    if (!dir) return std::unexpected(dir.error());
+    (*provider)->set_collateral_dir(std::move(*dir));
+  }
   return std::unique_ptr<AttestationProvider>(std::move(*provider));
 }
 

@@ -190,6 +190,9 @@ http::awaitable<void> EnclaveService::attestation(http::Request& request, http::
     co_return;
   }
   doc.evidence = std::move(*evidence);
+  doc.collateral = co_await asio::co_spawn(
+      blocking_pool_, [this]() -> http::awaitable<protocol::CollateralFiles> { co_return attestation_->collateral(); },
+      asio::use_awaitable);
   auto response = http::json_response(200, protocol::serialize_attestation(doc));
   response.set(field::cache_control, "no-store");
   response.keep_alive(request.keep_alive());

@@ -91,7 +91,54 @@ Status parse_previous_keys(const boost::json::object& obj, std::vector<PreviousK
   return {};
 }
 
+bool collateral_name_ok(std::string_view name) {
+  if (name.empty() || name.size() > kMaxCollateralNameBytes || name.front() == '.') return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-';
+  });
+}
+
+// "collateral": {"name": "<base64>"} (absent: none).
+Status parse_collateral(const boost::json::object& obj, CollateralFiles& out) {
+  const auto* value = obj.if_contains("collateral");
+  if (value == nullptr) return {};
+  const auto* files = value->if_object();
+  if (files == nullptr || files->size() > kMaxCollateralFiles)
+    return fail(Errc::invalid_request, "attestation field \"collateral\" must be an object of at most " +
+                                           std::to_string(kMaxCollateralFiles) + " files");
+  std::size_t encoded = 0;
+  for (const auto& [name, content] : *files) {
+    const auto* text = content.if_string();
+    encoded += text == nullptr ? 0 : text->size();
+    if (!collateral_name_ok(std::string_view(name.data(), name.size())) || text == nullptr ||
+        encoded > kMaxCollateralBytes * 4 / 3 + 4 * kMaxCollateralFiles)
+      return fail(Errc::invalid_request, "attestation field \"collateral\" must map file names to base64 contents "
+                                         "of at most " + std::to_string(kMaxCollateralBytes) + " bytes in all");
+    auto bytes = base64_decode(std::string_view(text->data(), text->size()), "attestation field \"collateral\"");
+    if (!bytes) return std::unexpected(bytes.error());
+    out.emplace(std::string(name.data(), name.size()), std::move(*bytes));
+  }
+  return check_collateral(out);
+}
+
 }  // namespace
+
+Status check_collateral(const CollateralFiles& files) {
+  if (files.size() > kMaxCollateralFiles)
+    return fail(Errc::invalid_request, "collateral: more than " + std::to_string(kMaxCollateralFiles) + " files");
+  std::size_t total = 0;
+  for (const auto& [name, bytes] : files) {
+    if (!collateral_name_ok(name))
+      return fail(Errc::invalid_request, "collateral: a file name must be 1-" + std::to_string(kMaxCollateralNameBytes) +
+                                             " of [A-Za-z0-9._-] and not start with '.'");
+    total += bytes.size();
+  }
+  if (total > kMaxCollateralBytes)
+    return fail(Errc::invalid_request, "collateral: " + std::to_string(total) + " bytes in all, more than " +
+                                           std::to_string(kMaxCollateralBytes));
+  return {};
+}
 
 ReportData report_data(const crypto::XWingPublicKey& public_key, const Challenge& challenge) {
   std::vector<std::uint8_t> message;
@@ -121,6 +168,11 @@ std::string serialize_attestation(const AttestationDocument& doc) {
   for (const auto& key : doc.previous_keys)
     previous.push_back(boost::json::object{{"keyId", to_hex(key.key_id)}, {"notAfter", key.not_after}});
   obj["previousKeys"] = std::move(previous);
+  if (!doc.collateral.empty()) {
+    boost::json::object collateral;
+    for (const auto& [name, bytes] : doc.collateral) collateral[name] = base64_encode(bytes);
+    obj["collateral"] = std::move(collateral);
+  }
   return boost::json::serialize(obj);
 }
 
@@ -166,6 +218,7 @@ Result<AttestationDocument> parse_attestation(std::string_view json) {
   if (auto ok = parse_models(obj, doc.models); !ok) return std::unexpected(ok.error());
   if (auto ok = parse_capacity(obj, doc.capacity); !ok) return std::unexpected(ok.error());
   if (auto ok = parse_previous_keys(obj, doc.previous_keys); !ok) return std::unexpected(ok.error());
+  if (auto ok = parse_collateral(obj, doc.collateral); !ok) return std::unexpected(ok.error());
   return doc;
 }
 
@@ -176,6 +229,13 @@ std::vector<std::uint8_t> simulated_signed_message(const AttestationDocument& do
 }
 
 Status verify_attestation(const AttestationDocument& doc, const Challenge& challenge, const AttestationPolicy& policy) {
+  auto until = verify_attestation_until(doc, challenge, policy);
+  if (!until) return std::unexpected(until.error());
+  return {};
+}
+
+Result<std::int64_t> verify_attestation_until(const AttestationDocument& doc, const Challenge& challenge,
+                                              const AttestationPolicy& policy) {
   if (doc.kem != kKem) return fail(Errc::attestation_failed, "attestation names an unsupported KEM");
   if (doc.key_id != crypto::key_id(doc.public_key)) {
     return fail(Errc::attestation_failed, "attestation keyId does not match its public key");
@@ -204,13 +264,17 @@ Status verify_attestation(const AttestationDocument& doc, const Challenge& chall
     if (!crypto::ed25519_verify(*policy.simulated_platform_key, simulated_signed_message(doc), signature)) {
       return fail(Errc::attestation_failed, "simulated evidence signature does not verify with the platform key");
     }
-    return {};
+    return doc.not_after;
   }
   if (std::find(policy.allowed_providers.begin(), policy.allowed_providers.end(), doc.provider) ==
       policy.allowed_providers.end()) {
     return fail(Errc::attestation_failed, "attestation provider is not allowed by the policy");
   }
-  return fail(Errc::attestation_failed, "no verifier for " + doc.provider + " evidence is built in");
+  if (!policy.hardware_verifier)
+    return fail(Errc::attestation_failed, "no verifier for " + doc.provider + " evidence is installed");
+  auto until = policy.hardware_verifier(doc);
+  if (!until) return std::unexpected(Error{Errc::attestation_failed, until.error().message});
+  return std::min(doc.not_after, *until);
 }
 
 std::string base64_encode(std::span<const std::uint8_t> bytes) {

@@ -9,13 +9,28 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
+#include "rvenc/client/hardware.hpp"
+
 namespace rvenc::proxy {
 
 namespace asio = boost::asio;
 
+namespace {
+
+// The hardware verifier installed before the trust digest is taken: its policy and roots are part
+// of what the keys were verified under.
+client::ClientOptions with_hardware_verifier(client::ClientOptions options) {
+  client::install_hardware_verifier(options);
+  return options;
+}
+
+}  // namespace
 
 ClientCache::ClientCache(CacheOptions options, client::ClientOptions base, DekStore* store)
-    : options_(options), base_(std::move(base)), trust_(trust_digest(base_.attestation)), store_(store) {
+    : options_(options),
+      base_(with_hardware_verifier(std::move(base))),
+      trust_(trust_digest(base_.attestation)),
+      store_(store) {
   base_.api_key.clear();
   base_.encryption_keys.reset();
   if (store_ == nullptr) return;

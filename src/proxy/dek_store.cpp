@@ -134,6 +134,7 @@ std::string trust_digest(const protocol::AttestationPolicy& policy) {
   for (const auto& provider : providers) text += " " + provider;
   text += "\nmeasurement " + (policy.expected_measurement ? to_hex(*policy.expected_measurement) : std::string("-"));
   text += "\nplatform " + (policy.simulated_platform_key ? to_hex(*policy.simulated_platform_key) : std::string("-"));
+  if (!policy.hardware_trust.empty()) text += "\nhardware " + policy.hardware_trust;
   return to_hex(crypto::sha256(crypto::as_bytes(text)));
 }
 

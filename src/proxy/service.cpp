@@ -80,6 +80,9 @@ client::ClientOptions sdk_options(const ProxyOptions& options) {
   sdk.ca_file = options.ca_file;
   sdk.protocol_version = options.protocol_version;
   sdk.request_timeout = options.request_timeout;
+  sdk.hardware_policy = options.hardware_policy;
+  sdk.trust_anchors = options.trust_anchors;
+  sdk.attestation.allowed_providers = options.hardware_policy.providers;
   if (options.platform_public_key) {
     sdk.attestation.simulated_platform_key = options.platform_public_key;
     sdk.attestation.allowed_providers.push_back("simulated");

@@ -8,6 +8,7 @@
 
 #include "rvenc/client/settings.hpp"
 #include "rvenc/common/hex.hpp"
+#include "support/attestation_test_support.hpp"
 #include "support/test_support.hpp"
 
 namespace rvenc::client {
@@ -100,6 +101,32 @@ TEST(ClientSettings, DefaultsWithoutAnyStack) {
   ASSERT_TRUE(options);
   EXPECT_EQ(options->base_url, kDefaultBaseUrl);
   EXPECT_FALSE(options->attestation.simulated_platform_key);
+}
+
+TEST(ClientSettings, AttestationPolicyAndTrustRootFilesAreLoaded) {
+  test::TempDir dir;
+  std::ofstream(dir.file("policy.json")) << R"({"providers": ["tdx"], "tdx": {"minTcbStatus": "SWHardeningNeeded"}})";
+  auto options = resolve_settings({.api_key = "sk_test_abc", .attestation_policy = dir.file("policy.json")});
+  ASSERT_TRUE(options) << options.error().message;
+  EXPECT_EQ(options->attestation.allowed_providers, std::vector<std::string>{"tdx"});
+  EXPECT_EQ(options->hardware_policy.tdx.min_tcb_status, "SWHardeningNeeded");
+  EXPECT_FALSE(options->trust_anchors) << "the vendors' roots unless a root is given";
+
+  std::ofstream(dir.file("typo.json")) << R"({"tdx": {"mrtdd": []}})";
+  auto typo = resolve_settings({.api_key = "sk_test_abc", .attestation_policy = dir.file("typo.json")});
+  ASSERT_FALSE(typo);
+  EXPECT_EQ(typo.error().code, Errc::invalid_request);
+  EXPECT_NE(typo.error().message.find("--attestation-policy"), std::string::npos) << typo.error().message;
+  EXPECT_NE(typo.error().message.find("\"mrtdd\""), std::string::npos) << typo.error().message;
+
+  const auto root = test::attestation_fixtures() / "tdx" / "qvl-synthetic" / "trust_root.pem";
+  auto rooted = resolve_settings({.api_key = "sk_test_abc", .attestation_trust_root = root.string()});
+  ASSERT_TRUE(rooted) << rooted.error().message;
+  ASSERT_TRUE(rooted->trust_anchors);
+  EXPECT_EQ(rooted->trust_anchors->pem_roots.size(), 1U);
+  auto no_root = resolve_settings({.api_key = "sk_test_abc", .attestation_trust_root = dir.file("policy.json")});
+  ASSERT_FALSE(no_root);
+  EXPECT_NE(no_root.error().message.find("--attestation-trust-root"), std::string::npos);
 }
 
 TEST(ClientSettings, ErrorsNameTheSetting) {

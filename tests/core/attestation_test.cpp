@@ -157,6 +157,77 @@ TEST(Attestation, HardwareProvidersNeedAVerifier) {
   }
 }
 
+TEST(Attestation, CollateralTravelsWithTheDocumentOnlyWhenThere) {
+  Simulated s;
+  EXPECT_FALSE(json::parse(serialize_attestation(s.doc)).as_object().contains("collateral"));
+  s.doc.collateral["vcek.der"] = {0x30, 0x82, 0x01};
+  s.doc.collateral["tcbinfo.json"] = std::vector<std::uint8_t>(1000, '{');
+  const auto text = serialize_attestation(s.doc);
+  const auto obj = json::parse(text).as_object();
+  ASSERT_TRUE(obj.contains("collateral"));
+  EXPECT_EQ(obj.at("collateral").as_object().at("vcek.der").as_string(), "MIIB");
+  const auto parsed = parse_attestation(text);
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message;
+  EXPECT_EQ(parsed->collateral, s.doc.collateral);
+}
+
+TEST(Attestation, ParseRefusesCollateralOutsideItsBounds) {
+  Simulated s;
+  const auto with = [&](json::value collateral) {
+    auto obj = json::parse(serialize_attestation(s.doc)).as_object();
+    obj["collateral"] = std::move(collateral);
+    return parse_attestation(json::serialize(obj));
+  };
+  for (auto bad : {json::value("vcek"), json::value(json::object{{"vcek.der", 1}}),
+                   json::value(json::object{{"../etc/passwd", "AA=="}}), json::value(json::object{{"", "AA=="}}),
+                   json::value(json::object{{".hidden", "AA=="}}), json::value(json::object{{"vcek.der", "not base64!"}}),
+                   json::value(json::object{{std::string(kMaxCollateralNameBytes + 1, 'a'), "AA=="}})}) {
+    const auto parsed = with(bad);
+    ASSERT_FALSE(parsed.has_value()) << json::serialize(bad);
+    EXPECT_EQ(parsed.error().code, Errc::invalid_request);
+    EXPECT_NE(parsed.error().message.find("collateral"), std::string::npos) << parsed.error().message;
+  }
+  json::object many;
+  for (std::size_t i = 0; i <= kMaxCollateralFiles; ++i) many["f" + std::to_string(i)] = "AA==";
+  EXPECT_FALSE(with(many).has_value());
+  const std::string big = base64_encode(std::vector<std::uint8_t>(kMaxCollateralBytes / 2 + 1, 7));
+  EXPECT_FALSE(with(json::object{{"a", big}, {"b", big}}).has_value());
+  EXPECT_TRUE(with(json::object{{"a", big}}).has_value());
+}
+
+TEST(Attestation, HardwareDocumentsGoToTheInstalledVerifier) {
+  Simulated s;
+  auto doc = s.doc;
+  doc.provider = "sev-snp";
+  AttestationPolicy policy;
+  int calls = 0;
+  policy.hardware_verifier = [&](const AttestationDocument& seen) -> Result<std::int64_t> {
+    ++calls;
+    EXPECT_EQ(seen.evidence, doc.evidence);
+    return doc.not_after - 100;
+  };
+  const auto until = verify_attestation_until(doc, s.challenge, policy);
+  ASSERT_TRUE(until.has_value()) << until.error().message;
+  EXPECT_EQ(*until, doc.not_after - 100);  // the earlier of notAfter and the evidence's validity
+  EXPECT_EQ(calls, 1);
+  policy.hardware_verifier = [&](const AttestationDocument&) -> Result<std::int64_t> { return doc.not_after + 100; };
+  EXPECT_EQ(verify_attestation_until(doc, s.challenge, policy).value_or(0), doc.not_after);
+  policy.hardware_verifier = [](const AttestationDocument&) -> Result<std::int64_t> {
+    return fail(Errc::invalid_request, "sev-snp evidence: debug: the guest policy allows debugging");
+  };
+  const auto refused = verify_attestation(doc, s.challenge, policy);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, Errc::attestation_failed);
+  EXPECT_NE(refused.error().message.find("debug"), std::string::npos);
+  // Not reached for a binding that fails first, nor for a provider the policy does not allow.
+  calls = 0;
+  policy.hardware_verifier = [&](const AttestationDocument&) -> Result<std::int64_t> { return ++calls; };
+  expect_failed(verify_attestation(doc, crypto::random_array<kChallengeBytes>(), policy));
+  policy.allowed_providers = {"tdx"};
+  expect_failed(verify_attestation(doc, s.challenge, policy));
+  EXPECT_EQ(calls, 0);
+}
+
 TEST(Attestation, ChallengeFromQuery) {
   const std::string hex(64, 'a');
   auto challenge = challenge_from_query("x=1&challenge=" + hex + "&y=2");

@@ -184,6 +184,13 @@ TEST(DekStore, KeepsNotAfterAndTrustAndDropsWhatTheseSettingsDidNotVerify) {
   other.simulated_platform_key = crypto::Ed25519PublicKey{};
   EXPECT_NE(trust_digest(other), trust);
   EXPECT_EQ(trust_digest(policy), trust);
+  // So is another hardware policy or trust root (--attestation-policy, --attestation-trust-root).
+  other = policy;
+  other.hardware_trust = "policy {\"allowDebug\":true}\nroots pinned";
+  const std::string hardware = trust_digest(other);
+  EXPECT_NE(hardware, trust);
+  other.hardware_trust = "policy {\"allowDebug\":false}\nroots pinned";
+  EXPECT_NE(trust_digest(other), hardware);
 }
 
 TEST(DekStore, StoresOfOlderReleasesStillLoad) {

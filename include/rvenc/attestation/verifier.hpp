@@ -77,6 +77,14 @@ struct TrustAnchors {
 };
 [[nodiscard]] TrustAnchors pinned_roots(Provider provider);
 
+// One evidence or collateral file of at most kMaxCollateralFileBytes (malformed naming the file).
+[[nodiscard]] Outcome<Bytes> load_file(const std::filesystem::path& file);
+// Other trust anchors, given on purpose (tests, `--trust-root PEM`, the SDK's trust_anchors): the
+// PEM certificates of a text / file, at most kMaxTrustRoots; malformed when there is none.
+inline constexpr std::size_t kMaxTrustRoots = 16;
+[[nodiscard]] Outcome<TrustAnchors> parse_trust_anchors(std::string_view pem);
+[[nodiscard]] Outcome<TrustAnchors> load_trust_anchors(const std::filesystem::path& file);
+
 // The measurement policy of `--attestation-policy FILE` (docs/attestation.md). An empty list
 // accepts any value; a non-empty list must contain the measured value (else Check::measurement).
 struct Policy {
@@ -95,6 +103,20 @@ struct Policy {
     bool allow_migration_agent = false;
   } sev_snp;
 };
+
+// The policy file (docs/attestation.md): {"providers", "allowDebug", "tdx": {"mrtd", "rtmr0".."rtmr3",
+// "mrseam", "xfam", "minTcbStatus"}, "sevSnp": {"measurement", "hostData", "idKeyDigest",
+// "authorKeyDigest", "minTcb", "allowSmt", "allowMigrationAgent"}}, every key optional. Unknown keys,
+// values of the wrong length and duplicate keys are malformed, the message naming the key (a typo
+// must not silently accept everything). "minTcb" is 16 hex digits, the reported TCB's bytes in
+// report order (min_tcb holds them as the little-endian integer the report stores).
+inline constexpr std::size_t kMaxPolicyBytes = 64 * 1024;
+inline constexpr std::size_t kMaxPolicyValues = 64;  // values of one list
+[[nodiscard]] Outcome<Policy> parse_policy(std::string_view json);
+// parse_policy of a file (malformed naming the file when it cannot be read).
+[[nodiscard]] Outcome<Policy> load_policy(const std::filesystem::path& file);
+// Canonical JSON of a policy (every key, fixed order): parse_policy(serialize_policy(p)) == p.
+[[nodiscard]] std::string serialize_policy(const Policy& policy);
 
 // What a successful verification tells (printed by `rvenc attest verify`, kept by the clients).
 struct Verified {

@@ -48,6 +48,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include "rvenc/attestation/verifier.hpp"
 #include "rvenc/client/response.hpp"
 #include "rvenc/common/error.hpp"
 #include "rvenc/crypto/crypto.hpp"
@@ -127,6 +128,14 @@ struct ClientOptions {
   protocol::Version protocol_version = protocol::Version::v3;
   // Which enclaves to trust. The default trusts hardware providers only, never "simulated".
   protocol::AttestationPolicy attestation;
+  // Hardware evidence (sev-snp, tdx) is verified offline with the collateral the document carries
+  // (rvenc/client/hardware.hpp), against this measurement policy (docs/attestation.md). The
+  // default accepts any measurement (`rvenc attest` prints it to pin), refuses debug TEEs and
+  // wants TDX TCB UpToDate; keys are used until min(notAfter, the evidence's valid_until).
+  attestation::Policy hardware_policy;
+  // Roots the evidence must chain to INSTEAD of the vendors' roots pinned in the library: test
+  // roots, set on purpose only (never a default, never read from the environment).
+  std::optional<attestation::TrustAnchors> trust_anchors;
 };
 
 // Options for one call.

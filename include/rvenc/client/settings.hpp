@@ -55,9 +55,22 @@ struct ClientSettings {
   // comes from there, else the system trust store.
   std::string ca_file;
   int protocol = 3;
+  // --attestation-policy FILE (docs/attestation.md); empty: the default hardware policy.
+  std::string attestation_policy;
+  // --attestation-trust-root FILE: PEM roots trusted INSTEAD of the vendors' (tests only).
+  std::string attestation_trust_root;
   bool gateway_from_env = false;    // `gateway` came from RVENC_GATEWAY_URL, not a flag
   bool data_dir_from_flag = false;  // `data_dir` came from --data, not RVENC_DATA
 };
+
+// The hardware trust of `--attestation-policy FILE` and `--attestation-trust-root FILE` (either
+// may be empty): invalid_request naming the flag and what is wrong with the file.
+struct HardwareTrust {
+  attestation::Policy policy;
+  std::optional<attestation::TrustAnchors> anchors;  // nullopt: the vendors' pinned roots
+};
+[[nodiscard]] Result<HardwareTrust> load_hardware_trust(const std::string& policy_file,
+                                                        const std::string& trust_root_file);
 
 // `settings` with what its stack file supplies (see the top of this file); errors when an explicit
 // DIR has no stack.json, the file may not be trusted, or the stack it names is not running.

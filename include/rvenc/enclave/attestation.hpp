@@ -15,6 +15,7 @@
 
 #include "rvenc/common/error.hpp"
 #include "rvenc/crypto/crypto.hpp"
+#include "rvenc/enclave/collateral.hpp"
 #include "rvenc/protocol/attestation.hpp"
 
 namespace rvenc::enclave {
@@ -34,6 +35,9 @@ class AttestationProvider {
   [[nodiscard]] virtual Result<std::vector<std::uint8_t>> evidence(const protocol::ReportData& report_data) = 0;
   // The Ed25519 key that signs simulated evidence (nullopt for hardware).
   [[nodiscard]] virtual std::optional<crypto::Ed25519PublicKey> platform_public_key() const { return std::nullopt; }
+  // The collateral to send with the evidence (the document's "collateral"; none for simulated).
+  // May read files: call it off the I/O threads, after evidence().
+  [[nodiscard]] virtual protocol::CollateralFiles collateral() { return {}; }
 };
 
 // measurement = SHA-256 of `executable`; evidence = Ed25519(platform key, reportData ‖ measurement).
@@ -81,17 +85,24 @@ class ConfigfsTsmProvider final : public AttestationProvider {
   [[nodiscard]] std::string_view name() const override { return tsm_kind_name(kind_); }
   [[nodiscard]] std::span<const std::uint8_t> measurement() const override { return measurement_; }
   [[nodiscard]] Result<std::vector<std::uint8_t>> evidence(const protocol::ReportData& report_data) override;
+  // The --collateral files, then (SEV-SNP) the certificates of the last report's auxblob, which
+  // replace files of the same name: they are what the platform signed this report with.
+  [[nodiscard]] protocol::CollateralFiles collateral() override;
   [[nodiscard]] TsmKind kind() const noexcept { return kind_; }
+  void set_collateral_dir(std::unique_ptr<CollateralDir> dir) { collateral_dir_ = std::move(dir); }
 
  private:
   ConfigfsTsmProvider(TsmKind kind, std::filesystem::path entry, bool created);
   Result<std::vector<std::uint8_t>> report_locked(const protocol::ReportData& report_data);
+  void read_aux_certs_locked();
 
   TsmKind kind_;
   std::filesystem::path entry_;
   bool created_entry_;
   std::vector<std::uint8_t> measurement_;
   std::mutex mutex_;
+  std::unique_ptr<CollateralDir> collateral_dir_;
+  protocol::CollateralFiles aux_certs_;  // of the last report; guarded by mutex_
 };
 
 // Where REPORT_DATA and the measurement sit in a SEV-SNP attestation report / TDX v4 quote.
@@ -108,6 +119,8 @@ struct AttestationConfig {
   std::filesystem::path platform_key_file = "platform.key";  // simulated only
   std::filesystem::path tsm_root = std::string(kDefaultTsmReportRoot);
   std::filesystem::path executable = std::string(kSelfExecutable);  // simulated measurement
+  // --collateral DIR: collateral files sent with hardware evidence (empty: none but the auxblob's).
+  std::filesystem::path collateral_dir;
 };
 
 // The provider `config.mode` asks for. "auto" picks the hardware the configfs-tsm tree offers and

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,6 +36,15 @@ struct PreviousKey {
 inline constexpr std::size_t kMaxModelNameBytes = 256;
 inline constexpr std::size_t kMaxListedModels = 1024;
 inline constexpr std::size_t kMaxPreviousKeys = 64;
+// Collateral carried with hardware evidence ("collateral", docs/attestation.md): at most this many
+// files, of these names (1-64 of [A-Za-z0-9._-], not starting with '.'), this many bytes in all
+// (decoded). Enclaves refuse a --collateral directory beyond it; clients refuse such documents.
+inline constexpr std::size_t kMaxCollateralFiles = 32;
+inline constexpr std::size_t kMaxCollateralNameBytes = 64;
+inline constexpr std::size_t kMaxCollateralBytes = 256 * 1024;
+using CollateralFiles = std::map<std::string, std::vector<std::uint8_t>, std::less<>>;
+// invalid_request naming the rule `files` breaks (a name, the count, the total size).
+[[nodiscard]] Status check_collateral(const CollateralFiles& files);
 
 struct AttestationDocument {
   crypto::KeyId key_id{};
@@ -48,6 +59,11 @@ struct AttestationDocument {
   std::vector<std::string> models;             // the models this enclave serves
   std::optional<std::int64_t> capacity;        // its --max-streams; nullopt: unlimited (null)
   std::vector<PreviousKey> previous_keys;      // keys it still decrypts after a rotation
+  // What a client needs to verify hardware evidence offline, by the file names of
+  // shared/attestation/README.md ("vcek.der", "ask_ark.pem", "tcbinfo.json", "pckcrl.der", ...):
+  // {"collateral": {"name": "<base64>", ...}}, outside reportData (collateral is authenticated by
+  // its own signatures up to the vendor's root). Optional (absent: none), bounded (check_collateral).
+  CollateralFiles collateral;
 };
 
 [[nodiscard]] std::string serialize_attestation(const AttestationDocument& doc);
@@ -58,21 +74,35 @@ struct AttestationDocument {
 // The message the simulated provider signs: reportData ‖ measurement.
 [[nodiscard]] std::vector<std::uint8_t> simulated_signed_message(const AttestationDocument& doc);
 
+// Verifies the hardware evidence (sev-snp, tdx) of a document whose other checks passed, against
+// the vendor's roots and a measurement policy; returns until when that verification holds (Unix
+// seconds: the earliest end of validity of the certificates and collateral). rvenc_core has no
+// verifier (no X.509 in it): the client library installs one (rvenc_attestation's).
+using HardwareVerifier = std::function<Result<std::int64_t>(const AttestationDocument&)>;
+
 struct AttestationPolicy {
   std::vector<std::string> allowed_providers = {"sev-snp", "tdx"};
   std::optional<std::vector<std::uint8_t>> expected_measurement;
   // Trust "simulated" documents signed by this platform key (never by default).
   std::optional<crypto::Ed25519PublicKey> simulated_platform_key;
+  // Without it hardware documents fail (attestation_failed: no verifier).
+  HardwareVerifier hardware_verifier;
+  // What decides the hardware verifier's answers (its policy and trust anchors, canonical text):
+  // part of what keys are trusted under (proxy::trust_digest). Empty without a verifier.
+  std::string hardware_trust;
 };
 
 // Checks the document against the policy and our fresh challenge: keyId matches the public
 // key, reportData binds key and challenge, notAfter is still in the future (system clock),
 // measurement as required, and for "simulated" (accepted only when simulated_platform_key is
 // set, listed in allowed_providers or not) the Ed25519 signature. Other providers must be in
-// allowed_providers; hardware evidence (sev-snp, tdx) cannot be verified without the vendor's
-// certificate chain: attestation_failed unless a verifier is added. All failures: attestation_failed.
+// allowed_providers and verified by policy.hardware_verifier (attestation_failed without one).
+// All failures: attestation_failed.
 [[nodiscard]] Status verify_attestation(const AttestationDocument& doc, const Challenge& challenge,
                                         const AttestationPolicy& policy);
+// The same, returning until when the trust holds: min(notAfter, the hardware verifier's answer).
+[[nodiscard]] Result<std::int64_t> verify_attestation_until(const AttestationDocument& doc, const Challenge& challenge,
+                                                            const AttestationPolicy& policy);
 
 [[nodiscard]] std::string base64_encode(std::span<const std::uint8_t> bytes);
 [[nodiscard]] Result<std::vector<std::uint8_t>> base64_decode(std::string_view text, std::string_view field);

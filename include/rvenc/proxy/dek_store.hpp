@@ -43,7 +43,7 @@ struct Dek {
 };
 
 // Lowercase hex SHA-256 of the settings that decide which enclaves are trusted (allowed
-// providers, expected measurement, simulated platform key): keys verified under other settings
+// providers, expected measurement, simulated platform key, hardware policy and roots): keys verified under other settings
 // are not reused. Every field of AttestationPolicy that decides trust belongs in it.
 [[nodiscard]] std::string trust_digest(const protocol::AttestationPolicy& policy);
 

@@ -53,6 +53,9 @@ struct ProxyOptions {
   // Trust a "simulated" enclave signed by this platform key (hardware providers otherwise).
   std::optional<crypto::Ed25519PublicKey> platform_public_key;
   std::optional<std::vector<std::uint8_t>> measurement;  // require this measurement
+  // Hardware evidence: the policy and roots (ClientOptions::hardware_policy / trust_anchors).
+  attestation::Policy hardware_policy;
+  std::optional<attestation::TrustAnchors> trust_anchors;
   protocol::Version protocol_version = protocol::Version::v3;
   std::optional<std::filesystem::path> dek_store;  // keep keys across restarts (mode 0600)
   CacheOptions cache;                              // client count, idle drop, DEK rotation
