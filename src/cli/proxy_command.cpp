@@ -22,6 +22,7 @@ struct ProxyFlags {
   std::string data_dir;
   std::string measurement;
   int protocol = 3;
+  bool allow_binding_v1 = false;
   std::string dek_store;
   std::uint64_t dek_max_requests = proxy::DekPolicy::kDefaultMaxRequests;
   std::int64_t dek_max_age = proxy::DekPolicy::kDefaultMaxAge.count();
@@ -67,6 +68,7 @@ int run(const ProxyFlags& flags) {
     options.measurement = std::move(*measurement);
   }
   options.protocol_version = static_cast<protocol::Version>(flags.protocol);
+  options.allow_binding_v1 = flags.allow_binding_v1;
   if (!flags.dek_store.empty()) options.dek_store = flags.dek_store;
   if (!flags.chat_dir.empty()) options.chat_dir = flags.chat_dir;
   options.cache.max_clients = flags.max_clients;
@@ -106,6 +108,7 @@ void setup(CLI::App& app, std::function<int()>& run_command) {
   option(*cmd, "--platform-public-key", flags->platform_public_key,
          "trust a simulated enclave signed by this Ed25519 platform key (hex)");
   option(*cmd, "--measurement", flags->measurement, "require this enclave measurement (hex)");
+  flag(*cmd, "--allow-binding-v1", flags->allow_binding_v1, kAllowBindingV1Help);
   option(*cmd, "--protocol", flags->protocol, "wire protocol version (3; 2 during an upgrade; 1 only for legacy servers)")
       ->check(CLI::IsMember({1, 2, 3}))
       ->capture_default_str();

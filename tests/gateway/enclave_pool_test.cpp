@@ -150,7 +150,7 @@ class EnclavePoolTest : public ::testing::Test {
     if (answer.status() != 200) return {};
     auto doc = protocol::parse_attestation(answer.body()).value();
     EXPECT_EQ(doc.report_data,
-              protocol::report_data(doc.public_key, from_hex_exact<protocol::kChallengeBytes>(challenge, "c").value()));
+              protocol::expected_report_data(doc, from_hex_exact<protocol::kChallengeBytes>(challenge, "c").value()));
     return to_hex(doc.key_id);
   }
   Result<http::Url> route(std::optional<crypto::KeyId> key_id) { return run(ioc, handler->enclaves().route(key_id)); }
@@ -251,7 +251,7 @@ TEST_F(EnclavePoolTest, AllListsEveryReplicaBoundToTheChallenge) {
   for (const auto& value : all_answer.at("enclaves").as_array()) {
     auto doc = protocol::parse_attestation(json::serialize(value)).value();
     EXPECT_EQ(doc.report_data,
-              protocol::report_data(doc.public_key, from_hex_exact<protocol::kChallengeBytes>(challenge, "c").value()));
+              protocol::expected_report_data(doc, from_hex_exact<protocol::kChallengeBytes>(challenge, "c").value()));
     EXPECT_EQ(doc.models, std::vector<std::string>{"model-a"});
     keys.insert(to_hex(doc.key_id));
   }

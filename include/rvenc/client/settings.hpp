@@ -55,6 +55,7 @@ struct ClientSettings {
   // comes from there, else the system trust store.
   std::string ca_file;
   int protocol = 3;
+  bool allow_binding_v1 = false;    // accept attestation binding 1 (older enclaves)
   bool gateway_from_env = false;    // `gateway` came from RVENC_GATEWAY_URL, not a flag
   bool data_dir_from_flag = false;  // `data_dir` came from --data, not RVENC_DATA
 };

@@ -53,6 +53,8 @@ struct ProxyOptions {
   // Trust a "simulated" enclave signed by this platform key (hardware providers otherwise).
   std::optional<crypto::Ed25519PublicKey> platform_public_key;
   std::optional<std::vector<std::uint8_t>> measurement;  // require this measurement
+  // Accept attestation binding 1 (enclaves of older releases; notAfter not attested).
+  bool allow_binding_v1 = false;
   protocol::Version protocol_version = protocol::Version::v3;
   std::optional<std::filesystem::path> dek_store;  // keep keys across restarts (mode 0600)
   CacheOptions cache;                              // client count, idle drop, DEK rotation
