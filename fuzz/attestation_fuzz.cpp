@@ -18,7 +18,7 @@ using rvenc::protocol::AttestationDocument;
 
 bool same(const AttestationDocument& a, const AttestationDocument& b) {
   return a.key_id == b.key_id && a.kem == b.kem && a.public_key == b.public_key && a.not_after == b.not_after &&
-         a.provider == b.provider && a.report_data == b.report_data && a.evidence == b.evidence &&
+         a.provider == b.provider && a.binding == b.binding && a.report_data == b.report_data && a.evidence == b.evidence &&
          a.measurement == b.measurement;
 }
 

@@ -59,7 +59,11 @@ int attest(const client::ClientSettings& settings, const std::string& model, boo
             << (pinned ? " (as required)" : " (not pinned: pass --measurement or --attestation-policy)") << "\n"
             << "keyId        " << key_id << "\n"
             << "notAfter     " << utc_time(document->not_after) << " (" << document->not_after << ")\n"
-            << "binding ok   reportData binds the X-Wing public key to our fresh challenge\n"
+            << (document->binding == protocol::Binding::v1
+                    ? "binding ok   reportData (binding 1) binds the X-Wing public key to our fresh challenge; "
+                      "notAfter is not attested (an enclave of an older release)\n"
+                    : "binding ok   reportData (binding 2) binds the keyId, X-Wing public key and notAfter to our "
+                      "fresh challenge\n")
             << std::flush;
   return kExitOk;
 }

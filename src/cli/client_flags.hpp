@@ -39,6 +39,10 @@ inline void warn_trust_root(std::string_view command, const std::string& trust_r
               << " instead of the vendors' pinned roots\n";
 }
 
+inline constexpr const char* kAllowBindingV1Help =
+    "Also trust enclaves of older releases whose attestation binding (1) does not cover notAfter (a host can "
+    "then extend a key's life); by default binding 2 is required";
+
 inline void add_client_flags(CLI::App& app, client::ClientSettings& settings, bool with_api_key) {
   add_gateway_flag(app, settings.gateway);
   if (with_api_key) option(app, "--api-key", settings.api_key, "API key (sk_live_... or sk_test_...)");
@@ -48,6 +52,7 @@ inline void add_client_flags(CLI::App& app, client::ClientSettings& settings, bo
   option(app, "--platform-public-key", settings.platform_public_key,
          "Trust the \"simulated\" attestation provider signed by this Ed25519 key (hex)");
   option(app, "--measurement", settings.measurement, "Require this enclave measurement (hex)");
+  flag(app, "--allow-binding-v1", settings.allow_binding_v1, kAllowBindingV1Help);
   option(app, "--data", settings.data_dir,
          "Take each setting not given by flag or variable from DIR/stack.json (default ./.rvenc); its API "
          "and platform key only with its gateway; exit 3 when that stack is not running");

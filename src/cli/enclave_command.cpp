@@ -1,5 +1,7 @@
 // rvenc enclave: serves the attested X-Wing key and decrypts, routes and seals chat completions.
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <iostream>
 #include <sstream>
 
@@ -32,6 +34,7 @@ struct EnclaveFlags {
   unsigned threads = 1;
   std::uint64_t max_body = http::ServerOptions::kDefaultBodyLimit;
   long long key_lifetime_s = enclave::kDefaultKeyLifetime.count();
+  double key_rotation_hours = 0;
   long long upstream_timeout_ms = enclave::kDefaultUpstreamTimeout.count();
   long long shutdown_grace_ms = enclave::kDefaultShutdownGrace.count();
   std::size_t max_connections = enclave::kDefaultMaxConnections;
@@ -42,6 +45,9 @@ struct EnclaveFlags {
   long long first_byte_timeout_ms = http::ServerOptions::kDefaultFirstByteTimeout.count();
   long long header_timeout_ms = http::ServerOptions::kDefaultHeaderTimeout.count();
 };
+
+// A year: longer than any sensible rotation, and far from overflowing seconds.
+constexpr double kMaxKeyRotationHours = 24.0 * 366;
 
 std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;
@@ -68,6 +74,14 @@ int run_enclave(const EnclaveFlags& flags) {
   }
   if (!flags.key_file.empty()) options.key_file = flags.key_file;
   options.key_lifetime = std::chrono::seconds(flags.key_lifetime_s);
+  // Fractional hours (tests rotate every few seconds); at least one second when not 0.
+  if (!(flags.key_rotation_hours >= 0) || flags.key_rotation_hours > kMaxKeyRotationHours) {
+    std::cerr << "rvenc enclave: --key-rotation-hours must be between 0 and " << kMaxKeyRotationHours << "\n";
+    return kExitUsage;
+  }
+  if (flags.key_rotation_hours > 0)
+    options.key_rotation = std::max<std::chrono::seconds>(
+        std::chrono::seconds(1), std::chrono::seconds(std::llround(flags.key_rotation_hours * 3600)));
   options.attestation.mode = flags.attestation;
   options.attestation.platform_key_file = flags.platform_key;
   options.attestation.tsm_root = flags.tsm_root;
@@ -125,6 +139,11 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "see docs/threat-model.md)");
   option(*cmd, "--key-lifetime", flags->key_lifetime_s,
          "Seconds a new key lives (its notAfter); a key file keeps the notAfter it was made with")
+      ->capture_default_str();
+  option(*cmd, "--key-rotation-hours", flags->key_rotation_hours,
+         "Make a new attested key every N hours while running (fractional allowed, at least 1 s; 0: never). "
+         "Keys then live N hours + a grace of min(N hours, 1 h), in which a replaced key still decrypts (listed in "
+         "previousKeys); --key-lifetime is not used. See docs/key-rotation.md")
       ->capture_default_str();
   option(*cmd, "--platform-key", flags->platform_key,
          "Ed25519 seed of the simulated platform (32 raw bytes, created with mode 0600 if missing)")

@@ -287,6 +287,7 @@ struct ClientState {
                                                                  .cipher_text = encapsulation->cipher_text,
                                                                  .key_id = verified.document.key_id,
                                                                  .not_after = verified.trusted_until,
+                                                                 .refresh_at = refresh_time(verified.trusted_until, unix_now()),
                                                                  .models = std::move(models)});
   }
 
@@ -640,11 +641,17 @@ awaitable<Result<json::object>> assembled(ClientState& state, json::object reque
 
 // --- EncryptionKeys ---------------------------------------------------------------------------
 
+std::int64_t refresh_time(std::int64_t not_after, std::int64_t verified_at) noexcept {
+  const std::int64_t left = std::max<std::int64_t>(0, not_after - verified_at);
+  return not_after - std::min<std::int64_t>(kKeyExpiryMargin.count(), left / 2);
+}
+
 std::string EncryptionKeys::to_json() const {
   json::object object{{"sharedSecret", to_hex(shared_secret.span())},
                       {"cipherText", to_hex(cipher_text)},
                       {"keyId", to_hex(key_id)}};
   if (not_after) object["notAfter"] = *not_after;
+  if (refresh_at) object["refreshAt"] = *refresh_at;
   if (!models.empty()) object["models"] = json::array(models.begin(), models.end());
   return json::serialize(object);
 }
@@ -671,6 +678,11 @@ Result<EncryptionKeys> EncryptionKeys::from_json(std::string_view text) {
     if (!not_after->is_int64() || not_after->get_int64() < 0)
       return fail(Errc::invalid_request, "encryption keys: notAfter must be a non-negative integer");
     keys.not_after = not_after->get_int64();
+  }
+  if (const auto* refresh_at = object.if_contains("refreshAt")) {
+    if (!refresh_at->is_int64() || refresh_at->get_int64() < 0)
+      return fail(Errc::invalid_request, "encryption keys: refreshAt must be a non-negative integer");
+    keys.refresh_at = refresh_at->get_int64();
   }
   if (const auto* models = object.if_contains("models")) {
     if (!models->is_array()) return fail(Errc::invalid_request, "encryption keys: models must be a list of names");

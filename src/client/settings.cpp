@@ -230,6 +230,7 @@ Result<ClientOptions> resolve_settings(const ClientSettings& settings) {
     if (!key) return std::unexpected(key.error());
     options.attestation.simulated_platform_key = *key;
   }
+  if (resolved.allow_binding_v1) options.attestation.min_binding = protocol::Binding::v1;
   if (!resolved.measurement.empty()) {
     auto measurement = from_hex(resolved.measurement, "measurement");
     if (!measurement) return std::unexpected(measurement.error());

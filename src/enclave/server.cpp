@@ -1,6 +1,8 @@
 #include "rvenc/enclave/server.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <mutex>
 
 #include <spdlog/spdlog.h>
 
@@ -12,6 +14,10 @@ namespace rvenc::enclave {
 
 namespace {
 
+// How often keys are maintained without traffic: a quarter of the period, within [1 s, 60 s].
+std::chrono::milliseconds maintenance_tick(std::chrono::seconds period) {
+  return std::clamp<std::chrono::milliseconds>(period / 4, std::chrono::seconds(1), std::chrono::seconds(60));
+}
 
 }  // namespace
 
@@ -39,6 +45,7 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
         std::make_shared<DemoEngine>(DemoEngineOptions{*options.demo_model, options.demo_delay});
   }
   if (options.key_lifetime.count() <= 0) return fail(Errc::invalid_request, "--key-lifetime must be positive");
+  if (options.key_rotation.count() < 0) return fail(Errc::invalid_request, "--key-rotation-hours must not be negative");
 
   // Attestation first: an enclave that cannot attest leaves no key file behind.
   auto provider = make_attestation_provider(options.attestation);
@@ -48,7 +55,9 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
   // disk is readable by the host, whom the hardware is there to keep out.
   std::optional<std::filesystem::path> key_file = options.key_file;
   if (!key_file && (*provider)->name() == "simulated") key_file = std::filesystem::path(kDefaultKeyFile);
-  auto key = load_enclave_key(key_file, options.key_lifetime, unix_now());
+  const bool rotating = options.key_rotation.count() > 0;
+  auto key = load_enclave_key(key_file, rotating ? rotated_key_lifetime(options.key_rotation) : options.key_lifetime,
+                              unix_now());
   if (!key) return std::unexpected(key.error());
   if (!key_file) spdlog::info("a new enclave key in memory only (no --key-file with hardware attestation)");
 
@@ -62,6 +71,7 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
   service_options.replay_tenant_share = options.replay_tenant_share;
   service_options.max_attestation_queue = options.max_attestation_queue;
   service_options.max_streams = options.max_streams;
+  service_options.rotation = RotationOptions{.period = options.key_rotation, .key_file = key_file};
   if (options.gateway_token_file) {
     auto hash = load_gateway_token_hash(*options.gateway_token_file);
     if (!hash) return std::unexpected(hash.error());
@@ -104,6 +114,18 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
     return fail(Errc::transport_error, "cannot listen on " + options.host + ":" + std::to_string(options.port) +
                                            ": " + server.error().message);
   self->server_ = std::move(*server);
+  if (rotating)
+    self->maintenance_ = std::jthread([service = self->service_.get(), tick = maintenance_tick(options.key_rotation)](
+                                          std::stop_token stop) {
+      std::mutex mutex;
+      std::condition_variable_any wake;
+      std::unique_lock lock(mutex);
+      for (;;) {
+        (void)wake.wait_for(lock, stop, tick, [] { return false; });  // wakes at once on stop
+        if (stop.stop_requested()) return;
+        service->maintain_keys();
+      }
+    });
   self->options_ = std::move(options);
   return self;
 }
@@ -118,8 +140,11 @@ EnclaveServer::~EnclaveServer() {
 std::vector<std::string> EnclaveServer::describe() const {
   const auto& provider = service_->provider();
   std::vector<std::string> lines;
-  lines.push_back("keyId " + to_hex(service_->key().key_id()) + " (not after " +
-                  std::to_string(service_->key().not_after()) + ")");
+  const auto key = service_->current_key();
+  lines.push_back("keyId " + to_hex(key->key_id()) + " (not after " + std::to_string(key->not_after()) + ")");
+  if (const auto period = service_->keys().period(); period.count() > 0)
+    lines.push_back("a new key every " + std::to_string(period.count()) + " s (--key-rotation-hours); a replaced key "
+                    "decrypts for " + std::to_string(rotation_grace(period).count()) + " s more");
   lines.push_back("attestation provider " + std::string(provider.name()));
   lines.push_back("measurement " + to_hex(provider.measurement()));
   if (const auto platform = provider.platform_public_key())

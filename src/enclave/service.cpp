@@ -110,7 +110,8 @@ EnclaveService::EnclaveService(ServiceOptions options, std::shared_ptr<EnclaveKe
                                std::shared_ptr<AttestationProvider> attestation,
                                std::map<std::string, std::shared_ptr<Engine>> engines)
     : options_(std::move(options)),
-      key_(std::move(key)),
+      keys_(std::move(key), options_.key_may_have_been_used, options_.rotation,
+            options_.clock ? options_.clock() : unix_now()),
       attestation_(std::move(attestation)),
       engines_(std::move(engines)),
       replay_(options_.replay_cache_entries, options_.replay_tenant_share),
@@ -143,25 +144,29 @@ http::awaitable<void> EnclaveService::attestation(http::Request& request, http::
     co_return;
   }
 
-  if (key_->expired(now())) {
+  const std::int64_t now_s = now();
+  keys_.maintain(now_s);
+  const auto key = keys_.current().key;
+  if (key->expired(now_s)) {
     spdlog::error("attestation refused: the enclave key {} expired at {}; restart the enclave to make a new key",
-                  to_hex(key_->key_id()), key_->not_after());
+                  to_hex(key->key_id()), key->not_after());
     co_await writer.send(http::error_response(
         request, Error{Errc::enclave_unavailable, "the enclave key has expired; the enclave must be restarted"}));
     co_return;
   }
 
   protocol::AttestationDocument doc;
-  doc.key_id = key_->key_id();
-  doc.public_key = key_->public_key();
-  doc.not_after = key_->not_after();
+  doc.key_id = key->key_id();
+  doc.public_key = key->public_key();
+  doc.not_after = key->not_after();
   doc.provider = std::string(attestation_->name());
-  doc.report_data = protocol::report_data(doc.public_key, *challenge);
+  doc.binding = protocol::kCurrentBinding;  // covers keyId and notAfter
+  doc.report_data = protocol::expected_report_data(doc, *challenge);
   const auto measurement = attestation_->measurement();
   doc.measurement.assign(measurement.begin(), measurement.end());
   doc.models = model_names();
   if (const auto limit = capacity()) doc.capacity = static_cast<std::int64_t>(*limit);
-  // No key rotation inside one enclave process yet: previousKeys stays empty.
+  doc.previous_keys = keys_.previous(now_s);
 
   // A flood of attestation requests must not queue without bound behind a slow hardware report.
   if (evidence_queued_.fetch_add(1) >= options_.max_attestation_queue) {
@@ -237,12 +242,14 @@ http::awaitable<void> EnclaveService::healthz(http::Request& request, http::Resp
   if (options_.allow_v2) versions.push_back(2);
   versions.push_back(3);
   const auto limit = capacity();
+  keys_.maintain(now());
   auto response = http::json_response(
       200, json::serialize(json::object{{"status", "ok"},
-                                        {"keyId", to_hex(key_->key_id())},
+                                        {"keyId", to_hex(keys_.current().key->key_id())},
                                         {"versions", std::move(versions)},
                                         {"inFlight", in_flight()},
-                                        {"capacity", limit ? json::value(*limit) : json::value(nullptr)}}));
+                                        {"capacity", limit ? json::value(*limit) : json::value(nullptr)},
+                                        {"keyRotations", keys_.rotations()}}));
   response.keep_alive(request.keep_alive());
   co_await writer.send(std::move(response));
 }
@@ -259,7 +266,7 @@ Status EnclaveService::check_gateway_token(const http::Request& request) const {
   return {};
 }
 
-Status EnclaveService::check_version(const protocol::RequestEnvelope& envelope) const {
+Result<HeldKey> EnclaveService::check_version(const protocol::RequestEnvelope& envelope) const {
   using protocol::Version;
   if (envelope.version == Version::v1 && !options_.allow_v1)
     return fail(Errc::unsupported_version,
@@ -268,10 +275,13 @@ Status EnclaveService::check_version(const protocol::RequestEnvelope& envelope) 
     return fail(Errc::unsupported_version,
                 "protocol version 2 is disabled on this enclave (a replay it cannot see would reuse a keystream); "
                 "use version 3");
-  if (!protocol::has_key_id(envelope.version)) return {};
-  if (envelope.key_id != key_->key_id())
-    return fail(Errc::unknown_key_id, "keyId is not this enclave's key; fetch the attestation again");
   const std::int64_t now_s = now();
+  if (!protocol::has_key_id(envelope.version)) return keys_.current();
+  HeldKey held = keys_.find(envelope.key_id, now_s);
+  if (!held.key)
+    return fail(Errc::unknown_key_id,
+                "keyId is not one of this enclave's keys (or it was retired after a rotation); fetch the attestation "
+                "again");
   if (auto ok = check_timestamp(envelope.timestamp, now_s); !ok) return std::unexpected(ok.error());
   // The replay cache starts empty: a request sealed before this process started may have been
   // answered by its predecessor with the same key (a restart must not reopen the 600 s window).
@@ -283,24 +293,26 @@ Status EnclaveService::check_version(const protocol::RequestEnvelope& envelope) 
   // any timestamp up to its last second + the allowed skew, so until then a v2 request could be a
   // replay answered under the same keystream (version 3 answers it under a fresh salt). A key made
   // at this start has no predecessor.
-  if (envelope.version == Version::v2 && options_.key_may_have_been_used &&
+  if (envelope.version == Version::v2 && held.may_have_been_used &&
       envelope.timestamp <= started_at_ + kMaxClockSkewSeconds)
     return fail(Errc::replayed_request,
                 "version 2 requests are refused for " + std::to_string(kMaxClockSkewSeconds) +
                     " s after an enclave start (they cannot be checked against replays); use version 3");
-  return {};
+  return held;
 }
 
 Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& request) {
   auto envelope = protocol::parse_envelope(request.body());
   if (!envelope) return std::unexpected(envelope.error());
-  if (auto ok = check_version(*envelope); !ok) return std::unexpected(ok.error());
+  keys_.maintain(now());
+  auto held = check_version(*envelope);
+  if (!held) return std::unexpected(held.error());
   // Past notAfter the key is no longer this enclave's to use, whatever the protocol version.
-  if (key_->expired(now()))
+  if (held->key->expired(now()))
     return fail(Errc::unknown_key_id, "the enclave key has expired; fetch the attestation again");
 
   Accepted accepted;
-  auto secret = key_->decapsulate(envelope->cipher_text);
+  auto secret = held->key->decapsulate(envelope->cipher_text);
   if (!secret) return std::unexpected(secret.error());
   accepted.shared_secret = std::move(*secret);
   auto plaintext = protocol::open_request(*envelope, accepted.shared_secret, &accepted.response_secret);

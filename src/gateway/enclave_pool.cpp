@@ -111,7 +111,12 @@ http::awaitable<void> EnclavePool::refresh_enclave(std::size_t index) {
                    known.url.origin(), attested.last_error);
     }
   }
-  if (next.key_id != health->key_id) {  // the key changed between the two answers: the next check sees it
+  // A key rotation between the two answers: the attestation is the newer one when it lists the
+  // key /healthz showed as a previous key.
+  const bool rotated_meanwhile =
+      attestation_due && std::find(next.previous_key_ids.begin(), next.previous_key_ids.end(), health->key_id) !=
+                             next.previous_key_ids.end();
+  if (next.key_id != health->key_id && !rotated_meanwhile) {  // the key changed: the next check sees it
     next.healthy = false;
     next.last_error = "its keyId changed while it was being checked";
   } else {
@@ -166,7 +171,7 @@ EnclaveState EnclavePool::evaluate_attestation(const http::Url& url, std::string
   if (auto doc = protocol::parse_attestation(body); !doc) {
     next.last_error = "bad attestation document: " + doc.error().message;
   } else if (doc->key_id != crypto::key_id(doc->public_key) ||
-             doc->report_data != protocol::report_data(doc->public_key, challenge)) {
+             doc->report_data != protocol::expected_report_data(*doc, challenge)) {
     // Not our trust decision (clients verify evidence), but a document that does not bind the
     // key to the challenge is not an enclave we route to.
     next.last_error = "attestation does not bind its key to the challenge";

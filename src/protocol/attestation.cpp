@@ -18,6 +18,7 @@ namespace rvenc::protocol {
 namespace {
 
 constexpr std::string_view kReportDataContext = "rvenc-attest-v1";
+constexpr std::string_view kReportDataContextV2 = "rvenc-attest-v2";
 constexpr std::string_view kKem = "X-Wing";
 constexpr std::string_view kSimulated = "simulated";
 // Measurements are digests (SHA-256 for simulated, 48 bytes for SEV-SNP/TDX); refuse anything huge.
@@ -67,6 +68,20 @@ Status parse_capacity(const boost::json::object& obj, std::optional<std::int64_t
     return fail(Errc::invalid_request, "attestation field \"capacity\" must be a positive integer or null");
   out = value->get_int64();
   return {};
+}
+
+// "binding": 1 or 2 (absent: 1, the documents of older enclaves).
+Status parse_binding(const boost::json::object& obj, Binding& out) {
+  const auto* value = obj.if_contains("binding");
+  if (value == nullptr) return {};
+  if (!value->is_int64() || (value->get_int64() != 1 && value->get_int64() != 2))
+    return fail(Errc::invalid_request, "attestation field \"binding\" must be 1 or 2");
+  out = static_cast<Binding>(value->get_int64());
+  return {};
+}
+
+void append(std::vector<std::uint8_t>& out, std::span<const std::uint8_t> bytes) {
+  out.insert(out.end(), bytes.begin(), bytes.end());
 }
 
 // "previousKeys": [{"keyId", "notAfter"}] (absent: none).
@@ -143,11 +158,37 @@ Status check_collateral(const CollateralFiles& files) {
 ReportData report_data(const crypto::XWingPublicKey& public_key, const Challenge& challenge) {
   std::vector<std::uint8_t> message;
   message.reserve(kReportDataContext.size() + public_key.size() + challenge.size());
-  const auto context = crypto::as_bytes(kReportDataContext);
-  message.insert(message.end(), context.begin(), context.end());
-  message.insert(message.end(), public_key.begin(), public_key.end());
-  message.insert(message.end(), challenge.begin(), challenge.end());
+  append(message, crypto::as_bytes(kReportDataContext));
+  append(message, public_key);
+  append(message, challenge);
   return crypto::sha512(message);
+}
+
+ReportData report_data_v2(const crypto::XWingPublicKey& public_key, std::int64_t not_after,
+                          const Challenge& challenge) {
+  // Every part has a fixed length, so the concatenation is unambiguous.
+  std::array<std::uint8_t, 8> not_after_be{};
+  auto value = static_cast<std::uint64_t>(not_after);
+  for (std::size_t i = not_after_be.size(); i-- > 0; value >>= 8) not_after_be[i] = static_cast<std::uint8_t>(value);
+  const crypto::KeyId key_id = crypto::key_id(public_key);
+  std::vector<std::uint8_t> message;
+  message.reserve(kReportDataContextV2.size() + key_id.size() + public_key.size() + not_after_be.size() +
+                  challenge.size());
+  append(message, crypto::as_bytes(kReportDataContextV2));
+  append(message, key_id);
+  append(message, public_key);
+  append(message, not_after_be);
+  append(message, challenge);
+  return crypto::sha512(message);
+}
+
+ReportData report_data(Binding version, const crypto::XWingPublicKey& public_key, std::int64_t not_after,
+                       const Challenge& challenge) {
+  return version == Binding::v1 ? report_data(public_key, challenge) : report_data_v2(public_key, not_after, challenge);
+}
+
+ReportData expected_report_data(const AttestationDocument& doc, const Challenge& challenge) {
+  return report_data(doc.binding, doc.public_key, doc.not_after, challenge);
 }
 
 std::string serialize_attestation(const AttestationDocument& doc) {
@@ -157,6 +198,7 @@ std::string serialize_attestation(const AttestationDocument& doc) {
   obj["publicKey"] = to_hex(doc.public_key);
   obj["notAfter"] = doc.not_after;
   obj["provider"] = doc.provider;
+  if (doc.binding != Binding::v1) obj["binding"] = static_cast<int>(doc.binding);
   obj["reportData"] = to_hex(doc.report_data);
   obj["evidence"] = base64_encode(doc.evidence);
   obj["measurement"] = to_hex(doc.measurement);
@@ -198,6 +240,7 @@ Result<AttestationDocument> parse_attestation(std::string_view json) {
   auto provider = string_field(obj, "provider");
   if (!provider) return std::unexpected(provider.error());
   doc.provider = std::string(*provider);
+  if (auto ok = parse_binding(obj, doc.binding); !ok) return std::unexpected(ok.error());
   if (auto ok = hex_field(obj, "reportData", doc.report_data); !ok) return std::unexpected(ok.error());
   auto evidence = string_field(obj, "evidence");
   if (!evidence) return std::unexpected(evidence.error());
@@ -240,9 +283,19 @@ Result<std::int64_t> verify_attestation_until(const AttestationDocument& doc, co
   if (doc.key_id != crypto::key_id(doc.public_key)) {
     return fail(Errc::attestation_failed, "attestation keyId does not match its public key");
   }
-  const auto expected = report_data(doc.public_key, challenge);
+  if (doc.binding < policy.min_binding)
+    return fail(Errc::attestation_failed,
+                "attestation uses binding " + std::to_string(static_cast<int>(doc.binding)) +
+                    ", whose reportData does not cover notAfter (an enclave of an older release, or a document "
+                    "stripped of \"binding\"); this client requires binding " +
+                    std::to_string(static_cast<int>(policy.min_binding)) +
+                    " (accept older enclaves with --allow-binding-v1)");
+  const auto expected = expected_report_data(doc, challenge);
   if (!crypto::constant_time_equal(expected, doc.report_data)) {
-    return fail(Errc::attestation_failed, "attestation reportData does not bind the public key to our challenge");
+    return fail(Errc::attestation_failed, doc.binding == Binding::v1
+                                              ? "attestation reportData does not bind the public key to our challenge"
+                                              : "attestation reportData does not bind the public key, its notAfter "
+                                                "and our challenge (binding 2)");
   }
   const auto now = unix_now();
   if (doc.not_after <= now) return fail(Errc::attestation_failed, "attestation has expired (notAfter is in the past)");

@@ -135,6 +135,8 @@ std::string trust_digest(const protocol::AttestationPolicy& policy) {
   text += "\nmeasurement " + (policy.expected_measurement ? to_hex(*policy.expected_measurement) : std::string("-"));
   text += "\nplatform " + (policy.simulated_platform_key ? to_hex(*policy.simulated_platform_key) : std::string("-"));
   if (!policy.hardware_trust.empty()) text += "\nhardware " + policy.hardware_trust;
+  // Keys of older releases were verified under binding 1 (notAfter not attested): not reused.
+  text += "\nminBinding " + std::to_string(static_cast<int>(policy.min_binding));
   return to_hex(crypto::sha256(crypto::as_bytes(text)));
 }
 

@@ -88,6 +88,7 @@ client::ClientOptions sdk_options(const ProxyOptions& options) {
     sdk.attestation.allowed_providers.push_back("simulated");
   }
   if (options.measurement) sdk.attestation.expected_measurement = options.measurement;
+  if (options.allow_binding_v1) sdk.attestation.min_binding = protocol::Binding::v1;
   return sdk;
 }
 

@@ -190,7 +190,8 @@ json::value FakeGateway::document(const Enclave& enclave, protocol::Challenge ch
   if (flaw == AttestationFlaw::wrong_key_id) doc.key_id[0] ^= 0x01;
   doc.not_after = now() + key_lifetime_;
   doc.provider = "simulated";
-  doc.report_data = protocol::report_data(doc.public_key, challenge);
+  doc.binding = protocol::kCurrentBinding;
+  doc.report_data = protocol::expected_report_data(doc, challenge);
   doc.measurement = measurement_;
   const auto signature = crypto::ed25519_sign(flaw == AttestationFlaw::other_platform_key ? other_platform_ : platform_,
                                               protocol::simulated_signed_message(doc));

@@ -7,6 +7,7 @@
 
 #include "rvenc/common/hex.hpp"
 #include "rvenc/protocol/attestation.hpp"
+#include "support/test_support.hpp"
 
 namespace rvenc::protocol {
 namespace {
@@ -32,11 +33,18 @@ struct Simulated {
     doc.public_key = key.public_key;
     doc.not_after = now() + 3600;
     doc.provider = "simulated";
-    doc.report_data = report_data(key.public_key, challenge);
+    doc.binding = Binding::v2;
+    doc.report_data = expected_report_data(doc, challenge);
     const auto measurement = crypto::sha256(crypto::as_bytes("enclave binary"));
     doc.measurement.assign(measurement.begin(), measurement.end());
     sign();
     policy.simulated_platform_key = platform.public_key;
+  }
+  // The document as an enclave of an older release makes it (binding 1).
+  void make_binding_v1() {
+    doc.binding = Binding::v1;
+    doc.report_data = report_data(key.public_key, challenge);
+    sign();
   }
   void sign() {
     const auto sig = crypto::ed25519_sign(platform, simulated_signed_message(doc));
@@ -53,11 +61,16 @@ TEST(Attestation, SerializeParseRoundTripWithProtocolFieldNames) {
   Simulated s;
   const auto text = serialize_attestation(s.doc);
   const auto obj = json::parse(text).as_object();
-  for (auto name : {"keyId", "kem", "publicKey", "notAfter", "provider", "reportData", "evidence", "measurement",
-                    "models", "capacity", "previousKeys"}) {
+  for (auto name : {"keyId", "kem", "publicKey", "notAfter", "provider", "binding", "reportData", "evidence",
+                    "measurement", "models", "capacity", "previousKeys"}) {
     EXPECT_TRUE(obj.contains(name)) << name;
   }
-  EXPECT_EQ(obj.size(), 11u);
+  EXPECT_EQ(obj.size(), 12u);
+  EXPECT_EQ(obj.at("binding"), 2);
+  // A binding-1 document keeps the old shape: no "binding" member.
+  Simulated old;
+  old.make_binding_v1();
+  EXPECT_FALSE(json::parse(serialize_attestation(old.doc)).as_object().contains("binding"));
   EXPECT_EQ(obj.at("kem"), "X-Wing");
   auto parsed = parse_attestation(text);
   ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
@@ -75,8 +88,9 @@ TEST(Attestation, ParseRejectsMalformedDocuments) {
   Simulated s;
   const auto good = json::parse(serialize_attestation(s.doc)).as_object();
   for (const auto& kv : good) {
-    // PROTOCOL.md section 7: these three are informational and optional (older enclaves send none).
-    if (kv.key() == "models" || kv.key() == "capacity" || kv.key() == "previousKeys") continue;
+    // PROTOCOL.md section 7: these three are informational and optional (older enclaves send none);
+    // "binding" is optional too (absent: 1; AttestationBinding.AStrippedBindingMemberFails).
+    if (kv.key() == "models" || kv.key() == "capacity" || kv.key() == "previousKeys" || kv.key() == "binding") continue;
     auto doc = good;
     doc.erase(kv.key());
     auto r = parse_attestation(json::serialize(doc));
@@ -146,6 +160,88 @@ TEST(Attestation, VerifyRejectsEveryBrokenBinding) {
   crypto::random_bytes(seed.span());
   policy.simulated_platform_key = crypto::ed25519_keypair_from_seed(seed).public_key;
   expect_failed(verify_attestation(s.doc, s.challenge, policy));
+}
+
+// Our own vectors of binding 2 (tests/vectors/attestation_v2.json, made with Python's hashlib).
+TEST(AttestationBinding, V2VectorsReproduceAndV1ValuesStay) {
+  const auto vectors = test::load_project_vector_file("attestation_v2");
+  const auto& cases = vectors.at("cases").as_array();
+  ASSERT_GE(cases.size(), 4u);
+  for (const auto& c : cases) {
+    const auto& o = c.as_object();
+    auto text = [&](std::string_view name) { return std::string(o.at(name).as_string()); };
+    const auto pk = from_hex_exact<crypto::kXWingPublicKeyBytes>(text("publicKey"), "publicKey").value();
+    const auto challenge = from_hex_exact<kChallengeBytes>(text("challenge"), "challenge").value();
+    const std::int64_t not_after = o.at("notAfter").as_int64();
+    EXPECT_EQ(to_hex(crypto::key_id(pk)), text("keyId"));
+    EXPECT_EQ(to_hex(report_data_v2(pk, not_after, challenge)), text("reportData"));
+    EXPECT_EQ(to_hex(report_data(Binding::v2, pk, not_after, challenge)), text("reportData"));
+    EXPECT_EQ(to_hex(report_data(Binding::v1, pk, not_after, challenge)), text("reportDataV1"));
+  }
+}
+
+TEST(AttestationBinding, V2VerifiesAndAChangedNotAfterFails) {
+  Simulated s;
+  ASSERT_TRUE(verify_attestation(s.doc, s.challenge, s.policy).has_value());
+  // The host extends the key's life (the finding: binding 1 let this through).
+  auto doc = s.doc;
+  doc.not_after += 30 * 24 * 3600;
+  auto verified = verify_attestation(doc, s.challenge, s.policy);
+  ASSERT_FALSE(verified) << "a host extended the key's life unnoticed";
+  EXPECT_NE(verified.error().message.find("notAfter"), std::string::npos) << verified.error().message;
+  // Also when it goes through JSON, as a client sees it.
+  auto json_doc = json::parse(serialize_attestation(s.doc)).as_object();
+  json_doc["notAfter"] = s.doc.not_after + 3600;
+  auto parsed = parse_attestation(json::serialize(json_doc));
+  ASSERT_TRUE(parsed);
+  expect_failed(verify_attestation(*parsed, s.challenge, s.policy));
+}
+
+TEST(AttestationBinding, AStrippedBindingMemberFails) {
+  Simulated s;
+  auto json_doc = json::parse(serialize_attestation(s.doc)).as_object();
+  json_doc.erase("binding");
+  auto stripped = parse_attestation(json::serialize(json_doc));
+  ASSERT_TRUE(stripped);
+  EXPECT_EQ(stripped->binding, Binding::v1);
+  auto verified = verify_attestation(*stripped, s.challenge, s.policy);
+  ASSERT_FALSE(verified);
+  EXPECT_NE(verified.error().message.find("binding 1"), std::string::npos) << verified.error().message;
+  // Even a client that accepts old enclaves: the label is inside the hash, so a binding-2
+  // reportData is no binding-1 value.
+  auto lenient = s.policy;
+  lenient.min_binding = Binding::v1;
+  expect_failed(verify_attestation(*stripped, s.challenge, lenient));
+}
+
+TEST(AttestationBinding, V1VerifiesOnlyWhenAllowed) {
+  Simulated s;
+  s.make_binding_v1();
+  auto verified = verify_attestation(s.doc, s.challenge, s.policy);
+  ASSERT_FALSE(verified);
+  EXPECT_NE(verified.error().message.find("requires binding 2"), std::string::npos) << verified.error().message;
+  auto lenient = s.policy;
+  lenient.min_binding = Binding::v1;
+  EXPECT_TRUE(verify_attestation(s.doc, s.challenge, lenient).has_value());
+  auto other_challenge = s.challenge;
+  other_challenge[3] ^= 1;
+  expect_failed(verify_attestation(s.doc, other_challenge, lenient));
+}
+
+TEST(AttestationBinding, ParseTakesOnlyKnownBindings) {
+  Simulated s;
+  auto base = json::parse(serialize_attestation(s.doc)).as_object();
+  for (const json::value& bad : {json::value(3), json::value(0), json::value(-1), json::value("2"), json::value(2.0),
+                                 json::value(nullptr)}) {
+    auto obj = base;
+    obj["binding"] = bad;
+    auto parsed = parse_attestation(json::serialize(obj));
+    ASSERT_FALSE(parsed) << json::serialize(bad);
+    EXPECT_EQ(parsed.error().code, Errc::invalid_request);
+    EXPECT_NE(parsed.error().message.find("\"binding\" must be 1 or 2"), std::string::npos);
+  }
+  base["binding"] = 1;
+  EXPECT_EQ(parse_attestation(json::serialize(base)).value().binding, Binding::v1);
 }
 
 TEST(Attestation, HardwareProvidersNeedAVerifier) {

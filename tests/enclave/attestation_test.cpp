@@ -48,7 +48,8 @@ TEST(SimulatedProvider, EvidenceVerifiesWithThePlatformKey) {
   doc.public_key = key.public_key;
   doc.not_after = 2'000'000'000;
   doc.provider = "simulated";
-  doc.report_data = protocol::report_data(key.public_key, challenge);
+  doc.binding = protocol::kCurrentBinding;
+  doc.report_data = protocol::expected_report_data(doc, challenge);
   doc.measurement.assign(expected.begin(), expected.end());
   auto evidence = (*provider)->evidence(doc.report_data);
   ASSERT_TRUE(evidence);
@@ -166,7 +167,7 @@ TEST(AttestationSelection, HardwareEnclaveMakesAFreshKeyAtEveryStartUnlessGivenA
   for (int start = 0; start < 2; ++start) {
     auto server = EnclaveServer::create(options);
     ASSERT_TRUE(server) << server.error().to_string();
-    const auto key_id = (*server)->service().key().key_id();
+    const auto key_id = (*server)->service().current_key()->key_id();
     if (previous) {
       EXPECT_NE(key_id, *previous) << "a new key at every start";
     }
@@ -177,11 +178,11 @@ TEST(AttestationSelection, HardwareEnclaveMakesAFreshKeyAtEveryStartUnlessGivenA
   options.key_file = dir.file("enclave.key");
   auto first = EnclaveServer::create(options);
   ASSERT_TRUE(first) << first.error().to_string();
-  const auto kept = (*first)->service().key().key_id();
+  const auto kept = (*first)->service().current_key()->key_id();
   first->reset();
   auto second = EnclaveServer::create(options);
   ASSERT_TRUE(second) << second.error().to_string();
-  EXPECT_EQ((*second)->service().key().key_id(), kept) << "an explicit key file is used";
+  EXPECT_EQ((*second)->service().current_key()->key_id(), kept) << "an explicit key file is used";
 }
 
 }  // namespace

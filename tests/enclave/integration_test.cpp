@@ -351,6 +351,25 @@ TEST(EnclaveProcess, AutoAttestationWithoutHardwareRefusesToStart) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("k")));
 }
 
+// --key-rotation-hours (and RVENC_KEY_ROTATION_HOURS) outside [0, a year], or not a number: a
+// usage error naming the flag, before any key or platform file is made.
+TEST(EnclaveProcess, RefusesABadKeyRotationPeriod) {
+  rvenc::test::TempDir dir;
+  for (const std::string bad : {"-1", "nan", "9000000", "soon"}) {
+    rvenc::test::ChildProcess child({rvenc::test::rvenc_binary(), "enclave", "--listen", "127.0.0.1:0", "--key-file",
+                                     dir.file("k"), "--platform-key", dir.file("p"), "--attestation", "simulated",
+                                     "--key-rotation-hours", bad});
+    EXPECT_EQ(wait_exit(child), 2) << bad << ": " << child.output();
+    EXPECT_NE(child.output().find("--key-rotation-hours"), std::string::npos) << bad << ": " << child.output();
+  }
+  rvenc::test::ChildProcess from_env({rvenc::test::rvenc_binary(), "enclave", "--listen", "127.0.0.1:0", "--key-file",
+                                      dir.file("k"), "--platform-key", dir.file("p"), "--attestation", "simulated"},
+                                     {{"RVENC_KEY_ROTATION_HOURS", "-2"}});
+  EXPECT_EQ(wait_exit(from_env), 2) << from_env.output();
+  EXPECT_FALSE(std::filesystem::exists(dir.file("k")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("p")));
+}
+
 TEST(EnclaveProcess, RefusesAKeyFileOthersCanRead) {
   rvenc::test::TempDir dir;
   std::ofstream(dir.file("k")) << std::string(32, 'k');

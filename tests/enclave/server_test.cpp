@@ -36,7 +36,7 @@ TEST(EnclaveServer, StartsServesAndStopsInProcess) {
   EXPECT_TRUE(has("local use only"));
 
   (*server)->start();
-  const auto sealed = test::seal((*server)->service().key().public_key(), test::chat_json("house-demo", "hi there"));
+  const auto sealed = test::seal((*server)->service().current_key()->public_key(), test::chat_json("house-demo", "hi there"));
   auto response = http::fetch("POST", (*server)->url() + "/rvenc/chat/completions", sealed.body);
   ASSERT_TRUE(response) << response.error().to_string();
   ASSERT_EQ(response->result_int(), 200u) << response->body();

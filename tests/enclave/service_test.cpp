@@ -492,7 +492,8 @@ TEST_F(ServiceTest, DocumentAndHealthTellModelsCapacityAndVersions) {
   EXPECT_EQ(doc.models, (std::vector<std::string>{"other-model", "rvenc-demo"}));
   EXPECT_EQ(doc.capacity, 4);
   EXPECT_TRUE(doc.previous_keys.empty());
-  EXPECT_EQ(doc.report_data, protocol::report_data(key_->public_key(), challenge));
+  EXPECT_EQ(doc.binding, protocol::Binding::v2);
+  EXPECT_EQ(doc.report_data, protocol::report_data_v2(key_->public_key(), key_->not_after(), challenge));
   auto health = json::parse(call(http::Request{http::Verb::get, "/healthz", 11}).body()).as_object();
   EXPECT_EQ(health.at("keyId").as_string(), to_hex(key_->key_id()));
   EXPECT_EQ(json::serialize(health.at("versions")), "[1,3]");

@@ -39,6 +39,9 @@ class FakeEnclave {
     std::vector<crypto::KeyId> previous;
     bool allow_v1 = false;
     std::optional<crypto::XWingPublicKey> public_key;  // unset: a fresh one
+    // Set: the enclave rotated between the gateway's /healthz and its attestation: the document is
+    // of this newer key, listing the key /healthz shows as a previous one.
+    std::optional<crypto::XWingPublicKey> rotated_to;
   };
 
   explicit FakeEnclave(Config config) : config_(std::move(config)) {
@@ -90,8 +93,8 @@ class FakeEnclave {
       co_return;
     }
     protocol::AttestationDocument doc;
-    doc.public_key = *config_.public_key;
-    doc.key_id = key_id();
+    doc.public_key = config_.rotated_to.value_or(*config_.public_key);
+    doc.key_id = crypto::key_id(doc.public_key);
     doc.not_after = 4'000'000'000;
     doc.provider = "simulated";
     doc.report_data = protocol::report_data(doc.public_key, *challenge);
@@ -100,6 +103,7 @@ class FakeEnclave {
     doc.models = config_.models;
     doc.capacity = config_.capacity;
     for (const auto& key : config_.previous) doc.previous_keys.push_back({key, 4'000'000'000});
+    if (config_.rotated_to) doc.previous_keys.push_back({key_id(), 4'000'000'000});
     co_await writer.send(http::json_response(200, protocol::serialize_attestation(doc)));
   }
 
@@ -150,7 +154,7 @@ class EnclavePoolTest : public ::testing::Test {
     if (answer.status() != 200) return {};
     auto doc = protocol::parse_attestation(answer.body()).value();
     EXPECT_EQ(doc.report_data,
-              protocol::report_data(doc.public_key, from_hex_exact<protocol::kChallengeBytes>(challenge, "c").value()));
+              protocol::expected_report_data(doc, from_hex_exact<protocol::kChallengeBytes>(challenge, "c").value()));
     return to_hex(doc.key_id);
   }
   Result<http::Url> route(std::optional<crypto::KeyId> key_id) { return run(ioc, handler->enclaves().route(key_id)); }
@@ -251,7 +255,7 @@ TEST_F(EnclavePoolTest, AllListsEveryReplicaBoundToTheChallenge) {
   for (const auto& value : all_answer.at("enclaves").as_array()) {
     auto doc = protocol::parse_attestation(json::serialize(value)).value();
     EXPECT_EQ(doc.report_data,
-              protocol::report_data(doc.public_key, from_hex_exact<protocol::kChallengeBytes>(challenge, "c").value()));
+              protocol::expected_report_data(doc, from_hex_exact<protocol::kChallengeBytes>(challenge, "c").value()));
     EXPECT_EQ(doc.models, std::vector<std::string>{"model-a"});
     keys.insert(to_hex(doc.key_id));
   }
@@ -325,6 +329,21 @@ TEST_F(EnclavePoolTest, PreviousKeysRouteToTheirEnclave) {
   auto down = route(old_key);
   ASSERT_FALSE(down);
   EXPECT_EQ(down.error().code, Errc::enclave_unavailable);
+}
+
+// Issue 21 item 5: an enclave rotating its key (rvenc enclave --key-rotation-hours) between the
+// gateway's health check and its attestation stays in service, and both keys route to it.
+TEST_F(EnclavePoolTest, ARotationBetweenHealthCheckAndAttestationKeepsTheEnclaveInService) {
+  const auto newer = crypto::xwing_generate_keypair().public_key;
+  FakeEnclave rotating({.models = {"m"}, .rotated_to = newer});
+  make_handler({&rotating});
+  const auto url = http::parse_url(rotating.url()).value().to_string();
+  auto old_key = route(rotating.key_id());
+  ASSERT_TRUE(old_key) << old_key.error().to_string();
+  EXPECT_EQ(old_key->to_string(), url);
+  auto new_key = route(crypto::key_id(newer));
+  ASSERT_TRUE(new_key) << new_key.error().to_string();
+  EXPECT_EQ(new_key->to_string(), url);
 }
 
 TEST_F(EnclavePoolTest, VersionOneOnlyWhenExactlyOneEnclaveAllowsIt) {

@@ -43,7 +43,7 @@ std::vector<protocol::AttestationDocument> attest_all(const std::string& gateway
   const auto all_answer = json::parse(response->body());  // outlives the loop
   for (const auto& value : all_answer.at("enclaves").as_array()) {
     auto doc = protocol::parse_attestation(json::serialize(value));
-    if (doc && doc->report_data == protocol::report_data(doc->public_key, challenge)) docs.push_back(*doc);
+    if (doc && doc->report_data == protocol::expected_report_data(*doc, challenge)) docs.push_back(*doc);
   }
   return docs;
 }

@@ -75,7 +75,8 @@ export function startDyingUpstream() {
 }
 
 // enclave (simulated attestation, demo engine + dying upstream) -> gateway -> proxy, and a test key.
-export async function startStack({ proxyArgs = [] } = {}) {
+// enclaveArgs: more flags of the enclave (e.g. --key-rotation-hours).
+export async function startStack({ proxyArgs = [], enclaveArgs = [] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'rvenc-node-'));
   const stack = { dir, servers: [] };
   try {
@@ -84,7 +85,7 @@ export async function startStack({ proxyArgs = [] } = {}) {
       'enclave', '--listen', '127.0.0.1:0', '--attestation', 'simulated',
       '--key-file', join(dir, 'enclave.key'), '--platform-key', join(dir, 'platform.key'),
       '--demo-model', 'rvenc-demo', '--upstream', `dying-model=${stack.upstream.url}`,
-      '--test-models', 'rvenc-demo,dying-model',
+      '--test-models', 'rvenc-demo,dying-model', ...enclaveArgs,
     ]);
     stack.servers.push(stack.enclave);
     const platform = stack.enclave.output().match(/platform public key ([0-9a-f]{64})/);

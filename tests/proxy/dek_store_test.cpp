@@ -222,5 +222,28 @@ TEST(DekPolicy, RotatesNearTheEnclaveKeysNotAfter) {
   EXPECT_TRUE(unlimited.needs_rotation(dek, 5000));
 }
 
+// Issue 21 item 5: DEKs are encapsulations to one enclave key; a rotating enclave's key is
+// replaced at notAfter − grace, so they are re-made at their refreshAt (kept in the store).
+TEST(DekPolicy, RotatesAtTheKeysRefreshAtAndTheStoreKeepsIt) {
+  DekPolicy unlimited{0, std::chrono::seconds(0)};
+  Dek dek{fresh_keys(), 1000, 0};
+  dek.keys.not_after = 1004;
+  dek.keys.refresh_at = client::refresh_time(1004, 1000);
+  EXPECT_EQ(dek.keys.refresh_at, 1002);
+  EXPECT_FALSE(unlimited.needs_rotation(dek, 1001));
+  EXPECT_TRUE(unlimited.needs_rotation(dek, 1002));
+  auto loaded = client::EncryptionKeys::from_json(dek.keys.to_json());
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(loaded->refresh_at, 1002);
+}
+
+// Keys verified while binding 1 was accepted are not reused once binding 2 is required.
+TEST(DekStore, TrustDigestCoversTheBindingRequired) {
+  protocol::AttestationPolicy policy;
+  auto lenient = policy;
+  lenient.min_binding = protocol::Binding::v1;
+  EXPECT_NE(trust_digest(policy), trust_digest(lenient));
+}
+
 }  // namespace
 }  // namespace rvenc::proxy

@@ -41,6 +41,13 @@ boost::json::value load_vector_file(const std::string& name) {
   return boost::json::parse(text);
 }
 
+boost::json::value load_project_vector_file(const std::string& name) {
+  const std::string path = std::string(RVENC_SOURCE_DIR) + "/tests/vectors/" + name + ".json";
+  const std::string text = read_file(path);
+  if (text.empty()) throw std::runtime_error("cannot read test vectors " + path);
+  return boost::json::parse(text);
+}
+
 std::string rvenc_binary() { return RVENC_BINARY; }
 
 TempDir::TempDir() {

@@ -20,6 +20,8 @@ namespace rvenc::test {
 
 // ../shared/vectors/<name>.json, parsed.
 boost::json::value load_vector_file(const std::string& name);
+// tests/vectors/<name>.json of this project (vectors of extensions not in ../shared), parsed.
+boost::json::value load_project_vector_file(const std::string& name);
 // build/rvenc
 std::string rvenc_binary();
 

@@ -67,6 +67,12 @@ inline constexpr std::size_t kDefaultMaxIdleConnections = 256;  // as the other 
 // Keys are not used from this long before their notAfter on (clock skew, a request in flight).
 inline constexpr std::chrono::seconds kKeyExpiryMargin{60};
 
+// When keys to an enclave key with this notAfter, verified at `verified_at`, are replaced:
+// not_after − min(kKeyExpiryMargin, half the life it had left). A rotating enclave (rvenc enclave
+// --key-rotation-hours) makes its next key at notAfter − grace, and its grace is at least the
+// period, so a refresh at this time finds the new key whatever the period (docs/key-rotation.md).
+[[nodiscard]] std::int64_t refresh_time(std::int64_t not_after, std::int64_t verified_at) noexcept;
+
 // The SDK's "encryption keys": an X-Wing encapsulation to the enclave key `key_id`. May be
 // generated once (generate_encryption_keys) and reused for many requests, until `not_after`.
 struct EncryptionKeys {
@@ -76,12 +82,19 @@ struct EncryptionKeys {
   // The enclave key's notAfter (seconds since the epoch) from the verified attestation; nullopt
   // for keys made elsewhere without it (then used until the gateway no longer knows them).
   std::optional<std::int64_t> not_after;
+  // When to make new keys (seconds since the epoch), set from the verified attestation:
+  // refresh_time(not_after, verified at). nullopt (keys of older releases, or made elsewhere):
+  // not_after − kKeyExpiryMargin.
+  std::optional<std::int64_t> refresh_at;
   // The models the enclave said it serves (its attestation's informational "models"); empty when
   // unknown (older enclaves, keys made elsewhere): then the keys are tried for any model.
   std::vector<std::string> models;
 
-  // False from kKeyExpiryMargin before not_after on (`now` in epoch seconds): make new keys then.
+  // False from refresh_at (or kKeyExpiryMargin before not_after) on (`now` in epoch seconds):
+  // make new keys then.
   [[nodiscard]] bool usable_at(std::int64_t now) const noexcept {
+    if (not_after && now >= *not_after) return false;
+    if (refresh_at) return now < *refresh_at;
     return !not_after || now < *not_after - kKeyExpiryMargin.count();
   }
 
@@ -89,7 +102,7 @@ struct EncryptionKeys {
   [[nodiscard]] bool serves(std::string_view model) const;
 
   // {"sharedSecret": hex, "cipherText": hex, "keyId": hex, "notAfter": int when known,
-  //  "models": [..] when known}
+  //  "refreshAt": int when known, "models": [..] when known}
   // (contains the secret: handle with care).
   [[nodiscard]] std::string to_json() const;
   // invalid_request naming the missing or malformed field (never echoing values); "notAfter" is

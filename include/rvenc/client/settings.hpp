@@ -59,6 +59,7 @@ struct ClientSettings {
   std::string attestation_policy;
   // --attestation-trust-root FILE: PEM roots trusted INSTEAD of the vendors' (tests only).
   std::string attestation_trust_root;
+  bool allow_binding_v1 = false;    // accept attestation binding 1 (older enclaves)
   bool gateway_from_env = false;    // `gateway` came from RVENC_GATEWAY_URL, not a flag
   bool data_dir_from_flag = false;  // `data_dir` came from --data, not RVENC_DATA
 };

@@ -3,12 +3,14 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "rvenc/common/error.hpp"
@@ -32,6 +34,9 @@ struct EnclaveOptions {
   // provider; with a hardware provider a new key in memory at every start.
   std::optional<std::filesystem::path> key_file;
   std::chrono::seconds key_lifetime = kDefaultKeyLifetime;
+  // --key-rotation-hours: a new key every period (KeyRing; new keys then live period + grace, and
+  // key_lifetime is not used); 0: never.
+  std::chrono::seconds key_rotation{0};
   AttestationConfig attestation;
   std::optional<std::filesystem::path> gateway_token_file;
   std::vector<std::string> upstreams;  // "MODEL=URL"
@@ -94,7 +99,10 @@ class EnclaveServer {
   std::vector<std::string> warnings_;
   std::shared_ptr<http::Client> upstream_client_;
   std::unique_ptr<EnclaveService> service_;
-  std::unique_ptr<http::Server> server_;  // declared last: stops before the service goes
+  std::unique_ptr<http::Server> server_;  // stops before the service goes
+  // With rotation: rotates and retires keys on time even without traffic (KeyRing::maintain).
+  // Declared last, so it stops first.
+  std::jthread maintenance_;
 };
 
 }  // namespace rvenc::enclave

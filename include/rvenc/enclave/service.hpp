@@ -1,7 +1,10 @@
 // The enclave's HTTP handlers (PROTOCOL.md sections 1-4), independent of sockets:
 //   GET  /rvenc/attestation?challenge=<hex 32>   attestation document
 //   GET  /rvenc/models                           OpenAI model list
-//   GET  /healthz                                liveness, keyId, versions, inFlight, capacity
+//   GET  /healthz                                liveness, keyId, versions, inFlight, capacity,
+//                                                keyRotations
+// Keys (KeyRing): every request first lets the ring rotate and retire what is due; a chat request
+// is decrypted with the current or a previous key, by its keyId.
 //   POST /rvenc/chat/completions                 decrypt, check, route, stream sealed events
 // Every error before the first event is a plain OpenAI error response; after it, an encrypted
 // error event followed by done. A successful or failed stream ends with the plain usage event.
@@ -31,6 +34,7 @@
 #include "rvenc/enclave/attestation.hpp"
 #include "rvenc/enclave/engine.hpp"
 #include "rvenc/enclave/key.hpp"
+#include "rvenc/enclave/key_ring.hpp"
 #include "rvenc/enclave/replay.hpp"
 #include "rvenc/http/server.hpp"
 #include "rvenc/protocol/envelope.hpp"
@@ -64,6 +68,8 @@ struct ServiceOptions {
   std::size_t max_attestation_queue = kDefaultMaxAttestationQueue;
   // Chat streams at once (beyond: 503 enclave_busy); 0: unlimited.
   std::size_t max_streams = 0;
+  // Key rotation (KeyRing): period 0 keeps the start key until its notAfter.
+  RotationOptions rotation;
   // Seconds since the epoch (tests may move the clock).
   std::function<std::int64_t()> clock;
 };
@@ -92,7 +98,12 @@ class EnclaveService {
   // rvenc-mux upgrades (http::ServerOptions::accept_mux) must show. invalid_api_key otherwise.
   [[nodiscard]] Status check_gateway_token(const http::Request& request) const;
 
-  [[nodiscard]] const EnclaveKey& key() const noexcept { return *key_; }
+  // The key attested and offered now (rotation replaces it; a previous key stays in keys()).
+  [[nodiscard]] std::shared_ptr<EnclaveKey> current_key() const { return keys_.current().key; }
+  [[nodiscard]] const KeyRing& keys() const noexcept { return keys_; }
+  // Rotates and retires keys when due (KeyRing::maintain) at the service's clock; the server
+  // calls it on a timer so that a retired key is wiped without traffic.
+  void maintain_keys() { keys_.maintain(now()); }
   [[nodiscard]] const AttestationProvider& provider() const noexcept { return *attestation_; }
   [[nodiscard]] const std::map<std::string, std::shared_ptr<Engine>>& engines() const noexcept { return engines_; }
   [[nodiscard]] const ReplayCache& replay_cache() const noexcept { return replay_; }
@@ -105,8 +116,9 @@ class EnclaveService {
  private:
   struct Accepted;
   [[nodiscard]] Result<Accepted> accept(const http::Request& request);
-  // The version is allowed, the keyId is this enclave's, the timestamp is inside the window.
-  [[nodiscard]] Status check_version(const protocol::RequestEnvelope& envelope) const;
+  // The version is allowed, the keyId is this enclave's (current or previous key), the timestamp
+  // is inside the window; the key to decrypt with.
+  [[nodiscard]] Result<HeldKey> check_version(const protocol::RequestEnvelope& envelope) const;
   [[nodiscard]] std::int64_t now() const;
   // Counts a stream in, unless --max-streams are running (then false, nothing counted).
   [[nodiscard]] bool take_stream_slot();
@@ -115,7 +127,7 @@ class EnclaveService {
                                      const std::string& id, std::chrono::steady_clock::time_point started);
 
   ServiceOptions options_;
-  std::shared_ptr<EnclaveKey> key_;
+  KeyRing keys_;
   std::shared_ptr<AttestationProvider> attestation_;
   std::map<std::string, std::shared_ptr<Engine>> engines_;
   ReplayCache replay_;

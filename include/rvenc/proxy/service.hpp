@@ -56,6 +56,8 @@ struct ProxyOptions {
   // Hardware evidence: the policy and roots (ClientOptions::hardware_policy / trust_anchors).
   attestation::Policy hardware_policy;
   std::optional<attestation::TrustAnchors> trust_anchors;
+  // Accept attestation binding 1 (enclaves of older releases; notAfter not attested).
+  bool allow_binding_v1 = false;
   protocol::Version protocol_version = protocol::Version::v3;
   std::optional<std::filesystem::path> dek_store;  // keep keys across restarts (mode 0600)
   CacheOptions cache;                              // client count, idle drop, DEK rotation

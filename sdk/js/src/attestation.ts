@@ -4,7 +4,9 @@
 // expected one when required, and the provider is trusted: "simulated" only with the platform's
 // Ed25519 public key given explicitly (platformPublicKey, as --platform-public-key), hardware
 // providers (sev-snp, tdx) never yet: this SDK has no verifier for their evidence and refuses it
-// with attestation_failed rather than accept it unverified.
+// with attestation_failed rather than accept it unverified. The binding is versioned like the C++
+// core's (protocol::expected_report_data): binding 2 ("binding": 2) covers keyId and notAfter and is
+// required unless policy.allowBindingV1 accepts enclaves of older releases (docs/key-rotation.md).
 import { concat, equal, ed25519Verify, fromHex, keyIdOf, sha512, sodium, utf8, KEY_ID_BYTES, XWING_PUBLIC_KEY_BYTES } from './crypto.js';
 import { AttestationError } from './errors.js';
 
@@ -20,6 +22,11 @@ export interface AttestationPolicy {
   allowedProviders?: string[];
   /** Require this measurement (hex). */
   expectedMeasurement?: string;
+  /**
+   * Also accept binding 1 (enclaves of older releases): its reportData does not cover notAfter, so
+   * whoever relays the document can extend the key's life. Off by default.
+   */
+  allowBindingV1?: boolean;
 }
 
 export interface AttestationDocument {
@@ -31,6 +38,8 @@ export interface AttestationDocument {
   reportData: Uint8Array;
   evidence: Uint8Array;
   measurement: string;
+  /** The binding reportData was made with: the document's "binding", 1 when absent (older enclaves). */
+  binding: 1 | 2;
   /** The models the enclave serves (informational, outside reportData; absent from older enclaves). */
   models?: string[];
 }
@@ -65,6 +74,10 @@ export function parseAttestation(text: string): AttestationDocument {
     fail('the attestation document is malformed: field "notAfter" must be a non-negative integer');
   }
   if (typeof obj.provider !== 'string') fail('the attestation document is malformed: field "provider" is missing');
+  if (obj.binding !== undefined && obj.binding !== 1 && obj.binding !== 2) {
+    fail('the attestation document is malformed: field "binding" must be 1 or 2');
+  }
+  const binding = (obj.binding ?? 1) as 1 | 2;
   const reportData = hexField(obj, 'reportData', REPORT_DATA_BYTES);
   if (typeof obj.evidence !== 'string' || obj.evidence.length > MAX_EVIDENCE_BASE64) {
     fail('the attestation document is malformed: field "evidence" is missing or too large');
@@ -88,15 +101,28 @@ export function parseAttestation(text: string): AttestationDocument {
   }
   const doc: AttestationDocument = {
     keyId: sodium().to_hex(keyId), kem: 'X-Wing', publicKey, notAfter: notAfter as number,
-    provider: obj.provider as string, reportData, evidence, measurement: sodium().to_hex(measurement),
+    provider: obj.provider as string, reportData, evidence, measurement: sodium().to_hex(measurement), binding,
   };
   if (models) doc.models = models;
   return doc;
 }
 
-/** SHA-512("rvenc-attest-v1" ‖ publicKey ‖ challenge) */
+/** Binding 1: SHA-512("rvenc-attest-v1" ‖ publicKey ‖ challenge) */
 export function reportDataFor(publicKey: Uint8Array, challenge: Uint8Array): Promise<Uint8Array> {
   return sha512(concat(utf8('rvenc-attest-v1'), publicKey, challenge));
+}
+
+/** Binding 2: SHA-512("rvenc-attest-v2" ‖ keyId ‖ publicKey ‖ u64be(notAfter) ‖ challenge) */
+export async function reportDataV2For(publicKey: Uint8Array, notAfter: number, challenge: Uint8Array): Promise<Uint8Array> {
+  if (!Number.isSafeInteger(notAfter) || notAfter < 0) fail('notAfter must be a non-negative integer');
+  const notAfterBe = new Uint8Array(8);
+  new DataView(notAfterBe.buffer).setBigUint64(0, BigInt(notAfter));
+  return sha512(concat(utf8('rvenc-attest-v2'), await keyIdOf(publicKey), publicKey, notAfterBe, challenge));
+}
+
+/** The reportData `doc` must carry for `challenge` under its own binding version. */
+export function expectedReportData(doc: AttestationDocument, challenge: Uint8Array): Promise<Uint8Array> {
+  return doc.binding === 2 ? reportDataV2For(doc.publicKey, doc.notAfter, challenge) : reportDataFor(doc.publicKey, challenge);
 }
 
 export interface VerifyOptions {
@@ -111,8 +137,14 @@ export interface VerifyOptions {
 export async function verifyAttestation(doc: AttestationDocument, challenge: Uint8Array, options: VerifyOptions = {}): Promise<void> {
   const { policy = {}, platformPublicKey } = options;
   if (sodium().to_hex(await keyIdOf(doc.publicKey)) !== doc.keyId) fail('attestation keyId does not match its public key');
-  if (!equal(await reportDataFor(doc.publicKey, challenge), doc.reportData)) {
-    fail('attestation reportData does not bind the public key to our challenge');
+  if (doc.binding < 2 && !policy.allowBindingV1) {
+    fail('attestation uses binding 1, whose reportData does not cover notAfter (an enclave of an older release, or a '
+      + 'document stripped of "binding"); this SDK requires binding 2 (attestationPolicy.allowBindingV1 accepts older enclaves)');
+  }
+  if (!equal(await expectedReportData(doc, challenge), doc.reportData)) {
+    fail(doc.binding === 2
+      ? 'attestation reportData does not bind the public key, its notAfter and our challenge (binding 2)'
+      : 'attestation reportData does not bind the public key to our challenge');
   }
   const now = options.now ?? Math.floor(Date.now() / 1000);
   if (doc.notAfter <= now) fail('attestation has expired (notAfter is in the past)');

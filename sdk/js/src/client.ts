@@ -6,7 +6,9 @@
 // (PROTOCOL.md section 7: `GET /rvenc/attestation?model=M&all=1`, each document verified against
 // the policy and the one fresh challenge; an older gateway's single document is one replica). Keys
 // are made on first use by one call per model at a time (concurrent calls share that attempt's
-// result) and replaced from 60 s before their notAfter. Each request takes the replica with the
+// result) and replaced at their refreshAt: notAfter − min(60 s, half the life left when verified),
+// so keys to an enclave rotating every few seconds (--key-rotation-hours) move to its next key in time
+// (docs/key-rotation.md). Each request takes the replica with the
 // fewest of this client's own requests in flight (ties at random); a request that failed on a
 // replica asks for a re-attestation only while the replica set it picked from is still current, so
 // many failing at once cause one. Each request gets a fresh nonce and is sealed with the protocol
@@ -46,6 +48,8 @@ export interface EncryptionKeys {
   keyId: string;
   /** The enclave key's notAfter (epoch seconds) from the verified attestation, when known. */
   notAfter?: number;
+  /** When new keys are made (epoch seconds; see refreshTime); absent: 60 s before notAfter. */
+  refreshAt?: number;
   /** The models these keys serve (set when they were made for a model); absent: any model. */
   models?: string[];
 }
@@ -100,6 +104,7 @@ interface Keys {
   cipherText: Uint8Array;
   keyId: Uint8Array;
   notAfter?: number;
+  refreshAt?: number;
   models?: string[];
 }
 
@@ -147,15 +152,21 @@ function keysFromHex(k: EncryptionKeys): Keys {
   if (k.notAfter !== undefined && (!Number.isSafeInteger(k.notAfter) || k.notAfter < 0)) {
     throw invalid('encryptionKeys.notAfter must be a non-negative integer');
   }
+  if (k.refreshAt !== undefined && (!Number.isSafeInteger(k.refreshAt) || k.refreshAt < 0)) {
+    throw invalid('encryptionKeys.refreshAt must be a non-negative integer');
+  }
   if (k.models !== undefined && (!Array.isArray(k.models) || !k.models.every((m) => typeof m === 'string' && m.length > 0))) {
     throw invalid('encryptionKeys.models must be a list of model names');
   }
-  return { sharedSecret, cipherText, keyId, notAfter: k.notAfter, models: k.models ? [...k.models] : undefined };
+  return {
+    sharedSecret, cipherText, keyId, notAfter: k.notAfter, refreshAt: k.refreshAt, models: k.models ? [...k.models] : undefined,
+  };
 }
 
 function keysToHex(k: Keys): EncryptionKeys {
   const out: EncryptionKeys = { sharedSecret: toHex(k.sharedSecret), cipherText: toHex(k.cipherText), keyId: toHex(k.keyId) };
   if (k.notAfter !== undefined) out.notAfter = k.notAfter;
+  if (k.refreshAt !== undefined) out.refreshAt = k.refreshAt;
   if (k.models !== undefined) out.models = [...k.models];
   return out;
 }
@@ -164,7 +175,17 @@ const summary = (doc: AttestationDocument): VerifiedAttestation => ({
   keyId: doc.keyId, provider: doc.provider, measurement: doc.measurement, notAfter: doc.notAfter, publicKey: toHex(doc.publicKey),
 });
 
-const usableAt = (k: Keys, at: number) => k.notAfter === undefined || at < k.notAfter - KEY_EXPIRY_MARGIN_S;
+/**
+ * When keys to an enclave key with this notAfter, verified at `verifiedAt`, are replaced: notAfter −
+ * min(60 s, half the life it had left), as the C++ SDK's client::refresh_time.
+ */
+export const refreshTime = (notAfter: number, verifiedAt: number): number =>
+  notAfter - Math.min(KEY_EXPIRY_MARGIN_S, Math.floor(Math.max(0, notAfter - verifiedAt) / 2));
+
+const usableAt = (k: Keys, at: number) => {
+  if (k.refreshAt !== undefined) return at < k.refreshAt;
+  return k.notAfter === undefined || at < k.notAfter - KEY_EXPIRY_MARGIN_S;
+};
 const serves = (k: Keys, model: string) => k.models === undefined || k.models.length === 0 || k.models.includes(model);
 const cancelled = () => new ConnectionError('transport_error', 'request cancelled');
 
@@ -501,7 +522,9 @@ export class RvencClient {
 
   private encapsulate(doc: AttestationDocument, models?: string[]): Keys {
     const { cipherText, sharedSecret } = xwingEncapsulate(doc.publicKey);
-    return { sharedSecret, cipherText, keyId: fromHex(doc.keyId)!, notAfter: doc.notAfter, models };
+    return {
+      sharedSecret, cipherText, keyId: fromHex(doc.keyId)!, notAfter: doc.notAfter, refreshAt: refreshTime(doc.notAfter, now()), models,
+    };
   }
 
   private install(model: string, replicas: Replica[]): void {

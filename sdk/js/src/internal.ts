@@ -2,7 +2,8 @@
 // vectors need (seeded X-Wing, fixed nonce/timestamp sealing, response decoding with given keys,
 // attestation checks with a given challenge and clock). Production code never imports it.
 import { hkdf, ready, seal, sodium, toHex, fromHex, pad, unpad, keyIdOf, xwingEncapsulate } from './crypto.js';
-import { parseAttestation, reportDataFor, verifyAttestation } from './attestation.js';
+import { expectedReportData, parseAttestation, reportDataFor, reportDataV2For, verifyAttestation } from './attestation.js';
+import { refreshTime } from './client.js';
 import {
   deriveRequestKey, deriveResponseSecret, deriveV2ResponseKeys, deriveV3ResponseKeys, eventNonce,
   ResponseDecoder, ResponseOpener, sealRequest,
@@ -31,7 +32,8 @@ export function xwingDecapsulate(cipherText: Uint8Array, secretKey: Uint8Array) 
 }
 
 export {
-  sodium, ready, hkdf, toHex, seal, xwingEncapsulate, fromHex, pad, unpad, keyIdOf, parseAttestation, reportDataFor, verifyAttestation,
+  sodium, ready, hkdf, toHex, seal, xwingEncapsulate, fromHex, pad, unpad, keyIdOf, parseAttestation, reportDataFor, reportDataV2For,
+  expectedReportData, refreshTime, verifyAttestation,
   deriveRequestKey, deriveResponseSecret, deriveV2ResponseKeys, deriveV3ResponseKeys, eventNonce,
   ResponseDecoder, ResponseOpener, sealRequest, SseParser, CompletionAssembler, errorFromHttp,
 };

@@ -23,11 +23,12 @@ const replicas = await Promise.all([1, 2, 3].map(async (seed) => {
   return { publicKey, keyId: t.toHex(await t.keyIdOf(publicKey)) };
 }));
 async function documentOf(replica, challenge, { tamper = false, models = [MODEL] } = {}) {
-  const reportData = await t.reportDataFor(replica.publicKey, challenge);
+  const notAfter = Math.floor(Date.now() / 1000) + 3600;
+  const reportData = await t.reportDataV2For(replica.publicKey, notAfter, challenge);
   const evidence = s.crypto_sign_detached(new Uint8Array([...reportData, ...measurement]), platform.privateKey);
   if (tamper) evidence[0] ^= 1;
   return {
-    keyId: replica.keyId, kem: 'X-Wing', publicKey: t.toHex(replica.publicKey), notAfter: Math.floor(Date.now() / 1000) + 3600,
+    keyId: replica.keyId, kem: 'X-Wing', publicKey: t.toHex(replica.publicKey), notAfter, binding: 2,
     provider: 'simulated', reportData: t.toHex(reportData), evidence: s.to_base64(evidence, s.base64_variants.ORIGINAL),
     measurement: t.toHex(measurement), models, capacity: null, previousKeys: [],
   };

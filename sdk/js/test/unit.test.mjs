@@ -11,16 +11,18 @@ const s = t.sodium();
 const utf8 = (x) => new TextEncoder().encode(x);
 
 // A simulated attestation document as the enclave makes it (PROTOCOL.md section 1).
-async function simulatedDocument({ challenge, platformSeed = new Uint8Array(32).fill(7), notAfter = Math.floor(Date.now() / 1000) + 3600, provider = 'simulated' } = {}) {
+// Binding 2 (covers keyId and notAfter) unless `binding` is 1 (enclaves of older releases).
+async function simulatedDocument({ challenge, platformSeed = new Uint8Array(32).fill(7), notAfter = Math.floor(Date.now() / 1000) + 3600, provider = 'simulated', binding = 2 } = {}) {
   const { publicKey } = t.xwingSeedKeypair(new Uint8Array(32).fill(1));
   const platform = s.crypto_sign_seed_keypair(platformSeed);
   const measurement = new Uint8Array(32).fill(9);
-  const reportData = await t.reportDataFor(publicKey, challenge);
+  const reportData = binding === 2 ? await t.reportDataV2For(publicKey, notAfter, challenge) : await t.reportDataFor(publicKey, challenge);
   const evidence = s.crypto_sign_detached(new Uint8Array([...reportData, ...measurement]), platform.privateKey);
   const doc = {
     keyId: t.toHex(await t.keyIdOf(publicKey)), kem: 'X-Wing', publicKey: t.toHex(publicKey), notAfter, provider,
     reportData: t.toHex(reportData), evidence: s.to_base64(evidence, s.base64_variants.ORIGINAL), measurement: t.toHex(measurement),
   };
+  if (binding === 2) doc.binding = 2;
   return { doc, platformPublicKey: t.toHex(platform.publicKey) };
 }
 
@@ -35,6 +37,31 @@ test('attestation: a simulated document verifies with its platform key only', as
   await assert.rejects(verify(doc, challenge, { platformPublicKey: 'cd'.repeat(32) }), failsWith(/does not verify/));
   await verify(doc, challenge, { platformPublicKey, policy: { expectedMeasurement: '09'.repeat(32) } });
   await assert.rejects(verify(doc, challenge, { platformPublicKey, policy: { expectedMeasurement: '08'.repeat(32) } }), failsWith(/measurement/));
+});
+
+test('attestation binding 2: verifies; a changed notAfter, a stripped or unknown binding are refused; binding 1 only when allowed', async () => {
+  const challenge = s.randombytes_buf(32);
+  const { doc, platformPublicKey } = await simulatedDocument({ challenge });
+  await verify(doc, challenge, { platformPublicKey });
+  // The host extends the key's life: reportData (and the signature over it) no longer match.
+  await assert.rejects(verify({ ...doc, notAfter: doc.notAfter + 86400 }, challenge, { platformPublicKey }), failsWith(/notAfter/));
+  // The host strips the member to pass the document off as binding 1.
+  const { binding, ...stripped } = doc;
+  assert.equal(binding, 2);
+  await assert.rejects(verify(stripped, challenge, { platformPublicKey }), failsWith(/binding 1/));
+  await assert.rejects(verify(stripped, challenge, { platformPublicKey, policy: { allowBindingV1: true } }), failsWith(/reportData/));
+  await assert.rejects(verify({ ...doc, binding: 3 }, challenge, { platformPublicKey }), failsWith(/"binding" must be 1 or 2/));
+  // An enclave of an older release: binding 1, refused unless allowed.
+  const old = await simulatedDocument({ challenge, binding: 1 });
+  await assert.rejects(verify(old.doc, challenge, { platformPublicKey }), failsWith(/requires binding 2/));
+  await verify(old.doc, challenge, { platformPublicKey, policy: { allowBindingV1: true } });
+});
+
+test('keys are refreshed at notAfter - min(60 s, half the life left)', () => {
+  assert.equal(t.refreshTime(1000 + 86400, 1000), 1000 + 86400 - 60);
+  assert.equal(t.refreshTime(1004, 1000), 1002);
+  assert.equal(t.refreshTime(1000, 1000), 1000);
+  assert.equal(t.refreshTime(990, 1000), 990);
 });
 
 test('attestation: another challenge, a changed key, an expired key, a changed signature are refused', async () => {

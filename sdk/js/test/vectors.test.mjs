@@ -137,3 +137,19 @@ test('attestation: reportData = SHA-512("rvenc-attest-v1" || publicKey || challe
     assert.equal(t.toHex(await t.reportDataFor(hex(c.publicKey), hex(c.challenge))), c.reportData);
   }
 });
+
+// The project's own vectors of attestation binding 2 (docs/key-rotation.md), made with Python's
+// hashlib (tests/vectors/make_attestation_v2.py): not part of ../shared.
+test('attestation binding 2: reportData = SHA-512("rvenc-attest-v2" || keyId || publicKey || u64be(notAfter) || challenge)', async () => {
+  const file = join(here, '..', '..', '..', 'tests', 'vectors', 'attestation_v2.json');
+  const { cases } = JSON.parse(readFileSync(file, 'utf8'));
+  assert.ok(cases.length >= 4);
+  for (const c of cases) {
+    const publicKey = hex(c.publicKey);
+    assert.equal(t.toHex(await t.keyIdOf(publicKey)), c.keyId);
+    assert.equal(t.toHex(await t.reportDataV2For(publicKey, c.notAfter, hex(c.challenge))), c.reportData);
+    assert.equal(t.toHex(await t.reportDataFor(publicKey, hex(c.challenge))), c.reportDataV1);
+    const doc = { publicKey, notAfter: c.notAfter, binding: 2 };
+    assert.equal(t.toHex(await t.expectedReportData(doc, hex(c.challenge))), c.reportData);
+  }
+});
