@@ -11,6 +11,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "../protocol/json_strict.hpp"
+#include "rvenc/attestation/sev_snp.hpp"
 #include "rvenc/attestation/verifier.hpp"
 #include "rvenc/common/hex.hpp"
 
@@ -136,13 +137,9 @@ Outcome<std::optional<std::uint64_t>> min_tcb(const json::object& obj) {
   const auto* value = obj.if_contains("minTcb");
   if (value == nullptr) return std::optional<std::uint64_t>();
   const auto* text = value->if_string();
-  auto bytes = text == nullptr ? Result<Bytes>(std::unexpected(Error{}))
-                               : from_public_hex(std::string_view(text->data(), text->size()), "sevSnp.minTcb");
-  if (!bytes || bytes->size() != 8)
-    return bad("sevSnp.minTcb", "must be the 8-byte reported TCB as 16 hex digits (e.g. 0300000000000873)");
-  std::uint64_t tcb = 0;
-  for (std::size_t i = 0; i < 8; ++i) tcb |= std::uint64_t{(*bytes)[i]} << (8 * i);
-  return std::optional<std::uint64_t>(tcb);
+  const auto tcb = text == nullptr ? std::nullopt : snp_tcb_from_hex(std::string_view(text->data(), text->size()));
+  if (!tcb) return bad("sevSnp.minTcb", "must be the 8-byte reported TCB as 16 hex digits (e.g. 0300000000000873)");
+  return std::optional<std::uint64_t>(*tcb);
 }
 
 Outcome<Policy::SevSnp> sev_snp_section(const json::value& value) {

@@ -123,12 +123,17 @@ Result<std::vector<std::uint8_t>> SimulatedProvider::evidence(const protocol::Re
 
 std::string_view tsm_kind_name(TsmKind kind) noexcept { return kind == TsmKind::sev_snp ? "sev-snp" : "tdx"; }
 
-ReportLayout report_layout(TsmKind kind) noexcept {
+ReportLayout report_layout(TsmKind kind, std::span<const std::uint8_t> report) noexcept {
   // SEV-SNP ABI spec, ATTESTATION_REPORT (0x4A0 bytes): REPORT_DATA at 0x50, MEASUREMENT at 0x90.
   if (kind == TsmKind::sev_snp) return {0x4A0, 0x50, 0x90, 48};
-  // TDX DCAP quote v4: 48-byte header, then the TD report body: MRTD at body+136, REPORTDATA at
-  // body+520 (body is 584 bytes).
-  return {48 + 584, 48 + 520, 48 + 136, 48};
+  // TDX DCAP quote: a 48-byte header; version 4 has the TD report body right after it, version 5
+  // a 6-byte body descriptor (type u16, size u32) first. MRTD at body+136, REPORTDATA at body+520
+  // in both TD report 1.0 (584 bytes) and 1.5 (648 bytes, the same fields first).
+  constexpr std::size_t kHeader = 48;
+  constexpr std::size_t kV5Descriptor = 6;
+  const bool v5 = report.size() >= 2 && report[0] == 5 && report[1] == 0;  // version, little-endian u16
+  const std::size_t body = kHeader + (v5 ? kV5Descriptor : 0);
+  return {body + 584, body + 520, body + 136, 48};
 }
 
 ConfigfsTsmProvider::ConfigfsTsmProvider(TsmKind kind, fs::path entry, bool created)
@@ -172,7 +177,7 @@ Result<std::unique_ptr<ConfigfsTsmProvider>> ConfigfsTsmProvider::create(std::op
   const protocol::ReportData zero{};
   auto report = provider->evidence(zero);
   if (!report) return std::unexpected(report.error());
-  const auto layout = report_layout(provider->kind_);
+  const auto layout = report_layout(provider->kind_, *report);
   provider->measurement_.assign(report->begin() + static_cast<std::ptrdiff_t>(layout.measurement_offset),
                                 report->begin() + static_cast<std::ptrdiff_t>(layout.measurement_offset +
                                                                               layout.measurement_size));
@@ -188,7 +193,7 @@ Result<std::vector<std::uint8_t>> ConfigfsTsmProvider::report_locked(const proto
   if (auto ok = write_whole_file(entry_ / "inblob", report_data); !ok) return std::unexpected(ok.error());
   auto report = read_whole_file(entry_ / "outblob", kMaxReportBytes);
   if (!report) return report;
-  const auto layout = report_layout(kind_);
+  const auto layout = report_layout(kind_, *report);
   if (report->size() < layout.min_size)
     return fail(Errc::attestation_failed, std::string(tsm_kind_name(kind_)) + " report is too short (" +
                                               std::to_string(report->size()) + " bytes)");

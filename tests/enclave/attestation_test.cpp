@@ -11,6 +11,9 @@
 
 #include "fake_tsm.hpp"
 #include "rvenc/enclave/attestation.hpp"
+
+#include "rvenc/attestation/tdx.hpp"
+#include "support/tdx_signer.hpp"
 #include "rvenc/enclave/key.hpp"
 #include "rvenc/enclave/server.hpp"
 #include "support/test_support.hpp"
@@ -99,6 +102,32 @@ TEST(ConfigfsTsm, TdxQuoteAndAutoDetection) {
   ASSERT_TRUE(evidence) << evidence.error().to_string();
   EXPECT_TRUE(std::equal(data.begin(), data.end(), evidence->begin() + 48 + 520));
   EXPECT_FALSE((*provider)->platform_public_key());
+}
+
+// Before: the measurement and REPORTDATA were read at the v4 offsets in every quote, so a v5
+// quote (TD report 1.5, after a 6-byte body descriptor) gave a wrong MRTD and was refused for not
+// carrying the reportData. A v5 quote of the TDX test signer.
+TEST(ConfigfsTsm, TdxV5QuoteIsReadAtItsOwnOffsets) {
+  rvenc::test::TempDir dir;
+  const auto signer = test::TdxTestSigner::create();
+  test::TdxQuoteOptions options;
+  options.version = 5;
+  for (std::size_t i = 0; i < options.mrtd.size(); ++i) options.mrtd[i] = static_cast<std::uint8_t>(0x40 + i);
+  FakeTsm fake(dir.path(), "entry", "tdx_guest", [&](const protocol::ReportData& data) {
+    std::array<std::uint8_t, 64> report_data{};
+    std::copy(data.begin(), data.end(), report_data.begin());
+    return signer.quote(report_data, options);
+  });
+  auto provider = ConfigfsTsmProvider::create(TsmKind::tdx, dir.path(), "entry");
+  ASSERT_TRUE(provider) << provider.error().to_string();
+  ASSERT_EQ((*provider)->measurement().size(), options.mrtd.size());
+  EXPECT_TRUE(std::equal(options.mrtd.begin(), options.mrtd.end(), (*provider)->measurement().begin()));
+  const auto data = report_data_of(0x55);
+  auto evidence = (*provider)->evidence(data);
+  ASSERT_TRUE(evidence) << evidence.error().to_string();
+  const auto quote = attestation::tdx::parse_quote(*evidence);
+  ASSERT_TRUE(quote) << quote.error().message;
+  EXPECT_EQ(quote->version, 5);
 }
 
 TEST(ConfigfsTsm, RefusesAnotherProviderThanAskedFor) {

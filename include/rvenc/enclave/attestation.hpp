@@ -105,14 +105,15 @@ class ConfigfsTsmProvider final : public AttestationProvider {
   protocol::CollateralFiles aux_certs_;  // of the last report; guarded by mutex_
 };
 
-// Where REPORT_DATA and the measurement sit in a SEV-SNP attestation report / TDX v4 quote.
+// Where REPORT_DATA and the measurement sit in a SEV-SNP attestation report / TDX quote (v4, or
+// v5 when `report` says so; empty `report`: v4).
 struct ReportLayout {
   std::size_t min_size;
   std::size_t report_data_offset;
   std::size_t measurement_offset;
   std::size_t measurement_size;
 };
-[[nodiscard]] ReportLayout report_layout(TsmKind kind) noexcept;
+[[nodiscard]] ReportLayout report_layout(TsmKind kind, std::span<const std::uint8_t> report = {}) noexcept;
 
 struct AttestationConfig {
   std::string mode = "auto";  // simulated | sev-snp | tdx | auto
