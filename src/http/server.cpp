@@ -18,6 +18,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -126,6 +127,9 @@ constexpr std::size_t kMaxLingerBytes = 64 * 1024 * 1024;
 constexpr std::chrono::milliseconds kAcceptBackoff{100};
 // The first byte of a TLS connection: a handshake record (the ClientHello).
 constexpr unsigned char kTlsHandshakeRecord = 0x16;
+// Over-capacity TLS connections being answered at once (each costs a handshake); beyond, closed at
+// accept without an answer, so a flood cannot turn refusals into a handshake queue.
+constexpr std::size_t kMaxTlsRefusalsInFlight = 64;
 }  // namespace
 
 struct Session;
@@ -136,6 +140,7 @@ struct Server::Impl {
   std::atomic<std::size_t> accepted{0};
   std::atomic<std::size_t> active{0};
   std::atomic<std::size_t> failed_tls{0};
+  std::atomic<std::size_t> tls_refusals{0};  // refuse_tls_connection() running
   std::atomic<bool> stopping{false};
   std::uint16_t port = 0;
   std::mutex sessions_mutex;
@@ -585,16 +590,43 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
   session->close();
 }
 
-// Answers a connection refused at accept (`error`: why) and closes it.
-awaitable<void> refuse_connection(tcp::socket socket, std::string server_name, Error error) {
-  beast::tcp_stream stream(std::move(socket));
+// What a connection refused at accept gets (`error`: why): the error JSON, Retry-After, close.
+Response refusal_response(const Error& error, const std::string& server_name) {
   Response response = error_response(error);
   response.set(bhttp::field::retry_after, "1");
   response.keep_alive(false);
   response.set(bhttp::field::server, server_name);
+  response.prepare_payload();
+  return response;
+}
+
+// Answers a connection refused at accept (`error`: why) and closes it.
+awaitable<void> refuse_connection(tcp::socket socket, std::string server_name, Error error) {
+  beast::tcp_stream stream(std::move(socket));
+  Response response = refusal_response(error, server_name);
   stream.expires_after(kRejectWriteTimeout);
   auto [ec, n] = co_await bhttp::async_write(stream, response, kTuple);
   if (!ec) co_await linger(stream);
+}
+
+// The same over TLS: the handshake (within `handshake_timeout`), then the answer inside TLS, so
+// the client reads why instead of a bare close. `in_flight` counts this refusal until it ends.
+awaitable<void> refuse_tls_connection(tcp::socket socket, std::shared_ptr<asio::ssl::context> context,
+                                      std::chrono::milliseconds handshake_timeout, std::string server_name,
+                                      Error error, std::atomic<std::size_t>& in_flight) {
+  {
+    asio::ssl::stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *context);
+    stream.next_layer().expires_after(handshake_timeout);
+    auto [handshake_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
+    if (!handshake_ec) {
+      Response response = refusal_response(error, server_name);
+      stream.next_layer().expires_after(kRejectWriteTimeout);
+      auto [ec, n] = co_await bhttp::async_write(stream, response, kTuple);
+      if (!ec) co_await linger(stream.next_layer());
+    }
+    stream.next_layer().close();
+  }
+  --in_flight;
 }
 
 awaitable<void> Server::Impl::accept_loop() {
@@ -630,9 +662,19 @@ awaitable<void> Server::Impl::accept_loop() {
                                                      std::to_string(options.max_connections_per_ip) + ")"};
     }
     if (refusal && options.tls) {
-      // A plain answer means nothing to a TLS client, and a handshake costs what is short now.
-      boost::system::error_code ignored;
-      socket.close(ignored);
+      // The answer goes inside TLS (a plain one means nothing to a TLS client); while many are
+      // being answered already, a handshake costs what is short now: closed without one.
+      if (tls_refusals.fetch_add(1) >= kMaxTlsRefusalsInFlight) {
+        --tls_refusals;
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        continue;
+      }
+      auto executor = socket.get_executor();
+      asio::co_spawn(executor,
+                     refuse_tls_connection(std::move(socket), options.tls->current(), options.tls_handshake_timeout,
+                                           options.server_name, std::move(*refusal), tls_refusals),
+                     asio::detached);
       continue;
     }
     if (refusal) {

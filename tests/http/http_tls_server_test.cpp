@@ -254,6 +254,48 @@ TEST(TlsServer, SighupReloadsTheCertificate) {
   EXPECT_EQ(seen, serial);
 }
 
+// The error code of an OpenAI error JSON answer.
+std::string error_code(const Response& response) {
+  const auto at = response.body().find("\"code\":\"");
+  if (at == std::string::npos) return {};
+  const auto start = at + 8;
+  return response.body().substr(start, response.body().find('"', start) - start);
+}
+
+TEST(TlsServer, ConnectionsBeyondTheCapGet503InsideTls) {
+  TestPki pki;
+  ServerOptions options = pki.options();
+  options.max_connections = 1;
+  HttpsServer server(text_handler("ok"), options);
+  TlsClient holder(server.port, pki.ca);
+  ASSERT_FALSE(holder.handshake());
+  ASSERT_EQ(holder.get("/").body(), "ok");  // the one connection the cap allows is now a session
+  TlsClient over(server.port, pki.ca);
+  ASSERT_FALSE(over.handshake());  // was: closed at accept, a failed handshake without a word
+  const Response refused = over.get("/");
+  EXPECT_EQ(refused.result_int(), 503);
+  EXPECT_EQ(error_code(refused), "overloaded") << refused.body();
+  EXPECT_EQ(refused[bhttp::field::retry_after], "1");
+  EXPECT_FALSE(refused.keep_alive());
+  EXPECT_EQ(holder.get("/").body(), "ok");  // the session inside the cap is still served
+}
+
+TEST(TlsServer, ConnectionsBeyondThePerAddressCapGet429InsideTls) {
+  TestPki pki;
+  ServerOptions options = pki.options();
+  options.max_connections_per_ip = 1;
+  options.per_ip_cap_loopback = true;
+  HttpsServer server(text_handler("ok"), options);
+  TlsClient holder(server.port, pki.ca);
+  ASSERT_FALSE(holder.handshake());
+  ASSERT_EQ(holder.get("/").body(), "ok");
+  TlsClient over(server.port, pki.ca);
+  ASSERT_FALSE(over.handshake());
+  const Response refused = over.get("/");
+  EXPECT_EQ(refused.result_int(), 429);
+  EXPECT_EQ(error_code(refused), "rate_limit_exceeded") << refused.body();
+}
+
 TEST(TlsServer, ClientsRefuseExpiredAndWrongHostCertificates) {
   TestPki expired(CertificateRequest{.not_before_offset = -std::chrono::hours(48), .valid_for = std::chrono::hours(24)});
   EXPECT_TRUE(read_certificate_info(expired.cert).value().expired);
