@@ -294,8 +294,7 @@ class ConnectionWriter final : public ResponseWriter {
   bool write_now(std::string_view bytes) override {
     if (!streaming_ || ended_) throw std::logic_error("ResponseWriter::write_now outside a stream");
     if (gone_ || bytes.empty()) return true;
-    // Over TLS nothing goes out without suspending: the chunk would wait in kept_ for the next one.
-    if (!kept_.empty() || session_.transport.tls()) return false;
+    if (!kept_.empty()) return false;
     take(bytes);
     return true;
   }
@@ -323,7 +322,7 @@ class ConnectionWriter final : public ResponseWriter {
 
  private:
   // A chunk usually fits in the socket's send buffer: it is sent at once (the socket is
-  // non-blocking), without a round trip through the event loop. Only what does not fit waits for
+  // non-blocking; over TLS as one record), without a round trip through the event loop. Only what does not fit waits for
   // the socket, under the session's write watchdog. The fast path is a plain function, so a chunk
   // costs a coroutine frame only when the socket is full.
   template <class Buffers>
@@ -335,15 +334,14 @@ class ConnectionWriter final : public ResponseWriter {
   // Sends what the socket takes now; true when nothing is left to wait for (all sent, or gone).
   template <class Buffers>
   bool send_now(beast::buffers_suffix<Buffers>& rest) {
-    if (session_.transport.tls()) return gone_;  // no partial TLS records: send_rest() writes it
     beast::error_code ec;
-    rest.consume(session_.transport.socket().write_some(rest, ec));
+    rest.consume(session_.transport.write_now(rest, ec));
     if (ec && ec != asio::error::would_block && ec != asio::error::try_again) gone_ = true;
     return gone_ || beast::buffer_bytes(rest) == 0;
   }
 
   // Sends a chunk (with a head still held back) as far as the socket takes it now; the rest is kept
-  // for send_kept() (over TLS: all of it).
+  // for send_kept() (over TLS the rest of a record half sent is retried with these same bytes).
   void take(std::string_view bytes) {
     const std::string head = std::exchange(head_, std::string());
     const detail::ChunkSizeLine size(bytes.size());
@@ -477,20 +475,22 @@ awaitable<void> refuse_plain_http(Session& session) {
 // The TLS handshake of a new connection, done within tls_handshake_timeout of accept. False when
 // the connection is to be closed: silent or slow client, not TLS (a plain-HTTP request is told so
 // first), or a failed handshake (logged, counted in Server::failed_tls_handshakes).
-awaitable<bool> tls_accept(Session& session, beast::flat_buffer& buffer) {
+awaitable<bool> tls_accept(Session& session) {
   const ServerOptions& options = session.server->options;
   const auto deadline = std::chrono::steady_clock::now() + options.tls_handshake_timeout;
   session.watchdog.begin_for(std::min(options.first_byte_timeout, options.tls_handshake_timeout), deadline);
-  auto [ec, n] = co_await session.transport.socket().async_read_some(buffer.prepare(kIdleReadChunk), kTuple);
+  // Peeked, not read: OpenSSL reads the ClientHello from the socket itself.
+  std::array<unsigned char, 1> first_bytes{};
+  auto [ec, n] = co_await session.transport.socket().async_receive(asio::buffer(first_bytes), tcp::socket::message_peek,
+                                                                    kTuple);
   session.watchdog.end();
-  buffer.commit(n);
   if (ec || n == 0) {
     ++session.server->failed_tls;
     spdlog::debug("http: TLS connection from {} closed before its handshake: {}", session.peer.to_string(),
                   session.watchdog.expired() ? "handshake timeout" : ec.message());
     co_return false;
   }
-  const auto first = *static_cast<const unsigned char*>(buffer.data().data());
+  const unsigned char first = first_bytes[0];
   if (first != kTlsHandshakeRecord) {
     ++session.server->failed_tls;
     spdlog::debug("http: a connection from {} to the TLS port does not speak TLS", session.peer.to_string());
@@ -498,9 +498,8 @@ awaitable<bool> tls_accept(Session& session, beast::flat_buffer& buffer) {
     co_return false;
   }
   session.watchdog.begin_for(options.tls_handshake_timeout, deadline);
-  auto [handshake_ec, used] = co_await session.transport.accept(buffer.data());
+  auto [handshake_ec, used] = co_await session.transport.accept();
   session.watchdog.end();
-  buffer.consume(buffer.size());
   if (handshake_ec) {
     ++session.server->failed_tls;
     spdlog::debug("http: TLS handshake with {} failed: {}", session.peer.to_string(),
@@ -514,7 +513,7 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
   Server::Impl& server = *session->server;
   const ServerOptions& options = server.options;
   beast::flat_buffer buffer;
-  if (session->transport.tls() && !co_await tls_accept(*session, buffer)) {
+  if (session->transport.tls() && !co_await tls_accept(*session)) {
     session->close();
     co_return;
   }

@@ -95,6 +95,11 @@ class TlsClient {
       bhttp::read_some(stream_, buffer_, parser);
   }
   void read_rest(bhttp::response_parser<bhttp::string_body>& parser) { bhttp::read(stream_, buffer_, parser); }
+  // Drops the connection with a TCP reset (SO_LINGER 0), no TLS close_notify.
+  void reset() {
+    stream_.next_layer().set_option(asio::socket_base::linger(true, 0));
+    stream_.next_layer().close();
+  }
 
  private:
   asio::io_context io_;
@@ -158,6 +163,36 @@ TEST(TlsServer, StreamsChunksOverTls) {
   bhttp::response_parser<bhttp::string_body> parser;
   client.read_rest(parser);
   EXPECT_EQ(parser.get().body(), "first\nsecond\n");
+}
+
+// OpenSSL writes to the socket itself (transport.hpp): a write to a connection the client reset must
+// fail as an error, never raise SIGPIPE (which would end this process, as it would the gateway).
+TEST(TlsServer, AClientResetMidStreamEndsOnlyItsStream) {
+  TestPki pki;
+  HttpsServer server(
+      [](Request&, ResponseWriter& writer) -> awaitable<void> {
+        co_await writer.begin_stream(event_stream_header());
+        const std::string chunk(1024, 'x');
+        for (int i = 0; i < 1'000'000 && co_await writer.write(chunk); ++i) {
+        }
+        co_await writer.end_stream();
+      },
+      pki.options());
+  {
+    TlsClient client(server.port, pki.ca);
+    ASSERT_FALSE(client.handshake());
+    client.send_get("/stream");
+    bhttp::response_parser<bhttp::string_body> parser;
+    client.read_until(parser, "xxxx");
+    client.reset();
+  }
+  TlsClient next(server.port, pki.ca);
+  ASSERT_FALSE(next.handshake());
+  next.send_get("/stream");
+  bhttp::response_parser<bhttp::string_body> parser;
+  next.read_until(parser, "xxxx");
+  EXPECT_EQ(parser.get().result_int(), 200);
+  next.reset();
 }
 
 TEST(TlsServer, PlainHttpToTheTlsPortIsToldSoAndTheServerKeepsServing) {
