@@ -280,12 +280,6 @@ StreamCall sealed_stream_call(std::shared_ptr<http::Client> http_client, http::U
 
 // --- crypto: a request with fresh encryption keys against one with reused keys ---------------
 
-double thread_cpu_seconds() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
 // The request-side crypto of one request, client and enclave: (encapsulation when fresh), seal,
 // serialize, parse, decapsulation (a cache hit when reused), open. CPU microseconds per request.
 Result<double> request_crypto_us(enclave::EnclaveKey& key, bool fresh, unsigned iterations) {

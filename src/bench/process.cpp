@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <array>
@@ -149,6 +150,12 @@ std::optional<double> process_cpu_seconds_precise(int pid) {
   }
   if (ec || !any) return process_cpu_seconds(pid);
   return static_cast<double>(nanoseconds) / 1e9;
+}
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
 std::optional<std::uint64_t> process_rss_kib(int pid) {

@@ -1,8 +1,6 @@
 // rvenc bench --tls: certificate and pin files, and the full-handshake probe (see tls.hpp).
 #include "rvenc/bench/tls.hpp"
 
-#include <time.h>
-
 #include <fstream>
 #include <thread>
 
@@ -24,12 +22,6 @@ using tcp = asio::ip::tcp;
 constexpr std::string_view kProbeHost = "127.0.0.1";
 // After the last connection closed: let the front finish with it before its CPU time is read.
 constexpr std::chrono::milliseconds kSettle{200};
-
-double thread_cpu_s() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
 
 struct Negotiated {
   std::string protocol;
@@ -92,11 +84,11 @@ Result<HandshakeCost> measure_full_handshakes(std::uint16_t port, const std::str
   if (!first) return std::unexpected(first.error());
   std::this_thread::sleep_for(kSettle);
   const auto server_start = process_cpu_seconds_precise(server_pid);
-  const double client_start = thread_cpu_s();
+  const double client_start = thread_cpu_seconds();
   for (unsigned i = 0; i < count; ++i) {
     if (auto made = one_handshake(io, **context, port); !made) return std::unexpected(made.error());
   }
-  const double client_cpu = thread_cpu_s() - client_start;
+  const double client_cpu = thread_cpu_seconds() - client_start;
   std::this_thread::sleep_for(kSettle);
   const auto server_end = process_cpu_seconds_precise(server_pid);
   if (!server_start || !server_end)

@@ -57,6 +57,8 @@ class ChildProcess {
 // added up, for costs too small for clock ticks (a TLS handshake); falls back to
 // process_cpu_seconds when the kernel has no schedstat. Threads that exited are not counted.
 [[nodiscard]] std::optional<double> process_cpu_seconds_precise(int pid);
+// CPU time of the calling thread in seconds (CLOCK_THREAD_CPUTIME_ID).
+[[nodiscard]] double thread_cpu_seconds();
 // VmRSS of `pid` in KiB (/proc/<pid>/status); nullopt when unreadable.
 [[nodiscard]] std::optional<std::uint64_t> process_rss_kib(int pid);
 // The "model name" of /proc/cpuinfo ("unknown" when absent).
