@@ -22,6 +22,7 @@
 #include "rvenc/bench/engine.hpp"
 #include "rvenc/bench/load.hpp"
 #include "rvenc/bench/process.hpp"
+#include "rvenc/bench/tls.hpp"
 #include "rvenc/client/client.hpp"
 #include "rvenc/client/response.hpp"
 #include "rvenc/common/clock.hpp"
@@ -64,13 +65,14 @@ struct Plan {
   unsigned crypto_cached_iterations, crypto_fresh_iterations;
   std::chrono::milliseconds e2e_window;
   bool one_chunk_phases;  // a one-chunk phase per proxy at kHeadlineConcurrency (split_proxy_cpu)
+  unsigned tls_handshakes;  // --tls: new connections (full handshakes) measured per front
 };
 
 Plan make_plan(bool quick) {
   if (quick)
-    return Plan{{1, 16, 256}, {256}, 800ms, 1800ms, 700ms, 2500ms, 32, 32, 256, 2000, 200, 1500ms, false};
+    return Plan{{1, 16, 256}, {256}, 800ms, 1800ms, 700ms, 2500ms, 32, 32, 256, 2000, 200, 1500ms, false, 300};
   return Plan{{1, 16, 256, 1024}, {1, 16, 256, 1024}, 1500ms, 5000ms, 1500ms, 6000ms, 32, 32, 1000, 10000, 1000, 4000ms,
-              true};
+              true, 2000};
 }
 
 std::string chat_body(std::size_t chunks) {
@@ -122,6 +124,7 @@ struct Stack {
   std::string enclave_url, gateway_url, nginx_url;
   std::string api_key;
   crypto::Ed25519PublicKey platform_public_key{};
+  std::optional<BenchTlsFiles> tls;  // --tls: what both fronts serve and the clients trust
 
   ~Stack() {
     nginx.reset();
@@ -179,7 +182,16 @@ Status start_stack(Stack& stack, const BenchOptions& options) {
   std::vector<std::string> gateway_argv{rvenc,  "gateway", "--listen", "127.0.0.1:0", "--enclave", stack.enclave_url,
                                         "--db", db,        "--enclave-token-file", (stack.dir / "gateway.token").string()};
   if (options.enclave_http1) gateway_argv.emplace_back("--enclave-http1");
-  stack.gateway = std::make_unique<ChildProcess>(gateway_argv, stack.dir / "gateway.log");
+  std::map<std::string, std::string> gateway_env;
+  if (options.tls) {
+    auto tls = prepare_bench_tls(stack.dir / "tls", kPinnedTlsSuite);
+    if (!tls) return std::unexpected(tls.error());
+    stack.tls = *tls;
+    for (const auto& arg : {std::string("--tls-cert"), tls->cert_file.string(), std::string("--tls-key"), tls->key_file.string()})
+      gateway_argv.push_back(arg);
+    gateway_env["OPENSSL_CONF"] = tls->openssl_conf.string();  // the suite pin (tls.hpp)
+  }
+  stack.gateway = std::make_unique<ChildProcess>(gateway_argv, stack.dir / "gateway.log", gateway_env);
   auto gateway_url = stack.gateway->wait_for_url();
   if (!gateway_url) return std::unexpected(gateway_url.error());
   stack.gateway_url = *gateway_url;
@@ -195,6 +207,11 @@ Status start_stack(Stack& stack, const BenchOptions& options) {
   config.gateway_token = gateway_token;
   config.tenant = *key_id;
   config.key_env = "live";
+  if (stack.tls) {
+    config.tls_cert_file = stack.tls->cert_file.string();
+    config.tls_key_file = stack.tls->key_file.string();
+    config.tls_suite = std::string(kPinnedTlsSuite);
+  }
   write_file(config.dir / "nginx.conf", render_nginx_config(config), true);
   stack.nginx = std::make_unique<ChildProcess>(
       std::vector<std::string>{options.nginx_binary, "-p", config.dir.string(), "-e",
@@ -202,7 +219,7 @@ Status start_stack(Stack& stack, const BenchOptions& options) {
       stack.dir / "nginx.log");
   if (!wait_for_port(*nginx_port, kChildStartTimeout))
     return fail(Errc::internal_error, "nginx did not start: " + stack.nginx->output());
-  stack.nginx_url = "http://127.0.0.1:" + std::to_string(*nginx_port);
+  stack.nginx_url = std::string(stack.tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(*nginx_port);
   return {};
 }
 
@@ -262,12 +279,6 @@ StreamCall sealed_stream_call(std::shared_ptr<http::Client> http_client, http::U
 }
 
 // --- crypto: a request with fresh encryption keys against one with reused keys ---------------
-
-double thread_cpu_seconds() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
 
 // The request-side crypto of one request, client and enclave: (encapsulation when fresh), seal,
 // serialize, parse, decapsulation (a cache hit when reused), open. CPU microseconds per request.
@@ -435,6 +446,38 @@ void add_headline(json::object& report, const json::array& phases, unsigned pace
   }
 }
 
+// --tls: each front's CPU for a new connection with a full TLS handshake (tls.hpp) and what it
+// negotiated, into report["tls"] and the headline keys `<front>_tls_handshake_cpu_us`.
+void add_tls_handshakes(json::object& report, const Stack& stack, unsigned count, ProgressLine& progress) {
+  json::object tls{{"pinned_suite", kPinnedTlsSuite},
+                   {"handshakes_per_front", count},
+                   {"certificate", stack.tls->cert_file.filename().string() + " from the local CA (http/local_ca.hpp)"}};
+  const std::vector<std::tuple<std::string, std::string, int>> fronts{
+      {"gateway", stack.gateway_url, stack.gateway->pid()}, {"nginx", stack.nginx_url, stack.nginx->pid()}};
+  for (const auto& [who, url, pid] : fronts) {
+    progress.show("rvenc bench: " + who + ": " + std::to_string(count) + " new TLS connections (full handshakes)");
+    auto parsed = http::parse_url(url);
+    auto cost = parsed ? measure_full_handshakes(parsed->port, stack.tls->ca_file.string(), count, pid)
+                       : Result<HandshakeCost>(std::unexpected(parsed.error()));
+    if (!cost) {
+      tls[who + "_error"] = cost.error().to_string();
+      continue;
+    }
+    tls[who] = json::object{{"protocol", cost->protocol},
+                            {"cipher", cost->cipher},
+                            {"pinned", cost->cipher == kPinnedTlsSuite},
+                            {"server_cpu_us_per_handshake", round_to(cost->server_cpu_us, 1)},
+                            {"probe_cpu_us_per_handshake", round_to(cost->client_cpu_us, 1)}};
+    report[who + "_tls_handshake_cpu_us"] = round_to(cost->server_cpu_us, 1);
+    progress.show("rvenc bench: " + who + ": " + cost->protocol + " " + cost->cipher + ", " +
+                  format_number(cost->server_cpu_us) + " us of CPU per new TLS connection");
+    progress.finish_line();
+  }
+  const double gateway = number(report, "gateway_tls_handshake_cpu_us"), nginx = number(report, "nginx_tls_handshake_cpu_us");
+  if (gateway > 0 && nginx > 0) report["gateway_vs_nginx_tls_handshake_cpu"] = round_to(gateway / nginx, 3);
+  report["tls"] = std::move(tls);
+}
+
 std::string iso_time_utc() {
   const std::time_t now = std::time(nullptr);
   std::tm tm{};
@@ -459,7 +502,13 @@ std::optional<ProxyCpuSplit> split_proxy_cpu(const json::object& short_answers, 
   return ProxyCpuSplit{cpu_short - per_chunk * chunks_short, per_chunk};
 }
 
-const std::vector<Target>& targets() {
+const std::vector<Target>& targets(bool tls) {
+  // Issue 20 item 6: with TLS on both fronts.
+  static const std::vector<Target> kTlsTargets{
+      {"gateway_vs_nginx", "gateway throughput / nginx at saturation, TLS", true, 1.0},
+      {"gateway_rss_kib_per_stream", "gateway RSS per open TLS stream (KiB)", false, 64},
+  };
+  if (tls) return kTlsTargets;
   static const std::vector<Target> kTargets{
       {"gateway_vs_nginx", "gateway throughput / nginx at saturation", true, 1.0},
       {"added_ttft_p50_ms", "added TTFT p50, 256 streams x 50 tok/s (ms)", false, 0.5},
@@ -468,6 +517,11 @@ const std::vector<Target>& targets() {
       {"fresh_vs_cached_request_cost", "fresh / reused encryption keys, request cost", true, 10},
   };
   return kTargets;
+}
+
+const std::vector<Target>& targets_of(const json::object& report) {
+  const auto* tls = report.if_contains("tls");
+  return targets(tls != nullptr && tls->is_object());
 }
 
 Result<json::object> run_bench(const BenchOptions& options) {
@@ -481,6 +535,7 @@ Result<json::object> run_bench(const BenchOptions& options) {
   report["mode"] = options.quick ? "quick" : "full";
   report["chunks_per_request"] = plan.saturated_chunks;
   report["gateway_enclave_link"] = options.enclave_http1 ? "http1" : "rvenc-mux";
+  report["client_link"] = options.tls ? "https" : "http";
   const std::string nginx_version = command_output(options.nginx_binary + " -v");
   report["machine"] = json::object{{"cores", std::thread::hardware_concurrency()},
                                    {"cpu_model", cpu_model()},
@@ -507,6 +562,7 @@ Result<json::object> run_bench(const BenchOptions& options) {
   client_options.base_url = stack.gateway_url;
   client_options.attestation.allowed_providers = {"simulated"};
   client_options.attestation.simulated_platform_key = stack.platform_public_key;
+  if (stack.tls) client_options.ca_file = stack.tls->ca_file.string();
   auto gateway_client = client::create_client(client_options);
   if (!gateway_client) return std::unexpected(gateway_client.error());
   // Encryption keys made once (verified attestation, one encapsulation) and reused by every request.
@@ -589,6 +645,7 @@ Result<json::object> run_bench(const BenchOptions& options) {
   }
   memory["open_streams"] = plan.rss_streams;
   report["memory"] = std::move(memory);
+  if (stack.tls) add_tls_handshakes(report, stack, plan.tls_handshakes, progress);
 
   // Throughput and latency: the three paths side by side at each concurrency.
   json::array phases;
@@ -710,7 +767,8 @@ Result<json::object> run_bench(const BenchOptions& options) {
     if (!gateway_base || !document) return fail(Errc::internal_error, "cannot prepare the end-to-end key comparison");
     auto reused = std::make_shared<const crypto::Encapsulation>(
         crypto::Encapsulation{keys->cipher_text, keys->shared_secret});
-    auto sealed_http = std::make_shared<http::Client>();
+    auto sealed_http = std::make_shared<http::Client>(
+        http::ClientOptions{.ca_file = stack.tls ? stack.tls->ca_file.string() : std::string()});
     json::object e2e;
     for (const bool fresh : {false, true}) {
       const std::string name = fresh ? "fresh" : "reused";
@@ -748,7 +806,7 @@ Result<json::object> run_bench(const BenchOptions& options) {
   report["duration_s"] =
       round_to(std::chrono::duration<double>(std::chrono::steady_clock::now() - run_started).count(), 1);
   json::array target_results;
-  for (const auto& t : targets()) {
+  for (const auto& t : targets(options.tls)) {
     const double v = number(report, t.key);
     const bool met = !std::isnan(v) && (t.at_least ? v >= t.bound : v <= t.bound);
     target_results.push_back(json::object{{"key", t.key},
@@ -777,6 +835,14 @@ std::string summary_table(const json::object& report) {
   }
   if (const auto* link = report.if_contains("gateway_enclave_link"); link && link->is_string())
     out << "  gateway to enclave: " << std::string(link->as_string()) << " (nginx: HTTP/1.1, a connection per stream)\n";
+  if (const auto* tls = report.if_contains("tls"); tls && tls->is_object()) {
+    out << "  load generator to gateway and to nginx: https, suite pinned to "
+        << json::serialize(tls->as_object().at("pinned_suite"));
+    for (const char* front : {"gateway", "nginx"})
+      if (const auto* f = tls->as_object().if_contains(front); f && f->is_object())
+        out << "; " << front << " negotiated " << json::serialize(f->as_object().at("cipher"));
+    out << " (direct: plain http to the engine)\n";
+  }
   out << "\n";
   for (const auto& [key, name] : std::vector<std::pair<std::string, std::string>>{
            {"direct_chunks_per_s", "direct chunks/s (saturated, best concurrency)"},
@@ -797,13 +863,15 @@ std::string summary_table(const json::object& report) {
            {"saturated_added_ttft_p50_ms", "added TTFT p50 ms (saturated, 256)"},
            {"saturated_added_ttft_p99_ms", "added TTFT p99 ms (saturated, 256)"},
            {"nginx_rss_kib_per_stream", "nginx RSS KiB per open stream"},
+           {"gateway_tls_handshake_cpu_us", "gateway CPU us per new TLS connection"},
+           {"nginx_tls_handshake_cpu_us", "nginx CPU us per new TLS connection"},
            {"cached_request_crypto_us", "request crypto us, reused keys"},
            {"fresh_request_crypto_us", "request crypto us, fresh keys"},
            {"fresh_vs_cached_e2e_cpu", "fresh / reused keys, CPU of a whole request"},
            {"fresh_vs_cached_enclave_cpu", "fresh / reused keys, enclave CPU per request"}})
     row(name, format_number(number(report, key)));
   out << "\n  targets\n";
-  for (const auto& t : targets()) {
+  for (const auto& t : targets_of(report)) {
     const double v = number(report, t.key);
     const bool met = !std::isnan(v) && (t.at_least ? v >= t.bound : v <= t.bound);
     std::ostringstream bound;

@@ -27,6 +27,7 @@ struct BenchFlags {
   unsigned rate = bench::kDefaultPacedRate;
   bool keep_temp = false;
   bool enclave_http1 = false;
+  bool tls = false;
   std::vector<std::string> paths;
   std::vector<unsigned> concurrencies;
   std::size_t chunks = 0;
@@ -80,6 +81,7 @@ int run_bench(const BenchFlags& flags) {
   options.paced_rate = flags.rate;
   options.keep_temp = flags.keep_temp;
   options.enclave_http1 = flags.enclave_http1;
+  options.tls = flags.tls;
   options.paths = flags.paths;
   options.concurrencies = flags.concurrencies;
   options.chunks_per_request = flags.chunks;
@@ -88,6 +90,10 @@ int run_bench(const BenchFlags& flags) {
   options.rvenc_binary = flags.rvenc.empty() ? fs::read_symlink("/proc/self/exe", ec).string() : flags.rvenc;
   if (options.rvenc_binary.empty() || ::access(options.rvenc_binary.c_str(), X_OK) != 0) {
     std::cerr << "rvenc bench: cannot run the rvenc binary '" << options.rvenc_binary << "' (--rvenc)\n";
+    return kExitUsage;
+  }
+  if (flags.tls && !flags.enclaves.empty()) {
+    std::cerr << "rvenc bench: --tls compares the gateway's TLS with nginx's; it does not apply to --enclaves\n";
     return kExitUsage;
   }
   if (!flags.enclaves.empty()) return run_replica_bench(flags, options.rvenc_binary);
@@ -149,6 +155,10 @@ void setup(CLI::App& app, std::function<int()>& run) {
       ->delimiter(',')
       ->check(CLI::Range(1u, 16u));
   flag(*cmd, "--keep-temp", flags->keep_temp, "Keep the temporary directory (configs, logs) and print its path");
+  flag(*cmd, "--tls", flags->tls,
+       "https between the load generator and both fronts: the gateway's own TLS against nginx terminating TLS, same "
+       "certificate (local CA), TLS 1.3 pinned to TLS_AES_128_GCM_SHA256; adds CPU per new TLS connection")
+      ->envname("RVENC_BENCH_TLS");
   flag(*cmd, "--enclave-http1", flags->enclave_http1,
        "Gateway to enclave over HTTP/1.1, a connection per stream, as nginx (default: rvenc-mux connections)");
   cmd->callback([&run, flags] { run = [flags] { return run_bench(*flags); }; });

@@ -80,12 +80,9 @@ struct MuxSession : std::enable_shared_from_this<MuxSession> {
       flushing = false;
       return;
     }
-    if (host.transport.tls()) {  // no non-blocking path over TLS (transport.hpp)
-      asio::co_spawn(executor, write_rest(shared_from_this()), asio::detached);
-      return;
-    }
     beast::error_code ec;
-    const std::size_t sent = host.transport.socket().write_some(asio::buffer(out), ec);
+    // Over TLS a record half sent is completed by write_rest() with these same bytes (transport.hpp).
+    const std::size_t sent = host.transport.write_now(asio::buffer(out), ec);
     if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
       close();
       return;

@@ -18,6 +18,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -127,6 +128,9 @@ constexpr std::size_t kMaxLingerBytes = 64 * 1024 * 1024;
 constexpr std::chrono::milliseconds kAcceptBackoff{100};
 // The first byte of a TLS connection: a handshake record (the ClientHello).
 constexpr unsigned char kTlsHandshakeRecord = 0x16;
+// Over-capacity TLS connections being answered at once (each costs a handshake); beyond, closed at
+// accept without an answer, so a flood cannot turn refusals into a handshake queue.
+constexpr std::size_t kMaxTlsRefusalsInFlight = 64;
 }  // namespace
 
 struct Session;
@@ -137,6 +141,7 @@ struct Server::Impl {
   std::atomic<std::size_t> accepted{0};
   std::atomic<std::size_t> active{0};
   std::atomic<std::size_t> failed_tls{0};
+  std::atomic<std::size_t> tls_refusals{0};  // refuse_tls_connection() running
   std::atomic<bool> stopping{false};
   std::uint16_t port = 0;
   std::mutex sessions_mutex;
@@ -290,8 +295,7 @@ class ConnectionWriter final : public ResponseWriter {
   bool write_now(std::string_view bytes) override {
     if (!streaming_ || ended_) throw std::logic_error("ResponseWriter::write_now outside a stream");
     if (gone_ || bytes.empty()) return true;
-    // Over TLS nothing goes out without suspending: the chunk would wait in kept_ for the next one.
-    if (!kept_.empty() || session_.transport.tls()) return false;
+    if (!kept_.empty()) return false;
     take(bytes);
     return true;
   }
@@ -319,7 +323,7 @@ class ConnectionWriter final : public ResponseWriter {
 
  private:
   // A chunk usually fits in the socket's send buffer: it is sent at once (the socket is
-  // non-blocking), without a round trip through the event loop. Only what does not fit waits for
+  // non-blocking; over TLS as one record), without a round trip through the event loop. Only what does not fit waits for
   // the socket, under the session's write watchdog. The fast path is a plain function, so a chunk
   // costs a coroutine frame only when the socket is full.
   template <class Buffers>
@@ -331,15 +335,14 @@ class ConnectionWriter final : public ResponseWriter {
   // Sends what the socket takes now; true when nothing is left to wait for (all sent, or gone).
   template <class Buffers>
   bool send_now(beast::buffers_suffix<Buffers>& rest) {
-    if (session_.transport.tls()) return gone_;  // no partial TLS records: send_rest() writes it
     beast::error_code ec;
-    rest.consume(session_.transport.socket().write_some(rest, ec));
+    rest.consume(session_.transport.write_now(rest, ec));
     if (ec && ec != asio::error::would_block && ec != asio::error::try_again) gone_ = true;
     return gone_ || beast::buffer_bytes(rest) == 0;
   }
 
   // Sends a chunk (with a head still held back) as far as the socket takes it now; the rest is kept
-  // for send_kept() (over TLS: all of it).
+  // for send_kept() (over TLS the rest of a record half sent is retried with these same bytes).
   void take(std::string_view bytes) {
     const std::string head = std::exchange(head_, std::string());
     const detail::ChunkSizeLine size(bytes.size());
@@ -459,20 +462,22 @@ awaitable<void> refuse_plain_http(Session& session) {
 // The TLS handshake of a new connection, done within tls_handshake_timeout of accept. False when
 // the connection is to be closed: silent or slow client, not TLS (a plain-HTTP request is told so
 // first), or a failed handshake (logged, counted in Server::failed_tls_handshakes).
-awaitable<bool> tls_accept(Session& session, beast::flat_buffer& buffer) {
+awaitable<bool> tls_accept(Session& session) {
   const ServerOptions& options = session.server->options;
   const auto deadline = std::chrono::steady_clock::now() + options.tls_handshake_timeout;
   session.watchdog.begin_for(std::min(options.first_byte_timeout, options.tls_handshake_timeout), deadline);
-  auto [ec, n] = co_await session.transport.socket().async_read_some(buffer.prepare(kIdleReadChunk), kTuple);
+  // Peeked, not read: OpenSSL reads the ClientHello from the socket itself.
+  std::array<unsigned char, 1> first_bytes{};
+  auto [ec, n] = co_await session.transport.socket().async_receive(asio::buffer(first_bytes), tcp::socket::message_peek,
+                                                                    kTuple);
   session.watchdog.end();
-  buffer.commit(n);
   if (ec || n == 0) {
     ++session.server->failed_tls;
     spdlog::debug("http: TLS connection from {} closed before its handshake: {}", session.peer.to_string(),
                   session.watchdog.expired() ? "handshake timeout" : ec.message());
     co_return false;
   }
-  const auto first = *static_cast<const unsigned char*>(buffer.data().data());
+  const unsigned char first = first_bytes[0];
   if (first != kTlsHandshakeRecord) {
     ++session.server->failed_tls;
     spdlog::debug("http: a connection from {} to the TLS port does not speak TLS", session.peer.to_string());
@@ -480,9 +485,8 @@ awaitable<bool> tls_accept(Session& session, beast::flat_buffer& buffer) {
     co_return false;
   }
   session.watchdog.begin_for(options.tls_handshake_timeout, deadline);
-  auto [handshake_ec, used] = co_await session.transport.accept(buffer.data());
+  auto [handshake_ec, used] = co_await session.transport.accept();
   session.watchdog.end();
-  buffer.consume(buffer.size());
   if (handshake_ec) {
     ++session.server->failed_tls;
     spdlog::debug("http: TLS handshake with {} failed: {}", session.peer.to_string(),
@@ -496,7 +500,7 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
   Server::Impl& server = *session->server;
   const ServerOptions& options = server.options;
   beast::flat_buffer buffer;
-  if (session->transport.tls() && !co_await tls_accept(*session, buffer)) {
+  if (session->transport.tls() && !co_await tls_accept(*session)) {
     session->close();
     co_return;
   }
@@ -562,16 +566,43 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
   session->close();
 }
 
-// Answers a connection refused at accept (`error`: why) and closes it.
-awaitable<void> refuse_connection(tcp::socket socket, std::string server_name, Error error) {
-  beast::tcp_stream stream(std::move(socket));
+// What a connection refused at accept gets (`error`: why): the error JSON, Retry-After, close.
+Response refusal_response(const Error& error, const std::string& server_name) {
   Response response = error_response(error);
   response.set(bhttp::field::retry_after, "1");
   response.keep_alive(false);
   response.set(bhttp::field::server, server_name);
+  response.prepare_payload();
+  return response;
+}
+
+// Answers a connection refused at accept (`error`: why) and closes it.
+awaitable<void> refuse_connection(tcp::socket socket, std::string server_name, Error error) {
+  beast::tcp_stream stream(std::move(socket));
+  Response response = refusal_response(error, server_name);
   stream.expires_after(kRejectWriteTimeout);
   auto [ec, n] = co_await bhttp::async_write(stream, response, kTuple);
   if (!ec) co_await linger(stream);
+}
+
+// The same over TLS: the handshake (within `handshake_timeout`), then the answer inside TLS, so
+// the client reads why instead of a bare close. `in_flight` counts this refusal until it ends.
+awaitable<void> refuse_tls_connection(tcp::socket socket, std::shared_ptr<asio::ssl::context> context,
+                                      std::chrono::milliseconds handshake_timeout, std::string server_name,
+                                      Error error, std::atomic<std::size_t>& in_flight) {
+  {
+    asio::ssl::stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *context);
+    stream.next_layer().expires_after(handshake_timeout);
+    auto [handshake_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
+    if (!handshake_ec) {
+      Response response = refusal_response(error, server_name);
+      stream.next_layer().expires_after(kRejectWriteTimeout);
+      auto [ec, n] = co_await bhttp::async_write(stream, response, kTuple);
+      if (!ec) co_await linger(stream.next_layer());
+    }
+    stream.next_layer().close();
+  }
+  --in_flight;
 }
 
 awaitable<void> Server::Impl::accept_loop() {
@@ -607,9 +638,19 @@ awaitable<void> Server::Impl::accept_loop() {
                                                      std::to_string(options.max_connections_per_ip) + ")"};
     }
     if (refusal && options.tls) {
-      // A plain answer means nothing to a TLS client, and a handshake costs what is short now.
-      boost::system::error_code ignored;
-      socket.close(ignored);
+      // The answer goes inside TLS (a plain one means nothing to a TLS client); while many are
+      // being answered already, a handshake costs what is short now: closed without one.
+      if (tls_refusals.fetch_add(1) >= kMaxTlsRefusalsInFlight) {
+        --tls_refusals;
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        continue;
+      }
+      auto executor = socket.get_executor();
+      asio::co_spawn(executor,
+                     refuse_tls_connection(std::move(socket), options.tls->current(), options.tls_handshake_timeout,
+                                           options.server_name, std::move(*refusal), tls_refusals),
+                     asio::detached);
       continue;
     }
     if (refusal) {

@@ -95,6 +95,13 @@ class TlsClient {
       bhttp::read_some(stream_, buffer_, parser);
   }
   void read_rest(bhttp::response_parser<bhttp::string_body>& parser) { bhttp::read(stream_, buffer_, parser); }
+  // Drops the connection without a TLS close_notify: a FIN, then (unread bytes pending) a reset, so
+  // the server's next send fails with EPIPE, the error that raises SIGPIPE unless MSG_NOSIGNAL.
+  void drop() {
+    beast::error_code ignored;
+    stream_.next_layer().shutdown(asio::socket_base::shutdown_send, ignored);
+    stream_.next_layer().close(ignored);
+  }
 
  private:
   asio::io_context io_;
@@ -158,6 +165,31 @@ TEST(TlsServer, StreamsChunksOverTls) {
   bhttp::response_parser<bhttp::string_body> parser;
   client.read_rest(parser);
   EXPECT_EQ(parser.get().body(), "first\nsecond\n");
+}
+
+// OpenSSL writes to the socket itself (transport.hpp): a write to a connection the client dropped
+// must fail as an error, never raise SIGPIPE (which would end this process, as it would the gateway).
+TEST(TlsServer, AClientGoneMidStreamEndsOnlyItsStream) {
+  TestPki pki;
+  HttpsServer server(
+      [](Request&, ResponseWriter& writer) -> awaitable<void> {
+        co_await writer.begin_stream(event_stream_header());
+        const std::string chunk(1024, 'x');
+        for (int i = 0; i < 1'000'000 && co_await writer.write(chunk); ++i) {
+        }
+        co_await writer.end_stream();
+      },
+      pki.options());
+  // Two clients one after the other: each reads part of the stream, then drops the connection.
+  for (int client_number = 0; client_number < 2; ++client_number) {
+    TlsClient client(server.port, pki.ca);
+    ASSERT_FALSE(client.handshake()) << "client " << client_number;
+    client.send_get("/stream");
+    bhttp::response_parser<bhttp::string_body> parser;
+    client.read_until(parser, "xxxx");
+    EXPECT_EQ(parser.get().result_int(), 200);
+    client.drop();
+  }
 }
 
 TEST(TlsServer, PlainHttpToTheTlsPortIsToldSoAndTheServerKeepsServing) {
@@ -252,6 +284,48 @@ TEST(TlsServer, SighupReloadsTheCertificate) {
     if (seen != serial) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_EQ(seen, serial);
+}
+
+// The error code of an OpenAI error JSON answer.
+std::string error_code(const Response& response) {
+  const auto at = response.body().find("\"code\":\"");
+  if (at == std::string::npos) return {};
+  const auto start = at + 8;
+  return response.body().substr(start, response.body().find('"', start) - start);
+}
+
+TEST(TlsServer, ConnectionsBeyondTheCapGet503InsideTls) {
+  TestPki pki;
+  ServerOptions options = pki.options();
+  options.max_connections = 1;
+  HttpsServer server(text_handler("ok"), options);
+  TlsClient holder(server.port, pki.ca);
+  ASSERT_FALSE(holder.handshake());
+  ASSERT_EQ(holder.get("/").body(), "ok");  // the one connection the cap allows is now a session
+  TlsClient over(server.port, pki.ca);
+  ASSERT_FALSE(over.handshake());  // was: closed at accept, a failed handshake without a word
+  const Response refused = over.get("/");
+  EXPECT_EQ(refused.result_int(), 503);
+  EXPECT_EQ(error_code(refused), "overloaded") << refused.body();
+  EXPECT_EQ(refused[bhttp::field::retry_after], "1");
+  EXPECT_FALSE(refused.keep_alive());
+  EXPECT_EQ(holder.get("/").body(), "ok");  // the session inside the cap is still served
+}
+
+TEST(TlsServer, ConnectionsBeyondThePerAddressCapGet429InsideTls) {
+  TestPki pki;
+  ServerOptions options = pki.options();
+  options.max_connections_per_ip = 1;
+  options.per_ip_cap_loopback = true;
+  HttpsServer server(text_handler("ok"), options);
+  TlsClient holder(server.port, pki.ca);
+  ASSERT_FALSE(holder.handshake());
+  ASSERT_EQ(holder.get("/").body(), "ok");
+  TlsClient over(server.port, pki.ca);
+  ASSERT_FALSE(over.handshake());
+  const Response refused = over.get("/");
+  EXPECT_EQ(refused.result_int(), 429);
+  EXPECT_EQ(error_code(refused), "rate_limit_exceeded") << refused.body();
 }
 
 TEST(TlsServer, ClientsRefuseExpiredAndWrongHostCertificates) {

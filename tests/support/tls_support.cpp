@@ -1,14 +1,11 @@
-// Test PKI (OpenSSL API) and the in-process TLS terminator TlsFront (see tls_support.hpp).
+// Test PKI (on http::local_ca) and the in-process TLS terminator TlsFront (see tls_support.hpp).
 #include "support/tls_support.hpp"
 
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
 #include <array>
-#include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 
 #include <boost/asio/as_tuple.hpp>
@@ -20,6 +17,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "rvenc/http/local_ca.hpp"
 #include "rvenc/http/tls.hpp"
 
 namespace rvenc::test {
@@ -29,104 +27,62 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-constexpr long kDaySeconds = 24L * 3600;
-constexpr long kHourSeconds = 3600;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::chrono::hours kCaValidity{24};
+constexpr std::chrono::hours kLeafValidity{24};
 
-struct KeyFree {
-  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-struct CertFree {
-  void operator()(X509* cert) const { X509_free(cert); }
-};
-using KeyPtr = std::unique_ptr<EVP_PKEY, KeyFree>;
-using CertPtr = std::unique_ptr<X509, CertFree>;
-
-void check(bool ok, const char* what) {
-  if (!ok) throw std::runtime_error(std::string("test PKI: ") + what + " failed");
+void check(const Status& status, const char* what) {
+  if (!status) throw std::runtime_error(std::string("test PKI: ") + what + ": " + status.error().to_string());
 }
 
-KeyPtr new_key() {
-  KeyPtr key(EVP_EC_gen("P-256"));
-  check(key != nullptr, "EC key generation");
-  return key;
+// The request for a leaf named `name` with `sans` ("IP:..." or "DNS:...").
+http::CertificateRequest leaf_request(const std::string& name, const std::vector<std::string>& sans, bool expired) {
+  http::CertificateRequest request;
+  request.common_name = name;
+  request.dns_names.clear();
+  request.ip_addresses.clear();
+  for (const auto& entry : sans) {
+    if (entry.starts_with("IP:")) request.ip_addresses.push_back(entry.substr(3));
+    else if (entry.starts_with("DNS:")) request.dns_names.push_back(entry.substr(4));
+    else throw std::runtime_error("test PKI: a SAN is IP:... or DNS:..., not " + entry);
+  }
+  if (expired) {  // valid from a day ago until an hour ago
+    request.not_before_offset = -std::chrono::hours(24);
+    request.valid_for = std::chrono::hours(23);
+  } else {
+    request.not_before_offset = -std::chrono::hours(1);
+    request.valid_for = kLeafValidity;
+  }
+  return request;
 }
 
-void add_extension(X509* cert, X509* issuer, int nid, const std::string& value) {
-  X509V3_CTX context;
-  X509V3_set_ctx_nodb(&context);
-  X509V3_set_ctx(&context, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* extension = X509V3_EXT_conf_nid(nullptr, &context, nid, value.c_str());
-  check(extension != nullptr, "certificate extension");
-  X509_add_ext(cert, extension, -1);
-  X509_EXTENSION_free(extension);
-}
-
-// An unsigned certificate for `key` named `name`, issued by `issuer` (itself when null).
-CertPtr make_cert(const std::string& name, EVP_PKEY* key, X509* issuer, long not_before,
-                  long not_after, long serial) {
-  CertPtr cert(X509_new());
-  check(cert != nullptr, "X509_new");
-  X509_set_version(cert.get(), 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), serial);
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), not_before);
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), not_after);
-  X509_set_pubkey(cert.get(), key);
-  X509_NAME* subject = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(name.c_str()), -1,
-                             -1, 0);
-  X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer) : subject);
-  return cert;
-}
-
-void write_pem(const std::string& file, X509* first, X509* second, EVP_PKEY* key) {
-  FILE* out = std::fopen(file.c_str(), "w");
-  check(out != nullptr, "opening a PEM file");
-  bool ok = true;
-  if (first) ok = ok && PEM_write_X509(out, first) == 1;
-  if (second) ok = ok && PEM_write_X509(out, second) == 1;
-  if (key) ok = ok && PEM_write_PrivateKey(out, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
-  std::fclose(out);
-  check(ok, "writing a PEM file");
+std::string read_all(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 }  // namespace
 
+// The PKI is http::local_ca's (what `rvenc up --tls` makes), so the tests trust what users get.
 struct TestPki::Impl {
-  KeyPtr key;
-  CertPtr cert;
-  long serial = 1;
+  std::string ca_key_file;
 };
 
 TestPki::TestPki(const std::string& name) : impl_(std::make_unique<Impl>()) {
-  impl_->key = new_key();
-  impl_->cert = make_cert(name, impl_->key.get(), nullptr, -kDaySeconds, kDaySeconds, impl_->serial++);
-  add_extension(impl_->cert.get(), impl_->cert.get(), NID_basic_constraints, "critical,CA:TRUE");
-  add_extension(impl_->cert.get(), impl_->cert.get(), NID_key_usage, "critical,keyCertSign,cRLSign");
-  add_extension(impl_->cert.get(), impl_->cert.get(), NID_subject_key_identifier, "hash");
-  check(X509_sign(impl_->cert.get(), impl_->key.get(), EVP_sha256()) > 0, "signing the CA");
   ca_file_ = directory_.file("ca.pem");
-  write_pem(ca_file_, impl_->cert.get(), nullptr, nullptr);
+  impl_->ca_key_file = directory_.file("ca.key");
+  check(http::make_local_ca(ca_file_, impl_->ca_key_file, name, kCaValidity), "making the CA");
 }
 
 TestPki::~TestPki() = default;
 
 TestCertificate TestPki::issue(const std::string& name, const std::vector<std::string>& sans, bool expired) {
-  KeyPtr key = new_key();
-  const long not_before = expired ? -kDaySeconds : -kHourSeconds;
-  const long not_after = expired ? -kHourSeconds : kDaySeconds;
-  CertPtr cert = make_cert(name, key.get(), impl_->cert.get(), not_before, not_after,
-                           impl_->serial++);
-  std::string san;
-  for (const auto& entry : sans) san += (san.empty() ? "" : ",") + entry;
-  add_extension(cert.get(), impl_->cert.get(), NID_basic_constraints, "critical,CA:FALSE");
-  add_extension(cert.get(), impl_->cert.get(), NID_ext_key_usage, "serverAuth");
-  if (!san.empty()) add_extension(cert.get(), impl_->cert.get(), NID_subject_alt_name, san);
-  add_extension(cert.get(), impl_->cert.get(), NID_authority_key_identifier, "keyid:always");
-  check(X509_sign(cert.get(), impl_->key.get(), EVP_sha256()) > 0, "signing a leaf");
   TestCertificate out{directory_.file(name + ".pem"), directory_.file(name + ".key")};
-  write_pem(out.cert_file, cert.get(), impl_->cert.get(), nullptr);
-  write_pem(out.key_file, nullptr, nullptr, key.get());
+  check(http::issue_server_certificate(ca_file_, impl_->ca_key_file, out.cert_file, out.key_file,
+                                       leaf_request(name, sans, expired)),
+        "issuing a leaf");
+  // The chain a server presents: the leaf, then the issuing CA.
+  std::ofstream(out.cert_file, std::ios::app | std::ios::binary) << read_all(ca_file_);
   return out;
 }
 

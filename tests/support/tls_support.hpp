@@ -1,10 +1,11 @@
-// TLS test parts: a test PKI made with the OpenSSL API in a temporary directory (a CA, and leaf
-// certificates for chosen subject alternative names, valid or expired), and TlsFront, an
+// TLS test parts: a test PKI in a temporary directory (a CA, and leaf certificates for chosen
+// subject alternative names, valid or expired), made by http::local_ca, the same code that makes
+// the CA of `rvenc up --tls` (one PKI for the product and every test), and TlsFront, an
 // in-process TLS terminator (Asio ssl::stream) that relays each connection to a plain port on
 // 127.0.0.1, so any plain test server (HTTP, fake engine, rvenc-mux) can be reached over https.
 //
-// Design: the PKI is real X.509 (EC P-256, SHA-256, CA basicConstraints, SAN extension), so the
-// client's verification runs exactly as against a public CA. TlsFront runs on its own thread,
+// Design: the PKI is real X.509 (local_ca: EC P-256, SHA-256, CA basicConstraints, SAN extension,
+// random serials), so the client's verification runs exactly as against a public CA. TlsFront runs on its own thread,
 // uses rvenc::http::make_server_tls_context (the production server context) and counts
 // handshakes and resumed sessions. A client that does not start with a TLS handshake record
 // (a plain http:// client) gets a TLS alert back and the connection closes, as a TLS server

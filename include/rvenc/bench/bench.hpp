@@ -10,6 +10,11 @@
 // (/proc/<pid>/stat), at several concurrencies, saturated and at a realistic token rate; resident
 // memory per open stream of the gateway (and nginx); the crypto cost of a request with fresh
 // encryption keys against reused ones. Figures are reported against targets, never asserted.
+//
+// With `tls` (rvenc bench --tls) the load generator reaches both fronts over https: the gateway's
+// own TLS (--tls-cert/--tls-key) and nginx terminating TLS, with the same certificate, the same
+// pinned TLS 1.3 suite and keep-alive (bench/tls.hpp); the run adds the CPU of a new connection
+// with a full handshake on each front, and memory per open stream is then per open TLS stream.
 #pragma once
 
 #include <optional>
@@ -38,6 +43,7 @@ struct BenchOptions {
   std::vector<std::string> paths;     // of "direct", "rvenc", "nginx"; empty: all three
   std::vector<unsigned> concurrencies;  // saturated and paced phases; empty: the plan's
   std::size_t chunks_per_request = 0;   // of every load phase; 0: the plan's (32)
+  bool tls = false;                     // https between the load generator and both fronts
 };
 
 // One target of the summary: `key` of the report compared with `bound`.
@@ -47,7 +53,11 @@ struct Target {
   bool at_least = true;  // value >= bound (else value <= bound)
   double bound = 0;
 };
-[[nodiscard]] const std::vector<Target>& targets();
+// The targets of a plain run, or of a --tls run (its own memory bound: a TLS stream also holds
+// the TLS connection's state).
+[[nodiscard]] const std::vector<Target>& targets(bool tls = false);
+// The targets that apply to `report` (its "tls" key says which run it was).
+[[nodiscard]] const std::vector<Target>& targets_of(const boost::json::object& report);
 
 // A proxy's CPU per request modelled as fixed + per_chunk x chunks relayed.
 struct ProxyCpuSplit {

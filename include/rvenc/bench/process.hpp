@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,7 +22,9 @@ inline constexpr std::chrono::milliseconds kChildStopGrace{5'000};
 // (PR_SET_PDEATHSIG) and stopped (SIGTERM, then SIGKILL after kChildStopGrace) when destroyed.
 class ChildProcess {
  public:
-  ChildProcess(std::vector<std::string> argv, std::filesystem::path log_file);
+  // `extra_env` is set on top of this process's environment (e.g. OPENSSL_CONF).
+  ChildProcess(std::vector<std::string> argv, std::filesystem::path log_file,
+               std::map<std::string, std::string> extra_env = {});
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
@@ -32,9 +35,9 @@ class ChildProcess {
   // exits first or `timeout` passes (the message names the program and ends with its output).
   [[nodiscard]] Result<std::string> wait_for(const std::string& regex,
                                              std::chrono::milliseconds timeout = kChildStartTimeout);
-  // "http://HOST:PORT" from the "listening on http://HOST:PORT" line.
+  // "http://HOST:PORT" (or https://) from the "listening on http(s)://HOST:PORT" line.
   [[nodiscard]] Result<std::string> wait_for_url(std::chrono::milliseconds timeout = kChildStartTimeout) {
-    return wait_for(R"(listening on (http://[0-9.:\[\]a-z]+))", timeout);
+    return wait_for(R"(listening on (https?://[0-9.:\[\]a-z]+))", timeout);
   }
   // Exit status once it has exited (waits up to `timeout`), nullopt while it still runs.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);
@@ -50,6 +53,12 @@ class ChildProcess {
 
 // utime + stime of `pid` in seconds (/proc/<pid>/stat); nullopt when unreadable.
 [[nodiscard]] std::optional<double> process_cpu_seconds(int pid);
+// The same to the nanosecond: the run time of each of its threads (/proc/<pid>/task/*/schedstat)
+// added up, for costs too small for clock ticks (a TLS handshake); falls back to
+// process_cpu_seconds when the kernel has no schedstat. Threads that exited are not counted.
+[[nodiscard]] std::optional<double> process_cpu_seconds_precise(int pid);
+// CPU time of the calling thread in seconds (CLOCK_THREAD_CPUTIME_ID).
+[[nodiscard]] double thread_cpu_seconds();
 // VmRSS of `pid` in KiB (/proc/<pid>/status); nullopt when unreadable.
 [[nodiscard]] std::optional<std::uint64_t> process_rss_kib(int pid);
 // The "model name" of /proc/cpuinfo ("unknown" when absent).
@@ -75,6 +84,11 @@ struct NginxConfig {
   std::string key_env = "live";          // X-Rvenc-Key-Env (test keys may only use test models)
   unsigned upstream_keepalive = 256;     // idle upstream connections kept (http::ClientOptions::kDefaultMaxIdlePerHost)
   unsigned worker_connections = 8192;
+  // TLS on the listener (`rvenc bench --tls`) when both are set: PEM chain and key, TLS 1.3 with
+  // the one suite `tls_suite` (the gateway gets the same through OPENSSL_CONF), session tickets on.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_suite;
 };
 [[nodiscard]] std::string render_nginx_config(const NginxConfig& config);
 
