@@ -19,40 +19,40 @@ struct SignedDocument {
   std::int64_t signer_not_after = 0;
 };
 
-SignedDocument tdx_document() {
-  static const auto signer = test::TdxTestSigner::create();
+// A document of `provider` whose evidence the test signer made for fresh random reportData, with
+// the signer's collateral; `sign` makes the evidence and sets the measurement.
+template <class Signer, class Sign>
+SignedDocument signed_document(const Signer& signer, std::string_view provider, Sign sign) {
   SignedDocument out;
   auto& doc = out.doc;
-  doc.provider = "tdx";
+  doc.provider = std::string(provider);
   doc.not_after = 4'000'000'000;
   crypto::random_bytes(doc.report_data);
-  test::TdxQuoteOptions options;
   std::array<std::uint8_t, 64> report_data{};
   std::copy(doc.report_data.begin(), doc.report_data.end(), report_data.begin());
-  doc.evidence = signer.quote(report_data, options);
-  doc.measurement.assign(options.mrtd.begin(), options.mrtd.end());
+  sign(report_data, doc);
   for (const auto& [name, bytes] : signer.collateral().files) doc.collateral.emplace(name, bytes);
   out.anchors = signer.anchors();
   out.signer_not_after = signer.not_after();
   return out;
 }
 
+SignedDocument tdx_document() {
+  static const auto signer = test::TdxTestSigner::create();
+  return signed_document(signer, "tdx", [&](const std::array<std::uint8_t, 64>& report_data, auto& doc) {
+    const test::TdxQuoteOptions options;
+    doc.evidence = signer.quote(report_data, options);
+    doc.measurement.assign(options.mrtd.begin(), options.mrtd.end());
+  });
+}
+
 SignedDocument snp_document() {
   static const auto signer = test::SnpTestSigner::create();
-  SignedDocument out;
-  auto& doc = out.doc;
-  doc.provider = "sev-snp";
-  doc.not_after = 4'000'000'000;
-  crypto::random_bytes(doc.report_data);
-  test::SnpReportOptions options;
-  std::array<std::uint8_t, 64> report_data{};
-  std::copy(doc.report_data.begin(), doc.report_data.end(), report_data.begin());
-  doc.evidence = signer.report(report_data, options);
-  doc.measurement.assign(options.measurement.begin(), options.measurement.end());
-  for (const auto& [name, bytes] : signer.collateral().files) doc.collateral.emplace(name, bytes);
-  out.anchors = signer.anchors();
-  out.signer_not_after = signer.not_after();
-  return out;
+  return signed_document(signer, "sev-snp", [&](const std::array<std::uint8_t, 64>& report_data, auto& doc) {
+    const test::SnpReportOptions options;
+    doc.evidence = signer.report(report_data, options);
+    doc.measurement.assign(options.measurement.begin(), options.measurement.end());
+  });
 }
 
 void expect_refused(const protocol::HardwareVerifier& verify, const protocol::AttestationDocument& doc,
