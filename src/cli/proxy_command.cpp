@@ -84,6 +84,18 @@ int run(const ProxyFlags& flags) {
   options.cache.dek.max_requests = flags.dek_max_requests;
   options.cache.dek.max_age = std::chrono::seconds(flags.dek_max_age);
 
+  // Where --gateway points is checked once now, so a wrong URL is one line at start, not a 404 on
+  // every request; a gateway not up yet is only a warning (it may start after the proxy).
+  auto probe = proxy::sdk_options(options);
+  probe.request_timeout = std::chrono::seconds(5);
+  if (auto gateway = client::check_gateway(probe); !gateway) {
+    if (gateway.error().code == Errc::not_found) {
+      std::cerr << "rvenc proxy: --gateway " << options.gateway_url << ": " << gateway.error().message << "\n";
+      return kExitUsage;
+    }
+    std::cerr << "rvenc proxy: warning: the gateway at " << options.gateway_url
+              << " does not answer yet (" << gateway.error().message << "); requests fail until it does\n";
+  }
   auto server = proxy::ProxyServer::create(options);
   if (!server) {
     std::cerr << "rvenc proxy: " << server.error().message << "\n";

@@ -192,7 +192,7 @@ struct ClientState {
   }
 
   awaitable<Result<json::object>> models() {
-    auto body = co_await get_json(std::string(kModelsPath), true);
+    auto body = co_await get_json(std::string(kModelsPath), !options.api_key.empty());  // keyless: the public list
     if (!body) co_return std::unexpected(body.error());
     boost::system::error_code ec;
     json::value value = json::parse(*body, ec);
@@ -852,6 +852,16 @@ Result<protocol::AttestationDocument> attest(const ClientOptions& options, std::
   auto client = detail::keyless_client(options);
   if (!client) return std::unexpected(client.error());
   return client->attest(model);
+}
+
+Status check_gateway(const ClientOptions& options) {
+  auto client = detail::keyless_client(options);
+  if (!client) return std::unexpected(client.error());
+  auto models = client->models();
+  // A gateway that refuses the probe (an admin-only model list) still answered as a gateway.
+  if (!models && models.error().http_status != 401 && models.error().http_status != 403)
+    return std::unexpected(models.error());
+  return {};
 }
 
 }  // namespace rvenc::client

@@ -328,6 +328,11 @@ TEST_F(EndToEnd, WrongEndpointsNameTheRightOne) {
   auto proxy_v1 = run_rvenc({"proxy", "--listen", "127.0.0.1:0", "--gateway", *proxy_url + "/v1"});
   EXPECT_EQ(proxy_v1.first, 2) << proxy_v1.second;
   EXPECT_NE(proxy_v1.second.find("ends in /v1"), std::string::npos) << proxy_v1.second;
+  // A proxy whose --gateway is another proxy: one line at start saying so, not a 404 per request.
+  auto proxy_of_proxy = run_rvenc({"proxy", "--listen", "127.0.0.1:0", "--gateway", *proxy_url});
+  EXPECT_EQ(proxy_of_proxy.first, 2) << proxy_of_proxy.second;
+  EXPECT_NE(proxy_of_proxy.second.find("does not answer like an rvenc gateway"), std::string::npos)
+      << proxy_of_proxy.second;
 }
 
 TEST_F(EndToEnd, ModelListChecksAKeyWhenOneIsSent) {

@@ -253,5 +253,9 @@ class Client {
 [[nodiscard]] Result<EncryptionKeys> generate_encryption_keys(const ClientOptions& options, std::string_view model = {});
 // The verified attestation of options.base_url's enclave (no API key needed), as Client::attest().
 [[nodiscard]] Result<protocol::AttestationDocument> attest(const ClientOptions& options, std::string_view model = {});
+// Whether options.base_url answers like an rvenc gateway (GET /rvenc/models, no API key): not_found
+// saying which URL to use when something else answers (the proxy, an OpenAI server), the transport
+// or TLS error when nothing does. For tools that take a gateway URL and run on (rvenc proxy).
+[[nodiscard]] Status check_gateway(const ClientOptions& options);
 
 }  // namespace rvenc::client
