@@ -6,10 +6,23 @@
 # - every libFuzzer target for RVENC_FUZZ_SECONDS each (default 10; 0 skips) via scripts/fuzz.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+# How long each phase took, printed at the end (CI has a time budget: keep the whole run short).
+timings=()
+phase_start=$SECONDS
+phase_done() { timings+=("$(printf '%-14s %4d s' "$1" $((SECONDS - phase_start)))"); phase_start=$SECONDS; }
+print_timings() { printf 'test.sh: %s\n' "${timings[@]}" "$(printf '%-14s %4d s' total "$SECONDS")"; }
+trap print_timings EXIT
+
+# CI builds with line tables only (-g1): the same code, stack traces with lines, far less to compile
+# and link than full debug information.
+debug_info=full
+[ "${CI:-}" = true ] && debug_info=lines
+CMAKE_EXTRA_ARGS="${CMAKE_EXTRA_ARGS:-} -DRVENC_DEBUG_INFO=$debug_info" ./scripts/setup.sh
+phase_done "setup+build"
 # Path-independent ccache entries for the sanitizer build too (as setup.sh does for build/).
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
 ctest --test-dir build --output-on-failure -j"$(nproc)" --timeout 300
+phase_done "ctest"
 
 default_sanitize=0
 [ "${CI:-}" = true ] && default_sanitize=subset
@@ -35,13 +48,20 @@ case "$sanitize" in
     ;;
   subset)
     cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRVENC_SODIUM_PREFIX="$PWD/.deps/libsodium" \
-      -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DRVENC_SANITIZE=ON -DRVENC_BUILD_BENCH=OFF -DRVENC_BUILD_EXAMPLES=OFF >/dev/null
+      -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DRVENC_SANITIZE=ON -DRVENC_BUILD_BENCH=OFF -DRVENC_BUILD_EXAMPLES=OFF -DRVENC_DEBUG_INFO=lines >/dev/null
     cmake --build build-asan -j"$(nproc)" --target "${ASAN_SUBSET_TARGETS[@]}"
     asan_ctest -R "$ASAN_SUBSET_TESTS" -E "$ASAN_SUBSET_EXCLUDE"
     ;;
   *) echo "test.sh: RVENC_SANITIZE must be 0, 1 or subset" >&2; exit 2 ;;
 esac
+[ "$sanitize" = 0 ] || phase_done "sanitizers"
 
-if [ "${RVENC_FUZZ_SECONDS:-10}" -gt 0 ]; then
-  ./scripts/fuzz.sh "${RVENC_FUZZ_SECONDS:-10}"
+# A smoke run per target in CI (5 s each: every target builds, starts from its corpus and finds
+# nothing quickly); 10 s locally; `./scripts/fuzz.sh 600` for a real run.
+default_fuzz_seconds=10
+[ "${CI:-}" = true ] && default_fuzz_seconds=5
+fuzz_seconds="${RVENC_FUZZ_SECONDS:-$default_fuzz_seconds}"
+if [ "$fuzz_seconds" -gt 0 ]; then
+  ./scripts/fuzz.sh "$fuzz_seconds"
+  phase_done "fuzz"
 fi

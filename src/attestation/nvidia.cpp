@@ -11,6 +11,7 @@
 #include <cctype>
 #include <limits>
 
+#include "rvenc/attestation/bytes.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/secret.hpp"
 #include "rvenc/protocol/attestation.hpp"
@@ -25,30 +26,7 @@ constexpr std::uint8_t kMeasurements = 0x60;
 constexpr std::uint8_t kDmtfMeasurementSpec = 1;
 constexpr std::uint8_t kRequestSignature = 1;  // param1 bit 0: the response carries a signature
 
-// A bounds-checked little-endian reader over the evidence.
-class Reader {
- public:
-  explicit Reader(std::span<const std::uint8_t> bytes) : bytes_(bytes) {}
-  [[nodiscard]] std::size_t offset() const { return pos_; }
-  [[nodiscard]] std::size_t left() const { return bytes_.size() - pos_; }
-  [[nodiscard]] std::optional<std::span<const std::uint8_t>> take(std::size_t n) {
-    if (n > left()) return std::nullopt;
-    const auto out = bytes_.subspan(pos_, n);
-    pos_ += n;
-    return out;
-  }
-  [[nodiscard]] std::optional<std::uint32_t> le(std::size_t n) {
-    const auto raw = take(n);
-    if (!raw) return std::nullopt;
-    std::uint32_t value = 0;
-    for (std::size_t i = n; i-- > 0;) value = (value << 8) | (*raw)[i];
-    return value;
-  }
-
- private:
-  std::span<const std::uint8_t> bytes_;
-  std::size_t pos_ = 0;
-};
+using Reader = ByteReader;
 
 std::unexpected<Failure> truncated(std::string_view what, const Reader& reader) {
   return fail(Check::malformed, "SPDM evidence ends inside the " + std::string(what) + " (offset " +
@@ -66,7 +44,7 @@ Outcome<void> parse_request(Reader& reader, SpdmMeasurements& out) {
   if ((out.request_param1 & kRequestSignature) == 0)
     return fail(Check::malformed, "SPDM request does not ask for a signed response");
   const auto nonce = reader.take(kSpdmNonceBytes);
-  const auto slot = reader.le(1);
+  const auto slot = reader.le_n(1);
   if (!nonce || !slot) return truncated("GET_MEASUREMENTS request", reader);
   std::ranges::copy(*nonce, out.request_nonce.begin());
   out.slot_id = static_cast<std::uint8_t>(*slot);
@@ -74,16 +52,16 @@ Outcome<void> parse_request(Reader& reader, SpdmMeasurements& out) {
 }
 
 Outcome<void> parse_block(Reader& record, SpdmMeasurements& out) {
-  const auto index = record.le(1), spec = record.le(1), size = record.le(2);
+  const auto index = record.le_n(1), spec = record.le_n(1), size = record.le_n(2);
   if (!index || !spec || !size) return truncated("measurement record", record);
   const auto body = record.take(*size);
   if (!body) return truncated("measurement block", record);
   if (*spec != kDmtfMeasurementSpec || *index == 0)
     return fail(Check::malformed, "measurement block " + std::to_string(*index) + " is not a DMTF measurement");
   Reader dmtf(*body);
-  const auto type = dmtf.le(1), value_size = dmtf.le(2);
+  const auto type = dmtf.le_n(1), value_size = dmtf.le_n(2);
   const auto value = value_size ? dmtf.take(*value_size) : std::nullopt;
-  if (!type || !value || dmtf.left() != 0)
+  if (!type || !value || dmtf.remaining() != 0)
     return fail(Check::malformed, "measurement block " + std::to_string(*index) + " has a wrong value size");
   const auto [_, inserted] = out.blocks.try_emplace(
       *index - 1, SpdmMeasurementBlock{static_cast<std::uint8_t>(*type), Bytes(value->begin(), value->end())});
@@ -93,8 +71,8 @@ Outcome<void> parse_block(Reader& record, SpdmMeasurements& out) {
 
 Outcome<void> parse_opaque(std::span<const std::uint8_t> data, SpdmMeasurements& out) {
   Reader reader(data);
-  while (reader.left() > 0) {
-    const auto type = reader.le(2), size = reader.le(2);
+  while (reader.remaining() > 0) {
+    const auto type = reader.le_n(2), size = reader.le_n(2);
     if (!type || !size) return truncated("opaque data", reader);
     const auto value = reader.take(*size);
     if (!value) return truncated("opaque data", reader);
@@ -107,7 +85,7 @@ Outcome<void> parse_opaque(std::span<const std::uint8_t> data, SpdmMeasurements&
 
 Outcome<void> parse_response(Reader& reader, SpdmMeasurements& out) {
   const auto head = reader.take(4);
-  const auto count = reader.le(1), record_size = reader.le(3);
+  const auto count = reader.le_n(1), record_size = reader.le_n(3);
   if (!head || !count || !record_size) return truncated("MEASUREMENTS response header", reader);
   out.spdm_version = (*head)[0];
   if ((*head)[0] != kSpdmVersion11 || (*head)[1] != kMeasurements)
@@ -118,9 +96,9 @@ Outcome<void> parse_response(Reader& reader, SpdmMeasurements& out) {
   Reader blocks(*record);
   for (std::uint32_t i = 0; i < *count; ++i)
     if (auto ok = parse_block(blocks, out); !ok) return ok;
-  if (blocks.left() != 0) return fail(Check::malformed, "measurement record is longer than its blocks");
+  if (blocks.remaining() != 0) return fail(Check::malformed, "measurement record is longer than its blocks");
   const auto nonce = reader.take(kSpdmNonceBytes);
-  const auto opaque_size = reader.le(2);
+  const auto opaque_size = reader.le_n(2);
   if (!nonce || !opaque_size) return truncated("MEASUREMENTS response", reader);
   std::ranges::copy(*nonce, out.responder_nonce.begin());
   const auto opaque = reader.take(*opaque_size);
@@ -173,8 +151,8 @@ Outcome<SpdmMeasurements> parse_spdm_measurements(std::span<const std::uint8_t> 
   out.signed_bytes = reader.offset();
   const auto signature = reader.take(kSpdmSignatureBytes);
   if (!signature) return truncated("signature", reader);
-  if (reader.left() != 0)
-    return fail(Check::malformed, "SPDM evidence has " + std::to_string(reader.left()) + " bytes after the signature");
+  if (reader.remaining() != 0)
+    return fail(Check::malformed, "SPDM evidence has " + std::to_string(reader.remaining()) + " bytes after the signature");
   std::ranges::copy(*signature, out.signature.begin());
   return out;
 }

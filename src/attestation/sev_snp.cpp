@@ -21,6 +21,7 @@
 #include <string>
 #include <tuple>
 
+#include "rvenc/attestation/bytes.hpp"
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/secret.hpp"
 #include "x509.hpp"
@@ -45,18 +46,6 @@ constexpr std::string_view kOidSnpSpl = "1.3.6.1.4.1.3704.1.3.3";
 constexpr std::string_view kOidUcodeSpl = "1.3.6.1.4.1.3704.1.3.8";
 constexpr std::string_view kOidFmcSpl = "1.3.6.1.4.1.3704.1.3.9";
 constexpr std::string_view kOidHwId = "1.3.6.1.4.1.3704.1.4";
-
-std::uint32_t load_le32(std::span<const std::uint8_t> bytes, std::size_t offset) {
-  std::uint32_t value = 0;
-  for (std::size_t i = 4; i-- > 0;) value = (value << 8) | bytes[offset + i];
-  return value;
-}
-
-std::uint64_t load_le64(std::span<const std::uint8_t> bytes, std::size_t offset) {
-  std::uint64_t value = 0;
-  for (std::size_t i = 8; i-- > 0;) value = (value << 8) | bytes[offset + i];
-  return value;
-}
 
 template <std::size_t N>
 void copy_at(std::span<const std::uint8_t> bytes, std::size_t offset, std::array<std::uint8_t, N>& out) {
@@ -97,7 +86,7 @@ bool snp_tcb_at_least(const SnpTcb& tcb, const SnpTcb& minimum) noexcept {
          tcb.tee >= minimum.tee && tcb.snp >= minimum.snp && tcb.microcode >= minimum.microcode;
 }
 
-std::uint64_t snp_tcb_to_uint(const SnpTcbBytes& raw) noexcept { return load_le64(raw, 0); }
+std::uint64_t snp_tcb_to_uint(const SnpTcbBytes& raw) noexcept { return load_le<std::uint64_t>(raw, 0); }
 
 SnpTcbBytes snp_tcb_from_uint(std::uint64_t value) noexcept {
   SnpTcbBytes raw{};
@@ -133,20 +122,20 @@ Outcome<SnpReport> parse_snp_report(std::span<const std::uint8_t> bytes) {
                                       std::to_string(kSnpReportBytes) + ")");
   }
   SnpReport report;
-  report.version = load_le32(bytes, 0);
+  report.version = load_le<std::uint32_t>(bytes, 0);
   if (report.version != 2 && report.version != 3 && report.version != 5) {
     return fail(Check::malformed,
                 "SEV-SNP report version " + std::to_string(report.version) + " is not supported (2, 3 or 5)");
   }
-  report.guest_svn = load_le32(bytes, kOffGuestSvn);
-  report.policy = load_le64(bytes, kOffPolicy);
+  report.guest_svn = load_le<std::uint32_t>(bytes, kOffGuestSvn);
+  report.policy = load_le<std::uint64_t>(bytes, kOffPolicy);
   copy_at(bytes, kOffFamilyId, report.family_id);
   copy_at(bytes, kOffImageId, report.image_id);
-  report.vmpl = load_le32(bytes, kOffVmpl);
-  report.signature_algo = load_le32(bytes, kOffSignatureAlgo);
+  report.vmpl = load_le<std::uint32_t>(bytes, kOffVmpl);
+  report.signature_algo = load_le<std::uint32_t>(bytes, kOffSignatureAlgo);
   copy_at(bytes, kOffCurrentTcb, report.current_tcb);
-  report.platform_info = load_le64(bytes, kOffPlatformInfo);
-  const std::uint32_t flags = load_le32(bytes, kOffFlags);
+  report.platform_info = load_le<std::uint64_t>(bytes, kOffPlatformInfo);
+  const std::uint32_t flags = load_le<std::uint32_t>(bytes, kOffFlags);
   report.author_key_en = (flags & 1U) != 0;
   report.mask_chip_key = (flags & 2U) != 0;
   report.signing_key_raw = (flags >> 2) & 7U;

@@ -6,43 +6,12 @@
 #include <string>
 
 #include "rvenc/attestation/tdx.hpp"
+#include "rvenc/attestation/bytes.hpp"
 
 namespace rvenc::attestation::tdx {
 namespace {
 
-// A bounds-checked little-endian cursor over untrusted bytes.
-class Reader {
- public:
-  explicit Reader(std::span<const std::uint8_t> bytes) : bytes_(bytes) {}
-  [[nodiscard]] std::size_t offset() const noexcept { return offset_; }
-  [[nodiscard]] std::size_t remaining() const noexcept { return bytes_.size() - offset_; }
-  [[nodiscard]] bool take(std::size_t n, std::span<const std::uint8_t>& out) noexcept {
-    if (n > remaining()) return false;
-    out = bytes_.subspan(offset_, n);
-    offset_ += n;
-    return true;
-  }
-  template <std::size_t N>
-  [[nodiscard]] bool take(std::array<std::uint8_t, N>& out) noexcept {
-    std::span<const std::uint8_t> s;
-    if (!take(N, s)) return false;
-    std::copy(s.begin(), s.end(), out.begin());
-    return true;
-  }
-  template <class T>
-  [[nodiscard]] bool le(T& out) noexcept {
-    std::span<const std::uint8_t> s;
-    if (!take(sizeof(T), s)) return false;
-    T value = 0;
-    for (std::size_t i = sizeof(T); i-- > 0;) value = static_cast<T>((value << 8U) | s[i]);
-    out = value;
-    return true;
-  }
-
- private:
-  std::span<const std::uint8_t> bytes_;
-  std::size_t offset_ = 0;
-};
+using Reader = ByteReader;
 
 std::unexpected<Failure> bad(std::string_view what) { return fail(Check::malformed, "TDX quote: " + std::string(what)); }
 

@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "rvenc/attestation/bytes.hpp"
 #include "rvenc/attestation/verifier.hpp"
 
 namespace rvenc::enclave {
@@ -27,15 +28,11 @@ constexpr std::array<std::uint8_t, 16> kAskGuid = {0x4a, 0xb7, 0xb3, 0x79, 0xbb,
 constexpr std::array<std::uint8_t, 16> kArkGuid = {0xc0, 0xb4, 0x06, 0xa4, 0xa8, 0x03, 0x49, 0x52,
                                                    0x97, 0x43, 0x3f, 0xb6, 0x01, 0x4c, 0xd0, 0xae};
 
-std::uint32_t le32(const std::uint8_t* p) {
-  return std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8 | std::uint32_t{p[2]} << 16 | std::uint32_t{p[3]} << 24;
-}
-
-std::string der_to_pem(std::span<const std::uint8_t> der) {
-  const std::string body = protocol::base64_encode(der);
-  std::string pem = "-----BEGIN CERTIFICATE-----\n";
-  for (std::size_t i = 0; i < body.size(); i += 64) pem += body.substr(i, 64) + "\n";
-  return pem + "-----END CERTIFICATE-----\n";
+// The table's ASK/ARK as the PEM that ask_ark.pem holds; a certificate that does not parse is an error.
+Result<std::string> certificate_pem(std::span<const std::uint8_t> der, std::string_view what) {
+  auto pem = attestation::certificate_pem(der);
+  if (!pem) return fail(Errc::invalid_request, "auxblob: the " + std::string(what) + " " + pem.error().message);
+  return std::move(*pem);
 }
 
 std::vector<std::uint8_t> as_bytes(const std::string& text) { return {text.begin(), text.end()}; }
@@ -52,16 +49,20 @@ Result<protocol::CollateralFiles> parse_snp_cert_table(std::span<const std::uint
       return fail(Errc::invalid_request, "auxblob: the SEV-SNP certificate table has no terminating entry");
     const auto* entry = blob.data() + at;
     if (std::all_of(entry, entry + kCertEntryBytes, [](std::uint8_t b) { return b == 0; })) break;
-    const std::uint64_t offset = le32(entry + 16);
-    const std::uint64_t length = le32(entry + 20);
+    const std::uint64_t offset = attestation::load_le<std::uint32_t>(blob, at + 16);
+    const std::uint64_t length = attestation::load_le<std::uint32_t>(blob, at + 20);
     if (length == 0 || offset + length > blob.size())
       return fail(Errc::invalid_request, "auxblob: a certificate lies outside the table");
     const auto cert = blob.subspan(offset, length);
     const std::span<const std::uint8_t> guid(entry, 16);
     if (std::equal(guid.begin(), guid.end(), kVcekGuid.begin())) files["vcek.der"].assign(cert.begin(), cert.end());
     else if (std::equal(guid.begin(), guid.end(), kVlekGuid.begin())) files["vlek.der"].assign(cert.begin(), cert.end());
-    else if (std::equal(guid.begin(), guid.end(), kAskGuid.begin())) ask = der_to_pem(cert);
-    else if (std::equal(guid.begin(), guid.end(), kArkGuid.begin())) ark = der_to_pem(cert);
+    const bool is_ask = std::equal(guid.begin(), guid.end(), kAskGuid.begin());
+    if (is_ask || std::equal(guid.begin(), guid.end(), kArkGuid.begin())) {
+      auto pem = certificate_pem(cert, is_ask ? "ASK" : "ARK");
+      if (!pem) return std::unexpected(pem.error());
+      (is_ask ? ask : ark) = std::move(*pem);
+    }
   }
   if (ask || ark) files["ask_ark.pem"] = as_bytes(ask.value_or("") + ark.value_or(""));
   return files;

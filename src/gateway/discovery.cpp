@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "rvenc/common/hex.hpp"
+#include "rvenc/common/query.hpp"
 #include "forwarding.hpp"
 #include "rvenc/gateway/gateway.hpp"
 #include "rvenc/protocol/attestation.hpp"
@@ -24,23 +25,6 @@ struct AttestationQuery {
   bool all = false;
 };
 
-// A query value with its %XX escapes decoded ("+" stays "+").
-Result<std::string> percent_decoded(std::string_view text, std::string_view parameter) {
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != '%') {
-      out += text[i];
-      continue;
-    }
-    std::uint8_t byte = 0;
-    if (text.size() - i < 3 || !from_hex_into(text.substr(i + 1, 2), std::span(&byte, 1), parameter))
-      return fail(Errc::invalid_request, "the " + std::string(parameter) + " query parameter has a malformed % escape");
-    out += static_cast<char>(byte);
-    i += 2;
-  }
-  return out;
-}
-
 // challenge (required), model (optional, percent-decoded), all (1/true or 0/false); a parameter
 // given twice or an unknown value is invalid_request, naming the parameter, never its value.
 Result<AttestationQuery> parse_attestation_query(std::string_view query) {
@@ -50,18 +34,10 @@ Result<AttestationQuery> parse_attestation_query(std::string_view query) {
   out.challenge = *challenge;
   bool seen_model = false;
   bool seen_all = false;
-  // Split by hand, like challenge_from_query: Boost.URL's parse_query gave wrong value sizes in
-  // this build.
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    const auto eq = pair.find('=');
-    const std::string_view key = pair.substr(0, eq);
-    const std::string_view value = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+  for (const auto& [key, value] : split_query(query)) {
     if (key == "model") {
       if (std::exchange(seen_model, true)) return fail(Errc::invalid_request, "the model query parameter is given twice");
-      auto model = percent_decoded(value, "model");
+      auto model = percent_decode(value, "model");
       if (!model) return std::unexpected(model.error());
       if (model->empty() || model->size() > protocol::kMaxModelNameBytes)
         return fail(Errc::invalid_request, "the model query parameter must be 1 to " +

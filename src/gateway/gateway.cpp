@@ -4,7 +4,6 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/json/array.hpp>
@@ -118,7 +117,9 @@ GatewayHandler::GatewayHandler(GatewayOptions options, KeyStore lookups, std::un
     mux_ = std::make_unique<http::MuxClient>(client_, std::move(mux_options));
   }
   started_at_ = unix_now();
-  get_steps_ = {allow_list_step(), header_limit_step(kMaxHeaderBytes), attestation_limit_step(attestation_limiter_, keys_),
+  std::vector<RouteKey> route_keys;
+  for (const auto& route : routes()) route_keys.push_back({route.path, route.method});
+  get_steps_ = {allow_list_step(std::move(route_keys)), header_limit_step(kMaxHeaderBytes), attestation_limit_step(attestation_limiter_, keys_),
                 models_key_step(keys_)};
   chat_steps_ = {body_limit_step(options_.max_body), auth_step(keys_, usage_.get()), envelope_step(),
                  stream_limit_step(streams_), rate_limit_step(*limiter_)};
@@ -168,22 +169,14 @@ http::awaitable<void> GatewayHandler::dispatch(http::Request& request, http::Res
   metrics_.add_bytes_in(request.body().size());
   std::optional<std::string> failure;
   try {
-    const std::string_view path = http::target_path(request);
     if (auto response = co_await run_steps(get_steps_, context)) {
       co_await send(context, writer, std::move(*response));
-    } else if (path == kChatPath) {
-      co_await serve_chat(context, writer);
-    } else if (path == kHealthPath || path == kHealthAliasPath) {
-      co_await send(context, writer, health(context));
-    } else if (path == kMetricsPath) {
-      co_await send(context, writer, metrics_response(context));
-    } else if (path == kModelsPath) {
-      if (enclaves_.healthy_count() == 0) co_await enclaves_.refresh_if_stale();  // as routing does
-      co_await send(context, writer, models_response(context));
-    } else if (path == kAttestationPath) {
-      co_await serve_attestation(context, writer);
     } else {
-      co_await forward_get(context, writer);
+      // The allow list let it through: its path and method are in the table.
+      const std::string_view path = http::target_path(request);
+      const auto route = std::ranges::find_if(
+          routes(), [&](const Route& r) { return r.path == path && r.method == request.method(); });
+      co_await (this->*(route->serve))(context, writer);
     }
   } catch (const std::exception& e) {
     failure = e.what();
@@ -194,6 +187,31 @@ http::awaitable<void> GatewayHandler::dispatch(http::Request& request, http::Res
       co_await send(context, writer, gateway_error(context, Error{Errc::internal_error, "internal gateway error"}));
   }
   if (options_.access_log) log_access(context);
+}
+
+std::span<const GatewayHandler::Route> GatewayHandler::routes() noexcept {
+  static constexpr Route kRoutes[] = {
+      {kChatPath, http::Verb::post, &GatewayHandler::serve_chat},
+      {kAttestationPath, http::Verb::get, &GatewayHandler::serve_attestation},
+      {kModelsPath, http::Verb::get, &GatewayHandler::serve_models},
+      {kHealthPath, http::Verb::get, &GatewayHandler::serve_health},
+      {kHealthAliasPath, http::Verb::get, &GatewayHandler::serve_health},
+      {kMetricsPath, http::Verb::get, &GatewayHandler::serve_metrics},
+  };
+  return kRoutes;
+}
+
+http::awaitable<void> GatewayHandler::serve_health(RequestContext& context, http::ResponseWriter& writer) {
+  co_await send(context, writer, health(context));
+}
+
+http::awaitable<void> GatewayHandler::serve_metrics(RequestContext& context, http::ResponseWriter& writer) {
+  co_await send(context, writer, metrics_response(context));
+}
+
+http::awaitable<void> GatewayHandler::serve_models(RequestContext& context, http::ResponseWriter& writer) {
+  if (enclaves_.healthy_count() == 0) co_await enclaves_.refresh_if_stale();  // as routing does
+  co_await send(context, writer, models_response(context));
 }
 
 void GatewayHandler::log_access(const RequestContext& context) const {
@@ -263,21 +281,6 @@ http::awaitable<Result<http::Response>> GatewayHandler::get_from(const http::Url
   auto response = co_await client_.request(url, std::move(upstream), timeouts);
   if (!response && response.error().code == Errc::upstream_error) enclaves_.mark_unhealthy(url, response.error().message);
   co_return response;
-}
-
-// Any other GET (the allow list decides which): to a healthy enclave chosen for load.
-http::awaitable<void> GatewayHandler::forward_get(RequestContext& context, http::ResponseWriter& writer) {
-  auto url = enclaves_.choose(std::nullopt);
-  if (!url) {
-    co_await send(context, writer, gateway_error(context, url.error()));
-    co_return;
-  }
-  auto response = co_await get_from(*url, std::string(context.request.target()));
-  if (!response) {
-    co_await send(context, writer, gateway_error(context, upstream_failure(response.error())));
-    co_return;
-  }
-  co_await send(context, writer, pass_through(context.request, response->base(), std::move(response->body())));
 }
 
 http::awaitable<void> GatewayHandler::serve_chat(RequestContext& context, http::ResponseWriter& writer) {
@@ -517,11 +520,6 @@ http::awaitable<void> GatewayHandler::refresh_loop(std::shared_ptr<asio::steady_
   }
 }
 
-struct Gateway::Signals {
-  explicit Signals(asio::any_io_executor executor) : set(executor, SIGINT, SIGTERM) {}
-  asio::signal_set set;
-};
-
 Result<std::unique_ptr<Gateway>> Gateway::create(GatewayOptions options) {
   std::unique_ptr<Gateway> gateway(new Gateway());
   http::ServerOptions server_options;
@@ -554,7 +552,6 @@ Result<std::unique_ptr<Gateway>> Gateway::create(GatewayOptions options) {
 
 Gateway::~Gateway() {
   if (handler_) handler_->stop_background();
-  signals_.reset();
   server_.reset();
 }
 
@@ -568,15 +565,11 @@ void Gateway::refresh_enclaves() {
 }
 
 void Gateway::stop_on_signals() {
-  signals_ = std::make_unique<Signals>(server_->executor());
-  signals_->set.async_wait([this](const boost::system::error_code& ec, int) {
-    if (!ec) stop();
-  });
+  server_->stop_on_signals([this] { stop(); });
 }
 
 void Gateway::stop() {
   handler_->stop_background();
-  if (signals_) asio::post(server_->executor(), [this] { signals_->set.cancel(); });
   server_->stop();
 }
 

@@ -21,19 +21,11 @@ constexpr std::size_t kRequestIdRandomBytes = 6;
 constexpr std::size_t kRequestIdRandomPool = 4096;
 constexpr unsigned kStatusHeadersTooLarge = 431;
 
-struct AllowedRoute {
-  std::string_view path;
-  http::Verb method;
-};
 // An OpenAI client pointed at the gateway instead of the proxy (POST /v1/chat/completions, GET /v1/models).
 constexpr std::string_view kOpenAiPathHint =
     "this is the rvenc gateway; point OpenAI clients at rvenc proxy (its URL ends in /v1), which encrypts "
     "requests for the enclave";
 
-constexpr AllowedRoute kAllowedRoutes[] = {
-    {kChatPath, http::Verb::post}, {kAttestationPath, http::Verb::get}, {kModelsPath, http::Verb::get},
-    {kHealthPath, http::Verb::get}, {kHealthAliasPath, http::Verb::get}, {kMetricsPath, http::Verb::get},
-};
 
 // "req_" + time (ms, hex) + random: unique across gateways sharing a database, and ordered by
 // time so usage rows land at the end of the request_id index instead of all over it.
@@ -118,11 +110,11 @@ http::Response gateway_error(const RequestContext& context, const Error& error) 
   return response;
 }
 
-Step allow_list_step() {
-  return SyncStep{[](RequestContext& context) -> StepResult {
+Step allow_list_step(std::vector<RouteKey> routes) {
+  return SyncStep{[routes = std::move(routes)](RequestContext& context) -> StepResult {
     const std::string_view path = http::target_path(context.request);
     bool path_known = false;
-    for (const auto& route : kAllowedRoutes) {
+    for (const auto& route : routes) {
       if (route.path != path) continue;
       if (route.method == context.request.method()) return std::nullopt;
       path_known = true;
@@ -131,7 +123,7 @@ Step allow_list_step() {
       return gateway_error(context, Error{Errc::not_found, std::string(kOpenAiPathHint)});
     if (!path_known) return gateway_error(context, Error{Errc::not_found, "unknown path"});
     auto response = gateway_error(context, Error{Errc::method_not_allowed, "method not allowed for this path"});
-    for (const auto& route : kAllowedRoutes)
+    for (const auto& route : routes)
       if (route.path == path) response.set(beast_http::field::allow, beast_http::to_string(route.method));
     return response;
   }};

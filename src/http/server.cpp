@@ -807,12 +807,13 @@ void Server::stop(std::optional<std::chrono::milliseconds> grace) {
 
 void Server::wait() { impl_->join(); }
 
-void Server::stop_on_signals() {
+void Server::stop_on_signals(std::function<void()> on_signal) {
   impl_->signals.emplace(impl_->control, SIGINT, SIGTERM);
-  impl_->signals->async_wait([this](beast::error_code ec, int signal_number) {
+  impl_->signals->async_wait([this, on_signal = std::move(on_signal)](beast::error_code ec, int signal_number) {
     if (ec) return;
     spdlog::info("http: signal {} received, stopping", signal_number);
-    stop();
+    if (on_signal) on_signal();
+    else stop();
   });
 }
 

@@ -12,6 +12,7 @@
 #include "json_strict.hpp"
 #include "rvenc/common/clock.hpp"
 #include "rvenc/common/hex.hpp"
+#include "rvenc/common/query.hpp"
 
 namespace rvenc::protocol {
 
@@ -354,14 +355,9 @@ Result<std::vector<std::uint8_t>> base64_decode(std::string_view text, std::stri
 }
 
 Result<Challenge> challenge_from_query(std::string_view query) {
-  constexpr std::string_view kParameter = "challenge=";
   std::optional<std::string_view> challenge_hex;
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    if (pair.starts_with(kParameter)) challenge_hex = pair.substr(kParameter.size());
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-  }
+  for (const auto& [key, value] : split_query(query))
+    if (key == "challenge") challenge_hex = value;
   if (!challenge_hex) return fail(Errc::invalid_request, "the challenge query parameter is required (64 hex digits)");
   return from_hex_exact<kChallengeBytes>(*challenge_hex, "challenge");
 }

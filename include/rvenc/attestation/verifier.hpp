@@ -84,6 +84,9 @@ struct TrustAnchors {
 inline constexpr std::size_t kMaxTrustRoots = 16;
 [[nodiscard]] Outcome<TrustAnchors> parse_trust_anchors(std::string_view pem);
 [[nodiscard]] Outcome<TrustAnchors> load_trust_anchors(const std::filesystem::path& file);
+// One DER certificate as a PEM block (parsed and re-encoded by OpenSSL); malformed when it does not
+// parse as exactly one certificate.
+[[nodiscard]] Outcome<std::string> certificate_pem(std::span<const std::uint8_t> der);
 
 // The measurement policy of `--attestation-policy FILE` (docs/attestation.md). An empty list
 // accepts any value; a non-empty list must contain the measured value (else Check::measurement).

@@ -2,8 +2,20 @@
 // counterpart of the TypeScript SDK's createRvencClient / generateEncryptionKeys /
 // client.chat.completions.create.
 //
-//   auto client = rvenc::client::create_client({.api_key = "sk_test_..."});
-//   auto completion = client->chat.completions.create({{"model", "demo"}, {"messages", ...}});
+//   #include "rvenc/client/settings.hpp"
+//   // Next to a stack from `rvenc up`, resolve_settings({}) reads its gateway URL, API key and
+//   // platform key from ./.rvenc/stack.json: that stack's enclave is *simulated* and is trusted
+//   // only through attestation.simulated_platform_key (never by default). For a gateway elsewhere,
+//   // fill ClientOptions yourself ({.api_key = "sk_live_...", .base_url = "https://..."}); hardware
+//   // enclaves (TDX, SEV-SNP) are verified against the vendors' pinned roots with no key to set.
+//   auto options = rvenc::client::resolve_settings({});
+//   if (!options) { std::cerr << options.error().to_string() << "\n"; return 2; }
+//   auto client = rvenc::client::create_client(*options);   // Result<Client>
+//   if (!client) { std::cerr << client.error().to_string() << "\n"; return 2; }
+//   auto completion = client->chat.completions.create(
+//       {{"model", "rvenc-demo"},
+//        {"messages", boost::json::array{boost::json::object{{"role", "user"}, {"content", "Hello"}}}}});
+//   if (completion) std::cout << completion->at("choices").at(0).at("message").at("content") << "\n";
 //
 // Design: a Client is a cheap handle on shared state (options, the current encryption keys, an
 // http::Client connection pool), safe to use from many threads and coroutines at once. Every call
@@ -52,7 +64,7 @@
 #include "rvenc/client/response.hpp"
 #include "rvenc/common/error.hpp"
 #include "rvenc/crypto/crypto.hpp"
-#include "rvenc/http/types.hpp"
+#include "rvenc/http/awaitable.hpp"
 #include "rvenc/protocol/attestation.hpp"
 #include "rvenc/protocol/envelope.hpp"
 #include "rvenc/protocol/sse.hpp"

@@ -123,8 +123,18 @@ class GatewayHandler {
  private:
   GatewayHandler(GatewayOptions options, KeyStore lookups, std::unique_ptr<UsageRecorder> usage);
 
+  // The gateway's routes, named once (gateway.cpp): the allow list and dispatch both read it.
+  struct Route {
+    std::string_view path;
+    http::Verb method;
+    http::awaitable<void> (GatewayHandler::*serve)(RequestContext&, http::ResponseWriter&);
+  };
+  [[nodiscard]] static std::span<const Route> routes() noexcept;
   // Routes one request (handle() wraps the writer first for an allowed CORS origin).
   http::awaitable<void> dispatch(http::Request& request, http::ResponseWriter& writer);
+  http::awaitable<void> serve_health(RequestContext& context, http::ResponseWriter& writer);
+  http::awaitable<void> serve_metrics(RequestContext& context, http::ResponseWriter& writer);
+  http::awaitable<void> serve_models(RequestContext& context, http::ResponseWriter& writer);
   // Admits the request, forwards it, and settles its token reservation with what it used.
   http::awaitable<void> serve_chat(RequestContext& context, http::ResponseWriter& writer);
   // Routes and forwards an admitted request; returns the tokens it is charged (0 when the enclave
@@ -134,7 +144,6 @@ class GatewayHandler {
   http::awaitable<protocol::Usage> relay_stream(RequestContext& context, http::ResponseWriter& writer,
                                                 http::ResponseStream& stream, const http::Url& target,
                                                 Clock::time_point opened_at);
-  http::awaitable<void> forward_get(RequestContext& context, http::ResponseWriter& writer);
   // GET /rvenc/attestation (discovery.cpp): one enclave's document, or every replica's (all=1).
   http::awaitable<void> serve_attestation(RequestContext& context, http::ResponseWriter& writer);
   http::awaitable<void> serve_all_attestations(RequestContext& context, http::ResponseWriter& writer,
@@ -199,8 +208,6 @@ class Gateway {
   Gateway() = default;
   std::unique_ptr<GatewayHandler> handler_;  // declared first: outlives the server
   std::unique_ptr<http::Server> server_;
-  struct Signals;
-  std::unique_ptr<Signals> signals_;
 };
 
 }  // namespace rvenc::gateway

@@ -93,8 +93,14 @@ void decorate(http::Fields& fields, const RequestContext& context);
 // The gateway's own error response for the context's request, decorated.
 [[nodiscard]] http::Response gateway_error(const RequestContext& context, const Error& error);
 
-// Method and path allow-list: 404 not_found for unknown paths, 405 method_not_allowed otherwise.
-[[nodiscard]] Step allow_list_step();
+// A path and method the gateway serves (its one route table is in gateway.cpp).
+struct RouteKey {
+  std::string_view path;
+  http::Verb method;
+};
+// Method and path allow-list over `routes`: 404 not_found for unknown paths (with a hint for an
+// OpenAI client's /v1/... path), 405 method_not_allowed with Allow otherwise.
+[[nodiscard]] Step allow_list_step(std::vector<RouteKey> routes);
 // Request line plus header fields larger than `max_bytes` -> 431 (the server enforces it on the
 // wire too; this keeps the rule in the chain).
 [[nodiscard]] Step header_limit_step(std::size_t max_bytes);

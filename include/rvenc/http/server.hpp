@@ -211,8 +211,10 @@ class Server {
   void stop(std::optional<std::chrono::milliseconds> grace = std::nullopt);
   // Blocks until the background threads of start() have finished.
   void wait();
-  // SIGINT / SIGTERM call stop() (with the configured grace). Call before run()/start().
-  void stop_on_signals();
+  // SIGINT / SIGTERM call `on_signal` (default: stop(), with the configured grace). Call before
+  // run()/start(). The one signal handler of every rvenc service: a service that must stop more
+  // than its server passes its own stop (which ends with this server's stop()).
+  void stop_on_signals(std::function<void()> on_signal = {});
 
   // Re-reads the TLS certificate and key (SIGHUP does this): new handshakes use the new pair, open
   // connections keep theirs. On failure (logged by the SIGHUP handler) the current pair stays.

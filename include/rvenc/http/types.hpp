@@ -11,19 +11,15 @@
 #include <string>
 #include <string_view>
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
 #include "rvenc/common/error.hpp"
+#include "rvenc/http/awaitable.hpp"
 
 namespace rvenc::http {
 
-namespace asio = boost::asio;
 namespace beast = boost::beast;
-
-template <class T>
-using awaitable = asio::awaitable<T>;
 
 using Request = beast::http::request<beast::http::string_body>;
 using Response = beast::http::response<beast::http::string_body>;
