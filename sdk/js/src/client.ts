@@ -27,7 +27,7 @@ import {
   SHARED_SECRET_BYTES, XWING_CIPHERTEXT_BYTES,
 } from './crypto.js';
 import { AttestationError, ConnectionError, errorFromHttp, RvencError, StreamError } from './errors.js';
-import { ProtocolVersion, ResponseDecoder, sealRequest } from './protocol.js';
+import { ProtocolVersion, ResponseDecoder, sealRequestWithDecoder } from './protocol.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams } from './types.js';
 
 export const DEFAULT_BASE_URL = 'http://127.0.0.1:8400';
@@ -659,11 +659,9 @@ export class RvencClient {
       };
       try {
         const nonce = randomBytes(NONCE_BYTES);
-        // The request key and the answer's secret are independent derivations: made at once.
-        const [body, decoder] = await Promise.all([
-          sealRequest({ version: this.o.protocolVersion, ...keys, nonce, timestamp: now() }, plaintext),
-          ResponseDecoder.create(this.o.protocolVersion, keys.sharedSecret, nonce, this.o.maxBufferSize),
-        ]);
+        // The request key and the answer's secret: expansions of one HKDF key.
+        const { body, decoder } = await sealRequestWithDecoder(
+          { version: this.o.protocolVersion, ...keys, nonce, timestamp: now() }, plaintext, this.o.maxBufferSize);
         const control = new CallControl(this.o.requestTimeoutMs, options.signal);
         control.arm();
         let response: Response;

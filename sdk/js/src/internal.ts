@@ -6,7 +6,7 @@ import { expectedReportData, parseAttestation, reportDataFor, reportDataV2For, v
 import { refreshTime } from './client.js';
 import {
   deriveRequestKey, deriveResponseSecret, deriveV2ResponseKeys, deriveV3ResponseKeys, eventNonce,
-  ResponseDecoder, ResponseOpener, sealRequest,
+  ResponseDecoder, ResponseOpener, sealRequest, sealRequestWithDecoder,
 } from './protocol.js';
 import { SseParser } from './sse.js';
 import { CompletionAssembler } from './assemble.js';
@@ -35,5 +35,5 @@ export {
   sodium, ready, hkdf, toHex, seal, xwingEncapsulate, fromHex, pad, unpad, keyIdOf, parseAttestation, reportDataFor, reportDataV2For,
   expectedReportData, refreshTime, verifyAttestation,
   deriveRequestKey, deriveResponseSecret, deriveV2ResponseKeys, deriveV3ResponseKeys, eventNonce,
-  ResponseDecoder, ResponseOpener, sealRequest, SseParser, CompletionAssembler, errorFromHttp,
+  ResponseDecoder, ResponseOpener, sealRequest, sealRequestWithDecoder, SseParser, CompletionAssembler, errorFromHttp,
 };
