@@ -94,7 +94,7 @@ for (const side of sides) {
   console.log(`best: ${side.name}: ${b.wall.toFixed(1)} us wall, ${b.cpu.toFixed(1)} us CPU${ratio}`);
 }
 
-for (const file of ['dist/browser/rvenc.min.js', 'dist/browser/rvenc.wasm', 'dist/chat/chat.js']) {
+for (const file of ['dist/browser/rvenc.min.js', 'dist/browser/libsodium.wasm', 'dist/chat/chat.js']) {
   const path = join(root, file);
   if (!existsSync(path)) continue;
   const bytes = readFileSync(path);

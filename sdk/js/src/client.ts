@@ -182,6 +182,9 @@ const summary = (doc: AttestationDocument): VerifiedAttestation => ({
 export const refreshTime = (notAfter: number, verifiedAt: number): number =>
   notAfter - Math.min(KEY_EXPIRY_MARGIN_S, Math.floor(Math.max(0, notAfter - verifiedAt) / 2));
 
+/** The end of a document's use: its notAfter, or earlier when its hardware evidence's certificates end first. */
+const usableUntil = (doc: AttestationDocument): number => Math.min(doc.notAfter, doc.validUntil ?? doc.notAfter);
+
 const usableAt = (k: Keys, at: number) => {
   if (k.refreshAt !== undefined) return at < k.refreshAt;
   return k.notAfter === undefined || at < k.notAfter - KEY_EXPIRY_MARGIN_S;
@@ -523,7 +526,7 @@ export class RvencClient {
   private encapsulate(doc: AttestationDocument, models?: string[]): Keys {
     const { cipherText, sharedSecret } = xwingEncapsulate(doc.publicKey);
     return {
-      sharedSecret, cipherText, keyId: fromHex(doc.keyId)!, notAfter: doc.notAfter, refreshAt: refreshTime(doc.notAfter, now()), models,
+      sharedSecret, cipherText, keyId: fromHex(doc.keyId)!, notAfter: doc.notAfter, refreshAt: refreshTime(usableUntil(doc), now()), models,
     };
   }
 
