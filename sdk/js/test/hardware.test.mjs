@@ -12,7 +12,9 @@ import { PINNED_AMD_ARKS } from '../dist/hardware_roots.js';
 import * as t from '../dist/internal.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const fixtures = [join(repo, '..', 'shared', 'attestation', 'sev-snp'), join(repo, 'shared', 'attestation', 'sev-snp')]
+// shared/ is next to the checkout (RVENC_VECTORS_DIR=<shared>/vectors under CTest).
+const fixtures = [process.env.RVENC_VECTORS_DIR && join(process.env.RVENC_VECTORS_DIR, '..', 'attestation', 'sev-snp'),
+  join(repo, '..', 'shared', 'attestation', 'sev-snp')].filter(Boolean)
   .find((dir) => existsSync(dir));
 await t.ready();
 const AT = 1700000000;  // 2023-11-14: inside every fixture's validity
