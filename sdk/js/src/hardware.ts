@@ -2,9 +2,11 @@
 // checks, order, names and policy semantics (src/attestation/sev_snp.cpp, policy.cpp,
 // docs/attestation.md), tested on the same fixtures (shared/attestation/sev-snp/). Checks, in
 // order, the first failure thrown as HardwareFailure naming its check:
-//   1. malformed   the report (1184 bytes, version 2/3/5), vcek.der/vlek.der, ask_ark.pem
-//   2. cert_chain / expired
-//                  VCEK → ASK → a pinned ARK (VLEK → ASVK → ARK) valid at `at`; the products of the
+//   1. malformed   the report (1184 bytes, version 2/3/5), vcek.der/vlek.der, ask_ark.pem, crl.der
+//   2. cert_chain / expired / crl
+//                  VCEK → ASK → a pinned ARK (VLEK → ASVK → ARK) valid at `at`; with crl.der (the
+//                  ARK's CRL, optional) signed by a certificate of the chain, current at `at`, and
+//                  not listing a certificate its issuer issued; the products of the
 //                  VCEK (productName), the ARK (CN) and the report's CPUID agree
 //   3. signature   ECDSA P-384 / SHA-384 by the VCEK/VLEK over bytes 0..0x29F
 //   4. cert_chain  CHIP_ID = the VCEK's hwID
@@ -300,6 +302,39 @@ async function verifyChain(leaf: pkijs.Certificate, intermediates: pkijs.Certifi
   return [leaf, ask, ark];
 }
 
+/**
+ * crl.der (AMD KDS /vcek/v1/{product}/crl, optional, as in the C++ verifier): signed by the chain's
+ * certificate that issued it, current at `at`, listing none of the certificates that one issued.
+ * Returns the CRL's nextUpdate (Unix seconds), or Infinity without a CRL.
+ */
+async function checkCrl(der: Uint8Array | undefined, chain: pkijs.Certificate[], at: Date, what: string): Promise<number> {
+  if (!der) return Infinity;
+  let crl: pkijs.CertificateRevocationList;
+  try {
+    crl = pkijs.CertificateRevocationList.fromBER(der as BufferSource);
+  } catch {
+    return fail('malformed', 'crl.der is not a DER certificate revocation list');
+  }
+  const issuer = chain.find((c) => sameName(c.subject, crl.issuer));
+  if (!issuer) return fail('crl', `${what}: crl.der is issued by none of the chain's certificates`);
+  let signed = false;
+  try {
+    signed = await crl.verify({ issuerCertificate: issuer });
+  } catch {
+    signed = false;
+  }
+  if (!signed) fail('crl', `${what}: crl.der's signature does not verify with its issuer`);
+  const nextUpdate = crl.nextUpdate?.value;
+  if (crl.thisUpdate.value > at || !nextUpdate || nextUpdate < at) fail('expired', `${what}: crl.der is not current at ${at.toISOString()}`);
+  for (const cert of chain) {
+    if (!sameName(cert.issuer, crl.issuer) || cert === issuer) continue;
+    const serial = toHex(new Uint8Array(cert.serialNumber.valueBlock.valueHexView));
+    const revoked = crl.revokedCertificates?.some((r) => toHex(new Uint8Array(r.userCertificate.valueBlock.valueHexView)) === serial);
+    if (revoked) fail('crl', `${what}: the certificate with serial ${serial} is revoked by crl.der`);
+  }
+  return Math.floor(nextUpdate!.getTime() / 1000);
+}
+
 function chainProduct(name: string, leaf: pkijs.Certificate, ark: pkijs.Certificate, report: SnpReport): Product {
   let byLeaf: Product | null = null;
   const ext = extension(leaf, OID_PRODUCT_NAME);
@@ -328,8 +363,9 @@ async function verifyKeychain(report: SnpReport, collateral: Record<string, Uint
   if (!collateral['ask_ark.pem']) fail('malformed', 'collateral ask_ark.pem (ASK/ASVK and ARK) is missing');
   const intermediates = parsePem(new TextDecoder().decode(collateral['ask_ark.pem']), 'ask_ark.pem');
   const chain = await verifyChain(leaf, intermediates, anchors, at, `${name} chain`);
+  const crlEnd = await checkCrl(collateral['crl.der'], chain, at, `${name} chain`);
   const product = chainProduct(name, leaf, chain[2], report);
-  const validUntil = Math.min(...chain.map((c) => Math.floor(c.notAfter.value.getTime() / 1000)));
+  const validUntil = Math.min(crlEnd, ...chain.map((c) => Math.floor(c.notAfter.value.getTime() / 1000)));
   return { name, leaf, product, validUntil };
 }
 

@@ -9,6 +9,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HardwareFailure, parseHardwarePolicy, verifyEvidence } from '../dist/hardware.js';
 import { PINNED_AMD_ARKS } from '../dist/hardware_roots.js';
+import * as asn1js from 'asn1js';
+import * as pkijs from 'pkijs';
 import * as t from '../dist/internal.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -75,6 +77,28 @@ test('sev-snp: a tampered REPORTED_TCB fails at signature (signed), the measured
   await assert.rejects(run('milan-virtee', { change: flip('report.bin', 0x180) }), failsAt('signature'));
   const measurement = t.toHex((await run('milan-virtee')).measurement);
   await run('milan-virtee', { policy: { sevSnp: { measurement: ['00'.repeat(48), measurement], minTcb: '0300000000000873' } } });
+});
+
+// A CRL (crl.der) naming the ARK as its issuer but signed by another key: crl. Garbage: malformed.
+test('sev-snp crl.der: not DER is malformed, not signed by the ARK is crl, none is accepted', { skip: !fixtures }, async () => {
+  const pem = new TextDecoder().decode(load('milan-virtee')['ask_ark.pem']);
+  const blocks = [...pem.matchAll(/-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/g)];
+  const ark = pkijs.Certificate.fromBER(Buffer.from(blocks[1][1].replace(/\s/g, ''), 'base64'));
+  const crlBy = async (issuer) => {
+    const keys = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
+    const crl = new pkijs.CertificateRevocationList({ version: 1, issuer,
+      thisUpdate: new pkijs.Time({ type: 0, value: new Date('2023-01-01T00:00:00Z') }),
+      nextUpdate: new pkijs.Time({ type: 0, value: new Date('2024-01-01T00:00:00Z') }) });
+    await crl.sign(keys.privateKey, 'SHA-256');
+    return new Uint8Array(crl.toSchema(true).toBER());
+  };
+  const withCrl = (der) => ({ change: (c) => { c['crl.der'] = der; } });
+  await assert.rejects(run('milan-virtee', withCrl(new Uint8Array([0x30, 0x03, 1, 2, 3]))), failsAt('malformed', /crl.der/));
+  await assert.rejects(run('milan-virtee', withCrl(await crlBy(ark.subject))), failsAt('crl', /signature does not verify/));
+  const stranger = new pkijs.RelativeDistinguishedNames({
+    typesAndValues: [new pkijs.AttributeTypeAndValue({ type: '2.5.4.3', value: new asn1js.Utf8String({ value: 'someone else' }) })],
+  });
+  await assert.rejects(run('milan-virtee', withCrl(await crlBy(stranger))), failsAt('crl', /none of the chain/));
 });
 
 test('sev-snp policy: strict like the C++ parser (unknown keys, lengths, types named)', () => {
