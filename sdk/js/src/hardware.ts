@@ -307,14 +307,17 @@ async function verifyChain(leaf: pkijs.Certificate, intermediates: pkijs.Certifi
  * certificate that issued it, current at `at`, listing none of the certificates that one issued.
  * Returns the CRL's nextUpdate (Unix seconds), or Infinity without a CRL.
  */
-async function checkCrl(der: Uint8Array | undefined, chain: pkijs.Certificate[], at: Date, what: string): Promise<number> {
-  if (!der) return Infinity;
-  let crl: pkijs.CertificateRevocationList;
+function parseCrl(der: Uint8Array | undefined): pkijs.CertificateRevocationList | null {
+  if (!der) return null;
   try {
-    crl = pkijs.CertificateRevocationList.fromBER(der as BufferSource);
+    return pkijs.CertificateRevocationList.fromBER(der as BufferSource);
   } catch {
     return fail('malformed', 'crl.der is not a DER certificate revocation list');
   }
+}
+
+async function checkCrl(crl: pkijs.CertificateRevocationList | null, chain: pkijs.Certificate[], at: Date, what: string): Promise<number> {
+  if (!crl) return Infinity;
   const issuer = chain.find((c) => sameName(c.subject, crl.issuer));
   if (!issuer) return fail('crl', `${what}: crl.der is issued by none of the chain's certificates`);
   let signed = false;
@@ -362,8 +365,9 @@ async function verifyKeychain(report: SnpReport, collateral: Record<string, Uint
   const leaf = parseDer(collateral[file], file);
   if (!collateral['ask_ark.pem']) fail('malformed', 'collateral ask_ark.pem (ASK/ASVK and ARK) is missing');
   const intermediates = parsePem(new TextDecoder().decode(collateral['ask_ark.pem']), 'ask_ark.pem');
+  const crl = parseCrl(collateral['crl.der']);  // every file parsed before any signature, as in C++
   const chain = await verifyChain(leaf, intermediates, anchors, at, `${name} chain`);
-  const crlEnd = await checkCrl(collateral['crl.der'], chain, at, `${name} chain`);
+  const crlEnd = await checkCrl(crl, chain, at, `${name} chain`);
   const product = chainProduct(name, leaf, chain[2], report);
   const validUntil = Math.min(crlEnd, ...chain.map((c) => Math.floor(c.notAfter.value.getTime() / 1000)));
   return { name, leaf, product, validUntil };
