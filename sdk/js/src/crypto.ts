@@ -45,7 +45,7 @@ export const utf8 = (text: string): Uint8Array => encoder.encode(text);
 // Hex through libsodium's sodium_bin2hex/sodium_hex2bin (constant-time) inside its heap: the text
 // moves in and out with TextEncoder.encodeInto/TextDecoder (native), not the wrappers' per-character
 // JS string conversions, which were the SDK's hottest path (every event of an answer is hex).
-const latin = new TextDecoder();
+const asciiDecoder = new TextDecoder();  // hex is ASCII, a subset of UTF-8
 const textEncoder = new TextEncoder();
 
 export function toHex(bytes: Uint8Array): string {
@@ -54,7 +54,7 @@ export function toHex(bytes: Uint8Array): string {
     const hexAt = base + bytes.length;
     m.HEAPU8.set(bytes, base);
     m._sodium_bin2hex(hexAt, hexLength + 1, base, bytes.length);
-    return latin.decode(m.HEAPU8.subarray(hexAt, hexAt + hexLength));
+    return asciiDecoder.decode(m.HEAPU8.subarray(hexAt, hexAt + hexLength));
   });
 }
 
