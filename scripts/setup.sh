@@ -81,8 +81,10 @@ if [ -f tests/node/package.json ] && command -v npm >/dev/null 2>&1; then
   fi
 fi
 
-# The TypeScript SDK and the browser chat page (sdk/js): npm packages, then tsc + esbuild into
-# sdk/js/dist (the proxy serves dist/chat at /chat). The browser tests use Debian's chromium above.
+# The TypeScript SDK and the browser chat page (sdk/js): npm packages (package-lock.json:
+# libsodium-wrappers, pkijs + asn1js for SEV-SNP verification, esbuild, typescript, puppeteer-core),
+# then tsc + esbuild into sdk/js/dist (the proxy serves dist/chat at /chat: chat.js, libsodium.wasm,
+# hardware.js). The browser tests use Debian's chromium above.
 if [ -f sdk/js/package.json ] && command -v npm >/dev/null 2>&1; then
   if [ ! -d sdk/js/node_modules/libsodium-wrappers ] || [ sdk/js/package-lock.json -nt sdk/js/node_modules/.package-lock.json ]; then
     log "installing the TypeScript SDK's npm packages"

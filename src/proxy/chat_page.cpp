@@ -21,9 +21,14 @@ struct PageFile {
   std::string_view name;
   std::string_view content_type;
 };
-constexpr std::array<PageFile, 3> kFiles{{{"index.html", "text/html; charset=utf-8"},
+// libsodium.wasm: libsodium's WebAssembly, which the bundle fetches (and checks against the SHA-256
+// it was built with) instead of carrying it as base64; hardware.js: the SEV-SNP verifier, imported
+// by chat.js only for a hardware enclave (sdk/js/scripts/bundle.mjs).
+constexpr std::array<PageFile, 5> kFiles{{{"index.html", "text/html; charset=utf-8"},
                                           {"chat.js", "text/javascript; charset=utf-8"},
-                                          {"chat.css", "text/css; charset=utf-8"}}};
+                                          {"chat.css", "text/css; charset=utf-8"},
+                                          {"libsodium.wasm", "application/wasm"},
+                                          {"hardware.js", "text/javascript; charset=utf-8"}}};
 
 std::string content_type_of(std::string_view name) {
   for (const auto& f : kFiles)

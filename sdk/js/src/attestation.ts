@@ -2,9 +2,10 @@
 // SDK's policy semantics (protocol::verify_attestation): keyId matches the public key, reportData
 // binds the key to the client's fresh challenge, notAfter is in the future, the measurement is the
 // expected one when required, and the provider is trusted: "simulated" only with the platform's
-// Ed25519 public key given explicitly (platformPublicKey, as --platform-public-key), hardware
-// providers (sev-snp, tdx) never yet: this SDK has no verifier for their evidence and refuses it
-// with attestation_failed rather than accept it unverified. The binding is versioned like the C++
+// Ed25519 public key given explicitly (platformPublicKey, as --platform-public-key); "sev-snp" by
+// the hardware verifier (hardware.ts, loaded with import() only then: the C++ verifier's checks,
+// policy and pinned AMD roots), its evidence's REPORT_DATA and MEASUREMENT the document's; "tdx"
+// refused (no TDX verifier in this SDK yet), never accepted unverified. The binding is versioned like the C++
 // core's (protocol::expected_report_data): binding 2 ("binding": 2) covers keyId and notAfter and is
 // required unless policy.allowBindingV1 accepts enclaves of older releases (docs/key-rotation.md).
 import { concat, equal, ed25519Verify, fromHex, keyIdOf, sha512, sodium, utf8, KEY_ID_BYTES, XWING_PUBLIC_KEY_BYTES } from './crypto.js';
@@ -18,8 +19,15 @@ const MAX_EVIDENCE_BASE64 = 64 * 1024;
 const MAX_MEASUREMENT_BYTES = 256;
 
 export interface AttestationPolicy {
-  /** Hardware providers accepted (default ["sev-snp", "tdx"]; none can be verified by this SDK yet). */
+  /** Hardware providers accepted (default ["sev-snp", "tdx"]; this SDK verifies sev-snp and refuses tdx). */
   allowedProviders?: string[];
+  /**
+   * The hardware measurement policy: the JSON of the C++ SDK's policy file (`--attestation-policy`,
+   * docs/attestation.md), as text or as the parsed object, with the same semantics (providers,
+   * allowDebug, sevSnp lists, minTcb, allowSmt, allowMigrationAgent; unknown keys refused).
+   * Absent: authenticity and key binding are still verified, debug is refused.
+   */
+  hardware?: string | Record<string, unknown>;
   /** Require this measurement (hex). */
   expectedMeasurement?: string;
   /**
@@ -42,6 +50,10 @@ export interface AttestationDocument {
   binding: 1 | 2;
   /** The models the enclave serves (informational, outside reportData; absent from older enclaves). */
   models?: string[];
+  /** Collateral by file name (vcek.der, ask_ark.pem, …): outside reportData, authenticated by its own signatures. */
+  collateral: Record<string, Uint8Array>;
+  /** Set by verifyAttestation for hardware evidence: the earliest end of the verified certificates (Unix seconds). */
+  validUntil?: number;
 }
 
 const fail = (message: string): never => {
@@ -102,9 +114,38 @@ export function parseAttestation(text: string): AttestationDocument {
   const doc: AttestationDocument = {
     keyId: sodium().to_hex(keyId), kem: 'X-Wing', publicKey, notAfter: notAfter as number,
     provider: obj.provider as string, reportData, evidence, measurement: sodium().to_hex(measurement), binding,
+    collateral: parseCollateral(obj.collateral),
   };
   if (models) doc.models = models;
   return doc;
+}
+
+const MAX_COLLATERAL_FILES = 32;
+const MAX_COLLATERAL_BYTES = 256 * 1024;
+const COLLATERAL_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/;
+
+/** The document's `collateral` (docs/attestation.md): absent → none; bounded as the C++ clients bound it. */
+function parseCollateral(value: unknown): Record<string, Uint8Array> {
+  const out: Record<string, Uint8Array> = {};
+  if (value === undefined || value === null) return out;
+  if (typeof value !== 'object' || Array.isArray(value)) return fail('the attestation document is malformed: field "collateral" must be an object');
+  const entries = Object.entries(value as Record<string, unknown>);
+  if (entries.length > MAX_COLLATERAL_FILES) fail(`the attestation document is malformed: more than ${MAX_COLLATERAL_FILES} collateral files`);
+  let total = 0;
+  for (const [name, content] of entries) {
+    if (!COLLATERAL_NAME.test(name)) fail('the attestation document is malformed: a collateral file name is not 1-64 characters of [A-Za-z0-9._-] (not starting with ".")');
+    if (typeof content !== 'string' || content.length > (4 * MAX_COLLATERAL_BYTES) / 3 + 4) {
+      fail(`the attestation document is malformed: collateral ${name} is not a base64 string of at most ${MAX_COLLATERAL_BYTES} bytes`);
+    }
+    try {
+      out[name] = sodium().from_base64(content as string, sodium().base64_variants.ORIGINAL);
+    } catch {
+      fail(`the attestation document is malformed: collateral ${name} is not valid base64`);
+    }
+    total += out[name].length;
+    if (total > MAX_COLLATERAL_BYTES) fail(`the attestation document is malformed: collateral is larger than ${MAX_COLLATERAL_BYTES} bytes in all`);
+  }
+  return out;
 }
 
 /** Binding 1: SHA-512("rvenc-attest-v1" ‖ publicKey ‖ challenge) */
@@ -164,5 +205,27 @@ export async function verifyAttestation(doc: AttestationDocument, challenge: Uin
   }
   const allowed = policy.allowedProviders ?? ['sev-snp', 'tdx'];
   if (!allowed.includes(doc.provider)) fail(`attestation provider "${doc.provider.slice(0, 40)}" is not allowed by the policy`);
-  fail(`no verifier for ${doc.provider.slice(0, 40)} evidence is built into this SDK: hardware attestation is refused, never accepted unverified`);
+  if (doc.provider !== 'sev-snp' && doc.provider !== 'tdx') fail(`attestation provider "${doc.provider.slice(0, 40)}" is unknown`);
+  doc.validUntil = await verifyHardware(doc, policy, now);
+}
+
+/**
+ * The evidence through the hardware verifier, then its REPORT_DATA against the document's (check
+ * report_data) and its MEASUREMENT against the document's; the earliest end of what was verified.
+ * Failures read "<provider> evidence: <check>: …", as the C++ clients' do.
+ */
+async function verifyHardware(doc: AttestationDocument, policy: AttestationPolicy, now: number): Promise<number> {
+  const hardware = await import('./hardware.js');
+  const failed = (check: string, detail: string): never => fail(`${doc.provider} evidence: ${check}: ${detail}`);
+  try {
+    const verified = await hardware.verifyEvidence({
+      provider: doc.provider, evidence: doc.evidence, collateral: doc.collateral, policy: hardware.parseHardwarePolicy(policy.hardware), at: now,
+    });
+    if (!equal(verified.reportData, doc.reportData)) failed('report_data', 'REPORT_DATA is not the document\'s reportData');
+    if (sodium().to_hex(verified.measurement) !== doc.measurement) failed('measurement', 'the document\'s measurement is not the evidence\'s MEASUREMENT');
+    return verified.validUntil;
+  } catch (error) {
+    if (error instanceof hardware.HardwareFailure) return fail(`${doc.provider} evidence: ${error.message}`);
+    throw error;
+  }
 }

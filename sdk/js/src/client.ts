@@ -27,7 +27,7 @@ import {
   SHARED_SECRET_BYTES, XWING_CIPHERTEXT_BYTES,
 } from './crypto.js';
 import { AttestationError, ConnectionError, errorFromHttp, RvencError, StreamError } from './errors.js';
-import { ProtocolVersion, ResponseDecoder, sealRequest } from './protocol.js';
+import { ProtocolVersion, ResponseDecoder, sealRequestWithDecoder } from './protocol.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams } from './types.js';
 
 export const DEFAULT_BASE_URL = 'http://127.0.0.1:8400';
@@ -181,6 +181,9 @@ const summary = (doc: AttestationDocument): VerifiedAttestation => ({
  */
 export const refreshTime = (notAfter: number, verifiedAt: number): number =>
   notAfter - Math.min(KEY_EXPIRY_MARGIN_S, Math.floor(Math.max(0, notAfter - verifiedAt) / 2));
+
+/** The end of a document's use: its notAfter, or earlier when its hardware evidence's certificates end first. */
+const usableUntil = (doc: AttestationDocument): number => Math.min(doc.notAfter, doc.validUntil ?? doc.notAfter);
 
 const usableAt = (k: Keys, at: number) => {
   if (k.refreshAt !== undefined) return at < k.refreshAt;
@@ -523,7 +526,7 @@ export class RvencClient {
   private encapsulate(doc: AttestationDocument, models?: string[]): Keys {
     const { cipherText, sharedSecret } = xwingEncapsulate(doc.publicKey);
     return {
-      sharedSecret, cipherText, keyId: fromHex(doc.keyId)!, notAfter: doc.notAfter, refreshAt: refreshTime(doc.notAfter, now()), models,
+      sharedSecret, cipherText, keyId: fromHex(doc.keyId)!, notAfter: doc.notAfter, refreshAt: refreshTime(usableUntil(doc), now()), models,
     };
   }
 
@@ -659,11 +662,9 @@ export class RvencClient {
       };
       try {
         const nonce = randomBytes(NONCE_BYTES);
-        // The request key and the answer's secret are independent derivations: made at once.
-        const [body, decoder] = await Promise.all([
-          sealRequest({ version: this.o.protocolVersion, ...keys, nonce, timestamp: now() }, plaintext),
-          ResponseDecoder.create(this.o.protocolVersion, keys.sharedSecret, nonce, this.o.maxBufferSize),
-        ]);
+        // The request key and the answer's secret: expansions of one HKDF key.
+        const { body, decoder } = await sealRequestWithDecoder(
+          { version: this.o.protocolVersion, ...keys, nonce, timestamp: now() }, plaintext, this.o.maxBufferSize);
         const control = new CallControl(this.o.requestTimeoutMs, options.signal);
         control.arm();
         let response: Response;

@@ -1,12 +1,14 @@
 // Test-only entry point (not in the package's exports map): the deterministic pieces the shared
 // vectors need (seeded X-Wing, fixed nonce/timestamp sealing, response decoding with given keys,
 // attestation checks with a given challenge and clock). Production code never imports it.
-import { hkdf, ready, seal, sodium, toHex, fromHex, pad, unpad, keyIdOf, xwingEncapsulate } from './crypto.js';
+import {
+  hkdf, hkdfMany, openPaddedHex, randomBytes, ready, seal, sodium, toHex, fromHex, pad, unpad, keyIdOf, xwingEncapsulate,
+} from './crypto.js';
 import { expectedReportData, parseAttestation, reportDataFor, reportDataV2For, verifyAttestation } from './attestation.js';
 import { refreshTime } from './client.js';
 import {
   deriveRequestKey, deriveResponseSecret, deriveV2ResponseKeys, deriveV3ResponseKeys, eventNonce,
-  ResponseDecoder, ResponseOpener, sealRequest,
+  ResponseDecoder, ResponseOpener, sealRequest, sealRequestWithDecoder,
 } from './protocol.js';
 import { SseParser } from './sse.js';
 import { CompletionAssembler } from './assemble.js';
@@ -32,8 +34,8 @@ export function xwingDecapsulate(cipherText: Uint8Array, secretKey: Uint8Array) 
 }
 
 export {
-  sodium, ready, hkdf, toHex, seal, xwingEncapsulate, fromHex, pad, unpad, keyIdOf, parseAttestation, reportDataFor, reportDataV2For,
+  sodium, ready, hkdf, hkdfMany, openPaddedHex, randomBytes, toHex, seal, xwingEncapsulate, fromHex, pad, unpad, keyIdOf, parseAttestation, reportDataFor, reportDataV2For,
   expectedReportData, refreshTime, verifyAttestation,
   deriveRequestKey, deriveResponseSecret, deriveV2ResponseKeys, deriveV3ResponseKeys, eventNonce,
-  ResponseDecoder, ResponseOpener, sealRequest, SseParser, CompletionAssembler, errorFromHttp,
+  ResponseDecoder, ResponseOpener, sealRequest, sealRequestWithDecoder, SseParser, CompletionAssembler, errorFromHttp,
 };

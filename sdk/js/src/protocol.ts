@@ -7,7 +7,7 @@
 // Design: pure logic (bytes and text in, chunks or RvencError out), so every rule is tested against
 // the shared vectors without sockets; the client only moves bytes into ResponseDecoder.
 import {
-  fromHex, hkdf, hkdfMany, open, pad, seal, toHex, unpad, utf8, wipe, NONCE_BYTES,
+  fromHex, hkdf, hkdfMany, open, openPaddedHex, pad, seal, toHex, utf8, wipe, NONCE_BYTES,
 } from './crypto.js';
 import { EnclaveError, ErrorCode, parseErrorJson, RvencError, StreamError } from './errors.js';
 import { SseEvent, SseParser } from './sse.js';
@@ -46,21 +46,31 @@ export function requestAd(version: ProtocolVersion, keyId: Uint8Array, timestamp
 }
 
 /** The request key of version 2 or 3: HKDF(salt = nonce, ikm = sharedSecret, "rvenc/N request"). */
-export function deriveRequestKey(version: 2 | 3, sharedSecret: Uint8Array, nonce: Uint8Array): Promise<Uint8Array> {
+export function deriveRequestKey(version: 2 | 3, sharedSecret: Uint8Array, nonce: Uint8Array): Uint8Array {
   return hkdf(nonce, sharedSecret, label(version, 'request'), 32);
 }
 
 /** The request envelope (section 2) for `plaintext` (the request JSON as UTF-8). */
 export async function sealRequest(input: SealInput, plaintext: Uint8Array): Promise<RequestBody> {
+  if (input.version === 1) return sealWithKey(input, null, plaintext);
+  const key = deriveRequestKey(input.version, input.sharedSecret, input.nonce);
+  try {
+    return sealWithKey(input, key, plaintext);
+  } finally {
+    wipe(key);
+  }
+}
+
+/** The envelope with the request key already derived (null for version 1, which has none). */
+function sealWithKey(input: SealInput, key: Uint8Array | null, plaintext: Uint8Array): RequestBody {
   const { version, sharedSecret, cipherText, keyId, nonce, timestamp } = input;
-  if (version === 1) {
+  if (version === 1 || !key) {
     return {
       encryptedInference: toHex(seal(sharedSecret, nonce, new Uint8Array(0), plaintext)),
       cipherText: toHex(cipherText),
       nonce: toHex(nonce),
     };
   }
-  const key = await deriveRequestKey(version, sharedSecret, nonce);
   const padded = pad(plaintext);
   try {
     const sealed = seal(key, nonce, requestAd(version, keyId, timestamp), padded);
@@ -69,7 +79,31 @@ export async function sealRequest(input: SealInput, plaintext: Uint8Array): Prom
       encryptedInference: toHex(sealed), cipherText: toHex(cipherText), nonce: toHex(nonce),
     };
   } finally {
-    wipe(key, padded);
+    wipe(padded);
+  }
+}
+
+/**
+ * One request's envelope and the decoder of its answer. Every derivation keyed by (nonce,
+ * sharedSecret) comes from one WebCrypto key import: the request key and, in version 3, the
+ * response secret (version 2: the response key and nonce prefix) are expansions of the same PRK.
+ */
+export async function sealRequestWithDecoder(input: SealInput, plaintext: Uint8Array, maxEventBytes: number):
+    Promise<{ body: RequestBody; decoder: ResponseDecoder }> {
+  const { version, sharedSecret, nonce } = input;
+  if (version === 1) {
+    const opener = await ResponseOpener.create(1, sharedSecret, nonce);
+    return { body: sealWithKey(input, null, plaintext), decoder: new ResponseDecoder(opener, maxEventBytes) };
+  }
+  const outputs: [string, number][] = version === 3
+    ? [[label(3, 'request'), 32], [label(3, 'response secret'), 32]]
+    : [[label(2, 'request'), 32], [label(2, 'response'), 32], [label(2, 'response nonce'), RESPONSE_PREFIX_BYTES]];
+  const [requestKey, ...response] = hkdfMany(nonce, sharedSecret, outputs);
+  try {
+    const opener = ResponseOpener.fromDerived(version, sharedSecret, nonce, response);
+    return { body: sealWithKey(input, requestKey, plaintext), decoder: new ResponseDecoder(opener, maxEventBytes) };
+  } finally {
+    wipe(requestKey);
   }
 }
 
@@ -78,19 +112,18 @@ interface ResponseKeys {
   prefix: Uint8Array;
 }
 
-// WebCrypto calls are asynchronous (Node runs them on its thread pool): independent ones run at once.
-export async function deriveV2ResponseKeys(sharedSecret: Uint8Array, nonce: Uint8Array): Promise<ResponseKeys> {
-  const [key, prefix] = await hkdfMany(nonce, sharedSecret,
+export function deriveV2ResponseKeys(sharedSecret: Uint8Array, nonce: Uint8Array): ResponseKeys {
+  const [key, prefix] = hkdfMany(nonce, sharedSecret,
     [[label(2, 'response'), 32], [label(2, 'response nonce'), RESPONSE_PREFIX_BYTES]]);
   return { key, prefix };
 }
 
-export function deriveResponseSecret(sharedSecret: Uint8Array, nonce: Uint8Array): Promise<Uint8Array> {
+export function deriveResponseSecret(sharedSecret: Uint8Array, nonce: Uint8Array): Uint8Array {
   return hkdf(nonce, sharedSecret, label(3, 'response secret'), 32);
 }
 
-export async function deriveV3ResponseKeys(responseSecret: Uint8Array, salt: Uint8Array): Promise<ResponseKeys> {
-  const [key, prefix] = await hkdfMany(salt, responseSecret,
+export function deriveV3ResponseKeys(responseSecret: Uint8Array, salt: Uint8Array): ResponseKeys {
+  const [key, prefix] = hkdfMany(salt, responseSecret,
     [[label(3, 'response'), 32], [label(3, 'response nonce'), RESPONSE_PREFIX_BYTES]]);
   return { key, prefix };
 }
@@ -99,7 +132,11 @@ export async function deriveV3ResponseKeys(responseSecret: Uint8Array, salt: Uin
 export function eventNonce(prefix: Uint8Array, index: number): Uint8Array {
   const nonce = new Uint8Array(NONCE_BYTES);
   nonce.set(prefix, 0);
-  new DataView(nonce.buffer).setBigUint64(RESPONSE_PREFIX_BYTES, BigInt(index), false);
+  let rest = index;  // a safe integer: the high bytes by division, not 32-bit shifts
+  for (let at = NONCE_BYTES - 1; at >= RESPONSE_PREFIX_BYTES; at -= 1) {
+    nonce[at] = rest % 256;
+    rest = Math.floor(rest / 256);
+  }
   return nonce;
 }
 
@@ -121,10 +158,18 @@ export class ResponseOpener {
   private constructor(readonly version: ProtocolVersion, private readonly sharedSecret: Uint8Array,
                       private readonly requestNonce: Uint8Array) {}
 
+  /** The opener from derivations already made (sealRequestWithDecoder): [responseSecret] or [key, prefix]. */
+  static fromDerived(version: 2 | 3, sharedSecret: Uint8Array, requestNonce: Uint8Array, derived: Uint8Array[]): ResponseOpener {
+    const opener = new ResponseOpener(version, sharedSecret, requestNonce);
+    if (version === 3) opener.responseSecret = derived[0];
+    else opener.keys = { key: derived[0], prefix: derived[1] };
+    return opener;
+  }
+
   static async create(version: ProtocolVersion, sharedSecret: Uint8Array, requestNonce: Uint8Array): Promise<ResponseOpener> {
     const opener = new ResponseOpener(version, sharedSecret, requestNonce);
-    if (version === 3) opener.responseSecret = await deriveResponseSecret(sharedSecret, requestNonce);
-    else if (version === 2) opener.keys = await deriveV2ResponseKeys(sharedSecret, requestNonce);
+    if (version === 3) opener.responseSecret = deriveResponseSecret(sharedSecret, requestNonce);
+    else if (version === 2) opener.keys = deriveV2ResponseKeys(sharedSecret, requestNonce);
     return opener;
   }
 
@@ -133,7 +178,7 @@ export class ResponseOpener {
   }
 
   /** The plaintext of one event; throws StreamError (tampered_stream, or upstream_error for the gateway's own error). */
-  async open(kind: EventKind, payload: string): Promise<Uint8Array | null> {
+  open(kind: EventKind, payload: string): Uint8Array | null {
     if (this.failed) throw tampered('the stream already failed');
     if (this.finished) return this.fail(tampered('an event after the end of the stream'));
     if (kind === 'init') return this.openInit(payload);
@@ -143,28 +188,33 @@ export class ResponseOpener {
         `unauthenticated error event from the gateway: ${gatewayErrorMessage(payload)}`));
     }
     if (!this.keys) return this.fail(tampered("an encrypted event before the stream's init event"));
-    const bytes = fromHex(payload);
-    const nonce = eventNonce(this.keys.prefix, this.index);
-    const opened = bytes ? open(this.keys.key, nonce, utf8(adPrefix(this.version) + kind), bytes) : null;
-    const plaintext = opened ? unpad(opened) : null;
-    wipe(opened);
+    const plaintext = openPaddedHex(this.keys.key, eventNonce(this.keys.prefix, this.index), this.eventAd(kind), payload);
     if (!plaintext) {
       return this.fail(tampered(`event ${this.index} (${kind}) does not authenticate (changed, reordered, replayed or dropped events)`));
     }
     if (kind === 'done') {
-      if (new TextDecoder().decode(plaintext) !== DONE) return this.fail(tampered('the done event does not carry [DONE]'));
+      if (textOf(plaintext) !== DONE) return this.fail(tampered('the done event does not carry [DONE]'));
       this.finished = true;
     }
     this.index += 1;
     return plaintext;
   }
 
-  private async openInit(payload: string): Promise<null> {
+  private readonly ads = new Map<EventKind, Uint8Array>();
+
+  /** "rvenc/N|kind", encoded once per kind. */
+  private eventAd(kind: EventKind): Uint8Array {
+    let ad = this.ads.get(kind);
+    if (!ad) this.ads.set(kind, ad = utf8(adPrefix(this.version) + kind));
+    return ad;
+  }
+
+  private openInit(payload: string): null {
     if (this.version !== 3) return null;  // versions 1 and 2 know no init: an unknown kind there
     if (this.keys) return this.fail(tampered(this.index === 0 ? 'a second init event' : 'an init event after an encrypted event'));
     const salt = fromHex(payload, RESPONSE_SALT_BYTES);
     if (!salt) return this.fail(tampered('the init event does not carry a 32-byte response salt'));
-    this.keys = await deriveV3ResponseKeys(this.responseSecret!, salt);
+    this.keys = deriveV3ResponseKeys(this.responseSecret!, salt);
     wipe(this.responseSecret);
     this.responseSecret = null;
     return null;
@@ -193,7 +243,9 @@ export class ResponseOpener {
   }
 }
 
-const KINDS: readonly string[] = ['init', 'data', 'error', 'done'];
+const KINDS: ReadonlySet<string> = new Set(['init', 'data', 'error', 'done']);
+const utf8Decoder = new TextDecoder();
+const textOf = (bytes: Uint8Array): string => utf8Decoder.decode(bytes);
 
 /** One decrypted chat.completion.chunk. */
 export type ChunkObject = Record<string, unknown>;
@@ -234,7 +286,7 @@ export class ResponseDecoder {
     try {
       for (const event of events) {
         if (this.opener.done) break;
-        await this.handle(event, out);
+        this.handle(event, out);
       }
       if (!parsed && !this.opener.done) {
         throw new StreamError('event_too_large',
@@ -256,10 +308,10 @@ export class ResponseDecoder {
     }
   }
 
-  private async handle(event: SseEvent, out: ChunkObject[]): Promise<void> {
-    if (!KINDS.includes(event.event)) return;  // unknown kinds (e.g. a stray "usage") are ignored
+  private handle(event: SseEvent, out: ChunkObject[]): void {
+    if (!KINDS.has(event.event)) return;  // unknown kinds (e.g. a stray "usage") are ignored
     const kind = event.event as EventKind;
-    const plaintext = await this.opener.open(kind, event.data);
+    const plaintext = this.opener.open(kind, event.data);
     this.authenticatedEvents += 1;
     if (this.enclaveError && kind !== 'done') throw tampered("an event after the enclave's error event");
     if (kind === 'init' || plaintext === null) return;
@@ -267,7 +319,7 @@ export class ResponseDecoder {
       if (this.enclaveError) throw this.enclaveError;
       return;
     }
-    const text = new TextDecoder().decode(plaintext);
+    const text = textOf(plaintext);
     if (kind === 'error') {
       const parsed = parseErrorJson(text);
       if (!parsed) throw new StreamError('upstream_error', 'the enclave sent an error event that is not an error object');

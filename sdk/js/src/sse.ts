@@ -10,6 +10,8 @@ export interface SseEvent {
   data: string;
 }
 
+const LINE_END = /[\r\n]/g;
+
 export class SseParser {
   private line = '';
   private lastWasCr = false;
@@ -32,8 +34,8 @@ export class SseParser {
         continue;
       }
       this.lastWasCr = false;
-      let end = pos;
-      while (end < text.length && text[end] !== '\n' && text[end] !== '\r') end += 1;
+      LINE_END.lastIndex = pos;
+      const end = LINE_END.test(text) ? LINE_END.lastIndex - 1 : text.length;
       const chunk = text.slice(pos, end);
       if (this.eventBytes + this.line.length + chunk.length > this.maxEventBytes) {
         this.failed = true;

@@ -60,6 +60,14 @@ test('proxy: /chat serves the built page with a strict Content-Security-Policy; 
   assert.match(await page.text(), /rvenc chat/);
   const script = await fetch(`${stack.proxyUrl}/chat/chat.js`);
   assert.match(script.headers.get('content-type'), /javascript/);
+  // libsodium's WebAssembly and the lazily imported hardware verifier, next to chat.js (scripts/bundle.mjs).
+  const wasm = await fetch(`${stack.proxyUrl}/chat/libsodium.wasm`);
+  assert.equal(wasm.status, 200);
+  assert.equal(wasm.headers.get('content-type'), 'application/wasm');
+  assert.ok(WebAssembly.validate(new Uint8Array(await wasm.arrayBuffer())));
+  const hardware = await fetch(`${stack.proxyUrl}/chat/hardware.js`);
+  assert.equal(hardware.status, 200);
+  assert.match(hardware.headers.get('content-type'), /javascript/);
   const config = await (await fetch(`${stack.proxyUrl}/chat/config.json`)).json();
   assert.deepEqual(Object.keys(config).sort(), ['gatewayUrl', 'measurement', 'platformPublicKey', 'protocolVersion']);
   assert.equal(config.gatewayUrl, stack.gatewayUrl);

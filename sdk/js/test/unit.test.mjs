@@ -76,12 +76,13 @@ test('attestation: another challenge, a changed key, an expired key, a changed s
   await assert.rejects(verify({ ...doc, evidence: s.to_base64(sig, s.base64_variants.ORIGINAL) }, challenge, { platformPublicKey }), failsWith(/does not verify/));
 });
 
-test('attestation: hardware evidence is refused (no verifier), never accepted unverified', async () => {
+test('attestation: hardware evidence that does not verify is refused naming the check; tdx is refused', async () => {
   const challenge = s.randombytes_buf(32);
   for (const provider of ['sev-snp', 'tdx']) {
     const { doc, platformPublicKey } = await simulatedDocument({ challenge, provider });
-    await assert.rejects(verify(doc, challenge, { platformPublicKey }), failsWith(/no verifier for/));
-    await assert.rejects(verify(doc, challenge, { policy: { allowedProviders: ['tdx'] } }), failsWith(provider === 'tdx' ? /no verifier/ : /not allowed/));
+    const expected = provider === 'tdx' ? /tdx evidence: malformed: this SDK has no TDX verifier/ : /sev-snp evidence: malformed: the SEV-SNP report has 64 bytes/;
+    await assert.rejects(verify(doc, challenge, { platformPublicKey }), failsWith(expected));
+    await assert.rejects(verify(doc, challenge, { policy: { allowedProviders: ['tdx'] } }), failsWith(provider === 'tdx' ? /no TDX verifier/ : /not allowed/));
   }
 });
 
@@ -152,4 +153,55 @@ test('HTTP errors: the code of the body, else the status; the body is never echo
   const plain = t.errorFromHttp(503, '<html>secret-ish body</html>');
   assert.equal(plain.code, 'overloaded');
   assert.ok(!plain.message.includes('secret-ish'));
+});
+
+// The SDK's fast paths (issue 22): hex, HKDF and event opening run in libsodium's heap.
+test('hex: strict both ways through libsodium (odd, non-hex, non-ASCII, lengths), every byte value round-trips', () => {
+  const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+  assert.deepEqual(t.fromHex(t.toHex(all)), all);
+  assert.deepEqual(t.fromHex(t.toHex(all).toUpperCase()), all);
+  for (const bad of ['0', 'zz', '0g', 'ab ', ' ab', 'é1', '١٢', 'ab\0c']) assert.equal(t.fromHex(bad), null, JSON.stringify(bad));
+  assert.equal(t.fromHex('abcd', 3), null);
+  assert.deepEqual(t.fromHex('', 0), new Uint8Array(0));
+  assert.equal(t.toHex(new Uint8Array(0)), '');
+});
+
+test('hkdf: libsodium\'s HKDF-SHA256 equals WebCrypto\'s, several outputs of one key', async () => {
+  for (const [saltLength, ikmLength] of [[24, 32], [32, 32], [0, 17], [80, 64]]) {
+    const salt = t.randomBytes(saltLength);
+    const ikm = t.randomBytes(ikmLength);
+    const key = await crypto.subtle.importKey('raw', ikm, 'HKDF', false, ['deriveBits']);
+    const outputs = [['rvenc/3 request', 32], ['rvenc/3 response nonce', 16], ['x', 100]];
+    const mine = t.hkdfMany(salt, ikm, outputs);
+    for (const [i, [info, length]] of outputs.entries()) {
+      const theirs = new Uint8Array(await crypto.subtle.deriveBits({ name: 'HKDF', hash: 'SHA-256', salt, info: utf8(info) }, key, 8 * length));
+      assert.deepEqual(mine[i], theirs);
+    }
+  }
+});
+
+test('openPaddedHex: opens a padded event; changed, non-hex, short or unpadded input is null; the heap does not grow', () => {
+  const key = t.randomBytes(32);
+  const nonce = t.randomBytes(24);
+  const ad = utf8('rvenc/3|data');
+  const sealed = t.toHex(t.seal(key, nonce, ad, t.pad(utf8('{"a":1}'))));
+  assert.equal(new TextDecoder().decode(t.openPaddedHex(key, nonce, ad, sealed)), '{"a":1}');
+  const flipped = (sealed[10] === '0' ? '1' : '0');
+  for (const bad of [sealed.slice(0, 10) + flipped + sealed.slice(11), sealed.slice(0, -2), `${sealed.slice(0, -1)}g`, '', 'ab',
+    t.toHex(t.seal(key, nonce, ad, utf8('x'.repeat(64))))]) {  // authentic but not padded
+    assert.equal(t.openPaddedHex(key, nonce, ad, bad), null);
+  }
+  assert.equal(t.openPaddedHex(key, nonce, utf8('rvenc/3|done'), sealed), null);
+  const heap = () => t.sodium().libsodium.HEAPU8.length;
+  for (let i = 0; i < 200; i += 1) t.openPaddedHex(key, nonce, ad, sealed);
+  const before = heap();
+  for (let i = 0; i < 20000; i += 1) t.openPaddedHex(key, nonce, ad, sealed);  // ~2 KiB each: 40 MiB if leaked
+  assert.equal(heap(), before);
+});
+
+test('randomBytes: one WebCrypto draw per 64 KiB, any length', () => {
+  const big = t.randomBytes(70000);
+  assert.equal(big.length, 70000);
+  assert.ok(big.subarray(65536).some((b) => b !== 0));
+  assert.notDeepEqual(t.randomBytes(32), t.randomBytes(32));
 });
