@@ -138,17 +138,6 @@ Outcome<CertPtr> parse_der_cert(std::span<const std::uint8_t> der, std::string_v
   return cert;
 }
 
-Outcome<std::string> certificate_pem(std::span<const std::uint8_t> der) {
-  auto cert = parse_der_cert(der, "certificate");
-  if (!cert) return std::unexpected(cert.error());
-  ClearErrorsOnExit clear;
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  char* data = nullptr;
-  if (!bio || PEM_write_bio_X509(bio.get(), cert->get()) != 1) return fail(Check::malformed, "certificate: PEM encoding failed");
-  const long size = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<std::size_t>(size));
-}
-
 Outcome<CrlPtr> parse_crl(std::span<const std::uint8_t> bytes, std::string_view what) {
   ClearErrorsOnExit clear;
   if (bytes.empty() || bytes.size() > static_cast<std::size_t>(INT_MAX)) {
@@ -372,3 +361,20 @@ std::optional<std::string> der_ia5_string(std::span<const std::uint8_t> der) {
 }
 
 }  // namespace rvenc::attestation::x509
+
+namespace rvenc::attestation {
+
+Outcome<std::string> certificate_pem(std::span<const std::uint8_t> der) {
+  auto cert = x509::parse_der_cert(der, "certificate");
+  if (!cert) return std::unexpected(cert.error());
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  char* data = nullptr;
+  if (!bio || PEM_write_bio_X509(bio.get(), cert->get()) != 1) {
+    ERR_clear_error();
+    return fail(Check::malformed, "certificate: PEM encoding failed");
+  }
+  const long size = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<std::size_t>(size));
+}
+
+}  // namespace rvenc::attestation

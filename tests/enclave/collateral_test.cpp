@@ -54,10 +54,10 @@ std::vector<Bytes> pem_blocks_as_der(const std::string& pem) {
 TEST(SnpCertTable, NamesTheCertificatesAsTheCollateralLayoutDoes) {
   const auto signer = test::SnpTestSigner::create();
   const auto collateral = signer.collateral();
-  const std::string ask_ark = text(collateral.at("ask_ark.pem"));
+  const std::string ask_ark = text(collateral.files.at("ask_ark.pem"));
   const auto der = pem_blocks_as_der(ask_ark);
   ASSERT_EQ(der.size(), 2U);
-  const Bytes& vcek = collateral.at("vcek.der");
+  const Bytes& vcek = collateral.files.at("vcek.der");
   const auto table = cert_table({{kArk, der[1]}, {kVcek, vcek}, {"11111111-2222-3333-4444-555555555555", {1, 2}}, {kAsk, der[0]}});
   const auto files = parse_snp_cert_table(table);
   ASSERT_TRUE(files) << files.error().message;
@@ -143,8 +143,10 @@ Bytes snp_report(const protocol::ReportData& report_data) {
 TEST(ConfigfsTsmCollateral, SendsTheDirectoryAndTheAuxblobCertificates) {
   test::TempDir tsm, files;
   const Bytes vcek(64, 0x30);
+  const auto ask_ark = pem_blocks_as_der(text(test::SnpTestSigner::create().collateral().files.at("ask_ark.pem")));
+  ASSERT_EQ(ask_ark.size(), 2U);
   fake::FakeTsm fake(tsm.path(), "rvenc-" + std::to_string(::getpid()), "sev_guest", snp_report,
-                     cert_table({{kVcek, vcek}, {kAsk, Bytes(40, 1)}, {kArk, Bytes(40, 2)}}));
+                     cert_table({{kVcek, vcek}, {kAsk, ask_ark[0]}, {kArk, ask_ark[1]}}));
   write(files.path() / "vcek.der", "stale vcek from the directory");
   write(files.path() / "extra.pem", "extra");
   AttestationConfig config;
