@@ -3,6 +3,9 @@
 # (conffiles) and the maintainer scripts of packaging/debian (the rvenc system user, the gateway
 # token). Only the "server" component goes in: the SDK (headers, static libraries) does not.
 # docs/packaging.md describes it; tests/packaging checks it.
+# `cpack` and `make install` install what is built and build nothing first (their default is the whole
+# tree, every test and benchmark): build the rvenc target before packaging.
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 set(RVENC_PACKAGING_DIR ${PROJECT_SOURCE_DIR}/packaging)
 install(FILES ${RVENC_PACKAGING_DIR}/systemd/rvenc-gateway.service ${RVENC_PACKAGING_DIR}/systemd/rvenc-enclave.service
               ${RVENC_PACKAGING_DIR}/systemd/rvenc-proxy.service

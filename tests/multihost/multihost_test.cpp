@@ -32,8 +32,10 @@ class Deployment {
   // redis-server on its host; its URL ("redis://ADDRESS:PORT").
   std::string start_redis() {
     const std::string port = std::to_string(free_port());
+    // Without a password Redis answers only loopback clients unless protected mode is off (the
+    // lab's network is the test's own).
     auto& redis = lab_.start_service(redis_host_, {"redis-server", "--port", port, "--bind", redis_host_.address,
-                                                   "--save", "", "--appendonly", "no"});
+                                                   "--protected-mode", "no", "--save", "", "--appendonly", "no"});
     if (!redis.wait_for_line("Ready to accept connections")) throw std::runtime_error("redis: " + redis.output());
     redis_url_ = "redis://" + redis_host_.address + ":" + port;
     return redis_url_;
@@ -100,17 +102,23 @@ class Deployment {
 class MultiHost : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    deployment = std::make_unique<Deployment>();
-    db = deployment->file("keys.db");
-    ASSERT_TRUE(gateway::KeyStore::open(db));  // before the gateways (see redis_gateway_test.cpp)
-    deployment->start_redis();
-    deployment->start_enclave();
-    deployment->start_gateway(0, db);
-    deployment->start_gateway(1, db);
+    try {
+      auto made = std::make_unique<Deployment>();
+      db = made->file("keys.db");
+      // Created before the gateways start (two opening a fresh database at once can hit "database is locked").
+      if (auto store = gateway::KeyStore::open(db); !store) throw std::runtime_error(store.error().message);
+      made->start_redis();
+      made->start_enclave();
+      made->start_gateway(0, db);
+      made->start_gateway(1, db);
+      deployment = std::move(made);
+    } catch (const std::exception& e) {
+      setup_error = e.what();  // the half-made deployment is torn down by now
+    }
   }
   static void TearDownTestSuite() { deployment.reset(); }
 
-  void SetUp() override { ASSERT_TRUE(deployment) << "the deployment did not start"; }
+  void SetUp() override { ASSERT_TRUE(deployment) << "the deployment did not start: " << setup_error; }
 
   static gateway::CreatedKey create_key(const std::string& name, gateway::KeyLimits limits = {}) {
     return gateway::KeyStore::open(db).value().create_key(name, gateway::KeyEnv::live, limits).value();
@@ -118,6 +126,7 @@ class MultiHost : public ::testing::Test {
 
   static inline std::unique_ptr<Deployment> deployment;
   static inline std::string db;
+  static inline std::string setup_error;
 };
 
 TEST_F(MultiHost, GatewaysListenOnTheirOwnHosts) {
