@@ -22,15 +22,11 @@ RedisValue convert(const redisReply& reply) {
   RedisValue value;
   switch (reply.type) {
     case REDIS_REPLY_STATUS:
-      value.type = RedisValue::Type::simple;
-      value.text.assign(reply.str, reply.len);
-      break;
     case REDIS_REPLY_ERROR:
-      value.type = RedisValue::Type::error;
-      value.text.assign(reply.str, reply.len);
-      break;
     case REDIS_REPLY_STRING:
-      value.type = RedisValue::Type::bulk;
+      value.type = reply.type == REDIS_REPLY_STATUS  ? RedisValue::Type::simple
+                   : reply.type == REDIS_REPLY_ERROR ? RedisValue::Type::error
+                                                     : RedisValue::Type::bulk;
       value.text.assign(reply.str, reply.len);
       break;
     case REDIS_REPLY_INTEGER:
