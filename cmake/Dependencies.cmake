@@ -22,6 +22,7 @@ endif()
 if(RVENC_BUILD_BENCH)
   find_package(benchmark REQUIRED)
 endif()
-pkg_check_modules(HIREDIS IMPORTED_TARGET GLOBAL hiredis)
+# Redis wire format (formatting commands, parsing replies) for the gateway (Debian: libhiredis-dev).
+pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET GLOBAL hiredis)
 # Line editing and history of the interactive `rvenc chat` (Debian: libedit-dev).
 pkg_check_modules(LIBEDIT REQUIRED IMPORTED_TARGET GLOBAL libedit)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (clang++-14, ASan+UBSan, rvenc_core and the I/O-free mux frame codec) in build-fuzz/ and runs
+# Builds the libFuzzer targets (clang++-14, ASan+UBSan, rvenc_core, the I/O-free mux frame codec and the Redis reply reader) in build-fuzz/ and runs
 # each for SECONDS_PER_TARGET (default 60) on a copy of its seed corpus fuzz/corpus/<target>/.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     targets: see RVENC_FUZZ_TARGETS below
 # Prints one summary line per target; exits 1 if any target crashed (the reproducer is kept in
@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-readonly ALL_TARGETS=(sse envelope hex assembler chat_request response_opener attestation mux_frame snp_report tdx_quote
+readonly ALL_TARGETS=(sse envelope hex assembler chat_request response_opener attestation mux_frame redis_reply snp_report tdx_quote
   tdx_collateral nvidia_spdm)
 SECONDS_PER_TARGET="${1:-60}"
 shift || true

@@ -18,6 +18,7 @@ PACKAGES=(
   g++ cmake make pkg-config ccache dpkg-dev
   libboost1.81-dev libboost-json1.81-dev libboost-system1.81-dev libboost-url1.81-dev
   libssl-dev libxml2-dev libxmlsec1-dev libsqlite3-dev sqlite3 libcli11-dev libspdlog-dev libfmt-dev libedit-dev
+  libhiredis-dev iproute2 systemd
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   redis-server nginx-light curl gnuplot-nox

@@ -1,5 +1,6 @@
 #include "rvenc/gateway/redis_client.hpp"
 
+#include <array>
 #include <atomic>
 #include <charconv>
 #include <condition_variable>
@@ -31,109 +32,32 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 constexpr std::size_t kReadChunk = 16u * 1024;
+using ReadBuffer = std::array<char, kReadChunk>;
 // A subscription connection pings this often; no data for two intervals means it is dead.
 constexpr std::chrono::milliseconds kSubscriberPingInterval{2'000};
 
 std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
 
-// ---- RESP2 parsing ----------------------------------------------------------------------------
+// ---- reading ----------------------------------------------------------------------------------
 
-class RespParser {
- public:
-  explicit RespParser(std::string_view input) : in_(input) {}
-
-  // true: a whole value was parsed into `out`; false: the input ends before it does.
-  Result<bool> parse(RedisValue& out, int depth) {
-    if (depth > kMaxRedisNesting) return fail(Errc::invalid_request, "RESP reply nested too deeply");
-    const auto header = line();
-    if (!header) return std::unexpected(header.error());
-    if (!*header) return false;
-    const std::string_view text = **header;
-    if (text.empty()) return fail(Errc::invalid_request, "empty RESP line");
-    const std::string_view rest = text.substr(1);
-    switch (text.front()) {
-      case '+':
-        out.type = RedisValue::Type::simple;
-        out.text = std::string(rest);
-        return true;
-      case '-':
-        out.type = RedisValue::Type::error;
-        out.text = std::string(rest);
-        return true;
-      case ':': {
-        out.type = RedisValue::Type::integer;
-        auto n = number(rest);
-        if (!n) return std::unexpected(n.error());
-        out.integer = *n;
-        return true;
-      }
-      case '$': {
-        auto length = number(rest);
-        if (!length) return std::unexpected(length.error());
-        if (*length == -1) {
-          out.type = RedisValue::Type::nil;
-          return true;
-        }
-        if (*length < 0 || static_cast<std::uint64_t>(*length) > kMaxRedisReplyBytes)
-          return fail(Errc::invalid_request, "RESP bulk string length out of range");
-        const auto size = static_cast<std::size_t>(*length);
-        if (in_.size() - pos_ < size + 2) return false;
-        if (in_.substr(pos_ + size, 2) != "\r\n") return fail(Errc::invalid_request, "RESP bulk string not terminated");
-        out.type = RedisValue::Type::bulk;
-        out.text = std::string(in_.substr(pos_, size));
-        pos_ += size + 2;
-        return true;
-      }
-      case '*': {
-        auto count = number(rest);
-        if (!count) return std::unexpected(count.error());
-        if (*count == -1) {
-          out.type = RedisValue::Type::nil;
-          return true;
-        }
-        if (*count < 0 || static_cast<std::uint64_t>(*count) > kMaxRedisArrayElements)
-          return fail(Errc::invalid_request, "RESP array length out of range");
-        out.type = RedisValue::Type::array;
-        out.elements.clear();
-        for (std::int64_t i = 0; i < *count; ++i) {
-          RedisValue element;
-          auto done = parse(element, depth + 1);
-          if (!done || !*done) return done;
-          out.elements.push_back(std::move(element));
-        }
-        return true;
-      }
-      default:
-        return fail(Errc::invalid_request, "not a RESP2 reply (unknown type byte)");
-    }
+// Reads once from `socket` and returns the replies completed by those bytes (possibly none).
+// Errors name the cause: the socket's (the server closing it, or our own close after a timeout)
+// or the reader's (not RESP2, over the limits).
+asio::awaitable<Result<std::vector<RedisValue>>> read_replies(tcp::socket& socket, RedisReplyReader& reader,
+                                                              ReadBuffer& chunk) {
+  auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), kTuple);
+  if (ec == asio::error::eof) co_return fail(Errc::upstream_error, "the server closed the connection");
+  if (ec == asio::error::operation_aborted) co_return fail(Errc::upstream_error, "no answer in time");
+  if (ec) co_return fail(Errc::upstream_error, ec.message());
+  if (auto fed = reader.feed(std::string_view(chunk.data(), n)); !fed) co_return std::unexpected(fed.error());
+  std::vector<RedisValue> replies;
+  for (;;) {
+    auto reply = reader.next();
+    if (!reply) co_return std::unexpected(reply.error());
+    if (!*reply) co_return replies;
+    replies.push_back(std::move(**reply));
   }
-
-  [[nodiscard]] std::size_t consumed() const noexcept { return pos_; }
-
- private:
-  // The next line without its CRLF; nullopt when it is not complete yet.
-  Result<std::optional<std::string_view>> line() {
-    const std::size_t end = in_.find("\r\n", pos_);
-    if (end == std::string_view::npos) {
-      if (in_.size() - pos_ > kMaxRedisReplyBytes) return fail(Errc::invalid_request, "RESP line too long");
-      return std::optional<std::string_view>();
-    }
-    const std::string_view text = in_.substr(pos_, end - pos_);
-    pos_ = end + 2;
-    return std::optional<std::string_view>(text);
-  }
-
-  static Result<std::int64_t> number(std::string_view text) {
-    std::int64_t value = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size() || text.empty())
-      return fail(Errc::invalid_request, "RESP number is not an integer");
-    return value;
-  }
-
-  std::string_view in_;
-  std::size_t pos_ = 0;
-};
+}
 
 // ---- connecting -------------------------------------------------------------------------------
 
@@ -195,15 +119,13 @@ asio::awaitable<Result<RedisValue>> round_trip(tcp::socket& socket, const std::s
   };
   auto [write_ec, written] = co_await asio::async_write(socket, asio::buffer(command), kTuple);
   if (write_ec) co_return finish(fail(Errc::upstream_error, "write failed: " + write_ec.message()));
-  std::string buffer;
-  std::array<char, kReadChunk> chunk{};
+  RedisReplyReader reader;
+  ReadBuffer chunk{};
   for (;;) {
-    auto [read_ec, n] = co_await socket.async_read_some(asio::buffer(chunk), kTuple);
-    if (read_ec) co_return finish(fail(Errc::upstream_error, "read failed: " + read_ec.message()));
-    buffer.append(chunk.data(), n);
-    auto parsed = parse_resp(buffer);
-    if (!parsed) co_return finish(std::unexpected(parsed.error()));
-    if (parsed->value) co_return finish(std::move(*parsed->value));
+    auto replies = co_await read_replies(socket, reader, chunk);
+    if (!replies) co_return finish(std::unexpected(replies.error()));
+    if (replies->size() > 1) co_return finish(fail(Errc::upstream_error, "a reply nobody asked for"));
+    if (!replies->empty()) co_return finish(std::move(replies->front()));
   }
 }
 
@@ -212,9 +134,9 @@ asio::awaitable<Status> open_connection(tcp::socket& socket, const RedisOptions&
   auto connected = co_await connect_socket(socket, options.url, options.connect_timeout);
   if (!connected) co_return connected;
   if (options.url.db != 0) {
-    const std::vector<std::string> select{"SELECT", std::to_string(options.url.db)};
-    const std::string command = encode_redis_command(select);
-    auto selected = co_await round_trip(socket, command, options.command_timeout);
+    auto command = encode_redis_command({"SELECT", std::to_string(options.url.db)});
+    if (!command) co_return std::unexpected(command.error());
+    auto selected = co_await round_trip(socket, *command, options.command_timeout);
     if (!selected) co_return std::unexpected(selected.error());
     if (selected->is_error()) co_return fail(Errc::upstream_error, "SELECT " + std::to_string(options.url.db) + " failed");
   }
@@ -233,33 +155,108 @@ void run_context(asio::io_context& context) {
   }
 }
 
+// ---- one pipelined connection -----------------------------------------------------------------
+
+class Pipeline;
+
+// A command sent (or about to be) and its reply. The caller waits on `timer`; complete() wakes it.
+struct Pending {
+  explicit Pending(asio::io_context& context) : timer(context) {}
+  asio::steady_timer timer;
+  std::optional<Result<RedisValue>> result;
+  std::weak_ptr<Pipeline> connection;  // set once written to a connection
+  void complete(Result<RedisValue> value) {
+    if (result) return;
+    result = std::move(value);
+    timer.cancel();
+  }
+};
+
+// One open connection shared by concurrent callers: commands are written in order and every
+// reply completes the oldest command still waiting. close() fails all of them and reports the
+// loss once. Everything runs on the client's thread.
+class Pipeline : public std::enable_shared_from_this<Pipeline> {
+ public:
+  using LostHandler = std::function<void(const Pipeline&, const std::string& reason)>;
+
+  Pipeline(asio::io_context& context, std::string peer, LostHandler on_lost)
+      : context_(context), socket_(context), peer_(std::move(peer)), on_lost_(std::move(on_lost)) {}
+
+  [[nodiscard]] tcp::socket& socket() noexcept { return socket_; }
+
+  void start_reading() { asio::co_spawn(context_, read_loop(shared_from_this()), asio::detached); }
+
+  void send(const std::shared_ptr<Pending>& pending, const std::string& bytes) {
+    pending->connection = weak_from_this();
+    awaiting_.push_back(pending);
+    outbox_ += bytes;
+    if (!writing_) {
+      writing_ = true;
+      asio::co_spawn(context_, write_loop(shared_from_this()), asio::detached);
+    }
+  }
+
+  // Closes the connection and fails every command waiting on it.
+  void close(const std::string& reason) {
+    if (!open_) return;
+    open_ = false;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    auto awaiting = std::move(awaiting_);
+    awaiting_.clear();
+    for (auto& pending : awaiting)
+      pending->complete(fail(Errc::upstream_error, "redis connection to " + peer_ + " lost: " + reason));
+    if (on_lost_) on_lost_(*this, reason);
+  }
+
+ private:
+  static asio::awaitable<void> write_loop(std::shared_ptr<Pipeline> self) {
+    while (self->open_ && !self->outbox_.empty()) {
+      std::string out;
+      out.swap(self->outbox_);
+      auto [ec, n] = co_await asio::async_write(self->socket_, asio::buffer(out), kTuple);
+      if (ec) {
+        self->close("write failed: " + ec.message());
+        break;
+      }
+    }
+    self->writing_ = false;
+  }
+
+  static asio::awaitable<void> read_loop(std::shared_ptr<Pipeline> self) {
+    RedisReplyReader reader;
+    ReadBuffer chunk{};
+    while (self->open_) {
+      auto replies = co_await read_replies(self->socket_, reader, chunk);
+      if (!replies) {
+        self->close(replies.error().message);
+        co_return;
+      }
+      for (auto& reply : *replies) {
+        if (self->awaiting_.empty()) {
+          self->close("a reply nobody asked for");
+          co_return;
+        }
+        auto pending = std::move(self->awaiting_.front());
+        self->awaiting_.pop_front();
+        pending->complete(std::move(reply));
+      }
+    }
+  }
+
+  asio::io_context& context_;
+  tcp::socket socket_;
+  std::string peer_;
+  LostHandler on_lost_;
+  std::deque<std::shared_ptr<Pending>> awaiting_;  // written, reply not yet read (in order)
+  std::string outbox_;
+  bool writing_ = false;
+  bool open_ = true;
+};
+
 }  // namespace
 
-// ---- values and URLs --------------------------------------------------------------------------
-
-bool RedisValue::is_error(std::string_view prefix) const noexcept {
-  if (type != Type::error || !text.starts_with(prefix)) return false;
-  return text.size() == prefix.size() || text[prefix.size()] == ' ';
-}
-
-std::string encode_redis_command(const std::vector<std::string>& args) {
-  std::string out = "*" + std::to_string(args.size()) + "\r\n";
-  for (const auto& arg : args) {
-    out += "$" + std::to_string(arg.size()) + "\r\n";
-    out += arg;
-    out += "\r\n";
-  }
-  return out;
-}
-
-Result<RespParse> parse_resp(std::string_view input) {
-  RespParser parser(input);
-  RedisValue value;
-  auto done = parser.parse(value, 0);
-  if (!done) return std::unexpected(done.error());
-  if (!*done) return RespParse{};
-  return RespParse{std::move(value), parser.consumed()};
-}
+// ---- URLs -------------------------------------------------------------------------------------
 
 std::string RedisUrl::to_string() const {
   const std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
@@ -302,30 +299,8 @@ Result<RedisUrl> parse_redis_url(std::string_view text) {
 
 // ---- RedisClient ------------------------------------------------------------------------------
 
+// Which connection serves commands, and when the next attempt may be made after a failure.
 struct RedisClient::Impl {
-  struct Connection;
-  // A command sent (or about to be) and its reply. The caller waits on `timer`; complete() wakes it.
-  struct Pending {
-    explicit Pending(asio::io_context& context) : timer(context) {}
-    asio::steady_timer timer;
-    std::optional<Result<RedisValue>> result;
-    std::weak_ptr<Connection> connection;  // set once written to a connection
-    void complete(Result<RedisValue> value) {
-      if (result) return;
-      result = std::move(value);
-      timer.cancel();
-    }
-  };
-
-  struct Connection {
-    explicit Connection(asio::io_context& context) : socket(context) {}
-    tcp::socket socket;
-    std::deque<std::shared_ptr<Pending>> awaiting;  // written, reply not yet read (in order)
-    std::string outbox;
-    bool writing = false;
-    bool open = true;
-  };
-
   struct Queued {
     std::shared_ptr<Pending> pending;
     std::string bytes;
@@ -346,13 +321,15 @@ struct RedisClient::Impl {
   // Everything below runs on the client's thread.
 
   static asio::awaitable<Result<RedisValue>> run(Impl* self, std::vector<std::string> args) {
-    co_return co_await self->execute(encode_redis_command(args));
+    auto bytes = encode_redis_command(args);
+    if (!bytes) co_return std::unexpected(bytes.error());
+    co_return co_await self->execute(std::move(*bytes));
   }
 
   asio::awaitable<Result<RedisValue>> execute(std::string bytes) {
     auto pending = std::make_shared<Pending>(context);
     if (state == State::connected) {
-      enqueue(current, pending, std::move(bytes));
+      current->send(pending, bytes);
     } else {
       if (state == State::disconnected) {
         const auto now = SteadyClock::now();
@@ -375,27 +352,19 @@ struct RedisClient::Impl {
       pending->result = fail(Errc::upstream_timeout, "no reply from redis at " + options.url.to_string() + " within " +
                                                          ms_text(options.command_timeout));
       // Replies come in order: once one is missing, the connection cannot be trusted.
-      if (auto connection = pending->connection.lock()) drop(connection, "a command timed out");
+      if (auto connection = pending->connection.lock()) connection->close("a command timed out");
     }
     co_return std::move(*pending->result);
   }
 
   asio::awaitable<void> connect() {
-    auto connection = std::make_shared<Connection>(context);
-    auto opened = co_await open_connection(connection->socket, options);
+    auto connection = std::make_shared<Pipeline>(context, options.url.to_string(),
+                                                 [this](const Pipeline& lost, const std::string& reason) {
+                                                   on_lost(lost, reason);
+                                                 });
+    auto opened = co_await open_connection(connection->socket(), options);
     if (!opened) {
-      last_error = opened.error().message;
-      state = State::disconnected;
-      next_attempt = SteadyClock::now() + backoff;
-      backoff = std::min(backoff * 2, options.backoff_max);
-      if (!down_reported) {
-        spdlog::warn("redis: cannot reach {}: {}", options.url.to_string(), last_error);
-        down_reported = true;
-      }
-      auto failed = std::move(waiting);
-      waiting.clear();
-      for (auto& queued : failed)
-        queued.pending->complete(fail(Errc::upstream_error, "redis at " + options.url.to_string() + ": " + last_error));
+      connect_failed(opened.error().message);
       co_return;
     }
     if (down_reported || !ever_connected) spdlog::info("redis: connected to {}", options.url.to_string());
@@ -407,82 +376,34 @@ struct RedisClient::Impl {
     auto queued = std::move(waiting);
     waiting.clear();
     for (auto& q : queued)
-      if (!q.pending->result) enqueue(connection, q.pending, std::move(q.bytes));
-    asio::co_spawn(context, read_loop(connection), asio::detached);
+      if (!q.pending->result) connection->send(q.pending, q.bytes);
+    connection->start_reading();
   }
 
-  void enqueue(const std::shared_ptr<Connection>& connection, const std::shared_ptr<Pending>& pending, std::string bytes) {
-    pending->connection = connection;
-    connection->awaiting.push_back(pending);
-    connection->outbox += bytes;
-    if (!connection->writing) {
-      connection->writing = true;
-      asio::co_spawn(context, write_loop(connection), asio::detached);
-    }
-  }
-
-  asio::awaitable<void> write_loop(std::shared_ptr<Connection> connection) {
-    while (connection->open && !connection->outbox.empty()) {
-      std::string out;
-      out.swap(connection->outbox);
-      auto [ec, n] = co_await asio::async_write(connection->socket, asio::buffer(out), kTuple);
-      if (ec) {
-        drop(connection, "write failed: " + ec.message());
-        break;
-      }
-    }
-    connection->writing = false;
-  }
-
-  asio::awaitable<void> read_loop(std::shared_ptr<Connection> connection) {
-    std::string buffer;
-    std::array<char, kReadChunk> chunk{};
-    while (connection->open) {
-      auto [ec, n] = co_await connection->socket.async_read_some(asio::buffer(chunk), kTuple);
-      if (ec) {
-        drop(connection, ec == asio::error::eof ? std::string("the server closed the connection") : ec.message());
-        co_return;
-      }
-      buffer.append(chunk.data(), n);
-      std::size_t offset = 0;
-      for (;;) {
-        auto parsed = parse_resp(std::string_view(buffer).substr(offset));
-        if (!parsed) {
-          drop(connection, "invalid reply: " + parsed.error().message);
-          co_return;
-        }
-        if (!parsed->value) break;
-        offset += parsed->consumed;
-        if (connection->awaiting.empty()) {
-          drop(connection, "a reply nobody asked for");
-          co_return;
-        }
-        auto pending = std::move(connection->awaiting.front());
-        connection->awaiting.pop_front();
-        pending->complete(std::move(*parsed->value));
-      }
-      buffer.erase(0, offset);
-    }
-  }
-
-  // Closes the connection and fails every command waiting on it; the next command reconnects.
-  void drop(const std::shared_ptr<Connection>& connection, const std::string& reason) {
-    if (!connection->open) return;
-    connection->open = false;
-    boost::system::error_code ignored;
-    connection->socket.close(ignored);
-    auto awaiting = std::move(connection->awaiting);
-    connection->awaiting.clear();
-    for (auto& pending : awaiting)
-      pending->complete(fail(Errc::upstream_error, "redis connection to " + options.url.to_string() + " lost: " + reason));
-    if (current == connection) {
-      current.reset();
-      state = State::disconnected;
-      last_error = reason;
-      next_attempt = SteadyClock::now();
-      spdlog::warn("redis: connection to {} lost: {}", options.url.to_string(), reason);
+  void connect_failed(const std::string& reason) {
+    last_error = reason;
+    state = State::disconnected;
+    next_attempt = SteadyClock::now() + backoff;
+    backoff = std::min(backoff * 2, options.backoff_max);
+    if (!down_reported) {
+      spdlog::warn("redis: cannot reach {}: {}", options.url.to_string(), last_error);
       down_reported = true;
     }
+    auto failed = std::move(waiting);
+    waiting.clear();
+    for (auto& queued : failed)
+      queued.pending->complete(fail(Errc::upstream_error, "redis at " + options.url.to_string() + ": " + last_error));
+  }
+
+  // The current connection closed: the next command reconnects at once.
+  void on_lost(const Pipeline& lost, const std::string& reason) {
+    if (current.get() != &lost) return;
+    current.reset();
+    state = State::disconnected;
+    last_error = reason;
+    next_attempt = SteadyClock::now();
+    spdlog::warn("redis: connection to {} lost: {}", options.url.to_string(), reason);
+    down_reported = true;
   }
 
   // Declared first: destroyed last, after everything that refers to it.
@@ -490,7 +411,7 @@ struct RedisClient::Impl {
   RedisOptions options;
   asio::executor_work_guard<asio::io_context::executor_type> work;
   State state = State::disconnected;
-  std::shared_ptr<Connection> current;
+  std::shared_ptr<Pipeline> current;
   std::vector<Queued> waiting;  // for the connection being opened
   SteadyClock::time_point next_attempt{};
   std::chrono::milliseconds backoff;
@@ -564,9 +485,9 @@ struct RedisSubscriber::Impl {
 
   // Subscribes and dispatches messages until the connection fails; returns why it ended.
   asio::awaitable<std::string> session(tcp::socket& socket, bool& was_subscribed) {
-    const std::vector<std::string> args{"SUBSCRIBE", channel};
-    const std::string subscribe = encode_redis_command(args);
-    auto [write_ec, written] = co_await asio::async_write(socket, asio::buffer(subscribe), kTuple);
+    auto subscribe = encode_redis_command({"SUBSCRIBE", channel});
+    if (!subscribe) co_return subscribe.error().message;
+    auto [write_ec, written] = co_await asio::async_write(socket, asio::buffer(*subscribe), kTuple);
     if (write_ec) co_return "write failed: " + write_ec.message();
 
     auto last_data = std::make_shared<SteadyClock::time_point>(SteadyClock::now());
@@ -577,49 +498,38 @@ struct RedisSubscriber::Impl {
       ~Stop() { *alive = false; }
     } stop{alive};
 
-    std::string buffer;
-    std::array<char, kReadChunk> chunk{};
+    RedisReplyReader reader;
+    ReadBuffer chunk{};
     for (;;) {
-      auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), kTuple);
-      if (ec) {
+      auto replies = co_await read_replies(socket, reader, chunk);
+      if (!replies) {
         boost::system::error_code ignored;
         socket.close(ignored);
-        co_return ec == asio::error::eof ? std::string("the server closed the connection")
-                                         : (ec == asio::error::operation_aborted ? std::string("no answer to PING")
-                                                                                  : ec.message());
+        co_return replies.error().message;
       }
       *last_data = SteadyClock::now();
-      buffer.append(chunk.data(), n);
-      std::size_t offset = 0;
-      for (;;) {
-        auto parsed = parse_resp(std::string_view(buffer).substr(offset));
-        if (!parsed) {
-          boost::system::error_code ignored;
-          socket.close(ignored);
-          co_return "invalid reply: " + parsed.error().message;
-        }
-        if (!parsed->value) break;
-        offset += parsed->consumed;
-        const RedisValue& value = *parsed->value;
-        if (value.type != RedisValue::Type::array || value.elements.empty()) continue;
-        const std::string& kind = value.elements[0].text;
-        if (kind == "subscribe") {
-          was_subscribed = true;
-          spdlog::info("redis: subscribed to {} on {}", channel, options.url.to_string());
-          if (callbacks.on_subscribed) callbacks.on_subscribed();
-          set_subscribed(true);
-        } else if (kind == "message" && value.elements.size() == 3) {
-          if (callbacks.on_message) callbacks.on_message(value.elements[2].text);
-        }
-      }
-      buffer.erase(0, offset);
+      for (const RedisValue& value : *replies) dispatch(value, was_subscribed);
+    }
+  }
+
+  // One push on the subscription: the subscribe confirmation, a message, or a PONG (ignored).
+  void dispatch(const RedisValue& value, bool& was_subscribed) {
+    if (value.type != RedisValue::Type::array || value.elements.empty()) return;
+    const std::string& kind = value.elements[0].text;
+    if (kind == "subscribe") {
+      was_subscribed = true;
+      spdlog::info("redis: subscribed to {} on {}", channel, options.url.to_string());
+      if (callbacks.on_subscribed) callbacks.on_subscribed();
+      set_subscribed(true);
+    } else if (kind == "message" && value.elements.size() == 3) {
+      if (callbacks.on_message) callbacks.on_message(value.elements[2].text);
     }
   }
 
   // PINGs the idle subscription; closes the socket when nothing came back for two intervals.
   asio::awaitable<void> ping_loop(tcp::socket& socket, std::shared_ptr<SteadyClock::time_point> last_data,
                                   std::shared_ptr<bool> alive) {
-    static const std::string ping = encode_redis_command({"PING"});
+    static const std::string ping = encode_redis_command({"PING"}).value();  // cannot fail: 14 bytes
     asio::steady_timer timer(context);
     while (*alive) {
       timer.expires_after(kSubscriberPingInterval);

@@ -214,4 +214,18 @@ bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds gua
   return true;
 }
 
+int count_admitted(int count, const std::function<std::pair<unsigned, std::string>(int)>& chat) {
+  int admitted = 0;
+  for (int i = 0; i < count; ++i) {
+    const auto [status, code] = chat(i);
+    if (status == 200) {
+      ++admitted;
+    } else {
+      EXPECT_EQ(status, 429u) << code;
+      EXPECT_EQ(code, "rate_limit_exceeded");
+    }
+  }
+  return admitted;
+}
+
 }  // namespace rvenc::gateway::test_support

@@ -52,6 +52,10 @@ Result<http::Response> post_chat(const std::string& gateway_url, const std::stri
 Result<std::string> open_stream(const Sealed& sealed, const std::vector<protocol::SseEvent>& events);
 std::string error_code(const std::string& body);
 
+// Sends `count` requests, the i-th through chat(i) (its status and error code): how many got 200;
+// every other answer must be 429 rate_limit_exceeded (else the test fails).
+int count_admitted(int count, const std::function<std::pair<unsigned, std::string>(int)>& chat);
+
 // A TCP relay on 127.0.0.1 that passes what `target` sends back in slices of a few bytes, each in
 // a send of its own (the other way whole): message and frame boundaries then fall anywhere in what
 // a reader gets, so a relay that assumes whole pieces fails. A thread per connection and way.

@@ -6,6 +6,9 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
 #include "redis_server.hpp"
@@ -53,17 +56,34 @@ TEST(RedisUrl, RejectsWhatItCannotUse) {
 }
 
 TEST(Resp, EncodesCommandsAsBulkArrays) {
-  EXPECT_EQ(encode_redis_command({"SET", "k", ""}), "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n");
-  EXPECT_EQ(encode_redis_command({std::string("a\r\nb")}), "*1\r\n$4\r\na\r\nb\r\n");
+  EXPECT_EQ(encode_redis_command({"SET", "k", ""}).value(), "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n");
+  EXPECT_EQ(encode_redis_command({std::string("a\r\nb")}).value(), "*1\r\n$4\r\na\r\nb\r\n");
+  EXPECT_EQ(encode_redis_command({std::string("\0x", 2)}).value(), std::string("*1\r\n$2\r\n\0x\r\n", 12));
+  auto huge = encode_redis_command({std::string(kMaxRedisCommandBytes, 'x')});
+  ASSERT_FALSE(huge);
+  EXPECT_EQ(huge.error().code, Errc::invalid_request);
+}
+
+// Feeds `input` and returns every reply it completes (or the reader's error).
+Result<std::vector<RedisValue>> read_all(RedisReplyReader& reader, std::string_view input) {
+  if (auto fed = reader.feed(input); !fed) return std::unexpected(fed.error());
+  std::vector<RedisValue> replies;
+  for (;;) {
+    auto reply = reader.next();
+    if (!reply) return std::unexpected(reply.error());
+    if (!*reply) return replies;
+    replies.push_back(std::move(**reply));
+  }
 }
 
 TEST(Resp, ParsesEveryType) {
   const std::string input = "*6\r\n+OK\r\n-NOSCRIPT No matching script\r\n:-42\r\n$5\r\nhe\r\no\r\n$-1\r\n*1\r\n*0\r\n";
-  auto parsed = parse_resp(input + "+next");
-  ASSERT_TRUE(parsed);
-  ASSERT_TRUE(parsed->value);
-  EXPECT_EQ(parsed->consumed, input.size());
-  const auto& v = *parsed->value;
+  RedisReplyReader reader;
+  auto replies = read_all(reader, input + "+next");
+  ASSERT_TRUE(replies) << replies.error().message;
+  ASSERT_EQ(replies->size(), 1u);
+  EXPECT_GT(reader.buffered(), 0u);  // "+next" waits for its CRLF
+  const auto& v = replies->front();
   ASSERT_EQ(v.type, RedisValue::Type::array);
   ASSERT_EQ(v.elements.size(), 6u);
   EXPECT_EQ(v.elements[0].type, RedisValue::Type::simple);
@@ -75,30 +95,80 @@ TEST(Resp, ParsesEveryType) {
   EXPECT_EQ(v.elements[3].text, "he\r\no");
   EXPECT_TRUE(v.elements[4].is_nil());
   EXPECT_EQ(v.elements[5].elements.size(), 1u);
-  EXPECT_TRUE(parse_resp("*-1\r\n")->value->is_nil());
+  auto next = read_all(reader, "\r\n*-1\r\n");
+  ASSERT_TRUE(next);
+  ASSERT_EQ(next->size(), 2u);
+  EXPECT_EQ((*next)[0].text, "next");
+  EXPECT_TRUE((*next)[1].is_nil());
 }
 
 TEST(Resp, IncompleteInputAsksForMore) {
   const std::string whole = "*2\r\n$5\r\nhello\r\n:7\r\n";
-  for (std::size_t n = 0; n < whole.size(); ++n) {
-    auto parsed = parse_resp(std::string_view(whole).substr(0, n));
-    ASSERT_TRUE(parsed) << n;
-    EXPECT_FALSE(parsed->value) << n;
-    EXPECT_EQ(parsed->consumed, 0u);
+  RedisReplyReader reader;
+  for (std::size_t n = 0; n + 1 < whole.size(); ++n) {
+    auto replies = read_all(reader, whole.substr(n, 1));
+    ASSERT_TRUE(replies) << n;
+    EXPECT_TRUE(replies->empty()) << n;
   }
-  EXPECT_TRUE(parse_resp(whole)->value);
+  auto replies = read_all(reader, whole.substr(whole.size() - 1));
+  ASSERT_TRUE(replies);
+  ASSERT_EQ(replies->size(), 1u);
+  EXPECT_EQ(replies->front().elements[0].text, "hello");
+  EXPECT_EQ(replies->front().elements[1].integer, 7);
 }
 
-TEST(Resp, MalformedOrOversizedInputIsAnError) {
-  for (const char* bad : {"?x\r\n", ":12a\r\n", ":\r\n", "$-2\r\n", "$3\r\nabcd\r\n", "*-5\r\n", "$99999999999\r\n",
-                          "*99999999\r\n", "\r\n"}) {
-    auto parsed = parse_resp(bad);
-    EXPECT_FALSE(parsed) << bad;
+TEST(Resp, MalformedInputIsAnError) {
+  for (const char* bad : {"?x\r\n", ":12a\r\n", ":\r\n", "$-2\r\n", "$3\r\nabcd\r\n", "*-5\r\n", "\r\n"}) {
+    RedisReplyReader reader;
+    auto replies = read_all(reader, bad);
+    ASSERT_FALSE(replies) << bad;
+    EXPECT_EQ(replies.error().code, Errc::upstream_error) << bad;
+    EXPECT_FALSE(reader.next()) << "a failed reader stays failed: " << bad;
   }
-  std::string deep;
-  for (int i = 0; i <= kMaxRedisNesting + 1; ++i) deep += "*1\r\n";
+  std::string deep;  // hiredis parses 7 levels below the top reply
+  for (int i = 0; i < 10; ++i) deep += "*1\r\n";
   deep += ":1\r\n";
-  EXPECT_FALSE(parse_resp(deep));
+  RedisReplyReader reader;
+  EXPECT_FALSE(read_all(reader, deep));
+}
+
+// hiredis 0.14 would allocate whatever element count a server announces (32 GiB for this one).
+TEST(Resp, HugeArrayCountIsRefusedBeforeAllocating) {
+  RedisReplyReader reader;
+  auto replies = read_all(reader, "*2000000000\r\n");
+  ASSERT_FALSE(replies);
+  EXPECT_NE(replies.error().message.find("2000000000 elements"), std::string::npos) << replies.error().message;
+  RedisReplyReader nested;
+  EXPECT_FALSE(read_all(nested, "*1\r\n*" + std::to_string(kMaxRedisArrayElements + 1) + "\r\n"));
+  RedisReplyReader fits;
+  std::string at_limit = "*" + std::to_string(kMaxRedisArrayElements) + "\r\n";
+  for (std::size_t i = 0; i < kMaxRedisArrayElements; ++i) at_limit += ":1\r\n";
+  auto ok = read_all(fits, at_limit);
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->front().elements.size(), kMaxRedisArrayElements);
+}
+
+// A bulk string announced huge and streamed: the reader stops buffering at the bound.
+TEST(Resp, HugeBulkStringIsBoundedWhileItArrives) {
+  RedisReplyReader reader;
+  ASSERT_TRUE(read_all(reader, "$99999999999\r\n"));
+  const std::string chunk(64 * 1024, 'x');
+  std::size_t fed = 0;
+  Result<std::vector<RedisValue>> replies;
+  while ((replies = read_all(reader, chunk)) && fed < 2 * kMaxRedisReplyBytes) fed += chunk.size();
+  ASSERT_FALSE(replies);
+  EXPECT_LE(fed, kMaxRedisReplyBytes);
+  EXPECT_LE(reader.buffered(), kMaxRedisReplyBytes);
+  EXPECT_NE(replies.error().message.find("larger than 16 MiB"), std::string::npos) << replies.error().message;
+  // Many small replies in one stream are not one large reply.
+  RedisReplyReader many;
+  std::size_t count = 0;
+  for (int i = 0; i < 600; ++i) {
+    auto some = read_all(many, "$" + std::to_string(chunk.size()) + "\r\n" + chunk + "\r\n");
+    ASSERT_TRUE(some) << some.error().message;
+    count += some->size();
+  }
+  EXPECT_EQ(count, 600u);
 }
 
 // ---- the client against a real redis-server ---------------------------------------------------
@@ -210,6 +280,43 @@ TEST(RedisClient, SilentServerTimesOut) {
     acceptor.close();
     accepted.close();
   });
+  thread.join();
+}
+
+// A hostile "Redis" that answers every command with a bulk string announced at 90 GiB and
+// streams bytes for as long as the client reads: the command fails with upstream_error once
+// the reply passes the bound (no memory exhaustion, no waiting for the whole string).
+TEST(RedisClient, HostileServerStreamingAHugeReplyIsCutOff) {
+  asio::io_context context;
+  asio::ip::tcp::acceptor acceptor(context, {asio::ip::make_address("127.0.0.1"), 0});
+  std::atomic<std::size_t> sent{0};
+  asio::co_spawn(
+      context,
+      [&]() -> asio::awaitable<void> {
+        auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+        const std::string header = "$99999999999\r\n";
+        const std::string body(256 * 1024, 'x');
+        co_await asio::async_write(socket, asio::buffer(header), asio::use_awaitable);
+        for (;;) {  // ends with an exception when the client closes the connection
+          co_await asio::async_write(socket, asio::buffer(body), asio::use_awaitable);
+          sent += body.size();
+        }
+      },
+      asio::detached);
+  std::thread thread([&] { context.run(); });
+  RedisOptions options;
+  options.url = RedisUrl{"127.0.0.1", acceptor.local_endpoint().port(), 0};
+  options.command_timeout = 20s;  // the bound, not the timeout, must end it
+  {
+    RedisClient client(options);
+    auto reply = client.command_sync({"GET", "k"});
+    ASSERT_FALSE(reply);
+    EXPECT_EQ(reply.error().code, Errc::upstream_error);
+    EXPECT_NE(reply.error().message.find("larger than 16 MiB"), std::string::npos) << reply.error().message;
+  }
+  EXPECT_LT(sent.load(), 3 * kMaxRedisReplyBytes);
+  asio::post(context, [&] { acceptor.close(); });
+  context.stop();
   thread.join();
 }
 

@@ -10,6 +10,8 @@
 // attempts back off exponentially (between attempts commands fail at once, so an unreachable
 // Redis never makes callers wait). Redis error replies ("-ERR ...") are values, not failures;
 // failures are rvenc errors: upstream_error (unreachable, broken, protocol) or upstream_timeout.
+// The sockets and coroutines are Asio's; hiredis only formats commands and parses replies
+// (redis_protocol.hpp), so no second event loop and no blocking call enters the gateway.
 #pragma once
 
 #include <chrono>
@@ -24,6 +26,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "rvenc/common/error.hpp"
+#include "rvenc/gateway/redis_protocol.hpp"
 
 namespace rvenc::gateway {
 
@@ -32,10 +35,6 @@ inline constexpr std::chrono::milliseconds kRedisConnectTimeout{1'000};
 inline constexpr std::chrono::milliseconds kRedisCommandTimeout{1'000};
 inline constexpr std::chrono::milliseconds kRedisBackoffMin{100};
 inline constexpr std::chrono::milliseconds kRedisBackoffMax{2'000};
-// Largest bulk string or whole reply accepted from the server (our replies are tiny).
-inline constexpr std::size_t kMaxRedisReplyBytes = 16u * 1024 * 1024;
-inline constexpr std::size_t kMaxRedisArrayElements = 1u << 20;
-inline constexpr int kMaxRedisNesting = 8;
 inline constexpr int kMaxRedisDb = 1'000'000;
 
 // redis://HOST[:PORT][/DB]
@@ -50,31 +49,6 @@ struct RedisUrl {
 // Errors (invalid_request, naming the problem): another scheme, user info (passwords are not
 // supported), missing host, bad port, a path that is not a database number.
 [[nodiscard]] Result<RedisUrl> parse_redis_url(std::string_view text);
-
-// One RESP2 value.
-struct RedisValue {
-  enum class Type { simple, error, integer, bulk, nil, array };
-  Type type = Type::nil;
-  std::string text;  // simple, error, bulk
-  std::int64_t integer = 0;
-  std::vector<RedisValue> elements;  // array
-
-  [[nodiscard]] bool is_error() const noexcept { return type == Type::error; }
-  [[nodiscard]] bool is_nil() const noexcept { return type == Type::nil; }
-  // An error reply whose first word is `prefix` ("NOSCRIPT", "ERR").
-  [[nodiscard]] bool is_error(std::string_view prefix) const noexcept;
-};
-
-// The RESP2 encoding of a command: an array of bulk strings.
-[[nodiscard]] std::string encode_redis_command(const std::vector<std::string>& args);
-
-// Parses one value from the start of `input`. nullopt (with consumed = 0) when the input ends
-// before the value does; an invalid_request error when it is not RESP2 or exceeds the limits.
-struct RespParse {
-  std::optional<RedisValue> value;
-  std::size_t consumed = 0;
-};
-[[nodiscard]] Result<RespParse> parse_resp(std::string_view input);
 
 struct RedisOptions {
   RedisUrl url;
