@@ -73,7 +73,7 @@ Result<LocalPostgresCommands> prepare_local_postgres(const fs::path& dir, std::u
   for (const auto& arg : {bin("postgres"), std::string("-D"), data, std::string("-p"), std::to_string(port),
                           std::string("-k"), dir.string(), std::string("-c"), std::string("listen_addresses=127.0.0.1"),
                           std::string("-c"), std::string("fsync=off"), std::string("-c"),
-                          std::string("synchronous_commit=off"), std::string("-c"), std::string("full_page_writes=off"),
+                          std::string("full_page_writes=off"),
                           std::string("-c"), std::string("max_connections=200")})
     c.postgres.push_back(arg);
   return c;

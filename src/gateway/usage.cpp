@@ -338,9 +338,11 @@ std::size_t UsageRecorder::write_batch(std::vector<UsageRow> batch, std::optiona
   if (auto ok = store_.record_usage(rows); ok) {
     for (auto& written : retry_journals_) written.remove();
     retry_journals_.clear();
+    if (std::exchange(refused_, false)) spdlog::warn("usage: the store took the {} rows it had refused", rows.size());
     return rows.size();
-  } else {
-    spdlog::error("usage: {} rows not recorded yet: {}", rows.size(), ok.error().to_string());
+  } else if (!std::exchange(refused_, true)) {
+    // Once per outage: the retries every flush interval are not worth a line each.
+    spdlog::error("usage: {} rows not recorded yet (kept and retried): {}", rows.size(), ok.error().to_string());
   }
   if (rows.size() <= kUsageRetryRows) {
     retry_rows_ = std::move(rows);  // tried again at the next flush interval

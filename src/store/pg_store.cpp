@@ -156,7 +156,9 @@ ApiKeyRecord key_at(const PGresult* r, int row) {
 Conn connect(const std::string& url, const StoreOptions& options) {
   const std::string timeout = std::to_string(std::max<std::int64_t>(
       1, std::chrono::duration_cast<std::chrono::seconds>(options.connect_timeout + std::chrono::milliseconds(999)).count()));
-  const std::string server_options = "-c statement_timeout=" + std::to_string(options.statement_timeout.count());
+  // Notices ("relation … already exists, skipping" at each migration check) are not worth a line.
+  const std::string server_options = "-c statement_timeout=" + std::to_string(options.statement_timeout.count()) +
+                                     " -c client_min_messages=warning";
   // A server that vanishes without closing the connection (a partition) fails a call after this.
   const std::string user_timeout = std::to_string((options.connect_timeout + options.statement_timeout).count());
   const char* keywords[] = {"dbname", "connect_timeout", "options", "application_name", "tcp_user_timeout", nullptr};
@@ -322,21 +324,26 @@ class PgBackend final : public Backend {
   // A pooled connection, returned to the pool when dropped (closed instead when it broke).
   class Lease {
    public:
-    Lease(PgBackend& owner, Conn conn) : owner_(&owner), conn_(std::move(conn)) {}
+    Lease(PgBackend& owner, Conn conn, bool reused) : owner_(&owner), conn_(std::move(conn)), reused_(reused) {}
     Lease(Lease&& other) noexcept = default;
     ~Lease() {
       if (owner_ && conn_) owner_->release(std::move(conn_));
     }
     [[nodiscard]] PGconn* get() const noexcept { return conn_.get(); }
+    // Taken from the pool (the server may have closed it since), not made for this call.
+    [[nodiscard]] bool reused() const noexcept { return reused_; }
 
    private:
     PgBackend* owner_;
     Conn conn_;
+    bool reused_ = false;
   };
 
   [[nodiscard]] Result<Lease> acquire();
   void release(Conn conn);
   void mark_down();
+  // A connection found broken: the pooled ones are as stale (the server restarted or went away).
+  void drop_idle();
   // Runs one statement; the result when its status is `expected`.
   [[nodiscard]] Result<PgResult> run(PGconn* conn, const char* sql, const Params& params, ExecStatusType expected);
   // Runs one statement on a pooled connection.
@@ -371,8 +378,15 @@ void PgBackend::mark_down() {
   backoff_ = std::min(std::max(backoff_ * 2, kFirstBackoff), kMaxBackoff);
   retry_at_ = std::chrono::steady_clock::now() + backoff_;
   down_ = true;
-  idle_.clear();  // their server went away: none of them is worth keeping
-  open_ = 0;
+  // Their server went away: none of the idle connections is worth keeping.
+  open_ -= std::min(open_, idle_.size());
+  idle_.clear();
+}
+
+void PgBackend::drop_idle() {
+  std::lock_guard lock(mutex_);
+  open_ -= std::min(open_, idle_.size());
+  idle_.clear();
 }
 
 Result<PgBackend::Lease> PgBackend::acquire() {
@@ -387,13 +401,17 @@ Result<PgBackend::Lease> PgBackend::acquire() {
   if (!idle_.empty()) {
     Conn conn = std::move(idle_.back());
     idle_.pop_back();
-    return Lease(*this, std::move(conn));
+    return Lease(*this, std::move(conn), /*reused=*/true);
   }
   ++open_;
   lock.unlock();
   Conn conn = connect(url_, options_);
   if (PQstatus(conn.get()) != CONNECTION_OK) {
     const std::string why = first_line(PQerrorMessage(conn.get()));
+    {
+      std::lock_guard relock(mutex_);
+      --open_;  // the one this call tried to make
+    }
     mark_down();
     returned_.notify_one();
     return std::unexpected(unreachable(why));
@@ -403,7 +421,7 @@ Result<PgBackend::Lease> PgBackend::acquire() {
     down_ = false;
     backoff_ = std::chrono::milliseconds{0};
   }
-  return Lease(*this, std::move(conn));
+  return Lease(*this, std::move(conn), /*reused=*/false);
 }
 
 void PgBackend::release(Conn conn) {
@@ -423,7 +441,7 @@ Result<PgResult> PgBackend::run(PGconn* conn, const char* sql, const Params& par
   PgResult result(PQexecParams(conn, sql, params.size(), nullptr, values.data(), nullptr, nullptr, 0));
   if (result && PQresultStatus(result.get()) == expected) return result;
   if (PQstatus(conn) != CONNECTION_OK) {
-    mark_down();
+    drop_idle();  // the next call connects afresh (and backs off if that fails)
     return std::unexpected(unreachable(first_line(PQerrorMessage(conn))));
   }
   return fail(Errc::internal_error, "database: " + first_line(result ? PQresultErrorMessage(result.get()) : PQerrorMessage(conn)));
@@ -432,7 +450,14 @@ Result<PgResult> PgBackend::run(PGconn* conn, const char* sql, const Params& par
 Result<PgResult> PgBackend::run(const char* sql, const Params& params, ExecStatusType expected) {
   auto lease = acquire();
   if (!lease) return std::unexpected(lease.error());
-  return run(lease->get(), sql, params, expected);
+  auto result = run(lease->get(), sql, params, expected);
+  // A pooled connection the server closed (it restarted): once more, on a new connection.
+  if (!result && lease->reused() && PQstatus(lease->get()) != CONNECTION_OK) {
+    auto fresh = acquire();
+    if (!fresh) return std::unexpected(fresh.error());
+    result = run(fresh->get(), sql, params, expected);
+  }
+  return result;
 }
 
 Status PgBackend::migrate() {

@@ -52,9 +52,11 @@ class PgGateways : public ::testing::Test {
   std::string create_key(const std::string& name) {
     auto created = run_cli({"keys", "create", "--db", db, "--name", name});
     EXPECT_EQ(created.exit_code, 0) << created.out;
-    std::string key = created.out;
-    while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
-    return key;
+    // The key alone on its line of stdout.
+    const auto at = created.out.find("sk_");
+    if (at == std::string::npos) return {};
+    std::string key = created.out.substr(at);
+    return key.substr(0, key.find_first_of(" \r\n"));
   }
 
   // A sealed request through `gateway_url` (attested once per gateway): status and error code.

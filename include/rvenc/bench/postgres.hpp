@@ -5,7 +5,8 @@
 // own child-process type. `postgres` refuses to run as root: under root the commands run as the
 // unprivileged `nobody` (setpriv) and the directory is handed to it. The binaries come from the
 // newest /usr/lib/postgresql/<N>/bin (Debian keeps them off PATH), else from PATH. The server
-// listens on 127.0.0.1 only, with its unix socket inside the directory and fsync off (test data).
+// listens on 127.0.0.1 only, with its unix socket inside the directory and fsync off (test data;
+// commits stay synchronous, so a killed server keeps every transaction it acknowledged).
 #pragma once
 
 #include <cstdint>

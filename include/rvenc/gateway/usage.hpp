@@ -117,6 +117,7 @@ class UsageRecorder {
   // The writer thread's own: rows the store refused, and the journals that hold them.
   std::vector<UsageRow> retry_rows_;
   std::vector<detail::UsageJournal> retry_journals_;
+  bool refused_ = false;  // the last write failed (logged once per outage)
   std::uint64_t submitted_ = 0;
   std::uint64_t handled_ = 0;
   std::uint64_t written_ = 0;
