@@ -217,6 +217,7 @@ struct PgKeyWatch::State {
   std::chrono::milliseconds connect_timeout;
   std::function<void()> on_change;
   std::atomic<bool> connected{false};
+  std::atomic<bool> failing{false};
   std::mutex mutex;
   std::condition_variable wake;
   bool stopping = false;
@@ -248,15 +249,18 @@ void PgKeyWatch::State::run() {
     if (!listened || PQresultStatus(listened.get()) != PGRES_COMMAND_OK) {
       spdlog::warn("store: key watch cannot listen ({}); retrying in {} ms", first_line(PQerrorMessage(conn.get())),
                    backoff.count());
+      failing = true;
       if (!pause(backoff)) return;
       backoff = std::min(backoff * 2, kMaxBackoff);
       continue;
     }
     backoff = kFirstBackoff;
     connected = true;
+    failing = false;
     on_change();  // whatever changed while it was not listening
     listen(conn.get());
     connected = false;
+    failing = true;
     if (!stopped()) spdlog::warn("store: key watch connection lost; reconnecting");
   }
 }
@@ -296,6 +300,7 @@ PgKeyWatch::~PgKeyWatch() {
 }
 
 bool PgKeyWatch::connected() const noexcept { return state_->connected; }
+bool PgKeyWatch::failing() const noexcept { return state_->failing; }
 
 // ---- the backend -------------------------------------------------------------------------------
 
@@ -364,7 +369,7 @@ class PgBackend final : public Backend {
 };
 
 bool PgBackend::reachable() const noexcept {
-  if (watch_ && !watch_->connected()) return false;
+  if (watch_ && watch_->failing()) return false;
   return !down_;
 }
 
@@ -393,7 +398,7 @@ Result<PgBackend::Lease> PgBackend::acquire() {
   std::unique_lock lock(mutex_);
   // While a watch runs, its connection says whether the server is there: no caller (an event
   // loop, say) waits on a connect to a dead server.
-  if (watch_ && !watch_->connected()) return std::unexpected(unreachable("its listener connection is down"));
+  if (watch_ && watch_->failing()) return std::unexpected(unreachable("its listener connection is down"));
   if (down_ && std::chrono::steady_clock::now() < retry_at_) return std::unexpected(unreachable("retrying soon"));
   const bool got = returned_.wait_for(lock, options_.connect_timeout,
                                       [&] { return !idle_.empty() || open_ < options_.pool_size; });

@@ -49,6 +49,8 @@ class PgKeyWatch {
   PgKeyWatch& operator=(const PgKeyWatch&) = delete;
   // Whether its listener connection is up now.
   [[nodiscard]] bool connected() const noexcept;
+  // Whether its last connect failed or its connection broke (false while it first connects).
+  [[nodiscard]] bool failing() const noexcept;
 
  private:
   struct State;
