@@ -59,7 +59,9 @@ Result<LocalPostgresCommands> prepare_local_postgres(const fs::path& dir, std::u
     const passwd* user = ::getpwnam(kServerUser);
     if (!user) return fail(Errc::internal_error, "postgres cannot run as root and there is no user nobody");
     if (auto ok = chown_tree(dir, user->pw_uid, user->pw_gid); !ok) return std::unexpected(ok.error());
-    c.user_prefix = {"setpriv", "--reuid=" + std::to_string(user->pw_uid), "--regid=" + std::to_string(user->pw_gid),
+    // Callers may exec without a PATH search (bench::ChildProcess): the full path when it is there.
+    const std::string setpriv = fs::exists("/usr/bin/setpriv") ? "/usr/bin/setpriv" : "setpriv";
+    c.user_prefix = {setpriv, "--reuid=" + std::to_string(user->pw_uid), "--regid=" + std::to_string(user->pw_gid),
                      "--clear-groups", "--"};
   }
   const auto bin = [&](const char* name) { return c.bin_dir.empty() ? std::string(name) : c.bin_dir + "/" + name; };
