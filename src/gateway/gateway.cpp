@@ -224,7 +224,7 @@ http::Response GatewayHandler::health(const RequestContext& context) const {
   if (!admin_allowed(context.request)) {
     // A wrong token is an error, not a silently shorter answer; no token is the public answer.
     if (presented) return gateway_error(context, Error{Errc::invalid_api_key, "the admin token is wrong"});
-    return http::json_response(code, boost::json::serialize(boost::json::object{{"status", status}, {"store", store_up ? "ok" : "down"}}));
+    return http::json_response(code, boost::json::serialize(boost::json::object{{"status", status}}));
   }
   boost::json::array list;
   for (const auto& e : enclaves) {
