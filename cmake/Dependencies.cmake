@@ -14,6 +14,8 @@ find_package(LibXml2 REQUIRED)  # NVIDIA RIMs (SWID XML) in rvenc_attestation (D
 # Their XMLDSig signatures (C14N 1.1, ECDSA-SHA384) with the OpenSSL backend (Debian libxmlsec1-dev).
 pkg_check_modules(XMLSEC REQUIRED IMPORTED_TARGET xmlsec1-openssl>=1.2.30)
 find_package(SQLite3 REQUIRED)
+# The PostgreSQL store of rvenc_store (Debian libpq-dev).
+pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET GLOBAL libpq)
 find_package(spdlog REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 if(RVENC_BUILD_TESTS)

@@ -17,7 +17,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 PACKAGES=(
   g++ cmake make pkg-config ccache dpkg-dev
   libboost1.81-dev libboost-json1.81-dev libboost-system1.81-dev libboost-url1.81-dev
-  libssl-dev libxml2-dev libxmlsec1-dev libsqlite3-dev sqlite3 libcli11-dev libspdlog-dev libfmt-dev libedit-dev
+  libssl-dev libxml2-dev libxmlsec1-dev libsqlite3-dev sqlite3 libpq-dev postgresql-15 libcli11-dev libspdlog-dev libfmt-dev libedit-dev
   libhiredis-dev iproute2 systemd
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
@@ -35,7 +35,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The packaged nginx starts a system service on install; the benchmarks run their own.
-if command -v systemctl >/dev/null 2>&1; then as_root systemctl disable --now nginx redis-server >/dev/null 2>&1 || true; fi
+if command -v systemctl >/dev/null 2>&1; then as_root systemctl disable --now nginx redis-server postgresql >/dev/null 2>&1 || true; fi
 
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
 

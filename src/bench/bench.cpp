@@ -170,7 +170,7 @@ Status start_stack(Stack& stack, const BenchOptions& options) {
   if (!enclave_url) return std::unexpected(enclave_url.error());
   stack.enclave_url = *enclave_url;
 
-  const std::string db = (stack.dir / "rvenc.db").string();
+  const std::string db = options.gateway_db.empty() ? (stack.dir / "rvenc.db").string() : options.gateway_db;
   ChildProcess keys({rvenc, "keys", "create", "--db", db, "--name", "bench"}, stack.dir / "keys.log");
   auto api_key = keys.wait_for(R"(^(sk_(live|test)_\S+))");
   if (!api_key) return std::unexpected(api_key.error());
@@ -180,7 +180,8 @@ Status start_stack(Stack& stack, const BenchOptions& options) {
   stack.api_key = *api_key;
 
   std::vector<std::string> gateway_argv{rvenc,  "gateway", "--listen", "127.0.0.1:0", "--enclave", stack.enclave_url,
-                                        "--db", db,        "--enclave-token-file", (stack.dir / "gateway.token").string()};
+                                        "--db", db,        "--enclave-token-file", (stack.dir / "gateway.token").string(),
+                                        "--usage-journal-dir", stack.dir.string()};
   if (options.enclave_http1) gateway_argv.emplace_back("--enclave-http1");
   std::map<std::string, std::string> gateway_env;
   if (options.tls) {

@@ -12,6 +12,7 @@
 #include "command.hpp"
 #include "rvenc/bench/bench.hpp"
 #include "rvenc/bench/replicas.hpp"
+#include "rvenc/bench/store.hpp"
 
 namespace rvenc::cli {
 namespace {
@@ -32,7 +33,37 @@ struct BenchFlags {
   std::vector<unsigned> concurrencies;
   std::size_t chunks = 0;
   std::vector<unsigned> enclaves;  // --enclaves: the replica scaling run instead
+  std::string store;      // --store postgres: the gateway on PostgreSQL against SQLite instead
+  std::string store_url;  // --store-url: that PostgreSQL (default: a local one the bench starts)
 };
+
+// Writes `report` to `path` (--json); the exit code.
+int write_json(const boost::json::object& report, const std::string& path) {
+  if (path.empty()) return kExitOk;
+  std::ofstream out(path, std::ios::trunc);
+  out << boost::json::serialize(report) << "\n";
+  if (!out) {
+    std::cerr << "rvenc bench: cannot write " << path << "\n";
+    return kExitFailure;
+  }
+  std::cerr << "report written to " << path << "\n";
+  return kExitOk;
+}
+
+// rvenc bench --store postgres: the gateway's store on PostgreSQL against SQLite (store.hpp).
+int run_store_bench(const BenchFlags& flags, const bench::BenchOptions& base) {
+  bench::StoreBenchOptions options;
+  options.base = base;
+  options.postgres_url = flags.store_url;
+  if (options.base.quick) options.cost_requests = 500;
+  auto report = bench::run_store_bench(options);
+  if (!report) {
+    std::cerr << "rvenc bench: " << report.error().message << "\n";
+    return kExitUnavailable;
+  }
+  std::cout << bench::store_table(*report) << std::flush;
+  return write_json(*report, flags.json);
+}
 
 // rvenc bench --enclaves 1,2,4: the replica scaling run and failover series (replicas.hpp).
 int run_replica_bench(const BenchFlags& flags, const std::string& rvenc_binary) {
@@ -107,6 +138,7 @@ int run_bench(const BenchFlags& flags) {
     return kExitUsage;
   }
 
+  if (flags.store == "postgres") return run_store_bench(flags, options);
   auto report = bench::run_bench(options);
   if (!report) {
     std::cerr << "rvenc bench: " << report.error().message << "\n";
@@ -115,17 +147,7 @@ int run_bench(const BenchFlags& flags) {
   std::cout << bench::summary_table(*report) << std::flush;
   if (const auto* dir = report->if_contains("temp_dir"); dir && dir->is_string())
     std::cerr << "kept the temporary directory " << dir->as_string().c_str() << "\n";
-  int exit_code = kExitOk;
-  if (!flags.json.empty()) {
-    std::ofstream out(flags.json, std::ios::trunc);
-    out << boost::json::serialize(*report) << "\n";
-    if (!out) {
-      std::cerr << "rvenc bench: cannot write " << flags.json << "\n";
-      exit_code = kExitFailure;
-    } else {
-      std::cerr << "report written to " << flags.json << "\n";
-    }
-  }
+  int exit_code = write_json(*report, flags.json);
   if (!flags.plot.empty() && write_plot(*report, flags.plot) != kExitOk) exit_code = kExitFailure;
   return exit_code;
 }
@@ -141,6 +163,12 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--rvenc", flags->rvenc, "rvenc binary for the enclave, gateway and keys (default: this one)");
   option(*cmd, "--nginx", flags->nginx, "nginx binary of the baseline proxy")->capture_default_str();
   option(*cmd, "--rate", flags->rate, "Tokens per second per stream of the paced phases")->capture_default_str();
+  option(*cmd, "--store", flags->store,
+         "postgres: run the gateway's path on a PostgreSQL store and on SQLite, and compare (chunks/s, TTFT p50, "
+         "the store's cost per request); sqlite: the usual run")
+      ->check(CLI::IsMember({"sqlite", "postgres"}));
+  option(*cmd, "--store-url", flags->store_url,
+         "With --store postgres: the PostgreSQL to use (postgresql://…; default: a local one started for the run)");
   option(*cmd, "--paths", flags->paths, "Only these paths (direct, rvenc, nginx), e.g. to profile one")
       ->delimiter(',')
       ->check(CLI::IsMember({"direct", "rvenc", "nginx"}));

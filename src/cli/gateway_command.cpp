@@ -28,6 +28,9 @@ struct GatewayFlags {
   std::string db;
   std::string redis;
   std::string redis_failure = "closed";
+  std::string store_failure = "closed";
+  long long store_grace_s = 60;
+  std::string usage_journal_dir = ".";
   std::string enclave_token_file;
   std::string enclave_ca_file;
   std::uint64_t max_body = gateway::kDefaultMaxBody;
@@ -137,6 +140,14 @@ int run_gateway(const GatewayFlags& flags) {
   options.read_timeout = std::chrono::milliseconds(flags.read_timeout_ms);
   options.idle_timeout = std::chrono::milliseconds(flags.idle_timeout_ms);
   options.db_path = flags.db;
+  const auto store_location = store::parse_store_location(flags.db);
+  if (!store_location) {
+    std::cerr << "rvenc gateway: --db: " << store_location.error().message << "\n";
+    return kExitUsage;
+  }
+  options.store.journal_dir = flags.usage_journal_dir;
+  options.store_failure.policy = *gateway::store_failure_policy(flags.store_failure);  // checked by CLI11
+  options.store_failure.grace = std::chrono::seconds(flags.store_grace_s);
   options.max_body = flags.max_body;
   options.upstream_idle_timeout = std::chrono::milliseconds(flags.upstream_timeout_ms);
   options.max_connections = flags.max_connections;
@@ -185,7 +196,12 @@ int run_gateway(const GatewayFlags& flags) {
   std::ostringstream facts;
   facts << "rvenc gateway listening on " << gw.url() << "\n";
   facts << describe_server_tls(tls);
-  facts << "database: " << flags.db << "\n";
+  facts << "database: " << store_location->display
+        << (store_location->kind == store::StoreLocation::Kind::postgres
+                ? " (PostgreSQL; --store-failure " + flags.store_failure + ", cached keys for " +
+                      std::to_string(flags.store_grace_s) + " s; usage journals in " + flags.usage_journal_dir + ")"
+                : std::string())
+        << "\n";
   for (const auto& e : gw.handler().enclaves().snapshot()) {
     facts << "enclave " << e.url.origin() << ": ";
     if (e.healthy)
@@ -232,7 +248,23 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "models, each with its own key (GET /rvenc/models lists them all; attestation ?model=NAME picks one for "
          "load, &all=1 lists every replica; see docs/multi-enclave.md)")
       ->required();
-  option(*cmd, "--db", flags->db, "SQLite database with the API keys and usage (created if missing)")->required();
+  option(*cmd, "--db", flags->db,
+         "The API keys and usage: a SQLite file (created if missing) or postgresql://USER[:PASSWORD]@HOST:PORT/DBNAME "
+         "(gateways on several hosts; migrated at start; see docs/stores.md)")
+      ->required();
+  option(*cmd, "--store-failure", flags->store_failure,
+         "When the PostgreSQL store is down: closed serves cached keys for --store-grace-s then refuses (503), open "
+         "serves cached keys until it returns; unknown keys are refused (503) either way")
+      ->check(CLI::IsMember({"open", "closed"}))
+      ->capture_default_str();
+  option(*cmd, "--store-grace-s", flags->store_grace_s,
+         "How long cached keys are served while the store is down (--store-failure closed)")
+      ->capture_default_str()
+      ->check(at_least(0));
+  option(*cmd, "--usage-journal-dir", flags->usage_journal_dir,
+         "Directory of the usage journals with a PostgreSQL store (rows wait there while it is down; SQLite: "
+         "beside the database)")
+      ->capture_default_str();
   option(*cmd, "--redis", flags->redis, "redis://HOST:PORT[/DB] for rate limits and revocations shared by gateways");
   option(*cmd, "--redis-failure", flags->redis_failure,
          "When Redis is down: closed refuses rate-limited requests (503), open uses in-process limits")

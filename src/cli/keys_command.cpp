@@ -1,6 +1,6 @@
-// rvenc keys create|list|revoke|usage: API key administration on the gateway's database.
+// rvenc keys create|list|revoke|usage|migrate: API key administration on the gateway's store.
 //
-// The database is --db FILE, else DIR/rvenc.db with --data DIR, else the "db" of ./.rvenc/stack.json
+// The store is --db FILE or --db postgresql://… (RVENC_DB), else DIR/rvenc.db with --data DIR, else the "db" of ./.rvenc/stack.json
 // (as the client commands find a stack). Only `create` may create the file, and says so: a typo in
 // --db must not silently list an empty new database.
 #include <chrono>
@@ -78,7 +78,10 @@ std::optional<std::string> database_path(const KeysOptions& o) {
 std::expected<gateway::KeyStore, int> open_store(const KeysOptions& o, gateway::KeyStore::OpenMode mode) {
   const auto path = database_path(o);
   if (!path) return std::unexpected(kExitUsage);
-  const bool existed = std::filesystem::exists(*path);
+  const auto where = store::parse_store_location(*path);
+  if (!where) return std::unexpected(open_failed(where.error()));
+  const bool is_file = where->kind == store::StoreLocation::Kind::sqlite;
+  const bool existed = !is_file || std::filesystem::exists(where->target);
   auto store = gateway::KeyStore::open(*path, mode);
   if (!store) return std::unexpected(open_failed(store.error()));
   if (!existed) std::cerr << "rvenc keys: created a new key database at " << *path << "\n";
@@ -198,13 +201,25 @@ int run_usage(const KeysOptions& o) {
   return kExitOk;
 }
 
+// Opening the store applies its migrations; this says where it stands.
+int run_migrate(const KeysOptions& o) {
+  auto store = open_store(o, gateway::KeyStore::OpenMode::existing_only);
+  if (!store) return store.error();
+  auto version = store->schema_version();
+  if (!version) return open_failed(version.error());
+  std::cout << "store " << store->path() << ": schema version " << *version << " (up to date)" << std::endl;
+  return kExitOk;
+}
+
 void add_database_flags(CLI::App& cmd, KeysOptions& o) {
-  option(cmd, "--db", o.db, "The gateway's SQLite database (default: DIR/rvenc.db, or ./.rvenc/stack.json's db)");
+  option(cmd, "--db", o.db,
+         "The gateway's store: a SQLite file, or postgresql://USER[:PASSWORD]@HOST:PORT/DBNAME (default: "
+         "DIR/rvenc.db, or ./.rvenc/stack.json's db)");
   option(cmd, "--data", o.data, "The state directory of `rvenc up`: use DIR/rvenc.db (--db wins)");
 }
 
 void setup(CLI::App& app, std::function<int()>& run) {
-  auto* keys = app.add_subcommand("keys", "Manage the gateway's API keys (create, list, revoke, usage)");
+  auto* keys = app.add_subcommand("keys", "Manage the gateway's API keys (create, list, revoke, usage, migrate)");
   keys->require_subcommand(1);
   auto o = std::make_shared<KeysOptions>();
 
@@ -233,6 +248,11 @@ void setup(CLI::App& app, std::function<int()>& run) {
   add_database_flags(*usage, *o);
   flag(*usage, "--json", o->json, "Print JSON");
   usage->callback([&run, o] { run = [o] { return run_usage(*o); }; });
+
+  auto* migrate = keys->add_subcommand(
+      "migrate", "Apply the store's schema migrations now (gateways also apply them at start) and print its version");
+  add_database_flags(*migrate, *o);
+  migrate->callback([&run, o] { run = [o] { return run_migrate(*o); }; });
 }
 
 const Registrar registrar{{"keys", setup}};

@@ -88,9 +88,11 @@ http::awaitable<protocol::Usage> billed_usage(const SseRelay& relay, http::Respo
 
 Result<std::unique_ptr<GatewayHandler>> GatewayHandler::create(GatewayOptions options) {
   if (options.enclaves.empty()) return fail(Errc::invalid_request, "at least one --enclave is needed");
-  auto lookups = KeyStore::open(options.db_path);
+  auto lookups = KeyStore::open(options.db_path, options.store);
   if (!lookups) return std::unexpected(lookups.error());
-  auto writer = KeyStore::open(options.db_path);
+  store::StoreOptions writer_options = options.store;
+  writer_options.pool_size = 1;  // one writer thread
+  auto writer = KeyStore::open(options.db_path, writer_options);
   if (!writer) return std::unexpected(writer.error());
   return std::unique_ptr<GatewayHandler>(new GatewayHandler(
       std::move(options), std::move(*lookups), std::make_unique<UsageRecorder>(std::move(*writer))));
@@ -98,7 +100,7 @@ Result<std::unique_ptr<GatewayHandler>> GatewayHandler::create(GatewayOptions op
 
 GatewayHandler::GatewayHandler(GatewayOptions options, KeyStore lookups, std::unique_ptr<UsageRecorder> usage)
     : options_(std::move(options)),
-      keys_(std::move(lookups)),
+      keys_(std::move(lookups), options_.store_failure),
       usage_(std::move(usage)),
       // A client may attest every enclave: at least two requests per enclave at once.
       attestation_limiter_(options_.attestation_per_minute <= 0
@@ -232,7 +234,9 @@ http::Response GatewayHandler::health(const RequestContext& context) const {
   const auto enclaves = enclaves_.snapshot();
   std::size_t up = 0;
   for (const auto& e : enclaves) up += e.healthy ? 1 : 0;
-  const char* status = up == enclaves.size() ? "ok" : up > 0 ? "degraded" : "unavailable";
+  // A store that cannot be reached still lets cached keys through (for a while): degraded.
+  const bool store_up = keys_.store_reachable();
+  const char* status = up == enclaves.size() && store_up ? "ok" : up > 0 ? "degraded" : "unavailable";
   const unsigned code = up > 0 ? 200 : 503;
   const bool presented = context.request.base().find(beast_http::field::authorization) != context.request.base().end();
   if (!admin_allowed(context.request)) {
@@ -254,6 +258,7 @@ http::Response GatewayHandler::health(const RequestContext& context) const {
                                        {"lastError", e.last_error}});
   }
   boost::json::object body{{"status", status},
+                           {"store", store_up ? "ok" : "down"},
                            {"enclavesUp", up},
                            {"enclavesTotal", enclaves.size()},
                            {"enclaves", std::move(list)}};
@@ -480,6 +485,7 @@ http::awaitable<protocol::Usage> GatewayHandler::relay_stream(RequestContext& co
 }
 
 void GatewayHandler::start_background(asio::any_io_executor executor) {
+  keys_.watch();  // PostgreSQL: key changes pushed (LISTEN/NOTIFY); SQLite: the poll below only
   poll_timer_ = std::make_shared<asio::steady_timer>(executor);
   asio::co_spawn(executor, poll_keys_loop(poll_timer_), asio::detached);
   for (std::size_t i = 0; i < enclaves_.size(); ++i) {

@@ -162,7 +162,9 @@ Step auth_step(KeyCache& keys, UsageRecorder* usage) {
     auto found = keys.lookup(hash_api_key(*token));
     if (!found) {
       spdlog::error("{}: key lookup failed: {}", context.request_id, found.error().to_string());
-      return gateway_error(context, Error{Errc::internal_error, "the key database is not available"});
+      // Unreachable (PostgreSQL down, the cache may not answer): 503, try again; else a fault.
+      const Errc code = found.error().code == Errc::overloaded ? Errc::overloaded : Errc::internal_error;
+      return gateway_error(context, Error{code, "the key database is not available"});
     }
     if (!*found) {
       spdlog::info("{}: unknown API key {}", context.request_id, context.masked_key);

@@ -223,17 +223,8 @@ Result<std::size_t> replay_usage_journals(KeyStore& store, const fs::path& datab
 }
 }  // namespace detail
 
-namespace {
-// Where the store's database lives, or empty for one without a file (no journal then).
-fs::path database_file(const KeyStore& store) {
-  const std::string& path = store.path();
-  if (path.empty() || path == ":memory:" || path.starts_with("file:")) return {};
-  return path;
-}
-}  // namespace
-
 UsageRecorder::UsageRecorder(KeyStore store, std::chrono::milliseconds flush_interval)
-    : store_(std::move(store)), database_(database_file(store_)), flush_interval_(flush_interval) {
+    : store_(std::move(store)), database_(store_.journal_base()), flush_interval_(flush_interval) {
   if (!database_.empty()) {
     if (auto replayed = detail::replay_usage_journals(store_, database_); !replayed) {
       spdlog::error("usage: {}", replayed.error().to_string());
@@ -305,9 +296,18 @@ void UsageRecorder::run() {
   std::unique_lock lock(mutex_);
   for (;;) {
     wake_.wait_for(lock, flush_interval_, [&] { return stopping_ || queue_.size() >= kUsageBatchRows || (flush_waiters_ > 0 && !queue_.empty()); });
+    if (queue_.empty() && !retry_rows_.empty() && !stopping_) {
+      // Only refused rows wait: try them again, without a new journal.
+      lock.unlock();
+      const std::size_t written = write_batch({}, std::nullopt);
+      lock.lock();
+      written_ += written;
+      continue;
+    }
     if (queue_.empty()) {
       if (!stopping_) continue;
-      // Nothing waits, so the current journal holds nothing unwritten.
+      // Nothing waits, so the current journal holds nothing unwritten (the rows the store
+      // refused stay in their journals, for the next gateway's replay).
       if (journal_) journal_->remove();
       return;
     }
@@ -320,16 +320,54 @@ void UsageRecorder::run() {
     batch.swap(queue_);
     std::optional<detail::UsageJournal> batch_journal = std::exchange(journal_, std::move(next_journal));
     lock.unlock();
-    auto ok = store_.record_usage(batch);
-    if (!ok) spdlog::error("usage: {} rows not recorded: {}", batch.size(), ok.error().to_string());
-    // Kept when the rows are not in the database: the next gateway on it replays the journal.
-    if (ok && batch_journal) batch_journal->remove();
-    batch_journal.reset();
+    const std::size_t fresh = batch.size();
+    const std::size_t written = write_batch(std::move(batch), std::move(batch_journal));
     lock.lock();
-    handled_ += batch.size();
-    if (ok) written_ += batch.size();
+    handled_ += fresh;
+    written_ += written;
     done_.notify_all();
   }
+}
+
+std::size_t UsageRecorder::write_batch(std::vector<UsageRow> batch, std::optional<detail::UsageJournal> journal) {
+  // Rows of batches the store refused (PostgreSQL down) go first, with their journals.
+  std::vector<UsageRow> rows = std::exchange(retry_rows_, {});
+  rows.insert(rows.end(), std::make_move_iterator(batch.begin()), std::make_move_iterator(batch.end()));
+  if (journal) retry_journals_.push_back(std::move(*journal));
+  if (rows.empty()) return 0;
+  if (auto ok = store_.record_usage(rows); ok) {
+    for (auto& written : retry_journals_) written.remove();
+    retry_journals_.clear();
+    if (std::exchange(refused_, false)) spdlog::warn("usage: the store took the {} rows it had refused", rows.size());
+    return rows.size();
+  } else if (!std::exchange(refused_, true)) {
+    // Once per outage: the retries every flush interval are not worth a line each.
+    spdlog::error("usage: {} rows not recorded yet (kept and retried): {}", rows.size(), ok.error().to_string());
+  }
+  if (rows.size() <= kUsageRetryRows) {
+    retry_rows_ = std::move(rows);  // tried again at the next flush interval
+    if (retry_journals_.size() > kUsageHeldJournals) merge_retry_journals();
+  } else {
+    // Too many to hold: the journals keep them (closed, so the next gateway on the store replays them).
+    spdlog::error("usage: {} unwritten rows left to their journals for the next gateway's replay", rows.size());
+    retry_journals_.clear();
+  }
+  return 0;
+}
+
+void UsageRecorder::merge_retry_journals() {
+  auto merged = new_journal();
+  if (!merged) return;  // logged; the journals stay as they are
+  for (const auto& row : retry_rows_) {
+    if (auto ok = merged->append(row); !ok) {
+      spdlog::error("usage: {}", ok.error().to_string());
+      merged->remove();
+      return;
+    }
+  }
+  for (auto& old : retry_journals_) old.remove();
+  retry_journals_.clear();
+  retry_journals_.push_back(std::move(*merged));
 }
 
 UsageRecord::~UsageRecord() { submit(); }

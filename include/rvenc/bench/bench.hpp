@@ -44,6 +44,8 @@ struct BenchOptions {
   std::vector<unsigned> concurrencies;  // saturated and paced phases; empty: the plan's
   std::size_t chunks_per_request = 0;   // of every load phase; 0: the plan's (32)
   bool tls = false;                     // https between the load generator and both fronts
+  // The gateway's store (its --db: a path or postgresql://…); empty: a SQLite file in the temp dir.
+  std::string gateway_db;
 };
 
 // One target of the summary: `key` of the report compared with `bound`.

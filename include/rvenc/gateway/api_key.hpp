@@ -1,38 +1,22 @@
-// API keys as the gateway sees them: generation (sk_live_/sk_test_ + unbiased base62 from
-// libsodium), hashing (only SHA-256 hashes are ever stored), masking for logs, and the parsing
-// of "Authorization: Bearer <key>".
+// API keys as the gateway sees them: the store module's (rvenc/store/api_key.hpp), under the
+// gateway's names, so the gateway's code and tests read as before the store module existed.
+//
+// Design: using-declarations only; the definitions live in rvenc_store.
 #pragma once
 
-#include <optional>
-#include <string>
-#include <string_view>
-
-#include "rvenc/crypto/crypto.hpp"
+#include "rvenc/store/api_key.hpp"
 
 namespace rvenc::gateway {
-
-inline constexpr std::string_view kLiveKeyPrefix = "sk_live_";
-inline constexpr std::string_view kTestKeyPrefix = "sk_test_";
-// 43 base62 characters carry 256 bits of randomness.
-inline constexpr std::size_t kApiKeyRandomChars = 43;
-// Anything longer in an Authorization header is refused without hashing it.
-inline constexpr std::size_t kMaxApiKeyBytes = 128;
-
-enum class KeyEnv { live, test };
-[[nodiscard]] std::string_view env_name(KeyEnv env) noexcept;  // "live" | "test"
-[[nodiscard]] std::optional<KeyEnv> env_from_name(std::string_view name) noexcept;
-
-using KeyHash = crypto::Sha256Digest;
-
-// A new key: prefix + kApiKeyRandomChars base62 characters (rejection sampling, no modulo bias).
-[[nodiscard]] std::string generate_api_key(KeyEnv env);
-// SHA-256 of the key text.
-[[nodiscard]] KeyHash hash_api_key(std::string_view key);
-// True when `key` has a known prefix followed by 32..kMaxApiKeyBytes base62 characters.
-[[nodiscard]] bool is_well_formed_api_key(std::string_view key) noexcept;
-// The environment a well-formed key's prefix names.
-[[nodiscard]] std::optional<KeyEnv> key_env_of(std::string_view key) noexcept;
-// Masking for logs and listings, and the Bearer parser: rvenc::mask_secret and rvenc::bearer_token
-// (common/auth.hpp), the same for every service.
-
+using store::env_from_name;
+using store::env_name;
+using store::generate_api_key;
+using store::hash_api_key;
+using store::is_well_formed_api_key;
+using store::key_env_of;
+using store::KeyEnv;
+using store::KeyHash;
+using store::kApiKeyRandomChars;
+using store::kLiveKeyPrefix;
+using store::kMaxApiKeyBytes;
+using store::kTestKeyPrefix;
 }  // namespace rvenc::gateway

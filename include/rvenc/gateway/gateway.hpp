@@ -62,7 +62,9 @@ struct GatewayOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;
   std::vector<http::Url> enclaves;  // the first is the default (v1) enclave
-  std::string db_path;
+  std::string db_path;  // the store: a SQLite path, or postgresql://… (store::parse_store_location)
+  store::StoreOptions store;  // its pool, timeouts and (PostgreSQL) usage journal directory
+  StoreFailure store_failure;  // cached keys while the store cannot be reached (key_cache.hpp)
   std::string enclave_token;  // sent as "Authorization: Bearer" to the enclaves; empty = none
   std::string enclave_ca_file;  // PEM bundle verifying https:// enclaves (system trust store when empty)
   // Streams to an enclave share a few connections (rvenc-mux/1, http/mux.hpp), with HTTP/1.1 for
@@ -100,7 +102,7 @@ struct GatewayOptions {
 
 class GatewayHandler {
  public:
-  // Opens the database (two connections: lookups and the usage writer).
+  // Opens the store (two handles: lookups and the usage writer).
   [[nodiscard]] static Result<std::unique_ptr<GatewayHandler>> create(GatewayOptions options);
   ~GatewayHandler();
 

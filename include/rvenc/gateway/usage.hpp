@@ -35,6 +35,12 @@ inline constexpr std::size_t kUsageBatchRows = 4096;
 // Niceness of the writer thread: still a fair share (~10 % of a busy core's weight) when the
 // machine is saturated, far more than the writer needs (a few µs per row).
 inline constexpr int kUsageThreadNice = 10;
+// Rows a store refused (PostgreSQL down) are held and tried again each flush interval, up to this
+// many; beyond, they are left to their journals, which the next gateway on the store replays.
+inline constexpr std::size_t kUsageRetryRows = 1'000'000;
+// Journals of refused batches held open (one per flush interval of an outage) beyond which their
+// rows are copied into one journal and the others removed: an outage cannot exhaust descriptors.
+inline constexpr std::size_t kUsageHeldJournals = 64;
 
 namespace detail {
 // Initial size of a journal file; it doubles when full (a batch is ~200 ms of rows, ~250 bytes each).
@@ -77,8 +83,8 @@ class UsageJournal {
 
 class UsageRecorder {
  public:
-  // Replays the journals of gateways that died on this database first. A database without a
-  // file (":memory:", tests) gets no journal.
+  // Replays the journals of gateways that died on this store first (journals live at the store's
+  // journal_base(); a SQLite database without a file, ":memory:" in tests, gets none).
   explicit UsageRecorder(KeyStore store, std::chrono::milliseconds flush_interval = kUsageFlushInterval);
   ~UsageRecorder();  // writes what is queued, then stops the thread
   UsageRecorder(const UsageRecorder&) = delete;
@@ -94,6 +100,11 @@ class UsageRecorder {
   // A journal for the rows to come, made at start and for each batch (nullopt, logged, when it
   // cannot be made; nullopt for a database without a file).
   [[nodiscard]] std::optional<detail::UsageJournal> new_journal() const;
+  // Writes the rows held from refused batches and `batch`; their journals are removed once the
+  // store has them. How many rows were written (the writer thread only).
+  [[nodiscard]] std::size_t write_batch(std::vector<UsageRow> batch, std::optional<detail::UsageJournal> journal);
+  // Copies the refused rows into one new journal and removes the journals that held them.
+  void merge_retry_journals();
 
   KeyStore store_;
   std::filesystem::path database_;
@@ -103,6 +114,10 @@ class UsageRecorder {
   std::condition_variable wake_;
   std::condition_variable done_;
   std::vector<UsageRow> queue_;
+  // The writer thread's own: rows the store refused, and the journals that hold them.
+  std::vector<UsageRow> retry_rows_;
+  std::vector<detail::UsageJournal> retry_journals_;
+  bool refused_ = false;  // the last write failed (logged once per outage)
   std::uint64_t submitted_ = 0;
   std::uint64_t handled_ = 0;
   std::uint64_t written_ = 0;

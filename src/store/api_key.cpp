@@ -1,10 +1,10 @@
-#include "rvenc/gateway/api_key.hpp"
+#include "rvenc/store/api_key.hpp"
 
 #include <algorithm>
 #include <array>
 #include <cctype>
 
-namespace rvenc::gateway {
+namespace rvenc::store {
 namespace {
 
 constexpr std::string_view kBase62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -53,4 +53,4 @@ bool is_well_formed_api_key(std::string_view key) noexcept {
   return rest.size() >= kMinApiKeyRandomChars && std::all_of(rest.begin(), rest.end(), is_base62);
 }
 
-}  // namespace rvenc::gateway
+}  // namespace rvenc::store

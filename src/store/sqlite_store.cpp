@@ -1,24 +1,24 @@
-#include "rvenc/gateway/key_store.hpp"
+#include "rvenc/store/sqlite_store.hpp"
+
+#include "store_sql.hpp"
 
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <functional>
 #include <chrono>
 #include <filesystem>
 #include <thread>
 #include <unordered_map>
 #include <utility>
 
-#include <boost/json.hpp>
 
-#include "rvenc/common/clock.hpp"
-#include "rvenc/common/hex.hpp"
-
-namespace rvenc::gateway {
+namespace rvenc::store {
 namespace {
 
-constexpr std::size_t kKeyIdRandomBytes = 8;
-constexpr std::string_view kKeyIdPrefix = "key_";
+using detail::kKeyColumns;
+using detail::kUsageTotalsSql;
+using detail::latest_use_by_key;
 
 // Version 1 of the schema. The trigger bumps keys_version only for changes that matter to a
 // gateway's cache (not for last_used_at), so usage writes never flush caches.
@@ -61,9 +61,6 @@ BEGIN UPDATE meta SET value = value + 1 WHERE name = 'keys_version'; END;
 
 // Version 2: provisional usage rows (PROTOCOL.md section 4); the rows written before were final.
 constexpr const char* kSchemaV2 = "ALTER TABLE usage ADD COLUMN final INTEGER NOT NULL DEFAULT 1;";
-
-constexpr const char* kKeyColumns =
-    "id, name, env, key_hash, last4, rpm, tpm, max_streams, created_at, last_used_at, revoked_at";
 
 Error db_error(sqlite3* db, std::string_view what) {
   return Error{Errc::internal_error, "database: " + std::string(what) + ": " + sqlite3_errmsg(db)};
@@ -133,37 +130,39 @@ ApiKeyRecord read_key(const Statement& s) {
 constexpr std::chrono::milliseconds kBusyRetryInterval{20};
 
 
-}  // namespace
+class SqliteBackend final : public Backend {
+ public:
+  SqliteBackend(sqlite3* db, std::string path) noexcept : db_(db), path_(std::move(path)) {}
+  ~SqliteBackend() override {
+    usage_statements_.reset();  // statements are finalized before their connection closes
+    sqlite3_close(db_);
+  }
+  SqliteBackend(const SqliteBackend&) = delete;
+  SqliteBackend& operator=(const SqliteBackend&) = delete;
 
-Result<KeyStore> KeyStore::open(const std::string& path, OpenMode mode) {
-  sqlite3* db = nullptr;
-  const int create = mode == OpenMode::create_if_missing ? SQLITE_OPEN_CREATE : 0;
-  const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | create | SQLITE_OPEN_FULLMUTEX, nullptr);
-  if (rc == SQLITE_CANTOPEN && create == 0 && !std::filesystem::exists(path)) {
-    sqlite3_close(db);
-    return fail(Errc::not_found, "database " + path + " does not exist");
-  }
-  if (rc != SQLITE_OK) {
-    std::string message = db ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close(db);
-    return fail(Errc::internal_error, "cannot open database " + path + ": " + message);
-  }
-  KeyStore store(db, path);
-  sqlite3_busy_timeout(db, static_cast<int>(kBusyTimeout.count()));
-  // Switching a fresh database to WAL while another process opens it can answer SQLITE_BUSY
-  // without consulting the busy handler: retry within the same busy budget.
-  const auto deadline = std::chrono::steady_clock::now() + kBusyTimeout;
-  Status pragmas;
-  while (!(pragmas = exec(db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;")) &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(kBusyRetryInterval);
-  }
-  if (!pragmas) return std::unexpected(pragmas.error());
-  if (auto ok = store.migrate(); !ok) return std::unexpected(ok.error());
-  return store;
-}
+  [[nodiscard]] Status migrate();
+  Status insert_key(const ApiKeyRecord& record) override;
+  Result<std::vector<ApiKeyRecord>> list_keys() override;
+  Result<std::optional<ApiKeyRecord>> find_by_hash(const KeyHash& hash) override;
+  Result<std::optional<ApiKeyRecord>> find_by_id(std::string_view id) override;
+  Result<bool> revoke(const KeyHash* hash, std::string_view id, std::int64_t now) override;
+  Result<std::int64_t> keys_version() override;
+  Status record_usage(const std::vector<UsageRow>& rows) override;
+  Result<std::vector<UsageTotals>> usage_totals() override;
+  Result<std::vector<UsageRow>> recent_usage(std::size_t limit) override;
+  Result<int> schema_version() override;
 
-struct KeyStore::UsageStatements {
+ private:
+  [[nodiscard]] Result<std::optional<ApiKeyRecord>> find_one(const char* where, const std::function<void(Statement&)>& bind);
+
+  sqlite3* db_ = nullptr;
+  std::string path_;
+  // record_usage's statements, prepared at its first call and kept (it runs for every batch).
+  struct UsageStatements;
+  std::unique_ptr<UsageStatements> usage_statements_;
+};
+
+struct SqliteBackend::UsageStatements {
   Statement insert;
   Statement touch;
   explicit UsageStatements(sqlite3* db)
@@ -179,30 +178,7 @@ struct KeyStore::UsageStatements {
         touch(db, "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?") {}
 };
 
-KeyStore::KeyStore(sqlite3* db, std::string path) noexcept : db_(db), path_(std::move(path)) {}
-
-KeyStore::KeyStore(KeyStore&& other) noexcept
-    : db_(std::exchange(other.db_, nullptr)),
-      path_(std::move(other.path_)),
-      usage_statements_(std::move(other.usage_statements_)) {}
-
-KeyStore& KeyStore::operator=(KeyStore&& other) noexcept {
-  if (this != &other) {
-    usage_statements_.reset();
-    sqlite3_close(db_);
-    db_ = std::exchange(other.db_, nullptr);
-    path_ = std::move(other.path_);
-    usage_statements_ = std::move(other.usage_statements_);
-  }
-  return *this;
-}
-
-KeyStore::~KeyStore() {
-  usage_statements_.reset();  // statements are finalized before their connection closes
-  sqlite3_close(db_);
-}
-
-Status KeyStore::migrate() {
+Status SqliteBackend::migrate() {
   if (auto ok = exec(db_, "BEGIN IMMEDIATE"); !ok) return ok;
   Statement version(db_, "PRAGMA user_version");
   if (!version.ok() || version.step() != SQLITE_ROW) {
@@ -231,38 +207,30 @@ Status KeyStore::migrate() {
   return exec(db_, "COMMIT");
 }
 
-Result<CreatedKey> KeyStore::create_key(std::string_view name, KeyEnv env, const KeyLimits& limits) {
-  if (name.empty()) return fail(Errc::invalid_request, "a key needs a name");
-  if (limits.requests_per_minute < 0 || limits.tokens_per_minute < 0 || limits.max_streams < 0)
-    return fail(Errc::invalid_request, "limits must be 0 (unlimited) or positive");
-  CreatedKey created;
-  created.key = generate_api_key(env);
-  auto& r = created.record;
-  r.id = std::string(kKeyIdPrefix) + to_hex(crypto::random_array<kKeyIdRandomBytes>());
-  r.name = std::string(name);
-  r.env = env;
-  r.limits = limits;
-  r.hash = hash_api_key(created.key);
-  r.last4 = created.key.substr(created.key.size() - 4);
-  r.created_at = unix_now();
+Result<int> SqliteBackend::schema_version() {
+  Statement version(db_, "PRAGMA user_version");
+  if (!version.ok() || version.step() != SQLITE_ROW) return std::unexpected(db_error(db_, "reading the schema version"));
+  return static_cast<int>(version.integer(0));
+}
 
+Status SqliteBackend::insert_key(const ApiKeyRecord& r) {
   Statement s(db_, "INSERT INTO api_keys(id, name, env, key_hash, last4, rpm, tpm, max_streams, created_at) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
   if (!s.ok()) return std::unexpected(db_error(db_, "preparing insert"));
   s.bind(1, r.id);
   s.bind(2, r.name);
-  s.bind(3, env_name(env));
+  s.bind(3, env_name(r.env));
   s.bind_blob(4, r.hash);
   s.bind(5, r.last4);
-  s.bind(6, limits.requests_per_minute);
-  s.bind(7, limits.tokens_per_minute);
-  s.bind(8, limits.max_streams);
+  s.bind(6, r.limits.requests_per_minute);
+  s.bind(7, r.limits.tokens_per_minute);
+  s.bind(8, r.limits.max_streams);
   s.bind(9, r.created_at);
   if (s.step() != SQLITE_DONE) return std::unexpected(db_error(db_, "inserting the key"));
-  return created;
+  return {};
 }
 
-Result<std::vector<ApiKeyRecord>> KeyStore::list_keys() {
+Result<std::vector<ApiKeyRecord>> SqliteBackend::list_keys() {
   const std::string sql = std::string("SELECT ") + kKeyColumns + " FROM api_keys ORDER BY created_at, id";
   Statement s(db_, sql.c_str());
   if (!s.ok()) return std::unexpected(db_error(db_, "preparing list"));
@@ -273,104 +241,47 @@ Result<std::vector<ApiKeyRecord>> KeyStore::list_keys() {
   return keys;
 }
 
-Result<std::optional<ApiKeyRecord>> KeyStore::find_by_hash(const KeyHash& hash) {
-  const std::string sql = std::string("SELECT ") + kKeyColumns + " FROM api_keys WHERE key_hash = ?";
+Result<std::optional<ApiKeyRecord>> SqliteBackend::find_one(const char* where,
+                                                            const std::function<void(Statement&)>& bind) {
+  const std::string sql = std::string("SELECT ") + kKeyColumns + " FROM api_keys WHERE " + where;
   Statement s(db_, sql.c_str());
   if (!s.ok()) return std::unexpected(db_error(db_, "preparing lookup"));
-  s.bind_blob(1, hash);
+  bind(s);
   const int rc = s.step();
   if (rc == SQLITE_DONE) return std::optional<ApiKeyRecord>{};
   if (rc != SQLITE_ROW) return std::unexpected(db_error(db_, "looking up a key"));
-  ApiKeyRecord record = read_key(s);
-  // The index found it; the final word is a constant-time comparison of the full hash.
-  if (!crypto::constant_time_equal(record.hash, hash)) return std::optional<ApiKeyRecord>{};
-  return std::optional<ApiKeyRecord>{std::move(record)};
+  return std::optional<ApiKeyRecord>{read_key(s)};
 }
 
-Result<ApiKeyRecord> KeyStore::revoke(std::string_view id_or_key) {
-  // A full key is matched by its hash, anything else as an id.
-  const bool is_key = key_env_of(id_or_key).has_value();
-  Statement s(db_, is_key ? "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE key_hash = ?"
-                          : "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?");
+Result<std::optional<ApiKeyRecord>> SqliteBackend::find_by_hash(const KeyHash& hash) {
+  return find_one("key_hash = ?", [&](Statement& s) { s.bind_blob(1, hash); });
+}
+
+Result<std::optional<ApiKeyRecord>> SqliteBackend::find_by_id(std::string_view id) {
+  return find_one("id = ?", [&](Statement& s) { s.bind(1, id); });
+}
+
+Result<bool> SqliteBackend::revoke(const KeyHash* hash, std::string_view id, std::int64_t now) {
+  Statement s(db_, hash ? "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE key_hash = ?"
+                        : "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?");
   if (!s.ok()) return std::unexpected(db_error(db_, "preparing revoke"));
-  s.bind(1, unix_now());
-  if (is_key) {
-    s.bind_blob(2, hash_api_key(id_or_key));
+  s.bind(1, now);
+  if (hash) {
+    s.bind_blob(2, *hash);
   } else {
-    s.bind(2, id_or_key);
+    s.bind(2, id);
   }
   if (s.step() != SQLITE_DONE) return std::unexpected(db_error(db_, "revoking"));
-  if (sqlite3_changes(db_) == 0)
-    return fail(Errc::not_found, is_key ? "no key matches the given key" : "no key with id " + std::string(id_or_key));
-  if (is_key) {
-    auto found = find_by_hash(hash_api_key(id_or_key));
-    if (!found) return std::unexpected(found.error());
-    if (*found) return **found;
-    return fail(Errc::not_found, "no key matches the given key");
-  }
-  const std::string sql = std::string("SELECT ") + kKeyColumns + " FROM api_keys WHERE id = ?";
-  Statement q(db_, sql.c_str());
-  q.bind(1, id_or_key);
-  if (q.step() != SQLITE_ROW) return std::unexpected(db_error(db_, "reading the revoked key"));
-  return read_key(q);
+  return sqlite3_changes(db_) > 0;
 }
 
-Result<std::int64_t> KeyStore::keys_version() {
+Result<std::int64_t> SqliteBackend::keys_version() {
   Statement s(db_, "SELECT value FROM meta WHERE name = 'keys_version'");
   if (!s.ok() || s.step() != SQLITE_ROW) return std::unexpected(db_error(db_, "reading keys_version"));
   return s.integer(0);
 }
 
-boost::json::object to_json(const UsageRow& row) {
-  return boost::json::object{{"requestId", row.request_id},
-                             {"keyId", row.key_id},
-                             {"atMs", row.at_ms},
-                             {"path", row.path},
-                             {"status", row.status},
-                             {"promptTokens", row.prompt_tokens},
-                             {"completionTokens", row.completion_tokens},
-                             {"bytesIn", row.bytes_in},
-                             {"bytesOut", row.bytes_out},
-                             {"durationMs", row.duration_ms},
-                             {"final", row.final}};
-}
-
-std::optional<UsageRow> usage_row_from_json(const boost::json::value& value) {
-  const auto* object = value.if_object();
-  if (!object) return std::nullopt;
-  bool complete = true;
-  const auto text = [&](std::string_view name) {
-    const auto* v = object->if_contains(name);
-    if (v && v->is_string()) return std::string(v->get_string());
-    complete = false;
-    return std::string();
-  };
-  const auto number = [&](std::string_view name) -> std::int64_t {
-    const auto* v = object->if_contains(name);
-    if (v && v->is_int64()) return v->get_int64();
-    complete = false;
-    return 0;
-  };
-  UsageRow row{.request_id = text("requestId"),
-               .key_id = text("keyId"),
-               .at_ms = number("atMs"),
-               .path = text("path"),
-               .status = static_cast<int>(number("status")),
-               .prompt_tokens = number("promptTokens"),
-               .completion_tokens = number("completionTokens"),
-               .bytes_in = number("bytesIn"),
-               .bytes_out = number("bytesOut"),
-               .duration_ms = number("durationMs")};
-  if (!complete) return std::nullopt;
-  // Journals written before provisional rows have no "final": their rows were final.
-  if (const auto* final = object->if_contains("final")) {
-    if (!final->is_bool()) return std::nullopt;
-    row.final = final->get_bool();
-  }
-  return row;
-}
-
-Status KeyStore::record_usage(const std::vector<UsageRow>& rows) {
+Status SqliteBackend::record_usage(const std::vector<UsageRow>& rows) {
   if (rows.empty()) return {};
   if (!usage_statements_) usage_statements_ = std::make_unique<UsageStatements>(db_);
   auto& [insert, touch] = *usage_statements_;
@@ -388,7 +299,6 @@ Status KeyStore::record_usage(const std::vector<UsageRow>& rows) {
     (void)exec(db_, "ROLLBACK");
     return std::unexpected(error);
   };
-  std::unordered_map<std::string, std::int64_t> last_used;  // key id -> latest use (s)
   for (const auto& row : rows) {
     insert.bind(1, row.request_id);
     insert.bind(2, row.key_id);
@@ -403,11 +313,9 @@ Status KeyStore::record_usage(const std::vector<UsageRow>& rows) {
     insert.bind(11, static_cast<std::int64_t>(row.final ? 1 : 0));
     if (insert.step() != SQLITE_DONE) return abort_batch("writing usage");
     insert.reset();
-    auto& latest = last_used[row.key_id];
-    latest = std::max(latest, row.at_ms / 1000);
   }
   // One update per key and batch, not per request.
-  for (const auto& [key_id, at_s] : last_used) {
+  for (const auto& [key_id, at_s] : latest_use_by_key(rows)) {
     touch.bind(1, at_s);
     touch.bind(2, key_id);
     if (touch.step() != SQLITE_DONE) return abort_batch("writing usage");
@@ -416,11 +324,8 @@ Status KeyStore::record_usage(const std::vector<UsageRow>& rows) {
   return exec(db_, "COMMIT");
 }
 
-Result<std::vector<UsageTotals>> KeyStore::usage_totals() {
-  Statement s(db_,
-              "SELECT k.id, k.name, count(u.request_id), coalesce(sum(u.prompt_tokens), 0), "
-              "coalesce(sum(u.completion_tokens), 0), coalesce(sum(u.bytes_in), 0), coalesce(sum(u.bytes_out), 0) "
-              "FROM api_keys k LEFT JOIN usage u ON u.key_id = k.id GROUP BY k.id ORDER BY k.created_at, k.id");
+Result<std::vector<UsageTotals>> SqliteBackend::usage_totals() {
+  Statement s(db_, kUsageTotalsSql);
   if (!s.ok()) return std::unexpected(db_error(db_, "preparing usage totals"));
   std::vector<UsageTotals> totals;
   int rc;
@@ -430,7 +335,7 @@ Result<std::vector<UsageTotals>> KeyStore::usage_totals() {
   return totals;
 }
 
-Result<std::vector<UsageRow>> KeyStore::recent_usage(std::size_t limit) {
+Result<std::vector<UsageRow>> SqliteBackend::recent_usage(std::size_t limit) {
   Statement s(db_,
               "SELECT request_id, key_id, at_ms, path, status, prompt_tokens, completion_tokens, bytes_in, bytes_out, "
               "duration_ms, final FROM usage ORDER BY at_ms DESC, rowid DESC LIMIT ?");
@@ -445,4 +350,34 @@ Result<std::vector<UsageRow>> KeyStore::recent_usage(std::size_t limit) {
   return rows;
 }
 
-}  // namespace rvenc::gateway
+}  // namespace
+
+Result<std::unique_ptr<Backend>> open_sqlite(const std::string& path, StoreOptions::OpenMode mode) {
+  sqlite3* db = nullptr;
+  const int create = mode == StoreOptions::OpenMode::create_if_missing ? SQLITE_OPEN_CREATE : 0;
+  const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | create | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc == SQLITE_CANTOPEN && create == 0 && !std::filesystem::exists(path)) {
+    sqlite3_close(db);
+    return fail(Errc::not_found, "database " + path + " does not exist");
+  }
+  if (rc != SQLITE_OK) {
+    std::string message = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return fail(Errc::internal_error, "cannot open database " + path + ": " + message);
+  }
+  auto backend = std::make_unique<SqliteBackend>(db, path);
+  sqlite3_busy_timeout(db, static_cast<int>(kBusyTimeout.count()));
+  // Switching a fresh database to WAL while another process opens it can answer SQLITE_BUSY
+  // without consulting the busy handler: retry within the same busy budget.
+  const auto deadline = std::chrono::steady_clock::now() + kBusyTimeout;
+  Status pragmas;
+  while (!(pragmas = exec(db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;")) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(kBusyRetryInterval);
+  }
+  if (!pragmas) return std::unexpected(pragmas.error());
+  if (auto ok = backend->migrate(); !ok) return std::unexpected(ok.error());
+  return std::unique_ptr<Backend>(std::move(backend));
+}
+
+}  // namespace rvenc::store
