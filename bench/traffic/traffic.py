@@ -74,7 +74,11 @@ def read_lines(path):
 
 
 def features(view):
-    """What an observer of the gateway's socket can compute: counts, sizes, timing, usage."""
+    """What an observer of the gateway's socket can compute from the stream: counts, sizes, timing.
+
+    The billed usage is left out on purpose (the issue's attacker sees sizes and arrival times
+    only); under cadence it is rounded to a token bucket, which leaks the answer's token count at
+    that granularity: docs/traffic-shaping.md."""
     events = view["events"]
     times = [t for t, _ in events]
     sizes = [b for _, b in events]
@@ -83,7 +87,7 @@ def features(view):
     small = sum(1 for s in sizes if s < 400)
     return [len(events), sum(sizes), times[-1] - times[0] if times else 0, times[0] if times else 0,
             statistics.mean(sizes), statistics.pstdev(sizes), min(sizes), max(sizes), len(set(sizes)), small,
-            statistics.mean(gaps), statistics.pstdev(gaps), q[0], q[4], q[8], view.get("completionTokens", 0)]
+            statistics.mean(gaps), statistics.pstdev(gaps), q[0], q[4], q[8]]
 
 
 def attack(x, y):

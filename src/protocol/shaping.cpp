@@ -1,6 +1,7 @@
 #include "rvenc/protocol/shaping.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include <boost/json/parse.hpp>
 
@@ -78,10 +79,8 @@ json::object shaping_member(ShapingMode mode, std::optional<std::int64_t> interv
 std::uint64_t length_bucket(std::uint64_t n) noexcept {
   std::uint64_t bucket = kMinBucket;
   while (bucket < n) {
-    // 16 → 24 → 32 → 48 → 64: alternately ×1.5 and ×4/3.
-    const std::uint64_t next = (bucket & (bucket - 1)) == 0 ? bucket + bucket / 2 : bucket / 3 * 4;
-    if (next <= bucket) return n;  // saturated
-    bucket = next;
+    if (bucket > std::numeric_limits<std::uint64_t>::max() / 2) return n;  // saturated
+    bucket *= 2;
   }
   return bucket;
 }
