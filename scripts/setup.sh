@@ -95,6 +95,9 @@ if [ -f sdk/js/package.json ] && command -v npm >/dev/null 2>&1; then
   (cd sdk/js && npm run --silent build >/dev/null)
 fi
 
+# scikit-learn for `rvenc bench traffic` only (not for the tests): RVENC_SETUP_SKLEARN=1.
+if [ "${RVENC_SETUP_SKLEARN:-0}" = 1 ]; then bash scripts/setup_sklearn.sh; fi
+
 # Path-independent ccache entries: a second clone (CI) reuses what an earlier build compiled.
 export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=true
 log "building ($BUILD_TYPE) in $BUILD_DIR"

@@ -270,4 +270,9 @@ std::string render_nginx_config(const NginxConfig& c) {
   return out.str();
 }
 
+void write_secret(const std::filesystem::path& path, std::string_view content) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(content.data(), static_cast<std::streamsize>(content.size()));
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+}
+
 }  // namespace rvenc::bench

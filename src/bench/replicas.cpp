@@ -67,11 +67,6 @@ struct ReplicaStack {
   }
 };
 
-void write_secret(const fs::path& path, std::string_view content) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc).write(content.data(), static_cast<std::streamsize>(content.size()));
-  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
-}
-
 Status start_replicas(ReplicaStack& stack, const ReplicaBenchOptions& options, unsigned count) {
   char dir_template[] = "/tmp/rvenc-bench-replicas-XXXXXX";
   if (!::mkdtemp(dir_template)) return fail(Errc::internal_error, "cannot create a temporary directory");

@@ -13,6 +13,7 @@
 #include "rvenc/bench/bench.hpp"
 #include "rvenc/bench/replicas.hpp"
 #include "rvenc/bench/store.hpp"
+#include "rvenc/bench/traffic.hpp"
 
 namespace rvenc::cli {
 namespace {
@@ -105,6 +106,58 @@ int write_plot(const boost::json::object& report, const std::string& png) {
   return kExitOk;
 }
 
+struct TrafficFlags {
+  bool quick = false;
+  std::string json;
+  std::string svg;
+  std::string rvenc;
+  std::string harness;
+  unsigned concurrency = 8;
+  bool keep_temp = false;
+};
+
+// rvenc bench traffic: the traffic-analysis attack per shaping mode (bench/traffic.hpp).
+int run_traffic(const TrafficFlags& flags) {
+  bench::TrafficOptions options;
+  std::error_code ec;
+  options.rvenc_binary = flags.rvenc.empty() ? fs::read_symlink("/proc/self/exe", ec).string() : flags.rvenc;
+  if (options.rvenc_binary.empty() || ::access(options.rvenc_binary.c_str(), X_OK) != 0) {
+    std::cerr << "rvenc bench traffic: cannot run the rvenc binary '" << options.rvenc_binary << "' (--rvenc)\n";
+    return kExitUsage;
+  }
+  options.quick = flags.quick;
+  options.harness = flags.harness;
+  options.svg = flags.svg;
+  options.concurrency = flags.concurrency;
+  options.keep_temp = flags.keep_temp;
+  auto report = bench::run_traffic_bench(options);
+  if (!report) {
+    std::cerr << "rvenc bench traffic: " << report.error().message << "\n";
+    return kExitUnavailable;
+  }
+  std::cout << report->at("table").as_string().c_str() << std::flush;
+  report->erase("table");
+  if (!flags.json.empty()) std::ofstream(flags.json, std::ios::trunc) << boost::json::serialize(*report) << "\n";
+  return kExitOk;
+}
+
+void setup_traffic(CLI::App& bench_cmd, std::function<int()>& run) {
+  auto flags = std::make_shared<TrafficFlags>();
+  auto* cmd = bench_cmd.add_subcommand(
+      "traffic",
+      "Traffic analysis: plays a two-class corpus through the real stack in each shaping mode (off, pad, cadence), "
+      "records what the gateway sees and reports a classifier's AUC/AUPRC per mode with its cost (needs "
+      "scripts/setup_sklearn.sh; see docs/traffic-shaping.md)");
+  flag(*cmd, "--quick", flags->quick, "40 answers per class instead of 120 (under 5 minutes)");
+  option(*cmd, "--json", flags->json, "Write the report as JSON to FILE")->envname("RVENC_BENCH_JSON");
+  option(*cmd, "--svg", flags->svg, "Draw AUC against bandwidth per mode into FILE.svg");
+  option(*cmd, "--rvenc", flags->rvenc, "rvenc binary for the enclave, gateway and keys (default: this one)");
+  option(*cmd, "--harness", flags->harness, "The classifier harness (default: the source tree's bench/traffic/traffic.py)");
+  option(*cmd, "--concurrency", flags->concurrency, "Streams at once")->capture_default_str()->check(CLI::Range(1u, 64u));
+  flag(*cmd, "--keep-temp", flags->keep_temp, "Keep the corpus, the records and the logs, and print their directory");
+  cmd->callback([&run, flags] { run = [flags] { return run_traffic(*flags); }; });
+}
+
 int run_bench(const BenchFlags& flags) {
   bench::BenchOptions options;
   options.quick = flags.quick;
@@ -189,7 +242,12 @@ void setup(CLI::App& app, std::function<int()>& run) {
       ->envname("RVENC_BENCH_TLS");
   flag(*cmd, "--enclave-http1", flags->enclave_http1,
        "Gateway to enclave over HTTP/1.1, a connection per stream, as nginx (default: rvenc-mux connections)");
-  cmd->callback([&run, flags] { run = [flags] { return run_bench(*flags); }; });
+  setup_traffic(*cmd, run);
+  cmd->require_subcommand(0, 1);
+  // CLI11 runs the subcommand's callback first: `bench` keeps the traffic run it chose.
+  cmd->callback([&run, flags, cmd] {
+    if (!cmd->got_subcommand("traffic")) run = [flags] { return run_bench(*flags); };
+  });
 }
 
 const Registrar registrar{{"bench", setup}};

@@ -43,6 +43,11 @@ inline constexpr const char* kAllowBindingV1Help =
     "Also trust enclaves of older releases whose attestation binding (1) does not cover notAfter (a host can "
     "then extend a key's life); by default binding 2 is required";
 
+inline constexpr const char* kShapingHelp =
+    "Ask the enclave to shape the answer's stream against traffic analysis (docs/traffic-shaping.md): off, pad "
+    "(fixed-size records) or cadence (one record every interval, fillers, length buckets); default: the enclave's "
+    "--shaping";
+
 inline void add_client_flags(CLI::App& app, client::ClientSettings& settings, bool with_api_key) {
   add_gateway_flag(app, settings.gateway);
   if (with_api_key) option(app, "--api-key", settings.api_key, "API key (sk_live_... or sk_test_...)");
@@ -58,6 +63,7 @@ inline void add_client_flags(CLI::App& app, client::ClientSettings& settings, bo
          "and platform key only with its gateway; exit 3 when that stack is not running");
   option(app, "--protocol", settings.protocol, "Wire protocol version: 3 (default), 2 (upgrade period) or 1 (compat, unsafe)")
       ->check(CLI::IsMember({1, 2, 3}));
+  option(app, "--shaping", settings.shaping, kShapingHelp)->check(CLI::IsMember({"off", "pad", "cadence"}));
   add_attestation_flags(app, settings.attestation_policy, settings.attestation_trust_root);
 }
 

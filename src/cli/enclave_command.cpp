@@ -42,6 +42,11 @@ struct EnclaveFlags {
   std::size_t replay_tenant_share = 0;
   std::size_t max_attestation_queue = enclave::kDefaultMaxAttestationQueue;
   std::size_t max_streams = 0;
+  std::string shaping = "off";
+  std::string shaping_allow = "off,pad,cadence";
+  long long shaping_interval_ms = protocol::kDefaultShapingInterval.count();
+  std::size_t shaping_record_bytes = protocol::kDefaultRecordBytes;
+  std::string demo_replay;
   long long first_byte_timeout_ms = http::ServerOptions::kDefaultFirstByteTimeout.count();
   long long header_timeout_ms = http::ServerOptions::kDefaultHeaderTimeout.count();
 };
@@ -56,6 +61,22 @@ std::vector<std::string> split_list(const std::string& text) {
   while (std::getline(in, item, ','))
     if (!item.empty()) out.push_back(item);
   return out;
+}
+
+// --shaping, --shaping-allow, --shaping-interval-ms, --shaping-record-bytes.
+Result<enclave::ShapingPolicy> shaping_policy(const EnclaveFlags& flags) {
+  enclave::ShapingPolicy policy;
+  policy.defaults.mode = protocol::shaping_mode_from_name(flags.shaping).value_or(protocol::ShapingMode::off);
+  policy.defaults.interval = std::chrono::milliseconds(flags.shaping_interval_ms);
+  policy.defaults.record_bytes = flags.shaping_record_bytes;
+  policy.allowed.clear();
+  for (const auto& name : split_list(flags.shaping_allow)) {
+    const auto mode = protocol::shaping_mode_from_name(name);
+    if (!mode) return fail(Errc::invalid_request, "--shaping-allow: '" + name + "' is not off, pad or cadence");
+    policy.allowed.push_back(*mode);
+  }
+  if (auto ok = enclave::check_shaping_policy(policy); !ok) return std::unexpected(ok.error());
+  return policy;
 }
 
 int run_enclave(const EnclaveFlags& flags) {
@@ -91,6 +112,13 @@ int run_enclave(const EnclaveFlags& flags) {
   options.upstream_ca_file = flags.upstream_ca_file;
   if (!flags.demo_model.empty()) options.demo_model = flags.demo_model;
   options.demo_delay = std::chrono::milliseconds(flags.demo_delay_ms);
+  if (!flags.demo_replay.empty()) options.demo_replay = flags.demo_replay;
+  auto shaping = shaping_policy(flags);
+  if (!shaping) {
+    std::cerr << "rvenc enclave: " << shaping.error().message << "\n";
+    return kExitUsage;
+  }
+  options.shaping = *shaping;
   if (!flags.test_models.empty()) options.test_models = split_list(flags.test_models);
   options.allow_v1 = flags.allow_v1;
   options.allow_v2 = flags.allow_v2;
@@ -167,6 +195,25 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "Model name of the built-in demo engine (default rvenc-demo; served when no --upstream is given or "
          "when this is set)");
   option(*cmd, "--demo-delay-ms", flags->demo_delay_ms, "Pause of the demo engine before each token")
+      ->capture_default_str();
+  option(*cmd, "--demo-replay", flags->demo_replay,
+         "JSON-lines file of answers the demo engine replays instead of its canned one (rvenc bench traffic): "
+         "each line {\"tokens\": [...], \"delaysMs\": [...]}; a request whose last user message is \"replay:N\" "
+         "gets answer N, with each token after its delay");
+  option(*cmd, "--shaping", flags->shaping,
+         "Stream shaping against traffic analysis for requests that ask for none (docs/traffic-shaping.md): off, "
+         "pad (fixed-size records) or cadence (one record every --shaping-interval-ms, fillers, length buckets). "
+         "Clients older than shaping cannot read pad or cadence streams")
+      ->check(CLI::IsMember({"off", "pad", "cadence"}))
+      ->capture_default_str();
+  option(*cmd, "--shaping-allow", flags->shaping_allow,
+         "Comma-separated shaping modes a request may ask for (others: 400 invalid_inference)")
+      ->capture_default_str();
+  option(*cmd, "--shaping-interval-ms", flags->shaping_interval_ms,
+         "cadence: milliseconds between records when the request gives no intervalMs (5 to 1000)")
+      ->capture_default_str();
+  option(*cmd, "--shaping-record-bytes", flags->shaping_record_bytes,
+         "pad and cadence: plaintext bytes of every data record (a multiple of 64, 128 to 16384)")
       ->capture_default_str();
   option(*cmd, "--test-models", flags->test_models,
          "Comma-separated models that test API keys may use (default: the demo model)");

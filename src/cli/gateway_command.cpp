@@ -25,6 +25,7 @@ struct GatewayFlags {
   ServerTlsFlags tls;
   std::string listen = "127.0.0.1:8400";
   std::vector<std::string> enclaves;
+  std::string record_traffic;
   std::string db;
   std::string redis;
   std::string redis_failure = "closed";
@@ -154,6 +155,14 @@ int run_gateway(const GatewayFlags& flags) {
   options.enclave_mux = !flags.enclave_http1;
   options.access_log = !flags.quiet;
   options.enclave_ca_file = flags.enclave_ca_file;
+  if (!flags.record_traffic.empty()) {
+    auto recorder = gateway::TrafficRecorder::open(flags.record_traffic);
+    if (!recorder) {
+      std::cerr << "rvenc gateway: " << recorder.error().message << "\n";
+      return kExitUsage;
+    }
+    options.traffic_recorder = std::move(*recorder);
+  }
   if (auto ok = apply_client_limits(flags, options); !ok) {
     std::cerr << "rvenc gateway: " << ok.error().message << "\n";
     return kExitUsage;
@@ -314,6 +323,10 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--cors-origin", flags->cors_origins,
          "Browser origin (scheme://host[:port]) allowed to call the chat, models and attestation routes, e.g. the "
          "chat page of rvenc proxy http://127.0.0.1:3000; repeatable or a comma list (default: none)");
+  option(*cmd, "--record-traffic", flags->record_traffic,
+         "Append one JSON line per relayed stream to FILE: request id, billed usage and each event's size and "
+         "arrival time, nothing else (what the gateway sees anyway; for rvenc bench traffic, see "
+         "docs/traffic-shaping.md). Off by default");
   flag(*cmd, "--quiet", flags->quiet,
        "No access log (by default one line per request: method, path, status, duration, key masked to its last "
        "4 characters; never content)");

@@ -24,6 +24,7 @@ struct ProxyFlags {
   std::string attestation_policy;
   std::string attestation_trust_root;
   int protocol = 3;
+  std::string shaping;
   bool allow_binding_v1 = false;
   std::string dek_store;
   std::uint64_t dek_max_requests = proxy::DekPolicy::kDefaultMaxRequests;
@@ -77,6 +78,7 @@ int run(const ProxyFlags& flags) {
   options.hardware_policy = std::move(hardware->policy);
   options.trust_anchors = std::move(hardware->anchors);
   options.protocol_version = static_cast<protocol::Version>(flags.protocol);
+  if (!flags.shaping.empty()) options.shaping = protocol::shaping_mode_from_name(flags.shaping);
   options.allow_binding_v1 = flags.allow_binding_v1;
   if (!flags.dek_store.empty()) options.dek_store = flags.dek_store;
   if (!flags.chat_dir.empty()) options.chat_dir = flags.chat_dir;
@@ -131,6 +133,7 @@ void setup(CLI::App& app, std::function<int()>& run_command) {
   option(*cmd, "--measurement", flags->measurement, "require this enclave measurement (hex)");
   add_attestation_flags(*cmd, flags->attestation_policy, flags->attestation_trust_root);
   flag(*cmd, "--allow-binding-v1", flags->allow_binding_v1, kAllowBindingV1Help);
+  option(*cmd, "--shaping", flags->shaping, kShapingHelp)->check(CLI::IsMember({"off", "pad", "cadence"}));
   option(*cmd, "--protocol", flags->protocol, "wire protocol version (3; 2 during an upgrade; 1 only for legacy servers)")
       ->check(CLI::IsMember({1, 2, 3}))
       ->capture_default_str();

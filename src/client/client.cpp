@@ -434,8 +434,16 @@ struct ClientState {
   // `on_chunk`. A failure a replica explains (replica_failure, or no HTTP status at all) before
   // any answer re-attests the model and sends the request once more, sealed anew, to another
   // replica when there is one. Once the stream has begun nothing is re-sent.
+  // The request as sealed: with the client's shaping ask unless the request has its own.
+  [[nodiscard]] std::string request_plaintext(const json::object& request) const {
+    if (!options.shaping || request.contains(protocol::kShapingMember)) return json::serialize(request);
+    json::object shaped = request;
+    shaped[protocol::kShapingMember] = protocol::shaping_member(*options.shaping);
+    return json::serialize(shaped);
+  }
+
   awaitable<Status> chat(const json::object& request, const AsyncChunkHandler& on_chunk, const CallOptions& call) {
-    const std::string plaintext = json::serialize(request);
+    const std::string plaintext = request_plaintext(request);
     const std::string model = request_model(request);
     std::optional<std::uint64_t> stale;
     std::optional<crypto::KeyId> avoid;

@@ -91,7 +91,7 @@ Error error_from_http(unsigned status, std::string_view body) {
 
 ResponseDecoder::ResponseDecoder(protocol::Version version, const crypto::SharedSecret& shared_secret,
                                  const crypto::Nonce& request_nonce, std::size_t max_event_bytes)
-    : parser_(max_event_bytes), opener_(version, shared_secret, request_nonce) {}
+    : parser_(max_event_bytes), opener_(version, shared_secret, request_nonce), shaped_(max_event_bytes) {}
 
 Status ResponseDecoder::feed(std::string_view bytes, std::vector<Chunk>& out) {
   if (failed_) return std::unexpected(*failed_);
@@ -135,7 +135,7 @@ Status ResponseDecoder::handle(const protocol::SseEvent& event, std::vector<Chun
     case protocol::EventKind::done:
       // The enclave's error counts once the stream's authenticated end confirms it.
       if (enclave_error_) return std::unexpected(*enclave_error_);
-      return {};
+      return shaped_.finish();
     case protocol::EventKind::error: {
       const auto parsed = parse_error_json(opened->plaintext.view());
       if (!parsed) return fail(Errc::upstream_error, "the enclave sent an error event that is not an error object");
@@ -143,13 +143,23 @@ Status ResponseDecoder::handle(const protocol::SseEvent& event, std::vector<Chun
                              parsed->message.empty() ? "the enclave reported an error" : parsed->message};
       return {};
     }
-    case protocol::EventKind::data: {
-      boost::system::error_code ec;
-      boost::json::value value = boost::json::parse(opened->plaintext.view(), ec);
-      if (ec || !value.is_object()) return fail(Errc::upstream_error, "the enclave sent a chunk that is not a JSON object");
-      out.push_back(Chunk{std::move(opened->plaintext), std::move(value.as_object())});
-      return {};
-    }
+    case protocol::EventKind::data: return add_chunks(opened->plaintext, out);
+  }
+  return {};
+}
+
+// A data plaintext: a chunk, a shaped record (whose completed chunks are added) or a filler
+// (nothing to show: docs/traffic-shaping.md).
+Status ResponseDecoder::add_chunks(const crypto::SecureBytes& plaintext, std::vector<Chunk>& out) {
+  lines_.clear();
+  if (auto fed = shaped_.feed(plaintext.bytes(), lines_); !fed) return fed;
+  for (auto& line : lines_) {
+    crypto::SecureBytes text(std::vector<std::uint8_t>(line.begin(), line.end()));
+    crypto::secure_wipe(line.data(), line.size());
+    boost::system::error_code ec;
+    boost::json::value value = boost::json::parse(text.view(), ec);
+    if (ec || !value.is_object()) return fail(Errc::upstream_error, "the enclave sent a chunk that is not a JSON object");
+    out.push_back(Chunk{std::move(text), std::move(value.as_object())});
   }
   return {};
 }

@@ -225,6 +225,10 @@ Result<ClientOptions> resolve_settings(const ClientSettings& settings) {
   options.ca_file = resolved.ca_file;
   if (resolved.protocol < 1 || resolved.protocol > 3) return fail(Errc::invalid_request, "--protocol must be 1, 2 or 3");
   options.protocol_version = static_cast<protocol::Version>(resolved.protocol);
+  if (!resolved.shaping.empty()) {
+    options.shaping = protocol::shaping_mode_from_name(resolved.shaping);
+    if (!options.shaping) return fail(Errc::invalid_request, "--shaping must be off, pad or cadence");
+  }
   if (!resolved.platform_public_key.empty()) {
     auto key = from_hex_exact<crypto::kEd25519PublicKeyBytes>(resolved.platform_public_key, "platform public key");
     if (!key) return std::unexpected(key.error());

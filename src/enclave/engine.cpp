@@ -2,12 +2,16 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <charconv>
+#include <fstream>
 #include <limits>
+#include <optional>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "rvenc/common/clock.hpp"
@@ -120,9 +124,11 @@ std::string make_chunk(const ChunkFields& f) {
 
 // --- demo engine -----------------------------------------------------------------------------
 
-DemoReply demo_reply(const protocol::ChatRequest& request) {
-  TextSize last{};
-  bool found = false;
+namespace {
+
+// The text of the last user message, nullopt when there is none.
+std::optional<std::string> last_user_text(const protocol::ChatRequest& request) {
+  std::optional<std::string> last;
   if (const auto* messages = request.body.if_contains("messages"); messages != nullptr && messages->is_array()) {
     for (const auto& message : messages->get_array()) {
       if (!message.is_object()) continue;
@@ -130,10 +136,67 @@ DemoReply demo_reply(const protocol::ChatRequest& request) {
       const auto* role = object.if_contains("role");
       const auto* content = object.if_contains("content");
       if (role == nullptr || !role->is_string() || role->get_string() != "user" || content == nullptr) continue;
-      last = measure_text(message_text(*content));
-      found = true;
+      last = message_text(*content);
     }
   }
+  return last;
+}
+
+Result<ReplayAnswer> parse_replay_line(std::string_view line) {
+  boost::system::error_code ec;
+  const json::value value = json::parse(json::string_view(line.data(), line.size()), ec);
+  const auto* object = ec ? nullptr : value.if_object();
+  const auto* tokens = object ? object->if_contains("tokens") : nullptr;
+  const auto* delays = object ? object->if_contains("delaysMs") : nullptr;
+  if (!tokens || !delays || !tokens->is_array() || !delays->is_array() ||
+      tokens->get_array().size() != delays->get_array().size())
+    return fail(Errc::invalid_request, "not an object with arrays tokens and delaysMs of one length");
+  ReplayAnswer answer;
+  for (const auto& token : tokens->get_array()) {
+    if (!token.is_string()) return fail(Errc::invalid_request, "a token is not a string");
+    answer.tokens.emplace_back(token.get_string());
+  }
+  for (const auto& delay : delays->get_array()) {
+    if (!delay.is_int64() || delay.get_int64() < 0 || delay.get_int64() > kMaxReplayDelay.count())
+      return fail(Errc::invalid_request, "a delay is not an integer from 0 to " + std::to_string(kMaxReplayDelay.count()));
+    answer.delays.emplace_back(delay.get_int64());
+  }
+  return answer;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const ReplayAnswers>> load_replay_answers(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return fail(Errc::invalid_request, "--demo-replay: cannot read " + path.string());
+  auto answers = std::make_shared<ReplayAnswers>();
+  std::string line;
+  for (std::size_t number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    auto answer = parse_replay_line(line);
+    if (!answer)
+      return fail(Errc::invalid_request,
+                  "--demo-replay " + path.string() + " line " + std::to_string(number) + ": " + answer.error().message);
+    answers->push_back(std::move(*answer));
+  }
+  if (answers->empty()) return fail(Errc::invalid_request, "--demo-replay " + path.string() + " holds no answer");
+  return std::shared_ptr<const ReplayAnswers>(std::move(answers));
+}
+
+const ReplayAnswer* find_replay_answer(const ReplayAnswers& answers, const protocol::ChatRequest& request) {
+  const auto text = last_user_text(request);
+  if (!text || !text->starts_with(kReplayPrefix)) return nullptr;
+  const std::string_view digits = std::string_view(*text).substr(kReplayPrefix.size());
+  std::size_t index = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
+  if (ec != std::errc() || end != digits.data() + digits.size() || index >= answers.size()) return nullptr;
+  return &answers[index];
+}
+
+DemoReply demo_reply(const protocol::ChatRequest& request) {
+  const auto text = last_user_text(request);
+  const bool found = text.has_value();
+  const TextSize last = found ? measure_text(*text) : TextSize{};
   const std::string size = plural(last.characters, "character", "characters") + " in " +
                            plural(last.words, "word", "words");
   DemoReply reply;
@@ -173,10 +236,16 @@ http::awaitable<EngineOutcome> DemoEngine::generate(const protocol::ChatRequest&
   struct Token {
     bool reasoning;
     std::string text;
+    std::chrono::milliseconds delay;
   };
   std::vector<Token> tokens;
-  for (auto& t : split_tokens(reply.reasoning)) tokens.push_back({true, std::move(t)});
-  for (auto& t : split_tokens(content)) tokens.push_back({false, std::move(t)});
+  if (const auto* replay = options_.replay ? find_replay_answer(*options_.replay, request) : nullptr) {
+    for (std::size_t i = 0; i < replay->tokens.size(); ++i) tokens.push_back({false, replay->tokens[i], replay->delays[i]});
+    matched_stop.reset();
+  } else {
+    for (auto& t : split_tokens(reply.reasoning)) tokens.push_back({true, std::move(t), options_.token_delay});
+    for (auto& t : split_tokens(content)) tokens.push_back({false, std::move(t), options_.token_delay});
+  }
 
   const std::int64_t budget = request.max_tokens.value_or(std::numeric_limits<std::int64_t>::max());
   const std::string id = "chatcmpl-" + to_hex(crypto::random_array<kCompletionIdBytes>());
@@ -191,8 +260,8 @@ http::awaitable<EngineOutcome> DemoEngine::generate(const protocol::ChatRequest&
       length = true;
       break;
     }
-    if (options_.token_delay.count() > 0) {
-      timer.expires_after(options_.token_delay);
+    if (token.delay.count() > 0) {
+      timer.expires_after(token.delay);
       auto [ec] = co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
       if (ec) {
         outcome.error = Error{Errc::internal_error, "the demo engine was interrupted"};

@@ -41,8 +41,13 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
     if (options.demo_model->empty()) return fail(Errc::invalid_request, "--demo-model must not be empty");
     if (engines.contains(*options.demo_model))
       return fail(Errc::invalid_request, "model '" + *options.demo_model + "' is both the demo model and an upstream");
-    engines[*options.demo_model] =
-        std::make_shared<DemoEngine>(DemoEngineOptions{*options.demo_model, options.demo_delay});
+    DemoEngineOptions demo{*options.demo_model, options.demo_delay, nullptr};
+    if (options.demo_replay) {
+      auto replay = load_replay_answers(*options.demo_replay);
+      if (!replay) return std::unexpected(replay.error());
+      demo.replay = std::move(*replay);
+    }
+    engines[*options.demo_model] = std::make_shared<DemoEngine>(std::move(demo));
   }
   if (options.key_lifetime.count() <= 0) return fail(Errc::invalid_request, "--key-lifetime must be positive");
   if (options.key_rotation.count() < 0) return fail(Errc::invalid_request, "--key-rotation-hours must not be negative");
@@ -71,6 +76,8 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
   service_options.replay_tenant_share = options.replay_tenant_share;
   service_options.max_attestation_queue = options.max_attestation_queue;
   service_options.max_streams = options.max_streams;
+  if (auto ok = check_shaping_policy(options.shaping); !ok) return std::unexpected(ok.error());
+  service_options.shaping = options.shaping;
   service_options.rotation = RotationOptions{.period = options.key_rotation, .key_file = key_file};
   if (options.gateway_token_file) {
     auto hash = load_gateway_token_hash(*options.gateway_token_file);

@@ -103,6 +103,7 @@ struct EnclaveService::Accepted {
   crypto::SharedSecret shared_secret;
   crypto::Secret<32> response_secret;  // version 3, from the request's own HKDF-Extract
   protocol::ChatRequest chat;
+  protocol::Shaping shaping;
   std::shared_ptr<Engine> engine;
 };
 
@@ -330,6 +331,8 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
 
   auto chat = protocol::validate_chat_request(plaintext->view());
   if (!chat) return std::unexpected(chat.error());
+  auto shaping = choose_shaping(chat->body, envelope->version, options_.shaping);
+  if (!shaping) return std::unexpected(shaping.error());
   const auto engine = engines_.find(chat->model);
   if (engine == engines_.end()) {
     // The requested name is not echoed: it came encrypted. Model names served are public.
@@ -346,6 +349,7 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
   accepted.version = envelope->version;
   accepted.nonce = envelope->nonce;
   accepted.chat = std::move(*chat);
+  accepted.shaping = *shaping;
   accepted.engine = engine->second;
   return accepted;
 }
@@ -427,8 +431,9 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
   bytes_out += opening.size();
   EngineOutcome outcome{.usage = provisional};
   if (co_await writer.write(opening)) {
-    outcome = co_await accepted->engine->generate(
-        accepted->chat, [&](std::string chunk) { return send_sealed(protocol::EventKind::data, std::move(chunk)); });
+    outcome = co_await generate_shaped(*accepted->engine, accepted->chat, accepted->shaping, [&](std::string record) {
+      return send_sealed(protocol::EventKind::data, std::move(record));
+    });
   }
 
   if (writer.client_gone()) {

@@ -382,15 +382,20 @@ http::awaitable<protocol::Usage> GatewayHandler::relay_stream(RequestContext& co
   auto& row = context.usage->row();
   row.status = 200;
   SseRelay relay;
+  StreamView view;  // for --record-traffic
   const auto record_tokens = [&](const protocol::Usage& usage) {
     row.prompt_tokens = usage.prompt_tokens;
     row.completion_tokens = usage.completion_tokens;
+  };
+  const auto record_view = [&](const protocol::Usage& usage) {
+    if (options_.traffic_recorder) options_.traffic_recorder->record(context.request_id, view, usage);
   };
   if (!co_await writer.begin_stream(std::move(header))) {
     stream.cancel();
     row.status = kStatusClientClosed;
     const protocol::Usage usage = co_await billed_usage(relay, stream);
     record_tokens(usage);
+    record_view(usage);
     co_return usage;
   }
 
@@ -424,6 +429,7 @@ http::awaitable<protocol::Usage> GatewayHandler::relay_stream(RequestContext& co
       stream.cancel();
       break;
     }
+    if (options_.traffic_recorder) view.add_events(*forward, seconds_between(context.received, Clock::now()) * 1000.0);
     if (!provisional_recorded && relay.provisional_usage()) {
       // The prompt is owed from now on, whatever happens to the stream (a gateway killed later
       // leaves this row in its journal).
@@ -475,12 +481,14 @@ http::awaitable<protocol::Usage> GatewayHandler::relay_stream(RequestContext& co
     delivered(ending.size());
     const protocol::Usage usage = co_await billed_usage(relay, stream);
     record_tokens(usage);
+    record_view(usage);
     context.usage->submit();
     co_await writer.end_stream(ending);
     co_return usage;
   }
   const protocol::Usage usage = co_await billed_usage(relay, stream);
   record_tokens(usage);
+  record_view(usage);
   co_return usage;
 }
 

@@ -79,6 +79,7 @@ client::ClientOptions sdk_options(const ProxyOptions& options) {
   sdk.base_url = options.gateway_url;
   sdk.ca_file = options.ca_file;
   sdk.protocol_version = options.protocol_version;
+  sdk.shaping = options.shaping;
   sdk.request_timeout = options.request_timeout;
   sdk.hardware_policy = options.hardware_policy;
   sdk.trust_anchors = options.trust_anchors;

@@ -423,5 +423,144 @@ TEST_F(EndToEnd, NewEnclaveKeyIsPickedUpAfterUnknownKeyId) {
   EXPECT_NE(after->key_id, before->key_id);
 }
 
+// --- stream shaping (docs/traffic-shaping.md) ------------------------------------------------
+
+// Two recorded answers of one length bucket that differ in content and token sizes, replayed by
+// the demo engine; an enclave offering off and cadence (not pad) with a short interval; a gateway
+// recording what it sees.
+class ShapedEndToEnd : public EndToEnd {  // for request(); its own stack
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    crypto::Ed25519Seed seed;
+    crypto::random_bytes(seed.span());
+    write_secret_file(dir_->file("platform.key"), crypto::as_chars(seed.span()));
+    platform_public_key_ = to_hex(crypto::ed25519_keypair_from_seed(seed).public_key);
+    write_secret_file(dir_->file("token"), to_hex(crypto::random_array<32>()));
+    std::ofstream(dir_->file("answers.jsonl"))
+        << R"({"tokens": ["Yes", "."], "delaysMs": [5, 5]})" << "\n"
+        << R"({"tokens": ["The", " answer", " is", " considerably", " longer", ", with", " \u00e9t\u00e9", " words"],)"
+        << R"( "delaysMs": [5, 5, 5, 5, 5, 5, 5, 5]})" << "\n";
+    enclave_ = new ChildProcess({test::rvenc_binary(), "enclave", "--listen", "127.0.0.1:0", "--attestation",
+                                 "simulated", "--key-file", dir_->file("enclave.key"), "--platform-key",
+                                 dir_->file("platform.key"), "--gateway-token-file", dir_->file("token"),
+                                 "--demo-replay", dir_->file("answers.jsonl"), "--shaping-allow", "off,cadence",
+                                 "--shaping-interval-ms", "10"});
+    auto enclave_url = enclave_->wait_for_url();
+    ASSERT_TRUE(enclave_url) << enclave_->output();
+    auto [status, output] = run_rvenc({"keys", "create", "--db", dir_->file("rvenc.db"), "--name", "shaped", "--test"});
+    ASSERT_EQ(status, 0) << output;
+    std::istringstream lines(output);
+    for (std::string line; std::getline(lines, line);)
+      if (line.starts_with("sk_test_")) api_key_ = line;
+    gateway_ = new ChildProcess({test::rvenc_binary(), "gateway", "--listen", "127.0.0.1:0", "--enclave", *enclave_url,
+                                 "--db", dir_->file("rvenc.db"), "--enclave-token-file", dir_->file("token"),
+                                 "--record-traffic", dir_->file("traffic.jsonl")});
+    auto url = gateway_->wait_for_url();
+    ASSERT_TRUE(url) << gateway_->output();
+    gateway_url_ = *url;
+  }
+  static void TearDownTestSuite() {
+    delete gateway_;
+    delete enclave_;
+    delete dir_;
+  }
+
+  static ClientOptions options(std::optional<protocol::ShapingMode> shaping) {
+    ClientOptions options;
+    options.api_key = api_key_;
+    options.base_url = gateway_url_;
+    options.attestation.simulated_platform_key =
+        *from_hex_exact<crypto::kEd25519PublicKeyBytes>(platform_public_key_, "platform key");
+    options.shaping = shaping;
+    return options;
+  }
+
+  // The streamed content of answer `n` and the gateway's request id for it.
+  static std::pair<std::string, std::string> play(const Client& client, int n) {
+    std::string content, request_id;
+    CallOptions call;
+    call.on_response = [&](const ResponseMeta& meta) { request_id = meta.header("x-request-id").value_or(""); };
+    auto done = client.chat.completions.create(
+        EndToEnd::request("replay:" + std::to_string(n)),
+        [&](const Chunk& chunk) -> Status {
+          EXPECT_FALSE(chunk.object.contains("rvenc_filler")) << chunk.json();
+          const auto& delta = chunk.object.at("choices").at(0).at("delta").as_object();
+          if (const auto* text = delta.if_contains("content"); text && text->is_string()) content += text->as_string();
+          return {};
+        },
+        call);
+    EXPECT_TRUE(done) << done.error().to_string();
+    return {content, request_id};
+  }
+
+  // The event sizes the gateway recorded for `request_id` (waits for its line).
+  static std::vector<std::int64_t> recorded_sizes(const std::string& request_id) {
+    const auto deadline = std::chrono::steady_clock::now() + kProcessTimeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::ifstream in(dir_->file("traffic.jsonl"));
+      for (std::string line; std::getline(in, line);) {
+        const auto record = json::parse(line).as_object();
+        if (record.at("requestId").as_string() != request_id) continue;
+        std::vector<std::int64_t> sizes;
+        for (const auto& event : record.at("events").as_array()) sizes.push_back(event.as_array().at(1).to_number<std::int64_t>());
+        return sizes;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return {};
+  }
+
+  static inline test::TempDir* dir_ = nullptr;
+  static inline ChildProcess* enclave_ = nullptr;
+  static inline ChildProcess* gateway_ = nullptr;
+  static inline std::string gateway_url_, api_key_, platform_public_key_;
+};
+
+TEST_F(ShapedEndToEnd, CadenceRecordSizesOfTwoAnswersOfOneBucketAreIdenticalAtTheGateway) {
+  auto client = create_client(options(protocol::ShapingMode::cadence));
+  ASSERT_TRUE(client) << client.error().to_string();
+  const auto [short_text, short_id] = play(*client, 0);
+  const auto [long_text, long_id] = play(*client, 1);
+  EXPECT_EQ(short_text, "Yes.");
+  EXPECT_EQ(long_text, "The answer is considerably longer, with \u00e9t\u00e9 words");
+  const auto short_sizes = recorded_sizes(short_id);
+  const auto long_sizes = recorded_sizes(long_id);
+  ASSERT_GE(short_sizes.size(), protocol::kMinBucket) << gateway_->output();
+  EXPECT_EQ(short_sizes, long_sizes);
+  // Unshaped, the same two answers differ at the gateway (the test can fail).
+  auto plain = create_client(options(protocol::ShapingMode::off));
+  ASSERT_TRUE(plain);
+  const auto plain_short = play(*plain, 0);
+  const auto plain_long = play(*plain, 1);
+  EXPECT_NE(recorded_sizes(plain_short.second), recorded_sizes(plain_long.second));
+}
+
+TEST_F(ShapedEndToEnd, ChatCommandNeverShowsFillers) {
+  auto [status, output] = run_rvenc({"chat", "--gateway", gateway_url_, "--api-key", api_key_, "--platform-public-key",
+                                     platform_public_key_, "--shaping", "cadence", "replay:1"});
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_TRUE(output.starts_with("The answer is considerably longer, with \u00e9t\u00e9 words")) << output;
+  EXPECT_EQ(output.find("rvenc_filler"), std::string::npos) << output;
+  auto [json_status, json_output] =
+      run_rvenc({"chat", "--gateway", gateway_url_, "--api-key", api_key_, "--platform-public-key",
+                 platform_public_key_, "--shaping", "cadence", "--json", "replay:0"});
+  EXPECT_EQ(json_status, 0) << json_output;
+  EXPECT_EQ(json_output.find("rvenc_filler"), std::string::npos) << json_output;
+  EXPECT_EQ(json_output.find('\x1e'), std::string::npos) << json_output;
+}
+
+TEST_F(ShapedEndToEnd, AModeTheEnclaveDoesNotOfferIsAClearError) {
+  auto client = create_client(options(protocol::ShapingMode::pad));
+  ASSERT_TRUE(client);
+  auto completion = client->chat.completions.create(EndToEnd::request("replay:0"));
+  ASSERT_FALSE(completion);
+  EXPECT_EQ(completion.error().code, Errc::invalid_inference) << completion.error().to_string();
+  EXPECT_EQ(completion.error().http_status, 400);
+  EXPECT_NE(completion.error().message.find("\"pad\" is not offered by this enclave (offered: off, cadence)"),
+            std::string::npos)
+      << completion.error().message;
+}
+
 }  // namespace
 }  // namespace rvenc::client

@@ -8,6 +8,7 @@
 #include <boost/json/parse.hpp>
 
 #include "client/fake_gateway.hpp"
+#include "rvenc/protocol/shaping.hpp"
 #include "rvenc/http/client.hpp"
 #include "rvenc/proxy/service.hpp"
 #include "support/test_support.hpp"
@@ -360,5 +361,30 @@ TEST(ProxyServer, ParsesListenAddresses) {
   }
 }
 
+// --shaping: the proxy's SDK asks for it inside the encrypted request, and the proxy's answer never
+// carries a filler or a shaped record, only the chunks they held (docs/traffic-shaping.md).
+TEST_F(ProxyTest, ShapedStreamsReachTheCallerAsPlainChunks) {
+  ProxyOptions options;
+  options.shaping = protocol::ShapingMode::cadence;
+  start(options);
+  gateway_.set_script([](protocol::ResponseSealer& sealer, const protocol::ChatRequest&) {
+    protocol::ShapedWriter writer(128);
+    std::vector<std::string> records{writer.next_record()};  // a filler
+    writer.push(chunk(R"({"role":"assistant","content":")" + std::string(150, 'H') + R"("})"));
+    writer.push(chunk("{}", R"("stop")", R"({"prompt_tokens":5,"completion_tokens":1})"));
+    while (!writer.empty()) records.push_back(writer.next_record());
+    records.push_back(writer.next_record());  // and one more after the content
+    return test::Reply{.pieces = test::FakeGateway::sealed(sealer, records)};
+  });
+  auto response = post(kChatBody);
+  ASSERT_TRUE(response);
+  ASSERT_EQ(response->result_int(), 200u) << response->body();
+  const auto completion = json::parse(response->body()).as_object();
+  EXPECT_EQ(completion.at("choices").at(0).at("message").at("content").as_string(), std::string(150, 'H'));
+  EXPECT_EQ(response->body().find("rvenc_filler"), std::string::npos) << response->body();
+  EXPECT_EQ(gateway_.last_request().at("rvenc_shaping").at("mode").as_string(), "cadence");
+}
+
 }  // namespace
 }  // namespace rvenc::proxy
+

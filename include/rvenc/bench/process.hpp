@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "rvenc/common/error.hpp"
@@ -69,6 +70,8 @@ class ChildProcess {
 [[nodiscard]] Result<std::uint16_t> free_port();
 // True once 127.0.0.1:port accepts a TCP connection (polled until `timeout`).
 [[nodiscard]] bool wait_for_port(std::uint16_t port, std::chrono::milliseconds timeout);
+// Writes `content` to `path` (replaced) and makes it readable by its owner only (keys, tokens).
+void write_secret(const std::filesystem::path& path, std::string_view content);
 // Standard output and error of `command` run by /bin/sh (for `nginx -v`); empty on failure.
 [[nodiscard]] std::string command_output(const std::string& command);
 

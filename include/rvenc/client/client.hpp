@@ -62,6 +62,7 @@
 
 #include "rvenc/attestation/verifier.hpp"
 #include "rvenc/client/response.hpp"
+#include "rvenc/protocol/shaping.hpp"
 #include "rvenc/common/error.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/http/awaitable.hpp"
@@ -151,6 +152,10 @@ struct ClientOptions {
   // Version 3 by default; 2 only while enclaves are being upgraded (they need --allow-v2); 1 only
   // for servers that speak nothing else (see PROTOCOL.md). Never changed by the client itself.
   protocol::Version protocol_version = protocol::Version::v3;
+  // Stream shaping against traffic analysis (docs/traffic-shaping.md), asked for inside the
+  // encrypted request ("rvenc_shaping"; a request that has that member keeps its own); nullopt:
+  // the enclave's default. Fillers are always dropped and split chunks joined, whoever chose.
+  std::optional<protocol::ShapingMode> shaping;
   // Which enclaves to trust. The default trusts hardware providers only, never "simulated".
   protocol::AttestationPolicy attestation;
   // Hardware evidence (sev-snp, tdx) is verified offline with the collateral the document carries

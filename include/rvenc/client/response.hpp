@@ -21,6 +21,7 @@
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/protocol/envelope.hpp"
 #include "rvenc/protocol/sealing.hpp"
+#include "rvenc/protocol/shaping.hpp"
 #include "rvenc/protocol/sse.hpp"
 
 namespace rvenc::client {
@@ -58,6 +59,8 @@ struct Chunk {
 //   <enclave code>    the enclave's encrypted error event (authenticated code and message),
 //                     reported at the authenticated done that must follow it;
 //   truncated_stream  finish() before an authenticated done (also after an error event).
+// Shaped streams (docs/traffic-shaping.md): fillers are dropped and chunks split across records
+// joined; a malformed record, or a done that leaves a chunk unfinished, is tampered_stream.
 // Events of unknown kinds (and comments) are ignored; everything after done is ignored.
 class ResponseDecoder {
  public:
@@ -76,9 +79,12 @@ class ResponseDecoder {
 
  private:
   [[nodiscard]] Status handle(const protocol::SseEvent& event, std::vector<Chunk>& out);
+  [[nodiscard]] Status add_chunks(const crypto::SecureBytes& plaintext, std::vector<Chunk>& out);
 
   protocol::SseParser parser_;
   protocol::ResponseOpener opener_;
+  protocol::ShapedReader shaped_;  // drops fillers, joins chunks split across shaped records
+  std::vector<std::string> lines_;
   std::vector<protocol::SseEvent> events_;
   std::optional<Error> enclave_error_;  // an authenticated error event, awaiting done
   std::optional<Error> failed_;

@@ -55,6 +55,8 @@ struct ClientSettings {
   // comes from there, else the system trust store.
   std::string ca_file;
   int protocol = 3;
+  // --shaping off|pad|cadence (ClientOptions::shaping); empty: the enclave's default.
+  std::string shaping;
   // --attestation-policy FILE (docs/attestation.md); empty: the default hardware policy.
   std::string attestation_policy;
   // --attestation-trust-root FILE: PEM roots trusted INSTEAD of the vendors' (tests only).

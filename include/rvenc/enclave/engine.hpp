@@ -5,11 +5,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "rvenc/common/error.hpp"
 #include "rvenc/http/client.hpp"
@@ -74,9 +76,25 @@ struct DemoReply {
 };
 [[nodiscard]] DemoReply demo_reply(const protocol::ChatRequest& request);
 
+// Recorded answers the demo engine can replay token by token with their timing (rvenc bench
+// traffic): a request whose last user message is "replay:N" gets answer N.
+struct ReplayAnswer {
+  std::vector<std::string> tokens;
+  std::vector<std::chrono::milliseconds> delays;  // the pause before each token (the first: time to first token)
+};
+using ReplayAnswers = std::vector<ReplayAnswer>;
+inline constexpr std::string_view kReplayPrefix = "replay:";
+inline constexpr std::chrono::milliseconds kMaxReplayDelay{10'000};
+// Reads a JSON-lines file, one {"tokens": [strings], "delaysMs": [integers 0..10000]} per line
+// (other members ignored; as many delays as tokens). invalid_request naming the line.
+[[nodiscard]] Result<std::shared_ptr<const ReplayAnswers>> load_replay_answers(const std::filesystem::path& path);
+// The answer a request asks for ("replay:N" as its last user message), or null.
+[[nodiscard]] const ReplayAnswer* find_replay_answer(const ReplayAnswers& answers, const protocol::ChatRequest& request);
+
 struct DemoEngineOptions {
   std::string model = std::string(kDefaultDemoModel);
   std::chrono::milliseconds token_delay{0};  // pause before each token (async timer)
+  std::shared_ptr<const ReplayAnswers> replay;  // null: the canned answer only
 };
 
 // Streams the reasoning then the content word by word (a word is a token). max_tokens bounds

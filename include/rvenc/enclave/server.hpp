@@ -44,6 +44,10 @@ struct EnclaveOptions {
   // The demo engine's model. Unset: "rvenc-demo" when no upstream is given, else no demo engine.
   std::optional<std::string> demo_model;
   std::chrono::milliseconds demo_delay{0};
+  // Answers the demo engine replays (DemoEngineOptions::replay), from a JSON-lines file.
+  std::optional<std::filesystem::path> demo_replay;
+  // Stream shaping (docs/traffic-shaping.md).
+  ShapingPolicy shaping;
   // Unset: the demo model.
   std::optional<std::vector<std::string>> test_models;
   bool allow_v1 = false;

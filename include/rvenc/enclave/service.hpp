@@ -36,6 +36,7 @@
 #include "rvenc/enclave/key.hpp"
 #include "rvenc/enclave/key_ring.hpp"
 #include "rvenc/enclave/replay.hpp"
+#include "rvenc/enclave/shaper.hpp"
 #include "rvenc/http/server.hpp"
 #include "rvenc/protocol/envelope.hpp"
 
@@ -70,6 +71,8 @@ struct ServiceOptions {
   std::size_t max_streams = 0;
   // Key rotation (KeyRing): period 0 keeps the start key until its notAfter.
   RotationOptions rotation;
+  // Stream shaping against traffic analysis (docs/traffic-shaping.md): default and allowed modes.
+  ShapingPolicy shaping;
   // Seconds since the epoch (tests may move the clock).
   std::function<std::int64_t()> clock;
 };

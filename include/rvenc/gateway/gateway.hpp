@@ -28,6 +28,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "rvenc/crypto/secret.hpp"
+#include "rvenc/gateway/traffic_recorder.hpp"
 #include "rvenc/gateway/cors.hpp"
 #include "rvenc/gateway/enclave_pool.hpp"
 #include "rvenc/gateway/key_cache.hpp"
@@ -98,6 +99,8 @@ struct GatewayOptions {
   // Browser origins allowed to call the chat, models and attestation routes (--cors-origin);
   // empty: no CORS answers at all (cors.hpp).
   CorsPolicy cors;
+  // --record-traffic: each stream's event sizes and times, for rvenc bench traffic; null: none.
+  std::shared_ptr<TrafficRecorder> traffic_recorder;
 };
 
 class GatewayHandler {

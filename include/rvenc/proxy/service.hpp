@@ -59,6 +59,8 @@ struct ProxyOptions {
   // Accept attestation binding 1 (enclaves of older releases; notAfter not attested).
   bool allow_binding_v1 = false;
   protocol::Version protocol_version = protocol::Version::v3;
+  // --shaping: the stream shaping the proxy's SDK asks for (nullopt: the enclave's default).
+  std::optional<protocol::ShapingMode> shaping;
   std::optional<std::filesystem::path> dek_store;  // keep keys across restarts (mode 0600)
   CacheOptions cache;                              // client count, idle drop, DEK rotation
   std::chrono::milliseconds request_timeout = client::kDefaultRequestTimeout;

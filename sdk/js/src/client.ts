@@ -20,6 +20,7 @@
 // another replica when there is one; nothing is re-sent once the answer has begun. requestTimeoutMs bounds the wait for the head and for
 // each next authenticated event (comments and unknown events do not count); an AbortSignal cancels
 // the call and closes the connection, so the enclave stops generating.
+import { SHAPING_MEMBER, SHAPING_MODES, ShapingMode } from './shaping.js';
 import { CompletionAssembler } from './assemble.js';
 import { AttestationDocument, AttestationPolicy, CHALLENGE_BYTES, parseAttestation, verifyAttestation } from './attestation.js';
 import {
@@ -68,6 +69,11 @@ export interface RvencClientOptions {
   attestationPolicy?: AttestationPolicy;
   /** 3 by default; 2 while enclaves are upgraded (--allow-v2); 1 only for legacy servers. */
   protocolVersion?: ProtocolVersion;
+  /**
+   * Stream shaping against traffic analysis, asked for inside the encrypted request
+   * (docs/traffic-shaping.md); default: the enclave's. Fillers are dropped whoever chose.
+   */
+  shaping?: ShapingMode;
   /** A fetch implementation (default globalThis.fetch). */
   fetch?: typeof fetch;
 }
@@ -217,6 +223,7 @@ interface Resolved {
   platformPublicKey?: string;
   attestationPolicy: AttestationPolicy;
   protocolVersion: ProtocolVersion;
+  shaping?: ShapingMode;
   fetch: typeof fetch;
 }
 
@@ -244,12 +251,15 @@ function resolve(options: RvencClientOptions, needApiKey: boolean): Resolved {
   if (options.platformPublicKey !== undefined && !/^[0-9a-fA-F]{64}$/.test(options.platformPublicKey)) {
     throw invalid('platformPublicKey must be 32 bytes of hex (64 digits)');
   }
+  if (options.shaping !== undefined && !SHAPING_MODES.includes(options.shaping)) {
+    throw invalid("shaping must be 'off', 'pad' or 'cadence'");
+  }
   const f = options.fetch ?? globalThis.fetch;
   if (typeof f !== 'function') throw invalid('no fetch implementation: Node >= 18 or a browser is needed');
   return {
     apiKey, base: url.href.replace(/\/+$/, ''), requestTimeoutMs, maxBufferSize,
     platformPublicKey: options.platformPublicKey, attestationPolicy: options.attestationPolicy ?? {},
-    protocolVersion, fetch: f.bind(globalThis),
+    protocolVersion, shaping: options.shaping, fetch: f.bind(globalThis),
   };
 }
 
@@ -639,7 +649,8 @@ export class RvencClient {
    */
   async openChat(params: ChatCompletionCreateParams, options: RequestOptions): Promise<ChatCompletionStream> {
     await ready();
-    const plaintext = utf8(JSON.stringify(params));
+    const asked = this.o.shaping && !(SHAPING_MEMBER in params) ? { ...params, [SHAPING_MEMBER]: { mode: this.o.shaping } } : params;
+    const plaintext = utf8(JSON.stringify(asked));
     const model = requestModel(params);
     let stale: number | undefined;
     let avoid: string | undefined;

@@ -12,6 +12,7 @@ export { createRvencClient, generateEncryptionKeys, RvencClient, ChatCompletionS
 export type { EncryptionKeys, KeyRequestOptions, RvencClientOptions, RequestOptions, ResponseMeta, VerifiedAttestation } from './client.js';
 export type { AttestationPolicy } from './attestation.js';
 export type { ProtocolVersion } from './protocol.js';
+export type { ShapingMode } from './shaping.js';
 export {
   RvencError, APIError, AttestationError, StreamError, EnclaveError, ConnectionError, ERROR_CODES,
 } from './errors.js';

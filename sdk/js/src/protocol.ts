@@ -10,6 +10,7 @@ import {
   fromHex, hkdf, hkdfMany, open, openPaddedHex, pad, seal, toHex, utf8, wipe, NONCE_BYTES,
 } from './crypto.js';
 import { EnclaveError, ErrorCode, parseErrorJson, RvencError, StreamError } from './errors.js';
+import { ShapedReader } from './shaping.js';
 import { SseEvent, SseParser } from './sse.js';
 
 export type ProtocolVersion = 1 | 2 | 3;
@@ -260,10 +261,13 @@ export class ResponseDecoder {
   private failure: RvencError | null = null;
   private enclaveError: EnclaveError | null = null;
   private readonly text = new TextDecoder();
+  /** Drops fillers and joins chunks split across shaped records (docs/traffic-shaping.md). */
+  private readonly shaped: ShapedReader;
   authenticatedEvents = 0;
 
   constructor(private readonly opener: ResponseOpener, maxEventBytes: number) {
     this.parser = new SseParser(maxEventBytes);
+    this.shaped = new ShapedReader(maxEventBytes);
   }
 
   static async create(version: ProtocolVersion, sharedSecret: Uint8Array, requestNonce: Uint8Array,
@@ -317,6 +321,11 @@ export class ResponseDecoder {
     if (kind === 'init' || plaintext === null) return;
     if (kind === 'done') {
       if (this.enclaveError) throw this.enclaveError;
+      this.shaped.finish();
+      return;
+    }
+    if (kind === 'data') {
+      for (const line of this.shaped.feed(plaintext)) out.push(parseChunk(line));
       return;
     }
     const text = textOf(plaintext);
@@ -325,18 +334,20 @@ export class ResponseDecoder {
       if (!parsed) throw new StreamError('upstream_error', 'the enclave sent an error event that is not an error object');
       const code: ErrorCode = parsed.code ?? 'upstream_error';
       this.enclaveError = new EnclaveError(code, parsed.message || 'the enclave reported an error');
-      return;
     }
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      value = null;
-    }
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw new StreamError('upstream_error', 'the enclave sent a chunk that is not a JSON object');
-    }
-    out.push(value as ChunkObject);
   }
+}
+
+function parseChunk(text: string): ChunkObject {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = null;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new StreamError('upstream_error', 'the enclave sent a chunk that is not a JSON object');
+  }
+  return value as ChunkObject;
 }
 

@@ -204,4 +204,61 @@ test('randomBytes: one WebCrypto draw per 64 KiB, any length', () => {
   assert.equal(big.length, 70000);
   assert.ok(big.subarray(65536).some((b) => b !== 0));
   assert.notDeepEqual(t.randomBytes(32), t.randomBytes(32));
+
+// Stream shaping (docs/traffic-shaping.md): a version 2 stream of fixed-size records and fillers.
+async function shapedStream(records) {
+  const secret = s.randombytes_buf(32);
+  const nonce = s.randombytes_buf(24);
+  const { key, prefix } = await t.deriveV2ResponseKeys(secret, nonce);
+  const events = records.map((plaintext, i) => {
+    const kind = plaintext === null ? 'done' : 'data';
+    const sealed = t.seal(key, t.eventNonce(prefix, i), utf8(`rvenc/2|${kind}`), t.pad(plaintext ?? utf8('[DONE]')));
+    return `event: ${kind}\ndata: ${t.toHex(sealed)}\n\n`;
+  });
+  return { secret, nonce, events };
+}
+const record = (text) => {
+  const bytes = utf8(text);
+  const out = new Uint8Array(127);
+  out.set([0x1e, bytes.length >> 8, bytes.length & 0xff]);
+  out.set(bytes, 3);
+  return out;
+};
+const filler = () => utf8('{"rvenc_filler":true}'.padEnd(127, ' '));
+
+test('shaping: fillers are never shown, a chunk split across records is joined', async () => {
+  const chunk = JSON.stringify({ choices: [{ index: 0, delta: { content: 'h\u00e9llo '.repeat(30) } }] }) + '\n';
+  // Cut at whole characters, 100 at a time (at most 124 bytes: one record each), as the enclave does.
+  const pieces = [];
+  let rest = chunk;
+  while (rest.length > 0) {
+    let n = Math.min(rest.length, 100);
+    pieces.push(rest.slice(0, n));
+    rest = rest.slice(n);
+  }
+  const { secret, nonce, events } = await shapedStream([filler(), ...pieces.map(record), filler(), filler(), null]);
+  const decoder = await t.ResponseDecoder.create(2, secret, nonce, 1 << 20);
+  const chunks = await decoder.feed(utf8(events.join('')));
+  decoder.finish();
+  assert.equal(chunks.length, 1);
+  assert.equal(chunks[0].choices[0].delta.content, 'h\u00e9llo '.repeat(30));
+  assert.ok(pieces.length > 1);
+});
+
+test('shaping: a filler dropped is tampered_stream, a stream cut among fillers truncated_stream', async () => {
+  const { secret, nonce, events } = await shapedStream([record('{"id":1}\n'), filler(), filler(), null]);
+  const dropped = await t.ResponseDecoder.create(2, secret, nonce, 1 << 20);
+  await assert.rejects(dropped.feed(utf8(events[0] + events[2] + events[3])), (e) => e.code === 'tampered_stream');
+  const cut = await t.ResponseDecoder.create(2, secret, nonce, 1 << 20);
+  assert.equal((await cut.feed(utf8(events[0] + events[1]))).length, 1);
+  assert.throws(() => cut.finish(), (e) => e.code === 'truncated_stream');
+  const split = await shapedStream([record('{"id":'), null]);
+  const unfinished = await t.ResponseDecoder.create(2, split.secret, split.nonce, 1 << 20);
+  await assert.rejects(unfinished.feed(utf8(split.events.join(''))), (e) => e.code === 'tampered_stream');
+});
+
+test('shaping: the client option adds the request member and is checked', () => {
+  assert.throws(() => createRvencClient({ apiKey: 'sk_test_x', shaping: 'burst' }),
+    (e) => e instanceof RvencError && e.code === 'invalid_request' && /shaping/.test(e.message));
+  createRvencClient({ apiKey: 'sk_test_x', shaping: 'cadence' });
 });

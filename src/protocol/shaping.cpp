@@ -1,0 +1,160 @@
+#include "rvenc/protocol/shaping.hpp"
+
+#include <algorithm>
+#include <limits>
+
+#include <boost/json/parse.hpp>
+
+#include "rvenc/crypto/secret.hpp"
+
+namespace rvenc::protocol {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::size_t kRecordHeaderBytes = 3;  // marker and the 2-byte slice length
+
+std::unexpected<Error> invalid(std::string message) {
+  return fail(Errc::invalid_inference, std::string(kShapingMember) + std::move(message));
+}
+
+std::unexpected<Error> tampered(std::string message) { return fail(Errc::tampered_stream, std::move(message)); }
+
+bool is_continuation(char byte) noexcept { return (static_cast<unsigned char>(byte) & 0xc0U) == 0x80U; }
+
+// The content bytes one record carries: the sealed plaintext is record_bytes - 1 bytes.
+std::size_t record_capacity(std::size_t record_bytes) noexcept { return record_bytes - 1 - kRecordHeaderBytes; }
+
+}  // namespace
+
+std::string_view shaping_mode_name(ShapingMode mode) noexcept {
+  switch (mode) {
+    case ShapingMode::off: return "off";
+    case ShapingMode::pad: return "pad";
+    case ShapingMode::cadence: return "cadence";
+  }
+  return "off";
+}
+
+std::optional<ShapingMode> shaping_mode_from_name(std::string_view name) noexcept {
+  for (const auto mode : {ShapingMode::off, ShapingMode::pad, ShapingMode::cadence})
+    if (shaping_mode_name(mode) == name) return mode;
+  return std::nullopt;
+}
+
+Result<std::optional<ShapingAsk>> take_shaping_member(json::object& request) {
+  const auto it = request.find(kShapingMember);
+  if (it == request.end()) return std::optional<ShapingAsk>{};
+  const json::value member = std::move(it->value());
+  request.erase(it);
+  if (!member.is_object()) return invalid(" must be an object {\"mode\": \"off\"|\"pad\"|\"cadence\"}");
+  ShapingAsk ask;
+  for (const auto& [key, value] : member.get_object()) {
+    if (key == "mode") {
+      const auto* name = value.if_string();
+      const auto mode = name ? shaping_mode_from_name(std::string_view(name->data(), name->size())) : std::nullopt;
+      if (!mode) return invalid(".mode must be one of \"off\", \"pad\", \"cadence\"");
+      ask.mode = *mode;
+    } else if (key == "intervalMs") {
+      if (!value.is_int64() || value.get_int64() < kMinShapingInterval.count() ||
+          value.get_int64() > kMaxShapingInterval.count())
+        return invalid(".intervalMs must be an integer from " + std::to_string(kMinShapingInterval.count()) + " to " +
+                       std::to_string(kMaxShapingInterval.count()));
+      ask.interval_ms = value.get_int64();
+    } else {
+      return invalid(" has an unknown member (allowed: mode, intervalMs)");
+    }
+  }
+  if (!member.get_object().contains("mode")) return invalid(".mode is missing");
+  return std::optional<ShapingAsk>(ask);
+}
+
+json::object shaping_member(ShapingMode mode, std::optional<std::int64_t> interval_ms) {
+  json::object member{{"mode", shaping_mode_name(mode)}};
+  if (interval_ms) member["intervalMs"] = *interval_ms;
+  return member;
+}
+
+std::uint64_t length_bucket(std::uint64_t n) noexcept {
+  std::uint64_t bucket = kMinBucket;
+  while (bucket < n) {
+    if (bucket > std::numeric_limits<std::uint64_t>::max() / 2) return n;  // saturated
+    bucket *= 2;
+  }
+  return bucket;
+}
+
+std::string filler_record(std::size_t record_bytes) {
+  std::string record(kFillerJson);
+  record.resize(std::max(record.size(), record_bytes - 1), ' ');
+  return record;
+}
+
+void ShapedWriter::push(std::string_view chunk_json) {
+  const std::size_t start = pending_.size();
+  pending_.reserve(start + chunk_json.size() + 1);
+  pending_.append(chunk_json);
+  std::replace_if(pending_.begin() + static_cast<std::ptrdiff_t>(start), pending_.end(),
+                  [](char c) { return c == '\n' || c == '\r'; }, ' ');
+  pending_.push_back('\n');
+}
+
+std::string ShapedWriter::next_record() {
+  if (pending_.empty()) return filler_record(record_bytes_);
+  std::size_t take = std::min(pending_.size(), record_capacity(record_bytes_));
+  // Never split a UTF-8 character: every slice is text of its own (capacity > 4 bytes).
+  while (take < pending_.size() && take > 0 && is_continuation(pending_[take])) --take;
+  std::string record(record_bytes_ - 1, '\0');
+  record[0] = kRecordMarker;
+  record[1] = static_cast<char>((take >> 8U) & 0xffU);
+  record[2] = static_cast<char>(take & 0xffU);
+  std::copy_n(pending_.begin(), take, record.begin() + kRecordHeaderBytes);
+  crypto::secure_wipe(pending_.data(), take);
+  pending_.erase(0, take);
+  return record;
+}
+
+ShapedWriter::~ShapedWriter() { crypto::secure_wipe(pending_.data(), pending_.size()); }
+
+ShapedReader::~ShapedReader() { crypto::secure_wipe(line_.data(), line_.size()); }
+
+Status ShapedReader::feed(std::span<const std::uint8_t> plaintext, std::vector<std::string>& out) {
+  const std::string_view text(reinterpret_cast<const char*>(plaintext.data()), plaintext.size());
+  if (text.empty() || text.front() != kRecordMarker) {
+    // Not a content record: a filler, or an unshaped chunk (which must not cut into a record's line).
+    const auto end = text.find_last_not_of(' ');
+    if (end != std::string_view::npos && text.substr(0, end + 1) == kFillerJson) {
+      ++fillers_;
+      return {};
+    }
+    if (!line_.empty()) return tampered("an unshaped chunk arrived inside a shaped chunk");
+    out.emplace_back(text);
+    return {};
+  }
+  if (text.size() < kRecordHeaderBytes) return tampered("a shaped record is shorter than its header");
+  const std::size_t length = (static_cast<std::size_t>(static_cast<unsigned char>(text[1])) << 8U) |
+                             static_cast<unsigned char>(text[2]);
+  if (length == 0 || length > text.size() - kRecordHeaderBytes)
+    return tampered("a shaped record's length does not fit the record");
+  std::string_view slice = text.substr(kRecordHeaderBytes, length);
+  while (!slice.empty()) {
+    const auto newline = slice.find('\n');
+    const auto piece = slice.substr(0, newline);
+    if (line_.size() + piece.size() > max_line_bytes_)
+      return tampered("a shaped chunk is larger than max_buffer_size (" + std::to_string(max_line_bytes_) + " bytes)");
+    line_.append(piece);
+    if (newline == std::string_view::npos) break;
+    out.push_back(std::move(line_));
+    line_.clear();
+    slice.remove_prefix(newline + 1);
+  }
+  return {};
+}
+
+Status ShapedReader::finish() const {
+  if (!line_.empty()) return tampered("the stream ended inside a shaped chunk");
+  return {};
+}
+
+}  // namespace rvenc::protocol
