@@ -16,6 +16,7 @@
 #include "rvenc/common/auth.hpp"
 #include "rvenc/common/clock.hpp"
 #include "rvenc/common/hex.hpp"
+#include "rvenc/enclave/endpoints.hpp"
 #include "rvenc/protocol/attestation.hpp"
 #include "rvenc/protocol/envelope.hpp"
 #include "rvenc/protocol/sealing.hpp"
@@ -102,7 +103,8 @@ struct EnclaveService::Accepted {
   crypto::Nonce nonce{};
   crypto::SharedSecret shared_secret;
   crypto::Secret<32> response_secret;  // version 3, from the request's own HKDF-Extract
-  protocol::ChatRequest chat;
+  protocol::ChatRequest chat;  // the request of any endpoint (chat.endpoint)
+  const EndpointRoute* route = nullptr;
   std::shared_ptr<Engine> engine;
 };
 
@@ -328,8 +330,9 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
     reservation = std::move(*reserved);
   }
 
-  auto chat = protocol::validate_chat_request(plaintext->view());
-  if (!chat) return std::unexpected(chat.error());
+  auto routed = route_request(plaintext->view());
+  if (!routed) return std::unexpected(routed.error());
+  auto* chat = &routed->request;
   const auto engine = engines_.find(chat->model);
   if (engine == engines_.end()) {
     // The requested name is not echoed: it came encrypted. Model names served are public.
@@ -346,6 +349,7 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
   accepted.version = envelope->version;
   accepted.nonce = envelope->nonce;
   accepted.chat = std::move(*chat);
+  accepted.route = routed->route;
   accepted.engine = engine->second;
   return accepted;
 }
@@ -427,8 +431,9 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
   bytes_out += opening.size();
   EngineOutcome outcome{.usage = provisional};
   if (co_await writer.write(opening)) {
-    outcome = co_await accepted->engine->generate(
-        accepted->chat, [&](std::string chunk) { return send_sealed(protocol::EventKind::data, std::move(chunk)); });
+    outcome = co_await accepted->route->handle(
+        *accepted->engine, accepted->chat, *accepted->route,
+        [&](std::string chunk) { return send_sealed(protocol::EventKind::data, std::move(chunk)); });
   }
 
   if (writer.client_gone()) {
