@@ -8,10 +8,6 @@
 #include <cstring>
 #include <limits>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "rvenc/common/clock.hpp"
@@ -159,7 +155,6 @@ http::awaitable<EngineOutcome> DemoEngine::complete(const protocol::ChatRequest&
   const std::int64_t budget = request.max_tokens.value_or(kDefaultCompletionMaxTokens);
   EngineOutcome outcome;
   outcome.usage.prompt_tokens = estimate_prompt_tokens(request);
-  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
   // `finish` empty: finish_reason null.
   auto send = [&](std::size_t index, std::string_view text, std::string_view finish) -> http::awaitable<bool> {
     json::object chunk = completion_chunk(id, created, request.model);
@@ -187,13 +182,9 @@ http::awaitable<EngineOutcome> DemoEngine::complete(const protocol::ChatRequest&
       }
       std::size_t end = text.find(' ', at + 1);
       if (end == std::string::npos) end = text.size();
-      if (options_.token_delay.count() > 0) {
-        timer.expires_after(options_.token_delay);
-        auto [ec] = co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
-        if (ec) {
-          outcome.error = Error{Errc::internal_error, "the demo engine was interrupted"};
-          co_return outcome;
-        }
+      if (!co_await demo_token_pause(options_.token_delay)) {
+        outcome.error = Error{Errc::internal_error, "the demo engine was interrupted"};
+        co_return outcome;
       }
       if (!co_await send(index, std::string_view(text).substr(at, end - at), {})) {
         outcome.error = Error{Errc::transport_error, "the client disconnected"};

@@ -100,6 +100,10 @@ struct DemoEngineOptions {
   std::int64_t embedding_dimensions = kDefaultDemoEmbeddingDimensions;
 };
 
+// The demo engine's pause before a token (DemoEngineOptions::token_delay) on the caller's
+// executor; false when it was interrupted (the engine then ends with internal_error).
+[[nodiscard]] http::awaitable<bool> demo_token_pause(std::chrono::milliseconds delay);
+
 // The demo embedding of one input (its JSON text: a string or a token array): `dimensions` floats
 // drawn from a generator seeded with the input's SHA-256, scaled to unit length. Deterministic.
 [[nodiscard]] std::vector<float> demo_embedding(std::string_view input_json, std::size_t dimensions);
