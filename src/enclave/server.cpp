@@ -41,7 +41,7 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
     if (options.demo_model->empty()) return fail(Errc::invalid_request, "--demo-model must not be empty");
     if (engines.contains(*options.demo_model))
       return fail(Errc::invalid_request, "model '" + *options.demo_model + "' is both the demo model and an upstream");
-    DemoEngineOptions demo{*options.demo_model, options.demo_delay, nullptr};
+    DemoEngineOptions demo{*options.demo_model, options.demo_delay, nullptr, options.embedding_dimensions};
     if (options.demo_replay) {
       auto replay = load_replay_answers(*options.demo_replay);
       if (!replay) return std::unexpected(replay.error());

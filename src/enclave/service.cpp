@@ -16,6 +16,7 @@
 #include "rvenc/common/auth.hpp"
 #include "rvenc/common/clock.hpp"
 #include "rvenc/common/hex.hpp"
+#include "rvenc/enclave/endpoints.hpp"
 #include "rvenc/protocol/attestation.hpp"
 #include "rvenc/protocol/envelope.hpp"
 #include "rvenc/protocol/sealing.hpp"
@@ -102,8 +103,9 @@ struct EnclaveService::Accepted {
   crypto::Nonce nonce{};
   crypto::SharedSecret shared_secret;
   crypto::Secret<32> response_secret;  // version 3, from the request's own HKDF-Extract
-  protocol::ChatRequest chat;
-  protocol::Shaping shaping;
+  protocol::ChatRequest chat;  // the request of any endpoint (chat.endpoint)
+  const EndpointRoute* route = nullptr;
+  protocol::Shaping shaping;  // chat completions only; other endpoints are never shaped
   std::shared_ptr<Engine> engine;
 };
 
@@ -329,10 +331,13 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
     reservation = std::move(*reserved);
   }
 
-  auto chat = protocol::validate_chat_request(plaintext->view());
-  if (!chat) return std::unexpected(chat.error());
-  auto shaping = choose_shaping(chat->body, envelope->version, options_.shaping);
+  auto parsed = protocol::parse_endpoint_request(plaintext->view());
+  if (!parsed) return std::unexpected(parsed.error());
+  auto shaping = choose_shaping(*parsed, envelope->version, options_.shaping);
   if (!shaping) return std::unexpected(shaping.error());
+  auto routed = route_request(std::move(*parsed));
+  if (!routed) return std::unexpected(routed.error());
+  auto* chat = &routed->request;
   const auto engine = engines_.find(chat->model);
   if (engine == engines_.end()) {
     // The requested name is not echoed: it came encrypted. Model names served are public.
@@ -349,6 +354,7 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
   accepted.version = envelope->version;
   accepted.nonce = envelope->nonce;
   accepted.chat = std::move(*chat);
+  accepted.route = routed->route;
   accepted.shaping = *shaping;
   accepted.engine = engine->second;
   return accepted;
@@ -431,9 +437,11 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
   bytes_out += opening.size();
   EngineOutcome outcome{.usage = provisional};
   if (co_await writer.write(opening)) {
-    outcome = co_await generate_shaped(*accepted->engine, accepted->chat, accepted->shaping, [&](std::string record) {
-      return send_sealed(protocol::EventKind::data, std::move(record));
-    });
+    const auto sink = [&](std::string record) { return send_sealed(protocol::EventKind::data, std::move(record)); };
+    // Stream shaping wraps the chat endpoint's generation; the others answer unshaped (choose_shaping).
+    outcome = co_await (accepted->route->endpoint == protocol::Endpoint::chat_completions
+                            ? generate_shaped(*accepted->engine, accepted->chat, accepted->shaping, sink)
+                            : accepted->route->handle(*accepted->engine, accepted->chat, *accepted->route, sink));
   }
 
   if (writer.client_gone()) {

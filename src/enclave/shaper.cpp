@@ -188,11 +188,19 @@ Status check_shaping_policy(const ShapingPolicy& policy) {
   return {};
 }
 
-Result<protocol::Shaping> choose_shaping(boost::json::object& request, protocol::Version version,
+Result<protocol::Shaping> choose_shaping(protocol::EndpointBody& request, protocol::Version version,
                                          const ShapingPolicy& policy) {
-  auto ask = protocol::take_shaping_member(request);
+  auto ask = protocol::take_shaping_member(request.body);
   if (!ask) return std::unexpected(ask.error());
   protocol::Shaping shaping = policy.defaults;
+  // Only chat completions stream tokens; the other endpoints answer unshaped (docs/traffic-shaping.md).
+  if (request.endpoint != protocol::Endpoint::chat_completions) {
+    if (*ask && (*ask)->mode != ShapingMode::off)
+      return fail(Errc::invalid_inference, "rvenc_shaping: stream shaping applies to chat completions only, not to " +
+                                               std::string(protocol::endpoint_name(request.endpoint)));
+    shaping.mode = ShapingMode::off;
+    return shaping;
+  }
   if (*ask) {
     if (!allowed(policy, (*ask)->mode))
       return fail(Errc::invalid_inference, "rvenc_shaping.mode: \"" + std::string(shaping_mode_name((*ask)->mode)) +

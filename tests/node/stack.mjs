@@ -75,8 +75,9 @@ export function startDyingUpstream() {
 }
 
 // enclave (simulated attestation, demo engine + dying upstream) -> gateway -> proxy, and a test key.
-// enclaveArgs: more flags of the enclave (e.g. --key-rotation-hours).
-export async function startStack({ proxyArgs = [], enclaveArgs = [] } = {}) {
+// enclaveArgs: more flags of the enclave (e.g. --key-rotation-hours); testModels: the models the
+// test key may use (more --upstream models of enclaveArgs go here).
+export async function startStack({ proxyArgs = [], enclaveArgs = [], testModels = ['rvenc-demo', 'dying-model'] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'rvenc-node-'));
   const stack = { dir, servers: [] };
   try {
@@ -85,7 +86,7 @@ export async function startStack({ proxyArgs = [], enclaveArgs = [] } = {}) {
       'enclave', '--listen', '127.0.0.1:0', '--attestation', 'simulated',
       '--key-file', join(dir, 'enclave.key'), '--platform-key', join(dir, 'platform.key'),
       '--demo-model', 'rvenc-demo', '--upstream', `dying-model=${stack.upstream.url}`,
-      '--test-models', 'rvenc-demo,dying-model', ...enclaveArgs,
+      '--test-models', testModels.join(','), ...enclaveArgs,
     ]);
     stack.servers.push(stack.enclave);
     const platform = stack.enclave.output().match(/platform public key ([0-9a-f]{64})/);

@@ -1,6 +1,8 @@
 // Model engines behind the enclave: the built-in demo engine and any OpenAI-compatible server.
 // An engine receives a validated chat request and hands each chat.completion.chunk JSON to a
-// sink as soon as it is produced; the enclave seals and streams them.
+// sink as soon as it is produced; the enclave seals and streams them. Requests of the other
+// endpoints (docs/endpoints.md) go to serve(): legacy completions stream text_completion chunks,
+// embeddings hand the one `list` object to the sink.
 #pragma once
 
 #include <chrono>
@@ -18,6 +20,7 @@
 #include "rvenc/http/types.hpp"
 #include "rvenc/http/url.hpp"
 #include "rvenc/protocol/chat.hpp"
+#include "rvenc/protocol/endpoint.hpp"
 
 namespace rvenc::enclave {
 
@@ -31,6 +34,14 @@ struct EngineOutcome {
   std::optional<Error> error;  // set when the generation did not end cleanly
 };
 
+// How a request of an endpoint reaches an OpenAI-compatible server: the path below the server's
+// base URL ("/embeddings"), and whether it answers with an event stream of chunks (each relayed as
+// one data event) or with one JSON object (relayed as the one data event).
+struct UpstreamCall {
+  std::string_view path;
+  bool event_stream = true;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -39,6 +50,11 @@ class Engine {
   // Generates the answer to `request` (which outlives the call) into `sink`.
   [[nodiscard]] virtual http::awaitable<EngineOutcome> generate(const protocol::ChatRequest& request,
                                                                 ChunkSink sink) = 0;
+  // A request of another endpoint (request.endpoint), answered into `sink`: the upstream engine
+  // POSTs it to `call.path`; the demo engine answers completions and embeddings itself. The
+  // default answers invalid_inference: the engine does not serve the endpoint.
+  [[nodiscard]] virtual http::awaitable<EngineOutcome> serve(const protocol::ChatRequest& request, UpstreamCall call,
+                                                             ChunkSink sink);
 };
 
 // Whitespace-separated words and UTF-8 characters of a text.
@@ -91,11 +107,24 @@ inline constexpr std::chrono::milliseconds kMaxReplayDelay{10'000};
 // The answer a request asks for ("replay:N" as its last user message), or null.
 [[nodiscard]] const ReplayAnswer* find_replay_answer(const ReplayAnswers& answers, const protocol::ChatRequest& request);
 
+inline constexpr std::int64_t kDefaultDemoEmbeddingDimensions = 256;
+
 struct DemoEngineOptions {
   std::string model = std::string(kDefaultDemoModel);
   std::chrono::milliseconds token_delay{0};  // pause before each token (async timer)
   std::shared_ptr<const ReplayAnswers> replay;  // null: the canned answer only
+
+  // Length of the demo embeddings (--embedding-dimensions) when the request gives no `dimensions`.
+  std::int64_t embedding_dimensions = kDefaultDemoEmbeddingDimensions;
 };
+
+// The demo engine's pause before a token (DemoEngineOptions::token_delay) on the caller's
+// executor; false when it was interrupted (the engine then ends with internal_error).
+[[nodiscard]] http::awaitable<bool> demo_token_pause(std::chrono::milliseconds delay);
+
+// The demo embedding of one input (its JSON text: a string or a token array): `dimensions` floats
+// drawn from a generator seeded with the input's SHA-256, scaled to unit length. Deterministic.
+[[nodiscard]] std::vector<float> demo_embedding(std::string_view input_json, std::size_t dimensions);
 
 // Streams the reasoning then the content word by word (a word is a token). max_tokens bounds
 // all completion tokens (reasoning included) and ends with finish_reason "length"; the first
@@ -106,8 +135,15 @@ class DemoEngine final : public Engine {
   explicit DemoEngine(DemoEngineOptions options = {}) : options_(std::move(options)) {}
   [[nodiscard]] std::string description() const override { return "built-in demo engine"; }
   [[nodiscard]] http::awaitable<EngineOutcome> generate(const protocol::ChatRequest& request, ChunkSink sink) override;
+  // Embeddings: one `list` object with demo_embedding() per input (float or base64). Completions:
+  // one text_completion chunk per word of a canned text per prompt (describing the prompt by
+  // size only), max_tokens (OpenAI's default 16) bounding each, echo and stop honoured.
+  [[nodiscard]] http::awaitable<EngineOutcome> serve(const protocol::ChatRequest& request, UpstreamCall call,
+                                                     ChunkSink sink) override;
 
  private:
+  [[nodiscard]] http::awaitable<EngineOutcome> embed(const protocol::ChatRequest& request, ChunkSink sink) const;
+  [[nodiscard]] http::awaitable<EngineOutcome> complete(const protocol::ChatRequest& request, ChunkSink sink) const;
   DemoEngineOptions options_;
 };
 
@@ -117,6 +153,8 @@ inline constexpr std::chrono::milliseconds kDefaultUpstreamTimeout{60'000};
 // How much of an upstream error body is read to explain the failure.
 inline constexpr std::size_t kMaxUpstreamErrorBody = 64 * 1024;
 inline constexpr std::size_t kMaxUpstreamErrorMessage = 512;
+// Largest one-object answer (embeddings) relayed from an upstream: it travels in one sealed event.
+inline constexpr std::size_t kMaxUpstreamJsonReply = protocol::kMaxSingleEventPlaintext;
 
 struct UpstreamEngineOptions {
   std::string model;
@@ -134,8 +172,14 @@ class UpstreamEngine final : public Engine {
   UpstreamEngine(UpstreamEngineOptions options, std::shared_ptr<http::Client> client);
   [[nodiscard]] std::string description() const override;
   [[nodiscard]] http::awaitable<EngineOutcome> generate(const protocol::ChatRequest& request, ChunkSink sink) override;
+  // An event-stream call is relayed as generate() relays chat; a JSON call (embeddings) reads the
+  // one answer (at most kMaxUpstreamJsonReply bytes) and hands it to the sink whole.
+  [[nodiscard]] http::awaitable<EngineOutcome> serve(const protocol::ChatRequest& request, UpstreamCall call,
+                                                     ChunkSink sink) override;
 
  private:
+  [[nodiscard]] http::awaitable<EngineOutcome> relay_json(const protocol::ChatRequest& request, std::string_view path,
+                                                          ChunkSink sink);
   UpstreamEngineOptions options_;
   std::shared_ptr<http::Client> client_;
 };

@@ -48,6 +48,8 @@ struct EnclaveOptions {
   std::optional<std::filesystem::path> demo_replay;
   // Stream shaping (docs/traffic-shaping.md).
   ShapingPolicy shaping;
+
+  std::int64_t embedding_dimensions = kDefaultDemoEmbeddingDimensions;  // the demo engine's embeddings
   // Unset: the demo model.
   std::optional<std::vector<std::string>> test_models;
   bool allow_v1 = false;

@@ -18,6 +18,7 @@
 
 #include "rvenc/common/error.hpp"
 #include "rvenc/enclave/engine.hpp"
+#include "rvenc/protocol/endpoint.hpp"
 #include "rvenc/protocol/envelope.hpp"
 #include "rvenc/protocol/shaping.hpp"
 
@@ -38,7 +39,9 @@ struct ShapingPolicy {
 // Removes the request's rvenc_shaping member and decides the stream's shaping: the policy's
 // default when it asks for nothing, else what it asks for. invalid_inference when the member is
 // malformed, the mode is not allowed here, or the protocol version cannot carry it (version 1).
-[[nodiscard]] Result<protocol::Shaping> choose_shaping(boost::json::object& request, protocol::Version version,
+// Endpoints other than chat completions are never shaped (asking for pad or cadence there is
+// invalid_inference).
+[[nodiscard]] Result<protocol::Shaping> choose_shaping(protocol::EndpointBody& request, protocol::Version version,
                                                        const ShapingPolicy& policy);
 
 // Sends one data event plaintext; false once the client is gone.

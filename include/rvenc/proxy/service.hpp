@@ -8,7 +8,8 @@
 //   auto proxy = rvenc::proxy::ProxyServer::create(options);  // binds (port 0 picks one)
 //   (*proxy)->start();  ...  (*proxy)->url();  ...  (*proxy)->stop(); (*proxy)->wait();
 //
-// Routes: POST /v1/chat/completions (streaming and not), GET /v1/models (the gateway's list) and /v1/models/{id},
+// Routes: POST /v1/chat/completions and /v1/completions (streaming and not), POST /v1/embeddings
+// (docs/endpoints.md), GET /v1/models (the gateway's list) and /v1/models/{id},
 // GET /healthz (and /health), GET /chat (the browser chat page, chat_page.hpp). Design: ProxyService holds the
 // handlers (testable with http::RecordingWriter);
 // ProxyServer binds them to an http::Server. The proxy serves on one io thread, so a key's cache
@@ -83,6 +84,10 @@ class ProxyService {
   ProxyService(const ProxyOptions& options, DekStore* store);
 
   http::awaitable<void> chat_completions(http::Request& request, http::ResponseWriter& writer);
+  // POST /v1/completions (legacy, streaming and not) and POST /v1/embeddings (float and base64):
+  // the same path as chat, through the SDK's client.completions / client.embeddings.
+  http::awaitable<void> completions(http::Request& request, http::ResponseWriter& writer);
+  http::awaitable<void> embeddings(http::Request& request, http::ResponseWriter& writer);
   // GET /v1/models (the gateway's list, fetched with the caller's key, so a wrong key gets 401/403;
   // a key the gateway accepted within models_ttl is answered from the list already fetched)
   // and GET /v1/models/{id} (the OpenAI SDK's models.retrieve): its entry, or 404 model_not_found.
@@ -101,6 +106,11 @@ class ProxyService {
   // nullopt when the gateway serves `model`; model_not_found (or the error fetching the list).
   http::awaitable<std::optional<ApiError>> check_model(CachedClient& entry, const std::string& model);
   http::awaitable<Result<boost::json::object>> fetch_models(CachedClient& entry);
+  // One request of `endpoint`: key, model check, keys, then the SDK call (streamed when asked).
+  http::awaitable<void> forward(http::Request& request, http::ResponseWriter& writer, protocol::Endpoint endpoint);
+  // The non-streaming SDK call of `endpoint`: the assembled object (embeddings: the list).
+  static http::awaitable<Result<boost::json::object>> call_once(client::Client& client, protocol::Endpoint endpoint,
+                                                                boost::json::object body, client::CallOptions call);
 
   ProxyOptions options_;
   ClientCache cache_;

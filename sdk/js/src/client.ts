@@ -22,6 +22,7 @@
 // the call and closes the connection, so the enclave stops generating.
 import { SHAPING_MEMBER, SHAPING_MODES, ShapingMode } from './shaping.js';
 import { CompletionAssembler } from './assemble.js';
+import { Embeddings, TextCompletions } from './endpoints.js';
 import { AttestationDocument, AttestationPolicy, CHALLENGE_BYTES, parseAttestation, verifyAttestation } from './attestation.js';
 import {
   fromHex, NONCE_BYTES, randomBytes, ready, toHex, utf8, xwingEncapsulate, KEY_ID_BYTES,
@@ -409,6 +410,9 @@ class Completions {
 
 export class RvencClient {
   readonly chat: { completions: Completions };
+  /** Legacy completions and embeddings (docs/endpoints.md). */
+  readonly completions: TextCompletions;
+  readonly embeddings: Embeddings;
   private readonly o: Resolved;
   /** The keys made last (or given in the options): what `encryptionKeys` shows. */
   private keys: Keys | null;
@@ -423,6 +427,8 @@ export class RvencClient {
     this.keys = options.encryptionKeys ? keysFromHex(options.encryptionKeys) : null;
     if (this.keys) this.addKeys(this.keys);
     this.chat = { completions: new Completions(this) };
+    this.completions = new TextCompletions(this);
+    this.embeddings = new Embeddings(this);
   }
 
   /** The keys in use now (null before any are made): the ones made last. Secret. */
