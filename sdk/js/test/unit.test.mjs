@@ -204,6 +204,7 @@ test('randomBytes: one WebCrypto draw per 64 KiB, any length', () => {
   assert.equal(big.length, 70000);
   assert.ok(big.subarray(65536).some((b) => b !== 0));
   assert.notDeepEqual(t.randomBytes(32), t.randomBytes(32));
+});
 
 // Stream shaping (docs/traffic-shaping.md): a version 2 stream of fixed-size records and fillers.
 async function shapedStream(records) {
