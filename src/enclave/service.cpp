@@ -439,9 +439,11 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
   if (co_await writer.write(opening)) {
     const auto sink = [&](std::string record) { return send_sealed(protocol::EventKind::data, std::move(record)); };
     // Stream shaping wraps the chat endpoint's generation; the others answer unshaped (choose_shaping).
-    outcome = co_await (accepted->route->endpoint == protocol::Endpoint::chat_completions
-                            ? generate_shaped(*accepted->engine, accepted->chat, accepted->shaping, sink)
-                            : accepted->route->handle(*accepted->engine, accepted->chat, *accepted->route, sink));
+    // Two statements, not one co_await of a ?: (g++ 12 destroys the awaitable temporary twice).
+    if (accepted->route->endpoint == protocol::Endpoint::chat_completions)
+      outcome = co_await generate_shaped(*accepted->engine, accepted->chat, accepted->shaping, sink);
+    else
+      outcome = co_await accepted->route->handle(*accepted->engine, accepted->chat, *accepted->route, sink);
   }
 
   if (writer.client_gone()) {

@@ -103,8 +103,14 @@ void ShapedWriter::push(std::string_view chunk_json) {
 std::string ShapedWriter::next_record() {
   if (pending_.empty()) return filler_record(record_bytes_);
   std::size_t take = std::min(pending_.size(), record_capacity(record_bytes_));
-  // Never split a UTF-8 character: every slice is text of its own (capacity > 4 bytes).
-  while (take < pending_.size() && take > 0 && is_continuation(pending_[take])) --take;
+  // Never split a UTF-8 character (at most 3 bytes back, to its lead byte): every slice is text of
+  // its own. Bytes that are not UTF-8 (no lead byte within 3) are cut at the capacity, so a record
+  // always carries something and the writer always ends (capacity > 4 bytes).
+  if (take < pending_.size()) {
+    std::size_t cut = take;
+    while (cut > 0 && take - cut < 3 && is_continuation(pending_[cut])) --cut;
+    if (cut > 0 && !is_continuation(pending_[cut])) take = cut;
+  }
   std::string record(record_bytes_ - 1, '\0');
   record[0] = kRecordMarker;
   record[1] = static_cast<char>((take >> 8U) & 0xffU);

@@ -85,6 +85,21 @@ TEST(Shaping, RecordsAllHaveOneSizeAndReassembleSplitChunks) {
   EXPECT_TRUE(reader.finish());
 }
 
+// Found by fuzz_shaping: a run of UTF-8 continuation bytes longer than a record (not UTF-8 at all)
+// made the writer back up to an empty record, which the reader refuses, and never end.
+TEST(Shaping, BytesThatAreNotUtf8AreStillCutIntoRecordsThatReassemble) {
+  constexpr std::size_t kRecord = 128;
+  ShapedWriter writer(kRecord);
+  const std::string chunk = "\xe6~" + std::string(300, '\x8e');
+  writer.push(chunk);
+  ShapedReader reader(1 << 20);
+  std::vector<std::string> out;
+  for (int i = 0; i < 10 && !writer.empty(); ++i) ASSERT_TRUE(reader.feed(bytes(writer.next_record()), out));
+  EXPECT_TRUE(writer.empty());
+  ASSERT_EQ(out.size(), 1U);
+  EXPECT_EQ(out[0], chunk);
+}
+
 TEST(Shaping, FillersAreDroppedAndUnshapedChunksPassThrough) {
   ShapedReader reader(1 << 20);
   std::vector<std::string> out;
