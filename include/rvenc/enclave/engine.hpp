@@ -16,6 +16,8 @@
 #include "rvenc/http/types.hpp"
 #include "rvenc/http/url.hpp"
 #include "rvenc/protocol/chat.hpp"
+#include "rvenc/protocol/responses.hpp"
+#include "rvenc/protocol/sse.hpp"
 
 namespace rvenc::enclave {
 
@@ -37,6 +39,12 @@ class Engine {
   // Generates the answer to `request` (which outlives the call) into `sink`.
   [[nodiscard]] virtual http::awaitable<EngineOutcome> generate(const protocol::ChatRequest& request,
                                                                 ChunkSink sink) = 0;
+  // The Responses API (protocol/responses.hpp, docs/responses.md): one Responses event JSON per
+  // sink call, from response.created to the terminal event. By default translated: `chat` (the
+  // validated request.chat) is generated and its chunks become Responses events; an engine that
+  // serves /v1/responses itself overrides it. Ids are random ("resp_" + 32 hex digits).
+  [[nodiscard]] virtual http::awaitable<EngineOutcome> respond(const protocol::ResponsesRequest& request,
+                                                               const protocol::ChatRequest& chat, ChunkSink sink);
 };
 
 // Whitespace-separated words and UTF-8 characters of a text.
@@ -105,6 +113,9 @@ struct UpstreamEngineOptions {
   http::Url base;  // e.g. http://127.0.0.1:8000/v1; requests go to {base}/chat/completions
   // Connect timeout, and longest silence while waiting for the head or the next bytes.
   std::chrono::milliseconds timeout = kDefaultUpstreamTimeout;
+  // The server answers POST {base}/responses itself (--upstream-responses): Responses requests are
+  // forwarded (stream: true, store: false) instead of translated to chat completions.
+  bool native_responses = false;
 };
 
 // POSTs the request (model passed through, stream=true, stream_options.include_usage=true) and
@@ -116,8 +127,19 @@ class UpstreamEngine final : public Engine {
   UpstreamEngine(UpstreamEngineOptions options, std::shared_ptr<http::Client> client);
   [[nodiscard]] std::string description() const override;
   [[nodiscard]] http::awaitable<EngineOutcome> generate(const protocol::ChatRequest& request, ChunkSink sink) override;
+  // Forwarded to {base}/responses when options.native_responses; translated otherwise. The events
+  // are relayed until the terminal one (response.completed/.incomplete/.failed); usage from it.
+  [[nodiscard]] http::awaitable<EngineOutcome> respond(const protocol::ResponsesRequest& request,
+                                                       const protocol::ChatRequest& chat, ChunkSink sink) override;
 
  private:
+  // Takes one event; true once the stream is complete (its end marker), an error to stop.
+  using EventHandler = std::function<http::awaitable<Result<bool>>(protocol::SseEvent& event)>;
+  [[nodiscard]] http::awaitable<Result<std::unique_ptr<http::ResponseStream>>> open_stream(
+      std::string_view path, const boost::json::object& body);
+  [[nodiscard]] static http::awaitable<Status> read_events(http::ResponseStream& stream, const EventHandler& handler,
+                                                           std::string_view end_marker);
+
   UpstreamEngineOptions options_;
   std::shared_ptr<http::Client> client_;
 };
