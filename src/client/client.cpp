@@ -33,6 +33,7 @@
 #include "rvenc/http/watchdog.hpp"
 #include "rvenc/protocol/chat.hpp"
 #include "rvenc/protocol/envelope.hpp"
+#include "rvenc/protocol/responses.hpp"
 #include "rvenc/protocol/sealing.hpp"
 #include "replica_set.hpp"
 
@@ -725,10 +726,60 @@ awaitable<Status> Completions::async_create(json::object request, AsyncChunkHand
   co_return co_await guarded<void>(*state, [&]() { return state->chat(request, on_chunk, options); });
 }
 
+// --- Responses --------------------------------------------------------------------------------
+
+namespace {
+
+// The request as sealed: the endpoint named inside the ciphertext.
+json::object responses_body(json::object request) {
+  const auto name = protocol::kResponsesEndpointName;
+  request[protocol::kResponsesEndpointMember] = json::string_view(name.data(), name.size());
+  return request;
+}
+
+awaitable<Result<json::object>> final_response(ClientState& state, json::object request, CallOptions call) {
+  std::optional<json::object> response;
+  const AsyncChunkHandler collect = [&response](const Chunk& event) -> awaitable<Status> {
+    if (auto terminal = protocol::terminal_response(event.object)) response = std::move(*terminal);
+    co_return Status{};
+  };
+  if (auto done = co_await state.chat(responses_body(std::move(request)), collect, call); !done)
+    co_return std::unexpected(done.error());
+  if (!response) co_return fail(Errc::upstream_error, "the Responses stream ended without a final response event");
+  co_return std::move(*response);
+}
+
+}  // namespace
+
+Result<json::object> Responses::create(const json::object& request, const CallOptions& options) const {
+  return run_blocking<Result<json::object>>(state_, [&](ClientState& state) {
+    return guarded<json::object>(state, [&]() { return final_response(state, request, options); });
+  });
+}
+
+Status Responses::create(const json::object& request, const ChunkHandler& on_event, const CallOptions& options) const {
+  const AsyncChunkHandler handler = [&on_event](const Chunk& chunk) -> awaitable<Status> { co_return on_event(chunk); };
+  return run_blocking<Status>(state_, [&](ClientState& state) {
+    return guarded<void>(state, [&]() { return state.chat(responses_body(request), handler, options); });
+  });
+}
+
+awaitable<Result<json::object>> Responses::async_create(json::object request, CallOptions options) const {
+  auto state = state_;
+  co_return co_await guarded<json::object>(*state, [&]() { return final_response(*state, request, options); });
+}
+
+awaitable<Status> Responses::async_create(json::object request, AsyncChunkHandler on_event, CallOptions options) const {
+  auto state = state_;
+  co_return co_await guarded<void>(
+      *state, [&]() { return state->chat(responses_body(std::move(request)), on_event, options); });
+}
+
 // --- Client -----------------------------------------------------------------------------------
 
 Client::Client(std::shared_ptr<detail::ClientState> state) : state_(std::move(state)) {
   chat.completions.state_ = state_;
+  responses.state_ = state_;
 }
 
 const ClientOptions& Client::options() const noexcept { return state_->options; }

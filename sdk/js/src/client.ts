@@ -28,7 +28,9 @@ import {
 } from './crypto.js';
 import { AttestationError, ConnectionError, errorFromHttp, RvencError, StreamError } from './errors.js';
 import { ProtocolVersion, ResponseDecoder, sealRequest } from './protocol.js';
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams } from './types.js';
+import type {
+  ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams, ResponseCreateParams, ResponseObject, ResponseStreamEvent,
+} from './types.js';
 
 export const DEFAULT_BASE_URL = 'http://127.0.0.1:8400';
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
@@ -394,8 +396,34 @@ class Completions {
   }
 }
 
+const kTerminalEvents = new Set(['response.completed', 'response.incomplete', 'response.failed']);
+
+/**
+ * client.responses: the OpenAI Responses API (docs/responses.md). Sealed like a chat request, with
+ * "rvenc_endpoint": "responses" inside the ciphertext; the enclave answers with Responses events.
+ * A non-streaming call returns the terminal event's response object. The enclave stores nothing:
+ * previous_response_id needs `rvenc proxy`, which keeps conversations on the user's machine.
+ */
+class Responses {
+  constructor(private readonly client: RvencClient) {}
+
+  create(params: ResponseCreateParams & { stream: true }, options?: RequestOptions): Promise<AsyncIterable<ResponseStreamEvent>>;
+  create(params: ResponseCreateParams & { stream?: false | null }, options?: RequestOptions): Promise<ResponseObject>;
+  async create(params: ResponseCreateParams, options: RequestOptions = {}): Promise<ResponseObject | AsyncIterable<ResponseStreamEvent>> {
+    if (!params || typeof params !== 'object' || Array.isArray(params)) throw invalid('create() needs the Responses request object');
+    const sealed = { ...params, rvenc_endpoint: 'responses' } as unknown as ChatCompletionCreateParams;
+    const events = (await this.client.openChat(sealed, options)) as unknown as AsyncIterable<ResponseStreamEvent>;
+    if (params.stream) return events;
+    let final: ResponseObject | undefined;
+    for await (const event of events) if (kTerminalEvents.has(event.type) && event.response) final = event.response;
+    if (!final) throw new RvencError('upstream_error', 'the Responses stream ended without a final response event');
+    return final;
+  }
+}
+
 export class RvencClient {
   readonly chat: { completions: Completions };
+  readonly responses: Responses;
   private readonly o: Resolved;
   /** The keys made last (or given in the options): what `encryptionKeys` shows. */
   private keys: Keys | null;
@@ -410,6 +438,7 @@ export class RvencClient {
     this.keys = options.encryptionKeys ? keysFromHex(options.encryptionKeys) : null;
     if (this.keys) this.addKeys(this.keys);
     this.chat = { completions: new Completions(this) };
+    this.responses = new Responses(this);
   }
 
   /** The keys in use now (null before any are made): the ones made last. Secret. */
