@@ -8,7 +8,9 @@
 //   auto proxy = rvenc::proxy::ProxyServer::create(options);  // binds (port 0 picks one)
 //   (*proxy)->start();  ...  (*proxy)->url();  ...  (*proxy)->stop(); (*proxy)->wait();
 //
-// Routes: POST /v1/chat/completions (streaming and not), GET /v1/models (the gateway's list) and /v1/models/{id},
+// Routes: POST /v1/chat/completions (streaming and not), POST /v1/responses (streaming and not; stored
+// responses in a local ResponsesStore: GET and DELETE /v1/responses/{id}, docs/responses.md),
+// GET /v1/models (the gateway's list) and /v1/models/{id},
 // GET /healthz (and /health), GET /chat (the browser chat page, chat_page.hpp). Design: ProxyService holds the
 // handlers (testable with http::RecordingWriter);
 // ProxyServer binds them to an http::Server. The proxy serves on one io thread, so a key's cache
@@ -36,6 +38,7 @@
 #include "rvenc/proxy/client_cache.hpp"
 #include "rvenc/proxy/dek_store.hpp"
 #include "rvenc/proxy/openai.hpp"
+#include "rvenc/proxy/responses_store.hpp"
 
 namespace rvenc::proxy {
 
@@ -68,6 +71,8 @@ struct ProxyOptions {
   std::filesystem::path chat_dir = default_chat_dir();
   // One line per request (http/access_log.hpp: method, path, status, duration, masked key); --quiet.
   bool access_log = true;
+  // Responses kept for previous_response_id and GET/DELETE /v1/responses/{id} (memory only).
+  ResponsesStoreOptions responses;
 };
 
 // True for "localhost" and loopback IP literals (127.0.0.0/8, ::1).
@@ -81,6 +86,12 @@ class ProxyService {
   ProxyService(const ProxyOptions& options, DekStore* store);
 
   http::awaitable<void> chat_completions(http::Request& request, http::ResponseWriter& writer);
+  // POST /v1/responses: previous_response_id expanded from the local store, sealed with store
+  // false; the answer kept locally when the caller asked for store (OpenAI's default).
+  http::awaitable<void> responses(http::Request& request, http::ResponseWriter& writer);
+  // GET /v1/responses/{id} (the stored response) and DELETE /v1/responses/{id}; 404 not_found
+  // for an id this key has not stored.
+  http::awaitable<void> stored_response(http::Request& request, http::ResponseWriter& writer);
   // GET /v1/models (the gateway's list, fetched with the caller's key, so a wrong key gets 401/403;
   // a key the gateway accepted within models_ttl is answered from the list already fetched)
   // and GET /v1/models/{id} (the OpenAI SDK's models.retrieve): its entry, or 404 model_not_found.
@@ -92,6 +103,7 @@ class ProxyService {
   [[nodiscard]] http::Handler handler();
 
   [[nodiscard]] ClientCache& cache() noexcept { return cache_; }
+  [[nodiscard]] const ResponsesStore& stored_responses() const noexcept { return responses_; }
 
  private:
   // The cached client of the request's Bearer key, or the error to answer with (401 when absent).
@@ -99,10 +111,20 @@ class ProxyService {
   // nullopt when the gateway serves `model`; model_not_found (or the error fetching the list).
   http::awaitable<std::optional<ApiError>> check_model(CachedClient& entry, const std::string& model);
   http::awaitable<Result<boost::json::object>> fetch_models(CachedClient& entry);
+  // check_model then the encryption keys for `model`: the client to call, or the error to answer.
+  http::awaitable<std::optional<ApiError>> prepare_call(const http::Request& request,
+                                                        std::shared_ptr<CachedClient>& entry, const std::string& model);
+  // A failed call as answered: the gateway's headers kept, a refused key forgotten, 5xx logged.
+  ApiError call_error(const http::Request& request, CachedClient& entry, const client::ResponseMeta& meta,
+                      const Error& error);
+  // Streams a Responses call's events to the caller (OpenAI's "event: <type>" SSE form).
+  http::awaitable<void> stream_responses(http::Request& request, http::ResponseWriter& writer,
+                                         std::shared_ptr<CachedClient> entry, PreparedResponses prepared);
 
   ProxyOptions options_;
   ClientCache cache_;
   ChatPage chat_page_;
+  ResponsesStore responses_;
   std::optional<boost::json::object> models_;
   std::int64_t models_fetched_at_ = 0;
 };
