@@ -76,7 +76,8 @@ export function startDyingUpstream() {
 
 // enclave (simulated attestation, demo engine + dying upstream) -> gateway -> proxy, and a test key.
 // enclaveArgs: more flags of the enclave (e.g. --key-rotation-hours).
-export async function startStack({ proxyArgs = [], enclaveArgs = [] } = {}) {
+// testModels: the models test keys may use (the fake upstreams a suite adds among them).
+export async function startStack({ proxyArgs = [], enclaveArgs = [], testModels = ['rvenc-demo', 'dying-model'] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'rvenc-node-'));
   const stack = { dir, servers: [] };
   try {
@@ -85,7 +86,7 @@ export async function startStack({ proxyArgs = [], enclaveArgs = [] } = {}) {
       'enclave', '--listen', '127.0.0.1:0', '--attestation', 'simulated',
       '--key-file', join(dir, 'enclave.key'), '--platform-key', join(dir, 'platform.key'),
       '--demo-model', 'rvenc-demo', '--upstream', `dying-model=${stack.upstream.url}`,
-      '--test-models', 'rvenc-demo,dying-model', ...enclaveArgs,
+      '--test-models', testModels.join(','), ...enclaveArgs,
     ]);
     stack.servers.push(stack.enclave);
     const platform = stack.enclave.output().match(/platform public key ([0-9a-f]{64})/);
