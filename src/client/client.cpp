@@ -743,7 +743,8 @@ awaitable<Result<json::object>> final_response(ClientState& state, json::object 
     if (auto terminal = protocol::terminal_response(event.object)) response = std::move(*terminal);
     co_return Status{};
   };
-  if (auto done = co_await state.chat(responses_body(std::move(request)), collect, call); !done)
+  const json::object body = responses_body(std::move(request));
+  if (auto done = co_await state.chat(body, collect, call); !done)
     co_return std::unexpected(done.error());
   if (!response) co_return fail(Errc::upstream_error, "the Responses stream ended without a final response event");
   co_return std::move(*response);
@@ -759,8 +760,10 @@ Result<json::object> Responses::create(const json::object& request, const CallOp
 
 Status Responses::create(const json::object& request, const ChunkHandler& on_event, const CallOptions& options) const {
   const AsyncChunkHandler handler = [&on_event](const Chunk& chunk) -> awaitable<Status> { co_return on_event(chunk); };
+  // Named: ClientState::chat keeps a reference to the request across its suspensions.
+  const json::object body = responses_body(request);
   return run_blocking<Status>(state_, [&](ClientState& state) {
-    return guarded<void>(state, [&]() { return state.chat(responses_body(request), handler, options); });
+    return guarded<void>(state, [&]() { return state.chat(body, handler, options); });
   });
 }
 
@@ -771,8 +774,9 @@ awaitable<Result<json::object>> Responses::async_create(json::object request, Ca
 
 awaitable<Status> Responses::async_create(json::object request, AsyncChunkHandler on_event, CallOptions options) const {
   auto state = state_;
-  co_return co_await guarded<void>(
-      *state, [&]() { return state->chat(responses_body(std::move(request)), on_event, options); });
+  // Named: ClientState::chat keeps a reference to the request across its suspensions.
+  const json::object body = responses_body(std::move(request));
+  co_return co_await guarded<void>(*state, [&]() { return state->chat(body, on_event, options); });
 }
 
 // --- Client -----------------------------------------------------------------------------------

@@ -308,7 +308,8 @@ http::awaitable<void> ProxyService::responses(http::Request& request, http::Resp
     co_return;
   }
   if (prepared->stream) {
-    co_await stream_responses(request, writer, *entry, std::move(*prepared));
+    // (References, not by-value temporaries: GCC 12 may destroy those twice across co_await.)
+    co_await stream_responses(request, writer, *entry, *prepared);
     co_return;
   }
   client::ResponseMeta meta;
@@ -327,7 +328,7 @@ http::awaitable<void> ProxyService::responses(http::Request& request, http::Resp
 }
 
 http::awaitable<void> ProxyService::stream_responses(http::Request& request, http::ResponseWriter& writer,
-                                                     std::shared_ptr<CachedClient> entry, PreparedResponses prepared) {
+                                                     std::shared_ptr<CachedClient>& entry, PreparedResponses& prepared) {
   const auto owner = ResponsesStore::owner_of(bearer_token(request[bhttp::field::authorization]).value_or(""));
   client::ResponseMeta meta;
   client::CallOptions call;

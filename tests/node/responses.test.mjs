@@ -120,7 +120,9 @@ describe('Responses API through rvenc proxy with the official openai client', ()
     assert.match(response.id, /^resp_[0-9a-f]{32}$/);
     assert.equal(response.status, 'completed');
     assert.equal(response.instructions, 'Be brief.');
-    assert.equal(response.output[0].type, 'message');
+    // The demo engine reasons first: a reasoning item, then the message.
+    assert.deepEqual(response.output.map((item) => item.type), ['reasoning', 'message']);
+    assert.ok(response.output[0].content[0].text.length > 0);
     assert.ok(response.output_text.length > 0);
     assert.ok(response.usage.input_tokens > 0 && response.usage.output_tokens > 0);
     assert.equal(response.usage.total_tokens, response.usage.input_tokens + response.usage.output_tokens);
@@ -138,8 +140,8 @@ describe('Responses API through rvenc proxy with the official openai client', ()
       if (event.type === 'response.output_text.delta') text += event.delta;
       if (event.type === 'response.completed') completed = event.response;
     }
-    assert.deepEqual(types.slice(0, 4),
-      ['response.created', 'response.in_progress', 'response.output_item.added', 'response.content_part.added']);
+    assert.deepEqual(types.slice(0, 5), ['response.created', 'response.in_progress', 'response.output_item.added',
+      'response.content_part.added', 'response.reasoning_text.delta']);
     assert.ok(types.includes('response.output_text.done'));
     assert.equal(types.at(-1), 'response.completed');
     assert.ok(text.length > 0);
@@ -244,7 +246,7 @@ describe('Responses API through rvenc proxy with the official openai client', ()
       assert.equal(typeof error.error?.message, 'string');
       assert.ok('type' in error.error && 'code' in error.error && 'param' in error.error, JSON.stringify(error.error));
     }
-    const keyless = new OpenAI({ apiKey: '', baseURL: stack.baseURL, maxRetries: 0 });
-    await assert.rejects(keyless.responses.create({ model: kDemoModel, input: 'x' }), AuthenticationError);
+    const stranger = new OpenAI({ apiKey: 'sk_test_not_a_key_of_this_gateway', baseURL: stack.baseURL, maxRetries: 0 });
+    await assert.rejects(stranger.responses.create({ model: kDemoModel, input: 'x' }), AuthenticationError);
   });
 });

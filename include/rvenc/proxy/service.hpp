@@ -119,7 +119,7 @@ class ProxyService {
                       const Error& error);
   // Streams a Responses call's events to the caller (OpenAI's "event: <type>" SSE form).
   http::awaitable<void> stream_responses(http::Request& request, http::ResponseWriter& writer,
-                                         std::shared_ptr<CachedClient> entry, PreparedResponses prepared);
+                                         std::shared_ptr<CachedClient>& entry, PreparedResponses& prepared);
 
   ProxyOptions options_;
   ClientCache cache_;
