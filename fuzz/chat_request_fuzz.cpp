@@ -10,27 +10,9 @@
 
 #include <boost/json/serialize.hpp>
 
-#include <cmath>
-
 #include "fuzz_check.hpp"
 #include "rvenc/protocol/chat.hpp"
 
-namespace {
-// Boost.JSON parses an out-of-range decimal (7e77777) as infinity, and infinity does not
-// serialise to JSON that parses back: the round trip is only defined for finite numbers.
-bool all_finite(const boost::json::value& v) {
-  if (v.is_double()) return std::isfinite(v.get_double());
-  if (v.is_object()) {
-    for (const auto& [key, value] : v.get_object())
-      if (!all_finite(value)) return false;
-  }
-  if (v.is_array()) {
-    for (const auto& value : v.get_array())
-      if (!all_finite(value)) return false;
-  }
-  return true;
-}
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
@@ -44,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   RVENC_FUZZ_CHECK(!request->max_tokens || *request->max_tokens > 0);
   RVENC_FUZZ_CHECK(request->stop.size() <= rvenc::protocol::kMaxStopSequences);
 
-  if (!all_finite(request->body)) return 0;
+  if (!rvenc::fuzz::all_finite(request->body)) return 0;
   auto again = rvenc::protocol::validate_chat_request(boost::json::serialize(request->body));
   RVENC_FUZZ_CHECK(again.has_value());
   RVENC_FUZZ_CHECK(again->model == request->model && again->stream == request->stream);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -232,6 +233,54 @@ StreamCall sdk_stream_call(client::Client client, json::object request) {
           co_return Status{};
         });
   };
+}
+
+// Embeddings through the SDK (client.embeddings): on_chunk() once, when the list arrived.
+StreamCall sdk_embeddings_call(client::Client client, json::object request) {
+  return [client = std::move(client), request = std::move(request)](std::function<void()> on_chunk)
+             -> http::awaitable<Status> {
+    auto list = co_await client.embeddings.async_create(request);
+    if (!list) co_return std::unexpected(list.error());
+    on_chunk();
+    co_return Status{};
+  };
+}
+
+// --- embeddings: batches of kEngineEmbeddingBatch inputs, direct and through gateway + enclave --
+
+constexpr unsigned kEmbeddingsConcurrency = 64;
+
+double round_to(double value, int digits);
+
+std::string embeddings_body() {
+  json::array input;
+  for (std::size_t i = 0; i < kEngineEmbeddingBatch; ++i) input.push_back(json::string("benchmark input " + std::to_string(i)));
+  return json::serialize(json::object{{"model", kModel}, {"input", std::move(input)}, {"encoding_format", "float"}});
+}
+
+// The two latency distributions at kEmbeddingsConcurrency callers and the added p50 / p99.
+json::object embeddings_phase(LoadGenerator& load, std::chrono::milliseconds window, const StreamCall& direct,
+                              const StreamCall& rvenc) {
+  json::object out{{"batch", kEngineEmbeddingBatch},
+                   {"dimensions", kEngineEmbeddingDimensions},
+                   {"concurrency", kEmbeddingsConcurrency}};
+  std::array<double, 2> p50{};
+  std::array<double, 2> p99{};
+  for (std::size_t i = 0; i < 2; ++i) {
+    const auto r = load.run(PhaseSpec{kEmbeddingsConcurrency, 500ms, window}, i == 0 ? direct : rvenc, {}, {});
+    p50[i] = quantile(r.ttft_ms, 0.5);
+    p99[i] = quantile(r.ttft_ms, 0.99);
+    json::object phase{{"requests", r.requests},
+                       {"errors", r.errors},
+                       {"requests_per_s", round_to(static_cast<double>(r.requests) / r.window_s, 1)},
+                       {"latency_p50_ms", round_to(p50[i], 3)},
+                       {"latency_p99_ms", round_to(p99[i], 3)}};
+    if (!r.first_error.empty()) phase["first_error"] = r.first_error;
+    out[i == 0 ? "direct" : "rvenc"] = std::move(phase);
+  }
+  out["added_latency_p50_ms"] = round_to(p50[1] - p50[0], 3);
+  out["added_latency_p99_ms"] = round_to(p99[1] - p99[0], 3);
+  return out;
 }
 
 // One request sealed here, like the SDK does, with `reused` keys or (null) a fresh encapsulation
@@ -515,6 +564,7 @@ const std::vector<Target>& targets(bool tls) {
       {"added_ttft_p99_ms", "added TTFT p99, 256 streams x 50 tok/s (ms)", false, 2.0},
       {"gateway_rss_kib_per_stream", "gateway RSS per open stream (KiB)", false, 32},
       {"fresh_vs_cached_request_cost", "fresh / reused encryption keys, request cost", true, 10},
+      {"embeddings_added_latency_p50_ms", "added latency p50, embeddings x16 at 64 callers (ms)", false, 0.5},
   };
   return kTargets;
 }
@@ -797,6 +847,15 @@ Result<json::object> run_bench(const BenchOptions& options) {
       report["fresh_vs_cached_enclave_cpu"] =
           round_to(per("fresh", "enclave_cpu_us_per_request") / per("reused", "enclave_cpu_us_per_request"), 2);
     report["e2e_key_comparison"] = std::move(e2e);
+  }
+  if (find_way("direct") != nullptr && gateway != nullptr) {
+    progress.show("rvenc bench: embeddings, batches of " + std::to_string(kEngineEmbeddingBatch) + " inputs at " +
+                  std::to_string(kEmbeddingsConcurrency) + " callers, direct and through rvenc");
+    auto embeddings = embeddings_phase(load, plan.e2e_window,
+                                       openai_embeddings_call(direct_http, *engine_base, embeddings_body()),
+                                       sdk_embeddings_call(*gateway_client, json::parse(embeddings_body()).as_object()));
+    report["embeddings_added_latency_p50_ms"] = embeddings.at("added_latency_p50_ms");
+    report["embeddings"] = std::move(embeddings);
   }
   progress.finish_line();
 

@@ -7,6 +7,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 namespace rvenc::bench {
 namespace {
@@ -15,6 +16,7 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 
 constexpr std::string_view kChatPath = "/v1/chat/completions";
+constexpr std::string_view kEmbeddingsPath = "/v1/embeddings";
 // How often a held stream looks whether it has been released.
 constexpr std::chrono::milliseconds kHoldPoll{20};
 // A rough prompt size for the usage object (the content is never looked at).
@@ -47,6 +49,24 @@ std::string FastEngine::render_chunk(std::size_t index, std::size_t total) {
   return out;
 }
 
+const std::string& FastEngine::embeddings_answer() {
+  static const std::string answer = [] {
+    json::array data;
+    for (std::size_t i = 0; i < kEngineEmbeddingBatch; ++i) {
+      json::array vector;
+      for (std::size_t d = 0; d < kEngineEmbeddingDimensions; ++d)
+        vector.emplace_back(static_cast<double>((i * 31 + d * 17) % 1000) / 1000.0 - 0.5);
+      data.push_back(json::object{{"object", "embedding"}, {"index", i}, {"embedding", std::move(vector)}});
+    }
+    return json::serialize(json::object{{"object", "list"},
+                                        {"data", std::move(data)},
+                                        {"model", "bench-model"},
+                                        {"usage", json::object{{"prompt_tokens", kPromptTokens * kEngineEmbeddingBatch},
+                                                               {"total_tokens", kPromptTokens * kEngineEmbeddingBatch}}}});
+  }();
+  return answer;
+}
+
 Result<std::unique_ptr<FastEngine>> FastEngine::start(EngineOptions options) {
   std::unique_ptr<FastEngine> engine(new FastEngine());
   http::ServerOptions server_options;
@@ -58,6 +78,9 @@ Result<std::unique_ptr<FastEngine>> FastEngine::start(EngineOptions options) {
   http::Router router;
   router.post(std::string(kChatPath), [self = engine.get()](http::Request& request, http::ResponseWriter& writer) {
     return self->serve(request, writer);
+  });
+  router.post(std::string(kEmbeddingsPath), [self = engine.get()](http::Request& request, http::ResponseWriter& writer) {
+    return self->serve_embeddings(request, writer);
   });
   auto server = http::Server::create(server_options, std::move(router));
   if (!server) return std::unexpected(server.error());
@@ -97,6 +120,13 @@ http::awaitable<void> FastEngine::serve(http::Request& request, http::ResponseWr
   }
   if (!co_await writer.write("data: [DONE]\n\n")) co_return;
   co_await writer.end_stream();
+}
+
+http::awaitable<void> FastEngine::serve_embeddings(http::Request& request, http::ResponseWriter& writer) {
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  auto response = http::json_response(200, embeddings_answer());
+  response.keep_alive(request.keep_alive());
+  co_await writer.send(std::move(response));
 }
 
 }  // namespace rvenc::bench

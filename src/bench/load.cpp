@@ -103,6 +103,24 @@ double quantile(const std::vector<double>& sorted, double q) {
   return sorted[below] + (sorted[above] - sorted[below]) * fraction;
 }
 
+StreamCall openai_embeddings_call(std::shared_ptr<http::Client> client, http::Url base, std::string body) {
+  return [client = std::move(client), base = std::move(base),
+          body = std::move(body)](std::function<void()> on_chunk) -> http::awaitable<Status> {
+    http::Timeouts timeouts;
+    timeouts.idle = kStreamIdleTimeout;
+    auto response = co_await client->request(base, http::make_request(http::Verb::post, base.join("/v1/embeddings"), body),
+                                             timeouts);
+    if (!response) co_return std::unexpected(response.error());
+    if (response->result_int() != 200)
+      co_return fail(Errc::upstream_error, "the engine answered HTTP " + std::to_string(response->result_int()));
+    boost::system::error_code ec;
+    const auto parsed = boost::json::parse(response->body(), ec);  // as a real client would
+    if (ec || !parsed.is_object()) co_return fail(Errc::upstream_error, "the engine's embeddings are not JSON");
+    on_chunk();
+    co_return Status{};
+  };
+}
+
 StreamCall openai_stream_call(std::shared_ptr<http::Client> client, http::Url base, std::string body) {
   return [client = std::move(client), base = std::move(base),
           body = std::move(body)](std::function<void()> on_chunk) -> http::awaitable<Status> {

@@ -11,6 +11,7 @@
 #include "server_tls_flags.hpp"
 #include "rvenc/http/url.hpp"
 #include "rvenc/enclave/server.hpp"
+#include "rvenc/protocol/endpoint.hpp"
 
 namespace rvenc::cli {
 namespace {
@@ -29,6 +30,7 @@ struct EnclaveFlags {
   std::string upstream_ca_file;
   std::string demo_model;
   long long demo_delay_ms = 0;
+  std::int64_t embedding_dimensions = enclave::kDefaultDemoEmbeddingDimensions;
   std::string test_models;
   bool allow_v1 = false;
   bool allow_v2 = false;
@@ -93,6 +95,7 @@ int run_enclave(const EnclaveFlags& flags) {
   options.upstream_ca_file = flags.upstream_ca_file;
   if (!flags.demo_model.empty()) options.demo_model = flags.demo_model;
   options.demo_delay = std::chrono::milliseconds(flags.demo_delay_ms);
+  options.embedding_dimensions = flags.embedding_dimensions;
   if (!flags.test_models.empty()) options.test_models = split_list(flags.test_models);
   options.allow_v1 = flags.allow_v1;
   options.allow_v2 = flags.allow_v2;
@@ -173,6 +176,10 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "when this is set)");
   option(*cmd, "--demo-delay-ms", flags->demo_delay_ms, "Pause of the demo engine before each token")
       ->capture_default_str();
+  option(*cmd, "--embedding-dimensions", flags->embedding_dimensions,
+         "Length of the demo engine's embeddings when a request gives no `dimensions` (docs/endpoints.md)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{1}, protocol::kMaxEmbeddingDimensions));
   option(*cmd, "--test-models", flags->test_models,
          "Comma-separated models that test API keys may use (default: the demo model)");
   flag(*cmd, "--allow-v1", flags->allow_v1, "Accept protocol version 1 (compat; replies can be forged on the path)");

@@ -32,9 +32,11 @@
 #include "rvenc/http/url.hpp"
 #include "rvenc/http/watchdog.hpp"
 #include "rvenc/protocol/chat.hpp"
+#include "rvenc/protocol/endpoint.hpp"
 #include "rvenc/protocol/envelope.hpp"
 #include "rvenc/protocol/responses.hpp"
 #include "rvenc/protocol/sealing.hpp"
+#include "rvenc/protocol/text_completion.hpp"
 #include "replica_set.hpp"
 
 namespace rvenc::client {
@@ -637,6 +639,38 @@ awaitable<Result<json::object>> assembled(ClientState& state, json::object reque
   co_return assembler.completion();
 }
 
+// The request with the member naming its endpoint (docs/endpoints.md).
+json::object for_endpoint(json::object request, protocol::Endpoint endpoint) {
+  request[protocol::kEndpointMember] = json::string(protocol::endpoint_name(endpoint));
+  return request;
+}
+
+awaitable<Result<json::object>> assembled_text(ClientState& state, json::object request, CallOptions call) {
+  protocol::TextCompletionAssembler assembler;
+  const AsyncChunkHandler collect = [&assembler](const Chunk& chunk) -> awaitable<Status> {
+    assembler.add_chunk(chunk.object);
+    co_return Status{};
+  };
+  const json::object marked = for_endpoint(std::move(request), protocol::Endpoint::completions);
+  if (auto done = co_await state.chat(marked, collect, call); !done) co_return std::unexpected(done.error());
+  co_return assembler.completion();
+}
+
+awaitable<Result<json::object>> embedding_list(ClientState& state, json::object request, CallOptions call) {
+  std::optional<json::object> list;
+  bool extra = false;
+  const AsyncChunkHandler collect = [&](const Chunk& chunk) -> awaitable<Status> {
+    if (list) extra = true;
+    list = chunk.object;
+    co_return Status{};
+  };
+  const json::object marked = for_endpoint(std::move(request), protocol::Endpoint::embeddings);
+  if (auto done = co_await state.chat(marked, collect, call); !done) co_return std::unexpected(done.error());
+  if (!list || extra)
+    co_return fail(Errc::upstream_error, "the enclave's embeddings answer must be exactly one event");
+  co_return std::move(*list);
+}
+
 
 }  // namespace
 
@@ -726,16 +760,49 @@ awaitable<Status> Completions::async_create(json::object request, AsyncChunkHand
   co_return co_await guarded<void>(*state, [&]() { return state->chat(request, on_chunk, options); });
 }
 
+// --- TextCompletions, Embeddings --------------------------------------------------------------
+
+Result<json::object> TextCompletions::create(const json::object& request, const CallOptions& options) const {
+  return run_blocking<Result<json::object>>(state_, [&](ClientState& state) {
+    return guarded<json::object>(state, [&]() { return assembled_text(state, request, options); });
+  });
+}
+
+Status TextCompletions::create(const json::object& request, const ChunkHandler& on_chunk,
+                               const CallOptions& options) const {
+  const AsyncChunkHandler handler = [&on_chunk](const Chunk& chunk) -> awaitable<Status> { co_return on_chunk(chunk); };
+  const json::object marked = for_endpoint(request, protocol::Endpoint::completions);
+  return run_blocking<Status>(state_, [&](ClientState& state) {
+    return guarded<void>(state, [&]() { return state.chat(marked, handler, options); });
+  });
+}
+
+awaitable<Result<json::object>> TextCompletions::async_create(json::object request, CallOptions options) const {
+  auto state = state_;
+  co_return co_await guarded<json::object>(*state, [&]() { return assembled_text(*state, request, options); });
+}
+
+awaitable<Status> TextCompletions::async_create(json::object request, AsyncChunkHandler on_chunk,
+                                                CallOptions options) const {
+  auto state = state_;
+  const json::object marked = for_endpoint(std::move(request), protocol::Endpoint::completions);
+  co_return co_await guarded<void>(*state, [&]() { return state->chat(marked, on_chunk, options); });
+}
+
+Result<json::object> Embeddings::create(const json::object& request, const CallOptions& options) const {
+  return run_blocking<Result<json::object>>(state_, [&](ClientState& state) {
+    return guarded<json::object>(state, [&]() { return embedding_list(state, request, options); });
+  });
+}
+
+awaitable<Result<json::object>> Embeddings::async_create(json::object request, CallOptions options) const {
+  auto state = state_;
+  co_return co_await guarded<json::object>(*state, [&]() { return embedding_list(*state, request, options); });
+}
+
 // --- Responses --------------------------------------------------------------------------------
 
 namespace {
-
-// The request as sealed: the endpoint named inside the ciphertext.
-json::object responses_body(json::object request) {
-  const auto name = protocol::kResponsesEndpointName;
-  request[protocol::kResponsesEndpointMember] = json::string_view(name.data(), name.size());
-  return request;
-}
 
 awaitable<Result<json::object>> final_response(ClientState& state, json::object request, CallOptions call) {
   std::optional<json::object> response;
@@ -743,7 +810,7 @@ awaitable<Result<json::object>> final_response(ClientState& state, json::object 
     if (auto terminal = protocol::terminal_response(event.object)) response = std::move(*terminal);
     co_return Status{};
   };
-  const json::object body = responses_body(std::move(request));
+  const json::object body = for_endpoint(std::move(request), protocol::Endpoint::responses);
   if (auto done = co_await state.chat(body, collect, call); !done)
     co_return std::unexpected(done.error());
   if (!response) co_return fail(Errc::upstream_error, "the Responses stream ended without a final response event");
@@ -761,7 +828,7 @@ Result<json::object> Responses::create(const json::object& request, const CallOp
 Status Responses::create(const json::object& request, const ChunkHandler& on_event, const CallOptions& options) const {
   const AsyncChunkHandler handler = [&on_event](const Chunk& chunk) -> awaitable<Status> { co_return on_event(chunk); };
   // Named: ClientState::chat keeps a reference to the request across its suspensions.
-  const json::object body = responses_body(request);
+  const json::object body = for_endpoint(request, protocol::Endpoint::responses);
   return run_blocking<Status>(state_, [&](ClientState& state) {
     return guarded<void>(state, [&]() { return state.chat(body, handler, options); });
   });
@@ -775,7 +842,7 @@ awaitable<Result<json::object>> Responses::async_create(json::object request, Ca
 awaitable<Status> Responses::async_create(json::object request, AsyncChunkHandler on_event, CallOptions options) const {
   auto state = state_;
   // Named: ClientState::chat keeps a reference to the request across its suspensions.
-  const json::object body = responses_body(std::move(request));
+  const json::object body = for_endpoint(std::move(request), protocol::Endpoint::responses);
   co_return co_await guarded<void>(*state, [&]() { return state->chat(body, on_event, options); });
 }
 
@@ -783,6 +850,8 @@ awaitable<Status> Responses::async_create(json::object request, AsyncChunkHandle
 
 Client::Client(std::shared_ptr<detail::ClientState> state) : state_(std::move(state)) {
   chat.completions.state_ = state_;
+  completions.state_ = state_;
+  embeddings.state_ = state_;
   responses.state_ = state_;
 }
 

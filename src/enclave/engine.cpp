@@ -120,6 +120,13 @@ std::string make_chunk(const ChunkFields& f) {
 
 // --- demo engine -----------------------------------------------------------------------------
 
+http::awaitable<bool> demo_token_pause(std::chrono::milliseconds delay) {
+  if (delay.count() <= 0) co_return true;
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, delay);
+  auto [ec] = co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+  co_return !ec;
+}
+
 DemoReply demo_reply(const protocol::ChatRequest& request) {
   TextSize last{};
   bool found = false;
@@ -184,20 +191,15 @@ http::awaitable<EngineOutcome> DemoEngine::generate(const protocol::ChatRequest&
   EngineOutcome outcome;
   outcome.usage.prompt_tokens = estimate_prompt_tokens(request);
 
-  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
   bool length = false;
   for (const auto& token : tokens) {
     if (outcome.usage.completion_tokens >= budget) {
       length = true;
       break;
     }
-    if (options_.token_delay.count() > 0) {
-      timer.expires_after(options_.token_delay);
-      auto [ec] = co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
-      if (ec) {
-        outcome.error = Error{Errc::internal_error, "the demo engine was interrupted"};
-        co_return outcome;
-      }
+    if (!co_await demo_token_pause(options_.token_delay)) {
+      outcome.error = Error{Errc::internal_error, "the demo engine was interrupted"};
+      co_return outcome;
     }
     ChunkFields step = fields;
     (token.reasoning ? step.reasoning_content : step.content) = token.text;

@@ -47,7 +47,8 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
     if (engines.contains(*options.demo_model))
       return fail(Errc::invalid_request, "model '" + *options.demo_model + "' is both the demo model and an upstream");
     engines[*options.demo_model] =
-        std::make_shared<DemoEngine>(DemoEngineOptions{*options.demo_model, options.demo_delay});
+        std::make_shared<DemoEngine>(
+        DemoEngineOptions{*options.demo_model, options.demo_delay, options.embedding_dimensions});
   }
   if (options.key_lifetime.count() <= 0) return fail(Errc::invalid_request, "--key-lifetime must be positive");
   if (options.key_rotation.count() < 0) return fail(Errc::invalid_request, "--key-rotation-hours must not be negative");

@@ -10,13 +10,13 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
-#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
 #include "rvenc/common/auth.hpp"
 #include "rvenc/common/clock.hpp"
 #include "rvenc/common/hex.hpp"
+#include "rvenc/enclave/endpoints.hpp"
 #include "rvenc/protocol/attestation.hpp"
 #include "rvenc/protocol/envelope.hpp"
 #include "rvenc/protocol/sealing.hpp"
@@ -80,34 +80,6 @@ std::string usage_event(const protocol::Usage& usage, bool final) {
   return protocol::format_event("usage", usage_json(usage, final));
 }
 
-// The decrypted request: a chat request, or a Responses request (top-level "rvenc_endpoint":
-// "responses", docs/responses.md) with its chat translation validated as a chat request.
-struct DecodedRequest {
-  protocol::ChatRequest chat;
-  std::optional<protocol::ResponsesRequest> responses;
-};
-
-Result<DecodedRequest> decode_request(std::string_view plaintext) {
-  // The member can only appear as a key (inside a JSON string its quotes are escaped): chat
-  // requests without it are parsed once, as before.
-  if (plaintext.find("\"rvenc_endpoint\"") != std::string_view::npos) {
-    boost::system::error_code ec;
-    auto parsed = json::parse(json::string_view(plaintext.data(), plaintext.size()), ec);
-    if (!ec && parsed.is_object() && parsed.get_object().contains(protocol::kResponsesEndpointMember)) {
-      if (!protocol::names_responses_endpoint(parsed.get_object()))
-        return fail(Errc::invalid_inference, "rvenc_endpoint: this enclave serves chat completions and responses");
-      auto responses = protocol::translate_responses_request(std::move(parsed.get_object()));
-      if (!responses) return std::unexpected(responses.error());
-      auto chat = protocol::validate_chat_request(json::serialize(responses->chat));
-      if (!chat) return std::unexpected(chat.error());
-      return DecodedRequest{std::move(*chat), std::move(*responses)};
-    }
-  }
-  auto chat = protocol::validate_chat_request(plaintext);
-  if (!chat) return std::unexpected(chat.error());
-  return DecodedRequest{std::move(*chat), std::nullopt};
-}
-
 }  // namespace
 
 Result<crypto::Sha256Digest> load_gateway_token_hash(const std::filesystem::path& path) {
@@ -131,9 +103,8 @@ struct EnclaveService::Accepted {
   crypto::Nonce nonce{};
   crypto::SharedSecret shared_secret;
   crypto::Secret<32> response_secret;  // version 3, from the request's own HKDF-Extract
-  protocol::ChatRequest chat;
-  // Set for a Responses request (rvenc_endpoint "responses"); `chat` is then its translation.
-  std::optional<protocol::ResponsesRequest> responses;
+  protocol::ChatRequest chat;  // the request of any endpoint (chat.endpoint)
+  const EndpointRoute* route = nullptr;
   std::shared_ptr<Engine> engine;
 };
 
@@ -359,10 +330,10 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
     reservation = std::move(*reserved);
   }
 
-  auto decoded = decode_request(plaintext->view());
-  if (!decoded) return std::unexpected(decoded.error());
-  auto& chat = decoded->chat;
-  const auto engine = engines_.find(chat.model);
+  auto routed = route_request(plaintext->view());
+  if (!routed) return std::unexpected(routed.error());
+  auto* chat = &routed->request;
+  const auto engine = engines_.find(chat->model);
   if (engine == engines_.end()) {
     // The requested name is not echoed: it came encrypted. Model names served are public.
     std::string available;
@@ -371,14 +342,14 @@ Result<EnclaveService::Accepted> EnclaveService::accept(const http::Request& req
                                              available + ")");
   }
   if (boost::beast::iequals(header_value(request, kKeyEnvHeader), "test") &&
-      std::find(options_.test_models.begin(), options_.test_models.end(), chat.model) == options_.test_models.end())
+      std::find(options_.test_models.begin(), options_.test_models.end(), chat->model) == options_.test_models.end())
     return fail(Errc::test_key_not_allowed, "test keys may only use the test models");
   if (reservation) reservation->commit();
 
   accepted.version = envelope->version;
   accepted.nonce = envelope->nonce;
-  accepted.chat = std::move(chat);
-  accepted.responses = std::move(decoded->responses);
+  accepted.chat = std::move(*chat);
+  accepted.route = routed->route;
   accepted.engine = engine->second;
   return accepted;
 }
@@ -460,13 +431,9 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
   bytes_out += opening.size();
   EngineOutcome outcome{.usage = provisional};
   if (co_await writer.write(opening)) {
-    const ChunkSink sink = [&](std::string chunk) { return send_sealed(protocol::EventKind::data, std::move(chunk)); };
-    // (if/else, not a ternary of co_awaits: GCC 12 mishandles temporaries across those.)
-    if (accepted->responses) {
-      outcome = co_await accepted->engine->respond(*accepted->responses, accepted->chat, sink);
-    } else {
-      outcome = co_await accepted->engine->generate(accepted->chat, sink);
-    }
+    outcome = co_await accepted->route->handle(
+        *accepted->engine, accepted->chat, *accepted->route,
+        [&](std::string chunk) { return send_sealed(protocol::EventKind::data, std::move(chunk)); });
   }
 
   if (writer.client_gone()) {

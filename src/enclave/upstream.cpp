@@ -7,6 +7,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "rvenc/enclave/engine.hpp"
+#include "rvenc/protocol/endpoint.hpp"
 #include "rvenc/protocol/sse.hpp"
 
 namespace rvenc::enclave {
@@ -54,17 +55,22 @@ UpstreamEngine::UpstreamEngine(UpstreamEngineOptions options, std::shared_ptr<ht
 
 std::string UpstreamEngine::description() const { return "upstream " + options_.base.to_string(); }
 
-// Posts `body` to {base}{path} and opens the event stream; the error as the client sees it
-// otherwise (never the model server's address).
-http::awaitable<Result<std::unique_ptr<http::ResponseStream>>> UpstreamEngine::open_stream(std::string_view path,
-                                                                                          const json::object& body) {
-  auto upstream_request = http::make_request(http::Verb::post, options_.base.join(path), json::serialize(body));
-  upstream_request.set(boost::beast::http::field::accept, http::kEventStreamContentType);
-  http::Timeouts timeouts;
-  timeouts.connect = options_.timeout;
-  timeouts.idle = options_.timeout;
+namespace {
 
-  auto opened = co_await client_->open(options_.base, std::move(upstream_request), timeouts);
+// POSTs `body` to {base}{path}: the open response stream (status 200), or the error the request
+// ends with (upstream_error naming the HTTP status and the server's own message, upstream_timeout).
+http::awaitable<Result<std::unique_ptr<http::ResponseStream>>> open_upstream(http::Client& client,
+                                                                           const UpstreamEngineOptions& options,
+                                                                           std::string_view path, json::object body,
+                                                                           bool event_stream) {
+  auto upstream_request = http::make_request(http::Verb::post, options.base.join(path), json::serialize(body));
+  upstream_request.set(boost::beast::http::field::accept,
+                       event_stream ? http::kEventStreamContentType : std::string_view("application/json"));
+  http::Timeouts timeouts;
+  timeouts.connect = options.timeout;
+  timeouts.idle = options.timeout;
+
+  auto opened = co_await client.open(options.base, std::move(upstream_request), timeouts);
   if (!opened && opened.error().code == Errc::tls_error) {
     // The reason (unknown issuer, host-name mismatch, ...), not the model server's address.
     const std::string& message = opened.error().message;
@@ -93,6 +99,63 @@ http::awaitable<Result<std::unique_ptr<http::ResponseStream>>> UpstreamEngine::o
                                              (detail.empty() ? std::string() : ": " + detail));
   }
   co_return std::move(*opened);
+}
+
+}  // namespace
+
+http::awaitable<EngineOutcome> Engine::serve(const protocol::ChatRequest& request, UpstreamCall, ChunkSink) {
+  EngineOutcome outcome;
+  outcome.usage.prompt_tokens = estimate_prompt_tokens(request);
+  outcome.error = Error{Errc::invalid_inference, "this model's engine does not serve the " +
+                                                     std::string(protocol::endpoint_name(request.endpoint)) +
+                                                     " endpoint"};
+  co_return outcome;
+}
+
+http::awaitable<EngineOutcome> UpstreamEngine::generate(const protocol::ChatRequest& request, ChunkSink sink) {
+  co_return co_await serve(request, UpstreamCall{.path = "/chat/completions"}, std::move(sink));
+}
+
+http::awaitable<EngineOutcome> UpstreamEngine::relay_json(const protocol::ChatRequest& request, std::string_view path,
+                                                          ChunkSink sink) {
+  EngineOutcome outcome;
+  outcome.usage.prompt_tokens = estimate_prompt_tokens(request);
+  auto opened = co_await open_upstream(*client_, options_, path, request.body, false);
+  if (!opened) {
+    outcome.error = opened.error();
+    co_return outcome;
+  }
+  auto& stream = **opened;
+  std::string body;
+  for (;;) {
+    auto bytes = co_await stream.read_some();
+    if (!bytes) {
+      outcome.error = Error{bytes.error().code == Errc::upstream_timeout ? Errc::upstream_timeout : Errc::upstream_error,
+                            "the connection to the model server broke before its answer ended"};
+      co_return outcome;
+    }
+    if (!*bytes) break;
+    body += **bytes;
+    if (body.size() > kMaxUpstreamJsonReply) {
+      stream.cancel();
+      outcome.error = Error{Errc::upstream_error, "the model server's answer is larger than " +
+                                                      std::to_string(kMaxUpstreamJsonReply >> 20) +
+                                                      " MiB, the most one sealed event carries; send fewer inputs, "
+                                                      "fewer dimensions or encoding_format base64"};
+      co_return outcome;
+    }
+  }
+  boost::system::error_code ec;
+  const auto parsed = json::parse(json::string_view(body.data(), body.size()), ec);
+  if (ec || !parsed.is_object()) {
+    outcome.error = Error{Errc::upstream_error, "the model server's answer is not a JSON object"};
+    co_return outcome;
+  }
+  if (const auto* usage = parsed.get_object().if_contains("usage")) {
+    if (auto reported = protocol::parse_usage(*usage)) outcome.usage = *reported;
+  }
+  if (!co_await sink(std::move(body))) outcome.error = Error{Errc::transport_error, "the client disconnected"};
+  co_return outcome;
 }
 
 // Hands every event of `stream` to `handler` until it reports the end (true); a handler error
@@ -140,13 +203,15 @@ http::awaitable<Status> UpstreamEngine::read_events(http::ResponseStream& stream
   co_return Status{};
 }
 
-http::awaitable<EngineOutcome> UpstreamEngine::generate(const protocol::ChatRequest& request, ChunkSink sink) {
+http::awaitable<EngineOutcome> UpstreamEngine::serve(const protocol::ChatRequest& request, UpstreamCall call,
+                                                     ChunkSink sink) {
+  if (!call.event_stream) co_return co_await relay_json(request, call.path, std::move(sink));
   EngineOutcome outcome;
   outcome.usage.prompt_tokens = estimate_prompt_tokens(request);
   json::object body = request.body;
   body["stream"] = true;
   body["stream_options"] = json::object{{"include_usage", true}};
-  auto opened = co_await open_stream("/chat/completions", body);
+  auto opened = co_await open_upstream(*client_, options_, call.path, std::move(body), true);
   if (!opened) {
     outcome.error = opened.error();
     co_return outcome;
@@ -192,7 +257,7 @@ http::awaitable<EngineOutcome> UpstreamEngine::respond(const protocol::Responses
   json::object body = request.body;
   body["stream"] = true;
   body["store"] = false;  // nothing of the conversation stays with the model server
-  auto opened = co_await open_stream("/responses", body);
+  auto opened = co_await open_upstream(*client_, options_, "/responses", std::move(body), true);
   if (!opened) {
     outcome.error = opened.error();
     co_return outcome;

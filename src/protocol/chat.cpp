@@ -1,4 +1,5 @@
 #include "rvenc/protocol/chat.hpp"
+#include "rvenc/protocol/endpoint.hpp"
 
 #include <algorithm>
 #include <array>
@@ -7,6 +8,7 @@
 #include <boost/json/parse.hpp>
 
 #include "json_strict.hpp"
+#include "request_fields.hpp"
 
 namespace rvenc::protocol {
 
@@ -19,25 +21,10 @@ constexpr double kMaxTemperature = 2.0;
 constexpr double kMaxTopP = 1.0;
 constexpr std::size_t kMaxChatJsonDepth = 64;
 
-std::unexpected<Error> invalid(std::string message) { return fail(Errc::invalid_inference, std::move(message)); }
-
-// Optional fields: absent and null are the same (OpenAI SDKs send nulls for unset options).
-const json::value* optional_field(const json::object& obj, std::string_view name) {
-  const auto* value = obj.if_contains(name);
-  return (value == nullptr || value->is_null()) ? nullptr : value;
-}
-
-std::optional<double> as_number(const json::value& v) {
-  if (v.is_double()) return v.get_double();
-  if (v.is_int64()) return static_cast<double>(v.get_int64());
-  if (v.is_uint64()) return static_cast<double>(v.get_uint64());
-  return std::nullopt;
-}
-
-std::optional<std::int64_t> as_integer(const json::value& v) {
-  if (v.is_int64()) return v.get_int64();
-  return std::nullopt;
-}
+using detail::as_integer;
+using detail::invalid;
+using detail::optional_field;
+using detail::string_or_empty;
 
 Status check_message(const json::value& value, std::size_t i) {
   const std::string where = "messages[" + std::to_string(i) + "]";
@@ -65,11 +52,6 @@ Status check_message(const json::value& value, std::size_t i) {
   return {};
 }
 
-std::string string_or_empty(const json::object& obj, std::string_view name) {
-  const auto* v = obj.if_contains(name);
-  return (v != nullptr && v->is_string()) ? std::string(v->get_string().data(), v->get_string().size()) : std::string();
-}
-
 }  // namespace
 
 Result<ChatRequest> validate_chat_request(std::string_view text) {
@@ -79,9 +61,13 @@ Result<ChatRequest> validate_chat_request(std::string_view text) {
   auto parsed = json::parse(json::string_view(text.data(), text.size()), ec, {}, options);
   if (ec) return invalid(detail::not_json_message(text, "the chat request"));
   if (!parsed.is_object()) return invalid("the chat request must be a JSON object");
+  return validate_chat_body(std::move(parsed.get_object()), text.size());
+}
+
+Result<ChatRequest> validate_chat_body(json::object object, std::size_t json_bytes) {
   ChatRequest request;
-  request.body = std::move(parsed.get_object());
-  request.json_bytes = text.size();
+  request.body = std::move(object);
+  request.json_bytes = json_bytes;
   const auto& body = request.body;
 
   const auto* model = body.if_contains("model");
@@ -100,7 +86,37 @@ Result<ChatRequest> validate_chat_request(std::string_view text) {
   for (std::size_t i = 0; i < messages->get_array().size(); ++i) {
     if (auto ok = check_message(messages->get_array()[i], i); !ok) return std::unexpected(ok.error());
   }
+  if (auto ok = detail::check_sampling(body, request); !ok) return std::unexpected(ok.error());
+  return request;
+}
 
+namespace detail {
+
+std::unexpected<Error> invalid(std::string message) { return fail(Errc::invalid_inference, std::move(message)); }
+
+const json::value* optional_field(const json::object& obj, std::string_view name) {
+  const auto* value = obj.if_contains(name);
+  return (value == nullptr || value->is_null()) ? nullptr : value;
+}
+
+std::string string_or_empty(const json::object& obj, std::string_view name) {
+  const auto* v = obj.if_contains(name);
+  return (v != nullptr && v->is_string()) ? std::string(v->get_string().data(), v->get_string().size()) : std::string();
+}
+
+std::optional<double> as_number(const json::value& v) {
+  if (v.is_double()) return v.get_double();
+  if (v.is_int64()) return static_cast<double>(v.get_int64());
+  if (v.is_uint64()) return static_cast<double>(v.get_uint64());
+  return std::nullopt;
+}
+
+std::optional<std::int64_t> as_integer(const json::value& v) {
+  if (v.is_int64()) return v.get_int64();
+  return std::nullopt;
+}
+
+Status check_sampling(const json::object& body, ChatRequest& request) {
   if (const auto* stream = optional_field(body, "stream")) {
     if (!stream->is_bool()) return invalid("stream must be a boolean");
     request.stream = stream->get_bool();
@@ -140,8 +156,10 @@ Result<ChatRequest> validate_chat_request(std::string_view text) {
       return invalid("stop must be a string or an array of strings");
     }
   }
-  return request;
+  return {};
 }
+
+}  // namespace detail
 
 // --- CompletionAssembler -----------------------------------------------------------------------
 

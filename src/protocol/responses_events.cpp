@@ -1,6 +1,7 @@
 // chat.completion.chunk stream -> Responses streaming events (responses.hpp, docs/responses.md).
 #include <algorithm>
 
+#include "request_fields.hpp"
 #include "rvenc/protocol/responses.hpp"
 
 namespace rvenc::protocol {
@@ -11,20 +12,14 @@ namespace json = boost::json;
 
 std::string_view view(const json::string& s) { return {s.data(), s.size()}; }
 
-const json::value* present(const json::object& obj, std::string_view name) {
-  const auto* value = obj.if_contains(name);
-  return (value == nullptr || value->is_null()) ? nullptr : value;
-}
+using detail::optional_field;
 
 json::value member_or(const json::object& obj, std::string_view name, json::value fallback) {
-  const auto* value = present(obj, name);
+  const auto* value = optional_field(obj, name);
   return value != nullptr ? *value : fallback;
 }
 
-std::string string_or_empty(const json::object& obj, std::string_view name) {
-  const auto* v = obj.if_contains(name);
-  return (v != nullptr && v->is_string()) ? std::string(view(v->get_string())) : std::string();
-}
+using detail::string_or_empty;
 
 std::int64_t count_or_zero(const json::value* details, std::string_view name) {
   if (details == nullptr || !details->is_object()) return 0;
@@ -35,7 +30,7 @@ std::int64_t count_or_zero(const json::value* details, std::string_view name) {
 // The members of the response object that the request fixes (OpenAI's defaults otherwise).
 json::object response_base(const json::object& body) {
   json::value effort = nullptr;
-  if (const auto* r = present(body, "reasoning"); r != nullptr && r->is_object())
+  if (const auto* r = optional_field(body, "reasoning"); r != nullptr && r->is_object())
     effort = member_or(r->get_object(), "effort", nullptr);
   return json::object{
       {"background", false},
@@ -247,7 +242,7 @@ void ResponsesEventWriter::add_tool_call(std::vector<json::object>& out, const j
 std::vector<json::object> ResponsesEventWriter::add_chunk(const json::object& chunk) {
   std::vector<json::object> out;
   if (finished_) return out;
-  if (const auto* usage = present(chunk, "usage"); usage != nullptr && parse_usage(*usage)) {
+  if (const auto* usage = optional_field(chunk, "usage"); usage != nullptr && parse_usage(*usage)) {
     usage_ = responses_usage(*usage);
   }
   const auto* choices = chunk.if_contains("choices");
@@ -257,7 +252,7 @@ std::vector<json::object> ResponsesEventWriter::add_chunk(const json::object& ch
     const auto& choice = c.get_object();
     if (const auto* i = choice.if_contains("index"); i != nullptr && !(i->is_int64() && i->get_int64() == 0))
       continue;  // one output per response (n = 1)
-    if (const auto* f = present(choice, "finish_reason"); f != nullptr && f->is_string())
+    if (const auto* f = optional_field(choice, "finish_reason"); f != nullptr && f->is_string())
       finish_reason_ = std::string(view(f->get_string()));
     const auto* delta_value = choice.if_contains("delta");
     if (delta_value == nullptr || !delta_value->is_object()) continue;

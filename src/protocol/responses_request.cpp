@@ -3,8 +3,11 @@
 #include <array>
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "json_strict.hpp"
+#include "request_fields.hpp"
+#include "rvenc/protocol/endpoint.hpp"
 #include "rvenc/protocol/responses.hpp"
 
 namespace rvenc::protocol {
@@ -26,12 +29,8 @@ constexpr std::array<std::string_view, 26> kKnownMembers{
 // Accepted and without effect on a chat engine.
 constexpr std::array<std::string_view, 2> kIgnoredMembers{"stream_options", "prompt_cache_retention"};
 
-std::unexpected<Error> invalid(std::string message) { return fail(Errc::invalid_inference, std::move(message)); }
-
-const json::value* optional_field(const json::object& obj, std::string_view name) {
-  const auto* value = obj.if_contains(name);
-  return (value == nullptr || value->is_null()) ? nullptr : value;
-}
+using detail::invalid;
+using detail::optional_field;
 
 std::string_view view(const json::string& s) { return {s.data(), s.size()}; }
 
@@ -367,13 +366,8 @@ Status translate_tooling(const json::object& body, json::object& chat) {
 
 }  // namespace
 
-bool names_responses_endpoint(const json::object& body) {
-  const auto* v = body.if_contains(kResponsesEndpointMember);
-  return v != nullptr && v->is_string() && view(v->get_string()) == kResponsesEndpointName;
-}
-
 Result<ResponsesRequest> translate_responses_request(json::object body) {
-  body.erase(kResponsesEndpointMember);
+  body.erase(kEndpointMember);
   if (auto ok = check_members(body); !ok) return std::unexpected(ok.error());
   ResponsesRequest request;
   const auto* model = body.if_contains("model");
@@ -401,6 +395,23 @@ Result<ResponsesRequest> translate_responses_request(json::object body) {
   if (auto ok = translate_tooling(body, chat); !ok) return std::unexpected(ok.error());
   request.chat = std::move(chat);
   request.body = std::move(body);
+  return request;
+}
+
+Result<TranslatedResponses> translate_and_validate_responses(json::object body) {
+  auto responses = translate_responses_request(std::move(body));
+  if (!responses) return std::unexpected(responses.error());
+  auto chat = validate_chat_request(json::serialize(responses->chat));
+  if (!chat) return std::unexpected(chat.error());
+  return TranslatedResponses{std::move(*responses), std::move(*chat)};
+}
+
+Result<ChatRequest> validate_responses_body(json::object body, std::size_t /*json_bytes*/) {
+  auto translated = translate_and_validate_responses(std::move(body));
+  if (!translated) return std::unexpected(translated.error());
+  ChatRequest request = std::move(translated->chat);
+  request.stream = translated->responses.stream;
+  request.body = std::move(translated->responses.body);
   return request;
 }
 

@@ -33,6 +33,10 @@ unsigned proxy_status(const Error& error) {
 }  // namespace
 
 Result<IncomingChat> parse_incoming_chat(std::string_view body) {
+  return parse_incoming_request(body, protocol::Endpoint::chat_completions);
+}
+
+Result<IncomingChat> parse_incoming_request(std::string_view body, protocol::Endpoint endpoint) {
   json::error_code ec;
   json::value doc = json::parse(body, ec);
   if (ec || !doc.is_object()) return fail(Errc::invalid_request, "the request body is not a JSON object");
@@ -43,9 +47,15 @@ Result<IncomingChat> parse_incoming_chat(std::string_view body) {
   if (model == nullptr || !model->is_string() || model->get_string().empty())
     return fail(Errc::invalid_request, "`model` is required and must be a non-empty string");
   out.model = std::string(model->get_string());
-  const auto* messages = obj.if_contains("messages");
-  if (messages == nullptr || !messages->is_array())
-    return fail(Errc::invalid_request, "`messages` is required and must be an array");
+  if (endpoint == protocol::Endpoint::chat_completions) {
+    const auto* messages = obj.if_contains("messages");
+    if (messages == nullptr || !messages->is_array())
+      return fail(Errc::invalid_request, "`messages` is required and must be an array");
+  } else if (endpoint == protocol::Endpoint::completions || endpoint == protocol::Endpoint::embeddings) {
+    const std::string_view required = endpoint == protocol::Endpoint::completions ? "prompt" : "input";
+    if (const auto* value = obj.if_contains(required); value == nullptr || value->is_null())
+      return fail(Errc::invalid_request, "`" + std::string(required) + "` is required");
+  }
   if (const auto* stream = obj.if_contains("stream"); stream != nullptr && !stream->is_null()) {
     if (!stream->is_bool()) return fail(Errc::invalid_request, "`stream` must be a boolean");
     out.stream = stream->get_bool();
@@ -57,6 +67,8 @@ Result<IncomingChat> parse_incoming_chat(std::string_view body) {
       out.include_usage = usage->get_bool();
     }
   }
+  if (endpoint == protocol::Endpoint::embeddings && out.stream)
+    return fail(Errc::invalid_request, "`stream` is not supported for embeddings");
   return out;
 }
 
@@ -111,7 +123,7 @@ std::string StreamShaper::finish() const {
   std::string out;
   if (include_usage_ && usage_) {
     json::object chunk = last_head_;
-    chunk["object"] = "chat.completion.chunk";
+    chunk["object"] = object_;
     chunk["choices"] = json::array();
     chunk["usage"] = {{"prompt_tokens", usage_->prompt_tokens},
                       {"completion_tokens", usage_->completion_tokens},
@@ -122,8 +134,8 @@ std::string StreamShaper::finish() const {
   return out;
 }
 
-std::string completion_json(json::object completion) {
-  completion["object"] = "chat.completion";
+std::string completion_json(json::object completion, std::string_view object) {
+  completion["object"] = object;
   const json::value* reported = completion.if_contains("usage");
   const protocol::Usage usage =
       (reported != nullptr ? protocol::parse_usage(*reported) : std::nullopt).value_or(protocol::Usage{});

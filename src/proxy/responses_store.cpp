@@ -5,6 +5,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "rvenc/protocol/endpoint.hpp"
 #include "rvenc/protocol/responses.hpp"
 
 namespace rvenc::proxy {
@@ -70,7 +71,7 @@ Result<PreparedResponses> prepare_responses_request(std::string_view text, const
   PreparedResponses out;
   out.body = std::move(doc.get_object());
   // rvenc_endpoint is the proxy's to set: a caller's own is refused as an unknown parameter.
-  if (out.body.contains(protocol::kResponsesEndpointMember))
+  if (out.body.contains(protocol::kEndpointMember))
     return fail(Errc::invalid_inference, "Unknown parameter \"rvenc_endpoint\" in a Responses request");
   if (const auto* v = out.body.if_contains("store"); v != nullptr && !v->is_null()) {
     if (!v->is_bool()) return fail(Errc::invalid_inference, "store must be a boolean");

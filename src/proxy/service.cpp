@@ -108,6 +108,8 @@ ProxyService::ProxyService(const ProxyOptions& options, DekStore* store)
 http::Router ProxyService::router() {
   http::Router router;
   router.post("/v1/chat/completions", [this](http::Request& r, http::ResponseWriter& w) { return chat_completions(r, w); });
+  router.post("/v1/completions", [this](http::Request& r, http::ResponseWriter& w) { return completions(r, w); });
+  router.post("/v1/embeddings", [this](http::Request& r, http::ResponseWriter& w) { return embeddings(r, w); });
   router.post("/v1/responses", [this](http::Request& r, http::ResponseWriter& w) { return responses(r, w); });
   router.get("/v1/models", [this](http::Request& r, http::ResponseWriter& w) { return models(r, w); });
   router.get("/healthz", [this](http::Request& r, http::ResponseWriter& w) { return healthz(r, w); });
@@ -223,12 +225,37 @@ ApiError ProxyService::call_error(const http::Request& request, CachedClient& en
 }
 
 http::awaitable<void> ProxyService::chat_completions(http::Request& request, http::ResponseWriter& writer) {
+  co_await forward(request, writer, protocol::Endpoint::chat_completions);
+}
+
+http::awaitable<void> ProxyService::completions(http::Request& request, http::ResponseWriter& writer) {
+  co_await forward(request, writer, protocol::Endpoint::completions);
+}
+
+http::awaitable<void> ProxyService::embeddings(http::Request& request, http::ResponseWriter& writer) {
+  co_await forward(request, writer, protocol::Endpoint::embeddings);
+}
+
+http::awaitable<Result<json::object>> ProxyService::call_once(client::Client& client, protocol::Endpoint endpoint,
+                                                              json::object body, client::CallOptions call) {
+  switch (endpoint) {
+    case protocol::Endpoint::completions:
+      co_return co_await client.completions.async_create(std::move(body), std::move(call));
+    case protocol::Endpoint::embeddings:
+      co_return co_await client.embeddings.async_create(std::move(body), std::move(call));
+    default:
+      co_return co_await client.chat.completions.async_create(std::move(body), std::move(call));
+  }
+}
+
+http::awaitable<void> ProxyService::forward(http::Request& request, http::ResponseWriter& writer,
+                                            protocol::Endpoint endpoint) {
   auto entry = client_for(request);
   if (!entry) {
     co_await writer.send(error_reply(request, entry.error()));
     co_return;
   }
-  auto chat = parse_incoming_chat(request.body());
+  auto chat = parse_incoming_request(request.body(), endpoint);
   if (!chat) {
     co_await writer.send(error_reply(request, api_error(chat.error())));
     co_return;
@@ -243,18 +270,25 @@ http::awaitable<void> ProxyService::chat_completions(http::Request& request, htt
   call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
   const auto fail_with = [&](const Error& error) { return call_error(request, **entry, meta, error); };
 
+  const bool text = endpoint == protocol::Endpoint::completions;
   if (!chat->stream) {
-    auto completion = co_await (*entry)->client.chat.completions.async_create(std::move(chat->body), call);
+    auto completion = co_await call_once((*entry)->client, endpoint, std::move(chat->body), call);
     if (!completion) {
       co_await writer.send(error_reply(request, fail_with(completion.error())));
       co_return;
     }
     cache_.confirm(**entry, chat->model);
-    co_await writer.send(json_reply(request, 200, completion_json(std::move(*completion)), meta.headers));
+    std::string body;
+    if (endpoint == protocol::Endpoint::embeddings) {
+      body = json::serialize(*completion);
+    } else {
+      body = completion_json(std::move(*completion), text ? "text_completion" : "chat.completion");
+    }
+    co_await writer.send(json_reply(request, 200, std::move(body), meta.headers));
     co_return;
   }
 
-  StreamShaper shaper(chat->include_usage);
+  StreamShaper shaper(chat->include_usage, text ? "text_completion" : "chat.completion.chunk");
   const auto open_stream = [&]() -> http::awaitable<bool> {
     http::ResponseHeader header = http::event_stream_header(200);
     add_headers(header, meta.headers);
@@ -268,7 +302,12 @@ http::awaitable<void> ProxyService::chat_completions(http::Request& request, htt
     if (!co_await writer.write(event)) co_return fail(Errc::transport_error, "the client disconnected");
     co_return Status{};
   };
-  auto status = co_await (*entry)->client.chat.completions.async_create(std::move(chat->body), on_chunk, call);
+  Status status;
+  if (text) {
+    status = co_await (*entry)->client.completions.async_create(std::move(chat->body), on_chunk, call);
+  } else {
+    status = co_await (*entry)->client.chat.completions.async_create(std::move(chat->body), on_chunk, call);
+  }
   if (status) cache_.confirm(**entry, chat->model);
   if (writer.client_gone()) co_return;
   if (!status && !writer.started()) {

@@ -74,6 +74,23 @@ TEST(LoadGenerator, CountsChunksAndRecordsFirstTokenTimes) {
   ASSERT_EQ(result.cpu_seconds.size(), 1u);
 }
 
+// Issue 26: the embeddings phase's engine answer and its load call (one "chunk" per answer).
+TEST(LoadGenerator, EmbeddingsCallsGetTheEnginesListOnce) {
+  auto engine = FastEngine::start();
+  ASSERT_TRUE(engine);
+  auto base = http::parse_url((*engine)->url());
+  ASSERT_TRUE(base);
+  const auto list = boost::json::parse(FastEngine::embeddings_answer()).as_object();
+  ASSERT_EQ(list.at("data").as_array().size(), kEngineEmbeddingBatch);
+  EXPECT_EQ(list.at("data").as_array()[0].at("embedding").as_array().size(), kEngineEmbeddingDimensions);
+  LoadGenerator load(1);
+  auto call = openai_embeddings_call(std::make_shared<http::Client>(), *base, R"({"model":"bench-model","input":["a"]})");
+  const auto result = load.run(PhaseSpec{4, std::chrono::milliseconds(50), std::chrono::milliseconds(300)}, call, {}, {});
+  EXPECT_EQ(result.errors, 0u) << result.first_error;
+  EXPECT_GT(result.requests, 0u);
+  EXPECT_LE(result.chunks, result.requests + 4);  // one per answer (in-flight ones straddle the window)
+}
+
 TEST(LoadGenerator, HoldOpenKeepsStreamsOpenUntilReleased) {
   auto engine = FastEngine::start();
   ASSERT_TRUE(engine);

@@ -5,6 +5,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "rvenc/protocol/endpoint.hpp"
 #include "rvenc/protocol/responses.hpp"
 
 namespace rvenc::protocol {
@@ -127,12 +128,30 @@ TEST(Responses, TheTranslatedRequestIsAValidChatRequest) {
 
 TEST(Responses, EndpointMemberIsRecognisedAndStripped) {
   auto body = parse(R"({"rvenc_endpoint":"responses","model":"m","input":"hi"})");
-  EXPECT_TRUE(names_responses_endpoint(body));
-  EXPECT_FALSE(names_responses_endpoint(parse(R"({"rvenc_endpoint":"embeddings"})")));
-  EXPECT_FALSE(names_responses_endpoint(parse(R"({"model":"m"})")));
   auto r = translate_responses_request(std::move(body));
   ASSERT_TRUE(r.has_value());
   EXPECT_FALSE(r->body.contains("rvenc_endpoint"));
+}
+
+// The enclave's dispatch (endpoint.hpp): the marker names the Responses validator, which keeps the
+// Responses body (for the handler to translate again) and the chat translation's bounds.
+TEST(Responses, EndpointMarkerRoutesToTheResponsesValidator) {
+  auto parsed = parse_endpoint_request(R"({"rvenc_endpoint":"responses","model":"m","input":"hi","max_output_tokens":7})");
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->endpoint, Endpoint::responses);
+  auto request = validate_responses_body(std::move(parsed->body), parsed->json_bytes);
+  ASSERT_TRUE(request.has_value()) << request.error().message;
+  EXPECT_EQ(request->model, "m");
+  EXPECT_EQ(request->max_tokens, 7);
+  EXPECT_TRUE(request->body.contains("input"));
+  EXPECT_FALSE(request->body.contains("messages"));
+  auto again = translate_and_validate_responses(request->body);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->chat.max_tokens, 7);
+  auto refused = validate_responses_body(parse(R"({"model":"m","input":"hi","background":true})"), 40);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, Errc::invalid_inference);
+  EXPECT_NE(refused.error().message.find("background"), std::string::npos);
 }
 
 struct Refusal {

@@ -99,9 +99,13 @@ inline OpenedStream open_stream(const SealedRequest& request, std::string_view b
     } else {
       out.chunks.push_back(text);
       const auto chunk = boost::json::parse(text).as_object();
-      const auto& choices = chunk.at("choices").as_array();
-      if (!choices.empty()) {
-        const auto& choice = choices[0].as_object();
+      // Chat chunks only (other endpoints' objects: docs/endpoints.md).
+      const auto* choices_value = chunk.if_contains("choices");
+      const auto* first = choices_value && choices_value->is_array() && !choices_value->as_array().empty()
+                              ? &choices_value->as_array()[0]
+                              : nullptr;
+      if (first && first->as_object().contains("delta")) {
+        const auto& choice = first->as_object();
         const auto& delta = choice.at("delta").as_object();
         if (const auto* c = delta.if_contains("content"); c && c->is_string()) out.content += c->as_string();
         if (const auto* r = delta.if_contains("reasoning_content"); r && r->is_string())

@@ -1,7 +1,8 @@
 // An OpenAI-compatible model server in the test process (rvenc_http Server on 127.0.0.1:0) with
 // one behaviour per base path: ok, die (drops the connection mid-stream), garbage, nodone, stall
 // (silent mid-stream for `stall`), err (503 before any event). Used by the enclave's upstream
-// tests and the fault tests.
+// tests and the fault tests. The ok and err paths also serve /v1/completions (text_completion
+// chunks) and /v1/embeddings (one list object), natively, recording the path (docs/endpoints.md).
 #pragma once
 
 #include <chrono>
@@ -62,6 +63,16 @@ class FakeOpenAi {
       co_await writer.send(http::error_response(
           request, Error{Errc::overloaded, "the model is still loading"}));
     });
+    router.post("/ok/v1/completions", [this](http::Request& request, http::ResponseWriter& writer) {
+      return completions(request, writer);
+    });
+    router.post("/ok/v1/embeddings", [this](http::Request& request, http::ResponseWriter& writer) {
+      return embeddings(request, writer);
+    });
+    router.post("/err/v1/embeddings", [this](http::Request& request, http::ResponseWriter& writer) -> http::awaitable<void> {
+      record(request);
+      co_await writer.send(http::error_response(request, Error{Errc::overloaded, "the embedding model is loading"}));
+    });
     server = std::move(*http::Server::create(http::ServerOptions{}, router));
     server->start();
   }
@@ -74,6 +85,11 @@ class FakeOpenAi {
   boost::json::object last_request() {
     std::lock_guard lock(mutex);
     return last;
+  }
+  // The path of the last request to an endpoint route ("/ok/v1/embeddings").
+  std::string last_path() {
+    std::lock_guard lock(mutex);
+    return path;
   }
 
   std::unique_ptr<http::Server> server;
@@ -117,9 +133,54 @@ class FakeOpenAi {
     co_await writer.end_stream();
   }
 
+  void record(const http::Request& request) {
+    std::lock_guard lock(mutex);
+    last = boost::json::parse(request.body()).as_object();
+    path = std::string(request.target());
+  }
+
+  // Two text_completion chunks, a usage chunk, [DONE].
+  http::awaitable<void> completions(http::Request& request, http::ResponseWriter& writer) {
+    record(request);
+    const std::string model(last_request().at("model").as_string());
+    auto chunk = [&](std::string_view text, bool end) {
+      boost::json::object c{{"id", "cmpl-up"}, {"object", "text_completion"}, {"created", 1}, {"model", model},
+                            {"choices", boost::json::array{boost::json::object{
+                                            {"index", 0}, {"text", text}, {"logprobs", nullptr},
+                                            {"finish_reason", end ? boost::json::value("length") : nullptr}}}}};
+      return "data: " + boost::json::serialize(c) + "\n\n";
+    };
+    co_await writer.begin_stream(http::event_stream_header());
+    co_await writer.write(chunk("Upstream ", false));
+    co_await writer.write(chunk("completes.", true));
+    co_await writer.write("data: {\"id\":\"cmpl-up\",\"object\":\"text_completion\",\"created\":1,\"model\":\"" +
+                          model + "\",\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":2,"
+                                  "\"total_tokens\":6}}\n\n");
+    co_await writer.write("data: [DONE]\n\n");
+    co_await writer.end_stream();
+  }
+
+  // One vector [index, 0.5] per input, usage prompt_tokens 5.
+  http::awaitable<void> embeddings(http::Request& request, http::ResponseWriter& writer) {
+    record(request);
+    const auto body = last_request();
+    const auto& input = body.at("input");
+    const std::size_t count = input.is_array() && !input.as_array().empty() && !input.as_array()[0].is_int64()
+                                  ? input.as_array().size()
+                                  : 1;
+    boost::json::array data;
+    for (std::size_t i = 0; i < count; ++i)
+      data.push_back(boost::json::object{{"object", "embedding"}, {"index", i},
+                                         {"embedding", boost::json::array{static_cast<double>(i), 0.5}}});
+    const boost::json::object list{{"object", "list"}, {"data", std::move(data)}, {"model", body.at("model")},
+                                   {"usage", boost::json::object{{"prompt_tokens", 5}, {"total_tokens", 5}}}};
+    co_await writer.send(http::json_response(200, boost::json::serialize(list)));
+  }
+
   std::chrono::milliseconds stall_;
   std::mutex mutex;
   boost::json::object last;
+  std::string path;
 };
 
 }  // namespace rvenc::enclave::test

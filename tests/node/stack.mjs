@@ -75,8 +75,8 @@ export function startDyingUpstream() {
 }
 
 // enclave (simulated attestation, demo engine + dying upstream) -> gateway -> proxy, and a test key.
-// enclaveArgs: more flags of the enclave (e.g. --key-rotation-hours).
-// testModels: the models test keys may use (the fake upstreams a suite adds among them).
+// enclaveArgs: more flags of the enclave (e.g. --key-rotation-hours); testModels: the models the
+// test key may use (more --upstream models of enclaveArgs go here).
 export async function startStack({ proxyArgs = [], enclaveArgs = [], testModels = ['rvenc-demo', 'dying-model'] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'rvenc-node-'));
   const stack = { dir, servers: [] };

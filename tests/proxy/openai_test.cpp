@@ -186,5 +186,38 @@ TEST(CompletionJson, AssemblesToolCallsAndAlwaysCarriesUsage) {
   EXPECT_EQ(with_usage.at("usage").at("total_tokens").as_int64(), 10);
 }
 
+// Issue 26: the other endpoints (docs/endpoints.md).
+TEST(OpenAiShaping, CompletionsNeedPromptEmbeddingsNeedInputAndDoNotStream) {
+  using protocol::Endpoint;
+  auto completions = parse_incoming_request(R"({"model":"m","prompt":"p","stream":true})", Endpoint::completions);
+  ASSERT_TRUE(completions);
+  EXPECT_TRUE(completions->stream);
+  EXPECT_FALSE(parse_incoming_request(R"({"model":"m","messages":[]})", Endpoint::completions));
+  auto embeddings = parse_incoming_request(R"({"model":"m","input":["a","b"]})", Endpoint::embeddings);
+  ASSERT_TRUE(embeddings);
+  EXPECT_FALSE(embeddings->stream);
+  for (const char* bad : {R"({"model":"m"})", R"({"model":"m","input":null})", R"({"input":"x"})",
+                          R"({"model":"m","input":"x","stream":true})"}) {
+    auto refused = parse_incoming_request(bad, Endpoint::embeddings);
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_EQ(refused.error().code, Errc::invalid_request);
+    EXPECT_EQ(api_error(refused.error()).status, 400u);
+  }
+}
+
+TEST(StreamShaper, TextCompletionUsageChunkKeepsItsObjectName) {
+  StreamShaper shaper(true, "text_completion");
+  ASSERT_TRUE(shaper.chunk(
+      R"({"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":"a"}],)"
+      R"("usage":{"prompt_tokens":1,"completion_tokens":1}})"));
+  const std::string tail = shaper.finish();
+  const auto usage_chunk = sse_payload(tail.substr(0, tail.size() - kSseDone.size()));
+  EXPECT_EQ(usage_chunk.at("object").as_string(), "text_completion");
+  EXPECT_EQ(usage_chunk.at("usage").at("total_tokens").as_int64(), 2);
+  const auto completion = parse_object(completion_json(parse_object(R"({"id":"cmpl-1","choices":[]})"), "text_completion"));
+  EXPECT_EQ(completion.at("object").as_string(), "text_completion");
+  EXPECT_EQ(completion.at("usage").at("total_tokens").as_int64(), 0);
+}
+
 }  // namespace
 }  // namespace rvenc::proxy

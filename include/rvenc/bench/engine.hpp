@@ -1,5 +1,6 @@
 // The benchmark's model engine: an OpenAI-style streaming server (POST /v1/chat/completions) that
-// answers every request with `max_tokens` chat.completion.chunk events and usage in the last one,
+// answers every request with `max_tokens` chat.completion.chunk events and usage in the last one
+// (and POST /v1/embeddings with one pre-rendered list of kEngineEmbeddingBatch vectors),
 // either as fast as the socket takes them or at a set token rate per stream. It runs in-process on
 // its own io_context thread(s) (rvenc_http Server), so its pace can change between phases.
 //
@@ -22,6 +23,10 @@ namespace rvenc::bench {
 inline constexpr std::size_t kDefaultEngineChunks = 16;   // when the request names no max_tokens
 inline constexpr std::size_t kMaxEngineChunks = 100'000;  // larger max_tokens are clamped
 inline constexpr std::size_t kEngineMaxConnections = 8192;
+// POST /v1/embeddings answers a batch of this many vectors of this length, whatever it is asked
+// (rvenc bench's embeddings phase sends batches of that size).
+inline constexpr std::size_t kEngineEmbeddingBatch = 16;
+inline constexpr std::size_t kEngineEmbeddingDimensions = 384;
 
 struct EngineOptions {
   std::string host = "127.0.0.1";
@@ -47,10 +52,13 @@ class FastEngine {
   // The SSE line of chunk `index` of `total` ("data: {...}\n\n"); the last one carries
   // finish_reason "stop" and usage. Public for tests.
   [[nodiscard]] static std::string render_chunk(std::size_t index, std::size_t total);
+  // The embeddings answer: an OpenAI `list` of kEngineEmbeddingBatch float vectors. Public for tests.
+  [[nodiscard]] static const std::string& embeddings_answer();
 
  private:
   FastEngine() = default;
   http::awaitable<void> serve(http::Request& request, http::ResponseWriter& writer);
+  http::awaitable<void> serve_embeddings(http::Request& request, http::ResponseWriter& writer);
 
   std::unique_ptr<http::Server> server_;
   std::atomic<unsigned> rate_{0};

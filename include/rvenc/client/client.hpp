@@ -1,6 +1,7 @@
 // The rvenc client SDK: end-to-end encrypted chat completions through an rvenc gateway, the C++
 // counterpart of the TypeScript SDK's createRvencClient / generateEncryptionKeys /
-// client.chat.completions.create.
+// client.chat.completions.create; client.completions and client.embeddings carry the other
+// endpoints over the same encrypted path (docs/endpoints.md).
 //
 //   auto client = rvenc::client::create_client({.api_key = "sk_test_..."});
 //   auto completion = client->chat.completions.create({{"model", "demo"}, {"messages", ...}});
@@ -222,9 +223,45 @@ class Responses {
   std::shared_ptr<detail::ClientState> state_;
 };
 
+// client.completions: legacy text completions ("rvenc_endpoint": "completions", docs/endpoints.md).
+class TextCompletions {
+ public:
+  // Non-streaming: the assembled text_completion object (text concatenated per choice, last
+  // finish_reason and usage).
+  [[nodiscard]] Result<boost::json::object> create(const boost::json::object& request,
+                                                   const CallOptions& options = {}) const;
+  // Streaming: `on_chunk` for each text_completion chunk; ok after the authenticated end of stream.
+  [[nodiscard]] Status create(const boost::json::object& request, const ChunkHandler& on_chunk,
+                              const CallOptions& options = {}) const;
+  [[nodiscard]] http::awaitable<Result<boost::json::object>> async_create(boost::json::object request,
+                                                                          CallOptions options = {}) const;
+  [[nodiscard]] http::awaitable<Status> async_create(boost::json::object request, AsyncChunkHandler on_chunk,
+                                                     CallOptions options = {}) const;
+
+ private:
+  friend class Client;
+  std::shared_ptr<detail::ClientState> state_;
+};
+
+// client.embeddings ("rvenc_endpoint": "embeddings"): the OpenAI `list` object, as the enclave
+// sent it in its one data event (upstream_error when it sent none, or more than one).
+class Embeddings {
+ public:
+  [[nodiscard]] Result<boost::json::object> create(const boost::json::object& request,
+                                                   const CallOptions& options = {}) const;
+  [[nodiscard]] http::awaitable<Result<boost::json::object>> async_create(boost::json::object request,
+                                                                          CallOptions options = {}) const;
+
+ private:
+  friend class Client;
+  std::shared_ptr<detail::ClientState> state_;
+};
+
 class Client {
  public:
   Chat chat;
+  TextCompletions completions;
+  Embeddings embeddings;
   Responses responses;
 
   [[nodiscard]] const ClientOptions& options() const noexcept;

@@ -1,6 +1,9 @@
 // Model engines behind the enclave: the built-in demo engine and any OpenAI-compatible server.
 // An engine receives a validated chat request and hands each chat.completion.chunk JSON to a
-// sink as soon as it is produced; the enclave seals and streams them.
+// sink as soon as it is produced; the enclave seals and streams them. Requests of the other
+// endpoints (docs/endpoints.md) go to serve(): legacy completions stream text_completion chunks,
+// embeddings hand the one `list` object to the sink; Responses requests go to respond()
+// (docs/responses.md).
 #pragma once
 
 #include <chrono>
@@ -10,12 +13,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "rvenc/common/error.hpp"
 #include "rvenc/http/client.hpp"
 #include "rvenc/http/types.hpp"
 #include "rvenc/http/url.hpp"
 #include "rvenc/protocol/chat.hpp"
+#include "rvenc/protocol/endpoint.hpp"
 #include "rvenc/protocol/responses.hpp"
 #include "rvenc/protocol/sse.hpp"
 
@@ -29,6 +34,14 @@ using ChunkSink = std::function<http::awaitable<bool>(std::string chunk_json)>;
 struct EngineOutcome {
   protocol::Usage usage;       // what was used, also when the generation failed
   std::optional<Error> error;  // set when the generation did not end cleanly
+};
+
+// How a request of an endpoint reaches an OpenAI-compatible server: the path below the server's
+// base URL ("/embeddings"), and whether it answers with an event stream of chunks (each relayed as
+// one data event) or with one JSON object (relayed as the one data event).
+struct UpstreamCall {
+  std::string_view path;
+  bool event_stream = true;
 };
 
 class Engine {
@@ -45,6 +58,11 @@ class Engine {
   // serves /v1/responses itself overrides it. Ids are random ("resp_" + 32 hex digits).
   [[nodiscard]] virtual http::awaitable<EngineOutcome> respond(const protocol::ResponsesRequest& request,
                                                                const protocol::ChatRequest& chat, ChunkSink sink);
+  // A request of another endpoint (request.endpoint), answered into `sink`: the upstream engine
+  // POSTs it to `call.path`; the demo engine answers completions and embeddings itself. The
+  // default answers invalid_inference: the engine does not serve the endpoint.
+  [[nodiscard]] virtual http::awaitable<EngineOutcome> serve(const protocol::ChatRequest& request, UpstreamCall call,
+                                                             ChunkSink sink);
 };
 
 // Whitespace-separated words and UTF-8 characters of a text.
@@ -82,10 +100,22 @@ struct DemoReply {
 };
 [[nodiscard]] DemoReply demo_reply(const protocol::ChatRequest& request);
 
+inline constexpr std::int64_t kDefaultDemoEmbeddingDimensions = 256;
+
 struct DemoEngineOptions {
   std::string model = std::string(kDefaultDemoModel);
   std::chrono::milliseconds token_delay{0};  // pause before each token (async timer)
+  // Length of the demo embeddings (--embedding-dimensions) when the request gives no `dimensions`.
+  std::int64_t embedding_dimensions = kDefaultDemoEmbeddingDimensions;
 };
+
+// The demo engine's pause before a token (DemoEngineOptions::token_delay) on the caller's
+// executor; false when it was interrupted (the engine then ends with internal_error).
+[[nodiscard]] http::awaitable<bool> demo_token_pause(std::chrono::milliseconds delay);
+
+// The demo embedding of one input (its JSON text: a string or a token array): `dimensions` floats
+// drawn from a generator seeded with the input's SHA-256, scaled to unit length. Deterministic.
+[[nodiscard]] std::vector<float> demo_embedding(std::string_view input_json, std::size_t dimensions);
 
 // Streams the reasoning then the content word by word (a word is a token). max_tokens bounds
 // all completion tokens (reasoning included) and ends with finish_reason "length"; the first
@@ -96,8 +126,15 @@ class DemoEngine final : public Engine {
   explicit DemoEngine(DemoEngineOptions options = {}) : options_(std::move(options)) {}
   [[nodiscard]] std::string description() const override { return "built-in demo engine"; }
   [[nodiscard]] http::awaitable<EngineOutcome> generate(const protocol::ChatRequest& request, ChunkSink sink) override;
+  // Embeddings: one `list` object with demo_embedding() per input (float or base64). Completions:
+  // one text_completion chunk per word of a canned text per prompt (describing the prompt by
+  // size only), max_tokens (OpenAI's default 16) bounding each, echo and stop honoured.
+  [[nodiscard]] http::awaitable<EngineOutcome> serve(const protocol::ChatRequest& request, UpstreamCall call,
+                                                     ChunkSink sink) override;
 
  private:
+  [[nodiscard]] http::awaitable<EngineOutcome> embed(const protocol::ChatRequest& request, ChunkSink sink) const;
+  [[nodiscard]] http::awaitable<EngineOutcome> complete(const protocol::ChatRequest& request, ChunkSink sink) const;
   DemoEngineOptions options_;
 };
 
@@ -107,6 +144,8 @@ inline constexpr std::chrono::milliseconds kDefaultUpstreamTimeout{60'000};
 // How much of an upstream error body is read to explain the failure.
 inline constexpr std::size_t kMaxUpstreamErrorBody = 64 * 1024;
 inline constexpr std::size_t kMaxUpstreamErrorMessage = 512;
+// Largest one-object answer (embeddings) relayed from an upstream: it travels in one sealed event.
+inline constexpr std::size_t kMaxUpstreamJsonReply = protocol::kMaxSingleEventPlaintext;
 
 struct UpstreamEngineOptions {
   std::string model;
@@ -127,6 +166,10 @@ class UpstreamEngine final : public Engine {
   UpstreamEngine(UpstreamEngineOptions options, std::shared_ptr<http::Client> client);
   [[nodiscard]] std::string description() const override;
   [[nodiscard]] http::awaitable<EngineOutcome> generate(const protocol::ChatRequest& request, ChunkSink sink) override;
+  // An event-stream call is relayed as generate() relays chat; a JSON call (embeddings) reads the
+  // one answer (at most kMaxUpstreamJsonReply bytes) and hands it to the sink whole.
+  [[nodiscard]] http::awaitable<EngineOutcome> serve(const protocol::ChatRequest& request, UpstreamCall call,
+                                                     ChunkSink sink) override;
   // Forwarded to {base}/responses when options.native_responses; translated otherwise. The events
   // are relayed until the terminal one (response.completed/.incomplete/.failed); usage from it.
   [[nodiscard]] http::awaitable<EngineOutcome> respond(const protocol::ResponsesRequest& request,
@@ -135,11 +178,10 @@ class UpstreamEngine final : public Engine {
  private:
   // Takes one event; true once the stream is complete (its end marker), an error to stop.
   using EventHandler = std::function<http::awaitable<Result<bool>>(protocol::SseEvent& event)>;
-  [[nodiscard]] http::awaitable<Result<std::unique_ptr<http::ResponseStream>>> open_stream(
-      std::string_view path, const boost::json::object& body);
   [[nodiscard]] static http::awaitable<Status> read_events(http::ResponseStream& stream, const EventHandler& handler,
                                                            std::string_view end_marker);
-
+  [[nodiscard]] http::awaitable<EngineOutcome> relay_json(const protocol::ChatRequest& request, std::string_view path,
+                                                          ChunkSink sink);
   UpstreamEngineOptions options_;
   std::shared_ptr<http::Client> client_;
 };

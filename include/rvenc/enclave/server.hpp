@@ -46,6 +46,7 @@ struct EnclaveOptions {
   // The demo engine's model. Unset: "rvenc-demo" when no upstream is given, else no demo engine.
   std::optional<std::string> demo_model;
   std::chrono::milliseconds demo_delay{0};
+  std::int64_t embedding_dimensions = kDefaultDemoEmbeddingDimensions;  // the demo engine's embeddings
   // Unset: the demo model.
   std::optional<std::vector<std::string>> test_models;
   bool allow_v1 = false;

@@ -24,7 +24,12 @@ inline constexpr std::size_t kMaxStopSequences = 16;
 inline constexpr std::int64_t kMaxAssembledChoices = 128;
 inline constexpr std::int64_t kMaxAssembledToolCalls = 128;
 
+// The OpenAI endpoint a request is for (endpoint.hpp: how the encrypted plaintext names it).
+enum class Endpoint : std::uint8_t { chat_completions, completions, embeddings, responses };
+
+// A validated request of any endpoint (endpoint.hpp's validators; validate_chat_request for chat).
 struct ChatRequest {
+  Endpoint endpoint = Endpoint::chat_completions;
   std::string model;
   bool stream = false;
   std::optional<std::int64_t> max_tokens;  // max_tokens or max_completion_tokens

@@ -29,10 +29,6 @@
 
 namespace rvenc::protocol {
 
-// The top-level member of the encrypted plaintext naming the OpenAI endpoint, and its value for
-// the Responses API (absent: chat completions).
-inline constexpr std::string_view kResponsesEndpointMember = "rvenc_endpoint";
-inline constexpr std::string_view kResponsesEndpointName = "responses";
 // Items of `input` and tools accepted (as many as chat messages).
 inline constexpr std::size_t kMaxResponsesItems = kMaxMessages;
 inline constexpr std::size_t kMaxResponsesTools = 512;
@@ -51,8 +47,20 @@ struct ResponsesRequest {
 [[nodiscard]] Result<ResponsesRequest> translate_responses_request(boost::json::object body);
 [[nodiscard]] Result<ResponsesRequest> translate_responses_request(std::string_view json);
 
-// True when `body` names the Responses endpoint (rvenc_endpoint: "responses").
-[[nodiscard]] bool names_responses_endpoint(const boost::json::object& body);
+// A Responses request translated, and its chat translation validated as a chat request (what an
+// engine serving chat completions is given). invalid_inference as translate_responses_request or
+// validate_chat_request.
+struct TranslatedResponses {
+  ResponsesRequest responses;
+  ChatRequest chat;
+};
+[[nodiscard]] Result<TranslatedResponses> translate_and_validate_responses(boost::json::object body);
+
+// The enclave's validator of the "responses" endpoint (endpoint.hpp; body without rvenc_endpoint):
+// the chat translation's request (model, max_tokens, stop, json_bytes of the translation, the
+// prompt estimate) whose `body` is the Responses request as received, for the handler to
+// translate again (translate_and_validate_responses).
+[[nodiscard]] Result<ChatRequest> validate_responses_body(boost::json::object body, std::size_t json_bytes);
 
 // The Responses streaming events of one answer, from the chat chunks of the engine. Usage:
 //   ResponsesEventWriter writer(request, "resp_<random>", now);

@@ -17,6 +17,7 @@
 
 #include "rvenc/common/error.hpp"
 #include "rvenc/protocol/chat.hpp"
+#include "rvenc/protocol/endpoint.hpp"
 
 namespace rvenc::proxy {
 
@@ -37,6 +38,10 @@ struct IncomingChat {
 // invalid_request naming the field when the body is not a JSON object, `model` is missing or
 // not a string, `messages` is missing or not an array, or `stream`/`stream_options` are mistyped.
 [[nodiscard]] Result<IncomingChat> parse_incoming_chat(std::string_view body);
+// The same for another endpoint (docs/endpoints.md): completions need `prompt`, embeddings `input`
+// and refuse `stream: true` (OpenAI has no streaming embeddings). Everything else is the
+// enclave's to validate (it sees the whole request).
+[[nodiscard]] Result<IncomingChat> parse_incoming_request(std::string_view body, protocol::Endpoint endpoint);
 
 // An error as the proxy answers it: status, OpenAI type and code, and the headers that go with
 // it (Retry-After and x-ratelimit-* on a 429 from the gateway).
@@ -65,7 +70,9 @@ struct ApiError {
 // final chunk with empty choices, sent by finish() before [DONE].
 class StreamShaper {
  public:
-  explicit StreamShaper(bool include_usage) : include_usage_(include_usage) {}
+  // `object`: the chunk object name of the final usage chunk (text_completion for completions).
+  explicit StreamShaper(bool include_usage, std::string_view object = "chat.completion.chunk")
+      : include_usage_(include_usage), object_(object) {}
 
   // "data: <chunk>\n\n"; invalid_request when the chunk is not a JSON object.
   [[nodiscard]] Result<std::string> chunk(std::string_view chunk_json);
@@ -75,13 +82,15 @@ class StreamShaper {
 
  private:
   bool include_usage_;
+  std::string object_;
   boost::json::object last_head_;  // id, created, model, system_fingerprint of the last chunk
   std::optional<protocol::Usage> usage_;
 };
 
 // The non-streaming answer from an assembled completion (protocol::CompletionAssembler, as the
-// SDK returns it): object "chat.completion" and always a usage object with total_tokens (zeros
-// when the engine reported none), as the official clients expect.
-[[nodiscard]] std::string completion_json(boost::json::object completion);
+// SDK returns it): object "chat.completion" (or `object`: "text_completion") and always a usage
+// object with total_tokens (zeros when the engine reported none), as the official clients expect.
+[[nodiscard]] std::string completion_json(boost::json::object completion,
+                                          std::string_view object = "chat.completion");
 
 }  // namespace rvenc::proxy

@@ -8,9 +8,10 @@
 //   auto proxy = rvenc::proxy::ProxyServer::create(options);  // binds (port 0 picks one)
 //   (*proxy)->start();  ...  (*proxy)->url();  ...  (*proxy)->stop(); (*proxy)->wait();
 //
-// Routes: POST /v1/chat/completions (streaming and not), POST /v1/responses (streaming and not; stored
-// responses in a local ResponsesStore: GET and DELETE /v1/responses/{id}, docs/responses.md),
-// GET /v1/models (the gateway's list) and /v1/models/{id},
+// Routes: POST /v1/chat/completions and /v1/completions (streaming and not), POST /v1/embeddings
+// (docs/endpoints.md), POST /v1/responses (streaming and not; stored responses in a local
+// ResponsesStore: GET and DELETE /v1/responses/{id}, docs/responses.md), GET /v1/models (the
+// gateway's list) and /v1/models/{id},
 // GET /healthz (and /health), GET /chat (the browser chat page, chat_page.hpp). Design: ProxyService holds the
 // handlers (testable with http::RecordingWriter);
 // ProxyServer binds them to an http::Server. The proxy serves on one io thread, so a key's cache
@@ -92,6 +93,10 @@ class ProxyService {
   // GET /v1/responses/{id} (the stored response) and DELETE /v1/responses/{id}; 404 not_found
   // for an id this key has not stored.
   http::awaitable<void> stored_response(http::Request& request, http::ResponseWriter& writer);
+  // POST /v1/completions (legacy, streaming and not) and POST /v1/embeddings (float and base64):
+  // the same path as chat, through the SDK's client.completions / client.embeddings.
+  http::awaitable<void> completions(http::Request& request, http::ResponseWriter& writer);
+  http::awaitable<void> embeddings(http::Request& request, http::ResponseWriter& writer);
   // GET /v1/models (the gateway's list, fetched with the caller's key, so a wrong key gets 401/403;
   // a key the gateway accepted within models_ttl is answered from the list already fetched)
   // and GET /v1/models/{id} (the OpenAI SDK's models.retrieve): its entry, or 404 model_not_found.
@@ -120,6 +125,11 @@ class ProxyService {
   // Streams a Responses call's events to the caller (OpenAI's "event: <type>" SSE form).
   http::awaitable<void> stream_responses(http::Request& request, http::ResponseWriter& writer,
                                          std::shared_ptr<CachedClient>& entry, PreparedResponses& prepared);
+  // One request of `endpoint`: key, model check, keys, then the SDK call (streamed when asked).
+  http::awaitable<void> forward(http::Request& request, http::ResponseWriter& writer, protocol::Endpoint endpoint);
+  // The non-streaming SDK call of `endpoint`: the assembled object (embeddings: the list).
+  static http::awaitable<Result<boost::json::object>> call_once(client::Client& client, protocol::Endpoint endpoint,
+                                                                boost::json::object body, client::CallOptions call);
 
   ProxyOptions options_;
   ClientCache cache_;

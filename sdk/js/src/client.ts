@@ -21,6 +21,7 @@
 // each next authenticated event (comments and unknown events do not count); an AbortSignal cancels
 // the call and closes the connection, so the enclave stops generating.
 import { CompletionAssembler } from './assemble.js';
+import { Embeddings, marked, TextCompletions } from './endpoints.js';
 import { AttestationDocument, AttestationPolicy, CHALLENGE_BYTES, parseAttestation, verifyAttestation } from './attestation.js';
 import {
   fromHex, NONCE_BYTES, randomBytes, ready, toHex, utf8, xwingEncapsulate, KEY_ID_BYTES,
@@ -410,8 +411,7 @@ class Responses {
   create(params: ResponseCreateParams & { stream: true }, options?: RequestOptions): Promise<AsyncIterable<ResponseStreamEvent>>;
   create(params: ResponseCreateParams & { stream?: false | null }, options?: RequestOptions): Promise<ResponseObject>;
   async create(params: ResponseCreateParams, options: RequestOptions = {}): Promise<ResponseObject | AsyncIterable<ResponseStreamEvent>> {
-    if (!params || typeof params !== 'object' || Array.isArray(params)) throw invalid('create() needs the Responses request object');
-    const sealed = { ...params, rvenc_endpoint: 'responses' } as unknown as ChatCompletionCreateParams;
+    const sealed = marked(params, 'responses') as unknown as ChatCompletionCreateParams;
     const events = (await this.client.openChat(sealed, options)) as unknown as AsyncIterable<ResponseStreamEvent>;
     if (params.stream) return events;
     let final: ResponseObject | undefined;
@@ -423,6 +423,9 @@ class Responses {
 
 export class RvencClient {
   readonly chat: { completions: Completions };
+  /** Legacy completions and embeddings (docs/endpoints.md). */
+  readonly completions: TextCompletions;
+  readonly embeddings: Embeddings;
   readonly responses: Responses;
   private readonly o: Resolved;
   /** The keys made last (or given in the options): what `encryptionKeys` shows. */
@@ -438,6 +441,8 @@ export class RvencClient {
     this.keys = options.encryptionKeys ? keysFromHex(options.encryptionKeys) : null;
     if (this.keys) this.addKeys(this.keys);
     this.chat = { completions: new Completions(this) };
+    this.completions = new TextCompletions(this);
+    this.embeddings = new Embeddings(this);
     this.responses = new Responses(this);
   }
 

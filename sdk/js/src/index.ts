@@ -9,6 +9,7 @@
 import { createRvencClient } from './client.js';
 
 export { createRvencClient, generateEncryptionKeys, RvencClient, ChatCompletionStream } from './client.js';
+export { CompletionStream, Embeddings, TextCompletions } from './endpoints.js';
 export type { EncryptionKeys, KeyRequestOptions, RvencClientOptions, RequestOptions, ResponseMeta, VerifiedAttestation } from './client.js';
 export type { AttestationPolicy } from './attestation.js';
 export type { ProtocolVersion } from './protocol.js';

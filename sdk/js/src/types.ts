@@ -77,6 +77,61 @@ export interface ChatCompletionChunk {
   usage?: CompletionUsage | null;
 }
 
+// Legacy completions and embeddings (docs/endpoints.md), OpenAI's shapes.
+
+export interface CompletionCreateParams {
+  model: string;
+  prompt: string | string[] | number[] | number[][];
+  stream?: boolean | null;
+  max_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  stop?: string | string[] | null;
+  echo?: boolean | null;
+  logprobs?: number | null;
+  [key: string]: unknown;
+}
+
+export interface CompletionChoice {
+  index: number;
+  text: string;
+  logprobs: unknown;
+  finish_reason: string | null;
+}
+
+/** A non-streaming answer, and (with `stream: true`) each chunk: object "text_completion". */
+export interface Completion {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  system_fingerprint?: string;
+  choices: CompletionChoice[];
+  usage?: CompletionUsage | null;
+}
+
+export interface EmbeddingCreateParams {
+  model: string;
+  input: string | string[] | number[] | number[][];
+  encoding_format?: 'float' | 'base64';
+  dimensions?: number;
+  user?: string;
+}
+
+export interface Embedding {
+  object: 'embedding';
+  index: number;
+  /** Floats, or with encoding_format "base64" the little-endian float32 bytes in base64. */
+  embedding: number[] | string;
+}
+
+export interface CreateEmbeddingResponse {
+  object: 'list';
+  data: Embedding[];
+  model: string;
+  usage: { prompt_tokens: number; total_tokens: number };
+}
+
 // --- The Responses API (docs/responses.md): the OpenAI shapes, loosely typed ------------------
 
 export interface ResponseCreateParams {
