@@ -1,4 +1,4 @@
-// protocol::parse_endpoint_request and the completions / embeddings / chat validators on arbitrary
+// protocol::parse_endpoint_request and the completions / embeddings / responses / chat validators on arbitrary
 // (decrypted) bytes (docs/endpoints.md): never crashes, every error is invalid_inference with a
 // message, the marker never survives into an accepted body, and what is accepted respects the
 // bounds (inputs per batch, max_tokens, stop sequences) and validates again after a round trip.
@@ -10,6 +10,7 @@
 
 #include "fuzz_check.hpp"
 #include "rvenc/protocol/endpoint.hpp"
+#include "rvenc/protocol/responses.hpp"
 
 namespace {
 
@@ -21,6 +22,8 @@ rvenc::Result<rvenc::protocol::ChatRequest> validate(Endpoint endpoint, boost::j
       return rvenc::protocol::validate_completions_body(std::move(body), bytes);
     case Endpoint::embeddings:
       return rvenc::protocol::validate_embeddings_body(std::move(body), bytes);
+    case Endpoint::responses:
+      return rvenc::protocol::validate_responses_body(std::move(body), bytes);
     default:
       return rvenc::protocol::validate_chat_body(std::move(body), bytes);
   }

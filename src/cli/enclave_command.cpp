@@ -26,6 +26,7 @@ struct EnclaveFlags {
   std::string collateral;
   std::string gateway_token_file;
   std::vector<std::string> upstreams;
+  std::string responses_upstreams;
   std::string upstream_ca_file;
   std::string demo_model;
   long long demo_delay_ms = 0;
@@ -111,6 +112,7 @@ int run_enclave(const EnclaveFlags& flags) {
   options.attestation.collateral_dir = flags.collateral;
   if (!flags.gateway_token_file.empty()) options.gateway_token_file = flags.gateway_token_file;
   options.upstreams = flags.upstreams;
+  if (!flags.responses_upstreams.empty()) options.responses_upstreams = split_list(flags.responses_upstreams);
   options.upstream_ca_file = flags.upstream_ca_file;
   if (!flags.demo_model.empty()) options.demo_model = flags.demo_model;
   options.demo_delay = std::chrono::milliseconds(flags.demo_delay_ms);
@@ -192,6 +194,9 @@ void setup(CLI::App& app, std::function<int()>& run) {
          "File with the bearer token the gateway must send (without it: local use only)");
   option(*cmd, "--upstream", flags->upstreams,
          "MODEL=URL of an OpenAI-compatible server (URL like http://127.0.0.1:8000/v1 or https://...); repeatable");
+  option(*cmd, "--upstream-responses", flags->responses_upstreams,
+         "Comma-separated --upstream models whose server answers POST /v1/responses itself: Responses requests "
+         "are forwarded to it (store: false) instead of translated to chat completions (docs/responses.md)");
   option(*cmd, "--upstream-ca-file", flags->upstream_ca_file,
          "PEM bundle (private CA) that verifies https:// upstreams instead of the system trust store");
   option(*cmd, "--demo-model", flags->demo_model,

@@ -30,6 +30,8 @@ struct ProxyFlags {
   std::uint64_t dek_max_requests = proxy::DekPolicy::kDefaultMaxRequests;
   std::int64_t dek_max_age = proxy::DekPolicy::kDefaultMaxAge.count();
   std::size_t max_clients = proxy::CacheOptions::kDefaultMaxClients;
+  std::size_t responses_max = proxy::ResponsesStoreOptions::kDefaultMaxEntries;
+  std::size_t responses_max_bytes = proxy::ResponsesStoreOptions::kDefaultMaxBytes;
   bool allow_remote = false;
   bool quiet = false;
   std::string chat_dir;
@@ -83,6 +85,8 @@ int run(const ProxyFlags& flags) {
   if (!flags.dek_store.empty()) options.dek_store = flags.dek_store;
   if (!flags.chat_dir.empty()) options.chat_dir = flags.chat_dir;
   options.cache.max_clients = flags.max_clients;
+  options.responses.max_entries = flags.responses_max;
+  options.responses.max_bytes = flags.responses_max_bytes;
   options.cache.dek.max_requests = flags.dek_max_requests;
   options.cache.dek.max_age = std::chrono::seconds(flags.dek_max_age);
 
@@ -147,6 +151,14 @@ void setup(CLI::App& app, std::function<int()>& run_command) {
       ->check(at_least(0))
       ->capture_default_str();
   option(*cmd, "--max-clients", flags->max_clients, "API keys kept in the client cache")
+      ->check(at_least(1))
+      ->capture_default_str();
+  option(*cmd, "--responses-max", flags->responses_max,
+         "Responses API: stored responses kept in memory for previous_response_id and GET/DELETE /v1/responses/{id} "
+         "(oldest dropped first; 0: keep none)")
+      ->capture_default_str();
+  option(*cmd, "--responses-max-bytes", flags->responses_max_bytes,
+         "Responses API: most bytes of stored conversations kept in memory")
       ->check(at_least(1))
       ->capture_default_str();
   option(*cmd, "--chat-dir", flags->chat_dir,

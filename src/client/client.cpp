@@ -34,6 +34,7 @@
 #include "rvenc/protocol/chat.hpp"
 #include "rvenc/protocol/endpoint.hpp"
 #include "rvenc/protocol/envelope.hpp"
+#include "rvenc/protocol/responses.hpp"
 #include "rvenc/protocol/sealing.hpp"
 #include "rvenc/protocol/text_completion.hpp"
 #include "replica_set.hpp"
@@ -807,12 +808,59 @@ awaitable<Result<json::object>> Embeddings::async_create(json::object request, C
   co_return co_await guarded<json::object>(*state, [&]() { return embedding_list(*state, request, options); });
 }
 
+// --- Responses --------------------------------------------------------------------------------
+
+namespace {
+
+awaitable<Result<json::object>> final_response(ClientState& state, json::object request, CallOptions call) {
+  std::optional<json::object> response;
+  const AsyncChunkHandler collect = [&response](const Chunk& event) -> awaitable<Status> {
+    if (auto terminal = protocol::terminal_response(event.object)) response = std::move(*terminal);
+    co_return Status{};
+  };
+  const json::object body = for_endpoint(std::move(request), protocol::Endpoint::responses);
+  if (auto done = co_await state.chat(body, collect, call); !done)
+    co_return std::unexpected(done.error());
+  if (!response) co_return fail(Errc::upstream_error, "the Responses stream ended without a final response event");
+  co_return std::move(*response);
+}
+
+}  // namespace
+
+Result<json::object> Responses::create(const json::object& request, const CallOptions& options) const {
+  return run_blocking<Result<json::object>>(state_, [&](ClientState& state) {
+    return guarded<json::object>(state, [&]() { return final_response(state, request, options); });
+  });
+}
+
+Status Responses::create(const json::object& request, const ChunkHandler& on_event, const CallOptions& options) const {
+  const AsyncChunkHandler handler = [&on_event](const Chunk& chunk) -> awaitable<Status> { co_return on_event(chunk); };
+  // Named: ClientState::chat keeps a reference to the request across its suspensions.
+  const json::object body = for_endpoint(request, protocol::Endpoint::responses);
+  return run_blocking<Status>(state_, [&](ClientState& state) {
+    return guarded<void>(state, [&]() { return state.chat(body, handler, options); });
+  });
+}
+
+awaitable<Result<json::object>> Responses::async_create(json::object request, CallOptions options) const {
+  auto state = state_;
+  co_return co_await guarded<json::object>(*state, [&]() { return final_response(*state, request, options); });
+}
+
+awaitable<Status> Responses::async_create(json::object request, AsyncChunkHandler on_event, CallOptions options) const {
+  auto state = state_;
+  // Named: ClientState::chat keeps a reference to the request across its suspensions.
+  const json::object body = for_endpoint(std::move(request), protocol::Endpoint::responses);
+  co_return co_await guarded<void>(*state, [&]() { return state->chat(body, on_event, options); });
+}
+
 // --- Client -----------------------------------------------------------------------------------
 
 Client::Client(std::shared_ptr<detail::ClientState> state) : state_(std::move(state)) {
   chat.completions.state_ = state_;
   completions.state_ = state_;
   embeddings.state_ = state_;
+  responses.state_ = state_;
 }
 
 const ClientOptions& Client::options() const noexcept { return state_->options; }

@@ -33,9 +33,14 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
     if (!spec) return std::unexpected(spec.error());
     if (engines.contains(spec->model))
       return fail(Errc::invalid_request, "model '" + spec->model + "' is given twice in --upstream");
+    const bool native = std::find(options.responses_upstreams.begin(), options.responses_upstreams.end(),
+                                  spec->model) != options.responses_upstreams.end();
     engines[spec->model] = std::make_shared<UpstreamEngine>(
-        UpstreamEngineOptions{spec->model, spec->base, options.upstream_timeout}, self->upstream_client_);
+        UpstreamEngineOptions{spec->model, spec->base, options.upstream_timeout, native}, self->upstream_client_);
   }
+  for (const auto& model : options.responses_upstreams)
+    if (!engines.contains(model))
+      return fail(Errc::invalid_request, "--upstream-responses '" + model + "' is not a model of --upstream");
   if (!options.demo_model && options.upstreams.empty()) options.demo_model = std::string(kDefaultDemoModel);
   if (options.demo_model) {
     if (options.demo_model->empty()) return fail(Errc::invalid_request, "--demo-model must not be empty");

@@ -158,16 +158,56 @@ http::awaitable<EngineOutcome> UpstreamEngine::relay_json(const protocol::ChatRe
   co_return outcome;
 }
 
+// Hands every event of `stream` to `handler` until it reports the end (true); a handler error
+// cancels the stream and is returned. A body that ends first is an error naming `end_marker`.
+// After the end, the rest of the body is read so the connection can go back to the pool.
+http::awaitable<Status> UpstreamEngine::read_events(http::ResponseStream& stream, const EventHandler& handler,
+                                                    std::string_view end_marker) {
+  protocol::SseParser parser;
+  std::vector<protocol::SseEvent> events;
+  bool done = false;
+  while (!done) {
+    auto bytes = co_await stream.read_some();
+    if (!bytes) {
+      co_return fail(bytes.error().code == Errc::upstream_timeout ? Errc::upstream_timeout : Errc::upstream_error,
+                     bytes.error().code == Errc::upstream_timeout
+                         ? "the model server stopped sending mid-stream (timeout)"
+                         : "the connection to the model server broke mid-stream");
+    }
+    if (!*bytes) co_return fail(Errc::upstream_error, "the model server ended the stream without " + std::string(end_marker));
+    events.clear();
+    if (auto ok = parser.feed(**bytes, events); !ok) {
+      stream.cancel();
+      co_return fail(Errc::upstream_error, "the model server sent an oversized event");
+    }
+    stream.recycle(std::move(**bytes));  // the events are copies; the next read refills it
+    for (auto& event : events) {
+      auto handled = co_await handler(event);
+      if (!handled) {
+        stream.cancel();
+        co_return std::unexpected(handled.error());
+      }
+      if (*handled) {
+        done = true;
+        break;
+      }
+    }
+  }
+  // Read to the end of the body so the connection can go back to the pool.
+  bool ended = false;
+  for (int i = 0; i < kMaxDrainReads && !ended; ++i) {
+    auto bytes = co_await stream.read_some();
+    ended = !bytes || !*bytes;
+  }
+  if (!ended) stream.cancel();
+  co_return Status{};
+}
+
 http::awaitable<EngineOutcome> UpstreamEngine::serve(const protocol::ChatRequest& request, UpstreamCall call,
                                                      ChunkSink sink) {
   if (!call.event_stream) co_return co_await relay_json(request, call.path, std::move(sink));
   EngineOutcome outcome;
   outcome.usage.prompt_tokens = estimate_prompt_tokens(request);
-  auto failed = [&](Errc code, std::string message) {
-    outcome.error = Error{code, std::move(message)};
-    return outcome;
-  };
-
   json::object body = request.body;
   body["stream"] = true;
   body["stream_options"] = json::object{{"include_usage", true}};
@@ -176,76 +216,78 @@ http::awaitable<EngineOutcome> UpstreamEngine::serve(const protocol::ChatRequest
     outcome.error = opened.error();
     co_return outcome;
   }
-  auto& stream = **opened;
 
-  protocol::SseParser parser;
-  std::vector<protocol::SseEvent> events;
   std::optional<protocol::Usage> reported;
   std::int64_t content_chunks = 0;
-  bool done = false;
-  while (!done) {
-    auto bytes = co_await stream.read_some();
-    if (!bytes) {
-      outcome.usage.completion_tokens = reported ? reported->completion_tokens : content_chunks;
-      co_return failed(bytes.error().code == Errc::upstream_timeout ? Errc::upstream_timeout : Errc::upstream_error,
-                       bytes.error().code == Errc::upstream_timeout
-                           ? "the model server stopped sending mid-stream (timeout)"
-                           : "the connection to the model server broke mid-stream");
+  const EventHandler relay = [&](protocol::SseEvent& event) -> http::awaitable<Result<bool>> {
+    if (event.data == "[DONE]") co_return true;
+    boost::system::error_code ec;
+    auto chunk = json::parse(json::string_view(event.data.data(), event.data.size()), ec);
+    if (ec || !chunk.is_object()) co_return fail(Errc::upstream_error, "the model server sent a malformed event");
+    if (chunk.get_object().contains("error") || event.event == "error") {
+      const std::string detail = upstream_message(event.data);
+      co_return fail(Errc::upstream_error,
+                     "the model server failed mid-stream" + (detail.empty() ? std::string() : ": " + detail));
     }
-    if (!*bytes) {
-      outcome.usage.completion_tokens = reported ? reported->completion_tokens : content_chunks;
-      co_return failed(Errc::upstream_error, "the model server ended the stream without [DONE]");
+    if (const auto* usage = chunk.get_object().if_contains("usage")) {
+      if (auto parsed = protocol::parse_usage(*usage)) reported = parsed;
     }
-    events.clear();
-    if (auto ok = parser.feed(**bytes, events); !ok) {
-      stream.cancel();
-      co_return failed(Errc::upstream_error, "the model server sent an oversized event");
-    }
-    stream.recycle(std::move(**bytes));  // the events are copies; the next read refills it
-    for (auto& event : events) {
-      if (event.data == "[DONE]") {
-        done = true;
-        break;
-      }
-      boost::system::error_code ec;
-      auto chunk = json::parse(json::string_view(event.data.data(), event.data.size()), ec);
-      if (ec || !chunk.is_object()) {
-        stream.cancel();
-        co_return failed(Errc::upstream_error, "the model server sent a malformed event");
-      }
-      if (chunk.get_object().contains("error") || event.event == "error") {
-        stream.cancel();
-        const std::string detail = upstream_message(event.data);
-        co_return failed(Errc::upstream_error,
-                         "the model server failed mid-stream" + (detail.empty() ? std::string() : ": " + detail));
-      }
-      if (const auto* usage = chunk.get_object().if_contains("usage")) {
-        if (auto parsed = protocol::parse_usage(*usage)) reported = parsed;
-      }
-      if (const auto* choices = chunk.get_object().if_contains("choices");
-          choices != nullptr && choices->is_array() && !choices->get_array().empty())
-        ++content_chunks;
-      if (!co_await sink(std::move(event.data))) {
-        stream.cancel();
-        // What the engine produced so far is billed (the gateway's rvenc-mux trailer).
-        outcome.usage.completion_tokens = reported ? reported->completion_tokens : content_chunks;
-        co_return failed(Errc::transport_error, "the client disconnected");
-      }
-    }
-  }
+    if (const auto* choices = chunk.get_object().if_contains("choices");
+        choices != nullptr && choices->is_array() && !choices->get_array().empty())
+      ++content_chunks;
+    // A receiver gone: what the engine produced so far is billed (the gateway's rvenc-mux trailer).
+    if (!co_await sink(std::move(event.data))) co_return fail(Errc::transport_error, "the client disconnected");
+    co_return false;
+  };
+  auto relayed = co_await read_events(**opened, relay, "[DONE]");
   if (reported) {
     outcome.usage = *reported;
   } else {
     outcome.usage.completion_tokens = content_chunks;
   }
+  if (!relayed) outcome.error = relayed.error();
+  co_return outcome;
+}
 
-  // Read to the end of the body so the connection can go back to the pool.
-  bool ended = false;
-  for (int i = 0; i < kMaxDrainReads && !ended; ++i) {
-    auto bytes = co_await stream.read_some();
-    ended = !bytes || !*bytes;
+http::awaitable<EngineOutcome> UpstreamEngine::respond(const protocol::ResponsesRequest& request,
+                                                       const protocol::ChatRequest& chat, ChunkSink sink) {
+  if (!options_.native_responses) co_return co_await Engine::respond(request, chat, std::move(sink));
+  EngineOutcome outcome;
+  outcome.usage.prompt_tokens = estimate_prompt_tokens(chat);
+  json::object body = request.body;
+  body["stream"] = true;
+  body["store"] = false;  // nothing of the conversation stays with the model server
+  auto opened = co_await open_upstream(*client_, options_, "/responses", std::move(body), true);
+  if (!opened) {
+    outcome.error = opened.error();
+    co_return outcome;
   }
-  if (!ended) stream.cancel();
+  std::int64_t deltas = 0;
+  const EventHandler relay = [&](protocol::SseEvent& event) -> http::awaitable<Result<bool>> {
+    boost::system::error_code ec;
+    auto parsed = json::parse(json::string_view(event.data.data(), event.data.size()), ec);
+    if (ec || !parsed.is_object() || !parsed.get_object().contains("type"))
+      co_return fail(Errc::upstream_error, "the model server sent a malformed Responses event");
+    const auto terminal = protocol::terminal_response(parsed.get_object());
+    if (terminal) {
+      if (const auto* usage = terminal->if_contains("usage"); usage != nullptr && usage->is_object()) {
+        const auto& u = usage->get_object();
+        for (auto [name, out] : {std::pair{"input_tokens", &outcome.usage.prompt_tokens},
+                                 std::pair{"output_tokens", &outcome.usage.completion_tokens}})
+          if (const auto* n = u.if_contains(name); n != nullptr && n->is_int64() && n->get_int64() >= 0)
+            *out = n->get_int64();
+      }
+    } else if (parsed.get_object().at("type") == "response.output_text.delta") {
+      ++deltas;
+    }
+    const bool failed = parsed.get_object().at("type") == "error";
+    if (!co_await sink(std::move(event.data))) co_return fail(Errc::transport_error, "the client disconnected");
+    if (failed) co_return fail(Errc::upstream_error, "the model server failed mid-stream");
+    co_return terminal.has_value();
+  };
+  auto relayed = co_await read_events(**opened, relay, "a final response event");
+  if (outcome.usage.completion_tokens == 0) outcome.usage.completion_tokens = deltas;
+  if (!relayed) outcome.error = relayed.error();
   co_return outcome;
 }
 

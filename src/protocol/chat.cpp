@@ -24,6 +24,7 @@ constexpr std::size_t kMaxChatJsonDepth = 64;
 using detail::as_integer;
 using detail::invalid;
 using detail::optional_field;
+using detail::string_or_empty;
 
 Status check_message(const json::value& value, std::size_t i) {
   const std::string where = "messages[" + std::to_string(i) + "]";
@@ -49,11 +50,6 @@ Status check_message(const json::value& value, std::size_t i) {
     return invalid(where + ".tool_calls must be an array");
   }
   return {};
-}
-
-std::string string_or_empty(const json::object& obj, std::string_view name) {
-  const auto* v = obj.if_contains(name);
-  return (v != nullptr && v->is_string()) ? std::string(v->get_string().data(), v->get_string().size()) : std::string();
 }
 
 }  // namespace
@@ -101,6 +97,11 @@ std::unexpected<Error> invalid(std::string message) { return fail(Errc::invalid_
 const json::value* optional_field(const json::object& obj, std::string_view name) {
   const auto* value = obj.if_contains(name);
   return (value == nullptr || value->is_null()) ? nullptr : value;
+}
+
+std::string string_or_empty(const json::object& obj, std::string_view name) {
+  const auto* v = obj.if_contains(name);
+  return (v != nullptr && v->is_string()) ? std::string(v->get_string().data(), v->get_string().size()) : std::string();
 }
 
 std::optional<double> as_number(const json::value& v) {

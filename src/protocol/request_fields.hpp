@@ -1,5 +1,6 @@
 // Private helper of rvenc_core: the field checks the request validators share (chat.cpp,
-// endpoint.cpp), so that chat and legacy completions bound sampling options the same way.
+// endpoint.cpp, responses_request.cpp, responses_events.cpp), so that chat and legacy completions
+// bound sampling options the same way.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,8 @@ namespace rvenc::protocol::detail {
 [[nodiscard]] std::unexpected<Error> invalid(std::string message);
 // Optional fields: absent and null are the same (OpenAI SDKs send nulls for unset options).
 [[nodiscard]] const boost::json::value* optional_field(const boost::json::object& obj, std::string_view name);
+// The string member `name`, or "" when it is absent or not a string.
+[[nodiscard]] std::string string_or_empty(const boost::json::object& obj, std::string_view name);
 [[nodiscard]] std::optional<double> as_number(const boost::json::value& v);
 [[nodiscard]] std::optional<std::int64_t> as_integer(const boost::json::value& v);
 // stream, max_tokens / max_completion_tokens, temperature, top_p, n (must be 1) and stop, into

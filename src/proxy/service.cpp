@@ -9,6 +9,8 @@
 #include "rvenc/common/auth.hpp"
 #include "rvenc/http/access_log.hpp"
 #include "rvenc/http/url.hpp"
+#include "rvenc/protocol/responses.hpp"
+#include "rvenc/protocol/sse.hpp"
 
 namespace rvenc::proxy {
 
@@ -52,6 +54,7 @@ http::Response json_reply(const http::Request& request, unsigned status, std::st
 }
 
 constexpr std::string_view kModelPathPrefix = "/v1/models/";
+constexpr std::string_view kResponsesPathPrefix = "/v1/responses/";
 
 bool lists_model(const json::object& list, std::string_view model) {
   const auto* data = list.if_contains("data");
@@ -100,13 +103,15 @@ ProxyService::ProxyService(const ProxyOptions& options, DekStore* store)
                                  .gateway_url = options.gateway_url,
                                  .platform_public_key = options.platform_public_key,
                                  .measurement = options.measurement,
-                                 .protocol_version = options.protocol_version}) {}
+                                 .protocol_version = options.protocol_version}),
+      responses_(options.responses) {}
 
 http::Router ProxyService::router() {
   http::Router router;
   router.post("/v1/chat/completions", [this](http::Request& r, http::ResponseWriter& w) { return chat_completions(r, w); });
   router.post("/v1/completions", [this](http::Request& r, http::ResponseWriter& w) { return completions(r, w); });
   router.post("/v1/embeddings", [this](http::Request& r, http::ResponseWriter& w) { return embeddings(r, w); });
+  router.post("/v1/responses", [this](http::Request& r, http::ResponseWriter& w) { return responses(r, w); });
   router.get("/v1/models", [this](http::Request& r, http::ResponseWriter& w) { return models(r, w); });
   router.get("/healthz", [this](http::Request& r, http::ResponseWriter& w) { return healthz(r, w); });
   chat_page_.add_routes(router);
@@ -119,6 +124,9 @@ http::Handler ProxyService::handler() {
     const std::string_view path = http::target_path(request);
     if (request.method() == http::Verb::get && path.starts_with(kModelPathPrefix) && path.size() > kModelPathPrefix.size())
       return models(request, writer);
+    if ((request.method() == http::Verb::get || request.method() == http::Verb::delete_) &&
+        path.starts_with(kResponsesPathPrefix) && path.size() > kResponsesPathPrefix.size())
+      return stored_response(request, writer);
     return routes(request, writer);
   };
 }
@@ -191,6 +199,32 @@ http::awaitable<void> ProxyService::models(http::Request& request, http::Respons
   co_await writer.send(error_reply(request, model_not_found(id)));
 }
 
+http::awaitable<std::optional<ApiError>> ProxyService::prepare_call(const http::Request& request,
+                                                                    std::shared_ptr<CachedClient>& entry,
+                                                                    const std::string& model) {
+  if (auto refused = co_await check_model(*entry, model)) {
+    if (refused->status == 401 || refused->status == 403) cache_.forget(*entry);
+    co_return refused;
+  }
+  if (auto ready = co_await cache_.prepare_keys(entry, model, unix_now()); !ready) {
+    spdlog::warn("proxy: cannot make encryption keys for key {}: {}", mask_secret(request[bhttp::field::authorization]),
+                 ready.error().to_string());
+    co_return api_error(ready.error());
+  }
+  co_return std::nullopt;
+}
+
+ApiError ProxyService::call_error(const http::Request& request, CachedClient& entry, const client::ResponseMeta& meta,
+                                  const Error& error) {
+  ApiError out = api_error(error);
+  out.headers = meta.headers;
+  if (out.status == 401 || out.status == 403) cache_.forget(entry);
+  if (out.status >= 500)
+    spdlog::warn("proxy: request for key {} failed: {}", mask_secret(request[bhttp::field::authorization]),
+                 error.to_string());
+  return out;
+}
+
 http::awaitable<void> ProxyService::chat_completions(http::Request& request, http::ResponseWriter& writer) {
   co_await forward(request, writer, protocol::Endpoint::chat_completions);
 }
@@ -227,30 +261,15 @@ http::awaitable<void> ProxyService::forward(http::Request& request, http::Respon
     co_await writer.send(error_reply(request, api_error(chat.error())));
     co_return;
   }
-  if (auto refused = co_await check_model(**entry, chat->model)) {
-    if (refused->status == 401 || refused->status == 403) cache_.forget(**entry);
+  if (auto refused = co_await prepare_call(request, *entry, chat->model)) {
     co_await writer.send(error_reply(request, *refused));
-    co_return;
-  }
-  if (auto ready = co_await cache_.prepare_keys(*entry, chat->model, unix_now()); !ready) {
-    spdlog::warn("proxy: cannot make encryption keys for key {}: {}", mask_secret(request[bhttp::field::authorization]),
-                 ready.error().to_string());
-    co_await writer.send(error_reply(request, api_error(ready.error())));
     co_return;
   }
 
   client::ResponseMeta meta;
   client::CallOptions call;
   call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
-  const auto fail_with = [&](const Error& error) {
-    ApiError out = api_error(error);
-    out.headers = meta.headers;
-    if (out.status == 401 || out.status == 403) cache_.forget(**entry);
-    if (out.status >= 500)
-      spdlog::warn("proxy: request for key {} failed: {}", mask_secret(request[bhttp::field::authorization]),
-                   error.to_string());
-    return out;
-  };
+  const auto fail_with = [&](const Error& error) { return call_error(request, **entry, meta, error); };
 
   const bool text = endpoint == protocol::Endpoint::completions;
   if (!chat->stream) {
@@ -308,6 +327,112 @@ http::awaitable<void> ProxyService::forward(http::Request& request, http::Respon
   }
   co_await writer.write(tail);
   co_await writer.end_stream();
+}
+
+// --- POST /v1/responses, GET/DELETE /v1/responses/{id} -------------------------------------------
+
+http::awaitable<void> ProxyService::responses(http::Request& request, http::ResponseWriter& writer) {
+  auto entry = client_for(request);
+  if (!entry) {
+    co_await writer.send(error_reply(request, entry.error()));
+    co_return;
+  }
+  const auto owner = ResponsesStore::owner_of(bearer_token(request[bhttp::field::authorization]).value_or(""));
+  auto prepared = prepare_responses_request(request.body(), responses_, owner);
+  if (!prepared) {
+    co_await writer.send(error_reply(request, api_error(prepared.error())));
+    co_return;
+  }
+  if (auto refused = co_await prepare_call(request, *entry, prepared->model)) {
+    co_await writer.send(error_reply(request, *refused));
+    co_return;
+  }
+  if (prepared->stream) {
+    // (References, not by-value temporaries: GCC 12 may destroy those twice across co_await.)
+    co_await stream_responses(request, writer, *entry, *prepared);
+    co_return;
+  }
+  client::ResponseMeta meta;
+  client::CallOptions call;
+  call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
+  auto response = co_await (*entry)->client.responses.async_create(prepared->body, call);
+  if (!response) {
+    co_await writer.send(error_reply(request, call_error(request, **entry, meta, response.error())));
+    co_return;
+  }
+  cache_.confirm(**entry, prepared->model);
+  restore_request_fields(*response, *prepared);
+  std::string body = json::serialize(*response);
+  if (prepared->store) responses_.put(owner, std::move(prepared->input), std::move(*response));
+  co_await writer.send(json_reply(request, 200, std::move(body), meta.headers));
+}
+
+http::awaitable<void> ProxyService::stream_responses(http::Request& request, http::ResponseWriter& writer,
+                                                     std::shared_ptr<CachedClient>& entry, PreparedResponses& prepared) {
+  const auto owner = ResponsesStore::owner_of(bearer_token(request[bhttp::field::authorization]).value_or(""));
+  client::ResponseMeta meta;
+  client::CallOptions call;
+  call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
+  std::optional<json::object> final_response;
+  std::int64_t next_sequence = 0;
+  // Each decrypted event goes to the caller at once, in OpenAI's form ("event: <type>").
+  client::AsyncChunkHandler on_event = [&](const client::Chunk& chunk) -> http::awaitable<Status> {
+    if (!writer.started()) {
+      http::ResponseHeader header = http::event_stream_header(200);
+      add_headers(header, meta.headers);
+      if (!co_await writer.begin_stream(std::move(header))) co_return fail(Errc::transport_error, "the client left");
+    }
+    json::object event = chunk.object;
+    if (auto* response = event.if_contains("response"); response != nullptr && response->is_object())
+      restore_request_fields(response->get_object(), prepared);
+    if (auto terminal = protocol::terminal_response(event)) final_response = std::move(*terminal);
+    if (const auto* n = event.if_contains("sequence_number"); n != nullptr && n->is_int64())
+      next_sequence = n->get_int64() + 1;
+    const auto* type = event.if_contains("type");
+    const std::string text = protocol::format_event(type != nullptr && type->is_string() ? std::string_view(type->get_string()) : "",
+                                                    json::serialize(event));
+    if (!co_await writer.write(text)) co_return fail(Errc::transport_error, "the client disconnected");
+    co_return Status{};
+  };
+  auto status = co_await entry->client.responses.async_create(prepared.body, on_event, call);
+  if (status) cache_.confirm(*entry, prepared.model);
+  if (final_response && prepared.store && final_response->at("status") != "failed")
+    responses_.put(owner, std::move(prepared.input), std::move(*final_response));
+  if (writer.client_gone()) co_return;
+  if (!status && !writer.started()) {
+    co_await writer.send(error_reply(request, call_error(request, *entry, meta, status.error())));
+    co_return;
+  }
+  if (!status && !final_response) {
+    // Broken before the enclave's own error events: OpenAI's stream error event.
+    const ApiError error = call_error(request, *entry, meta, status.error());
+    const std::string text = protocol::format_event(
+        "error", json::serialize(json::object{{"type", "error"}, {"code", error.code}, {"message", error.message},
+                                              {"param", nullptr}, {"sequence_number", next_sequence}}));
+    co_await writer.write(text);
+  }
+  co_await writer.end_stream();
+}
+
+http::awaitable<void> ProxyService::stored_response(http::Request& request, http::ResponseWriter& writer) {
+  auto entry = client_for(request);
+  if (!entry) {
+    co_await writer.send(error_reply(request, entry.error()));
+    co_return;
+  }
+  const auto owner = ResponsesStore::owner_of(bearer_token(request[bhttp::field::authorization]).value_or(""));
+  const std::string id(http::target_path(request).substr(kResponsesPathPrefix.size()));
+  const bool remove = request.method() == http::Verb::delete_;
+  if (const auto* found = responses_.find(owner, id); found != nullptr) {
+    std::string body = remove ? json::serialize(json::object{{"id", id}, {"object", "response.deleted"}, {"deleted", true}})
+                              : json::serialize(*found);
+    if (remove) responses_.erase(owner, id);
+    co_await writer.send(json_reply(request, 200, std::move(body)));
+    co_return;
+  }
+  ApiError error = api_error(Error{Errc::not_found, "No stored response with this id (responses are kept by this rvenc "
+                                                    "proxy, in memory, when created with store: true)"});
+  co_await writer.send(error_reply(request, error));
 }
 
 // --- ProxyServer ----------------------------------------------------------------------------

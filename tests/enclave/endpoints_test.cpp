@@ -1,6 +1,7 @@
 // The endpoint marker inside the encrypted request (docs/endpoints.md): the enclave's dispatch to
 // the completions and embeddings validators, engines and upstream paths, driven through
 // http::RecordingWriter with real crypto; the upstream is FakeOpenAi serving each endpoint natively.
+// Responses requests are translated for the demo engine and a chat-only upstream.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -67,6 +68,22 @@ class EndpointsTest : public ::testing::Test {
     EXPECT_EQ(answer.writer.status(), 400u) << answer.writer.body();
     if (message != nullptr) *message = std::string(json::parse(answer.writer.body()).at("error").at("message").as_string());
     return error_code_of(answer.writer.body());
+  }
+
+  using Cases = std::vector<std::pair<json::object, std::string>>;
+  // Each case (members added to a demo-model request of `endpoint`, text its message must hold) is
+  // refused with invalid_inference; the message never holds `never` (content) when given.
+  void expect_refusals(std::string_view endpoint, const Cases& cases, std::string_view never = {}) {
+    for (const auto& [extra, expected] : cases) {
+      json::object body{{"rvenc_endpoint", json::string(endpoint)}, {"model", "rvenc-demo"}};
+      for (const auto& [k, v] : extra) body[k] = v;
+      std::string message;
+      EXPECT_EQ(refusal(body, &message), "invalid_inference") << expected;
+      EXPECT_NE(message.find(expected), std::string::npos) << message;
+      if (!never.empty()) {
+        EXPECT_EQ(message.find(never), std::string::npos) << "never echoes content: " << message;
+      }
+    }
   }
 
   test::FakeOpenAi fake_;
@@ -145,6 +162,37 @@ TEST_F(EndpointsTest, UpstreamEmbeddingsErrorIsASealedUpstreamError) {
   EXPECT_EQ(fake_.last_path(), "/err/v1/embeddings");
 }
 
+// The responses row (docs/responses.md): validated by translation, answered with Responses events
+// translated from the engine's chat chunks (demo engine, and an upstream serving chat only).
+TEST_F(EndpointsTest, ResponsesAreAnsweredWithResponsesEventsFromChatEngines) {
+  for (const std::string model : {"rvenc-demo", "up-ok"}) {
+    auto answer = post({{"rvenc_endpoint", "responses"}, {"model", model}, {"input", "hi"}, {"max_output_tokens", 2000}});
+    ASSERT_EQ(answer.writer.status(), 200u) << answer.writer.body();
+    ASSERT_TRUE(answer.stream.done) << model;
+    ASSERT_FALSE(answer.stream.error) << model;
+    ASSERT_GE(answer.stream.chunks.size(), 3u) << model;
+    EXPECT_EQ(json::parse(answer.stream.chunks.front()).at("type").as_string(), "response.created");
+    const auto last = json::parse(answer.stream.chunks.back()).as_object();
+    EXPECT_EQ(last.at("type").as_string(), "response.completed") << model;
+    EXPECT_EQ(last.at("response").at("object").as_string(), "response");
+  }
+  const auto sent = fake_.last_request();
+  EXPECT_FALSE(sent.contains("rvenc_endpoint"));
+  EXPECT_FALSE(sent.contains("input"));
+  EXPECT_EQ(sent.at("messages").as_array().size(), 1u);
+  EXPECT_EQ(sent.at("max_tokens").as_int64(), 2000);
+}
+
+TEST_F(EndpointsTest, BadResponsesAreRefusedNamingTheMember) {
+  const Cases cases{
+      {{{"input", "x"}, {"background", true}}, "background"},
+      {{{"input", "x"}, {"tools", json::array{json::object{{"type", "web_search"}}}}}, "tools"},
+      {{{"input", "x"}, {"messages", json::array{}}}, "messages"},
+      {{}, "input is required"},
+  };
+  expect_refusals("responses", cases);
+}
+
 TEST_F(EndpointsTest, UnknownOrMistypedEndpointIsInvalidInferenceNamingTheMember) {
   for (const json::value& name : {json::value("images"), json::value(7), json::value(nullptr)}) {
     std::string message;
@@ -156,7 +204,7 @@ TEST_F(EndpointsTest, UnknownOrMistypedEndpointIsInvalidInferenceNamingTheMember
 }
 
 TEST_F(EndpointsTest, BadEmbeddingsInputsAreRefusedNamingTheMember) {
-  const std::vector<std::pair<json::object, std::string>> cases{
+  const Cases cases{
       {{{"input", strings(protocol::kMaxEmbeddingInputs + 1)}}, "more than 2048"},
       {{{"input", 42}}, "input must be"},
       {{{"input", json::array{"a", 1}}}, "one kind per array"},
@@ -171,18 +219,11 @@ TEST_F(EndpointsTest, BadEmbeddingsInputsAreRefusedNamingTheMember) {
       {{}, "input is required"},
       {{{"input", std::string(protocol::kMaxEmbeddingInputBytes + 1, 'a')}}, "longer than"},
   };
-  for (const auto& [extra, expected] : cases) {
-    json::object body{{"rvenc_endpoint", "embeddings"}, {"model", "rvenc-demo"}};
-    for (const auto& [k, v] : extra) body[k] = v;
-    std::string message;
-    EXPECT_EQ(refusal(body, &message), "invalid_inference") << expected;
-    EXPECT_NE(message.find(expected), std::string::npos) << message;
-    EXPECT_EQ(message.find("input 0"), std::string::npos) << "never echoes content: " << message;
-  }
+  expect_refusals("embeddings", cases, "input 0");
 }
 
 TEST_F(EndpointsTest, BadCompletionsAreRefusedNamingTheMember) {
-  const std::vector<std::pair<json::object, std::string>> cases{
+  const Cases cases{
       {{}, "prompt is required"},
       {{{"prompt", json::object{}}}, "prompt must be"},
       {{{"prompt", strings(protocol::kMaxCompletionPrompts + 1)}}, "more than 128"},
@@ -192,13 +233,7 @@ TEST_F(EndpointsTest, BadCompletionsAreRefusedNamingTheMember) {
       {{{"prompt", "x"}, {"echo", "yes"}}, "echo"},
       {{{"prompt", "x"}, {"n", 2}}, "n must be 1"},
   };
-  for (const auto& [extra, expected] : cases) {
-    json::object body{{"rvenc_endpoint", "completions"}, {"model", "rvenc-demo"}};
-    for (const auto& [k, v] : extra) body[k] = v;
-    std::string message;
-    EXPECT_EQ(refusal(body, &message), "invalid_inference") << expected;
-    EXPECT_NE(message.find(expected), std::string::npos) << message;
-  }
+  expect_refusals("completions", cases);
 }
 
 TEST_F(EndpointsTest, DemoEmbeddingsAreDeterministicUnitVectorsInBothEncodings) {

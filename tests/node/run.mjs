@@ -10,6 +10,6 @@ if (!existsSync(join(here, 'node_modules', 'openai', 'package.json'))) {
   process.exit(77);
 }
 const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', 'proxy.test.mjs', 'replicas.test.mjs',
-  'tls.test.mjs', 'rotation.test.mjs', 'endpoints.test.mjs'],
+  'tls.test.mjs', 'rotation.test.mjs', 'endpoints.test.mjs', 'responses.test.mjs'],
   { cwd: here, stdio: 'inherit' });
 process.exit(result.status ?? 1);

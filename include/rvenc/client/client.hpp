@@ -216,6 +216,30 @@ struct Chat {
   Completions completions;
 };
 
+// client.responses: the OpenAI Responses API (docs/responses.md). The request goes the chat route,
+// encrypted, with "rvenc_endpoint": "responses" added inside the ciphertext; the enclave answers
+// with Responses streaming events (translated from chat completions, or from an upstream serving
+// /v1/responses). The enclave stores nothing: previous_response_id is refused there (rvenc proxy
+// keeps conversations locally).
+class Responses {
+ public:
+  // Non-streaming: the response object of the terminal event (response.completed, or
+  // response.incomplete when max_output_tokens cut it); an engine failure is its error.
+  [[nodiscard]] Result<boost::json::object> create(const boost::json::object& request,
+                                                   const CallOptions& options = {}) const;
+  // Streaming: `on_event` for each Responses event (Chunk::object) as it arrives.
+  [[nodiscard]] Status create(const boost::json::object& request, const ChunkHandler& on_event,
+                              const CallOptions& options = {}) const;
+  [[nodiscard]] http::awaitable<Result<boost::json::object>> async_create(boost::json::object request,
+                                                                          CallOptions options = {}) const;
+  [[nodiscard]] http::awaitable<Status> async_create(boost::json::object request, AsyncChunkHandler on_event,
+                                                     CallOptions options = {}) const;
+
+ private:
+  friend class Client;
+  std::shared_ptr<detail::ClientState> state_;
+};
+
 // client.completions: legacy text completions ("rvenc_endpoint": "completions", docs/endpoints.md).
 class TextCompletions {
  public:
@@ -255,6 +279,7 @@ class Client {
   Chat chat;
   TextCompletions completions;
   Embeddings embeddings;
+  Responses responses;
 
   [[nodiscard]] const ClientOptions& options() const noexcept;
 

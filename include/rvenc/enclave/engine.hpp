@@ -2,7 +2,8 @@
 // An engine receives a validated chat request and hands each chat.completion.chunk JSON to a
 // sink as soon as it is produced; the enclave seals and streams them. Requests of the other
 // endpoints (docs/endpoints.md) go to serve(): legacy completions stream text_completion chunks,
-// embeddings hand the one `list` object to the sink.
+// embeddings hand the one `list` object to the sink; Responses requests go to respond()
+// (docs/responses.md).
 #pragma once
 
 #include <chrono>
@@ -21,6 +22,8 @@
 #include "rvenc/http/url.hpp"
 #include "rvenc/protocol/chat.hpp"
 #include "rvenc/protocol/endpoint.hpp"
+#include "rvenc/protocol/responses.hpp"
+#include "rvenc/protocol/sse.hpp"
 
 namespace rvenc::enclave {
 
@@ -50,6 +53,12 @@ class Engine {
   // Generates the answer to `request` (which outlives the call) into `sink`.
   [[nodiscard]] virtual http::awaitable<EngineOutcome> generate(const protocol::ChatRequest& request,
                                                                 ChunkSink sink) = 0;
+  // The Responses API (protocol/responses.hpp, docs/responses.md): one Responses event JSON per
+  // sink call, from response.created to the terminal event. By default translated: `chat` (the
+  // validated request.chat) is generated and its chunks become Responses events; an engine that
+  // serves /v1/responses itself overrides it. Ids are random ("resp_" + 32 hex digits).
+  [[nodiscard]] virtual http::awaitable<EngineOutcome> respond(const protocol::ResponsesRequest& request,
+                                                               const protocol::ChatRequest& chat, ChunkSink sink);
   // A request of another endpoint (request.endpoint), answered into `sink`: the upstream engine
   // POSTs it to `call.path`; the demo engine answers completions and embeddings itself. The
   // default answers invalid_inference: the engine does not serve the endpoint.
@@ -161,6 +170,9 @@ struct UpstreamEngineOptions {
   http::Url base;  // e.g. http://127.0.0.1:8000/v1; requests go to {base}/chat/completions
   // Connect timeout, and longest silence while waiting for the head or the next bytes.
   std::chrono::milliseconds timeout = kDefaultUpstreamTimeout;
+  // The server answers POST {base}/responses itself (--upstream-responses): Responses requests are
+  // forwarded (stream: true, store: false) instead of translated to chat completions.
+  bool native_responses = false;
 };
 
 // POSTs the request (model passed through, stream=true, stream_options.include_usage=true) and
@@ -176,8 +188,16 @@ class UpstreamEngine final : public Engine {
   // one answer (at most kMaxUpstreamJsonReply bytes) and hands it to the sink whole.
   [[nodiscard]] http::awaitable<EngineOutcome> serve(const protocol::ChatRequest& request, UpstreamCall call,
                                                      ChunkSink sink) override;
+  // Forwarded to {base}/responses when options.native_responses; translated otherwise. The events
+  // are relayed until the terminal one (response.completed/.incomplete/.failed); usage from it.
+  [[nodiscard]] http::awaitable<EngineOutcome> respond(const protocol::ResponsesRequest& request,
+                                                       const protocol::ChatRequest& chat, ChunkSink sink) override;
 
  private:
+  // Takes one event; true once the stream is complete (its end marker), an error to stop.
+  using EventHandler = std::function<http::awaitable<Result<bool>>(protocol::SseEvent& event)>;
+  [[nodiscard]] static http::awaitable<Status> read_events(http::ResponseStream& stream, const EventHandler& handler,
+                                                           std::string_view end_marker);
   [[nodiscard]] http::awaitable<EngineOutcome> relay_json(const protocol::ChatRequest& request, std::string_view path,
                                                           ChunkSink sink);
   UpstreamEngineOptions options_;

@@ -40,6 +40,8 @@ struct EnclaveOptions {
   AttestationConfig attestation;
   std::optional<std::filesystem::path> gateway_token_file;
   std::vector<std::string> upstreams;  // "MODEL=URL"
+  // Models of `upstreams` whose server answers POST /v1/responses itself (forwarded, not translated).
+  std::vector<std::string> responses_upstreams;
   std::string upstream_ca_file;  // PEM bundle verifying https:// upstreams (system trust store when empty)
   // The demo engine's model. Unset: "rvenc-demo" when no upstream is given, else no demo engine.
   std::optional<std::string> demo_model;

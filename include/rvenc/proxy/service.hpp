@@ -9,7 +9,9 @@
 //   (*proxy)->start();  ...  (*proxy)->url();  ...  (*proxy)->stop(); (*proxy)->wait();
 //
 // Routes: POST /v1/chat/completions and /v1/completions (streaming and not), POST /v1/embeddings
-// (docs/endpoints.md), GET /v1/models (the gateway's list) and /v1/models/{id},
+// (docs/endpoints.md), POST /v1/responses (streaming and not; stored responses in a local
+// ResponsesStore: GET and DELETE /v1/responses/{id}, docs/responses.md), GET /v1/models (the
+// gateway's list) and /v1/models/{id},
 // GET /healthz (and /health), GET /chat (the browser chat page, chat_page.hpp). Design: ProxyService holds the
 // handlers (testable with http::RecordingWriter);
 // ProxyServer binds them to an http::Server. The proxy serves on one io thread, so a key's cache
@@ -37,6 +39,7 @@
 #include "rvenc/proxy/client_cache.hpp"
 #include "rvenc/proxy/dek_store.hpp"
 #include "rvenc/proxy/openai.hpp"
+#include "rvenc/proxy/responses_store.hpp"
 
 namespace rvenc::proxy {
 
@@ -71,6 +74,8 @@ struct ProxyOptions {
   std::filesystem::path chat_dir = default_chat_dir();
   // One line per request (http/access_log.hpp: method, path, status, duration, masked key); --quiet.
   bool access_log = true;
+  // Responses kept for previous_response_id and GET/DELETE /v1/responses/{id} (memory only).
+  ResponsesStoreOptions responses;
 };
 
 // True for "localhost" and loopback IP literals (127.0.0.0/8, ::1).
@@ -84,6 +89,12 @@ class ProxyService {
   ProxyService(const ProxyOptions& options, DekStore* store);
 
   http::awaitable<void> chat_completions(http::Request& request, http::ResponseWriter& writer);
+  // POST /v1/responses: previous_response_id expanded from the local store, sealed with store
+  // false; the answer kept locally when the caller asked for store (OpenAI's default).
+  http::awaitable<void> responses(http::Request& request, http::ResponseWriter& writer);
+  // GET /v1/responses/{id} (the stored response) and DELETE /v1/responses/{id}; 404 not_found
+  // for an id this key has not stored.
+  http::awaitable<void> stored_response(http::Request& request, http::ResponseWriter& writer);
   // POST /v1/completions (legacy, streaming and not) and POST /v1/embeddings (float and base64):
   // the same path as chat, through the SDK's client.completions / client.embeddings.
   http::awaitable<void> completions(http::Request& request, http::ResponseWriter& writer);
@@ -99,6 +110,7 @@ class ProxyService {
   [[nodiscard]] http::Handler handler();
 
   [[nodiscard]] ClientCache& cache() noexcept { return cache_; }
+  [[nodiscard]] const ResponsesStore& stored_responses() const noexcept { return responses_; }
 
  private:
   // The cached client of the request's Bearer key, or the error to answer with (401 when absent).
@@ -106,6 +118,15 @@ class ProxyService {
   // nullopt when the gateway serves `model`; model_not_found (or the error fetching the list).
   http::awaitable<std::optional<ApiError>> check_model(CachedClient& entry, const std::string& model);
   http::awaitable<Result<boost::json::object>> fetch_models(CachedClient& entry);
+  // check_model then the encryption keys for `model`: the client to call, or the error to answer.
+  http::awaitable<std::optional<ApiError>> prepare_call(const http::Request& request,
+                                                        std::shared_ptr<CachedClient>& entry, const std::string& model);
+  // A failed call as answered: the gateway's headers kept, a refused key forgotten, 5xx logged.
+  ApiError call_error(const http::Request& request, CachedClient& entry, const client::ResponseMeta& meta,
+                      const Error& error);
+  // Streams a Responses call's events to the caller (OpenAI's "event: <type>" SSE form).
+  http::awaitable<void> stream_responses(http::Request& request, http::ResponseWriter& writer,
+                                         std::shared_ptr<CachedClient>& entry, PreparedResponses& prepared);
   // One request of `endpoint`: key, model check, keys, then the SDK call (streamed when asked).
   http::awaitable<void> forward(http::Request& request, http::ResponseWriter& writer, protocol::Endpoint endpoint);
   // The non-streaming SDK call of `endpoint`: the assembled object (embeddings: the list).
@@ -115,6 +136,7 @@ class ProxyService {
   ProxyOptions options_;
   ClientCache cache_;
   ChatPage chat_page_;
+  ResponsesStore responses_;
   std::optional<boost::json::object> models_;
   std::int64_t models_fetched_at_ = 0;
 };

@@ -22,7 +22,7 @@
 // the call and closes the connection, so the enclave stops generating.
 import { SHAPING_MEMBER, SHAPING_MODES, ShapingMode } from './shaping.js';
 import { CompletionAssembler } from './assemble.js';
-import { Embeddings, TextCompletions } from './endpoints.js';
+import { Embeddings, marked, TextCompletions } from './endpoints.js';
 import { AttestationDocument, AttestationPolicy, CHALLENGE_BYTES, parseAttestation, verifyAttestation } from './attestation.js';
 import {
   fromHex, NONCE_BYTES, randomBytes, ready, toHex, utf8, xwingEncapsulate, KEY_ID_BYTES,
@@ -30,7 +30,9 @@ import {
 } from './crypto.js';
 import { AttestationError, ConnectionError, errorFromHttp, RvencError, StreamError } from './errors.js';
 import { ProtocolVersion, ResponseDecoder, sealRequestWithDecoder } from './protocol.js';
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams } from './types.js';
+import type {
+  ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams, ResponseCreateParams, ResponseObject, ResponseStreamEvent,
+} from './types.js';
 
 export const DEFAULT_BASE_URL = 'http://127.0.0.1:8400';
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
@@ -408,11 +410,36 @@ class Completions {
   }
 }
 
+const kTerminalEvents = new Set(['response.completed', 'response.incomplete', 'response.failed']);
+
+/**
+ * client.responses: the OpenAI Responses API (docs/responses.md). Sealed like a chat request, with
+ * "rvenc_endpoint": "responses" inside the ciphertext; the enclave answers with Responses events.
+ * A non-streaming call returns the terminal event's response object. The enclave stores nothing:
+ * previous_response_id needs `rvenc proxy`, which keeps conversations on the user's machine.
+ */
+class Responses {
+  constructor(private readonly client: RvencClient) {}
+
+  create(params: ResponseCreateParams & { stream: true }, options?: RequestOptions): Promise<AsyncIterable<ResponseStreamEvent>>;
+  create(params: ResponseCreateParams & { stream?: false | null }, options?: RequestOptions): Promise<ResponseObject>;
+  async create(params: ResponseCreateParams, options: RequestOptions = {}): Promise<ResponseObject | AsyncIterable<ResponseStreamEvent>> {
+    const sealed = marked(params, 'responses') as unknown as ChatCompletionCreateParams;
+    const events = (await this.client.openChat(sealed, options)) as unknown as AsyncIterable<ResponseStreamEvent>;
+    if (params.stream) return events;
+    let final: ResponseObject | undefined;
+    for await (const event of events) if (kTerminalEvents.has(event.type) && event.response) final = event.response;
+    if (!final) throw new RvencError('upstream_error', 'the Responses stream ended without a final response event');
+    return final;
+  }
+}
+
 export class RvencClient {
   readonly chat: { completions: Completions };
   /** Legacy completions and embeddings (docs/endpoints.md). */
   readonly completions: TextCompletions;
   readonly embeddings: Embeddings;
+  readonly responses: Responses;
   private readonly o: Resolved;
   /** The keys made last (or given in the options): what `encryptionKeys` shows. */
   private keys: Keys | null;
@@ -429,6 +456,7 @@ export class RvencClient {
     this.chat = { completions: new Completions(this) };
     this.completions = new TextCompletions(this);
     this.embeddings = new Embeddings(this);
+    this.responses = new Responses(this);
   }
 
   /** The keys in use now (null before any are made): the ones made last. Secret. */

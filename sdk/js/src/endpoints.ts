@@ -11,7 +11,8 @@ const MAX_CHOICES = 128;
 /** Something that opens an encrypted call for a request body (RvencClient.openChat). */
 type Opener = Pick<RvencClient, 'openChat'>;
 
-function marked(params: object, endpoint: 'completions' | 'embeddings'): Record<string, unknown> {
+/** The request as sealed: its endpoint named inside the ciphertext (also client.responses). */
+export function marked(params: object, endpoint: 'completions' | 'embeddings' | 'responses'): Record<string, unknown> {
   if (!params || typeof params !== 'object' || Array.isArray(params)) {
     throw new RvencError('invalid_request', `create() needs the ${endpoint} request object`);
   }

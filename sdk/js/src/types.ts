@@ -131,3 +131,37 @@ export interface CreateEmbeddingResponse {
   model: string;
   usage: { prompt_tokens: number; total_tokens: number };
 }
+
+// --- The Responses API (docs/responses.md): the OpenAI shapes, loosely typed ------------------
+
+export interface ResponseCreateParams {
+  model: string;
+  input: string | Array<Record<string, unknown>>;
+  stream?: boolean | null;
+  [key: string]: unknown;
+}
+
+export interface ResponseUsage {
+  input_tokens: number;
+  output_tokens: number;
+  total_tokens: number;
+  [key: string]: unknown;
+}
+
+export interface ResponseObject {
+  id: string;
+  object: 'response';
+  created_at: number;
+  status: 'completed' | 'incomplete' | 'failed' | 'in_progress';
+  model: string;
+  output: Array<Record<string, unknown>>;
+  usage: ResponseUsage | null;
+  [key: string]: unknown;
+}
+
+export interface ResponseStreamEvent {
+  type: string;
+  sequence_number: number;
+  response?: ResponseObject;
+  [key: string]: unknown;
+}

@@ -1,4 +1,4 @@
-// client.completions and client.embeddings (issue 26, docs/endpoints.md) against a live `rvenc up`
+// client.completions, client.embeddings and client.responses (issue 26, docs/endpoints.md, docs/responses.md) against a live `rvenc up`
 // stack through the man-in-the-middle: OpenAI shapes back, the endpoint and the input never on the
 // wire in the clear, and the enclave's refusals as APIError with the member named.
 import { after, before, test } from 'node:test';
@@ -68,4 +68,21 @@ test('bad input: APIError 400 invalid_inference naming the member', async () => 
     assert.match(e.message, /encoding_format/);
     return true;
   });
+});
+
+test('responses.create: the final response object, and the event stream (rvenc_endpoint "responses")', async () => {
+  mitm.mode = 'pass';
+  mitm.bodies.length = 0;
+  const c = client();
+  const response = await c.responses.create({ model: 'rvenc-demo', input: SECRET, max_output_tokens: 2000 });
+  assert.equal(response.object, 'response');
+  assert.equal(response.status, 'completed');
+  assert.ok(response.usage.input_tokens > 0 && response.usage.output_tokens > 0);
+  const events = [];
+  for await (const event of await c.responses.create({ model: 'rvenc-demo', input: 'hi', stream: true })) events.push(event.type);
+  assert.equal(events[0], 'response.created');
+  assert.ok(['response.completed', 'response.incomplete'].includes(events.at(-1)));
+  for (const body of mitm.bodies) assert.ok(!body.includes('embed-this-secret'), 'no plaintext input on the wire');
+  await assert.rejects(c.responses.create({ model: 'rvenc-demo', input: 'x', background: true }),
+    (e) => e instanceof APIError && e.status === 400 && /background/.test(e.message));
 });
