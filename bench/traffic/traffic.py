@@ -230,7 +230,8 @@ def svg(report):
                   f'<text x="{x0 + panel - pad}" y="{py(0.5) - 4}" text-anchor="end" fill="#888">chance</text>',
                   f'<line x1="{x0 + pad}" y1="{py(0.55)}" x2="{x0 + panel - pad}" y2="{py(0.55)}" stroke="#6a6" stroke-dasharray="2"/>',
                   f'<text x="{x0 + panel - pad}" y="{py(0.55) - 4}" text-anchor="end" fill="#6a6">cadence target 0.55</text>']
-        for j, (mode, m) in enumerate(report["modes"].items()):
+        placed = []  # label positions so far: a label that would sit on another moves down a line
+        for mode, m in report["modes"].items():
             if isinstance(m["auc"], float) and math.isnan(m["auc"]):
                 continue
             x, y = px(m[key]), py(max(0.4, min(1.0, m["auc"])))
@@ -238,7 +239,11 @@ def svg(report):
             if not math.isnan(m.get("aucWithUsage", float("nan"))):
                 parts.append(f'<circle cx="{x:.1f}" cy="{py(max(0.4, min(1.0, m["aucWithUsage"]))):.1f}" r="5" '
                              'fill="none" stroke="#36c"/>')
-            parts.append(f'<text x="{x + 8:.1f}" y="{y + 4 + 12 * j:.1f}">{mode} (AUC {m["auc"]:.2f}, '
+            ly = y + 4
+            while any(abs(px_ - x) < 60 and abs(py_ - ly) < 12 for px_, py_ in placed):
+                ly += 12
+            placed.append((x, ly))
+            parts.append(f'<text x="{x + 8:.1f}" y="{ly:.1f}">{mode} (AUC {m["auc"]:.2f}, '
                          f'{m[key] * scale:+.0f}{unit})</text>')
     parts.append(f'<text x="{w / 2}" y="16" text-anchor="middle">filled: sizes and times; ring: also the billed usage</text>')
     parts.append("</svg>\n")
