@@ -73,21 +73,50 @@ def read_lines(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+FEATURES = ["events", "bytes", "duration", "first event", "mean size", "size sd", "min size", "max size",
+            "distinct sizes", "small events", "mean gap", "gap sd", "gap p10", "gap p50", "gap p90",
+            "first record", "end off grid"]
+
+
 def features(view):
     """What an observer of the gateway's socket can compute from the stream: counts, sizes, timing.
 
-    The billed usage is left out on purpose (the issue's attacker sees sizes and arrival times
-    only); under cadence it is rounded to a token bucket, which leaks the answer's token count at
-    that granularity: docs/traffic-shaping.md."""
+    An attacker that knows the policy also looks where cadence could still leak: the first record's
+    time (after init), and how far the last event lands from the cadence grid (the duration against
+    the event count times the median gap, the grid's step as the stream shows it). The billed usage
+    is a separate channel (usage_feature): the issue's attacker sees sizes and arrival times only,
+    and the report gives the AUC with it as well (docs/traffic-shaping.md)."""
     events = view["events"]
     times = [t for t, _ in events]
     sizes = [b for _, b in events]
     gaps = [b - a for a, b in zip(times, times[1:])] or [0.0]
     q = statistics.quantiles(gaps, n=10) if len(gaps) > 1 else [gaps[0]] * 9
     small = sum(1 for s in sizes if s < 400)
-    return [len(events), sum(sizes), times[-1] - times[0] if times else 0, times[0] if times else 0,
+    duration = times[-1] - times[0] if times else 0
+    off_grid = duration - (len(gaps) * statistics.median(gaps))
+    return [len(events), sum(sizes), duration, times[0] if times else 0,
             statistics.mean(sizes), statistics.pstdev(sizes), min(sizes), max(sizes), len(set(sizes)), small,
-            statistics.mean(gaps), statistics.pstdev(gaps), q[0], q[4], q[8]]
+            statistics.mean(gaps), statistics.pstdev(gaps), q[0], q[4], q[8],
+            times[1] if len(times) > 1 else 0, off_grid]
+
+
+def usage_feature(view):
+    """The completion tokens the gateway billed for the stream (under cadence rounded to a bucket)."""
+    return view.get("completionTokens", 0)
+
+
+def single_feature_aucs(x, y, names):
+    """Each feature alone, as a threshold: its AUC (folded above 0.5). What still leaks, one by one."""
+    from sklearn.metrics import roc_auc_score
+    out = {}
+    for i, name in enumerate(names):
+        column = [row[i] for row in x]
+        if len(set(column)) < 2:
+            out[name] = 0.5
+            continue
+        auc = roc_auc_score(y, column)
+        out[name] = round(max(auc, 1 - auc), 3)
+    return out
 
 
 def attack(x, y):
@@ -137,7 +166,12 @@ def classify(args):
         keys = sorted(rows)
         x = [features(rows[k][1]) for k in keys]
         y = [CLASSES.index(answers[k]["class"]) for k in keys]
-        auc, auprc = attack(x, y) if len(set(y)) == 2 and min(y.count(0), y.count(1)) >= 5 else (float("nan"),) * 2
+        usable = len(set(y)) == 2 and min(y.count(0), y.count(1)) >= 5
+        auc, auprc = attack(x, y) if usable else (float("nan"),) * 2
+        # The same attacker that also reads the billed usage (the gateway bills, so it knows it).
+        x_usage = [row + [usage_feature(rows[k][1])] for row, k in zip(x, keys)]
+        auc_usage, _ = attack(x_usage, y) if usable else (float("nan"),) * 2
+        single = single_feature_aucs(x_usage, y, FEATURES + ["billed tokens"]) if usable else {}
         common = [k for k in keys if k in base]
         ttft = [rows[k][0]["ttftMs"] - base[k][0]["ttftMs"] for k in common]
         last = [rows[k][0]["lastTokenMs"] - base[k][0]["lastTokenMs"] for k in common]
@@ -145,6 +179,7 @@ def classify(args):
         bytes_off = sum(sum(b for _, b in base[k][1]["events"]) for k in common)
         report["modes"][mode] = {
             "auc": round(auc, 3), "auprc": round(auprc, 3), "streams": len(keys),
+            "aucWithUsage": round(auc_usage, 3), "singleFeatureAuc": single,
             "addedTtftP50Ms": round(percentile(ttft, 50), 1), "addedTtftP99Ms": round(percentile(ttft, 99), 1),
             "addedLastTokenP50Ms": round(percentile(last, 50), 1),
             "addedLastTokenP99Ms": round(percentile(last, 99), 1),
@@ -158,34 +193,59 @@ def classify(args):
 
 
 def table(report):
-    lines = ["mode      AUC    AUPRC  +TTFT p50  +TTFT p99  +last token p50  bandwidth  streams"]
+    lines = ["mode      AUC    AUPRC  AUC+usage  +TTFT p50  +TTFT p99  +last token p50  bandwidth  streams"]
     for mode, m in report["modes"].items():
-        lines.append(f"{mode:8} {m['auc']:5.3f}  {m['auprc']:5.3f}  {m['addedTtftP50Ms']:7.1f} ms {m['addedTtftP99Ms']:7.1f} ms"
+        lines.append(f"{mode:8} {m['auc']:5.3f}  {m['auprc']:5.3f}  {m['aucWithUsage']:9.3f}"
+                     f"  {m['addedTtftP50Ms']:7.1f} ms {m['addedTtftP99Ms']:7.1f} ms"
                      f"  {m['addedLastTokenP50Ms']:11.1f} ms  {m['bandwidthOverhead'] * 100:+7.1f} %  {m['streams']:7}")
+    for mode, m in report["modes"].items():
+        top = sorted(m["singleFeatureAuc"].items(), key=lambda kv: -kv[1])[:4]
+        lines.append(f"{mode:8} single features: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
     return "\n".join(lines)
 
 
 def svg(report):
-    """AUC per mode against its bandwidth cost: a small dependency-free SVG."""
-    w, h, pad = 420, 300, 50
-    def px(overhead):
-        return pad + (overhead + 0.5) / 1.5 * (w - 2 * pad)
+    """AUC per mode against its cost (bandwidth, added TTFT p50): a small dependency-free SVG.
+
+    Filled dots: the attacker on the stream (sizes and times); rings: the same attacker also
+    reading the billed usage."""
+    w, h, pad, gap = 820, 300, 50, 40
+    panel = (w - gap) // 2
+    panels = [("bandwidthOverhead", "bandwidth overhead vs off (-50 % .. +100 %)", -0.5, 1.0, 100, " %"),
+              ("addedTtftP50Ms", "added TTFT p50 (0 .. 100 ms)", 0.0, 100.0, 1, " ms")]
     def py(auc):
         return h - pad - (auc - 0.4) / 0.6 * (h - 2 * pad)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
-             f'<rect width="{w}" height="{h}" fill="white"/>',
-             f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="black"/>',
-             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="black"/>',
-             f'<text x="{w / 2}" y="{h - 12}" text-anchor="middle">bandwidth overhead vs off (-50 % .. +100 %)</text>',
-             f'<text x="14" y="{h / 2}" transform="rotate(-90 14 {h / 2})" text-anchor="middle">attack AUC (0.4 .. 1.0)</text>',
-             f'<line x1="{pad}" y1="{py(0.5)}" x2="{w - pad}" y2="{py(0.5)}" stroke="#bbb" stroke-dasharray="4"/>',
-             f'<text x="{w - pad}" y="{py(0.5) - 4}" text-anchor="end" fill="#888">chance</text>']
-    for mode, m in report["modes"].items():
-        if isinstance(m["auc"], float) and math.isnan(m["auc"]):
-            continue
-        x, y = px(max(-0.5, min(1.0, m["bandwidthOverhead"]))), py(max(0.4, min(1.0, m["auc"])))
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="#c33"/>')
-        parts.append(f'<text x="{x + 8:.1f}" y="{y + 4:.1f}">{mode} (AUC {m["auc"]:.2f}, {m["bandwidthOverhead"] * 100:+.0f} %)</text>')
+             f'<rect width="{w}" height="{h}" fill="white"/>']
+    for i, (key, label, low, high, scale, unit) in enumerate(panels):
+        x0 = i * (panel + gap)
+        def px(v):
+            return x0 + pad + (max(low, min(high, v)) - low) / (high - low) * (panel - 2 * pad)
+        parts += [f'<line x1="{x0 + pad}" y1="{h - pad}" x2="{x0 + panel - pad}" y2="{h - pad}" stroke="black"/>',
+                  f'<line x1="{x0 + pad}" y1="{pad}" x2="{x0 + pad}" y2="{h - pad}" stroke="black"/>',
+                  f'<text x="{x0 + panel / 2}" y="{h - 12}" text-anchor="middle">{label}</text>',
+                  f'<text x="{x0 + 14}" y="{h / 2}" transform="rotate(-90 {x0 + 14} {h / 2})" text-anchor="middle">'
+                  'attack AUC (0.4 .. 1.0)</text>',
+                  f'<line x1="{x0 + pad}" y1="{py(0.5)}" x2="{x0 + panel - pad}" y2="{py(0.5)}" stroke="#bbb" stroke-dasharray="4"/>',
+                  f'<text x="{x0 + panel - pad}" y="{py(0.5) - 4}" text-anchor="end" fill="#888">chance</text>',
+                  f'<line x1="{x0 + pad}" y1="{py(0.55)}" x2="{x0 + panel - pad}" y2="{py(0.55)}" stroke="#6a6" stroke-dasharray="2"/>',
+                  f'<text x="{x0 + panel - pad}" y="{py(0.55) - 4}" text-anchor="end" fill="#6a6">cadence target 0.55</text>']
+        placed = []  # label positions so far: a label that would sit on another moves down a line
+        for mode, m in report["modes"].items():
+            if isinstance(m["auc"], float) and math.isnan(m["auc"]):
+                continue
+            x, y = px(m[key]), py(max(0.4, min(1.0, m["auc"])))
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="#c33"/>')
+            if not math.isnan(m.get("aucWithUsage", float("nan"))):
+                parts.append(f'<circle cx="{x:.1f}" cy="{py(max(0.4, min(1.0, m["aucWithUsage"]))):.1f}" r="5" '
+                             'fill="none" stroke="#36c"/>')
+            ly = y + 4
+            while any(abs(px_ - x) < 60 and abs(py_ - ly) < 12 for px_, py_ in placed):
+                ly += 12
+            placed.append((x, ly))
+            parts.append(f'<text x="{x + 8:.1f}" y="{ly:.1f}">{mode} (AUC {m["auc"]:.2f}, '
+                         f'{m[key] * scale:+.0f}{unit})</text>')
+    parts.append(f'<text x="{w / 2}" y="16" text-anchor="middle">filled: sizes and times; ring: also the billed usage</text>')
     parts.append("</svg>\n")
     return "\n".join(parts)
 

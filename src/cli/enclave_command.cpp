@@ -207,7 +207,7 @@ void setup(CLI::App& app, std::function<int()>& run) {
   option(*cmd, "--demo-replay", flags->demo_replay,
          "JSON-lines file of answers the demo engine replays instead of its canned one (rvenc bench traffic): "
          "each line {\"tokens\": [...], \"delaysMs\": [...]}; a request whose last user message is \"replay:N\" "
-         "gets answer N, with each token after its delay");
+         "gets answer N, each token at the start plus the delays before it (the recorded schedule)");
   option(*cmd, "--shaping", flags->shaping,
          "Stream shaping against traffic analysis for requests that ask for none (docs/traffic-shaping.md): off, "
          "pad (fixed-size records) or cadence (one record every --shaping-interval-ms, fillers, length buckets). "

@@ -131,6 +131,13 @@ http::awaitable<bool> demo_token_pause(std::chrono::milliseconds delay) {
   co_return !ec;
 }
 
+http::awaitable<bool> demo_token_pause_until(std::chrono::steady_clock::time_point due) {
+  if (due <= std::chrono::steady_clock::now()) co_return true;
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, due);
+  auto [ec] = co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+  co_return !ec;
+}
+
 namespace {
 
 // The text of the last user message, nullopt when there is none.
@@ -261,12 +268,14 @@ http::awaitable<EngineOutcome> DemoEngine::generate(const protocol::ChatRequest&
   outcome.usage.prompt_tokens = estimate_prompt_tokens(request);
 
   bool length = false;
+  auto due = std::chrono::steady_clock::now();  // each token at start + the delays before it
   for (const auto& token : tokens) {
     if (outcome.usage.completion_tokens >= budget) {
       length = true;
       break;
     }
-    if (!co_await demo_token_pause(token.delay)) {
+    due += token.delay;
+    if (!co_await demo_token_pause_until(due)) {
       outcome.error = Error{Errc::internal_error, "the demo engine was interrupted"};
       co_return outcome;
     }

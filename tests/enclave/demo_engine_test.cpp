@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 
 #include "enclave_test_support.hpp"
@@ -125,6 +128,42 @@ TEST(DemoEngine, DelayedTokensStillArriveInOrder) {
   ASSERT_FALSE(out.outcome.error);
   EXPECT_EQ(out.chunks.size(), 4u);
   EXPECT_EQ(out.chunks[0].at("model").as_string(), "slow");
+}
+
+// A replayed answer keeps its recorded schedule (rvenc bench traffic's corpus): each token is due
+// at start + the delays before it, so time the receiver spends on one token is not added to the
+// next gap. With pauses of their own, an answer's replay time grew with its token count (about
+// 3.5 ms a token on this machine under load) and the benchmark's cadence attacker learned the
+// token count from the stream's duration (docs/traffic-shaping.md). Outcome, not a tight timing:
+// the receiver holds the first token 1000 ms; the three later tokens (due at 250, 500, 750 ms)
+// are then all overdue and follow at once, where pauses of their own put the last one >= 1750 ms
+// after the first by construction. The bound (1375 ms) leaves 375 ms of scheduling slack.
+TEST(DemoEngine, AReplayKeepsItsScheduleWhenTheReceiverIsSlow) {
+  using namespace std::chrono_literals;
+  auto answers = std::make_shared<ReplayAnswers>();
+  answers->push_back({{"a", "b", "c", "d"}, {0ms, 250ms, 250ms, 250ms}});
+  DemoEngineOptions options;
+  options.replay = answers;
+  DemoEngine engine(options);
+  const auto request = request_of(chat_json("rvenc-demo", std::string(kReplayPrefix) + "0"));
+  std::vector<std::chrono::steady_clock::time_point> arrivals;
+  const auto outcome = run_coroutine([&]() -> http::awaitable<EngineOutcome> {
+    co_return co_await engine.generate(request, [&](std::string) -> http::awaitable<bool> {
+      arrivals.push_back(std::chrono::steady_clock::now());
+      if (arrivals.size() == 1) {  // a slow send of the first token
+        boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, 1000ms);
+        co_await timer.async_wait(boost::asio::use_awaitable);
+      }
+      co_return true;
+    });
+  });
+  ASSERT_FALSE(outcome.error);
+  ASSERT_EQ(arrivals.size(), 5u);  // four tokens and the final chunk
+  EXPECT_EQ(outcome.usage.completion_tokens, 4);
+  EXPECT_GE(arrivals[3] - arrivals[0], 1000ms);
+  EXPECT_LT(arrivals[3] - arrivals[0], 1375ms)
+      << "the replay added its own pauses after a slow send: "
+      << std::chrono::duration_cast<std::chrono::milliseconds>(arrivals[3] - arrivals[0]).count() << " ms";
 }
 
 TEST(DemoEngine, StopsWhenTheReceiverIsGone) {

@@ -130,6 +130,12 @@ struct DemoEngineOptions {
 // The demo engine's pause before a token (DemoEngineOptions::token_delay) on the caller's
 // executor; false when it was interrupted (the engine then ends with internal_error).
 [[nodiscard]] http::awaitable<bool> demo_token_pause(std::chrono::milliseconds delay);
+// The same pause up to a point in time (nothing to wait when it has passed). The demo engine
+// schedules an answer's tokens at start + the sum of the delays before each, so a replayed answer
+// keeps its recorded timing: pauses of their own would add the host's per-token overhead (timer
+// slack, the send of the token) to every gap, and an answer's time would grow with its token count
+// (rvenc bench traffic measured it: docs/traffic-shaping.md).
+[[nodiscard]] http::awaitable<bool> demo_token_pause_until(std::chrono::steady_clock::time_point due);
 
 // The demo embedding of one input (its JSON text: a string or a token array): `dimensions` floats
 // drawn from a generator seeded with the input's SHA-256, scaled to unit length. Deterministic.
