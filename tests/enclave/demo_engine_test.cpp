@@ -135,13 +135,13 @@ TEST(DemoEngine, DelayedTokensStillArriveInOrder) {
 // next gap. With pauses of their own, an answer's replay time grew with its token count (about
 // 3.5 ms a token on this machine under load) and the benchmark's cadence attacker learned the
 // token count from the stream's duration (docs/traffic-shaping.md). Outcome, not a tight timing:
-// the receiver holds the first token 1000 ms; the three later tokens (due at 250, 500, 750 ms)
-// are then all overdue and follow at once, where pauses of their own put the last one >= 1750 ms
-// after the first by construction. The bound (1375 ms) leaves 375 ms of scheduling slack.
+// the receiver holds the first token 1500 ms, past the due times of the three later tokens (400,
+// 800, 1200 ms), which then follow at once; pauses of their own put >= 800 ms between the second
+// and the fourth by construction. The bound (400 ms) is slack for work that takes microseconds.
 TEST(DemoEngine, AReplayKeepsItsScheduleWhenTheReceiverIsSlow) {
   using namespace std::chrono_literals;
   auto answers = std::make_shared<ReplayAnswers>();
-  answers->push_back({{"a", "b", "c", "d"}, {0ms, 250ms, 250ms, 250ms}});
+  answers->push_back({{"a", "b", "c", "d"}, {0ms, 400ms, 400ms, 400ms}});
   DemoEngineOptions options;
   options.replay = answers;
   DemoEngine engine(options);
@@ -151,7 +151,7 @@ TEST(DemoEngine, AReplayKeepsItsScheduleWhenTheReceiverIsSlow) {
     co_return co_await engine.generate(request, [&](std::string) -> http::awaitable<bool> {
       arrivals.push_back(std::chrono::steady_clock::now());
       if (arrivals.size() == 1) {  // a slow send of the first token
-        boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, 1000ms);
+        boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, 1500ms);
         co_await timer.async_wait(boost::asio::use_awaitable);
       }
       co_return true;
@@ -160,10 +160,10 @@ TEST(DemoEngine, AReplayKeepsItsScheduleWhenTheReceiverIsSlow) {
   ASSERT_FALSE(outcome.error);
   ASSERT_EQ(arrivals.size(), 5u);  // four tokens and the final chunk
   EXPECT_EQ(outcome.usage.completion_tokens, 4);
-  EXPECT_GE(arrivals[3] - arrivals[0], 1000ms);
-  EXPECT_LT(arrivals[3] - arrivals[0], 1375ms)
+  EXPECT_GE(arrivals[1] - arrivals[0], 1500ms);
+  EXPECT_LT(arrivals[3] - arrivals[1], 400ms)
       << "the replay added its own pauses after a slow send: "
-      << std::chrono::duration_cast<std::chrono::milliseconds>(arrivals[3] - arrivals[0]).count() << " ms";
+      << std::chrono::duration_cast<std::chrono::milliseconds>(arrivals[3] - arrivals[1]).count() << " ms";
 }
 
 TEST(DemoEngine, StopsWhenTheReceiverIsGone) {
