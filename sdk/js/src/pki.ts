@@ -75,8 +75,12 @@ export function extension(cert: pkijs.Certificate, oid: string): Uint8Array | nu
 
 /** One DER value that is exactly `bytes` (null when it does not parse or has trailing bytes). */
 export function derValue(bytes: Uint8Array): asn1js.AsnType | null {
-  const parsed = asn1js.fromBER(bytes as BufferSource);
-  return parsed.offset === -1 || parsed.offset !== bytes.length ? null : parsed.result;
+  try {
+    const parsed = asn1js.fromBER(bytes as BufferSource);
+    return parsed.offset === -1 || parsed.offset !== bytes.length ? null : parsed.result;
+  } catch {
+    return null;  // asn1js throws on some malformed values (e.g. a GeneralizedTime that is not a time)
+  }
 }
 
 const OID_CN = '2.5.4.3';

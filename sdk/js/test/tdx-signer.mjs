@@ -2,7 +2,8 @@
 // PCK CA → PCK certificate (with Intel's SGX extensions: FMSPC, PCE-ID, TCB components, PCESVN,
 // CPUSVN) and a TCB signing certificate, made with PKI.js and WebCrypto (fresh P-256 keys); it
 // signs TCB Info, QE Identity, both CRLs, a QE report and v4 quotes with any REPORTDATA, MRTD,
-// RTMRs, TD attributes or TEE TCB SVN, so the tests can reach every check of verifyTdx.
+// RTMRs, TD attributes or TEE TCB SVN, so the tests can reach every check of verifyTdx
+// (options.sgxExtensionDer: other bytes as the PCK's SGX extension).
 //
 // Design: the certificates carry test names ("rvenc test SGX Root CA", ...), so they verify only
 // under `anchorsPem`, never under the pinned Intel root. The collateral JSON is written as Intel's
@@ -59,7 +60,7 @@ async function certificate({ subject, issuer, keys, issuerKey, ca, notBefore, no
 }
 
 const pem = (cert) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(cert.toSchema(true).toBER(false)).toString('base64')
-  .replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n`;
+  .match(/.{1,64}/g).join('\n')}\n-----END CERTIFICATE-----\n`;
 
 async function crl(issuer, key, thisUpdate, nextUpdate, revoked = []) {
   const list = new pkijs.CertificateRevocationList({
@@ -96,7 +97,7 @@ export async function createTdxSigner(options = {}) {
   const span = { notBefore: o.notBefore, notAfter: o.notAfter };
   const root = await certificate({ subject: 'rvenc test SGX Root CA', issuer: 'rvenc test SGX Root CA', keys: rootKeys, issuerKey: rootKeys.privateKey, ca: true, ...span });
   const pckCa = await certificate({ subject: 'rvenc test SGX PCK Platform CA', issuer: 'rvenc test SGX Root CA', keys: caKeys, issuerKey: rootKeys.privateKey, ca: true, ...span });
-  const sgx = new pkijs.Extension({ extnID: SGX, extnValue: sgxExtension(o).toBER(false) });
+  const sgx = new pkijs.Extension({ extnID: SGX, extnValue: o.sgxExtensionDer ?? sgxExtension(o).toBER(false) });
   const pck = await certificate({ subject: 'rvenc test SGX PCK Certificate', issuer: 'rvenc test SGX PCK Platform CA', keys: pckKeys, issuerKey: caKeys.privateKey, ca: false, extra: [sgx], ...span });
   const tcbSigner = await certificate({ subject: 'rvenc test SGX TCB Signing', issuer: 'rvenc test SGX Root CA', keys: tcbKeys, issuerKey: rootKeys.privateKey, ca: false, ...span });
   const [issueDate, nextUpdate] = [o.notBefore, o.notAfter];

@@ -215,6 +215,15 @@ test('tdx signer: TCB and QE statuses against the policy\'s minimum, a revoked P
   await assert.rejects(verify({ policy: { tdx: { minTcbStatus: 'Revoked' } } }), failsAt('malformed', /tdx.minTcbStatus/));
 });
 
+// asn1js throws (a plain Error) on a GeneralizedTime that is not a time: such a value in a PCK's
+// SGX extension escaped as that Error instead of HardwareFailure(malformed).
+test('tdx signer: a PCK whose SGX extension asn1js cannot read is malformed, not an exception', async () => {
+  const badTime = new Uint8Array([0x30, 0x04, 0x18, 0x02, 0x7a, 0x7a]).buffer;
+  await assert.rejects((await signed({ sgxExtensionDer: badTime }))(), failsAt('malformed', /SGX extensions: not a DER sequence/));
+  const truncated = new Uint8Array([0x30, 0x05, 0x06, 0x03, 0x2a]).buffer;
+  await assert.rejects((await signed({ sgxExtensionDer: truncated }))(), failsAt('malformed', /SGX extensions/));
+});
+
 test('tdx signer: the signer\'s own CRL revoking its PCK fails at crl', async () => {
   const signer = await createTdxSigner();
   const collateral = { ...(await signer.collateral()), 'pckcrl.der': await signer.pckCrl(true) };
@@ -241,4 +250,25 @@ test('attestation document with tdx evidence: verified through the hardware chec
   await assert.rejects(verify(json), failsWith(/^tdx evidence: tcb_status: no TCB level/));
   await assert.rejects(verify({ ...json, collateral: {} }), failsWith(/^tdx evidence: malformed: TDX collateral file pckcrl.der is missing/));
   await assert.rejects(verify(json, SPR_TIME + 30 * 86400), failsWith(/^tdx evidence: expired: /));
+});
+
+// Random changes (seeded, so a failure replays) to every file of spr-e4-v4: each is a named
+// HardwareFailure, never another exception.
+test('tdx: 400 seeded random changes to the quote and its collateral fail at a named check, never crash', { skip }, async () => {
+  const base = load('spr-e4-v4');
+  const names = Object.keys(base);
+  let seed = 22;
+  const rnd = (n) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  for (let i = 0; i < 400; i += 1) {
+    const name = names[rnd(names.length)];
+    const bytes = base[name].slice();
+    const kind = rnd(3);
+    if (kind === 0) bytes[rnd(bytes.length)] = rnd(256);
+    else if (kind === 1) bytes[rnd(bytes.length)] = [0x22, 0x7b, 0x7d, 0x5b, 0x5d, 0x2c, 0x3a, 0x30, 0x0a][rnd(9)];
+    const change = (c) => { c[name] = kind === 2 ? bytes.subarray(0, rnd(bytes.length)) : bytes; };
+    await assert.rejects(run('spr-e4-v4', { change }), (e) => e instanceof HardwareFailure, `${name}, change ${i}`);
+  }
 });
