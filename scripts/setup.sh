@@ -22,7 +22,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   redis-server nginx-light curl gnuplot-nox
-  nodejs chromium
+  nodejs chromium binaryen
 )
 
 missing=()
@@ -83,9 +83,10 @@ if [ -f tests/node/package.json ] && command -v npm >/dev/null 2>&1; then
 fi
 
 # The TypeScript SDK and the browser chat page (sdk/js): npm packages (package-lock.json:
-# libsodium-wrappers, pkijs + asn1js for SEV-SNP verification, esbuild, typescript, puppeteer-core),
+# libsodium-wrappers, pkijs + asn1js for SEV-SNP and TDX verification, esbuild, typescript, puppeteer-core),
 # then tsc + esbuild into sdk/js/dist (the proxy serves dist/chat at /chat: chat.js, libsodium.wasm,
-# hardware.js). The browser tests use Debian's chromium above.
+# hardware.js; binaryen's wasm-opt drops the libsodium functions the SDK never calls from
+# libsodium.wasm). The browser tests use Debian's chromium above.
 if [ -f sdk/js/package.json ] && command -v npm >/dev/null 2>&1; then
   if [ ! -d sdk/js/node_modules/libsodium-wrappers ] || [ sdk/js/package-lock.json -nt sdk/js/node_modules/.package-lock.json ]; then
     log "installing the TypeScript SDK's npm packages"

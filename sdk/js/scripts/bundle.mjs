@@ -14,9 +14,22 @@
 // which a small wrapper fills by fetching libsodium.wasm next to the bundle and checking its SHA-256
 // against the one recorded at build time (a swapped file is refused: it would be swapped crypto).
 // The build fails loudly when the module's shape is not the expected one (a new libsodium release).
+//
+// libsodium.wasm is then trimmed (`trimWasm`): the exports of libsodium functions the SDK never calls
+// (crypto_box, pwhash, secretstream, … : 145 of 298) are dropped and Binaryen's `wasm-opt
+// --remove-unused-module-elements` (Debian's binaryen) removes the code only they reached. That pass
+// removes and never rewrites: no optimisation pass runs over the kept (constant-time) code, whose
+// instructions stay libsodium's. libsodium-wrappers attaches a function only when the module exports
+// it (`typeof r["_" + name] === "function"`, how its sumo and non-sumo builds share one wrapper), so
+// the dropped ones are absent, not broken; the build fails if a function src/ calls is not kept. No
+// wasm-opt on the machine: the untrimmed module, with a warning. Measured (libsodium 0.8.4, binaryen
+// 108): 221 811 → 193 608 bytes, 97.7 → 86.8 KiB gzip (`-Oz` over the whole module would save
+// another 1.2 KiB only, and it rewrites code: not done).
 import { build } from 'esbuild';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,7 +56,96 @@ function splitLibsodium() {
   return { path, contents: source.replace(whole, `??=${moduleVar}.wasmBinary`), wasm };
 }
 
+const LEB_MAX = 5;
+function leb(bytes, at) {
+  let value = 0;
+  for (let shift = 0, i = 0; i < LEB_MAX; i += 1, shift += 7) {
+    const byte = bytes[at++];
+    value += (byte & 0x7f) * 2 ** shift;
+    if (byte < 0x80) return [value, at];
+  }
+  throw new Error('scripts/bundle.mjs: libsodium.wasm: a LEB128 number is too long');
+}
+function toLeb(value) {
+  const out = [];
+  do {
+    const byte = value & 0x7f;
+    value = Math.floor(value / 128);
+    out.push(value > 0 ? byte | 0x80 : byte);
+  } while (value > 0);
+  return out;
+}
+
+/** The libsodium functions src/ reaches: through the wrappers (sodium().crypto_…) and directly (_crypto_…, _sodium_…). */
+function functionsTheSdkCalls() {
+  const names = new Set();
+  for (const file of readdirSync(join(root, 'src')).filter((f) => f.endsWith('.ts'))) {
+    const source = readFileSync(join(root, 'src', file), 'utf8');
+    for (const m of source.matchAll(/sodium\(\)\.(crypto_\w+)\(/g)) names.add(m[1]);
+    for (const m of source.matchAll(/\b_((?:crypto|sodium|randombytes)_\w+)\(/g)) names.add(m[1]);
+  }
+  return names;
+}
+
+// Dropped: only crypto_* functions outside KEEP. Kept: the runtime (malloc, free, the stack, …),
+// every libsodium utility (sodium_*: init, pad, hex, base64 — the wrappers' own helpers), the CSPRNG
+// (randombytes_*), the size and name constants the wrappers read at start, and each family the SDK
+// uses whole (X-Wing, XChaCha20-Poly1305 IETF, HKDF-SHA256, Ed25519 verification), and
+// crypto_secretbox_* that the wrappers' start-up self-test runs (secretbox_easy, then open_easy).
+const KEEP = /^(crypto_\w+(bytes|_max|_min|primitive)|crypto_secretbox_\w+|crypto_kem_xwing_\w+|crypto_aead_xchacha20poly1305_ietf_\w+|crypto_kdf_hkdf_sha256_\w+|crypto_sign_verify_detached|crypto_sign_ed25519_verify_detached)$/;
+
+/** `wasm` without the exports of libsodium functions not kept, dead code removed by wasm-opt; the same bytes without wasm-opt. */
+function trimWasm(wasm, glue) {
+  const fail = (what) => { throw new Error(`scripts/bundle.mjs: trimming libsodium.wasm: ${what}`); };
+  const byExport = new Map([...glue.matchAll(/\b\w+\._(\w+)=\w+\.(\w+)\b/g)].map((m) => [m[2], m[1]]));
+  if (byExport.size < 200) fail(`the module maps ${byExport.size} exports to names, expected the whole library`);
+  const parts = [wasm.subarray(0, 8)];
+  const keptNames = new Set();
+  for (let at = 8; at < wasm.length;) {
+    const id = wasm[at];
+    const [size, start] = leb(wasm, at + 1);
+    let body = wasm.subarray(start, start + size);
+    if (id === 7) {  // the export section: count, then (name, kind, index) entries
+      const entries = [];
+      let [count, i] = leb(wasm, start);
+      for (; count > 0; count -= 1) {
+        const [length, nameAt] = leb(wasm, i);
+        const name = byExport.get(new TextDecoder().decode(wasm.subarray(nameAt, nameAt + length)));
+        const [, end] = leb(wasm, nameAt + length + 1);
+        if (wasm[nameAt + length] !== 0 || !name?.startsWith('crypto_') || KEEP.test(name)) {  // kind 0: a function
+          entries.push(wasm.subarray(i, end));
+          if (name) keptNames.add(name);
+        }
+        i = end;
+      }
+      body = Buffer.concat([Uint8Array.from(toLeb(entries.length)), ...entries]);
+    }
+    parts.push(Uint8Array.from([id, ...toLeb(body.length)]), body);
+    at = start + size;
+  }
+  const out = Buffer.concat(parts);
+  const missing = [...functionsTheSdkCalls()].filter((name) => !keptNames.has(name));
+  if (missing.length > 0) fail(`src/ calls ${missing.join(', ')}, which would be dropped: keep them in KEEP`);
+  const dir = mkdtempSync(join(tmpdir(), 'rvenc-wasm-'));
+  try {
+    writeFileSync(join(dir, 'in.wasm'), out);
+    const run = spawnSync('wasm-opt', ['--all-features', '--remove-unused-module-elements', join(dir, 'in.wasm'), '-o', join(dir, 'out.wasm')], { encoding: 'utf8' });
+    if (run.error?.code === 'ENOENT') {
+      console.warn('scripts/bundle.mjs: wasm-opt (Debian package binaryen) is not installed: libsodium.wasm is not trimmed');
+      return wasm;
+    }
+    if (run.status !== 0) fail(`wasm-opt failed: ${run.stderr.slice(0, 400)}`);
+    const trimmed = readFileSync(join(dir, 'out.wasm'));
+    if (!WebAssembly.validate(trimmed)) fail('the result is not valid WebAssembly');
+    console.log(`libsodium.wasm: kept ${keptNames.size} of ${byExport.size} libsodium exports, ${wasm.length} → ${trimmed.length} bytes`);
+    return trimmed;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const libsodium = splitLibsodium();
+libsodium.wasm = trimWasm(libsodium.wasm, libsodium.contents);
 const wasmSha256 = createHash('sha256').update(libsodium.wasm).digest('hex');
 
 // The `libsodium` import of libsodium-wrappers → a factory that fetches and checks the binary first.

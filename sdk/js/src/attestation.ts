@@ -2,10 +2,10 @@
 // SDK's policy semantics (protocol::verify_attestation): keyId matches the public key, reportData
 // binds the key to the client's fresh challenge, notAfter is in the future, the measurement is the
 // expected one when required, and the provider is trusted: "simulated" only with the platform's
-// Ed25519 public key given explicitly (platformPublicKey, as --platform-public-key); "sev-snp" by
-// the hardware verifier (hardware.ts, loaded with import() only then: the C++ verifier's checks,
-// policy and pinned AMD roots), its evidence's REPORT_DATA and MEASUREMENT the document's; "tdx"
-// refused (no TDX verifier in this SDK yet), never accepted unverified. The binding is versioned like the C++
+// Ed25519 public key given explicitly (platformPublicKey, as --platform-public-key); "sev-snp" and
+// "tdx" by the hardware verifier (hardware.ts / tdx.ts, loaded with import() only then: the C++
+// verifier's checks, policy and pinned AMD / Intel roots), its evidence's REPORT_DATA and
+// MEASUREMENT (MRTD for TDX) the document's. The binding is versioned like the C++
 // core's (protocol::expected_report_data): binding 2 ("binding": 2) covers keyId and notAfter and is
 // required unless policy.allowBindingV1 accepts enclaves of older releases (docs/key-rotation.md).
 import { concat, equal, ed25519Verify, fromHex, keyIdOf, sha512, sodium, utf8, KEY_ID_BYTES, XWING_PUBLIC_KEY_BYTES } from './crypto.js';
@@ -19,12 +19,13 @@ const MAX_EVIDENCE_BASE64 = 64 * 1024;
 const MAX_MEASUREMENT_BYTES = 256;
 
 export interface AttestationPolicy {
-  /** Hardware providers accepted (default ["sev-snp", "tdx"]; this SDK verifies sev-snp and refuses tdx). */
+  /** Hardware providers accepted (default ["sev-snp", "tdx"], both verified by this SDK). */
   allowedProviders?: string[];
   /**
    * The hardware measurement policy: the JSON of the C++ SDK's policy file (`--attestation-policy`,
    * docs/attestation.md), as text or as the parsed object, with the same semantics (providers,
-   * allowDebug, sevSnp lists, minTcb, allowSmt, allowMigrationAgent; unknown keys refused).
+   * allowDebug, tdx lists and minTcbStatus, sevSnp lists, minTcb, allowSmt, allowMigrationAgent;
+   * unknown keys refused).
    * Absent: authenticity and key binding are still verified, debug is refused.
    */
   hardware?: string | Record<string, unknown>;
@@ -210,9 +211,9 @@ export async function verifyAttestation(doc: AttestationDocument, challenge: Uin
 }
 
 /**
- * The evidence through the hardware verifier, then its REPORT_DATA against the document's (check
- * report_data) and its MEASUREMENT against the document's; the earliest end of what was verified.
- * Failures read "<provider> evidence: <check>: …", as the C++ clients' do.
+ * The evidence through the hardware verifier, its REPORT_DATA required to be the document's
+ * reportData (check report_data, the verifier's last), then its MEASUREMENT (TDX: MRTD) against the
+ * document's; the earliest end of what was verified. Failures read "<provider> evidence: <check>: …", as the C++ clients' do.
  */
 async function verifyHardware(doc: AttestationDocument, policy: AttestationPolicy, now: number): Promise<number> {
   const hardware = await import('./hardware.js');
@@ -220,8 +221,8 @@ async function verifyHardware(doc: AttestationDocument, policy: AttestationPolic
   try {
     const verified = await hardware.verifyEvidence({
       provider: doc.provider, evidence: doc.evidence, collateral: doc.collateral, policy: hardware.parseHardwarePolicy(policy.hardware), at: now,
+      expectedReportData: doc.reportData,
     });
-    if (!equal(verified.reportData, doc.reportData)) failed('report_data', 'REPORT_DATA is not the document\'s reportData');
     if (sodium().to_hex(verified.measurement) !== doc.measurement) failed('measurement', 'the document\'s measurement is not the evidence\'s MEASUREMENT');
     return verified.validUntil;
   } catch (error) {

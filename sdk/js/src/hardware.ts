@@ -1,7 +1,8 @@
-// Hardware attestation in the TypeScript SDK: the AMD SEV-SNP verifier, with the C++ verifier's
-// checks, order, names and policy semantics (src/attestation/sev_snp.cpp, policy.cpp,
-// docs/attestation.md), tested on the same fixtures (shared/attestation/sev-snp/). Checks, in
-// order, the first failure thrown as HardwareFailure naming its check:
+// Hardware attestation in the TypeScript SDK: the policy (policy.cpp), the dispatch by provider
+// (TDX: tdx.ts) and the AMD SEV-SNP verifier, with the C++ verifier's checks, order, names and
+// policy semantics (src/attestation/sev_snp.cpp, docs/attestation.md), tested on the same fixtures
+// (shared/attestation/sev-snp/). SEV-SNP checks, in order, the first failure thrown as
+// HardwareFailure naming its check:
 //   1. malformed   the report (1184 bytes, version 2/3/5), vcek.der/vlek.der, ask_ark.pem, crl.der
 //   2. cert_chain / expired / crl
 //                  VCEK → ASK → a pinned ARK (VLEK → ASVK → ARK) valid at `at`; with crl.der (the
@@ -13,39 +14,34 @@
 //   5. tcb_status  REPORTED_TCB = the certificate's TCB; ≥ policy.sevSnp.minTcb per component
 //   6. debug       guest policy DEBUG (and SMT, MIGRATE_MA) as the policy allows
 //   7. measurement MEASUREMENT, HOST_DATA, ID_KEY_DIGEST, AUTHOR_KEY_DIGEST in the policy's lists
-// report_data (REPORT_DATA = the document's reportData) is checked by attestation.ts after these.
-// TDX evidence is refused (malformed: no TDX verifier in this SDK), never accepted.
+//   8. report_data REPORT_DATA = expectedReportData (attestation.ts passes the document's reportData)
 //
 // Design: a separate module, loaded with import() only when a document names a hardware provider,
 // and a separate file of the browser build (dist/chat/hardware.js): X.509 comes from PKI.js +
 // asn1js (maintained, on WebCrypto, no hand-written DER or RSA-PSS), ~200 KiB minified that a
 // simulated or no-attestation page never downloads. The report itself is fixed offsets (no ASN.1);
 // every signature is WebCrypto's (ECDSA P-384 for the report, RSA-PSS through PKI.js for the chain).
-// No libsodium here: the module stands alone in the browser bundle.
+// No libsodium here: the module (with tdx.ts and pki.ts) stands alone in the browser bundle.
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { PINNED_AMD_ARKS } from './hardware_roots.js';
+import { verifyTdx, type TdxPolicy, type TdxVerified } from './tdx.js';
+import {
+  commonName, crlSignedBy, derValue, extension, fail, lists, notAfterSeconds, parseCrl, parseDer, parsePem, sameName, serialHex,
+  signedBy, toHex, validAt,
+} from './pki.js';
 
-export type Check = 'malformed' | 'signature' | 'cert_chain' | 'crl' | 'expired' | 'tcb_status' | 'qe_identity'
-  | 'debug' | 'measurement' | 'report_data';
+export { HardwareFailure } from './pki.js';
+export type { TdxPolicy, TdxVerified } from './tdx.js';
+export type { Check } from './pki.js';
 
-/** A failed verification: `check` names the check, as the C++ verifier's Failure does. */
-export class HardwareFailure extends Error {
-  constructor(readonly check: Check, detail: string) {
-    super(`${check}: ${detail}`);
-    this.name = 'HardwareFailure';
-  }
-}
-
-const fail = (check: Check, detail: string): never => {
-  throw new HardwareFailure(check, detail);
-};
 
 // --- policy (docs/attestation.md "The policy file"; C++ attestation::parse_policy) -----------
 
 export interface HardwarePolicy {
   providers: string[];
   allowDebug: boolean;
+  tdx: TdxPolicy;
   sevSnp: {
     measurement: Uint8Array[]; hostData: Uint8Array[]; idKeyDigest: Uint8Array[]; authorKeyDigest: Uint8Array[];
     minTcb: Uint8Array | null;  // the 8 reported-TCB bytes in report order
@@ -105,15 +101,17 @@ function providers(obj: Record<string, unknown>): string[] {
   return list as string[];
 }
 
-/** The TDX section is checked as strictly as the C++ one, though this SDK refuses TDX evidence. */
-function checkTdxSection(value: unknown): void {
-  const obj = objectWithKeys(value, 'tdx', TDX_KEYS);
-  for (const [key, bytes] of [['mrtd', 48], ['rtmr0', 48], ['rtmr1', 48], ['rtmr2', 48], ['rtmr3', 48], ['mrseam', 48], ['xfam', 8]] as const) {
-    hexList(obj, key, 'tdx.', bytes);
-  }
+/** The tdx section (C++ tdx_section): 48-byte registers, 8-byte XFAM, a known minimum status. */
+function tdxSection(value: unknown): TdxPolicy {
+  const obj = value === undefined ? {} : objectWithKeys(value, 'tdx', TDX_KEYS);
+  const list = (key: string, bytes = 48) => hexList(obj, key, 'tdx.', bytes);
   if (obj.minTcbStatus !== undefined && !TDX_STATUSES.includes(obj.minTcbStatus as string)) {
     bad('tdx.minTcbStatus', `must be one of ${TDX_STATUSES.join(', ')}`);
   }
+  return {
+    mrtd: list('mrtd'), rtmr0: list('rtmr0'), rtmr1: list('rtmr1'), rtmr2: list('rtmr2'), rtmr3: list('rtmr3'),
+    mrseam: list('mrseam'), xfam: list('xfam', 8), minTcbStatus: (obj.minTcbStatus as string | undefined) ?? 'UpToDate',
+  };
 }
 
 /**
@@ -131,13 +129,14 @@ export function parseHardwarePolicy(input: unknown): HardwarePolicy {
     }
   }
   const top = objectWithKeys(value, 'policy', TOP_KEYS);
-  if (top.tdx !== undefined) checkTdxSection(top.tdx);
+  const tdx = tdxSection(top.tdx);
   const snp = top.sevSnp === undefined ? {} : objectWithKeys(top.sevSnp, 'sevSnp', SNP_KEYS);
   const minTcb = snp.minTcb === undefined ? null
     : hexBytes(snp.minTcb, 8) ?? bad('sevSnp.minTcb', 'must be the 8-byte reported TCB as 16 hex digits (e.g. 0300000000000873)');
   return {
     providers: providers(top),
     allowDebug: boolean(top, 'allowDebug', '', false),
+    tdx,
     sevSnp: {
       measurement: hexList(snp, 'measurement', 'sevSnp.', 48),
       hostData: hexList(snp, 'hostData', 'sevSnp.', 32),
@@ -227,57 +226,7 @@ const OID_TCB: [string, keyof Tcb, string][] = [
 ];
 const OID_FMC_SPL = '1.3.6.1.4.1.3704.1.3.9';
 const OID_HWID = '1.3.6.1.4.1.3704.1.4';
-const OID_CN = '2.5.4.3';
 const OID_SECP384R1 = '1.3.132.0.34';
-
-function parseDer(der: Uint8Array, what: string): pkijs.Certificate {
-  try {
-    return pkijs.Certificate.fromBER(der as BufferSource);
-  } catch (error) {
-    return fail('malformed', `${what} is not a DER certificate (${String((error as Error).message ?? error).slice(0, 120)})`);
-  }
-}
-
-function parsePem(text: string, what: string): pkijs.Certificate[] {
-  const blocks = [...text.matchAll(/-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g)];
-  if (blocks.length === 0) fail('malformed', `${what} holds no PEM certificate`);
-  return blocks.map((b, i) => {
-    let der: Uint8Array;
-    try {
-      der = Uint8Array.from(atob(b[1].replace(/\s+/g, '')), (c) => c.charCodeAt(0));
-    } catch {
-      return fail('malformed', `${what}: certificate ${i + 1} is not base64`);
-    }
-    return parseDer(der, `${what}: certificate ${i + 1}`);
-  });
-}
-
-/** The content of extension `oid`'s extnValue (null when absent). */
-function extension(cert: pkijs.Certificate, oid: string): Uint8Array | null {
-  const ext = cert.extensions?.find((e) => e.extnID === oid);
-  return ext ? new Uint8Array(ext.extnValue.valueBlock.valueHexView) : null;
-}
-
-function derValue(bytes: Uint8Array): asn1js.AsnType | null {
-  const parsed = asn1js.fromBER(bytes as BufferSource);
-  return parsed.offset === -1 || parsed.offset !== bytes.length ? null : parsed.result;
-}
-
-function commonName(cert: pkijs.Certificate): string | undefined {
-  const value = cert.subject.typesAndValues.find((t) => t.type === OID_CN)?.value;
-  return (value?.valueBlock as { value?: string } | undefined)?.value;
-}
-
-const validAt = (cert: pkijs.Certificate, at: Date) => cert.notBefore.value <= at && at <= cert.notAfter.value;
-const sameName = (a: pkijs.RelativeDistinguishedNames, b: pkijs.RelativeDistinguishedNames) => a.isEqual(b);
-
-async function signedBy(cert: pkijs.Certificate, issuer: pkijs.Certificate): Promise<boolean> {
-  try {
-    return await cert.verify(issuer);
-  } catch {
-    return false;
-  }
-}
 
 interface Keychain { name: 'VCEK' | 'VLEK'; leaf: pkijs.Certificate; product: Product; validUntil: number }
 
@@ -307,33 +256,17 @@ async function verifyChain(leaf: pkijs.Certificate, intermediates: pkijs.Certifi
  * certificate that issued it, current at `at`, listing none of the certificates that one issued.
  * Returns the CRL's nextUpdate (Unix seconds), or Infinity without a CRL.
  */
-function parseCrl(der: Uint8Array | undefined): pkijs.CertificateRevocationList | null {
-  if (!der) return null;
-  try {
-    return pkijs.CertificateRevocationList.fromBER(der as BufferSource);
-  } catch {
-    return fail('malformed', 'crl.der is not a DER certificate revocation list');
-  }
-}
-
 async function checkCrl(crl: pkijs.CertificateRevocationList | null, chain: pkijs.Certificate[], at: Date, what: string): Promise<number> {
   if (!crl) return Infinity;
   const issuer = chain.find((c) => sameName(c.subject, crl.issuer));
   if (!issuer) return fail('crl', `${what}: crl.der is issued by none of the chain's certificates`);
-  let signed = false;
-  try {
-    signed = await crl.verify({ issuerCertificate: issuer });
-  } catch {
-    signed = false;
-  }
-  if (!signed) fail('crl', `${what}: crl.der's signature does not verify with its issuer`);
+  if (!(await crlSignedBy(crl, issuer))) fail('crl', `${what}: crl.der's signature does not verify with its issuer`);
   const nextUpdate = crl.nextUpdate?.value;
   if (crl.thisUpdate.value > at || !nextUpdate || nextUpdate < at) fail('expired', `${what}: crl.der is not current at ${at.toISOString()}`);
   for (const cert of chain) {
     if (!sameName(cert.issuer, crl.issuer) || cert === issuer) continue;
-    const serial = toHex(new Uint8Array(cert.serialNumber.valueBlock.valueHexView));
-    const revoked = crl.revokedCertificates?.some((r) => toHex(new Uint8Array(r.userCertificate.valueBlock.valueHexView)) === serial);
-    if (revoked) fail('crl', `${what}: the certificate with serial ${serial} is revoked by crl.der`);
+    const serial = serialHex(cert);
+    if (lists(crl, serial)) fail('crl', `${what}: the certificate with serial ${serial} is revoked by crl.der`);
   }
   return Math.floor(nextUpdate!.getTime() / 1000);
 }
@@ -365,11 +298,11 @@ async function verifyKeychain(report: SnpReport, collateral: Record<string, Uint
   const leaf = parseDer(collateral[file], file);
   if (!collateral['ask_ark.pem']) fail('malformed', 'collateral ask_ark.pem (ASK/ASVK and ARK) is missing');
   const intermediates = parsePem(new TextDecoder().decode(collateral['ask_ark.pem']), 'ask_ark.pem');
-  const crl = parseCrl(collateral['crl.der']);  // every file parsed before any signature, as in C++
+  const crl = collateral['crl.der'] ? parseCrl(collateral['crl.der'], 'crl.der') : null;  // every file parsed before any signature, as in C++
   const chain = await verifyChain(leaf, intermediates, anchors, at, `${name} chain`);
   const crlEnd = await checkCrl(crl, chain, at, `${name} chain`);
   const product = chainProduct(name, leaf, chain[2], report);
-  const validUntil = Math.min(crlEnd, ...chain.map((c) => Math.floor(c.notAfter.value.getTime() / 1000)));
+  const validUntil = Math.min(crlEnd, ...chain.map(notAfterSeconds));
   return { name, leaf, product, validUntil };
 }
 
@@ -393,10 +326,6 @@ async function verifyReportSignature(evidence: Uint8Array, report: SnpReport, ke
     fail('signature', `the ${keys.name} key cannot verify (${String((error as Error).message ?? error).slice(0, 120)})`);
   }
   if (!ok) fail('signature', `the SEV-SNP report's signature does not verify with the ${keys.name}`);
-}
-
-function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 function verifyChipId(report: SnpReport, keys: Keychain): void {
@@ -479,12 +408,19 @@ export interface VerifyEvidenceInput {
   at: number;
   /** PEM trust anchors instead of the pinned vendor roots (tests only; the client never sets it). */
   trustAnchorsPem?: string;
+  /** When given, REPORT_DATA must equal it (report_data, after every other check). */
+  expectedReportData?: Uint8Array;
 }
 
 /** Verifies hardware evidence; throws HardwareFailure naming the first check that failed. */
-export async function verifyEvidence(input: VerifyEvidenceInput): Promise<SnpVerified> {
+export async function verifyEvidence(input: VerifyEvidenceInput): Promise<SnpVerified | TdxVerified> {
   if (!input.policy.providers.includes(input.provider)) fail('measurement', `provider ${input.provider} is not listed in the policy's providers`);
-  if (input.provider === 'tdx') fail('malformed', 'this SDK has no TDX verifier yet: TDX evidence is refused, never accepted unverified');
+  if (input.provider === 'tdx') {
+    return verifyTdx({
+      quote: input.evidence, collateral: input.collateral, policy: input.policy.tdx, allowDebug: input.policy.allowDebug,
+      at: input.at, trustAnchorsPem: input.trustAnchorsPem, expectedReportData: input.expectedReportData,
+    });
+  }
   if (input.provider !== 'sev-snp') fail('malformed', `unknown hardware provider ${input.provider.slice(0, 40)}`);
   const report = parseSnpReport(input.evidence);
   const anchors = input.trustAnchorsPem !== undefined ? parsePem(input.trustAnchorsPem, 'trust anchors')
@@ -495,6 +431,10 @@ export async function verifyEvidence(input: VerifyEvidenceInput): Promise<SnpVer
   verifyTcb(report, keys, input.policy);
   verifyGuestPolicy(report, input.policy);
   verifyMeasurements(report, input.policy);
+  const expected = input.expectedReportData;
+  if (expected && !(expected.length === report.reportData.length && expected.every((b, i) => b === report.reportData[i]))) {
+    fail('report_data', 'REPORT_DATA is not the document\'s reportData');
+  }
   return {
     provider: 'sev-snp', measurement: report.measurement, reportData: report.reportData,
     debug: (report.policy & POLICY_DEBUG) !== 0n, product: keys.product, validUntil: keys.validUntil,

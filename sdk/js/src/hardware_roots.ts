@@ -1,9 +1,28 @@
-// AMD's ARKs (Milan, Genoa, Turin), pinned: the same certificates as the C++ verifier's
-// src/attestation/roots.cpp (copied from shared/attestation/sev-snp/roots/). SHA-256 fingerprints:
+// The vendors' roots, pinned: the same certificates as the C++ verifier's src/attestation/roots.cpp
+// (copied from shared/attestation/: tdx/spr-e4-v4/trust_root.pem, sev-snp/roots/). SHA-256 fingerprints:
+//   Intel SGX Root CA  44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3
 //   ARK-Milan  69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd
 //   ARK-Genoa  4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1
 //   ARK-Turin  1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a
-// (test/hardware.test.mjs checks these fingerprints, and that they equal the C++ file's.)
+// (test/hardware.test.mjs and test/tdx.test.mjs check these fingerprints, and that they equal the C++ file's.)
+export const PINNED_INTEL_ROOT = `-----BEGIN CERTIFICATE-----
+MIICjzCCAjSgAwIBAgIUImUM1lqdNInzg7SVUr9QGzknBqwwCgYIKoZIzj0EAwIw
+aDEaMBgGA1UEAwwRSW50ZWwgU0dYIFJvb3QgQ0ExGjAYBgNVBAoMEUludGVsIENv
+cnBvcmF0aW9uMRQwEgYDVQQHDAtTYW50YSBDbGFyYTELMAkGA1UECAwCQ0ExCzAJ
+BgNVBAYTAlVTMB4XDTE4MDUyMTEwNDUxMFoXDTQ5MTIzMTIzNTk1OVowaDEaMBgG
+A1UEAwwRSW50ZWwgU0dYIFJvb3QgQ0ExGjAYBgNVBAoMEUludGVsIENvcnBvcmF0
+aW9uMRQwEgYDVQQHDAtTYW50YSBDbGFyYTELMAkGA1UECAwCQ0ExCzAJBgNVBAYT
+AlVTMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEC6nEwMDIYZOj/iPWsCzaEKi7
+1OiOSLRFhWGjbnBVJfVnkY4u3IjkDYYL0MxO4mqsyYjlBalTVYxFP2sJBK5zlKOB
+uzCBuDAfBgNVHSMEGDAWgBQiZQzWWp00ifODtJVSv1AbOScGrDBSBgNVHR8ESzBJ
+MEegRaBDhkFodHRwczovL2NlcnRpZmljYXRlcy50cnVzdGVkc2VydmljZXMuaW50
+ZWwuY29tL0ludGVsU0dYUm9vdENBLmRlcjAdBgNVHQ4EFgQUImUM1lqdNInzg7SV
+Ur9QGzknBqwwDgYDVR0PAQH/BAQDAgEGMBIGA1UdEwEB/wQIMAYBAf8CAQEwCgYI
+KoZIzj0EAwIDSQAwRgIhAOW/5QkR+S9CiSDcNoowLuPRLsWGf/Yi7GSX94BgwTwg
+AiEA4J0lrHoMs+Xo5o/sX6O9QWxHRAvZUGOdRQ7cvqRXaqI=
+-----END CERTIFICATE-----
+`;
+
 export const PINNED_AMD_ARKS: readonly string[] = [
   `-----BEGIN CERTIFICATE-----
 MIIGYzCCBBKgAwIBAgIDAQAAMEYGCSqGSIb3DQEBCjA5oA8wDQYJYIZIAWUDBAIC
