@@ -1,7 +1,10 @@
 #include "rvenc/bench/postgres.hpp"
 
+#include <arpa/inet.h>
 #include <pwd.h>
 #include <unistd.h>
+
+#include <fstream>
 
 namespace rvenc::bench {
 namespace {
@@ -36,25 +39,42 @@ Status chown_tree(const fs::path& root, uid_t uid, gid_t gid) {
   return {};
 }
 
+// Unix-socket clients (the socket is in the test's directory), and TCP clients on the server's own
+// subnets: loopback, or the multi-host test's network. Nothing else may connect.
+Status write_hba(const fs::path& file) {
+  std::ofstream out(file, std::ios::trunc);
+  out << "local all all trust\n"
+         "host all all samenet trust\n";
+  out.close();
+  if (!out) return fail(Errc::internal_error, "cannot write " + file.string());
+  return {};
+}
+
 }  // namespace
 
 std::vector<std::string> LocalPostgresCommands::createdb(const std::string& name) const {
   std::vector<std::string> argv = user_prefix;
-  for (const auto& arg : {bin_dir.empty() ? std::string("createdb") : bin_dir + "/createdb", std::string("-h"),
-                          std::string("127.0.0.1"), std::string("-p"), std::to_string(port), std::string("-U"),
+  for (const auto& arg : {bin_dir.empty() ? std::string("createdb") : bin_dir + "/createdb", std::string("-h"), address, std::string("-p"), std::to_string(port), std::string("-U"),
                           std::string(kLocalPostgresUser), name})
     argv.push_back(arg);
   return argv;
 }
 
 std::string LocalPostgresCommands::url(const std::string& name) const {
-  return "postgresql://" + std::string(kLocalPostgresUser) + "@127.0.0.1:" + std::to_string(port) + "/" + name;
+  return "postgresql://" + std::string(kLocalPostgresUser) + "@" + address + ":" + std::to_string(port) + "/" + name;
 }
 
-Result<LocalPostgresCommands> prepare_local_postgres(const fs::path& dir, std::uint16_t port) {
+Result<LocalPostgresCommands> prepare_local_postgres(const fs::path& dir, std::uint16_t port,
+                                                     const std::string& address) {
+  in_addr parsed{};
+  if (::inet_pton(AF_INET, address.c_str(), &parsed) != 1)
+    return fail(Errc::invalid_request, "a local PostgreSQL listens on an IPv4 address, not \"" + address + "\"");
   LocalPostgresCommands c;
   c.bin_dir = find_bin_dir();
+  c.address = address;
   c.port = port;
+  const fs::path hba = dir / "pg_hba.conf";
+  if (auto ok = write_hba(hba); !ok) return std::unexpected(ok.error());
   if (::geteuid() == 0) {
     const passwd* user = ::getpwnam(kServerUser);
     if (!user) return fail(Errc::internal_error, "postgres cannot run as root and there is no user nobody");
@@ -73,7 +93,8 @@ Result<LocalPostgresCommands> prepare_local_postgres(const fs::path& dir, std::u
     c.initdb.push_back(arg);
   c.postgres = c.user_prefix;
   for (const auto& arg : {bin("postgres"), std::string("-D"), data, std::string("-p"), std::to_string(port),
-                          std::string("-k"), dir.string(), std::string("-c"), std::string("listen_addresses=127.0.0.1"),
+                          std::string("-k"), dir.string(), std::string("-c"), "listen_addresses=" + address,
+                          std::string("-c"), "hba_file=" + hba.string(),
                           std::string("-c"), std::string("fsync=off"), std::string("-c"),
                           std::string("full_page_writes=off"),
                           std::string("-c"), std::string("max_connections=200")})

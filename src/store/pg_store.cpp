@@ -4,6 +4,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -12,6 +13,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -114,6 +116,53 @@ class Params {
  private:
   std::vector<std::string> values_;
 };
+
+// A PostgreSQL array literal, bound as one text parameter ("{…}"): text elements double-quoted
+// with " and \ escaped, so any string is data; numbers and booleans as their text.
+class ArrayLiteral {
+ public:
+  void text(std::string_view v) {
+    separate();
+    out_ += '"';
+    for (const char c : v) {
+      if (c == '"' || c == '\\') out_ += '\\';
+      out_ += c;
+    }
+    out_ += '"';
+  }
+  void integer(std::int64_t v) {
+    separate();
+    out_ += std::to_string(v);
+  }
+  void boolean(bool v) {
+    separate();
+    out_ += v ? 't' : 'f';
+  }
+  [[nodiscard]] std::string str() const { return out_ + '}'; }
+
+ private:
+  void separate() {
+    if (out_.size() > 1) out_ += ',';
+  }
+  std::string out_ = "{";
+};
+
+// Rows per usage INSERT (a writer's batch is up to 4096; rows kept through an outage, more).
+constexpr std::size_t kUsageRowsPerStatement = 2048;
+
+// One row per request id, as applying `rows` one by one would leave it (a later row replaces an
+// earlier provisional one; nothing replaces a final one), in first-seen order: one INSERT … ON
+// CONFLICT may not touch a row twice.
+std::vector<const UsageRow*> one_row_per_request(const std::vector<UsageRow>& rows) {
+  std::vector<const UsageRow*> out;
+  std::unordered_map<std::string_view, std::size_t> at;
+  for (const auto& row : rows) {
+    const auto [it, fresh] = at.try_emplace(row.request_id, out.size());
+    if (fresh) out.push_back(&row);
+    else if (!out[it->second]->final) out[it->second] = &row;
+  }
+  return out;
+}
 
 std::string first_line(const char* message) {
   std::string text = message ? message : "";
@@ -571,37 +620,51 @@ Result<std::int64_t> PgBackend::keys_version() {
 }
 
 Status PgBackend::run_usage(PGconn* conn, const std::vector<UsageRow>& rows) {
-  // A final row replaces its provisional one; nothing replaces a final row (a journal replayed
-  // twice, or by two gateways, changes nothing).
+  // The rows as arrays, unnested into one INSERT: a round trip per statement, not per row. A final
+  // row replaces its provisional one; nothing replaces a final row (a journal replayed twice, or
+  // by two gateways, changes nothing).
   constexpr const char* kInsert =
       "INSERT INTO usage(request_id, key_id, at_ms, path, status, prompt_tokens, completion_tokens, "
-      "bytes_in, bytes_out, duration_ms, final) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+      "bytes_in, bytes_out, duration_ms, final) "
+      "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::integer[], $6::bigint[], "
+      "$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::boolean[]) "
       "ON CONFLICT (request_id) DO UPDATE SET status = excluded.status, "
       "prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens, "
       "bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out, duration_ms = excluded.duration_ms, "
       "final = excluded.final WHERE NOT usage.final";
-  for (const auto& row : rows) {
-    auto ok = run(conn, kInsert,
-                  Params()
-                      .text(row.request_id)
-                      .text(row.key_id)
-                      .integer(row.at_ms)
-                      .text(row.path)
-                      .integer(row.status)
-                      .integer(row.prompt_tokens)
-                      .integer(row.completion_tokens)
-                      .integer(row.bytes_in)
-                      .integer(row.bytes_out)
-                      .integer(row.duration_ms)
-                      .boolean(row.final),
-                  PGRES_COMMAND_OK);
-    if (!ok) return std::unexpected(ok.error());
+  if (rows.empty()) return {};
+  const auto unique = one_row_per_request(rows);
+  for (std::size_t start = 0; start < unique.size(); start += kUsageRowsPerStatement) {
+    std::array<ArrayLiteral, 11> columns;
+    for (std::size_t i = start; i < std::min(unique.size(), start + kUsageRowsPerStatement); ++i) {
+      const UsageRow& row = *unique[i];
+      columns[0].text(row.request_id);
+      columns[1].text(row.key_id);
+      columns[2].integer(row.at_ms);
+      columns[3].text(row.path);
+      columns[4].integer(row.status);
+      columns[5].integer(row.prompt_tokens);
+      columns[6].integer(row.completion_tokens);
+      columns[7].integer(row.bytes_in);
+      columns[8].integer(row.bytes_out);
+      columns[9].integer(row.duration_ms);
+      columns[10].boolean(row.final);
+    }
+    Params params;
+    for (const auto& column : columns) params.text(column.str());
+    if (auto ok = run(conn, kInsert, params, PGRES_COMMAND_OK); !ok) return std::unexpected(ok.error());
   }
+  ArrayLiteral key_ids;
+  ArrayLiteral used_at;
   for (const auto& [key_id, at_s] : latest_use_by_key(rows)) {
-    auto ok = run(conn, "UPDATE api_keys SET last_used_at = greatest(coalesce(last_used_at, 0), $1) WHERE id = $2",
-                  Params().integer(at_s).text(key_id), PGRES_COMMAND_OK);
-    if (!ok) return std::unexpected(ok.error());
+    key_ids.text(key_id);
+    used_at.integer(at_s);
   }
+  auto ok = run(conn,
+                "UPDATE api_keys k SET last_used_at = greatest(coalesce(k.last_used_at, 0), u.at) "
+                "FROM unnest($1::text[], $2::bigint[]) AS u(id, at) WHERE k.id = u.id",
+                Params().text(key_ids.str()).text(used_at.str()), PGRES_COMMAND_OK);
+  if (!ok) return std::unexpected(ok.error());
   return {};
 }
 

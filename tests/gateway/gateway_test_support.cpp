@@ -86,10 +86,17 @@ protocol::AttestationDocument attest(const std::string& gateway_url, const std::
 Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key_file, const std::string& prompt,
                  protocol::Version version) {
   const auto doc = attest(gateway_url, platform_key_file);
+  return seal_chat(doc, first_model(gateway_url), prompt, version);
+}
+
+std::string first_model(const std::string& gateway_url) {
   auto models = http::fetch("GET", gateway_url + "/rvenc/models");
   if (!models || models->result_int() != 200) throw std::runtime_error("models through the gateway failed");
-  const std::string model(boost::json::parse(models->body()).at("data").as_array().at(0).at("id").as_string());
+  return std::string(boost::json::parse(models->body()).at("data").as_array().at(0).at("id").as_string());
+}
 
+Sealed seal_chat(const protocol::AttestationDocument& doc, const std::string& model, const std::string& prompt,
+                 protocol::Version version) {
   const std::string plaintext = R"({"model":")" + model + R"(","stream":true,"messages":[{"role":"user","content":")" +
                                 prompt + R"("}]})";
   return test::seal(doc.public_key, plaintext, version, std::nullopt, doc.key_id);

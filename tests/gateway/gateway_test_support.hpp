@@ -44,6 +44,12 @@ protocol::AttestationDocument attest(const std::string& gateway_url, const std::
 // attest(), then seals a chat request for the first model.
 Sealed seal_chat(const std::string& gateway_url, const std::string& platform_key_file, const std::string& prompt = "Hello",
                  protocol::Version version = protocol::Version::v3);
+// The first model of GET /rvenc/models through `gateway_url`; throws when there is none.
+std::string first_model(const std::string& gateway_url);
+// A chat request for `model` sealed to an attestation verified before (many requests, one attestation:
+// GET /rvenc/attestation without an API key is rate-limited per client address).
+Sealed seal_chat(const protocol::AttestationDocument& doc, const std::string& model, const std::string& prompt = "Hello",
+                 protocol::Version version = protocol::Version::v3);
 
 Result<http::Response> post_chat(const std::string& gateway_url, const std::string& body,
                                  std::optional<std::string> api_key);

@@ -131,6 +131,9 @@ TEST_F(PgGateways, PostgresCrashingUnderLoadChargesEveryAcceptedRequestOnce) {
   auto a = gateway();
   auto url = a->wait_for_url();
   ASSERT_TRUE(url) << a->output();
+  // Its LISTEN connection up first: connecting drops the key cache (changes it may have missed),
+  // and a cache dropped after the first requests would leave the key unknown during the outage.
+  ASSERT_TRUE(a->wait_for_line(std::string(kPushed))) << a->output();
   int accepted = 0;
   const auto send = [&](int n) {
     for (int i = 0; i < n; ++i) accepted += chat(*url, key).first == 200u ? 1 : 0;

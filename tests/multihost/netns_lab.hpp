@@ -9,7 +9,8 @@
 // namespaces cannot be made (not root, no `ip`, no CAP_SYS_ADMIN), the lab falls back to
 // 127.0.0.x loopback addresses (one per host) and says so: the same processes, one kernel
 // network. Services are started by start_service(host, argv) (the harness prefixes
-// `ip netns exec`), so another one (PostgreSQL) plugs in like redis-server does.
+// `ip netns exec`); in(host, {}) is that prefix alone, for a service that runs its own process
+// (PgServer: killed and restarted mid-test).
 #pragma once
 
 #include <memory>
@@ -47,7 +48,7 @@ class NetnsLab {
   // A new host with its own address (and namespace). Throws std::runtime_error naming the failed
   // `ip` command.
   const Host& add_host(const std::string& name);
-  // argv run inside `host` (prefixed with `ip netns exec NS` when isolated).
+  // argv run inside `host` (prefixed with `ip netns exec NS` when isolated; empty argv: the prefix).
   [[nodiscard]] std::vector<std::string> in(const Host& host, std::vector<std::string> argv) const;
   // Starts one long-running service on `host`; the lab stops it (SIGTERM) before tearing down.
   ChildProcess& start_service(const Host& host, std::vector<std::string> argv);

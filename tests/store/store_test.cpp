@@ -171,6 +171,21 @@ TYPED_TEST(StoreConformance, UsageIsChargedExactlyOncePerRequest) {
   EXPECT_EQ(store.list_keys().value()[0].last_used_at, 1'700'000'000);
 }
 
+TYPED_TEST(StoreConformance, UsagePathsAreDataNotSqlNorArraySyntax) {
+  auto store = this->open();
+  const auto key = store.create_key("frank", KeyEnv::live, {}).value();
+  const std::vector<std::string> paths{R"(/v1/a"},{"b\",NULL,c)", "');DROP TABLE usage;--", "", "NULL", "{}"};
+  std::vector<UsageRow> rows;
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    rows.push_back(this->row("req_p" + std::to_string(i), key.record.id, 1));
+    rows.back().path = paths[i];
+  }
+  ASSERT_TRUE(store.record_usage(rows));
+  const auto recent = store.recent_usage(10).value();
+  ASSERT_EQ(recent.size(), paths.size());
+  for (const auto& r : recent) EXPECT_EQ(r.path, paths.at(std::stoul(r.request_id.substr(5)))) << r.request_id;
+}
+
 TYPED_TEST(StoreConformance, UsageForAnUnknownKeyFailsTheWholeBatch) {
   auto store = this->open();
   const auto key = store.create_key("dave", KeyEnv::live, {}).value();
@@ -234,6 +249,35 @@ TEST(PgStore, AnUnreachableServerIsOverloadedNotAHang) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, 30s);  // bounded by connect_timeout, not forever
 }
 
+// The number of times the server log shows `needle` (logged statements).
+std::size_t occurrences(const std::string& text, std::string_view needle) {
+  std::size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+TEST(PgStore, AUsageBatchIsOneStatementNotOnePerRow) {
+  auto& server = test::shared_pg_server();
+  ASSERT_TRUE(server.ready()) << server.output();
+  const auto url = server.create_database();
+  ASSERT_FALSE(url.empty());
+  // Every data-changing statement of this database's sessions goes to the server's log.
+  const std::string alter = "ALTER DATABASE " + url.substr(url.rfind('/') + 1) + " SET log_statement = 'mod'";
+  ASSERT_TRUE(pg_exec(url, alter.c_str()));
+  auto store = KeyStore::open(url).value();
+  const auto key = store.create_key("batch", KeyEnv::live, {}).value();
+  std::vector<UsageRow> rows;
+  for (int i = 0; i < 500; ++i)
+    rows.push_back({"req_b" + std::to_string(i), key.record.id, 1'700'000'000'000 + i, "/rvenc/chat/completions", 200,
+                    1, 2, 3, 4, 5, true});
+  const std::size_t before = occurrences(server.output(), "INSERT INTO usage");
+  ASSERT_TRUE(store.record_usage(rows));
+  EXPECT_EQ(store.usage_totals().value()[0].requests, 500);
+  // One round trip for the batch (was one per row: 500).
+  EXPECT_TRUE(eventually([&] { return occurrences(server.output(), "INSERT INTO usage") > before; }));
+  EXPECT_EQ(occurrences(server.output(), "INSERT INTO usage") - before, 1u);
+}
+
 TEST(PgStore, ConcurrentFirstOpensMigrateOnce) {
   auto& server = test::shared_pg_server();
   ASSERT_TRUE(server.ready()) << server.output();
@@ -263,6 +307,43 @@ TEST(PgStore, ANotifyReachesAnotherHandleWellWithinASecond) {
   // The push arrives without any poll; 1 s is the requirement, the bound here is generous.
   EXPECT_TRUE(eventually([&] { return pushed > before; }, 10s));
   watched.watch_keys(nullptr);
+}
+
+// --store-failure with the store down: closed serves cached keys for the grace period (0 here)
+// only, open serves them until the store returns; neither admits a key the store did not answer
+// for (nothing could check or charge it).
+TEST(PgStore, TheFailurePoliciesServeOnlyCachedKeys) {
+  auto& server = test::shared_pg_server();
+  ASSERT_TRUE(server.ready()) << server.output();
+  const std::string url = server.create_database();
+  auto admin = KeyStore::open(url).value();
+  const auto hash = hash_api_key(admin.create_key("policy", KeyEnv::live, {}).value().key);
+  const auto unknown = hash_api_key(generate_api_key(KeyEnv::live));
+  using Policy = gateway::StoreFailure::Policy;
+  gateway::KeyCache closed(KeyStore::open(url).value(), {Policy::closed, 0s});
+  gateway::KeyCache open(KeyStore::open(url).value(), {Policy::open, 0s});
+  ASSERT_TRUE(closed.lookup(hash).value());
+  ASSERT_TRUE(open.lookup(hash).value());
+  server.stop(/*crash=*/true);
+  // The next call to the store (the gateway's 250 ms poll) finds it gone.
+  EXPECT_FALSE(closed.poll());
+  EXPECT_FALSE(open.poll());
+  EXPECT_FALSE(closed.store_reachable());
+  const auto refused = [](const auto& r) {
+    return !r && r.error().code == Errc::overloaded;
+  };
+  EXPECT_TRUE(refused(closed.lookup(hash)));  // its grace is over
+  auto served = open.lookup(hash);
+  ASSERT_TRUE(served);
+  EXPECT_TRUE(*served);
+  EXPECT_TRUE(refused(closed.lookup(unknown)));
+  EXPECT_TRUE(refused(open.lookup(unknown)));
+  ASSERT_TRUE(server.start()) << server.output();
+  // Back (after the pool's backoff): the closed cache serves the key again.
+  EXPECT_TRUE(eventually([&] { return closed.poll().has_value(); }));
+  auto again = closed.lookup(hash);
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(*again);
 }
 
 // PostgreSQL stopped while the usage writer runs, and started again: every row lands exactly

@@ -13,10 +13,12 @@ constexpr auto kStartTimeout = std::chrono::seconds(60);
 
 }  // namespace
 
-PgServer::PgServer() : port_(free_port()) {
-  auto commands = bench::prepare_local_postgres(dir_.path(), static_cast<std::uint16_t>(port_));
+PgServer::PgServer(PgServerOptions options) : port_(free_port()) {
+  auto commands = bench::prepare_local_postgres(dir_.path(), static_cast<std::uint16_t>(port_), options.address);
   if (!commands) throw std::runtime_error(commands.error().message);
   commands_ = std::move(*commands);
+  commands_.initdb.insert(commands_.initdb.begin(), options.prefix.begin(), options.prefix.end());
+  commands_.postgres.insert(commands_.postgres.begin(), options.prefix.begin(), options.prefix.end());
   ChildProcess init(commands_.initdb);
   const int status = init.wait_exit(kInitTimeout);
   init_output_ = init.output();
