@@ -15,15 +15,14 @@
 // against the one recorded at build time (a swapped file is refused: it would be swapped crypto).
 // The build fails loudly when the module's shape is not the expected one (a new libsodium release).
 //
-// libsodium.wasm is then trimmed (`trimWasm`): the exports of libsodium functions the SDK never calls
-// (crypto_box, pwhash, secretstream, … : 145 of 298) are dropped and Binaryen's `wasm-opt
+// libsodium.wasm is then trimmed (`trimWasm`): the exports of the crypto_* functions src/ does not
+// call (crypto_box, pwhash, secretstream, …) are dropped and Binaryen's `wasm-opt
 // --remove-unused-module-elements` (Debian's binaryen) removes the code only they reached. That pass
 // removes and never rewrites: no optimisation pass runs over the kept (constant-time) code, whose
-// instructions stay libsodium's. libsodium-wrappers attaches a function only when the module exports
-// it (`typeof r["_" + name] === "function"`, how its sumo and non-sumo builds share one wrapper), so
-// the dropped ones are absent, not broken; the build fails if a function src/ calls is not kept. No
+// instructions stay libsodium's. The SDK calls the module's raw exports (src/crypto.ts; no
+// libsodium-wrappers in the bundle), and the build fails if one it calls is not exported. No
 // wasm-opt on the machine: the untrimmed module, with a warning. Measured (libsodium 0.8.4, binaryen
-// 108): 221 811 → 193 608 bytes, 97.7 → 86.8 KiB gzip (`-Oz` over the whole module would save
+// 108): 221 811 → 190 648 bytes, 97.7 → 85.2 KiB gzip (`-Oz` over the whole module would save
 // another 1.2 KiB only, and it rewrites code: not done).
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
@@ -146,7 +145,7 @@ const libsodium = splitLibsodium();
 libsodium.wasm = trimWasm(libsodium.wasm, libsodium.contents);
 const wasmSha256 = createHash('sha256').update(libsodium.wasm).digest('hex');
 
-// The `libsodium` import of libsodium-wrappers → a factory that fetches and checks the binary first.
+// The `libsodium` import (src/crypto.ts) → a factory that fetches and checks the binary first.
 const loader = `
 import factory from 'libsodium-without-wasm';
 const SHA256 = '${wasmSha256}';
