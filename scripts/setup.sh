@@ -83,7 +83,7 @@ if [ -f tests/node/package.json ] && command -v npm >/dev/null 2>&1; then
 fi
 
 # The TypeScript SDK and the browser chat page (sdk/js): npm packages (package-lock.json:
-# libsodium-wrappers, pkijs + asn1js for SEV-SNP and TDX verification, esbuild, typescript, puppeteer-core),
+# libsodium (libsodium-wrappers for the tests), pkijs + asn1js for SEV-SNP and TDX verification, esbuild, typescript, puppeteer-core),
 # then tsc + esbuild into sdk/js/dist (the proxy serves dist/chat at /chat: chat.js, libsodium.wasm,
 # hardware.js; binaryen's wasm-opt drops the libsodium functions the SDK never calls from
 # libsodium.wasm). The browser tests use Debian's chromium above.

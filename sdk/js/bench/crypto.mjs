@@ -25,11 +25,11 @@ const utf8 = (s) => new TextEncoder().encode(s);
 async function workload(dist) {
   const t = await import(pathToFileURL(join(dist, 'internal.js')).href);
   await t.ready();
-  const { publicKey } = t.xwingSeedKeypair(t.sodium().randombytes_buf(32));
+  const { publicKey } = t.xwingSeedKeypair(t.randomBytes(32));
   const enc = t.xwingEncapsulate(publicKey);
   const keyId = await t.keyIdOf(publicKey);
-  const nonce = t.sodium().randombytes_buf(24);
-  const salt = t.sodium().randombytes_buf(32);
+  const nonce = t.randomBytes(24);
+  const salt = t.randomBytes(32);
   // The enclave's side, made once: the answer to `nonce` under `salt`.
   const keys = await t.deriveV3ResponseKeys(await t.deriveResponseSecret(enc.sharedSecret, nonce), salt);
   const event = (kind, index, text) => `event: ${kind}\ndata: ${t.toHex(t.seal(keys.key, t.eventNonce(keys.prefix, index), utf8(`rvenc/3|${kind}`), t.pad(utf8(text))))}\n\n`;

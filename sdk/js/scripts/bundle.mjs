@@ -15,15 +15,14 @@
 // against the one recorded at build time (a swapped file is refused: it would be swapped crypto).
 // The build fails loudly when the module's shape is not the expected one (a new libsodium release).
 //
-// libsodium.wasm is then trimmed (`trimWasm`): the exports of libsodium functions the SDK never calls
-// (crypto_box, pwhash, secretstream, … : 145 of 298) are dropped and Binaryen's `wasm-opt
+// libsodium.wasm is then trimmed (`trimWasm`): the exports of the crypto_* functions src/ does not
+// call (crypto_box, pwhash, secretstream, …) are dropped and Binaryen's `wasm-opt
 // --remove-unused-module-elements` (Debian's binaryen) removes the code only they reached. That pass
 // removes and never rewrites: no optimisation pass runs over the kept (constant-time) code, whose
-// instructions stay libsodium's. libsodium-wrappers attaches a function only when the module exports
-// it (`typeof r["_" + name] === "function"`, how its sumo and non-sumo builds share one wrapper), so
-// the dropped ones are absent, not broken; the build fails if a function src/ calls is not kept. No
+// instructions stay libsodium's. The SDK calls the module's raw exports (src/crypto.ts; no
+// libsodium-wrappers in the bundle), and the build fails if one it calls is not exported. No
 // wasm-opt on the machine: the untrimmed module, with a warning. Measured (libsodium 0.8.4, binaryen
-// 108): 221 811 → 193 608 bytes, 97.7 → 86.8 KiB gzip (`-Oz` over the whole module would save
+// 108): 221 811 → 190 648 bytes, 97.7 → 85.2 KiB gzip (`-Oz` over the whole module would save
 // another 1.2 KiB only, and it rewrites code: not done).
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
@@ -76,29 +75,27 @@ function toLeb(value) {
   return out;
 }
 
-/** The libsodium functions src/ reaches: through the wrappers (sodium().crypto_…) and directly (_crypto_…, _sodium_…). */
+/** The libsodium functions src/ calls: the module's raw exports (`m._crypto_…(`, `m._sodium_…(`). */
 function functionsTheSdkCalls() {
   const names = new Set();
   for (const file of readdirSync(join(root, 'src')).filter((f) => f.endsWith('.ts'))) {
     const source = readFileSync(join(root, 'src', file), 'utf8');
-    for (const m of source.matchAll(/sodium\(\)\.(crypto_\w+)\(/g)) names.add(m[1]);
-    for (const m of source.matchAll(/\b_((?:crypto|sodium|randombytes)_\w+)\(/g)) names.add(m[1]);
+    for (const m of source.matchAll(/\._((?:crypto|sodium|randombytes)_\w+)\(/g)) names.add(m[1]);
   }
+  if (names.size < 10) throw new Error(`scripts/bundle.mjs: found only ${names.size} libsodium calls in src/: has crypto.ts changed shape?`);
   return names;
 }
 
-// Dropped: only crypto_* functions outside KEEP. Kept: the runtime (malloc, free, the stack, …),
-// every libsodium utility (sodium_*: init, pad, hex, base64 — the wrappers' own helpers), the CSPRNG
-// (randombytes_*), the size and name constants the wrappers read at start, and each family the SDK
-// uses whole (X-Wing, XChaCha20-Poly1305 IETF, HKDF-SHA256, Ed25519 verification), and
-// crypto_secretbox_* that the wrappers' start-up self-test runs (secretbox_easy, then open_easy).
-const KEEP = /^(crypto_\w+(bytes|_max|_min|primitive)|crypto_secretbox_\w+|crypto_kem_xwing_\w+|crypto_aead_xchacha20poly1305_ietf_\w+|crypto_kdf_hkdf_sha256_\w+|crypto_sign_verify_detached|crypto_sign_ed25519_verify_detached)$/;
-
+// Dropped: every crypto_* function src/ does not call. Kept: those it calls, the runtime (malloc,
+// free, the stack, …), every libsodium utility (sodium_*) and the CSPRNG (randombytes_*: sodium_init
+// stirs it). With no libsodium-wrappers in the bundle, no size constants or start-up self-test
+// (crypto_secretbox_*) need keeping any more.
 /** `wasm` without the exports of libsodium functions not kept, dead code removed by wasm-opt; the same bytes without wasm-opt. */
 function trimWasm(wasm, glue) {
   const fail = (what) => { throw new Error(`scripts/bundle.mjs: trimming libsodium.wasm: ${what}`); };
   const byExport = new Map([...glue.matchAll(/\b\w+\._(\w+)=\w+\.(\w+)\b/g)].map((m) => [m[2], m[1]]));
   if (byExport.size < 200) fail(`the module maps ${byExport.size} exports to names, expected the whole library`);
+  const keep = functionsTheSdkCalls();
   const parts = [wasm.subarray(0, 8)];
   const keptNames = new Set();
   for (let at = 8; at < wasm.length;) {
@@ -112,7 +109,7 @@ function trimWasm(wasm, glue) {
         const [length, nameAt] = leb(wasm, i);
         const name = byExport.get(new TextDecoder().decode(wasm.subarray(nameAt, nameAt + length)));
         const [, end] = leb(wasm, nameAt + length + 1);
-        if (wasm[nameAt + length] !== 0 || !name?.startsWith('crypto_') || KEEP.test(name)) {  // kind 0: a function
+        if (wasm[nameAt + length] !== 0 || !name?.startsWith('crypto_') || keep.has(name)) {  // kind 0: a function
           entries.push(wasm.subarray(i, end));
           if (name) keptNames.add(name);
         }
@@ -124,8 +121,8 @@ function trimWasm(wasm, glue) {
     at = start + size;
   }
   const out = Buffer.concat(parts);
-  const missing = [...functionsTheSdkCalls()].filter((name) => !keptNames.has(name));
-  if (missing.length > 0) fail(`src/ calls ${missing.join(', ')}, which would be dropped: keep them in KEEP`);
+  const missing = [...keep].filter((name) => !keptNames.has(name));
+  if (missing.length > 0) fail(`src/ calls ${missing.join(', ')}, which the module does not export`);
   const dir = mkdtempSync(join(tmpdir(), 'rvenc-wasm-'));
   try {
     writeFileSync(join(dir, 'in.wasm'), out);
@@ -148,7 +145,7 @@ const libsodium = splitLibsodium();
 libsodium.wasm = trimWasm(libsodium.wasm, libsodium.contents);
 const wasmSha256 = createHash('sha256').update(libsodium.wasm).digest('hex');
 
-// The `libsodium` import of libsodium-wrappers → a factory that fetches and checks the binary first.
+// The `libsodium` import (src/crypto.ts) → a factory that fetches and checks the binary first.
 const loader = `
 import factory from 'libsodium-without-wasm';
 const SHA256 = '${wasmSha256}';

@@ -8,7 +8,7 @@
 // MEASUREMENT (MRTD for TDX) the document's. The binding is versioned like the C++
 // core's (protocol::expected_report_data): binding 2 ("binding": 2) covers keyId and notAfter and is
 // required unless policy.allowBindingV1 accepts enclaves of older releases (docs/key-rotation.md).
-import { concat, equal, ed25519Verify, fromHex, keyIdOf, sha512, sodium, utf8, KEY_ID_BYTES, XWING_PUBLIC_KEY_BYTES } from './crypto.js';
+import { concat, equal, ed25519Verify, fromBase64, fromHex, keyIdOf, sha512, toHex, utf8, KEY_ID_BYTES, XWING_PUBLIC_KEY_BYTES } from './crypto.js';
 import { AttestationError } from './errors.js';
 
 export const CHALLENGE_BYTES = 32;
@@ -95,14 +95,7 @@ export function parseAttestation(text: string): AttestationDocument {
   if (typeof obj.evidence !== 'string' || obj.evidence.length > MAX_EVIDENCE_BASE64) {
     fail('the attestation document is malformed: field "evidence" is missing or too large');
   }
-  let evidence: Uint8Array = new Uint8Array(0);
-  try {
-    if ((obj.evidence as string).length > 0) {
-      evidence = sodium().from_base64(obj.evidence as string, sodium().base64_variants.ORIGINAL);
-    }
-  } catch {
-    fail('the attestation document is malformed: field "evidence" is not valid base64');
-  }
+  const evidence = fromBase64(obj.evidence as string) ?? fail('the attestation document is malformed: field "evidence" is not valid base64');
   const measurement = hexField(obj, 'measurement');
   if (measurement.length > MAX_MEASUREMENT_BYTES) fail('the attestation document is malformed: field "measurement" is too long');
   let models: string[] | undefined;
@@ -113,8 +106,8 @@ export function parseAttestation(text: string): AttestationDocument {
     models = obj.models as string[];
   }
   const doc: AttestationDocument = {
-    keyId: sodium().to_hex(keyId), kem: 'X-Wing', publicKey, notAfter: notAfter as number,
-    provider: obj.provider as string, reportData, evidence, measurement: sodium().to_hex(measurement), binding,
+    keyId: toHex(keyId), kem: 'X-Wing', publicKey, notAfter: notAfter as number,
+    provider: obj.provider as string, reportData, evidence, measurement: toHex(measurement), binding,
     collateral: parseCollateral(obj.collateral),
   };
   if (models) doc.models = models;
@@ -138,11 +131,7 @@ function parseCollateral(value: unknown): Record<string, Uint8Array> {
     if (typeof content !== 'string' || content.length > (4 * MAX_COLLATERAL_BYTES) / 3 + 4) {
       fail(`the attestation document is malformed: collateral ${name} is not a base64 string of at most ${MAX_COLLATERAL_BYTES} bytes`);
     }
-    try {
-      out[name] = sodium().from_base64(content as string, sodium().base64_variants.ORIGINAL);
-    } catch {
-      fail(`the attestation document is malformed: collateral ${name} is not valid base64`);
-    }
+    out[name] = fromBase64(content as string) ?? fail(`the attestation document is malformed: collateral ${name} is not valid base64`);
     total += out[name].length;
     if (total > MAX_COLLATERAL_BYTES) fail(`the attestation document is malformed: collateral is larger than ${MAX_COLLATERAL_BYTES} bytes in all`);
   }
@@ -178,7 +167,7 @@ export interface VerifyOptions {
 /** Throws AttestationError unless `doc` verifies for `challenge` under the options. */
 export async function verifyAttestation(doc: AttestationDocument, challenge: Uint8Array, options: VerifyOptions = {}): Promise<void> {
   const { policy = {}, platformPublicKey } = options;
-  if (sodium().to_hex(await keyIdOf(doc.publicKey)) !== doc.keyId) fail('attestation keyId does not match its public key');
+  if (toHex(await keyIdOf(doc.publicKey)) !== doc.keyId) fail('attestation keyId does not match its public key');
   if (doc.binding < 2 && !policy.allowBindingV1) {
     fail('attestation uses binding 1, whose reportData does not cover notAfter (an enclave of an older release, or a '
       + 'document stripped of "binding"); this SDK requires binding 2 (attestationPolicy.allowBindingV1 accepts older enclaves)');
@@ -223,7 +212,7 @@ async function verifyHardware(doc: AttestationDocument, policy: AttestationPolic
       provider: doc.provider, evidence: doc.evidence, collateral: doc.collateral, policy: hardware.parseHardwarePolicy(policy.hardware), at: now,
       expectedReportData: doc.reportData,
     });
-    if (sodium().to_hex(verified.measurement) !== doc.measurement) failed('measurement', 'the document\'s measurement is not the evidence\'s MEASUREMENT');
+    if (toHex(verified.measurement) !== doc.measurement) failed('measurement', 'the document\'s measurement is not the evidence\'s MEASUREMENT');
     return verified.validUntil;
   } catch (error) {
     if (error instanceof hardware.HardwareFailure) return fail(`${doc.provider} evidence: ${error.message}`);

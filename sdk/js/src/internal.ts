@@ -2,7 +2,8 @@
 // vectors need (seeded X-Wing, fixed nonce/timestamp sealing, response decoding with given keys,
 // attestation checks with a given challenge and clock). Production code never imports it.
 import {
-  hkdf, hkdfMany, openPaddedHex, randomBytes, ready, seal, sodium, toHex, fromHex, pad, unpad, keyIdOf, xwingEncapsulate,
+  hkdf, hkdfMany, open, openPaddedHex, randomBytes, ready, seal, sodiumModule, toHex, fromHex, fromBase64, pad, unpad, keyIdOf,
+  equal, ed25519Verify, xwingEncapsulate, xwingEncapsulateDeterministic, xwingSeedKeypair, xwingDecapsulate,
 } from './crypto.js';
 import { expectedReportData, parseAttestation, reportDataFor, reportDataV2For, verifyAttestation } from './attestation.js';
 import { refreshTime } from './client.js';
@@ -20,21 +21,9 @@ export async function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Promise<Ui
   return new Uint8Array(await globalThis.crypto.subtle.sign('HMAC', key, ikm as BufferSource));
 }
 
-export function xwingSeedKeypair(seed: Uint8Array) {
-  return sodium().crypto_kem_xwing_seed_keypair(seed);
-}
-
-export function xwingEncapsulateDeterministic(publicKey: Uint8Array, seed: Uint8Array) {
-  const { ciphertext, sharedSecret } = sodium().crypto_kem_xwing_enc_deterministic(publicKey, seed);
-  return { cipherText: ciphertext, sharedSecret };
-}
-
-export function xwingDecapsulate(cipherText: Uint8Array, secretKey: Uint8Array) {
-  return sodium().crypto_kem_xwing_dec(cipherText, secretKey);
-}
-
 export {
-  sodium, ready, hkdf, hkdfMany, openPaddedHex, randomBytes, toHex, seal, xwingEncapsulate, fromHex, pad, unpad, keyIdOf, parseAttestation, reportDataFor, reportDataV2For,
+  sodiumModule, ready, hkdf, hkdfMany, open, openPaddedHex, randomBytes, toHex, seal, xwingEncapsulate, xwingEncapsulateDeterministic,
+  xwingSeedKeypair, xwingDecapsulate, equal, ed25519Verify, fromHex, fromBase64, pad, unpad, keyIdOf, parseAttestation, reportDataFor, reportDataV2For,
   expectedReportData, refreshTime, verifyAttestation,
   deriveRequestKey, deriveResponseSecret, deriveV2ResponseKeys, deriveV3ResponseKeys, eventNonce,
   ResponseDecoder, ResponseOpener, sealRequest, sealRequestWithDecoder, SseParser, CompletionAssembler, errorFromHttp,

@@ -7,11 +7,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
+import sodium from 'libsodium-wrappers';
 import * as t from '../dist/internal.js';
 import createRvencClient, { generateEncryptionKeys } from '../dist/index.js';
 
 await t.ready();
-const s = t.sodium();
+await sodium.ready;
+const s = sodium;  // the test's own signer and randomness: libsodium-wrappers, beside the SDK's raw calls
 const MODEL = 'model-a';
 const platform = s.crypto_sign_seed_keypair(new Uint8Array(32).fill(7));
 const platformPublicKey = t.toHex(platform.publicKey);

@@ -15,10 +15,10 @@ const skip = (why) => {
   console.log(`SKIP: ${why}`);
   process.exit(77);
 };
-if (!existsSync(join(root, 'node_modules', 'libsodium-wrappers', 'package.json'))) skip('sdk/js/node_modules is missing; run `npm ci` in sdk/js (scripts/setup.sh does)');
+if (!['libsodium', 'libsodium-wrappers'].every((p) => existsSync(join(root, 'node_modules', p, 'package.json')))) skip('sdk/js/node_modules is missing; run `npm ci` in sdk/js (scripts/setup.sh does)');
 if (!existsSync(join(root, 'dist', 'index.js')) || !existsSync(join(root, 'dist', 'chat', 'chat.js'))) skip('sdk/js is not built; run `npm run build` in sdk/js (scripts/setup.sh does)');
 const files = {
-  node: ['vectors.test.mjs', 'unit.test.mjs', 'hardware.test.mjs', 'tdx.test.mjs', 'replicas.test.mjs', 'live.test.mjs', 'live-replicas.test.mjs', 'server.test.mjs',
+  node: ['vectors.test.mjs', 'unit.test.mjs', 'raw.test.mjs', 'hardware.test.mjs', 'tdx.test.mjs', 'replicas.test.mjs', 'live.test.mjs', 'live-replicas.test.mjs', 'server.test.mjs',
     'endpoints.test.mjs'],
   browser: ['browser-hardware.test.mjs', 'browser.test.mjs'],
 }[suite];

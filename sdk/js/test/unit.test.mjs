@@ -3,11 +3,13 @@
 // validation, the non-streaming assembly, HTTP error mapping.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import sodium from 'libsodium-wrappers';
 import * as t from '../dist/internal.js';
 import createRvencClient, { RvencError } from '../dist/index.js';
 
 await t.ready();
-const s = t.sodium();
+await sodium.ready;
+const s = sodium;  // the test's own signer and randomness: libsodium-wrappers, beside the SDK's raw calls
 const utf8 = (x) => new TextEncoder().encode(x);
 
 // A simulated attestation document as the enclave makes it (PROTOCOL.md section 1).
@@ -192,7 +194,7 @@ test('openPaddedHex: opens a padded event; changed, non-hex, short or unpadded i
     assert.equal(t.openPaddedHex(key, nonce, ad, bad), null);
   }
   assert.equal(t.openPaddedHex(key, nonce, utf8('rvenc/3|done'), sealed), null);
-  const heap = () => t.sodium().libsodium.HEAPU8.length;
+  const heap = () => t.sodiumModule().HEAPU8.length;
   for (let i = 0; i < 200; i += 1) t.openPaddedHex(key, nonce, ad, sealed);
   const before = heap();
   for (let i = 0; i < 20000; i += 1) t.openPaddedHex(key, nonce, ad, sealed);  // ~2 KiB each: 40 MiB if leaked
