@@ -109,6 +109,15 @@ Counted read_whole_body(const Url& url, std::future<void>& sent) {
   return counted;
 }
 
+// The body arrived whole, ended (finished) while the server kept the connection open, in at most
+// `max_reads` reads.
+void expect_whole_body_in(const Counted& counted, const std::string& body, int max_reads) {
+  EXPECT_TRUE(counted.ended);
+  EXPECT_TRUE(counted.finished);
+  EXPECT_EQ(counted.body, body);
+  EXPECT_LE(counted.reads, max_reads);
+}
+
 // 48 KiB with a Content-Length (an embeddings answer is 50-200 KiB; 48 KiB stays within any
 // loopback receive window, so all of it is in the client's socket when reading starts): what the
 // first read of the head did not bring comes in one read. The old reads took 4 KiB each (12).
@@ -116,12 +125,8 @@ TEST(ClientBodyReads, ContentLengthBodyEndsInOneReadWithTheConnectionOpen) {
   const std::string body = json_like_body(48 * 1024);
   SilentAfterAnswerServer server("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
                                  std::to_string(body.size()) + "\r\n\r\n" + body);
-  const Counted counted = read_whole_body(server.url, server.sent);
-  EXPECT_TRUE(counted.ended);
-  EXPECT_TRUE(counted.finished);
-  EXPECT_EQ(counted.body, body);
   // The part the head's read brought, then the rest at once.
-  EXPECT_LE(counted.reads, 2);
+  expect_whole_body_in(read_whole_body(server.url, server.sent), body, 2);
 }
 
 // The same amount chunked (no length known): reads double after each one that filled its space
@@ -136,11 +141,7 @@ TEST(ClientBodyReads, ChunkedBodyReadsGrowWhileTheyComeFull) {
   }
   wire += "0\r\n\r\n";
   SilentAfterAnswerServer server(std::move(wire));
-  const Counted counted = read_whole_body(server.url, server.sent);
-  EXPECT_TRUE(counted.ended);
-  EXPECT_TRUE(counted.finished);
-  EXPECT_EQ(counted.body, body);
-  EXPECT_LE(counted.reads, 5);
+  expect_whole_body_in(read_whole_body(server.url, server.sent), body, 5);
 }
 
 // A stream of small events keeps small reads (memory per open stream): the space only grows
