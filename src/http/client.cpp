@@ -51,6 +51,8 @@ namespace {
 // i.e. two or three recv() calls per streamed event of a few hundred bytes, and a read that fills
 // its buffer makes the next one a speculative recv() that finds nothing. A page avoids both.
 constexpr std::size_t kConnectionReadBuffer = 4096;
+// A pooled connection's buffer above this (a large answer's reads grew it) goes back to the page.
+constexpr std::size_t kMaxPooledReadBuffer = 16 * 1024;
 
 using TlsStream = asio::ssl::stream<beast::tcp_stream&>;
 
@@ -542,6 +544,11 @@ awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_hea
 // Pools the connection after a complete, clean response that allows keep-alive.
 void release(Client::Pool& pool, const Url& server, std::unique_ptr<Connection> connection, bool keep_alive) {
   if (!keep_alive || connection->buffer.size() != 0) return;
+  // The room a large answer's reads took (detail::BodyReadSpace) is not kept while idle.
+  if (connection->buffer.capacity() > kMaxPooledReadBuffer) {
+    connection->buffer.shrink_to_fit();
+    connection->buffer.reserve(kConnectionReadBuffer);
+  }
   connection->watchdog.disarm();
   pool.put(pool_key(server), std::move(connection));
 }
@@ -608,11 +615,12 @@ class StreamImpl final : public ResponseStream {
         if (finished_) co_return std::nullopt;
         // One read straight from the socket (Beast's read_some would wrap it in its own operation).
         const std::size_t space =
-            std::clamp<std::size_t>(buffer.capacity() - buffer.size(), detail::kMinReadSpace, detail::kMaxReadSpace);
+            read_space_.next(buffer.capacity() - buffer.size(), parser_.content_length_remaining());
         connection_->watchdog.begin_for(deadline_.timeouts.idle, deadline_.end);
         auto [read_ec, n] = co_await read_available(*connection_, buffer.prepare(space));
         connection_->watchdog.end();
         buffer.commit(n);
+        read_space_.read(space, n);
         if (cancelled_) co_return fail(Errc::upstream_error, "the response stream was cancelled");
         ec = read_ec;
         // A body may end with the connection; any other body cut by it is a partial message.
@@ -660,6 +668,7 @@ class StreamImpl final : public ResponseStream {
   Deadline deadline_;
   bhttp::response_parser<StreamedBody> parser_;
   std::unique_ptr<Connection> connection_;
+  detail::BodyReadSpace read_space_;
   std::optional<Error> error_;
   bool cancelled_ = false;
   bool finished_ = false;

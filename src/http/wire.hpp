@@ -6,6 +6,7 @@
 
 #include <array>
 #include <charconv>
+#include <cstdint>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -18,6 +19,7 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
+#include <boost/optional/optional.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/message.hpp>
@@ -74,6 +76,31 @@ class ChunkSizeLine {
 // Bounds of each read of a message (Beast's reads use the same).
 inline constexpr std::size_t kMinReadSpace = 512;
 inline constexpr std::size_t kMaxReadSpace = 64 * 1024;
+// The most one read of a body with a known length asks for (what is left of it, up to this).
+inline constexpr std::size_t kMaxKnownBodyReadSpace = 1024 * 1024;
+
+// How much the next read of a streamed response body asks for. The buffer's free room alone
+// stays at its first size (4 KiB), so a 200 KiB answer crossed in 50 reads, each one a turn of a
+// busy event loop (issue 26: 1-2 s per embeddings answer at 64 callers). Now a body with a
+// Content-Length is read as what is left of it (up to kMaxKnownBodyReadSpace), and any other
+// body (chunked, or ending with the connection) doubles its read after a read that filled all it
+// asked for, up to kMaxReadSpace: a large answer takes a few reads, a stream of small events keeps
+// its small buffer (memory per open stream).
+class BodyReadSpace {
+ public:
+  [[nodiscard]] std::size_t next(std::size_t room, boost::optional<std::uint64_t> remaining) const {
+    const std::size_t space = std::clamp(std::max(room, grown_), kMinReadSpace, kMaxReadSpace);
+    if (!remaining) return space;
+    return std::max(space, static_cast<std::size_t>(std::min<std::uint64_t>(*remaining, kMaxKnownBodyReadSpace)));
+  }
+  // After a read of `got` bytes into `asked` bytes of space.
+  void read(std::size_t asked, std::size_t got) {
+    if (got == asked) grown_ = std::min(asked * 2, kMaxReadSpace);
+  }
+
+ private:
+  std::size_t grown_ = 0;
+};
 
 // Feeds `parser` the bytes `buffer` holds, consuming what it takes, until `enough()` or it needs
 // more input; any other parse error is returned.

@@ -1,0 +1,166 @@
+// How many reads a large response body takes through http::Client::open (issue 26, the embeddings
+// latency): an upstream that sends its whole answer at once and then neither closes nor sends
+// more. The body must end on its Content-Length (or the chunked end) with the connection still
+// open, in a few reads: each read is a turn of the event loop, and the 4 KiB reads this replaced
+// made a 200 KiB answer wait for 50 turns of a busy loop. The reads are counted, never timed.
+#include <future>
+#include <string>
+#include <thread>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "http/wire.hpp"
+#include "http_test_util.hpp"
+
+namespace rvenc::http {
+namespace {
+
+using namespace test;
+
+// Accepts one connection, reads the request head, sends `answer` in one send() and keeps the
+// connection open, silent, until the test is done with it.
+class SilentAfterAnswerServer {
+ public:
+  explicit SilentAfterAnswerServer(std::string answer) {
+    std::uint16_t port = 0;
+    listener_ = rvenc::test::listen_on_loopback(1, port);
+    url = *parse_url("http://127.0.0.1:" + std::to_string(port));
+    sent = sent_promise_.get_future();
+    thread_ = std::thread([this, answer = std::move(answer), release = release_.get_future()] {
+      const int fd = ::accept(listener_, nullptr, nullptr);
+      if (fd < 0) {
+        sent_promise_.set_value();
+        return;
+      }
+      std::string request;
+      char buffer[4096];
+      while (request.find("\r\n\r\n") == std::string::npos) {
+        const auto n = ::recv(fd, buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        request.append(buffer, static_cast<std::size_t>(n));
+      }
+      std::size_t off = 0;
+      while (off < answer.size()) {
+        const auto n = ::send(fd, answer.data() + off, answer.size() - off, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        off += static_cast<std::size_t>(n);
+      }
+      sent_promise_.set_value();  // on loopback, sent means in the client's receive buffer
+      release.wait();
+      ::close(fd);
+    });
+  }
+  ~SilentAfterAnswerServer() {
+    release_.set_value();
+    ::shutdown(listener_, SHUT_RDWR);
+    thread_.join();
+    ::close(listener_);
+  }
+  SilentAfterAnswerServer(const SilentAfterAnswerServer&) = delete;
+  SilentAfterAnswerServer& operator=(const SilentAfterAnswerServer&) = delete;
+
+  Url url;
+  std::future<void> sent;
+
+ private:
+  int listener_ = -1;
+  std::promise<void> sent_promise_;
+  std::promise<void> release_;
+  std::thread thread_;
+};
+
+std::string json_like_body(std::size_t size) {
+  std::string body;
+  while (body.size() < size) body += "-2.3299999999999998E-1,";
+  body.resize(size);
+  return body;
+}
+
+struct Counted {
+  std::string body;
+  int reads = 0;  // reads that handed out body bytes
+  bool ended = false;
+  bool finished = false;
+};
+
+// Opens GET / on `url`, waits until the server sent everything, then reads the body to its end.
+Counted read_whole_body(const Url& url, std::future<void>& sent) {
+  Counted counted;
+  run_coroutine([&]() -> awaitable<void> {
+    Client client;
+    auto stream = co_await client.open(url, make_request(Verb::get, "/"));
+    EXPECT_TRUE(stream) << (stream ? "" : stream.error().to_string());
+    if (!stream) co_return;
+    sent.wait();
+    for (;;) {
+      auto bytes = co_await (*stream)->read_some();
+      EXPECT_TRUE(bytes) << (bytes ? "" : bytes.error().to_string());
+      if (!bytes) co_return;
+      if (!*bytes) break;
+      counted.body += **bytes;
+      ++counted.reads;
+    }
+    counted.ended = true;
+    counted.finished = (*stream)->finished();
+  });
+  return counted;
+}
+
+// The body arrived whole, ended (finished) while the server kept the connection open, in at most
+// `max_reads` reads.
+void expect_whole_body_in(const Counted& counted, const std::string& body, int max_reads) {
+  EXPECT_TRUE(counted.ended);
+  EXPECT_TRUE(counted.finished);
+  EXPECT_EQ(counted.body, body);
+  EXPECT_LE(counted.reads, max_reads);
+}
+
+// 48 KiB with a Content-Length (an embeddings answer is 50-200 KiB; 48 KiB stays within any
+// loopback receive window, so all of it is in the client's socket when reading starts): what the
+// first read of the head did not bring comes in one read. The old reads took 4 KiB each (12).
+TEST(ClientBodyReads, ContentLengthBodyEndsInOneReadWithTheConnectionOpen) {
+  const std::string body = json_like_body(48 * 1024);
+  SilentAfterAnswerServer server("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                                 std::to_string(body.size()) + "\r\n\r\n" + body);
+  // The part the head's read brought, then the rest at once.
+  expect_whole_body_in(read_whole_body(server.url, server.sent), body, 2);
+}
+
+// The same amount chunked (no length known): reads double after each one that filled its space
+// (4, 8, 16, 32 KiB ...), so 48 KiB takes a handful of reads, not 12.
+TEST(ClientBodyReads, ChunkedBodyReadsGrowWhileTheyComeFull) {
+  std::string wire = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+  std::string body;
+  for (int i = 0; i < 48; ++i) {
+    const std::string part = json_like_body(1024);
+    body += part;
+    wire += "400\r\n" + part + "\r\n";
+  }
+  wire += "0\r\n\r\n";
+  SilentAfterAnswerServer server(std::move(wire));
+  expect_whole_body_in(read_whole_body(server.url, server.sent), body, 5);
+}
+
+// A stream of small events keeps small reads (memory per open stream): the space only grows
+// after reads that came full.
+TEST(ClientBodyReads, ReadSpaceGrowsOnlyAfterFullReads) {
+  detail::BodyReadSpace space;
+  EXPECT_EQ(space.next(4096, boost::none), 4096U);
+  space.read(4096, 100);
+  EXPECT_EQ(space.next(4096, boost::none), 4096U);
+  space.read(4096, 4096);
+  EXPECT_EQ(space.next(4096, boost::none), 8192U);
+  for (int i = 0; i < 10; ++i) space.read(space.next(4096, boost::none), space.next(4096, boost::none));
+  EXPECT_EQ(space.next(4096, boost::none), detail::kMaxReadSpace);
+  // A known remainder is read whole, up to the bound.
+  detail::BodyReadSpace fresh;
+  EXPECT_EQ(fresh.next(4096, 150'000), 150'000U);
+  EXPECT_EQ(fresh.next(4096, 100), 4096U);
+  EXPECT_EQ(fresh.next(4096, std::uint64_t{1} << 40), detail::kMaxKnownBodyReadSpace);
+}
+
+}  // namespace
+}  // namespace rvenc::http
