@@ -876,6 +876,33 @@ json::array target_results(const json::object& report, bool tls) {
   return results;
 }
 
+// The paths of a run (--paths keeps some): direct to the engine, through rvenc, through nginx.
+std::vector<Way> make_ways(const BenchOptions& options, const Stack& stack, const BenchClients& clients,
+                           std::shared_ptr<http::Client> direct_http, const http::Url& engine_base) {
+  const auto request_for = [](std::size_t chunks) { return json::parse(chat_body(chunks)).as_object(); };
+  std::vector<Way> ways{
+      {"direct",
+       [direct_http, engine_base](std::size_t k) { return openai_stream_call(direct_http, engine_base, chat_body(k)); },
+       -1},
+      {"rvenc", [&clients, request_for](std::size_t k) { return sdk_stream_call(clients.gateway, request_for(k)); },
+       stack.gateway->pid()},
+      {"nginx", [&clients, request_for](std::size_t k) { return sdk_stream_call(clients.nginx, request_for(k)); },
+       stack.nginx->pid()},
+  };
+  if (!options.paths.empty())
+    std::erase_if(ways, [&](const Way& way) { return std::ranges::find(options.paths, way.name) == options.paths.end(); });
+  return ways;
+}
+
+// Embeddings at kEmbeddingsConcurrency callers, direct and through rvenc: the added latency.
+void add_embeddings(json::object& report, LoadGenerator& load, const Plan& plan, const StreamCall& direct,
+                    const client::Client& gateway) {
+  auto through_rvenc = sdk_embeddings_call(gateway, json::parse(embeddings_body()).as_object());
+  auto embeddings = embeddings_phase(load, plan.e2e_window, direct, through_rvenc);
+  report["embeddings_added_latency_p50_ms"] = embeddings.at("added_latency_p50_ms");
+  report["embeddings"] = std::move(embeddings);
+}
+
 // Every path answers (and fails the run early if not).
 Status warm_up(const std::vector<Way>& ways, LoadGenerator& load, ProgressLine& progress) {
   for (const auto& way : ways) {
@@ -917,15 +944,7 @@ Result<json::object> run_bench(const BenchOptions& options) {
   auto engine_base = http::parse_url(stack.engine->url());
   if (!engine_base) return std::unexpected(engine_base.error());
   auto direct_http = std::make_shared<http::Client>(http::ClientOptions{.max_idle_per_host = most_streams});
-  const auto request_for = [](std::size_t chunks) { return json::parse(chat_body(chunks)).as_object(); };
-  std::vector<Way> ways{
-      {"direct", [&](std::size_t k) { return openai_stream_call(direct_http, *engine_base, chat_body(k)); }, -1},
-      {"rvenc", [&](std::size_t k) { return sdk_stream_call(clients->gateway, request_for(k)); },
-       stack.gateway->pid()},
-      {"nginx", [&](std::size_t k) { return sdk_stream_call(clients->nginx, request_for(k)); }, stack.nginx->pid()},
-  };
-  if (!options.paths.empty())
-    std::erase_if(ways, [&](const Way& way) { return std::ranges::find(options.paths, way.name) == options.paths.end(); });
+  const std::vector<Way> ways = make_ways(options, stack, *clients, direct_http, *engine_base);
   report["paths"] = json::object{{"engine", stack.engine->url()},
                                  {"enclave", stack.enclave_url},
                                  {"gateway", stack.gateway_url},
@@ -947,11 +966,8 @@ Result<json::object> run_bench(const BenchOptions& options) {
   if (runner.find_way("direct") != nullptr && runner.find_way("rvenc") != nullptr) {
     progress.show("rvenc bench: embeddings, batches of " + std::to_string(kEngineEmbeddingBatch) + " inputs at " +
                   std::to_string(kEmbeddingsConcurrency) + " callers, direct and through rvenc");
-    auto embeddings = embeddings_phase(load, plan.e2e_window,
-                                       openai_embeddings_call(direct_http, *engine_base, embeddings_body()),
-                                       sdk_embeddings_call(clients->gateway, json::parse(embeddings_body()).as_object()));
-    report["embeddings_added_latency_p50_ms"] = embeddings.at("added_latency_p50_ms");
-    report["embeddings"] = std::move(embeddings);
+    add_embeddings(report, load, plan, openai_embeddings_call(direct_http, *engine_base, embeddings_body()),
+                   clients->gateway);
   }
   progress.finish_line();
 
