@@ -110,7 +110,6 @@ Metrics& GatewayHandler::metrics() noexcept { return services_->metrics; }
 UsageRecorder& GatewayHandler::usage() noexcept { return *services_->usage; }
 const GatewayOptions& GatewayHandler::options() const noexcept { return services_->options; }
 
-
 http::Handler GatewayHandler::handler() {
   return [this](http::Request& request, http::ResponseWriter& writer) { return handle(request, writer); };
 }
