@@ -575,12 +575,10 @@ const std::vector<Target>& targets_of(const json::object& report) {
   return targets(tls != nullptr && tls->is_object());
 }
 
-Result<json::object> run_bench(const BenchOptions& options) {
-  Plan plan = make_plan(options.quick);
-  if (!options.concurrencies.empty()) plan.concurrencies = plan.paced_concurrencies = options.concurrencies;
-  if (options.chunks_per_request != 0) plan.saturated_chunks = plan.paced_chunks = options.chunks_per_request;
-  ProgressLine progress;
-  const auto run_started = std::chrono::steady_clock::now();
+namespace {
+
+// The report's head: when, how, on what, with which versions.
+json::object report_head(const BenchOptions& options, const Plan& plan) {
   json::object report;
   report["date"] = iso_time_utc();
   report["mode"] = options.quick ? "quick" : "full";
@@ -594,19 +592,18 @@ Result<json::object> run_bench(const BenchOptions& options) {
   report["versions"] = json::object{{"rvenc", options.rvenc_version},
                                     {"nginx", nginx_version},
                                     {"libsodium", sodium_version_string()}};
+  return report;
+}
 
-  progress.show("rvenc bench: starting engine, enclave, gateway and nginx on 127.0.0.1 ...");
-  Stack stack;
-  if (auto started = start_stack(stack, options); !started) {
-    progress.finish_line();
-    return std::unexpected(started.error());
-  }
+// The SDK clients of a run: one through the gateway, one through nginx, sharing the encryption
+// keys made once (verified attestation, one encapsulation) and reused by every request.
+struct BenchClients {
+  client::Client gateway;
+  client::Client nginx;
+  client::EncryptionKeys keys;
+};
 
-  // The load generator keeps a connection per stream, as clients that stream at that concurrency
-  // do: the phases measure streaming, not connections opened and closed per request.
-  std::size_t most_streams = plan.rss_streams;
-  for (const auto& concurrencies : {plan.concurrencies, plan.paced_concurrencies})
-    for (unsigned c : concurrencies) most_streams = std::max<std::size_t>(most_streams, c);
+Result<BenchClients> make_clients(const Stack& stack, std::size_t most_streams) {
   client::ClientOptions client_options;
   client_options.max_idle_connections = most_streams;
   client_options.api_key = stack.api_key;
@@ -616,52 +613,26 @@ Result<json::object> run_bench(const BenchOptions& options) {
   if (stack.tls) client_options.ca_file = stack.tls->ca_file.string();
   auto gateway_client = client::create_client(client_options);
   if (!gateway_client) return std::unexpected(gateway_client.error());
-  // Encryption keys made once (verified attestation, one encapsulation) and reused by every request.
   auto keys = gateway_client->generate_encryption_keys();
   if (!keys) return std::unexpected(keys.error());
   client_options.base_url = stack.nginx_url;
   client_options.encryption_keys = *keys;
   auto nginx_client = client::create_client(client_options);
   if (!nginx_client) return std::unexpected(nginx_client.error());
+  return BenchClients{std::move(*gateway_client), std::move(*nginx_client), std::move(*keys)};
+}
 
-  auto engine_base = http::parse_url(stack.engine->url());
-  if (!engine_base) return std::unexpected(engine_base.error());
-  auto direct_http = std::make_shared<http::Client>(http::ClientOptions{.max_idle_per_host = most_streams});
-  const auto request_for = [](std::size_t chunks) {
-    return json::parse(chat_body(chunks)).as_object();
-  };
-  struct Way {
-    std::string name;
-    std::function<StreamCall(std::size_t)> call;
-    int proxy_pid;
-  };
-  std::vector<Way> ways{
-      {"direct", [&](std::size_t k) { return openai_stream_call(direct_http, *engine_base, chat_body(k)); }, -1},
-      {"rvenc", [&](std::size_t k) { return sdk_stream_call(*gateway_client, request_for(k)); },
-       stack.gateway->pid()},
-      {"nginx", [&](std::size_t k) { return sdk_stream_call(*nginx_client, request_for(k)); }, stack.nginx->pid()},
-  };
-  if (!options.paths.empty())
-    std::erase_if(ways, [&](const Way& way) { return std::ranges::find(options.paths, way.name) == options.paths.end(); });
-  report["paths"] = json::object{{"engine", stack.engine->url()},
-                                 {"enclave", stack.enclave_url},
-                                 {"gateway", stack.gateway_url},
-                                 {"nginx", stack.nginx_url}};
+// One path a request can take (direct to the engine, through rvenc, through nginx), and the pid
+// of the proxy on it (-1: none).
+struct Way {
+  std::string name;
+  std::function<StreamCall(std::size_t)> call;
+  int proxy_pid;
+};
 
-  LoadGenerator load(1);
-  const int self = static_cast<int>(::getpid());
-  const int enclave_pid = stack.enclave->pid();
-
-  // Warm-up: every path answers (and fails the run early if not).
-  for (const auto& way : ways) {
-    progress.show("rvenc bench: warm-up " + way.name);
-    auto warm = load.run(PhaseSpec{1, 0ms, 300ms}, way.call(4), {}, {});
-    if (warm.requests == 0 || warm.errors > 0)
-      return fail(Errc::internal_error, "warm-up through " + way.name + " failed: " +
-                                            (warm.first_error.empty() ? "no request completed" : warm.first_error));
-  }
-
-  // Memory per open stream, first (before the big phases leave freed memory in the allocators).
+// Memory per open stream of each proxy: RSS idle and with plan.rss_streams held open.
+json::object measure_memory(json::object& report, Stack& stack, const std::vector<Way>& ways, LoadGenerator& load,
+                            const Plan& plan, ProgressLine& progress) {
   json::object memory;
   for (const auto& way : ways) {
     if (way.proxy_pid < 0) continue;
@@ -695,168 +666,308 @@ Result<json::object> run_bench(const BenchOptions& options) {
     progress.finish_line();
   }
   memory["open_streams"] = plan.rss_streams;
-  report["memory"] = std::move(memory);
-  if (stack.tls) add_tls_handshakes(report, stack, plan.tls_handshakes, progress);
+  return memory;
+}
 
-  // Throughput and latency: the three paths side by side at each concurrency.
-  json::array phases;
-  const auto find_way = [&](std::string_view name) -> const Way* {
-    const auto it = std::ranges::find(ways, name, &Way::name);
-    return it == ways.end() ? nullptr : &*it;
-  };
-  const Way* gateway = find_way("rvenc");
-  const Way* nginx = find_way("nginx");
-  // What a phase measures: its mode in the report, paced or saturated, chunks per answer.
-  struct Kind {
-    std::string mode;
-    bool paced;
-    std::size_t chunks;
-  };
-  const Kind saturated{"saturated", false, plan.saturated_chunks};
-  const Kind paced{"paced", true, plan.paced_chunks};
-  // The same saturated load with one-chunk answers: each proxy's CPU then splits into what it
-  // spends per request and per chunk relayed (split_proxy_cpu).
-  const Kind one_chunk{std::string(kOneChunkMode), false, 1};
-  const bool split_cpu = plan.one_chunk_phases && gateway && nginx && plan.saturated_chunks > 1 &&
-                         std::ranges::find(plan.concurrencies, kHeadlineConcurrency) != plan.concurrencies.end();
-  const std::size_t total_phases = plan.concurrencies.size() * ways.size() +
-                                   plan.paced_concurrencies.size() * ways.size() + (split_cpu ? 2 : 0);
-  std::size_t phase_number = 0;
+// What a phase measures: its mode in the report, paced or saturated, chunks per answer.
+struct PhaseKind {
+  std::string mode;
+  bool paced;
+  std::size_t chunks;
+};
+
+// Throughput and latency: the paths side by side at each concurrency, each phase a row of `phases`.
+class PhaseRunner {
+ public:
+  PhaseRunner(const BenchOptions& options, const Plan& plan, Stack& stack, const std::vector<Way>& ways,
+              LoadGenerator& load, ProgressLine& progress)
+      : options_(options), plan_(plan), stack_(stack), ways_(ways), load_(load), progress_(progress) {}
+
+  [[nodiscard]] const Way* find_way(std::string_view name) const {
+    const auto it = std::ranges::find(ways_, name, &Way::name);
+    return it == ways_.end() ? nullptr : &*it;
+  }
+
+  json::array run() {
+    const PhaseKind saturated{"saturated", false, plan_.saturated_chunks};
+    const PhaseKind paced{"paced", true, plan_.paced_chunks};
+    // The same saturated load with one-chunk answers: each proxy's CPU then splits into what it
+    // spends per request and per chunk relayed (split_proxy_cpu).
+    const PhaseKind one_chunk{std::string(kOneChunkMode), false, 1};
+    const bool split_cpu = plan_.one_chunk_phases && gateway_ && nginx_ && plan_.saturated_chunks > 1 &&
+                           std::ranges::find(plan_.concurrencies, kHeadlineConcurrency) != plan_.concurrencies.end();
+    total_phases_ = plan_.concurrencies.size() * ways_.size() + plan_.paced_concurrencies.size() * ways_.size() +
+                    (split_cpu ? 2 : 0);
+    for (unsigned c : plan_.concurrencies) {
+      if (const Way* direct = find_way("direct")) run_phase(*direct, saturated, c);
+      if (gateway_ && nginx_) {
+        run_proxies(saturated, c);
+      } else {
+        for (const Way* way : {gateway_, nginx_})
+          if (way) run_phase(*way, saturated, c);
+      }
+    }
+    if (split_cpu) run_proxies(one_chunk, kHeadlineConcurrency);
+    for (unsigned c : plan_.paced_concurrencies)
+      for (const auto& way : ways_) run_phase(way, paced, c);
+    stack_.engine->set_rate(0);
+    return std::move(phases_);
+  }
+
+ private:
   // One measured window of `way`, shown on the progress line as `label`.
-  const auto measure = [&](const Way& way, const Kind& kind, unsigned concurrency, std::chrono::milliseconds window,
-                           const std::string& label) {
-    const unsigned rate = kind.paced ? options.paced_rate : 0;
-    stack.engine->set_rate(rate);
-    PhaseSpec spec{concurrency, kind.paced ? plan.paced_warmup : plan.saturated_warmup, window};
+  PhaseResult measure(const Way& way, const PhaseKind& kind, unsigned concurrency, std::chrono::milliseconds window,
+                      const std::string& label) {
+    const unsigned rate = kind.paced ? options_.paced_rate : 0;
+    stack_.engine->set_rate(rate);
+    PhaseSpec spec{concurrency, kind.paced ? plan_.paced_warmup : plan_.saturated_warmup, window};
     if (kind.paced && rate > 0) {
       // Arrivals spread over one request's duration, and the window opens once all have started.
       spec.stagger = std::chrono::milliseconds(1000 * (kind.chunks - 1) / rate);
       spec.warmup += spec.stagger;
     }
-    std::vector<int> watch{way.proxy_pid > 0 ? way.proxy_pid : self, enclave_pid, self};
-    return load.run(spec, way.call(kind.chunks), watch, [&](const Progress& p) {
-      std::ostringstream line;
-      line << label << "  ";
-      if (p.elapsed_s < 0) {
-        line << "warming up";
-      } else {
-        line << std::fixed << std::setprecision(0)
-             << (p.elapsed_s > 0 ? static_cast<double>(p.chunks) / p.elapsed_s : 0) << " chunks/s, " << p.requests
-             << " requests";
-      }
-      if (p.errors > 0) line << ", " << p.errors << " errors";
-      progress.show(line.str(), false);
-    });
-  };
-  const auto label_for = [&](const Way& way, const Kind& kind, unsigned concurrency, std::size_t number) {
+    std::vector<int> watch{way.proxy_pid > 0 ? way.proxy_pid : self_, stack_.enclave->pid(), self_};
+    return load_.run(spec, way.call(kind.chunks), watch, [&](const Progress& p) { show_progress(label, p); });
+  }
+
+  void show_progress(const std::string& label, const Progress& p) {
+    std::ostringstream line;
+    line << label << "  ";
+    if (p.elapsed_s < 0) {
+      line << "warming up";
+    } else {
+      line << std::fixed << std::setprecision(0)
+           << (p.elapsed_s > 0 ? static_cast<double>(p.chunks) / p.elapsed_s : 0) << " chunks/s, " << p.requests
+           << " requests";
+    }
+    if (p.errors > 0) line << ", " << p.errors << " errors";
+    progress_.show(line.str(), false);
+  }
+
+  [[nodiscard]] std::string label_for(const Way& way, const PhaseKind& kind, unsigned concurrency,
+                                      std::size_t number) const {
     std::ostringstream label;
-    label << "[" << number << "/" << total_phases << "] " << std::setw(6) << std::left << way.name << " "
-          << (kind.paced ? std::to_string(options.paced_rate) + " tok/s" : std::string("saturated")) << " x "
+    label << "[" << number << "/" << total_phases_ << "] " << std::setw(6) << std::left << way.name << " "
+          << (kind.paced ? std::to_string(options_.paced_rate) + " tok/s" : std::string("saturated")) << " x "
           << concurrency << (kind.mode == kOneChunkMode ? ", 1-chunk answers" : "");
     return label.str();
-  };
-  const auto record = [&](const Way& way, const Kind& kind, const std::string& label, const PhaseResult& result) {
+  }
+
+  void record(const Way& way, const PhaseKind& kind, const std::string& label, const PhaseResult& result) {
     std::optional<double> proxy_cpu;
     if (way.proxy_pid > 0) proxy_cpu = result.cpu_seconds[0];
-    auto phase = phase_json(way.name, kind.mode, kind.paced ? options.paced_rate : 0, result, proxy_cpu,
+    auto phase = phase_json(way.name, kind.mode, kind.paced ? options_.paced_rate : 0, result, proxy_cpu,
                             result.cpu_seconds[1], result.cpu_seconds[2]);
     std::ostringstream done;
     done << label << "  " << format_number(result.chunks_per_s()) << " chunks/s, TTFT p50 "
          << format_number(quantile(result.ttft_ms, 0.5)) << " ms p99 " << format_number(quantile(result.ttft_ms, 0.99))
          << " ms" << (result.errors ? ", " + std::to_string(result.errors) + " errors" : std::string());
-    progress.show(done.str());
-    if (progress.tty()) progress.finish_line();
-    phases.push_back(std::move(phase));
-  };
-  const auto run_phase = [&](const Way& way, const Kind& kind, unsigned concurrency) {
-    const auto label = label_for(way, kind, concurrency, ++phase_number);
+    progress_.show(done.str());
+    if (progress_.tty()) progress_.finish_line();
+    phases_.push_back(std::move(phase));
+  }
+
+  void run_phase(const Way& way, const PhaseKind& kind, unsigned concurrency) {
+    const auto label = label_for(way, kind, concurrency, ++phase_number_);
     record(way, kind, label,
-           measure(way, kind, concurrency, kind.paced ? plan.paced_window : plan.saturated_window, label));
-  };
+           measure(way, kind, concurrency, kind.paced ? plan_.paced_window : plan_.saturated_window, label));
+  }
+
   // Gateway, nginx, gateway (A B B A): the gateway's window is split around nginx's, so a drift
   // of the machine during the phase (other load, CPU clocks) weighs on both paths alike.
-  const auto run_proxies = [&](const Kind& kind, unsigned c) {
-    const auto label = label_for(*gateway, kind, c, phase_number + 2);
-    const auto half = plan.saturated_window / 2;
-    PhaseResult first = measure(*gateway, kind, c, half, label + " (1/2)");
-    run_phase(*nginx, kind, c);
-    ++phase_number;
-    record(*gateway, kind, label, merge(std::move(first), measure(*gateway, kind, c, half, label + " (2/2)")));
-  };
-  for (unsigned c : plan.concurrencies) {
-    if (const Way* direct = find_way("direct")) run_phase(*direct, saturated, c);
-    if (gateway && nginx) {
-      run_proxies(saturated, c);
-    } else {
-      for (const Way* way : {gateway, nginx})
-        if (way) run_phase(*way, saturated, c);
-    }
+  void run_proxies(const PhaseKind& kind, unsigned c) {
+    const auto label = label_for(*gateway_, kind, c, phase_number_ + 2);
+    const auto half = plan_.saturated_window / 2;
+    PhaseResult first = measure(*gateway_, kind, c, half, label + " (1/2)");
+    run_phase(*nginx_, kind, c);
+    ++phase_number_;
+    record(*gateway_, kind, label, merge(std::move(first), measure(*gateway_, kind, c, half, label + " (2/2)")));
   }
-  if (split_cpu) run_proxies(one_chunk, kHeadlineConcurrency);
-  for (unsigned c : plan.paced_concurrencies)
-    for (const auto& way : ways) run_phase(way, paced, c);
-  stack.engine->set_rate(0);
 
-  // Crypto: request cost with fresh keys against reused ones (in-process, same code as SDK/enclave).
+  const BenchOptions& options_;
+  const Plan& plan_;
+  Stack& stack_;
+  const std::vector<Way>& ways_;
+  LoadGenerator& load_;
+  ProgressLine& progress_;
+  const Way* gateway_ = find_way("rvenc");
+  const Way* nginx_ = find_way("nginx");
+  const int self_ = static_cast<int>(::getpid());
+  std::size_t total_phases_ = 0;
+  std::size_t phase_number_ = 0;
+  json::array phases_;
+};
+
+// Request cost with fresh keys against reused ones, in-process (the same code as SDK and enclave).
+Status add_crypto_comparison(json::object& report, const Plan& plan) {
+  auto seed_bytes = crypto::random_array<crypto::kXWingSeedBytes>();
+  const crypto::XWingSeed seed{std::span<const std::uint8_t, crypto::kXWingSeedBytes>(seed_bytes)};
+  crypto::secure_wipe(seed_bytes.data(), seed_bytes.size());
+  auto key = std::make_unique<enclave::EnclaveKey>(seed, unix_now() + 3600);
+  auto cached = request_crypto_us(*key, false, plan.crypto_cached_iterations);
+  auto fresh = request_crypto_us(*key, true, plan.crypto_fresh_iterations);
+  if (!cached || !fresh) return std::unexpected(cached ? fresh.error() : cached.error());
+  report["cached_request_crypto_us"] = round_to(*cached, 2);
+  report["fresh_request_crypto_us"] = round_to(*fresh, 2);
+  report["fresh_vs_cached_request_cost"] = round_to(*fresh / *cached, 2);
+  return {};
+}
+
+// One end-to-end window of sealed one-chunk requests: CPU of each process per request.
+json::object e2e_window(LoadGenerator& load, const StreamCall& call, const Stack& stack, const Plan& plan) {
+  const int self = static_cast<int>(::getpid());
+  const auto r = load.run(PhaseSpec{kE2eConcurrency, 300ms, plan.e2e_window}, call,
+                          {stack.gateway->pid(), stack.enclave->pid(), self}, {});
+  const double requests = r.requests > 0 ? static_cast<double>(r.requests) : 1;
+  const double total = r.cpu_seconds[0] + r.cpu_seconds[1] + r.cpu_seconds[2];
+  json::object window{{"requests", r.requests},
+                      {"errors", r.errors},
+                      {"requests_per_s", round_to(static_cast<double>(r.requests) / r.window_s, 1)},
+                      {"gateway_cpu_us_per_request", round_to(r.cpu_seconds[0] * 1e6 / requests, 1)},
+                      {"enclave_cpu_us_per_request", round_to(r.cpu_seconds[1] * 1e6 / requests, 1)},
+                      {"client_cpu_us_per_request", round_to(r.cpu_seconds[2] * 1e6 / requests, 1)},
+                      {"total_cpu_us_per_request", round_to(total * 1e6 / requests, 1)},
+                      {"ttft_p50_ms", round_to(quantile(r.ttft_ms, 0.5), 3)}};
+  if (!r.first_error.empty()) window["first_error"] = r.first_error;
+  return window;
+}
+
+// The fresh/reused comparison end to end through gateway and enclave.
+Status add_e2e_comparison(json::object& report, const Stack& stack, const BenchClients& clients, LoadGenerator& load,
+                          const Plan& plan, ProgressLine& progress) {
+  auto gateway_base = http::parse_url(stack.gateway_url);
+  auto document = clients.gateway.attest();
+  if (!gateway_base || !document) return fail(Errc::internal_error, "cannot prepare the end-to-end key comparison");
+  auto reused = std::make_shared<const crypto::Encapsulation>(
+      crypto::Encapsulation{clients.keys.cipher_text, clients.keys.shared_secret});
+  auto sealed_http = std::make_shared<http::Client>(
+      http::ClientOptions{.ca_file = stack.tls ? stack.tls->ca_file.string() : std::string()});
+  json::object e2e;
+  for (const bool fresh : {false, true}) {
+    const std::string name = fresh ? "fresh" : "reused";
+    progress.show("rvenc bench: end-to-end requests with " + name + " encryption keys");
+    auto call = sealed_stream_call(sealed_http, *gateway_base, stack.api_key, document->public_key,
+                                   fresh ? nullptr : reused, chat_body(1));
+    e2e[name] = e2e_window(load, call, stack, plan);
+  }
+  const auto per = [&](const char* which, const char* key) { return number(e2e.at(which).as_object(), key); };
+  if (per("reused", "total_cpu_us_per_request") > 0)
+    report["fresh_vs_cached_e2e_cpu"] =
+        round_to(per("fresh", "total_cpu_us_per_request") / per("reused", "total_cpu_us_per_request"), 2);
+  if (per("reused", "enclave_cpu_us_per_request") > 0)
+    report["fresh_vs_cached_enclave_cpu"] =
+        round_to(per("fresh", "enclave_cpu_us_per_request") / per("reused", "enclave_cpu_us_per_request"), 2);
+  report["e2e_key_comparison"] = std::move(e2e);
+  return {};
+}
+
+// Each target of the run (targets()) with the run's value and whether it was met.
+json::array target_results(const json::object& report, bool tls) {
+  json::array results;
+  for (const auto& t : targets(tls)) {
+    const double v = number(report, t.key);
+    const bool met = !std::isnan(v) && (t.at_least ? v >= t.bound : v <= t.bound);
+    results.push_back(json::object{{"key", t.key},
+                                   {"value", std::isnan(v) ? json::value(nullptr) : json::value(v)},
+                                   {"bound", t.bound},
+                                   {"at_least", t.at_least},
+                                   {"met", met}});
+  }
+  return results;
+}
+
+// The paths of a run (--paths keeps some): direct to the engine, through rvenc, through nginx.
+std::vector<Way> make_ways(const BenchOptions& options, const Stack& stack, const BenchClients& clients,
+                           std::shared_ptr<http::Client> direct_http, const http::Url& engine_base) {
+  const auto request_for = [](std::size_t chunks) { return json::parse(chat_body(chunks)).as_object(); };
+  std::vector<Way> ways{
+      {"direct",
+       [direct_http, engine_base](std::size_t k) { return openai_stream_call(direct_http, engine_base, chat_body(k)); },
+       -1},
+      {"rvenc", [&clients, request_for](std::size_t k) { return sdk_stream_call(clients.gateway, request_for(k)); },
+       stack.gateway->pid()},
+      {"nginx", [&clients, request_for](std::size_t k) { return sdk_stream_call(clients.nginx, request_for(k)); },
+       stack.nginx->pid()},
+  };
+  if (!options.paths.empty())
+    std::erase_if(ways, [&](const Way& way) { return std::ranges::find(options.paths, way.name) == options.paths.end(); });
+  return ways;
+}
+
+// Embeddings at kEmbeddingsConcurrency callers, direct and through rvenc: the added latency.
+void add_embeddings(json::object& report, LoadGenerator& load, const Plan& plan, const StreamCall& direct,
+                    const client::Client& gateway) {
+  auto through_rvenc = sdk_embeddings_call(gateway, json::parse(embeddings_body()).as_object());
+  auto embeddings = embeddings_phase(load, plan.e2e_window, direct, through_rvenc);
+  report["embeddings_added_latency_p50_ms"] = embeddings.at("added_latency_p50_ms");
+  report["embeddings"] = std::move(embeddings);
+}
+
+// Every path answers (and fails the run early if not).
+Status warm_up(const std::vector<Way>& ways, LoadGenerator& load, ProgressLine& progress) {
+  for (const auto& way : ways) {
+    progress.show("rvenc bench: warm-up " + way.name);
+    auto warm = load.run(PhaseSpec{1, 0ms, 300ms}, way.call(4), {}, {});
+    if (warm.requests == 0 || warm.errors > 0)
+      return fail(Errc::internal_error, "warm-up through " + way.name + " failed: " +
+                                            (warm.first_error.empty() ? "no request completed" : warm.first_error));
+  }
+  return {};
+}
+
+}  // namespace
+
+// The run, top to bottom: stack, clients, warm-up, memory, throughput phases, crypto, embeddings.
+Result<json::object> run_bench(const BenchOptions& options) {
+  Plan plan = make_plan(options.quick);
+  if (!options.concurrencies.empty()) plan.concurrencies = plan.paced_concurrencies = options.concurrencies;
+  if (options.chunks_per_request != 0) plan.saturated_chunks = plan.paced_chunks = options.chunks_per_request;
+  ProgressLine progress;
+  const auto run_started = std::chrono::steady_clock::now();
+  json::object report = report_head(options, plan);
+
+  progress.show("rvenc bench: starting engine, enclave, gateway and nginx on 127.0.0.1 ...");
+  Stack stack;
+  if (auto started = start_stack(stack, options); !started) {
+    progress.finish_line();
+    return std::unexpected(started.error());
+  }
+
+  // The load generator keeps a connection per stream, as clients that stream at that concurrency
+  // do: the phases measure streaming, not connections opened and closed per request.
+  std::size_t most_streams = plan.rss_streams;
+  for (const auto& concurrencies : {plan.concurrencies, plan.paced_concurrencies})
+    for (unsigned c : concurrencies) most_streams = std::max<std::size_t>(most_streams, c);
+  auto clients = make_clients(stack, most_streams);
+  if (!clients) return std::unexpected(clients.error());
+
+  auto engine_base = http::parse_url(stack.engine->url());
+  if (!engine_base) return std::unexpected(engine_base.error());
+  auto direct_http = std::make_shared<http::Client>(http::ClientOptions{.max_idle_per_host = most_streams});
+  const std::vector<Way> ways = make_ways(options, stack, *clients, direct_http, *engine_base);
+  report["paths"] = json::object{{"engine", stack.engine->url()},
+                                 {"enclave", stack.enclave_url},
+                                 {"gateway", stack.gateway_url},
+                                 {"nginx", stack.nginx_url}};
+
+  LoadGenerator load(1);
+  if (auto warm = warm_up(ways, load, progress); !warm) return std::unexpected(warm.error());
+  // Memory per open stream, first (before the big phases leave freed memory in the allocators).
+  report["memory"] = measure_memory(report, stack, ways, load, plan, progress);
+  if (stack.tls) add_tls_handshakes(report, stack, plan.tls_handshakes, progress);
+
+  PhaseRunner runner(options, plan, stack, ways, load, progress);
+  json::array phases = runner.run();
+
   progress.show("rvenc bench: request crypto, fresh vs reused encryption keys");
-  {
-    auto seed_bytes = crypto::random_array<crypto::kXWingSeedBytes>();
-    const crypto::XWingSeed seed{std::span<const std::uint8_t, crypto::kXWingSeedBytes>(seed_bytes)};
-    crypto::secure_wipe(seed_bytes.data(), seed_bytes.size());
-    auto key = std::make_unique<enclave::EnclaveKey>(seed, unix_now() + 3600);
-    auto cached = request_crypto_us(*key, false, plan.crypto_cached_iterations);
-    auto fresh = request_crypto_us(*key, true, plan.crypto_fresh_iterations);
-    if (!cached || !fresh) return std::unexpected(cached ? fresh.error() : cached.error());
-    report["cached_request_crypto_us"] = round_to(*cached, 2);
-    report["fresh_request_crypto_us"] = round_to(*fresh, 2);
-    report["fresh_vs_cached_request_cost"] = round_to(*fresh / *cached, 2);
-  }
-  // The same comparison end to end through gateway and enclave: CPU of all processes per request.
-  {
-    auto gateway_base = http::parse_url(stack.gateway_url);
-    auto document = gateway_client->attest();
-    if (!gateway_base || !document) return fail(Errc::internal_error, "cannot prepare the end-to-end key comparison");
-    auto reused = std::make_shared<const crypto::Encapsulation>(
-        crypto::Encapsulation{keys->cipher_text, keys->shared_secret});
-    auto sealed_http = std::make_shared<http::Client>(
-        http::ClientOptions{.ca_file = stack.tls ? stack.tls->ca_file.string() : std::string()});
-    json::object e2e;
-    for (const bool fresh : {false, true}) {
-      const std::string name = fresh ? "fresh" : "reused";
-      progress.show("rvenc bench: end-to-end requests with " + name + " encryption keys");
-      auto call = sealed_stream_call(sealed_http, *gateway_base, stack.api_key, document->public_key,
-                                     fresh ? nullptr : reused, chat_body(1));
-      const auto r = load.run(PhaseSpec{kE2eConcurrency, 300ms, plan.e2e_window}, call,
-                              {stack.gateway->pid(), enclave_pid, self}, {});
-      const double requests = r.requests > 0 ? static_cast<double>(r.requests) : 1;
-      const double total = r.cpu_seconds[0] + r.cpu_seconds[1] + r.cpu_seconds[2];
-      e2e[name] = json::object{{"requests", r.requests},
-                               {"errors", r.errors},
-                               {"requests_per_s", round_to(static_cast<double>(r.requests) / r.window_s, 1)},
-                               {"gateway_cpu_us_per_request", round_to(r.cpu_seconds[0] * 1e6 / requests, 1)},
-                               {"enclave_cpu_us_per_request", round_to(r.cpu_seconds[1] * 1e6 / requests, 1)},
-                               {"client_cpu_us_per_request", round_to(r.cpu_seconds[2] * 1e6 / requests, 1)},
-                               {"total_cpu_us_per_request", round_to(total * 1e6 / requests, 1)},
-                               {"ttft_p50_ms", round_to(quantile(r.ttft_ms, 0.5), 3)}};
-      if (!r.first_error.empty()) e2e[name].as_object()["first_error"] = r.first_error;
-    }
-    const auto per = [&](const char* which, const char* key) { return number(e2e.at(which).as_object(), key); };
-    if (per("reused", "total_cpu_us_per_request") > 0)
-      report["fresh_vs_cached_e2e_cpu"] =
-          round_to(per("fresh", "total_cpu_us_per_request") / per("reused", "total_cpu_us_per_request"), 2);
-    if (per("reused", "enclave_cpu_us_per_request") > 0)
-      report["fresh_vs_cached_enclave_cpu"] =
-          round_to(per("fresh", "enclave_cpu_us_per_request") / per("reused", "enclave_cpu_us_per_request"), 2);
-    report["e2e_key_comparison"] = std::move(e2e);
-  }
-  if (find_way("direct") != nullptr && gateway != nullptr) {
+  if (auto crypto = add_crypto_comparison(report, plan); !crypto) return std::unexpected(crypto.error());
+  if (auto e2e = add_e2e_comparison(report, stack, *clients, load, plan, progress); !e2e)
+    return std::unexpected(e2e.error());
+  if (runner.find_way("direct") != nullptr && runner.find_way("rvenc") != nullptr) {
     progress.show("rvenc bench: embeddings, batches of " + std::to_string(kEngineEmbeddingBatch) + " inputs at " +
                   std::to_string(kEmbeddingsConcurrency) + " callers, direct and through rvenc");
-    auto embeddings = embeddings_phase(load, plan.e2e_window,
-                                       openai_embeddings_call(direct_http, *engine_base, embeddings_body()),
-                                       sdk_embeddings_call(*gateway_client, json::parse(embeddings_body()).as_object()));
-    report["embeddings_added_latency_p50_ms"] = embeddings.at("added_latency_p50_ms");
-    report["embeddings"] = std::move(embeddings);
+    add_embeddings(report, load, plan, openai_embeddings_call(direct_http, *engine_base, embeddings_body()),
+                   clients->gateway);
   }
   progress.finish_line();
 
@@ -865,17 +976,7 @@ Result<json::object> run_bench(const BenchOptions& options) {
   report["machine"].as_object()["load_average_at_end"] = load_average().value_or(-1);
   report["duration_s"] =
       round_to(std::chrono::duration<double>(std::chrono::steady_clock::now() - run_started).count(), 1);
-  json::array target_results;
-  for (const auto& t : targets(options.tls)) {
-    const double v = number(report, t.key);
-    const bool met = !std::isnan(v) && (t.at_least ? v >= t.bound : v <= t.bound);
-    target_results.push_back(json::object{{"key", t.key},
-                                          {"value", std::isnan(v) ? json::value(nullptr) : json::value(v)},
-                                          {"bound", t.bound},
-                                          {"at_least", t.at_least},
-                                          {"met", met}});
-  }
-  report["targets"] = std::move(target_results);
+  report["targets"] = target_results(report, options.tls);
   if (options.keep_temp) report["temp_dir"] = stack.dir.string();
   return report;
 }

@@ -104,8 +104,13 @@ Status validate(const ClientOptions& options, bool need_api_key) {
 
 namespace detail {
 
-struct ClientState {
-  ClientState(std::size_t max_idle_connections, std::string ca_file)
+// A client's state in four layers, each on the one below: GatewayLink (HTTP to the gateway and
+// its answers in the SDK's terms), Attester (verified attestation documents), KeyMaker (keys per
+// model and replica, made by one call at a time) and ClientState (a sealed request and its
+// decoded answer). The layers share one object: the public handles (Client, Completions, ...)
+// hold a shared_ptr<ClientState>.
+struct GatewayLink {
+  GatewayLink(std::size_t max_idle_connections, std::string ca_file)
       : http(http::ClientOptions{.max_idle_per_host = max_idle_connections,
                                  .body_limit = kMaxJsonResponseBytes,
                                  .ca_file = std::move(ca_file)}) {}
@@ -113,23 +118,8 @@ struct ClientState {
   ClientOptions options;
   http::Url base;
   http::Client http;
-
-  ReplicaSets sets;  // the verified keys per model and replica
-  std::shared_ptr<const EncryptionKeys> keys;  // made or replaced last; guarded by sets.mutex()
   // The gateway's largest request body (its X-Rvenc-Max-Body); 0 until it said.
   std::atomic<std::uint64_t> gateway_max_body{0};
-
-  // While one call makes the keys of a model (current_keys), concurrent calls for it wait for its
-  // result instead of each attesting. Thread-safe wake-ups: the waiters may run on other
-  // io_contexts (blocking calls) or threads. All guarded by sets.mutex().
-  using Wakeup = asio::experimental::concurrent_channel<void(boost::system::error_code)>;
-  struct Making {
-    bool active = false;
-    std::uint64_t attempts_finished = 0;
-    std::optional<Error> last_attempt_error;  // of the attempt that finished last (none if cancelled)
-    std::vector<std::shared_ptr<Wakeup>> waiting;
-  };
-  std::map<std::string, Making, std::less<>> making;  // per model
 
   [[nodiscard]] http::Timeouts timeouts() const {
     return http::Timeouts{.connect = options.request_timeout, .idle = options.request_timeout};
@@ -215,6 +205,11 @@ struct ClientState {
     if (!body) co_return std::unexpected(body.error());
     co_return std::pair{std::move(*body), challenge};
   }
+};
+
+// Attestation documents fetched through the gateway and verified against the client's policy.
+struct Attester : GatewayLink {
+  using GatewayLink::GatewayLink;
 
   // The verified document of one enclave (serving `model` when given).
   awaitable<Result<VerifiedDocument>> attest_one(std::string_view model) {
@@ -279,6 +274,27 @@ struct ClientState {
       return fail(Errc::attestation_failed, "the gateway sent the attestation of an enclave that does not serve the model");
     return VerifiedDocument{std::move(*document), std::move(models), *until};
   }
+};
+
+// The encryption keys per model and replica: made from verified documents, kept while trusted,
+// made by one call per model at a time whose result the others share.
+struct KeyMaker : Attester {
+  using Attester::Attester;
+
+  ReplicaSets sets;  // the verified keys per model and replica
+  std::shared_ptr<const EncryptionKeys> keys;  // made or replaced last; guarded by sets.mutex()
+
+  // While one call makes the keys of a model (current_keys), concurrent calls for it wait for its
+  // result instead of each attesting. Thread-safe wake-ups: the waiters may run on other
+  // io_contexts (blocking calls) or threads. All guarded by sets.mutex().
+  using Wakeup = asio::experimental::concurrent_channel<void(boost::system::error_code)>;
+  struct Making {
+    bool active = false;
+    std::uint64_t attempts_finished = 0;
+    std::optional<Error> last_attempt_error;  // of the attempt that finished last (none if cancelled)
+    std::vector<std::shared_ptr<Wakeup>> waiting;
+  };
+  std::map<std::string, Making, std::less<>> making;  // per model
 
   // A fresh encapsulation to a verified document's key, used until the trust ends: the key's
   // notAfter or, earlier, the end of validity of its hardware evidence's certificates/collateral.
@@ -362,7 +378,7 @@ struct ClientState {
       // The channel lives on this call's executor: it leaves the list before this call ends,
       // however it ends (a blocking call's io_context goes with it).
       struct Leave {
-        ClientState& state;
+        KeyMaker& state;
         const std::string& model;
         const std::shared_ptr<Wakeup>& wakeup;
         ~Leave() {
@@ -380,7 +396,7 @@ struct ClientState {
     // Whatever ends this attempt (keys, error, cancellation) wakes the calls waiting for it.
     std::optional<Error> failure;
     struct Finish {
-      ClientState& state;
+      KeyMaker& state;
       const std::string& model;
       const std::optional<Error>& failure;
       ~Finish() {
@@ -432,6 +448,11 @@ struct ClientState {
     }
     co_return true;
   }
+};
+
+// A sealed request to the least busy replica and its answer decoded: what the public calls run.
+struct ClientState : KeyMaker {
+  using KeyMaker::KeyMaker;
 
   // One chat request sealed to the least busy replica of its model, its answer decoded into
   // `on_chunk`. A failure a replica explains (replica_failure, or no HTTP status at all) before

@@ -11,6 +11,7 @@
 #include "rvenc/common/hex.hpp"
 #include "rvenc/common/query.hpp"
 #include "forwarding.hpp"
+#include "services.hpp"
 #include "rvenc/gateway/gateway.hpp"
 #include "rvenc/protocol/attestation.hpp"
 
@@ -56,12 +57,12 @@ Result<AttestationQuery> parse_attestation_query(std::string_view query) {
 }  // namespace
 
 http::Response GatewayHandler::models_response(const RequestContext& context) const {
-  const auto names = enclaves_.models();
-  if (names.empty() && enclaves_.healthy_count() == 0)
+  const auto names = services_->enclaves.models();
+  if (names.empty() && services_->enclaves.healthy_count() == 0)
     return gateway_error(context, Error{Errc::enclave_unavailable, "no enclave is available"});
   boost::json::array data;
   for (const auto& name : names)
-    data.push_back(boost::json::object{{"id", name}, {"object", "model"}, {"created", started_at_}, {"owned_by", "rvenc"}});
+    data.push_back(boost::json::object{{"id", name}, {"object", "model"}, {"created", services_->started_at}, {"owned_by", "rvenc"}});
   return http::json_response(200,
                              boost::json::serialize(boost::json::object{{"object", "list"}, {"data", std::move(data)}}));
 }
@@ -75,15 +76,15 @@ http::awaitable<void> GatewayHandler::serve_attestation(RequestContext& context,
   // No enclave known healthy (say one restarted a moment ago, right after a request found it
   // down): check them now rather than wait for the next health check. Bounded by the attestation
   // limit per address; the checks are one GET /healthz per enclave.
-  if (enclaves_.healthy_count() == 0) co_await enclaves_.refresh();
+  if (services_->enclaves.healthy_count() == 0) co_await services_->enclaves.refresh();
   if (query->all) {
     co_await serve_all_attestations(context, writer, query->model, query->challenge);
     co_return;
   }
   // An enclave that fails at the connection is marked down (get_from) and the next one is tried.
   Error last{Errc::enclave_unavailable, "no enclave is available"};
-  for (std::size_t attempt = 0; attempt < enclaves_.size(); ++attempt) {
-    auto url = enclaves_.choose(query->model);
+  for (std::size_t attempt = 0; attempt < services_->enclaves.size(); ++attempt) {
+    auto url = services_->enclaves.choose(query->model);
     if (!url) {
       if (attempt == 0) last = url.error();
       break;
@@ -94,7 +95,7 @@ http::awaitable<void> GatewayHandler::serve_attestation(RequestContext& context,
       if (response.error().code == Errc::upstream_timeout) break;
       continue;
     }
-    if (response->result_int() == 200) enclaves_.learn_from_attestation(*url, response->body(), query->challenge);
+    if (response->result_int() == 200) services_->enclaves.learn_from_attestation(*url, response->body(), query->challenge);
     co_await send(context, writer, pass_through(context.request, response->base(), std::move(response->body())));
     co_return;
   }
@@ -104,7 +105,7 @@ http::awaitable<void> GatewayHandler::serve_attestation(RequestContext& context,
 http::awaitable<void> GatewayHandler::serve_all_attestations(RequestContext& context, http::ResponseWriter& writer,
                                                              const std::optional<std::string>& model,
                                                              const protocol::Challenge& challenge) {
-  auto urls = enclaves_.choose_all(model);
+  auto urls = services_->enclaves.choose_all(model);
   if (!urls) {
     co_await send(context, writer, gateway_error(context, urls.error()));
     co_return;
@@ -119,7 +120,7 @@ http::awaitable<void> GatewayHandler::serve_all_attestations(RequestContext& con
                    response ? "HTTP " + std::to_string(response->result_int()) : response.error().message);
       continue;
     }
-    if (!enclaves_.learn_from_attestation(url, response->body(), challenge)) continue;
+    if (!services_->enclaves.learn_from_attestation(url, response->body(), challenge)) continue;
     boost::system::error_code ec;
     auto document = boost::json::parse(response->body(), ec);
     if (!ec) documents.push_back(std::move(document));

@@ -161,6 +161,42 @@ Status check_sampling(const json::object& body, ChatRequest& request) {
 
 }  // namespace detail
 
+// --- CompletionWalk ----------------------------------------------------------------------------
+
+void CompletionWalk::add_header(const json::object& chunk) {
+  if (id_.empty()) id_ = string_or_empty(chunk, "id");
+  if (model_.empty()) model_ = string_or_empty(chunk, "model");
+  if (auto fp = string_or_empty(chunk, "system_fingerprint"); !fp.empty()) system_fingerprint_ = std::move(fp);
+  if (const auto* created = chunk.if_contains("created"); created != nullptr && created->is_int64() && created_ == 0) {
+    created_ = created->get_int64();
+  }
+  if (const auto* usage = chunk.if_contains("usage"); usage != nullptr && !usage->is_null()) {
+    if (auto parsed = parse_usage(*usage)) {
+      usage_ = parsed;
+      usage_json_ = *usage;
+    }
+  }
+}
+
+std::int64_t CompletionWalk::choice_index(const json::object& choice) {
+  if (const auto* i = choice.if_contains("index"); i != nullptr && i->is_int64()) return i->get_int64();
+  return 0;
+}
+
+json::object CompletionWalk::start(std::string_view object) const {
+  json::object out;
+  out["id"] = id_;
+  out["object"] = object;
+  out["created"] = created_;
+  out["model"] = model_;
+  if (!system_fingerprint_.empty()) out["system_fingerprint"] = system_fingerprint_;
+  return out;
+}
+
+json::value CompletionWalk::usage_json() const {
+  return usage_json_.is_object() ? usage_json_ : json::value(nullptr);
+}
+
 // --- CompletionAssembler -----------------------------------------------------------------------
 
 Status CompletionAssembler::add_chunk(std::string_view chunk_json) {
@@ -180,82 +216,59 @@ Status CompletionAssembler::add_chunk(std::string_view chunk_json) {
 
 void CompletionAssembler::add_chunk(const json::object& chunk) {
   ++chunks_;
-  if (id_.empty()) id_ = string_or_empty(chunk, "id");
-  if (model_.empty()) model_ = string_or_empty(chunk, "model");
-  if (auto fp = string_or_empty(chunk, "system_fingerprint"); !fp.empty()) system_fingerprint_ = std::move(fp);
-  if (const auto* created = chunk.if_contains("created"); created != nullptr && created->is_int64() && created_ == 0) {
-    created_ = created->get_int64();
-  }
-  if (const auto* usage = chunk.if_contains("usage"); usage != nullptr && !usage->is_null()) {
-    if (auto parsed = parse_usage(*usage)) {
-      usage_ = parsed;
-      usage_json_ = *usage;
-    }
-  }
-  const auto* choices = chunk.if_contains("choices");
-  if (choices == nullptr || !choices->is_array()) return;
+  walk_.add(chunk, [this](std::int64_t index, const json::object& obj) { add_choice(index, obj); });
+}
 
-  for (const auto& c : choices->get_array()) {
-    if (!c.is_object()) continue;
-    const auto& obj = c.get_object();
-    std::int64_t index = 0;
-    if (const auto* i = obj.if_contains("index"); i != nullptr && i->is_int64()) index = i->get_int64();
-    if (index < 0 || index >= kMaxAssembledChoices) continue;
-    auto& choice = choices_[index];
-    if (const auto* finish = obj.if_contains("finish_reason"); finish != nullptr && !finish->is_null()) {
-      choice.finish_reason = *finish;
+void CompletionAssembler::add_choice(std::int64_t index, const json::object& obj) {
+  auto& choice = choices_[index];
+  if (const auto* finish = obj.if_contains("finish_reason"); finish != nullptr && !finish->is_null()) {
+    choice.finish_reason = *finish;
+  }
+  const auto* delta_value = obj.if_contains("delta");
+  if (delta_value == nullptr || !delta_value->is_object()) return;
+  const auto& delta = delta_value->get_object();
+  if (auto role = string_or_empty(delta, "role"); !role.empty()) choice.role = std::move(role);
+  if (const auto* content = delta.if_contains("content"); content != nullptr && content->is_string()) {
+    choice.content.append(content->get_string().data(), content->get_string().size());
+    choice.has_content = true;
+  }
+  // vLLM and SGLang say reasoning_content; some engines say reasoning.
+  for (std::string_view name : {"reasoning_content", "reasoning"}) {
+    if (const auto* r = delta.if_contains(name); r != nullptr && r->is_string()) {
+      choice.reasoning.append(r->get_string().data(), r->get_string().size());
+      choice.has_reasoning = true;
+      break;
     }
-    const auto* delta_value = obj.if_contains("delta");
-    if (delta_value == nullptr || !delta_value->is_object()) continue;
-    const auto& delta = delta_value->get_object();
-    if (auto role = string_or_empty(delta, "role"); !role.empty()) choice.role = std::move(role);
-    if (const auto* content = delta.if_contains("content"); content != nullptr && content->is_string()) {
-      choice.content.append(content->get_string().data(), content->get_string().size());
-      choice.has_content = true;
+  }
+  const auto* tool_calls = delta.if_contains("tool_calls");
+  if (tool_calls == nullptr || !tool_calls->is_array()) return;
+  std::int64_t position = 0;
+  for (const auto& t : tool_calls->get_array()) {
+    if (!t.is_object()) continue;
+    const auto& call = t.get_object();
+    std::int64_t call_index = position++;
+    if (const auto* i = call.if_contains("index"); i != nullptr && i->is_int64()) call_index = i->get_int64();
+    if (call_index < 0 || call_index >= kMaxAssembledToolCalls) continue;
+    auto [it, first_seen] = choice.tool_calls.try_emplace(call_index);
+    auto& merged = it->second;
+    if (auto id = string_or_empty(call, "id"); !id.empty() && merged.id.empty()) merged.id = std::move(id);
+    if (auto type = string_or_empty(call, "type"); !type.empty() && (first_seen || !merged.type_seen)) {
+      merged.type = std::move(type);
+      merged.type_seen = true;
     }
-    // vLLM and SGLang say reasoning_content; some engines say reasoning.
-    for (std::string_view name : {"reasoning_content", "reasoning"}) {
-      if (const auto* r = delta.if_contains(name); r != nullptr && r->is_string()) {
-        choice.reasoning.append(r->get_string().data(), r->get_string().size());
-        choice.has_reasoning = true;
-        break;
+    if (const auto* fn = call.if_contains("function"); fn != nullptr && fn->is_object()) {
+      if (auto name = string_or_empty(fn->get_object(), "name"); !name.empty() && merged.name.empty()) {
+        merged.name = std::move(name);
       }
-    }
-    const auto* tool_calls = delta.if_contains("tool_calls");
-    if (tool_calls == nullptr || !tool_calls->is_array()) continue;
-    std::int64_t position = 0;
-    for (const auto& t : tool_calls->get_array()) {
-      if (!t.is_object()) continue;
-      const auto& call = t.get_object();
-      std::int64_t call_index = position++;
-      if (const auto* i = call.if_contains("index"); i != nullptr && i->is_int64()) call_index = i->get_int64();
-      if (call_index < 0 || call_index >= kMaxAssembledToolCalls) continue;
-      auto [it, first_seen] = choice.tool_calls.try_emplace(call_index);
-      auto& merged = it->second;
-      if (auto id = string_or_empty(call, "id"); !id.empty() && merged.id.empty()) merged.id = std::move(id);
-      if (auto type = string_or_empty(call, "type"); !type.empty() && (first_seen || !merged.type_seen)) {
-        merged.type = std::move(type);
-        merged.type_seen = true;
-      }
-      if (const auto* fn = call.if_contains("function"); fn != nullptr && fn->is_object()) {
-        if (auto name = string_or_empty(fn->get_object(), "name"); !name.empty() && merged.name.empty()) {
-          merged.name = std::move(name);
-        }
-        if (const auto* args = fn->get_object().if_contains("arguments"); args != nullptr && args->is_string()) {
-          merged.arguments.append(args->get_string().data(), args->get_string().size());
-        }
+      if (const auto* args = fn->get_object().if_contains("arguments"); args != nullptr && args->is_string()) {
+        merged.arguments.append(args->get_string().data(), args->get_string().size());
       }
     }
   }
 }
 
 json::object CompletionAssembler::completion() const {
-  json::object out;
-  out["id"] = id_;
-  out["object"] = "chat.completion";
-  out["created"] = created_;
-  out["model"] = model_;
-  if (!system_fingerprint_.empty()) out["system_fingerprint"] = system_fingerprint_;
+  json::object out = walk_.start("chat.completion");
   json::array choices;
   for (const auto& [index, choice] : choices_) {
     json::object message;
@@ -278,7 +291,7 @@ json::object CompletionAssembler::completion() const {
                                    {"logprobs", nullptr}});
   }
   out["choices"] = std::move(choices);
-  out["usage"] = usage_json_.is_object() ? usage_json_ : json::value(nullptr);
+  out["usage"] = walk_.usage_json();
   return out;
 }
 

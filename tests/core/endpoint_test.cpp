@@ -110,5 +110,37 @@ TEST(TextCompletionAssembler, ConcatenatesTextPerChoiceAndKeepsFinishAndUsage) {
   EXPECT_EQ(assembler.usage()->prompt_tokens, 2);
 }
 
+// The fields both assemblers share go through one walk (CompletionWalk): the first id, model and
+// created, the last fingerprint and non-null usage, choice indices outside [0, 128) ignored, a
+// choice without an index is choice 0.
+TEST(CompletionWalk, ChatAndTextAssemblersReadTheSharedFieldsAlike) {
+  const char* chunks[] = {
+      R"({"id":"a","model":"m1","created":7,"system_fingerprint":"fp1","choices":[{"index":-1},{"index":128},"x"]})",
+      R"({"id":"b","model":"m2","created":9,"system_fingerprint":"fp2","usage":{"prompt_tokens":1,"completion_tokens":2}})",
+      R"({"usage":null,"choices":[{"finish_reason":"stop"}]})"};
+  CompletionAssembler chat;
+  TextCompletionAssembler text;
+  for (const char* chunk : chunks) {
+    chat.add_chunk(json::parse(chunk).as_object());
+    text.add_chunk(json::parse(chunk).as_object());
+  }
+  const auto c = chat.completion();
+  const auto t = text.completion();
+  for (const auto* out : {&c, &t}) {
+    EXPECT_EQ(out->at("id").as_string(), "a");
+    EXPECT_EQ(out->at("model").as_string(), "m1");
+    EXPECT_EQ(out->at("created").as_int64(), 7);
+    EXPECT_EQ(out->at("system_fingerprint").as_string(), "fp2");
+    EXPECT_EQ(out->at("usage").at("completion_tokens").as_int64(), 2);
+    ASSERT_EQ(out->at("choices").as_array().size(), 1u);
+    EXPECT_EQ(out->at("choices").as_array()[0].at("index").as_int64(), 0);
+    EXPECT_EQ(out->at("choices").as_array()[0].at("finish_reason").as_string(), "stop");
+  }
+  EXPECT_EQ(c.at("object").as_string(), "chat.completion");
+  EXPECT_EQ(t.at("object").as_string(), "text_completion");
+  ASSERT_TRUE(chat.usage() && text.usage());
+  EXPECT_EQ(chat.usage()->prompt_tokens, text.usage()->prompt_tokens);
+}
+
 }  // namespace
 }  // namespace rvenc::protocol

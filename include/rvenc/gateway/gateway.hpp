@@ -3,8 +3,9 @@
 // can decrypt anything; it sees envelopes, keyIds, sizes, timing and the enclave's token counts.
 //
 // Design: GatewayHandler is the whole request logic as an http::Handler (testable with
-// http::RecordingWriter); Gateway runs it on an http::Server with the background work (key cache
-// invalidation poll, enclave health checks) and stops everything on SIGINT/SIGTERM.
+// http::RecordingWriter); what it uses is built once apart from it (GatewayServices, the
+// composition root in services.cpp); Gateway runs it on an http::Server with the background work
+// (key cache invalidation poll, enclave health checks) and stops everything on SIGINT/SIGTERM.
 // /healthz (and /health) answers everyone with {"status": "ok"|"degraded"|"unavailable"}; its
 // details (enclave URLs, keyIds, errors) and /metrics need the admin token when one is set
 // (GatewayOptions::admin_token_hash), else they are public.
@@ -16,7 +17,6 @@
 // before any event is 503 enclave_unavailable (the client re-attests and re-sends once).
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -103,9 +103,11 @@ struct GatewayOptions {
   std::shared_ptr<TrafficRecorder> traffic_recorder;
 };
 
+struct GatewayServices;  // services.hpp (private): the parts built once per process
+
 class GatewayHandler {
  public:
-  // Opens the store (two handles: lookups and the usage writer).
+  // Builds the services (GatewayServices::build: the store's two handles, limiters, enclave pool).
   [[nodiscard]] static Result<std::unique_ptr<GatewayHandler>> create(GatewayOptions options);
   ~GatewayHandler();
 
@@ -118,15 +120,15 @@ class GatewayHandler {
   // Cancels them (thread-safe; they end on their executor).
   void stop_background();
 
-  [[nodiscard]] EnclavePool& enclaves() noexcept { return enclaves_; }
+  [[nodiscard]] EnclavePool& enclaves() noexcept;
   // The API key cache (revocation subscribers make it re-read the database).
-  [[nodiscard]] KeyCache& keys() noexcept { return keys_; }
-  [[nodiscard]] Metrics& metrics() noexcept { return metrics_; }
-  [[nodiscard]] UsageRecorder& usage() noexcept { return *usage_; }
-  [[nodiscard]] const GatewayOptions& options() const noexcept { return options_; }
+  [[nodiscard]] KeyCache& keys() noexcept;
+  [[nodiscard]] Metrics& metrics() noexcept;
+  [[nodiscard]] UsageRecorder& usage() noexcept;
+  [[nodiscard]] const GatewayOptions& options() const noexcept;
 
  private:
-  GatewayHandler(GatewayOptions options, KeyStore lookups, std::unique_ptr<UsageRecorder> usage);
+  explicit GatewayHandler(std::unique_ptr<GatewayServices> services);
 
   // The gateway's routes, named once (gateway.cpp): the allow list and dispatch both read it.
   struct Route {
@@ -140,15 +142,34 @@ class GatewayHandler {
   http::awaitable<void> serve_health(RequestContext& context, http::ResponseWriter& writer);
   http::awaitable<void> serve_metrics(RequestContext& context, http::ResponseWriter& writer);
   http::awaitable<void> serve_models(RequestContext& context, http::ResponseWriter& writer);
-  // Admits the request, forwards it, and settles its token reservation with what it used.
+
+  // POST /rvenc/chat/completions, in four units that read top to bottom (gateway.cpp):
+  // admit_chat -> open_upstream -> relay_chat -> settle_charge.
+  struct Upstream;  // an open enclave stream for one request
+  struct Relay;     // one event stream being relayed
   http::awaitable<void> serve_chat(RequestContext& context, http::ResponseWriter& writer);
-  // Routes and forwards an admitted request; returns the tokens it is charged (0 when the enclave
-  // refused it or could not be reached).
-  http::awaitable<std::int64_t> forward_chat(RequestContext& context, http::ResponseWriter& writer);
-  // Relays an event stream from `stream` to the client; returns the usage the request is charged.
+  // Admission: body size, API key, envelope, concurrent streams, rate limit (chat_steps_);
+  // an answer when the request is refused.
+  http::awaitable<StepResult> admit_chat(RequestContext& context);
+  // Routes by keyId and opens the enclave stream; false when it answered the client (no enclave,
+  // a transport failure).
+  http::awaitable<bool> open_upstream(RequestContext& context, http::ResponseWriter& writer, Upstream& upstream);
+  // Relays the enclave's event stream, or passes its refusal through; returns the tokens charged.
+  http::awaitable<std::int64_t> relay_chat(RequestContext& context, http::ResponseWriter& writer, Upstream& upstream);
+  // An enclave's answer before any event (an error): passed through with its status and body.
+  http::awaitable<void> pass_refusal(RequestContext& context, http::ResponseWriter& writer,
+                                     http::ResponseStream& stream);
+  // The relay of an event stream: its start, its events, its held end (see Relay::ending).
   http::awaitable<protocol::Usage> relay_stream(RequestContext& context, http::ResponseWriter& writer,
-                                                http::ResponseStream& stream, const http::Url& target,
-                                                Clock::time_point opened_at);
+                                                Upstream& upstream);
+  http::awaitable<void> relay_events(Relay& relay);
+  void note_progress(Relay& relay, std::string_view forward);
+  http::awaitable<protocol::Usage> end_relay(Relay& relay);
+  // The usage a relay is charged (billed_usage), written to its usage row and the traffic record.
+  http::awaitable<protocol::Usage> record_usage(Relay& relay);
+  // Settles the request's token reservation with what it used.
+  http::awaitable<void> settle_charge(RequestContext& context, std::int64_t used);
+
   // GET /rvenc/attestation (discovery.cpp): one enclave's document, or every replica's (all=1).
   http::awaitable<void> serve_attestation(RequestContext& context, http::ResponseWriter& writer);
   http::awaitable<void> serve_all_attestations(RequestContext& context, http::ResponseWriter& writer,
@@ -166,27 +187,10 @@ class GatewayHandler {
   void log_access(const RequestContext& context) const;
   // Whether the request may see the details (no admin token configured, or it shows it).
   [[nodiscard]] bool admin_allowed(const http::Request& request) const;
-  http::awaitable<void> poll_keys_loop(std::shared_ptr<boost::asio::steady_timer> timer);
-  // Checks enclave `index` every GatewayOptions::health_interval.
-  http::awaitable<void> refresh_loop(std::shared_ptr<boost::asio::steady_timer> timer, std::size_t index);
 
-  GatewayOptions options_;
-  KeyCache keys_;
-  std::unique_ptr<UsageRecorder> usage_;
-  InMemoryRateLimiter local_limiter_;
-  AddressRateLimiter attestation_limiter_;
-  RateLimiter* limiter_ = &local_limiter_;  // options_.rate_limiter when given
-  StreamSlots streams_;
-  Metrics metrics_;
-  http::Client client_;
-  std::unique_ptr<http::MuxClient> mux_;  // null: HTTP/1.1 only (GatewayOptions::enclave_mux)
-  EnclavePool enclaves_;
+  std::unique_ptr<GatewayServices> services_;
   std::vector<Step> chat_steps_;
   std::vector<Step> get_steps_;
-  std::atomic<bool> stopping_{false};
-  std::shared_ptr<boost::asio::steady_timer> poll_timer_;
-  std::vector<std::shared_ptr<boost::asio::steady_timer>> refresh_timers_;  // one per enclave
-  std::int64_t started_at_ = 0;  // seconds since the epoch: "created" of the models listed
 };
 
 class Gateway {

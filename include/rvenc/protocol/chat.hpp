@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
@@ -62,6 +63,41 @@ struct Usage {
   }
 };
 
+// What chat and legacy completion chunks share besides their choices, merged the one way both
+// assemblers need: the first id/model/created, the last system_fingerprint and the last usage.
+// CompletionWalk::add also walks the chunk's choices, calling `visit(index, choice)` for each
+// object whose index is in [0, kMaxAssembledChoices) (others are ignored: bounded memory).
+class CompletionWalk {
+ public:
+  template <class Visit>
+  void add(const boost::json::object& chunk, Visit&& visit) {
+    add_header(chunk);
+    const auto* choices = chunk.if_contains("choices");
+    if (choices == nullptr || !choices->is_array()) return;
+    for (const auto& c : choices->get_array()) {
+      if (!c.is_object()) continue;
+      const std::int64_t index = choice_index(c.get_object());
+      if (index >= 0 && index < kMaxAssembledChoices) visit(index, c.get_object());
+    }
+  }
+  // {"id", "object": `object`, "created", "model", "system_fingerprint"?}: the start of the result.
+  [[nodiscard]] boost::json::object start(std::string_view object) const;
+  // The last non-null usage object as the engine sent it, else null.
+  [[nodiscard]] boost::json::value usage_json() const;
+  [[nodiscard]] std::optional<Usage> usage() const { return usage_; }
+
+ private:
+  void add_header(const boost::json::object& chunk);
+  [[nodiscard]] static std::int64_t choice_index(const boost::json::object& choice);
+
+  std::string id_;
+  std::string model_;
+  std::string system_fingerprint_;
+  std::int64_t created_ = 0;
+  std::optional<Usage> usage_;
+  boost::json::value usage_json_;
+};
+
 // Assembles chunks into one chat.completion: content and reasoning_content concatenated per
 // choice, tool_calls merged by index (function.arguments appended), last finish_reason and usage kept.
 class CompletionAssembler {
@@ -71,7 +107,7 @@ class CompletionAssembler {
   void add_chunk(const boost::json::object& chunk);
 
   [[nodiscard]] boost::json::object completion() const;
-  [[nodiscard]] std::optional<Usage> usage() const { return usage_; }
+  [[nodiscard]] std::optional<Usage> usage() const { return walk_.usage(); }
   [[nodiscard]] std::size_t chunk_count() const noexcept { return chunks_; }
 
  private:
@@ -92,13 +128,11 @@ class CompletionAssembler {
     boost::json::value finish_reason;  // null until set
   };
 
-  std::string id_;
-  std::string model_;
-  std::string system_fingerprint_;
-  std::int64_t created_ = 0;
+  // Adds one choice object of a chunk (its delta) to choices_[index].
+  void add_choice(std::int64_t index, const boost::json::object& obj);
+
+  CompletionWalk walk_;
   std::map<std::int64_t, Choice> choices_;
-  std::optional<Usage> usage_;
-  boost::json::value usage_json_;  // the last non-null usage object as the engine sent it
   std::size_t chunks_ = 0;
 };
 

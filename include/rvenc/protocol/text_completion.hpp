@@ -27,7 +27,7 @@ class TextCompletionAssembler {
   // {"id","object":"text_completion","created","model","system_fingerprint"?,"choices":[{"index",
   //  "text","logprobs","finish_reason"}],"usage": object or null}
   [[nodiscard]] boost::json::object completion() const;
-  [[nodiscard]] std::optional<Usage> usage() const { return usage_; }
+  [[nodiscard]] std::optional<Usage> usage() const { return walk_.usage(); }
 
  private:
   struct Choice {
@@ -35,13 +35,8 @@ class TextCompletionAssembler {
     boost::json::value logprobs;       // null until given
     boost::json::value finish_reason;  // null until set
   };
-  std::string id_;
-  std::string model_;
-  std::string system_fingerprint_;
-  std::int64_t created_ = 0;
+  CompletionWalk walk_;  // id, model, created, usage and the choice indices, as for chat
   std::map<std::int64_t, Choice> choices_;
-  std::optional<Usage> usage_;
-  boost::json::value usage_json_;
 };
 
 }  // namespace rvenc::protocol
