@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <bitset>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -162,6 +163,73 @@ std::vector<const UsageRow*> one_row_per_request(const std::vector<UsageRow>& ro
     else if (!out[it->second]->final) out[it->second] = &row;
   }
   return out;
+}
+
+// The store's fixed statements: each is prepared once per connection (PQprepare, under its name)
+// on first use there, then run with PQexecPrepared (parsed and planned once, not per call).
+enum class Stmt : std::size_t {
+  schema_version,
+  insert_key,
+  list_keys,
+  find_by_hash,
+  find_by_id,
+  revoke_by_hash,
+  revoke_by_id,
+  keys_version,
+  insert_usage,
+  touch_keys,
+  usage_totals,
+  recent_usage,
+  count,
+};
+constexpr std::size_t kStatementCount = static_cast<std::size_t>(Stmt::count);
+using PreparedSet = std::bitset<kStatementCount>;
+
+struct Statement {
+  std::string name;  // "rvenc_…": stable, one per statement
+  std::string sql;   // constant: parameters are $N, never spliced
+};
+
+const Statement& statement(Stmt which) {
+  static const std::array<Statement, kStatementCount> table = [] {
+    std::array<Statement, kStatementCount> t;
+    const auto set = [&](Stmt s, const char* name, std::string sql) {
+      t[static_cast<std::size_t>(s)] = {std::string("rvenc_") + name, std::move(sql)};
+    };
+    const std::string select_keys = std::string("SELECT ") + kKeyColumns + " FROM api_keys ";
+    set(Stmt::schema_version, "schema_version", "SELECT coalesce(max(version), 0) FROM schema_migrations");
+    set(Stmt::insert_key, "insert_key",
+        "INSERT INTO api_keys(id, name, env, key_hash, last4, rpm, tpm, max_streams, created_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+    set(Stmt::list_keys, "list_keys", select_keys + "ORDER BY created_at, id");
+    set(Stmt::find_by_hash, "find_by_hash", select_keys + "WHERE key_hash = $1");
+    set(Stmt::find_by_id, "find_by_id", select_keys + "WHERE id = $1");
+    set(Stmt::revoke_by_hash, "revoke_by_hash",
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $1) WHERE key_hash = $2");
+    set(Stmt::revoke_by_id, "revoke_by_id", "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2");
+    set(Stmt::keys_version, "keys_version", "SELECT value FROM meta WHERE name = 'keys_version'");
+    // The rows as arrays, unnested into one INSERT: a round trip per statement, not per row. A
+    // final row replaces its provisional one; nothing replaces a final row (a journal replayed
+    // twice, or by two gateways, changes nothing).
+    set(Stmt::insert_usage, "insert_usage",
+        "INSERT INTO usage(request_id, key_id, at_ms, path, status, prompt_tokens, completion_tokens, "
+        "bytes_in, bytes_out, duration_ms, final) "
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::integer[], $6::bigint[], "
+        "$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::boolean[]) "
+        "ON CONFLICT (request_id) DO UPDATE SET status = excluded.status, "
+        "prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens, "
+        "bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out, duration_ms = excluded.duration_ms, "
+        "final = excluded.final WHERE NOT usage.final");
+    set(Stmt::touch_keys, "touch_keys",
+        "UPDATE api_keys k SET last_used_at = greatest(coalesce(k.last_used_at, 0), u.at) "
+        "FROM unnest($1::text[], $2::bigint[]) AS u(id, at) WHERE k.id = u.id");
+    set(Stmt::usage_totals, "usage_totals", kUsageTotalsSql);
+    set(Stmt::recent_usage, "recent_usage",
+        "SELECT request_id, key_id, at_ms, path, status, prompt_tokens, completion_tokens, bytes_in, "
+        "bytes_out, duration_ms, final FROM usage ORDER BY at_ms DESC, request_id DESC LIMIT $1");
+    return t;
+  }();
+  return table[static_cast<std::size_t>(which)];
 }
 
 std::string first_line(const char* message) {
@@ -376,40 +444,53 @@ class PgBackend final : public Backend {
 
  private:
   // A pooled connection, returned to the pool when dropped (closed instead when it broke).
+  // A connection with the statements prepared on it (they live and die with its session).
+  struct Pooled {
+    Conn conn;
+    PreparedSet prepared;
+  };
   class Lease {
    public:
-    Lease(PgBackend& owner, Conn conn, bool reused) : owner_(&owner), conn_(std::move(conn)), reused_(reused) {}
+    Lease(PgBackend& owner, Pooled pooled, bool reused)
+        : owner_(&owner), pooled_(std::move(pooled)), reused_(reused) {}
     Lease(Lease&& other) noexcept = default;
     ~Lease() {
-      if (owner_ && conn_) owner_->release(std::move(conn_));
+      if (owner_ && pooled_.conn) owner_->release(std::move(pooled_));
     }
-    [[nodiscard]] PGconn* get() const noexcept { return conn_.get(); }
+    [[nodiscard]] PGconn* get() const noexcept { return pooled_.conn.get(); }
+    [[nodiscard]] PreparedSet& prepared() noexcept { return pooled_.prepared; }
     // Taken from the pool (the server may have closed it since), not made for this call.
     [[nodiscard]] bool reused() const noexcept { return reused_; }
 
    private:
     PgBackend* owner_;
-    Conn conn_;
+    Pooled pooled_;
     bool reused_ = false;
   };
 
   [[nodiscard]] Result<Lease> acquire();
-  void release(Conn conn);
+  void release(Pooled pooled);
   void mark_down();
   // A connection found broken: the pooled ones are as stale (the server restarted or went away).
   void drop_idle();
-  // Runs one statement; the result when its status is `expected`.
+  // The error of a failed call on `conn` (`result` may be null): unreachable when the connection
+  // broke (the idle ones are dropped too), else internal_error with the server's message.
+  [[nodiscard]] Error failure(PGconn* conn, const PGresult* result);
+  // Runs one unprepared statement (transaction control, migrations); the result when its status
+  // is `expected`.
   [[nodiscard]] Result<PgResult> run(PGconn* conn, const char* sql, const Params& params, ExecStatusType expected);
-  // Runs one statement on a pooled connection.
-  [[nodiscard]] Result<PgResult> run(const char* sql, const Params& params, ExecStatusType expected = PGRES_TUPLES_OK);
-  [[nodiscard]] Status run_usage(PGconn* conn, const std::vector<UsageRow>& rows);
-  [[nodiscard]] Result<std::optional<ApiKeyRecord>> find_one(const char* where, const Params& params);
+  // Runs a fixed statement on `lease`, preparing it there first if this connection has not yet.
+  [[nodiscard]] Result<PgResult> run(Lease& lease, Stmt stmt, const Params& params, ExecStatusType expected);
+  // Runs a fixed statement on a pooled connection.
+  [[nodiscard]] Result<PgResult> run(Stmt stmt, const Params& params, ExecStatusType expected = PGRES_TUPLES_OK);
+  [[nodiscard]] Status run_usage(Lease& lease, const std::vector<UsageRow>& rows);
+  [[nodiscard]] Result<std::optional<ApiKeyRecord>> find_one(Stmt stmt, const Params& params);
 
   std::string url_;
   StoreOptions options_;
   std::mutex mutex_;
   std::condition_variable returned_;
-  std::vector<Conn> idle_;       // guarded by mutex_
+  std::vector<Pooled> idle_;     // guarded by mutex_
   std::size_t open_ = 0;         // connections made and not closed, guarded by mutex_
   std::chrono::steady_clock::time_point retry_at_{};  // guarded by mutex_
   std::chrono::milliseconds backoff_{0};              // guarded by mutex_
@@ -453,9 +534,9 @@ Result<PgBackend::Lease> PgBackend::acquire() {
                                       [&] { return !idle_.empty() || open_ < options_.pool_size; });
   if (!got) return std::unexpected(unreachable("every pooled connection is busy"));
   if (!idle_.empty()) {
-    Conn conn = std::move(idle_.back());
+    Pooled pooled = std::move(idle_.back());
     idle_.pop_back();
-    return Lease(*this, std::move(conn), /*reused=*/true);
+    return Lease(*this, std::move(pooled), /*reused=*/true);
   }
   ++open_;
   lock.unlock();
@@ -475,14 +556,15 @@ Result<PgBackend::Lease> PgBackend::acquire() {
     down_ = false;
     backoff_ = std::chrono::milliseconds{0};
   }
-  return Lease(*this, std::move(conn), /*reused=*/false);
+  return Lease(*this, Pooled{std::move(conn), {}}, /*reused=*/false);  // a new session: nothing prepared
 }
 
-void PgBackend::release(Conn conn) {
+void PgBackend::release(Pooled pooled) {
   {
     std::lock_guard lock(mutex_);
-    if (PQstatus(conn.get()) == CONNECTION_OK && PQtransactionStatus(conn.get()) == PQTRANS_IDLE && !down_) {
-      idle_.push_back(std::move(conn));
+    PGconn* conn = pooled.conn.get();
+    if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE && !down_) {
+      idle_.push_back(std::move(pooled));
     } else if (open_ > 0) {
       --open_;
     }
@@ -490,28 +572,51 @@ void PgBackend::release(Conn conn) {
   returned_.notify_one();
 }
 
+Error PgBackend::failure(PGconn* conn, const PGresult* result) {
+  if (PQstatus(conn) != CONNECTION_OK) {
+    drop_idle();  // the next call connects afresh (and backs off if that fails)
+    return unreachable(first_line(PQerrorMessage(conn)));
+  }
+  return Error{Errc::internal_error,
+               "database: " + first_line(result ? PQresultErrorMessage(result) : PQerrorMessage(conn))};
+}
+
 Result<PgResult> PgBackend::run(PGconn* conn, const char* sql, const Params& params, ExecStatusType expected) {
   const auto values = params.pointers();
   PgResult result(PQexecParams(conn, sql, params.size(), nullptr, values.data(), nullptr, nullptr, 0));
   if (result && PQresultStatus(result.get()) == expected) return result;
-  if (PQstatus(conn) != CONNECTION_OK) {
-    drop_idle();  // the next call connects afresh (and backs off if that fails)
-    return std::unexpected(unreachable(first_line(PQerrorMessage(conn))));
-  }
-  return fail(Errc::internal_error, "database: " + first_line(result ? PQresultErrorMessage(result.get()) : PQerrorMessage(conn)));
+  return std::unexpected(failure(conn, result.get()));
 }
 
-Result<PgResult> PgBackend::run(const char* sql, const Params& params, ExecStatusType expected) {
-  auto lease = acquire();
-  if (!lease) return std::unexpected(lease.error());
-  auto result = run(lease->get(), sql, params, expected);
-  // A pooled connection the server closed (it restarted): once more, on a new connection.
-  if (!result && lease->reused() && PQstatus(lease->get()) != CONNECTION_OK) {
-    auto fresh = acquire();
-    if (!fresh) return std::unexpected(fresh.error());
-    result = run(fresh->get(), sql, params, expected);
+Result<PgResult> PgBackend::run(Lease& lease, Stmt stmt, const Params& params, ExecStatusType expected) {
+  const Statement& s = statement(stmt);
+  PGconn* conn = lease.get();
+  const auto index = static_cast<std::size_t>(stmt);
+  if (!lease.prepared().test(index)) {
+    // Parameter types inferred by the server, as PQexecParams did.
+    PgResult prepared(PQprepare(conn, s.name.c_str(), s.sql.c_str(), 0, nullptr));
+    if (!prepared || PQresultStatus(prepared.get()) != PGRES_COMMAND_OK)
+      return std::unexpected(failure(conn, prepared.get()));
+    lease.prepared().set(index);
   }
-  return result;
+  const auto values = params.pointers();
+  PgResult result(PQexecPrepared(conn, s.name.c_str(), params.size(), values.data(), nullptr, nullptr, 0));
+  if (result && PQresultStatus(result.get()) == expected) return result;
+  return std::unexpected(failure(conn, result.get()));
+}
+
+Result<PgResult> PgBackend::run(Stmt stmt, const Params& params, ExecStatusType expected) {
+  {
+    auto lease = acquire();
+    if (!lease) return std::unexpected(lease.error());
+    auto result = run(*lease, stmt, params, expected);
+    if (result || !lease->reused() || PQstatus(lease->get()) == CONNECTION_OK) return result;
+  }  // the closed connection is given back (and closed) first: a pool of one can retry too
+  // A pooled connection the server closed (it restarted): once more, on a new connection (whose
+  // session has nothing prepared yet: the statement is prepared there again).
+  auto fresh = acquire();
+  if (!fresh) return std::unexpected(fresh.error());
+  return run(*fresh, stmt, params, expected);
 }
 
 Status PgBackend::migrate() {
@@ -552,14 +657,13 @@ Status PgBackend::migrate() {
 }
 
 Result<int> PgBackend::schema_version() {
-  auto r = run("SELECT coalesce(max(version), 0) FROM schema_migrations", {});
+  auto r = run(Stmt::schema_version, {});
   if (!r) return std::unexpected(r.error());
   return static_cast<int>(integer_at(r->get(), 0, 0));
 }
 
 Status PgBackend::insert_key(const ApiKeyRecord& k) {
-  auto r = run("INSERT INTO api_keys(id, name, env, key_hash, last4, rpm, tpm, max_streams, created_at) "
-               "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+  auto r = run(Stmt::insert_key,
                Params()
                    .text(k.id)
                    .text(k.name)
@@ -576,28 +680,26 @@ Status PgBackend::insert_key(const ApiKeyRecord& k) {
 }
 
 Result<std::vector<ApiKeyRecord>> PgBackend::list_keys() {
-  const std::string sql = std::string("SELECT ") + kKeyColumns + " FROM api_keys ORDER BY created_at, id";
-  auto r = run(sql.c_str(), {});
+  auto r = run(Stmt::list_keys, {});
   if (!r) return std::unexpected(r.error());
   std::vector<ApiKeyRecord> keys;
   for (int i = 0; i < PQntuples(r->get()); ++i) keys.push_back(key_at(r->get(), i));
   return keys;
 }
 
-Result<std::optional<ApiKeyRecord>> PgBackend::find_one(const char* where, const Params& params) {
-  const std::string sql = std::string("SELECT ") + kKeyColumns + " FROM api_keys WHERE " + where;
-  auto r = run(sql.c_str(), params);
+Result<std::optional<ApiKeyRecord>> PgBackend::find_one(Stmt stmt, const Params& params) {
+  auto r = run(stmt, params);
   if (!r) return std::unexpected(r.error());
   if (PQntuples(r->get()) == 0) return std::optional<ApiKeyRecord>{};
   return std::optional<ApiKeyRecord>{key_at(r->get(), 0)};
 }
 
 Result<std::optional<ApiKeyRecord>> PgBackend::find_by_hash(const KeyHash& hash) {
-  return find_one("key_hash = $1", Params().bytes(hash));
+  return find_one(Stmt::find_by_hash, Params().bytes(hash));
 }
 
 Result<std::optional<ApiKeyRecord>> PgBackend::find_by_id(std::string_view id) {
-  return find_one("id = $1", Params().text(id));
+  return find_one(Stmt::find_by_id, Params().text(id));
 }
 
 Result<bool> PgBackend::revoke(const KeyHash* hash, std::string_view id, std::int64_t now) {
@@ -605,33 +707,21 @@ Result<bool> PgBackend::revoke(const KeyHash* hash, std::string_view id, std::in
   params.integer(now);
   if (hash) params.bytes(*hash);
   else params.text(id);
-  auto r = run(hash ? "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $1) WHERE key_hash = $2"
-                    : "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2",
-               params, PGRES_COMMAND_OK);
+  auto r = run(hash ? Stmt::revoke_by_hash : Stmt::revoke_by_id, params, PGRES_COMMAND_OK);
   if (!r) return std::unexpected(r.error());
   return std::string_view(PQcmdTuples(r->get())) != "0";
 }
 
 Result<std::int64_t> PgBackend::keys_version() {
-  auto r = run("SELECT value FROM meta WHERE name = 'keys_version'", {});
+  auto r = run(Stmt::keys_version, {});
   if (!r) return std::unexpected(r.error());
   if (PQntuples(r->get()) != 1) return fail(Errc::internal_error, "database: keys_version is missing");
   return integer_at(r->get(), 0, 0);
 }
 
-Status PgBackend::run_usage(PGconn* conn, const std::vector<UsageRow>& rows) {
-  // The rows as arrays, unnested into one INSERT: a round trip per statement, not per row. A final
-  // row replaces its provisional one; nothing replaces a final row (a journal replayed twice, or
-  // by two gateways, changes nothing).
-  constexpr const char* kInsert =
-      "INSERT INTO usage(request_id, key_id, at_ms, path, status, prompt_tokens, completion_tokens, "
-      "bytes_in, bytes_out, duration_ms, final) "
-      "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::integer[], $6::bigint[], "
-      "$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::boolean[]) "
-      "ON CONFLICT (request_id) DO UPDATE SET status = excluded.status, "
-      "prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens, "
-      "bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out, duration_ms = excluded.duration_ms, "
-      "final = excluded.final WHERE NOT usage.final";
+Status PgBackend::run_usage(Lease& lease, const std::vector<UsageRow>& rows) {
+  // One prepared INSERT per up to kUsageRowsPerStatement rows (the columns bound as arrays), then
+  // one UPDATE of the keys' last_used_at.
   if (rows.empty()) return {};
   const auto unique = one_row_per_request(rows);
   for (std::size_t start = 0; start < unique.size(); start += kUsageRowsPerStatement) {
@@ -652,7 +742,7 @@ Status PgBackend::run_usage(PGconn* conn, const std::vector<UsageRow>& rows) {
     }
     Params params;
     for (const auto& column : columns) params.text(column.str());
-    if (auto ok = run(conn, kInsert, params, PGRES_COMMAND_OK); !ok) return std::unexpected(ok.error());
+    if (auto ok = run(lease, Stmt::insert_usage, params, PGRES_COMMAND_OK); !ok) return std::unexpected(ok.error());
   }
   ArrayLiteral key_ids;
   ArrayLiteral used_at;
@@ -660,10 +750,7 @@ Status PgBackend::run_usage(PGconn* conn, const std::vector<UsageRow>& rows) {
     key_ids.text(key_id);
     used_at.integer(at_s);
   }
-  auto ok = run(conn,
-                "UPDATE api_keys k SET last_used_at = greatest(coalesce(k.last_used_at, 0), u.at) "
-                "FROM unnest($1::text[], $2::bigint[]) AS u(id, at) WHERE k.id = u.id",
-                Params().text(key_ids.str()).text(used_at.str()), PGRES_COMMAND_OK);
+  auto ok = run(lease, Stmt::touch_keys, Params().text(key_ids.str()).text(used_at.str()), PGRES_COMMAND_OK);
   if (!ok) return std::unexpected(ok.error());
   return {};
 }
@@ -673,7 +760,7 @@ Status PgBackend::record_usage(const std::vector<UsageRow>& rows) {
   if (!lease) return std::unexpected(lease.error());
   PGconn* conn = lease->get();
   if (auto ok = run(conn, "BEGIN", {}, PGRES_COMMAND_OK); !ok) return std::unexpected(ok.error());
-  if (auto ok = run_usage(conn, rows); !ok) {
+  if (auto ok = run_usage(*lease, rows); !ok) {
     PQclear(PQexec(conn, "ROLLBACK"));
     return ok;
   }
@@ -682,7 +769,7 @@ Status PgBackend::record_usage(const std::vector<UsageRow>& rows) {
 }
 
 Result<std::vector<UsageTotals>> PgBackend::usage_totals() {
-  auto r = run(kUsageTotalsSql, {});
+  auto r = run(Stmt::usage_totals, {});
   if (!r) return std::unexpected(r.error());
   std::vector<UsageTotals> totals;
   const PGresult* res = r->get();
@@ -693,8 +780,7 @@ Result<std::vector<UsageTotals>> PgBackend::usage_totals() {
 }
 
 Result<std::vector<UsageRow>> PgBackend::recent_usage(std::size_t limit) {
-  auto r = run("SELECT request_id, key_id, at_ms, path, status, prompt_tokens, completion_tokens, bytes_in, "
-               "bytes_out, duration_ms, final FROM usage ORDER BY at_ms DESC, request_id DESC LIMIT $1",
+  auto r = run(Stmt::recent_usage,
                Params().integer(static_cast<std::int64_t>(limit)));
   if (!r) return std::unexpected(r.error());
   std::vector<UsageRow> rows;

@@ -278,6 +278,77 @@ TEST(PgStore, AUsageBatchIsOneStatementNotOnePerRow) {
   EXPECT_EQ(occurrences(server.output(), "INSERT INTO usage") - before, 1u);
 }
 
+// A database whose sessions log every parse, bind and execute (with the statement's name) to the
+// server's log; its URL.
+std::string logged_database(test::PgServer& server) {
+  const auto url = server.create_database();
+  if (url.empty()) return url;
+  const std::string alter =
+      "ALTER DATABASE " + url.substr(url.rfind('/') + 1) + " SET log_min_duration_statement = 0";
+  return pg_exec(url, alter.c_str()) ? url : std::string();
+}
+
+// The fixed statements are server-side prepared statements: on one pooled connection, N lookups
+// are one parse of rvenc_find_by_hash and N executions of it (were N parses of an unnamed one).
+TEST(PgStore, StatementsArePreparedOncePerConnection) {
+  auto& server = test::shared_pg_server();
+  ASSERT_TRUE(server.ready()) << server.output();
+  const auto url = logged_database(server);
+  ASSERT_FALSE(url.empty());
+  const auto count = [&](std::string_view what) { return occurrences(server.output(), what); };
+  const std::size_t parses = count("parse rvenc_find_by_hash:");
+  const std::size_t executions = count("execute rvenc_find_by_hash:");
+  StoreOptions options;
+  options.pool_size = 1;
+  auto store = KeyStore::open(url, options).value();
+  const auto key = store.create_key("prepared", KeyEnv::live, {}).value();
+  const auto hash = hash_api_key(key.key);
+  // A batch that fails (an unknown key) is rolled back; what it prepared stays prepared (session
+  // state, not transactional), so the next batch's execute finds it.
+  EXPECT_FALSE(store.record_usage({UsageRow{"req_p1", "no_such_key", 1, "/p", 200, 1, 1, 1, 1, 1, true}}));
+  auto recorded = store.record_usage({UsageRow{"req_p2", key.record.id, 1, "/p", 200, 1, 1, 1, 1, 1, true}});
+  EXPECT_TRUE(recorded) << recorded.error().message;
+  constexpr std::size_t kCalls = 20;
+  for (std::size_t i = 0; i < kCalls; ++i) {
+    auto found = store.find_by_hash(hash);
+    ASSERT_TRUE(found) << found.error().message;
+    ASSERT_TRUE(*found);
+  }
+  EXPECT_TRUE(eventually([&] { return count("execute rvenc_find_by_hash:") - executions >= kCalls; }))
+      << count("execute rvenc_find_by_hash:") - executions;
+  EXPECT_EQ(count("parse rvenc_find_by_hash:") - parses, 1u);
+}
+
+// A restarted server: the pooled connection (and what was prepared on it) died with it; the next
+// call retries once on a new connection, prepares its statement there, and succeeds.
+TEST(PgStore, AfterARestartStatementsArePreparedOnTheNewConnection) {
+  auto& server = test::shared_pg_server();
+  ASSERT_TRUE(server.ready()) << server.output();
+  const auto url = logged_database(server);
+  ASSERT_FALSE(url.empty());
+  const auto parses = [&, before = occurrences(server.output(), "parse rvenc_find_by_hash:")] {
+    return occurrences(server.output(), "parse rvenc_find_by_hash:") - before;
+  };
+  StoreOptions options;
+  options.pool_size = 1;
+  auto store = KeyStore::open(url, options).value();
+  const auto key = store.create_key("restart", KeyEnv::live, {}).value();
+  const auto hash = hash_api_key(key.key);
+  ASSERT_TRUE(store.find_by_hash(hash).value());
+  ASSERT_TRUE(eventually([&] { return parses() == 1; })) << parses();
+  server.stop();
+  ASSERT_TRUE(server.start()) << server.output();
+  for (int i = 0; i < 3; ++i) {
+    auto found = store.find_by_hash(hash);
+    ASSERT_TRUE(found) << found.error().message;  // not "prepared statement … does not exist"
+    ASSERT_TRUE(*found);
+  }
+  EXPECT_TRUE(eventually([&] { return parses() == 2; })) << parses();
+  auto revoked = store.revoke(key.record.id);  // another statement, prepared on first use there
+  ASSERT_TRUE(revoked) << revoked.error().message;
+  EXPECT_EQ(parses(), 2u);  // prepared once on the new connection, not per call
+}
+
 TEST(PgStore, ConcurrentFirstOpensMigrateOnce) {
   auto& server = test::shared_pg_server();
   ASSERT_TRUE(server.ready()) << server.output();

@@ -3,7 +3,9 @@
 //
 // Design: a small pool of connections (StoreOptions::pool_size), each opened with
 // connect_timeout and a server-side statement_timeout, so no call blocks longer than those.
-// Every statement is PQexecParams with bound parameters (no SQL built from user strings).
+// Every statement has bound parameters (no SQL built from user strings); the fixed ones are
+// server-side prepared statements, prepared once per pooled connection on first use (a new
+// connection, as after a server restart, prepares them again).
 // Migrations are versioned in a schema_migrations table and applied at open under a
 // transaction-level advisory lock, so gateways starting together migrate once. A key change
 // (insert, revoke, edit: a trigger) bumps meta.keys_version and sends NOTIFY rvenc_keys;
