@@ -48,7 +48,7 @@ struct PhaseState {
 
 // `repeat`: loop until stop; otherwise one request.
 http::awaitable<void> worker(std::shared_ptr<PhaseState> state, StreamCall call, std::size_t index, bool repeat,
-                             std::chrono::nanoseconds start_delay = {}) {
+                             std::chrono::nanoseconds start_delay = {}, std::chrono::nanoseconds period = {}) {
   asio::steady_timer backoff(co_await asio::this_coro::executor);
   if (start_delay.count() > 0) {
     backoff.expires_after(start_delay);
@@ -73,6 +73,10 @@ http::awaitable<void> worker(std::shared_ptr<PhaseState> state, StreamCall call,
     }
     if (status) {
       state->requests.fetch_add(1, std::memory_order_relaxed);
+      if (period.count() > 0 && Clock::now() < start + period) {
+        backoff.expires_at(start + period);
+        co_await backoff.async_wait(asio::use_awaitable);
+      }
       continue;
     }
     state->errors.fetch_add(1, std::memory_order_relaxed);
@@ -174,7 +178,7 @@ PhaseResult LoadGenerator::run(const PhaseSpec& spec, const StreamCall& call, co
   state->active = spec.concurrency;
   for (std::size_t i = 0; i < spec.concurrency; ++i) {
     const auto delay = std::chrono::nanoseconds(spec.stagger) * static_cast<long long>(i) / spec.concurrency;
-    asio::co_spawn(context_, worker(state, call, i, true, delay), asio::detached);
+    asio::co_spawn(context_, worker(state, call, i, true, delay, spec.period), asio::detached);
   }
 
   const auto report = [&](double elapsed_s, std::uint64_t chunks0, std::uint64_t requests0) {

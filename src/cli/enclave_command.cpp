@@ -150,13 +150,14 @@ int run_enclave(const EnclaveFlags& flags) {
     const auto code = server.error().code;
     return code == Errc::attestation_failed || code == Errc::transport_error ? kExitUnavailable : kExitFailure;
   }
+  (*server)->stop_on_signals();
   // One write, so no log line from another thread lands inside the "listening on" line.
   std::ostringstream facts;
   facts << "rvenc enclave listening on " << (*server)->url() << "\n";
   facts << describe_server_tls(tls);
   for (const auto& line : (*server)->describe()) facts << line << "\n";
   std::cout << facts.str() << std::flush;
-  (*server)->run_until_signal();
+  (*server)->run();
   spdlog::info("enclave stopped");
   return kExitOk;
 }

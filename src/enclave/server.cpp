@@ -171,10 +171,8 @@ std::vector<std::string> EnclaveServer::describe() const {
   return lines;
 }
 
-void EnclaveServer::run_until_signal() {
-  server_->stop_on_signals();
-  server_->run();
-}
+void EnclaveServer::stop_on_signals() { server_->stop_on_signals(); }
+void EnclaveServer::run() { server_->run(); }
 
 void EnclaveServer::start() { server_->start(); }
 void EnclaveServer::stop() { server_->stop(); }

@@ -145,6 +145,11 @@ void Gateway::start() {
   server_->start();
 }
 
+void Gateway::run() {
+  start();
+  wait();
+}
+
 void Gateway::refresh_enclaves() {
   asio::co_spawn(server_->executor(), handler_->enclaves().refresh(), asio::use_future).get();
 }

@@ -47,6 +47,10 @@ struct PhaseSpec {
   // measures a thundering herd rather than users arriving independently; spreading the starts over
   // one request's duration gives evenly spaced arrivals. Zero: all start at once (saturation).
   std::chrono::milliseconds stagger{0};
+  // A worker starts its requests at most this often (one request, then it waits out the rest of the
+  // period): callers that think between requests, so latency is measured below saturation. Zero:
+  // back to back (a closed loop, whose latency is concurrency / throughput).
+  std::chrono::milliseconds period{0};
 };
 
 // Live counters, for the progress line.

@@ -94,10 +94,14 @@ class EnclaveServer {
   [[nodiscard]] std::vector<std::string> describe() const;
   [[nodiscard]] const EnclaveService& service() const noexcept { return *service_; }
 
-  // Serves on the calling thread until SIGINT/SIGTERM or stop().
-  void run_until_signal();
+  // The lifecycle every rvenc service has (gateway, enclave, proxy):
+  // SIGINT / SIGTERM call stop(). Call before run() or start().
+  void stop_on_signals();
+  // Serves on the calling thread until stop().
+  void run();
   // Serves on background threads; stop() then wait().
   void start();
+  // Thread-safe: in-flight streams get the server's grace period.
   void stop();
   void wait();
 

@@ -202,11 +202,15 @@ class Gateway {
   [[nodiscard]] std::string url() const { return server_->url(); }
   [[nodiscard]] GatewayHandler& handler() noexcept { return *handler_; }
 
+  // The lifecycle every rvenc service has (gateway, enclave, proxy): stop_on_signals(), then run()
+  // (serves until stop()) or start() ... stop(), wait().
   // Serves on background threads, with the key poll and attestation refresh running.
   void start();
+  // start(), then blocks until stop().
+  void run();
   // Fetches every enclave's attestation now and waits for the answers (after start()).
   void refresh_enclaves();
-  // SIGINT / SIGTERM call stop(). Call before start().
+  // SIGINT / SIGTERM call stop(). Call before run() or start().
   void stop_on_signals();
   // Thread-safe: stops the background work, lets in-flight streams finish (server grace), stops.
   void stop();
