@@ -28,6 +28,7 @@
 #include <iostream>
 #include <mutex>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include <boost/json/array.hpp>
@@ -175,7 +176,9 @@ class Part {
           line.push_back(buf[static_cast<std::size_t>(i)]);
           continue;
         }
-        std::cerr << "[" << name_ << "] " << line << std::endl;
+        // One write per line: std::cerr is unbuffered and tied to std::cout, so a line written piece
+        // by piece could land inside the banner (or flush half of it) from the main thread.
+        std::cerr << ("[" + name_ + "] " + line + "\n") << std::flush;
         std::smatch match;
         if (std::regex_search(line, match, kListening)) {
           std::lock_guard lock(mutex_);
@@ -521,12 +524,14 @@ int run_up(const UpFlags& flags) {
   if (tls) (*stack)["caFile"] = tls->ca_cert.string();
   write_private_file(stack_file, boost::json::serialize(*stack) + "\n");
 
-  std::cout << "rvenc up: the stack is running (Ctrl-C stops it; closing this terminal stops it too)\n"
+  // The banner leaves in one write: the parts' lines are echoed from other threads meanwhile.
+  std::ostringstream banner;
+  banner << "rvenc up: the stack is running (Ctrl-C stops it; closing this terminal stops it too)\n"
             << "  gateway   " << *gateway_url << "\n"
             << "  enclave   " << enclave_url << " (simulated attestation, platform key " << to_hex(platform_public)
             << ")\n";
-  for (std::size_t i = 1; i < enclave_urls.size(); ++i) std::cout << "  enclave   " << enclave_urls[i] << "\n";
-  std::cout << "  proxy     " << *proxy_url << "/v1 (OpenAI-compatible)\n"
+  for (std::size_t i = 1; i < enclave_urls.size(); ++i) banner << "  enclave   " << enclave_urls[i] << "\n";
+  banner << "  proxy     " << *proxy_url << "/v1 (OpenAI-compatible)\n"
             << "  chat      " << *proxy_url << "/chat (in a browser; encrypts in the page)\n"
             << "  api key   " << api_key << " (test key \"" << kUpKeyName << "\")\n"
             << "  database  " << db.string() << "\n"
@@ -535,12 +540,12 @@ int run_up(const UpFlags& flags) {
             << "try:  curl -s " << *proxy_url << "/v1/chat/completions -H \"Authorization: Bearer " << api_key
             << "\" -H \"Content-Type: application/json\" -d '{\"model\":\"" << first_model
             << "\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'\n"
-            << "      " << invocation_name() << " chat --data " << dir.string() << " \"Hello\"" << std::endl;
+            << "      " << invocation_name() << " chat --data " << dir.string() << " \"Hello\"\n";
   if (tls) {
-    std::cout << "      curl --cacert " << tls->ca_cert.string() << " " << *gateway_url << "/healthz   (the gateway's "
-              << "https; test CA " << (tls->new_ca ? "made now" : "reused") << ": trust it only on this machine)"
-              << std::endl;
+    banner << "      curl --cacert " << tls->ca_cert.string() << " " << *gateway_url << "/healthz   (the gateway's "
+              << "https; test CA " << (tls->new_ca ? "made now" : "reused") << ": trust it only on this machine)\n";
   }
+  std::cout << banner.str() << std::flush;
 
   for (;;) {
     int sig = 0;
