@@ -1,24 +1,10 @@
 #include "rvenc/gateway/sse_relay.hpp"
 
-#include <cstring>
 #include <vector>
 
 #include <boost/json/parse.hpp>
 
 namespace rvenc::gateway {
-namespace {
-
-// Offset of the first \n or \r in [p, p + n), or n. Two memchr passes beat a byte loop on the
-// long hex data lines of sealed events.
-std::size_t line_end(const char* p, std::size_t n) {
-  const auto* lf = static_cast<const char*>(std::memchr(p, '\n', n));
-  const std::size_t before_lf = lf ? static_cast<std::size_t>(lf - p) : n;
-  const auto* cr = static_cast<const char*>(std::memchr(p, '\r', before_lf));
-  return cr ? static_cast<std::size_t>(cr - p) : before_lf;
-}
-
-}  // namespace
-
 SseRelay::SseRelay(std::size_t max_event_bytes) : max_event_bytes_(max_event_bytes) {}
 
 Result<std::string_view> SseRelay::too_large() {
@@ -69,8 +55,8 @@ Result<std::string_view> SseRelay::feed(std::string_view bytes) {
         continue;
       }
     }
-    const std::size_t end = line_end(data + pos, buffer.size() - pos) + pos;
-    if (end == buffer.size()) break;
+    const std::size_t end = protocol::find_line_end(buffer, pos);
+    if (end == std::string_view::npos) break;
     after_cr_ = data[end] == '\r';
     const std::string_view line = buffer.substr(line_start, end - line_start);
     pos = end + 1;

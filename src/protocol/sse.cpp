@@ -1,6 +1,19 @@
 #include "rvenc/protocol/sse.hpp"
 
+#include <cstring>
+
 namespace rvenc::protocol {
+
+std::size_t find_line_end(std::string_view text, std::size_t pos) noexcept {
+  if (pos >= text.size()) return std::string_view::npos;
+  const char* const p = text.data() + pos;
+  const std::size_t n = text.size() - pos;
+  const auto* lf = static_cast<const char*>(std::memchr(p, '\n', n));
+  const std::size_t before_lf = lf ? static_cast<std::size_t>(lf - p) : n;
+  const auto* cr = static_cast<const char*>(std::memchr(p, '\r', before_lf));
+  const std::size_t offset = cr ? static_cast<std::size_t>(cr - p) : before_lf;
+  return offset == n ? std::string_view::npos : pos + offset;
+}
 
 Status SseParser::feed(std::string_view bytes, std::vector<SseEvent>& out) {
   if (failed_) return fail(Errc::event_too_large, "the event stream already failed");
@@ -13,7 +26,7 @@ Status SseParser::feed(std::string_view bytes, std::vector<SseEvent>& out) {
       continue;
     }
     last_was_cr_ = false;
-    const auto end = bytes.find_first_of("\r\n", pos);
+    const auto end = find_line_end(bytes, pos);
     const auto chunk = bytes.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
     if (event_bytes_ + line_.size() + chunk.size() > max_event_bytes_) {
       failed_ = true;
@@ -75,7 +88,7 @@ namespace {
 void append_data_lines(std::string& out, std::string_view data) {
   std::size_t pos = 0;
   while (true) {
-    const auto end = data.find_first_of("\r\n", pos);
+    const auto end = find_line_end(data, pos);
     out += "data: ";
     out.append(data.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos));
     out += '\n';

@@ -56,6 +56,19 @@ TEST(Sse, OneByteAtATimeAndEverySplitGiveTheSameEvents) {
   }
 }
 
+TEST(Sse, FindLineEndTakesTheFirstOfCrAndLf) {
+  EXPECT_EQ(find_line_end("abc"), std::string_view::npos);
+  EXPECT_EQ(find_line_end(""), std::string_view::npos);
+  EXPECT_EQ(find_line_end("ab\ncd\r"), 2u);
+  EXPECT_EQ(find_line_end("ab\rcd\n"), 2u);
+  EXPECT_EQ(find_line_end("ab\ncd\r", 3), 5u);
+  EXPECT_EQ(find_line_end("ab\n", 3), std::string_view::npos);
+  EXPECT_EQ(find_line_end("ab\n", 7), std::string_view::npos);
+  const std::string long_line = std::string(300000, 'f') + "\r\n";
+  EXPECT_EQ(find_line_end(long_line), 300000u);
+  EXPECT_EQ(find_line_end(long_line, 300001), 300001u);
+}
+
 TEST(Sse, LineEndingsAllWork) {
   for (std::string_view eol : {"\n", "\r\n", "\r"}) {
     std::string text;
