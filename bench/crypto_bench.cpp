@@ -8,6 +8,7 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <array>
@@ -24,8 +25,11 @@
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/enclave/replay.hpp"
+#include "rvenc/gateway/sse_relay.hpp"
 #include "rvenc/gateway/usage.hpp"
+#include "rvenc/protocol/chat.hpp"
 #include "rvenc/protocol/sealing.hpp"
+#include "rvenc/protocol/sse.hpp"
 
 namespace {
 
@@ -484,6 +488,97 @@ void BM_UsageJournalAppend_write(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// --- A large answer (issue 26: embeddings, 16 inputs x 384 dimensions) ---------------------------
+// Each hop's CPU for one answer of `rvenc bench`'s engine, next to what a client calling the engine
+// directly does with it (parse the JSON): the enclave checks the engine's JSON and seals it, the
+// gateway relays the sealed stream, the client opens it. Read in 64 KiB pieces as sockets deliver.
+
+std::string embeddings_answer() {
+  boost::json::array data;
+  for (std::size_t i = 0; i < 16; ++i) {
+    boost::json::array vector;
+    for (std::size_t d = 0; d < 384; ++d) vector.emplace_back(static_cast<double>((i * 31 + d * 17) % 1000) / 1000.0 - 0.5);
+    data.push_back(boost::json::object{{"object", "embedding"}, {"index", i}, {"embedding", std::move(vector)}});
+  }
+  return boost::json::serialize(boost::json::object{{"object", "list"},
+                                                    {"data", std::move(data)},
+                                                    {"model", "bench-model"},
+                                                    {"usage", boost::json::object{{"prompt_tokens", 64}, {"total_tokens", 64}}}});
+}
+
+constexpr std::size_t kReadBytes = 64 * 1024;
+
+struct SealedAnswer {
+  std::string stream;  // init, data, done: what the enclave writes
+  SealedAnswer() {
+    const auto& s = setup();
+    protocol::ResponseSealer sealer(protocol::Version::v3, s.enc.shared_secret, s.nonce);
+    stream = sealer.init_event();  // one statement each: the events' order is their nonces' order
+    stream += sealer.seal_event(protocol::EventKind::data, embeddings_answer());
+    stream += sealer.seal_event(protocol::EventKind::done, "[DONE]");
+  }
+};
+
+const SealedAnswer& sealed_answer() {
+  static const SealedAnswer answer;
+  return answer;
+}
+
+void BM_LargeAnswer_direct_parse(benchmark::State& state) {
+  const std::string answer = embeddings_answer();
+  for (auto _ : state) benchmark::DoNotOptimize(boost::json::parse(answer));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * answer.size()));
+}
+
+void BM_LargeAnswer_enclave(benchmark::State& state) {
+  const auto& s = setup();
+  const std::string answer = embeddings_answer();
+  protocol::ResponseSealer sealer(protocol::Version::v3, s.enc.shared_secret, s.nonce);
+  for (auto _ : state) {
+    auto usage = protocol::json_answer_usage(answer);
+    if (!usage) {
+      state.SkipWithError("the answer is not a JSON object");
+      break;
+    }
+    benchmark::DoNotOptimize(sealer.seal_event(protocol::EventKind::data, answer));
+  }
+}
+
+void BM_LargeAnswer_gateway(benchmark::State& state) {
+  const std::string_view stream = sealed_answer().stream;
+  for (auto _ : state) {
+    gateway::SseRelay relay;
+    for (std::size_t i = 0; i < stream.size(); i += kReadBytes) {
+      auto out = relay.feed(stream.substr(i, kReadBytes));
+      if (!out) {
+        state.SkipWithError("relay failed");
+        return;
+      }
+      benchmark::DoNotOptimize(out->data());
+    }
+  }
+}
+
+void BM_LargeAnswer_client(benchmark::State& state) {
+  const auto& s = setup();
+  const std::string_view stream = sealed_answer().stream;
+  std::vector<client::Chunk> chunks;
+  for (auto _ : state) {
+    client::ResponseDecoder decoder(protocol::Version::v3, s.enc.shared_secret, s.nonce);
+    chunks.clear();
+    for (std::size_t i = 0; i < stream.size(); i += kReadBytes) {
+      if (auto fed = decoder.feed(stream.substr(i, kReadBytes), chunks); !fed) {
+        state.SkipWithError(fed.error().message.c_str());
+        return;
+      }
+    }
+    if (chunks.size() != 1 || !decoder.finish()) {
+      state.SkipWithError("the answer did not arrive whole");
+      return;
+    }
+  }
+}
+
 BENCHMARK(BM_XWingKeygen_rvenc);
 BENCHMARK(BM_XWingKeygen_raw);
 BENCHMARK(BM_XWingEncaps_rvenc);
@@ -505,6 +600,10 @@ BENCHMARK(BM_ReplayRecord_rvenc)->Arg(1 << 16)->Arg(1 << 20);
 BENCHMARK(BM_ReplayRecord_nodeset)->Arg(1 << 16)->Arg(1 << 20);
 BENCHMARK(BM_UsageJournalAppend_rvenc);
 BENCHMARK(BM_UsageJournalAppend_write);
+BENCHMARK(BM_LargeAnswer_direct_parse);
+BENCHMARK(BM_LargeAnswer_enclave);
+BENCHMARK(BM_LargeAnswer_gateway);
+BENCHMARK(BM_LargeAnswer_client);
 
 }  // namespace
 

@@ -143,24 +143,32 @@ Status ResponseDecoder::handle(const protocol::SseEvent& event, std::vector<Chun
                              parsed->message.empty() ? "the enclave reported an error" : parsed->message};
       return {};
     }
-    case protocol::EventKind::data: return add_chunks(opened->plaintext, out);
+    case protocol::EventKind::data: return add_chunks(std::move(opened->plaintext), out);
   }
   return {};
 }
 
 // A data plaintext: a chunk, a shaped record (whose completed chunks are added) or a filler
 // (nothing to show: docs/traffic-shaping.md).
-Status ResponseDecoder::add_chunks(const crypto::SecureBytes& plaintext, std::vector<Chunk>& out) {
+// An unshaped plaintext is the chunk itself and is kept as it is (an embeddings list is hundreds of
+// KiB: no copy).
+Status ResponseDecoder::add_chunks(crypto::SecureBytes plaintext, std::vector<Chunk>& out) {
+  if (shaped_.is_whole_chunk(plaintext.bytes())) return add_chunk(std::move(plaintext), out);
   lines_.clear();
   if (auto fed = shaped_.feed(plaintext.bytes(), lines_); !fed) return fed;
   for (auto& line : lines_) {
     crypto::SecureBytes text(std::vector<std::uint8_t>(line.begin(), line.end()));
     crypto::secure_wipe(line.data(), line.size());
-    boost::system::error_code ec;
-    boost::json::value value = boost::json::parse(text.view(), ec);
-    if (ec || !value.is_object()) return fail(Errc::upstream_error, "the enclave sent a chunk that is not a JSON object");
-    out.push_back(Chunk{std::move(text), std::move(value.as_object())});
+    if (auto added = add_chunk(std::move(text), out); !added) return added;
   }
+  return {};
+}
+
+Status ResponseDecoder::add_chunk(crypto::SecureBytes text, std::vector<Chunk>& out) {
+  boost::system::error_code ec;
+  boost::json::value value = boost::json::parse(text.view(), ec);
+  if (ec || !value.is_object()) return fail(Errc::upstream_error, "the enclave sent a chunk that is not a JSON object");
+  out.push_back(Chunk{std::move(text), std::move(value.as_object())});
   return {};
 }
 

@@ -145,15 +145,12 @@ http::awaitable<EngineOutcome> UpstreamEngine::relay_json(const protocol::ChatRe
       co_return outcome;
     }
   }
-  boost::system::error_code ec;
-  const auto parsed = json::parse(json::string_view(body.data(), body.size()), ec);
-  if (ec || !parsed.is_object()) {
-    outcome.error = Error{Errc::upstream_error, "the model server's answer is not a JSON object"};
+  const auto reported = protocol::json_answer_usage(body);
+  if (!reported) {
+    outcome.error = reported.error();
     co_return outcome;
   }
-  if (const auto* usage = parsed.get_object().if_contains("usage")) {
-    if (auto reported = protocol::parse_usage(*usage)) outcome.usage = *reported;
-  }
+  if (*reported) outcome.usage = **reported;
   if (!co_await sink(std::move(body))) outcome.error = Error{Errc::transport_error, "the client disconnected"};
   co_return outcome;
 }

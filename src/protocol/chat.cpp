@@ -310,4 +310,12 @@ std::optional<Usage> parse_usage(const json::value& value) {
   return usage;
 }
 
+Result<std::optional<Usage>> json_answer_usage(std::string_view text) {
+  boost::system::error_code ec;
+  const auto parsed = json::parse(json::string_view(text.data(), text.size()), ec);
+  if (ec || !parsed.is_object()) return fail(Errc::upstream_error, "the model server's answer is not a JSON object");
+  if (const auto* usage = parsed.get_object().if_contains("usage")) return parse_usage(*usage);
+  return std::optional<Usage>{};
+}
+
 }  // namespace rvenc::protocol

@@ -125,12 +125,32 @@ ShapedWriter::~ShapedWriter() { crypto::secure_wipe(pending_.data(), pending_.si
 
 ShapedReader::~ShapedReader() { crypto::secure_wipe(line_.data(), line_.size()); }
 
+namespace {
+
+std::string_view as_text(std::span<const std::uint8_t> plaintext) {
+  return {reinterpret_cast<const char*>(plaintext.data()), plaintext.size()};
+}
+
+bool is_record(std::string_view text) { return !text.empty() && text.front() == kRecordMarker; }
+
+// The filler's JSON, padded with spaces (fillers are the size of a record).
+bool is_filler(std::string_view text) {
+  const auto end = text.find_last_not_of(' ');
+  return end != std::string_view::npos && text.substr(0, end + 1) == kFillerJson;
+}
+
+}  // namespace
+
+bool ShapedReader::is_whole_chunk(std::span<const std::uint8_t> plaintext) const noexcept {
+  const std::string_view text = as_text(plaintext);
+  return line_.empty() && !is_record(text) && !is_filler(text);
+}
+
 Status ShapedReader::feed(std::span<const std::uint8_t> plaintext, std::vector<std::string>& out) {
-  const std::string_view text(reinterpret_cast<const char*>(plaintext.data()), plaintext.size());
-  if (text.empty() || text.front() != kRecordMarker) {
+  const std::string_view text = as_text(plaintext);
+  if (!is_record(text)) {
     // Not a content record: a filler, or an unshaped chunk (which must not cut into a record's line).
-    const auto end = text.find_last_not_of(' ');
-    if (end != std::string_view::npos && text.substr(0, end + 1) == kFillerJson) {
+    if (is_filler(text)) {
       ++fillers_;
       return {};
     }

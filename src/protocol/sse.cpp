@@ -15,6 +15,8 @@ std::size_t find_line_end(std::string_view text, std::size_t pos) noexcept {
   return offset == n ? std::string_view::npos : pos + offset;
 }
 
+// A line found whole in `bytes` is read where it is; only a line cut by the end of `bytes` is
+// gathered in line_ (and a gathered data line becomes the event's data without another copy).
 Status SseParser::feed(std::string_view bytes, std::vector<SseEvent>& out) {
   if (failed_) return fail(Errc::event_too_large, "the event stream already failed");
   std::size_t pos = 0;
@@ -35,15 +37,36 @@ Status SseParser::feed(std::string_view bytes, std::vector<SseEvent>& out) {
       return fail(Errc::event_too_large, "a server-sent event is larger than the limit of " +
                                              std::to_string(max_event_bytes_) + " bytes");
     }
-    line_.append(chunk);
-    if (end == std::string_view::npos) break;
+    if (end == std::string_view::npos) {
+      line_.append(chunk);
+      break;
+    }
     last_was_cr_ = bytes[end] == '\r';
     pos = end + 1;
-    event_bytes_ += line_.size() + 1;
-    process_line(line_, out);
-    line_.clear();
+    event_bytes_ += line_.size() + chunk.size() + 1;
+    if (line_.empty()) {
+      process_line(chunk, out);
+    } else {
+      line_.append(chunk);
+      process_gathered_line(out);
+    }
   }
   return {};
+}
+
+void SseParser::process_gathered_line(std::vector<SseEvent>& out) {
+  constexpr std::string_view kData = "data:";
+  if (line_.starts_with(kData) && current_.data.empty()) {
+    const std::size_t skip = kData.size() + (line_.size() > kData.size() && line_[kData.size()] == ' ' ? 1 : 0);
+    current_.data = std::move(line_);
+    current_.data.erase(0, skip);
+    current_.data.push_back('\n');
+    have_data_ = true;
+    have_fields_ = true;
+  } else {
+    process_line(line_, out);
+  }
+  line_.clear();
 }
 
 void SseParser::process_line(std::string_view line, std::vector<SseEvent>& out) {
@@ -51,7 +74,8 @@ void SseParser::process_line(std::string_view line, std::vector<SseEvent>& out) 
     // WHATWG: an event without data lines is not dispatched; the event name resets either way.
     if (have_data_) {
       if (!current_.data.empty() && current_.data.back() == '\n') current_.data.pop_back();
-      out.push_back(current_);
+      // The last event id stays for the events that follow (WHATWG); name and data move out.
+      out.push_back(SseEvent{std::move(current_.event), std::move(current_.data), current_.id});
     }
     current_.event = "message";
     current_.data.clear();

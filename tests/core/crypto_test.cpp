@@ -102,6 +102,25 @@ TEST(Hex, PublicDecoderAgreesWithTheConstantTimeOne) {
   }
 }
 
+// Every byte value at every position of a 22-digit text: in each lane of the decoder's 8-digit
+// words and in its tail, compared with the constant-time decoder.
+TEST(Hex, PublicDecoderAgreesInEveryLaneOfItsWordSteps) {
+  const std::string valid = "0123456789abcdefABCDEF";
+  for (std::size_t at = 0; at < valid.size(); ++at) {
+    for (int c = 0; c < 256; ++c) {
+      std::string text = valid;
+      text[at] = static_cast<char>(c);
+      const auto secret = from_hex(text, "payload");
+      const auto pub = from_public_hex(text, "payload");
+      ASSERT_EQ(secret.has_value(), pub.has_value()) << at << " " << c;
+      if (secret) EXPECT_EQ(*secret, *pub) << at << " " << c;
+    }
+  }
+  std::vector<std::uint8_t> bytes(4099);
+  crypto::random_bytes(bytes);
+  EXPECT_EQ(from_public_hex(to_hex(bytes), "payload").value(), bytes);
+}
+
 TEST(Hex, CheckingAgreesWithDecoding) {
   // Every byte value at every position of a 19-digit text: in each lane of the 8-byte steps and
   // in the tail, with odd and even lengths and a given length or none.

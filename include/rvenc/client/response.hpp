@@ -79,7 +79,8 @@ class ResponseDecoder {
 
  private:
   [[nodiscard]] Status handle(const protocol::SseEvent& event, std::vector<Chunk>& out);
-  [[nodiscard]] Status add_chunks(const crypto::SecureBytes& plaintext, std::vector<Chunk>& out);
+  [[nodiscard]] Status add_chunks(crypto::SecureBytes plaintext, std::vector<Chunk>& out);
+  [[nodiscard]] Status add_chunk(crypto::SecureBytes text, std::vector<Chunk>& out);
 
   protocol::SseParser parser_;
   protocol::ResponseOpener opener_;

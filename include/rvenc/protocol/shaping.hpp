@@ -105,6 +105,9 @@ class ShapedReader {
   ShapedReader& operator=(ShapedReader&&) noexcept = default;
   // Appends the chunks `plaintext` completes (none for a filler) to `out`.
   [[nodiscard]] Status feed(std::span<const std::uint8_t> plaintext, std::vector<std::string>& out);
+  // True when `plaintext` is itself one whole chunk (unshaped, not a filler, no record open): what
+  // feed() would copy to `out` as it is, so a caller holding the plaintext can take it instead.
+  [[nodiscard]] bool is_whole_chunk(std::span<const std::uint8_t> plaintext) const noexcept;
   // At the authenticated end: tampered_stream when a chunk is still incomplete.
   [[nodiscard]] Status finish() const;
   [[nodiscard]] std::uint64_t fillers() const noexcept { return fillers_; }

@@ -39,6 +39,7 @@ class SseParser {
 
  private:
   void process_line(std::string_view line, std::vector<SseEvent>& out);
+  void process_gathered_line(std::vector<SseEvent>& out);
 
   std::size_t max_event_bytes_;
   std::string line_;
