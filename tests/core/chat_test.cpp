@@ -271,7 +271,9 @@ TEST(JsonObjectReaders, RefuseWhatIsNotAJsonObjectAlike) {
     expect_refused("42", reader.what + " must be a JSON object");
     // Nesting within the bound parses (whatever the reader then says of its fields).
     const auto within = reader.read("{\"a\":" + nested + "}");
-    if (within) EXPECT_EQ(within->message.find("not valid JSON"), std::string::npos) << within->message;
+    if (within) {
+      EXPECT_EQ(within->message.find("not valid JSON"), std::string::npos) << within->message;
+    }
   }
   // A duplicate key is not refused by these readers: the last value is the one read.
   auto request = validate_chat_request(R"({"model":"a","model":"b","messages":[{"role":"user","content":"hi"}]})");
