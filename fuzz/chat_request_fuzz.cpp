@@ -11,20 +11,17 @@
 #include <boost/json/serialize.hpp>
 
 #include "fuzz_check.hpp"
+#include "request_checks.hpp"
 #include "rvenc/protocol/chat.hpp"
-
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   auto request = rvenc::protocol::validate_chat_request(text);
   if (!request) {
-    RVENC_FUZZ_CHECK(request.error().code == rvenc::Errc::invalid_inference);
-    RVENC_FUZZ_CHECK(!request.error().message.empty());
+    rvenc::fuzz::check_request_refusal(request.error());
     return 0;
   }
-  RVENC_FUZZ_CHECK(!request->model.empty());
-  RVENC_FUZZ_CHECK(!request->max_tokens || *request->max_tokens > 0);
-  RVENC_FUZZ_CHECK(request->stop.size() <= rvenc::protocol::kMaxStopSequences);
+  rvenc::fuzz::check_accepted_request(*request);
 
   if (!rvenc::fuzz::all_finite(request->body)) return 0;
   auto again = rvenc::protocol::validate_chat_request(boost::json::serialize(request->body));

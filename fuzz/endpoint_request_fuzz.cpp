@@ -9,6 +9,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "fuzz_check.hpp"
+#include "request_checks.hpp"
 #include "rvenc/protocol/endpoint.hpp"
 #include "rvenc/protocol/responses.hpp"
 
@@ -35,21 +36,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   auto parsed = rvenc::protocol::parse_endpoint_request(text);
   if (!parsed) {
-    RVENC_FUZZ_CHECK(parsed.error().code == rvenc::Errc::invalid_inference);
-    RVENC_FUZZ_CHECK(!parsed.error().message.empty());
+    rvenc::fuzz::check_request_refusal(parsed.error());
     return 0;
   }
   RVENC_FUZZ_CHECK(!parsed->body.contains(rvenc::protocol::kEndpointMember));
   const Endpoint endpoint = parsed->endpoint;
   auto request = validate(endpoint, parsed->body, parsed->json_bytes);
   if (!request) {
-    RVENC_FUZZ_CHECK(request.error().code == rvenc::Errc::invalid_inference);
-    RVENC_FUZZ_CHECK(!request.error().message.empty());
+    rvenc::fuzz::check_request_refusal(request.error());
     return 0;
   }
-  RVENC_FUZZ_CHECK(!request->model.empty());
-  RVENC_FUZZ_CHECK(!request->max_tokens || *request->max_tokens > 0);
-  RVENC_FUZZ_CHECK(request->stop.size() <= rvenc::protocol::kMaxStopSequences);
+  rvenc::fuzz::check_accepted_request(*request);
   if (endpoint == Endpoint::embeddings) {
     RVENC_FUZZ_CHECK(!request->stream);
     RVENC_FUZZ_CHECK(rvenc::protocol::embedding_input_count(request->body.at("input")) <=

@@ -33,6 +33,7 @@
 #include "rvenc/enclave/replay.hpp"
 #include "rvenc/protocol/envelope.hpp"
 #include "rvenc/protocol/sealing.hpp"
+#include "stack_setup.hpp"
 
 namespace rvenc::bench {
 namespace {
@@ -41,11 +42,10 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-constexpr std::string_view kModel = "bench-model";
+constexpr std::string_view kModel = detail::kBenchModel;
 constexpr std::string_view kRvencChatPath = "/rvenc/chat/completions";
 // End-to-end fresh/reused comparison: one-chunk requests from this many concurrent streams.
 constexpr unsigned kE2eConcurrency = 16;
-constexpr std::size_t kGatewayTokenBytes = 32;
 constexpr std::chrono::milliseconds kHoldTimeout{60'000};
 // After the last held stream opened: let the gateway settle before reading its RSS.
 constexpr std::chrono::milliseconds kRssSettle{500};
@@ -138,9 +138,9 @@ struct Stack {
 };
 
 Status start_stack(Stack& stack, const BenchOptions& options) {
-  char dir_template[] = "/tmp/rvenc-bench-XXXXXX";
-  if (!::mkdtemp(dir_template)) return fail(Errc::internal_error, "cannot create a temporary directory");
-  stack.dir = dir_template;
+  auto dir = detail::make_temp_dir("rvenc-bench");
+  if (!dir) return std::unexpected(dir.error());
+  stack.dir = std::move(*dir);
   stack.keep_dir = options.keep_temp;
 
   auto engine = FastEngine::start();
@@ -148,14 +148,9 @@ Status start_stack(Stack& stack, const BenchOptions& options) {
   stack.engine = std::move(*engine);
 
   // Keys the enclave would otherwise create; the platform public key is what the SDK trusts.
-  auto platform_seed = crypto::random_array<crypto::kEd25519SeedBytes>();
-  write_file(stack.dir / "platform.key", crypto::as_chars(platform_seed), true);
-  stack.platform_public_key =
-      crypto::ed25519_keypair_from_seed(crypto::Ed25519Seed(std::span<const std::uint8_t, 32>(platform_seed)))
-          .public_key;
-  crypto::secure_wipe(platform_seed.data(), platform_seed.size());
-  const std::string gateway_token = to_hex(crypto::random_array<kGatewayTokenBytes>());
-  write_file(stack.dir / "gateway.token", gateway_token, true);
+  const auto secrets = detail::write_stack_secrets(stack.dir);
+  stack.platform_public_key = secrets.platform_public_key;
+  const std::string& gateway_token = secrets.gateway_token;
 
   const std::string& rvenc = options.rvenc_binary;
   stack.enclave = std::make_unique<ChildProcess>(
@@ -172,13 +167,9 @@ Status start_stack(Stack& stack, const BenchOptions& options) {
   stack.enclave_url = *enclave_url;
 
   const std::string db = options.gateway_db.empty() ? (stack.dir / "rvenc.db").string() : options.gateway_db;
-  ChildProcess keys({rvenc, "keys", "create", "--db", db, "--name", "bench"}, stack.dir / "keys.log");
-  auto api_key = keys.wait_for(R"(^(sk_(live|test)_\S+))");
-  if (!api_key) return std::unexpected(api_key.error());
-  auto key_id = keys.wait_for(R"(created key (\S+))");
-  if (!key_id) return std::unexpected(key_id.error());
-  keys.wait_exit(kChildStartTimeout);
-  stack.api_key = *api_key;
+  auto key = detail::create_api_key(rvenc, db, "bench", stack.dir);
+  if (!key) return std::unexpected(key.error());
+  stack.api_key = key->api_key;
 
   std::vector<std::string> gateway_argv{rvenc,  "gateway", "--listen", "127.0.0.1:0", "--enclave", stack.enclave_url,
                                         "--db", db,        "--enclave-token-file", (stack.dir / "gateway.token").string(),
@@ -207,7 +198,7 @@ Status start_stack(Stack& stack, const BenchOptions& options) {
   config.listen_port = *nginx_port;
   config.enclave_port = enclave_parsed->port;
   config.gateway_token = gateway_token;
-  config.tenant = *key_id;
+  config.tenant = key->key_id;
   config.key_env = "live";
   if (stack.tls) {
     config.tls_cert_file = stack.tls->cert_file.string();

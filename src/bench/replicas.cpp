@@ -24,6 +24,7 @@
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/http/client.hpp"
+#include "stack_setup.hpp"
 
 namespace rvenc::bench {
 
@@ -33,7 +34,7 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-constexpr std::string_view kModel = "bench-model";
+constexpr std::string_view kModel = detail::kBenchModel;
 constexpr unsigned kMaxStreams = 32;
 constexpr unsigned kTokenDelayMs = 20;
 constexpr unsigned kTokens = 64;
@@ -68,16 +69,11 @@ struct ReplicaStack {
 };
 
 Status start_replicas(ReplicaStack& stack, const ReplicaBenchOptions& options, unsigned count) {
-  char dir_template[] = "/tmp/rvenc-bench-replicas-XXXXXX";
-  if (!::mkdtemp(dir_template)) return fail(Errc::internal_error, "cannot create a temporary directory");
-  stack.dir = dir_template;
+  auto dir = detail::make_temp_dir("rvenc-bench-replicas");
+  if (!dir) return std::unexpected(dir.error());
+  stack.dir = std::move(*dir);
   stack.keep_dir = options.keep_temp;
-  auto seed = crypto::random_array<crypto::kEd25519SeedBytes>();
-  write_secret(stack.dir / "platform.key", crypto::as_chars(seed));
-  stack.platform_public_key =
-      crypto::ed25519_keypair_from_seed(crypto::Ed25519Seed(std::span<const std::uint8_t, 32>(seed))).public_key;
-  crypto::secure_wipe(seed.data(), seed.size());
-  write_secret(stack.dir / "gateway.token", to_hex(crypto::random_array<32>()));
+  stack.platform_public_key = detail::write_stack_secrets(stack.dir).platform_public_key;
   for (unsigned i = 0; i < count; ++i) {
     stack.enclaves.push_back(std::make_unique<ChildProcess>(stack.enclave_argv(options.rvenc_binary, i, "127.0.0.1:0"),
                                                             stack.dir / ("enclave-" + std::to_string(i) + ".log")));
@@ -86,11 +82,9 @@ Status start_replicas(ReplicaStack& stack, const ReplicaBenchOptions& options, u
     stack.enclave_urls.push_back(*url);
   }
   const std::string db = (stack.dir / "rvenc.db").string();
-  ChildProcess keys({options.rvenc_binary, "keys", "create", "--db", db, "--name", "bench"}, stack.dir / "keys.log");
-  auto api_key = keys.wait_for(R"(^(sk_(live|test)_\S+))");
-  if (!api_key) return std::unexpected(api_key.error());
-  keys.wait_exit(kChildStartTimeout);
-  stack.api_key = *api_key;
+  auto key = detail::create_api_key(options.rvenc_binary, db, "bench", stack.dir);
+  if (!key) return std::unexpected(key.error());
+  stack.api_key = std::move(key->api_key);
   std::vector<std::string> argv{options.rvenc_binary, "gateway", "--listen", "127.0.0.1:0", "--db", db,
                                 "--enclave-token-file", (stack.dir / "gateway.token").string()};
   for (const auto& url : stack.enclave_urls) argv.insert(argv.end(), {"--enclave", url});

@@ -13,6 +13,7 @@
 #include "rvenc/bench/postgres.hpp"
 #include "rvenc/bench/process.hpp"
 #include "rvenc/store/store.hpp"
+#include "stack_setup.hpp"
 
 namespace rvenc::bench {
 namespace {
@@ -116,9 +117,9 @@ Result<json::object> measure_store(const StoreBenchOptions& options, const std::
 }  // namespace
 
 Result<json::object> run_store_bench(const StoreBenchOptions& options) {
-  char dir_template[] = "/tmp/rvenc-store-bench-XXXXXX";
-  if (!::mkdtemp(dir_template)) return fail(Errc::internal_error, "cannot create a temporary directory");
-  const fs::path dir = dir_template;
+  auto made = detail::make_temp_dir("rvenc-store-bench");
+  if (!made) return std::unexpected(made.error());
+  const fs::path dir = std::move(*made);
   LocalServer local;
   std::string url = options.postgres_url;
   if (url.empty()) {

@@ -20,6 +20,7 @@
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/enclave/engine.hpp"
+#include "stack_setup.hpp"
 
 namespace rvenc::bench {
 
@@ -67,12 +68,7 @@ Result<std::string> run_harness(const TrafficOptions& options, const fs::path& d
 
 Status start_stack(TrafficStack& stack, const TrafficOptions& options, const fs::path& corpus) {
   const std::string& rvenc = options.rvenc_binary;
-  auto seed = crypto::random_array<crypto::kEd25519SeedBytes>();
-  write_secret(stack.dir / "platform.key", crypto::as_chars(seed));
-  stack.platform_public_key =
-      crypto::ed25519_keypair_from_seed(crypto::Ed25519Seed(std::span<const std::uint8_t, 32>(seed))).public_key;
-  crypto::secure_wipe(seed.data(), seed.size());
-  write_secret(stack.dir / "gateway.token", to_hex(crypto::random_array<32>()));
+  stack.platform_public_key = detail::write_stack_secrets(stack.dir).platform_public_key;
   stack.enclave = std::make_unique<ChildProcess>(
       std::vector<std::string>{rvenc, "enclave", "--listen", "127.0.0.1:0", "--attestation", "simulated",
                                "--key-file", (stack.dir / "enclave.key").string(), "--platform-key",
@@ -83,11 +79,9 @@ Status start_stack(TrafficStack& stack, const TrafficOptions& options, const fs:
   auto enclave_url = stack.enclave->wait_for_url();
   if (!enclave_url) return std::unexpected(enclave_url.error());
   const std::string db = (stack.dir / "rvenc.db").string();
-  ChildProcess keys({rvenc, "keys", "create", "--db", db, "--name", "traffic"}, stack.dir / "keys.log");
-  auto api_key = keys.wait_for(R"(^(sk_(live|test)_\S+))");
-  if (!api_key) return std::unexpected(api_key.error());
-  keys.wait_exit(kChildStartTimeout);
-  stack.api_key = *api_key;
+  auto key = detail::create_api_key(rvenc, db, "traffic", stack.dir);
+  if (!key) return std::unexpected(key.error());
+  stack.api_key = std::move(key->api_key);
   stack.gateway = std::make_unique<ChildProcess>(
       std::vector<std::string>{rvenc, "gateway", "--listen", "127.0.0.1:0", "--db", db, "--enclave", *enclave_url,
                                "--enclave-token-file", (stack.dir / "gateway.token").string(), "--quiet",
@@ -186,9 +180,9 @@ Result<json::object> run_traffic_bench(const TrafficOptions& given) {
   if (::access(options.harness.c_str(), R_OK) != 0)
     return fail(Errc::internal_error, "cannot read the traffic harness " + options.harness + " (--harness)");
   TrafficStack stack;
-  char dir_template[] = "/tmp/rvenc-bench-traffic-XXXXXX";
-  if (!::mkdtemp(dir_template)) return fail(Errc::internal_error, "cannot create a temporary directory");
-  stack.dir = dir_template;
+  auto dir = detail::make_temp_dir("rvenc-bench-traffic");
+  if (!dir) return std::unexpected(dir.error());
+  stack.dir = std::move(*dir);
   stack.keep_dir = options.keep_temp;
 
   const std::size_t per_class = options.quick ? kQuickPerClass : kFullPerClass;

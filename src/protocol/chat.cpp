@@ -5,7 +5,6 @@
 #include <array>
 
 #include <boost/json/array.hpp>
-#include <boost/json/parse.hpp>
 
 #include "json_strict.hpp"
 #include "request_fields.hpp"
@@ -55,13 +54,9 @@ Status check_message(const json::value& value, std::size_t i) {
 }  // namespace
 
 Result<ChatRequest> validate_chat_request(std::string_view text) {
-  json::parse_options options;
-  options.max_depth = kMaxChatJsonDepth;
-  boost::system::error_code ec;
-  auto parsed = json::parse(json::string_view(text.data(), text.size()), ec, {}, options);
-  if (ec) return invalid(detail::not_json_message(text, "the chat request"));
-  if (!parsed.is_object()) return invalid("the chat request must be a JSON object");
-  return validate_chat_body(std::move(parsed.get_object()), text.size());
+  auto parsed = detail::parse_json_object(text, kMaxChatJsonDepth, "the chat request", Errc::invalid_inference);
+  if (!parsed) return std::unexpected(parsed.error());
+  return validate_chat_body(std::move(*parsed), text.size());
 }
 
 Result<ChatRequest> validate_chat_body(json::object object, std::size_t json_bytes) {
@@ -200,17 +195,13 @@ json::value CompletionWalk::usage_json() const {
 // --- CompletionAssembler -----------------------------------------------------------------------
 
 Status CompletionAssembler::add_chunk(std::string_view chunk_json) {
-  boost::system::error_code ec;
-  json::parse_options options;
-  options.max_depth = kMaxChatJsonDepth;
-  auto parsed = json::parse(json::string_view(chunk_json.data(), chunk_json.size()), ec, {}, options);
-  if (ec) return fail(Errc::invalid_request, "completion chunk is not valid JSON");
-  if (!parsed.is_object()) return fail(Errc::invalid_request, "completion chunk must be a JSON object");
-  const auto* choices = parsed.get_object().if_contains("choices");
+  auto parsed = detail::parse_json_object(chunk_json, kMaxChatJsonDepth, "completion chunk", Errc::invalid_request);
+  if (!parsed) return std::unexpected(parsed.error());
+  const auto* choices = parsed->if_contains("choices");
   if (choices != nullptr && !choices->is_array() && !choices->is_null()) {
     return fail(Errc::invalid_request, "completion chunk field \"choices\" must be an array");
   }
-  add_chunk(parsed.get_object());
+  add_chunk(*parsed);
   return {};
 }
 

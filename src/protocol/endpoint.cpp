@@ -6,7 +6,6 @@
 #include <tuple>
 #include <utility>
 
-#include <boost/json/parse.hpp>
 
 #include "json_strict.hpp"
 #include "request_fields.hpp"
@@ -143,14 +142,10 @@ std::optional<Endpoint> endpoint_from_name(std::string_view name) noexcept {
 }
 
 Result<EndpointBody> parse_endpoint_request(std::string_view text) {
-  json::parse_options options;
-  options.max_depth = detail::kMaxJsonDepth;
-  boost::system::error_code ec;
-  auto parsed = json::parse(json::string_view(text.data(), text.size()), ec, {}, options);
-  if (ec) return invalid(detail::not_json_message(text, "the request"));
-  if (!parsed.is_object()) return invalid("the request must be a JSON object");
+  auto parsed = detail::parse_json_object(text, detail::kMaxJsonDepth, "the request", Errc::invalid_inference);
+  if (!parsed) return std::unexpected(parsed.error());
   EndpointBody out;
-  out.body = std::move(parsed.get_object());
+  out.body = std::move(*parsed);
   out.json_bytes = text.size();
   if (const auto it = out.body.find(kEndpointMember); it != out.body.end()) {
     const auto& value = it->value();

@@ -83,6 +83,17 @@ std::string not_json_message(std::string_view text, std::string_view what) {
   return std::string(what) + " is not valid JSON";
 }
 
+Result<boost::json::object> parse_json_object(std::string_view text, std::size_t max_depth, std::string_view what,
+                                             Errc code) {
+  boost::json::parse_options options;
+  options.max_depth = max_depth;
+  boost::system::error_code ec;
+  auto value = boost::json::parse(boost::json::string_view(text.data(), text.size()), ec, {}, options);
+  if (ec) return fail(code, not_json_message(text, what));
+  if (!value.is_object()) return fail(code, std::string(what) + " must be a JSON object");
+  return std::move(value.get_object());
+}
+
 Result<boost::json::value> parse_json_strict(std::string_view text, std::string_view what, Errc code) {
   boost::json::parse_options options;
   options.max_depth = kMaxJsonDepth;

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
 #include "rvenc/common/error.hpp"
@@ -20,6 +21,12 @@ inline constexpr std::size_t kMaxJsonDepth = 64;
 // "<what> is not valid JSON", or, when `text` is not UTF-8 at all (a client that sent Latin-1),
 // "<what> is not valid UTF-8 (byte N): JSON text must be UTF-8", which says what to fix.
 [[nodiscard]] std::string not_json_message(std::string_view text, std::string_view what);
+
+// A JSON document that must be an object, parsed with a nesting bound of `max_depth`; duplicate keys
+// are NOT refused (Boost.JSON keeps the last), unlike parse_json_strict. Errors carry `code` and say
+// "<what> is not valid JSON" (see not_json_message) or "<what> must be a JSON object".
+[[nodiscard]] Result<boost::json::object> parse_json_object(std::string_view text, std::size_t max_depth,
+                                                           std::string_view what, Errc code);
 
 // `what` names the document in messages ("request body"); errors carry `code`.
 [[nodiscard]] Result<boost::json::value> parse_json_strict(std::string_view text, std::string_view what, Errc code);

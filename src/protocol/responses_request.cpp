@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <array>
 
-#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "json_strict.hpp"
@@ -416,13 +415,10 @@ Result<ChatRequest> validate_responses_body(json::object body, std::size_t /*jso
 }
 
 Result<ResponsesRequest> translate_responses_request(std::string_view text) {
-  json::parse_options options;
-  options.max_depth = kMaxResponsesJsonDepth;
-  boost::system::error_code ec;
-  auto parsed = json::parse(json::string_view(text.data(), text.size()), ec, {}, options);
-  if (ec) return invalid(detail::not_json_message(text, "the Responses request"));
-  if (!parsed.is_object()) return invalid("the Responses request must be a JSON object");
-  return translate_responses_request(std::move(parsed.get_object()));
+  auto parsed =
+      detail::parse_json_object(text, kMaxResponsesJsonDepth, "the Responses request", Errc::invalid_inference);
+  if (!parsed) return std::unexpected(parsed.error());
+  return translate_responses_request(std::move(*parsed));
 }
 
 }  // namespace rvenc::protocol

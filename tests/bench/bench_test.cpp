@@ -1,5 +1,8 @@
 #include <unistd.h>
 
+#include <cstring>
+#include <fstream>
+
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -13,6 +16,8 @@
 #include "rvenc/bench/process.hpp"
 #include "rvenc/http/client.hpp"
 #include "rvenc/protocol/sse.hpp"
+#include "bench/stack_setup.hpp"
+#include "support/test_support.hpp"
 
 namespace rvenc::bench {
 namespace {
@@ -176,6 +181,63 @@ TEST(Report, SummaryMarksTargetsMetAndNotMet) {
   // A figure the run could not produce is never "met".
   EXPECT_TRUE(line_of("gateway RSS per open stream").ends_with("NOT MET"));
   EXPECT_NE(line_of("gateway RSS per open stream").find("n/a"), std::string::npos);
+}
+
+// The steps every bench stack shares (stack_setup.hpp): a private directory, the platform key and
+// gateway token, an API key from `rvenc keys create` (here a stand-in script that prints what the
+// real command prints).
+TEST(StackSetup, TempDirIsFreshAndPrivate) {
+  auto a = detail::make_temp_dir("rvenc-bench-test");
+  auto b = detail::make_temp_dir("rvenc-bench-test");
+  ASSERT_TRUE(a && b);
+  EXPECT_NE(*a, *b);
+  EXPECT_TRUE(a->filename().string().starts_with("rvenc-bench-test-"));
+  EXPECT_EQ(std::filesystem::status(*a).permissions(), std::filesystem::perms::owner_all);
+  std::filesystem::remove_all(*a);
+  std::filesystem::remove_all(*b);
+}
+
+TEST(StackSetup, SecretsAreOwnerOnlyAndTheKeyMatchesTheSeed) {
+  test::TempDir dir;
+  const auto secrets = detail::write_stack_secrets(dir.path());
+  const auto read = [&](const char* name) {
+    std::ifstream in(dir.path() / name, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string seed = read("platform.key");
+  ASSERT_EQ(seed.size(), crypto::kEd25519SeedBytes);
+  crypto::Ed25519Seed secret;
+  std::memcpy(secret.data(), seed.data(), seed.size());
+  EXPECT_EQ(crypto::ed25519_keypair_from_seed(secret).public_key, secrets.platform_public_key);
+  EXPECT_EQ(read("gateway.token"), secrets.gateway_token);
+  EXPECT_EQ(secrets.gateway_token.size(), 64U);
+  EXPECT_EQ(secrets.gateway_token.find_first_not_of("0123456789abcdef"), std::string::npos);
+  for (const char* name : {"platform.key", "gateway.token"})
+    EXPECT_EQ(std::filesystem::status(dir.path() / name).permissions(),
+              std::filesystem::perms::owner_read | std::filesystem::perms::owner_write)
+        << name;
+}
+
+TEST(StackSetup, ApiKeyAndItsIdComeFromTheKeysCommand) {
+  test::TempDir dir;
+  const std::string fake = dir.file("fake-rvenc");
+  {
+    std::ofstream script(fake);
+    script << "#!/bin/sh\n"
+              "[ \"$1 $2 $3 $5 $6\" = \"keys create --db --name bench\" ] || { echo \"bad args: $*\"; exit 2; }\n"
+              "echo 'sk_test_0123456789abcdef'\n"
+              "echo 'created key key_42 (bench, test)' >&2\n";
+  }
+  std::filesystem::permissions(fake, std::filesystem::perms::owner_all);
+  auto key = detail::create_api_key(fake, dir.file("rvenc.db"), "bench", dir.path());
+  ASSERT_TRUE(key) << key.error().to_string();
+  EXPECT_EQ(key->api_key, "sk_test_0123456789abcdef");
+  EXPECT_EQ(key->key_id, "key_42");
+
+  // A keys command that fails: the error quotes its output, never hangs.
+  auto failed = detail::create_api_key("/bin/false", dir.file("rvenc.db"), "bench", dir.path());
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code, Errc::internal_error);
 }
 
 }  // namespace

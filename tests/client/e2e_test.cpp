@@ -46,29 +46,49 @@ std::pair<int, std::string> run_rvenc(std::vector<std::string> args,
   return {status, process.output()};
 }
 
+// The platform key and the enclave/gateway token of a test stack in `dir`; the platform public key (hex).
+std::string write_stack_secrets(const test::TempDir& dir) {
+  crypto::Ed25519Seed seed;
+  crypto::random_bytes(seed.span());
+  write_secret_file(dir.file("platform.key"), crypto::as_chars(seed.span()));
+  write_secret_file(dir.file("token"), to_hex(crypto::random_array<32>()));
+  return to_hex(crypto::ed25519_keypair_from_seed(seed).public_key);
+}
+
+// A test key named `name` in dir/rvenc.db from `rvenc keys create` (empty, the failure recorded, when none).
+std::string create_test_key(const test::TempDir& dir, const std::string& name) {
+  auto [status, output] = run_rvenc({"keys", "create", "--db", dir.file("rvenc.db"), "--name", name, "--test"});
+  EXPECT_EQ(status, 0) << output;
+  std::string key;
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);)
+    if (line.starts_with("sk_test_")) key = line;
+  EXPECT_FALSE(key.empty()) << output;
+  return key;
+}
+
+// A gateway in front of `enclave_url` with dir's store and token, plus `extra` flags; `url` is where it listens.
+ChildProcess* start_gateway(const test::TempDir& dir, const std::string& enclave_url,
+                            const std::vector<std::string>& extra, std::string& url) {
+  std::vector<std::string> argv{test::rvenc_binary(), "gateway", "--listen", "127.0.0.1:0", "--enclave", enclave_url,
+                                "--db", dir.file("rvenc.db"), "--enclave-token-file", dir.file("token")};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto* gateway = new ChildProcess(argv);
+  auto listening = gateway->wait_for_url();
+  EXPECT_TRUE(listening) << gateway->output();
+  url = listening.value_or("");
+  return gateway;
+}
+
 class EndToEnd : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new test::TempDir();
-    crypto::Ed25519Seed seed;
-    crypto::random_bytes(seed.span());
-    write_secret_file(dir_->file("platform.key"), crypto::as_chars(seed.span()));
-    platform_public_key_ = to_hex(crypto::ed25519_keypair_from_seed(seed).public_key);
-    write_secret_file(dir_->file("token"), to_hex(crypto::random_array<32>()));
-
+    platform_public_key_ = write_stack_secrets(*dir_);
     start_enclave("enclave.key", "127.0.0.1:0");
-    auto [status, output] = run_rvenc({"keys", "create", "--db", dir_->file("rvenc.db"), "--name", "e2e", "--test"});
-    ASSERT_EQ(status, 0) << output;
-    std::istringstream lines(output);
-    for (std::string line; std::getline(lines, line);)
-      if (line.starts_with("sk_test_")) api_key_ = line;
-    ASSERT_FALSE(api_key_.empty()) << output;
-
-    gateway_ = new ChildProcess({test::rvenc_binary(), "gateway", "--listen", "127.0.0.1:0", "--enclave", enclave_url_,
-                                 "--db", dir_->file("rvenc.db"), "--enclave-token-file", dir_->file("token")});
-    auto url = gateway_->wait_for_url();
-    ASSERT_TRUE(url) << gateway_->output();
-    gateway_url_ = *url;
+    api_key_ = create_test_key(*dir_, "e2e");
+    ASSERT_FALSE(api_key_.empty());
+    gateway_ = start_gateway(*dir_, enclave_url_, {}, gateway_url_);
   }
 
   static void start_enclave(const std::string& key_file, const std::string& listen) {
@@ -432,11 +452,7 @@ class ShapedEndToEnd : public EndToEnd {  // for request(); its own stack
  protected:
   static void SetUpTestSuite() {
     dir_ = new test::TempDir();
-    crypto::Ed25519Seed seed;
-    crypto::random_bytes(seed.span());
-    write_secret_file(dir_->file("platform.key"), crypto::as_chars(seed.span()));
-    platform_public_key_ = to_hex(crypto::ed25519_keypair_from_seed(seed).public_key);
-    write_secret_file(dir_->file("token"), to_hex(crypto::random_array<32>()));
+    platform_public_key_ = write_stack_secrets(*dir_);
     std::ofstream(dir_->file("answers.jsonl"))
         << R"({"tokens": ["Yes", "."], "delaysMs": [5, 5]})" << "\n"
         << R"({"tokens": ["The", " answer", " is", " considerably", " longer", ", with", " \u00e9t\u00e9", " words"],)"
@@ -448,17 +464,8 @@ class ShapedEndToEnd : public EndToEnd {  // for request(); its own stack
                                  "--shaping-interval-ms", "10"});
     auto enclave_url = enclave_->wait_for_url();
     ASSERT_TRUE(enclave_url) << enclave_->output();
-    auto [status, output] = run_rvenc({"keys", "create", "--db", dir_->file("rvenc.db"), "--name", "shaped", "--test"});
-    ASSERT_EQ(status, 0) << output;
-    std::istringstream lines(output);
-    for (std::string line; std::getline(lines, line);)
-      if (line.starts_with("sk_test_")) api_key_ = line;
-    gateway_ = new ChildProcess({test::rvenc_binary(), "gateway", "--listen", "127.0.0.1:0", "--enclave", *enclave_url,
-                                 "--db", dir_->file("rvenc.db"), "--enclave-token-file", dir_->file("token"),
-                                 "--record-traffic", dir_->file("traffic.jsonl")});
-    auto url = gateway_->wait_for_url();
-    ASSERT_TRUE(url) << gateway_->output();
-    gateway_url_ = *url;
+    api_key_ = create_test_key(*dir_, "shaped");
+    gateway_ = start_gateway(*dir_, *enclave_url, {"--record-traffic", dir_->file("traffic.jsonl")}, gateway_url_);
   }
   static void TearDownTestSuite() {
     delete gateway_;

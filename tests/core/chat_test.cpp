@@ -4,6 +4,8 @@
 #include <boost/json.hpp>
 
 #include "rvenc/protocol/chat.hpp"
+#include "rvenc/protocol/endpoint.hpp"
+#include "rvenc/protocol/responses.hpp"
 
 namespace rvenc::protocol {
 namespace {
@@ -229,6 +231,54 @@ TEST(Assembler, HugeUsageSaturates) {
   const auto u = parse_usage(json::parse(R"({"prompt_tokens":9223372036854775807,"completion_tokens":5})"));
   ASSERT_TRUE(u.has_value());
   EXPECT_EQ(u->total_tokens(), std::numeric_limits<std::int64_t>::max());
+}
+
+// The four readers of a JSON object from bytes (chat request, Responses request, endpoint request,
+// completion chunk) share one parser (json_strict.cpp's parse_json_object): the same code and
+// message for bytes that are not JSON, are not UTF-8, nest deeper than 64, or are not an object.
+// Duplicate keys stay accepted (the last one wins), unlike the strict parser of wire documents.
+TEST(JsonObjectReaders, RefuseWhatIsNotAJsonObjectAlike) {
+  const std::string deep = std::string(65, '[') + std::string(65, ']');
+  const std::string nested = std::string(62, '[') + std::string(62, ']');
+  struct Reader {
+    std::string what;
+    Errc code;
+    std::function<std::optional<Error>(std::string_view)> read;
+  };
+  const auto error_of = [](const auto& result) { return result ? std::nullopt : std::optional<Error>(result.error()); };
+  const std::vector<Reader> readers{
+      {"the chat request", Errc::invalid_inference, [&](std::string_view t) { return error_of(validate_chat_request(t)); }},
+      {"the Responses request", Errc::invalid_inference,
+       [&](std::string_view t) { return error_of(translate_responses_request(t)); }},
+      {"the request", Errc::invalid_inference, [&](std::string_view t) { return error_of(parse_endpoint_request(t)); }},
+      {"completion chunk", Errc::invalid_request, [&](std::string_view t) {
+         CompletionAssembler assembler;
+         return error_of(assembler.add_chunk(t));
+       }}};
+  for (const auto& reader : readers) {
+    SCOPED_TRACE(reader.what);
+    const auto expect_refused = [&](std::string_view text, const std::string& message) {
+      const auto error = reader.read(text);
+      ASSERT_TRUE(error.has_value()) << text;
+      EXPECT_EQ(error->code, reader.code);
+      EXPECT_EQ(error->message, message);
+    };
+    expect_refused("{\"model\":", reader.what + " is not valid JSON");
+    expect_refused("\"x\xe9\"", reader.what + " is not valid UTF-8 (byte 2): JSON text must be UTF-8");
+    expect_refused("[" + deep + "]", reader.what + " is not valid JSON");
+    expect_refused("{\"a\":" + deep + "}", reader.what + " is not valid JSON");
+    expect_refused("[]", reader.what + " must be a JSON object");
+    expect_refused("42", reader.what + " must be a JSON object");
+    // Nesting within the bound parses (whatever the reader then says of its fields).
+    const auto within = reader.read("{\"a\":" + nested + "}");
+    if (within) {
+      EXPECT_EQ(within->message.find("not valid JSON"), std::string::npos) << within->message;
+    }
+  }
+  // A duplicate key is not refused by these readers: the last value is the one read.
+  auto request = validate_chat_request(R"({"model":"a","model":"b","messages":[{"role":"user","content":"hi"}]})");
+  ASSERT_TRUE(request) << request.error().to_string();
+  EXPECT_EQ(request->model, "b");
 }
 
 }  // namespace

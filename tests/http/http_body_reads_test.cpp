@@ -5,10 +5,6 @@
 // made a 200 KiB answer wait for 50 turns of a busy loop. The reads are counted, never timed.
 #include <future>
 #include <string>
-#include <thread>
-
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -20,57 +16,7 @@ namespace {
 
 using namespace test;
 
-// Accepts one connection, reads the request head, sends `answer` in one send() and keeps the
-// connection open, silent, until the test is done with it.
-class SilentAfterAnswerServer {
- public:
-  explicit SilentAfterAnswerServer(std::string answer) {
-    std::uint16_t port = 0;
-    listener_ = rvenc::test::listen_on_loopback(1, port);
-    url = *parse_url("http://127.0.0.1:" + std::to_string(port));
-    sent = sent_promise_.get_future();
-    thread_ = std::thread([this, answer = std::move(answer), release = release_.get_future()] {
-      const int fd = ::accept(listener_, nullptr, nullptr);
-      if (fd < 0) {
-        sent_promise_.set_value();
-        return;
-      }
-      std::string request;
-      char buffer[4096];
-      while (request.find("\r\n\r\n") == std::string::npos) {
-        const auto n = ::recv(fd, buffer, sizeof buffer, 0);
-        if (n <= 0) break;
-        request.append(buffer, static_cast<std::size_t>(n));
-      }
-      std::size_t off = 0;
-      while (off < answer.size()) {
-        const auto n = ::send(fd, answer.data() + off, answer.size() - off, MSG_NOSIGNAL);
-        if (n <= 0) break;
-        off += static_cast<std::size_t>(n);
-      }
-      sent_promise_.set_value();  // on loopback, sent means in the client's receive buffer
-      release.wait();
-      ::close(fd);
-    });
-  }
-  ~SilentAfterAnswerServer() {
-    release_.set_value();
-    ::shutdown(listener_, SHUT_RDWR);
-    thread_.join();
-    ::close(listener_);
-  }
-  SilentAfterAnswerServer(const SilentAfterAnswerServer&) = delete;
-  SilentAfterAnswerServer& operator=(const SilentAfterAnswerServer&) = delete;
-
-  Url url;
-  std::future<void> sent;
-
- private:
-  int listener_ = -1;
-  std::promise<void> sent_promise_;
-  std::promise<void> release_;
-  std::thread thread_;
-};
+constexpr auto kStayOpen = CannedServer::AfterAnswer::stay_open;  // the upstream neither closes nor sends more
 
 std::string json_like_body(std::size_t size) {
   std::string body;
@@ -123,8 +69,9 @@ void expect_whole_body_in(const Counted& counted, const std::string& body, int m
 // first read of the head did not bring comes in one read. The old reads took 4 KiB each (12).
 TEST(ClientBodyReads, ContentLengthBodyEndsInOneReadWithTheConnectionOpen) {
   const std::string body = json_like_body(48 * 1024);
-  SilentAfterAnswerServer server("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
-                                 std::to_string(body.size()) + "\r\n\r\n" + body);
+  CannedServer server("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body,
+                      kStayOpen);
   // The part the head's read brought, then the rest at once.
   expect_whole_body_in(read_whole_body(server.url, server.sent), body, 2);
 }
@@ -140,7 +87,7 @@ TEST(ClientBodyReads, ChunkedBodyReadsGrowWhileTheyComeFull) {
     wire += "400\r\n" + part + "\r\n";
   }
   wire += "0\r\n\r\n";
-  SilentAfterAnswerServer server(std::move(wire));
+  CannedServer server(std::move(wire), kStayOpen);
   expect_whole_body_in(read_whole_body(server.url, server.sent), body, 5);
 }
 

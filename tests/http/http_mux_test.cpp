@@ -56,6 +56,18 @@ awaitable<Result<std::string>> read_body(ResponseStream& stream) {
   }
 }
 
+// Opens /ticks through `client`, reads the first tick, then cancels (the client's RESET): the
+// stream for what a test expects after the cancel; null (the failure recorded) when it did not open.
+awaitable<std::unique_ptr<ResponseStream>> first_tick_then_cancel(MuxClient& client, const Url& url) {
+  auto stream = co_await client.open(url, make_request(Verb::get, "/ticks"));
+  EXPECT_TRUE(stream);
+  if (!stream) co_return nullptr;
+  auto first = co_await (*stream)->read_some();
+  EXPECT_TRUE(first && *first);
+  (*stream)->cancel();
+  co_return std::move(*stream);
+}
+
 Handler echo_stream() {
   return [](Request& request, ResponseWriter& writer) -> awaitable<void> {
     if (!co_await writer.begin_stream(event_stream_header())) co_return;
@@ -221,13 +233,9 @@ TEST(Mux, CancelTellsTheHandlerItsClientIsGone) {
   run_coroutine([&]() -> awaitable<void> {
     Client fallback;
     MuxClient client(fallback);
-    auto stream = co_await client.open(server.url, make_request(Verb::get, "/ticks"));
-    EXPECT_TRUE(stream);
+    auto stream = co_await first_tick_then_cancel(client, server.url);
     if (!stream) co_return;
-    auto first = co_await (*stream)->read_some();
-    EXPECT_TRUE(first && *first);
-    (*stream)->cancel();
-    auto after = co_await (*stream)->read_some();
+    auto after = co_await stream->read_some();
     EXPECT_FALSE(after);
     EXPECT_TRUE(co_await eventually_async([&] { return handler_saw_gone.load(); }));
   });
@@ -243,17 +251,13 @@ TEST(Mux, AHandlerCanSendATrailerAfterTheClientResetTheStream) {
   run_coroutine([&]() -> awaitable<void> {
     Client fallback;
     MuxClient client(fallback);
-    auto stream = co_await client.open(server.url, make_request(Verb::get, "/ticks"));
-    EXPECT_TRUE(stream);
+    auto stream = co_await first_tick_then_cancel(client, server.url);
     if (!stream) co_return;
-    auto first = co_await (*stream)->read_some();
-    EXPECT_TRUE(first && *first);
-    (*stream)->cancel();
-    const auto trailer = co_await (*stream)->trailer();
+    const auto trailer = co_await stream->trailer();
     EXPECT_TRUE(trailer);
     if (!trailer) co_return;
     EXPECT_TRUE(trailer->starts_with("ticks=")) << *trailer;
-    EXPECT_FALSE(co_await (*stream)->trailer());  // handed out once
+    EXPECT_FALSE(co_await stream->trailer());  // handed out once
     // The connection still serves (the frame was understood).
     auto next = co_await client.open(server.url, make_request(Verb::get, "/ticks"));
     EXPECT_TRUE(next);

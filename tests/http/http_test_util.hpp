@@ -100,41 +100,41 @@ class Gate {
 };
 
 // A one-connection server answering with canned bytes (what a real server would never send):
-// accepts once, reads the request head, writes `answer`, closes.
+// accepts once, reads the request head (and a Content-Length body), writes `answer`, and closes;
+// or, with AfterAnswer::stay_open, keeps the connection open and silent until it is destroyed
+// (an upstream that neither closes nor sends more). `sent` is ready once all of `answer` was
+// sent: on loopback, that means it is in the client's receive buffer.
 class CannedServer {
  public:
-  explicit CannedServer(std::string answer) {
+  enum class AfterAnswer { close, stay_open };
+
+  explicit CannedServer(std::string answer, AfterAnswer after = AfterAnswer::close) {
     std::uint16_t port = 0;
     listener_ = rvenc::test::listen_on_loopback(1, port);
     url = *parse_url("http://127.0.0.1:" + std::to_string(port));
     received = received_promise_.get_future();
-    thread_ = std::thread([this, answer = std::move(answer)] {
+    sent = sent_promise_.get_future();
+    thread_ = std::thread([this, answer = std::move(answer), after, release = release_.get_future()] {
       const int fd = ::accept(listener_, nullptr, nullptr);
       if (fd < 0) {
         received_promise_.set_value({});
+        sent_promise_.set_value();
         return;
       }
-      // The head, then as many body bytes as its Content-Length announces.
-      std::string request;
-      char buffer[4096];
-      std::size_t expected = std::string::npos;
-      while (request.size() < expected) {
-        if (const auto head_end = expected == std::string::npos ? request.find("\r\n\r\n") : std::string::npos;
-            head_end != std::string::npos) {
-          const auto field = request.find("\r\nContent-Length: ");
-          expected = head_end + 4 + (field < head_end ? std::stoul(request.substr(field + 18)) : 0);
-          continue;
-        }
-        const auto n = ::recv(fd, buffer, sizeof buffer, 0);
+      received_promise_.set_value(read_request(fd));
+      std::size_t off = 0;
+      while (off < answer.size()) {
+        const auto n = ::send(fd, answer.data() + off, answer.size() - off, MSG_NOSIGNAL);
         if (n <= 0) break;
-        request.append(buffer, static_cast<std::size_t>(n));
+        off += static_cast<std::size_t>(n);
       }
-      received_promise_.set_value(request);
-      ::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+      sent_promise_.set_value();
+      if (after == AfterAnswer::stay_open) release.wait();
       ::close(fd);
     });
   }
   ~CannedServer() {
+    release_.set_value();
     ::shutdown(listener_, SHUT_RDWR);  // ends an accept() still waiting
     thread_.join();
     ::close(listener_);
@@ -144,10 +144,32 @@ class CannedServer {
 
   Url url;
   std::future<std::string> received;  // the request's bytes, head and body
+  std::future<void> sent;
 
  private:
+  // The head, then as many body bytes as its Content-Length announces.
+  static std::string read_request(int fd) {
+    std::string request;
+    char buffer[4096];
+    std::size_t expected = std::string::npos;
+    while (request.size() < expected) {
+      if (const auto head_end = expected == std::string::npos ? request.find("\r\n\r\n") : std::string::npos;
+          head_end != std::string::npos) {
+        const auto field = request.find("\r\nContent-Length: ");
+        expected = head_end + 4 + (field < head_end ? std::stoul(request.substr(field + 18)) : 0);
+        continue;
+      }
+      const auto n = ::recv(fd, buffer, sizeof buffer, 0);
+      if (n <= 0) break;
+      request.append(buffer, static_cast<std::size_t>(n));
+    }
+    return request;
+  }
+
   int listener_ = -1;
   std::promise<std::string> received_promise_;
+  std::promise<void> sent_promise_;
+  std::promise<void> release_;
   std::thread thread_;
 };
 
