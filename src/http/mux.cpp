@@ -33,6 +33,7 @@
 #include <spdlog/spdlog.h>
 
 #include "context_registry.hpp"
+#include "mux_streams.hpp"
 #include "resolve.hpp"
 #include "rvenc/http/tls.hpp"
 #include "wire.hpp"
@@ -41,7 +42,9 @@ namespace rvenc::http {
 
 namespace bhttp = beast::http;
 using tcp = asio::ip::tcp;
-using Clock = std::chrono::steady_clock;
+using Clock = detail::MuxClock;
+using detail::MuxStream;
+using detail::MuxWakeList;
 
 namespace {
 
@@ -53,42 +56,8 @@ constexpr std::size_t kReadSpace = 256 * 1024;
 constexpr std::chrono::seconds kIdleReuse{30};
 // How often a connection with streams checks their deadlines (Timeouts::idle and total).
 constexpr std::chrono::milliseconds kSweepInterval{100};
-// Beyond its window a stream's unread bytes mean a misbehaving server.
-constexpr std::size_t kMaxUnread = mux::kInitialWindow + mux::kMaxDataPayload;
-// Stream ids are not reused: a connection that has numbered this many takes no more streams.
-constexpr std::uint32_t kLastStreamId = 0x7fff'ffff;
 // Credit is returned in steps of half a window (one WINDOW frame per 128 KiB read).
 constexpr std::uint32_t kCreditStep = mux::kInitialWindow / 2;
-
-using Signal = asio::experimental::concurrent_channel<void(boost::system::error_code)>;
-
-struct MuxStream {
-  explicit MuxStream(const asio::any_io_executor& executor) : signal(executor, 1) {}
-
-  Signal signal;  // a wake-up for the stream's reader (capacity 1: none is lost)
-  std::uint32_t id = 0;
-  std::chrono::milliseconds idle{Timeouts::kDefaultIdle};
-  std::optional<Clock::time_point> total_end;
-  // Guarded by the connection's mutex.
-  std::optional<ResponseHeader> header;  // until open() takes it
-  bool headed = false;                   // HEAD arrived
-  std::string received;  // body bytes not handed out yet
-  bool ended = false;    // END arrived
-  std::optional<Error> error;
-  bool refused = false;  // the server does not speak rvenc-mux: use HTTP/1.1
-  bool waiting = false;
-  // Joined a connection that had been idle, which the server may have closed meanwhile: a
-  // connection lost before any answer (`connection_lost`) is then retried once on a new one.
-  bool joined_idle = false;
-  bool connection_lost = false;
-  Clock::time_point quiet_since;  // of the reader's wait: the start of the silence Timeouts::idle bounds
-  std::uint32_t unacked = 0;      // bytes handed out and not yet credited back
-  // Reset by this side on a connection whose server sends TRAILER frames: kept in the table until
-  // its TRAILER comes or trailer_end passes (its other frames are dropped).
-  bool awaiting_trailer = false;
-  Clock::time_point trailer_end;
-  std::optional<std::string> trailer;
-};
 
 }  // namespace
 
@@ -103,7 +72,8 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
         socket(std::in_place, strand),
         sweep(std::in_place, strand),
         connect_timeout(connect_limit),
-        header_limit(head_limit) {}
+        header_limit(head_limit),
+        streams(where, head_limit) {}
 
   std::weak_ptr<MuxClient::State> state;  // the client may go first
   Url server;
@@ -126,8 +96,7 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
   // Guarded by `mutex`.
   enum class Phase { connecting, open, closed } phase = Phase::connecting;
   bool trailers = false;  // the server said it sends TRAILER frames (mux::kTrailersField)
-  std::unordered_map<std::uint32_t, std::shared_ptr<MuxStream>> streams;
-  std::uint32_t next_id = 1;
+  detail::MuxStreamTable streams;
   std::string out;
   bool flushing = false;
   bool reading = false;
@@ -144,11 +113,8 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
       stream->connection_lost = true;
       return;
     }
-    stream->id = next_id;
-    next_id += 2;  // odd ids, as HTTP/2 clients use
-    stream->quiet_since = Clock::now();
     stream->joined_idle = phase == Phase::open && streams.empty();
-    streams.emplace(stream->id, stream);
+    streams.add(stream, Clock::now());
     mux::append_frame(out, mux::FrameType::request, stream->id, head, body);
     last_used = Clock::now();
     if (phase == Phase::open) resume_locked();
@@ -157,7 +123,7 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
   [[nodiscard]] bool usable(const Url& url, asio::execution_context* on) {
     std::lock_guard lock(mutex);
     return phase != Phase::closed && context == on && server.origin() == url.origin() &&
-           streams.size() < mux::kMaxStreams && next_id < kLastStreamId &&
+           streams.has_room() &&
            (!streams.empty() || Clock::now() - last_used < kIdleReuse);
   }
 
@@ -250,72 +216,32 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
 
   // Fails the streams whose reader waited longer than Timeouts::idle, or past their total end.
   void check_deadlines() {
-    std::vector<std::shared_ptr<MuxStream>> wake;
+    MuxWakeList wake;
     bool again = false;
     {
       std::lock_guard lock(mutex);
-      const auto now = Clock::now();
-      for (auto it = streams.begin(); it != streams.end();) {
-        MuxStream& s = *it->second;
-        if (s.awaiting_trailer) {
-          // No trailer in time: its reader learns there is none.
-          if (now < s.trailer_end) {
-            ++it;
-            continue;
-          }
-          s.awaiting_trailer = false;
-          if (std::exchange(s.waiting, false)) wake.push_back(it->second);
-          it = streams.erase(it);
-          continue;
-        }
-        std::optional<Error> expired;
-        if (s.total_end && now >= *s.total_end) {
-          expired = Error{Errc::upstream_timeout, "no complete answer from " + where + " within the total timeout"};
-        } else if (s.waiting && now - s.quiet_since >= s.idle) {
-          expired = Error{Errc::upstream_timeout, "no data from " + where + " for " + std::to_string(s.idle.count()) +
-                                                      " ms while waiting for the response"};
-        }
-        if (!expired) {
-          ++it;
-          continue;
-        }
-        s.error = std::move(expired);
-        mux::append_frame(out, mux::FrameType::reset, s.id, "timeout");
-        if (s.waiting) wake.push_back(it->second);
-        s.waiting = false;
-        it = streams.erase(it);
-      }
+      streams.expire(Clock::now(), out, wake);
       schedule_flush_locked();
       unblock_reader_locked();
       again = !streams.empty() && phase != Phase::closed;
       sweeping = again;
     }
-    for (auto& s : wake) s->signal.try_send(beast::error_code{});
+    detail::wake_all(wake);
     if (again) arm_sweep();
   }
 
   // Every stream fails with `error` (`refused`: the server does not speak rvenc-mux), and the
   // connection closes.
   void fail(Error error, bool refused = false) {
-    std::vector<std::shared_ptr<MuxStream>> wake;
+    MuxWakeList wake;
     {
       std::lock_guard lock(mutex);
       if (phase == Phase::closed) return;
       phase = Phase::closed;
-      for (auto& [id, s] : streams) {
-        if (!s->error && !s->ended) {
-          s->error = error;
-          s->refused = refused;
-          s->connection_lost = true;
-        }
-        s->awaiting_trailer = false;
-        if (s->waiting) wake.push_back(s);
-        s->waiting = false;
-      }
-      streams.clear();
+      streams.fail_all(error, refused, wake);
       out.clear();
     }
-    for (auto& s : wake) s->signal.try_send(beast::error_code{});
+    detail::wake_all(wake);
     asio::post(strand, [self = shared_from_this()] { self->close_io(); });
   }
 
@@ -572,7 +498,7 @@ awaitable<void> MuxConnection::read_loop(std::shared_ptr<MuxConnection> self) {
 }
 
 bool MuxConnection::dispatch(std::size_t& used) {
-  std::vector<std::shared_ptr<MuxStream>> wake;
+  MuxWakeList wake;
   std::optional<Error> broken;
   std::size_t offset = 0;
   {
@@ -588,78 +514,14 @@ bool MuxConnection::dispatch(std::size_t& used) {
       if (!*next) break;
       const mux::Frame frame = **next;
       offset += frame.size();
-      const auto found = streams.find(frame.stream);
-      // Frames for a stream this side already reset or timed out.
-      if (found == streams.end()) continue;
-      MuxStream& s = *found->second;
-      bool done = false;
-      if (s.awaiting_trailer) {
-        // Reset by this side: only its TRAILER (or the server's own RESET) matters now.
-        if (frame.type == mux::FrameType::trailer) s.trailer = std::string(frame.payload.substr(0, mux::kMaxTrailer));
-        if (frame.type != mux::FrameType::trailer && frame.type != mux::FrameType::reset) continue;
-        s.awaiting_trailer = false;
-        if (std::exchange(s.waiting, false)) wake.push_back(found->second);
-        streams.erase(found);
-        continue;
-      }
-      switch (frame.type) {
-        case mux::FrameType::head: {
-          if (s.headed) {
-            broken = Error{Errc::upstream_error, "two response heads for one stream from " + where};
-            break;
-          }
-          bhttp::response_parser<bhttp::empty_body> parser;
-          parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(header_limit, UINT32_MAX)));
-          parser.eager(false);
-          beast::error_code ec;
-          parser.put(asio::buffer(frame.payload.data(), frame.payload.size()), ec);
-          if (ec || !parser.is_header_done()) {
-            broken = Error{Errc::upstream_error, "malformed response head from " + where};
-            break;
-          }
-          s.header = std::move(parser.get().base());
-          s.headed = true;
-          break;
-        }
-        case mux::FrameType::data:
-          if (!s.headed || s.received.size() + frame.payload.size() > kMaxUnread) {
-            broken = Error{Errc::upstream_error, "response data beyond the stream's window from " + where};
-            break;
-          }
-          s.received.append(frame.payload);
-          break;
-        case mux::FrameType::end:
-          if (!s.headed) {
-            broken = Error{Errc::upstream_error, "a stream ended before its response head from " + where};
-            break;
-          }
-          s.ended = true;
-          done = true;
-          break;
-        case mux::FrameType::reset:
-          s.error = Error{Errc::upstream_error,
-                          "the enclave at " + where + " reset the stream: " +
-                              std::string(frame.payload.substr(0, mux::kMaxResetReason))};
-          done = true;
-          break;
-        default:
-          broken = Error{Errc::upstream_error, "unexpected rvenc-mux frame from " + where};
-          break;
-      }
-      if (broken) break;
-      s.quiet_since = now;
-      if (s.waiting) {
-        s.waiting = false;
-        wake.push_back(found->second);
-      }
-      if (done) streams.erase(found);
+      broken = streams.receive(frame, now, wake);
     }
     last_used = now;
     if (streams.empty() && sweeping) asio::post(strand, [self = shared_from_this()] {
       if (self->sweep) self->sweep->cancel();
     });
   }
-  for (auto& s : wake) s->signal.try_send(beast::error_code{});
+  detail::wake_all(wake);
   if (broken) {
     spdlog::warn("http: {}", broken->message);
     fail(std::move(*broken));
@@ -746,11 +608,10 @@ class MuxResponseStream final : public ResponseStream {
       const bool open = connection_->phase == MuxConnection::Phase::open;
       if (await_trailer && open && connection_->trailers && connection_->streams.contains(s.id)) {
         // Kept (the reader and the deadline sweep go on) until its TRAILER or kTrailerWait.
-        s.awaiting_trailer = true;
-        s.trailer_end = Clock::now() + mux::kTrailerWait;
+        connection_->streams.await_trailer(s, Clock::now());
         connection_->queue_locked(
             [&](std::string& out) { mux::append_frame(out, mux::FrameType::reset, s.id, why); });
-      } else if (connection_->streams.erase(s.id) > 0 && open) {
+      } else if (connection_->streams.erase(s.id) && open) {
         connection_->queue_locked(
             [&](std::string& out) { mux::append_frame(out, mux::FrameType::reset, s.id, why); });
         connection_->unblock_reader_locked();
