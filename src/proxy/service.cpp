@@ -266,30 +266,44 @@ http::awaitable<void> ProxyService::forward(http::Request& request, http::Respon
     co_return;
   }
 
+  if (!chat->stream) {
+    co_await forward_once(request, writer, endpoint, *entry, *chat);
+    co_return;
+  }
+  co_await forward_stream(request, writer, endpoint, *entry, *chat);
+}
+
+http::awaitable<void> ProxyService::forward_once(http::Request& request, http::ResponseWriter& writer,
+                                                 protocol::Endpoint endpoint, std::shared_ptr<CachedClient>& entry,
+                                                 IncomingChat& chat) {
   client::ResponseMeta meta;
   client::CallOptions call;
   call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
-  const auto fail_with = [&](const Error& error) { return call_error(request, **entry, meta, error); };
-
-  const bool text = endpoint == protocol::Endpoint::completions;
-  if (!chat->stream) {
-    auto completion = co_await call_once((*entry)->client, endpoint, std::move(chat->body), call);
-    if (!completion) {
-      co_await writer.send(error_reply(request, fail_with(completion.error())));
-      co_return;
-    }
-    cache_.confirm(**entry, chat->model);
-    std::string body;
-    if (endpoint == protocol::Endpoint::embeddings) {
-      body = json::serialize(*completion);
-    } else {
-      body = completion_json(std::move(*completion), text ? "text_completion" : "chat.completion");
-    }
-    co_await writer.send(json_reply(request, 200, std::move(body), meta.headers));
+  auto completion = co_await call_once(entry->client, endpoint, std::move(chat.body), call);
+  if (!completion) {
+    co_await writer.send(error_reply(request, call_error(request, *entry, meta, completion.error())));
     co_return;
   }
+  cache_.confirm(*entry, chat.model);
+  std::string body;
+  if (endpoint == protocol::Endpoint::embeddings) {
+    body = json::serialize(*completion);
+  } else {
+    const bool text = endpoint == protocol::Endpoint::completions;
+    body = completion_json(std::move(*completion), text ? "text_completion" : "chat.completion");
+  }
+  co_await writer.send(json_reply(request, 200, std::move(body), meta.headers));
+}
 
-  StreamShaper shaper(chat->include_usage, text ? "text_completion" : "chat.completion.chunk");
+http::awaitable<void> ProxyService::forward_stream(http::Request& request, http::ResponseWriter& writer,
+                                                   protocol::Endpoint endpoint, std::shared_ptr<CachedClient>& entry,
+                                                   IncomingChat& chat) {
+  client::ResponseMeta meta;
+  client::CallOptions call;
+  call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
+  const auto fail_with = [&](const Error& error) { return call_error(request, *entry, meta, error); };
+  const bool text = endpoint == protocol::Endpoint::completions;
+  StreamShaper shaper(chat.include_usage, text ? "text_completion" : "chat.completion.chunk");
   const auto open_stream = [&]() -> http::awaitable<bool> {
     http::ResponseHeader header = http::event_stream_header(200);
     add_headers(header, meta.headers);
@@ -305,11 +319,11 @@ http::awaitable<void> ProxyService::forward(http::Request& request, http::Respon
   };
   Status status;
   if (text) {
-    status = co_await (*entry)->client.completions.async_create(std::move(chat->body), on_chunk, call);
+    status = co_await entry->client.completions.async_create(std::move(chat.body), on_chunk, call);
   } else {
-    status = co_await (*entry)->client.chat.completions.async_create(std::move(chat->body), on_chunk, call);
+    status = co_await entry->client.chat.completions.async_create(std::move(chat.body), on_chunk, call);
   }
-  if (status) cache_.confirm(**entry, chat->model);
+  if (status) cache_.confirm(*entry, chat.model);
   if (writer.client_gone()) co_return;
   if (!status && !writer.started()) {
     co_await writer.send(error_reply(request, fail_with(status.error())));
