@@ -140,6 +140,24 @@ http::Router EnclaveService::router() {
 
 // --- GET /rvenc/attestation --------------------------------------------------------------------
 
+protocol::AttestationDocument EnclaveService::attestation_document(const EnclaveKey& key,
+                                                                   const protocol::Challenge& challenge,
+                                                                   std::int64_t now_s) const {
+  protocol::AttestationDocument doc;
+  doc.key_id = key.key_id();
+  doc.public_key = key.public_key();
+  doc.not_after = key.not_after();
+  doc.provider = std::string(attestation_->name());
+  doc.binding = protocol::kCurrentBinding;  // covers keyId and notAfter
+  doc.report_data = protocol::expected_report_data(doc, challenge);
+  const auto measurement = attestation_->measurement();
+  doc.measurement.assign(measurement.begin(), measurement.end());
+  doc.models = model_names();
+  if (const auto limit = capacity()) doc.capacity = static_cast<std::int64_t>(*limit);
+  doc.previous_keys = keys_.previous(now_s);
+  return doc;
+}
+
 http::awaitable<void> EnclaveService::attestation(http::Request& request, http::ResponseWriter& writer) {
   auto challenge = protocol::challenge_from_query(http::target_query(request));
   if (!challenge) {
@@ -158,18 +176,7 @@ http::awaitable<void> EnclaveService::attestation(http::Request& request, http::
     co_return;
   }
 
-  protocol::AttestationDocument doc;
-  doc.key_id = key->key_id();
-  doc.public_key = key->public_key();
-  doc.not_after = key->not_after();
-  doc.provider = std::string(attestation_->name());
-  doc.binding = protocol::kCurrentBinding;  // covers keyId and notAfter
-  doc.report_data = protocol::expected_report_data(doc, *challenge);
-  const auto measurement = attestation_->measurement();
-  doc.measurement.assign(measurement.begin(), measurement.end());
-  doc.models = model_names();
-  if (const auto limit = capacity()) doc.capacity = static_cast<std::int64_t>(*limit);
-  doc.previous_keys = keys_.previous(now_s);
+  protocol::AttestationDocument doc = attestation_document(*key, *challenge, now_s);
 
   // A flood of attestation requests must not queue without bound behind a slow hardware report.
   if (evidence_queued_.fetch_add(1) >= options_.max_attestation_queue) {
