@@ -33,6 +33,7 @@
 #include <spdlog/spdlog.h>
 
 #include "context_registry.hpp"
+#include "mux_outbox.hpp"
 #include "mux_streams.hpp"
 #include "resolve.hpp"
 #include "rvenc/http/tls.hpp"
@@ -97,8 +98,7 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
   enum class Phase { connecting, open, closed } phase = Phase::connecting;
   bool trailers = false;  // the server said it sends TRAILER frames (mux::kTrailersField)
   detail::MuxStreamTable streams;
-  std::string out;
-  bool flushing = false;
+  detail::MuxOutbox outbox;  // the frame writer's queue
   bool reading = false;
   bool sweeping = false;
   Clock::time_point last_used = Clock::now();
@@ -115,7 +115,7 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
     }
     stream->joined_idle = phase == Phase::open && streams.empty();
     streams.add(stream, Clock::now());
-    mux::append_frame(out, mux::FrameType::request, stream->id, head, body);
+    mux::append_frame(outbox.frames(), mux::FrameType::request, stream->id, head, body);
     last_used = Clock::now();
     if (phase == Phase::open) resume_locked();
   }
@@ -142,93 +142,25 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
     }
   }
 
+  // The frame writer: frames are queued under the lock, and one flush posted per batch sends them.
   void queue_locked(auto&& append) {
-    append(out);
+    append(outbox.frames());
     schedule_flush_locked();
   }
 
   // Posted, so that the frames queued by everything ready to run leave in one send.
   void schedule_flush_locked() {
-    if (out.empty() || phase != Phase::open || flushing) return;
-    flushing = true;
+    if (phase != Phase::open || !outbox.start_flush()) return;
     asio::post(strand, [self = shared_from_this()] { self->flush(); });
   }
-
   // Sends what is queued: what the socket takes at once, the rest with an asynchronous write.
-  void flush() {
-    for (;;) {
-      std::string sending;
-      {
-        std::lock_guard lock(mutex);
-        if (out.empty() || phase != Phase::open || !socket) {
-          flushing = false;
-          return;
-        }
-        sending.swap(out);
-      }
-      if (tls) {  // a TLS record at a time: always the asynchronous write
-        asio::co_spawn(strand, write_rest(shared_from_this(), std::move(sending)), asio::detached);
-        return;
-      }
-      beast::error_code ec;
-      const std::size_t sent = socket->write_some(asio::buffer(sending), ec);
-      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
-        fail(Error{Errc::upstream_error, "rvenc-mux connection to " + where + " failed while sending: " + ec.message()});
-        return;
-      }
-      if (sent < sending.size()) {
-        sending.erase(0, sent);
-        asio::co_spawn(strand, write_rest(shared_from_this(), std::move(sending)), asio::detached);
-        return;
-      }
-    }
-  }
+  void flush();
+  static awaitable<void> write_rest(std::shared_ptr<MuxConnection> self, std::string sending);
 
-  static awaitable<void> write_rest(std::shared_ptr<MuxConnection> self, std::string sending) {
-    if (!self->socket) co_return;
-    auto [ec, n] = self->tls ? co_await asio::async_write(*self->tls, asio::buffer(sending), kTuple)
-                             : co_await asio::async_write(*self->socket, asio::buffer(sending), kTuple);
-    if (ec) {
-      self->fail(Error{Errc::upstream_error,
-                       "rvenc-mux connection to " + self->where + " failed while sending: " + ec.message()});
-      co_return;
-    }
-    self->flush();
-  }
-
-  void arm_sweep() {
-    if (!sweep) return;
-    sweep->expires_after(kSweepInterval);
-    sweep->async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (!ec) {
-        self->check_deadlines();
-        return;
-      }
-      // Cancelled when the last stream went (a pending wait would keep the io_context busy).
-      std::lock_guard lock(self->mutex);
-      if (self->streams.empty() || self->phase == Phase::closed) {
-        self->sweeping = false;
-        return;
-      }
-      asio::post(self->strand, [self] { self->arm_sweep(); });
-    });
-  }
-
+  // The deadline sweep, every kSweepInterval while the connection has streams.
+  void arm_sweep();
   // Fails the streams whose reader waited longer than Timeouts::idle, or past their total end.
-  void check_deadlines() {
-    MuxWakeList wake;
-    bool again = false;
-    {
-      std::lock_guard lock(mutex);
-      streams.expire(Clock::now(), out, wake);
-      schedule_flush_locked();
-      unblock_reader_locked();
-      again = !streams.empty() && phase != Phase::closed;
-      sweeping = again;
-    }
-    detail::wake_all(wake);
-    if (again) arm_sweep();
-  }
+  void check_deadlines();
 
   // Every stream fails with `error` (`refused`: the server does not speak rvenc-mux), and the
   // connection closes.
@@ -239,7 +171,7 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
       if (phase == Phase::closed) return;
       phase = Phase::closed;
       streams.fail_all(error, refused, wake);
-      out.clear();
+      outbox.clear();
     }
     detail::wake_all(wake);
     asio::post(strand, [self = shared_from_this()] { self->close_io(); });
@@ -365,6 +297,88 @@ struct MuxClient::State : std::enable_shared_from_this<MuxClient::State> {
     for (auto& c : all) c->fail(Error{Errc::upstream_error, "the rvenc-mux client was closed"});
   }
 };
+
+// --- The frame writer -----------------------------------------------------------------------------
+
+void MuxConnection::flush() {
+  for (;;) {
+    std::string sending;
+    {
+      std::lock_guard lock(mutex);
+      if (phase != Phase::open || !socket) {
+        outbox.stop_flush();
+        return;
+      }
+      auto taken = outbox.take();
+      if (!taken) return;  // all sent: the flush is over
+      sending = std::move(*taken);
+    }
+    if (tls) {  // a TLS record at a time: always the asynchronous write
+      asio::co_spawn(strand, write_rest(shared_from_this(), std::move(sending)), asio::detached);
+      return;
+    }
+    beast::error_code ec;
+    const std::size_t sent = socket->write_some(asio::buffer(sending), ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+      fail(Error{Errc::upstream_error, "rvenc-mux connection to " + where + " failed while sending: " + ec.message()});
+      return;
+    }
+    if (sent < sending.size()) {
+      sending.erase(0, sent);
+      asio::co_spawn(strand, write_rest(shared_from_this(), std::move(sending)), asio::detached);
+      return;
+    }
+  }
+}
+
+awaitable<void> MuxConnection::write_rest(std::shared_ptr<MuxConnection> self, std::string sending) {
+  if (!self->socket) co_return;
+  auto [ec, n] = self->tls ? co_await asio::async_write(*self->tls, asio::buffer(sending), kTuple)
+                           : co_await asio::async_write(*self->socket, asio::buffer(sending), kTuple);
+  if (ec) {
+    self->fail(Error{Errc::upstream_error,
+                     "rvenc-mux connection to " + self->where + " failed while sending: " + ec.message()});
+    co_return;
+  }
+  self->flush();
+}
+
+// --- The deadline sweep ----------------------------------------------------------------------------
+
+void MuxConnection::arm_sweep() {
+  if (!sweep) return;
+  sweep->expires_after(kSweepInterval);
+  sweep->async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec) {
+      self->check_deadlines();
+      return;
+    }
+    // Cancelled when the last stream went (a pending wait would keep the io_context busy).
+    std::lock_guard lock(self->mutex);
+    if (self->streams.empty() || self->phase == Phase::closed) {
+      self->sweeping = false;
+      return;
+    }
+    asio::post(self->strand, [self] { self->arm_sweep(); });
+  });
+}
+
+void MuxConnection::check_deadlines() {
+  MuxWakeList wake;
+  bool again = false;
+  {
+    std::lock_guard lock(mutex);
+    streams.expire(Clock::now(), outbox.frames(), wake);
+    schedule_flush_locked();
+    unblock_reader_locked();
+    again = !streams.empty() && phase != Phase::closed;
+    sweeping = again;
+  }
+  detail::wake_all(wake);
+  if (again) arm_sweep();
+}
+
+// --- Opening: connect, TLS, the upgrade exchange ------------------------------------------------------
 
 awaitable<void> MuxConnection::connect(std::shared_ptr<MuxConnection> self, std::string authorization) {
   // The connect and the upgrade exchange, under one deadline (the stream's expiry).

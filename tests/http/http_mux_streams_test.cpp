@@ -1,5 +1,6 @@
 // The client's rvenc-mux/1 stream table (src/http/mux_streams.hpp) without a server: numbering,
-// the frames a server may and may not send, expiry, trailers after this side's RESET, failing all.
+// the frames a server may and may not send, expiry, trailers after this side's RESET, failing all;
+// and its frame writer's queue (src/http/mux_outbox.hpp): one flush, one send, per batch.
 #include <chrono>
 #include <memory>
 #include <string>
@@ -7,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 
+#include "http/mux_outbox.hpp"
 #include "http/mux_streams.hpp"
 
 namespace rvenc::http::detail {
@@ -179,6 +181,34 @@ TEST_F(MuxStreamsTest, FailAllFailsOpenStreamsAndKeepsFinishedOnes) {
   EXPECT_TRUE(table_.empty());
   ASSERT_EQ(wake_.size(), 1u);
   EXPECT_EQ(wake_.front(), open);
+}
+
+TEST(MuxOutboxTest, FramesQueuedTogetherLeaveInOneSend) {
+  MuxOutbox outbox;
+  EXPECT_FALSE(outbox.start_flush());  // nothing queued: no flush
+  mux::append_frame(outbox.frames(), mux::FrameType::request, 1, "first");
+  EXPECT_TRUE(outbox.start_flush());
+  mux::append_window(outbox.frames(), 3, 1024);
+  EXPECT_FALSE(outbox.start_flush());  // one flush per batch
+  auto batch = outbox.take();
+  ASSERT_TRUE(batch);
+  EXPECT_EQ(batch->size(), 2 * mux::kFrameHeaderBytes + 5 + 4);
+  EXPECT_TRUE(outbox.empty());
+  EXPECT_FALSE(outbox.take());  // all sent: the flush is over
+  mux::append_frame(outbox.frames(), mux::FrameType::reset, 1, "cancelled");
+  EXPECT_TRUE(outbox.start_flush());  // so the next frame starts one
+}
+
+TEST(MuxOutboxTest, AStoppedFlushLetsTheNextFrameStartOneAndClearDropsTheQueue) {
+  MuxOutbox outbox;
+  mux::append_frame(outbox.frames(), mux::FrameType::request, 1, "queued while connecting");
+  EXPECT_TRUE(outbox.start_flush());
+  outbox.stop_flush();  // the connection was not open: nothing sent
+  EXPECT_FALSE(outbox.empty());
+  EXPECT_TRUE(outbox.start_flush());
+  outbox.clear();
+  EXPECT_TRUE(outbox.empty());
+  EXPECT_FALSE(outbox.take());
 }
 
 }  // namespace
