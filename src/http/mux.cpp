@@ -193,7 +193,19 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
     if (sweep) sweep->cancel();
   }
 
+  // Connects, then asks for rvenc-mux/1; the streams fail when that fails (the server refused:
+  // they go over HTTP/1.1).
   static awaitable<void> connect(std::shared_ptr<MuxConnection> self, std::string authorization);
+  using UpgradeAnswer = bhttp::response_parser<bhttp::empty_body>;
+  // Sends the upgrade request `head` and reads the answer's head into `parser` (what follows it
+  // stays in `buffer`), through `tls` when there is one; timeout when the connect deadline passed.
+  static awaitable<beast::error_code> exchange_upgrade(std::shared_ptr<MuxConnection> self,
+                                                       beast::tcp_stream& stream, std::string head,
+                                                       beast::flat_buffer& buffer, UpgradeAnswer& parser);
+  // The server answered the upgrade with `status`, not 101: remembered, the streams go over HTTP/1.1.
+  void refuse_upgrade(unsigned status);
+  // The 101 came: the socket is the connection's, and it opens with the frames in `buffer`.
+  void open_upgraded(beast::tcp_stream& stream, const beast::flat_buffer& buffer, bool server_trailers);
   // https://: takes the connected socket over and runs the TLS handshake through `tls`, the
   // handshake and the upgrade exchange bounded by the connect timeout (a timer closes the
   // socket); tls_error on failure.
@@ -380,6 +392,21 @@ void MuxConnection::check_deadlines() {
 
 // --- Opening: connect, TLS, the upgrade exchange ------------------------------------------------------
 
+namespace {
+
+// The request that asks `server` for rvenc-mux/1 (docs/mux.md, "Opening a connection").
+std::string upgrade_head(const Url& server, const std::string& authorization) {
+  Request upgrade{Verb::get, mux::kPath, kHttp11};
+  upgrade.set(bhttp::field::host, server.host_header());
+  upgrade.set(bhttp::field::connection, "Upgrade");
+  upgrade.set(bhttp::field::upgrade, mux::kUpgradeToken);
+  if (!authorization.empty()) upgrade.set(bhttp::field::authorization, authorization);
+  upgrade.set(mux::kTrailersField, mux::kTrailersValue);
+  return detail::serialize_head(upgrade.base());
+}
+
+}  // namespace
+
 awaitable<void> MuxConnection::connect(std::shared_ptr<MuxConnection> self, std::string authorization) {
   // The connect and the upgrade exchange, under one deadline (the stream's expiry).
   beast::tcp_stream stream(self->strand);
@@ -388,66 +415,75 @@ awaitable<void> MuxConnection::connect(std::shared_ptr<MuxConnection> self, std:
     self->fail(connected.error());
     co_return;
   }
-
-  Request upgrade{Verb::get, mux::kPath, kHttp11};
-  upgrade.set(bhttp::field::host, self->server.host_header());
-  upgrade.set(bhttp::field::connection, "Upgrade");
-  upgrade.set(bhttp::field::upgrade, mux::kUpgradeToken);
-  if (!authorization.empty()) upgrade.set(bhttp::field::authorization, authorization);
-  upgrade.set(mux::kTrailersField, mux::kTrailersValue);
-  const std::string head = detail::serialize_head(upgrade.base());
-  beast::flat_buffer buffer;
-  bhttp::response_parser<bhttp::empty_body> parser;
-  parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(self->header_limit, UINT32_MAX)));
-  beast::error_code read_ec;
   if (self->server.secure()) {
     if (auto secured = co_await start_tls(self, stream); !secured) {
       self->fail(secured.error());
       co_return;
     }
-    // The upgrade exchange through TLS, still under the connect deadline's timer.
-    auto [write_ec, written] = co_await asio::async_write(*self->tls, asio::buffer(head), kTuple);
-    read_ec = write_ec;
-    if (!read_ec) read_ec = co_await detail::read_message(*self->tls, buffer, parser, false);
-    if (read_ec && self->connect_deadline_passed) read_ec = beast::error::timeout;
-  } else {
-    auto [write_ec, written] = co_await asio::async_write(stream, asio::buffer(head), kTuple);
-    read_ec = write_ec;
-    if (!read_ec) read_ec = co_await detail::read_message(stream, buffer, parser, false);
   }
+  beast::flat_buffer buffer;
+  UpgradeAnswer parser;
+  parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(self->header_limit, UINT32_MAX)));
+  const beast::error_code ec =
+      co_await exchange_upgrade(self, stream, upgrade_head(self->server, authorization), buffer, parser);
   if (self->deadline) self->deadline->cancel();
-  if (read_ec) {
-    self->fail(read_ec == beast::error::timeout
+  if (ec) {
+    self->fail(ec == beast::error::timeout
                    ? Error{Errc::upstream_timeout, "timed out opening a rvenc-mux connection to " + self->where}
                    : Error{Errc::upstream_error,
-                           "opening a rvenc-mux connection to " + self->where + " failed: " + read_ec.message()});
+                           "opening a rvenc-mux connection to " + self->where + " failed: " + ec.message()});
     co_return;
   }
   const auto& answer = parser.get();
   if (answer.result() != bhttp::status::switching_protocols ||
       !beast::iequals(answer[bhttp::field::upgrade], mux::kUpgradeToken)) {
-    if (auto state = self->state.lock()) {
-      spdlog::info("http: {} does not take rvenc-mux connections (answered {}); using HTTP/1.1 for {} s", self->where,
-                   answer.result_int(), state->options.refusal_memory.count() / 1000);
-      state->remember_refusal(self->server);
-    }
-    self->fail(Error{Errc::upstream_error, self->where + " refused the rvenc-mux upgrade"}, true);
+    self->refuse_upgrade(answer.result_int());
     co_return;
   }
-  if (!self->tls) {
+  self->open_upgraded(stream, buffer, beast::iequals(answer[mux::kTrailersField], mux::kTrailersValue));
+}
+
+awaitable<beast::error_code> MuxConnection::exchange_upgrade(std::shared_ptr<MuxConnection> self,
+                                                             beast::tcp_stream& stream, std::string head,
+                                                             beast::flat_buffer& buffer, UpgradeAnswer& parser) {
+  if (self->tls) {
+    // Through TLS, still under the connect deadline's timer.
+    auto [write_ec, written] = co_await asio::async_write(*self->tls, asio::buffer(head), kTuple);
+    beast::error_code ec = write_ec;
+    if (!ec) ec = co_await detail::read_message(*self->tls, buffer, parser, false);
+    if (ec && self->connect_deadline_passed) ec = beast::error::timeout;
+    co_return ec;
+  }
+  auto [write_ec, written] = co_await asio::async_write(stream, asio::buffer(head), kTuple);
+  beast::error_code ec = write_ec;
+  if (!ec) ec = co_await detail::read_message(stream, buffer, parser, false);
+  co_return ec;
+}
+
+void MuxConnection::refuse_upgrade(unsigned status) {
+  if (auto owner = state.lock()) {
+    spdlog::info("http: {} does not take rvenc-mux connections (answered {}); using HTTP/1.1 for {} s", where, status,
+                 owner->options.refusal_memory.count() / 1000);
+    owner->remember_refusal(server);
+  }
+  fail(Error{Errc::upstream_error, where + " refused the rvenc-mux upgrade"}, true);
+}
+
+void MuxConnection::open_upgraded(beast::tcp_stream& stream, const beast::flat_buffer& buffer, bool server_trailers) {
+  if (!tls) {
     stream.expires_never();
-    *self->socket = stream.release_socket();
+    *socket = stream.release_socket();
   }
   beast::error_code ignored;
-  self->socket->non_blocking(true, ignored);
+  socket->non_blocking(true, ignored);
   // Frames that came with the 101.
-  self->in.assign(static_cast<const char*>(buffer.data().data()), buffer.size());
-  self->in_used = self->in.size();
-  std::lock_guard lock(self->mutex);
-  if (self->phase != Phase::connecting) co_return;  // failed meanwhile (the client closed)
-  self->phase = Phase::open;
-  self->trailers = beast::iequals(answer[mux::kTrailersField], mux::kTrailersValue);
-  self->resume_locked();
+  in.assign(static_cast<const char*>(buffer.data().data()), buffer.size());
+  in_used = in.size();
+  std::lock_guard lock(mutex);
+  if (phase != Phase::connecting) return;  // failed meanwhile (the client closed)
+  phase = Phase::open;
+  trailers = server_trailers;
+  resume_locked();
 }
 
 awaitable<Status> MuxConnection::start_tls(std::shared_ptr<MuxConnection> self, beast::tcp_stream& stream) {
