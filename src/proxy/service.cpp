@@ -67,6 +67,14 @@ bool lists_model(const json::object& list, std::string_view model) {
   return false;
 }
 
+// SDK call options that keep the gateway's answer head (status, headers) in `meta`, which must
+// outlive the call: errors and replies pass its headers on.
+client::CallOptions recording_meta(client::ResponseMeta& meta) {
+  client::CallOptions call;
+  call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
+  return call;
+}
+
 }  // namespace
 
 bool is_loopback_host(std::string_view host) {
@@ -277,8 +285,7 @@ http::awaitable<void> ProxyService::forward_once(http::Request& request, http::R
                                                  protocol::Endpoint endpoint, std::shared_ptr<CachedClient>& entry,
                                                  IncomingChat& chat) {
   client::ResponseMeta meta;
-  client::CallOptions call;
-  call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
+  const client::CallOptions call = recording_meta(meta);
   auto completion = co_await call_once(entry->client, endpoint, std::move(chat.body), call);
   if (!completion) {
     co_await writer.send(error_reply(request, call_error(request, *entry, meta, completion.error())));
@@ -299,8 +306,7 @@ http::awaitable<void> ProxyService::forward_stream(http::Request& request, http:
                                                    protocol::Endpoint endpoint, std::shared_ptr<CachedClient>& entry,
                                                    IncomingChat& chat) {
   client::ResponseMeta meta;
-  client::CallOptions call;
-  call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
+  const client::CallOptions call = recording_meta(meta);
   const auto fail_with = [&](const Error& error) { return call_error(request, *entry, meta, error); };
   const bool text = endpoint == protocol::Endpoint::completions;
   StreamShaper shaper(chat.include_usage, text ? "text_completion" : "chat.completion.chunk");
@@ -367,8 +373,7 @@ http::awaitable<void> ProxyService::responses(http::Request& request, http::Resp
     co_return;
   }
   client::ResponseMeta meta;
-  client::CallOptions call;
-  call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
+  const client::CallOptions call = recording_meta(meta);
   auto response = co_await (*entry)->client.responses.async_create(prepared->body, call);
   if (!response) {
     co_await writer.send(error_reply(request, call_error(request, **entry, meta, response.error())));
@@ -385,8 +390,7 @@ http::awaitable<void> ProxyService::stream_responses(http::Request& request, htt
                                                      std::shared_ptr<CachedClient>& entry, PreparedResponses& prepared) {
   const auto owner = ResponsesStore::owner_of(bearer_token(request[bhttp::field::authorization]).value_or(""));
   client::ResponseMeta meta;
-  client::CallOptions call;
-  call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
+  const client::CallOptions call = recording_meta(meta);
   std::optional<json::object> final_response;
   std::int64_t next_sequence = 0;
   // Each decrypted event goes to the caller at once, in OpenAI's form ("event: <type>").
