@@ -233,33 +233,50 @@ DemoReply demo_reply(const protocol::ChatRequest& request) {
   return reply;
 }
 
-http::awaitable<EngineOutcome> DemoEngine::generate(const protocol::ChatRequest& request, ChunkSink sink) {
-  const DemoReply reply = demo_reply(request);
-  std::string content = reply.content;
-  std::optional<std::string> matched_stop;
-  std::size_t cut = std::string::npos;
-  for (const auto& stop : request.stop) {
-    if (stop.empty()) continue;
-    if (const auto at = content.find(stop); at != std::string::npos && (cut == std::string::npos || at < cut)) {
-      cut = at;
-      matched_stop = stop;
-    }
-  }
-  if (matched_stop) content.resize(cut);
+namespace {
 
+// What the demo engine streams for a request: its tokens, each with the pause before it, and the
+// stop sequence that cut the canned answer (none for a replayed one).
+struct DemoScript {
   struct Token {
     bool reasoning;
     std::string text;
     std::chrono::milliseconds delay;
   };
   std::vector<Token> tokens;
-  if (const auto* replay = options_.replay ? find_replay_answer(*options_.replay, request) : nullptr) {
-    for (std::size_t i = 0; i < replay->tokens.size(); ++i) tokens.push_back({false, replay->tokens[i], replay->delays[i]});
-    matched_stop.reset();
-  } else {
-    for (auto& t : split_tokens(reply.reasoning)) tokens.push_back({true, std::move(t), options_.token_delay});
-    for (auto& t : split_tokens(content)) tokens.push_back({false, std::move(t), options_.token_delay});
+  std::optional<std::string> matched_stop;
+};
+
+DemoScript demo_script(const protocol::ChatRequest& request, const DemoEngineOptions& options) {
+  DemoScript script;
+  const DemoReply reply = demo_reply(request);
+  std::string content = reply.content;
+  std::size_t cut = std::string::npos;
+  for (const auto& stop : request.stop) {
+    if (stop.empty()) continue;
+    if (const auto at = content.find(stop); at != std::string::npos && (cut == std::string::npos || at < cut)) {
+      cut = at;
+      script.matched_stop = stop;
+    }
   }
+  if (script.matched_stop) content.resize(cut);
+  if (const auto* replay = options.replay ? find_replay_answer(*options.replay, request) : nullptr) {
+    for (std::size_t i = 0; i < replay->tokens.size(); ++i)
+      script.tokens.push_back({false, replay->tokens[i], replay->delays[i]});
+    script.matched_stop.reset();
+  } else {
+    for (auto& t : split_tokens(reply.reasoning)) script.tokens.push_back({true, std::move(t), options.token_delay});
+    for (auto& t : split_tokens(content)) script.tokens.push_back({false, std::move(t), options.token_delay});
+  }
+  return script;
+}
+
+}  // namespace
+
+http::awaitable<EngineOutcome> DemoEngine::generate(const protocol::ChatRequest& request, ChunkSink sink) {
+  const DemoScript script = demo_script(request, options_);
+  const auto& tokens = script.tokens;
+  const auto& matched_stop = script.matched_stop;
 
   const std::int64_t budget = request.max_tokens.value_or(std::numeric_limits<std::int64_t>::max());
   const std::string id = "chatcmpl-" + to_hex(crypto::random_array<kCompletionIdBytes>());

@@ -19,15 +19,13 @@ std::chrono::milliseconds maintenance_tick(std::chrono::seconds period) {
   return std::clamp<std::chrono::milliseconds>(period / 4, std::chrono::seconds(1), std::chrono::seconds(60));
 }
 
-}  // namespace
-
-Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions options) {
-  std::unique_ptr<EnclaveServer> self(new EnclaveServer());
-
-  // Engines first: bad --upstream flags are the cheapest mistakes to report.
+// The engines of --upstream and the demo model (`options.demo_model` gets its default when no
+// upstream is given); `upstream_client` is made when an upstream needs it.
+Result<std::map<std::string, std::shared_ptr<Engine>>> make_engines(EnclaveOptions& options,
+                                                                     std::shared_ptr<http::Client>& upstream_client) {
   std::map<std::string, std::shared_ptr<Engine>> engines;
   if (!options.upstreams.empty())
-    self->upstream_client_ = std::make_shared<http::Client>(http::ClientOptions{.ca_file = options.upstream_ca_file});
+    upstream_client = std::make_shared<http::Client>(http::ClientOptions{.ca_file = options.upstream_ca_file});
   for (const auto& spec_text : options.upstreams) {
     auto spec = parse_upstream_spec(spec_text);
     if (!spec) return std::unexpected(spec.error());
@@ -36,7 +34,7 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
     const bool native = std::find(options.responses_upstreams.begin(), options.responses_upstreams.end(),
                                   spec->model) != options.responses_upstreams.end();
     engines[spec->model] = std::make_shared<UpstreamEngine>(
-        UpstreamEngineOptions{spec->model, spec->base, options.upstream_timeout, native}, self->upstream_client_);
+        UpstreamEngineOptions{spec->model, spec->base, options.upstream_timeout, native}, upstream_client);
   }
   for (const auto& model : options.responses_upstreams)
     if (!engines.contains(model))
@@ -54,6 +52,87 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
     }
     engines[*options.demo_model] = std::make_shared<DemoEngine>(std::move(demo));
   }
+  return engines;
+}
+
+// The service's options; what an operator should know about them goes to `warnings`.
+Result<ServiceOptions> make_service_options(const EnclaveOptions& options, bool key_made_now,
+                                            const std::optional<std::filesystem::path>& key_file,
+                                            std::vector<std::string>& warnings) {
+  ServiceOptions service_options;
+  service_options.allow_v1 = options.allow_v1;
+  service_options.allow_v2 = options.allow_v2;
+  service_options.key_may_have_been_used = !key_made_now;
+  service_options.replay_cache_entries = options.replay_cache_entries;
+  if (options.replay_tenant_share > options.replay_cache_entries)
+    return fail(Errc::invalid_request, "--replay-tenant-share must not exceed --replay-cache-entries");
+  service_options.replay_tenant_share = options.replay_tenant_share;
+  service_options.max_attestation_queue = options.max_attestation_queue;
+  service_options.max_streams = options.max_streams;
+  if (auto ok = check_shaping_policy(options.shaping); !ok) return std::unexpected(ok.error());
+  service_options.shaping = options.shaping;
+  service_options.rotation = RotationOptions{.period = options.key_rotation, .key_file = key_file};
+  if (options.gateway_token_file) {
+    auto hash = load_gateway_token_hash(*options.gateway_token_file);
+    if (!hash) return std::unexpected(hash.error());
+    service_options.gateway_token_hash = *hash;
+  } else {
+    warnings.push_back("warning: no --gateway-token-file: any caller may use this enclave directly; for local use only");
+  }
+  service_options.test_models = options.test_models.value_or(
+      std::vector<std::string>{options.demo_model.value_or(std::string(kDefaultDemoModel))});
+  if (options.allow_v1)
+    warnings.push_back("warning: --allow-v1: protocol version 1 replies can be forged by anyone on the path");
+  if (options.allow_v2 && !key_made_now)
+    warnings.push_back("note: --allow-v2 with an existing key file: version 2 requests are refused for " +
+                       std::to_string(kMaxClockSkewSeconds) + " s (replay window after a restart)");
+  return service_options;
+}
+
+// The HTTP server's options; rvenc-mux/1 upgrades are taken from callers showing the gateway token.
+http::ServerOptions make_server_options(const EnclaveOptions& options, const EnclaveService& service) {
+  http::ServerOptions server_options;
+  server_options.host = options.host;
+  server_options.port = options.port;
+  server_options.threads = options.threads == 0 ? 1 : options.threads;
+  server_options.shutdown_grace = options.shutdown_grace;
+  server_options.body_limit = options.max_body;
+  server_options.max_connections = options.max_connections;
+  server_options.first_byte_timeout = options.first_byte_timeout;
+  server_options.header_timeout = options.header_timeout;
+  server_options.tls = options.tls;
+  server_options.tls_handshake_timeout = options.tls_handshake_timeout;
+  // The gateway multiplexes its streams over a few connections (rvenc-mux/1), if it shows its token.
+  server_options.accept_mux = [service = &service](const http::Request& request) {
+    std::optional<http::Response> refusal;
+    if (auto ok = service->check_gateway_token(request); !ok) refusal = http::error_response(request, ok.error());
+    return refusal;
+  };
+  return server_options;
+}
+
+// Rotates and retires the service's keys every `tick` until stopped (KeyRing::maintain).
+std::jthread start_key_maintenance(EnclaveService& service, std::chrono::milliseconds tick) {
+  return std::jthread([service = &service, tick](std::stop_token stop) {
+    std::mutex mutex;
+    std::condition_variable_any wake;
+    std::unique_lock lock(mutex);
+    for (;;) {
+      (void)wake.wait_for(lock, stop, tick, [] { return false; });  // wakes at once on stop
+      if (stop.stop_requested()) return;
+      service->maintain_keys();
+    }
+  });
+}
+
+}  // namespace
+
+Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions options) {
+  std::unique_ptr<EnclaveServer> self(new EnclaveServer());
+
+  // Engines first: bad --upstream flags are the cheapest mistakes to report.
+  auto engines = make_engines(options, self->upstream_client_);
+  if (!engines) return std::unexpected(engines.error());
   if (options.key_lifetime.count() <= 0) return fail(Errc::invalid_request, "--key-lifetime must be positive");
   if (options.key_rotation.count() < 0) return fail(Errc::invalid_request, "--key-rotation-hours must not be negative");
 
@@ -71,73 +150,18 @@ Result<std::unique_ptr<EnclaveServer>> EnclaveServer::create(EnclaveOptions opti
   if (!key) return std::unexpected(key.error());
   if (!key_file) spdlog::info("a new enclave key in memory only (no --key-file with hardware attestation)");
 
-  ServiceOptions service_options;
-  service_options.allow_v1 = options.allow_v1;
-  service_options.allow_v2 = options.allow_v2;
-  service_options.key_may_have_been_used = !key->made_now;
-  service_options.replay_cache_entries = options.replay_cache_entries;
-  if (options.replay_tenant_share > options.replay_cache_entries)
-    return fail(Errc::invalid_request, "--replay-tenant-share must not exceed --replay-cache-entries");
-  service_options.replay_tenant_share = options.replay_tenant_share;
-  service_options.max_attestation_queue = options.max_attestation_queue;
-  service_options.max_streams = options.max_streams;
-  if (auto ok = check_shaping_policy(options.shaping); !ok) return std::unexpected(ok.error());
-  service_options.shaping = options.shaping;
-  service_options.rotation = RotationOptions{.period = options.key_rotation, .key_file = key_file};
-  if (options.gateway_token_file) {
-    auto hash = load_gateway_token_hash(*options.gateway_token_file);
-    if (!hash) return std::unexpected(hash.error());
-    service_options.gateway_token_hash = *hash;
-  } else {
-    self->warnings_.push_back(
-        "warning: no --gateway-token-file: any caller may use this enclave directly; for local use only");
-  }
-  service_options.test_models = options.test_models.value_or(
-      std::vector<std::string>{options.demo_model.value_or(std::string(kDefaultDemoModel))});
-  if (options.allow_v1)
-    self->warnings_.push_back("warning: --allow-v1: protocol version 1 replies can be forged by anyone on the path");
-  if (options.allow_v2 && !key->made_now)
-    self->warnings_.push_back("note: --allow-v2 with an existing key file: version 2 requests are refused for " +
-                              std::to_string(kMaxClockSkewSeconds) + " s (replay window after a restart)");
-
-  self->service_ = std::make_unique<EnclaveService>(std::move(service_options), std::move(key->key),
+  auto service_options = make_service_options(options, key->made_now, key_file, self->warnings_);
+  if (!service_options) return std::unexpected(service_options.error());
+  self->service_ = std::make_unique<EnclaveService>(std::move(*service_options), std::move(key->key),
                                                     std::shared_ptr<AttestationProvider>(std::move(*provider)),
-                                                    std::move(engines));
+                                                    std::move(*engines));
 
-  http::ServerOptions server_options;
-  server_options.host = options.host;
-  server_options.port = options.port;
-  server_options.threads = options.threads == 0 ? 1 : options.threads;
-  server_options.shutdown_grace = options.shutdown_grace;
-  server_options.body_limit = options.max_body;
-  server_options.max_connections = options.max_connections;
-  server_options.first_byte_timeout = options.first_byte_timeout;
-  server_options.header_timeout = options.header_timeout;
-  server_options.tls = options.tls;
-  server_options.tls_handshake_timeout = options.tls_handshake_timeout;
-  // The gateway multiplexes its streams over a few connections (rvenc-mux/1), if it shows its token.
-  server_options.accept_mux = [service = self->service_.get()](const http::Request& request) {
-    std::optional<http::Response> refusal;
-    if (auto ok = service->check_gateway_token(request); !ok) refusal = http::error_response(request, ok.error());
-    return refusal;
-  };
-  auto server = http::Server::create(server_options, self->service_->router());
+  auto server = http::Server::create(make_server_options(options, *self->service_), self->service_->router());
   if (!server)
     return fail(Errc::transport_error, "cannot listen on " + options.host + ":" + std::to_string(options.port) +
                                            ": " + server.error().message);
   self->server_ = std::move(*server);
-  if (rotating)
-    self->maintenance_ = std::jthread([service = self->service_.get(), tick = maintenance_tick(options.key_rotation)](
-                                          std::stop_token stop) {
-      std::mutex mutex;
-      std::condition_variable_any wake;
-      std::unique_lock lock(mutex);
-      for (;;) {
-        (void)wake.wait_for(lock, stop, tick, [] { return false; });  // wakes at once on stop
-        if (stop.stop_requested()) return;
-        service->maintain_keys();
-      }
-    });
+  if (rotating) self->maintenance_ = start_key_maintenance(*self->service_, maintenance_tick(options.key_rotation));
   self->options_ = std::move(options);
   return self;
 }

@@ -80,6 +80,71 @@ std::string usage_event(const protocol::Usage& usage, bool final) {
   return protocol::format_event("usage", usage_json(usage, final));
 }
 
+// A request counted in `count` (a stream slot, a place in the evidence queue) until it ends.
+struct CountedIn {
+  std::atomic<std::size_t>& count;
+  ~CountedIn() { --count; }
+};
+
+// A chat stream's events as the enclave writes them (PROTOCOL.md section 4): plain opening and
+// closing usage, sealed data, error and done events; counted for the log line.
+class ChatEvents {
+ public:
+  ChatEvents(protocol::ResponseSealer sealer, Clock::time_point started)
+      : sealer_(std::move(sealer)), started_(started) {}
+
+  // What opens every stream, in its first write (with the head, before the engine is called):
+  // version 3's response salt, then the provisional usage (the prompt, before any token), so that
+  // a client cutting the stream still pays for its prompt.
+  [[nodiscard]] std::string opening(const protocol::Usage& provisional) {
+    std::string events = sealer_.init_event() + usage_event(provisional, false);
+    bytes_out_ += events.size();
+    return events;
+  }
+  // One sealed event; the plaintext is wiped.
+  [[nodiscard]] std::string seal(protocol::EventKind kind, std::string plaintext) {
+    std::string event = sealer_.seal_event(kind, plaintext);
+    crypto::secure_wipe(plaintext.data(), plaintext.size());
+    bytes_out_ += event.size();
+    ++events_;
+    if (!first_event_ms_) first_event_ms_ = ms_since(started_);
+    return event;
+  }
+  // The closing events, for one write: the engine's error if any, done, the final usage.
+  [[nodiscard]] std::string closing(const EngineOutcome& outcome) {
+    std::string events;
+    if (outcome.error) events = seal(protocol::EventKind::error, openai_error_body(*outcome.error));
+    events += seal(protocol::EventKind::done, "[DONE]");
+    const std::string usage = usage_event(outcome.usage, true);
+    bytes_out_ += usage.size();
+    events += usage;
+    return events;
+  }
+
+  [[nodiscard]] std::size_t bytes_out() const { return bytes_out_; }
+  [[nodiscard]] std::size_t events() const { return events_; }
+  [[nodiscard]] double first_event_ms() const { return first_event_ms_.value_or(0.0); }
+
+ private:
+  protocol::ResponseSealer sealer_;
+  Clock::time_point started_;
+  std::size_t bytes_out_ = 0;
+  std::size_t events_ = 0;
+  std::optional<double> first_event_ms_;
+};
+
+// The one log line of a chat request: nothing that came inside the ciphertext (model, engine,
+// content): docs/threat-model.md.
+void log_chat(const std::string& id, const std::string& tenant, protocol::Version version, std::size_t body_bytes,
+              const ChatEvents& events, const EngineOutcome& outcome, double open_ms, Clock::time_point started) {
+  spdlog::info("chat {} tenant={} v{} {} bytes in, {} bytes out, {} events, tokens {}+{}, "
+               "open {:.1f} ms, first event {:.1f} ms, total {:.1f} ms{}{}",
+               id, tenant, static_cast<int>(version), body_bytes, events.bytes_out(), events.events(),
+               outcome.usage.prompt_tokens, outcome.usage.completion_tokens, open_ms, events.first_event_ms(),
+               ms_since(started), outcome.error ? ", ended with " : "",
+               outcome.error ? std::string(code_name(outcome.error->code)) : std::string());
+}
+
 }  // namespace
 
 Result<crypto::Sha256Digest> load_gateway_token_hash(const std::filesystem::path& path) {
@@ -140,6 +205,24 @@ http::Router EnclaveService::router() {
 
 // --- GET /rvenc/attestation --------------------------------------------------------------------
 
+protocol::AttestationDocument EnclaveService::attestation_document(const EnclaveKey& key,
+                                                                   const protocol::Challenge& challenge,
+                                                                   std::int64_t now_s) const {
+  protocol::AttestationDocument doc;
+  doc.key_id = key.key_id();
+  doc.public_key = key.public_key();
+  doc.not_after = key.not_after();
+  doc.provider = std::string(attestation_->name());
+  doc.binding = protocol::kCurrentBinding;  // covers keyId and notAfter
+  doc.report_data = protocol::expected_report_data(doc, challenge);
+  const auto measurement = attestation_->measurement();
+  doc.measurement.assign(measurement.begin(), measurement.end());
+  doc.models = model_names();
+  if (const auto limit = capacity()) doc.capacity = static_cast<std::int64_t>(*limit);
+  doc.previous_keys = keys_.previous(now_s);
+  return doc;
+}
+
 http::awaitable<void> EnclaveService::attestation(http::Request& request, http::ResponseWriter& writer) {
   auto challenge = protocol::challenge_from_query(http::target_query(request));
   if (!challenge) {
@@ -158,18 +241,7 @@ http::awaitable<void> EnclaveService::attestation(http::Request& request, http::
     co_return;
   }
 
-  protocol::AttestationDocument doc;
-  doc.key_id = key->key_id();
-  doc.public_key = key->public_key();
-  doc.not_after = key->not_after();
-  doc.provider = std::string(attestation_->name());
-  doc.binding = protocol::kCurrentBinding;  // covers keyId and notAfter
-  doc.report_data = protocol::expected_report_data(doc, *challenge);
-  const auto measurement = attestation_->measurement();
-  doc.measurement.assign(measurement.begin(), measurement.end());
-  doc.models = model_names();
-  if (const auto limit = capacity()) doc.capacity = static_cast<std::int64_t>(*limit);
-  doc.previous_keys = keys_.previous(now_s);
+  protocol::AttestationDocument doc = attestation_document(*key, *challenge, now_s);
 
   // A flood of attestation requests must not queue without bound behind a slow hardware report.
   if (evidence_queued_.fetch_add(1) >= options_.max_attestation_queue) {
@@ -180,10 +252,7 @@ http::awaitable<void> EnclaveService::attestation(http::Request& request, http::
     co_await writer.send(std::move(response));
     co_return;
   }
-  struct Dequeue {
-    std::atomic<std::size_t>& queued;
-    ~Dequeue() { --queued; }
-  } dequeue{evidence_queued_};
+  const CountedIn dequeue{evidence_queued_};
   const auto report_data = doc.report_data;
   auto evidence = co_await asio::co_spawn(
       blocking_pool_,
@@ -395,10 +464,7 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
                           id, started);
     co_return;
   }
-  struct ReleaseSlot {
-    std::atomic<std::size_t>& streams;
-    ~ReleaseSlot() { --streams; }
-  } release{streams_};
+  const CountedIn release{streams_};
 
   auto accepted = accept(request);
   if (!accepted) {
@@ -410,34 +476,17 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
   auto header = http::event_stream_header();
   header.set(kRequestIdHeader, id);
   if (!co_await writer.begin_stream(std::move(header))) co_return;
-  protocol::ResponseSealer sealer =
-      accepted->version == protocol::Version::v3
-          ? protocol::ResponseSealer::for_v3(accepted->response_secret)
-          : protocol::ResponseSealer(accepted->version, accepted->shared_secret, accepted->nonce);
-  // The plain events that open every stream, in its first write (with the head, before the engine
-  // is called): version 3's response salt, then the provisional usage (the prompt, before any
-  // token), so that a client cutting the stream still pays for its prompt.
+  ChatEvents events(accepted->version == protocol::Version::v3
+                        ? protocol::ResponseSealer::for_v3(accepted->response_secret)
+                        : protocol::ResponseSealer(accepted->version, accepted->shared_secret, accepted->nonce),
+                    started);
   const protocol::Usage provisional{.prompt_tokens = estimate_prompt_tokens(accepted->chat)};
-  const std::string opening = sealer.init_event() + usage_event(provisional, false);
-  std::size_t bytes_out = 0;
-  std::size_t events = 0;
-  std::optional<double> first_event_ms;
-  auto seal = [&](protocol::EventKind kind, std::string plaintext) {
-    std::string event = sealer.seal_event(kind, plaintext);
-    crypto::secure_wipe(plaintext.data(), plaintext.size());
-    bytes_out += event.size();
-    ++events;
-    if (!first_event_ms) first_event_ms = ms_since(started);
-    return event;
-  };
-  auto send_sealed = [&](protocol::EventKind kind, std::string plaintext) -> http::awaitable<bool> {
-    co_return co_await writer.write(seal(kind, std::move(plaintext)));
-  };
-
-  bytes_out += opening.size();
+  const std::string opening = events.opening(provisional);
   EngineOutcome outcome{.usage = provisional};
   if (co_await writer.write(opening)) {
-    const auto sink = [&](std::string record) { return send_sealed(protocol::EventKind::data, std::move(record)); };
+    const auto sink = [&](std::string record) -> http::awaitable<bool> {
+      co_return co_await writer.write(events.seal(protocol::EventKind::data, std::move(record)));
+    };
     // Stream shaping wraps the chat endpoint's generation; the others answer unshaped (choose_shaping).
     // Two statements, not one co_await of a ?: (g++ 12 destroys the awaitable temporary twice).
     if (accepted->route->endpoint == protocol::Endpoint::chat_completions)
@@ -452,22 +501,10 @@ http::awaitable<void> EnclaveService::chat(http::Request& request, http::Respons
     writer.send_trailer(usage_json(outcome.usage, true));
   } else {
     // The closing events and the end of the stream leave in one write.
-    std::string closing;
-    if (outcome.error) closing = seal(protocol::EventKind::error, openai_error_body(*outcome.error));
-    closing += seal(protocol::EventKind::done, "[DONE]");
-    const std::string usage = usage_event(outcome.usage, true);
-    bytes_out += usage.size();
-    closing += usage;
+    const std::string closing = events.closing(outcome);
     co_await writer.end_stream(closing);
   }
-  // Nothing that came inside the ciphertext (model, engine, content): docs/threat-model.md.
-  spdlog::info("chat {} tenant={} v{} {} bytes in, {} bytes out, {} events, tokens {}+{}, "
-               "open {:.1f} ms, first event {:.1f} ms, total {:.1f} ms{}{}",
-               id, tenant, static_cast<int>(accepted->version), body_bytes, bytes_out, events,
-               outcome.usage.prompt_tokens,
-               outcome.usage.completion_tokens, open_ms, first_event_ms.value_or(0.0), ms_since(started),
-               outcome.error ? ", ended with " : "",
-               outcome.error ? std::string(code_name(outcome.error->code)) : std::string());
+  log_chat(id, tenant, accepted->version, body_bytes, events, outcome, open_ms, started);
 }
 
 }  // namespace rvenc::enclave

@@ -33,6 +33,8 @@
 #include <spdlog/spdlog.h>
 
 #include "context_registry.hpp"
+#include "mux_outbox.hpp"
+#include "mux_streams.hpp"
 #include "resolve.hpp"
 #include "rvenc/http/tls.hpp"
 #include "wire.hpp"
@@ -41,7 +43,9 @@ namespace rvenc::http {
 
 namespace bhttp = beast::http;
 using tcp = asio::ip::tcp;
-using Clock = std::chrono::steady_clock;
+using Clock = detail::MuxClock;
+using detail::MuxStream;
+using detail::MuxWakeList;
 
 namespace {
 
@@ -53,42 +57,8 @@ constexpr std::size_t kReadSpace = 256 * 1024;
 constexpr std::chrono::seconds kIdleReuse{30};
 // How often a connection with streams checks their deadlines (Timeouts::idle and total).
 constexpr std::chrono::milliseconds kSweepInterval{100};
-// Beyond its window a stream's unread bytes mean a misbehaving server.
-constexpr std::size_t kMaxUnread = mux::kInitialWindow + mux::kMaxDataPayload;
-// Stream ids are not reused: a connection that has numbered this many takes no more streams.
-constexpr std::uint32_t kLastStreamId = 0x7fff'ffff;
 // Credit is returned in steps of half a window (one WINDOW frame per 128 KiB read).
 constexpr std::uint32_t kCreditStep = mux::kInitialWindow / 2;
-
-using Signal = asio::experimental::concurrent_channel<void(boost::system::error_code)>;
-
-struct MuxStream {
-  explicit MuxStream(const asio::any_io_executor& executor) : signal(executor, 1) {}
-
-  Signal signal;  // a wake-up for the stream's reader (capacity 1: none is lost)
-  std::uint32_t id = 0;
-  std::chrono::milliseconds idle{Timeouts::kDefaultIdle};
-  std::optional<Clock::time_point> total_end;
-  // Guarded by the connection's mutex.
-  std::optional<ResponseHeader> header;  // until open() takes it
-  bool headed = false;                   // HEAD arrived
-  std::string received;  // body bytes not handed out yet
-  bool ended = false;    // END arrived
-  std::optional<Error> error;
-  bool refused = false;  // the server does not speak rvenc-mux: use HTTP/1.1
-  bool waiting = false;
-  // Joined a connection that had been idle, which the server may have closed meanwhile: a
-  // connection lost before any answer (`connection_lost`) is then retried once on a new one.
-  bool joined_idle = false;
-  bool connection_lost = false;
-  Clock::time_point quiet_since;  // of the reader's wait: the start of the silence Timeouts::idle bounds
-  std::uint32_t unacked = 0;      // bytes handed out and not yet credited back
-  // Reset by this side on a connection whose server sends TRAILER frames: kept in the table until
-  // its TRAILER comes or trailer_end passes (its other frames are dropped).
-  bool awaiting_trailer = false;
-  Clock::time_point trailer_end;
-  std::optional<std::string> trailer;
-};
 
 }  // namespace
 
@@ -103,7 +73,8 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
         socket(std::in_place, strand),
         sweep(std::in_place, strand),
         connect_timeout(connect_limit),
-        header_limit(head_limit) {}
+        header_limit(head_limit),
+        streams(where, head_limit) {}
 
   std::weak_ptr<MuxClient::State> state;  // the client may go first
   Url server;
@@ -126,10 +97,8 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
   // Guarded by `mutex`.
   enum class Phase { connecting, open, closed } phase = Phase::connecting;
   bool trailers = false;  // the server said it sends TRAILER frames (mux::kTrailersField)
-  std::unordered_map<std::uint32_t, std::shared_ptr<MuxStream>> streams;
-  std::uint32_t next_id = 1;
-  std::string out;
-  bool flushing = false;
+  detail::MuxStreamTable streams;
+  detail::MuxOutbox outbox;  // the frame writer's queue
   bool reading = false;
   bool sweeping = false;
   Clock::time_point last_used = Clock::now();
@@ -144,12 +113,9 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
       stream->connection_lost = true;
       return;
     }
-    stream->id = next_id;
-    next_id += 2;  // odd ids, as HTTP/2 clients use
-    stream->quiet_since = Clock::now();
     stream->joined_idle = phase == Phase::open && streams.empty();
-    streams.emplace(stream->id, stream);
-    mux::append_frame(out, mux::FrameType::request, stream->id, head, body);
+    streams.add(stream, Clock::now());
+    mux::append_frame(outbox.frames(), mux::FrameType::request, stream->id, head, body);
     last_used = Clock::now();
     if (phase == Phase::open) resume_locked();
   }
@@ -157,7 +123,7 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
   [[nodiscard]] bool usable(const Url& url, asio::execution_context* on) {
     std::lock_guard lock(mutex);
     return phase != Phase::closed && context == on && server.origin() == url.origin() &&
-           streams.size() < mux::kMaxStreams && next_id < kLastStreamId &&
+           streams.has_room() &&
            (!streams.empty() || Clock::now() - last_used < kIdleReuse);
   }
 
@@ -176,146 +142,38 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
     }
   }
 
+  // The frame writer: frames are queued under the lock, and one flush posted per batch sends them.
   void queue_locked(auto&& append) {
-    append(out);
+    append(outbox.frames());
     schedule_flush_locked();
   }
 
   // Posted, so that the frames queued by everything ready to run leave in one send.
   void schedule_flush_locked() {
-    if (out.empty() || phase != Phase::open || flushing) return;
-    flushing = true;
+    if (phase != Phase::open || !outbox.start_flush()) return;
     asio::post(strand, [self = shared_from_this()] { self->flush(); });
   }
-
   // Sends what is queued: what the socket takes at once, the rest with an asynchronous write.
-  void flush() {
-    for (;;) {
-      std::string sending;
-      {
-        std::lock_guard lock(mutex);
-        if (out.empty() || phase != Phase::open || !socket) {
-          flushing = false;
-          return;
-        }
-        sending.swap(out);
-      }
-      if (tls) {  // a TLS record at a time: always the asynchronous write
-        asio::co_spawn(strand, write_rest(shared_from_this(), std::move(sending)), asio::detached);
-        return;
-      }
-      beast::error_code ec;
-      const std::size_t sent = socket->write_some(asio::buffer(sending), ec);
-      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
-        fail(Error{Errc::upstream_error, "rvenc-mux connection to " + where + " failed while sending: " + ec.message()});
-        return;
-      }
-      if (sent < sending.size()) {
-        sending.erase(0, sent);
-        asio::co_spawn(strand, write_rest(shared_from_this(), std::move(sending)), asio::detached);
-        return;
-      }
-    }
-  }
+  void flush();
+  static awaitable<void> write_rest(std::shared_ptr<MuxConnection> self, std::string sending);
 
-  static awaitable<void> write_rest(std::shared_ptr<MuxConnection> self, std::string sending) {
-    if (!self->socket) co_return;
-    auto [ec, n] = self->tls ? co_await asio::async_write(*self->tls, asio::buffer(sending), kTuple)
-                             : co_await asio::async_write(*self->socket, asio::buffer(sending), kTuple);
-    if (ec) {
-      self->fail(Error{Errc::upstream_error,
-                       "rvenc-mux connection to " + self->where + " failed while sending: " + ec.message()});
-      co_return;
-    }
-    self->flush();
-  }
-
-  void arm_sweep() {
-    if (!sweep) return;
-    sweep->expires_after(kSweepInterval);
-    sweep->async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (!ec) {
-        self->check_deadlines();
-        return;
-      }
-      // Cancelled when the last stream went (a pending wait would keep the io_context busy).
-      std::lock_guard lock(self->mutex);
-      if (self->streams.empty() || self->phase == Phase::closed) {
-        self->sweeping = false;
-        return;
-      }
-      asio::post(self->strand, [self] { self->arm_sweep(); });
-    });
-  }
-
+  // The deadline sweep, every kSweepInterval while the connection has streams.
+  void arm_sweep();
   // Fails the streams whose reader waited longer than Timeouts::idle, or past their total end.
-  void check_deadlines() {
-    std::vector<std::shared_ptr<MuxStream>> wake;
-    bool again = false;
-    {
-      std::lock_guard lock(mutex);
-      const auto now = Clock::now();
-      for (auto it = streams.begin(); it != streams.end();) {
-        MuxStream& s = *it->second;
-        if (s.awaiting_trailer) {
-          // No trailer in time: its reader learns there is none.
-          if (now < s.trailer_end) {
-            ++it;
-            continue;
-          }
-          s.awaiting_trailer = false;
-          if (std::exchange(s.waiting, false)) wake.push_back(it->second);
-          it = streams.erase(it);
-          continue;
-        }
-        std::optional<Error> expired;
-        if (s.total_end && now >= *s.total_end) {
-          expired = Error{Errc::upstream_timeout, "no complete answer from " + where + " within the total timeout"};
-        } else if (s.waiting && now - s.quiet_since >= s.idle) {
-          expired = Error{Errc::upstream_timeout, "no data from " + where + " for " + std::to_string(s.idle.count()) +
-                                                      " ms while waiting for the response"};
-        }
-        if (!expired) {
-          ++it;
-          continue;
-        }
-        s.error = std::move(expired);
-        mux::append_frame(out, mux::FrameType::reset, s.id, "timeout");
-        if (s.waiting) wake.push_back(it->second);
-        s.waiting = false;
-        it = streams.erase(it);
-      }
-      schedule_flush_locked();
-      unblock_reader_locked();
-      again = !streams.empty() && phase != Phase::closed;
-      sweeping = again;
-    }
-    for (auto& s : wake) s->signal.try_send(beast::error_code{});
-    if (again) arm_sweep();
-  }
+  void check_deadlines();
 
   // Every stream fails with `error` (`refused`: the server does not speak rvenc-mux), and the
   // connection closes.
   void fail(Error error, bool refused = false) {
-    std::vector<std::shared_ptr<MuxStream>> wake;
+    MuxWakeList wake;
     {
       std::lock_guard lock(mutex);
       if (phase == Phase::closed) return;
       phase = Phase::closed;
-      for (auto& [id, s] : streams) {
-        if (!s->error && !s->ended) {
-          s->error = error;
-          s->refused = refused;
-          s->connection_lost = true;
-        }
-        s->awaiting_trailer = false;
-        if (s->waiting) wake.push_back(s);
-        s->waiting = false;
-      }
-      streams.clear();
-      out.clear();
+      streams.fail_all(error, refused, wake);
+      outbox.clear();
     }
-    for (auto& s : wake) s->signal.try_send(beast::error_code{});
+    detail::wake_all(wake);
     asio::post(strand, [self = shared_from_this()] { self->close_io(); });
   }
 
@@ -335,7 +193,19 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
     if (sweep) sweep->cancel();
   }
 
+  // Connects, then asks for rvenc-mux/1; the streams fail when that fails (the server refused:
+  // they go over HTTP/1.1).
   static awaitable<void> connect(std::shared_ptr<MuxConnection> self, std::string authorization);
+  using UpgradeAnswer = bhttp::response_parser<bhttp::empty_body>;
+  // Sends the upgrade request `head` and reads the answer's head into `parser` (what follows it
+  // stays in `buffer`), through `tls` when there is one; timeout when the connect deadline passed.
+  static awaitable<beast::error_code> exchange_upgrade(std::shared_ptr<MuxConnection> self,
+                                                       beast::tcp_stream& stream, std::string head,
+                                                       beast::flat_buffer& buffer, UpgradeAnswer& parser);
+  // The server answered the upgrade with `status`, not 101: remembered, the streams go over HTTP/1.1.
+  void refuse_upgrade(unsigned status);
+  // The 101 came: the socket is the connection's, and it opens with the frames in `buffer`.
+  void open_upgraded(beast::tcp_stream& stream, const beast::flat_buffer& buffer, bool server_trailers);
   // https://: takes the connected socket over and runs the TLS handshake through `tls`, the
   // handshake and the upgrade exchange bounded by the connect timeout (a timer closes the
   // socket); tls_error on failure.
@@ -440,6 +310,103 @@ struct MuxClient::State : std::enable_shared_from_this<MuxClient::State> {
   }
 };
 
+// --- The frame writer -----------------------------------------------------------------------------
+
+void MuxConnection::flush() {
+  for (;;) {
+    std::string sending;
+    {
+      std::lock_guard lock(mutex);
+      if (phase != Phase::open || !socket) {
+        outbox.stop_flush();
+        return;
+      }
+      auto taken = outbox.take();
+      if (!taken) return;  // all sent: the flush is over
+      sending = std::move(*taken);
+    }
+    if (tls) {  // a TLS record at a time: always the asynchronous write
+      asio::co_spawn(strand, write_rest(shared_from_this(), std::move(sending)), asio::detached);
+      return;
+    }
+    beast::error_code ec;
+    const std::size_t sent = socket->write_some(asio::buffer(sending), ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+      fail(Error{Errc::upstream_error, "rvenc-mux connection to " + where + " failed while sending: " + ec.message()});
+      return;
+    }
+    if (sent < sending.size()) {
+      sending.erase(0, sent);
+      asio::co_spawn(strand, write_rest(shared_from_this(), std::move(sending)), asio::detached);
+      return;
+    }
+  }
+}
+
+awaitable<void> MuxConnection::write_rest(std::shared_ptr<MuxConnection> self, std::string sending) {
+  if (!self->socket) co_return;
+  auto [ec, n] = self->tls ? co_await asio::async_write(*self->tls, asio::buffer(sending), kTuple)
+                           : co_await asio::async_write(*self->socket, asio::buffer(sending), kTuple);
+  if (ec) {
+    self->fail(Error{Errc::upstream_error,
+                     "rvenc-mux connection to " + self->where + " failed while sending: " + ec.message()});
+    co_return;
+  }
+  self->flush();
+}
+
+// --- The deadline sweep ----------------------------------------------------------------------------
+
+void MuxConnection::arm_sweep() {
+  if (!sweep) return;
+  sweep->expires_after(kSweepInterval);
+  sweep->async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec) {
+      self->check_deadlines();
+      return;
+    }
+    // Cancelled when the last stream went (a pending wait would keep the io_context busy).
+    std::lock_guard lock(self->mutex);
+    if (self->streams.empty() || self->phase == Phase::closed) {
+      self->sweeping = false;
+      return;
+    }
+    asio::post(self->strand, [self] { self->arm_sweep(); });
+  });
+}
+
+void MuxConnection::check_deadlines() {
+  MuxWakeList wake;
+  bool again = false;
+  {
+    std::lock_guard lock(mutex);
+    streams.expire(Clock::now(), outbox.frames(), wake);
+    schedule_flush_locked();
+    unblock_reader_locked();
+    again = !streams.empty() && phase != Phase::closed;
+    sweeping = again;
+  }
+  detail::wake_all(wake);
+  if (again) arm_sweep();
+}
+
+// --- Opening: connect, TLS, the upgrade exchange ------------------------------------------------------
+
+namespace {
+
+// The request that asks `server` for rvenc-mux/1 (docs/mux.md, "Opening a connection").
+std::string upgrade_head(const Url& server, const std::string& authorization) {
+  Request upgrade{Verb::get, mux::kPath, kHttp11};
+  upgrade.set(bhttp::field::host, server.host_header());
+  upgrade.set(bhttp::field::connection, "Upgrade");
+  upgrade.set(bhttp::field::upgrade, mux::kUpgradeToken);
+  if (!authorization.empty()) upgrade.set(bhttp::field::authorization, authorization);
+  upgrade.set(mux::kTrailersField, mux::kTrailersValue);
+  return detail::serialize_head(upgrade.base());
+}
+
+}  // namespace
+
 awaitable<void> MuxConnection::connect(std::shared_ptr<MuxConnection> self, std::string authorization) {
   // The connect and the upgrade exchange, under one deadline (the stream's expiry).
   beast::tcp_stream stream(self->strand);
@@ -448,66 +415,75 @@ awaitable<void> MuxConnection::connect(std::shared_ptr<MuxConnection> self, std:
     self->fail(connected.error());
     co_return;
   }
-
-  Request upgrade{Verb::get, mux::kPath, kHttp11};
-  upgrade.set(bhttp::field::host, self->server.host_header());
-  upgrade.set(bhttp::field::connection, "Upgrade");
-  upgrade.set(bhttp::field::upgrade, mux::kUpgradeToken);
-  if (!authorization.empty()) upgrade.set(bhttp::field::authorization, authorization);
-  upgrade.set(mux::kTrailersField, mux::kTrailersValue);
-  const std::string head = detail::serialize_head(upgrade.base());
-  beast::flat_buffer buffer;
-  bhttp::response_parser<bhttp::empty_body> parser;
-  parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(self->header_limit, UINT32_MAX)));
-  beast::error_code read_ec;
   if (self->server.secure()) {
     if (auto secured = co_await start_tls(self, stream); !secured) {
       self->fail(secured.error());
       co_return;
     }
-    // The upgrade exchange through TLS, still under the connect deadline's timer.
-    auto [write_ec, written] = co_await asio::async_write(*self->tls, asio::buffer(head), kTuple);
-    read_ec = write_ec;
-    if (!read_ec) read_ec = co_await detail::read_message(*self->tls, buffer, parser, false);
-    if (read_ec && self->connect_deadline_passed) read_ec = beast::error::timeout;
-  } else {
-    auto [write_ec, written] = co_await asio::async_write(stream, asio::buffer(head), kTuple);
-    read_ec = write_ec;
-    if (!read_ec) read_ec = co_await detail::read_message(stream, buffer, parser, false);
   }
+  beast::flat_buffer buffer;
+  UpgradeAnswer parser;
+  parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(self->header_limit, UINT32_MAX)));
+  const beast::error_code ec =
+      co_await exchange_upgrade(self, stream, upgrade_head(self->server, authorization), buffer, parser);
   if (self->deadline) self->deadline->cancel();
-  if (read_ec) {
-    self->fail(read_ec == beast::error::timeout
+  if (ec) {
+    self->fail(ec == beast::error::timeout
                    ? Error{Errc::upstream_timeout, "timed out opening a rvenc-mux connection to " + self->where}
                    : Error{Errc::upstream_error,
-                           "opening a rvenc-mux connection to " + self->where + " failed: " + read_ec.message()});
+                           "opening a rvenc-mux connection to " + self->where + " failed: " + ec.message()});
     co_return;
   }
   const auto& answer = parser.get();
   if (answer.result() != bhttp::status::switching_protocols ||
       !beast::iequals(answer[bhttp::field::upgrade], mux::kUpgradeToken)) {
-    if (auto state = self->state.lock()) {
-      spdlog::info("http: {} does not take rvenc-mux connections (answered {}); using HTTP/1.1 for {} s", self->where,
-                   answer.result_int(), state->options.refusal_memory.count() / 1000);
-      state->remember_refusal(self->server);
-    }
-    self->fail(Error{Errc::upstream_error, self->where + " refused the rvenc-mux upgrade"}, true);
+    self->refuse_upgrade(answer.result_int());
     co_return;
   }
-  if (!self->tls) {
+  self->open_upgraded(stream, buffer, beast::iequals(answer[mux::kTrailersField], mux::kTrailersValue));
+}
+
+awaitable<beast::error_code> MuxConnection::exchange_upgrade(std::shared_ptr<MuxConnection> self,
+                                                             beast::tcp_stream& stream, std::string head,
+                                                             beast::flat_buffer& buffer, UpgradeAnswer& parser) {
+  if (self->tls) {
+    // Through TLS, still under the connect deadline's timer.
+    auto [write_ec, written] = co_await asio::async_write(*self->tls, asio::buffer(head), kTuple);
+    beast::error_code ec = write_ec;
+    if (!ec) ec = co_await detail::read_message(*self->tls, buffer, parser, false);
+    if (ec && self->connect_deadline_passed) ec = beast::error::timeout;
+    co_return ec;
+  }
+  auto [write_ec, written] = co_await asio::async_write(stream, asio::buffer(head), kTuple);
+  beast::error_code ec = write_ec;
+  if (!ec) ec = co_await detail::read_message(stream, buffer, parser, false);
+  co_return ec;
+}
+
+void MuxConnection::refuse_upgrade(unsigned status) {
+  if (auto owner = state.lock()) {
+    spdlog::info("http: {} does not take rvenc-mux connections (answered {}); using HTTP/1.1 for {} s", where, status,
+                 owner->options.refusal_memory.count() / 1000);
+    owner->remember_refusal(server);
+  }
+  fail(Error{Errc::upstream_error, where + " refused the rvenc-mux upgrade"}, true);
+}
+
+void MuxConnection::open_upgraded(beast::tcp_stream& stream, const beast::flat_buffer& buffer, bool server_trailers) {
+  if (!tls) {
     stream.expires_never();
-    *self->socket = stream.release_socket();
+    *socket = stream.release_socket();
   }
   beast::error_code ignored;
-  self->socket->non_blocking(true, ignored);
+  socket->non_blocking(true, ignored);
   // Frames that came with the 101.
-  self->in.assign(static_cast<const char*>(buffer.data().data()), buffer.size());
-  self->in_used = self->in.size();
-  std::lock_guard lock(self->mutex);
-  if (self->phase != Phase::connecting) co_return;  // failed meanwhile (the client closed)
-  self->phase = Phase::open;
-  self->trailers = beast::iequals(answer[mux::kTrailersField], mux::kTrailersValue);
-  self->resume_locked();
+  in.assign(static_cast<const char*>(buffer.data().data()), buffer.size());
+  in_used = in.size();
+  std::lock_guard lock(mutex);
+  if (phase != Phase::connecting) return;  // failed meanwhile (the client closed)
+  phase = Phase::open;
+  trailers = server_trailers;
+  resume_locked();
 }
 
 awaitable<Status> MuxConnection::start_tls(std::shared_ptr<MuxConnection> self, beast::tcp_stream& stream) {
@@ -572,7 +548,7 @@ awaitable<void> MuxConnection::read_loop(std::shared_ptr<MuxConnection> self) {
 }
 
 bool MuxConnection::dispatch(std::size_t& used) {
-  std::vector<std::shared_ptr<MuxStream>> wake;
+  MuxWakeList wake;
   std::optional<Error> broken;
   std::size_t offset = 0;
   {
@@ -588,78 +564,14 @@ bool MuxConnection::dispatch(std::size_t& used) {
       if (!*next) break;
       const mux::Frame frame = **next;
       offset += frame.size();
-      const auto found = streams.find(frame.stream);
-      // Frames for a stream this side already reset or timed out.
-      if (found == streams.end()) continue;
-      MuxStream& s = *found->second;
-      bool done = false;
-      if (s.awaiting_trailer) {
-        // Reset by this side: only its TRAILER (or the server's own RESET) matters now.
-        if (frame.type == mux::FrameType::trailer) s.trailer = std::string(frame.payload.substr(0, mux::kMaxTrailer));
-        if (frame.type != mux::FrameType::trailer && frame.type != mux::FrameType::reset) continue;
-        s.awaiting_trailer = false;
-        if (std::exchange(s.waiting, false)) wake.push_back(found->second);
-        streams.erase(found);
-        continue;
-      }
-      switch (frame.type) {
-        case mux::FrameType::head: {
-          if (s.headed) {
-            broken = Error{Errc::upstream_error, "two response heads for one stream from " + where};
-            break;
-          }
-          bhttp::response_parser<bhttp::empty_body> parser;
-          parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(header_limit, UINT32_MAX)));
-          parser.eager(false);
-          beast::error_code ec;
-          parser.put(asio::buffer(frame.payload.data(), frame.payload.size()), ec);
-          if (ec || !parser.is_header_done()) {
-            broken = Error{Errc::upstream_error, "malformed response head from " + where};
-            break;
-          }
-          s.header = std::move(parser.get().base());
-          s.headed = true;
-          break;
-        }
-        case mux::FrameType::data:
-          if (!s.headed || s.received.size() + frame.payload.size() > kMaxUnread) {
-            broken = Error{Errc::upstream_error, "response data beyond the stream's window from " + where};
-            break;
-          }
-          s.received.append(frame.payload);
-          break;
-        case mux::FrameType::end:
-          if (!s.headed) {
-            broken = Error{Errc::upstream_error, "a stream ended before its response head from " + where};
-            break;
-          }
-          s.ended = true;
-          done = true;
-          break;
-        case mux::FrameType::reset:
-          s.error = Error{Errc::upstream_error,
-                          "the enclave at " + where + " reset the stream: " +
-                              std::string(frame.payload.substr(0, mux::kMaxResetReason))};
-          done = true;
-          break;
-        default:
-          broken = Error{Errc::upstream_error, "unexpected rvenc-mux frame from " + where};
-          break;
-      }
-      if (broken) break;
-      s.quiet_since = now;
-      if (s.waiting) {
-        s.waiting = false;
-        wake.push_back(found->second);
-      }
-      if (done) streams.erase(found);
+      broken = streams.receive(frame, now, wake);
     }
     last_used = now;
     if (streams.empty() && sweeping) asio::post(strand, [self = shared_from_this()] {
       if (self->sweep) self->sweep->cancel();
     });
   }
-  for (auto& s : wake) s->signal.try_send(beast::error_code{});
+  detail::wake_all(wake);
   if (broken) {
     spdlog::warn("http: {}", broken->message);
     fail(std::move(*broken));
@@ -746,11 +658,10 @@ class MuxResponseStream final : public ResponseStream {
       const bool open = connection_->phase == MuxConnection::Phase::open;
       if (await_trailer && open && connection_->trailers && connection_->streams.contains(s.id)) {
         // Kept (the reader and the deadline sweep go on) until its TRAILER or kTrailerWait.
-        s.awaiting_trailer = true;
-        s.trailer_end = Clock::now() + mux::kTrailerWait;
+        connection_->streams.await_trailer(s, Clock::now());
         connection_->queue_locked(
             [&](std::string& out) { mux::append_frame(out, mux::FrameType::reset, s.id, why); });
-      } else if (connection_->streams.erase(s.id) > 0 && open) {
+      } else if (connection_->streams.erase(s.id) && open) {
         connection_->queue_locked(
             [&](std::string& out) { mux::append_frame(out, mux::FrameType::reset, s.id, why); });
         connection_->unblock_reader_locked();

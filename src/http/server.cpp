@@ -198,6 +198,12 @@ struct Server::Impl {
   // Reloads the TLS certificate at every SIGHUP until stop().
   void watch_sighup();
   awaitable<void> accept_loop();
+  // Why a new connection from `peer` is refused (the connection limits), or nullopt.
+  [[nodiscard]] std::optional<Error> admission(const IpAddress& peer, bool capped);
+  // Answers a refused connection (inside TLS on a TLS port) and closes it.
+  void refuse(tcp::socket socket, Error error);
+  // Serves an admitted connection until it closes.
+  void start_session(tcp::socket socket, const IpAddress& peer, bool capped);
   // Whether the per-address cap counts connections from `peer`.
   [[nodiscard]] bool per_ip_capped(const IpAddress& peer) const;
   // Counts a connection from `peer`; false when that address is at its cap.
@@ -496,6 +502,27 @@ awaitable<bool> tls_accept(Session& session) {
   co_return true;
 }
 
+// An rvenc-mux/1 upgrade request: refused (accept_mux's answer), or answered with 101 and the
+// connection then carries frames (mux_server.cpp) until it closes.
+awaitable<void> upgrade_to_mux(Session& session, Request& request, beast::flat_buffer& buffer) {
+  Server::Impl& server = *session.server;
+  const ServerOptions& options = server.options;
+  if (auto refusal = options.accept_mux(request)) {
+    ConnectionWriter writer(session, request.version(), false);
+    co_await writer.send(std::move(*refusal));
+    co_return;
+  }
+  const bool trailers = detail::mux_client_takes_trailers(request);
+  const std::string head = detail::mux_switching_head(options.server_name, trailers);
+  session.watchdog.begin();
+  auto [write_ec, n] = co_await session.transport.write(asio::buffer(head));
+  session.watchdog.end();
+  if (write_ec) co_return;
+  co_await detail::serve_mux(detail::MuxHost{session.transport, server.handler, options, server.stopping, session.idle,
+                                             session.watchdog, trailers},
+                             buffer);
+}
+
 awaitable<void> run_session(std::shared_ptr<Session> session) {
   Server::Impl& server = *session->server;
   const ServerOptions& options = server.options;
@@ -533,21 +560,7 @@ awaitable<void> run_session(std::shared_ptr<Session> session) {
 
     Request request = parser.release();
     if (options.accept_mux && detail::is_mux_upgrade(request)) {
-      if (auto refusal = options.accept_mux(request)) {
-        ConnectionWriter writer(*session, request.version(), false);
-        co_await writer.send(std::move(*refusal));
-        break;
-      }
-      const bool trailers = detail::mux_client_takes_trailers(request);
-      const std::string head = detail::mux_switching_head(options.server_name, trailers);
-      session->watchdog.begin();
-      auto [write_ec, n] = co_await session->transport.write(asio::buffer(head));
-      session->watchdog.end();
-      if (!write_ec) {
-        co_await detail::serve_mux(detail::MuxHost{session->transport, server.handler, options, server.stopping,
-                                                   session->idle, session->watchdog, trailers},
-                                   buffer);
-      }
+      co_await upgrade_to_mux(*session, request, buffer);
       break;
     }
     ConnectionWriter writer(*session, request.version(), request.keep_alive(),
@@ -627,54 +640,65 @@ awaitable<void> Server::Impl::accept_loop() {
     boost::system::error_code peer_ec;
     const IpAddress peer = normalize_address(socket.remote_endpoint(peer_ec).address());
     if (peer_ec) continue;  // already gone
-    std::optional<Error> refusal;
     const bool capped = per_ip_capped(peer);
-    if (active.load() >= options.max_connections) {
-      refused("max_connections");
-      refusal = Error{Errc::overloaded, "the server is at its connection limit, retry later"};
-    } else if (capped && !take_per_ip(peer)) {
-      refused("per_ip");
-      refusal = Error{Errc::rate_limit_exceeded, "too many connections from your address (at most " +
-                                                     std::to_string(options.max_connections_per_ip) + ")"};
-    }
-    if (refusal && options.tls) {
-      // The answer goes inside TLS (a plain one means nothing to a TLS client); while many are
-      // being answered already, a handshake costs what is short now: closed without one.
-      if (tls_refusals.fetch_add(1) >= kMaxTlsRefusalsInFlight) {
-        --tls_refusals;
-        boost::system::error_code ignored;
-        socket.close(ignored);
-        continue;
-      }
-      auto executor = socket.get_executor();
-      asio::co_spawn(executor,
-                     refuse_tls_connection(std::move(socket), options.tls->current(), options.tls_handshake_timeout,
-                                           options.server_name, std::move(*refusal), tls_refusals),
-                     asio::detached);
+    if (auto refusal = admission(peer, capped)) {
+      refuse(std::move(socket), std::move(*refusal));
       continue;
     }
-    if (refusal) {
-      auto executor = socket.get_executor();
-      asio::co_spawn(executor, refuse_connection(std::move(socket), options.server_name, std::move(*refusal)),
-                     asio::detached);
-      continue;
-    }
-    auto session = std::make_shared<Session>(this, std::move(socket), options.tls ? options.tls->current() : nullptr,
-                                             peer, capped);
-    {
-      std::lock_guard lock(sessions_mutex);
-      sessions.emplace(session.get(), session);
-    }
-    auto executor = session->transport.socket().get_executor();
-    asio::co_spawn(executor, run_session(std::move(session)), [](std::exception_ptr error) {
-      if (!error) return;
-      try {
-        std::rethrow_exception(error);
-      } catch (const std::exception& e) {
-        spdlog::error("http: session failed: {}", e.what());
-      }
-    });
+    start_session(std::move(socket), peer, capped);
   }
+}
+
+std::optional<Error> Server::Impl::admission(const IpAddress& peer, bool capped) {
+  if (active.load() >= options.max_connections) {
+    refused("max_connections");
+    return Error{Errc::overloaded, "the server is at its connection limit, retry later"};
+  }
+  if (capped && !take_per_ip(peer)) {
+    refused("per_ip");
+    return Error{Errc::rate_limit_exceeded, "too many connections from your address (at most " +
+                                                std::to_string(options.max_connections_per_ip) + ")"};
+  }
+  return std::nullopt;
+}
+
+void Server::Impl::refuse(tcp::socket socket, Error error) {
+  auto executor = socket.get_executor();
+  if (!options.tls) {
+    asio::co_spawn(executor, refuse_connection(std::move(socket), options.server_name, std::move(error)),
+                   asio::detached);
+    return;
+  }
+  // The answer goes inside TLS (a plain one means nothing to a TLS client); while many are being
+  // answered already, a handshake costs what is short now: closed without one.
+  if (tls_refusals.fetch_add(1) >= kMaxTlsRefusalsInFlight) {
+    --tls_refusals;
+    boost::system::error_code ignored;
+    socket.close(ignored);
+    return;
+  }
+  asio::co_spawn(executor,
+                 refuse_tls_connection(std::move(socket), options.tls->current(), options.tls_handshake_timeout,
+                                       options.server_name, std::move(error), tls_refusals),
+                 asio::detached);
+}
+
+void Server::Impl::start_session(tcp::socket socket, const IpAddress& peer, bool capped) {
+  auto session =
+      std::make_shared<Session>(this, std::move(socket), options.tls ? options.tls->current() : nullptr, peer, capped);
+  {
+    std::lock_guard lock(sessions_mutex);
+    sessions.emplace(session.get(), session);
+  }
+  auto executor = session->transport.socket().get_executor();
+  asio::co_spawn(executor, run_session(std::move(session)), [](std::exception_ptr error) {
+    if (!error) return;
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      spdlog::error("http: session failed: {}", e.what());
+    }
+  });
 }
 
 bool Server::Impl::per_ip_capped(const IpAddress& peer) const {

@@ -67,6 +67,14 @@ bool lists_model(const json::object& list, std::string_view model) {
   return false;
 }
 
+// SDK call options that keep the gateway's answer head (status, headers) in `meta`, which must
+// outlive the call: errors and replies pass its headers on.
+client::CallOptions recording_meta(client::ResponseMeta& meta) {
+  client::CallOptions call;
+  call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
+  return call;
+}
+
 }  // namespace
 
 bool is_loopback_host(std::string_view host) {
@@ -266,30 +274,42 @@ http::awaitable<void> ProxyService::forward(http::Request& request, http::Respon
     co_return;
   }
 
-  client::ResponseMeta meta;
-  client::CallOptions call;
-  call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
-  const auto fail_with = [&](const Error& error) { return call_error(request, **entry, meta, error); };
-
-  const bool text = endpoint == protocol::Endpoint::completions;
   if (!chat->stream) {
-    auto completion = co_await call_once((*entry)->client, endpoint, std::move(chat->body), call);
-    if (!completion) {
-      co_await writer.send(error_reply(request, fail_with(completion.error())));
-      co_return;
-    }
-    cache_.confirm(**entry, chat->model);
-    std::string body;
-    if (endpoint == protocol::Endpoint::embeddings) {
-      body = json::serialize(*completion);
-    } else {
-      body = completion_json(std::move(*completion), text ? "text_completion" : "chat.completion");
-    }
-    co_await writer.send(json_reply(request, 200, std::move(body), meta.headers));
+    co_await forward_once(request, writer, endpoint, *entry, *chat);
     co_return;
   }
+  co_await forward_stream(request, writer, endpoint, *entry, *chat);
+}
 
-  StreamShaper shaper(chat->include_usage, text ? "text_completion" : "chat.completion.chunk");
+http::awaitable<void> ProxyService::forward_once(http::Request& request, http::ResponseWriter& writer,
+                                                 protocol::Endpoint endpoint, std::shared_ptr<CachedClient>& entry,
+                                                 IncomingChat& chat) {
+  client::ResponseMeta meta;
+  const client::CallOptions call = recording_meta(meta);
+  auto completion = co_await call_once(entry->client, endpoint, std::move(chat.body), call);
+  if (!completion) {
+    co_await writer.send(error_reply(request, call_error(request, *entry, meta, completion.error())));
+    co_return;
+  }
+  cache_.confirm(*entry, chat.model);
+  std::string body;
+  if (endpoint == protocol::Endpoint::embeddings) {
+    body = json::serialize(*completion);
+  } else {
+    const bool text = endpoint == protocol::Endpoint::completions;
+    body = completion_json(std::move(*completion), text ? "text_completion" : "chat.completion");
+  }
+  co_await writer.send(json_reply(request, 200, std::move(body), meta.headers));
+}
+
+http::awaitable<void> ProxyService::forward_stream(http::Request& request, http::ResponseWriter& writer,
+                                                   protocol::Endpoint endpoint, std::shared_ptr<CachedClient>& entry,
+                                                   IncomingChat& chat) {
+  client::ResponseMeta meta;
+  const client::CallOptions call = recording_meta(meta);
+  const auto fail_with = [&](const Error& error) { return call_error(request, *entry, meta, error); };
+  const bool text = endpoint == protocol::Endpoint::completions;
+  StreamShaper shaper(chat.include_usage, text ? "text_completion" : "chat.completion.chunk");
   const auto open_stream = [&]() -> http::awaitable<bool> {
     http::ResponseHeader header = http::event_stream_header(200);
     add_headers(header, meta.headers);
@@ -305,11 +325,11 @@ http::awaitable<void> ProxyService::forward(http::Request& request, http::Respon
   };
   Status status;
   if (text) {
-    status = co_await (*entry)->client.completions.async_create(std::move(chat->body), on_chunk, call);
+    status = co_await entry->client.completions.async_create(std::move(chat.body), on_chunk, call);
   } else {
-    status = co_await (*entry)->client.chat.completions.async_create(std::move(chat->body), on_chunk, call);
+    status = co_await entry->client.chat.completions.async_create(std::move(chat.body), on_chunk, call);
   }
-  if (status) cache_.confirm(**entry, chat->model);
+  if (status) cache_.confirm(*entry, chat.model);
   if (writer.client_gone()) co_return;
   if (!status && !writer.started()) {
     co_await writer.send(error_reply(request, fail_with(status.error())));
@@ -353,8 +373,7 @@ http::awaitable<void> ProxyService::responses(http::Request& request, http::Resp
     co_return;
   }
   client::ResponseMeta meta;
-  client::CallOptions call;
-  call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
+  const client::CallOptions call = recording_meta(meta);
   auto response = co_await (*entry)->client.responses.async_create(prepared->body, call);
   if (!response) {
     co_await writer.send(error_reply(request, call_error(request, **entry, meta, response.error())));
@@ -371,8 +390,7 @@ http::awaitable<void> ProxyService::stream_responses(http::Request& request, htt
                                                      std::shared_ptr<CachedClient>& entry, PreparedResponses& prepared) {
   const auto owner = ResponsesStore::owner_of(bearer_token(request[bhttp::field::authorization]).value_or(""));
   client::ResponseMeta meta;
-  client::CallOptions call;
-  call.on_response = [&meta](const client::ResponseMeta& m) { meta = m; };
+  const client::CallOptions call = recording_meta(meta);
   std::optional<json::object> final_response;
   std::int64_t next_sequence = 0;
   // Each decrypted event goes to the caller at once, in OpenAI's form ("event: <type>").

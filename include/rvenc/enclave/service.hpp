@@ -123,6 +123,10 @@ class EnclaveService {
   // is inside the window; the key to decrypt with.
   [[nodiscard]] Result<HeldKey> check_version(const protocol::RequestEnvelope& envelope) const;
   [[nodiscard]] std::int64_t now() const;
+  // The attestation document of `key` for `challenge` at `now_s`, all but its evidence and collateral.
+  [[nodiscard]] protocol::AttestationDocument attestation_document(const EnclaveKey& key,
+                                                                   const protocol::Challenge& challenge,
+                                                                   std::int64_t now_s) const;
   // Counts a stream in, unless --max-streams are running (then false, nothing counted).
   [[nodiscard]] bool take_stream_slot();
   // A plain error answer before any event (logged; Retry-After where the code has one).

@@ -129,6 +129,13 @@ class ProxyService {
                                          std::shared_ptr<CachedClient>& entry, PreparedResponses& prepared);
   // One request of `endpoint`: key, model check, keys, then the SDK call (streamed when asked).
   http::awaitable<void> forward(http::Request& request, http::ResponseWriter& writer, protocol::Endpoint endpoint);
+  // forward()'s call once the request was admitted: answered whole, or streamed chunk by chunk
+  // (a client that leaves stops the call; an error mid-stream ends it with an error event, no [DONE]).
+  http::awaitable<void> forward_once(http::Request& request, http::ResponseWriter& writer, protocol::Endpoint endpoint,
+                                     std::shared_ptr<CachedClient>& entry, IncomingChat& chat);
+  http::awaitable<void> forward_stream(http::Request& request, http::ResponseWriter& writer,
+                                       protocol::Endpoint endpoint, std::shared_ptr<CachedClient>& entry,
+                                       IncomingChat& chat);
   // The non-streaming SDK call of `endpoint`: the assembled object (embeddings: the list).
   static http::awaitable<Result<boost::json::object>> call_once(client::Client& client, protocol::Endpoint endpoint,
                                                                 boost::json::object body, client::CallOptions call);
