@@ -298,7 +298,7 @@ json::object embeddings_phase(LoadGenerator& load, std::chrono::milliseconds win
 
 // One request sealed here, like the SDK does, with `reused` keys or (null) a fresh encapsulation
 // to `public_key` per request; decrypted and authenticated to the end like the SDK.
-StreamCall sealed_stream_call(std::shared_ptr<http::Client> http_client, http::Url gateway, std::string api_key,
+StreamCall sealed_stream_call(std::shared_ptr<http::HttpClient> http_client, http::Url gateway, std::string api_key,
                               crypto::XWingPublicKey public_key, std::shared_ptr<const crypto::Encapsulation> reused,
                               std::string plaintext) {
   return [=](std::function<void()> on_chunk) -> http::awaitable<Status> {
@@ -852,8 +852,8 @@ Status add_e2e_comparison(json::object& report, const Stack& stack, const BenchC
   if (!gateway_base || !document) return fail(Errc::internal_error, "cannot prepare the end-to-end key comparison");
   auto reused = std::make_shared<const crypto::Encapsulation>(
       crypto::Encapsulation{clients.keys.cipher_text, clients.keys.shared_secret});
-  auto sealed_http = std::make_shared<http::Client>(
-      http::ClientOptions{.ca_file = stack.tls ? stack.tls->ca_file.string() : std::string()});
+  auto sealed_http = std::make_shared<http::HttpClient>(
+      http::HttpClientOptions{.ca_file = stack.tls ? stack.tls->ca_file.string() : std::string()});
   json::object e2e;
   for (const bool fresh : {false, true}) {
     const std::string name = fresh ? "fresh" : "reused";
@@ -890,7 +890,7 @@ json::array target_results(const json::object& report, bool tls) {
 
 // The paths of a run (--paths keeps some): direct to the engine, through rvenc, through nginx.
 std::vector<Way> make_ways(const BenchOptions& options, const Stack& stack, const BenchClients& clients,
-                           std::shared_ptr<http::Client> direct_http, const http::Url& engine_base) {
+                           std::shared_ptr<http::HttpClient> direct_http, const http::Url& engine_base) {
   const auto request_for = [](std::size_t chunks) { return json::parse(chat_body(chunks)).as_object(); };
   std::vector<Way> ways{
       {"direct",
@@ -955,7 +955,7 @@ Result<json::object> run_bench(const BenchOptions& options) {
 
   auto engine_base = http::parse_url(stack.engine->url());
   if (!engine_base) return std::unexpected(engine_base.error());
-  auto direct_http = std::make_shared<http::Client>(http::ClientOptions{.max_idle_per_host = most_streams});
+  auto direct_http = std::make_shared<http::HttpClient>(http::HttpClientOptions{.max_idle_per_host = most_streams});
   const std::vector<Way> ways = make_ways(options, stack, *clients, direct_http, *engine_base);
   report["paths"] = json::object{{"engine", stack.engine->url()},
                                  {"enclave", stack.enclave_url},

@@ -107,7 +107,7 @@ double quantile(const std::vector<double>& sorted, double q) {
   return sorted[below] + (sorted[above] - sorted[below]) * fraction;
 }
 
-StreamCall openai_embeddings_call(std::shared_ptr<http::Client> client, http::Url base, std::string body) {
+StreamCall openai_embeddings_call(std::shared_ptr<http::HttpClient> client, http::Url base, std::string body) {
   return [client = std::move(client), base = std::move(base),
           body = std::move(body)](std::function<void()> on_chunk) -> http::awaitable<Status> {
     http::Timeouts timeouts;
@@ -125,7 +125,7 @@ StreamCall openai_embeddings_call(std::shared_ptr<http::Client> client, http::Ur
   };
 }
 
-StreamCall openai_stream_call(std::shared_ptr<http::Client> client, http::Url base, std::string body) {
+StreamCall openai_stream_call(std::shared_ptr<http::HttpClient> client, http::Url base, std::string body) {
   return [client = std::move(client), base = std::move(base),
           body = std::move(body)](std::function<void()> on_chunk) -> http::awaitable<Status> {
     auto request = http::make_request(http::Verb::post, base.join(kChatPath), body);

@@ -294,7 +294,7 @@ bool take_up_lock(const fs::path& lock_file, const fs::path& stack_file, const f
 
 // `ca_file`: the test CA of `up --tls` (empty for plain http).
 bool gateway_ready(const std::string& gateway_url, const std::string& ca_file) {
-  http::ClientOptions client_options;
+  http::HttpClientOptions client_options;
   client_options.ca_file = ca_file;
   auto health = http::fetch("GET", gateway_url + "/healthz", {}, {}, std::chrono::seconds(2), client_options);
   return health && health->result_int() == 200;
@@ -315,7 +315,7 @@ std::optional<long> active_streams(const std::string& gateway_url, const std::st
                                    const std::string& ca_file) {
   http::Fields headers;
   headers.set(boost::beast::http::field::authorization, "Bearer " + admin_token);
-  http::ClientOptions client_options;
+  http::HttpClientOptions client_options;
   client_options.ca_file = ca_file;
   auto metrics = http::fetch("GET", gateway_url + "/metrics", {}, headers, std::chrono::seconds(2), client_options);
   if (!metrics || metrics->result_int() != 200) return std::nullopt;

@@ -111,13 +111,13 @@ namespace detail {
 // hold a shared_ptr<ClientState>.
 struct GatewayLink {
   GatewayLink(std::size_t max_idle_connections, std::string ca_file)
-      : http(http::ClientOptions{.max_idle_per_host = max_idle_connections,
+      : http(http::HttpClientOptions{.max_idle_per_host = max_idle_connections,
                                  .body_limit = kMaxJsonResponseBytes,
                                  .ca_file = std::move(ca_file)}) {}
 
   ClientOptions options;
   http::Url base;
-  http::Client http;
+  http::HttpClient http;
   // The gateway's largest request body (its X-Rvenc-Max-Body); 0 until it said.
   std::atomic<std::uint64_t> gateway_max_body{0};
 

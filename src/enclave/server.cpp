@@ -22,10 +22,10 @@ std::chrono::milliseconds maintenance_tick(std::chrono::seconds period) {
 // The engines of --upstream and the demo model (`options.demo_model` gets its default when no
 // upstream is given); `upstream_client` is made when an upstream needs it.
 Result<std::map<std::string, std::shared_ptr<Engine>>> make_engines(EnclaveOptions& options,
-                                                                     std::shared_ptr<http::Client>& upstream_client) {
+                                                                     std::shared_ptr<http::HttpClient>& upstream_client) {
   std::map<std::string, std::shared_ptr<Engine>> engines;
   if (!options.upstreams.empty())
-    upstream_client = std::make_shared<http::Client>(http::ClientOptions{.ca_file = options.upstream_ca_file});
+    upstream_client = std::make_shared<http::HttpClient>(http::HttpClientOptions{.ca_file = options.upstream_ca_file});
   for (const auto& spec_text : options.upstreams) {
     auto spec = parse_upstream_spec(spec_text);
     if (!spec) return std::unexpected(spec.error());

@@ -50,7 +50,7 @@ Result<UpstreamSpec> parse_upstream_spec(std::string_view spec) {
   return UpstreamSpec{std::string(spec.substr(0, eq)), std::move(*url)};
 }
 
-UpstreamEngine::UpstreamEngine(UpstreamEngineOptions options, std::shared_ptr<http::Client> client)
+UpstreamEngine::UpstreamEngine(UpstreamEngineOptions options, std::shared_ptr<http::HttpClient> client)
     : options_(std::move(options)), client_(std::move(client)) {}
 
 std::string UpstreamEngine::description() const { return "upstream " + options_.base.to_string(); }
@@ -59,7 +59,7 @@ namespace {
 
 // POSTs `body` to {base}{path}: the open response stream (status 200), or the error the request
 // ends with (upstream_error naming the HTTP status and the server's own message, upstream_timeout).
-http::awaitable<Result<std::unique_ptr<http::ResponseStream>>> open_upstream(http::Client& client,
+http::awaitable<Result<std::unique_ptr<http::ResponseStream>>> open_upstream(http::HttpClient& client,
                                                                            const UpstreamEngineOptions& options,
                                                                            std::string_view path, json::object body,
                                                                            bool event_stream) {

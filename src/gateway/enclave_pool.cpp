@@ -12,7 +12,7 @@
 
 namespace rvenc::gateway {
 
-EnclavePool::EnclavePool(std::vector<http::Url> enclaves, http::Client& client)
+EnclavePool::EnclavePool(std::vector<http::Url> enclaves, http::HttpClient& client)
     : client_(client), size_(enclaves.size()) {
   for (auto& url : enclaves) {
     EnclaveState state;

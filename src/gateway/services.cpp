@@ -37,7 +37,7 @@ GatewayServices::GatewayServices(GatewayOptions options_in, KeyStore lookups, st
                               ? 0
                               : std::max<std::int64_t>(options.attestation_per_minute,
                                                        2 * static_cast<std::int64_t>(options.enclaves.size()))),
-      client(http::ClientOptions{.ca_file = options.enclave_ca_file}),
+      client(http::HttpClientOptions{.ca_file = options.enclave_ca_file}),
       enclaves(options.enclaves, client) {
   if (options.rate_limiter) limiter = options.rate_limiter.get();
   if (options.enclave_mux) {

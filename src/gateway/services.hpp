@@ -41,7 +41,7 @@ struct GatewayServices {
   RateLimiter* limiter = &local_limiter;  // options.rate_limiter when given
   StreamSlots streams;
   Metrics metrics;
-  http::Client client;
+  http::HttpClient client;
   std::unique_ptr<http::MuxClient> mux;  // null: HTTP/1.1 only (GatewayOptions::enclave_mux)
   EnclavePool enclaves;
   std::int64_t started_at = 0;  // seconds since the epoch: "created" of the models listed

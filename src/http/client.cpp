@@ -1,4 +1,4 @@
-// Client: keep-alive pool of released descriptors, request() and open()/ResponseStream,
+// HttpClient: keep-alive pool of released descriptors, request() and open()/ResponseStream,
 // and the blocking fetch().
 #include "rvenc/http/client.hpp"
 
@@ -118,7 +118,7 @@ asio::execution_context* context_of(const asio::any_io_executor& executor) {
 // SSL state in its stream object, which belongs to one io_context: it is pooled with that object,
 // reused only on the same io_context, and closed when that context shuts down (a new connection
 // elsewhere resumes the TLS session instead).
-struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
+struct HttpClient::Pool : std::enable_shared_from_this<HttpClient::Pool> {
   struct Entry {
     std::unique_ptr<Connection> connection;  // registered with `context`, or
     int fd = -1;                             // a bare descriptor (its context is gone)
@@ -128,7 +128,7 @@ struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
     bool tls = false;  // never a bare descriptor
   };
 
-  explicit Pool(ClientOptions opts) : options(std::move(opts)) {}
+  explicit Pool(HttpClientOptions opts) : options(std::move(opts)) {}
   ~Pool() {
     for (auto& [key, queue] : idle)
       for (auto& entry : queue)
@@ -171,7 +171,7 @@ struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
     const int family = connection->family;
     const bool tls = connection->tls != nullptr;
     std::lock_guard lock(mutex);
-    detail::ContextRegistry<Client::Pool>::enlist_once(*context, weak_from_this(), enlisted);
+    detail::ContextRegistry<HttpClient::Pool>::enlist_once(*context, weak_from_this(), enlisted);
     auto& queue = idle[key];
     while (!queue.empty() && queue.size() >= options.max_idle_per_host) {
       if (queue.front().fd >= 0 && !queue.front().connection) ::close(queue.front().fd);
@@ -228,7 +228,7 @@ struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
   }
 
   // The client TLS context, made on the first https connection (loading the trust store costs
-  // milliseconds a plain-http Client should not pay).
+  // milliseconds a plain-http HttpClient should not pay).
   Result<std::shared_ptr<TlsContext>> tls_context() {
     std::lock_guard lock(tls_mutex);
     if (!tls) {
@@ -257,7 +257,7 @@ struct Client::Pool : std::enable_shared_from_this<Client::Pool> {
     return 0;  // OpenSSL keeps its reference to `session`
   }
 
-  const ClientOptions options;
+  const HttpClientOptions options;
   const std::shared_ptr<TlsSessions> sessions = std::make_shared<TlsSessions>();
   std::mutex tls_mutex;
   std::shared_ptr<TlsContext> tls;
@@ -289,7 +289,7 @@ struct Deadline {
 };
 
 Error transport_error(const beast::error_code& ec, const Url& server, const Deadline& deadline,
-                      const ClientOptions& options, std::string_view during) {
+                      const HttpClientOptions& options, std::string_view during) {
   const std::string where = server.host + ":" + std::to_string(server.port);
   if (ec == beast::error::timeout || ec == asio::error::timed_out) {
     if (deadline.total_expired()) {
@@ -378,7 +378,7 @@ namespace {
 
 // The TLS handshake on a connected `connection`, within the connect timeout: SNI, verification of
 // the certificate for server.host, and the origin's last session offered for resumption.
-awaitable<Status> start_tls(Client::Pool& pool, Connection& connection, const Url& server, const Deadline& deadline) {
+awaitable<Status> start_tls(HttpClient::Pool& pool, Connection& connection, const Url& server, const Deadline& deadline) {
   auto context = pool.tls_context();
   if (!context) co_return std::unexpected(context.error());
   connection.tls = std::make_unique<TlsStream>(connection.stream, **context);
@@ -386,7 +386,7 @@ awaitable<Status> start_tls(Client::Pool& pool, Connection& connection, const Ur
   if (auto ready = prepare_client_tls(ssl, server.host); !ready) co_return ready;
   connection.sessions = pool.sessions;
   connection.session_key = pool_key(server);
-  SSL_set_ex_data(ssl, Client::Pool::connection_index(), &connection);
+  SSL_set_ex_data(ssl, HttpClient::Pool::connection_index(), &connection);
   connection.sessions->offer(connection.session_key, ssl);
   connection.stream.expires_after(deadline.bound(deadline.timeouts.connect));
   auto [ec] = co_await connection.tls->async_handshake(asio::ssl::stream_base::client, kTuple);
@@ -398,7 +398,7 @@ awaitable<Status> start_tls(Client::Pool& pool, Connection& connection, const Ur
   co_return Status{};
 }
 
-awaitable<Result<std::unique_ptr<Connection>>> connect(Client::Pool& pool, const Url& server,
+awaitable<Result<std::unique_ptr<Connection>>> connect(HttpClient::Pool& pool, const Url& server,
                                                        const Deadline& deadline) {
   auto connection = std::make_unique<Connection>(co_await asio::this_coro::executor);
   auto endpoint = co_await detail::connect(connection->stream, server, deadline.bound(deadline.timeouts.connect),
@@ -492,9 +492,9 @@ struct Failure {
 // Borrows or opens a connection, sends `request` and reads the response head into `parser`.
 template <class Parser>
 awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_head(
-    Client::Pool& pool, const Url& server, const Request& request, Parser& parser, const Deadline& deadline,
+    HttpClient::Pool& pool, const Url& server, const Request& request, Parser& parser, const Deadline& deadline,
     bool allow_pooled) {
-  const ClientOptions& options = pool.options;
+  const HttpClientOptions& options = pool.options;
   const auto executor = co_await asio::this_coro::executor;
   std::unique_ptr<Connection> connection;
   if (allow_pooled) connection = pool.take(pool_key(server), executor);
@@ -542,7 +542,7 @@ awaitable<std::expected<std::unique_ptr<Connection>, Failure>> send_and_read_hea
 }
 
 // Pools the connection after a complete, clean response that allows keep-alive.
-void release(Client::Pool& pool, const Url& server, std::unique_ptr<Connection> connection, bool keep_alive) {
+void release(HttpClient::Pool& pool, const Url& server, std::unique_ptr<Connection> connection, bool keep_alive) {
   if (!keep_alive || connection->buffer.size() != 0) return;
   // The room a large answer's reads took (detail::BodyReadSpace) is not kept while idle.
   if (connection->buffer.capacity() > kMaxPooledReadBuffer) {
@@ -554,7 +554,7 @@ void release(Client::Pool& pool, const Url& server, std::unique_ptr<Connection> 
 }
 
 template <class Parser>
-void limit_parser(Parser& parser, const Request& request, const ClientOptions& options) {
+void limit_parser(Parser& parser, const Request& request, const HttpClientOptions& options) {
   parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(options.header_limit, UINT32_MAX)));
   // A HEAD answer announces a body it never sends.
   if (request.method() == Verb::head) parser.skip(true);
@@ -590,7 +590,7 @@ struct StreamedBody {
 
 class StreamImpl final : public ResponseStream {
  public:
-  StreamImpl(std::shared_ptr<Client::Pool> pool, Url server, Deadline deadline)
+  StreamImpl(std::shared_ptr<HttpClient::Pool> pool, Url server, Deadline deadline)
       : pool_(std::move(pool)), server_(std::move(server)), deadline_(std::move(deadline)) {
     parser_.body_limit(boost::none);
   }
@@ -663,7 +663,7 @@ class StreamImpl final : public ResponseStream {
     release(*pool_, server_, std::move(connection_), parser_.keep_alive());
   }
 
-  std::shared_ptr<Client::Pool> pool_;
+  std::shared_ptr<HttpClient::Pool> pool_;
   Url server_;
   Deadline deadline_;
   bhttp::response_parser<StreamedBody> parser_;
@@ -690,16 +690,16 @@ awaitable<Result<std::string>> ResponseStream::read_all(std::uint64_t limit) {
   }
 }
 
-Client::Client(ClientOptions options) : pool_(std::make_shared<Pool>(std::move(options))) {}
-Client::~Client() = default;
+HttpClient::HttpClient(HttpClientOptions options) : pool_(std::make_shared<Pool>(std::move(options))) {}
+HttpClient::~HttpClient() = default;
 
-const ClientOptions& Client::options() const { return pool_->options; }
-std::size_t Client::idle_connections() const { return pool_->count(); }
-Result<std::shared_ptr<TlsContext>> Client::tls_context() const { return pool_->tls_context(); }
+const HttpClientOptions& HttpClient::options() const { return pool_->options; }
+std::size_t HttpClient::idle_connections() const { return pool_->count(); }
+Result<std::shared_ptr<TlsContext>> HttpClient::tls_context() const { return pool_->tls_context(); }
 
-awaitable<Result<Response>> Client::request(Url server, Request request, Timeouts timeouts) {
+awaitable<Result<Response>> HttpClient::request(Url server, Request request, Timeouts timeouts) {
   const std::shared_ptr<Pool> pool = pool_;  // keeps the pool alive for the whole exchange
-  const ClientOptions& options = pool->options;
+  const HttpClientOptions& options = pool->options;
   detail::prepare_request(server, request);
   const Deadline deadline(timeouts);
   for (int attempt = 0;; ++attempt) {
@@ -732,9 +732,9 @@ awaitable<Result<Response>> Client::request(Url server, Request request, Timeout
   }
 }
 
-awaitable<Result<std::unique_ptr<ResponseStream>>> Client::open(Url server, Request request, Timeouts timeouts) {
+awaitable<Result<std::unique_ptr<ResponseStream>>> HttpClient::open(Url server, Request request, Timeouts timeouts) {
   const std::shared_ptr<Pool> pool = pool_;
-  const ClientOptions& options = pool->options;
+  const HttpClientOptions& options = pool->options;
   detail::prepare_request(server, request);
   const Deadline deadline(timeouts);
   for (int attempt = 0;; ++attempt) {
@@ -759,7 +759,7 @@ Request make_request(Verb method, std::string target, std::string body, std::str
 }
 
 Result<Response> fetch(std::string_view method, std::string_view url, std::string body, const Fields& headers,
-                       std::chrono::milliseconds timeout, ClientOptions client_options) {
+                       std::chrono::milliseconds timeout, HttpClientOptions client_options) {
   auto server = parse_url(url);
   if (!server) return std::unexpected(server.error());
   const Verb verb = bhttp::string_to_verb(method);
@@ -769,7 +769,7 @@ Result<Response> fetch(std::string_view method, std::string_view url, std::strin
 
   asio::io_context context;
   std::optional<Result<Response>> outcome;
-  Client client(std::move(client_options));
+  HttpClient client(std::move(client_options));
   asio::co_spawn(context, client.request(*server, std::move(request), Timeouts{timeout, timeout, timeout}),
                  [&outcome](std::exception_ptr error, Result<Response> result) {
                    if (error) {

@@ -216,9 +216,9 @@ struct MuxConnection : std::enable_shared_from_this<MuxConnection> {
 };
 
 struct MuxClient::State : std::enable_shared_from_this<MuxClient::State> {
-  State(Client& client, MuxClientOptions opts) : fallback(&client), options(std::move(opts)) {}
+  State(HttpClient& client, MuxClientOptions opts) : fallback(&client), options(std::move(opts)) {}
 
-  Client* fallback;
+  HttpClient* fallback;
   MuxClientOptions options;
   std::mutex mutex;
   std::vector<std::shared_ptr<MuxConnection>> connections;
@@ -679,7 +679,7 @@ class MuxResponseStream final : public ResponseStream {
 
 }  // namespace
 
-MuxClient::MuxClient(Client& fallback, MuxClientOptions options)
+MuxClient::MuxClient(HttpClient& fallback, MuxClientOptions options)
     : state_(std::make_shared<State>(fallback, std::move(options))) {}
 
 MuxClient::~MuxClient() { state_->close_all(); }

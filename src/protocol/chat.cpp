@@ -5,6 +5,7 @@
 #include <array>
 
 #include <boost/json/array.hpp>
+#include <boost/json/parse.hpp>
 
 #include "json_strict.hpp"
 #include "request_fields.hpp"

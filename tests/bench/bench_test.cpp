@@ -67,7 +67,7 @@ TEST(LoadGenerator, CountsChunksAndRecordsFirstTokenTimes) {
   auto base = http::parse_url((*engine)->url());
   ASSERT_TRUE(base);
   LoadGenerator load(1);
-  auto call = openai_stream_call(std::make_shared<http::Client>(), *base,
+  auto call = openai_stream_call(std::make_shared<http::HttpClient>(), *base,
                                  R"({"model":"bench-model","messages":[],"stream":true,"max_tokens":4})");
   const auto result = load.run(PhaseSpec{4, std::chrono::milliseconds(50), std::chrono::milliseconds(300)}, call,
                                {static_cast<int>(::getpid())}, {});
@@ -89,7 +89,7 @@ TEST(LoadGenerator, EmbeddingsCallsGetTheEnginesListOnce) {
   ASSERT_EQ(list.at("data").as_array().size(), kEngineEmbeddingBatch);
   EXPECT_EQ(list.at("data").as_array()[0].at("embedding").as_array().size(), kEngineEmbeddingDimensions);
   LoadGenerator load(1);
-  auto call = openai_embeddings_call(std::make_shared<http::Client>(), *base, R"({"model":"bench-model","input":["a"]})");
+  auto call = openai_embeddings_call(std::make_shared<http::HttpClient>(), *base, R"({"model":"bench-model","input":["a"]})");
   const auto result = load.run(PhaseSpec{4, std::chrono::milliseconds(50), std::chrono::milliseconds(300)}, call, {}, {});
   EXPECT_EQ(result.errors, 0u) << result.first_error;
   EXPECT_GT(result.requests, 0u);
@@ -102,7 +102,7 @@ TEST(LoadGenerator, HoldOpenKeepsStreamsOpenUntilReleased) {
   auto base = http::parse_url((*engine)->url());
   ASSERT_TRUE(base);
   LoadGenerator load(1);
-  auto call = openai_stream_call(std::make_shared<http::Client>(), *base,
+  auto call = openai_stream_call(std::make_shared<http::HttpClient>(), *base,
                                  R"({"model":"bench-model","messages":[],"stream":true,"max_tokens":3})");
   (*engine)->set_hold(true);
   bool measured = false;

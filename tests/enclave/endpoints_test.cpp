@@ -87,7 +87,7 @@ class EndpointsTest : public ::testing::Test {
   }
 
   test::FakeOpenAi fake_;
-  std::shared_ptr<http::Client> client_ = std::make_shared<http::Client>();
+  std::shared_ptr<http::HttpClient> client_ = std::make_shared<http::HttpClient>();
   std::shared_ptr<EnclaveKey> key_;
   std::unique_ptr<EnclaveService> service_;
 };

@@ -304,7 +304,7 @@ TEST(EnclaveProcess, SigtermLetsAnInFlightStreamFinish) {
   ASSERT_TRUE(url);
   std::string body;
   test::run_coroutine([&]() -> http::awaitable<void> {
-    http::Client client;
+    http::HttpClient client;
     auto stream = co_await client.open(*url, http::make_request(http::Verb::post, "/rvenc/chat/completions", sealed.body));
     EXPECT_TRUE(stream) << stream.error().to_string();
     if (!stream) co_return;

@@ -26,12 +26,12 @@ struct Relayed {
   EngineOutcome outcome;
 };
 
-Relayed relay(FakeOpenAi& fake, std::string_view mode, http::Client& client,
+Relayed relay(FakeOpenAi& fake, std::string_view mode, http::HttpClient& client,
               std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
   auto spec = parse_upstream_spec("m=" + fake.base(mode));
   EXPECT_TRUE(spec);
   UpstreamEngine engine(UpstreamEngineOptions{"m", spec->base, timeout},
-                        std::shared_ptr<http::Client>(&client, [](http::Client*) {}));
+                        std::shared_ptr<http::HttpClient>(&client, [](http::HttpClient*) {}));
   const auto request = *protocol::validate_chat_request(chat_json("m", "hi", {{"stream", false}}));
   Relayed out;
   out.outcome = test::run_coroutine([&]() -> http::awaitable<EngineOutcome> {
@@ -45,7 +45,7 @@ Relayed relay(FakeOpenAi& fake, std::string_view mode, http::Client& client,
 
 TEST(UpstreamEngine, RelaysChunksAndUsageAndAlwaysAsksForAStream) {
   FakeOpenAi fake;
-  http::Client client;
+  http::HttpClient client;
   auto out = relay(fake, "ok", client);
   ASSERT_FALSE(out.outcome.error) << out.outcome.error->to_string();
   ASSERT_EQ(out.chunks.size(), 4u);
@@ -66,7 +66,7 @@ TEST(UpstreamEngine, RelaysChunksAndUsageAndAlwaysAsksForAStream) {
 
 TEST(UpstreamEngine, FailuresAreErrorsNeverACleanEnd) {
   FakeOpenAi fake;
-  http::Client client;
+  http::HttpClient client;
   for (const std::string mode : {"err", "die", "garbage", "nodone"}) {
     auto out = relay(fake, mode, client);
     ASSERT_TRUE(out.outcome.error) << mode;
@@ -83,7 +83,7 @@ TEST(UpstreamEngine, FailuresAreErrorsNeverACleanEnd) {
 
 TEST(UpstreamEngine, SilentServerTimesOut) {
   FakeOpenAi fake;
-  http::Client client;
+  http::HttpClient client;
   auto out = relay(fake, "stall", client, std::chrono::milliseconds(500));
   ASSERT_TRUE(out.outcome.error);
   EXPECT_EQ(out.outcome.error->code, Errc::upstream_timeout);
@@ -91,10 +91,10 @@ TEST(UpstreamEngine, SilentServerTimesOut) {
 }
 
 TEST(UpstreamEngine, UnreachableServerIsAnError) {
-  http::Client client;
+  http::HttpClient client;
   auto spec = parse_upstream_spec("m=http://127.0.0.1:" + std::to_string(rvenc::test::free_port()) + "/v1");
   UpstreamEngine engine(UpstreamEngineOptions{"m", spec->base, std::chrono::seconds(5)},
-                        std::shared_ptr<http::Client>(&client, [](http::Client*) {}));
+                        std::shared_ptr<http::HttpClient>(&client, [](http::HttpClient*) {}));
   const auto request = *protocol::validate_chat_request(chat_json("m", "hi"));
   auto outcome = test::run_coroutine([&]() -> http::awaitable<EngineOutcome> {
     co_return co_await engine.generate(request, [](std::string) -> http::awaitable<bool> { co_return true; });

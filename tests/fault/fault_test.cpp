@@ -1,7 +1,7 @@
 // Fault tests under load (issue 10 item 4), with real processes: `rvenc enclave` (demo engine or an
 // OpenAI-style upstream in this process) and `rvenc gateway` on 127.0.0.1 port 0, a database made
 // by `rvenc keys create`, and load from this process: the C++ SDK (async_create on an io_context),
-// http::Client and raw Asio sockets. Each test breaks something while requests are in flight and
+// http::HttpClient and raw Asio sockets. Each test breaks something while requests are in flight and
 // checks what every client saw, what the database holds, and what the processes still hold.
 //
 // Assertions are about correctness only; the timeouts below are guards against hangs.
@@ -67,8 +67,8 @@ constexpr long long kTokenDelayMs = 20;
 constexpr int kStreamTokens = 40;
 constexpr std::size_t kConcurrentStreams = 32;
 constexpr std::string_view kGatewayToken = "fault-test-gateway-token-0123456789";
-// The pool of idle keep-alive connections a process may keep to one peer (http::Client default).
-constexpr std::size_t kMaxIdlePerHost = http::ClientOptions::kDefaultMaxIdlePerHost;
+// The pool of idle keep-alive connections a process may keep to one peer (http::HttpClient default).
+constexpr std::size_t kMaxIdlePerHost = http::HttpClientOptions::kDefaultMaxIdlePerHost;
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds guard = kGuard) {
   const auto deadline = std::chrono::steady_clock::now() + guard;
@@ -833,7 +833,7 @@ struct StormResult {
   std::atomic<std::size_t> failures{0};  // a client that saw something wrong (details in `problems`)
   std::mutex mutex;
   std::vector<std::string> problems;
-  std::map<std::string, Move> request_ids;  // X-Request-Id of the http::Client moves
+  std::map<std::string, Move> request_ids;  // X-Request-Id of the http::HttpClient moves
 
   void problem(std::string what) {
     ++failures;
@@ -862,7 +862,7 @@ class Storm {
       c.cut = std::uniform_int_distribution<std::size_t>(1, 1 << 16)(rng);
       expected_authenticated += authenticated(c.move) ? 1 : 0;
     }
-    http::Client client;  // for the moves that read; it closes its pooled connections on return
+    http::HttpClient client;  // for the moves that read; it closes its pooled connections on return
     asio::io_context ioc;
     std::size_t next = 0;
     for (std::size_t i = 0; i < kConcurrency; ++i) asio::co_spawn(ioc, worker(plan, next, client, result), asio::detached);
@@ -883,7 +883,7 @@ class Storm {
            "\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
   }
 
-  http::awaitable<void> worker(std::vector<PlannedClient>& plan, std::size_t& next, http::Client& client,
+  http::awaitable<void> worker(std::vector<PlannedClient>& plan, std::size_t& next, http::HttpClient& client,
                                StormResult& result) {
     while (next < plan.size()) {
       auto& planned = plan[next++];
@@ -944,8 +944,8 @@ class Storm {
     socket.close(ignored);
   }
 
-  // The moves that speak HTTP correctly and then leave, with http::Client.
-  http::awaitable<void> with_client(const PlannedClient& planned, http::Client& client, StormResult& result) {
+  // The moves that speak HTTP correctly and then leave, with http::HttpClient.
+  http::awaitable<void> with_client(const PlannedClient& planned, http::HttpClient& client, StormResult& result) {
     auto request = http::make_request(http::Verb::post, "/rvenc/chat/completions", planned.sealed.body);
     request.set(http::beast::http::field::authorization, "Bearer " + api_key_);
     http::Timeouts timeouts;

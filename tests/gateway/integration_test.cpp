@@ -291,7 +291,7 @@ TEST_F(GatewayIntegration, TokensAreChargedFromTheUsageEvent) {
 StreamRead read_stream(const std::string& gateway_url, const std::string& body, const std::string& key,
                        const std::function<bool(const std::string&)>& keep_reading) {
   boost::asio::io_context ioc;
-  http::Client client;
+  http::HttpClient client;
   StreamRead result;
   auto task = [&]() -> http::awaitable<void> {
     auto url = http::parse_url(gateway_url).value();

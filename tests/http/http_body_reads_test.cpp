@@ -1,4 +1,4 @@
-// How many reads a large response body takes through http::Client::open (issue 26, the embeddings
+// How many reads a large response body takes through http::HttpClient::open (issue 26, the embeddings
 // latency): an upstream that sends its whole answer at once and then neither closes nor sends
 // more. The body must end on its Content-Length (or the chunked end) with the connection still
 // open, in a few reads: each read is a turn of the event loop, and the 4 KiB reads this replaced
@@ -36,7 +36,7 @@ struct Counted {
 Counted read_whole_body(const Url& url, std::future<void>& sent) {
   Counted counted;
   run_coroutine([&]() -> awaitable<void> {
-    Client client;
+    HttpClient client;
     auto stream = co_await client.open(url, make_request(Verb::get, "/"));
     EXPECT_TRUE(stream) << (stream ? "" : stream.error().to_string());
     if (!stream) co_return;

@@ -1,4 +1,4 @@
-// Client against a real server: streaming arrives incrementally, disconnects reach the handler,
+// HttpClient against a real server: streaming arrives incrementally, disconnects reach the handler,
 // keep-alive reuse, stale pooled connections, refused/idle-timeout errors, graceful stop.
 #include <future>
 #include <optional>
@@ -43,11 +43,11 @@ awaitable<std::string> read_at_least(ResponseStream& stream, std::size_t wanted)
 }
 
 // A string given back with recycle() is what the next read fills (no allocation per read).
-TEST(Client, RecycledStringIsFilledByTheNextRead) {
+TEST(HttpClient, RecycledStringIsFilledByTheNextRead) {
   Gate gate;
   TestServer server(two_part_stream(gate));
   run_coroutine([&]() -> awaitable<void> {
-    Client client;
+    HttpClient client;
     auto stream = co_await client.open(server.url, make_request(Verb::get, "/events"));
     EXPECT_TRUE(stream);
     if (!stream) co_return;
@@ -68,14 +68,14 @@ TEST(Client, RecycledStringIsFilledByTheNextRead) {
   });
 }
 
-TEST(Client, StreamedChunksArriveBeforeTheNextIsWritten) {
+TEST(HttpClient, StreamedChunksArriveBeforeTheNextIsWritten) {
   Gate gate;
   TestServer server(two_part_stream(gate));
   std::string first;
   std::string rest;
   bool clean_end = false;
   run_coroutine([&]() -> awaitable<void> {
-    Client client;
+    HttpClient client;
     auto stream = co_await client.open(server.url, make_request(Verb::get, "/events"));
     EXPECT_TRUE(stream);
     if (!stream) co_return;
@@ -99,7 +99,7 @@ TEST(Client, StreamedChunksArriveBeforeTheNextIsWritten) {
   EXPECT_TRUE(clean_end);
 }
 
-TEST(Client, ClientDisconnectMakesWriteReturnFalse) {
+TEST(HttpClient, ClientDisconnectMakesWriteReturnFalse) {
   std::promise<int> writes_until_gone;
   auto gone = writes_until_gone.get_future();
   TestServer server([&writes_until_gone](Request&, ResponseWriter& writer) -> awaitable<void> {
@@ -111,7 +111,7 @@ TEST(Client, ClientDisconnectMakesWriteReturnFalse) {
     writes_until_gone.set_value(writes);
   });
   run_coroutine([&]() -> awaitable<void> {
-    Client client;
+    HttpClient client;
     auto stream = co_await client.open(server.url, make_request(Verb::get, "/"));
     EXPECT_TRUE(stream);
     if (!stream) co_return;
@@ -125,9 +125,9 @@ TEST(Client, ClientDisconnectMakesWriteReturnFalse) {
   EXPECT_LT(gone.get(), kMaxDisconnectWrites);
 }
 
-TEST(Client, KeepAliveReusesTheConnection) {
+TEST(HttpClient, KeepAliveReusesTheConnection) {
   TestServer server(text_handler("pong"));
-  Client client;
+  HttpClient client;
   run_coroutine([&]() -> awaitable<void> {
     for (int i = 0; i < 3; ++i) {
       auto response = co_await client.request(server.url, make_request(Verb::post, "/ping", "{}"));
@@ -153,14 +153,14 @@ TEST(Client, KeepAliveReusesTheConnection) {
   EXPECT_EQ(client.idle_connections(), 1u);
 }
 
-TEST(Client, PooledConnectionMovesBetweenLiveIoContexts) {
-  // Two io_contexts alive at once share one Client: a connection idle on the first is taken over by
+TEST(HttpClient, PooledConnectionMovesBetweenLiveIoContexts) {
+  // Two io_contexts alive at once share one HttpClient: a connection idle on the first is taken over by
   // the second, and each context's pooled sockets are gone before the context is.
   TestServer server(text_handler("pong"));
   asio::io_context first;
   asio::io_context second;
   {
-    Client client;
+    HttpClient client;
     const auto ping = [&](asio::io_context& context) {
       std::optional<Result<Response>> got;
       asio::co_spawn(context, client.request(server.url, make_request(Verb::get, "/ping")),
@@ -175,16 +175,16 @@ TEST(Client, PooledConnectionMovesBetweenLiveIoContexts) {
     ping(first);
     EXPECT_EQ(server.server->accepted_connections(), 1u);
     EXPECT_EQ(client.idle_connections(), 1u);
-  }  // the Client goes first here, with a connection registered with `first`
+  }  // the HttpClient goes first here, with a connection registered with `first`
 }
 
 // A connection's read deadline is one timer for its whole life; once the connection is pooled
 // nothing of it is pending, so an io_context with nothing else to do returns from run() at once
 // (not when a long idle timeout would have fired).
-TEST(Client, PooledConnectionLeavesNoPendingWork) {
+TEST(HttpClient, PooledConnectionLeavesNoPendingWork) {
   TestServer server(text_handler("pong"));
   asio::io_context context;
-  Client client;
+  HttpClient client;
   std::optional<Result<std::string>> body;
   asio::co_spawn(
       context,
@@ -211,7 +211,7 @@ struct CannedRead {
   bool finished = false;
 };
 
-CannedRead read_canned(Client& client, const CannedServer& server) {
+CannedRead read_canned(HttpClient& client, const CannedServer& server) {
   CannedRead read;
   run_coroutine([&]() -> awaitable<void> {
     auto stream = co_await client.open(server.url, make_request(Verb::get, "/"));
@@ -223,9 +223,9 @@ CannedRead read_canned(Client& client, const CannedServer& server) {
   return read;
 }
 
-TEST(Client, StreamedBodyEndingWithTheConnection) {
+TEST(HttpClient, StreamedBodyEndingWithTheConnection) {
   CannedServer server("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it");
-  Client client;
+  HttpClient client;
   const CannedRead read = read_canned(client, server);
   EXPECT_TRUE(read.opened);
   EXPECT_EQ(read.body.value_or("(failed)"), "all of it");
@@ -233,9 +233,9 @@ TEST(Client, StreamedBodyEndingWithTheConnection) {
   EXPECT_EQ(client.idle_connections(), 0u);
 }
 
-TEST(Client, ChunkedStreamCutByTheConnectionIsAnError) {
+TEST(HttpClient, ChunkedStreamCutByTheConnectionIsAnError) {
   CannedServer server("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n8\r\nsec");
-  Client client;
+  HttpClient client;
   const CannedRead read = read_canned(client, server);
   EXPECT_TRUE(read.opened);
   EXPECT_FALSE(read.body);
@@ -249,7 +249,7 @@ TEST(Client, ChunkedStreamCutByTheConnectionIsAnError) {
 // Requests leave as Beast's serializer would write them (the head is written by hand and sent
 // with the body in one non-blocking send): a small body, and one far larger than the socket
 // takes at once, so the rest goes out asynchronously.
-TEST(Client, RequestIsWrittenAsBeastWritesIt) {
+TEST(HttpClient, RequestIsWrittenAsBeastWritesIt) {
   for (const std::size_t body_bytes : {std::size_t{17}, std::size_t{8} << 20}) {
     CannedServer server("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
     Request request = make_request(Verb::post, "/v1/chat?x=1", std::string(body_bytes, 'b'));
@@ -259,7 +259,7 @@ TEST(Client, RequestIsWrittenAsBeastWritesIt) {
     request.prepare_payload();
     std::ostringstream beast_bytes;
     beast_bytes << request;
-    Client client;
+    HttpClient client;
     run_coroutine([&]() -> awaitable<void> {
       auto response = co_await client.request(server.url, request);
       EXPECT_TRUE(response) << (response ? "" : response.error().to_string());
@@ -273,12 +273,12 @@ TEST(Client, RequestIsWrittenAsBeastWritesIt) {
   }
 }
 
-TEST(Client, StalePooledConnectionIsReplaced) {
+TEST(HttpClient, StalePooledConnectionIsReplaced) {
   ServerOptions options;
   options.idle_timeout = std::chrono::milliseconds(100);
   TestServer server(text_handler("pong"), options);
   run_coroutine([&]() -> awaitable<void> {
-    Client client;
+    HttpClient client;
     auto first = co_await client.request(server.url, make_request(Verb::post, "/", "{}"));
     EXPECT_TRUE(first);
     // Wait until the server closed the idle keep-alive connection the pool still holds.
@@ -292,7 +292,7 @@ TEST(Client, StalePooledConnectionIsReplaced) {
   EXPECT_EQ(server.server->accepted_connections(), 2u);
 }
 
-TEST(Client, ConnectionRefusedIsUpstreamError) {
+TEST(HttpClient, ConnectionRefusedIsUpstreamError) {
   std::uint16_t port = 0;
   {
     // A port that was free a moment ago and has no listener now.
@@ -306,21 +306,21 @@ TEST(Client, ConnectionRefusedIsUpstreamError) {
 }
 
 // An IP literal (every other test) is connected to as it is; a name goes through the resolver.
-TEST(Client, HostNamesAreResolved) {
+TEST(HttpClient, HostNamesAreResolved) {
   TestServer server(text_handler("pong"));
   auto by_name = fetch("GET", "http://localhost:" + std::to_string(server.url.port) + "/ping");
   ASSERT_TRUE(by_name) << by_name.error().to_string();
   EXPECT_EQ(by_name->body(), "pong");
 }
 
-TEST(Client, SilentServerIsUpstreamTimeout) {
+TEST(HttpClient, SilentServerIsUpstreamTimeout) {
   Gate gate;
   TestServer server([&gate](Request&, ResponseWriter& writer) -> awaitable<void> {
     co_await gate.wait();
     co_await writer.send(json_response(200, "{}"));
   });
   run_coroutine([&]() -> awaitable<void> {
-    Client client;
+    HttpClient client;
     Timeouts timeouts;
     timeouts.idle = std::chrono::milliseconds(100);
     auto response = co_await client.request(server.url, make_request(Verb::post, "/", "{}"), timeouts);
@@ -332,11 +332,11 @@ TEST(Client, SilentServerIsUpstreamTimeout) {
   gate.open();
 }
 
-TEST(Client, StalledStreamIsUpstreamTimeout) {
+TEST(HttpClient, StalledStreamIsUpstreamTimeout) {
   Gate gate;
   TestServer server(two_part_stream(gate));
   run_coroutine([&]() -> awaitable<void> {
-    Client client;
+    HttpClient client;
     Timeouts timeouts;
     timeouts.idle = std::chrono::milliseconds(100);
     auto stream = co_await client.open(server.url, make_request(Verb::get, "/"), timeouts);
@@ -353,7 +353,7 @@ TEST(Client, StalledStreamIsUpstreamTimeout) {
 }
 
 // The total timeout also bounds a stream that keeps trickling (the idle timeout never fires).
-TEST(Client, TricklingStreamEndsAtTheTotalTimeout) {
+TEST(HttpClient, TricklingStreamEndsAtTheTotalTimeout) {
   TestServer server([](Request&, ResponseWriter& writer) -> awaitable<void> {
     if (!co_await writer.begin_stream(event_stream_header())) co_return;
     asio::steady_timer pause(co_await asio::this_coro::executor);
@@ -365,7 +365,7 @@ TEST(Client, TricklingStreamEndsAtTheTotalTimeout) {
     co_await writer.end_stream();
   });
   run_coroutine([&]() -> awaitable<void> {
-    Client client;
+    HttpClient client;
     Timeouts timeouts;
     timeouts.idle = std::chrono::milliseconds(5'000);
     timeouts.total = std::chrono::milliseconds(300);
@@ -390,7 +390,7 @@ TEST(Client, TricklingStreamEndsAtTheTotalTimeout) {
 
 // Chunks that already arrived are handed out together (and forwarded with one write by the
 // gateway), not one HTTP chunk per read_some().
-TEST(Client, ReadSomeHandsOutEveryChunkAlreadyReceived) {
+TEST(HttpClient, ReadSomeHandsOutEveryChunkAlreadyReceived) {
   std::promise<void> all_sent;
   Gate burst;
   Gate finish;
@@ -404,7 +404,7 @@ TEST(Client, ReadSomeHandsOutEveryChunkAlreadyReceived) {
     co_await writer.end_stream();
   });
   run_coroutine([&]() -> awaitable<void> {
-    Client client;
+    HttpClient client;
     auto stream = co_await client.open(server.url, make_request(Verb::get, "/events"));
     EXPECT_TRUE(stream);
     if (!stream) co_return;
@@ -427,14 +427,14 @@ TEST(Client, ReadSomeHandsOutEveryChunkAlreadyReceived) {
 // A body far over the server's limit: the server answers 413 at once and closes after draining a
 // bounded amount, so the client's write fails (Broken pipe / reset); the client reports the 413
 // the server sent, not the failed write.
-TEST(Client, ReadsTheAnswerOfAServerThatClosedDuringAHugeUpload) {
+TEST(HttpClient, ReadsTheAnswerOfAServerThatClosedDuringAHugeUpload) {
   ServerOptions server_options;
   server_options.body_limit = 1024;
   TestServer server([](Request&, ResponseWriter& writer) -> awaitable<void> {
     co_await writer.send(json_response(200, "{}"));
   }, server_options);
   run_coroutine([&]() -> awaitable<void> {
-    Client client;
+    HttpClient client;
     auto response = co_await client.request(server.url, make_request(Verb::post, "/", std::string(96u << 20, 'x')));
     EXPECT_TRUE(response) << (response ? "" : response.error().to_string());
     if (response) {
@@ -444,12 +444,12 @@ TEST(Client, ReadsTheAnswerOfAServerThatClosedDuringAHugeUpload) {
   });
 }
 
-TEST(Client, ResponseBodyOverLimitIsUpstreamError) {
+TEST(HttpClient, ResponseBodyOverLimitIsUpstreamError) {
   TestServer server(text_handler(std::string(4096, 'b')));
   run_coroutine([&]() -> awaitable<void> {
-    ClientOptions options;
+    HttpClientOptions options;
     options.body_limit = 1024;
-    Client client(options);
+    HttpClient client(options);
     auto response = co_await client.request(server.url, make_request(Verb::get, "/"));
     EXPECT_FALSE(response);
     if (!response) {
@@ -458,12 +458,12 @@ TEST(Client, ResponseBodyOverLimitIsUpstreamError) {
   });
 }
 
-TEST(Client, ReadAllCollectsAnErrorAnswerAndEnforcesItsLimit) {
+TEST(HttpClient, ReadAllCollectsAnErrorAnswerAndEnforcesItsLimit) {
   TestServer server([](Request& request, ResponseWriter& writer) -> awaitable<void> {
     co_await writer.send(error_response(request, Error{Errc::unknown_key_id, "refetch attestation"}));
   });
   run_coroutine([&]() -> awaitable<void> {
-    Client client;
+    HttpClient client;
     auto stream = co_await client.open(server.url, make_request(Verb::post, "/", "{}"));
     EXPECT_TRUE(stream);
     if (!stream) co_return;
@@ -481,7 +481,7 @@ TEST(Client, ReadAllCollectsAnErrorAnswerAndEnforcesItsLimit) {
   });
 }
 
-TEST(Client, GarbageResponseIsUpstreamError) {
+TEST(HttpClient, GarbageResponseIsUpstreamError) {
   // A raw acceptor that answers with bytes that are not HTTP.
   asio::io_context context;
   asio::ip::tcp::acceptor acceptor(context, {asio::ip::make_address("127.0.0.1"), 0});
@@ -499,7 +499,7 @@ TEST(Client, GarbageResponseIsUpstreamError) {
   EXPECT_EQ(response.error().code, Errc::upstream_error);
 }
 
-TEST(Client, FetchRejectsBadUrlsAndMethods) {
+TEST(HttpClient, FetchRejectsBadUrlsAndMethods) {
   auto ftp = fetch("GET", "ftp://127.0.0.1/");
   ASSERT_FALSE(ftp);
   EXPECT_EQ(ftp.error().code, Errc::invalid_request);
@@ -512,7 +512,7 @@ TEST(Server, GracefulStopLetsInFlightStreamFinish) {
   std::string rest;
   bool refused_while_stopping = false;
   run_coroutine([&]() -> awaitable<void> {
-    Client client;
+    HttpClient client;
     auto stream = co_await client.open(server.url, make_request(Verb::get, "/"));
     EXPECT_TRUE(stream);
     if (!stream) co_return;

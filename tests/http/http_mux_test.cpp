@@ -140,7 +140,7 @@ TEST(MuxFrames, MalformedFramesAreErrors) {
 TEST(Mux, StreamsShareOneConnection) {
   TestServer server(echo_stream(), accepting_mux());
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClient client(fallback);
     for (int i = 0; i < 3; ++i) {
       auto stream = co_await client.open(server.url, make_request(Verb::post, "/events", "n" + std::to_string(i)));
@@ -186,20 +186,20 @@ int echo_concurrently(MuxClient& client, const Url& server, int streams, int thr
 TEST(Mux, ConcurrentStreamsInterleaveOnOneConnection) {
   constexpr int kStreams = 64;
   TestServer server(echo_stream(), accepting_mux());
-  Client fallback;
+  HttpClient fallback;
   MuxClient client(fallback);
   EXPECT_EQ(echo_concurrently(client, server.url, kStreams, 1), kStreams);
   EXPECT_EQ(server.server->accepted_connections(), 1u);
 }
 
-// Client coroutines on four threads, a server on two: each connection's state is shared safely.
+// HttpClient coroutines on four threads, a server on two: each connection's state is shared safely.
 TEST(Mux, StreamsFromSeveralThreads) {
   constexpr int kStreams = 64;
   constexpr int kClientThreads = 4;
   ServerOptions options = accepting_mux();
   options.threads = 2;
   TestServer server(echo_stream(), options);
-  Client fallback;
+  HttpClient fallback;
   MuxClient client(fallback);
   EXPECT_EQ(echo_concurrently(client, server.url, kStreams, kClientThreads), kStreams);
 }
@@ -213,7 +213,7 @@ TEST(Mux, PlainAnswersKeepTheirStatusFieldsAndBody) {
       },
       accepting_mux());
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClient client(fallback);
     auto stream = co_await client.open(server.url, make_request(Verb::get, "/missing"));
     EXPECT_TRUE(stream);
@@ -231,7 +231,7 @@ TEST(Mux, CancelTellsTheHandlerItsClientIsGone) {
   std::atomic<bool> handler_saw_gone{false};
   TestServer server(ticking([&](ResponseWriter&, int) { handler_saw_gone = true; }), accepting_mux());
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClient client(fallback);
     auto stream = co_await first_tick_then_cancel(client, server.url);
     if (!stream) co_return;
@@ -249,7 +249,7 @@ TEST(Mux, AHandlerCanSendATrailerAfterTheClientResetTheStream) {
       ticking([](ResponseWriter& writer, int ticks) { writer.send_trailer("ticks=" + std::to_string(ticks)); }),
       accepting_mux());
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClient client(fallback);
     auto stream = co_await first_tick_then_cancel(client, server.url);
     if (!stream) co_return;
@@ -269,7 +269,7 @@ TEST(Mux, AHandlerCanSendATrailerAfterTheClientResetTheStream) {
 TEST(Mux, NoTrailerWithoutAReset) {
   TestServer server(echo_stream(), accepting_mux());
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClient client(fallback);
     auto stream = co_await client.open(server.url, make_request(Verb::post, "/echo", "abc"));
     EXPECT_TRUE(stream);
@@ -294,7 +294,7 @@ TEST(Mux, HandlerFailureMidStreamIsAnErrorNotAnEnd) {
       },
       accepting_mux());
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClient client(fallback);
     auto failing = co_await client.open(server.url, make_request(Verb::get, "/fail"));
     EXPECT_TRUE(failing);
@@ -336,7 +336,7 @@ TEST(Mux, SlowReaderHoldsBackOnlyItsOwnStream) {
       },
       accepting_mux());
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClient client(fallback);
     auto big = co_await client.open(server.url, make_request(Verb::get, "/big"));
     EXPECT_TRUE(big);
@@ -357,7 +357,7 @@ TEST(Mux, SlowReaderHoldsBackOnlyItsOwnStream) {
 TEST(Mux, ServersWithoutMuxAreServedOverHttp1) {
   TestServer server(echo_stream());  // no accept_mux: the upgrade is an ordinary request (404)
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClient client(fallback);
     for (int i = 0; i < 2; ++i) {
       auto stream = co_await client.open(server.url, make_request(Verb::post, "/", "plain"));
@@ -383,7 +383,7 @@ TEST(Mux, RefusedUpgradeFallsBackAndSendsTheAuthorization) {
   };
   TestServer server(echo_stream(), options);
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClientOptions mux_options;
     mux_options.authorization = "Bearer the-token";
     MuxClient client(fallback, mux_options);
@@ -400,7 +400,7 @@ TEST(Mux, RefusedUpgradeFallsBackAndSendsTheAuthorization) {
 TEST(Mux, OversizedRequestsGoOverHttp1) {
   TestServer server(echo_stream(), accepting_mux());
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClientOptions options;
     options.max_request_bytes = 512;
     MuxClient client(fallback, options);
@@ -419,7 +419,7 @@ TEST(Mux, RequestsOverTheServerLimitsAreAnsweredOnTheirStream) {
   options.body_limit = 16;
   TestServer server(echo_stream(), options);
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClient client(fallback);
     auto too_large = co_await client.open(server.url, make_request(Verb::post, "/", std::string(1024, 'x')));
     EXPECT_TRUE(too_large);
@@ -445,7 +445,7 @@ TEST(Mux, SilentServerTimesOut) {
       },
       accepting_mux());
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClient client(fallback);
     Timeouts timeouts;
     timeouts.idle = std::chrono::milliseconds(200);
@@ -469,7 +469,7 @@ TEST(Mux, LostConnectionFailsItsStreams) {
       },
       accepting_mux());
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClient client(fallback);
     auto stream = co_await client.open(server->url, make_request(Verb::get, "/"));
     EXPECT_TRUE(stream);
@@ -499,7 +499,7 @@ TEST(Mux, GracefulStopLetsOpenStreamsFinish) {
       },
       accepting_mux());
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClient client(fallback);
     auto stream = co_await client.open(server.url, make_request(Verb::get, "/"));
     EXPECT_TRUE(stream);
@@ -521,7 +521,7 @@ TEST(Mux, AConnectionTheServerClosedWhileIdleIsReplaced) {
   options.idle_timeout = std::chrono::milliseconds(50);
   TestServer server(echo_stream(), options);
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClient client(fallback);
     auto stream = co_await client.open(server.url, make_request(Verb::post, "/", "one"));
     EXPECT_TRUE(stream);
@@ -541,7 +541,7 @@ TEST(Mux, AConnectionTheServerClosedWhileIdleIsReplaced) {
 // A MuxClient outlives the io_contexts it ran on (their connections go with them).
 TEST(Mux, ClientOutlivesItsIoContexts) {
   TestServer server(echo_stream(), accepting_mux());
-  Client fallback;
+  HttpClient fallback;
   MuxClient client(fallback);
   for (int round = 0; round < 3; ++round) {
     run_coroutine([&]() -> awaitable<void> {
@@ -570,7 +570,7 @@ TEST(Mux, ServerClosesAConnectionThatBreaksTheFraming) {
   EXPECT_TRUE(raw.read_until_closed().empty());
   // Other connections are served as before.
   run_coroutine([&]() -> awaitable<void> {
-    Client fallback;
+    HttpClient fallback;
     MuxClient client(fallback);
     auto stream = co_await client.open(server.url, make_request(Verb::post, "/", "ok"));
     EXPECT_TRUE(stream);

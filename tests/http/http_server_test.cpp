@@ -370,7 +370,7 @@ TEST(Server, ServesConcurrentClientsOnSeveralThreads) {
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&] {
       run_coroutine([&]() -> awaitable<void> {
-        Client client;
+        HttpClient client;
         for (int i = 0; i < kRequestsPerClient; ++i) {
           auto response = co_await client.request(server.url, make_request(Verb::post, "/echo", "{}"));
           if (response && response->result_int() == 200) ++answered;

@@ -33,7 +33,7 @@ Handler echo_handler() {
   };
 }
 
-Result<Response> call(Client& client, const std::string& url, std::string body = {}) {
+Result<Response> call(HttpClient& client, const std::string& url, std::string body = {}) {
   std::optional<Result<Response>> out;
   run_coroutine([&]() -> awaitable<void> {
     auto server = parse_url(url);
@@ -51,8 +51,8 @@ class Tls : public ::testing::Test {
  protected:
   TestPki pki;
   TestServer backend{echo_handler()};
-  [[nodiscard]] ClientOptions trusting() const {
-    ClientOptions options;
+  [[nodiscard]] HttpClientOptions trusting() const {
+    HttpClientOptions options;
     options.ca_file = pki.ca_file();
     return options;
   }
@@ -68,7 +68,7 @@ void expect_tls_error(const Result<Response>& result, std::string_view fragment)
 
 TEST_F(Tls, RequestsAndStreamsShareOneVerifiedKeepAliveConnection) {
   TlsFront front(backend_port(), good_cert());
-  Client client(trusting());
+  HttpClient client(trusting());
   auto first = call(client, front.origin() + "/echo", "hello");
   ASSERT_TRUE(first) << first.error().message;
   EXPECT_EQ(first->body(), R"({"echo":"hello"})");
@@ -90,14 +90,14 @@ TEST_F(Tls, RequestsAndStreamsShareOneVerifiedKeepAliveConnection) {
 
 TEST_F(Tls, HostNameIsVerifiedWithSni) {
   TlsFront front(backend_port(), good_cert());
-  Client client(trusting());
+  HttpClient client(trusting());
   auto by_name = call(client, "https://localhost:" + std::to_string(front.port()) + "/", "n");
   ASSERT_TRUE(by_name) << by_name.error().message;
 }
 
 TEST_F(Tls, NewConnectionResumesTheOriginsSession) {
   TlsFront front(backend_port(), good_cert());
-  Client client(trusting());
+  HttpClient client(trusting());
   ASSERT_TRUE(call(client, front.origin() + "/", "a"));
   ASSERT_TRUE(call(client, front.origin() + "/", "b"));  // a new io_context: a new connection
   EXPECT_EQ(front.handshakes(), 2U);
@@ -106,53 +106,53 @@ TEST_F(Tls, NewConnectionResumesTheOriginsSession) {
 
 TEST_F(Tls, UnknownIssuerIsRefused) {
   TlsFront front(backend_port(), good_cert());
-  Client system_store;  // the test CA is not in the system trust store
+  HttpClient system_store;  // the test CA is not in the system trust store
   expect_tls_error(call(system_store, front.origin() + "/"), "unknown issuer");
   TestPki other("some other CA");
-  ClientOptions wrong;
+  HttpClientOptions wrong;
   wrong.ca_file = other.ca_file();
-  Client wrong_ca(wrong);
+  HttpClient wrong_ca(wrong);
   expect_tls_error(call(wrong_ca, front.origin() + "/"), "unknown issuer");
   EXPECT_EQ(front.handshakes(), 0U);
 }
 
 TEST_F(Tls, HostNameMismatchIsRefused) {
   TlsFront front(backend_port(), pki.issue("elsewhere", {"DNS:elsewhere.test"}));
-  Client client(trusting());
+  HttpClient client(trusting());
   expect_tls_error(call(client, front.origin() + "/"), "host-name mismatch");
   expect_tls_error(call(client, "https://localhost:" + std::to_string(front.port()) + "/"), "host-name mismatch");
 }
 
 TEST_F(Tls, ExpiredCertificateIsRefused) {
   TlsFront front(backend_port(), pki.issue("old", {"IP:127.0.0.1"}, true));
-  Client client(trusting());
+  HttpClient client(trusting());
   expect_tls_error(call(client, front.origin() + "/"), "expired");
 }
 
 TEST_F(Tls, OldProtocolVersionIsRefused) {
   TlsFront front(backend_port(), good_cert(), TLS1_1_VERSION);
-  Client client(trusting());
+  HttpClient client(trusting());
   auto result = call(client, front.origin() + "/");
   ASSERT_FALSE(result);
   EXPECT_EQ(result.error().code, Errc::tls_error) << result.error().message;
 }
 
 TEST_F(Tls, HttpsToAPlainPortSaysItIsNotTls) {
-  Client client(trusting());
+  HttpClient client(trusting());
   expect_tls_error(call(client, "https://127.0.0.1:" + std::to_string(backend_port()) + "/"), "not TLS");
 }
 
 TEST_F(Tls, PlainHttpToATlsPortSaysUseHttps) {
   TlsFront front(backend_port(), good_cert());
-  Client client(trusting());
+  HttpClient client(trusting());
   expect_tls_error(call(client, "http://127.0.0.1:" + std::to_string(front.port()) + "/"), "use https://");
 }
 
 TEST_F(Tls, MissingCaFileIsATlsError) {
   TlsFront front(backend_port(), good_cert());
-  ClientOptions options;
+  HttpClientOptions options;
   options.ca_file = pki.directory().string() + "/missing.pem";
-  Client client(options);
+  HttpClient client(options);
   expect_tls_error(call(client, front.origin() + "/"), "missing.pem");
 }
 

@@ -30,10 +30,10 @@ using StreamCall = std::function<http::awaitable<Status>(std::function<void()> o
 
 // Plain OpenAI streaming against `base` ("http://HOST:PORT", POST /v1/chat/completions with
 // `body`): SSE parsed, each chunk's JSON parsed (as a real client would), ends at [DONE].
-[[nodiscard]] StreamCall openai_stream_call(std::shared_ptr<http::Client> client, http::Url base, std::string body);
+[[nodiscard]] StreamCall openai_stream_call(std::shared_ptr<http::HttpClient> client, http::Url base, std::string body);
 // Plain OpenAI embeddings against `base` (POST /v1/embeddings with `body`): the whole JSON answer
 // read and parsed, then on_chunk() once (a "first token" is then the whole answer's latency).
-[[nodiscard]] StreamCall openai_embeddings_call(std::shared_ptr<http::Client> client, http::Url base, std::string body);
+[[nodiscard]] StreamCall openai_embeddings_call(std::shared_ptr<http::HttpClient> client, http::Url base, std::string body);
 
 // The q-quantile (0..1) of `sorted` by linear interpolation; 0 when empty.
 [[nodiscard]] double quantile(const std::vector<double>& sorted, double q);

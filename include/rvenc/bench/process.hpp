@@ -85,7 +85,7 @@ struct NginxConfig {
   std::string gateway_token;
   std::string tenant;                    // the API key id the gateway would send
   std::string key_env = "live";          // X-Rvenc-Key-Env (test keys may only use test models)
-  unsigned upstream_keepalive = 256;     // idle upstream connections kept (http::ClientOptions::kDefaultMaxIdlePerHost)
+  unsigned upstream_keepalive = 256;     // idle upstream connections kept (http::HttpClientOptions::kDefaultMaxIdlePerHost)
   unsigned worker_connections = 8192;
   // TLS on the listener (`rvenc bench --tls`) when both are set: PEM chain and key, TLS 1.3 with
   // the one suite `tls_suite` (the gateway gets the same through OPENSSL_CONF), session tickets on.

@@ -19,7 +19,7 @@
 //   if (completion) std::cout << completion->at("choices").at(0).at("message").at("content") << "\n";
 //
 // Design: a Client is a cheap handle on shared state (options, the current encryption keys, an
-// http::Client connection pool), safe to use from many threads and coroutines at once. Every call
+// http::HttpClient connection pool), safe to use from many threads and coroutines at once. Every call
 // exists twice: a blocking one (on an io_context of its own, for applications and the CLI) and an
 // awaitable one that runs on the caller's executor (for servers such as the local OpenAI proxy:
 // many concurrent requests on one io_context); both reuse the pooled keep-alive connections.

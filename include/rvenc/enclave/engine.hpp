@@ -187,7 +187,7 @@ struct UpstreamEngineOptions {
 // (upstream_error, or upstream_timeout), never with a quiet clean end.
 class UpstreamEngine final : public Engine {
  public:
-  UpstreamEngine(UpstreamEngineOptions options, std::shared_ptr<http::Client> client);
+  UpstreamEngine(UpstreamEngineOptions options, std::shared_ptr<http::HttpClient> client);
   [[nodiscard]] std::string description() const override;
   [[nodiscard]] http::awaitable<EngineOutcome> generate(const protocol::ChatRequest& request, ChunkSink sink) override;
   // An event-stream call is relayed as generate() relays chat; a JSON call (embeddings) reads the
@@ -207,7 +207,7 @@ class UpstreamEngine final : public Engine {
   [[nodiscard]] http::awaitable<EngineOutcome> relay_json(const protocol::ChatRequest& request, std::string_view path,
                                                           ChunkSink sink);
   UpstreamEngineOptions options_;
-  std::shared_ptr<http::Client> client_;
+  std::shared_ptr<http::HttpClient> client_;
 };
 
 // Parses "MODEL=URL" (--upstream). invalid_request naming the problem.

@@ -109,7 +109,7 @@ class EnclaveServer {
   EnclaveServer() = default;
   EnclaveOptions options_;
   std::vector<std::string> warnings_;
-  std::shared_ptr<http::Client> upstream_client_;
+  std::shared_ptr<http::HttpClient> upstream_client_;
   std::unique_ptr<EnclaveService> service_;
   std::unique_ptr<http::Server> server_;  // stops before the service goes
   // With rotation: rotates and retires keys on time even without traffic (KeyRing::maintain).

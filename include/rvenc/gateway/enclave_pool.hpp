@@ -56,7 +56,7 @@ struct EnclaveState {
 
 class EnclavePool {
  public:
-  EnclavePool(std::vector<http::Url> enclaves, http::Client& client);
+  EnclavePool(std::vector<http::Url> enclaves, http::HttpClient& client);
 
   // Checks every enclave, one after another (see refresh_enclave).
   http::awaitable<void> refresh();
@@ -122,7 +122,7 @@ class EnclavePool {
   [[nodiscard]] Result<std::vector<const EnclaveState*>> candidates_locked(const std::optional<std::string>& model) const;
   [[nodiscard]] EnclaveState* find_locked(std::string_view url);
 
-  http::Client& client_;
+  http::HttpClient& client_;
   std::size_t size_;
   mutable std::mutex mutex_;
   std::vector<EnclaveState> enclaves_;

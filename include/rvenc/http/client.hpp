@@ -1,14 +1,14 @@
 // The async HTTP/1.1 client every rvenc hop uses (gateway -> enclave, enclave -> engine,
 // SDK/proxy -> gateway), plus a blocking fetch() for CLI tools and tests.
 //
-// Design: a Client owns a thread-safe pool of idle keep-alive connections per (host, port), at
-// most ClientOptions::max_idle_per_host each. An idle connection stays registered with the
+// Design: an HttpClient owns a thread-safe pool of idle keep-alive connections per (host, port), at
+// most HttpClientOptions::max_idle_per_host each. An idle connection stays registered with the
 // io_context it last ran on (reused there without a system call); another io_context takes it
 // over by its descriptor, and when its io_context shuts down it stays pooled as a bare
-// descriptor, so a Client may outlive any io_context.
+// descriptor, so an HttpClient may outlive any io_context.
 //
 // https:// URLs run over TLS (tls.hpp: TLS 1.2+, verified against the system trust store or
-// ClientOptions::ca_file, SNI, host-name check; a failed handshake is Errc::tls_error). A TLS
+// HttpClientOptions::ca_file, SNI, host-name check; a failed handshake is Errc::tls_error). A TLS
 // connection's SSL state lives in its stream object, bound to one io_context: it is pooled with
 // that object and reused on the same io_context only (closed when that context shuts down); any
 // new connection to the origin offers the origin's last TLS session (resumption). A plain
@@ -18,7 +18,7 @@
 // idle) is retried once on a fresh connection when the request is idempotent or was not sent.
 // Sockets run on the calling coroutine's executor.
 //
-// request() reads the whole response (up to ClientOptions::body_limit). open() returns as soon as
+// request() reads the whole response (up to HttpClientOptions::body_limit). open() returns as soon as
 // the response head arrived; ResponseStream::read_some() then hands out body bytes as they arrive
 // (chunked framing removed), with Timeouts::idle as the longest allowed silence.
 //
@@ -56,7 +56,7 @@ struct Timeouts {
   std::optional<std::chrono::milliseconds> total;
 };
 
-struct ClientOptions {
+struct HttpClientOptions {
   // Enough for a burst of concurrent streams to each find a warm connection (Node's http.Agent
   // keeps 256 free sockets; nginx's upstream `keepalive` is sized the same way).
   static constexpr std::size_t kDefaultMaxIdlePerHost = 256;
@@ -92,7 +92,7 @@ class ResponseStream {
   [[nodiscard]] virtual bool finished() const = 0;
   // The rest of the body (e.g. an error JSON answer), at most `limit` bytes (else upstream_error
   // and the stream is cancelled).
-  awaitable<Result<std::string>> read_all(std::uint64_t limit = ClientOptions::kDefaultBodyLimit);
+  awaitable<Result<std::string>> read_all(std::uint64_t limit = HttpClientOptions::kDefaultBodyLimit);
   // Abandons the response: closes the connection (never pooled); a pending read_some() fails.
   // Safe to call from the stream's executor at any time.
   virtual void cancel() = 0;
@@ -102,27 +102,27 @@ class ResponseStream {
   virtual awaitable<std::optional<std::string>> trailer() { co_return std::nullopt; }
 };
 
-class Client {
+class HttpClient {
  public:
-  explicit Client(ClientOptions options = {});
-  ~Client();
-  Client(const Client&) = delete;
-  Client& operator=(const Client&) = delete;
+  explicit HttpClient(HttpClientOptions options = {});
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
 
   // Sends `request` to server.host:server.port and reads the complete response (arguments are
   // taken by value: the coroutine may outlive the caller's temporaries). An empty target
   // is replaced by server.target; Host is set from `server` when missing; Content-Length is set
-  // from the body (prepare_payload). The Client must outlive the returned awaitable.
+  // from the body (prepare_payload). The HttpClient must outlive the returned awaitable.
   awaitable<Result<Response>> request(Url server, Request request, Timeouts timeouts = {});
   // Same, but returns as soon as the response head arrived.
   awaitable<Result<std::unique_ptr<ResponseStream>>> open(Url server, Request request,
                                                           Timeouts timeouts = {});
 
-  [[nodiscard]] const ClientOptions& options() const;
+  [[nodiscard]] const HttpClientOptions& options() const;
   // Idle pooled connections (all hosts): tests, metrics.
   [[nodiscard]] std::size_t idle_connections() const;
   // The TLS context of this client's https:// connections (tls.hpp), made on first use from
-  // ClientOptions::ca_file (tls_error when that fails); rvenc-mux connections share it.
+  // HttpClientOptions::ca_file (tls_error when that fails); rvenc-mux connections share it.
   [[nodiscard]] Result<std::shared_ptr<boost::asio::ssl::context>> tls_context() const;
 
   struct Pool;
@@ -143,6 +143,6 @@ inline constexpr std::chrono::milliseconds kDefaultFetchTimeout{30'000};
 [[nodiscard]] Result<Response> fetch(std::string_view method, std::string_view url, std::string body = {},
                                      const Fields& headers = {},
                                      std::chrono::milliseconds timeout = kDefaultFetchTimeout,
-                                     ClientOptions client_options = {});
+                                     HttpClientOptions client_options = {});
 
 }  // namespace rvenc::http

@@ -16,9 +16,9 @@
 // bytes in flight; the client grants more with WINDOW frames as its reader consumes them, so a
 // slow reader holds back only its own stream, never the connection.
 //
-// MuxClient is the client side, with the interface of Client::open(); Server takes upgrades when
+// MuxClient is the client side, with the interface of HttpClient::open(); Server takes upgrades when
 // ServerOptions::accept_mux is set and runs the same Handler for each multiplexed request.
-// For an https:// server the connection runs over TLS (the fallback Client's TLS context: same
+// For an https:// server the connection runs over TLS (the fallback HttpClient's TLS context: same
 // trust, SNI and host-name check; a failed handshake fails its streams with tls_error), the
 // upgrade and every frame inside it.
 #pragma once
@@ -47,7 +47,7 @@ struct MuxClientOptions {
   static constexpr std::chrono::milliseconds kDefaultRefusalMemory{60'000};
 
   std::size_t max_request_bytes = kDefaultMaxRequestBytes;
-  std::size_t header_limit = ClientOptions::kDefaultHeaderLimit;  // of a response head
+  std::size_t header_limit = HttpClientOptions::kDefaultHeaderLimit;  // of a response head
   std::chrono::milliseconds refusal_memory = kDefaultRefusalMemory;
   // Sent with the upgrade request ("Bearer ..."), when the server wants one.
   std::string authorization;
@@ -58,12 +58,12 @@ class MuxClient {
   // `fallback` carries what cannot go over a multiplexed connection: requests to servers that
   // refused the upgrade (remembered for refusal_memory) and requests over max_request_bytes. It
   // must outlive the MuxClient.
-  explicit MuxClient(Client& fallback, MuxClientOptions options = {});
+  explicit MuxClient(HttpClient& fallback, MuxClientOptions options = {});
   ~MuxClient();  // closes the connections: streams still open fail with upstream_error
   MuxClient(const MuxClient&) = delete;
   MuxClient& operator=(const MuxClient&) = delete;
 
-  // Client::open() over a multiplexed connection to `server` (one per server and io_context,
+  // HttpClient::open() over a multiplexed connection to `server` (one per server and io_context,
   // opened on first use; more when one has kMaxStreams open). The same errors: upstream_timeout
   // (connect, Timeouts::idle, Timeouts::total), upstream_error (refused, reset, malformed).
   // ResponseStream::cancel() resets the stream on the server (its handler sees the client gone).

@@ -1,7 +1,7 @@
 // Parsing of the base URLs rvenc talks to ("http://127.0.0.1:8080/v1").
 //
 // Design: http:// and https:// (TLS, see tls.hpp; port 443 by default); any other scheme is an
-// invalid_request error that says so. Parsing uses Boost.URL; the result is what the Client needs
+// invalid_request error that says so. Parsing uses Boost.URL; the result is what the HttpClient needs
 // to connect: scheme, host, port, target.
 #pragma once
 
