@@ -11,10 +11,11 @@
 // (docs/key-rotation.md). Each request takes the replica with the
 // fewest of this client's own requests in flight (ties at random); a request that failed on a
 // replica asks for a re-attestation (and drops that replica's keys) only while the replica set it
-// picked from is still current, so many failing at once cause one, however late their answers come. Each request gets a fresh nonce and is sealed with the protocol
-// version chosen (3 by default; never downgraded by the client). The answer is always an event
-// stream, decoded as it arrives (ResponseDecoder): a streaming call yields each authenticated chunk,
-// a non-streaming call assembles them; success only after the authenticated done. On
+// picked from is still current, so many failing at once cause one, however late their answers
+// come. Each request gets a fresh nonce and is sealed with the protocol version chosen (3 by
+// default; never downgraded by the client). The answer is always an event stream, decoded as it
+// arrives (ResponseDecoder): a streaming call yields each authenticated chunk, a non-streaming call
+// assembles them; success only after the authenticated done. On
 // unknown_key_id, enclave_busy, enclave_unavailable or a connection failure before any HTTP status
 // the client re-attests the model and sends the request once more, sealed anew (new nonce), to
 // another replica when there is one; nothing is re-sent once the answer has begun. requestTimeoutMs bounds the wait for the head and for
