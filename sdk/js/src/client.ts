@@ -10,11 +10,12 @@
 // so keys to an enclave rotating every few seconds (--key-rotation-hours) move to its next key in time
 // (docs/key-rotation.md). Each request takes the replica with the
 // fewest of this client's own requests in flight (ties at random); a request that failed on a
-// replica asks for a re-attestation only while the replica set it picked from is still current, so
-// many failing at once cause one. Each request gets a fresh nonce and is sealed with the protocol
-// version chosen (3 by default; never downgraded by the client). The answer is always an event
-// stream, decoded as it arrives (ResponseDecoder): a streaming call yields each authenticated chunk,
-// a non-streaming call assembles them; success only after the authenticated done. On
+// replica asks for a re-attestation (and drops that replica's keys) only while the replica set it
+// picked from is still current, so many failing at once cause one, however late their answers
+// come. Each request gets a fresh nonce and is sealed with the protocol version chosen (3 by
+// default; never downgraded by the client). The answer is always an event stream, decoded as it
+// arrives (ResponseDecoder): a streaming call yields each authenticated chunk, a non-streaming call
+// assembles them; success only after the authenticated done. On
 // unknown_key_id, enclave_busy, enclave_unavailable or a connection failure before any HTTP status
 // the client re-attests the model and sends the request once more, sealed anew (new nonce), to
 // another replica when there is one; nothing is re-sent once the answer has begun. requestTimeoutMs bounds the wait for the head and for
@@ -694,17 +695,18 @@ export class RvencClient {
       stale = held.generation;
       avoid = held.replica.keyId;
       // After a failure before any answer: true when the request may go once more (first attempt,
-      // call not cancelled); the replica's keys are dropped unless it was only busy.
+      // call not cancelled); the replica's keys are dropped unless it was only busy, or unless an
+      // attestation replaced the set they were picked from meanwhile (it is the newer word on them:
+      // a failure answered after it must not drop the keys it made and cause another).
       const mayResend = (code: string) => {
         if (attempt !== 0 || options.signal?.aborted) return false;
-        if (code !== 'enclave_busy') this.forget(held.replica.keyId);
+        if (code !== 'enclave_busy' && held.generation === (this.sets.get(model)?.generation ?? 0)) this.forget(held.replica.keyId);
         return true;
       };
-      let released = false;
-      const release = () => {
-        if (!released) held.release();
-        released = true;
-      };
+      // Set once the stream holds the lease (it releases it when it is over); released here otherwise.
+      // (A flag shared with the stream's release made that release a no-op: every streamed answer
+      // stayed counted in flight and the replica choice drifted.)
+      let handedOver = false;
       try {
         const nonce = randomBytes(NONCE_BYTES);
         // The request key and the answer's secret: expansions of one HKDF key.
@@ -725,7 +727,7 @@ export class RvencClient {
           const failure = control.failure(error, this.o.base, false);
           // No HTTP status at all (not a timeout, not a cancellation): another replica may answer.
           if (failure.code === 'transport_error' && mayResend(failure.code)) {
-            release();
+            held.release();
             continue;
           }
           throw failure;
@@ -735,7 +737,7 @@ export class RvencClient {
           const error = errorFromHttp(response.status, await boundedText(response), meta.headers);
           control.dispose();
           if (RETRY_ONCE.includes(error.code) && mayResend(error.code)) {
-            release();
+            held.release();
             continue;
           }
           options.onResponse?.(meta);
@@ -748,11 +750,11 @@ export class RvencClient {
           throw new RvencError('upstream_error', 'the gateway answered 200 without an event stream');
         }
         // The stream holds the replica (in flight) until it is over; released there.
-        const stream = new ChatCompletionStream({ response, decoder, control, release }, this.o.base);
-        released = true;
+        const stream = new ChatCompletionStream({ response, decoder, control, release: held.release }, this.o.base);
+        handedOver = true;
         return stream;
       } finally {
-        if (!released) release();
+        if (!handedOver) held.release();
       }
     }
   }

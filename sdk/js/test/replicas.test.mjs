@@ -39,10 +39,11 @@ async function documentOf(replica, challenge, { tamper = false, models = [MODEL]
 // The fake gateway. `gw.replicas` lists the replicas it attests (`tampered`: their evidence is
 // flipped); `gw.single` answers one document as older gateways do (and any gateway without all=1); `gw.onChat(body, n)` picks what
 // the n-th chat request gets: 'hold' (200 event stream left open), 'init-cut' (200, an init event,
-// then the connection cut), 'reset' (the connection cut before any status) or an error code.
+// then the connection cut), 'reset' (the connection cut before any status) or an error code;
+// `gw.answerWhen(body, n)` gives a condition the answer waits for (none by default).
 const gw = {
   replicas: [], tampered: new Set(), single: false, attestDelayMs: 0,
-  attestations: [], chats: [], open: new Set(), onChat: () => 'hold',
+  attestations: [], chats: [], open: new Set(), onChat: () => 'hold', answerWhen: () => () => true,
   reset() {
     this.replicas = [replicas[0], replicas[1]];
     this.tampered = new Set();
@@ -51,6 +52,7 @@ const gw = {
     this.attestations = [];
     this.chats = [];
     this.onChat = () => 'hold';
+    this.answerWhen = () => () => true;
   },
 };
 const STATUS = { enclave_busy: 503, enclave_unavailable: 503, unknown_key_id: 400 };
@@ -76,21 +78,9 @@ before(async () => {
       req.on('end', () => {
         const body = JSON.parse(text);
         gw.chats.push(body);
-        const action = gw.onChat(body, gw.chats.length - 1);
-        if (action === 'reset') {
-          req.socket.destroy();
-        } else if (action === 'hold' || action === 'init-cut') {
-          res.writeHead(200, { 'content-type': 'text/event-stream' });
-          res.flushHeaders();
-          gw.open.add(res);
-          res.on('close', () => gw.open.delete(res));
-          if (action === 'init-cut') {
-            res.write(`event: init\ndata: ${'ab'.repeat(40)}\n\n`, () => setTimeout(() => req.socket.destroy(), 20));
-          }
-        } else {
-          res.writeHead(STATUS[action] ?? 503, { 'content-type': 'application/json', 'retry-after': '1' });
-          res.end(JSON.stringify({ error: { code: action, message: `fake ${action}` } }));
-        }
+        const n = gw.chats.length - 1;
+        const action = gw.onChat(body, n);
+        answerOnce(gw.answerWhen(body, n), () => answer(req, res, action));
       });
       return;
     }
@@ -99,6 +89,31 @@ before(async () => {
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   baseUrl = `http://127.0.0.1:${server.address().port}`;
 });
+
+// Calls `then` once `ready()` holds (checked every 5 ms), or after 30 s without (the test then fails
+// on what it asserts, never hangs).
+function answerOnce(ready, then, deadline = Date.now() + 30_000) {
+  if (ready() || Date.now() > deadline) then();
+  else setTimeout(() => answerOnce(ready, then, deadline), 5);
+}
+
+// The fake gateway's answer to a chat request (see gw.onChat).
+function answer(req, res, action) {
+  if (action === 'reset') {
+    req.socket.destroy();
+  } else if (action === 'hold' || action === 'init-cut') {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.flushHeaders();
+    gw.open.add(res);
+    res.on('close', () => gw.open.delete(res));
+    if (action === 'init-cut') {
+      res.write(`event: init\ndata: ${'ab'.repeat(40)}\n\n`, () => setTimeout(() => req.socket.destroy(), 20));
+    }
+  } else {
+    res.writeHead(STATUS[action] ?? 503, { 'content-type': 'application/json', 'retry-after': '1' });
+    res.end(JSON.stringify({ error: { code: action, message: `fake ${action}` } }));
+  }
+}
 
 after(async () => {
   for (const res of gw.open) res.destroy();
@@ -158,6 +173,21 @@ test('requests spread across two replicas by this client\'s own requests in flig
   for (const stream of more) await finish(stream);
 });
 
+test('a stream that is over releases its replica: the next request takes the one left idle', async () => {
+  gw.reset();
+  const c = client();
+  let held = await ask(c);
+  for (let i = 1; i <= 10; i += 1) {
+    const heldAnswer = [...gw.open];
+    const next = await ask(c);  // `held` is in flight: the other replica
+    assert.notEqual(gw.chats[i].keyId, gw.chats[i - 1].keyId, `request ${i} went to the replica in use`);
+    for (const res of heldAnswer) res.destroy();  // `held` is over (failed): its replica is idle again
+    await assert.rejects((async () => { for await (const chunk of held) void chunk; })());
+    held = next;
+  }
+  await finish(held);
+});
+
 for (const code of ['enclave_busy', 'unknown_key_id', 'enclave_unavailable', 'reset']) {
   test(`${code}: one re-attestation and one re-send, sealed anew, to the other replica`, async () => {
     gw.reset();
@@ -199,6 +229,30 @@ test('concurrent failures share one re-attestation', async () => {
   const streams = await Promise.all([ask(c), ask(c), ask(c), ask(c)]);
   assert.equal(gw.chats.length, 9);
   assert.equal(gw.attestations.length, 2, 'one re-attestation for the four failures');
+  for (const stream of streams) await finish(stream);
+});
+
+test('a failure answered after the re-attestation it caused keeps the keys made there: still one re-attestation', async () => {
+  gw.reset();
+  const c = client();
+  await finish(await ask(c));  // keys made
+  // Four requests, two on each replica, all enclave_unavailable: the first on each at once (both
+  // replicas dropped, one re-attestation), the second on each only once the client holds the new
+  // keys. Those late failures are on keys the re-attestation replaced: they must not drop its keys.
+  const perReplica = new Map();
+  const allIn = () => gw.chats.length >= 5;
+  const reattested = () => gw.attestations.length === 2 && c.replicaKeys(MODEL).length === 2;
+  gw.onChat = (_body, n) => (n >= 1 && n <= 4 ? 'enclave_unavailable' : 'hold');
+  gw.answerWhen = (body, n) => {
+    if (n < 1 || n > 4) return () => true;
+    perReplica.set(body.keyId, (perReplica.get(body.keyId) ?? 0) + 1);
+    return perReplica.get(body.keyId) === 1 ? allIn : reattested;
+  };
+  const streams = await Promise.all([ask(c), ask(c), ask(c), ask(c)]);
+  assert.deepEqual([...perReplica.values()], [2, 2]);
+  assert.equal(gw.chats.length, 9);
+  assert.equal(gw.attestations.length, 2, 'one re-attestation for the four failures');
+  assert.equal(c.replicaKeys(MODEL).length, 2, 'both replicas still held');
   for (const stream of streams) await finish(stream);
 });
 

@@ -1,5 +1,5 @@
 // CTest entry of the SDK's suites: `node run.mjs node` (vectors, unit, SEV-SNP and TDX fixtures, several enclaves against a
-// fake gateway, live stack, live stack with two enclaves, gateway CORS and proxy /chat) or
+// fake gateway, the live stack helper against a fake rvenc, live stack, live stack with two enclaves, gateway CORS and proxy /chat) or
 // `node run.mjs browser` (the chat page in headless chromium). Exits 77 (CTest
 // SKIP_RETURN_CODE) only when what the suite needs is not installed: sdk/js/node_modules and the
 // build (`npm ci && npm run build` in sdk/js; scripts/setup.sh does both), or /usr/bin/chromium.
@@ -18,8 +18,8 @@ const skip = (why) => {
 if (!['libsodium', 'libsodium-wrappers'].every((p) => existsSync(join(root, 'node_modules', p, 'package.json')))) skip('sdk/js/node_modules is missing; run `npm ci` in sdk/js (scripts/setup.sh does)');
 if (!existsSync(join(root, 'dist', 'index.js')) || !existsSync(join(root, 'dist', 'chat', 'chat.js'))) skip('sdk/js is not built; run `npm run build` in sdk/js (scripts/setup.sh does)');
 const files = {
-  node: ['vectors.test.mjs', 'unit.test.mjs', 'raw.test.mjs', 'hardware.test.mjs', 'tdx.test.mjs', 'replicas.test.mjs', 'live.test.mjs', 'live-replicas.test.mjs', 'server.test.mjs',
-    'endpoints.test.mjs'],
+  node: ['vectors.test.mjs', 'unit.test.mjs', 'raw.test.mjs', 'hardware.test.mjs', 'tdx.test.mjs', 'replicas.test.mjs', 'stack.test.mjs', 'live.test.mjs', 'live-replicas.test.mjs',
+    'server.test.mjs', 'endpoints.test.mjs'],
   browser: ['browser-hardware.test.mjs', 'browser.test.mjs'],
 }[suite];
 if (!files) {

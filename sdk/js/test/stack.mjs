@@ -13,37 +13,86 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = resolve(here, '../../..');
 export const rvencBinary = process.env.RVENC_BINARY ?? join(repoRoot, 'build', 'rvenc');
 const START_TIMEOUT_MS = 60_000;
+const START_ATTEMPTS = 3;
 
+/**
+ * `rvenc up` on free ports; resolves once the stack is in service: stack.json says running AND the
+ * gateway's admin /healthz counts every enclave up. `up` reports running as soon as the gateway
+ * answers /healthz 200, which it does with one enclave of several up ("degraded"): on a loaded
+ * machine the second enclave of `--enclaves 2` could still be out of service then, and a test
+ * attesting every replica saw one. A start lost to a port taken meanwhile (up picks the proxy's
+ * free port before the gateway starts, then the proxy binds it) is tried again, on new ports.
+ * (stack.test.mjs checks this helper against a fake rvenc.)
+ */
 export async function startUp(extraArgs = []) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startOnce(extraArgs);
+    } catch (error) {
+      if (!(error instanceof PortTaken) || attempt >= START_ATTEMPTS) throw error;
+    }
+  }
+}
+
+/** `up` exited because a part could not bind the port it was given (taken since it was picked). */
+class PortTaken extends Error {}
+
+async function startOnce(extraArgs) {
   const dir = mkdtempSync(join(tmpdir(), 'rvenc-js-'));
   const child = spawn(rvencBinary, ['up', '--data', dir, '--gateway-port', '0', '--enclave-port', '0', '--proxy-port', '0', ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d) => { output += d; });
   child.stderr.on('data', (d) => { output += d; });
+  const exited = new Promise((r) => child.once('close', r));  // exited, its output all read
+  const fail = async (error) => {
+    await stopUp({ child, dir });
+    throw error;
+  };
   const stackFile = join(dir, 'stack.json');
   const deadline = Date.now() + START_TIMEOUT_MS;
+  let stack;
+  let health = 'no answer yet';
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`rvenc up exited (${child.exitCode}):\n${output}`);
-    if (existsSync(stackFile)) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      await exited;
+      const Failure = /Address already in use/.test(output) ? PortTaken : Error;
+      return fail(new Failure(`rvenc up exited (${child.exitCode ?? child.signalCode}):\n${output}`));
+    }
+    if (!stack && existsSync(stackFile)) {
       try {
-        const stack = JSON.parse(readFileSync(stackFile, 'utf8'));
-        if (stack.running) return { ...stack, dir, child, output: () => output };
+        const parsed = JSON.parse(readFileSync(stackFile, 'utf8'));
+        if (parsed.running) stack = { ...parsed, dir, child, output: () => output };
       } catch {
         // being written
       }
     }
+    if (stack) {
+      health = await adminHealth(stack);
+      if (health.enclavesTotal > 0 && health.enclavesUp === health.enclavesTotal) return stack;
+    }
     if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`rvenc up did not write a running stack.json within ${START_TIMEOUT_MS} ms:\n${output}`);
+      return fail(new Error(`rvenc up did not run with every enclave up within ${START_TIMEOUT_MS} ms `
+        + `(gateway /healthz: ${JSON.stringify(health)}):\n${output}`));
     }
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
+/** The gateway's /healthz details (admin token), or {error} while it does not answer them. */
+async function adminHealth(stack) {
+  try {
+    const r = await fetch(`${stack.gatewayUrl}/healthz`,
+      { headers: { authorization: `Bearer ${stack.adminToken}` }, signal: AbortSignal.timeout(10_000) });
+    return await r.json();
+  } catch (error) {
+    return { error: String(error?.message ?? error) };
+  }
+}
+
 export async function stopUp(stack) {
   if (!stack) return;
-  if (stack.child.exitCode === null) {
+  if (stack.child.exitCode === null && stack.child.signalCode === null) {
     await new Promise((r) => {
       const kill = setTimeout(() => stack.child.kill('SIGKILL'), 15_000);
       stack.child.once('exit', () => { clearTimeout(kill); r(); });

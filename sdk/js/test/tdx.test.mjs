@@ -163,20 +163,26 @@ test('tdx: the pinned Intel root is the C++ verifier\'s and the fixtures\' (byte
 // ---- the test signer: a quote that passes every check, and each later check failing alone ----
 
 const BINDING = new Uint8Array(64).fill(0xb1);
+// A new signer's verify(options); verify.signer is that signer (its validity starts at its own
+// creation time: compare against it, never against another signer made a second earlier).
 const signed = async (signerOptions = {}) => {
   const signer = await createTdxSigner(signerOptions);
   const collateral = await signer.collateral();
-  return async ({ policy = {}, quote = {}, expectedReportData = BINDING, at = signer.validAt, change } = {}) => {
+  const verify = async ({ policy = {}, quote = {}, expectedReportData = BINDING, at = signer.validAt, change } = {}) => {
     const files = { ...collateral };
     change?.(files);
     return verifyEvidence({ provider: 'tdx', evidence: await signer.quote(BINDING, quote), collateral: files, policy: parseHardwarePolicy(policy),
       at, trustAnchorsPem: signer.anchorsPem, expectedReportData });
   };
+  return Object.assign(verify, { signer });
 };
 
 test('tdx signer: a signed quote passes every check; policy, debug and report_data each fail alone', async () => {
-  const signer = await createTdxSigner();
+  // One signer: its chain's notAfter bounds validUntil. (A second signer made for the check held
+  // notBefore = its creation time - 1 day, one second later than the first's when a second boundary
+  // passed between the two: validUntil > notAfter, seen once on a loaded machine.)
   const verify = await signed();
+  const { signer } = verify;
   const rtmr2 = new Uint8Array(48).fill(0x22);
   const verified = await verify({ quote: { rtmr: [new Uint8Array(48), new Uint8Array(48), rtmr2] } });
   assert.equal(verified.tcbStatus, 'UpToDate');
