@@ -61,16 +61,16 @@ class Terminal {
     return std::chrono::steady_clock::now() <= deadline;
   }
 
-  int wait_exit() {
+  // The exit status once the program ends within `within`; -1 if it does not. Its output is
+  // drained meanwhile (so it never blocks on the terminal) without blocking here.
+  int wait_exit(std::chrono::milliseconds within = kWait) {
     int status = 0;
-    for (auto deadline = std::chrono::steady_clock::now() + kWait; std::chrono::steady_clock::now() < deadline;) {
-      char buffer[4096];
-      (void)!read(fd_, buffer, sizeof buffer);  // drain so the child never blocks on the terminal
+    for (auto deadline = std::chrono::steady_clock::now() + within; std::chrono::steady_clock::now() < deadline;) {
+      if (!read_more(deadline)) usleep(20'000);  // at the end of output: the exit is near
       if (waitpid(pid_, &status, WNOHANG) == pid_) {
         exited_ = true;
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       }
-      usleep(20'000);
     }
     return -1;
   }
@@ -130,8 +130,15 @@ TEST(ChatTerminal, CtrlCCancelsTheAnswerAndTheSessionGoesOn) {
   terminal.type("Hi\n");
   ASSERT_TRUE(terminal.wait_for("Hello from the rvenc demo engine", second_at)) << terminal.output();
   ASSERT_TRUE(terminal.wait_for("> ", terminal.output().size())) << terminal.output();
-  terminal.type("\x04");
-  EXPECT_EQ(terminal.wait_exit(), 0) << terminal.output();
+  // Ctrl-D at the empty prompt ends the session. A key that arrives while the line editor switches
+  // the terminal to raw mode can be lost (seen once: the session stayed at its prompt), as it would
+  // be for a user, who presses it again: so does the test.
+  int status = -1;
+  for (int attempt = 0; attempt < 5 && status == -1; ++attempt) {
+    terminal.type("\x04");
+    status = terminal.wait_exit(std::chrono::seconds(3));
+  }
+  EXPECT_EQ(status, 0) << terminal.output();
 }
 
 
