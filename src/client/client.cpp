@@ -436,15 +436,16 @@ struct KeyMaker : Attester {
     co_return copies;
   }
 
-  // After a request failed on `failed` before any answer: true when it may go once more (first
-  // attempt, call not cancelled); the replica's keys are dropped unless it was only busy.
-  awaitable<bool> may_resend(int attempt, const crypto::KeyId& failed, Errc code) {
+  // After a request failed on the keys `failed` before any answer: true when it may go once more
+  // (first attempt, call not cancelled); those keys are dropped unless their replica was only busy
+  // (those keys only: keys of the same id from a newer attestation stay).
+  awaitable<bool> may_resend(int attempt, const EncryptionKeys& failed, Errc code) {
     const asio::cancellation_state cancellation = co_await asio::this_coro::cancellation_state;
     if (attempt != 0 || cancellation.cancelled() != asio::cancellation_type::none) co_return false;
     if (code != Errc::enclave_busy) {
       sets.forget(failed);
       const std::lock_guard lock(sets.mutex());
-      if (keys && keys->key_id == failed) keys.reset();
+      if (keys.get() == &failed) keys.reset();
     }
     co_return true;
   }
@@ -494,7 +495,7 @@ struct ClientState : KeyMaker {
       auto opened = co_await http.open(base, std::move(http_request), timeouts());
       if (!opened) {
         Error error = transport_error(opened.error());
-        if (error.code == Errc::transport_error && co_await may_resend(attempt, k.key_id, error.code)) continue;
+        if (error.code == Errc::transport_error && co_await may_resend(attempt, k, error.code)) continue;
         co_return std::unexpected(std::move(error));
       }
       http::ResponseStream& stream = **opened;
@@ -512,7 +513,7 @@ struct ClientState : KeyMaker {
           body += **bytes;
         }
         Error error = error_from_http(meta.status, body);
-        if (replica_failure(error.code) && co_await may_resend(attempt, k.key_id, error.code)) continue;
+        if (replica_failure(error.code) && co_await may_resend(attempt, k, error.code)) continue;
         if (call.on_response) call.on_response(meta);
         co_return std::unexpected(std::move(error));
       }
@@ -696,7 +697,7 @@ awaitable<Result<json::object>> embedding_list(ClientState& state, json::object 
   const json::object marked = for_endpoint(std::move(request), protocol::Endpoint::embeddings);
   if (auto done = co_await state.chat(marked, collect, call); !done) co_return std::unexpected(done.error());
   if (!list || extra)
-    co_return fail(Errc::upstream_error, "the enclave's embeddings answer must be exactly one event");
+    co_return fail(Errc::upstream_error, "the enclave's embeddings answer must be exactly one chunk");
   co_return std::move(*list);
 }
 

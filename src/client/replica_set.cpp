@@ -73,10 +73,10 @@ void ReplicaSets::add(const EncryptionKeys& keys) {
   for (const auto& model : keys.models) put(model);
 }
 
-void ReplicaSets::forget(const crypto::KeyId& key_id) {
+void ReplicaSets::forget(const EncryptionKeys& used) {
   const std::lock_guard lock(mutex_);
   for (auto& [model, set] : sets_)
-    std::erase_if(set.replicas, [&](const auto& replica) { return replica->keys->key_id == key_id; });
+    std::erase_if(set.replicas, [&](const auto& replica) { return replica->keys.get() == &used; });
 }
 
 std::vector<EncryptionKeys> ReplicaSets::keys_of(std::string_view model) const {

@@ -78,8 +78,10 @@ class ReplicaSets {
 
   // Puts pre-generated keys in the sets of the models they name (or "" when they name none).
   void add(const EncryptionKeys& keys);
-  // Drops `key_id` from every set (its enclave is gone or no longer knows it).
-  void forget(const crypto::KeyId& key_id);
+  // Drops the replicas holding exactly these keys (a request on them failed) from every set; a
+  // newer attestation's keys of the same key id stay (another request's re-attestation may have
+  // brought them already).
+  void forget(const EncryptionKeys& used);
   // Copies of `model`'s keys.
   [[nodiscard]] std::vector<EncryptionKeys> keys_of(std::string_view model) const;
 

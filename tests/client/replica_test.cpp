@@ -4,14 +4,18 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include "client/replica_set.hpp"
 #include "fake_gateway.hpp"
 #include "rvenc/client/client.hpp"
+#include "rvenc/common/clock.hpp"
 
 namespace rvenc::client {
 namespace {
@@ -191,6 +195,34 @@ TEST(ClientReplicas, PreGeneratedKeysOfSeveralReplicasAreUsedPerModel) {
   EXPECT_EQ(gateway.attestation_requests, attested);
   EXPECT_EQ(gateway.replica_requests(other), 1);
   EXPECT_EQ(gateway.replica_requests(0), 1);
+}
+
+// A request that failed drops the keys it used, not keys of the same id that another request's
+// re-attestation installed meanwhile (which would cost one more attestation).
+TEST(ClientReplicaSets, AFailedRequestDropsOnlyTheKeysItUsed) {
+  detail::ReplicaSets sets;
+  EncryptionKeys made;
+  made.key_id[0] = 7;
+  made.not_after = unix_now() + 3600;
+  const auto used = std::make_shared<const EncryptionKeys>(made);
+  const auto newer = std::make_shared<const EncryptionKeys>(made);  // same key id, a later attestation
+  const auto install = [&](const std::shared_ptr<const EncryptionKeys>& keys) {
+    const std::lock_guard lock(sets.mutex());
+    sets.install_locked("m", {std::make_shared<detail::Replica>(detail::Replica{keys, 0})});
+  };
+  const auto picked = [&]() -> const EncryptionKeys* {
+    std::unique_lock lock(sets.mutex());
+    auto lease = sets.pick_locked("m", std::nullopt, unix_now());
+    const EncryptionKeys* keys = lease ? &lease->keys() : nullptr;
+    lock.unlock();  // the lease's end takes the lock
+    return keys;
+  };
+  install(used);
+  install(newer);
+  sets.forget(*used);  // the late failure of a request sent on the first keys
+  EXPECT_EQ(picked(), newer.get());
+  sets.forget(*newer);
+  EXPECT_EQ(picked(), nullptr);
 }
 
 TEST(ClientReplicas, EncryptionKeysJsonCarriesTheirModels) {
