@@ -250,6 +250,13 @@ std::string embeddings_body() {
   return json::serialize(json::object{{"model", kModel}, {"input", std::move(input)}, {"encoding_format", "float"}});
 }
 
+// The floor: the same request with "dimensions": 1, which the engine answers with one number. Its
+// added latency is what the extra hops cost this machine at this pace whatever the answer's size.
+std::string embeddings_floor_body() {
+  return json::serialize(json::object{{"model", kModel}, {"input", json::array{"floor"}}, {"dimensions", 1},
+                                      {"encoding_format", "float"}});
+}
+
 // Each of the paced phase's callers sends one batch per this period (64 batches a second in all,
 // a fraction of what either path serves): latency below saturation, as users see it.
 constexpr auto kEmbeddingsPeriod = 1000ms;
@@ -906,12 +913,23 @@ std::vector<Way> make_ways(const BenchOptions& options, const Stack& stack, cons
   return ways;
 }
 
-// Embeddings at kEmbeddingsConcurrency callers, direct and through rvenc: the added latency.
-void add_embeddings(json::object& report, LoadGenerator& load, const Plan& plan, const StreamCall& direct,
+// Embeddings at kEmbeddingsConcurrency callers, direct and through rvenc: the added latency, and
+// the floor (paced, a one-number answer) that tells the hops' fixed cost from the answer's.
+void add_embeddings(json::object& report, LoadGenerator& load, const Plan& plan,
+                    const std::shared_ptr<http::HttpClient>& direct_http, const http::Url& engine_base,
                     const client::Client& gateway) {
-  auto through_rvenc = sdk_embeddings_call(gateway, json::parse(embeddings_body()).as_object());
+  const auto calls = [&](const std::string& body) {
+    return std::pair{openai_embeddings_call(direct_http, engine_base, body),
+                     sdk_embeddings_call(gateway, json::parse(body).as_object())};
+  };
+  const auto [direct, through_rvenc] = calls(embeddings_body());
   auto embeddings = embeddings_phase(load, plan.e2e_window, direct, through_rvenc);
+  const auto [direct_floor, rvenc_floor] = calls(embeddings_floor_body());
+  auto floor = embeddings_latencies(load, std::max<std::chrono::milliseconds>(plan.e2e_window, 3s), kEmbeddingsPeriod,
+                                    direct_floor, rvenc_floor);
   report["embeddings_added_latency_p50_ms"] = embeddings.at("added_latency_p50_ms");
+  report["embeddings_floor_added_latency_p50_ms"] = floor.at("added_latency_p50_ms");
+  embeddings["floor"] = std::move(floor);
   report["embeddings"] = std::move(embeddings);
 }
 
@@ -978,8 +996,7 @@ Result<json::object> run_bench(const BenchOptions& options) {
   if (runner.find_way("direct") != nullptr && runner.find_way("rvenc") != nullptr) {
     progress.show("rvenc bench: embeddings, batches of " + std::to_string(kEngineEmbeddingBatch) + " inputs at " +
                   std::to_string(kEmbeddingsConcurrency) + " callers, direct and through rvenc");
-    add_embeddings(report, load, plan, openai_embeddings_call(direct_http, *engine_base, embeddings_body()),
-                   clients->gateway);
+    add_embeddings(report, load, plan, direct_http, *engine_base, clients->gateway);
   }
   progress.finish_line();
 
@@ -1041,7 +1058,8 @@ std::string summary_table(const json::object& report) {
            {"cached_request_crypto_us", "request crypto us, reused keys"},
            {"fresh_request_crypto_us", "request crypto us, fresh keys"},
            {"fresh_vs_cached_e2e_cpu", "fresh / reused keys, CPU of a whole request"},
-           {"fresh_vs_cached_enclave_cpu", "fresh / reused keys, enclave CPU per request"}})
+           {"fresh_vs_cached_enclave_cpu", "fresh / reused keys, enclave CPU per request"},
+           {"embeddings_floor_added_latency_p50_ms", "embeddings added p50 ms, 1-number answer (floor)"}})
     row(name, format_number(number(report, key)));
   out << "\n  targets\n";
   for (const auto& t : targets_of(report)) {

@@ -67,6 +67,15 @@ const std::string& FastEngine::embeddings_answer() {
   return answer;
 }
 
+const std::string& FastEngine::tiny_embeddings_answer() {
+  static const std::string answer = json::serialize(json::object{
+      {"object", "list"},
+      {"data", json::array{json::object{{"object", "embedding"}, {"index", 0}, {"embedding", json::array{0.5}}}}},
+      {"model", "bench-model"},
+      {"usage", json::object{{"prompt_tokens", kPromptTokens}, {"total_tokens", kPromptTokens}}}});
+  return answer;
+}
+
 Result<std::unique_ptr<FastEngine>> FastEngine::start(EngineOptions options) {
   std::unique_ptr<FastEngine> engine(new FastEngine());
   http::ServerOptions server_options;
@@ -124,7 +133,15 @@ http::awaitable<void> FastEngine::serve(http::Request& request, http::ResponseWr
 
 http::awaitable<void> FastEngine::serve_embeddings(http::Request& request, http::ResponseWriter& writer) {
   requests_.fetch_add(1, std::memory_order_relaxed);
-  auto response = http::json_response(200, embeddings_answer());
+  // Only the floor's requests name dimensions; the others are not parsed (the engine must cost nothing).
+  bool tiny = false;
+  if (request.body().find("\"dimensions\"") != std::string::npos) {
+    boost::system::error_code ec;
+    const auto body = json::parse(request.body(), ec);
+    const auto* dimensions = !ec && body.is_object() ? body.get_object().if_contains("dimensions") : nullptr;
+    tiny = dimensions != nullptr && dimensions->is_int64() && dimensions->get_int64() == 1;
+  }
+  auto response = http::json_response(200, tiny ? tiny_embeddings_answer() : embeddings_answer());
   response.keep_alive(request.keep_alive());
   co_await writer.send(std::move(response));
 }

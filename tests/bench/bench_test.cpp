@@ -96,6 +96,38 @@ TEST(LoadGenerator, EmbeddingsCallsGetTheEnginesListOnce) {
   EXPECT_LE(result.chunks, result.requests + 4);  // one per answer (in-flight ones straddle the window)
 }
 
+// The embeddings phase's floor: "dimensions": 1 gets one number, anything else the whole batch.
+TEST(FastEngineEmbeddings, AOneDimensionRequestGetsTheOneNumberAnswer) {
+  auto engine = FastEngine::start();
+  ASSERT_TRUE(engine);
+  auto base = http::parse_url((*engine)->url());
+  ASSERT_TRUE(base);
+  auto client = std::make_shared<http::HttpClient>();
+  boost::asio::io_context io;
+  auto answers = boost::asio::co_spawn(
+      io,
+      [&]() -> http::awaitable<std::vector<std::string>> {
+        std::vector<std::string> out;
+        for (const char* body : {R"({"model":"m","input":["a"],"dimensions":1})",
+                                 R"({"model":"m","input":["a"],"dimensions":16})", R"({"model":"m","input":["a"]})"}) {
+          auto response = co_await client->request(
+              *base, http::make_request(http::Verb::post, base->join("/v1/embeddings"), body), http::Timeouts{});
+          out.push_back(response ? response->body() : "failed");
+        }
+        co_return out;
+      },
+      boost::asio::use_future);
+  io.run();
+  const auto got = answers.get();
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0], FastEngine::tiny_embeddings_answer());
+  EXPECT_EQ(got[1], FastEngine::embeddings_answer());
+  EXPECT_EQ(got[2], FastEngine::embeddings_answer());
+  const auto tiny = boost::json::parse(got[0]).as_object();
+  ASSERT_EQ(tiny.at("data").as_array().size(), 1u);
+  EXPECT_EQ(tiny.at("data").as_array()[0].at("embedding").as_array().size(), 1u);
+}
+
 TEST(LoadGenerator, HoldOpenKeepsStreamsOpenUntilReleased) {
   auto engine = FastEngine::start();
   ASSERT_TRUE(engine);

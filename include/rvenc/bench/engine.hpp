@@ -1,6 +1,6 @@
 // The benchmark's model engine: an OpenAI-style streaming server (POST /v1/chat/completions) that
 // answers every request with `max_tokens` chat.completion.chunk events and usage in the last one
-// (and POST /v1/embeddings with one pre-rendered list of kEngineEmbeddingBatch vectors),
+// (and POST /v1/embeddings with one pre-rendered list of kEngineEmbeddingBatch vectors, or of one),
 // either as fast as the socket takes them or at a set token rate per stream. It runs in-process on
 // its own io_context thread(s) (rvenc_http Server), so its pace can change between phases.
 //
@@ -24,7 +24,9 @@ inline constexpr std::size_t kDefaultEngineChunks = 16;   // when the request na
 inline constexpr std::size_t kMaxEngineChunks = 100'000;  // larger max_tokens are clamped
 inline constexpr std::size_t kEngineMaxConnections = 8192;
 // POST /v1/embeddings answers a batch of this many vectors of this length, whatever it is asked
-// (rvenc bench's embeddings phase sends batches of that size).
+// (rvenc bench's embeddings phase sends batches of that size), but for a request with
+// "dimensions": 1, which gets one vector of one number (the phase's floor: the same calls with an
+// answer too small to cost anything).
 inline constexpr std::size_t kEngineEmbeddingBatch = 16;
 inline constexpr std::size_t kEngineEmbeddingDimensions = 384;
 
@@ -54,6 +56,8 @@ class FastEngine {
   [[nodiscard]] static std::string render_chunk(std::size_t index, std::size_t total);
   // The embeddings answer: an OpenAI `list` of kEngineEmbeddingBatch float vectors. Public for tests.
   [[nodiscard]] static const std::string& embeddings_answer();
+  // The answer to a request with "dimensions": 1: one vector of one number. Public for tests.
+  [[nodiscard]] static const std::string& tiny_embeddings_answer();
 
  private:
   FastEngine() = default;
