@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-readonly ALL_TARGETS=(sse envelope hex assembler chat_request endpoint_request response_opener attestation shaping responses mux_frame redis_reply snp_report tdx_quote
+readonly ALL_TARGETS=(sse envelope hex assembler chat_request endpoint_request response_opener attestation shaping responses json_answer mux_frame redis_reply snp_report tdx_quote
   tdx_collateral nvidia_spdm)
 SECONDS_PER_TARGET="${1:-60}"
 shift || true

@@ -14,6 +14,7 @@
 #include "rvenc/common/hex.hpp"
 #include "rvenc/crypto/crypto.hpp"
 #include "rvenc/enclave/engine.hpp"
+#include "rvenc/enclave/json_answer.hpp"
 #include "rvenc/protocol/attestation.hpp"
 #include "rvenc/protocol/endpoint.hpp"
 
@@ -136,14 +137,22 @@ http::awaitable<EngineOutcome> DemoEngine::embed(const protocol::ChatRequest& re
                     {"usage", json::object{{"prompt_tokens", outcome.usage.prompt_tokens},
                                            {"total_tokens", outcome.usage.prompt_tokens}}}};
   std::string answer = json::serialize(list);
-  if (answer.size() > protocol::kMaxSingleEventPlaintext) {
+  if (answer.size() > protocol::kMaxJsonAnswerBytes) {
     outcome.error = Error{Errc::invalid_inference, "the embeddings answer would be larger than " +
-                                                       std::to_string(protocol::kMaxSingleEventPlaintext >> 20) +
-                                                       " MiB, the most one sealed event carries; send fewer inputs, "
+                                                       std::to_string(protocol::kMaxJsonAnswerBytes >> 20) +
+                                                       " MiB, the most a client takes in one answer; send fewer inputs, "
                                                        "fewer dimensions or encoding_format base64"};
     co_return outcome;
   }
-  if (!co_await sink(std::move(answer))) outcome.error = Error{Errc::transport_error, "the client disconnected"};
+  JsonAnswerRelay relay(sink);
+  auto sent = co_await relay.add(answer);
+  crypto::secure_wipe(answer.data(), answer.size());
+  if (!sent) {
+    outcome.error = sent.error();
+    co_return outcome;
+  }
+  auto ended = co_await relay.finish();
+  if (!ended) outcome.error = ended.error();
   co_return outcome;
 }
 

@@ -7,6 +7,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "rvenc/enclave/engine.hpp"
+#include "rvenc/enclave/json_answer.hpp"
 #include "rvenc/protocol/endpoint.hpp"
 #include "rvenc/protocol/sse.hpp"
 
@@ -126,7 +127,8 @@ http::awaitable<EngineOutcome> UpstreamEngine::relay_json(const protocol::ChatRe
     co_return outcome;
   }
   auto& stream = **opened;
-  std::string body;
+  JsonAnswerRelay relay(sink);
+  std::size_t received = 0;
   for (;;) {
     auto bytes = co_await stream.read_some();
     if (!bytes) {
@@ -135,23 +137,29 @@ http::awaitable<EngineOutcome> UpstreamEngine::relay_json(const protocol::ChatRe
       co_return outcome;
     }
     if (!*bytes) break;
-    body += **bytes;
-    if (body.size() > kMaxUpstreamJsonReply) {
+    received += (**bytes).size();
+    if (received > kMaxUpstreamJsonReply) {
       stream.cancel();
       outcome.error = Error{Errc::upstream_error, "the model server's answer is larger than " +
                                                       std::to_string(kMaxUpstreamJsonReply >> 20) +
-                                                      " MiB, the most one sealed event carries; send fewer inputs, "
+                                                      " MiB, the most a client takes in one answer; send fewer inputs, "
                                                       "fewer dimensions or encoding_format base64"};
       co_return outcome;
     }
+    auto relayed = co_await relay.add(**bytes);
+    stream.recycle(std::move(**bytes));
+    if (!relayed) {
+      stream.cancel();
+      outcome.error = relayed.error();
+      co_return outcome;
+    }
   }
-  const auto reported = protocol::json_answer_usage(body);
+  auto reported = co_await relay.finish();
   if (!reported) {
     outcome.error = reported.error();
     co_return outcome;
   }
   if (*reported) outcome.usage = **reported;
-  if (!co_await sink(std::move(body))) outcome.error = Error{Errc::transport_error, "the client disconnected"};
   co_return outcome;
 }
 

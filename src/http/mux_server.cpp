@@ -35,6 +35,8 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kReadSpace = 64 * 1024;
 // Output queued beyond this makes writers wait (write_now() declines) until the socket drains.
 constexpr std::size_t kMaxQueuedOutput = 4 * 1024 * 1024;
+// A write this large is flushed before its writer goes on (MuxWriter::write).
+constexpr std::size_t kSendAtOnceBytes = 16 * 1024;
 
 struct ServerStream {
   explicit ServerStream(std::uint32_t stream_id) : id(stream_id) {}
@@ -187,6 +189,10 @@ class MuxWriter final : public ResponseWriter {
   awaitable<bool> write(std::string_view bytes) override {
     if (!streaming_ || ended_) throw std::logic_error("ResponseWriter::write outside a stream");
     co_await send_data(bytes);
+    // A large write leaves now, not with the batch: it gains nothing from other streams' frames,
+    // and the client starts on it while this handler prepares the next (a large answer's records).
+    if (bytes.size() >= kSendAtOnceBytes && session_.flushing)
+      co_await asio::post(session_.executor, asio::use_awaitable);
     co_return !client_gone();
   }
 

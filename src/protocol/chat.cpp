@@ -1,4 +1,5 @@
 #include "rvenc/protocol/chat.hpp"
+#include "rvenc/protocol/json_answer.hpp"
 #include "rvenc/protocol/endpoint.hpp"
 
 #include <algorithm>
@@ -303,11 +304,9 @@ std::optional<Usage> parse_usage(const json::value& value) {
 }
 
 Result<std::optional<Usage>> json_answer_usage(std::string_view text) {
-  boost::system::error_code ec;
-  const auto parsed = json::parse(json::string_view(text.data(), text.size()), ec);
-  if (ec || !parsed.is_object()) return fail(Errc::upstream_error, "the model server's answer is not a JSON object");
-  if (const auto* usage = parsed.get_object().if_contains("usage")) return parse_usage(*usage);
-  return std::optional<Usage>{};
+  JsonAnswerCheck check;
+  if (auto fed = check.feed(text); !fed) return std::unexpected(fed.error());
+  return check.finish();
 }
 
 }  // namespace rvenc::protocol

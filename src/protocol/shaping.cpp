@@ -92,32 +92,47 @@ std::string filler_record(std::size_t record_bytes) {
 }
 
 void ShapedWriter::push(std::string_view chunk_json) {
-  const std::size_t start = pending_.size();
-  pending_.reserve(start + chunk_json.size() + 1);
-  pending_.append(chunk_json);
-  std::replace_if(pending_.begin() + static_cast<std::ptrdiff_t>(start), pending_.end(),
-                  [](char c) { return c == '\n' || c == '\r'; }, ' ');
-  pending_.push_back('\n');
+  push_part(chunk_json);
+  end_chunk();
 }
 
-std::string ShapedWriter::next_record() {
-  if (pending_.empty()) return filler_record(record_bytes_);
-  std::size_t take = std::min(pending_.size(), record_capacity(record_bytes_));
+void ShapedWriter::push_part(std::string_view part) {
+  // Drop what was taken before growing, so the buffer stays about a record plus the new part.
+  if (taken_ > 0 && taken_ >= pending_.size() / 2) {
+    pending_.erase(0, taken_);
+    taken_ = 0;
+  }
+  const std::size_t start = pending_.size();
+  pending_.append(part);
+  std::replace_if(pending_.begin() + static_cast<std::ptrdiff_t>(start), pending_.end(),
+                  [](char c) { return c == '\n' || c == '\r'; }, ' ');
+}
+
+void ShapedWriter::end_chunk() { pending_.push_back('\n'); }
+
+std::string ShapedWriter::next_record(RecordFill fill) {
+  if (empty()) return filler_record(record_bytes_);
+  const std::string_view pending = std::string_view(pending_).substr(taken_);
+  std::size_t take = std::min(pending.size(), record_capacity(record_bytes_));
   // Never split a UTF-8 character (at most 3 bytes back, to its lead byte): every slice is text of
   // its own. Bytes that are not UTF-8 (no lead byte within 3) are cut at the capacity, so a record
   // always carries something and the writer always ends (capacity > 4 bytes).
-  if (take < pending_.size()) {
+  if (take < pending.size()) {
     std::size_t cut = take;
-    while (cut > 0 && take - cut < 3 && is_continuation(pending_[cut])) --cut;
-    if (cut > 0 && !is_continuation(pending_[cut])) take = cut;
+    while (cut > 0 && take - cut < 3 && is_continuation(pending[cut])) --cut;
+    if (cut > 0 && !is_continuation(pending[cut])) take = cut;
   }
-  std::string record(record_bytes_ - 1, '\0');
+  std::string record(fill == RecordFill::zeros ? record_bytes_ - 1 : kRecordHeaderBytes + take, '\0');
   record[0] = kRecordMarker;
   record[1] = static_cast<char>((take >> 8U) & 0xffU);
   record[2] = static_cast<char>(take & 0xffU);
-  std::copy_n(pending_.begin(), take, record.begin() + kRecordHeaderBytes);
-  crypto::secure_wipe(pending_.data(), take);
-  pending_.erase(0, take);
+  std::copy_n(pending.begin(), take, record.begin() + kRecordHeaderBytes);
+  crypto::secure_wipe(pending_.data() + taken_, take);
+  taken_ += take;
+  if (taken_ == pending_.size()) {
+    pending_.clear();
+    taken_ = 0;
+  }
   return record;
 }
 

@@ -917,7 +917,7 @@ TEST(ClientOptionsTest, EncryptionKeysJsonCarriesAnOptionalNotAfter) {
   EXPECT_TRUE(with->usable_at(1'790'000'000 - kKeyExpiryMargin.count() - 1));
   EXPECT_FALSE(with->usable_at(1'790'000'000 - kKeyExpiryMargin.count()));
 
-  for (const json::value bad : {json::value("soon"), json::value(-1), json::value(1.5)}) {
+  for (const json::value& bad : {json::value("soon"), json::value(-1), json::value(1.5)}) {
     auto text = json::parse(keys.to_json()).as_object();
     text["notAfter"] = bad;
     auto refused = EncryptionKeys::from_json(json::serialize(text));

@@ -16,6 +16,8 @@
 #include "rvenc/enclave/endpoints.hpp"
 #include "rvenc/enclave/service.hpp"
 #include "rvenc/protocol/attestation.hpp"
+#include "rvenc/protocol/shaping.hpp"
+#include "rvenc/protocol/sse.hpp"
 
 namespace rvenc::enclave {
 namespace {
@@ -36,7 +38,7 @@ class EndpointsTest : public ::testing::Test {
     auto provider = std::shared_ptr<AttestationProvider>(std::move(*SimulatedProvider::create(platform)));
     std::map<std::string, std::shared_ptr<Engine>> engines;
     engines["rvenc-demo"] = std::make_shared<DemoEngine>(DemoEngineOptions{.embedding_dimensions = 12});
-    for (const std::string mode : {"ok", "err"}) {
+    for (const std::string mode : {"ok", "err", "bad"}) {
       auto spec = parse_upstream_spec("up-" + mode + "=" + fake_.base(mode));
       engines["up-" + mode] =
           std::make_shared<UpstreamEngine>(UpstreamEngineOptions{"up-" + mode, spec->base}, client_);
@@ -118,6 +120,54 @@ TEST_F(EndpointsTest, EmbeddingsGoToTheUpstreamEmbeddingsPathWithoutTheMarkerAsO
   ASSERT_TRUE(answer.stream.usage);
   EXPECT_EQ(answer.stream.usage->at("prompt_tokens").as_int64(), 5);
   EXPECT_EQ(answer.stream.usage->at("completion_tokens").as_int64(), 0);
+}
+
+// The data plaintexts of a stream joined as a client's shaping reader joins them.
+std::vector<std::string> joined_chunks(const std::vector<std::string>& plaintexts, bool* finished = nullptr) {
+  protocol::ShapedReader reader(protocol::kDefaultMaxEventBytes);
+  std::vector<std::string> out;
+  for (const auto& text : plaintexts) {
+    EXPECT_TRUE(reader.feed({reinterpret_cast<const std::uint8_t*>(text.data()), text.size()}, out));
+  }
+  if (finished != nullptr) *finished = static_cast<bool>(reader.finish());
+  return out;
+}
+
+TEST_F(EndpointsTest, ALargeEmbeddingsAnswerLeavesInRecordsThatJoinIntoTheList) {
+  auto answer = post({{"rvenc_endpoint", "embeddings"}, {"model", "up-ok"}, {"input", strings(2000)}});
+  ASSERT_EQ(answer.writer.status(), 200u) << answer.writer.body();
+  ASSERT_TRUE(answer.stream.done);
+  ASSERT_FALSE(answer.stream.error);
+  // ~120 KiB of JSON: four records of 32 KiB - 1 bytes of plaintext, unfilled, the last shorter.
+  ASSERT_EQ(answer.stream.chunks.size(), 4u);
+  for (std::size_t i = 0; i < answer.stream.chunks.size(); ++i) {
+    EXPECT_EQ(answer.stream.chunks[i].front(), '\x1e');
+    if (i + 1 < answer.stream.chunks.size()) {
+      EXPECT_EQ(answer.stream.chunks[i].size(), protocol::kAnswerRecordBytes - 1);
+    }
+  }
+  bool finished = false;
+  const auto chunks = joined_chunks(answer.stream.chunks, &finished);
+  EXPECT_TRUE(finished);
+  ASSERT_EQ(chunks.size(), 1u);
+  const auto list = json::parse(chunks[0]).as_object();
+  EXPECT_EQ(list.at("data").as_array().size(), 2000u);
+  EXPECT_EQ(list.at("data").as_array()[1999].at("index").as_int64(), 1999);
+  ASSERT_TRUE(answer.stream.usage);
+  EXPECT_EQ(answer.stream.usage->at("prompt_tokens").as_int64(), 5);  // read on the way, for the bill
+}
+
+TEST_F(EndpointsTest, AnAnswerThatStopsBeingJsonAfterItsFirstRecordsEndsWithTheErrorAndNoChunk) {
+  auto answer = post({{"rvenc_endpoint", "embeddings"}, {"model", "up-bad"}, {"input", strings(2)}});
+  ASSERT_EQ(answer.writer.status(), 200u) << answer.writer.body();
+  ASSERT_TRUE(answer.stream.done);
+  EXPECT_GE(answer.stream.chunks.size(), 1u);  // records left before the check failed
+  ASSERT_TRUE(answer.stream.error);
+  EXPECT_EQ(answer.stream.error->at("error").at("code").as_string(), "upstream_error");
+  EXPECT_EQ(answer.stream.error->at("error").at("message").as_string(), "the model server's answer is not a JSON object");
+  bool finished = true;
+  EXPECT_TRUE(joined_chunks(answer.stream.chunks, &finished).empty());  // the line never ended
+  EXPECT_FALSE(finished);
 }
 
 TEST_F(EndpointsTest, CompletionsAreRelayedFromTheUpstreamCompletionsPath) {

@@ -69,6 +69,22 @@ class FakeOpenAi {
     router.post("/ok/v1/embeddings", [this](http::Request& request, http::ResponseWriter& writer) {
       return embeddings(request, writer);
     });
+    // A long answer that stops being JSON after ~100 KiB, sent 200 ms later: the enclave has cut
+    // and sent records of the first part by then.
+    router.post("/bad/v1/embeddings", [this](http::Request& request, http::ResponseWriter& writer) -> http::awaitable<void> {
+      record(request);
+      std::string body = R"({"object":"list","data":[)";
+      for (int i = 0; body.size() < 100 * 1024; ++i) body += R"({"object":"embedding","index":)" + std::to_string(i) + "},";
+      auto header = http::event_stream_header();
+      header.set(boost::beast::http::field::content_type, "application/json");
+      const bool begun = co_await writer.begin_stream(std::move(header));
+      if (!begun) co_return;
+      const bool written = co_await writer.write(body);
+      if (!written) co_return;
+      boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor, std::chrono::milliseconds(200));
+      co_await pause.async_wait(boost::asio::use_awaitable);
+      co_await writer.end_stream(R"(oops]})");
+    });
     router.post("/err/v1/embeddings", [this](http::Request& request, http::ResponseWriter& writer) -> http::awaitable<void> {
       record(request);
       co_await writer.send(http::error_response(request, Error{Errc::overloaded, "the embedding model is loading"}));

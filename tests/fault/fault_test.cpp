@@ -1113,13 +1113,18 @@ class ReplicaFaultTest : public FaultTest {
     std::this_thread::sleep_for(3 * gateway::kUsageFlushInterval);
     rows = database.usage();
     for (const auto& id : ids) EXPECT_TRUE(rows.contains(id)) << "no usage row for " << id;
-    for (const auto& [id, status] : rows)
-      if (!ids.contains(id)) EXPECT_NE(status, 200) << "a usage row of status 200 for a request no call saw: " << id;
+    for (const auto& [id, status] : rows) {
+      if (!ids.contains(id)) {
+        EXPECT_NE(status, 200) << "a usage row of status 200 for a request no call saw: " << id;
+      }
+    }
     EXPECT_EQ(database.integrity_check(), "ok");
   }
 
   void TearDown() override {
-    if (second && second->running()) EXPECT_EQ(second->stop(SIGTERM), 0) << second->output();
+    if (second && second->running()) {
+      EXPECT_EQ(second->stop(SIGTERM), 0) << second->output();
+    }
     FaultTest::TearDown();
   }
 

@@ -354,6 +354,42 @@ TEST(Mux, SlowReaderHoldsBackOnlyItsOwnStream) {
   EXPECT_EQ(big_written.load(), kBigBody);
 }
 
+// A large write leaves before its writer goes on (a large answer's records reach the client while
+// the handler prepares the next): here the handler blocks its only thread after the write until
+// the client has the bytes, which happens only if they were flushed first.
+TEST(Mux, ALargeWriteIsSentBeforeTheHandlerGoesOn) {
+  constexpr std::size_t kLarge = 32 * 1024;
+  constexpr int kBlockedPolls = 400;  // 2 s: far beyond a flush, short for a failing run
+  std::atomic<bool> received{false};
+  std::atomic<bool> seen_while_blocked{false};
+  TestServer server(
+      [&](Request&, ResponseWriter& writer) -> awaitable<void> {
+        if (!co_await writer.begin_stream(event_stream_header())) co_return;
+        if (!co_await writer.write(std::string(kLarge, 'r'))) co_return;
+        for (int i = 0; i < kBlockedPolls && !received.load(); ++i) std::this_thread::sleep_for(kPollInterval);
+        seen_while_blocked = received.load();
+        co_await writer.end_stream("end");
+      },
+      accepting_mux());
+  run_coroutine([&]() -> awaitable<void> {
+    HttpClient fallback;
+    MuxClient client(fallback);
+    auto stream = co_await client.open(server.url, make_request(Verb::get, "/large"));
+    EXPECT_TRUE(stream);
+    if (!stream) co_return;
+    std::string body;
+    while (body.size() < kLarge) {
+      auto bytes = co_await (*stream)->read_some();
+      if (!bytes || !*bytes) break;
+      body += **bytes;
+    }
+    received = true;
+    auto rest = co_await read_body(**stream);
+    EXPECT_EQ(body + rest.value_or(""), std::string(kLarge, 'r') + "end");
+  });
+  EXPECT_TRUE(seen_while_blocked.load());
+}
+
 TEST(Mux, ServersWithoutMuxAreServedOverHttp1) {
   TestServer server(echo_stream());  // no accept_mux: the upgrade is an ordinary request (404)
   run_coroutine([&]() -> awaitable<void> {

@@ -98,6 +98,17 @@ describe('embeddings and completions through rvenc proxy with the official opena
     assert.equal(bytes.length, 8 * 4);
   });
 
+  test('embeddings.create: a ~6 MB answer (1100 inputs x 256 floats) comes back whole', async () => {
+    // Sealed as one event, its hex passed the gateway's 10 MiB event limit (a 502 before the
+    // answers went in records: docs/endpoints.md, "Large answers").
+    const input = Array.from({ length: 1100 }, (_, i) => `text number ${i}`);
+    const list = await client.embeddings.create({ model: kDemo, input, encoding_format: 'float' });
+    assert.equal(list.data.length, 1100);
+    assert.equal(list.data[1099].index, 1099);
+    assert.equal(list.data[1099].embedding.length, kDemoDimensions);
+    assert.ok(JSON.stringify(list).length > 5_000_000);
+  });
+
   test('completions.create: plain and streaming', async () => {
     const plain = await client.completions.create({ model: kDemo, prompt: 'Write a haiku', max_tokens: 40 });
     assert.equal(plain.object, 'text_completion');

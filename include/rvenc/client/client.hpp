@@ -260,8 +260,8 @@ class TextCompletions {
   std::shared_ptr<detail::ClientState> state_;
 };
 
-// client.embeddings ("rvenc_endpoint": "embeddings"): the OpenAI `list` object, as the enclave
-// sent it in its one data event (upstream_error when it sent none, or more than one).
+// client.embeddings ("rvenc_endpoint": "embeddings"): the OpenAI `list` object, the enclave's one
+// chunk (one data event, or records joined: docs/endpoints.md; upstream_error for none or several).
 class Embeddings {
  public:
   [[nodiscard]] Result<boost::json::object> create(const boost::json::object& request,

@@ -2,8 +2,8 @@
 // An engine receives a validated chat request and hands each chat.completion.chunk JSON to a
 // sink as soon as it is produced; the enclave seals and streams them. Requests of the other
 // endpoints (docs/endpoints.md) go to serve(): legacy completions stream text_completion chunks,
-// embeddings hand the one `list` object to the sink; Responses requests go to respond()
-// (docs/responses.md).
+// embeddings hand the one `list` object to the sink (in records when large: json_answer.hpp);
+// Responses requests go to respond() (docs/responses.md).
 #pragma once
 
 #include <chrono>
@@ -168,8 +168,8 @@ inline constexpr std::chrono::milliseconds kDefaultUpstreamTimeout{60'000};
 // How much of an upstream error body is read to explain the failure.
 inline constexpr std::size_t kMaxUpstreamErrorBody = 64 * 1024;
 inline constexpr std::size_t kMaxUpstreamErrorMessage = 512;
-// Largest one-object answer (embeddings) relayed from an upstream: it travels in one sealed event.
-inline constexpr std::size_t kMaxUpstreamJsonReply = protocol::kMaxSingleEventPlaintext;
+// Largest one-object answer (embeddings) relayed from an upstream.
+inline constexpr std::size_t kMaxUpstreamJsonReply = protocol::kMaxJsonAnswerBytes;
 
 struct UpstreamEngineOptions {
   std::string model;
@@ -190,8 +190,8 @@ class UpstreamEngine final : public Engine {
   UpstreamEngine(UpstreamEngineOptions options, std::shared_ptr<http::HttpClient> client);
   [[nodiscard]] std::string description() const override;
   [[nodiscard]] http::awaitable<EngineOutcome> generate(const protocol::ChatRequest& request, ChunkSink sink) override;
-  // An event-stream call is relayed as generate() relays chat; a JSON call (embeddings) reads the
-  // one answer (at most kMaxUpstreamJsonReply bytes) and hands it to the sink whole.
+  // An event-stream call is relayed as generate() relays chat; a JSON call (embeddings) relays the
+  // one answer (at most kMaxUpstreamJsonReply bytes) as it arrives, through a JsonAnswerRelay.
   [[nodiscard]] http::awaitable<EngineOutcome> serve(const protocol::ChatRequest& request, UpstreamCall call,
                                                      ChunkSink sink) override;
   // Forwarded to {base}/responses when options.native_responses; translated otherwise. The events

@@ -138,8 +138,8 @@ class CompletionAssembler {
 
 // Reads {"prompt_tokens", "completion_tokens"} from a usage object; nullopt when absent/bad.
 [[nodiscard]] std::optional<Usage> parse_usage(const boost::json::value& value);
-// An engine's one JSON answer (embeddings): upstream_error unless `text` is one JSON object; then its
-// top-level "usage" as parse_usage reads it, if any.
+// An engine's one JSON answer (embeddings) whole: upstream_error unless `text` is one JSON object; then its
+// top-level "usage" as parse_usage reads it, if any (JsonAnswerCheck, json_answer.hpp, in one feed).
 [[nodiscard]] Result<std::optional<Usage>> json_answer_usage(std::string_view text);
 
 }  // namespace rvenc::protocol

@@ -37,9 +37,10 @@ inline constexpr std::int64_t kMaxEmbeddingDimensions = 8192;
 inline constexpr std::size_t kMaxCompletionPrompts = static_cast<std::size_t>(kMaxAssembledChoices);
 inline constexpr std::int64_t kMaxCompletionLogprobs = 5;
 inline constexpr std::int64_t kMaxBestOf = 20;
-// Largest plaintext of an endpoint's one data event (embeddings): sealed (base64, ~4/3) it stays
-// under the 10 MiB event limit of the gateway's relay and of clients (PROTOCOL.md section 3).
-inline constexpr std::size_t kMaxSingleEventPlaintext = 7 * 1024 * 1024;
+// Largest one-object answer (embeddings) the enclave relays: under the 10 MiB a client takes in one
+// chunk by default (max_buffer_size), also when an older enclave sealed it as one event (hex, 2x,
+// under the gateway's 10 MiB event limit only with base64's smaller answers: docs/endpoints.md).
+inline constexpr std::size_t kMaxJsonAnswerBytes = 7 * 1024 * 1024;
 
 // The endpoint's name in "rvenc_endpoint" ("chat.completions", "completions", ...).
 [[nodiscard]] std::string_view endpoint_name(Endpoint endpoint) noexcept;

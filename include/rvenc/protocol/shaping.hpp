@@ -37,6 +37,9 @@ inline constexpr std::size_t kMaxRecordBytes = 16384;
 inline constexpr std::chrono::milliseconds kDefaultShapingInterval{40};
 inline constexpr std::chrono::milliseconds kMinShapingInterval{5};
 inline constexpr std::chrono::milliseconds kMaxShapingInterval{1000};
+// The records a large one-object answer (embeddings) is cut into (docs/endpoints.md): 32 KiB, so
+// the hops after the enclave work on the first records while it seals the rest.
+inline constexpr std::size_t kAnswerRecordBytes = 32 * 1024;
 // The first byte of a content record (a chunk JSON starts with '{').
 inline constexpr char kRecordMarker = '\x1e';
 inline constexpr std::string_view kFillerJson = R"({"rvenc_filler":true})";
@@ -72,17 +75,27 @@ struct ShapingAsk {
 // protocol's padding adds the last byte).
 [[nodiscard]] std::string filler_record(std::size_t record_bytes);
 
+// What fills a record after its slice: zero bytes up to the record's size (shaping: every record
+// the same size), or nothing (a large answer cut into records: docs/endpoints.md).
+enum class RecordFill { zeros, none };
+
 // Enclave side: cuts the chunk byte stream into records of one size.
 class ShapedWriter {
  public:
   explicit ShapedWriter(std::size_t record_bytes) : record_bytes_(record_bytes) {}
   // Appends one chunk (a JSON line; raw CR/LF, only possible as JSON whitespace, become spaces).
   void push(std::string_view chunk_json);
-  [[nodiscard]] bool empty() const noexcept { return pending_.empty(); }
-  [[nodiscard]] std::size_t pending_bytes() const noexcept { return pending_.size(); }
-  // The next record's plaintext (record_bytes - 1 bytes) carrying as much pending content as
-  // fits, cut at a UTF-8 character boundary; a filler when nothing is pending.
-  [[nodiscard]] std::string next_record();
+  // The same in parts: a chunk's next bytes, then its end (the line's newline).
+  void push_part(std::string_view part);
+  void end_chunk();
+  [[nodiscard]] bool empty() const noexcept { return pending_bytes() == 0; }
+  [[nodiscard]] std::size_t pending_bytes() const noexcept { return pending_.size() - taken_; }
+  // True when the pending content fills a record.
+  [[nodiscard]] bool record_full() const noexcept { return pending_bytes() >= record_bytes_ - 4; }
+  // The next record's plaintext carrying as much pending content as fits (record_bytes - 4 bytes),
+  // cut at a UTF-8 character boundary, `fill`ed to record_bytes - 1 bytes or not; a filler when
+  // nothing is pending.
+  [[nodiscard]] std::string next_record(RecordFill fill = RecordFill::zeros);
   // Wipes what is pending.
   ~ShapedWriter();
   ShapedWriter(const ShapedWriter&) = delete;
@@ -91,6 +104,7 @@ class ShapedWriter {
  private:
   std::size_t record_bytes_;
   std::string pending_;
+  std::size_t taken_ = 0;  // the front of pending_ already sent (and wiped)
 };
 
 // Client side: turns data plaintexts back into chunk JSON texts. Errors are tampered_stream

@@ -98,17 +98,17 @@ export class TextCompletions {
 export class Embeddings {
   constructor(private readonly client: Opener) {}
 
-  /** The OpenAI `list` object, as the enclave sent it in its one event. */
+  /** The OpenAI `list` object: the enclave's one chunk (one event, or records joined: docs/endpoints.md). */
   async create(params: EmbeddingCreateParams, options: RequestOptions = {}): Promise<CreateEmbeddingResponse> {
     const body = marked(params, 'embeddings');
     const stream = await this.client.openChat(body as never, options);
     let list: CreateEmbeddingResponse | null = null;
-    let events = 0;
+    let chunks = 0;
     for await (const chunk of stream) {
-      events += 1;
+      chunks += 1;
       list = chunk as unknown as CreateEmbeddingResponse;
     }
-    if (events !== 1 || !list) throw new RvencError('upstream_error', "the enclave's embeddings answer must be exactly one event");
+    if (chunks !== 1 || !list) throw new RvencError('upstream_error', "the enclave's embeddings answer must be exactly one chunk");
     return list;
   }
 }

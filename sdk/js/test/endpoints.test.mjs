@@ -42,6 +42,18 @@ test('embeddings.create: one list of unit vectors, deterministic; nothing readab
   }
 });
 
+test('embeddings.create: a ~6 MB answer arrives in records and joins into the list', async () => {
+  // Sealed as one event its hex would pass the gateway's 10 MiB event limit; in 32 KiB records it
+  // does not (docs/endpoints.md, "Large answers").
+  mitm.mode = 'pass';
+  const input = Array.from({ length: 1100 }, (_, i) => `text number ${i}`);
+  const list = await client().embeddings.create({ model: 'rvenc-demo', input, dimensions: 256 });
+  assert.equal(list.data.length, 1100);
+  assert.equal(list.data[1099].index, 1099);
+  assert.equal(list.data[1099].embedding.length, 256);
+  assert.ok(JSON.stringify(list).length > 5_000_000);
+});
+
 test('completions.create: assembled text_completion and a stream of chunks', async () => {
   mitm.mode = 'pass';
   const c = client();
