@@ -18,7 +18,7 @@ http::awaitable<Status> JsonAnswerRelay::send(std::string plaintext) {
 
 http::awaitable<Status> JsonAnswerRelay::add(std::string_view bytes) {
   if (auto checked = check_.feed(bytes); !checked) co_return checked;
-  if (!in_records_ && held_.size() + bytes.size() <= capacity_) {
+  if (!in_records_ && held_.size() + bytes.size() <= records_.capacity()) {
     held_.append(bytes);
     co_return Status{};
   }

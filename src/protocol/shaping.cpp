@@ -23,9 +23,6 @@ std::unexpected<Error> tampered(std::string message) { return fail(Errc::tampere
 
 bool is_continuation(char byte) noexcept { return (static_cast<unsigned char>(byte) & 0xc0U) == 0x80U; }
 
-// The content bytes one record carries: the sealed plaintext is record_bytes - 1 bytes.
-std::size_t record_capacity(std::size_t record_bytes) noexcept { return record_bytes - 1 - kRecordHeaderBytes; }
-
 }  // namespace
 
 std::string_view shaping_mode_name(ShapingMode mode) noexcept {
@@ -113,7 +110,7 @@ void ShapedWriter::end_chunk() { pending_.push_back('\n'); }
 std::string ShapedWriter::next_record(RecordFill fill) {
   if (empty()) return filler_record(record_bytes_);
   const std::string_view pending = std::string_view(pending_).substr(taken_);
-  std::size_t take = std::min(pending.size(), record_capacity(record_bytes_));
+  std::size_t take = std::min(pending.size(), capacity());
   // Never split a UTF-8 character (at most 3 bytes back, to its lead byte): every slice is text of
   // its own. Bytes that are not UTF-8 (no lead byte within 3) are cut at the capacity, so a record
   // always carries something and the writer always ends (capacity > 4 bytes).

@@ -25,9 +25,8 @@ namespace rvenc::enclave {
 
 class JsonAnswerRelay {
  public:
-  // `sink` outlives the relay; `record_bytes` is protocol::kAnswerRecordBytes but in tests.
-  explicit JsonAnswerRelay(const ChunkSink& sink, std::size_t record_bytes = protocol::kAnswerRecordBytes)
-      : sink_(sink), records_(record_bytes), capacity_(record_bytes - 4) {}
+  // `sink` outlives the relay.
+  explicit JsonAnswerRelay(const ChunkSink& sink) : sink_(sink), records_(protocol::kAnswerRecordBytes) {}
 
   // The answer's next bytes: checked, and sent in every record they fill. upstream_error when
   // they cannot be part of one JSON object, transport_error when the client is gone.
@@ -46,7 +45,6 @@ class JsonAnswerRelay {
   const ChunkSink& sink_;
   protocol::JsonAnswerCheck check_;
   protocol::ShapedWriter records_;
-  std::size_t capacity_;   // content bytes of one record
   std::string held_;       // the answer while it fits in one record's content
   bool in_records_ = false;
 };

@@ -90,9 +90,12 @@ class ShapedWriter {
   void end_chunk();
   [[nodiscard]] bool empty() const noexcept { return pending_bytes() == 0; }
   [[nodiscard]] std::size_t pending_bytes() const noexcept { return pending_.size() - taken_; }
+  // The content one record carries: its sealed plaintext is record_bytes - 1 bytes, less the
+  // marker and the 2-byte length.
+  [[nodiscard]] std::size_t capacity() const noexcept { return record_bytes_ - 4; }
   // True when the pending content fills a record.
-  [[nodiscard]] bool record_full() const noexcept { return pending_bytes() >= record_bytes_ - 4; }
-  // The next record's plaintext carrying as much pending content as fits (record_bytes - 4 bytes),
+  [[nodiscard]] bool record_full() const noexcept { return pending_bytes() >= capacity(); }
+  // The next record's plaintext carrying as much pending content as fits (capacity() bytes),
   // cut at a UTF-8 character boundary, `fill`ed to record_bytes - 1 bytes or not; a filler when
   // nothing is pending.
   [[nodiscard]] std::string next_record(RecordFill fill = RecordFill::zeros);
