@@ -29,7 +29,11 @@ http::awaitable<Status> JsonAnswerRelay::add(std::string_view bytes) {
     held_.clear();
   }
   records_.push_part(bytes);
-  while (records_.record_full()) {
+  co_return co_await send_records(false);
+}
+
+http::awaitable<Status> JsonAnswerRelay::send_records(bool all) {
+  while (all ? !records_.empty() : records_.record_full()) {
     std::string record = records_.next_record(protocol::RecordFill::none);
     Status sent = co_await send(std::move(record));
     if (!sent) co_return sent;
@@ -48,11 +52,8 @@ http::awaitable<Result<std::optional<protocol::Usage>>> JsonAnswerRelay::finish(
     co_return usage;
   }
   records_.end_chunk();
-  while (!records_.empty()) {
-    std::string record = records_.next_record(protocol::RecordFill::none);
-    Status sent = co_await send(std::move(record));
-    if (!sent) co_return std::unexpected(sent.error());
-  }
+  Status sent = co_await send_records(true);
+  if (!sent) co_return std::unexpected(sent.error());
   co_return usage;
 }
 

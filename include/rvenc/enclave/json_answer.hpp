@@ -41,6 +41,8 @@ class JsonAnswerRelay {
 
  private:
   [[nodiscard]] http::awaitable<Status> send(std::string plaintext);
+  // Sends every full record (`all`: every pending byte, the last record short).
+  [[nodiscard]] http::awaitable<Status> send_records(bool all);
 
   const ChunkSink& sink_;
   protocol::JsonAnswerCheck check_;
