@@ -96,7 +96,10 @@ void ShapedWriter::push(std::string_view chunk_json) {
 void ShapedWriter::push_part(std::string_view part) {
   // Drop what was taken before growing, so the buffer stays about a record plus the new part.
   if (taken_ > 0 && taken_ >= pending_.size() / 2) {
+    const std::size_t before = pending_.size();
     pending_.erase(0, taken_);
+    // erase moved the rest down: the copies it left past the new end are wiped too.
+    crypto::secure_wipe(pending_.data() + pending_.size(), before - pending_.size());
     taken_ = 0;
   }
   const std::size_t start = pending_.size();
