@@ -261,45 +261,59 @@ std::string embeddings_floor_body() {
 // a fraction of what either path serves): latency below saturation, as users see it.
 constexpr auto kEmbeddingsPeriod = 1000ms;
 
-// One phase of kEmbeddingsConcurrency callers on both paths: the two latency distributions and
-// the added p50 / p99. `period` zero: a closed loop (saturation), whose latency is concurrency /
-// throughput and so measures CPU per request; non-zero: callers that pause between batches.
+// One path of an embeddings measurement: its name in the report and its call.
+struct LatencyPath {
+  std::string name;
+  StreamCall call;
+};
+
+// One phase of kEmbeddingsConcurrency callers on each path, the first being the baseline
+// (direct): each path's latency distribution and what it adds to the baseline's p50 / p99
+// ("added_latency_*" for rvenc, "<name>_added_latency_*" for the others). `period` zero: a closed
+// loop (saturation), whose latency is concurrency / throughput and so measures CPU per request;
+// non-zero: callers that pause between batches.
 json::object embeddings_latencies(LoadGenerator& load, std::chrono::milliseconds window, std::chrono::milliseconds period,
-                                  const StreamCall& direct, const StreamCall& rvenc) {
+                                  const std::vector<LatencyPath>& paths) {
   json::object out;
-  std::array<double, 2> p50{};
-  std::array<double, 2> p99{};
-  for (std::size_t i = 0; i < 2; ++i) {
+  double base_p50 = 0;
+  double base_p99 = 0;
+  for (std::size_t i = 0; i < paths.size(); ++i) {
     const PhaseSpec spec{kEmbeddingsConcurrency, 500ms, window, period, period};
-    const auto r = load.run(spec, i == 0 ? direct : rvenc, {}, {});
-    p50[i] = quantile(r.ttft_ms, 0.5);
-    p99[i] = quantile(r.ttft_ms, 0.99);
+    const auto r = load.run(spec, paths[i].call, {}, {});
+    const double p50 = quantile(r.ttft_ms, 0.5);
+    const double p99 = quantile(r.ttft_ms, 0.99);
     json::object phase{{"requests", r.requests},
                        {"errors", r.errors},
                        {"requests_per_s", round_to(static_cast<double>(r.requests) / r.window_s, 1)},
-                       {"latency_p50_ms", round_to(p50[i], 3)},
-                       {"latency_p99_ms", round_to(p99[i], 3)}};
+                       {"latency_p50_ms", round_to(p50, 3)},
+                       {"latency_p99_ms", round_to(p99, 3)}};
     if (!r.first_error.empty()) phase["first_error"] = r.first_error;
-    out[i == 0 ? "direct" : "rvenc"] = std::move(phase);
+    out[paths[i].name] = std::move(phase);
+    if (i == 0) {
+      base_p50 = p50;
+      base_p99 = p99;
+      continue;
+    }
+    const std::string prefix = paths[i].name == "rvenc" ? std::string() : paths[i].name + "_";
+    out[prefix + "added_latency_p50_ms"] = round_to(p50 - base_p50, 3);
+    out[prefix + "added_latency_p99_ms"] = round_to(p99 - base_p99, 3);
   }
-  out["added_latency_p50_ms"] = round_to(p50[1] - p50[0], 3);
-  out["added_latency_p99_ms"] = round_to(p99[1] - p99[0], 3);
   return out;
 }
 
 // The paced phase (the target: added latency as callers see it) and the saturated one (throughput
 // of each path; its "added latency" is queueing behind the extra CPU of sealing a large answer).
-json::object embeddings_phase(LoadGenerator& load, std::chrono::milliseconds window, const StreamCall& direct,
-                              const StreamCall& rvenc) {
+// Paths after direct and rvenc (the two nginx hops) run paced only.
+json::object embeddings_phase(LoadGenerator& load, std::chrono::milliseconds window, const std::vector<LatencyPath>& paths) {
   json::object out{{"batch", kEngineEmbeddingBatch},
                    {"dimensions", kEngineEmbeddingDimensions},
                    {"concurrency", kEmbeddingsConcurrency},
                    {"period_ms", kEmbeddingsPeriod.count()}};
-  auto paced = embeddings_latencies(load, std::max<std::chrono::milliseconds>(window, 3s), kEmbeddingsPeriod, direct, rvenc);
+  auto paced = embeddings_latencies(load, std::max<std::chrono::milliseconds>(window, 3s), kEmbeddingsPeriod, paths);
   out["added_latency_p50_ms"] = paced.at("added_latency_p50_ms");
   out["added_latency_p99_ms"] = paced.at("added_latency_p99_ms");
   out["paced"] = std::move(paced);
-  out["saturated"] = embeddings_latencies(load, window, 0ms, direct, rvenc);
+  out["saturated"] = embeddings_latencies(load, window, 0ms, {paths.begin(), paths.begin() + 2});
   return out;
 }
 
@@ -913,22 +927,65 @@ std::vector<Way> make_ways(const BenchOptions& options, const Stack& stack, cons
   return ways;
 }
 
-// Embeddings at kEmbeddingsConcurrency callers, direct and through rvenc: the added latency, and
-// the floor (paced, a one-number answer) that tells the hops' fixed cost from the answer's.
-void add_embeddings(json::object& report, LoadGenerator& load, const Plan& plan,
-                    const std::shared_ptr<http::HttpClient>& direct_http, const http::Url& engine_base,
-                    const client::Client& gateway) {
-  const auto calls = [&](const std::string& body) {
-    return std::pair{openai_embeddings_call(direct_http, engine_base, body),
-                     sdk_embeddings_call(gateway, json::parse(body).as_object())};
+// Two plain proxy hops in a row in front of the engine (render_nginx_relay_config): what any
+// design with a gateway and an enclave in separate processes costs this machine. Stopped (near
+// hop first) when destroyed.
+struct NginxRelays {
+  std::unique_ptr<ChildProcess> far;   // forwards to the engine
+  std::unique_ptr<ChildProcess> near;  // forwards to `far`; the callers' base URL
+  http::Url base;
+};
+
+Result<NginxRelays> start_nginx_relays(const fs::path& dir, const std::string& nginx_binary, std::uint16_t engine_port) {
+  NginxRelays relays;
+  std::uint16_t upstream = engine_port;
+  for (auto* hop : {&relays.far, &relays.near}) {
+    auto port = free_port();
+    if (!port) return std::unexpected(port.error());
+    NginxRelayConfig config;
+    config.dir = dir / (hop == &relays.far ? "relay-far" : "relay-near");
+    config.listen_port = *port;
+    config.upstream_port = upstream;
+    fs::create_directories(config.dir);
+    write_file(config.dir / "nginx.conf", render_nginx_relay_config(config), true);
+    *hop = std::make_unique<ChildProcess>(
+        std::vector<std::string>{nginx_binary, "-p", config.dir.string(), "-e", (config.dir / "error.log").string(), "-c",
+                                 (config.dir / "nginx.conf").string()},
+        config.dir / "nginx.log");
+    if (!wait_for_port(*port, kChildStartTimeout))
+      return fail(Errc::internal_error, "nginx (a relay hop) did not start: " + (*hop)->output());
+    upstream = *port;
+  }
+  auto base = http::parse_url("http://127.0.0.1:" + std::to_string(upstream));
+  if (!base) return std::unexpected(base.error());
+  relays.base = *base;
+  return relays;
+}
+
+// Embeddings at kEmbeddingsConcurrency callers, direct, through rvenc and through two plain nginx
+// hops: the added latency, and the floor (paced, a one-number answer) that tells the hops' fixed
+// cost from the answer's. Without the relays (nginx failed to start) the rest is still measured.
+void add_embeddings(json::object& report, LoadGenerator& load, const Plan& plan, const Stack& stack,
+                    const BenchOptions& options, const std::shared_ptr<http::HttpClient>& direct_http,
+                    const http::Url& engine_base, const client::Client& gateway) {
+  auto relays = start_nginx_relays(stack.dir, options.nginx_binary, engine_base.port);
+  if (!relays) report["embeddings_relay_error"] = relays.error().message;
+  const auto paths = [&](const std::string& body) {
+    std::vector<LatencyPath> out{{"direct", openai_embeddings_call(direct_http, engine_base, body)},
+                                 {"rvenc", sdk_embeddings_call(gateway, json::parse(body).as_object())}};
+    if (relays) out.push_back({"two_nginx_hops", openai_embeddings_call(direct_http, relays->base, body)});
+    return out;
   };
-  const auto [direct, through_rvenc] = calls(embeddings_body());
-  auto embeddings = embeddings_phase(load, plan.e2e_window, direct, through_rvenc);
-  const auto [direct_floor, rvenc_floor] = calls(embeddings_floor_body());
+  auto embeddings = embeddings_phase(load, plan.e2e_window, paths(embeddings_body()));
   auto floor = embeddings_latencies(load, std::max<std::chrono::milliseconds>(plan.e2e_window, 3s), kEmbeddingsPeriod,
-                                    direct_floor, rvenc_floor);
+                                    paths(embeddings_floor_body()));
   report["embeddings_added_latency_p50_ms"] = embeddings.at("added_latency_p50_ms");
   report["embeddings_floor_added_latency_p50_ms"] = floor.at("added_latency_p50_ms");
+  if (relays) {
+    report["embeddings_two_nginx_hops_added_latency_p50_ms"] =
+        embeddings.at("paced").as_object().at("two_nginx_hops_added_latency_p50_ms");
+    report["embeddings_floor_two_nginx_hops_added_latency_p50_ms"] = floor.at("two_nginx_hops_added_latency_p50_ms");
+  }
   embeddings["floor"] = std::move(floor);
   report["embeddings"] = std::move(embeddings);
 }
@@ -996,7 +1053,7 @@ Result<json::object> run_bench(const BenchOptions& options) {
   if (runner.find_way("direct") != nullptr && runner.find_way("rvenc") != nullptr) {
     progress.show("rvenc bench: embeddings, batches of " + std::to_string(kEngineEmbeddingBatch) + " inputs at " +
                   std::to_string(kEmbeddingsConcurrency) + " callers, direct and through rvenc");
-    add_embeddings(report, load, plan, direct_http, *engine_base, clients->gateway);
+    add_embeddings(report, load, plan, stack, options, direct_http, *engine_base, clients->gateway);
   }
   progress.finish_line();
 
@@ -1059,7 +1116,9 @@ std::string summary_table(const json::object& report) {
            {"fresh_request_crypto_us", "request crypto us, fresh keys"},
            {"fresh_vs_cached_e2e_cpu", "fresh / reused keys, CPU of a whole request"},
            {"fresh_vs_cached_enclave_cpu", "fresh / reused keys, enclave CPU per request"},
-           {"embeddings_floor_added_latency_p50_ms", "embeddings added p50 ms, 1-number answer (floor)"}})
+           {"embeddings_floor_added_latency_p50_ms", "embeddings added p50 ms, 1-number answer (floor)"},
+           {"embeddings_two_nginx_hops_added_latency_p50_ms", "embeddings: two nginx hops add p50 ms"},
+           {"embeddings_floor_two_nginx_hops_added_latency_p50_ms", "embeddings floor: two nginx hops add p50 ms"}})
     row(name, format_number(number(report, key)));
   out << "\n  targets\n";
   for (const auto& t : targets_of(report)) {

@@ -208,7 +208,9 @@ int run_bench(const BenchFlags& flags) {
 void setup(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<BenchFlags>();
   auto* cmd = app.add_subcommand(
-      "bench", "Measure rvenc on this machine: direct vs gateway vs nginx in its place (TTFT, throughput, CPU, memory)");
+      "bench",
+      "Measure rvenc on this machine: direct vs gateway vs nginx in its place (TTFT, throughput, CPU, memory), and "
+      "embeddings latency next to two plain nginx hops (what any two-process path costs the machine)");
   flag(*cmd, "--quick", flags->quick, "A short run (under a minute): concurrency 1, 16, 256");
   // RVENC_JSON is a boolean for chat and attest; bench's is a file path, so it has a name of its own.
   option(*cmd, "--json", flags->json, "Write the report as JSON to FILE")->envname("RVENC_BENCH_JSON");

@@ -109,6 +109,28 @@ bool all_hex_digits(std::string_view hex) {
   return (bad & 0xf0) == 0;
 }
 
+// Sixteen bytes to their 32 lowercase digits, with the compiler's portable vector types (SSE2 on
+// x86-64, NEON on arm64): the high and low nibbles interleaved in digit order, then a nibble n
+// becomes '0' + n, plus 39 ('a' - '0' - 10) where n > 9. No lane leaves its byte (at most 102).
+using Bytes16 = std::uint8_t __attribute__((vector_size(16)));
+using SignedBytes16 = std::int8_t __attribute__((vector_size(16)));
+
+Bytes16 nibble_digits(Bytes16 n) {
+  const auto letter = std::bit_cast<Bytes16>(std::bit_cast<SignedBytes16>(n) > 9);  // 0xff or 0
+  return n + static_cast<std::uint8_t>('0') + (letter & static_cast<std::uint8_t>('a' - '0' - 10));
+}
+
+void hex_digits_of_16(const std::uint8_t* in, char* out) {
+  Bytes16 v;
+  std::memcpy(&v, in, sizeof v);
+  const Bytes16 high = v >> 4;
+  const Bytes16 low = v & 0x0f;
+  const Bytes16 first = __builtin_shufflevector(high, low, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const Bytes16 second = __builtin_shufflevector(high, low, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const Bytes16 digits[2] = {nibble_digits(first), nibble_digits(second)};
+  std::memcpy(out, digits, sizeof digits);
+}
+
 using Decoder = Status (*)(std::string_view hex, std::span<std::uint8_t> out, std::string_view field);
 
 Result<std::vector<std::uint8_t>> decode_any(std::string_view hex, std::string_view field, Decoder decoder) {
@@ -132,6 +154,25 @@ std::string to_hex(std::span<const std::uint8_t> bytes) {
   sodium_bin2hex(out.data(), out.size(), bytes.data(), bytes.size());
   out.pop_back();
   return out;
+}
+
+std::string to_public_hex(std::span<const std::uint8_t> bytes) {
+  std::string out;
+  append_public_hex(out, bytes);
+  return out;
+}
+
+void append_public_hex(std::string& out, std::span<const std::uint8_t> bytes) {
+  constexpr std::string_view kDigits = "0123456789abcdef";
+  const std::size_t start = out.size();
+  out.resize(start + bytes.size() * 2);
+  char* const to = out.data() + start;
+  std::size_t i = 0;
+  for (; i + 16 <= bytes.size(); i += 16) hex_digits_of_16(bytes.data() + i, to + 2 * i);
+  for (; i < bytes.size(); ++i) {
+    to[2 * i] = kDigits[bytes[i] >> 4];
+    to[2 * i + 1] = kDigits[bytes[i] & 0x0f];
+  }
 }
 
 Result<std::vector<std::uint8_t>> from_hex(std::string_view hex, std::string_view field) {

@@ -23,6 +23,8 @@ static_assert(kEd25519SignatureBytes == crypto_sign_ed25519_BYTES);
 static_assert(64 == crypto_sign_ed25519_SECRETKEYBYTES);
 static_assert(32 == crypto_kdf_hkdf_sha256_KEYBYTES);
 static_assert(std::tuple_size_v<Sha256Digest> == crypto_hash_sha256_BYTES);
+static_assert(std::tuple_size_v<Blake2b256Digest> >= crypto_generichash_BYTES_MIN &&
+              std::tuple_size_v<Blake2b256Digest> <= crypto_generichash_BYTES_MAX);
 static_assert(std::tuple_size_v<Sha512Digest> == crypto_hash_sha512_BYTES);
 
 namespace {
@@ -190,6 +192,13 @@ Sha256Digest sha256(std::span<const std::uint8_t> data) {
   ensure_initialized();
   Sha256Digest out;
   require(crypto_hash_sha256(out.data(), data.data(), data.size()));
+  return out;
+}
+
+Blake2b256Digest blake2b_256(std::span<const std::uint8_t> data) {
+  ensure_initialized();
+  Blake2b256Digest out;
+  require(crypto_generichash(out.data(), out.size(), data.data(), data.size(), nullptr, 0));
   return out;
 }
 

@@ -203,7 +203,7 @@ void unlock_memory(void* data, std::size_t size) noexcept { sodium_munlock(data,
 
 SharedSecretCache::SharedSecretCache(std::size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
 
-std::optional<crypto::SharedSecret> SharedSecretCache::find(const crypto::Sha256Digest& digest) {
+std::optional<crypto::SharedSecret> SharedSecretCache::find(const crypto::Blake2b256Digest& digest) {
   std::lock_guard lock(mutex_);
   const auto it = index_.find(digest);
   if (it == index_.end()) return std::nullopt;
@@ -211,7 +211,7 @@ std::optional<crypto::SharedSecret> SharedSecretCache::find(const crypto::Sha256
   return it->second->second;
 }
 
-void SharedSecretCache::insert(const crypto::Sha256Digest& digest, const crypto::SharedSecret& secret) {
+void SharedSecretCache::insert(const crypto::Blake2b256Digest& digest, const crypto::SharedSecret& secret) {
   std::lock_guard lock(mutex_);
   if (const auto it = index_.find(digest); it != index_.end()) {
     it->second->second = secret;
@@ -242,7 +242,7 @@ EnclaveKey::EnclaveKey(const crypto::XWingSeed& seed, std::int64_t not_after, st
 EnclaveKey::~EnclaveKey() { unlock_memory(pair_.seed.data(), pair_.seed.size()); }
 
 Result<crypto::SharedSecret> EnclaveKey::decapsulate(const crypto::XWingCipherText& cipher_text) {
-  const auto digest = crypto::sha256(cipher_text);
+  const auto digest = crypto::blake2b_256(cipher_text);
   if (auto cached = cache_.find(digest)) return std::move(*cached);
   auto secret = crypto::xwing_decapsulate(cipher_text, pair_.seed);
   if (!secret) return secret;

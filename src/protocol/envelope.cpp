@@ -275,9 +275,9 @@ std::string serialize_envelope(const RequestEnvelope& envelope) {
     out += ',';
   }
   out += "\"encryptedInference\":\"";
-  out += to_hex(envelope.encrypted_inference);
+  out += to_public_hex(envelope.encrypted_inference);
   out += "\",\"cipherText\":\"";
-  out += to_hex(envelope.cipher_text);
+  out += to_public_hex(envelope.cipher_text);
   out += "\",\"nonce\":\"";
   out += to_hex(envelope.nonce);
   out += "\"}";

@@ -223,23 +223,37 @@ std::string ResponseSealer::init_event() const {
   return out;
 }
 
-std::string ResponseSealer::seal_payload(EventKind kind, std::string_view plaintext) {
+std::optional<std::vector<std::uint8_t>> ResponseSealer::seal_bytes(EventKind kind, std::string_view plaintext) {
   if (kind == EventKind::init) throw std::invalid_argument("init is not a sealed event: use init_event()");
   if (version_ == Version::v1) {
     // Version 1 ends the stream with a plain marker; everything else reuses the request nonce.
-    if (kind == EventKind::done) return std::string(kDone);
-    return to_hex(crypto::aead_seal(keys_.key.span(), keys_.v1_nonce, {}, crypto::as_bytes(plaintext)));
+    if (kind == EventKind::done) return std::nullopt;
+    return crypto::aead_seal(keys_.key.span(), keys_.v1_nonce, {}, crypto::as_bytes(plaintext));
   }
   const crypto::SecureBytes padded(crypto::pad(crypto::as_bytes(plaintext)));
   const auto nonce = event_nonce(keys_.prefix, index_++);
-  return to_hex(crypto::aead_seal(keys_.key.span(), nonce, crypto::as_bytes(event_ad(version_, kind)), padded.bytes()));
+  return crypto::aead_seal(keys_.key.span(), nonce, crypto::as_bytes(event_ad(version_, kind)), padded.bytes());
 }
 
+std::string ResponseSealer::seal_payload(EventKind kind, std::string_view plaintext) {
+  const auto sealed = seal_bytes(kind, plaintext);
+  return sealed ? to_public_hex(*sealed) : std::string(kDone);
+}
+
+// The event written in place: a sealed answer's record is hundreds of KiB of hex.
 std::string ResponseSealer::seal_event(EventKind kind, std::string_view plaintext) {
-  std::string out = "event: ";
-  out += kind_name(kind);
+  const auto sealed = seal_bytes(kind, plaintext);
+  const std::string_view name = kind_name(kind);
+  std::string out;
+  // 16: "event: ", "\ndata: " and "\n\n".
+  out.reserve(name.size() + 16 + (sealed ? sealed->size() * 2 : kDone.size()));
+  out += "event: ";
+  out += name;
   out += "\ndata: ";
-  out += seal_payload(kind, plaintext);
+  if (sealed)
+    append_public_hex(out, *sealed);
+  else
+    out += kDone;
   out += "\n\n";
   return out;
 }

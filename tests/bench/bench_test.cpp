@@ -183,6 +183,20 @@ TEST(Nginx, ConfigForwardsLikeTheGateway) {
     EXPECT_NE(text.find(needle), std::string::npos) << needle;
 }
 
+TEST(Nginx, RelayConfigIsOnePlainHop) {
+  NginxRelayConfig config;
+  config.dir = "/tmp/r";
+  config.listen_port = 8200;
+  config.upstream_port = 8201;
+  const std::string text = render_nginx_relay_config(config);
+  for (const char* needle : {"daemon off;", "listen 127.0.0.1:8200;", "server 127.0.0.1:8201;", "proxy_pass http://next;",
+                             "proxy_buffering off;", "proxy_http_version 1.1;", "pid /tmp/r/nginx.pid;"})
+    EXPECT_NE(text.find(needle), std::string::npos) << needle;
+  // Nothing the gateway adds: the hop forwards the request as it came.
+  EXPECT_EQ(text.find("Authorization"), std::string::npos);
+  EXPECT_EQ(text.find("X-Rvenc"), std::string::npos);
+}
+
 TEST(Report, ProxyCpuSplitsIntoPerRequestAndPerChunk) {
   // 10 us per request + 2 us per chunk, with requests cut at the window's edges in the counts.
   const boost::json::object one_chunk{{"requests", 1000}, {"chunks", 1000}, {"proxy_cpu_s", 0.012}};

@@ -240,7 +240,7 @@ TEST_P(HardwareEndToEnd, ADebugTeeIsRefusedByDefaultAndAcceptedOnlyByPolicy) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Providers, HardwareEndToEnd, ::testing::Values(TsmKind::tdx, TsmKind::sev_snp),
-                         [](const auto& info) { return info.param == TsmKind::tdx ? "Tdx" : "SevSnp"; });
+                         [](const auto& instance) { return instance.param == TsmKind::tdx ? "Tdx" : "SevSnp"; });
 
 }  // namespace
 }  // namespace rvenc::client

@@ -71,6 +71,25 @@ TEST(Hex, RoundTripAndUppercase) {
   EXPECT_TRUE(from_hex("", "x").value().empty());
 }
 
+// The fast encoder for public values writes exactly the constant-time one's digits: every byte
+// value at every lane of a step, every length around the sixteen-byte steps, appended or not.
+TEST(Hex, PublicEncoderAgreesWithTheConstantTimeOne) {
+  std::vector<std::uint8_t> every_byte(256);
+  for (std::size_t i = 0; i < every_byte.size(); ++i) every_byte[i] = static_cast<std::uint8_t>(i);
+  for (std::size_t shift = 0; shift < 16; ++shift) {
+    const std::span<const std::uint8_t> at(every_byte.data() + shift, every_byte.size() - shift);
+    EXPECT_EQ(to_public_hex(at), to_hex(at)) << shift;
+  }
+  for (std::size_t n = 0; n <= 50; ++n) {
+    const std::span<const std::uint8_t> last(every_byte.data() + 256 - n, n);
+    EXPECT_EQ(to_public_hex(last), to_hex(last)) << n;
+  }
+  std::string appended = "data: ";
+  append_public_hex(appended, std::span<const std::uint8_t>(every_byte).first(20));
+  EXPECT_EQ(appended, "data: " + to_hex(std::span<const std::uint8_t>(every_byte).first(20)));
+  EXPECT_EQ(to_public_hex(std::vector<std::uint8_t>{0x00, 0x9a, 0xf0, 0x0f, 0x7e}), "009af00f7e");
+}
+
 // The fast decoder for public values accepts and rejects exactly what the constant-time one does.
 TEST(Hex, PublicDecoderAgreesWithTheConstantTimeOne) {
   std::string every_byte;
@@ -113,7 +132,9 @@ TEST(Hex, PublicDecoderAgreesInEveryLaneOfItsWordSteps) {
       const auto secret = from_hex(text, "payload");
       const auto pub = from_public_hex(text, "payload");
       ASSERT_EQ(secret.has_value(), pub.has_value()) << at << " " << c;
-      if (secret) EXPECT_EQ(*secret, *pub) << at << " " << c;
+      if (secret) {
+        EXPECT_EQ(*secret, *pub) << at << " " << c;
+      }
     }
   }
   std::vector<std::uint8_t> bytes(4099);
@@ -198,6 +219,10 @@ TEST(Hashes, KnownAnswers) {
   EXPECT_EQ(to_hex(crypto::sha512(crypto::as_bytes("abc"))),
             "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd"
             "454d4423643ce80e2a9ac94fa54ca49f");
+  // BLAKE2b-256 (RFC 7693 with a 32-byte output; Python's hashlib.blake2b(digest_size=32) agrees).
+  EXPECT_EQ(to_hex(crypto::blake2b_256(crypto::as_bytes("abc"))),
+            "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319");
+  EXPECT_EQ(to_hex(crypto::blake2b_256({})), "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8");
 }
 
 TEST(Hkdf, Rfc5869TestCase1) {

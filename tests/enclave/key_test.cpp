@@ -65,8 +65,8 @@ TEST(SeedFile, RefusesDirectory) {
   EXPECT_FALSE(load_or_create_seed_file(dir.path() / "d", "key file"));
 }
 
-crypto::Sha256Digest digest_of(int i) {
-  crypto::Sha256Digest d{};
+crypto::Blake2b256Digest digest_of(int i) {
+  crypto::Blake2b256Digest d{};
   d[0] = static_cast<std::uint8_t>(i);
   return d;
 }

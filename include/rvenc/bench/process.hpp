@@ -95,4 +95,17 @@ struct NginxConfig {
 };
 [[nodiscard]] std::string render_nginx_config(const NginxConfig& config);
 
+// One plain proxy hop: nginx forwarding 127.0.0.1:listen_port to 127.0.0.1:upstream_port with the
+// baseline's proxying (HTTP/1.1 keep-alive upstream, no buffering) and nothing added. Two in a row,
+// in front of the engine, are what any two-hop design costs this machine (`rvenc bench`'s
+// embeddings floor compares the gateway and enclave with them).
+struct NginxRelayConfig {
+  std::filesystem::path dir;
+  std::uint16_t listen_port = 0;
+  std::uint16_t upstream_port = 0;
+  unsigned upstream_keepalive = 256;
+  unsigned worker_connections = 8192;
+};
+[[nodiscard]] std::string render_nginx_relay_config(const NginxRelayConfig& config);
+
 }  // namespace rvenc::bench

@@ -14,6 +14,11 @@
 namespace rvenc {
 
 [[nodiscard]] std::string to_hex(std::span<const std::uint8_t> bytes);
+// The same digits for values anyone on the path sees anyway (ciphertexts): sixteen bytes a step in
+// variable time, about twice as fast as libsodium's constant-time encoder `to_hex` uses.
+[[nodiscard]] std::string to_public_hex(std::span<const std::uint8_t> bytes);
+// The same digits appended to `out` (a sealed event written where it goes, no copy).
+void append_public_hex(std::string& out, std::span<const std::uint8_t> bytes);
 
 // Any even-length hex string. `field` names the value in the error message.
 [[nodiscard]] Result<std::vector<std::uint8_t>> from_hex(std::string_view hex, std::string_view field);

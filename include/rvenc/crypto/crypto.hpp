@@ -38,6 +38,7 @@ using Nonce = std::array<std::uint8_t, kAeadNonceBytes>;
 using KeyId = std::array<std::uint8_t, kKeyIdBytes>;
 using Sha256Digest = std::array<std::uint8_t, 32>;
 using Sha512Digest = std::array<std::uint8_t, 64>;
+using Blake2b256Digest = std::array<std::uint8_t, 32>;
 using Ed25519Seed = Secret<kEd25519SeedBytes>;
 using Ed25519PublicKey = std::array<std::uint8_t, kEd25519PublicKeyBytes>;
 using Ed25519Signature = std::array<std::uint8_t, kEd25519SignatureBytes>;
@@ -109,6 +110,9 @@ void hkdf_expand(const Secret<32>& prk, std::string_view info, std::span<std::ui
 // --- Hashes and signatures ----------------------------------------------------------------
 [[nodiscard]] Sha256Digest sha256(std::span<const std::uint8_t> data);
 [[nodiscard]] Sha512Digest sha512(std::span<const std::uint8_t> data);
+// BLAKE2b with a 32-byte output (crypto_generichash): as collision-resistant as SHA-256 and several
+// times faster here, for digests no protocol fixes (the enclave's cache key of a cipherText).
+[[nodiscard]] Blake2b256Digest blake2b_256(std::span<const std::uint8_t> data);
 
 struct Ed25519KeyPair {
   Ed25519PublicKey public_key;

@@ -76,26 +76,26 @@ struct StartKey {
 void lock_memory(void* data, std::size_t size) noexcept;
 void unlock_memory(void* data, std::size_t size) noexcept;
 
-// LRU map SHA-256(cipherText) -> shared secret, at most `capacity` entries; evicted entries are
+// LRU map BLAKE2b-256(cipherText) -> shared secret, at most `capacity` entries; evicted entries are
 // wiped (crypto::Secret). Thread-safe.
 class SharedSecretCache {
  public:
   explicit SharedSecretCache(std::size_t capacity = kDefaultSharedSecretCacheEntries);
 
   // The secret for `digest` (marked most recently used), or nullopt.
-  [[nodiscard]] std::optional<crypto::SharedSecret> find(const crypto::Sha256Digest& digest);
+  [[nodiscard]] std::optional<crypto::SharedSecret> find(const crypto::Blake2b256Digest& digest);
   // Inserts or refreshes; evicts the least recently used entry beyond capacity.
-  void insert(const crypto::Sha256Digest& digest, const crypto::SharedSecret& secret);
+  void insert(const crypto::Blake2b256Digest& digest, const crypto::SharedSecret& secret);
 
   [[nodiscard]] std::size_t size() const;
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
 
  private:
-  using Entry = std::pair<crypto::Sha256Digest, crypto::SharedSecret>;
+  using Entry = std::pair<crypto::Blake2b256Digest, crypto::SharedSecret>;
   std::size_t capacity_;
   mutable std::mutex mutex_;
   std::list<Entry> order_;  // front: most recently used
-  std::unordered_map<crypto::Sha256Digest, std::list<Entry>::iterator, crypto::KeyedBytesHash> index_;
+  std::unordered_map<crypto::Blake2b256Digest, std::list<Entry>::iterator, crypto::KeyedBytesHash> index_;
 };
 
 // The enclave's X-Wing key pair: the seed is locked in memory for the object's lifetime (so the

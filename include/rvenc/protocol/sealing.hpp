@@ -105,6 +105,8 @@ class ResponseSealer {
  private:
   ResponseSealer(Version version, const ResponseSalt& salt, ResponseKeys keys)
       : version_(version), salt_(salt), keys_(std::move(keys)) {}
+  // The next event's ciphertext (advances the counter); nullopt for version 1's plain done marker.
+  [[nodiscard]] std::optional<std::vector<std::uint8_t>> seal_bytes(EventKind kind, std::string_view plaintext);
 
   Version version_;
   ResponseSalt salt_{};
