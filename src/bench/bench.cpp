@@ -83,13 +83,6 @@ std::string chat_body(std::size_t chunks) {
                                       {"max_tokens", chunks}});
 }
 
-void write_file(const fs::path& path, std::string_view content, bool secret = false) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(content.data(), static_cast<std::streamsize>(content.size()));
-  out.close();
-  if (secret) fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
-}
-
 // The progress line: overwritten in place on a terminal; elsewhere (logs) only the steps and
 // the result of each phase, one line each.
 class ProgressLine {
@@ -194,7 +187,6 @@ Status start_stack(Stack& stack, const BenchOptions& options) {
   if (!enclave_parsed || !nginx_port) return fail(Errc::internal_error, "cannot prepare the nginx configuration");
   NginxConfig config;
   config.dir = stack.dir / "nginx";
-  fs::create_directories(config.dir);
   config.listen_port = *nginx_port;
   config.enclave_port = enclave_parsed->port;
   config.gateway_token = gateway_token;
@@ -205,13 +197,9 @@ Status start_stack(Stack& stack, const BenchOptions& options) {
     config.tls_key_file = stack.tls->key_file.string();
     config.tls_suite = std::string(kPinnedTlsSuite);
   }
-  write_file(config.dir / "nginx.conf", render_nginx_config(config), true);
-  stack.nginx = std::make_unique<ChildProcess>(
-      std::vector<std::string>{options.nginx_binary, "-p", config.dir.string(), "-e",
-                               (config.dir / "error.log").string(), "-c", (config.dir / "nginx.conf").string()},
-      stack.dir / "nginx.log");
-  if (!wait_for_port(*nginx_port, kChildStartTimeout))
-    return fail(Errc::internal_error, "nginx did not start: " + stack.nginx->output());
+  auto nginx = start_nginx(options.nginx_binary, config.dir, render_nginx_config(config), *nginx_port);
+  if (!nginx) return std::unexpected(nginx.error());
+  stack.nginx = std::move(*nginx);
   stack.nginx_url = std::string(stack.tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(*nginx_port);
   return {};
 }
@@ -927,53 +915,21 @@ std::vector<Way> make_ways(const BenchOptions& options, const Stack& stack, cons
   return ways;
 }
 
-// Two plain proxy hops in a row in front of the engine (render_nginx_relay_config): what any
-// design with a gateway and an enclave in separate processes costs this machine. Stopped (near
-// hop first) when destroyed.
-struct NginxRelays {
-  std::unique_ptr<ChildProcess> far;   // forwards to the engine
-  std::unique_ptr<ChildProcess> near;  // forwards to `far`; the callers' base URL
-  http::Url base;
-};
-
-Result<NginxRelays> start_nginx_relays(const fs::path& dir, const std::string& nginx_binary, std::uint16_t engine_port) {
-  NginxRelays relays;
-  std::uint16_t upstream = engine_port;
-  for (auto* hop : {&relays.far, &relays.near}) {
-    auto port = free_port();
-    if (!port) return std::unexpected(port.error());
-    NginxRelayConfig config;
-    config.dir = dir / (hop == &relays.far ? "relay-far" : "relay-near");
-    config.listen_port = *port;
-    config.upstream_port = upstream;
-    fs::create_directories(config.dir);
-    write_file(config.dir / "nginx.conf", render_nginx_relay_config(config), true);
-    *hop = std::make_unique<ChildProcess>(
-        std::vector<std::string>{nginx_binary, "-p", config.dir.string(), "-e", (config.dir / "error.log").string(), "-c",
-                                 (config.dir / "nginx.conf").string()},
-        config.dir / "nginx.log");
-    if (!wait_for_port(*port, kChildStartTimeout))
-      return fail(Errc::internal_error, "nginx (a relay hop) did not start: " + (*hop)->output());
-    upstream = *port;
-  }
-  auto base = http::parse_url("http://127.0.0.1:" + std::to_string(upstream));
-  if (!base) return std::unexpected(base.error());
-  relays.base = *base;
-  return relays;
-}
-
 // Embeddings at kEmbeddingsConcurrency callers, direct, through rvenc and through two plain nginx
 // hops: the added latency, and the floor (paced, a one-number answer) that tells the hops' fixed
 // cost from the answer's. Without the relays (nginx failed to start) the rest is still measured.
 void add_embeddings(json::object& report, LoadGenerator& load, const Plan& plan, const Stack& stack,
                     const BenchOptions& options, const std::shared_ptr<http::HttpClient>& direct_http,
                     const http::Url& engine_base, const client::Client& gateway) {
-  auto relays = start_nginx_relays(stack.dir, options.nginx_binary, engine_base.port);
+  // What any design with the gateway and the enclave in separate processes costs this machine.
+  auto relays = start_nginx_relays(options.nginx_binary, stack.dir, engine_base.port);
   if (!relays) report["embeddings_relay_error"] = relays.error().message;
+  http::Url relay_base = engine_base;
+  if (relays) relay_base.port = relays->port;
   const auto paths = [&](const std::string& body) {
     std::vector<LatencyPath> out{{"direct", openai_embeddings_call(direct_http, engine_base, body)},
                                  {"rvenc", sdk_embeddings_call(gateway, json::parse(body).as_object())}};
-    if (relays) out.push_back({"two_nginx_hops", openai_embeddings_call(direct_http, relays->base, body)});
+    if (relays) out.push_back({"two_nginx_hops", openai_embeddings_call(direct_http, relay_base, body)});
     return out;
   };
   auto embeddings = embeddings_phase(load, plan.e2e_window, paths(embeddings_body()));
@@ -1052,7 +1008,7 @@ Result<json::object> run_bench(const BenchOptions& options) {
     return std::unexpected(e2e.error());
   if (runner.find_way("direct") != nullptr && runner.find_way("rvenc") != nullptr) {
     progress.show("rvenc bench: embeddings, batches of " + std::to_string(kEngineEmbeddingBatch) + " inputs at " +
-                  std::to_string(kEmbeddingsConcurrency) + " callers, direct and through rvenc");
+                  std::to_string(kEmbeddingsConcurrency) + " callers, direct, through rvenc and through two nginx hops");
     add_embeddings(report, load, plan, stack, options, direct_http, *engine_base, clients->gateway);
   }
   progress.finish_line();

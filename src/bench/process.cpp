@@ -305,6 +305,38 @@ std::string render_nginx_relay_config(const NginxRelayConfig& c) {
   return out.str();
 }
 
+Result<std::unique_ptr<ChildProcess>> start_nginx(const std::string& binary, const std::filesystem::path& dir,
+                                                  std::string_view config_text, std::uint16_t port) {
+  std::filesystem::create_directories(dir);
+  write_secret(dir / "nginx.conf", config_text);
+  auto nginx = std::make_unique<ChildProcess>(
+      std::vector<std::string>{binary, "-p", dir.string(), "-e", (dir / "error.log").string(), "-c",
+                               (dir / "nginx.conf").string()},
+      dir / "nginx.log");
+  if (!wait_for_port(port, kChildStartTimeout))
+    return fail(Errc::internal_error, "nginx (" + dir.filename().string() + ") did not start: " + nginx->output());
+  return nginx;
+}
+
+Result<NginxRelays> start_nginx_relays(const std::string& binary, const std::filesystem::path& dir,
+                                       std::uint16_t upstream_port) {
+  NginxRelays relays;
+  for (auto* hop : {&relays.far, &relays.near}) {
+    auto port = free_port();
+    if (!port) return std::unexpected(port.error());
+    NginxRelayConfig config;
+    config.dir = dir / (hop == &relays.far ? "relay-far" : "relay-near");
+    config.listen_port = *port;
+    config.upstream_port = upstream_port;
+    auto started = start_nginx(binary, config.dir, render_nginx_relay_config(config), *port);
+    if (!started) return std::unexpected(started.error());
+    *hop = std::move(*started);
+    upstream_port = *port;
+  }
+  relays.port = upstream_port;
+  return relays;
+}
+
 void write_secret(const std::filesystem::path& path, std::string_view content) {
   std::ofstream(path, std::ios::binary | std::ios::trunc).write(content.data(), static_cast<std::streamsize>(content.size()));
   std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);

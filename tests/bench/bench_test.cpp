@@ -197,6 +197,41 @@ TEST(Nginx, RelayConfigIsOnePlainHop) {
   EXPECT_EQ(text.find("X-Rvenc"), std::string::npos);
 }
 
+// The embeddings phase's two plain hops: real nginx processes in a row that hand the engine's
+// answer through unchanged, and stop with their handle (the near hop's port then refuses).
+TEST(Nginx, TwoRelayHopsForwardTheEnginesAnswerUnchanged) {
+  const std::string nginx = "/usr/sbin/nginx";
+  if (::access(nginx.c_str(), X_OK) != 0) GTEST_SKIP() << "no " << nginx << " (scripts/setup.sh installs nginx-light)";
+  auto engine = FastEngine::start();
+  ASSERT_TRUE(engine);
+  auto base = http::parse_url((*engine)->url());
+  ASSERT_TRUE(base);
+  const test::TempDir dir;
+  std::uint16_t port = 0;
+  {
+    auto relays = start_nginx_relays(nginx, dir.path(), base->port);
+    ASSERT_TRUE(relays) << relays.error().message;
+    ASSERT_NE(relays->port, base->port);
+    port = relays->port;
+    http::Url through = *base;
+    through.port = relays->port;
+    auto client = std::make_shared<http::HttpClient>();
+    boost::asio::io_context io;
+    auto answer = boost::asio::co_spawn(
+        io,
+        [&]() -> http::awaitable<std::string> {
+          auto response = co_await client->request(
+              through, http::make_request(http::Verb::post, through.join("/v1/embeddings"), R"({"model":"m","input":["a"]})"),
+              http::Timeouts{});
+          co_return response ? response->body() : "failed: " + response.error().message;
+        },
+        boost::asio::use_future);
+    io.run();
+    EXPECT_EQ(answer.get(), FastEngine::embeddings_answer());
+  }
+  EXPECT_FALSE(wait_for_port(port, std::chrono::milliseconds(200)));
+}
+
 TEST(Report, ProxyCpuSplitsIntoPerRequestAndPerChunk) {
   // 10 us per request + 2 us per chunk, with requests cut at the window's edges in the counts.
   const boost::json::object one_chunk{{"requests", 1000}, {"chunks", 1000}, {"proxy_cpu_s", 0.012}};

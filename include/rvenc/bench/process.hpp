@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -107,5 +108,22 @@ struct NginxRelayConfig {
   unsigned worker_connections = 8192;
 };
 [[nodiscard]] std::string render_nginx_relay_config(const NginxRelayConfig& config);
+
+// nginx running `config_text`, written to DIR/nginx.conf (owner-only: it may hold the gateway
+// token) with its logs in DIR; returns once 127.0.0.1:port accepts, else internal_error with
+// nginx's output.
+[[nodiscard]] Result<std::unique_ptr<ChildProcess>> start_nginx(const std::string& binary,
+                                                                const std::filesystem::path& dir,
+                                                                std::string_view config_text, std::uint16_t port);
+
+// Two relay hops in a row (DIR/relay-far forwarding to `upstream_port`, DIR/relay-near to it);
+// callers use `port`, the near hop's. Destroyed near hop first.
+struct NginxRelays {
+  std::unique_ptr<ChildProcess> far;
+  std::unique_ptr<ChildProcess> near;
+  std::uint16_t port = 0;
+};
+[[nodiscard]] Result<NginxRelays> start_nginx_relays(const std::string& binary, const std::filesystem::path& dir,
+                                                     std::uint16_t upstream_port);
 
 }  // namespace rvenc::bench
